@@ -1,0 +1,233 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default() is invalid: %v", err)
+	}
+}
+
+func TestParseOverridesDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+queues:
+  maxQueuedMessages: 5
+  overflowPolicy: RejectPublish
+sessions:
+  maxSessionExpiry: 48h
+  defaultSessionExpiry: 3600
+durability:
+  mode: interval
+  interval: 10ms
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queues.MaxQueuedMessages != 5 || c.Queues.OverflowPolicy != OverflowRejectPublish {
+		t.Errorf("queues = %+v", c.Queues)
+	}
+	if c.Queues.MaxQueuedBytes != Default().Queues.MaxQueuedBytes {
+		t.Errorf("unset field lost its default: %d", c.Queues.MaxQueuedBytes)
+	}
+	if c.Sessions.MaxSessionExpiry.D() != 48*time.Hour || c.Sessions.DefaultSessionExpiry.D() != time.Hour {
+		t.Errorf("sessions = %+v", c.Sessions)
+	}
+	if c.Durability.Interval.D() != 10*time.Millisecond {
+		t.Errorf("interval = %s", c.Durability.Interval)
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Diff(Default(), c) != nil {
+		t.Errorf("empty file differs from defaults: %v", Diff(Default(), c))
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	cases := map[string]struct {
+		yaml  string
+		field string
+	}{
+		"unknown field":      {"queues:\n  maxQueuedMesages: 3\n", "maxQueuedMesages"},
+		"bad policy":         {"queues:\n  overflowPolicy: DropAll\n", "queues.overflowPolicy"},
+		"zero queue":         {"queues:\n  maxQueuedMessages: 0\n", "queues.maxQueuedMessages"},
+		"bad durability":     {"durability:\n  mode: fast\n", "durability.mode"},
+		"bad duration":       {"sessions:\n  maxSessionExpiry: forever\n", "line 2"},
+		"default above max":  {"sessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 2h\n", "sessions.defaultSessionExpiry"},
+		"no listeners":       {"listeners:\n  mqtt:\n    address: \"\"\n", "listeners"},
+		"bad address":        {"listeners:\n  mqtt:\n    address: nowhere\n", "listeners.mqtt.address"},
+		"tls without cert":   {"listeners:\n  tls:\n    address: 127.0.0.1:8883\n", "listeners.tls.certFile"},
+		"small packets":      {"limits:\n  maxPacketSize: 10\n", "limits.maxPacketSize"},
+		"short client ids":   {"limits:\n  maxClientIDLength: 5\n", "limits.maxClientIDLength"},
+		"bad acl access":     {"auth:\n  acl:\n  - {user: a, topic: x, access: all}\n", "auth.acl[0].access"},
+		"bad log level":      {"logLevel: loud\n", "logLevel"},
+		"fractional expiry":  {"sessions:\n  maxSessionExpiry: 1500ms\n  defaultSessionExpiry: 1s\n", "sessions.maxSessionExpiry"},
+		"interval mode zero": {"durability:\n  mode: interval\n  interval: 0s\n", "durability.interval"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error %q does not name %q", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestValidateReturnsFieldErrors(t *testing.T) {
+	c := Default()
+	c.Queues.MaxQueuedBytes = 0
+	c.Limits.MaxInflight = 0
+	err := c.Validate()
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("want *FieldError, got %T", err)
+	}
+	if n := strings.Count(err.Error(), "config: "); n != 2 {
+		t.Errorf("want both problems reported, got %q", err)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c := Default()
+	yes := true
+	c.Auth.AllowAnonymous = &yes
+	c.Auth.ACL = []ACLRule{{User: "alice", Topic: "sensors/%u/#", Access: "readwrite"}}
+	c.ConfigGeneration = 7
+	b, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(b)
+	if err != nil {
+		t.Fatalf("re-parse: %v\n%s", err, b)
+	}
+	if d := Diff(c, got); d != nil {
+		t.Errorf("round trip changed %v\n%s", d, b)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bollard.yaml")
+	if err := os.WriteFile(p, []byte("logLevel: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil || c.LogLevel != "debug" {
+		t.Fatalf("Load = %v, %v", c, err)
+	}
+	if err := os.WriteFile(p, []byte("logLevel: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "logLevel") {
+		t.Errorf("Load error %q should name the file and the field", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestDiffClassifiesChanges(t *testing.T) {
+	cases := map[string]struct {
+		mutate  func(*Config)
+		restart bool
+		field   string
+	}{
+		"queue limit":    {func(c *Config) { c.Queues.MaxQueuedMessages = 1 }, false, "queues.maxQueuedMessages"},
+		"overflow":       {func(c *Config) { c.Queues.OverflowPolicy = OverflowDropNewest }, false, "queues.overflowPolicy"},
+		"expiry cap":     {func(c *Config) { c.Sessions.MaxSessionExpiry = Duration(time.Hour) }, false, "sessions.maxSessionExpiry"},
+		"acl":            {func(c *Config) { c.Auth.ACL = []ACLRule{{Topic: "#", Access: "deny"}} }, false, "auth.acl"},
+		"log level":      {func(c *Config) { c.LogLevel = "debug" }, false, "logLevel"},
+		"generation":     {func(c *Config) { c.ConfigGeneration = 3 }, false, "configGeneration"},
+		"listener":       {func(c *Config) { c.Listeners.MQTT.Address = "127.0.0.1:1884" }, true, "listeners.mqtt.address"},
+		"durability":     {func(c *Config) { c.Durability.Mode = DurabilityNone }, true, "durability.mode"},
+		"data dir":       {func(c *Config) { c.DataDir = "/data" }, true, "dataDir"},
+		"websocket path": {func(c *Config) { c.Listeners.WebSocket.Path = "/ws" }, true, "listeners.websocket.path"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			old := Default()
+			n := old.Clone()
+			tc.mutate(n)
+			d := Diff(old, n)
+			if len(d) != 1 || d[0].Field != tc.field {
+				t.Fatalf("Diff = %v, want only %s", d, tc.field)
+			}
+			if NeedsRestart(d) != tc.restart {
+				t.Errorf("NeedsRestart = %v, want %v", !tc.restart, tc.restart)
+			}
+			if (RestartHash(old) != RestartHash(n)) != tc.restart {
+				t.Errorf("RestartHash changed = %v, want %v", !tc.restart, tc.restart)
+			}
+		})
+	}
+}
+
+func TestEveryFieldIsClassified(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range Fields() {
+		if f.Class != Hot && f.Class != Restart {
+			t.Errorf("%s has reload class %q", f.Field, f.Class)
+		}
+		if seen[f.Field] {
+			t.Errorf("%s listed twice", f.Field)
+		}
+		seen[f.Field] = true
+	}
+	if !seen["queues.maxQueuedMessages"] || !seen["listeners.tls.certFile"] {
+		t.Errorf("Fields() misses known fields: %v", Fields())
+	}
+}
+
+func TestAnonymousAllowed(t *testing.T) {
+	yes, no := true, false
+	cases := map[string]struct {
+		mutate func(*Config)
+		want   bool
+	}{
+		"loopback default":  {func(*Config) {}, true},
+		"localhost":         {func(c *Config) { c.Listeners.MQTT.Address = "localhost:1883" }, true},
+		"all interfaces":    {func(c *Config) { c.Listeners.MQTT.Address = ":1883" }, false},
+		"explicit true":     {func(c *Config) { c.Listeners.MQTT.Address = ":1883"; c.Auth.AllowAnonymous = &yes }, true},
+		"explicit false":    {func(c *Config) { c.Auth.AllowAnonymous = &no }, false},
+		"users configured":  {func(c *Config) { c.Auth.UsersFile = "/etc/users" }, false},
+		"non-loopback ws":   {func(c *Config) { c.Listeners.WebSocket.Address = "0.0.0.0:8081" }, false},
+		"ipv6 loopback tls": {func(c *Config) { c.Listeners.TLS.Address = "[::1]:8883" }, true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(c)
+			if got := c.AnonymousAllowed(); got != tc.want {
+				t.Errorf("AnonymousAllowed = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	c := Default()
+	yes := true
+	c.Auth.AllowAnonymous = &yes
+	c.Auth.ACL = []ACLRule{{Topic: "a", Access: "deny"}}
+	n := c.Clone()
+	*n.Auth.AllowAnonymous = false
+	n.Auth.ACL[0].Topic = "b"
+	if !*c.Auth.AllowAnonymous || c.Auth.ACL[0].Topic != "a" {
+		t.Error("Clone shares memory with the original")
+	}
+}

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MaxPacketSizeLimit is the largest packet MQTT can express (remaining
+// length 268,435,455 plus a 5-byte fixed header).
+const MaxPacketSizeLimit = 268435455 + 5
+
+// maxExpiry is the largest MQTT 5.0 session expiry interval, in seconds
+// (0xFFFFFFFF means "never" in the protocol; we always grant a finite one).
+const maxExpiry = Duration(math.MaxUint32-1) * Duration(time.Second)
+
+// FieldError is a validation error about one field, named by its path in
+// the file (for example "queues.maxQueuedMessages").
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Msg }
+
+// Validate checks c and returns every problem found, each a *FieldError,
+// joined with errors.Join.
+func (c *Config) Validate() error {
+	var v validator
+	c.validateListeners(&v)
+	c.validateStorage(&v)
+	c.validateSessions(&v)
+	c.validateQueues(&v)
+	c.validateLimits(&v)
+	c.validateAuth(&v)
+	v.check(slices.Contains(logLevels, c.LogLevel), "logLevel", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.LogLevel)
+	v.check(c.DrainTimeout > 0, "drainTimeout", "must be positive, got %s", c.DrainTimeout)
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) check(ok bool, field, format string, args ...any) {
+	if !ok {
+		v.errs = append(v.errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+}
+
+func (v *validator) address(field, addr string) {
+	if addr == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	v.check(err == nil && port != "", field, "must be host:port, got %q", addr)
+}
+
+func (c *Config) validateListeners(v *validator) {
+	l := c.Listeners
+	v.check(l.MQTT.Address != "" || l.TLS.Address != "" || l.WebSocket.Address != "",
+		"listeners", "at least one of mqtt, tls or websocket must have an address")
+	v.address("listeners.mqtt.address", l.MQTT.Address)
+	v.address("listeners.tls.address", l.TLS.Address)
+	v.address("listeners.websocket.address", l.WebSocket.Address)
+	v.address("admin.address", c.Admin.Address)
+	if l.TLS.Address != "" {
+		v.check(l.TLS.CertFile != "", "listeners.tls.certFile", "is required when the TLS listener is enabled")
+		v.check(l.TLS.KeyFile != "", "listeners.tls.keyFile", "is required when the TLS listener is enabled")
+	}
+	v.check(!l.TLS.RequireClientCert || l.TLS.ClientCAFile != "", "listeners.tls.clientCAFile",
+		"is required when requireClientCert is true")
+	v.check(strings.HasPrefix(l.WebSocket.Path, "/"), "listeners.websocket.path", "must start with /, got %q", l.WebSocket.Path)
+}
+
+func (c *Config) validateStorage(v *validator) {
+	modes := []string{DurabilitySync, DurabilityInterval, DurabilityNone}
+	v.check(slices.Contains(modes, c.Durability.Mode), "durability.mode", "must be one of %s, got %q",
+		strings.Join(modes, ", "), c.Durability.Mode)
+	v.check(c.Durability.Mode != DurabilityInterval || c.Durability.Interval > 0,
+		"durability.interval", "must be positive in interval mode, got %s", c.Durability.Interval)
+	v.check(c.Durability.Mode == DurabilityNone || c.DataDir != "", "dataDir", "is required unless durability.mode is none")
+}
+
+func (c *Config) validateSessions(v *validator) {
+	s := c.Sessions
+	v.check(s.MaxSessionExpiry >= 0 && s.MaxSessionExpiry <= maxExpiry, "sessions.maxSessionExpiry",
+		"must be between 0 and %s, got %s", maxExpiry, s.MaxSessionExpiry)
+	v.check(s.MaxSessionExpiry%Duration(time.Second) == 0, "sessions.maxSessionExpiry", "must be whole seconds, got %s", s.MaxSessionExpiry)
+	v.check(s.DefaultSessionExpiry > 0, "sessions.defaultSessionExpiry",
+		"must be positive: 3.1.1 persistent sessions need a finite expiry, got %s", s.DefaultSessionExpiry)
+	v.check(s.DefaultSessionExpiry <= s.MaxSessionExpiry, "sessions.defaultSessionExpiry",
+		"must not exceed sessions.maxSessionExpiry (%s), got %s", s.MaxSessionExpiry, s.DefaultSessionExpiry)
+}
+
+func (c *Config) validateQueues(v *validator) {
+	q := c.Queues
+	policies := []string{OverflowDropOldest, OverflowDropNewest, OverflowRejectPublish}
+	v.check(q.MaxQueuedMessages >= 1, "queues.maxQueuedMessages", "must be at least 1, got %d", q.MaxQueuedMessages)
+	v.check(q.MaxQueuedBytes >= 1, "queues.maxQueuedBytes", "must be at least 1, got %d", q.MaxQueuedBytes)
+	v.check(slices.Contains(policies, q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
+		strings.Join(policies, ", "), q.OverflowPolicy)
+	v.check(q.MaxStoreBytes >= 0, "queues.maxStoreBytes", "must be 0 (no limit) or positive, got %d", q.MaxStoreBytes)
+}
+
+func (c *Config) validateLimits(v *validator) {
+	l := c.Limits
+	v.check(l.MaxConnections >= 0, "limits.maxConnections", "must be 0 (no limit) or positive, got %d", l.MaxConnections)
+	v.check(l.MaxPacketSize >= 128 && l.MaxPacketSize <= MaxPacketSizeLimit, "limits.maxPacketSize",
+		"must be between 128 and %d, got %d", MaxPacketSizeLimit, l.MaxPacketSize)
+	v.check(l.MaxInflight >= 1, "limits.maxInflight", "must be at least 1, got %d", l.MaxInflight)
+	v.check(l.MaxSubscriptionsPerClient >= 1, "limits.maxSubscriptionsPerClient", "must be at least 1, got %d", l.MaxSubscriptionsPerClient)
+	// [MQTT-3.1.3-5] servers must accept client identifiers of 1 to 23 bytes.
+	v.check(l.MaxClientIDLength >= 23 && l.MaxClientIDLength <= 65535, "limits.maxClientIDLength",
+		"must be between 23 and 65535, got %d", l.MaxClientIDLength)
+	v.check(l.ConnectTimeout > 0, "limits.connectTimeout", "must be positive, got %s", l.ConnectTimeout)
+	v.check(l.MaxKeepAlive >= 0 && l.MaxKeepAlive <= Duration(65535*time.Second), "limits.maxKeepAlive",
+		"must be between 0 (no cap) and 65535s, got %s", l.MaxKeepAlive)
+	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
+}
+
+func (c *Config) validateAuth(v *validator) {
+	access := []string{"publish", "subscribe", "readwrite", "deny"}
+	for i, r := range c.Auth.ACL {
+		f := fmt.Sprintf("auth.acl[%d]", i)
+		v.check(r.Topic != "", f+".topic", "must not be empty")
+		v.check(slices.Contains(access, r.Access), f+".access", "must be one of %s, got %q", strings.Join(access, ", "), r.Access)
+	}
+}
+
+// AnonymousAllowed reports whether clients without credentials may connect:
+// Auth.AllowAnonymous when set; otherwise only when every enabled listener
+// is on a loopback address and no users file is configured.
+func (c *Config) AnonymousAllowed() bool {
+	if c.Auth.AllowAnonymous != nil {
+		return *c.Auth.AllowAnonymous
+	}
+	if c.Auth.UsersFile != "" {
+		return false
+	}
+	for _, a := range []string{c.Listeners.MQTT.Address, c.Listeners.TLS.Address, c.Listeners.WebSocket.Address} {
+		if a != "" && !isLoopback(a) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
