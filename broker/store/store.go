@@ -1,0 +1,42 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors returned by stores; test with errors.Is.
+var (
+	// ErrClosed is returned by operations on a closed store.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt wraps problems with the stored data itself.
+	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrNotFound is returned when a referenced record does not exist.
+	ErrNotFound = errors.New("store: not found")
+)
+
+// Store persists broker state. Implementations are safe for concurrent use.
+//
+// Durability: Commit returns once the batch is as durable as the store's
+// mode promises (for the durable store in sync mode: fsynced; concurrent
+// commits share one fsync). A batch with NoSync set may return before it is
+// fsynced, but is still ordered before every later batch.
+type Store interface {
+	// LoadSessions calls fn for every stored session, in client ID order.
+	LoadSessions(fn func(*SessionState) error) error
+	// LoadRetained calls fn for every retained message.
+	LoadRetained(fn func(*Message) error) error
+	// ReadQueue calls fn with the queue entries of clientID whose Seq is
+	// greater than afterSeq, in Seq order, each with its message, until fn
+	// returns false or limit entries were read (limit <= 0: no limit).
+	ReadQueue(clientID string, afterSeq uint64, limit int, fn func(QueueEntry, *Message) bool) error
+	// NextMessageID returns a new message ID, greater than every ID issued
+	// before, including before a restart.
+	NextMessageID() uint64
+	// Commit applies b atomically.
+	Commit(ctx context.Context, b *Batch) error
+	// Stats summarises the store.
+	Stats() Stats
+	// Close flushes and closes the store.
+	Close() error
+}
