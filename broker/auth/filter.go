@@ -1,0 +1,144 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file holds the topic matching that ACLs need. It mirrors the rules of
+// broker/topic (MQTT 3.1.1 section 4.7) but works on filters as well as
+// names; auth imports no other broker package, so it keeps its own copy.
+
+// maxLevels bounds the levels split onto the stack before spilling.
+const maxLevels = 16
+
+// splitLevels appends the levels of s to dst.
+func splitLevels(dst []string, s string) []string {
+	for {
+		level, rest, more := strings.Cut(s, "/")
+		dst = append(dst, level)
+		if !more {
+			return dst
+		}
+		s = rest
+	}
+}
+
+func isDollar(level string) bool { return strings.HasPrefix(level, "$") }
+
+// matches reports whether filter p matches topic name t (both as levels).
+func matches(p, t []string) bool {
+	if len(t) > 0 && isDollar(t[0]) && (p[0] == "+" || p[0] == "#") { // [MQTT-4.7.2-1]
+		return false
+	}
+	for i, level := range p {
+		if level == "#" {
+			return true // matches the parent level too [MQTT-4.7.1-2]
+		}
+		if i >= len(t) || (level != "+" && level != t[i]) {
+			return false
+		}
+	}
+	return len(p) == len(t)
+}
+
+// covers reports whether every topic name that filter f matches is also
+// matched by filter p.
+func covers(p, f []string) bool {
+	for i := 0; ; i++ {
+		if i == len(p) {
+			return i == len(f)
+		}
+		if p[i] == "#" {
+			// Every remaining level, and none, except a leading '$'
+			// level, which a leading '#' does not match [MQTT-4.7.2-1].
+			return i > 0 || !isDollar(f[0])
+		}
+		if i == len(f) || f[i] == "#" {
+			// f matches topics shorter ("a/#" matches "a") or longer than
+			// any that p's remaining non-'#' level allows.
+			return false
+		}
+		switch {
+		case p[i] == "+":
+			if i == 0 && isDollar(f[i]) {
+				return false
+			}
+		case p[i] != f[i]: // a literal covers only itself, not '+'
+			return false
+		}
+	}
+}
+
+// overlaps reports whether some topic name is matched by both filters.
+func overlaps(a, b []string) bool {
+	for i := 0; ; i++ {
+		switch {
+		case i == len(a) && i == len(b):
+			return true
+		case i == len(a):
+			return b[i] == "#" // "a/#" matches "a"
+		case i == len(b):
+			return a[i] == "#"
+		}
+		x, y := a[i], b[i]
+		if x == "#" || y == "#" {
+			// '#' takes whatever the other side needs from here on,
+			// except a literal '$' first level [MQTT-4.7.2-1].
+			return i > 0 || !(isLiteral(x) && isDollar(x) || isLiteral(y) && isDollar(y))
+		}
+		switch {
+		case x == "+" && y == "+":
+		case x == "+":
+			if i == 0 && isDollar(y) {
+				return false
+			}
+		case y == "+":
+			if i == 0 && isDollar(x) {
+				return false
+			}
+		case x != y:
+			return false
+		}
+	}
+}
+
+func isLiteral(level string) bool { return level != "+" && level != "#" }
+
+// errFilter is wrapped by validateFilter's errors.
+var errFilter = errors.New("invalid topic filter")
+
+// validateFilter checks the syntax of a topic filter (see broker/topic).
+func validateFilter(s string) error {
+	switch {
+	case s == "" || len(s) > 65535:
+		return errFilter
+	case !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0:
+		return errFilter
+	}
+	levels := splitLevels(nil, s)
+	for i, level := range levels {
+		if strings.Contains(level, "#") && (level != "#" || i != len(levels)-1) {
+			return errFilter
+		}
+		if strings.Contains(level, "+") && level != "+" {
+			return errFilter
+		}
+	}
+	return nil
+}
+
+// innerFilter strips a "$share/{group}/" prefix; ok is false for a malformed
+// shared subscription.
+func innerFilter(filter string) (inner string, ok bool) {
+	rest, shared := strings.CutPrefix(filter, "$share/")
+	if !shared {
+		return filter, true
+	}
+	group, inner, found := strings.Cut(rest, "/")
+	if group == "" || !found || inner == "" || strings.ContainsAny(group, "+#") {
+		return "", false
+	}
+	return inner, true
+}
