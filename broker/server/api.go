@@ -1,0 +1,132 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	logger *slog.Logger
+	clock  func() time.Time
+	auth   Authenticator
+}
+
+// WithLogger sets the structured logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithClock injects the wall clock used for session and message expiry,
+// will delays and persisted timestamps (default time.Now). Keep alive and
+// write deadlines always use real time.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithAuthenticator replaces the authenticator built from the config.
+func WithAuthenticator(a Authenticator) Option { return func(o *options) { o.auth = a } }
+
+// Credentials are what a CONNECT presents.
+type Credentials struct {
+	ClientID    string
+	Username    string
+	HasUsername bool
+	Password    []byte
+	HasPassword bool
+}
+
+// Action is an operation checked by the ACL.
+type Action int
+
+// ACL actions.
+const (
+	ActionPublish Action = iota + 1
+	ActionSubscribe
+)
+
+// Authenticator authenticates connecting clients and authorizes their
+// publishes and subscriptions. Implementations are safe for concurrent use.
+type Authenticator interface {
+	// Authenticate returns the principal (the username; "" for anonymous
+	// clients) or ok=false when the client must be refused.
+	Authenticate(c Credentials) (principal string, ok bool)
+	// Authorize reports whether principal (connected as clientID) may
+	// perform action on topic (a topic name for publish, a filter for
+	// subscribe).
+	Authorize(principal, clientID string, action Action, topic string) bool
+}
+
+// Drop reasons, the keys of Stats.Drops. Every message the broker discards
+// without delivering it is counted under one of them (and logged).
+const (
+	// DropQueueFull: a session's queue limit dropped a message (policy
+	// DropOldest or DropNewest).
+	DropQueueFull = "queue_full"
+	// DropQuotaRejected: a session's queue was full under RejectPublish.
+	DropQuotaRejected = "quota_rejected"
+	// DropStoreFull: the global store byte budget was reached.
+	DropStoreFull = "store_full"
+	// DropExpired: the message expiry interval ran out while queued.
+	DropExpired = "expired"
+	// DropSlowConsumer: a QoS 0 message met a full outbound buffer.
+	DropSlowConsumer = "slow_consumer"
+	// DropTooLarge: the message exceeds the client's Maximum Packet Size.
+	DropTooLarge = "too_large"
+	// DropQoS0Offline: a QoS 0 message for an offline session (queueQoS0 off).
+	DropQoS0Offline = "qos0_offline"
+	// DropSessionExpired: messages still queued when their session expired.
+	DropSessionExpired = "session_expired"
+	// DropNotAuthorized: a publish denied by the ACL.
+	DropNotAuthorized = "not_authorized"
+)
+
+// Stats is a snapshot of the broker's counters for /metrics and /v1/status.
+type Stats struct {
+	// Connections is the number of open client connections (after CONNECT).
+	Connections int64
+	// SessionsOnline and SessionsOffline count sessions by connection state.
+	SessionsOnline  int64
+	SessionsOffline int64
+	// QueuedMessages and QueuedBytes sum the queues of all sessions.
+	QueuedMessages int64
+	QueuedBytes    int64
+	// Retained is the number of retained messages.
+	Retained int64
+	// Drops counts discarded messages by reason (the Drop* constants).
+	Drops map[string]uint64
+	// MessagesIn and MessagesOut count PUBLISH packets by QoS.
+	MessagesIn  [3]uint64
+	MessagesOut [3]uint64
+	// BytesIn and BytesOut count bytes read from and written to clients.
+	BytesIn  uint64
+	BytesOut uint64
+	// Commit is the latency of store commits that acknowledge publishes
+	// (including the fsync in sync mode).
+	Commit Histogram
+	// ConfigGeneration is the generation of the applied configuration.
+	ConfigGeneration int64
+}
+
+// Histogram is latency histogram data in the Prometheus layout.
+type Histogram struct {
+	// Buckets maps an upper bound in seconds to the cumulative count of
+	// observations at or below it.
+	Buckets map[float64]uint64
+	// Count and Sum (seconds) cover all observations.
+	Count uint64
+	Sum   float64
+}
+
+// SessionInfo describes one session for /v1/sessions.
+type SessionInfo struct {
+	ClientID        string    `json:"clientID"`
+	Principal       string    `json:"principal"`
+	Online          bool      `json:"online"`
+	ProtocolVersion byte      `json:"protocolVersion"`
+	Persistent      bool      `json:"persistent"`
+	ExpiryInterval  uint32    `json:"expiryIntervalSeconds"`
+	ExpiresAt       time.Time `json:"expiresAt,omitzero"`
+	QueuedMessages  int64     `json:"queuedMessages"`
+	QueuedBytes     int64     `json:"queuedBytes"`
+	Inflight        int       `json:"inflight"`
+	Subscriptions   int       `json:"subscriptions"`
+}

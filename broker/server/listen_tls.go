@@ -1,0 +1,122 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/config"
+)
+
+// certRecheckInterval bounds how often the certificate files are checked
+// for changes: a rotated certificate (for example a Kubernetes Secret
+// updated by cert-manager) is picked up by new connections without a
+// restart.
+const certRecheckInterval = 5 * time.Second
+
+// bindTLS binds a TLS listener (TLS 1.2 or later) with the certificate,
+// key and optional client CAs of cfg.
+func (s *ListenerSet) bindTLS(addr string, cfg config.TLSListener) (*boundListener, error) {
+	tc, err := serverTLSConfig(cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return s.streamListener(ListenerTLS, tls.NewListener(ln, tc)), nil
+}
+
+// serverTLSConfig builds the listener's tls.Config. The key pair is loaded
+// now, so that a bad file stops the start with a clear error, and reloaded
+// when the files change.
+func serverTLSConfig(cfg config.TLSListener, log *slog.Logger) (*tls.Config, error) {
+	certs := &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: log}
+	if err := certs.load(); err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.getCertificate,
+	}
+	if cfg.ClientCAFile != "" {
+		pool, err := loadCertPool(cfg.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if cfg.RequireClientCert {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// loadCertPool reads PEM certificates from path.
+func loadCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("listeners.tls.clientCAFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("listeners.tls.clientCAFile: no PEM certificate found in %s", path)
+	}
+	return pool, nil
+}
+
+// certReloader serves a key pair from files, reloading it when either
+// file's modification time or size changes. A reload that fails keeps the
+// previous pair.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	stamp     string
+	checkedAt time.Time
+}
+
+func (r *certReloader) load() error {
+	stamp := fileStamp(r.certFile) + "|" + fileStamp(r.keyFile)
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("listeners.tls.certFile/keyFile: %w", err)
+	}
+	r.cert, r.stamp, r.checkedAt = &c, stamp, time.Now()
+	return nil
+}
+
+func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checkedAt) >= certRecheckInterval {
+		r.checkedAt = time.Now()
+		if fileStamp(r.certFile)+"|"+fileStamp(r.keyFile) != r.stamp {
+			if err := r.load(); err != nil { // keep serving the previous pair
+				r.log.Error("TLS certificate reload failed; keeping the previous one", "err", err)
+			} else {
+				r.log.Info("TLS certificate reloaded", "certFile", r.certFile)
+			}
+		}
+	}
+	return r.cert, nil
+}
+
+// fileStamp identifies a file version by size and modification time,
+// following symlinks (Kubernetes Secret volumes swap a symlink).
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d@%d", fi.Size(), fi.ModTime().UnixNano())
+}
