@@ -1,6 +1,20 @@
 package store
 
+import "strconv"
+
 // OpKind is the kind of a batch operation.
+//
+// Validation rules, checked by Commit against the stored state and the
+// operations earlier in the same batch (a violation fails the whole batch):
+//   - OpPutSubscription, OpEnqueue and OpPutInboundQoS2 need the session to
+//     exist (ErrNotFound otherwise).
+//   - OpPutMessage needs an ID > 0 that is not already stored (ErrInvalid).
+//   - OpEnqueue needs its message to exist (ErrNotFound) and a Seq greater
+//     than the session's QueueStats.LastSeq (ErrInvalid): queues only grow
+//     at the tail.
+//   - OpUpdateEntry and OpDequeue need the entry to exist (ErrNotFound).
+//   - Deleting something that does not exist (session, subscription,
+//     inbound QoS 2 packet ID, retained message) is not an error.
 type OpKind byte
 
 // Batch operation kinds.
@@ -17,7 +31,8 @@ const (
 	OpPutMessage
 	OpEnqueue
 	// OpUpdateEntry rewrites an existing entry's State, PacketID, QoS and
-	// Retain (for example when it is sent or released).
+	// Retain (for example when it is sent or released). Its MessageID and
+	// SubscriptionIDs are kept as stored.
 	OpUpdateEntry
 	// OpDequeue removes an entry; the message goes with its last reference.
 	OpDequeue
@@ -26,6 +41,29 @@ const (
 	OpPutRetained
 	OpDeleteRetained
 )
+
+var opKindNames = [...]string{
+	OpPutSession:         "PutSession",
+	OpDeleteSession:      "DeleteSession",
+	OpPutSubscription:    "PutSubscription",
+	OpDeleteSubscription: "DeleteSubscription",
+	OpPutMessage:         "PutMessage",
+	OpEnqueue:            "Enqueue",
+	OpUpdateEntry:        "UpdateEntry",
+	OpDequeue:            "Dequeue",
+	OpPutInboundQoS2:     "PutInboundQoS2",
+	OpDeleteInboundQoS2:  "DeleteInboundQoS2",
+	OpPutRetained:        "PutRetained",
+	OpDeleteRetained:     "DeleteRetained",
+}
+
+// String names the kind, for error messages.
+func (k OpKind) String() string {
+	if int(k) < len(opKindNames) && opKindNames[k] != "" {
+		return opKindNames[k]
+	}
+	return "OpKind(" + strconv.Itoa(int(k)) + ")"
+}
 
 // Op is one operation of a batch. Which fields are used depends on Kind.
 type Op struct {

@@ -13,6 +13,9 @@ var (
 	ErrCorrupt = errors.New("store: corrupt data")
 	// ErrNotFound is returned when a referenced record does not exist.
 	ErrNotFound = errors.New("store: not found")
+	// ErrInvalid is returned by Commit for a batch operation that breaks
+	// the rules of its OpKind (see batch.go); the batch changes nothing.
+	ErrInvalid = errors.New("store: invalid operation")
 )
 
 // Store persists broker state. Implementations are safe for concurrent use.
@@ -33,7 +36,10 @@ type Store interface {
 	// NextMessageID returns a new message ID, greater than every ID issued
 	// before, including before a restart.
 	NextMessageID() uint64
-	// Commit applies b atomically.
+	// Commit applies b atomically: either every operation is applied or,
+	// when one is invalid (errors wrapping ErrNotFound or ErrInvalid) or
+	// the write fails, none is. ctx is checked before the batch is
+	// applied; once applied, Commit waits for its fsync regardless of ctx.
 	Commit(ctx context.Context, b *Batch) error
 	// Stats summarises the store.
 	Stats() Stats
