@@ -55,10 +55,14 @@ func covers(p, f []string) bool {
 			// level, which a leading '#' does not match [MQTT-4.7.2-1].
 			return i > 0 || !isDollar(f[0])
 		}
-		if i == len(f) || f[i] == "#" {
-			// f matches topics shorter ("a/#" matches "a") or longer than
-			// any that p's remaining non-'#' level allows.
+		if i == len(f) {
 			return false
+		}
+		if f[i] == "#" {
+			// f matches topics shorter ("a/#" matches "a") or longer than
+			// p's remaining levels allow, except that a topic name has at
+			// least one level, so "+/#" covers "#".
+			return i == 0 && len(p) == 2 && p[0] == "+" && p[1] == "#"
 		}
 		switch {
 		case p[i] == "+":
