@@ -3,8 +3,11 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -166,5 +169,43 @@ func TestACLRuleConfigTags(t *testing.T) {
 		if f.Tag.Get("yaml") != f.Tag.Get("json") || f.Tag.Get("yaml") == "" {
 			t.Errorf("field %s: yaml tag %q, json tag %q", f.Name, f.Tag.Get("yaml"), f.Tag.Get("json"))
 		}
+	}
+}
+
+// TestHotSwap shows the reload pattern: readers load the current policy
+// from an atomic.Pointer while a writer swaps in new immutable values.
+func TestHotSwap(t *testing.T) {
+	type policy struct {
+		authn Authenticator
+		acl   *ACL
+	}
+	var current atomic.Pointer[policy]
+	users, err := NewUsers(map[string]string{"alice": hash(t, "pw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current.Store(&policy{NewFileAuthenticator(users, false), nil})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				p := current.Load()
+				if _, err := p.authn.Authenticate(t.Context(), "c", "alice", []byte("pw"), true); err != nil {
+					t.Error(err)
+				}
+				p.acl.CanPublish("alice", "c", "a/b")
+				p.acl.CanSubscribe("alice", "c", "a/+")
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 20 {
+			acl := mustACL(t, ACLRule{User: "alice", Topic: fmt.Sprintf("a/%d", i), Access: AccessReadWrite})
+			current.Store(&policy{NewFileAuthenticator(users, i%2 == 0), acl})
+		}
+	})
+	wg.Wait()
+	if !current.Load().acl.CanPublish("alice", "c", "a/19") {
+		t.Error("last policy not in effect")
 	}
 }

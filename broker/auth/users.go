@@ -149,12 +149,12 @@ func (u *Users) Authenticate(username string, password []byte) bool {
 	if u == nil {
 		return false
 	}
-	hash, ok := u.hashes[username]
-	if !ok {
-		_ = bcrypt.CompareHashAndPassword(u.dummy, password) // timing only
-		return false
+	hash, known := u.hashes[username]
+	if !known {
+		hash = u.dummy // spend the time anyway; the result is ignored
 	}
-	return bcrypt.CompareHashAndPassword(hash, password) == nil
+	err := bcrypt.CompareHashAndPassword(hash, password)
+	return known && err == nil
 }
 
 // Has reports whether username is a known user.

@@ -100,9 +100,11 @@ func (r *Retained[V]) Len() int {
 }
 
 // Match calls fn for every stored topic that filter matches, until fn
-// returns false. filter must be a valid, non-shared topic filter (strip
-// "$share/{group}/" first; see ParseShared); "+" and "#" in a leading level
-// do not match topics starting with '$' [MQTT-4.7.2-1].
+// returns false. filter must be a valid, non-shared topic filter; "+" and
+// "#" in a leading level do not match topics starting with '$'
+// [MQTT-4.7.2-1]. (MQTT 5.0 sends no retained messages when a shared
+// subscription is made, section 4.8.2, so callers have no "$share/" filter
+// to pass; one would be matched literally.)
 //
 // fn runs under the read lock: it must not call methods of r, and should be
 // quick (copy what it needs). The order of calls is unspecified.
