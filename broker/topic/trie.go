@@ -58,7 +58,7 @@ func (s SharedMatch[V]) Pick(accept func(Sub[V]) bool) (Sub[V], bool) {
 	}
 	start := 0
 	if s.next != nil {
-		start = int(s.next.Add(1)-1) % n
+		start = int((s.next.Add(1) - 1) % uint64(n))
 	}
 	for i := range n {
 		m := s.Members[(start+i)%n]
