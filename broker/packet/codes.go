@@ -229,6 +229,19 @@ func ReasonCodeOf(err error) ReasonCode {
 	return UnspecifiedError
 }
 
+// annotate prefixes err's message with ctx, keeping its Reason Code and
+// the "packet: " prefix in front.
+func annotate(err error, ctx string) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return fmt.Errorf("packet: %s: %w", ctx, err)
+	}
+	if e.err == nil {
+		return errorf(e.Code, "%s", ctx)
+	}
+	return &Error{Code: e.Code, err: fmt.Errorf("%s: %w", ctx, e.err)}
+}
+
 func malformed(format string, args ...any) *Error {
 	return errorf(MalformedPacket, format, args...)
 }

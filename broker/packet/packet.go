@@ -163,7 +163,7 @@ func Decode(buf []byte, version byte) (Packet, error) {
 	}
 	n, i, err := decodeVarint(buf, 1)
 	if err != nil {
-		return nil, fmt.Errorf("remaining length: %w", err)
+		return nil, annotate(err, "remaining length")
 	}
 	if int(n) != len(buf)-i {
 		return nil, malformed("remaining length %d, but %d bytes follow", n, len(buf)-i)
@@ -232,7 +232,7 @@ func readVarint(r *bufio.Reader) (uint32, int, error) {
 		if c&0x80 == 0 {
 			v, _, err := decodeVarint(b[:n+1], 0)
 			if err != nil {
-				return 0, 0, fmt.Errorf("remaining length: %w", err)
+				return 0, 0, annotate(err, "remaining length")
 			}
 			return v, n + 1, nil
 		}

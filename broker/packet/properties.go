@@ -154,7 +154,7 @@ func (p *Properties) decode(b []byte, i int, t Type) (int, error) {
 		}
 		seen |= 1 << id
 		if i, err = def.f.decode(p, b, i); err != nil {
-			return i, fmt.Errorf("%s: %w", def.name, err)
+			return i, annotate(err, def.name)
 		}
 	}
 	return end, p.validate(t, false)
@@ -171,7 +171,7 @@ func (p *Properties) validate(t Type, deep bool) error {
 			return malformed("%s: %s not allowed", contextName(t), def.name)
 		}
 		if err := def.f.check(p, deep); err != nil {
-			return fmt.Errorf("%s: property 0x%02X %s: %w", contextName(t), id, def.name, err)
+			return annotate(err, fmt.Sprintf("%s: property 0x%02X %s", contextName(t), id, def.name))
 		}
 	}
 	if len(p.SubscriptionIdentifiers) > 1 && t != PUBLISH {
