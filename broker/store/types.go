@@ -153,10 +153,11 @@ type QueueEntry struct {
 
 // SessionState is everything recovery yields for one session.
 type SessionState struct {
-	Session       Session
+	Session Session
+	// Subscriptions are in filter order.
 	Subscriptions []Subscription
 	// InboundQoS2 are packet IDs of QoS 2 messages received from the
-	// client whose PUBREL has not arrived yet.
+	// client whose PUBREL has not arrived yet, in ascending order.
 	InboundQoS2 []uint16
 	// Queue summarises the outbound queue.
 	Queue QueueStats
