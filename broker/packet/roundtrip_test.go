@@ -99,7 +99,7 @@ func samples(v byte) []Packet {
 		connect,
 		&Connect{ProtocolName: protocolName(v), ProtocolVersion: v, CleanStart: true, ClientID: "c"},
 		&Connack{SessionPresent: v != V31, Properties: pick(allConnackProps())},
-				&Connack{ReasonCode: connackCode},
+		&Connack{ReasonCode: connackCode},
 		pub,
 		&Publish{Topic: "x", Payload: []byte{}},
 		&Publish{Dup: true, QoS: 2, Topic: "$SYS/x", PacketID: 1, Payload: []byte{0}},
