@@ -1,0 +1,55 @@
+package v1alpha1
+
+// Condition types of an MQTTBroker (status.conditions[].type).
+const (
+	// ConditionReady is True when every broker replica is running the
+	// current pod template and passes its readiness probe (/readyz: the
+	// store is recovered and the listeners accept connections).
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while the operator is rolling out a change
+	// (a new pod template, a volume expansion). It is False with reason
+	// Paused while the paused annotation is set.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the operator cannot make the cluster
+	// match the spec (an invalid rendered config, a missing Secret, a refused
+	// volume shrink or expansion, an API error); the message says why.
+	ConditionDegraded = "Degraded"
+	// ConditionConfigApplied is True when every running broker reports, on
+	// its admin endpoint (GET /v1/status), the configuration generation the
+	// operator rendered for the current metadata.generation.
+	ConditionConfigApplied = "ConfigApplied"
+)
+
+// Condition reasons (status.conditions[].reason). Every reason is also used
+// as the reason of the Event that accompanies it, where there is one.
+const (
+	ReasonAllReplicasReady   = "AllReplicasReady"
+	ReasonReplicasNotReady   = "ReplicasNotReady"
+	ReasonStatefulSetMissing = "StatefulSetMissing"
+	ReasonRollingOut         = "RollingOut"
+	ReasonRolloutComplete    = "RolloutComplete"
+	ReasonPaused             = "Paused"
+	ReasonAsExpected         = "AsExpected"
+	ReasonInvalidConfig      = "InvalidConfig"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonShrinkRefused      = "VolumeShrinkRefused"
+	ReasonExpansionFailed    = "VolumeExpansionFailed"
+	ReasonExpanding          = "VolumeExpanding"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonConfigCurrent      = "ConfigCurrent"
+	ReasonConfigPending      = "ConfigPending"
+	ReasonBrokerUnreachable  = "BrokerUnreachable"
+	ReasonNoRunningBrokers   = "NoRunningBrokers"
+)
+
+// Annotations a user sets on an MQTTBroker.
+const (
+	// PausedAnnotation, set to "true", stops the operator from changing the
+	// broker's child objects; the Progressing condition says it is paused.
+	// Remove it (or set any other value) to resume.
+	PausedAnnotation = "mqtt.bollard.io/paused"
+	// RestartedAtAnnotation is copied onto the pod template, so changing its
+	// value (conventionally to the current time, RFC 3339) rolls the broker
+	// pods on demand, like `kubectl rollout restart`.
+	RestartedAtAnnotation = "mqtt.bollard.io/restartedAt"
+)

@@ -1,0 +1,552 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AdminPort is the container port of the broker's admin HTTP endpoint
+// (/healthz, /readyz, /metrics, /v1/status). Listener ports may not use it.
+const AdminPort = 8080
+
+// MQTTBroker is a Bollard MQTT broker: a StatefulSet running the bollard
+// broker with its sessions and queues on a PersistentVolumeClaim, Services
+// for clients, and the broker configuration rendered from this spec.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mqb,categories=bollard
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=`.status.sessions`
+// +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.queuedMessages`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",message="metadata.name must be at most 52 characters: it names the StatefulSet, whose pods and revisions add suffixes"
+type MQTTBroker struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec describes the broker the operator runs.
+	// +kubebuilder:default={}
+	// +optional
+	Spec MQTTBrokerSpec `json:"spec,omitzero"`
+
+	// status is what the operator observed, written only by the operator.
+	// +optional
+	Status MQTTBrokerStatus `json:"status,omitzero"`
+}
+
+// MQTTBrokerList is a list of MQTTBroker.
+//
+// +kubebuilder:object:root=true
+type MQTTBrokerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MQTTBroker `json:"items"`
+}
+
+// MQTTBrokerSpec describes the broker the operator runs.
+type MQTTBrokerSpec struct {
+	// image is the container image holding the bollard binary. Default: the
+	// image the operator was started with (its --broker-image flag), so
+	// upgrading the operator upgrades brokers that do not pin one. Changing it
+	// rolls the broker pod.
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// imagePullPolicy is the pull policy of the broker container: Always,
+	// IfNotPresent or Never. Default: Kubernetes' default for the image
+	// (Always for :latest, IfNotPresent otherwise).
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// imagePullSecrets name Secrets in this namespace used to pull image.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// replicas is the number of broker pods. Only 1 is accepted until the
+	// broker can cluster: sessions and queues live on one volume. Default 1.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XValidation:rule="self == 1",message="replicas must be 1: clustering is not supported yet (sessions and queues live on a single volume)"
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// listeners are the client-facing endpoints: plain MQTT over TCP (on by
+	// default, port 1883), MQTT over TLS and MQTT over WebSocket. Changing a
+	// listener rolls the broker pod.
+	// +kubebuilder:default={}
+	// +optional
+	Listeners Listeners `json:"listeners,omitzero"`
+
+	// persistence is where sessions, queues, inflight and retained messages
+	// are stored: a PersistentVolumeClaim per pod, mounted at /var/lib/bollard.
+	// +kubebuilder:default={}
+	// +optional
+	Persistence Persistence `json:"persistence,omitzero"`
+
+	// sessions caps session lifetimes. Hot: changing it updates the broker
+	// configuration without a restart.
+	// +kubebuilder:default={}
+	// +optional
+	Sessions Sessions `json:"sessions,omitzero"`
+
+	// queues bounds the offline queue of every persistent session. Hot:
+	// changing it updates the broker configuration without a restart.
+	// +kubebuilder:default={}
+	// +optional
+	Queues Queues `json:"queues,omitzero"`
+
+	// limits protect the broker from abusive or broken clients. Hot:
+	// changing them updates the broker configuration without a restart.
+	// +kubebuilder:default={}
+	// +optional
+	Limits Limits `json:"limits,omitzero"`
+
+	// auth configures client authentication and topic ACLs. Hot: users and
+	// ACL changes apply without a restart.
+	// +kubebuilder:default={}
+	// +optional
+	Auth Auth `json:"auth,omitzero"`
+
+	// logLevel is the broker's log level: debug, info, warn or error.
+	// Default info. Hot: changing it does not restart the broker.
+	// +kubebuilder:validation:Enum=debug;info;warn;error
+	// +kubebuilder:default=info
+	// +optional
+	LogLevel string `json:"logLevel,omitempty"`
+
+	// resources are the compute requests and limits of the broker container.
+	// Set a memory request: the broker bounds its queues in memory and
+	// streams the rest from disk. Changing them rolls the broker pod.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+
+	// nodeSelector constrains the broker pod to nodes with these labels.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the broker pod schedule onto tainted nodes.
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// affinity holds the pod's scheduling constraints.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// priorityClassName is the PriorityClass of the broker pod. A broker that
+	// holds persistent sessions usually deserves a high one.
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// podAnnotations are added to the broker pod (for example for a metrics
+	// scraper). Keys under mqtt.bollard.io/ are reserved for the operator.
+	// Changing them rolls the broker pod.
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('mqtt.bollard.io/'))",message="podAnnotations keys under mqtt.bollard.io/ are reserved for the operator"
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+
+	// service configures the client Service (named after the MQTTBroker).
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitzero"`
+
+	// podDisruptionBudget configures the PodDisruptionBudget that guards the
+	// broker pod against voluntary evictions (node drains).
+	// +kubebuilder:default={}
+	// +optional
+	PodDisruptionBudget PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitzero"`
+
+	// terminationGracePeriodSeconds is how long Kubernetes waits after
+	// SIGTERM before killing the broker. The operator sets the broker's drain
+	// timeout to this value minus 10 seconds, so that in-flight commits
+	// finish and the store is flushed and closed before the kill. Default 60,
+	// between 15 and 3600.
+	// +kubebuilder:default=60
+	// +kubebuilder:validation:Minimum=15
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// Listeners are the client-facing endpoints of the broker. At least one must
+// be enabled, and each needs its own port.
+//
+// +kubebuilder:validation:XValidation:rule="(!has(self.mqtt.enabled) || self.mqtt.enabled) || has(self.tls) || has(self.websocket)",message="at least one listener must be enabled: listeners.mqtt.enabled, listeners.tls or listeners.websocket"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !(!has(self.mqtt.enabled) || self.mqtt.enabled) || self.tls.port != self.mqtt.port",message="listeners.tls.port must differ from listeners.mqtt.port"
+// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !(!has(self.mqtt.enabled) || self.mqtt.enabled) || self.websocket.port != self.mqtt.port",message="listeners.websocket.port must differ from listeners.mqtt.port"
+// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !has(self.tls) || self.websocket.port != self.tls.port",message="listeners.websocket.port must differ from listeners.tls.port"
+type Listeners struct {
+	// mqtt is plain MQTT over TCP. Enabled by default on port 1883.
+	// +kubebuilder:default={}
+	// +optional
+	MQTT MQTTListener `json:"mqtt,omitzero"`
+
+	// tls is MQTT over TLS. Absent means disabled. Renewing the certificate
+	// in its Secret rolls the broker pod, since the broker reads it at start.
+	// +optional
+	TLS *TLSListener `json:"tls,omitempty"`
+
+	// websocket is MQTT over WebSocket (subprotocol "mqtt"). Absent means
+	// disabled.
+	// +optional
+	WebSocket *WebSocketListener `json:"websocket,omitempty"`
+}
+
+// ListenerPort is a TCP port of a listener; 8080 belongs to the admin
+// endpoint.
+//
+// +kubebuilder:validation:Minimum=1
+// +kubebuilder:validation:Maximum=65535
+// +kubebuilder:validation:XValidation:rule="self != 8080",message="port 8080 is reserved for the broker's admin endpoint"
+type ListenerPort int32
+
+// MQTTListener is plain MQTT over TCP.
+type MQTTListener struct {
+	// enabled turns the plain TCP listener on. Default true. Turn it off to
+	// accept only TLS or WebSocket clients.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// port is the container and Service port. Default 1883.
+	// +kubebuilder:default=1883
+	// +optional
+	Port ListenerPort `json:"port,omitempty"`
+}
+
+// TLSListener is MQTT over TLS.
+type TLSListener struct {
+	// port is the container and Service port. Default 8883.
+	// +kubebuilder:default=8883
+	// +optional
+	Port ListenerPort `json:"port,omitempty"`
+
+	// secretName names a kubernetes.io/tls Secret in this namespace holding
+	// tls.crt and tls.key (and ca.crt when requireClientCert is true). The
+	// pod does not start until it exists.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	SecretName string `json:"secretName"`
+
+	// requireClientCert refuses clients that do not present a certificate
+	// signed by the ca.crt of the Secret. Default false.
+	// +optional
+	RequireClientCert bool `json:"requireClientCert,omitempty"`
+}
+
+// WebSocketListener is MQTT over WebSocket.
+type WebSocketListener struct {
+	// port is the container and Service port. Default 8083.
+	// +kubebuilder:default=8083
+	// +optional
+	Port ListenerPort `json:"port,omitempty"`
+
+	// path is the HTTP path of the WebSocket endpoint. Default /mqtt.
+	// +kubebuilder:default="/mqtt"
+	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// Durability modes of persistence.durability.
+const (
+	DurabilitySync     = "sync"
+	DurabilityInterval = "interval"
+	DurabilityNone     = "none"
+)
+
+// Reclaim policies of persistence.reclaimPolicy.
+const (
+	ReclaimRetain = "Retain"
+	ReclaimDelete = "Delete"
+)
+
+// Persistence is where the broker keeps its state.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="persistence.storageClassName cannot be changed after creation: the volume claim template is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(self.syncInterval) || self.durability == 'interval'",message="persistence.syncInterval is only used with durability: interval"
+type Persistence struct {
+	// storageClassName is the StorageClass of the data volume. Default: the
+	// cluster's default StorageClass. Immutable. Growing size later needs a
+	// class with allowVolumeExpansion: true.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// size is the capacity of the data volume. Default 1Gi. It may grow (the
+	// operator expands the existing claim) but never shrink. The broker's
+	// global store budget (queues.maxStoreBytes in its config) is set to 90%
+	// of it, so a full volume drops new offline messages by the overflow
+	// policy instead of crashing the store.
+	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="persistence.size must be at least 64Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="persistence.size may grow but never shrink: volumes cannot be shrunk"
+	// +optional
+	Size resource.Quantity `json:"size,omitzero"`
+
+	// durability selects when an acknowledged QoS 1/2 message reaches the
+	// disk: sync (default: PUBACK/PUBREC only after fsync, group-committed),
+	// interval (fsync every syncInterval: a crash may lose the last
+	// interval) or none (memory only: nothing survives a restart). Changing
+	// it rolls the broker pod.
+	// +kubebuilder:validation:Enum=sync;interval;none
+	// +kubebuilder:default=sync
+	// +optional
+	Durability string `json:"durability,omitempty"`
+
+	// syncInterval is the fsync period with durability: interval, i.e. the
+	// window of acknowledged messages a crash may lose. Default 50ms.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('10s')",message="persistence.syncInterval must be between 1ms and 10s"
+	// +optional
+	SyncInterval *metav1.Duration `json:"syncInterval,omitempty"`
+
+	// reclaimPolicy says what happens to the data volume when the MQTTBroker
+	// is deleted: Retain (default: the claim and its sessions stay, and a new
+	// MQTTBroker of the same name picks them up) or Delete.
+	// +kubebuilder:validation:Enum=Retain;Delete
+	// +kubebuilder:default=Retain
+	// +optional
+	ReclaimPolicy string `json:"reclaimPolicy,omitempty"`
+}
+
+// Sessions caps session lifetimes.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.defaultSessionExpiry) <= duration(self.maxSessionExpiry)",message="sessions.defaultSessionExpiry must not exceed sessions.maxSessionExpiry"
+type Sessions struct {
+	// maxSessionExpiry caps the session expiry interval an MQTT 5.0 client
+	// may ask for; the granted value is returned in CONNACK. Whole seconds,
+	// at most 4294967294s. Default 168h (7 days).
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('4294967294s')",message="sessions.maxSessionExpiry must be between 0s and 4294967294s"
+	// +optional
+	MaxSessionExpiry metav1.Duration `json:"maxSessionExpiry,omitzero"`
+
+	// defaultSessionExpiry is the expiry of an MQTT 3.1.1 persistent session
+	// (cleanSession=0), which has none of its own in the protocol: such a
+	// session and its queue are deleted after this long offline. Whole
+	// seconds, at least 1s. Default 24h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="sessions.defaultSessionExpiry must be at least 1s"
+	// +optional
+	DefaultSessionExpiry metav1.Duration `json:"defaultSessionExpiry,omitzero"`
+}
+
+// Overflow policies of queues.overflowPolicy.
+const (
+	OverflowDropOldest    = "DropOldest"
+	OverflowDropNewest    = "DropNewest"
+	OverflowRejectPublish = "RejectPublish"
+)
+
+// Queues bounds the offline queue of every persistent session.
+type Queues struct {
+	// maxQueuedMessages is the most messages one session may have queued.
+	// Default 10000, between 1 and 100000000.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	// +optional
+	MaxQueuedMessages int64 `json:"maxQueuedMessages,omitempty"`
+
+	// maxQueuedBytes is the most topic+payload bytes one session may have
+	// queued. Default 16Mi, at least 1Ki.
+	// +kubebuilder:default="16Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0",message="queues.maxQueuedBytes must be at least 1Ki"
+	// +optional
+	MaxQueuedBytes resource.Quantity `json:"maxQueuedBytes,omitzero"`
+
+	// overflowPolicy says what happens to a message for a session whose
+	// queue is full: DropOldest (default: drop the oldest queued message),
+	// DropNewest (drop the new message) or RejectPublish (MQTT 5.0
+	// publishers get reason code 0x97 Quota exceeded; for 3.1.1 publishers
+	// the message is dropped for that session). Every drop is counted.
+	// +kubebuilder:validation:Enum=DropOldest;DropNewest;RejectPublish
+	// +kubebuilder:default=DropOldest
+	// +optional
+	OverflowPolicy string `json:"overflowPolicy,omitempty"`
+
+	// queueQoS0 also queues QoS 0 messages for offline sessions. Default
+	// false, as the MQTT specification suggests.
+	// +optional
+	QueueQoS0 bool `json:"queueQoS0,omitempty"`
+}
+
+// Limits protect the broker from abusive or broken clients.
+type Limits struct {
+	// maxConnections is the most concurrent client connections; 0 means no
+	// limit. Default 10000.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+
+	// maxInflight is the Receive Maximum the broker announces and the most
+	// unacknowledged QoS 1/2 messages it sends one client. Default 128,
+	// between 1 and 65535.
+	// +kubebuilder:default=128
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	MaxInflight int32 `json:"maxInflight,omitempty"`
+
+	// maxPacketSize is the largest MQTT packet the broker accepts, in bytes.
+	// Default 1048576 (1 MiB), between 128 and 268435460.
+	// +kubebuilder:default=1048576
+	// +kubebuilder:validation:Minimum=128
+	// +kubebuilder:validation:Maximum=268435460
+	// +optional
+	MaxPacketSize int32 `json:"maxPacketSize,omitempty"`
+
+	// maxSubscriptionsPerClient bounds the subscriptions of one session.
+	// Default 100, between 1 and 100000.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxSubscriptionsPerClient int32 `json:"maxSubscriptionsPerClient,omitempty"`
+}
+
+// Auth configures client authentication and topic ACLs.
+type Auth struct {
+	// usersSecretRef selects a key of a Secret in this namespace holding one
+	// "username:bcrypt-hash" line per user (as `htpasswd -nbB` prints).
+	// Changing the Secret's content applies without a restart.
+	// +optional
+	UsersSecretRef *SecretKeyRef `json:"usersSecretRef,omitempty"`
+
+	// acl lists topic rules, evaluated in order; empty allows every client
+	// that may connect to publish and subscribe to everything.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=1024
+	// +optional
+	ACL []ACLRule `json:"acl,omitempty"`
+
+	// allowAnonymous admits clients without a username. Default false: the
+	// broker listens on the pod network, so clients must authenticate.
+	// +kubebuilder:default=false
+	// +optional
+	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+}
+
+// SecretKeyRef selects a key of a Secret in the MQTTBroker's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// key in the Secret's data. Default "users".
+	// +kubebuilder:default=users
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ACLRule grants or denies access to topics.
+type ACLRule struct {
+	// user is a username, "*" for every authenticated user, or empty for
+	// anonymous clients.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	User string `json:"user,omitempty"`
+
+	// topic is an MQTT topic filter (wildcards + and # allowed); %u is
+	// replaced by the username and %c by the client identifier.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	Topic string `json:"topic"`
+
+	// access is publish, subscribe, readwrite or deny.
+	// +kubebuilder:validation:Enum=publish;subscribe;readwrite;deny
+	// +required
+	Access string `json:"access"`
+}
+
+// ServiceSpec configures the client Service.
+type ServiceSpec struct {
+	// type is the Service type: ClusterIP (default), NodePort or
+	// LoadBalancer.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +kubebuilder:default=ClusterIP
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+
+	// annotations are added to the client Service (for example to configure
+	// a cloud load balancer).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodDisruptionBudgetSpec configures the broker's PodDisruptionBudget.
+type PodDisruptionBudgetSpec struct {
+	// enabled creates the PodDisruptionBudget. Default true.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// maxUnavailable is how many broker pods a voluntary eviction may take
+	// down at once. Default 1, which lets node drains proceed (clients
+	// reconnect and resume their sessions once the pod is back); 0 blocks
+	// drains until an administrator deletes the pod by hand.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+}
+
+// MQTTBrokerStatus is what the operator observed.
+type MQTTBrokerStatus struct {
+	// observedGeneration is the metadata.generation the operator last
+	// reconciled. It stays behind while the broker is paused.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions are Ready, Progressing, Degraded and ConfigApplied.
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// endpoint is the in-cluster address clients connect to
+	// (service.namespace.svc:port), preferring plain MQTT, then TLS.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// readyReplicas is the number of broker pods passing their readiness
+	// probe.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// version is the broker version reported by the running broker.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// appliedConfigGeneration is the lowest configuration generation the
+	// running brokers report having applied.
+	// +optional
+	AppliedConfigGeneration int64 `json:"appliedConfigGeneration,omitempty"`
+
+	// sessions is the number of sessions (online and offline) the running
+	// brokers report.
+	// +optional
+	Sessions int64 `json:"sessions,omitempty"`
+
+	// queuedMessages is the number of messages queued for offline sessions
+	// that the running brokers report.
+	// +optional
+	QueuedMessages int64 `json:"queuedMessages,omitempty"`
+}
+

@@ -1,0 +1,132 @@
+package resources
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/config"
+)
+
+// drainMargin is how much of the termination grace period is kept free
+// after the broker's drain timeout, for the store to flush and close.
+const drainMargin = 10 * time.Second
+
+// BrokerConfig renders the broker configuration file for b, on top of the
+// broker's own defaults, and validates it with the broker's rules. An error
+// means the spec passed the CRD's validation but not the broker's: the
+// reconciler reports it and does not roll the broker onto it.
+func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
+	s := &b.Spec
+	c := config.Default()
+	c.ConfigGeneration = b.Generation
+	renderListeners(b, c)
+	c.Admin.Address = listenAddr(v1alpha1.AdminPort)
+	c.DataDir = DataDir
+	c.Durability.Mode = s.Persistence.Durability
+	if s.Persistence.SyncInterval != nil {
+		c.Durability.Interval = config.Duration(s.Persistence.SyncInterval.Duration)
+	}
+	c.Sessions.MaxSessionExpiry = config.Duration(s.Sessions.MaxSessionExpiry.Duration)
+	c.Sessions.DefaultSessionExpiry = config.Duration(s.Sessions.DefaultSessionExpiry.Duration)
+	c.Queues.MaxQueuedMessages = s.Queues.MaxQueuedMessages
+	c.Queues.MaxQueuedBytes = s.Queues.MaxQueuedBytes.Value()
+	c.Queues.OverflowPolicy = s.Queues.OverflowPolicy
+	c.Queues.QueueQoS0 = s.Queues.QueueQoS0
+	c.Queues.MaxStoreBytes = s.Persistence.Size.Value() / 10 * 9
+	renderLimits(s.Limits, c)
+	renderAuth(s.Auth, c)
+	c.LogLevel = s.LogLevel
+	if s.TerminationGracePeriodSeconds != nil {
+		c.DrainTimeout = config.Duration(time.Duration(*s.TerminationGracePeriodSeconds)*time.Second - drainMargin)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("resources: rendered broker config is invalid: %w", err)
+	}
+	return c, nil
+}
+
+func listenAddr(port int32) string { return ":" + strconv.Itoa(int(port)) }
+
+func renderListeners(b *v1alpha1.MQTTBroker, c *config.Config) {
+	l := b.Spec.Listeners
+	c.Listeners.MQTT.Address = ""
+	if mqttEnabled(b) {
+		c.Listeners.MQTT.Address = listenAddr(int32(l.MQTT.Port))
+	}
+	if t := l.TLS; t != nil {
+		c.Listeners.TLS = config.TLSListener{
+			Address:  listenAddr(int32(t.Port)),
+			CertFile: TLSDir + "/" + corev1.TLSCertKey,
+			KeyFile:  TLSDir + "/" + corev1.TLSPrivateKeyKey,
+		}
+		if t.RequireClientCert {
+			c.Listeners.TLS.ClientCAFile = TLSDir + "/" + TLSCAKey
+			c.Listeners.TLS.RequireClientCert = true
+		}
+	}
+	if w := l.WebSocket; w != nil {
+		c.Listeners.WebSocket = config.WebSocketListener{Address: listenAddr(int32(w.Port)), Path: w.Path}
+	}
+}
+
+func renderLimits(l v1alpha1.Limits, c *config.Config) {
+	if l.MaxConnections != nil {
+		c.Limits.MaxConnections = int(*l.MaxConnections)
+	}
+	if l.MaxInflight > 0 {
+		c.Limits.MaxInflight = uint16(min(l.MaxInflight, 65535))
+	}
+	if l.MaxPacketSize > 0 {
+		c.Limits.MaxPacketSize = uint32(l.MaxPacketSize)
+	}
+	if l.MaxSubscriptionsPerClient > 0 {
+		c.Limits.MaxSubscriptionsPerClient = int(l.MaxSubscriptionsPerClient)
+	}
+}
+
+func renderAuth(a v1alpha1.Auth, c *config.Config) {
+	anon := a.AllowAnonymous
+	c.Auth.AllowAnonymous = &anon
+	if a.UsersSecretRef != nil {
+		c.Auth.UsersFile = UsersDir + "/" + usersKey(a.UsersSecretRef)
+	}
+	for _, r := range a.ACL {
+		c.Auth.ACL = append(c.Auth.ACL, config.ACLRule{User: r.User, Topic: r.Topic, Access: r.Access})
+	}
+}
+
+func usersKey(ref *v1alpha1.SecretKeyRef) string {
+	if ref.Key == "" {
+		return "users"
+	}
+	return ref.Key
+}
+
+// ConfigMap holds the rendered configuration file, mounted as a directory
+// (not a subPath) so that the kubelet updates it in place and the broker
+// reloads hot fields without a restart.
+func ConfigMap(b *v1alpha1.MQTTBroker, c *config.Config) (*corev1.ConfigMap, error) {
+	data, err := config.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("resources: %w", err)
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: objectMeta(b, ConfigMapName(b)),
+		Data:       map[string]string{ConfigFile: string(data)},
+	}
+	cm.Annotations = map[string]string{ConfigGenerationAnnotation: strconv.FormatInt(c.ConfigGeneration, 10)}
+	return cm, nil
+}
+
+// ConfigMapFor renders b's configuration and its ConfigMap in one step.
+func ConfigMapFor(b *v1alpha1.MQTTBroker) (*corev1.ConfigMap, error) {
+	c, err := BrokerConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	return ConfigMap(b, c)
+}

@@ -1,0 +1,106 @@
+package resources
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+const testImage = "ghcr.io/bollard-io/bollard:v0.1.0"
+
+// loadBroker reads testdata/<name>.input.yaml, a broker as the apiserver
+// stores it (defaults applied).
+func loadBroker(t *testing.T, name string) *v1alpha1.MQTTBroker {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name+".input.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &v1alpha1.MQTTBroker{}
+	if err := yaml.UnmarshalStrict(data, b); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return b
+}
+
+// children builds every child object of b, keyed by golden file name.
+func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
+	t.Helper()
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := ConfigMap(b, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{
+		"serviceaccount":      ServiceAccount(b),
+		"configmap":           cm,
+		"service":             Service(b),
+		"service-headless":    HeadlessService(b),
+		"statefulset":         StatefulSet(b, c, p),
+		"poddisruptionbudget": PodDisruptionBudget(b),
+	}
+}
+
+func TestGolden(t *testing.T) {
+	cases := map[string]Params{
+		"minimal":    {DefaultImage: testImage},
+		"production": {DefaultImage: testImage, TLSSecretHash: "0123456789abcdef"},
+	}
+	for name, p := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := loadBroker(t, name)
+			for kind, obj := range children(t, b, p) {
+				got, err := yaml.Marshal(obj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareGolden(t, filepath.Join("testdata", name, kind+".yaml"), got)
+			}
+		})
+	}
+}
+
+// TestGoldenConfigFile pins the rendered broker configuration file itself,
+// which is easier to review than the ConfigMap that quotes it.
+func TestGoldenConfigFile(t *testing.T) {
+	for _, name := range []string{"minimal", "production"} {
+		t.Run(name, func(t *testing.T) {
+			cm, err := ConfigMapFor(loadBroker(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareGolden(t, filepath.Join("testdata", name, ConfigFile), []byte(cm.Data[ConfigFile]))
+		})
+	}
+}
+
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./controllers/resources -update` to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the builder's output (run with -update and review the diff):\n--- got\n%s", path, got)
+	}
+}

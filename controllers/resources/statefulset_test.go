@@ -1,0 +1,150 @@
+package resources
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+// TestHotAndRestartChanges is the hot/restart classification as the
+// operator applies it: a hot change must leave the pod template (and so
+// the running pod) alone and change only the ConfigMap; a restart change
+// must change the pod template.
+func TestHotAndRestartChanges(t *testing.T) {
+	cases := map[string]struct {
+		change func(b *v1alpha1.MQTTBroker)
+		roll   bool
+	}{
+		"queues.maxQueuedMessages": {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.MaxQueuedMessages = 5 }, false},
+		"queues.maxQueuedBytes":    {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.MaxQueuedBytes = resource.MustParse("1Mi") }, false},
+		"queues.overflowPolicy":    {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.OverflowPolicy = v1alpha1.OverflowRejectPublish }, false},
+		"queues.queueQoS0":         {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.QueueQoS0 = true }, false},
+		"sessions.maxSessionExpiry": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Sessions.MaxSessionExpiry = metav1.Duration{Duration: 48 * time.Hour}
+		}, false},
+		"sessions.defaultSessionExpiry": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Sessions.DefaultSessionExpiry = metav1.Duration{Duration: time.Hour}
+		}, false},
+		"limits.maxConnections": {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxConnections = ptr.To(int32(7)) }, false},
+		"limits.maxInflight":    {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxInflight = 9 }, false},
+		"auth.acl": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "#", Access: "readwrite"}}
+		}, false},
+		"auth.allowAnonymous": {func(b *v1alpha1.MQTTBroker) { b.Spec.Auth.AllowAnonymous = true }, false},
+		"logLevel":            {func(b *v1alpha1.MQTTBroker) { b.Spec.LogLevel = "debug" }, false},
+		"metadata.generation": {func(b *v1alpha1.MQTTBroker) { b.Generation++ }, false},
+		"persistence.size":    {func(b *v1alpha1.MQTTBroker) { b.Spec.Persistence.Size = resource.MustParse("5Gi") }, false},
+		"service.type":        {func(b *v1alpha1.MQTTBroker) { b.Spec.Service.Type = corev1.ServiceTypeNodePort }, false},
+		"podDisruptionBudget": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodDisruptionBudget.Enabled = ptr.To(false) }, false},
+		"listeners.mqtt.port": {func(b *v1alpha1.MQTTBroker) { b.Spec.Listeners.MQTT.Port = 1884 }, true},
+		"persistence.durability": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Persistence.Durability = v1alpha1.DurabilityNone
+		}, true},
+		"listeners.tls": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Listeners.TLS = &v1alpha1.TLSListener{Port: 8883, SecretName: "tls"}
+		}, true},
+		"listeners.websocket": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Listeners.WebSocket = &v1alpha1.WebSocketListener{Port: 8083, Path: "/mqtt"}
+		}, true},
+		"image": {func(b *v1alpha1.MQTTBroker) { b.Spec.Image = "example.com/bollard:v9" }, true},
+		"resources": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
+		}, true},
+		"restartedAt annotation": {func(b *v1alpha1.MQTTBroker) {
+			b.Annotations = map[string]string{v1alpha1.RestartedAtAnnotation: "now"}
+		}, true},
+		"unrelated annotation": {func(b *v1alpha1.MQTTBroker) {
+			b.Annotations = map[string]string{"example.com/owner": "team-a"}
+		}, false},
+	}
+	base := loadBroker(t, "minimal")
+	before := children(t, base, Params{DefaultImage: testImage})
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := base.DeepCopy()
+			tc.change(b)
+			after := children(t, b, Params{DefaultImage: testImage})
+			oldT := statefulSetOf(before).Spec.Template
+			newT := statefulSetOf(after).Spec.Template
+			if rolled := !reflect.DeepEqual(oldT, newT); rolled != tc.roll {
+				t.Errorf("pod template changed = %v, want %v\nold annotations %v\nnew annotations %v",
+					rolled, tc.roll, oldT.Annotations, newT.Annotations)
+			}
+		})
+	}
+}
+
+func TestTLSSecretContentRollsThePod(t *testing.T) {
+	b := loadBroker(t, "production")
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := StatefulSet(b, c, Params{TLSSecretHash: "a"}).Spec.Template.Annotations[ConfigHashAnnotation]
+	z := StatefulSet(b, c, Params{TLSSecretHash: "b"}).Spec.Template.Annotations[ConfigHashAnnotation]
+	if a == z {
+		t.Errorf("config hash ignores the TLS Secret's content: %s", a)
+	}
+}
+
+func TestVolumeClaimTemplateHasNoVersionLabel(t *testing.T) {
+	for _, name := range []string{"minimal", "production"} {
+		b := loadBroker(t, name)
+		sts := statefulSetOf(children(t, b, Params{DefaultImage: testImage}))
+		if _, ok := sts.Spec.Template.Labels[LabelVersion]; !ok {
+			t.Errorf("%s: pod template lacks %s", name, LabelVersion)
+		}
+		for _, vct := range sts.Spec.VolumeClaimTemplates {
+			if _, ok := vct.Labels[LabelVersion]; ok {
+				t.Errorf("%s: volume claim template %s has a version label", name, vct.Name)
+			}
+		}
+	}
+}
+
+func TestSpecHashIgnoresVolumeClaimTemplates(t *testing.T) {
+	b := loadBroker(t, "minimal")
+	sts := statefulSetOf(children(t, b, Params{DefaultImage: testImage}))
+	bigger := b.DeepCopy()
+	bigger.Spec.Persistence.Size = resource.MustParse("100Gi")
+	sts2 := statefulSetOf(children(t, bigger, Params{DefaultImage: testImage}))
+	if sts.Annotations[SpecHashAnnotation] != sts2.Annotations[SpecHashAnnotation] {
+		t.Error("growing the volume changes the StatefulSet's spec hash; it must not touch the StatefulSet")
+	}
+}
+
+func TestGracePeriodOutlastsDrain(t *testing.T) {
+	for _, name := range []string{"minimal", "production"} {
+		b := loadBroker(t, name)
+		c, err := BrokerConfig(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grace := time.Duration(*StatefulSet(b, c, Params{}).Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+		if c.DrainTimeout.D() >= grace {
+			t.Errorf("%s: drain timeout %s is not shorter than the grace period %s", name, c.DrainTimeout, grace)
+		}
+	}
+}
+
+func TestImageVersion(t *testing.T) {
+	cases := map[string]string{
+		"ghcr.io/bollard-io/bollard:v1.2.3":     "v1.2.3",
+		"bollard":                               "",
+		"localhost:5000/bollard":                "",
+		"localhost:5000/bollard:dev":            "dev",
+		"ghcr.io/bollard-io/bollard@sha256:abc": "",
+	}
+	for image, want := range cases {
+		if got := imageVersion(image); got != want {
+			t.Errorf("imageVersion(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
