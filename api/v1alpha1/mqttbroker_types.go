@@ -549,4 +549,3 @@ type MQTTBrokerStatus struct {
 	// +optional
 	QueuedMessages int64 `json:"queuedMessages,omitempty"`
 }
-
