@@ -1,0 +1,299 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/config"
+)
+
+// drainGrace is how long past its timeout a Drain may run before the shell
+// stops waiting and closes the store anyway (commits then fail, so nothing
+// unacknowledged is lost; acknowledged messages are already durable).
+const drainGrace = 5 * time.Second
+
+// adminShutdownTimeout bounds the wait for admin requests in progress.
+const adminShutdownTimeout = 2 * time.Second
+
+// Engine is the broker as the shell runs it. *Server implements it.
+type Engine interface {
+	ConnHandler
+	AdminBackend
+	Reconfigurable
+	Start(ctx context.Context) error
+	Drain(ctx context.Context) error
+}
+
+// RunOptions configure a Runner.
+type RunOptions struct {
+	// Config is the validated configuration, command-line flags applied.
+	Config *config.Config
+	// ConfigFile is watched for hot reload; "" disables reloading.
+	ConfigFile string
+	// Overrides re-applies the command-line flags to a reloaded file.
+	Overrides func(*config.Config)
+	// LevelVar follows the logLevel of reloaded configs; may be nil.
+	LevelVar *slog.LevelVar
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Version is reported on /v1/status and /metrics.
+	Version string
+	// Store is closed (flushed) last, after the drain.
+	Store io.Closer
+	// ReloadInterval is the config poll period; 0 means the default.
+	ReloadInterval time.Duration
+}
+
+// Runner sequences a broker process around an Engine: admin endpoint,
+// listeners, recovery, readiness, hot reload, drain and shutdown.
+//
+// Startup: bind the admin endpoint (so /healthz answers during recovery),
+// bind the listeners (a busy port fails before a long recovery), Start the
+// engine (recovery), then accept and report ready. Shutdown: readiness
+// false, stop accepting, Drain within drainTimeout, close the store.
+type Runner struct {
+	e       Engine
+	o       RunOptions
+	log     *slog.Logger
+	started time.Time
+
+	accepting atomic.Bool
+	draining  atomic.Bool
+	drainOnce sync.Once
+	drainDone chan struct{}
+	readyCh   chan struct{}
+
+	listeners *ListenerSet
+	admin     *AdminServer
+	reloader  *Reloader
+}
+
+// NewRunner prepares a Runner; Run starts it.
+func NewRunner(e Engine, o RunOptions) *Runner {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	r := &Runner{
+		e: e, o: o, log: o.Logger, started: time.Now(),
+		drainDone: make(chan struct{}),
+		readyCh:   make(chan struct{}),
+	}
+	if o.ConfigFile != "" {
+		r.reloader = NewReloader(o.ConfigFile, o.Config, e, ReloaderOptions{
+			Interval: o.ReloadInterval, Overrides: o.Overrides, LevelVar: o.LevelVar, Logger: o.Logger,
+		})
+	}
+	return r
+}
+
+// Run starts the broker and blocks until ctx is done (the caller cancels it
+// on SIGTERM/SIGINT), then shuts down gracefully. It returns nil after a
+// clean shutdown and an error when startup failed or the store could not
+// be closed; the store is closed in every case.
+func (r *Runner) Run(ctx context.Context) error {
+	if err := r.start(ctx); err != nil {
+		r.abort()
+		return err
+	}
+	rctx, stopReload := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	if r.reloader != nil {
+		wg.Go(func() { r.reloader.Run(rctx) })
+	}
+	<-ctx.Done()
+	r.log.Info("shutdown requested: readiness false, draining", "drainTimeout", r.drainTimeout().String())
+	err := r.shutdown()
+	stopReload()
+	wg.Wait()
+	return err
+}
+
+// start binds, recovers and starts accepting.
+func (r *Runner) start(ctx context.Context) error {
+	if addr := r.o.Config.Admin.Address; addr != "" {
+		a, err := ListenAdmin(addr, r.AdminHandler(), r.log)
+		if err != nil {
+			return err
+		}
+		r.admin = a
+	}
+	ls, err := Listen(r.o.Config, r.e, r.log)
+	if err != nil {
+		return err
+	}
+	r.listeners = ls
+	t0 := time.Now()
+	if err := r.e.Start(ctx); err != nil {
+		return fmt.Errorf("server: recovery: %w", err)
+	}
+	r.log.Info("recovered state from the store", "took", time.Since(t0).String())
+	r.listeners.Serve()
+	r.accepting.Store(true)
+	close(r.readyCh)
+	r.log.Info("ready", "version", r.o.Version, "listeners", r.listeners.Addrs(),
+		"admin", r.AdminAddr(), "durability", r.o.Config.Durability.Mode, "dataDir", r.o.Config.DataDir,
+		"configFile", r.o.ConfigFile, "configGeneration", r.e.ConfigGeneration())
+	return nil
+}
+
+// abort releases what a failed start bound or opened.
+func (r *Runner) abort() {
+	r.draining.Store(true)
+	if r.listeners != nil {
+		r.logErr("closing listeners", r.listeners.Close())
+	}
+	if r.admin != nil {
+		r.shutdownAdmin()
+	}
+	r.logErr("closing the store", r.closeStore())
+}
+
+// shutdown drains the engine and closes the store, then the admin
+// endpoint (which answers 503 on /readyz until then).
+func (r *Runner) shutdown() error {
+	r.StartDrain()
+	<-r.drainDone
+	err := r.closeStore()
+	if err == nil {
+		r.log.Info("store closed")
+	}
+	if r.admin != nil {
+		r.shutdownAdmin()
+	}
+	if err != nil {
+		return err
+	}
+	r.log.Info("stopped")
+	return nil
+}
+
+// StartDrain begins a drain and returns at once: readiness turns false,
+// the listeners stop accepting, and the engine disconnects its clients
+// and finishes its commits within the drain timeout. Only the first call
+// has an effect.
+func (r *Runner) StartDrain() {
+	r.drainOnce.Do(func() {
+		r.draining.Store(true)
+		go func() {
+			defer close(r.drainDone)
+			r.drain()
+		}()
+	})
+}
+
+// drain stops accepting and waits for the engine's Drain, bounded.
+func (r *Runner) drain() {
+	if r.listeners != nil {
+		r.logErr("closing listeners", r.listeners.Close())
+	}
+	timeout := r.drainTimeout()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.e.Drain(ctx) }()
+	t0 := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			r.log.Warn("drain did not finish in time; closing anyway", "err", err, "drainTimeout", timeout.String())
+			return
+		}
+		r.log.Info("drained", "took", time.Since(t0).String())
+	case <-time.After(timeout + drainGrace):
+		r.log.Error("drain ignored its deadline; closing the store anyway", "drainTimeout", timeout.String())
+	}
+}
+
+func (r *Runner) closeStore() error {
+	if r.o.Store == nil {
+		return nil
+	}
+	if err := r.o.Store.Close(); err != nil {
+		return fmt.Errorf("server: closing the store: %w", err)
+	}
+	return nil
+}
+
+func (r *Runner) shutdownAdmin() {
+	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
+	defer cancel()
+	r.logErr("stopping the admin endpoint", r.admin.Shutdown(ctx))
+}
+
+func (r *Runner) logErr(what string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		r.log.Error(what, "err", err)
+	}
+}
+
+// drainTimeout is the drainTimeout of the applied configuration (it is a
+// hot field).
+func (r *Runner) drainTimeout() time.Duration {
+	if r.reloader != nil {
+		return r.reloader.Current().DrainTimeout.D()
+	}
+	return r.o.Config.DrainTimeout.D()
+}
+
+// Ready reports whether the broker is recovered, accepting and not
+// draining: what /readyz answers.
+func (r *Runner) Ready() bool {
+	return r.accepting.Load() && !r.draining.Load() && r.e.Ready()
+}
+
+// Draining reports whether a drain started.
+func (r *Runner) Draining() bool { return r.draining.Load() }
+
+// ReadyC is closed once the broker first became ready.
+func (r *Runner) ReadyC() <-chan struct{} { return r.readyCh }
+
+// TriggerReload checks the config file now (for example on SIGHUP).
+func (r *Runner) TriggerReload() {
+	if r.reloader != nil {
+		r.reloader.Trigger()
+	}
+}
+
+// ListenerAddrs returns the bound client listener addresses by kind
+// (valid once ReadyC is closed).
+func (r *Runner) ListenerAddrs() map[string]string {
+	if r.listeners == nil {
+		return nil
+	}
+	return r.listeners.Addrs()
+}
+
+// AdminAddr returns the bound admin address, or "" when disabled.
+func (r *Runner) AdminAddr() string {
+	if r.admin == nil {
+		return ""
+	}
+	return r.admin.Addr().String()
+}
+
+// AdminHandler is the admin endpoint wired to this runner.
+func (r *Runner) AdminHandler() http.Handler {
+	c := AdminConfig{
+		Backend:  r.e,
+		Version:  r.o.Version,
+		Started:  r.started,
+		Ready:    r.Ready,
+		Drain:    r.StartDrain,
+		Draining: r.Draining,
+		Log:      r.log,
+	}
+	if r.reloader != nil {
+		c.Reload = r.reloader.Status
+	}
+	return NewAdminHandler(c)
+}
+
+// The shell drives the real Server through Engine.
+var _ Engine = (*Server)(nil)
