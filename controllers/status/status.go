@@ -1,0 +1,211 @@
+package status
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+// Problem is something that keeps the cluster from matching the spec. Any
+// problem makes the broker Degraded.
+type Problem struct {
+	// Reason is a v1alpha1.Reason* constant.
+	Reason  string
+	Message string
+}
+
+// BrokerReport is what one running broker pod said on GET /v1/status.
+type BrokerReport struct {
+	// Pod is the pod's name.
+	Pod string
+	// ConfigGeneration is the configuration generation the broker applied.
+	ConfigGeneration int64
+	// Version, Sessions and QueuedMessages are informational.
+	Version        string
+	Sessions       int64
+	QueuedMessages int64
+	// Err is set when the broker could not be asked.
+	Err error
+}
+
+// Observed is everything the reconciler saw in one pass.
+type Observed struct {
+	// Generation is the MQTTBroker's metadata.generation, which is also the
+	// configuration generation rendered into the ConfigMap.
+	Generation int64
+	// Replicas is the desired number of broker pods.
+	Replicas int32
+	// Paused is true when the paused annotation is set.
+	Paused bool
+	// StatefulSet is the broker's StatefulSet as last read; nil if absent.
+	StatefulSet *appsv1.StatefulSet
+	// Problems found while reconciling.
+	Problems []Problem
+	// Expanding lists claims whose capacity is below their request.
+	Expanding []string
+	// Brokers are the reports of the ready broker pods.
+	Brokers []BrokerReport
+}
+
+// Conditions returns existing with the four conditions set from o. Only a
+// condition whose status changes gets now as its LastTransitionTime.
+func Conditions(existing []metav1.Condition, o Observed, now metav1.Time) []metav1.Condition {
+	out := make([]metav1.Condition, len(existing))
+	copy(out, existing)
+	set := func(c metav1.Condition) {
+		c.ObservedGeneration = o.Generation
+		c.LastTransitionTime = now
+		meta.SetStatusCondition(&out, c)
+	}
+	if o.Paused {
+		// Nothing was observed beyond the annotation: say so, and leave the
+		// other conditions as the last reconcile left them.
+		set(Progressing(o))
+		return out
+	}
+	set(Ready(o))
+	set(Progressing(o))
+	set(Degraded(o))
+	set(ConfigApplied(o))
+	return out
+}
+
+// Ready is True when every desired replica runs the current template and
+// passes its readiness probe.
+func Ready(o Observed) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse}
+	sts := o.StatefulSet
+	switch {
+	case sts == nil:
+		c.Reason, c.Message = v1alpha1.ReasonStatefulSetMissing, "the broker's StatefulSet does not exist yet"
+	case rolledOut(o) && sts.Status.ReadyReplicas >= o.Replicas:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonAllReplicasReady
+		c.Message = fmt.Sprintf("%d/%d replicas ready", sts.Status.ReadyReplicas, o.Replicas)
+	default:
+		c.Reason = v1alpha1.ReasonReplicasNotReady
+		c.Message = fmt.Sprintf("%d/%d replicas ready, %d/%d updated", sts.Status.ReadyReplicas, o.Replicas,
+			sts.Status.UpdatedReplicas, o.Replicas)
+	}
+	return c
+}
+
+// rolledOut reports whether the StatefulSet controller has seen the current
+// spec and every replica runs the current revision.
+func rolledOut(o Observed) bool {
+	s := o.StatefulSet
+	if s == nil || s.Status.ObservedGeneration < s.Generation {
+		return false
+	}
+	if s.Status.UpdatedReplicas < o.Replicas {
+		return false
+	}
+	return s.Status.UpdateRevision == "" || s.Status.CurrentRevision == s.Status.UpdateRevision
+}
+
+// Progressing is True while a change is rolling out (a new pod template,
+// pods becoming ready, volumes expanding), and False with reason Paused
+// while the broker is paused.
+func Progressing(o Observed) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue}
+	switch {
+	case o.Paused:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPaused
+		c.Message = fmt.Sprintf("reconciling is paused by the annotation %s=true", v1alpha1.PausedAnnotation)
+	case o.StatefulSet == nil || !rolledOut(o) || o.StatefulSet.Status.ReadyReplicas < o.Replicas:
+		c.Reason, c.Message = v1alpha1.ReasonRollingOut, "rolling out the broker pods"
+	case len(o.Expanding) > 0:
+		c.Reason = v1alpha1.ReasonExpanding
+		c.Message = "expanding volume claims: " + strings.Join(o.Expanding, ", ")
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, "every replica runs the current spec"
+	}
+	return c
+}
+
+// Degraded is True when any problem keeps the cluster from matching the
+// spec; its reason is the first problem's and its message lists them all.
+func Degraded(o Observed) metav1.Condition {
+	if len(o.Problems) == 0 {
+		return metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse,
+			Reason: v1alpha1.ReasonAsExpected, Message: "no problems found"}
+	}
+	msgs := make([]string, len(o.Problems))
+	for i, p := range o.Problems {
+		msgs[i] = p.Message
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionTrue,
+		Reason: o.Problems[0].Reason, Message: strings.Join(msgs, "; ")}
+}
+
+// ConfigApplied is True when every running broker reports the current
+// configuration generation; Unknown when one cannot be asked.
+func ConfigApplied(o Observed) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionConfigApplied, Status: metav1.ConditionFalse}
+	if len(o.Brokers) == 0 {
+		c.Reason, c.Message = v1alpha1.ReasonNoRunningBrokers, "no broker pod is ready to report its configuration"
+		return c
+	}
+	var unreachable, behind []string
+	for _, r := range sortedReports(o.Brokers) {
+		switch {
+		case r.Err != nil:
+			unreachable = append(unreachable, fmt.Sprintf("%s: %v", r.Pod, r.Err))
+		case r.ConfigGeneration < o.Generation:
+			behind = append(behind, fmt.Sprintf("%s has applied generation %d", r.Pod, r.ConfigGeneration))
+		}
+	}
+	switch {
+	case len(unreachable) > 0:
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonBrokerUnreachable
+		c.Message = "cannot read /v1/status: " + strings.Join(unreachable, "; ")
+	case len(behind) > 0:
+		c.Reason = v1alpha1.ReasonConfigPending
+		c.Message = fmt.Sprintf("waiting for generation %d: %s", o.Generation, strings.Join(behind, "; "))
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent
+		c.Message = fmt.Sprintf("every broker runs configuration generation %d", o.Generation)
+	}
+	return c
+}
+
+func sortedReports(rs []BrokerReport) []BrokerReport {
+	out := append([]BrokerReport(nil), rs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
+	return out
+}
+
+// Summary is the informational part of the status: what the brokers report.
+type Summary struct {
+	Version                 string
+	AppliedConfigGeneration int64
+	Sessions                int64
+	QueuedMessages          int64
+}
+
+// Summarize totals the reports of the brokers that answered. The applied
+// generation is the lowest any of them reports.
+func Summarize(rs []BrokerReport) Summary {
+	var s Summary
+	first := true
+	for _, r := range sortedReports(rs) {
+		if r.Err != nil {
+			continue
+		}
+		if first || r.ConfigGeneration < s.AppliedConfigGeneration {
+			s.AppliedConfigGeneration = r.ConfigGeneration
+		}
+		if first {
+			s.Version = r.Version
+		}
+		first = false
+		s.Sessions += r.Sessions
+		s.QueuedMessages += r.QueuedMessages
+	}
+	return s
+}

@@ -1,0 +1,150 @@
+package status
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+func sts(gen, observed int64, ready, updated int32, cur, upd string) *appsv1.StatefulSet {
+	s := &appsv1.StatefulSet{}
+	s.Generation = gen
+	s.Status = appsv1.StatefulSetStatus{ObservedGeneration: observed, ReadyReplicas: ready,
+		UpdatedReplicas: updated, CurrentRevision: cur, UpdateRevision: upd}
+	return s
+}
+
+func TestConditionsTable(t *testing.T) {
+	healthy := sts(3, 3, 1, 1, "r1", "r1")
+	current := []BrokerReport{{Pod: "b-0", ConfigGeneration: 5}}
+	type want map[string]metav1.ConditionStatus
+	cases := map[string]struct {
+		o      Observed
+		want   want
+		reason map[string]string
+	}{
+		"no StatefulSet yet": {
+			o:      Observed{Generation: 1, Replicas: 1},
+			want:   want{"Ready": "False", "Progressing": "True", "Degraded": "False", "ConfigApplied": "False"},
+			reason: map[string]string{"Ready": v1alpha1.ReasonStatefulSetMissing, "ConfigApplied": v1alpha1.ReasonNoRunningBrokers},
+		},
+		"healthy and current": {
+			o:      Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: current},
+			want:   want{"Ready": "True", "Progressing": "False", "Degraded": "False", "ConfigApplied": "True"},
+			reason: map[string]string{"Progressing": v1alpha1.ReasonRolloutComplete, "ConfigApplied": v1alpha1.ReasonConfigCurrent},
+		},
+		"StatefulSet controller has not seen the new spec": {
+			o:    Observed{Generation: 5, Replicas: 1, StatefulSet: sts(4, 3, 1, 1, "r1", "r1"), Brokers: current},
+			want: want{"Ready": "False", "Progressing": "True"},
+		},
+		"rolling to a new revision": {
+			o:      Observed{Generation: 5, Replicas: 1, StatefulSet: sts(3, 3, 0, 0, "r1", "r2")},
+			want:   want{"Ready": "False", "Progressing": "True", "ConfigApplied": "False"},
+			reason: map[string]string{"Progressing": v1alpha1.ReasonRollingOut},
+		},
+		"hot change not yet applied": {
+			o:      Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: current},
+			want:   want{"Ready": "True", "ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigPending},
+		},
+		"broker unreachable": {
+			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy,
+				Brokers: []BrokerReport{{Pod: "b-0", Err: errors.New("connection refused")}}},
+			want: want{"ConfigApplied": "Unknown"},
+		},
+		"problems degrade": {
+			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: current, Problems: []Problem{
+				{Reason: v1alpha1.ReasonShrinkRefused, Message: "cannot shrink"},
+				{Reason: v1alpha1.ReasonSecretNotFound, Message: "no secret"},
+			}},
+			want:   want{"Degraded": "True", "Ready": "True"},
+			reason: map[string]string{"Degraded": v1alpha1.ReasonShrinkRefused},
+		},
+		"expanding volume": {
+			o:      Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: current, Expanding: []string{"data-b-0"}},
+			want:   want{"Progressing": "True"},
+			reason: map[string]string{"Progressing": v1alpha1.ReasonExpanding},
+		},
+		"paused": {
+			o:      Observed{Generation: 5, Replicas: 1, Paused: true},
+			want:   want{"Progressing": "False"},
+			reason: map[string]string{"Progressing": v1alpha1.ReasonPaused},
+		},
+	}
+	now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := Conditions(nil, tc.o, now)
+			for typ, status := range tc.want {
+				c := meta.FindStatusCondition(got, typ)
+				if c == nil {
+					t.Fatalf("no %s condition in %v", typ, got)
+				}
+				if c.Status != status {
+					t.Errorf("%s = %s (%s: %s), want %s", typ, c.Status, c.Reason, c.Message, status)
+				}
+				if c.ObservedGeneration != tc.o.Generation {
+					t.Errorf("%s.observedGeneration = %d, want %d", typ, c.ObservedGeneration, tc.o.Generation)
+				}
+			}
+			for typ, reason := range tc.reason {
+				if c := meta.FindStatusCondition(got, typ); c == nil || c.Reason != reason {
+					t.Errorf("%s reason = %v, want %s", typ, c, reason)
+				}
+			}
+		})
+	}
+}
+
+func TestPausedLeavesOtherConditions(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	before := Conditions(nil, Observed{Generation: 1, Replicas: 1, StatefulSet: sts(1, 1, 1, 1, "a", "a")}, t0)
+	after := Conditions(before, Observed{Generation: 2, Replicas: 1, Paused: true}, metav1.NewTime(t0.Add(time.Minute)))
+	if r := meta.FindStatusCondition(after, v1alpha1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue || r.ObservedGeneration != 1 {
+		t.Errorf("Ready changed while paused: %v", r)
+	}
+}
+
+func TestLastTransitionTimeMovesOnlyOnStatusChange(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	t2 := metav1.NewTime(t0.Add(2 * time.Minute))
+	o := Observed{Generation: 1, Replicas: 1, StatefulSet: sts(1, 1, 0, 1, "a", "a")}
+	c0 := Conditions(nil, o, t0)
+	// Same status, different message: the transition time stays.
+	o.StatefulSet = sts(1, 1, 0, 0, "a", "a")
+	c1 := Conditions(c0, o, t1)
+	if got := meta.FindStatusCondition(c1, v1alpha1.ConditionReady).LastTransitionTime; !got.Equal(&t0) {
+		t.Errorf("Ready.lastTransitionTime = %v after a reconcile that kept it False, want %v", got, t0)
+	}
+	// Status flips: it moves.
+	o.StatefulSet = sts(1, 1, 1, 1, "a", "a")
+	c2 := Conditions(c1, o, t2)
+	if got := meta.FindStatusCondition(c2, v1alpha1.ConditionReady).LastTransitionTime; !got.Equal(&t2) {
+		t.Errorf("Ready.lastTransitionTime = %v after turning True, want %v", got, t2)
+	}
+	if got := meta.FindStatusCondition(c2, v1alpha1.ConditionDegraded).LastTransitionTime; !got.Equal(&t0) {
+		t.Errorf("Degraded.lastTransitionTime = %v, never changed status, want %v", got, t0)
+	}
+	if len(c0) != 4 || len(c2) != 4 {
+		t.Errorf("want four conditions, got %d and %d", len(c0), len(c2))
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	s := Summarize([]BrokerReport{
+		{Pod: "b-1", ConfigGeneration: 4, Version: "v2", Sessions: 3, QueuedMessages: 10},
+		{Pod: "b-0", ConfigGeneration: 5, Version: "v1", Sessions: 2, QueuedMessages: 1},
+		{Pod: "b-2", Err: errors.New("down")},
+	})
+	want := Summary{Version: "v1", AppliedConfigGeneration: 4, Sessions: 5, QueuedMessages: 11}
+	if s != want {
+		t.Errorf("Summarize = %+v, want %+v", s, want)
+	}
+}
