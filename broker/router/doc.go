@@ -1,0 +1,17 @@
+// Package router fans a published message out to the sessions whose
+// subscriptions match its topic, and keeps the retained messages.
+//
+// The router knows sessions only through the Subscriber interface (a
+// *session.Session is one). Route matches the topic in the subscription
+// trie (broker/topic), merges the overlapping subscriptions of one
+// subscriber into one delivery (highest QoS, every subscription
+// identifier), applies No Local and Retain As Published, picks one member of
+// every matching shared subscription group (online members first, round
+// robin), offers the message to each target, and collects the store
+// operations of the whole fan-out in one batch: the message is put once,
+// whatever the number of queues that reference it. The caller commits the
+// batch and reports the outcome with Fanout.Settle, which settles every
+// queue entry and applies the retained change to the in-memory index.
+//
+// The router does no I/O and never commits to the store.
+package router

@@ -1,0 +1,248 @@
+package router
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/topic"
+)
+
+// Subscriber receives messages; *session.Session implements it.
+type Subscriber interface {
+	// Online reports whether a connection is attached (shared
+	// subscriptions prefer online members).
+	Online() bool
+	// Offer queues m; store operations go into b.
+	Offer(m *store.Message, d session.Delivery, b *store.Batch) session.Result
+	// Settle reports the commit outcome of an entry Offer returned.
+	Settle(seq uint64, ok bool)
+}
+
+// Router routes published messages to subscribers. It is safe for
+// concurrent use; its zero value is not usable, call New.
+type Router struct {
+	trie     topic.Trie[store.Subscription]
+	retained topic.Retained[*store.Message]
+
+	mu   sync.RWMutex
+	subs map[string]Subscriber
+
+	pool sync.Pool // *topic.Matches[store.Subscription]
+}
+
+// New returns an empty router.
+func New() *Router {
+	r := &Router{subs: make(map[string]Subscriber)}
+	r.pool.New = func() any { return new(topic.Matches[store.Subscription]) }
+	return r
+}
+
+// Register makes id's subscriptions deliver to s (replacing a previous
+// subscriber with the same id).
+func (r *Router) Register(id string, s Subscriber) {
+	r.mu.Lock()
+	r.subs[id] = s
+	r.mu.Unlock()
+}
+
+// Unregister removes id and the given subscriptions of it.
+func (r *Router) Unregister(id string, filters []string) {
+	r.mu.Lock()
+	delete(r.subs, id)
+	r.mu.Unlock()
+	r.trie.RemoveAll(id, filters)
+}
+
+// Subscribe adds or replaces id's subscription sub.
+func (r *Router) Subscribe(id string, sub store.Subscription) (replaced bool, err error) {
+	return r.trie.Add(sub.Filter, id, sub)
+}
+
+// Unsubscribe removes id's subscription to filter.
+func (r *Router) Unsubscribe(id, filter string) bool { return r.trie.Remove(filter, id) }
+
+// Subscriptions returns the number of subscriptions in the trie.
+func (r *Router) Subscriptions() int { return r.trie.Count() }
+
+func (r *Router) subscriber(id string) Subscriber {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.subs[id]
+}
+
+// target is one subscriber's merged delivery.
+type target struct {
+	id string
+	d  session.Delivery
+}
+
+// Fanout is the result of Route. Settle it exactly once after committing
+// the batch.
+type Fanout struct {
+	// Matched is the number of subscribers offered the message.
+	Matched int
+	// Stored is the number of queues that stored the message.
+	Stored int
+	// Rejected: some subscriber's queue refused the message under the
+	// RejectPublish policy (5.0 publishers get 0x97 Quota exceeded).
+	Rejected bool
+
+	r       *Router
+	settles []settle
+	retain  *store.Message // retained change to apply on success
+	unset   bool           // retain change is a deletion
+}
+
+type settle struct {
+	s   Subscriber
+	seq uint64
+}
+
+// Route fans m out to the matching subscribers, appending store operations
+// to b: the retained change (if m.Retain), the message once, and every
+// queue's operations. storeFull reports that the global store budget is
+// reached.
+func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout {
+	f := &Fanout{r: r}
+	if m.Retain {
+		f.retainOps(m, b)
+	}
+	put := len(b.Ops)
+	b.PutMessage(m)
+	for _, t := range r.targets(m) {
+		s := r.subscriber(t.id)
+		if s == nil {
+			continue
+		}
+		t.d.StoreFull = storeFull
+		res := s.Offer(m, t.d, b)
+		f.Matched++
+		if res.Stored {
+			f.Stored++
+		}
+		f.Rejected = f.Rejected || res.Rejected
+		if res.Settle != 0 {
+			f.settles = append(f.settles, settle{s: s, seq: res.Settle})
+		}
+	}
+	if f.Stored == 0 {
+		b.Ops = slices.Delete(b.Ops, put, put+1)
+	}
+	return f
+}
+
+func (f *Fanout) retainOps(m *store.Message, b *store.Batch) {
+	if len(m.Payload) == 0 {
+		b.DeleteRetained(m.Topic) // [MQTT-3.3.1-6]
+		f.retain, f.unset = m, true
+		return
+	}
+	rm := *m
+	b.PutRetained(&rm)
+	f.retain = &rm
+}
+
+// Settle reports whether the batch of Route committed, settling every
+// queue entry and, on success, applying the retained change.
+func (f *Fanout) Settle(ok bool) {
+	for _, s := range f.settles {
+		s.s.Settle(s.seq, ok)
+	}
+	f.settles = nil
+	if ok && f.retain != nil {
+		if f.unset {
+			f.r.retained.Delete(f.retain.Topic)
+		} else {
+			f.r.retained.Set(f.retain.Topic, f.retain)
+		}
+	}
+}
+
+// targets matches m's topic and merges the subscriptions per subscriber.
+func (r *Router) targets(m *store.Message) []target {
+	ms := r.pool.Get().(*topic.Matches[store.Subscription])
+	defer r.pool.Put(ms)
+	r.trie.Match(m.Topic, ms)
+	out := make([]target, 0, ms.Len())
+	var idx map[string]int
+	if len(ms.Subs) > 1 {
+		idx = make(map[string]int, len(ms.Subs))
+	}
+	for _, sub := range ms.Subs {
+		if sub.Value.NoLocal && sub.SubscriberID == m.Publisher {
+			continue // [MQTT-3.8.3-3]
+		}
+		if i, ok := idx[sub.SubscriberID]; ok {
+			merge(&out[i].d, m, sub.Value)
+			continue
+		}
+		if idx != nil {
+			idx[sub.SubscriberID] = len(out)
+		}
+		out = append(out, target{id: sub.SubscriberID, d: delivery(m, sub.Value)})
+	}
+	for _, g := range ms.Shared {
+		if sub, ok := r.pickShared(g); ok {
+			out = append(out, target{id: sub.SubscriberID, d: delivery(m, sub.Value)})
+		}
+	}
+	return out
+}
+
+// pickShared chooses an online member of a shared group if there is one,
+// otherwise any member (an offline persistent member queues the message).
+func (r *Router) pickShared(g topic.SharedMatch[store.Subscription]) (topic.Sub[store.Subscription], bool) {
+	sub, ok := g.Pick(func(s topic.Sub[store.Subscription]) bool {
+		sb := r.subscriber(s.SubscriberID)
+		return sb != nil && sb.Online()
+	})
+	if ok {
+		return sub, true
+	}
+	return g.Pick(nil)
+}
+
+func delivery(m *store.Message, sub store.Subscription) session.Delivery {
+	d := session.Delivery{QoS: min(m.QoS, sub.QoS), Retain: sub.RetainAsPublished && m.Retain}
+	if sub.ID != 0 {
+		d.SubscriptionIDs = []uint32{sub.ID}
+	}
+	return d
+}
+
+func merge(d *session.Delivery, m *store.Message, sub store.Subscription) {
+	d.QoS = max(d.QoS, min(m.QoS, sub.QoS))
+	d.Retain = d.Retain || (sub.RetainAsPublished && m.Retain)
+	if sub.ID != 0 {
+		d.SubscriptionIDs = append(d.SubscriptionIDs, sub.ID)
+	}
+}
+
+// LoadRetained adds a recovered retained message to the index.
+func (r *Router) LoadRetained(m *store.Message) { r.retained.Set(m.Topic, m) }
+
+// RetainedCount returns the number of retained messages.
+func (r *Router) RetainedCount() int { return r.retained.Len() }
+
+// Retained returns the retained messages that filter (a non-shared filter)
+// matches.
+func (r *Router) Retained(filter string) []*store.Message {
+	var out []*store.Message
+	r.retained.Match(filter, func(_ string, m *store.Message) bool {
+		out = append(out, m)
+		return true
+	})
+	return out
+}
+
+// DropRetained removes topic's retained message from the index if it is
+// still m (an expired retained message found on delivery), and appends its
+// deletion to b.
+func (r *Router) DropRetained(m *store.Message, b *store.Batch) {
+	if cur, ok := r.retained.Get(m.Topic); ok && cur == m {
+		r.retained.Delete(m.Topic)
+		b.DeleteRetained(m.Topic)
+	}
+}

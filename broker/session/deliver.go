@@ -1,0 +1,270 @@
+package session
+
+import (
+	"errors"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// ErrPacketIDNotFound: an acknowledgement names no inflight message.
+var ErrPacketIDNotFound = errors.New("session: packet identifier not found")
+
+// Outgoing is one packet the writer must send for the session: a PUBLISH
+// (Msg set) or, when Pubrel is true, a PUBREL for PacketID.
+type Outgoing struct {
+	Msg             *store.Message
+	QoS             byte
+	Retain          bool
+	Dup             bool
+	PacketID        uint16
+	SubscriptionIDs []uint32
+	Pubrel          bool
+}
+
+// Attach binds a connection whose client announced receiveMax (its
+// Receive Maximum). notify is called (with the session mutex held; it must
+// not block) whenever there is something to send. For a persistent session
+// the inflight entries left by the previous connection are read back from
+// the store and sent again first: Sent entries as PUBLISH with DUP and
+// their packet identifier, Released entries as PUBREL.
+func (s *Session) Attach(receiveMax int, notify func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.online, s.receiveMax, s.notify = true, max(receiveMax, 1), notify
+	s.rec.DisconnectedAt = time.Time{}
+	s.resetMemory()
+	if !s.persistent() || s.rd == nil {
+		return nil
+	}
+	q := &s.q
+	wm := q.watermark()
+	err := s.rd.ReadQueue(s.rec.ClientID, 0, 0, func(e store.QueueEntry, m *store.Message) bool {
+		if e.Seq > wm || e.State == store.Queued {
+			return false
+		}
+		it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
+		q.inflight[e.PacketID] = it
+		q.resend = append(q.resend, it)
+		q.loadedSeq = e.Seq
+		return true
+	})
+	s.refill()
+	s.wake()
+	return err
+}
+
+// Detach unbinds the connection. The in-memory window of a persistent
+// session is released (its queue stays in the store); pending QoS 0
+// messages are dropped.
+func (s *Session) Detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.online, s.notify = false, nil
+	s.drop(DropSlowConsumer, len(s.q.qos0))
+	s.q.qos0, s.q.qos0Bytes = nil, 0
+	if s.persistent() {
+		s.resetMemory()
+	}
+}
+
+// resetMemory forgets the in-memory window of a persistent session so that
+// it is read again from the store. Uncommitted head entries move back to
+// pending, which keeps the watermark below them.
+func (s *Session) resetMemory() {
+	q := &s.q
+	if !s.persistent() {
+		return
+	}
+	var back []pend
+	for _, it := range q.head {
+		if !it.committed {
+			back = append(back, pend{seq: it.e.Seq, size: it.size})
+		}
+	}
+	q.pending = append(back, q.pending...)
+	q.head, q.resend = nil, nil
+	clear(q.inflight)
+	q.loadedSeq = 0
+}
+
+// NextBatch appends to out up to max packets that may be sent now: resends
+// first, then QoS 0 messages, then queued messages while the inflight
+// window (Receive Maximum) has room. fits reports whether a PUBLISH fits
+// the client's Maximum Packet Size; messages that do not are dropped.
+// State changes go into b; wait is true when b must be committed before
+// the packets are written (a QoS 2 PUBLISH must not go out before its
+// packet identifier is durable, or a restart could deliver it twice).
+func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, b *store.Batch) (_ []Outgoing, wait bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.online {
+		return out, false
+	}
+	out = s.nextResend(out, max)
+	out = s.nextQoS0(out, max, fits)
+	now := s.now()
+	q := &s.q
+	for len(out) < max && len(q.resend) == 0 && len(q.inflight) < s.receiveMax {
+		if len(q.head) < s.headCap()/2 {
+			s.refill()
+		}
+		if len(q.head) == 0 || !q.head[0].committed {
+			break
+		}
+		it := s.popHead()
+		o, ok := s.deliver(it, now, fits, b)
+		if !ok {
+			continue
+		}
+		wait = wait || (o.QoS == 2 && it.stored)
+		out = append(out, o)
+	}
+	return out, wait
+}
+
+func (s *Session) nextResend(out []Outgoing, max int) []Outgoing {
+	q := &s.q
+	for len(out) < max && len(q.resend) > 0 && len(q.inflight)-len(q.resend) < s.receiveMax {
+		it := q.resend[0]
+		q.resend[0] = nil
+		q.resend = q.resend[1:]
+		if it.e.State == store.Released {
+			out = append(out, Outgoing{Pubrel: true, PacketID: it.e.PacketID})
+			continue
+		}
+		out = append(out, outgoing(it, true))
+	}
+	return out
+}
+
+func (s *Session) nextQoS0(out []Outgoing, max int, fits func(*Outgoing) bool) []Outgoing {
+	q := &s.q
+	now := s.now()
+	for len(out) < max && len(q.qos0) > 0 {
+		it := q.qos0[0]
+		q.qos0[0] = nil
+		q.qos0 = q.qos0[1:]
+		q.qos0Bytes -= it.size
+		o := outgoing(it, false)
+		switch {
+		case it.m.Expired(now):
+			s.drop(DropExpired, 1)
+		case fits != nil && !fits(&o):
+			s.drop(DropTooLarge, 1)
+		default:
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// deliver turns a head entry into a packet: QoS 0 entries leave the queue,
+// QoS 1/2 entries get a packet identifier and become inflight.
+func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b *store.Batch) (Outgoing, bool) {
+	o := outgoing(it, false)
+	if it.m.Expired(now) {
+		s.remove(it, b)
+		s.drop(DropExpired, 1)
+		return o, false
+	}
+	if fits != nil && !fits(&o) {
+		s.remove(it, b)
+		s.drop(DropTooLarge, 1)
+		return o, false
+	}
+	if it.e.QoS == 0 {
+		s.remove(it, b)
+		return o, true
+	}
+	pid := s.allocPID()
+	it.e.State, it.e.PacketID = store.Sent, pid
+	s.q.inflight[pid] = it
+	o.PacketID = pid
+	if it.stored {
+		e := it.e
+		b.UpdateEntry(s.rec.ClientID, &e)
+	}
+	return o, true
+}
+
+func outgoing(it *item, dup bool) Outgoing {
+	return Outgoing{Msg: it.m, QoS: it.e.QoS, Retain: it.e.Retain, Dup: dup,
+		PacketID: it.e.PacketID, SubscriptionIDs: it.e.SubscriptionIDs}
+}
+
+// allocPID returns a packet identifier not used by an inflight message.
+// The inflight window is far below 65535, so the search ends.
+func (s *Session) allocPID() uint16 {
+	for {
+		s.q.nextPID++
+		if s.q.nextPID == 0 {
+			s.q.nextPID = 1
+		}
+		if _, used := s.q.inflight[s.q.nextPID]; !used {
+			return s.q.nextPID
+		}
+	}
+}
+
+// Puback completes the QoS 1 delivery of pid.
+func (s *Session) Puback(pid uint16, b *store.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.q.inflight[pid]
+	if !ok || it.e.QoS != 1 || it.e.State != store.Sent {
+		return ErrPacketIDNotFound
+	}
+	s.finish(pid, it, b)
+	return nil
+}
+
+// Pubrec handles the PUBREC of pid. With a success code the entry becomes
+// Released and the caller must send PUBREL once b is committed (wait: b
+// must be synced first). An error code (5.0) ends the delivery.
+func (s *Session) Pubrec(pid uint16, failed bool, b *store.Batch) (release bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.q.inflight[pid]
+	if !ok || it.e.QoS != 2 {
+		return false, ErrPacketIDNotFound
+	}
+	if it.e.State == store.Released {
+		return true, nil // a resent PUBREC: answer with PUBREL again
+	}
+	if failed {
+		s.finish(pid, it, b)
+		return false, nil
+	}
+	it.e.State = store.Released
+	it.m = nil // the message is not needed any more
+	if it.stored {
+		e := it.e
+		b.UpdateEntry(s.rec.ClientID, &e)
+	}
+	return true, nil
+}
+
+// Pubcomp completes the QoS 2 delivery of pid.
+func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.q.inflight[pid]
+	if !ok || it.e.State != store.Released {
+		return ErrPacketIDNotFound
+	}
+	s.finish(pid, it, b)
+	return nil
+}
+
+func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
+	delete(s.q.inflight, pid)
+	for i, r := range s.q.resend {
+		if r == it {
+			s.q.resend = append(s.q.resend[:i], s.q.resend[i+1:]...)
+			break
+		}
+	}
+	s.remove(it, b)
+	s.wake()
+}

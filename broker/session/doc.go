@@ -1,0 +1,30 @@
+// Package session is the per-client state machine of the broker: the
+// durable session record (principal, expiry, will), subscriptions, the
+// outbound queue with its limits and overflow policy, the inflight window
+// bounded by the client's Receive Maximum, packet identifiers, and the
+// inbound QoS 2 state.
+//
+// A Session does no network I/O and reads the wall clock only through an
+// injected function. It never commits to the store itself: methods that
+// change durable state append operations to a caller's store.Batch, and the
+// caller commits them (through the server's ordered committer) and reports
+// the outcome back with Settle. The only store access is reading a
+// persistent session's queue through the Reader interface, in bounded
+// windows, so a session with a million queued messages holds at most a
+// window of them in memory.
+//
+// Queue model. Every queue entry has a Seq, assigned in increasing order by
+// Offer. The queue of a persistent session (expiry interval > 0) lives in
+// the store: the inflight prefix (entries Sent or Released on a connection)
+// followed by Queued entries. In memory the session keeps the inflight
+// entries (only while online), a bounded "head" of the first Queued entries
+// with their messages, and the Seqs of entries not yet committed. Entries
+// past the head are read back from the store (Reader.ReadQueue after
+// loadedSeq) as the head drains, so new messages keep their order behind a
+// backlog. A non-persistent session keeps its whole queue in memory, bounded
+// by the same limits.
+//
+// A Session is safe for concurrent use; its methods take its mutex, and
+// callbacks in Hooks are called with it held (they must not block or call
+// back into the Session).
+package session

@@ -1,0 +1,50 @@
+package session
+
+import "github.com/bollard-io/bollard/broker/store"
+
+// BeginInbound records that a QoS 2 PUBLISH with pid arrived. dup reports
+// that pid is already awaiting its PUBREL: the message was delivered
+// before and must not be routed again [MQTT-4.3.3-9]. Otherwise the
+// PutInboundQoS2 for persistent sessions goes into b, the batch that routes
+// the message.
+func (s *Session) BeginInbound(pid uint16, b *store.Batch) (dup bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inbound[pid]; ok {
+		return true
+	}
+	s.inbound[pid] = struct{}{}
+	if s.persistent() {
+		b.PutInboundQoS2(s.rec.ClientID, pid)
+	}
+	return false
+}
+
+// AbortInbound forgets pid after the batch of BeginInbound failed.
+func (s *Session) AbortInbound(pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inbound, pid)
+}
+
+// ReleaseInbound handles a PUBREL for pid and reports whether pid was
+// known (5.0 answers PUBCOMP 0x92 otherwise).
+func (s *Session) ReleaseInbound(pid uint16, b *store.Batch) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inbound[pid]; !ok {
+		return false
+	}
+	delete(s.inbound, pid)
+	if s.persistent() {
+		b.DeleteInboundQoS2(s.rec.ClientID, pid)
+	}
+	return true
+}
+
+// ClearInbound forgets all inbound QoS 2 state (clean start).
+func (s *Session) ClearInbound() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.inbound)
+}

@@ -1,0 +1,288 @@
+package session
+
+import (
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Head window sizes: the most Queued entries held in memory per session.
+const (
+	offlineHead = 16
+	minHead     = 32
+	maxHead     = 1024
+)
+
+// item is one queue entry held in memory, with its message.
+type item struct {
+	e         store.QueueEntry
+	m         *store.Message
+	size      int64
+	committed bool // its Enqueue is durable (always true when not stored)
+	stored    bool // the entry lives in the store (persistent session)
+}
+
+// pend is a stored entry past the head whose Enqueue is not committed yet.
+type pend struct {
+	seq  uint64
+	size int64
+}
+
+type queue struct {
+	lastSeq   uint64 // highest Seq assigned
+	loadedSeq uint64 // every entry <= loadedSeq is in head, inflight or gone
+	msgs      int64  // entries in the queue, inflight included
+	bytes     int64
+	head      []*item // first Queued entries, in Seq order
+	pending   []pend  // uncommitted stored entries after loadedSeq, in Seq order
+	inflight  map[uint16]*item
+	resend    []*item // inflight entries to send again on this connection
+	nextPID   uint16
+	qos0      []*item // QoS 0 messages for the online client (never stored)
+	qos0Bytes int64
+}
+
+func (q *queue) init() { q.inflight = make(map[uint16]*item) }
+
+// Delivery is how a message reaches this session: the options of the
+// matching subscription(s).
+type Delivery struct {
+	// QoS is the delivery QoS: min(published QoS, subscription QoS).
+	QoS byte
+	// Retain is the retain flag to deliver with.
+	Retain bool
+	// SubscriptionIDs are the 5.0 identifiers of the matching subscriptions.
+	SubscriptionIDs []uint32
+	// StoreFull reports that the global store budget is reached.
+	StoreFull bool
+}
+
+// Result is the outcome of Offer.
+type Result struct {
+	// Settle is non-zero when the entry waits for its batch to commit: the
+	// caller must call Settle(Settle, ok) afterwards.
+	Settle uint64
+	// Stored: an Enqueue was appended to the batch (the caller must have
+	// put the message into it).
+	Stored bool
+	// Dropped names the reason when the message was not queued.
+	Dropped string
+	// Rejected: the queue refused the message under RejectPublish (5.0
+	// publishers get 0x97 Quota exceeded).
+	Rejected bool
+}
+
+// Offer queues message m for delivery. Enqueue (and, for DropOldest,
+// Dequeue) operations go into b, which the caller commits; see Result.
+func (s *Session) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.QoS == 0 && s.online {
+		return s.offerQoS0(m, d)
+	}
+	if !s.online && (!s.persistent() || (d.QoS == 0 && !s.limits.QueueQoS0)) {
+		s.drop(DropQoS0Offline, 1)
+		return Result{Dropped: DropQoS0Offline}
+	}
+	size := m.Size()
+	if r, ok := s.checkLimits(size, d, b); !ok {
+		return r
+	}
+	return s.enqueue(m, d, size, b)
+}
+
+func (s *Session) offerQoS0(m *store.Message, d Delivery) Result {
+	size := m.Size()
+	if s.limits.QoS0Bytes > 0 && s.q.qos0Bytes+size > s.limits.QoS0Bytes {
+		s.drop(DropSlowConsumer, 1)
+		return Result{Dropped: DropSlowConsumer}
+	}
+	it := &item{e: store.QueueEntry{MessageID: m.ID, Retain: d.Retain, SubscriptionIDs: d.SubscriptionIDs},
+		m: m, size: size, committed: true}
+	s.q.qos0 = append(s.q.qos0, it)
+	s.q.qos0Bytes += size
+	s.wake()
+	return Result{}
+}
+
+// checkLimits applies the queue limits and the global budget to a message
+// of size bytes; ok=false means the message is not queued (r says why).
+func (s *Session) checkLimits(size int64, d Delivery, b *store.Batch) (r Result, ok bool) {
+	if d.StoreFull && s.persistent() && !s.online {
+		s.drop(DropStoreFull, 1)
+		return Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
+	}
+	if s.fits(size) {
+		return Result{}, true
+	}
+	switch s.limits.Policy {
+	case RejectPublish:
+		s.drop(DropQuotaRejected, 1)
+		return Result{Dropped: DropQuotaRejected, Rejected: true}, false
+	case DropOldest:
+		if s.dropOldest(size, b) {
+			return Result{}, true
+		}
+	}
+	s.drop(DropQueueFull, 1)
+	return Result{Dropped: DropQueueFull}, false
+}
+
+func (s *Session) fits(size int64) bool {
+	l := s.limits
+	return (l.MaxMessages <= 0 || s.q.msgs+1 <= l.MaxMessages) &&
+		(l.MaxBytes <= 0 || s.q.bytes+size <= l.MaxBytes)
+}
+
+// dropOldest drops committed Queued entries from the front of the queue
+// until size more bytes fit. Inflight entries and entries whose commit is
+// pending are never dropped; it returns false when that is not enough.
+func (s *Session) dropOldest(size int64, b *store.Batch) bool {
+	if s.limits.MaxBytes > 0 && size > s.limits.MaxBytes {
+		return false
+	}
+	for !s.fits(size) {
+		if len(s.q.head) == 0 {
+			s.refill()
+		}
+		if len(s.q.head) == 0 || !s.q.head[0].committed {
+			return false
+		}
+		it := s.popHead()
+		s.remove(it, b)
+		s.drop(DropQueueFull, 1)
+	}
+	return true
+}
+
+// enqueue assigns the next Seq to m and queues it.
+func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Batch) Result {
+	q := &s.q
+	caughtUp := q.loadedSeq == q.lastSeq && len(q.pending) == 0
+	q.lastSeq++
+	it := &item{
+		e: store.QueueEntry{Seq: q.lastSeq, MessageID: m.ID, QoS: d.QoS, Retain: d.Retain,
+			SubscriptionIDs: d.SubscriptionIDs, State: store.Queued},
+		m: m, size: size, committed: !s.persistent(), stored: s.persistent(),
+	}
+	q.msgs++
+	q.bytes += size
+	if !it.stored {
+		q.loadedSeq = it.e.Seq
+		q.head = append(q.head, it)
+		s.wake()
+		return Result{}
+	}
+	e := it.e
+	b.Enqueue(s.rec.ClientID, &e)
+	if caughtUp && len(q.head) < s.headCap() {
+		q.loadedSeq = it.e.Seq
+		q.head = append(q.head, it)
+	} else {
+		q.pending = append(q.pending, pend{seq: it.e.Seq, size: size})
+	}
+	return Result{Settle: it.e.Seq, Stored: true}
+}
+
+// Settle reports whether the batch holding the Enqueue of seq committed.
+// A failed entry is forgotten (it never reached the store).
+func (s *Session) Settle(seq uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &s.q
+	for i, p := range q.pending {
+		if p.seq == seq {
+			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			if !ok {
+				q.msgs--
+				q.bytes -= p.size
+			}
+			s.wake()
+			return
+		}
+	}
+	for i := len(q.head) - 1; i >= 0; i-- {
+		it := q.head[i]
+		if it.e.Seq != seq {
+			continue
+		}
+		if ok {
+			it.committed = true
+		} else {
+			q.head = append(q.head[:i], q.head[i+1:]...)
+			q.msgs--
+			q.bytes -= it.size
+		}
+		s.wake()
+		return
+	}
+}
+
+// watermark is the highest Seq up to which every stored entry is
+// committed.
+func (q *queue) watermark() uint64 {
+	if len(q.pending) > 0 {
+		return q.pending[0].seq - 1
+	}
+	return q.lastSeq
+}
+
+func (s *Session) headCap() int {
+	if !s.online {
+		return offlineHead
+	}
+	return min(max(2*s.receiveMax, minHead), maxHead)
+}
+
+// refill reads the next Queued entries of a persistent session from the
+// store into the head, up to the committed watermark.
+func (s *Session) refill() {
+	q := &s.q
+	want := s.headCap() - len(q.head)
+	wm := q.watermark()
+	if !s.persistent() || s.rd == nil || want <= 0 || q.loadedSeq >= wm {
+		return
+	}
+	n, last := 0, q.loadedSeq
+	err := s.rd.ReadQueue(s.rec.ClientID, q.loadedSeq, want, func(e store.QueueEntry, m *store.Message) bool {
+		if e.Seq > wm {
+			return false
+		}
+		n, last = n+1, e.Seq
+		if e.State == store.Queued {
+			q.head = append(q.head, &item{e: e, m: m, size: m.Size(), committed: true, stored: true})
+		}
+		return true
+	})
+	if err != nil {
+		if s.hooks.ReadError != nil {
+			s.hooks.ReadError(s.rec.ClientID, err)
+		}
+		return
+	}
+	if n < want {
+		last = wm
+	}
+	q.loadedSeq = last
+}
+
+func (s *Session) popHead() *item {
+	it := s.q.head[0]
+	s.q.head[0] = nil
+	s.q.head = s.q.head[1:]
+	return it
+}
+
+// remove forgets a queue entry that left the queue (delivered, dropped or
+// expired): counters and, for stored entries, a Dequeue in b.
+func (s *Session) remove(it *item, b *store.Batch) {
+	s.q.msgs--
+	s.q.bytes -= it.size
+	if it.stored {
+		b.Dequeue(s.rec.ClientID, it.e.Seq)
+	}
+}
+
+func (s *Session) wake() {
+	if s.online && s.notify != nil {
+		s.notify()
+	}
+}

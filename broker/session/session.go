@@ -1,0 +1,334 @@
+package session
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Errors returned by Session methods.
+var (
+	// ErrTooManySubscriptions: the session is at its subscription limit.
+	ErrTooManySubscriptions = errors.New("session: too many subscriptions")
+)
+
+// Drop reasons passed to Hooks.Drop. The server counts drops by reason.
+const (
+	DropQueueFull      = "queue_full"
+	DropQuotaRejected  = "quota_rejected"
+	DropStoreFull      = "store_full"
+	DropExpired        = "expired"
+	DropSlowConsumer   = "slow_consumer"
+	DropTooLarge       = "too_large"
+	DropQoS0Offline    = "qos0_offline"
+	DropSessionExpired = "session_expired"
+)
+
+// Policy is what Offer does with a message for a full queue.
+type Policy int
+
+// Overflow policies; see broker/config for their contract.
+const (
+	DropOldest Policy = iota
+	DropNewest
+	RejectPublish
+)
+
+// Limits bound a session's queue.
+type Limits struct {
+	// MaxMessages and MaxBytes bound the queue (inflight entries included).
+	MaxMessages int64
+	MaxBytes    int64
+	// Policy applies when a message does not fit.
+	Policy Policy
+	// QueueQoS0 queues QoS 0 messages while the session is offline.
+	QueueQoS0 bool
+	// QoS0Bytes bounds QoS 0 messages waiting for an online client (they
+	// are never stored); over it they are dropped as DropSlowConsumer.
+	QoS0Bytes int64
+}
+
+// Reader reads a persistent session's queue back from the store; a
+// store.Store is one.
+type Reader interface {
+	ReadQueue(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error
+}
+
+// Hooks are callbacks into the owner, called with the session's mutex held:
+// they must be quick and must not call back into the Session.
+type Hooks struct {
+	// Drop is called for every message the session discards, n messages
+	// at a time.
+	Drop func(clientID, reason string, n int)
+	// ReadError reports a failure of Reader.ReadQueue.
+	ReadError func(clientID string, err error)
+}
+
+// Session is one client session. Create it with New or Restore.
+type Session struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	rd     Reader
+	hooks  Hooks
+	limits Limits
+
+	rec     store.Session
+	subs    map[string]store.Subscription
+	inbound map[uint16]struct{}
+
+	online     bool
+	receiveMax int
+	notify     func()
+
+	q queue
+}
+
+// New returns a session for rec (a new session: empty queue). rd may be nil
+// for sessions that are never persistent.
+func New(rec store.Session, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
+	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec,
+		subs: make(map[string]store.Subscription), inbound: make(map[uint16]struct{})}
+	s.q.init()
+	return s
+}
+
+// Restore rebuilds a session from its recovered state.
+func Restore(st *store.SessionState, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
+	s := New(st.Session, lim, rd, now, hooks)
+	for _, sub := range st.Subscriptions {
+		s.subs[sub.Filter] = sub
+	}
+	for _, pid := range st.InboundQoS2 {
+		s.inbound[pid] = struct{}{}
+	}
+	s.q.msgs, s.q.bytes = st.Queue.Messages, st.Queue.Bytes
+	s.q.lastSeq = st.Queue.LastSeq
+	return s
+}
+
+// ClientID returns the session's client identifier.
+func (s *Session) ClientID() string { return s.rec.ClientID }
+
+// SetLimits replaces the queue limits (configuration reload). Queues over a
+// new limit are not trimmed; new messages see the new limit.
+func (s *Session) SetLimits(l Limits) {
+	s.mu.Lock()
+	s.limits = l
+	s.mu.Unlock()
+}
+
+// Persistent reports whether the session outlives its connection (its
+// expiry interval is non-zero).
+func (s *Session) Persistent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.persistent()
+}
+
+func (s *Session) persistent() bool { return s.rec.ExpiryInterval > 0 }
+
+// Online reports whether a connection is attached.
+func (s *Session) Online() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.online
+}
+
+// Principal returns the principal that created the session.
+func (s *Session) Principal() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec.Principal
+}
+
+// Record returns a copy of the durable session record.
+func (s *Session) Record() store.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.record()
+}
+
+func (s *Session) record() store.Session {
+	r := s.rec
+	if r.Will != nil {
+		w := *r.Will
+		r.Will = &w
+	}
+	return r
+}
+
+// Connect updates the record for a new connection (protocol version,
+// granted expiry interval, will) and appends its PutSession to b when the
+// session is persistent.
+func (s *Session) Connect(version byte, expiry uint32, will *store.Will, b *store.Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rec.ProtocolVersion = version
+	s.rec.ExpiryInterval = expiry
+	s.rec.Will = will
+	s.rec.DisconnectedAt = time.Time{}
+	s.putRecord(b)
+}
+
+func (s *Session) putRecord(b *store.Batch) {
+	if s.persistent() && b != nil {
+		r := s.record()
+		b.PutSession(&r)
+	}
+}
+
+// SetExpiry changes the expiry interval (a 5.0 DISCONNECT may change it)
+// and appends the record to b.
+func (s *Session) SetExpiry(expiry uint32, b *store.Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wasPersistent := s.persistent()
+	s.rec.ExpiryInterval = expiry
+	if wasPersistent || s.persistent() {
+		r := s.record()
+		b.PutSession(&r)
+	}
+}
+
+// Disconnected records that the connection ended at the session clock's
+// now. keepWill=false drops the will (normal disconnection). It appends the
+// record to b when the session is persistent.
+func (s *Session) Disconnected(keepWill bool, b *store.Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rec.DisconnectedAt = s.now()
+	if !keepWill {
+		s.rec.Will = nil
+	}
+	s.putRecord(b)
+}
+
+// MarkDisconnectedAt sets the disconnection time without persisting it
+// (recovery of sessions that were online when the broker stopped).
+func (s *Session) MarkDisconnectedAt(t time.Time, b *store.Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec.DisconnectedAt.IsZero() {
+		s.rec.DisconnectedAt = t
+		s.putRecord(b)
+	}
+}
+
+// ExpiresAt is when the disconnected session expires; zero while online.
+func (s *Session) ExpiresAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.online {
+		return time.Time{}
+	}
+	return s.rec.ExpiresAt()
+}
+
+// WillDueAt is when the pending will must be published: the will delay
+// after disconnection, but no later than the session expiry. Zero when there
+// is no will or the session is online.
+func (s *Session) WillDueAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.online || s.rec.Will == nil || s.rec.DisconnectedAt.IsZero() {
+		return time.Time{}
+	}
+	delay := min(s.rec.Will.DelayInterval, s.rec.ExpiryInterval)
+	return s.rec.DisconnectedAt.Add(time.Duration(delay) * time.Second)
+}
+
+// TakeWill removes and returns the pending will (nil if none), appending
+// the record to b.
+func (s *Session) TakeWill(b *store.Batch) *store.Will {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.rec.Will
+	if w != nil {
+		s.rec.Will = nil
+		s.putRecord(b)
+	}
+	return w
+}
+
+// Subscribe adds or replaces a subscription; max bounds the number of
+// subscriptions. It appends PutSubscription to b for persistent sessions
+// and reports whether the filter was already subscribed.
+func (s *Session) Subscribe(sub store.Subscription, max int, b *store.Batch) (existed bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, existed = s.subs[sub.Filter]
+	if !existed && max > 0 && len(s.subs) >= max {
+		return false, ErrTooManySubscriptions
+	}
+	s.subs[sub.Filter] = sub
+	if s.persistent() {
+		c := sub
+		b.PutSubscription(s.rec.ClientID, &c)
+	}
+	return existed, nil
+}
+
+// Unsubscribe removes the subscription with filter and reports whether it
+// existed.
+func (s *Session) Unsubscribe(filter string, b *store.Batch) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.subs[filter]; !ok {
+		return false
+	}
+	delete(s.subs, filter)
+	if s.persistent() {
+		b.DeleteSubscription(s.rec.ClientID, filter)
+	}
+	return true
+}
+
+// Subscriptions returns the session's subscriptions.
+func (s *Session) Subscriptions() []store.Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		out = append(out, sub)
+	}
+	return out
+}
+
+// Info is a snapshot of a session for inspection.
+type Info struct {
+	ClientID        string
+	Principal       string
+	Online          bool
+	ProtocolVersion byte
+	Persistent      bool
+	ExpiryInterval  uint32
+	ExpiresAt       time.Time
+	QueuedMessages  int64
+	QueuedBytes     int64
+	Inflight        int
+	Subscriptions   int
+}
+
+// Info returns a snapshot of the session.
+func (s *Session) Info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := Info{
+		ClientID: s.rec.ClientID, Principal: s.rec.Principal, Online: s.online,
+		ProtocolVersion: s.rec.ProtocolVersion, Persistent: s.persistent(),
+		ExpiryInterval: s.rec.ExpiryInterval, QueuedMessages: s.q.msgs,
+		QueuedBytes: s.q.bytes, Inflight: len(s.q.inflight), Subscriptions: len(s.subs),
+	}
+	if !s.online {
+		i.ExpiresAt = s.rec.ExpiresAt()
+	}
+	return i
+}
+
+func (s *Session) drop(reason string, n int) {
+	if s.hooks.Drop != nil && n > 0 {
+		s.hooks.Drop(s.rec.ClientID, reason, n)
+	}
+}
