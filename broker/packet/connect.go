@@ -57,35 +57,13 @@ const (
 	flagUsername   = 0x80
 )
 
-func (c *Connect) decode(flags byte, b []byte, _ byte) error {
-	name, i, err := decodeString(b, 0)
+func (c *Connect) decode(_ byte, b []byte, _ byte) error {
+	i, err := c.decodeProtocol(b)
 	if err != nil {
 		return err
 	}
-	level, i, err := decodeByte(b, i)
-	if err != nil {
-		return err
-	}
-	c.ProtocolName, c.ProtocolVersion = name, level
-	// [MQTT-3.1.2-1] [MQTT-3.1.2-2]: an unknown name or level is answered
-	// with CONNACK 0x84 (5.0) or return code 0x01 (3.1.1).
-	if !validVersion(level) || name != protocolName(level) {
-		return errorf(UnsupportedProtocolVersion, "CONNECT protocol %q level %d", name, level)
-	}
-	cf, i, err := decodeByte(b, i)
-	if err != nil {
-		return err
-	}
-	if cf&flagReserved != 0 {
-		return malformed("CONNECT reserved flag set [MQTT-3.1.2-3]")
-	}
-	c.CleanStart = cf&flagCleanStart != 0
-	c.WillFlag = cf&flagWill != 0
-	c.WillQoS = cf >> 3 & 0x03
-	c.WillRetain = cf&flagWillRetain != 0
-	c.PasswordFlag = cf&flagPassword != 0
-	c.UsernameFlag = cf&flagUsername != 0
-	if err := c.checkFlags(level); err != nil {
+	level := c.ProtocolVersion
+	if i, err = c.decodeFlags(b, i); err != nil {
 		return err
 	}
 	if c.KeepAlive, i, err = decodeUint16(b, i); err != nil {
@@ -106,6 +84,45 @@ func (c *Connect) decode(flags byte, b []byte, _ byte) error {
 		return malformed("CONNECT has %d trailing bytes", len(b)-i)
 	}
 	return c.checkClientID(level)
+}
+
+// decodeProtocol reads the protocol name and level (sections 3.1.2.1,
+// 3.1.2.2). It sets ProtocolVersion before judging it, so a rejected CONNECT
+// still says which version to answer in.
+func (c *Connect) decodeProtocol(b []byte) (int, error) {
+	name, i, err := decodeString(b, 0)
+	if err != nil {
+		return i, err
+	}
+	level, i, err := decodeByte(b, i)
+	if err != nil {
+		return i, err
+	}
+	c.ProtocolName, c.ProtocolVersion = name, level
+	// [MQTT-3.1.2-1] [MQTT-3.1.2-2]: an unknown name or level is answered
+	// with CONNACK 0x84 (5.0) or return code 0x01 (3.1.1).
+	if !validVersion(level) || name != protocolName(level) {
+		return i, errorf(UnsupportedProtocolVersion, "CONNECT protocol %q level %d", name, level)
+	}
+	return i, nil
+}
+
+// decodeFlags reads the Connect Flags (section 3.1.2.3).
+func (c *Connect) decodeFlags(b []byte, i int) (int, error) {
+	cf, i, err := decodeByte(b, i)
+	if err != nil {
+		return i, err
+	}
+	if cf&flagReserved != 0 {
+		return i, malformed("CONNECT reserved flag set [MQTT-3.1.2-3]")
+	}
+	c.CleanStart = cf&flagCleanStart != 0
+	c.WillFlag = cf&flagWill != 0
+	c.WillQoS = cf >> 3 & 0x03
+	c.WillRetain = cf&flagWillRetain != 0
+	c.PasswordFlag = cf&flagPassword != 0
+	c.UsernameFlag = cf&flagUsername != 0
+	return i, c.checkFlags(c.ProtocolVersion)
 }
 
 // decodePayload reads the will, user name and password (section 3.1.3).

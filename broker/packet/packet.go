@@ -278,12 +278,13 @@ func Append(dst []byte, p Packet, version byte) ([]byte, error) {
 	if pub, ok := p.(*Publish); ok {
 		hdr |= pub.flags()
 	}
+	orig := len(dst)
 	dst = slices.Grow(dst, 1+VarintSize(uint32(n))+n)
 	dst = appendVarint(append(dst, hdr), uint32(n))
 	start := len(dst)
 	dst = c.appendBody(dst, version)
 	if len(dst)-start != n {
-		return dst[:start], fmt.Errorf("packet: internal error: %s body is %d bytes, sized %d", c.Type(), len(dst)-start, n)
+		return dst[:orig], fmt.Errorf("packet: internal error: %s body is %d bytes, sized %d", c.Type(), len(dst)-start, n)
 	}
 	return dst, nil
 }
