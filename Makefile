@@ -1,0 +1,130 @@
+# Bollard: an MQTT broker with durable persistent sessions, and its
+# Kubernetes operator. `make help` lists the targets.
+
+# Version stamped into both binaries.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Image the operator runs brokers with unless an MQTTBroker says otherwise.
+IMG ?= ghcr.io/bollard-io/bollard:$(VERSION)
+
+GO ?= go
+GOFLAGS_TEST ?= -race -shuffle=on
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: fmt
+fmt: ## Format the Go code (gofmt -s).
+	gofmt -s -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint, including the depguard import rules of design.md.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods for the API types.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRD and RBAC manifests into config/.
+	$(CONTROLLER_GEN) rbac:roleName=bollard-operator crd:allowDangerousTypes=false webhook \
+		paths="./api/..." paths="./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify
+verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
+	hack/verify.sh
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/bollard and bin/bollard-operator.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bollard ./cmd/bollard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X main.defaultImage=$(IMG)" -o bin/bollard-operator ./cmd/bollard-operator
+
+.PHONY: run
+run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080, data in ./bollard-data.
+	$(GO) run ./cmd/bollard $(ARGS)
+
+##@ Test
+
+.PHONY: test
+test: test-deps testbin verify lint ## Run every test tier (installs what the tests need first).
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GO) test $(GOFLAGS_TEST) -timeout 45m ./...
+
+.PHONY: test-unit
+test-unit: ## Run the Go tests without installing anything (tiers that need missing tools fail).
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+.PHONY: test-deps
+test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt).
+	hack/install-test-deps.sh
+
+.PHONY: testbin
+testbin: ## Build kube-apiserver, kube-controller-manager, kube-scheduler and etcd into the cache.
+	hack/testbin.sh
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (figures are reported as ratios against in-run baselines).
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+##@ Tools
+
+LOCALBIN ?= $(CURDIR)/bin
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+KUSTOMIZE_VERSION ?= v5.8.1
+HELM_VERSION ?= v3.22.0
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into ./bin.
+$(CONTROLLER_GEN): | $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.
+$(GOLANGCI_LINT): | $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Install kustomize into ./bin.
+$(KUSTOMIZE): | $(LOCALBIN)
+	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+.PHONY: helm
+helm: $(HELM) ## Install helm into ./bin.
+$(HELM): | $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+
+# go-install-tool installs package $(2) at version $(3) as $(1), a
+# version-suffixed name, with a plain-named symlink beside it.
+define go-install-tool
+@[ -f "$(1)" ] || { \
+	set -e; \
+	echo "Installing $(2)@$(3)"; \
+	rm -f "$(1)"; \
+	GOBIN="$(LOCALBIN)" $(GO) install "$(2)@$(3)"; \
+	mv "$(LOCALBIN)/$$(basename "$$(echo "$(1)" | sed 's/-$(3)$$//')")" "$(1)"; \
+	}; \
+	ln -sf "$$(realpath "$(1)")" "$$(echo "$(1)" | sed 's/-$(3)$$//')"
+endef
