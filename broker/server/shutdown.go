@@ -70,6 +70,8 @@ type Runner struct {
 	drainDone chan struct{}
 	readyCh   chan struct{}
 
+	// mu guards listeners and admin, set by Run and read by accessors.
+	mu        sync.Mutex
 	listeners *ListenerSet
 	admin     *AdminServer
 	reloader  *Reloader
@@ -100,6 +102,10 @@ func NewRunner(e Engine, o RunOptions) *Runner {
 func (r *Runner) Run(ctx context.Context) error {
 	if err := r.start(ctx); err != nil {
 		r.abort()
+		if ctx.Err() != nil {
+			r.log.Info("stopped during startup", "err", err)
+			return nil // asked to stop while recovering: not a failure
+		}
 		return err
 	}
 	rctx, stopReload := context.WithCancel(context.WithoutCancel(ctx))
@@ -122,22 +128,26 @@ func (r *Runner) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.mu.Lock()
 		r.admin = a
+		r.mu.Unlock()
 	}
 	ls, err := Listen(r.o.Config, r.e, r.log)
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
 	r.listeners = ls
+	r.mu.Unlock()
 	t0 := time.Now()
 	if err := r.e.Start(ctx); err != nil {
 		return fmt.Errorf("server: recovery: %w", err)
 	}
 	r.log.Info("recovered state from the store", "took", time.Since(t0).String())
-	r.listeners.Serve()
+	ls.Serve()
 	r.accepting.Store(true)
 	close(r.readyCh)
-	r.log.Info("ready", "version", r.o.Version, "listeners", r.listeners.Addrs(),
+	r.log.Info("ready", "version", r.o.Version, "listeners", ls.Addrs(),
 		"admin", r.AdminAddr(), "durability", r.o.Config.Durability.Mode, "dataDir", r.o.Config.DataDir,
 		"configFile", r.o.ConfigFile, "configGeneration", r.e.ConfigGeneration())
 	return nil
@@ -145,13 +155,15 @@ func (r *Runner) start(ctx context.Context) error {
 
 // abort releases what a failed start bound or opened.
 func (r *Runner) abort() {
-	r.draining.Store(true)
-	if r.listeners != nil {
-		r.logErr("closing listeners", r.listeners.Close())
-	}
-	if r.admin != nil {
-		r.shutdownAdmin()
-	}
+	// Nothing to drain: no connection was accepted. If a drain was
+	// requested meanwhile, let it finish before the store closes.
+	r.drainOnce.Do(func() {
+		r.draining.Store(true)
+		close(r.drainDone)
+	})
+	<-r.drainDone
+	r.closeListeners()
+	r.shutdownAdmin()
 	r.logErr("closing the store", r.closeStore())
 }
 
@@ -164,9 +176,7 @@ func (r *Runner) shutdown() error {
 	if err == nil {
 		r.log.Info("store closed")
 	}
-	if r.admin != nil {
-		r.shutdownAdmin()
-	}
+	r.shutdownAdmin()
 	if err != nil {
 		return err
 	}
@@ -190,9 +200,7 @@ func (r *Runner) StartDrain() {
 
 // drain stops accepting and waits for the engine's Drain, bounded.
 func (r *Runner) drain() {
-	if r.listeners != nil {
-		r.logErr("closing listeners", r.listeners.Close())
-	}
+	r.closeListeners()
 	timeout := r.drainTimeout()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -221,10 +229,25 @@ func (r *Runner) closeStore() error {
 	return nil
 }
 
+func (r *Runner) closeListeners() {
+	r.mu.Lock()
+	ls := r.listeners
+	r.mu.Unlock()
+	if ls != nil {
+		r.logErr("closing listeners", ls.Close())
+	}
+}
+
 func (r *Runner) shutdownAdmin() {
+	r.mu.Lock()
+	a := r.admin
+	r.mu.Unlock()
+	if a == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
 	defer cancel()
-	r.logErr("stopping the admin endpoint", r.admin.Shutdown(ctx))
+	r.logErr("stopping the admin endpoint", a.Shutdown(ctx))
 }
 
 func (r *Runner) logErr(what string, err error) {
@@ -264,6 +287,8 @@ func (r *Runner) TriggerReload() {
 // ListenerAddrs returns the bound client listener addresses by kind
 // (valid once ReadyC is closed).
 func (r *Runner) ListenerAddrs() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.listeners == nil {
 		return nil
 	}
@@ -272,6 +297,8 @@ func (r *Runner) ListenerAddrs() map[string]string {
 
 // AdminAddr returns the bound admin address, or "" when disabled.
 func (r *Runner) AdminAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.admin == nil {
 		return ""
 	}
