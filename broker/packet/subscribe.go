@@ -80,14 +80,14 @@ func decodeIDAndProps(b []byte, t Type, version byte, id *uint16, props *Propert
 
 func (sub *Subscription) setOptions(opts byte, version byte) error {
 	sub.QoS = opts & 0x03
-	if sub.QoS == 3 {
-		return malformed("SUBSCRIBE QoS 3 for %q [MQTT-3.8.3-4]", sub.Filter)
-	}
 	if version < V5 {
-		if opts&optReserved31 != 0 {
-			return malformed("SUBSCRIBE reserved option bits set [MQTT-3-8.3-4]")
+		if opts&optReserved31 != 0 || sub.QoS == 3 {
+			return malformed("SUBSCRIBE options 0x%02X for %q: reserved bits or QoS 3 [MQTT-3-8.3-4]", opts, sub.Filter)
 		}
 		return nil
+	}
+	if sub.QoS == 3 {
+		return protocolErr("SUBSCRIBE maximum QoS 3 for %q (section 3.8.3.1)", sub.Filter)
 	}
 	if opts&optReserved5 != 0 {
 		return malformed("SUBSCRIBE reserved option bits set [MQTT-3.8.3-5]")
@@ -112,11 +112,14 @@ func (s *Subscribe) checkSubs(version byte) error {
 		return protocolErr("SUBSCRIBE without topic filters [MQTT-3.8.3-2]")
 	}
 	for _, sub := range s.Subscriptions {
-		if sub.QoS > 2 {
-			return malformed("SUBSCRIBE QoS %d for %q", sub.QoS, sub.Filter)
+		if sub.QoS > 2 && version < V5 {
+			return malformed("SUBSCRIBE QoS %d for %q [MQTT-3-8.3-4]", sub.QoS, sub.Filter)
 		}
 		if version < V5 {
 			continue
+		}
+		if sub.QoS > 2 {
+			return protocolErr("SUBSCRIBE maximum QoS %d for %q (section 3.8.3.1)", sub.QoS, sub.Filter)
 		}
 		if sub.RetainHandling > 2 {
 			return protocolErr("SUBSCRIBE retain handling 3 for %q", sub.Filter)
