@@ -24,6 +24,11 @@ import (
 // update (and a pod roll) by themselves.
 const SpecHashAnnotation = "mqtt.bollard.io/spec-hash"
 
+// TemplateHashAnnotation, on the StatefulSet, digests the pod template the
+// operator last wrote: when it changes, the broker pods roll, and the
+// reconciler records a Restarted event.
+const TemplateHashAnnotation = "mqtt.bollard.io/template-hash"
+
 // Broker pod identity: a fixed non-root user, also the volume's group.
 const (
 	brokerUID = 65532
@@ -95,7 +100,10 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{volumeClaimTemplate(b)},
 		},
 	}
-	sts.Annotations = map[string]string{SpecHashAnnotation: SpecHash(&sts.Spec)}
+	sts.Annotations = map[string]string{
+		SpecHashAnnotation:     SpecHash(&sts.Spec),
+		TemplateHashAnnotation: digest(&sts.Spec.Template),
+	}
 	return sts
 }
 
@@ -105,9 +113,14 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 func SpecHash(spec *appsv1.StatefulSetSpec) string {
 	s := *spec
 	s.VolumeClaimTemplates = nil
-	b, err := json.Marshal(&s)
-	if err != nil { // a typed API struct always marshals
-		panic(fmt.Sprintf("resources: hashing StatefulSet spec: %v", err))
+	return digest(&s)
+}
+
+// digest is a short hash of v's JSON form.
+func digest(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil { // typed API structs always marshal
+		panic(fmt.Sprintf("resources: hashing %T: %v", v, err))
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]

@@ -1,0 +1,102 @@
+// Command bollard-operator runs the MQTTBroker controller: flag parsing and
+// wiring only; the logic lives in package controllers.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/controllers"
+)
+
+// version is set at build time (-ldflags "-X main.version=v1.2.3"); it is
+// also the tag of the default broker image, so an operator release runs
+// the broker of the same release.
+var version = "dev"
+
+const defaultImageRepo = "ghcr.io/bollard-io/bollard"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bollard-operator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		metricsAddr  = flag.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (\"0\" disables it)")
+		probeAddr    = flag.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+		leaderElect  = flag.Bool("leader-elect", false, "elect a leader among operator replicas, so only one reconciles")
+		leaderNS     = flag.String("leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+		watchNS      = flag.String("watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
+		brokerImage  = flag.String("broker-image", defaultImageRepo+":"+version, "broker image for MQTTBrokers that do not set spec.image")
+		logLevel     = flag.String("log-level", "info", "log level: debug, info, warn or error")
+		printVersion = flag.Bool("version", false, "print the version and exit")
+	)
+	flag.Parse()
+	if *printVersion {
+		fmt.Println(version)
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   controllers.CacheOptions(splitList(*watchNS)),
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "bollard-operator.mqtt.bollard.io",
+		LeaderElectionNamespace: *leaderNS,
+		// Stepping down releases the Lease at once, so a rolling update of
+		// the operator does not wait out the lease duration.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.Info("starting", "version", version, "brokerImage", *brokerImage, "watchNamespaces", *watchNS)
+	return mgr.Start(ctx)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+// BrokerStatus is the part of a broker's GET /v1/status body the operator
+// reads.
+type BrokerStatus struct {
+	Version string `json:"version"`
+	// ConfigGeneration is the configGeneration of the configuration file the
+	// broker applied.
+	ConfigGeneration int64 `json:"configGeneration"`
+	// LastReloadError is set when the broker refused the current file and
+	// runs on with the previous one.
+	LastReloadError string `json:"lastReloadError,omitempty"`
+	SessionsOnline  int64  `json:"sessionsOnline"`
+	SessionsOffline int64  `json:"sessionsOffline"`
+	QueuedMessages  int64  `json:"queuedMessages"`
+}
+
+// BrokerStatusReader asks a running broker pod what it applied. The
+// production implementation is HTTPBrokerStatusReader; tests substitute a
+// fake, since envtest runs no pods.
+type BrokerStatusReader interface {
+	BrokerStatus(ctx context.Context, pod *corev1.Pod) (BrokerStatus, error)
+}
+
+// HTTPBrokerStatusReader reads GET /v1/status from the pod's admin port.
+type HTTPBrokerStatusReader struct {
+	// Client is used for the requests; nil means a client with a 5 s
+	// timeout.
+	Client *http.Client
+}
+
+// maxStatusBody bounds what the operator reads from a broker.
+const maxStatusBody = 1 << 20
+
+// BrokerStatus implements BrokerStatusReader.
+func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod) (BrokerStatus, error) {
+	var st BrokerStatus
+	if pod.Status.PodIP == "" {
+		return st, fmt.Errorf("controllers: pod %s has no IP yet", pod.Name)
+	}
+	c := h.Client
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(v1alpha1.AdminPort)) + "/v1/status"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, fmt.Errorf("controllers: %w", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("controllers: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody))
+	if err != nil {
+		return st, fmt.Errorf("controllers: reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("controllers: GET %s: %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("controllers: decoding %s: %w", url, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,50 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+)
+
+// EventReason is the reason of an Event the operator records on an
+// MQTTBroker. Tools filter on it, so the set is closed and documented here.
+type EventReason string
+
+// Event reasons.
+const (
+	// EventCreated: a child object was created.
+	EventCreated EventReason = "Created"
+	// EventUpdated: a child object was changed to match the spec.
+	EventUpdated EventReason = "Updated"
+	// EventDeleted: a child object the spec no longer wants was deleted.
+	EventDeleted EventReason = "Deleted"
+	// EventRestarted: the pod template changed, so the broker pods roll.
+	EventRestarted EventReason = "Restarted"
+	// EventApplyFailed: the apiserver refused a child object.
+	EventApplyFailed EventReason = "ApplyFailed"
+	// EventInvalidConfig: the spec renders a configuration the broker
+	// rejects; the previous configuration stays in place.
+	EventInvalidConfig EventReason = "InvalidConfig"
+	// EventSecretNotFound: a referenced Secret or key does not exist.
+	EventSecretNotFound EventReason = "SecretNotFound"
+	// EventVolumeExpanding: a data claim's request was raised.
+	EventVolumeExpanding EventReason = "VolumeExpanding"
+	// EventVolumeExpansionFailed: the apiserver refused to raise a claim
+	// (usually: its StorageClass does not allow expansion).
+	EventVolumeExpansionFailed EventReason = "VolumeExpansionFailed"
+	// EventVolumeShrinkRefused: the spec asks for a smaller volume than the
+	// existing claim; volumes cannot shrink.
+	EventVolumeShrinkRefused EventReason = "VolumeShrinkRefused"
+	// EventPaused: reconciling stopped because of the paused annotation.
+	EventPaused EventReason = "Paused"
+)
+
+// event records an Event on b about related (which may be nil).
+func (r *MQTTBrokerReconciler) event(b *v1alpha1.MQTTBroker, related runtime.Object, warning bool, reason EventReason, action, format string, args ...any) {
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	r.Recorder.Eventf(b, related, typ, string(reason), action, format, args...)
+}

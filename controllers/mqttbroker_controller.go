@@ -1,0 +1,310 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/controllers/resources"
+	"github.com/bollard-io/bollard/controllers/status"
+)
+
+// MQTTBrokerReconciler makes an MQTTBroker's children match its spec.
+type MQTTBrokerReconciler struct {
+	// Client reads through the manager's cache and writes to the apiserver.
+	Client client.Client
+	// APIReader reads referenced Secrets directly, so that the operator
+	// caches only their metadata.
+	APIReader client.Reader
+	// Recorder records Events on the MQTTBroker.
+	Recorder events.EventRecorder
+	// Brokers asks running broker pods which configuration they applied.
+	Brokers BrokerStatusReader
+	// DefaultImage is the broker image used when spec.image is empty.
+	DefaultImage string
+	// ConfigBackoff paces the only polling the operator does: re-asking the
+	// brokers until they report the current configuration generation.
+	// SetupWithManager sets 500ms doubling up to 30s when it is nil.
+	ConfigBackoff workqueue.TypedRateLimiter[reconcile.Request]
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// pass is the state of one reconcile: the broker, what was rendered, and
+// what was observed, which becomes the status.
+type pass struct {
+	broker *v1alpha1.MQTTBroker
+	cfg    *config.Config // nil when the spec renders an invalid config
+	params resources.Params
+	obs    status.Observed
+	errs   []error
+}
+
+func (p *pass) problem(reason, format string, args ...any) {
+	p.obs.Problems = append(p.obs.Problems, status.Problem{Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// step is one named stage of a reconcile. Steps run in order; a failing
+// step is recorded (Degraded, an Event) and the next steps still run, so
+// that one refused object does not hold back the others.
+type step struct {
+	name string
+	run  func(ctx context.Context, p *pass) error
+}
+
+func (r *MQTTBrokerReconciler) steps() []step {
+	return []step{
+		{"render-config", r.renderConfig},
+		{"secrets", r.checkSecrets},
+		{"serviceaccount", r.applyServiceAccount},
+		{"configmap", r.applyConfigMap},
+		{"service", r.applyService},
+		{"headless-service", r.applyHeadlessService},
+		{"statefulset", r.applyStatefulSet},
+		{"volumes", r.expandVolumes},
+		{"poddisruptionbudget", r.applyPodDisruptionBudget},
+		{"brokers", r.queryBrokers},
+	}
+}
+
+// +kubebuilder:rbac:groups=mqtt.bollard.io,resources=mqttbrokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mqtt.bollard.io,resources=mqttbrokers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mqtt.bollard.io,resources=mqttbrokers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=serviceaccounts;configmaps;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile implements reconcile.Reconciler.
+func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	b := &v1alpha1.MQTTBroker{}
+	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
+		r.backoff().Forget(req)
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !b.DeletionTimestamp.IsZero() {
+		// Children go with it through their owner references; the claims
+		// stay unless persistence.reclaimPolicy is Delete.
+		return ctrl.Result{}, nil
+	}
+	orig := b.DeepCopy()
+	p := &pass{broker: b, params: resources.Params{DefaultImage: r.DefaultImage}}
+	p.obs.Generation = b.Generation
+	p.obs.Replicas = ptrOr(b.Spec.Replicas, 1)
+	if b.Annotations[v1alpha1.PausedAnnotation] == "true" {
+		return ctrl.Result{}, r.pause(ctx, p, orig)
+	}
+	for _, s := range r.steps() {
+		if err := s.run(ctx, p); err != nil {
+			log.FromContext(ctx).Error(err, "reconcile step failed", "step", s.name)
+			p.problem(v1alpha1.ReasonApplyFailed, "%s: %v", s.name, err)
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", s.name, err))
+		}
+	}
+	b.Status.ObservedGeneration = b.Generation
+	b.Status.Conditions = status.Conditions(b.Status.Conditions, p.obs, metav1.NewTime(r.now()))
+	if err := r.patchStatus(ctx, b, orig); err != nil {
+		p.errs = append(p.errs, err)
+	}
+	if err := errors.Join(p.errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.configRequeue(req, b), nil
+}
+
+// configRequeue asks again, with backoff, while running brokers have not
+// applied the current configuration: nothing in the cluster changes when a
+// broker reloads its file, so this is the one thing a watch cannot serve.
+func (r *MQTTBrokerReconciler) configRequeue(req ctrl.Request, b *v1alpha1.MQTTBroker) ctrl.Result {
+	c := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionConfigApplied)
+	if c == nil || c.Status == metav1.ConditionTrue || c.Reason == v1alpha1.ReasonNoRunningBrokers {
+		r.backoff().Forget(req)
+		return ctrl.Result{}
+	}
+	return ctrl.Result{RequeueAfter: r.backoff().When(req)}
+}
+
+// pause records that the broker is paused and changes nothing else.
+func (r *MQTTBrokerReconciler) pause(ctx context.Context, p *pass, orig *v1alpha1.MQTTBroker) error {
+	b := p.broker
+	p.obs.Paused = true
+	if c := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionProgressing); c == nil || c.Reason != v1alpha1.ReasonPaused {
+		r.event(b, nil, false, EventPaused, "Pause", "Reconciling paused by the annotation %s=true", v1alpha1.PausedAnnotation)
+	}
+	b.Status.Conditions = status.Conditions(b.Status.Conditions, p.obs, metav1.NewTime(r.now()))
+	return r.patchStatus(ctx, b, orig)
+}
+
+func (r *MQTTBrokerReconciler) patchStatus(ctx context.Context, b, orig *v1alpha1.MQTTBroker) error {
+	if equality.Semantic.DeepEqual(b.Status, orig.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
+	cfg, err := resources.BrokerConfig(p.broker)
+	if err != nil {
+		// Not an API error: retrying will not help until the spec changes.
+		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)
+		r.event(p.broker, nil, true, EventInvalidConfig, "Render", "%v", err)
+		return nil
+	}
+	p.cfg = cfg
+	b := p.broker
+	b.Status.Endpoint = resources.Endpoint(b)
+	return nil
+}
+
+func (r *MQTTBrokerReconciler) applyServiceAccount(ctx context.Context, p *pass) error {
+	_, _, err := apply(ctx, r, p.broker, resources.ServiceAccount(p.broker), newServiceAccount, mergeServiceAccount)
+	return err
+}
+
+// applyConfigMap writes the rendered configuration; with an invalid one,
+// the previous file stays, and so does the running broker.
+func (r *MQTTBrokerReconciler) applyConfigMap(ctx context.Context, p *pass) error {
+	if p.cfg == nil {
+		return nil
+	}
+	cm, err := resources.ConfigMap(p.broker, p.cfg)
+	if err != nil {
+		return err
+	}
+	_, _, err = apply(ctx, r, p.broker, cm, newConfigMap, mergeConfigMap)
+	return err
+}
+
+func (r *MQTTBrokerReconciler) applyService(ctx context.Context, p *pass) error {
+	_, _, err := apply(ctx, r, p.broker, resources.Service(p.broker), newService, mergeService)
+	return err
+}
+
+func (r *MQTTBrokerReconciler) applyHeadlessService(ctx context.Context, p *pass) error {
+	_, _, err := apply(ctx, r, p.broker, resources.HeadlessService(p.broker), newService, mergeService)
+	return err
+}
+
+// applyStatefulSet writes the StatefulSet and records a Restarted event
+// when its pod template changes.
+func (r *MQTTBrokerReconciler) applyStatefulSet(ctx context.Context, p *pass) error {
+	b := p.broker
+	if p.cfg == nil {
+		// Keep the pods on their last good configuration; still observe.
+		cur := &appsv1.StatefulSet{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: resources.StatefulSetName(b)}, cur)
+		if err == nil {
+			p.obs.StatefulSet = cur
+		}
+		return client.IgnoreNotFound(err)
+	}
+	want := resources.StatefulSet(b, p.cfg, p.params)
+	before := &appsv1.StatefulSet{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), before)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	cur, _, err := apply(ctx, r, b, want, newStatefulSet, mergeStatefulSet)
+	if err != nil {
+		return err
+	}
+	p.obs.StatefulSet = cur
+	if why := rollCause(before, cur); why != "" {
+		r.event(b, cur, false, EventRestarted, "Restart", "Rolling the broker pods: %s", why)
+	}
+	return nil
+}
+
+// rollCause says why the pods roll from before to after, or "" if they do
+// not (or before did not exist).
+func rollCause(before, after *appsv1.StatefulSet) string {
+	if before.ResourceVersion == "" {
+		return ""
+	}
+	oldHash, newHash := before.Annotations[resources.TemplateHashAnnotation], after.Annotations[resources.TemplateHashAnnotation]
+	if oldHash == newHash {
+		return ""
+	}
+	oldT, newT := before.Spec.Template.Annotations, after.Spec.Template.Annotations
+	switch {
+	case oldT[v1alpha1.RestartedAtAnnotation] != newT[v1alpha1.RestartedAtAnnotation]:
+		return fmt.Sprintf("restart requested (%s=%s)", v1alpha1.RestartedAtAnnotation, newT[v1alpha1.RestartedAtAnnotation])
+	case oldT[resources.ConfigHashAnnotation] != newT[resources.ConfigHashAnnotation]:
+		return "configuration that needs a restart changed (listeners, durability, data directory or TLS certificate)"
+	default:
+		return "pod template changed (image, resources, scheduling or pod annotations)"
+	}
+}
+
+// applyPodDisruptionBudget writes the PDB, or deletes the one the operator
+// made when the spec disables it.
+func (r *MQTTBrokerReconciler) applyPodDisruptionBudget(ctx context.Context, p *pass) error {
+	b := p.broker
+	if want := resources.PodDisruptionBudget(b); want != nil {
+		_, _, err := apply(ctx, r, b, want, newPodDisruptionBudget, mergePodDisruptionBudget)
+		return err
+	}
+	cur := &policyv1.PodDisruptionBudget{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: resources.PodDisruptionBudgetName(b)}, cur)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ref := metav1.GetControllerOf(cur); ref == nil || ref.UID != b.UID {
+		return nil
+	}
+	if err := r.Client.Delete(ctx, cur, client.Preconditions{UID: &cur.UID}); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	r.event(b, cur, false, EventDeleted, "Delete", "Deleted PodDisruptionBudget %s (spec.podDisruptionBudget.enabled is false)", cur.Name)
+	return nil
+}
+
+func (r *MQTTBrokerReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *MQTTBrokerReconciler) backoff() workqueue.TypedRateLimiter[reconcile.Request] {
+	return r.ConfigBackoff
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func newServiceAccount() *corev1.ServiceAccount             { return &corev1.ServiceAccount{} }
+func newConfigMap() *corev1.ConfigMap                       { return &corev1.ConfigMap{} }
+func newService() *corev1.Service                           { return &corev1.Service{} }
+func newStatefulSet() *appsv1.StatefulSet                   { return &appsv1.StatefulSet{} }
+func newPodDisruptionBudget() *policyv1.PodDisruptionBudget { return &policyv1.PodDisruptionBudget{} }
