@@ -1,0 +1,326 @@
+package pebblestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Commit validates b against the stored state and writes it as one Pebble
+// batch. In Sync mode (unless b.NoSync) it then waits for the WAL fsync,
+// which Pebble shares among every commit waiting at that moment: the commit
+// lock is held only while the batch is validated and written to the
+// memtable, never across the fsync, so concurrent committers group.
+func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	if s.failed != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("pebblestore: commit refused after an earlier write failure: %w", s.failed)
+	}
+	s.ops.Add(1)
+	defer s.ops.Done()
+	pb, err := s.prepare(b)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	sync := s.opts.Durability == Sync && !b.NoSync
+	err = s.write(pb.b, sync)
+	if err != nil {
+		s.failLocked(err)
+		s.mu.Unlock()
+		return fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	pb.publish()
+	if !sync {
+		s.dirty.Store(true)
+	}
+	s.mu.Unlock()
+	if sync {
+		if err := s.waitSync(pb.b); err != nil {
+			return fmt.Errorf("pebblestore: commit: fsync: %w", err)
+		}
+	}
+	return pb.b.Close()
+}
+
+// prepare builds the Pebble batch for b; s.mu is held.
+func (s *Store) prepare(b *store.Batch) (*txn, error) {
+	tx := s.newTxn()
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		if err := tx.apply(op); err != nil {
+			_ = tx.b.Close() // nothing was written
+			return nil, fmt.Errorf("pebblestore: commit: op %d (%v): %w", i, op.Kind, err)
+		}
+	}
+	if err := tx.finish(); err != nil {
+		_ = tx.b.Close()
+		return nil, fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	return tx, nil
+}
+
+// write applies pb to the memtable (and the WAL buffer). Pebble reports
+// some write failures by panicking or through Logger.Fatalf (which panics,
+// see logger); both become errors here.
+func (s *Store) write(pb *pebble.Batch, sync bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.poisoned = true
+			err = fmt.Errorf("pebble write failed: %v", r)
+		}
+	}()
+	if sync {
+		return s.db.ApplyNoSyncWait(pb, pebble.Sync)
+	}
+	return s.db.Apply(pb, pebble.NoSync)
+}
+
+// waitSync waits for the fsync of a batch applied with ApplyNoSyncWait. A
+// failed fsync fails the store: Pebble's WAL is unusable after it, and the
+// next write would panic.
+func (s *Store) waitSync(pb *pebble.Batch) error {
+	if err := pb.SyncWait(); err != nil {
+		s.mu.Lock()
+		s.failLocked(err)
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (s *Store) failLocked(err error) {
+	if s.failed == nil {
+		s.failed = err
+		s.log.Error("store write failed; refusing further commits", "err", err)
+	}
+}
+
+// writeSync applies pb with an fsync outside the commit path (format
+// version, Close); it turns Pebble's panics into errors like Commit.
+func (s *Store) writeSync(pb *pebble.Batch) error {
+	if err := s.write(pb, true); err != nil {
+		return err
+	}
+	if err := pb.SyncWait(); err != nil {
+		return err
+	}
+	return pb.Close()
+}
+
+// safe runs f, turning a panic into an error.
+func safe(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble panicked: %v", r)
+		}
+	}()
+	return f()
+}
+
+// txn is one batch being validated and translated into Pebble writes. It
+// reads through an indexed Pebble batch, so later operations see earlier
+// ones; in-memory state changes only in publish, after the write succeeded.
+type txn struct {
+	s     *Store
+	b     *pebble.Batch
+	sess  map[string]*sessInfo // copies of touched sessions; nil: deleted
+	refs  map[uint64]*refState
+	stats store.Stats
+	maxID uint64 // highest message ID written by the batch
+	// tailGone lists sessions whose entry at LastSeq the batch removed:
+	// their l/ floor may need writing.
+	tailGone []string
+}
+
+// refState is a message touched by the batch.
+type refState struct {
+	refs    int64          // current count
+	size    int64          // size of the stored (or put) message
+	stored  bool           // stored before the batch
+	oldRefs int64          // count before the batch
+	oldSize int64          // size before the batch
+	put     *store.Message // put by this batch, to be written if referenced
+}
+
+func (s *Store) newTxn() *txn {
+	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState), stats: s.stats}
+}
+
+// session returns the batch's view of a session, nil if it does not exist.
+func (t *txn) session(clientID string) *sessInfo {
+	if si, ok := t.sess[clientID]; ok {
+		return si
+	}
+	base := t.s.sessions[clientID]
+	if base == nil {
+		return nil
+	}
+	c := *base
+	t.sess[clientID] = &c
+	return &c
+}
+
+func (t *txn) mustSession(clientID string) (*sessInfo, error) {
+	if si := t.session(clientID); si != nil {
+		return si, nil
+	}
+	return nil, fmt.Errorf("session %q: %w", clientID, store.ErrNotFound)
+}
+
+func (t *txn) apply(op *store.Op) error {
+	switch op.Kind {
+	case store.OpPutSession:
+		return t.putSession(op.Session)
+	case store.OpDeleteSession:
+		return t.deleteSession(op.ClientID)
+	case store.OpPutSubscription:
+		return t.putSubscription(op.ClientID, op.Subscription)
+	case store.OpDeleteSubscription:
+		if t.session(op.ClientID) == nil {
+			return nil
+		}
+		return t.b.Delete(subKey(op.ClientID, op.Filter), nil)
+	case store.OpPutMessage:
+		return t.putMessage(op.Message)
+	case store.OpEnqueue:
+		return t.enqueue(op.ClientID, op.Entry)
+	case store.OpUpdateEntry:
+		return t.updateEntry(op.ClientID, op.Entry)
+	case store.OpDequeue:
+		return t.dequeue(op.ClientID, op.Seq)
+	case store.OpPutInboundQoS2:
+		if _, err := t.mustSession(op.ClientID); err != nil {
+			return err
+		}
+		return t.b.Set(inboundKey(op.ClientID, op.PacketID), inboundValue, nil)
+	case store.OpDeleteInboundQoS2:
+		if t.session(op.ClientID) == nil {
+			return nil
+		}
+		return t.b.Delete(inboundKey(op.ClientID, op.PacketID), nil)
+	case store.OpPutRetained:
+		return t.putRetained(op.Message)
+	case store.OpDeleteRetained:
+		return t.deleteRetained(op.Topic)
+	}
+	return fmt.Errorf("unknown op kind %d: %w", op.Kind, store.ErrInvalid)
+}
+
+func (t *txn) putSession(rec *store.Session) error {
+	if rec == nil {
+		return fmt.Errorf("nil session: %w", store.ErrInvalid)
+	}
+	if strings.IndexByte(rec.ClientID, 0) >= 0 {
+		return fmt.Errorf("client ID %q contains NUL: %w", rec.ClientID, store.ErrInvalid)
+	}
+	if t.session(rec.ClientID) == nil {
+		t.sess[rec.ClientID] = &sessInfo{}
+		t.stats.Sessions++
+	}
+	return t.b.Set(sessionKey(rec.ClientID), encodeSession(rec), nil)
+}
+
+// deleteSession deletes the session's keys with range deletions and
+// releases the messages of its queue entries.
+func (t *txn) deleteSession(clientID string) error {
+	si := t.session(clientID)
+	if si == nil {
+		return nil
+	}
+	if si.msgs > 0 {
+		if err := t.releaseQueue(clientID); err != nil {
+			return err
+		}
+	}
+	t.sess[clientID] = nil
+	t.stats.Sessions--
+	errs := []error{t.b.Delete(sessionKey(clientID), nil), t.b.Delete(floorKey(clientID), nil)}
+	for _, family := range []string{pSub, pQueue, pInbound} {
+		p := clientPrefix(family, clientID)
+		errs = append(errs, t.b.DeleteRange(p, prefixEnd(p), nil))
+	}
+	return errors.Join(errs...)
+}
+
+func (t *txn) releaseQueue(clientID string) error {
+	return scan(t.b, clientPrefix(pQueue, clientID), func(k, v []byte) error {
+		_, seq, err := queueKeyParts(k)
+		if err != nil {
+			return err
+		}
+		e, err := decodeEntry(k, seq, v)
+		if err != nil {
+			return err
+		}
+		return t.release(e.MessageID)
+	})
+}
+
+func (t *txn) putSubscription(clientID string, sub *store.Subscription) error {
+	if sub == nil {
+		return fmt.Errorf("nil subscription: %w", store.ErrInvalid)
+	}
+	if _, err := t.mustSession(clientID); err != nil {
+		return err
+	}
+	return t.b.Set(subKey(clientID, sub.Filter), encodeSubscription(sub), nil)
+}
+
+func (t *txn) putRetained(m *store.Message) error {
+	if m == nil {
+		return fmt.Errorf("nil retained message: %w", store.ErrInvalid)
+	}
+	k := retainedKey(m.Topic)
+	had, err := t.exists(k)
+	if err != nil {
+		return err
+	}
+	if !had {
+		t.stats.Retained++
+	}
+	t.maxID = max(t.maxID, m.ID)
+	return t.b.Set(k, encodeMessageValue(m), nil)
+}
+
+func (t *txn) deleteRetained(topic string) error {
+	k := retainedKey(topic)
+	had, err := t.exists(k)
+	if err != nil || !had {
+		return err
+	}
+	t.stats.Retained--
+	return t.b.Delete(k, nil)
+}
+
+// get reads key through the batch; nil, nil when it does not exist. The
+// value is copied.
+func (t *txn) get(key []byte) ([]byte, error) {
+	v, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, readErr(key, err)
+	}
+	defer closer.Close()
+	return append([]byte{}, v...), nil
+}
+
+func (t *txn) exists(key []byte) (bool, error) {
+	v, err := t.get(key)
+	return v != nil, err
+}

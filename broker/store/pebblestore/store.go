@@ -1,0 +1,215 @@
+package pebblestore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Durability selects when Commit returns relative to the fsync of the batch.
+type Durability int
+
+const (
+	// Sync: Commit returns once the batch is fsynced. Concurrent commits
+	// share one WAL fsync (group commit).
+	Sync Durability = iota
+	// Interval: Commit returns once the batch is written to the OS; a
+	// background goroutine fsyncs every Options.Interval. A crash of the
+	// machine (not of the process) loses at most the writes of the last
+	// interval plus one fsync.
+	Interval
+)
+
+// DefaultInterval is the fsync period of Interval durability.
+const DefaultInterval = 100 * time.Millisecond
+
+// Options configure Open. The zero value is Sync durability with defaults.
+type Options struct {
+	Durability Durability
+	// Interval is the fsync period for Interval durability
+	// (DefaultInterval when 0).
+	Interval time.Duration
+	// Logger receives Pebble's messages and background errors
+	// (slog.Default() when nil).
+	Logger *slog.Logger
+	// CacheSize is Pebble's block cache in bytes (8 MiB when 0).
+	CacheSize int64
+
+	fs vfs.FS // tests inject faults here; vfs.Default when nil
+}
+
+// ErrFormatVersion is returned by Open for a store written by an
+// incompatible version of this package.
+var ErrFormatVersion = errors.New("pebblestore: unsupported format version")
+
+// Store is the durable store.Store on Pebble. Open it with Open.
+type Store struct {
+	db     *pebble.DB
+	dir    string
+	opts   Options
+	log    *slog.Logger
+	nextID atomic.Uint64
+
+	// mu serialises commits (validation and the write into the memtable,
+	// not the fsync wait) and guards the fields below.
+	mu       sync.Mutex
+	closed   bool
+	failed   error // sticky: a write failed, the store refuses commits
+	poisoned bool  // Pebble panicked: its internal locks may be held
+	sessions map[string]*sessInfo
+	stats    store.Stats
+	idMark   uint64         // value of meta/msgid
+	ops      sync.WaitGroup // operations using db; Close waits for them
+	dirty    atomic.Bool    // Interval: something was written since the last fsync
+
+	stopSync chan struct{}
+	syncDone sync.WaitGroup
+}
+
+// sessInfo is what the store keeps in memory per session: enough to
+// validate enqueues and to report QueueStats without reading the queue.
+type sessInfo struct {
+	lastSeq uint64 // highest seq ever enqueued
+	floor   uint64 // value of the l/ key (0: none)
+	msgs    int64
+	bytes   int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the store in dir. It fails with an error wrapping
+// store.ErrCorrupt when the store cannot be read back consistently; it
+// never resets a store.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Store{dir: dir, opts: opts, log: opts.Logger.With("component", "pebblestore", "dir", dir), sessions: make(map[string]*sessInfo)}
+	db, err := pebble.Open(dir, s.pebbleOptions())
+	if err != nil {
+		if pebble.IsCorruptionError(err) {
+			return nil, fmt.Errorf("pebblestore: open %s: %w: %w", dir, store.ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	s.db = db
+	if err := s.recover(); err != nil {
+		_ = db.Close() // the recovery error is the one to report
+		return nil, err
+	}
+	if opts.Durability == Interval {
+		s.stopSync = make(chan struct{})
+		s.syncDone.Add(1)
+		go s.syncLoop()
+	}
+	return s, nil
+}
+
+func (s *Store) pebbleOptions() *pebble.Options {
+	o := &pebble.Options{
+		FS:                 s.opts.fs,
+		CacheSize:          s.opts.CacheSize,
+		FormatMajorVersion: pebble.FormatValueSeparation,
+		Logger:             logger{s.log},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) { s.log.Error("pebble background error", "err", err) },
+			WriteStallBegin: func(info pebble.WriteStallBeginInfo) { s.log.Warn("pebble write stall", "reason", info.Reason) },
+			DiskSlow: func(info pebble.DiskSlowInfo) {
+				s.log.Warn("slow disk operation", "path", info.Path, "duration", info.Duration)
+			},
+		},
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	return o
+}
+
+// logger adapts slog to Pebble. Fatalf panics instead of exiting the
+// process: Pebble calls it for failures it cannot survive (for example a
+// failed MANIFEST write on a full disk); a panic inside Commit is turned
+// into an error by Commit, one in a background goroutine stops the process
+// as Pebble intends. Either way the files on disk stay consistent.
+type logger struct{ l *slog.Logger }
+
+func (l logger) Infof(format string, args ...any)  { l.l.Debug(fmt.Sprintf(format, args...)) }
+func (l logger) Errorf(format string, args ...any) { l.l.Error(fmt.Sprintf(format, args...)) }
+func (l logger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.l.Error("pebble fatal error", "err", msg)
+	panic("pebblestore: fatal: " + msg)
+}
+
+// enter registers an operation that uses the database.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.ops.Add(1)
+	return nil
+}
+
+// NextMessageID returns a new message ID, greater than every ID issued or
+// committed before, including before a restart.
+func (s *Store) NextMessageID() uint64 { return s.nextID.Add(1) }
+
+// Stats summarises the store.
+func (s *Store) Stats() store.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Close waits for running operations, fsyncs and closes the database.
+// Calling other methods from a ReadQueue callback is fine; calling Close
+// from one deadlocks.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	s.closed = true
+	failed, poisoned := s.failed, s.poisoned
+	s.mu.Unlock()
+	if s.stopSync != nil {
+		close(s.stopSync)
+		s.syncDone.Wait()
+	}
+	s.ops.Wait()
+	if poisoned {
+		// Pebble's commit pipeline may hold its locks; closing could hang.
+		return fmt.Errorf("pebblestore: close %s: not closed after a fatal write error: %w", s.dir, failed)
+	}
+	var errs []error
+	if failed == nil {
+		errs = append(errs, s.closeWrite())
+	}
+	errs = append(errs, safe(s.db.Close))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pebblestore: close %s: %w", s.dir, err)
+	}
+	return failed
+}
+
+// closeWrite records the exact message ID counter and fsyncs everything.
+func (s *Store) closeWrite() error {
+	b := s.db.NewBatch()
+	if err := b.Set(keyMsgID, be64(s.nextID.Load()), nil); err != nil {
+		return err
+	}
+	return s.writeSync(b)
+}
