@@ -147,8 +147,12 @@ func (r *Runner) start(ctx context.Context) error {
 	ls.Serve()
 	r.accepting.Store(true)
 	close(r.readyCh)
+	dataDir := r.o.Config.DataDir
+	if r.o.Config.Durability.Mode == config.DurabilityNone {
+		dataDir = "" // nothing is written to disk
+	}
 	r.log.Info("ready", "version", r.o.Version, "listeners", ls.Addrs(),
-		"admin", r.AdminAddr(), "durability", r.o.Config.Durability.Mode, "dataDir", r.o.Config.DataDir,
+		"admin", r.AdminAddr(), "durability", r.o.Config.Durability.Mode, "dataDir", dataDir,
 		"configFile", r.o.ConfigFile, "configGeneration", r.e.ConfigGeneration())
 	return nil
 }

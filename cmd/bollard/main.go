@@ -1,0 +1,275 @@
+// Command bollard is the Bollard MQTT broker.
+//
+//	bollard [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR]
+//	        [--durability sync|interval|none] [--allow-anonymous] [--log-level LEVEL]
+//	bollard version
+//
+// Flags override the config file. Logs are JSON lines on stderr. SIGTERM
+// or SIGINT drains and stops the broker (exit 0); SIGHUP re-reads the
+// config file at once. This package only parses flags and wires the
+// broker's parts together; broker/server sequences startup and shutdown.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/server"
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/memstore"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the broker could not start or stop cleanly
+	exitUsage   = 2 // bad flags or configuration
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintf(stdout, "bollard %s\n", version)
+		return exitOK
+	}
+	fl, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bollard: %v\n", err)
+		return exitUsage
+	}
+	cfg, err := fl.load()
+	if err != nil {
+		fmt.Fprintf(stderr, "bollard: %v\n", err)
+		return exitUsage
+	}
+	level := new(slog.LevelVar)
+	level.Set(server.ParseLogLevel(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	return serve(cfg, fl, level, log)
+}
+
+// serve opens the store, builds the server and runs it until a signal.
+func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger) int {
+	log.Info("starting bollard", "version", version, "configFile", fl.configFile,
+		"dataDir", dataDirForLog(cfg), "durability", cfg.Durability.Mode, "anonymous", cfg.AnonymousAllowed())
+	st, err := openStore(cfg, log)
+	if err != nil {
+		log.Error("cannot open the store; not starting. The store is never reset automatically: "+
+			"fix the cause, or move the data directory aside to start empty",
+			"dataDir", dataDirForLog(cfg), "err", err)
+		return exitFailure
+	}
+	srv, err := server.New(cfg, st, server.WithLogger(log))
+	if err != nil {
+		log.Error("cannot create the server", "err", err)
+		if cerr := st.Close(); cerr != nil {
+			log.Error("closing the store", "err", cerr)
+		}
+		return exitFailure
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	runner := server.NewRunner(srv, server.RunOptions{
+		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
+		Logger: log, Version: version, Store: st,
+	})
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process the default way
+	}()
+	stopHUP := onSIGHUP(runner.TriggerReload)
+	defer stopHUP()
+	if err := runner.Run(ctx); err != nil {
+		log.Error("bollard stopped with an error", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// onSIGHUP calls fn on every SIGHUP until the returned func is called.
+func onSIGHUP(fn func()) func() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				fn()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
+}
+
+// openStore opens the durable store for sync and interval durability and
+// a memory store for none. A store that cannot be opened is an error:
+// never reset, never replaced by an empty one.
+func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Durability.Mode == config.DurabilityNone {
+		return memstore.New(), nil
+	}
+	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log}
+	if cfg.Durability.Mode == config.DurabilityInterval {
+		opts.Durability, opts.Interval = pebblestore.Interval, cfg.Durability.Interval.D()
+	}
+	st, err := pebblestore.Open(cfg.DataDir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("bollard: open store in %s: %w", cfg.DataDir, err)
+	}
+	return st, nil
+}
+
+func dataDirForLog(cfg *config.Config) string {
+	if cfg.Durability.Mode == config.DurabilityNone {
+		return "(none: durability is none, state is kept in memory)"
+	}
+	if abs, err := filepath.Abs(cfg.DataDir); err == nil {
+		return abs
+	}
+	return cfg.DataDir
+}
+
+// flags are the command-line flags; the ones set explicitly override the
+// config file.
+type flags struct {
+	configFile     string
+	listen         string
+	adminListen    string
+	dataDir        string
+	durability     string
+	allowAnonymous bool
+	logLevel       string
+	set            map[string]bool
+}
+
+var (
+	durabilityModes = []string{config.DurabilitySync, config.DurabilityInterval, config.DurabilityNone}
+	logLevels       = []string{"debug", "info", "warn", "error"}
+)
+
+// parseFlags parses and checks args. The flag package accepts both -flag
+// and --flag.
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("bollard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.configFile, "config", "", "YAML config `file` (watched: hot fields reload without a restart)")
+	fs.StringVar(&f.listen, "listen", "", "MQTT TCP listener `address` (default 127.0.0.1:1883)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "admin HTTP `address` (default 127.0.0.1:8080; \"\" disables)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of the durable store (default ./bollard-data)")
+	fs.StringVar(&f.durability, "durability", "", "durability `mode`: sync (default), interval or none")
+	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "admit clients without a username")
+	fs.StringVar(&f.logLevel, "log-level", "", "log `level`: debug, info (default), warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: bollard [flags]\n       bollard version\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (the only command is \"version\")", fs.Arg(0))
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	return f, f.check()
+}
+
+// check validates flag values, naming the flag.
+func (f *flags) check() error {
+	var errs []error
+	if f.set["durability"] && !slices.Contains(durabilityModes, f.durability) {
+		errs = append(errs, fmt.Errorf("--durability: must be one of %s, got %q", strings.Join(durabilityModes, ", "), f.durability))
+	}
+	if f.set["log-level"] && !slices.Contains(logLevels, f.logLevel) {
+		errs = append(errs, fmt.Errorf("--log-level: must be one of %s, got %q", strings.Join(logLevels, ", "), f.logLevel))
+	}
+	if f.set["listen"] {
+		errs = append(errs, checkAddr("--listen", f.listen, false))
+	}
+	if f.set["admin-listen"] {
+		errs = append(errs, checkAddr("--admin-listen", f.adminListen, true))
+	}
+	if f.set["data-dir"] && f.dataDir == "" {
+		errs = append(errs, errors.New("--data-dir: must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(name, addr string, emptyOK bool) error {
+	if addr == "" && emptyOK {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("%s: must be host:port (for example 127.0.0.1:1883), got %q", name, addr)
+	}
+	return nil
+}
+
+// load reads the config file (or the defaults), applies the flags and
+// validates the result.
+func (f *flags) load() (*config.Config, error) {
+	cfg := config.Default()
+	if f.configFile != "" {
+		c, err := config.Load(f.configFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	f.apply(cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// apply overrides cfg with the flags set on the command line. It runs at
+// start and again on every reload of the config file.
+func (f *flags) apply(cfg *config.Config) {
+	if f.set["listen"] {
+		cfg.Listeners.MQTT.Address = f.listen
+	}
+	if f.set["admin-listen"] {
+		cfg.Admin.Address = f.adminListen
+	}
+	if f.set["data-dir"] {
+		cfg.DataDir = f.dataDir
+	}
+	if f.set["durability"] {
+		cfg.Durability.Mode = f.durability
+	}
+	if f.set["allow-anonymous"] {
+		v := f.allowAnonymous
+		cfg.Auth.AllowAnonymous = &v
+	}
+	if f.set["log-level"] {
+		cfg.LogLevel = f.logLevel
+	}
+}
