@@ -3,6 +3,9 @@ package server
 import (
 	"log/slog"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/auth"
+	"github.com/bollard-io/bollard/broker/session"
 )
 
 // Option configures a Server.
@@ -11,7 +14,8 @@ type Option func(*options)
 type options struct {
 	logger *slog.Logger
 	clock  func() time.Time
-	auth   Authenticator
+	auth   auth.Authenticator
+	authz  auth.Authorizer
 }
 
 // WithLogger sets the structured logger (default slog.Default()).
@@ -22,37 +26,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // write deadlines always use real time.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
-// WithAuthenticator replaces the authenticator built from the config.
-func WithAuthenticator(a Authenticator) Option { return func(o *options) { o.auth = a } }
-
-// Credentials are what a CONNECT presents.
-type Credentials struct {
-	ClientID    string
-	Username    string
-	HasUsername bool
-	Password    []byte
-	HasPassword bool
-}
-
-// Action is an operation checked by the ACL.
-type Action int
-
-// ACL actions.
-const (
-	ActionPublish Action = iota + 1
-	ActionSubscribe
-)
-
-// Authenticator authenticates connecting clients and authorizes their
-// publishes and subscriptions. Implementations are safe for concurrent use.
-type Authenticator interface {
-	// Authenticate returns the principal (the username; "" for anonymous
-	// clients) or ok=false when the client must be refused.
-	Authenticate(c Credentials) (principal string, ok bool)
-	// Authorize reports whether principal (connected as clientID) may
-	// perform action on topic (a topic name for publish, a filter for
-	// subscribe).
-	Authorize(principal, clientID string, action Action, topic string) bool
+// WithAuthenticator replaces the users file and ACL of the configuration
+// (also across reloads) with authn and authz (authz nil: everything is
+// allowed).
+func WithAuthenticator(authn auth.Authenticator, authz auth.Authorizer) Option {
+	return func(o *options) { o.auth, o.authz = authn, authz }
 }
 
 // Drop reasons, the keys of Stats.Drops. Every message the broker discards
@@ -60,21 +38,21 @@ type Authenticator interface {
 const (
 	// DropQueueFull: a session's queue limit dropped a message (policy
 	// DropOldest or DropNewest).
-	DropQueueFull = "queue_full"
+	DropQueueFull = session.DropQueueFull
 	// DropQuotaRejected: a session's queue was full under RejectPublish.
-	DropQuotaRejected = "quota_rejected"
+	DropQuotaRejected = session.DropQuotaRejected
 	// DropStoreFull: the global store byte budget was reached.
-	DropStoreFull = "store_full"
+	DropStoreFull = session.DropStoreFull
 	// DropExpired: the message expiry interval ran out while queued.
-	DropExpired = "expired"
+	DropExpired = session.DropExpired
 	// DropSlowConsumer: a QoS 0 message met a full outbound buffer.
-	DropSlowConsumer = "slow_consumer"
+	DropSlowConsumer = session.DropSlowConsumer
 	// DropTooLarge: the message exceeds the client's Maximum Packet Size.
-	DropTooLarge = "too_large"
+	DropTooLarge = session.DropTooLarge
 	// DropQoS0Offline: a QoS 0 message for an offline session (queueQoS0 off).
-	DropQoS0Offline = "qos0_offline"
+	DropQoS0Offline = session.DropQoS0Offline
 	// DropSessionExpired: messages still queued when their session expired.
-	DropSessionExpired = "session_expired"
+	DropSessionExpired = session.DropSessionExpired
 	// DropNotAuthorized: a publish denied by the ACL.
 	DropNotAuthorized = "not_authorized"
 )

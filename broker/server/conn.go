@@ -1,0 +1,262 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/session"
+)
+
+const (
+	reasonShuttingDown = packet.ServerShuttingDown
+	// writeTimeout bounds one write to a client; a client that does not
+	// read for that long is disconnected.
+	writeTimeout = 30 * time.Second
+	// takeoverWait bounds how long a new connection waits for the one it
+	// takes over to finish.
+	takeoverWait = 10 * time.Second
+	// pendingWait bounds how long a closing connection waits for its
+	// submitted commits before its session is detached.
+	pendingWait = 10 * time.Second
+)
+
+// conn is one client connection: the read loop runs in ServeConn's
+// goroutine, writeLoop in its own.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	log *slog.Logger
+	r   *packet.Reader
+
+	// Set while handling CONNECT, read-only afterwards.
+	version       byte
+	clientID      string
+	principal     string
+	entry         *sessionEntry
+	sess          *session.Session
+	keepAlive     time.Duration
+	connectExpiry uint32 // expiry the client asked for (5.0 DISCONNECT rule)
+	expiryZero    bool   // delete the session at disconnection
+	sendMax       uint32 // client's Maximum Packet Size; 0: none
+	aliasMax      uint16 // client's Topic Alias Maximum (outbound aliases)
+	inAliasMax    uint16 // ours (inbound aliases)
+
+	inAliases  map[uint16]string // read loop only
+	outAliases map[string]uint16 // writer only
+
+	outMu   sync.Mutex
+	out     []byte // encoded control packets waiting for the writer
+	outMax  int
+	wake    chan struct{}
+	closing chan struct{}
+	closer  sync.Once
+	wdone   chan struct{} // writer ended
+	done    chan struct{} // connection fully cleaned up
+
+	inflight chan struct{} // slots of QoS 1/2 publishes not yet acknowledged
+	pending  atomic.Int64  // jobs submitted to the committer, not finished
+	pendWG   sync.WaitGroup // the same jobs; Add only in the read loop
+
+	endMu     sync.Mutex
+	keepWill  bool   // the will is published at the end
+	newExpiry *uint32
+	takenOver bool
+	connected bool
+}
+
+// ServeConn serves one accepted connection and returns when it ends. It
+// closes c at once while the server is not ready.
+func (s *Server) ServeConn(nc net.Conn) {
+	s.mu.Lock()
+	if !s.Ready() {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	c := s.newConn(nc)
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	defer s.connWG.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.serve()
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	return &conn{
+		srv: s, nc: countingConn{Conn: nc, n: &s.stats.bytesIn}, log: s.log,
+		wake: make(chan struct{}, 1), closing: make(chan struct{}),
+		wdone: make(chan struct{}), done: make(chan struct{}), keepWill: true,
+	}
+}
+
+// countingConn counts the bytes read from a client.
+type countingConn struct {
+	net.Conn
+	n *atomic.Uint64
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+func (c *conn) serve() {
+	defer close(c.done)
+	defer c.nc.Close()
+	cfg := c.srv.config()
+	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
+	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
+	p, err := c.r.ReadPacket()
+	cp, _ := p.(*packet.Connect)
+	if err != nil {
+		if cp != nil && cp.ProtocolVersion != 0 {
+			c.version = cp.ProtocolVersion
+			c.refuse(packet.ReasonCodeOf(err))
+		}
+		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
+		return
+	}
+	if cp == nil || !c.handleConnect(cp) {
+		return
+	}
+	c.readLoop()
+	c.end()
+}
+
+// readLoop reads and dispatches packets until the connection ends.
+func (c *conn) readLoop() {
+	for {
+		if c.keepAlive > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		} else {
+			_ = c.nc.SetReadDeadline(time.Time{})
+		}
+		p, err := c.r.ReadPacket()
+		if err != nil {
+			c.readError(err)
+			return
+		}
+		if !c.dispatch(p) {
+			return
+		}
+	}
+}
+
+func (c *conn) readError(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.As(err, &ne) && ne.Timeout():
+		c.log.Debug("keep alive timeout", "client", c.clientID)
+		c.kick(packet.KeepAliveTimeout)
+	default:
+		var pe *packet.Error
+		if errors.As(err, &pe) {
+			c.log.Info("protocol error", "client", c.clientID, "err", err)
+			c.kick(pe.Code)
+		}
+	}
+}
+
+// dispatch handles one packet; false ends the connection.
+func (c *conn) dispatch(p packet.Packet) bool {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.onPublish(p)
+	case *packet.Puback:
+		c.onPuback(p)
+	case *packet.Pubrec:
+		c.onPubrec(p)
+	case *packet.Pubrel:
+		c.onPubrel(p)
+	case *packet.Pubcomp:
+		c.onPubcomp(p)
+	case *packet.Subscribe:
+		return c.onSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.onUnsubscribe(p)
+	case *packet.Pingreq:
+		c.queueControl(&packet.Pingresp{})
+	case *packet.Disconnect:
+		c.onDisconnect(p)
+		return false
+	default: // a second CONNECT [MQTT-3.1.0-2], AUTH, or a server-only packet
+		c.log.Info("protocol error: unexpected packet", "client", c.clientID, "type", p.Type())
+		c.kick(packet.ProtocolError)
+		return false
+	}
+	return true
+}
+
+// onDisconnect handles the client's DISCONNECT.
+func (c *conn) onDisconnect(p *packet.Disconnect) {
+	c.endMu.Lock()
+	c.keepWill = p.ReasonCode == packet.DisconnectWithWillMessage
+	c.endMu.Unlock()
+	exp := p.Properties.SessionExpiryInterval
+	if c.version < packet.V5 || exp == nil {
+		return
+	}
+	if c.connectExpiry == 0 && *exp != 0 {
+		c.kick(packet.ProtocolError) // [MQTT-3.14.2-2]
+		return
+	}
+	v := min(*exp, maxExpirySeconds(c.srv.config()))
+	c.endMu.Lock()
+	c.newExpiry = &v
+	c.endMu.Unlock()
+}
+
+// kick ends the connection from the server side, telling 5.0 clients why.
+func (c *conn) kick(rc packet.ReasonCode) {
+	if c.version >= packet.V5 && c.connected {
+		c.queueControl(&packet.Disconnect{ReasonCode: rc})
+	}
+	c.close()
+}
+
+// close asks the writer to flush and close the connection.
+func (c *conn) close() { c.closer.Do(func() { close(c.closing) }) }
+
+// closeNow closes the socket at once.
+func (c *conn) closeNow() {
+	c.close()
+	_ = c.nc.Close()
+}
+
+// takeover ends the connection because a new one claims its session.
+func (c *conn) takeover() {
+	c.endMu.Lock()
+	c.takenOver = true
+	c.endMu.Unlock()
+	c.kick(packet.SessionTakenOver)
+}
+
+// end runs when the read loop is over: it lets submitted commits finish,
+// stops the writer and detaches the session.
+func (c *conn) end() {
+	waited := make(chan struct{})
+	go func() { c.pendWG.Wait(); close(waited) }()
+	t := time.NewTimer(pendingWait)
+	select {
+	case <-waited:
+	case <-t.C:
+		c.log.Warn("connection closed with commits still pending", "client", c.clientID)
+	}
+	t.Stop()
+	c.close()
+	<-c.wdone
+	c.srv.detach(c)
+}

@@ -1,0 +1,303 @@
+package server
+
+import (
+	"time"
+
+	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/router"
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/topic"
+)
+
+// route fans m out and submits the batch b (which may already hold
+// operations, such as the inbound QoS 2 state) to the committer, with the
+// Seqs assigned and the batch submitted under seqMu. done (optional) runs
+// once the batch committed, in submission order. With nothing to write and
+// order false, done runs at once.
+func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*router.Fanout, error)) {
+	full := s.storeFull(m)
+	s.seqMu.Lock()
+	f := s.router.Route(m, full, b)
+	if b.Len() == 0 && !order {
+		s.seqMu.Unlock()
+		f.Settle(true)
+		if done != nil {
+			done(f, nil)
+		}
+		return
+	}
+	s.com.submit(&job{b: b, done: func(err error) {
+		f.Settle(err == nil)
+		if err != nil {
+			s.log.Error("storing a published message", "topic", m.Topic, "err", err)
+		}
+		if done != nil {
+			done(f, err)
+		}
+	}})
+	s.seqMu.Unlock()
+}
+
+// storeFull reports whether storing m would exceed the global budget.
+func (s *Server) storeFull(m *store.Message) bool {
+	max := s.config().Queues.MaxStoreBytes
+	return max > 0 && s.store.Stats().Bytes+m.Size() > max
+}
+
+// publishWill publishes a session's will message.
+func (s *Server) publishWill(clientID string, w *store.Will) {
+	m := w.Message
+	now := s.now()
+	if !m.ExpiresAt.IsZero() {
+		m.ExpiresAt = now.Add(m.ExpiresAt.Sub(m.PublishedAt))
+	}
+	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
+	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
+	s.route(&m, &store.Batch{}, false, nil)
+}
+
+// onPublish handles a PUBLISH from the client.
+func (c *conn) onPublish(p *packet.Publish) bool {
+	name, rc := c.topicOf(p)
+	if rc != packet.Success {
+		c.kick(rc)
+		return false
+	}
+	if p.QoS > 0 && !c.takeSlot() {
+		return false
+	}
+	c.srv.stats.msgsIn[p.QoS].Add(1)
+	if !c.srv.canPublish(c.principal, c.clientID, name) {
+		c.srv.stats.drop(c.log, c.clientID, DropNotAuthorized, 1)
+		c.ackPublish(p, packet.NotAuthorized, false)
+		return true
+	}
+	m := c.message(p, name)
+	b := &store.Batch{}
+	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
+		c.ackPublish(p, packet.Success, false) // a resent PUBLISH: PUBREC again
+		return true
+	}
+	if p.QoS == 0 {
+		c.srv.route(m, b, false, nil)
+		return true
+	}
+	order := c.pending.Load() > 0
+	c.pending.Add(1)
+	c.pendWG.Add(1)
+	c.srv.route(m, b, order, func(f *router.Fanout, err error) {
+		c.published(p, f, err)
+		c.pending.Add(-1)
+		c.pendWG.Done()
+	})
+	return true
+}
+
+// published acknowledges a routed QoS 1/2 publish.
+func (c *conn) published(p *packet.Publish, f *router.Fanout, err error) {
+	switch {
+	case err != nil:
+		if p.QoS == 2 {
+			c.sess.AbortInbound(p.PacketID)
+		}
+		if c.version >= packet.V5 {
+			c.ackPublish(p, packet.UnspecifiedError, true)
+			return
+		}
+		c.releaseSlot()
+		c.close() // 3.1.1 has no error ack: the client resends after reconnecting
+	case f.Rejected && c.version >= packet.V5:
+		c.ackPublish(p, packet.QuotaExceeded, true)
+	default:
+		c.ackPublish(p, packet.Success, false)
+	}
+}
+
+// ackPublish sends PUBACK or PUBREC. failed: a 5.0 error code ends a QoS 2
+// exchange, so its inbound state is forgotten.
+func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode, failed bool) {
+	if p.QoS == 0 {
+		return
+	}
+	if c.version < packet.V5 && rc.IsError() {
+		rc = packet.Success
+	}
+	c.releaseSlot()
+	if p.QoS == 1 {
+		c.queueControl(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+		return
+	}
+	if failed || rc.IsError() {
+		c.forgetInbound(p.PacketID)
+	}
+	c.queueControl(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+}
+
+func (c *conn) forgetInbound(pid uint16) {
+	b := &store.Batch{NoSync: true}
+	if c.sess.ReleaseInbound(pid, b) && b.Len() > 0 {
+		c.srv.com.submit(&job{b: b})
+	}
+}
+
+// takeSlot takes an inflight slot for a QoS 1/2 publish. A 5.0 client over
+// our Receive Maximum is disconnected [MQTT-3.3.4-9]; a 3.1.1 client waits.
+func (c *conn) takeSlot() bool {
+	select {
+	case c.inflight <- struct{}{}:
+		return true
+	default:
+	}
+	if c.version >= packet.V5 {
+		c.kick(packet.ReceiveMaximumExceeded)
+		return false
+	}
+	select {
+	case c.inflight <- struct{}{}:
+		return true
+	case <-c.closing:
+		return false
+	}
+}
+
+func (c *conn) releaseSlot() {
+	select {
+	case <-c.inflight:
+	default:
+	}
+}
+
+// topicOf resolves the topic name of p, applying 5.0 topic aliases.
+func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
+	if len(p.Properties.SubscriptionIdentifiers) > 0 {
+		return "", packet.ProtocolError // [MQTT-3.3.4-6]
+	}
+	name := p.Topic
+	if a := p.Properties.TopicAlias; a != nil {
+		if *a == 0 || *a > c.inAliasMax {
+			return "", packet.TopicAliasInvalid // [MQTT-3.3.2-9]
+		}
+		if name == "" {
+			n, ok := c.inAliases[*a]
+			if !ok {
+				return "", packet.ProtocolError // [MQTT-3.3.4-?]: unknown alias
+			}
+			name = n
+		} else {
+			if c.inAliases == nil {
+				c.inAliases = make(map[uint16]string)
+			}
+			c.inAliases[*a] = name
+		}
+	}
+	if topic.ValidateName(name) != nil {
+		return "", packet.TopicNameInvalid
+	}
+	return name, packet.Success
+}
+
+// message builds the stored form of a received PUBLISH.
+func (c *conn) message(p *packet.Publish, name string) *store.Message {
+	now := c.srv.now()
+	m := &store.Message{
+		ID: c.srv.store.NextMessageID(), Publisher: c.clientID, Topic: name, Payload: p.Payload,
+		QoS: p.QoS, Retain: p.Retain, PublishedAt: now, Props: storeProps(&p.Properties),
+	}
+	if e := p.Properties.MessageExpiryInterval; e != nil {
+		m.ExpiresAt = now.Add(time.Duration(*e) * time.Second)
+	}
+	return m
+}
+
+// storeProps keeps the 5.0 properties that are forwarded with a message.
+func storeProps(p *packet.Properties) store.Properties {
+	sp := store.Properties{PayloadFormat: p.PayloadFormatIndicator, CorrelationData: p.CorrelationData}
+	if p.ContentType != nil {
+		sp.ContentType = *p.ContentType
+	}
+	if p.ResponseTopic != nil {
+		sp.ResponseTopic = *p.ResponseTopic
+	}
+	for _, u := range p.User {
+		sp.UserProperties = append(sp.UserProperties, store.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return sp
+}
+
+// onPubrel completes an inbound QoS 2 exchange.
+func (c *conn) onPubrel(p *packet.Pubrel) {
+	b := &store.Batch{}
+	rc := packet.Success
+	if !c.sess.ReleaseInbound(p.PacketID, b) && c.version >= packet.V5 {
+		rc = packet.PacketIdentifierNotFound
+	}
+	ack := &packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc}
+	if b.Len() == 0 && c.pending.Load() == 0 {
+		c.queueControl(ack)
+		return
+	}
+	c.pending.Add(1)
+	c.pendWG.Add(1)
+	c.srv.com.submit(&job{b: b, done: func(error) {
+		c.queueControl(ack)
+		c.pending.Add(-1)
+		c.pendWG.Done()
+	}})
+}
+
+// onPuback completes an outbound QoS 1 delivery.
+func (c *conn) onPuback(p *packet.Puback) {
+	b := &store.Batch{NoSync: true}
+	if err := c.sess.Puback(p.PacketID, b); err != nil {
+		c.log.Debug("PUBACK for an unknown packet identifier", "client", c.clientID, "id", p.PacketID)
+	}
+	c.submitAsync(b)
+}
+
+// onPubrec moves an outbound QoS 2 delivery to Released and sends PUBREL
+// once that is durable.
+func (c *conn) onPubrec(p *packet.Pubrec) {
+	b := &store.Batch{}
+	release, err := c.sess.Pubrec(p.PacketID, p.ReasonCode.IsError(), b)
+	rel := &packet.Pubrel{PacketID: p.PacketID}
+	switch {
+	case err != nil:
+		if c.version >= packet.V5 {
+			rel.ReasonCode = packet.PacketIdentifierNotFound
+		}
+		c.queueControl(rel)
+	case !release:
+		b.NoSync = true
+		c.submitAsync(b)
+	case b.Len() == 0:
+		c.queueControl(rel)
+	default:
+		c.srv.com.submit(&job{b: b, done: func(err error) {
+			if err != nil {
+				c.log.Error("storing PUBREC state", "client", c.clientID, "err", err)
+				c.close()
+				return
+			}
+			c.queueControl(rel)
+		}})
+	}
+}
+
+// onPubcomp completes an outbound QoS 2 delivery.
+func (c *conn) onPubcomp(p *packet.Pubcomp) {
+	b := &store.Batch{NoSync: true}
+	if err := c.sess.Pubcomp(p.PacketID, b); err != nil {
+		c.log.Debug("PUBCOMP for an unknown packet identifier", "client", c.clientID, "id", p.PacketID)
+	}
+	c.submitAsync(b)
+}
+
+func (c *conn) submitAsync(b *store.Batch) {
+	if b.Len() > 0 {
+		c.srv.com.submit(&job{b: b, done: func(err error) {
+			if err != nil {
+				c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
+			}
+		}})
+	}
+}

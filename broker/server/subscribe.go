@@ -1,0 +1,153 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/topic"
+)
+
+// errProtocol ends the connection with a protocol error.
+var errProtocol = errors.New("server: protocol error")
+
+// newSub is a subscription added by a SUBSCRIBE, for retained delivery.
+type newSub struct {
+	sub     store.Subscription
+	existed bool
+}
+
+// onSubscribe handles SUBSCRIBE. The SUBACK goes out once the
+// subscriptions are durable; retained messages follow it.
+func (c *conn) onSubscribe(p *packet.Subscribe) bool {
+	var id uint32
+	if ids := p.Properties.SubscriptionIdentifiers; len(ids) > 0 {
+		id = ids[0]
+	}
+	b := &store.Batch{}
+	codes := make([]packet.ReasonCode, len(p.Subscriptions))
+	var added []newSub
+	for i, ps := range p.Subscriptions {
+		sub := store.Subscription{Filter: ps.Filter, QoS: ps.QoS, NoLocal: ps.NoLocal,
+			RetainAsPublished: ps.RetainAsPublished, RetainHandling: ps.RetainHandling, ID: id}
+		existed, rc, err := c.subscribe(sub, b)
+		if err != nil {
+			c.kick(packet.ProtocolError)
+			return false
+		}
+		codes[i] = rc
+		if !rc.IsError() {
+			added = append(added, newSub{sub: sub, existed: existed})
+		}
+	}
+	if !c.commitWait(b) {
+		return false
+	}
+	c.queueControl(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	for _, a := range added {
+		c.sendRetained(a.sub, a.existed)
+	}
+	return true
+}
+
+// subscribe adds one subscription to the session and the router.
+func (c *conn) subscribe(sub store.Subscription, b *store.Batch) (existed bool, rc packet.ReasonCode, err error) {
+	_, inner, shared, perr := topic.ParseShared(sub.Filter)
+	if perr == nil && !shared {
+		perr = topic.ValidateFilter(sub.Filter)
+	}
+	if perr != nil || (shared && inner == "") {
+		return false, packet.TopicFilterInvalid, nil
+	}
+	if shared && sub.NoLocal {
+		return false, 0, errProtocol // [MQTT-3.8.3-4]
+	}
+	if !c.srv.canSubscribe(c.principal, c.clientID, sub.Filter) {
+		return false, packet.NotAuthorized, nil
+	}
+	existed, serr := c.sess.Subscribe(sub, c.srv.config().Limits.MaxSubscriptionsPerClient, b)
+	if serr != nil {
+		return false, packet.QuotaExceeded, nil
+	}
+	if _, err := c.srv.router.Subscribe(c.clientID, sub); err != nil {
+		c.sess.Unsubscribe(sub.Filter, b)
+		return false, packet.TopicFilterInvalid, nil
+	}
+	return existed, packet.ReasonCode(sub.QoS), nil
+}
+
+// commitWait commits b behind every job of this connection and waits; an
+// empty batch with nothing pending needs no commit.
+func (c *conn) commitWait(b *store.Batch) bool {
+	if b.Len() == 0 && c.pending.Load() == 0 {
+		return true
+	}
+	if err := c.srv.com.commit(b); err != nil {
+		c.log.Error("storing subscriptions", "client", c.clientID, "err", err)
+		c.kick(packet.UnspecifiedError)
+		return false
+	}
+	return true
+}
+
+// sendRetained queues the retained messages matching a new subscription,
+// as its Retain Handling option says [MQTT-3.3.1-9..11]. Shared
+// subscriptions get none [MQTT-3.8.4-?].
+func (c *conn) sendRetained(sub store.Subscription, existed bool) {
+	if _, _, shared, _ := topic.ParseShared(sub.Filter); shared {
+		return
+	}
+	if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && existed) {
+		return
+	}
+	s := c.srv
+	now := s.now()
+	for _, rm := range s.router.Retained(sub.Filter) {
+		if rm.Expired(now) {
+			b := &store.Batch{NoSync: true}
+			s.router.DropRetained(rm, b)
+			s.com.submit(&job{b: b})
+			continue
+		}
+		m := *rm
+		m.ID = s.store.NextMessageID()
+		d := session.Delivery{QoS: min(m.QoS, sub.QoS), Retain: true}
+		if sub.ID != 0 {
+			d.SubscriptionIDs = []uint32{sub.ID}
+		}
+		s.offerOne(c.sess, &m, d)
+	}
+}
+
+// offerOne offers a message to one session through the ordered path.
+func (s *Server) offerOne(sess *session.Session, m *store.Message, d session.Delivery) {
+	b := &store.Batch{}
+	s.seqMu.Lock()
+	f := s.router.Offer(sess, m, d, b)
+	if b.Len() == 0 {
+		s.seqMu.Unlock()
+		f.Settle(true)
+		return
+	}
+	s.com.submit(&job{b: b, done: func(err error) { f.Settle(err == nil) }})
+	s.seqMu.Unlock()
+}
+
+// onUnsubscribe handles UNSUBSCRIBE.
+func (c *conn) onUnsubscribe(p *packet.Unsubscribe) bool {
+	b := &store.Batch{}
+	codes := make([]packet.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		existed := c.sess.Unsubscribe(f, b)
+		c.srv.router.Unsubscribe(c.clientID, f)
+		if !existed {
+			codes[i] = packet.NoSubscriptionExisted
+		}
+	}
+	if !c.commitWait(b) {
+		return false
+	}
+	c.queueControl(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	return true
+}
