@@ -93,6 +93,13 @@ func (s *Store) initVersion() error {
 	if err := s.writeSync(b); err != nil {
 		return fmt.Errorf("pebblestore: initialise %s: %w", s.dir, err)
 	}
+	// A new database's first WAL was created before Pebble ratcheted its
+	// format up to FormatWALSyncChunks, so it lacks the synced-offset
+	// chunks that let replay tell a torn tail from damage. Flushing
+	// rotates to a WAL that has them.
+	if err := safe(s.db.Flush); err != nil {
+		return fmt.Errorf("pebblestore: initialise %s: %w", s.dir, err)
+	}
 	return nil
 }
 
