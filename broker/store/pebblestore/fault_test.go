@@ -58,7 +58,7 @@ func TestOpenRejectsCorruptValues(t *testing.T) {
 		string(refCountKey(2)):       encodeRefCount(7, 5), // counts no longer add up
 		"r/t/r":                      {},
 		"l/a":                        {valueVersion, 0xff}, // truncated uvarint
-		string(messageKey(9)):        {valueVersion},        // message without count
+		string(messageKey(9)):        {valueVersion},       // message without count
 	}
 	for key, value := range cases {
 		t.Run(strings.ReplaceAll(key, "/", "_"), func(t *testing.T) {
