@@ -59,12 +59,12 @@ type conn struct {
 	wdone   chan struct{} // writer ended
 	done    chan struct{} // connection fully cleaned up
 
-	inflight chan struct{} // slots of QoS 1/2 publishes not yet acknowledged
-	pending  atomic.Int64  // jobs submitted to the committer, not finished
+	inflight chan struct{}  // slots of QoS 1/2 publishes not yet acknowledged
+	pending  atomic.Int64   // jobs submitted to the committer, not finished
 	pendWG   sync.WaitGroup // the same jobs; Add only in the read loop
 
 	endMu     sync.Mutex
-	keepWill  bool   // the will is published at the end
+	keepWill  bool // the will is published at the end
 	newExpiry *uint32
 	takenOver bool
 	connected bool
