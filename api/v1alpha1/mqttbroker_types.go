@@ -177,10 +177,10 @@ type MQTTBrokerSpec struct {
 // Listeners are the client-facing endpoints of the broker. At least one must
 // be enabled, and each needs its own port.
 //
-// +kubebuilder:validation:XValidation:rule="(!has(self.mqtt.enabled) || self.mqtt.enabled) || has(self.tls) || has(self.websocket)",message="at least one listener must be enabled: listeners.mqtt.enabled, listeners.tls or listeners.websocket"
-// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !(!has(self.mqtt.enabled) || self.mqtt.enabled) || self.tls.port != self.mqtt.port",message="listeners.tls.port must differ from listeners.mqtt.port"
-// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !(!has(self.mqtt.enabled) || self.mqtt.enabled) || self.websocket.port != self.mqtt.port",message="listeners.websocket.port must differ from listeners.mqtt.port"
-// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !has(self.tls) || self.websocket.port != self.tls.port",message="listeners.websocket.port must differ from listeners.tls.port"
+// +kubebuilder:validation:XValidation:rule="(!has(self.mqtt) || !has(self.mqtt.enabled) || self.mqtt.enabled) || has(self.tls) || has(self.websocket)",message="at least one listener must be enabled: listeners.mqtt.enabled, listeners.tls or listeners.websocket"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !has(self.tls.port) || !has(self.mqtt) || !has(self.mqtt.port) || !(!has(self.mqtt) || !has(self.mqtt.enabled) || self.mqtt.enabled) || self.tls.port != self.mqtt.port",message="listeners.tls.port must differ from listeners.mqtt.port"
+// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !has(self.websocket.port) || !has(self.mqtt) || !has(self.mqtt.port) || !(!has(self.mqtt) || !has(self.mqtt.enabled) || self.mqtt.enabled) || self.websocket.port != self.mqtt.port",message="listeners.websocket.port must differ from listeners.mqtt.port"
+// +kubebuilder:validation:XValidation:rule="!has(self.websocket) || !has(self.tls) || !has(self.websocket.port) || !has(self.tls.port) || self.websocket.port != self.tls.port",message="listeners.websocket.port must differ from listeners.tls.port"
 type Listeners struct {
 	// mqtt is plain MQTT over TCP. Enabled by default on port 1883.
 	// +kubebuilder:default={}
@@ -272,7 +272,7 @@ const (
 // Persistence is where the broker keeps its state.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="persistence.storageClassName cannot be changed after creation: the volume claim template is immutable"
-// +kubebuilder:validation:XValidation:rule="!has(self.syncInterval) || self.durability == 'interval'",message="persistence.syncInterval is only used with durability: interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.syncInterval) || (has(self.durability) && self.durability == 'interval')",message="persistence.syncInterval is only used with durability: interval"
 type Persistence struct {
 	// storageClassName is the StorageClass of the data volume. Default: the
 	// cluster's default StorageClass. Immutable. Growing size later needs a
@@ -319,7 +319,7 @@ type Persistence struct {
 
 // Sessions caps session lifetimes.
 //
-// +kubebuilder:validation:XValidation:rule="duration(self.defaultSessionExpiry) <= duration(self.maxSessionExpiry)",message="sessions.defaultSessionExpiry must not exceed sessions.maxSessionExpiry"
+// +kubebuilder:validation:XValidation:rule="!has(self.defaultSessionExpiry) || !has(self.maxSessionExpiry) || duration(self.defaultSessionExpiry) <= duration(self.maxSessionExpiry)",message="sessions.defaultSessionExpiry must not exceed sessions.maxSessionExpiry"
 type Sessions struct {
 	// maxSessionExpiry caps the session expiry interval an MQTT 5.0 client
 	// may ask for; the granted value is returned in CONNACK. Whole seconds,
