@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -186,6 +188,7 @@ func (a *admin) sessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	all := a.cfg.Backend.Sessions()
+	slices.SortFunc(all, func(x, y SessionInfo) int { return strings.Compare(x.ClientID, y.ClientID) })
 	out := SessionList{Total: len(all), Sessions: all}
 	if len(all) > limit {
 		out.Sessions, out.Truncated = all[:limit], true

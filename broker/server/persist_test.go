@@ -298,9 +298,7 @@ func TestRetained(t *testing.T) {
 			}
 		}
 	}
-	if st := b.srv.Stats(); st.Retained != 2 {
-		t.Fatalf("retained count %d", st.Retained)
-	}
+	eventually(t, 5*time.Second, "two retained messages", func() bool { return b.srv.Stats().Retained == 2 })
 }
 
 func TestTopicAliases(t *testing.T) {
