@@ -61,7 +61,7 @@ run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080,
 ##@ Test
 
 .PHONY: test
-test: test-deps testbin verify lint ## Run every test tier (installs what the tests need first).
+test: test-deps testbin verify lint helm kustomize ## Run every test tier (installs what the tests need first).
 	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GO) test $(GOFLAGS_TEST) -timeout 45m ./...
 
 .PHONY: test-unit
