@@ -509,7 +509,7 @@ func TestDisablingPodDisruptionBudgetDeletesIt(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("PodDisruptionBudget still there (err %v)", err)
+		return fmt.Errorf("PodDisruptionBudget still there: %w", err)
 	})
 	hasEvent(t, b, controllers.EventDeleted, "PodDisruptionBudget")
 }

@@ -21,12 +21,22 @@ import (
 	"github.com/bollard-io/bollard/controllers"
 )
 
-// version is set at build time (-ldflags "-X main.version=v1.2.3"); it is
-// also the tag of the default broker image, so an operator release runs
-// the broker of the same release.
-var version = "dev"
+// Set at build time: -ldflags "-X main.version=v1.2.3 -X main.defaultImage=...".
+// Without defaultImage, brokers run the image of the operator's own
+// release (one image holds both binaries).
+var (
+	version      = "dev"
+	defaultImage = ""
+)
 
-const defaultImageRepo = "ghcr.io/bollard-io/bollard"
+const imageRepo = "ghcr.io/bollard-io/bollard"
+
+func brokerImageDefault() string {
+	if defaultImage != "" {
+		return defaultImage
+	}
+	return imageRepo + ":" + version
+}
 
 func main() {
 	if err := run(); err != nil {
@@ -42,7 +52,7 @@ func run() error {
 		leaderElect  = flag.Bool("leader-elect", false, "elect a leader among operator replicas, so only one reconciles")
 		leaderNS     = flag.String("leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 		watchNS      = flag.String("watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
-		brokerImage  = flag.String("broker-image", defaultImageRepo+":"+version, "broker image for MQTTBrokers that do not set spec.image")
+		brokerImage  = flag.String("broker-image", brokerImageDefault(), "broker image for MQTTBrokers that do not set spec.image")
 		logLevel     = flag.String("log-level", "info", "log level: debug, info, warn or error")
 		printVersion = flag.Bool("version", false, "print the version and exit")
 	)
