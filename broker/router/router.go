@@ -246,3 +246,23 @@ func (r *Router) DropRetained(m *store.Message, b *store.Batch) {
 		b.DeleteRetained(m.Topic)
 	}
 }
+
+// Offer offers m to one subscriber (a retained message on subscription),
+// with the same batch rules as Route: the message is put into b only when
+// the subscriber stores it. m must carry a fresh message ID.
+func (r *Router) Offer(s Subscriber, m *store.Message, d session.Delivery, b *store.Batch) *Fanout {
+	f := &Fanout{r: r, Matched: 1}
+	put := len(b.Ops)
+	b.PutMessage(m)
+	res := s.Offer(m, d, b)
+	if res.Stored {
+		f.Stored = 1
+	} else {
+		b.Ops = slices.Delete(b.Ops, put, put+1)
+	}
+	f.Rejected = res.Rejected
+	if res.Settle != 0 {
+		f.settles = append(f.settles, settle{s: s, seq: res.Settle})
+	}
+	return f
+}

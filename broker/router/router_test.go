@@ -1,0 +1,108 @@
+package router
+
+import (
+	"testing"
+
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// fakeSub records what it is offered.
+type fakeSub struct {
+	online  bool
+	got     []session.Delivery
+	settled map[uint64]bool
+	store   bool
+}
+
+func (f *fakeSub) Online() bool { return f.online }
+
+func (f *fakeSub) Offer(m *store.Message, d session.Delivery, b *store.Batch) session.Result {
+	f.got = append(f.got, d)
+	if !f.store {
+		return session.Result{}
+	}
+	b.Enqueue("x", &store.QueueEntry{Seq: uint64(len(f.got)), MessageID: m.ID})
+	return session.Result{Stored: true, Settle: uint64(len(f.got))}
+}
+
+func (f *fakeSub) Settle(seq uint64, ok bool) {
+	if f.settled == nil {
+		f.settled = map[uint64]bool{}
+	}
+	f.settled[seq] = ok
+}
+
+func TestRouteMergesOverlappingSubscriptions(t *testing.T) {
+	r := New()
+	a := &fakeSub{online: true}
+	r.Register("a", a)
+	mustSub(t, r, "a", store.Subscription{Filter: "x/+", QoS: 0, ID: 1})
+	mustSub(t, r, "a", store.Subscription{Filter: "x/#", QoS: 2, ID: 2, RetainAsPublished: true})
+	var b store.Batch
+	f := r.Route(&store.Message{ID: 1, Topic: "x/y", QoS: 1, Retain: false, Payload: []byte("p")}, false, &b)
+	if f.Matched != 1 || len(a.got) != 1 {
+		t.Fatalf("matched %d, offers %d", f.Matched, len(a.got))
+	}
+	d := a.got[0]
+	if d.QoS != 1 || len(d.SubscriptionIDs) != 2 {
+		t.Fatalf("delivery %+v", d)
+	}
+	if b.Len() != 0 {
+		t.Fatalf("batch holds %d ops although nothing was stored", b.Len())
+	}
+}
+
+func TestRouteNoLocalAndSharedAndStore(t *testing.T) {
+	r := New()
+	self := &fakeSub{online: true}
+	on, off := &fakeSub{online: true, store: true}, &fakeSub{store: true}
+	r.Register("self", self)
+	r.Register("on", on)
+	r.Register("off", off)
+	mustSub(t, r, "self", store.Subscription{Filter: "t", NoLocal: true})
+	mustSub(t, r, "off", store.Subscription{Filter: "$share/g/t", QoS: 1})
+	mustSub(t, r, "on", store.Subscription{Filter: "$share/g/t", QoS: 1})
+	for i := range 3 {
+		var b store.Batch
+		f := r.Route(&store.Message{ID: uint64(i + 1), Publisher: "self", Topic: "t", QoS: 1, Payload: []byte("p")}, false, &b)
+		if f.Stored != 1 || b.Ops[0].Kind != store.OpPutMessage {
+			t.Fatalf("fanout %+v ops %v", f, b.Ops)
+		}
+		f.Settle(true)
+	}
+	if len(self.got) != 0 {
+		t.Fatal("No Local ignored")
+	}
+	if len(on.got) != 3 || len(off.got) != 0 {
+		t.Fatalf("shared: online member got %d, offline %d", len(on.got), len(off.got))
+	}
+	if !on.settled[1] || !on.settled[3] {
+		t.Fatalf("settled %v", on.settled)
+	}
+}
+
+func TestRetainedAppliedOnSettle(t *testing.T) {
+	r := New()
+	var b store.Batch
+	f := r.Route(&store.Message{ID: 1, Topic: "r", Retain: true, Payload: []byte("v")}, false, &b)
+	if len(r.Retained("#")) != 0 {
+		t.Fatal("retained visible before commit")
+	}
+	f.Settle(true)
+	if got := r.Retained("#"); len(got) != 1 || string(got[0].Payload) != "v" {
+		t.Fatalf("retained %v", got)
+	}
+	b = store.Batch{}
+	r.Route(&store.Message{ID: 2, Topic: "r", Retain: true}, false, &b).Settle(true)
+	if r.RetainedCount() != 0 || b.Ops[0].Kind != store.OpDeleteRetained {
+		t.Fatal("empty retained payload did not delete")
+	}
+}
+
+func mustSub(t *testing.T, r *Router, id string, s store.Subscription) {
+	t.Helper()
+	if _, err := r.Subscribe(id, s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,288 @@
+package session
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/memstore"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fixture is a session over a memstore, committing every batch at once.
+type fixture struct {
+	t     *testing.T
+	st    *memstore.Store
+	clk   *clock
+	s     *Session
+	drops map[string]int
+	ids   uint64
+}
+
+func newFixture(t *testing.T, expiry uint32, lim Limits) *fixture {
+	f := &fixture{t: t, st: memstore.New(), clk: &clock{t: time.Unix(1_000_000, 0)}, drops: map[string]int{}}
+	rec := store.Session{ClientID: "c", ExpiryInterval: expiry, CreatedAt: f.clk.now()}
+	f.s = New(rec, lim, f.st, f.clk.now, Hooks{Drop: func(_, reason string, n int) { f.drops[reason] += n }})
+	var b store.Batch
+	f.s.Connect(5, expiry, nil, &b)
+	f.commit(&b)
+	return f
+}
+
+func (f *fixture) commit(b *store.Batch) {
+	f.t.Helper()
+	if b.Len() == 0 {
+		return
+	}
+	if err := f.st.Commit(context.Background(), b); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// offer queues a QoS qos message and commits it (unless hold).
+func (f *fixture) offer(payload string, qos byte, hold bool) Result {
+	f.t.Helper()
+	f.ids++
+	m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte(payload), QoS: qos, PublishedAt: f.clk.now()}
+	var b store.Batch
+	b.PutMessage(m)
+	r := f.s.Offer(m, Delivery{QoS: qos}, &b)
+	if hold {
+		return r
+	}
+	if r.Stored {
+		f.commit(&b)
+	}
+	if r.Settle != 0 {
+		f.s.Settle(r.Settle, true)
+	}
+	return r
+}
+
+func (f *fixture) next(max int) []Outgoing {
+	f.t.Helper()
+	var b store.Batch
+	out, _ := f.s.NextBatch(nil, max, nil, &b)
+	f.commit(&b)
+	return out
+}
+
+func payloads(out []Outgoing) []string {
+	var s []string
+	for _, o := range out {
+		if o.Msg != nil {
+			s = append(s, string(o.Msg.Payload))
+		}
+	}
+	return s
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInflightWindowAndPacketIDs(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	if err := f.s.Attach(2, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	out := f.next(10)
+	if !equal(payloads(out), []string{"0", "1"}) {
+		t.Fatalf("first window %v", payloads(out))
+	}
+	if out[0].PacketID == out[1].PacketID || out[0].PacketID == 0 {
+		t.Fatalf("packet IDs %d %d", out[0].PacketID, out[1].PacketID)
+	}
+	if len(f.next(10)) != 0 {
+		t.Fatal("window exceeded")
+	}
+	var b store.Batch
+	if err := f.s.Puback(out[0].PacketID, &b); err != nil {
+		t.Fatal(err)
+	}
+	f.commit(&b)
+	if err := f.s.Puback(out[0].PacketID, &b); err == nil {
+		t.Fatal("second PUBACK for the same ID accepted")
+	}
+	if got := payloads(f.next(10)); !equal(got, []string{"2"}) {
+		t.Fatalf("after one ack %v", got)
+	}
+	if info := f.s.Info(); info.QueuedMessages != 4 || info.Inflight != 2 {
+		t.Fatalf("info %+v", info)
+	}
+}
+
+func TestUncommittedEntriesWait(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	_ = f.s.Attach(10, func() {})
+	r := f.offer("held", 1, true)
+	if len(f.next(10)) != 0 {
+		t.Fatal("uncommitted message delivered")
+	}
+	f.s.Settle(r.Settle, false) // its batch failed
+	if len(f.next(10)) != 0 || f.s.Info().QueuedMessages != 0 {
+		t.Fatal("failed entry not forgotten")
+	}
+	f.offer("ok", 1, false)
+	if got := payloads(f.next(10)); !equal(got, []string{"ok"}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestResendOnReattach(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	_ = f.s.Attach(10, func() {})
+	f.offer("q1", 1, false)
+	f.offer("q2", 2, false)
+	f.offer("q3", 2, false)
+	out := f.next(10)
+	var b store.Batch
+	if rel, err := f.s.Pubrec(out[2].PacketID, false, &b); err != nil || !rel {
+		t.Fatalf("PUBREC: %v %v", rel, err)
+	}
+	f.commit(&b)
+	f.s.Detach()
+	f.offer("later", 1, false)
+	_ = f.s.Attach(10, func() {})
+	again := f.next(10)
+	if len(again) != 4 {
+		t.Fatalf("got %d packets", len(again))
+	}
+	for i := range 2 {
+		if !again[i].Dup || again[i].PacketID != out[i].PacketID {
+			t.Fatalf("resend %d: %+v", i, again[i])
+		}
+	}
+	if !again[2].Pubrel || again[2].PacketID != out[2].PacketID {
+		t.Fatalf("expected PUBREL resend, got %+v", again[2])
+	}
+	if again[3].Dup || string(again[3].Msg.Payload) != "later" {
+		t.Fatalf("new message %+v", again[3])
+	}
+}
+
+func TestDropOldestRefillsFromStore(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 20, MaxBytes: 1 << 20, Policy: DropOldest})
+	for i := range 25 { // offline: the head holds only offlineHead entries
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	if f.drops[DropQueueFull] != 5 {
+		t.Fatalf("drops %v", f.drops)
+	}
+	_ = f.s.Attach(100, func() {})
+	var got []string
+	for {
+		out := f.next(100)
+		if len(out) == 0 {
+			break
+		}
+		var b store.Batch
+		for _, o := range out {
+			got = append(got, string(o.Msg.Payload))
+			_ = f.s.Puback(o.PacketID, &b)
+		}
+		f.commit(&b)
+	}
+	want := []string{}
+	for i := 5; i < 25; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	if !equal(got, want) {
+		t.Fatalf("got %v", got)
+	}
+	if st := f.st.Stats(); st.Messages != 0 {
+		t.Fatalf("store still holds %d messages", st.Messages)
+	}
+}
+
+func TestRejectAndQoS0Offline(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 1, MaxBytes: 1 << 20, Policy: RejectPublish})
+	f.offer("a", 1, false)
+	if r := f.offer("b", 1, false); !r.Rejected || r.Dropped != DropQuotaRejected {
+		t.Fatalf("result %+v", r)
+	}
+	if r := f.offer("c", 0, false); r.Dropped != DropQoS0Offline {
+		t.Fatalf("QoS 0 offline %+v", r)
+	}
+}
+
+func TestMessageExpiryOnDelivery(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 10, MaxBytes: 1 << 20})
+	f.ids++
+	m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte("x"), QoS: 1, ExpiresAt: f.clk.now().Add(time.Second)}
+	var b store.Batch
+	b.PutMessage(m)
+	r := f.s.Offer(m, Delivery{QoS: 1}, &b)
+	f.commit(&b)
+	f.s.Settle(r.Settle, true)
+	f.clk.add(2 * time.Second)
+	_ = f.s.Attach(10, func() {})
+	if out := f.next(10); len(out) != 0 {
+		t.Fatalf("expired message delivered: %+v", out)
+	}
+	if f.drops[DropExpired] != 1 || f.s.Info().QueuedMessages != 0 {
+		t.Fatalf("drops %v info %+v", f.drops, f.s.Info())
+	}
+}
+
+func TestWillAndExpiryTimes(t *testing.T) {
+	f := newFixture(t, 100, Limits{MaxMessages: 10, MaxBytes: 1 << 20})
+	var b store.Batch
+	f.s.Connect(5, 100, &store.Will{Message: store.Message{Topic: "w"}, DelayInterval: 300}, &b)
+	if !f.s.WillDueAt().IsZero() || !f.s.ExpiresAt().IsZero() {
+		t.Fatal("online session has deadlines")
+	}
+	f.s.Disconnected(true, &b)
+	now := f.clk.now()
+	if got := f.s.WillDueAt(); !got.Equal(now.Add(100 * time.Second)) {
+		t.Fatalf("will due %v: the will delay is capped by the session expiry", got)
+	}
+	if got := f.s.ExpiresAt(); !got.Equal(now.Add(100 * time.Second)) {
+		t.Fatalf("expires %v", got)
+	}
+	if w := f.s.TakeWill(&b); w == nil || f.s.TakeWill(&b) != nil {
+		t.Fatal("TakeWill")
+	}
+}
+
+func TestInboundQoS2(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 10, MaxBytes: 1 << 20})
+	var b store.Batch
+	if f.s.BeginInbound(7, &b) {
+		t.Fatal("first PUBLISH reported as duplicate")
+	}
+	if !f.s.BeginInbound(7, &b) {
+		t.Fatal("resent PUBLISH not detected")
+	}
+	if !f.s.ReleaseInbound(7, &b) || f.s.ReleaseInbound(7, &b) {
+		t.Fatal("PUBREL handling")
+	}
+	if f.s.BeginInbound(7, &b) {
+		t.Fatal("packet ID reuse after PUBCOMP treated as duplicate")
+	}
+}
