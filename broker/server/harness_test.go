@@ -64,6 +64,13 @@ func withClock(c *fakeClock) brokerOpt   { return func(b *testBroker) { b.clock 
 
 func startBroker(t testing.TB, cfg *config.Config, opts ...brokerOpt) *testBroker {
 	t.Helper()
+	return startBrokerWith(t, cfg, nil, opts...)
+}
+
+// startBrokerWith starts a broker with extra server options (srvOpt may
+// be nil).
+func startBrokerWith(t testing.TB, cfg *config.Config, srvOpt Option, opts ...brokerOpt) *testBroker {
+	t.Helper()
 	b := &testBroker{t: t}
 	for _, o := range opts {
 		o(b)
@@ -78,7 +85,11 @@ func startBroker(t testing.TB, cfg *config.Config, opts ...brokerOpt) *testBroke
 		cfg = testConfig()
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := New(cfg, b.st, WithLogger(log), WithClock(b.clock.Now))
+	sopts := []Option{WithLogger(log), WithClock(b.clock.Now)}
+	if srvOpt != nil {
+		sopts = append(sopts, srvOpt)
+	}
+	srv, err := New(cfg, b.st, sopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
