@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/bollard-io/bollard/controllers"
+	"github.com/bollard-io/bollard/controllers/resources"
+	"github.com/bollard-io/bollard/test/e2e/nodeagent"
+)
+
+// DefaultBrokerImage is the image the in-process operator gives brokers
+// that set none. The node agent runs any bollard image as the binary built
+// from this checkout.
+const DefaultBrokerImage = "ghcr.io/bollard-io/bollard:e2e"
+
+// StartOperator runs the Bollard operator's manager in-process, as
+// cmd/bollard-operator wires it, with one difference: the operator reads
+// each broker's /v1/status at the pod's remapped admin port (the node
+// agent's PortsAnnotation) instead of podIP:8080. Its log goes to
+// LogDir()/operator.log. It returns once the manager's caches synced.
+func (c *Cluster) StartOperator(ctx context.Context) error {
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
+		Scheme:                 c.Scheme,
+		Cache:                  controllers.CacheOptions(nil),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: operator manager: %w", err)
+	}
+	r := &controllers.MQTTBrokerReconciler{DefaultImage: DefaultBrokerImage, Brokers: PortMapStatusReader{}}
+	mctx, cancel := context.WithCancel(context.Background())
+	if err := r.SetupWithManager(mctx, mgr); err != nil {
+		cancel()
+		return fmt.Errorf("cluster: operator setup: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	c.OnStop(func() {
+		cancel()
+		if err := <-done; err != nil {
+			c.log.Warn("operator", "err", err)
+		}
+	})
+	syncCtx, cancelSync := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelSync()
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		return fmt.Errorf("cluster: operator caches did not sync")
+	}
+	return nil
+}
+
+// setControllerRuntimeLogger sends controller-runtime's log (the
+// operator's, and envtest's) to LogDir()/operator.log. The logger is
+// process-wide; the file stays open for the life of the process.
+func (c *Cluster) setControllerRuntimeLogger() error {
+	logf, err := os.OpenFile(filepath.Join(c.LogDir(), "operator.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return nil
+}
+
+// PortMapStatusReader is the operator's BrokerStatusReader for the e2e
+// cluster: it reads GET /v1/status from the local address the node agent
+// gave the pod's admin port.
+type PortMapStatusReader struct{}
+
+// BrokerStatus implements controllers.BrokerStatusReader.
+func (PortMapStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod) (controllers.BrokerStatus, error) {
+	var st controllers.BrokerStatus
+	ports, err := nodeagent.PortMap(pod)
+	if err != nil {
+		return st, err
+	}
+	addr, ok := ports[resources.PortAdmin]
+	if !ok {
+		return st, fmt.Errorf("cluster: pod %s has no %q port", pod.Name, resources.PortAdmin)
+	}
+	url := "http://" + addr + "/v1/status"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, fmt.Errorf("cluster: %w", err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("cluster: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return st, fmt.Errorf("cluster: reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("cluster: GET %s: %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("cluster: decoding %s: %w", url, err)
+	}
+	return st, nil
+}

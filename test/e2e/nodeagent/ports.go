@@ -1,0 +1,54 @@
+package nodeagent
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+)
+
+// portAllocator hands out local ports that are free now, and keeps each
+// pod's ports for the life of the agent (keyed by namespace/name/port), so
+// a StatefulSet pod re-created under the same name listens where its
+// clients already connect, as a Service address would stay stable.
+type portAllocator struct {
+	base, limit int
+
+	mu    sync.Mutex
+	byKey map[string]int
+	used  map[int]bool
+}
+
+func newPortAllocator(base, limit int) *portAllocator {
+	return &portAllocator{base: base, limit: limit, byKey: map[string]int{}, used: map[int]bool{}}
+}
+
+// get returns the port for key, allocating a free one the first time.
+func (p *portAllocator) get(key string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if port, ok := p.byKey[key]; ok {
+		return port, nil
+	}
+	span := p.limit - p.base
+	start := rand.IntN(span)
+	for i := range span {
+		port := p.base + (start+i)%span
+		if p.used[port] || !free(port) {
+			continue
+		}
+		p.used[port] = true
+		p.byKey[key] = port
+		return port, nil
+	}
+	return 0, fmt.Errorf("nodeagent: no free port in %d-%d", p.base, p.limit)
+}
+
+func free(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	return ln.Close() == nil
+}
