@@ -43,6 +43,10 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests into config/.
 		paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
+.PHONY: docs
+docs: ## Generate docs/reference from the CRD and broker/config (hack/gendocs; a test fails when they are stale).
+	$(GO) run ./hack/gendocs
+
 .PHONY: verify
 verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
 	hack/verify.sh
