@@ -42,6 +42,8 @@ type HTTPBrokerStatusReader struct {
 	// Client is used for the requests; nil means a client with a 5 s
 	// timeout.
 	Client *http.Client
+	// Port is the admin port; 0 means v1alpha1.AdminPort.
+	Port int
 }
 
 // maxStatusBody bounds what the operator reads from a broker.
@@ -57,7 +59,11 @@ func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Po
 	if c == nil {
 		c = &http.Client{Timeout: 5 * time.Second}
 	}
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(v1alpha1.AdminPort)) + "/v1/status"
+	port := h.Port
+	if port == 0 {
+		port = v1alpha1.AdminPort
+	}
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/v1/status"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return st, fmt.Errorf("controllers: %w", err)

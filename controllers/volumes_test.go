@@ -2,8 +2,10 @@ package controllers_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -116,5 +118,28 @@ func TestShrinkRefused(t *testing.T) {
 	}
 	if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("5Gi")) != 0 {
 		t.Errorf("claim request = %s, want it left at 5Gi", got.String())
+	}
+}
+
+// TestReclaimPolicy: without a garbage collector in envtest, deletion is
+// asserted through what drives it: the StatefulSet's claim retention
+// policy (the StatefulSet controller deletes claims only for Delete) and
+// the controller references checked in TestCreateMakesEveryChild.
+func TestReclaimPolicy(t *testing.T) {
+	ns := namespace(t)
+	cases := map[string]appsv1.PersistentVolumeClaimRetentionPolicyType{
+		v1alpha1.ReclaimRetain: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+		v1alpha1.ReclaimDelete: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+	}
+	for policy, want := range cases {
+		t.Run(policy, func(t *testing.T) {
+			b := newBroker(ns, strings.ToLower(policy))
+			b.Spec.Persistence.ReclaimPolicy = policy
+			b = observed(t, create(t, b))
+			p := statefulSet(t, b).Spec.PersistentVolumeClaimRetentionPolicy
+			if p == nil || p.WhenDeleted != want || p.WhenScaled != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+				t.Errorf("retention policy = %+v, want whenDeleted %s, whenScaled Retain", p, want)
+			}
+		})
 	}
 }

@@ -1,0 +1,117 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bollard-io/bollard/controllers/resources"
+)
+
+func TestMergeServiceKeepsAllocatedFields(t *testing.T) {
+	cur := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{ResourceVersion: "1"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeNodePort, ClusterIP: "10.0.0.1",
+			Ports: []corev1.ServicePort{{Name: "mqtt", Port: 1883, NodePort: 31883}},
+		},
+	}
+	want := &corev1.Service{Spec: corev1.ServiceSpec{
+		Type:  corev1.ServiceTypeNodePort,
+		Ports: []corev1.ServicePort{{Name: "mqtt", Port: 1884}, {Name: "ws", Port: 8083}},
+	}}
+	mergeService(cur, want)
+	if cur.Spec.ClusterIP != "10.0.0.1" {
+		t.Errorf("clusterIP = %q, want the allocated one kept", cur.Spec.ClusterIP)
+	}
+	if cur.Spec.Ports[0].NodePort != 31883 || cur.Spec.Ports[0].Port != 1884 || cur.Spec.Ports[1].NodePort != 0 {
+		t.Errorf("ports = %+v", cur.Spec.Ports)
+	}
+	if want.Spec.Ports[0].NodePort != 0 {
+		t.Error("mergeService changed the desired object")
+	}
+
+	// Back to ClusterIP: node ports go.
+	want.Spec.Type = corev1.ServiceTypeClusterIP
+	mergeService(cur, want)
+	if cur.Spec.Ports[0].NodePort != 0 {
+		t.Errorf("node port kept on a ClusterIP Service: %+v", cur.Spec.Ports)
+	}
+}
+
+func TestMergeStatefulSet(t *testing.T) {
+	vct := []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
+	existing := func(hash string) *appsv1.StatefulSet {
+		return &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{ResourceVersion: "1", Annotations: map[string]string{resources.SpecHashAnnotation: hash}},
+			Spec: appsv1.StatefulSetSpec{
+				ServiceName: "old-headless", VolumeClaimTemplates: vct,
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{DNSPolicy: corev1.DNSClusterFirst}},
+			},
+		}
+	}
+	want := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{resources.SpecHashAnnotation: "new"}},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: "new-headless",
+			Template:    corev1.PodTemplateSpec{Spec: corev1.PodSpec{ServiceAccountName: "sa"}},
+		},
+	}
+	cases := map[string]struct {
+		cur         *appsv1.StatefulSet
+		wantRewrite bool
+	}{
+		"same hash: apiserver defaults are left alone":   {existing("new"), false},
+		"new hash: spec rewritten, immutable parts kept": {existing("old"), true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			mergeStatefulSet(tc.cur, want)
+			rewritten := tc.cur.Spec.Template.Spec.ServiceAccountName == "sa"
+			if rewritten != tc.wantRewrite {
+				t.Fatalf("rewritten = %v, want %v", rewritten, tc.wantRewrite)
+			}
+			if tc.cur.Spec.ServiceName != "old-headless" || len(tc.cur.Spec.VolumeClaimTemplates) != 1 || tc.cur.Spec.Selector == nil {
+				t.Errorf("immutable fields changed: %+v", tc.cur.Spec)
+			}
+		})
+	}
+	created := &appsv1.StatefulSet{}
+	mergeStatefulSet(created, want)
+	if created.Spec.ServiceName != "new-headless" {
+		t.Errorf("a new StatefulSet did not get the desired spec")
+	}
+}
+
+func TestRollCause(t *testing.T) {
+	sts := func(tmpl string, ann map[string]string) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{}
+		s.ResourceVersion = "1"
+		s.Annotations = map[string]string{resources.TemplateHashAnnotation: tmpl}
+		s.Spec.Template.Annotations = ann
+		return s
+	}
+	cases := map[string]struct {
+		before, after *appsv1.StatefulSet
+		want          string
+	}{
+		"created":     {&appsv1.StatefulSet{}, sts("a", nil), ""},
+		"unchanged":   {sts("a", nil), sts("a", nil), ""},
+		"restartedAt": {sts("a", nil), sts("b", map[string]string{"mqtt.bollard.io/restartedAt": "now"}), "restart requested"},
+		"config": {sts("a", map[string]string{resources.ConfigHashAnnotation: "1"}),
+			sts("b", map[string]string{resources.ConfigHashAnnotation: "2"}), "configuration that needs a restart"},
+		"image": {sts("a", nil), sts("b", nil), "pod template changed"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := rollCause(tc.before, tc.after)
+			if (tc.want == "") != (got == "") || (tc.want != "" && !strings.Contains(got, tc.want)) {
+				t.Errorf("rollCause = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

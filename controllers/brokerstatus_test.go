@@ -1,0 +1,76 @@
+package controllers
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// statusBody is a /v1/status body as broker/server writes it (fields the
+// operator ignores included).
+const statusBody = `{"version":"v0.1.0","configGeneration":7,"pendingRestart":false,"ready":true,
+"draining":false,"startedAt":"2026-01-01T00:00:00Z","uptimeSeconds":12.5,"connections":3,
+"sessionsOnline":2,"sessionsOffline":5,"queuedMessages":40,"queuedBytes":4096,
+"lastReloadError":"config: queues.maxQueuedMessages: must be at least 1, got 0"}`
+
+func TestHTTPBrokerStatusReader(t *testing.T) {
+	cases := map[string]struct {
+		handler http.HandlerFunc
+		wantErr string
+		want    BrokerStatus
+	}{
+		"ok": {
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet || r.URL.Path != "/v1/status" {
+					http.NotFound(w, r)
+					return
+				}
+				_, _ = w.Write([]byte(statusBody))
+			},
+			want: BrokerStatus{Version: "v0.1.0", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40,
+				LastReloadError: "config: queues.maxQueuedMessages: must be at least 1, got 0"},
+		},
+		"http error": {
+			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "draining", http.StatusServiceUnavailable) },
+			wantErr: "503",
+		},
+		"not json": {
+			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) },
+			wantErr: "decoding",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			host, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := strconv.Atoi(port)
+			pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: host}}
+			got, err := HTTPBrokerStatusReader{Port: p}.BrokerStatus(context.Background(), pod)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := (HTTPBrokerStatusReader{}).BrokerStatus(context.Background(), &corev1.Pod{}); err == nil {
+		t.Error("a pod without an IP was queried")
+	}
+}
