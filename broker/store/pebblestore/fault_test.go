@@ -297,7 +297,7 @@ func TestFullDisk(t *testing.T) {
 			dir := t.TempDir()
 			var full errorfs.Toggle
 			full.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
-				if (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) &&
+				if (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) &&
 					strings.HasSuffix(op.Path, ".log") {
 					return syscall.ENOSPC
 				}
