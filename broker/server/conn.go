@@ -67,7 +67,7 @@ type conn struct {
 	keepWill  bool // the will is published at the end
 	newExpiry *uint32
 	takenOver bool
-	connected bool
+	connected atomic.Bool // set after CONNECT; version and clientID are final then
 }
 
 // ServeConn serves one accepted connection and returns when it ends. It
@@ -221,7 +221,11 @@ func (c *conn) onDisconnect(p *packet.Disconnect) {
 
 // kick ends the connection from the server side, telling 5.0 clients why.
 func (c *conn) kick(rc packet.ReasonCode) {
-	if c.version >= packet.V5 && c.connected {
+	if !c.connected.Load() {
+		c.closeNow() // no writer yet: unblock the CONNECT read
+		return
+	}
+	if c.version >= packet.V5 {
 		c.queueControl(&packet.Disconnect{ReasonCode: rc})
 	}
 	c.close()

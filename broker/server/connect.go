@@ -46,8 +46,8 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	}
 	c.setLimits(p, cfg)
 	s.stats.connections.Add(1)
-	c.connected = true
 	c.queueControl(c.connack(p, cfg, present, assigned, expiry))
+	c.connected.Store(true)
 	go c.writeLoop()
 	if err := c.sess.Attach(c.sendWindow(p, cfg), c.wakeWriter); err != nil {
 		c.log.Error("reading the session queue", "client", c.clientID, "err", err)
