@@ -193,7 +193,7 @@ type Auth struct {
 	UsersFile string `yaml:"usersFile" json:"usersFile" reload:"hot"`
 	// ACL is the list of topic rules; empty allows everything to everyone
 	// who may connect.
-	ACL []ACLRule `yaml:"acl" json:"acl,omitempty" reload:"hot"`
+	ACL []ACLRule `yaml:"acl,omitempty" json:"acl,omitempty" reload:"hot"`
 }
 
 // ACLRule grants or denies access to topics matching Topic.

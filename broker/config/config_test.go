@@ -231,3 +231,25 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Error("Clone shares memory with the original")
 	}
 }
+
+func TestEmptyACLRoundTrips(t *testing.T) {
+	c := Default()
+	c.Auth.ACL = []ACLRule{}
+	b, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "acl") {
+		t.Errorf("empty ACL rendered:\n%s", b)
+	}
+	got, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(c, got); d != nil {
+		t.Errorf("nil and empty ACL differ: %v", d)
+	}
+	if RestartHash(c) != RestartHash(got) {
+		t.Error("restart hash differs")
+	}
+}

@@ -30,7 +30,7 @@ type Change struct {
 func Diff(old, new *Config) []Change {
 	var out []Change
 	walk(reflect.ValueOf(*old), reflect.ValueOf(*new), "", func(path, class string, a, b reflect.Value) {
-		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		if !equal(a, b) {
 			out = append(out, Change{Field: path, Class: class})
 		}
 	})
@@ -98,4 +98,13 @@ func walk(a, b reflect.Value, prefix string, fn func(path, class string, a, b re
 		}
 		walk(a.Field(i), b.Field(i), path, fn)
 	}
+}
+
+// equal compares two leaf values; nil and empty slices are equal, since
+// both mean "none" in the file.
+func equal(a, b reflect.Value) bool {
+	if a.Kind() == reflect.Slice && a.Len() == 0 && b.Len() == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
