@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// MQTT 5.0 clients (github.com/eclipse/paho.golang) for the scenarios.
+
+// dial connects a 5.0 client to addr. expiry > 0 makes the session
+// persistent; onMsg, when set, sees every PUBLISH before paho acknowledges it.
+func dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, error) {
+	conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, OnClientError: func(error) {}, PacketTimeout: 10 * time.Second}
+	if onMsg != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
+		}
+	}
+	c := paho.NewClient(cfg)
+	cp := &paho.Connect{ClientID: clientID, CleanStart: clean, KeepAlive: 30}
+	if expiry > 0 {
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := c.Connect(cctx, cp)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("connect %s: %w", clientID, err)
+	}
+	if ack.ReasonCode >= 0x80 {
+		conn.Close()
+		return nil, ack, fmt.Errorf("connect %s: reason code 0x%02x", clientID, ack.ReasonCode)
+	}
+	return c, ack, nil
+}
+
+// subscribeOffline creates a persistent session subscribed to filter and
+// disconnects, leaving it offline to queue messages.
+func subscribeOffline(ctx context.Context, addr, clientID, filter string, qos byte) error {
+	c, _, err := dial(ctx, addr, clientID, true, 3600, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
+		return fmt.Errorf("subscribe %s: %w", clientID, err)
+	}
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		return fmt.Errorf("disconnect %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// inbox records, per topic, how often each sequence number arrived.
+type inbox struct {
+	mu     sync.Mutex
+	seen   map[string]map[int]int
+	total  int
+	errors []string
+}
+
+func newInbox() *inbox { return &inbox{seen: map[string]map[int]int{}} }
+
+func (b *inbox) add(p *paho.Publish) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := strconv.Atoi(strings.TrimPrefix(string(p.Payload), "seq-"))
+	if err != nil {
+		b.errors = append(b.errors, fmt.Sprintf("bad payload %q on %s", p.Payload, p.Topic))
+		return
+	}
+	if b.seen[p.Topic] == nil {
+		b.seen[p.Topic] = map[int]int{}
+	}
+	b.seen[p.Topic][n]++
+	b.total++
+}
+
+// missing counts the acknowledged sequence numbers of each topic that
+// never arrived; dups counts numbers that arrived more than once.
+func (b *inbox) check(acked map[string][]int) (missing, dups int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for topic, seqs := range acked {
+		for _, s := range seqs {
+			if b.seen[topic][s] == 0 {
+				missing++
+			}
+		}
+	}
+	for _, m := range b.seen {
+		for _, n := range m {
+			if n > 1 {
+				dups += n - 1
+			}
+		}
+	}
+	return missing, dups
+}
+
+func (b *inbox) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
+}
+
+// publisher publishes "seq-1", "seq-2", ... to one topic, one at a time,
+// reconnecting (clean start) whenever the broker goes away. A number that
+// fails is not retried: it is simply not acknowledged. acked holds the
+// numbers whose PUBACK (QoS 1) or PUBCOMP (QoS 2) arrived with success.
+type publisher struct {
+	addr, clientID, topic string
+	qos                   byte
+
+	mu         sync.Mutex
+	sent       int
+	acked      []int
+	failed     int
+	reconnects int
+}
+
+func (p *publisher) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		c, _, err := dial(ctx, p.addr, p.clientID, true, 0, nil)
+		if err != nil {
+			sleepCtx(ctx, 50*time.Millisecond)
+			continue
+		}
+		p.publishUntilError(ctx, c)
+		_ = c.Disconnect(&paho.Disconnect{}) // the broker may be gone already
+		p.mu.Lock()
+		p.reconnects++
+		p.mu.Unlock()
+	}
+}
+
+func (p *publisher) publishUntilError(ctx context.Context, c *paho.Client) {
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		p.sent++
+		seq := p.sent
+		p.mu.Unlock()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.Publish(pctx, &paho.Publish{Topic: p.topic, QoS: p.qos, Payload: []byte("seq-" + strconv.Itoa(seq))})
+		cancel()
+		p.mu.Lock()
+		ok := err == nil && resp != nil && resp.ReasonCode < 0x80
+		if ok {
+			p.acked = append(p.acked, seq)
+		} else {
+			p.failed++
+		}
+		p.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}
+
+func (p *publisher) stats() (sent, acked, failed, reconnects int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent, len(p.acked), p.failed, p.reconnects
+}
+
+func (p *publisher) ackedSeqs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int(nil), p.acked...)
+}
+
+// sleepCtx waits d or until ctx ends (a back-off between reconnects, not
+// a wait for a condition).
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
