@@ -100,4 +100,3 @@ func publishBurst(addr string, p, n int) error {
 	}
 	return <-acks
 }
-
