@@ -11,7 +11,8 @@
 //
 //	func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error)
 //	    Options: WithLogger(*slog.Logger), WithClock(func() time.Time),
-//	    WithAuthenticator(Authenticator).
+//	    WithAuthenticator(auth.Authenticator, auth.Authorizer) (otherwise
+//	    the users file and ACL of the config are used, rebuilt on reload).
 //	func (s *Server) Start(ctx context.Context) error
 //	    Recovers sessions and retained messages from the store, sweeps what
 //	    expired while the broker was down, starts the expiry sweeper. After
@@ -37,4 +38,34 @@
 //
 // All methods are safe for concurrent use. See locksordering.txt for the
 // lock order inside the package.
+//
+// # Data path and durability
+//
+// A PUBLISH is read by the connection's read loop, checked (topic alias,
+// topic name, ACL, Receive Maximum) and routed: under Server.seqMu the
+// router offers it to every matching session, which assigns queue Seqs and
+// appends its store operations to one batch per publish (the message is
+// put once), and the batch is handed to the committer. The committer applies
+// batches in exactly the order they were submitted, merging whatever queued
+// up during the previous commit into one store commit (group commit: one
+// fsync for many publishes from many connections); no lock is held while a
+// commit runs. When the commit returns, queue entries become deliverable
+// and the publisher gets its PUBACK/PUBREC (in the order its PUBLISHes
+// arrived; 0x97 Quota exceeded when a queue refused it under RejectPublish).
+//
+// Each connection has one writer goroutine. It writes queued control
+// packets, then pulls deliveries from its session while the inflight window
+// (the client's Receive Maximum, capped by limits.maxInflight) has room:
+// persistent sessions stream their backlog from the store in bounded
+// windows. QoS 0 messages for an online client wait in a buffer bounded by
+// limits.outboundBufferBytes and are dropped (counted as slow_consumer)
+// when it is full; QoS 1/2 messages simply wait in the queue. A QoS 2
+// PUBLISH is written only after its packet identifier is durable, and a
+// PUBREL only after the Released state is, so a restart never delivers a
+// QoS 2 message twice.
+//
+// Offline sessions expire and delayed wills fire from a deadline heap
+// (expiry.go); deadlines are computed from the persisted disconnection time,
+// so they hold across restarts. Start recovers sessions as disconnected at
+// recovery time and sweeps the expired ones before it returns.
 package server

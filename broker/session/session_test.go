@@ -286,3 +286,40 @@ func TestInboundQoS2(t *testing.T) {
 		t.Fatal("packet ID reuse after PUBCOMP treated as duplicate")
 	}
 }
+
+// A long backlog streams through a bounded head: the session never holds
+// more than its head window of queued messages in memory.
+func TestBacklogStreamsInBoundedWindow(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30})
+	const n = 3000
+	for i := range n {
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	_ = f.s.Attach(10, func() {})
+	got := 0
+	for got < n {
+		out := f.next(1000)
+		if len(out) == 0 {
+			t.Fatalf("stalled after %d", got)
+		}
+		if h := len(f.s.q.head); h > maxHead || h > f.s.headCap() {
+			t.Fatalf("head holds %d messages", h)
+		}
+		var b store.Batch
+		for _, o := range out {
+			if string(o.Msg.Payload) != strconv.Itoa(got) {
+				t.Fatalf("got %q at %d", o.Msg.Payload, got)
+			}
+			got++
+			_ = f.s.Puback(o.PacketID, &b)
+		}
+		f.commit(&b)
+		// New messages keep their place behind the backlog.
+		if got == 100 {
+			f.offer("tail", 1, false)
+		}
+	}
+	if out := f.next(10); len(out) != 1 || string(out[0].Msg.Payload) != "tail" {
+		t.Fatalf("tail %v", payloads(out))
+	}
+}
