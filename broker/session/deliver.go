@@ -1,7 +1,9 @@
 package session
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/store"
@@ -35,6 +37,7 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 	s.rec.DisconnectedAt = time.Time{}
 	s.resetMemory()
 	if !s.persistent() || s.rd == nil {
+		s.resendMemory()
 		return nil
 	}
 	q := &s.q
@@ -52,6 +55,18 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 	s.refill()
 	s.wake()
 	return err
+}
+
+// resendMemory queues the inflight messages of a non-persistent session
+// (resumed by a takeover) for resending, in Seq order.
+func (s *Session) resendMemory() {
+	q := &s.q
+	q.resend = q.resend[:0]
+	for _, it := range q.inflight {
+		q.resend = append(q.resend, it)
+	}
+	slices.SortFunc(q.resend, func(a, b *item) int { return cmp.Compare(a.e.Seq, b.e.Seq) })
+	s.wake()
 }
 
 // Detach unbinds the connection. The in-memory window of a persistent

@@ -323,3 +323,16 @@ func TestBacklogStreamsInBoundedWindow(t *testing.T) {
 		t.Fatalf("tail %v", payloads(out))
 	}
 }
+
+func TestNonPersistentTakeoverResends(t *testing.T) {
+	f := newFixture(t, 0, Limits{MaxMessages: 10, MaxBytes: 1 << 20})
+	_ = f.s.Attach(10, func() {})
+	f.offer("a", 1, false)
+	out := f.next(10)
+	f.s.Detach()
+	_ = f.s.Attach(10, func() {})
+	again := f.next(10)
+	if len(again) != 1 || !again[0].Dup || again[0].PacketID != out[0].PacketID {
+		t.Fatalf("resend %+v", again)
+	}
+}
