@@ -104,6 +104,37 @@ func TestInteropMosquittoPersistentSession(t *testing.T) {
 			checkLines(t, got, want)
 		})
 	}
+	checkTrafficMetrics(t, b, 2*200)
+}
+
+// checkTrafficMetrics scrapes /metrics after a test's traffic: at least
+// minQoS1 QoS 1 messages in, and acknowledged publishes behind store
+// commits in the latency histogram.
+func checkTrafficMetrics(t *testing.T, b *broker, minQoS1 int) {
+	t.Helper()
+	code, body := b.get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	in := metricValue(body, `bollard_messages_received_total{qos="1"}`)
+	commits := metricValue(body, "bollard_store_commit_duration_seconds_count")
+	if in < float64(minQoS1) || commits < 1 {
+		t.Errorf("/metrics after traffic: %v QoS 1 messages in (want >= %d), %v store commits", in, minQoS1, commits)
+	}
+}
+
+// metricValue returns the value of the sample line starting with name, or
+// -1 when there is none.
+func metricValue(body, name string) float64 {
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // TestInteropMosquittoRetained: a retained message reaches a later
