@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 generated() {
-	find api config/crd/bases config/rbac charts/bollard-operator/crds -type f \
-		\( -name 'zz_generated*.go' -o -name '*.yaml' \) 2>/dev/null | sort | xargs -r sha256sum
+	local d dirs=()
+	for d in api config/crd/bases config/rbac charts/bollard-operator/crds charts/bollard-operator/templates/crds; do
+		[[ -d $d ]] && dirs+=("$d")
+	done
+	find "${dirs[@]}" -type f \( -name 'zz_generated*.go' -o -name '*.yaml' \) | sort | xargs -r sha256sum
 }
 
 before="$(generated)"
