@@ -96,7 +96,10 @@ func (r *Reloader) Run(ctx context.Context) {
 	t := time.NewTicker(r.opts.Interval)
 	defer t.Stop()
 	for {
-		r.Check()
+		if err := r.Check(); err != nil {
+			// fail logged it at error level, once per new problem.
+			r.log.Debug("config check failed", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

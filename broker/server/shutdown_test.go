@@ -57,7 +57,10 @@ func startRunner(t *testing.T, cfg *config.Config, eng *fakeEngine) *runnerFixtu
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-f.done:
+		case err := <-f.done:
+			if err != nil {
+				t.Logf("Run = %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("Run did not return")
 		}
