@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -312,6 +313,38 @@ func TestCrashSessionExpiredWhileDown(t *testing.T) {
 	s, ok := b2.session(t, "stays")
 	if !ok || s.QueuedMessages != 5 {
 		t.Errorf("session with time left: %+v %v, want 5 queued", s, ok)
+	}
+	if code := b2.signal(syscall.SIGTERM, 60*time.Second); code != 0 {
+		t.Errorf("exit code = %d", code)
+	}
+}
+
+// TestCrashMosquittoPersistentSessions: real mosquitto clients, 3.1.1 and
+// 5.0. mosquitto_pub exits 0 only after every QoS 1 message is
+// acknowledged; the broker is then killed with SIGKILL, restarted on the
+// same data directory, and mosquitto_sub resumes its session and gets all
+// of them, in order.
+func TestCrashMosquittoPersistentSessions(t *testing.T) {
+	sub, pub := requireTool(t, "mosquitto_sub"), requireTool(t, "mosquitto_pub")
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBollard(t, "--data-dir", dataDir)
+	const n = 500
+	want := map[string][]string{}
+	for _, v := range mqttVersions {
+		topic := "crash/mosquitto/" + v
+		runTool(t, 30*time.Second, "", sub, append(mosqArgs(t, b.mqtt, v, "crash-mosq-"+v, true), "-q", "1", "-t", topic, "-E")...)
+		want[v] = numbered(v, n)
+		runTool(t, 2*time.Minute, strings.Join(want[v], "\n")+"\n", pub,
+			append(mosqArgs(t, b.mqtt, v, "crash-mosq-pub-"+v, false), "-q", "1", "-t", topic, "-l")...)
+	}
+	b.signal(syscall.SIGKILL, 30*time.Second)
+
+	b2 := startBollard(t, "--data-dir", dataDir)
+	for _, v := range mqttVersions {
+		got := runTool(t, 2*time.Minute, "", sub,
+			append(mosqArgs(t, b2.mqtt, v, "crash-mosq-"+v, true), "-q", "1", "-t", "crash/mosquitto/"+v, "-C", strconv.Itoa(n), "-W", "100")...)
+		checkLines(t, got, want[v])
+		t.Logf("%s: %d acknowledged before SIGKILL, %d received after restart", v, n, n)
 	}
 	if code := b2.signal(syscall.SIGTERM, 60*time.Second); code != 0 {
 		t.Errorf("exit code = %d", code)
