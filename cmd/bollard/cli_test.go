@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -318,5 +319,37 @@ func TestBinaryHotReload(t *testing.T) {
 	}
 	if code := b.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("exit code = %d", code)
+	}
+}
+
+// TestBinaryDurabilityModes: every mode starts and stops cleanly; queued
+// messages survive a restart in sync and interval mode, and nothing does in
+// none mode (which writes no data directory).
+func TestBinaryDurabilityModes(t *testing.T) {
+	for mode, survives := range map[string]bool{"sync": true, "interval": true, "none": false} {
+		t.Run(mode, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "data")
+			b := startBollard(t, "--data-dir", dataDir, "--durability", mode)
+			subscribeOnce(t, b.mqtt, "durable", "modes/#", 1, crashSessionExpiry)
+			pub := &publisher{topic: "modes/t", qos: 1, max: 10}
+			pub.run(context.Background(), b.mqtt, "modes-pub")
+			if pub.ackedCount() != 10 {
+				t.Fatalf("publisher: %d acknowledged (%s)", pub.ackedCount(), pub.reason)
+			}
+			if code := b.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit code = %d", code)
+			}
+			if _, err := os.Stat(dataDir); (err == nil) != survives {
+				t.Errorf("data dir exists = %v in %s mode", err == nil, mode)
+			}
+			b2 := startBollard(t, "--data-dir", dataDir, "--durability", mode)
+			s, ok := b2.session(t, "durable")
+			if survives && (!ok || s.QueuedMessages != 10) {
+				t.Errorf("after restart: %+v %v, want 10 queued", s, ok)
+			}
+			if !survives && ok {
+				t.Errorf("session survived a restart in none mode: %+v", s)
+			}
+		})
 	}
 }
