@@ -269,7 +269,7 @@ func poll(ctx context.Context, timeout time.Duration, cond func(context.Context)
 		return ok, nil
 	})
 	if err != nil && last != nil {
-		return fmt.Errorf("%w (last error: %v)", err, last)
+		return fmt.Errorf("%w (last error: %w)", err, last)
 	}
 	return err
 }
