@@ -173,7 +173,10 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	}
 	e := it.e
 	b.Enqueue(s.rec.ClientID, &e)
-	if caughtUp && len(q.head) < s.headCap() {
+	// Offline sessions keep new entries only in the store: a broker with
+	// many offline sessions holds no queued messages in memory (the head
+	// of an offline queue is read back only when DropOldest needs it).
+	if caughtUp && s.online && len(q.head) < s.headCap() {
 		q.loadedSeq = it.e.Seq
 		q.head = append(q.head, it)
 	} else {
@@ -233,13 +236,24 @@ func (s *Session) headCap() int {
 }
 
 // refill reads the next Queued entries of a persistent session from the
-// store into the head, up to the committed watermark.
+// store into the head, up to the committed watermark. Entries still
+// inflight from an earlier connection are skipped; it keeps reading until
+// the head holds something or everything up to the watermark was seen.
 func (s *Session) refill() {
+	if !s.persistent() || s.rd == nil {
+		return
+	}
+	for s.refillOnce() && len(s.q.head) == 0 {
+	}
+}
+
+// refillOnce reads one window; it reports whether more may follow.
+func (s *Session) refillOnce() bool {
 	q := &s.q
 	want := s.headCap() - len(q.head)
 	wm := q.watermark()
-	if !s.persistent() || s.rd == nil || want <= 0 || q.loadedSeq >= wm {
-		return
+	if want <= 0 || q.loadedSeq >= wm {
+		return false
 	}
 	n, last := 0, q.loadedSeq
 	err := s.rd.ReadQueue(s.rec.ClientID, q.loadedSeq, want, func(e store.QueueEntry, m *store.Message) bool {
@@ -256,12 +270,13 @@ func (s *Session) refill() {
 		if s.hooks.ReadError != nil {
 			s.hooks.ReadError(s.rec.ClientID, err)
 		}
-		return
+		return false
 	}
 	if n < want {
 		last = wm
 	}
 	q.loadedSeq = last
+	return n == want
 }
 
 func (s *Session) popHead() *item {

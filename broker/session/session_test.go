@@ -336,3 +336,29 @@ func TestNonPersistentTakeoverResends(t *testing.T) {
 		t.Fatalf("resend %+v", again)
 	}
 }
+
+// DropOldest skips entries still inflight from the last connection, however
+// many there are, and drops the oldest queued ones.
+func TestDropOldestSkipsInflight(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 45, MaxBytes: 1 << 20, Policy: DropOldest})
+	_ = f.s.Attach(40, func() {})
+	for i := range 40 {
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	if out := f.next(100); len(out) != 40 {
+		t.Fatalf("sent %d", len(out))
+	}
+	f.s.Detach()
+	for i := 40; i < 50; i++ {
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	if f.drops[DropQueueFull] != 5 {
+		t.Fatalf("drops %v", f.drops)
+	}
+	_ = f.s.Attach(100, func() {})
+	out := f.next(100)
+	got := payloads(out)
+	if len(got) != 45 || got[0] != "0" || !out[0].Dup || got[40] != "45" || got[44] != "49" {
+		t.Fatalf("got %v", got)
+	}
+}
