@@ -30,3 +30,38 @@ func TestApplyConfigHotLimits(t *testing.T) {
 		t.Fatalf("new queue limit not applied: %v", codes)
 	}
 }
+
+func TestInboundPacketTooLarge(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxPacketSize = 128
+	b := startBroker(t, cfg)
+	c := dialRaw(t, b.addr, packet.V5)
+	ack := c.connect(&packet.Connect{ClientID: "big", CleanStart: true})
+	if m := ack.Properties.MaximumPacketSize; m == nil || *m != 128 {
+		t.Fatalf("announced maximum packet size %v", m)
+	}
+	c.send(&packet.Publish{Topic: "big", Payload: make([]byte, 200)})
+	if d := c.expectClosed(); d == nil || d.ReasonCode != packet.PacketTooLarge {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestMaxSubscriptionsPerClient(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxSubscriptionsPerClient = 2
+	b := startBroker(t, cfg)
+	c := dialRaw(t, b.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "subs", CleanStart: true})
+	ack := c.subscribe(1, 0, packet.Subscription{Filter: "a"}, packet.Subscription{Filter: "b"},
+		packet.Subscription{Filter: "c"}, packet.Subscription{Filter: "a", QoS: 1})
+	want := []packet.ReasonCode{packet.GrantedQoS0, packet.GrantedQoS0, packet.QuotaExceeded, packet.GrantedQoS1}
+	for i := range want {
+		if ack.ReasonCodes[i] != want[i] {
+			t.Fatalf("SUBACK %v, want %v", ack.ReasonCodes, want)
+		}
+	}
+	ack = c.subscribe(2, 0, packet.Subscription{Filter: "bad/#/x"})
+	if ack.ReasonCodes[0] != packet.TopicFilterInvalid {
+		t.Fatalf("invalid filter: %v", ack.ReasonCodes)
+	}
+}
