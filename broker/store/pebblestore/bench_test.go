@@ -3,27 +3,13 @@ package pebblestore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
-
 	"github.com/bollard-io/bollard/broker/store"
 )
-
-// walSyncCounter counts fsyncs of WAL files.
-func walSyncCounter(n *atomic.Int64) vfs.FS {
-	return errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) && strings.HasSuffix(op.Path, ".log") {
-			n.Add(1)
-		}
-		return nil
-	}))
-}
 
 // commitLoad runs total commits from committers goroutines, each fanning
 // one 64-byte message out to fanout sessions of its own, and returns the

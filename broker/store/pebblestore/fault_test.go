@@ -297,13 +297,12 @@ func TestFullDisk(t *testing.T) {
 			dir := t.TempDir()
 			var full errorfs.Toggle
 			full.Injector = errorfs.InjectorFunc(func(op errorfs.Op) error {
-				if (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) &&
-					strings.HasSuffix(op.Path, ".log") {
+				if op.Kind == errorfs.OpFileWrite || isSync(op) {
 					return syscall.ENOSPC
 				}
 				return nil
 			})
-			s := openT(t, dir, Options{Durability: mode, Interval: time.Millisecond, fs: errorfs.Wrap(vfs.Default, &full)})
+			s := openT(t, dir, Options{Durability: mode, Interval: time.Millisecond, fs: walFS{FS: vfs.Default, inj: &full}})
 			seed(t, s)
 			if mode == Interval {
 				if err := s.syncWAL(); err != nil {
