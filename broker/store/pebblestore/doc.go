@@ -5,10 +5,11 @@
 //
 // Durability: in Sync mode (the default) Commit returns after the batch is
 // in the fsynced write-ahead log, and concurrent commits share fsyncs (group
-// commit). In Interval mode Commit returns once the batch is written to the
-// OS and a goroutine fsyncs every Options.Interval: a power loss or kernel
-// crash can lose the last interval, a crash of the process alone loses
-// nothing. Batch.NoSync requests Interval behaviour for one batch.
+// commit). In Interval mode Commit returns once the batch is in Pebble's
+// write-ahead log buffer and a goroutine writes out and fsyncs the log every
+// Options.Interval: a crash (of the process or the machine) can lose the
+// last interval. Batch.NoSync requests that behaviour for one batch; it
+// stays ordered before every later batch.
 //
 // Failures: a store that cannot be read back consistently fails Open with
 // an error wrapping store.ErrCorrupt; it is never reset. A write that fails

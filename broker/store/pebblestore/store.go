@@ -21,10 +21,11 @@ const (
 	// Sync: Commit returns once the batch is fsynced. Concurrent commits
 	// share one WAL fsync (group commit).
 	Sync Durability = iota
-	// Interval: Commit returns once the batch is written to the OS; a
-	// background goroutine fsyncs every Options.Interval. A crash of the
-	// machine (not of the process) loses at most the writes of the last
-	// interval plus one fsync.
+	// Interval: Commit returns once the batch is in Pebble's WAL buffer
+	// and memtable; a background goroutine writes out and fsyncs the WAL
+	// every Options.Interval. Pebble buffers unsynced WAL records in the
+	// process, so a crash of the process or of the machine loses at most
+	// the writes of the last interval plus one fsync.
 	Interval
 )
 
