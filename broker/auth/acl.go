@@ -62,7 +62,7 @@ func (r ACLRule) Validate() error {
 	}
 	sample := strings.NewReplacer("%u", "u", "%c", "c").Replace(r.Topic)
 	if err := validateFilter(sample); err != nil {
-		return fmt.Errorf("%w: topic %q: %v", ErrACL, r.Topic, err)
+		return fmt.Errorf("%w: topic %q: %w", ErrACL, r.Topic, err)
 	}
 	return nil
 }

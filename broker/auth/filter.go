@@ -90,22 +90,29 @@ func overlaps(a, b []string) bool {
 		if x == "#" || y == "#" {
 			// '#' takes whatever the other side needs from here on,
 			// except a literal '$' first level [MQTT-4.7.2-1].
-			return i > 0 || !(isLiteral(x) && isDollar(x) || isLiteral(y) && isDollar(y))
+			return i > 0 || (!isLiteralDollar(x) && !isLiteralDollar(y))
 		}
-		switch {
-		case x == "+" && y == "+":
-		case x == "+":
-			if i == 0 && isDollar(y) {
-				return false
-			}
-		case y == "+":
-			if i == 0 && isDollar(x) {
-				return false
-			}
-		case x != y:
+		if !levelsOverlap(i, x, y) {
 			return false
 		}
 	}
+}
+
+// isLiteralDollar reports whether level is a literal starting with '$'.
+func isLiteralDollar(level string) bool { return isLiteral(level) && isDollar(level) }
+
+// levelsOverlap reports whether two non-'#' levels at index i can match the
+// same topic level. A '+' first level never matches a '$' topic.
+func levelsOverlap(i int, x, y string) bool {
+	switch {
+	case x == "+" && y == "+":
+		return true
+	case x == "+":
+		return i != 0 || !isDollar(y)
+	case y == "+":
+		return i != 0 || !isDollar(x)
+	}
+	return x == y
 }
 
 func isLiteral(level string) bool { return level != "+" && level != "#" }

@@ -73,12 +73,12 @@ func ParseUsers(r io.Reader) (*Users, error) {
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrUsersFile, line, err)
+			return nil, fmt.Errorf("%w: line %d: %w", ErrUsersFile, line, err)
 		}
 		u.hashes[name] = []byte(hash)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: after line %d: %v", ErrUsersFile, line, err)
+		return nil, fmt.Errorf("%w: after line %d: %w", ErrUsersFile, line, err)
 	}
 	u.dummy = u.pickDummy()
 	return u, nil
@@ -90,7 +90,7 @@ func NewUsers(hashes map[string]string) (*Users, error) {
 	u := &Users{hashes: make(map[string][]byte, len(hashes))}
 	for name, hash := range hashes {
 		if _, _, err := parseUserLine(name + ":" + hash); err != nil {
-			return nil, fmt.Errorf("%w: user %q: %v", ErrUsersFile, name, err)
+			return nil, fmt.Errorf("%w: user %q: %w", ErrUsersFile, name, err)
 		}
 		u.hashes[name] = []byte(hash)
 	}
@@ -115,7 +115,7 @@ func parseUserLine(text string) (name, hash string, err error) {
 		return "", "", fmt.Errorf("user %q: password hash is not bcrypt ($2a$, $2b$ or $2y$)", name)
 	}
 	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-		return "", "", fmt.Errorf("user %q: malformed bcrypt hash: %v", name, err)
+		return "", "", fmt.Errorf("user %q: malformed bcrypt hash: %w", name, err)
 	}
 	return name, hash, nil
 }

@@ -138,7 +138,7 @@ func checkHeader(hdr byte, version byte) (codec, error) {
 	}
 	want := requiredFlags(t)
 	// MQTT 3.1 let PUBREL, SUBSCRIBE and UNSUBSCRIBE carry DUP on retry.
-	if flags != want && !(version == V31 && want != 0 && flags == want|0x08) {
+	if flags != want && (version != V31 || want == 0 || flags != want|0x08) {
 		return nil, malformed("%s fixed header flags %04b, want %04b [MQTT-2.1.3-1]", t, flags, want)
 	}
 	return p, nil

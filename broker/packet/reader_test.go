@@ -53,7 +53,7 @@ func TestReadPacketEOF(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
-			if tt.want == io.ErrUnexpectedEOF && !strings.HasPrefix(err.Error(), "packet: ") {
+			if errors.Is(tt.want, io.ErrUnexpectedEOF) && !strings.HasPrefix(err.Error(), "packet: ") {
 				t.Fatalf("err %q lacks the package prefix", err)
 			}
 		})
@@ -103,7 +103,7 @@ func TestReaderSession(t *testing.T) {
 	if got, err = r.ReadPacket(); err != nil || got.(*Disconnect).ReasonCode != DisconnectWithWillMessage {
 		t.Fatalf("DISCONNECT: %#v, %v", got, err)
 	}
-	if _, err = r.ReadPacket(); err != io.EOF {
+	if _, err = r.ReadPacket(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after last packet: %v, want io.EOF", err)
 	}
 	br := bufio.NewReader(&buf)

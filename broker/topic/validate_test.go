@@ -17,7 +17,7 @@ func TestValidateName(t *testing.T) {
 		"empty levels":     {"a//b/", nil},
 		"dollar":           {"$SYS/broker/uptime", nil},
 		"space":            {"a b/c d", nil},
-		"unicode":          {"capteurs/température", nil},
+		"unicode":          {"sensoren/température", nil},
 		"max length":       {strings.Repeat("a", MaxLen), nil},
 		"empty":            {"", ErrEmpty},
 		"too long":         {strings.Repeat("a", MaxLen+1), ErrTooLong},
