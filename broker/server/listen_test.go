@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,5 +330,50 @@ func TestAcceptLoopRetriesAfterErrors(t *testing.T) {
 	}
 	if n := h.served.Load(); n != 1 {
 		t.Errorf("served %d conns, want 1", n)
+	}
+}
+
+// TestTLSCertificateReload: a rotated key pair (for example a renewed
+// Kubernetes Secret) is served to new handshakes without a restart; a
+// broken rotation keeps the previous pair.
+func TestTLSCertificateReload(t *testing.T) {
+	pki := newTestPKI(t)
+	r := &certReloader{certFile: pki.certFile, keyFile: pki.keyFile, log: testLogger(t)}
+	if err := r.load(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.getCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := newTestPKI(t)
+	for _, f := range [][2]string{{next.certFile, pki.certFile}, {next.keyFile, pki.keyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	r.checkedAt = time.Time{} // the recheck interval has passed
+	r.mu.Unlock()
+	second, err := r.getCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(first.Certificate[0], second.Certificate[0]) {
+		t.Fatal("rotated certificate not picked up")
+	}
+	if err := os.WriteFile(pki.keyFile, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.checkedAt = time.Time{}
+	r.mu.Unlock()
+	third, err := r.getCertificate(nil)
+	if err != nil || !bytes.Equal(third.Certificate[0], second.Certificate[0]) {
+		t.Errorf("a broken rotation replaced the certificate: %v", err)
 	}
 }

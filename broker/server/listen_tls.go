@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -73,7 +75,7 @@ func loadCertPool(path string) (*x509.CertPool, error) {
 }
 
 // certReloader serves a key pair from files, reloading it when either
-// file's modification time or size changes. A reload that fails keeps the
+// file's content changes. A reload that fails keeps the
 // previous pair.
 type certReloader struct {
 	certFile, keyFile string
@@ -111,12 +113,14 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return r.cert, nil
 }
 
-// fileStamp identifies a file version by size and modification time,
-// following symlinks (Kubernetes Secret volumes swap a symlink).
+// fileStamp identifies a file version by a digest of its content,
+// following symlinks (Kubernetes Secret volumes swap a symlink). Content,
+// not modification time: a rewrite within the same clock tick still counts.
 func fileStamp(path string) string {
-	fi, err := os.Stat(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "missing"
 	}
-	return fmt.Sprintf("%d@%d", fi.Size(), fi.ModTime().UnixNano())
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
