@@ -67,6 +67,7 @@ type inbox struct {
 	mu     sync.Mutex
 	seen   map[string]map[int]int
 	total  int
+	last   time.Time // arrival of the latest message
 	errors []string
 }
 
@@ -85,11 +86,12 @@ func (b *inbox) add(p *paho.Publish) {
 	}
 	b.seen[p.Topic][n]++
 	b.total++
+	b.last = time.Now()
 }
 
-// missing counts the acknowledged sequence numbers of each topic that
-// never arrived; dups counts numbers that arrived more than once.
-func (b *inbox) check(acked map[string][]int) (missing, dups int) {
+// check counts the acknowledged sequence numbers of each topic that never
+// arrived.
+func (b *inbox) check(acked map[string][]int) (missing int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for topic, seqs := range acked {
@@ -99,14 +101,40 @@ func (b *inbox) check(acked map[string][]int) (missing, dups int) {
 			}
 		}
 	}
-	for _, m := range b.seen {
-		for _, n := range m {
-			if n > 1 {
-				dups += n - 1
-			}
-		}
+	return missing
+}
+
+// dupsOn counts the extra deliveries of numbers that arrived more than
+// once on topic.
+func (b *inbox) dupsOn(topic string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dups := 0
+	for _, n := range b.seen[topic] {
+		dups += max(n-1, 0)
 	}
-	return missing, dups
+	return dups
+}
+
+func (b *inbox) dupsAll() int {
+	b.mu.Lock()
+	topics := make([]string, 0, len(b.seen))
+	for t := range b.seen {
+		topics = append(topics, t)
+	}
+	b.mu.Unlock()
+	dups := 0
+	for _, t := range topics {
+		dups += b.dupsOn(t)
+	}
+	return dups
+}
+
+// quietFor reports whether nothing arrived for d.
+func (b *inbox) quietFor(d time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Since(b.last) >= d
 }
 
 func (b *inbox) count() int {
@@ -139,9 +167,11 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		p.publishUntilError(ctx, c)
 		_ = c.Disconnect(&paho.Disconnect{}) // the broker may be gone already
-		p.mu.Lock()
-		p.reconnects++
-		p.mu.Unlock()
+		if ctx.Err() == nil {
+			p.mu.Lock()
+			p.reconnects++
+			p.mu.Unlock()
+		}
 	}
 }
 
