@@ -21,6 +21,7 @@ type sweeper struct {
 	s    *Server
 	mu   sync.Mutex
 	h    deadlines
+	next map[string]time.Time // earliest deadline queued per session
 	poke chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -45,17 +46,23 @@ func (d *deadlines) Pop() any {
 }
 
 func newSweeper(s *Server) *sweeper {
-	return &sweeper{s: s, poke: make(chan struct{}, 1), quit: make(chan struct{})}
+	return &sweeper{s: s, next: make(map[string]time.Time), poke: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
-// schedule adds the session's expiry and will deadlines.
+// schedule queues the session's next deadline (will or expiry). One
+// deadline per session is enough: when it comes, the session is looked at
+// and its following deadline queued; so the heap stays as large as the
+// number of offline sessions, however often clients reconnect.
 func (w *sweeper) schedule(sess *session.Session) {
+	t := earliest(sess.WillDueAt(), sess.ExpiresAt())
+	if t.IsZero() {
+		return
+	}
 	id := sess.ClientID()
 	w.mu.Lock()
-	for _, t := range []time.Time{sess.ExpiresAt(), sess.WillDueAt()} {
-		if !t.IsZero() {
-			heap.Push(&w.h, deadline{at: t, id: id})
-		}
+	if cur, ok := w.next[id]; !ok || t.Before(cur) {
+		w.next[id] = t
+		heap.Push(&w.h, deadline{at: t, id: id})
 	}
 	w.mu.Unlock()
 	select {
@@ -114,22 +121,37 @@ func (w *sweeper) runDue() {
 			return
 		}
 		d := heap.Pop(&w.h).(deadline)
+		if cur, ok := w.next[d.id]; ok && !cur.After(d.at) {
+			delete(w.next, d.id)
+		}
 		w.mu.Unlock()
-		w.s.expire(d.id, now)
+		if sess := w.s.expire(d.id, now); sess != nil {
+			w.schedule(sess)
+		}
 	}
 }
 
+// earliest is the earlier of two times, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
 // expire publishes a due will and deletes an expired session, if the
-// session is still offline.
-func (s *Server) expire(id string, now time.Time) {
+// session is still offline. It returns the session when it stays offline
+// (its next deadline must be queued).
+func (s *Server) expire(id string, now time.Time) *session.Session {
 	var b store.Batch
 	var will *store.Will
 	s.mu.Lock()
 	e := s.sessions[id]
 	if e == nil || e.owner != nil {
 		s.mu.Unlock()
-		return
+		return nil
 	}
+	remaining := e.sess
 	if due := e.sess.WillDueAt(); !due.IsZero() && !due.After(now) {
 		will = e.sess.TakeWill(&b)
 	}
@@ -140,6 +162,7 @@ func (s *Server) expire(id string, now time.Time) {
 			s.stats.drop(s.log, id, DropSessionExpired, int(info.QueuedMessages))
 		}
 		s.log.Info("session expired", "client", id, "queued", info.QueuedMessages)
+		remaining = nil
 	}
 	s.mu.Unlock()
 	if will != nil {
@@ -152,4 +175,5 @@ func (s *Server) expire(id string, now time.Time) {
 			}
 		}})
 	}
+	return remaining
 }

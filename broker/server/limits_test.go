@@ -18,6 +18,17 @@ func offlineSubscriber(t *testing.T, b *testBroker, id, filter string, qos byte)
 	c.subscribe(1, 0, packet.Subscription{Filter: filter, QoS: qos})
 	c.send(&packet.Disconnect{})
 	c.expectClosed()
+	waitOffline(t, b, id)
+}
+
+// waitOffline waits until the broker has recorded the disconnection of id
+// (the socket closes slightly before).
+func waitOffline(t *testing.T, b *testBroker, id string) {
+	t.Helper()
+	eventually(t, 5*time.Second, id+" offline", func() bool {
+		i, ok := b.srv.Session(id)
+		return ok && !i.Online
+	})
 }
 
 // publishQoS1 publishes payloads and returns the PUBACK reason codes.
@@ -145,6 +156,7 @@ func TestSessionExpiry(t *testing.T) {
 	c.subscribe(1, 0, packet.Subscription{Filter: "exp", QoS: 1})
 	c.send(&packet.Disconnect{})
 	c.expectClosed()
+	waitOffline(t, b, "exp")
 	pub := dialRaw(t, b.addr, packet.V5)
 	pub.connect(&packet.Connect{ClientID: "exppub", CleanStart: true})
 	publishQoS1(t, pub, "exp", "a")

@@ -77,6 +77,7 @@ func TestPersistentSessionQueueV311(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	sub.Disconnect(100)
+	waitOffline(t, b, "persist-311")
 
 	pub := v3Client(t, b.addr, "pub-311", true, nil)
 	for i := range n {
@@ -146,6 +147,7 @@ func TestPersistentSessionQueueV5(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = sub.Disconnect(&paho.Disconnect{})
+	waitOffline(t, b, "persist-5")
 
 	pub, _ := v5Connect(t, b.addr, &paho.Connect{ClientID: "pub-5", CleanStart: true}, nil)
 	for i := range n {
@@ -234,6 +236,7 @@ func TestReceiveMaximumPacing(t *testing.T) {
 	sub.subscribe(1, 0, packet.Subscription{Filter: "rm", QoS: 1})
 	sub.send(&packet.Disconnect{})
 	sub.expectClosed()
+	waitOffline(t, b, "rm")
 
 	pub := dialRaw(t, b.addr, packet.V5)
 	pub.connect(&packet.Connect{ClientID: "rmpub", CleanStart: true})

@@ -130,6 +130,7 @@ func TestExpiryAcrossRestart(t *testing.T) {
 				c.connect(&packet.Connect{ClientID: id, CleanStart: true, Properties: packet.Properties{SessionExpiryInterval: u32(exp)}})
 				c.send(&packet.Disconnect{})
 				c.expectClosed()
+				waitOffline(t, b, id)
 			}
 			// "online" was connected when the broker was killed (its record
 			// has no disconnection time): it counts as disconnected at
