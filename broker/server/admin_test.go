@@ -132,7 +132,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	f := &adminFixture{eng: newFakeEngine()}
 	f.eng.gen.Store(9)
-	f.reload = ReloadStatus{ConfigFile: "/etc/bollard.yaml", PendingRestartFields: []string{"dataDir"}, LastError: "config: logLevel: bad"}
+	f.reload = ReloadStatus{ConfigFile: "/etc/bollard.yaml", PendingRestartFields: []string{"dataDir"}, LastError: "config: logLevel: bad", Reloads: 2, Failures: 1}
 	h := NewAdminHandler(AdminConfig{
 		Backend: f.eng, Version: "v1.2.3", Started: time.Now().Add(-time.Minute),
 		Ready:    f.ready.Load,

@@ -49,6 +49,8 @@ var (
 		"1 when the config file changed fields that take effect only after a restart.", nil, nil)
 	descReloadFailed = prometheus.NewDesc("bollard_config_last_reload_failed",
 		"1 when the last attempt to reload the config file failed (the previous config stays applied).", nil, nil)
+	descReloads = prometheus.NewDesc("bollard_config_reloads_total",
+		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
 		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
@@ -62,7 +64,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
-		descGeneration, descPendingRestart, descReloadFailed, descReady, descBuildInfo,
+		descGeneration, descPendingRestart, descReloadFailed, descReloads, descReady, descBuildInfo,
 	} {
 		ch <- d
 	}
@@ -93,18 +95,20 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesOut, st.BytesOut)
 	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)
 	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
-	c.collectShell(gauge)
+	c.collectShell(ch, gauge)
 	gauge(descBuildInfo, 1, c.cfg.Version)
 }
 
 // collectShell exports the state of the reloader and the lifecycle.
-func (c brokerCollector) collectShell(gauge func(*prometheus.Desc, float64, ...string)) {
+func (c brokerCollector) collectShell(ch chan<- prometheus.Metric, gauge func(*prometheus.Desc, float64, ...string)) {
 	var r ReloadStatus
 	if c.cfg.Reload != nil {
 		r = c.cfg.Reload()
 	}
 	gauge(descPendingRestart, boolGauge(len(r.PendingRestartFields) > 0))
 	gauge(descReloadFailed, boolGauge(r.LastError != ""))
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Reloads), "applied")
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Failures), "rejected")
 	gauge(descReady, boolGauge(c.cfg.Ready() && !c.cfg.Draining()))
 }
 

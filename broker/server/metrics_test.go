@@ -33,6 +33,8 @@ func TestMetricsExposition(t *testing.T) {
 		"bollard_config_pending_restart 1",
 		"bollard_config_last_reload_failed 1",
 		"bollard_ready 1",
+		`bollard_config_reloads_total{result="applied"} 2`,
+		`bollard_config_reloads_total{result="rejected"} 1`,
 		`bollard_build_info{version="v1.2.3"} 1`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
