@@ -68,6 +68,7 @@ type conn struct {
 	newExpiry *uint32
 	takenOver bool
 	connected atomic.Bool // set after CONNECT; version and clientID are final then
+	ending    atomic.Bool // the read loop is over: a takeover no longer keeps the session
 }
 
 // ServeConn serves one accepted connection and returns when it ends. It
@@ -243,7 +244,7 @@ func (c *conn) closeNow() {
 // takeover ends the connection because a new one claims its session.
 func (c *conn) takeover() {
 	c.endMu.Lock()
-	c.takenOver = true
+	c.takenOver = !c.ending.Load()
 	c.endMu.Unlock()
 	c.kick(packet.SessionTakenOver)
 }
@@ -251,6 +252,9 @@ func (c *conn) takeover() {
 // end runs when the read loop is over: it lets submitted commits finish,
 // stops the writer and detaches the session.
 func (c *conn) end() {
+	c.endMu.Lock()
+	c.ending.Store(true)
+	c.endMu.Unlock()
 	waited := make(chan struct{})
 	go func() { c.pendWG.Wait(); close(waited) }()
 	t := time.NewTimer(pendingWait)
