@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -89,20 +91,48 @@ func brokerStatus(ctx context.Context, adminAddr string) (map[string]any, error)
 	if err != nil {
 		return nil, err
 	}
+	var st map[string]any
+	return st, getJSON(req, &st)
+}
+
+// sessionExists asks the admin endpoint whether the broker holds a session
+// for clientID, without touching the session.
+func sessionExists(ctx context.Context, adminAddr, clientID string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/v1/sessions/"+url.PathEscape(clientID), nil)
+	if err != nil {
+		return false, err
+	}
+	err = getJSON(req, &map[string]any{})
+	var se statusError
+	if errors.As(err, &se) && se.code == http.StatusNotFound {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// statusError is a non-200 answer of the admin endpoint.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.msg) }
+
+// getJSON does req and decodes a 200 answer into v.
+func getJSON(req *http.Request, v any) error {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/status: %s: %s", resp.Status, body)
+		return statusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s", req.URL.Path, body)}
 	}
-	var st map[string]any
-	return st, json.Unmarshal(body, &st)
+	return json.Unmarshal(body, v)
 }
 
 func mqttAddr(t *testing.T, pod *corev1.Pod) string  { return portAddr(t, pod, resources.PortMQTT) }
