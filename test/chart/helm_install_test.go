@@ -59,7 +59,9 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
+	began := time.Now()
 	c := startCluster(ctx, t, dir)
+	t.Logf("binaries built and cluster up in %s", time.Since(began).Round(time.Second))
 
 	deleteEnvtestCRD(ctx, t, c)
 	kubeconfig := operatorKubeconfig(ctx, t, c, dir)
@@ -78,7 +80,7 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 		dumpOperatorLog(ctx, t, c)
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
-	t.Logf("helm install:\n%s", out)
+	t.Logf("helm install --wait done at %s:\n%s", time.Since(began).Round(time.Second), out)
 	checkCRDFromChart(ctx, t, c)
 	checkLeader(ctx, t, c)
 
@@ -93,7 +95,7 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 		dumpOperatorLog(ctx, t, c)
 		t.Fatalf("MQTTBroker %s not Ready: %v\nconditions: %+v", b.Name, err, b.Status.Conditions)
 	}
-	t.Logf("MQTTBroker %s/%s Ready: endpoint %s", b.Namespace, b.Name, b.Status.Endpoint)
+	t.Logf("MQTTBroker %s/%s Ready at %s: endpoint %s", b.Namespace, b.Name, time.Since(began).Round(time.Second), b.Status.Endpoint)
 
 	if out, err := run(t, helmEnv, helmBin, "uninstall", release, "--namespace", namespace, "--wait"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
