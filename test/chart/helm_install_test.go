@@ -52,7 +52,8 @@ const (
 //     chart's RBAC: leader election and every reconcile step must be
 //     allowed by it;
 //   - the chart creates the CRD (envtest's copy is deleted first), the
-//     sample MQTTBroker of config/samples becomes Ready, and
+//     sample MQTTBroker of config/samples becomes Ready, `helm upgrade`
+//     upgrades the CRD (the reason it is a template, not in crds/), and
 //     `helm uninstall` keeps the CRD and the broker (crds.keep).
 func TestHelmInstallInE2ECluster(t *testing.T) {
 	helmBin := tool(t, "helm")
@@ -97,11 +98,56 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 	}
 	t.Logf("MQTTBroker %s/%s Ready at %s: endpoint %s", b.Namespace, b.Name, time.Since(began).Round(time.Second), b.Status.Endpoint)
 
+	upgradeChangesCRD(ctx, t, c, helmEnv, helmBin, dir)
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil ||
+		!meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionReady) {
+		t.Errorf("after helm upgrade, MQTTBroker %s is not Ready (%v): %+v", b.Name, err, b.Status.Conditions)
+	}
+
 	if out, err := run(t, helmEnv, helmBin, "uninstall", release, "--namespace", namespace, "--wait"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
 	}
 	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
 		t.Errorf("after helm uninstall, the MQTTBroker is gone (the CRD should be kept): %v", err)
+	}
+}
+
+// upgradeChangesCRD runs `helm upgrade` with a copy of the chart whose CRD
+// template carries one more annotation, and checks that the CRD in the
+// cluster got it: Helm never upgrades CRDs from a chart's crds/ directory.
+func upgradeChangesCRD(ctx context.Context, t *testing.T, c *cluster.Cluster, helmEnv []string, helmBin, dir string) {
+	t.Helper()
+	next := filepath.Join(dir, "chart-next")
+	if err := os.CopyFS(next, os.DirFS(filepath.Join(root(t), chartDir))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(next, "templates", "crds", "mqtt.bollard.io_mqttbrokers.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "    helm.sh/resource-policy: keep\n"
+	if !strings.Contains(string(b), marker) {
+		t.Fatalf("%s has no keep annotation line", path)
+	}
+	b = []byte(strings.Replace(string(b), marker, marker+"    bollard.io/upgraded: \"true\"\n", 1))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, helmEnv, helmBin, "upgrade", release, next, "--namespace", namespace,
+		"--reuse-values", "--wait", "--timeout", "3m")
+	if err != nil {
+		dumpOperatorLog(ctx, t, c)
+		t.Fatalf("helm upgrade: %v\n%s", err, out)
+	}
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: crdName}, crd); err != nil {
+		t.Fatal(err)
+	}
+	if crd.GetAnnotations()["bollard.io/upgraded"] != "true" {
+		t.Errorf("helm upgrade did not upgrade CRD %s: annotations %v", crdName, crd.GetAnnotations())
 	}
 }
 
