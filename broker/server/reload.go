@@ -69,7 +69,11 @@ type Reloader struct {
 	current  *config.Config // last applied
 	lastHash [sha256.Size]byte
 	hashSet  bool
-	status   ReloadStatus
+	// usersHash is the content hash of the users file the broker last
+	// loaded: a Kubernetes Secret update changes that file, not this one.
+	usersHash [sha256.Size]byte
+	usersSet  bool
+	status    ReloadStatus
 
 	kick chan struct{}
 }
@@ -88,6 +92,8 @@ func NewReloader(path string, running *config.Config, target Reconfigurable, o R
 		running: running.Clone(), current: running.Clone(),
 		status: ReloadStatus{ConfigFile: path, AppliedGeneration: running.ConfigGeneration},
 		kick:   make(chan struct{}, 1),
+		// The broker loaded the users file when it started.
+		usersHash: usersFileHash(running.Auth.UsersFile), usersSet: true,
 	}
 }
 
@@ -127,7 +133,8 @@ func (r *Reloader) Check() error {
 	}
 	sum := sha256.Sum256(b)
 	r.mu.Lock()
-	unchanged := r.hashSet && sum == r.lastHash
+	users := usersFileHash(r.current.Auth.UsersFile)
+	unchanged := r.hashSet && sum == r.lastHash && r.usersSet && users == r.usersHash
 	r.mu.Unlock()
 	if unchanged {
 		return nil
@@ -136,7 +143,7 @@ func (r *Reloader) Check() error {
 	if err != nil {
 		return r.fail(err, &sum)
 	}
-	r.apply(cfg, sum)
+	r.apply(cfg, sum, usersFileHash(cfg.Auth.UsersFile))
 	return nil
 }
 
@@ -169,6 +176,9 @@ func (r *Reloader) fail(err error, sum *[sha256.Size]byte) error {
 	r.status.LastError = err.Error()
 	if sum != nil {
 		r.lastHash, r.hashSet = *sum, true
+		// Report a bad file once even if the users file changes meanwhile;
+		// the next good file re-reads the users anyway.
+		r.usersHash = usersFileHash(r.current.Auth.UsersFile)
 	} else {
 		r.hashSet = false // re-read whatever comes back
 	}
@@ -176,12 +186,17 @@ func (r *Reloader) fail(err error, sum *[sha256.Size]byte) error {
 }
 
 // apply hands a valid new configuration to the broker.
-func (r *Reloader) apply(cfg *config.Config, sum [sha256.Size]byte) {
+func (r *Reloader) apply(cfg *config.Config, sum, users [sha256.Size]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastHash, r.hashSet = sum, true
 	r.status.LastError = ""
+	usersChanged := r.usersSet && users != r.usersHash
+	r.usersHash, r.usersSet = users, true
 	changes := config.Diff(r.current, cfg)
+	if usersChanged {
+		changes = append(changes, config.Change{Field: "auth.usersFile (content)", Class: config.Hot})
+	}
 	if len(changes) == 0 {
 		return // same settings written differently, or the file we started with
 	}
@@ -197,6 +212,20 @@ func (r *Reloader) apply(cfg *config.Config, sum [sha256.Size]byte) {
 	r.log.Info("config reloaded", "file", r.path, "configGeneration", cfg.ConfigGeneration,
 		"changed", changeFields(changes), "pendingRestart", r.status.PendingRestartFields,
 		"restartFieldsInThisChange", changeFields(restartNow))
+}
+
+// usersFileHash is the content hash of the users file at path; the zero
+// hash when there is none or it cannot be read (the broker then keeps the
+// users it has and logs why when it next applies a config).
+func usersFileHash(path string) [sha256.Size]byte {
+	if path == "" {
+		return [sha256.Size]byte{}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256(b)
 }
 
 // pendingRestart lists the restart fields that differ between the running

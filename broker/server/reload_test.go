@@ -215,6 +215,33 @@ func TestReloadConfigMapSymlinkSwap(t *testing.T) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
+func TestReloadUsersFileContent(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("alice:$2a$04$abcdefghijklmnopqrstuu5Xb6cQKfqGKcmj1xOMZ8s9BkStNKpi.\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newReloadFixture(t, "auth:\n  usersFile: "+users+"\n", nil)
+	if err := f.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.eng.appliedConfigs()); n != 0 {
+		t.Fatalf("the startup users file was applied %d times", n)
+	}
+	// A Secret update rewrites the users file, not the config file.
+	if err := os.WriteFile(users, []byte("bob:$2a$04$abcdefghijklmnopqrstuu5Xb6cQKfqGKcmj1xOMZ8s9BkStNKpi.\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.eng.appliedConfigs()); n != 1 {
+		t.Fatalf("users file change applied %d times, want 1", n)
+	}
+	if err := f.r.Check(); err != nil || len(f.eng.appliedConfigs()) != 1 {
+		t.Errorf("unchanged users file re-applied: %v", err)
+	}
+}
+
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
