@@ -51,6 +51,10 @@ docs: ## Generate docs/reference from the CRD and broker/config (hack/gendocs; a
 verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
 	hack/verify.sh
 
+.PHONY: dev
+dev: testbin ## Run Bollard without a cluster: local control plane, operator, sample MQTTBroker as a local process; prints how to connect; Ctrl-C stops.
+	$(GO) run ./test/e2e/cmd/dev $(ARGS)
+
 ##@ Build
 
 .PHONY: build
