@@ -10,11 +10,16 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/test/e2e/cluster"
+	"github.com/bollard-io/bollard/test/testenv"
 )
 
 // standinEnv, set in a container's env, makes this test binary act as the
 // stand-in process of TestStatefulSetStandIn instead of running tests.
 const standinEnv = "BOLLARD_E2E_STANDIN"
+
+// keepEnv, set to any value, keeps the work directory (logs of every
+// component and pod) even when the tests pass.
+const keepEnv = "BOLLARD_E2E_KEEP"
 
 // standinImage is the image the node agent maps to this test binary.
 const standinImage = "e2e/standin"
@@ -51,7 +56,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: stopping the cluster:", err)
 		code = 1
 	}
-	if code == 0 {
+	if code == 0 && os.Getenv(keepEnv) == "" {
 		os.RemoveAll(dir)
 	} else {
 		fmt.Fprintln(os.Stderr, "e2e: logs kept in", dir)
@@ -63,6 +68,9 @@ func run(m *testing.M) int {
 func startCluster(dir string) (*cluster.Cluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if _, err := testenv.AssetsDir(); err != nil { // before the build: fail fast
+		return nil, err
+	}
 	bin, err := cluster.BuildBollard(ctx, dir)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestStatefulSetStandIn(t *testing.T) {
 		p, err := kube.CoreV1().Pods(ns).Get(ctx, "standin-0", metav1.GetOptions{})
 		return err == nil && p.UID != pod.UID && podReady(p), err
 	})
-	if b, err := os.ReadFile(logPath); err != nil || !containsLine(string(b), "standin: SIGTERM, exiting") {
+	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), "standin: SIGTERM, exiting\n") {
 		t.Errorf("the deleted pod's process did not get SIGTERM (err %v):\n%s", err, b)
 	}
 }
@@ -118,26 +119,6 @@ func checkClaimFile(t *testing.T, ns, claim, file, want string) {
 	if err != nil || string(b) != want {
 		t.Errorf("claim %s file %s = %q, %v; want %q", claim, file, b, err, want)
 	}
-}
-
-func containsLine(s, line string) bool {
-	for len(s) > 0 {
-		var l string
-		l, s, _ = cut(s, '\n')
-		if l == line {
-			return true
-		}
-	}
-	return false
-}
-
-func cut(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 func standinStatefulSet() *appsv1.StatefulSet {

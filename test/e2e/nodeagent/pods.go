@@ -56,7 +56,7 @@ func (a *Agent) syncPod(ctx context.Context, key string) error {
 	} else if err := a.writeSourceVolumes(pod, rt); err != nil {
 		return err
 	}
-	if err := a.annotatePorts(ctx, pod, rt); err != nil {
+	if pod, err = a.annotatePorts(ctx, pod, rt); err != nil {
 		return err
 	}
 	return a.updateStatus(ctx, pod, rt)
@@ -121,26 +121,27 @@ func (a *Agent) terminatePod(ctx context.Context, pod *corev1.Pod, rt *podRuntim
 	return nil
 }
 
-// annotatePorts publishes the pod's local port map.
-func (a *Agent) annotatePorts(ctx context.Context, pod *corev1.Pod, rt *podRuntime) error {
+// annotatePorts publishes the pod's local port map and returns the pod as
+// stored after the change.
+func (a *Agent) annotatePorts(ctx context.Context, pod *corev1.Pod, rt *podRuntime) (*corev1.Pod, error) {
 	want, err := json.Marshal(rt.portAddrs)
 	if err != nil {
-		return fmt.Errorf("nodeagent: %w", err)
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	if pod.Annotations[PortsAnnotation] == string(want) {
-		return nil
+		return pod, nil
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{PortsAnnotation: string(want)},
 	}})
 	if err != nil {
-		return fmt.Errorf("nodeagent: %w", err)
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	if _, err := a.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("nodeagent: annotating %s/%s: %w", pod.Namespace, pod.Name, err)
+	pod, err = a.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: annotating %s/%s: %w", rt.key, rt.uid, err)
 	}
-	return nil
+	return pod, nil
 }
 
 // podsMounting lists the keys of this node's pods that mount the named
