@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -95,8 +96,7 @@ func startCluster(dir string) (*cluster.Cluster, error) {
 		return nil, err
 	}
 	if err := c.StartOperator(ctx); err != nil {
-		c.Stop()
-		return nil, err
+		return nil, errors.Join(err, c.Stop())
 	}
 	return c, nil
 }

@@ -39,8 +39,12 @@ func TestDeleteKeepsClaim(t *testing.T) {
 	}
 	eventually(t, 60*time.Second, "children deleted", func(ctx context.Context) (bool, error) {
 		for what, obj := range children {
-			if err := testCluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: lastWord(what)}, obj); !apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("%s still exists (%v)", what, err)
+			err := testCluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: lastWord(what)}, obj)
+			if err == nil {
+				return false, fmt.Errorf("%s still exists", what)
+			}
+			if !apierrors.IsNotFound(err) {
+				return false, err
 			}
 		}
 		return true, nil

@@ -57,7 +57,6 @@ type Cluster struct {
 	log     *slog.Logger
 	env     *envtest.Environment
 	procs   []*process
-	cancel  context.CancelFunc
 	stops   []func()
 	tempDir bool
 }
@@ -82,7 +81,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	}
 	defer func() {
 		if err != nil {
-			c.Stop()
+			err = errors.Join(err, c.Stop())
 		}
 	}()
 	if err := c.setControllerRuntimeLogger(); err != nil {

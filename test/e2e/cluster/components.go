@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,8 +57,8 @@ func (c *Cluster) waitControllerManager(ctx context.Context) error {
 		func(ctx context.Context) (bool, error) {
 			for _, p := range c.procs {
 				if done, err := p.exited(); done {
-					return false, fmt.Errorf("%s exited early (%v): see %s", p.name, err,
-						filepath.Join(c.WorkDir, "logs", p.name+".log"))
+					return false, fmt.Errorf("%s exited early, see %s: %w", p.name,
+						filepath.Join(c.WorkDir, "logs", p.name+".log"), errors.Join(err, errExited))
 				}
 			}
 			_, err := c.Kube.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
@@ -71,6 +72,9 @@ func (c *Cluster) waitControllerManager(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errExited reports a component that ended while the cluster starts.
+var errExited = errors.New("cluster: component exited")
 
 // LogDir is where the control-plane components, the operator and the node
 // agent's pods write their logs.
