@@ -1,0 +1,100 @@
+//go:build loadbench
+
+package load
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestLoadBench runs the full comparison of issues 3 and 4: every
+// scenario against bollard (built from this checkout, sync durability)
+// and Debian's mosquitto, and prints the table. `make bench` runs it.
+//
+// Knobs (environment):
+//
+//	LOAD_SIZE=full|short|tiny   sizes (default full; -short means short)
+//	LOAD_ONLY=regexp            run only the scenarios whose name matches
+//	LOAD_BOLLARD=process|inprocess   inprocess runs the engine in the test
+//	                            process, so -cpuprofile profiles the broker
+//	LOAD_INFLIGHT=128           both brokers' outbound inflight window
+//	LOAD_REPORT=file            also write the Markdown table there
+func TestLoadBench(t *testing.T) {
+	sz := benchSizes(t)
+	inflight := envInt(t, "LOAD_INFLIGHT", 128)
+	bollard := bollardFactory(t, inflight)
+	mosq := FindMosquitto()
+	if mosq == "" {
+		t.Fatal("mosquitto is not installed: run hack/install-test-deps.sh (make bench does)")
+	}
+	s := &Suite{
+		Sizes: sz, Factories: []Factory{bollard, MosquittoFactory(mosq, inflight)},
+		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+	}
+	if only := os.Getenv("LOAD_ONLY"); only != "" {
+		re := regexp.MustCompile(only)
+		s.Only = re.MatchString
+	}
+	begin := time.Now()
+	rep, err := s.Run(context.Background())
+	table := rep.Markdown()
+	fmt.Printf("\nLoad scenarios (%s sizes, inflight %d, %s):\n\n%s\n", sz.Name, inflight, time.Since(begin).Round(time.Second), table)
+	if path := os.Getenv("LOAD_REPORT"); path != "" {
+		if werr := os.WriteFile(path, []byte(table+"\n"), 0o644); werr != nil {
+			t.Error(werr)
+		}
+	}
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func benchSizes(t *testing.T) Sizes {
+	name := os.Getenv("LOAD_SIZE")
+	if name == "" {
+		name = "full"
+		if testing.Short() {
+			name = "short"
+		}
+	}
+	sz, err := SizesByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sz
+}
+
+func bollardFactory(t *testing.T, inflight int) Factory {
+	switch mode := os.Getenv("LOAD_BOLLARD"); mode {
+	case "", "process":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bin, err := BuildBollard(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return BollardFactory(bin, inflight)
+	case "inprocess":
+		return InProcessFactory(inflight)
+	default:
+		t.Fatalf("LOAD_BOLLARD=%q: want process or inprocess", mode)
+		return Factory{}
+	}
+}
+
+func envInt(t *testing.T, key string, def int) int {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", key, s)
+	}
+	return n
+}

@@ -1,0 +1,101 @@
+package load
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs every scenario at tiny sizes against the Bollard engine
+// in process, and against mosquitto when it is installed, so the load
+// generator keeps working between `make bench` runs.
+func TestSmoke(t *testing.T) {
+	factories := []Factory{InProcessFactory(128)}
+	if bin := FindMosquitto(); bin != "" {
+		factories = append(factories, MosquittoFactory(bin, 128))
+	} else {
+		t.Log("mosquitto not installed (hack/install-test-deps.sh): smoke test against Bollard only")
+	}
+	s := &Suite{Sizes: TinySizes(), Factories: factories, Logf: t.Logf}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := s.Run(ctx)
+	t.Logf("\n%s", rep.Markdown())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Rows {
+		if r.Bollard <= 0 && r.Unit != "MB" {
+			t.Errorf("%s, %s: no Bollard figure", r.Scenario, r.Metric)
+		}
+	}
+}
+
+func TestRowGoals(t *testing.T) {
+	tests := map[string]struct {
+		row   Row
+		ratio float64
+		met   string
+	}{
+		"faster":         {Row{Bollard: 200, Mosquitto: 100, Goal: RatioAtLeast1}, 2, "yes"},
+		"slower":         {Row{Bollard: 50, Mosquitto: 100, Goal: RatioAtLeast1}, 0.5, "NO"},
+		"lower latency":  {Row{Bollard: 1, Mosquitto: 2, Goal: RatioAtMost1}, 0.5, "yes"},
+		"higher latency": {Row{Bollard: 3, Mosquitto: 2, Goal: RatioAtMost1}, 1.5, "NO"},
+		"under limit":    {Row{Bollard: 2.5, Mosquitto: 1, Goal: BelowLimit, Limit: 3}, 2.5, "yes"},
+		"over limit":     {Row{Bollard: 120, Goal: BelowLimit, Limit: 100}, math.NaN(), "NO"},
+		"no figure":      {Row{Mosquitto: 1, Goal: RatioAtLeast1}, math.NaN(), ""},
+		"no goal":        {Row{Bollard: 1, Mosquitto: 1}, 1, ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := tc.row.Ratio()
+			if !(got == tc.ratio || math.IsNaN(got) && math.IsNaN(tc.ratio)) {
+				t.Errorf("Ratio = %v, want %v", got, tc.ratio)
+			}
+			if m := tc.row.Met(); m != tc.met {
+				t.Errorf("Met = %q, want %q", m, tc.met)
+			}
+		})
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	rep := &Report{}
+	rep.Add(Row{Scenario: "s", Metric: "rate", Unit: "msg/s", Bollard: 123456.7, Mosquitto: 100000, Goal: RatioAtLeast1})
+	rep.Add(Row{Scenario: "s", Metric: "mem", Unit: "MB", Bollard: 42.25, Goal: BelowLimit, Limit: 100, Errors: []string{"boom"}})
+	got := rep.Markdown()
+	for _, want := range []string{
+		"| s | rate (msg/s) | 123,457 | 100,000 | 1.23 | ratio >= 1 | yes |",
+		"| s | mem (MB) | 42.2 | n/a | n/a | < 100 MB | yes |",
+		"- ERROR s, mem: boom",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestParseKB(t *testing.T) {
+	for in, want := range map[string]int64{"   1234 kB": 1234 << 10, "\t0 kB": 0, "junk": 0} {
+		if got := parseKB(in); got != want {
+			t.Errorf("parseKB(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestShare(t *testing.T) {
+	s := PublishSpec{Publishers: 3, Messages: 10}
+	next := 0
+	for p := range 3 {
+		first, n := s.share(p)
+		if first != next {
+			t.Errorf("publisher %d starts at %d, want %d", p, first, next)
+		}
+		next += n
+	}
+	if next != 10 {
+		t.Errorf("shares cover %d messages, want 10", next)
+	}
+}
