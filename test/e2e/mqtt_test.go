@@ -64,14 +64,18 @@ func subscribeOffline(ctx context.Context, addr, clientID, filter string, qos by
 
 // inbox records, per topic, how often each sequence number arrived.
 type inbox struct {
-	mu     sync.Mutex
-	seen   map[string]map[int]int
-	total  int
-	last   time.Time // arrival of the latest message
-	errors []string
+	mu    sync.Mutex
+	seen  map[string]map[int]int
+	total int
+	last  time.Time // arrival of the latest message
+	// high is the highest number seen per topic; inversions counts first
+	// arrivals below it (per-topic order broken).
+	high       map[string]int
+	inversions int
+	errors     []string
 }
 
-func newInbox() *inbox { return &inbox{seen: map[string]map[int]int{}} }
+func newInbox() *inbox { return &inbox{seen: map[string]map[int]int{}, high: map[string]int{}} }
 
 func (b *inbox) add(p *paho.Publish) {
 	b.mu.Lock()
@@ -84,6 +88,10 @@ func (b *inbox) add(p *paho.Publish) {
 	if b.seen[p.Topic] == nil {
 		b.seen[p.Topic] = map[int]int{}
 	}
+	if b.seen[p.Topic][n] == 0 && n < b.high[p.Topic] {
+		b.inversions++
+	}
+	b.high[p.Topic] = max(b.high[p.Topic], n)
 	b.seen[p.Topic][n]++
 	b.total++
 	b.last = time.Now()
@@ -128,6 +136,14 @@ func (b *inbox) dupsAll() int {
 		dups += b.dupsOn(t)
 	}
 	return dups
+}
+
+// outOfOrder counts first arrivals that came after a higher number on the
+// same topic.
+func (b *inbox) outOfOrder() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inversions
 }
 
 // quietFor reports whether nothing arrived for d.

@@ -114,8 +114,11 @@ func (tr *traffic) drain(t *testing.T, scenario, suffix string, qos byte, acked 
 	missing = box.check(acked)
 	qos2Topic := tr.base + "/qos2"
 	dups := box.dupsOn(qos2Topic)
-	t.Logf("%s: %s: received %d messages, %d acknowledged missing (lost), %d duplicates of QoS 2 messages, %d duplicates in all",
-		scenario, suffix, box.count(), missing, dups, box.dupsAll())
+	t.Logf("%s: %s: received %d messages, %d acknowledged missing (lost), %d duplicates of QoS 2 messages, %d duplicates in all, %d out of order",
+		scenario, suffix, box.count(), missing, dups, box.dupsAll(), box.outOfOrder())
+	if n := box.outOfOrder(); n > 0 {
+		t.Errorf("%s: %s received %d messages out of per-topic publish order", scenario, suffix, n)
+	}
 	if qos == 2 && dups > 0 {
 		t.Errorf("%s: %s received %d QoS 2 messages more than once", scenario, suffix, dups)
 	}
