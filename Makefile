@@ -85,8 +85,10 @@ testbin: ## Build kube-apiserver, kube-controller-manager, kube-scheduler and et
 	hack/testbin.sh
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (figures are reported as ratios against in-run baselines).
+bench: test-deps ## Run the Go benchmarks, then the load scenarios against bollard and mosquitto (test/load; LOAD_SIZE=short for a quick run).
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	LOAD_SIZE=$${LOAD_SIZE:-full} $(GO) test -tags loadbench -run '^TestLoadBench$$' -bench '^BenchmarkClient$$' -benchtime 50000x \
+		-count 1 -v -timeout 40m ./test/load
 
 ##@ Tools
 
