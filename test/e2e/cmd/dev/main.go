@@ -61,7 +61,12 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := startCluster(ctx, f.workDir)
+	binDir, err := os.MkdirTemp("", "bollard-dev-bin-")
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer os.RemoveAll(binDir)
+	c, err := startCluster(ctx, f.workDir, binDir)
 	if err != nil {
 		return err
 	}
@@ -86,12 +91,10 @@ func run() error {
 	return nil
 }
 
-func startCluster(ctx context.Context, workDir string) (*cluster.Cluster, error) {
+// startCluster builds bollard into binDir and starts the cluster with the
+// operator. The node agent's log goes to workDir, or binDir.
+func startCluster(ctx context.Context, workDir, binDir string) (*cluster.Cluster, error) {
 	fmt.Println("building bollard and starting the cluster (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, operator, node agent)...")
-	binDir, err := os.MkdirTemp("", "bollard-dev-bin-")
-	if err != nil {
-		return nil, fmt.Errorf("dev: %w", err)
-	}
 	bin, err := cluster.BuildBollard(ctx, binDir)
 	if err != nil {
 		return nil, err
@@ -112,7 +115,6 @@ func startCluster(ctx context.Context, workDir string) (*cluster.Cluster, error)
 	if err != nil {
 		return nil, err
 	}
-	c.OnStop(func() { os.RemoveAll(binDir) })
 	if err := c.StartOperator(ctx); err != nil {
 		return nil, errors.Join(err, c.Stop())
 	}
