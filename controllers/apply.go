@@ -3,7 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
+	"sort"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -71,11 +74,11 @@ func checkController(cur client.Object, b *v1alpha1.MQTTBroker, kind string) err
 	return nil
 }
 
-// mergeMeta adds want's labels, annotations and controller reference to
-// cur, keeping what others added.
+// mergeMeta adds want's labels and controller reference to cur, keeping
+// what others added, and sets want's annotations with mergeAnnotations.
 func mergeMeta(cur, want client.Object) {
 	cur.SetLabels(mergeMap(cur.GetLabels(), want.GetLabels()))
-	cur.SetAnnotations(mergeMap(cur.GetAnnotations(), want.GetAnnotations()))
+	cur.SetAnnotations(mergeAnnotations(cur.GetAnnotations(), want.GetAnnotations()))
 	refs := cur.GetOwnerReferences()
 	for _, w := range want.GetOwnerReferences() {
 		found := false
@@ -102,6 +105,44 @@ func mergeMap(cur, want map[string]string) map[string]string {
 		cur[k] = v
 	}
 	return cur
+}
+
+// mergeAnnotations returns cur with want's annotations set and the ones
+// the operator set before but want no longer has removed; annotations
+// others added stay. What the operator set is listed, comma-separated, in
+// resources.ManagedAnnotationsAnnotation (absent when it set none), so that
+// removing a key from spec.service.annotations removes it from the Service.
+func mergeAnnotations(cur, want map[string]string) map[string]string {
+	prev := cur[resources.ManagedAnnotationsAnnotation]
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		if k != resources.ManagedAnnotationsAnnotation {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	list := strings.Join(keys, ",")
+	if prev == "" && list == "" {
+		return cur
+	}
+	out := maps.Clone(cur)
+	if out == nil {
+		out = make(map[string]string, len(want)+1)
+	}
+	for _, k := range strings.Split(prev, ",") {
+		if _, keep := want[k]; !keep {
+			delete(out, k)
+		}
+	}
+	for _, k := range keys {
+		out[k] = want[k]
+	}
+	if list == "" {
+		delete(out, resources.ManagedAnnotationsAnnotation)
+	} else {
+		out[resources.ManagedAnnotationsAnnotation] = list
+	}
+	return out
 }
 
 func mergeServiceAccount(cur, want *corev1.ServiceAccount) {
@@ -136,9 +177,10 @@ func mergeService(cur, want *corev1.Service) {
 	}
 }
 
-// mergeStatefulSet rewrites the spec only when the digest of the desired
-// spec differs from the one last written, so that fields the apiserver
-// defaults never cause an update (a roll) by themselves. The fields the
+// mergeStatefulSet rewrites the spec when the desired spec changed (its
+// digest differs from the one last written) or when someone changed a
+// field the operator owns (statefulSetDrift). Fields the apiserver defaults
+// never count as drift, so a steady state makes no writes. The fields the
 // apiserver will not change after creation are kept: the selector, the
 // service name, the pod management policy and the volume claim templates
 // (claims are expanded directly, see expandVolumes).
@@ -147,7 +189,8 @@ func mergeStatefulSet(cur, want *appsv1.StatefulSet) {
 		cur.Spec = want.Spec
 		return
 	}
-	if cur.Annotations[resources.SpecHashAnnotation] == want.Annotations[resources.SpecHashAnnotation] {
+	if cur.Annotations[resources.SpecHashAnnotation] == want.Annotations[resources.SpecHashAnnotation] &&
+		len(statefulSetDrift(cur, want)) == 0 {
 		return
 	}
 	keep := cur.Spec
@@ -156,6 +199,24 @@ func mergeStatefulSet(cur, want *appsv1.StatefulSet) {
 	cur.Spec.ServiceName = keep.ServiceName
 	cur.Spec.PodManagementPolicy = keep.PodManagementPolicy
 	cur.Spec.VolumeClaimTemplates = keep.VolumeClaimTemplates
+}
+
+// statefulSetDrift lists the fields of cur's spec that someone changed
+// away from want (see driftPaths), leaving out the immutable ones. Others
+// may add pod template annotations (`kubectl rollout restart` does); the
+// ones the operator sets must keep their values.
+func statefulSetDrift(cur, want *appsv1.StatefulSet) []string {
+	if cur.ResourceVersion == "" {
+		return nil
+	}
+	owned := want.Spec.DeepCopy()
+	owned.Selector = nil
+	owned.ServiceName = ""
+	owned.PodManagementPolicy = ""
+	owned.VolumeClaimTemplates = nil
+	return driftPaths("spec", *owned, cur.Spec, driftOptions{openMaps: map[string]bool{
+		"spec.template.metadata.annotations": true,
+	}})
 }
 
 func mergePodDisruptionBudget(cur, want *policyv1.PodDisruptionBudget) {

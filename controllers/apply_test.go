@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -44,16 +45,6 @@ func TestMergeServiceKeepsAllocatedFields(t *testing.T) {
 
 func TestMergeStatefulSet(t *testing.T) {
 	vct := []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
-	existing := func(hash string) *appsv1.StatefulSet {
-		return &appsv1.StatefulSet{
-			ObjectMeta: metav1.ObjectMeta{ResourceVersion: "1", Annotations: map[string]string{resources.SpecHashAnnotation: hash}},
-			Spec: appsv1.StatefulSetSpec{
-				ServiceName: "old-headless", VolumeClaimTemplates: vct,
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
-				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{DNSPolicy: corev1.DNSClusterFirst}},
-			},
-		}
-	}
 	want := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{resources.SpecHashAnnotation: "new"}},
 		Spec: appsv1.StatefulSetSpec{
@@ -61,19 +52,41 @@ func TestMergeStatefulSet(t *testing.T) {
 			Template:    corev1.PodTemplateSpec{Spec: corev1.PodSpec{ServiceAccountName: "sa"}},
 		},
 	}
+	// existing is want as the apiserver stores it: defaulted, with the
+	// immutable fields of an older spec.
+	existing := func(hash string, edit func(*appsv1.StatefulSet)) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{ResourceVersion: "1", Annotations: map[string]string{resources.SpecHashAnnotation: hash}},
+			Spec: appsv1.StatefulSetSpec{
+				ServiceName: "old-headless", VolumeClaimTemplates: vct,
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{ServiceAccountName: "sa", DNSPolicy: corev1.DNSClusterFirst}},
+			},
+		}
+		if edit != nil {
+			edit(s)
+		}
+		return s
+	}
 	cases := map[string]struct {
 		cur         *appsv1.StatefulSet
 		wantRewrite bool
 	}{
-		"same hash: apiserver defaults are left alone":   {existing("new"), false},
-		"new hash: spec rewritten, immutable parts kept": {existing("old"), true},
+		"same hash, only apiserver defaults: left alone": {existing("new", nil), false},
+		"new hash: spec rewritten, immutable parts kept": {existing("old", nil), true},
+		"same hash, owned field edited: rewritten": {existing("new", func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.ServiceAccountName = "other"
+		}), true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			mergeStatefulSet(tc.cur, want)
-			rewritten := tc.cur.Spec.Template.Spec.ServiceAccountName == "sa"
+			rewritten := tc.cur.Spec.Template.Spec.DNSPolicy == ""
 			if rewritten != tc.wantRewrite {
 				t.Fatalf("rewritten = %v, want %v", rewritten, tc.wantRewrite)
+			}
+			if tc.cur.Spec.Template.Spec.ServiceAccountName != "sa" {
+				t.Errorf("serviceAccountName = %q after merge", tc.cur.Spec.Template.Spec.ServiceAccountName)
 			}
 			if tc.cur.Spec.ServiceName != "old-headless" || len(tc.cur.Spec.VolumeClaimTemplates) != 1 || tc.cur.Spec.Selector == nil {
 				t.Errorf("immutable fields changed: %+v", tc.cur.Spec)
@@ -87,6 +100,31 @@ func TestMergeStatefulSet(t *testing.T) {
 	}
 }
 
+func TestMergeAnnotations(t *testing.T) {
+	const list = resources.ManagedAnnotationsAnnotation
+	cases := map[string]struct {
+		cur, want, out map[string]string
+	}{
+		"nothing set, nothing wanted": {nil, nil, nil},
+		"others' annotations alone":   {map[string]string{"x": "1"}, nil, map[string]string{"x": "1"}},
+		"first set": {map[string]string{"x": "1"}, map[string]string{"b": "2", "a": "1"},
+			map[string]string{"x": "1", "a": "1", "b": "2", list: "a,b"}},
+		"removed from the spec": {map[string]string{"x": "1", "a": "1", "b": "2", list: "a,b"}, map[string]string{"b": "3"},
+			map[string]string{"x": "1", "b": "3", list: "b"}},
+		"all removed": {map[string]string{"x": "1", "a": "1", list: "a"}, nil, map[string]string{"x": "1"}},
+		"hand edit of an owned value": {map[string]string{"a": "edited", list: "a"}, map[string]string{"a": "1"},
+			map[string]string{"a": "1", list: "a"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := mergeAnnotations(maps.Clone(tc.cur), tc.want)
+			if !maps.Equal(got, tc.out) {
+				t.Errorf("mergeAnnotations(%v, %v) = %v, want %v", tc.cur, tc.want, got, tc.out)
+			}
+		})
+	}
+}
+
 func TestRollCause(t *testing.T) {
 	sts := func(tmpl string, ann map[string]string) *appsv1.StatefulSet {
 		s := &appsv1.StatefulSet{}
@@ -97,18 +135,22 @@ func TestRollCause(t *testing.T) {
 	}
 	cases := map[string]struct {
 		before, after *appsv1.StatefulSet
+		drifted       []string
 		want          string
 	}{
-		"created":     {&appsv1.StatefulSet{}, sts("a", nil), ""},
-		"unchanged":   {sts("a", nil), sts("a", nil), ""},
-		"restartedAt": {sts("a", nil), sts("b", map[string]string{"mqtt.bollard.io/restartedAt": "now"}), "restart requested"},
+		"created":     {&appsv1.StatefulSet{}, sts("a", nil), nil, ""},
+		"unchanged":   {sts("a", nil), sts("a", nil), nil, ""},
+		"restartedAt": {sts("a", nil), sts("b", map[string]string{"mqtt.bollard.io/restartedAt": "now"}), nil, "restart requested"},
 		"config": {sts("a", map[string]string{resources.ConfigHashAnnotation: "1"}),
-			sts("b", map[string]string{resources.ConfigHashAnnotation: "2"}), "configuration that needs a restart"},
-		"image": {sts("a", nil), sts("b", nil), "pod template changed"},
+			sts("b", map[string]string{resources.ConfigHashAnnotation: "2"}), nil, "configuration that needs a restart"},
+		"image": {sts("a", nil), sts("b", nil), nil, "pod template changed"},
+		"drift in the template": {sts("a", nil), sts("a", nil), []string{"spec.replicas", "spec.template.spec.containers[0].image"},
+			"changed outside the operator and has been put back (spec.template.spec.containers[0].image)"},
+		"drift outside the template": {sts("a", nil), sts("a", nil), []string{"spec.replicas"}, ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := rollCause(tc.before, tc.after)
+			got := rollCause(tc.before, tc.after, tc.drifted)
 			if (tc.want == "") != (got == "") || (tc.want != "" && !strings.Contains(got, tc.want)) {
 				t.Errorf("rollCause = %q, want %q", got, tc.want)
 			}

@@ -17,6 +17,9 @@ const (
 	EventCreated EventReason = "Created"
 	// EventUpdated: a child object was changed to match the spec.
 	EventUpdated EventReason = "Updated"
+	// EventDriftCorrected: fields of a child object the operator owns had
+	// been changed by someone else and were put back to match the spec.
+	EventDriftCorrected EventReason = "DriftCorrected"
 	// EventDeleted: a child object the spec no longer wants was deleted.
 	EventDeleted EventReason = "Deleted"
 	// EventRestarted: the pod template changed, so the broker pods roll.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -227,25 +229,48 @@ func (r *MQTTBrokerReconciler) applyStatefulSet(ctx context.Context, p *pass) er
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	cur, _, err := apply(ctx, r, b, want, newStatefulSet, mergeStatefulSet)
+	drifted := statefulSetDrift(before, want)
+	cur, op, err := apply(ctx, r, b, want, newStatefulSet, mergeStatefulSet)
 	if err != nil {
 		return err
 	}
 	p.obs.StatefulSet = cur
-	if why := rollCause(before, cur); why != "" {
+	if op != controllerutil.OperationResultUpdated {
+		drifted = nil
+	}
+	if len(drifted) > 0 {
+		r.event(b, cur, false, EventDriftCorrected, "Update", "Reverted changes made outside the operator to StatefulSet %s: %s",
+			cur.Name, summarizePaths(drifted))
+	}
+	if why := rollCause(before, cur, drifted); why != "" {
 		r.event(b, cur, false, EventRestarted, "Restart", "Rolling the broker pods: %s", why)
 	}
 	return nil
 }
 
+// summarizePaths joins the first few drifted paths for an event message.
+func summarizePaths(paths []string) string {
+	const most = 5
+	if len(paths) <= most {
+		return strings.Join(paths, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(paths[:most], ", "), len(paths)-most)
+}
+
 // rollCause says why the pods roll from before to after, or "" if they do
-// not (or before did not exist).
-func rollCause(before, after *appsv1.StatefulSet) string {
+// not (or before did not exist). drifted are the fields that were put back
+// after someone changed them (statefulSetDrift).
+func rollCause(before, after *appsv1.StatefulSet, drifted []string) string {
 	if before.ResourceVersion == "" {
 		return ""
 	}
 	oldHash, newHash := before.Annotations[resources.TemplateHashAnnotation], after.Annotations[resources.TemplateHashAnnotation]
 	if oldHash == newHash {
+		for _, p := range drifted {
+			if strings.HasPrefix(p, "spec.template.") {
+				return "the pod template was changed outside the operator and has been put back (" + p + ")"
+			}
+		}
 		return ""
 	}
 	oldT, newT := before.Spec.Template.Annotations, after.Spec.Template.Annotations

@@ -140,17 +140,29 @@ type fakeBrokers struct {
 	mu     sync.Mutex
 	status map[string]controllers.BrokerStatus // by namespace/pod
 	calls  atomic.Int64
+	perPod map[string]int // calls by namespace/pod
 }
 
 func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod) (controllers.BrokerStatus, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.perPod == nil {
+		f.perPod = map[string]int{}
+	}
+	f.perPod[pod.Namespace+"/"+pod.Name]++
 	st, ok := f.status[pod.Namespace+"/"+pod.Name]
 	if !ok {
 		return st, errors.New("connection refused")
 	}
 	return st, nil
+}
+
+// podCalls counts the questions asked to one pod.
+func (f *fakeBrokers) podCalls(ns, pod string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.perPod[ns+"/"+pod]
 }
 
 func (f *fakeBrokers) set(ns, pod string, st controllers.BrokerStatus) {

@@ -18,6 +18,11 @@ const (
 	// ConfigGenerationAnnotation, on the ConfigMap, is the configuration
 	// generation rendered into it (the MQTTBroker's metadata.generation).
 	ConfigGenerationAnnotation = "mqtt.bollard.io/config-generation"
+	// ManagedAnnotationsAnnotation lists, comma-separated, the annotations
+	// the operator set on a child object, so that it removes the ones the
+	// spec no longer asks for (spec.service.annotations) and leaves those
+	// others added alone.
+	ManagedAnnotationsAnnotation = "mqtt.bollard.io/managed-annotations"
 )
 
 // Well-known labels, as recommended by Kubernetes.

@@ -19,9 +19,9 @@ import (
 )
 
 // SpecHashAnnotation, on the StatefulSet, digests the spec the operator
-// last wrote. The reconciler rewrites the spec only when the digest of the
-// desired spec differs, so fields the apiserver defaults never cause an
-// update (and a pod roll) by themselves.
+// last wrote. The reconciler rewrites the spec when the digest of the
+// desired spec differs (which also catches fields the spec stopped
+// setting) or when a field the operator sets was changed by someone else.
 const SpecHashAnnotation = "mqtt.bollard.io/spec-hash"
 
 // TemplateHashAnnotation, on the StatefulSet, digests the pod template the
