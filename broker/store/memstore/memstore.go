@@ -131,38 +131,15 @@ func (s *Store) LoadRetained(fn func(*store.Message) error) error {
 	return nil
 }
 
-type readItem struct {
-	e store.QueueEntry
-	m *store.Message
-}
-
 // ReadQueue calls fn with clientID's entries after afterSeq, in Seq order.
 // An unknown session has an empty queue.
 func (s *Store) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error {
-	read := 0
-	for {
-		n := readChunk
-		if limit > 0 && limit-read < n {
-			n = limit - read
-		}
-		if n == 0 {
-			return nil
-		}
-		items, err := s.readChunk(clientID, afterSeq, n)
-		if err != nil || len(items) == 0 {
-			return err
-		}
-		for _, it := range items {
-			if !fn(it.e, it.m) {
-				return nil
-			}
-			afterSeq = it.e.Seq
-		}
-		read += len(items)
-	}
+	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueItem, error) {
+		return s.readChunk(clientID, after, n)
+	}, fn)
 }
 
-func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, error) {
+func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -174,7 +151,7 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, 
 	}
 	ents := ss.q.ents
 	i := sort.Search(len(ents), func(i int) bool { return ents[i].e.Seq > afterSeq })
-	var items []readItem
+	var items []store.QueueItem
 	for ; i < len(ents) && len(items) < n; i++ {
 		if ents[i].dead {
 			continue
@@ -183,7 +160,7 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, 
 		if m == nil {
 			return nil, fmt.Errorf("memstore: queue %q seq %d: message %d missing: %w", clientID, ents[i].e.Seq, ents[i].e.MessageID, store.ErrCorrupt)
 		}
-		items = append(items, readItem{e: cloneEntry(&ents[i].e), m: cloneMessage(m.m)})
+		items = append(items, store.QueueItem{Entry: cloneEntry(&ents[i].e), Message: cloneMessage(m.m)})
 	}
 	return items, nil
 }

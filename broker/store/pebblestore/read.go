@@ -81,11 +81,6 @@ func (s *Store) LoadRetained(fn func(*store.Message) error) error {
 	})
 }
 
-type readItem struct {
-	e store.QueueEntry
-	m *store.Message
-}
-
 // ReadQueue calls fn with clientID's entries after afterSeq, in Seq order,
 // reading readChunk entries at a time; memory stays bounded whatever the
 // queue length.
@@ -94,33 +89,12 @@ func (s *Store) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(s
 		return err
 	}
 	defer s.ops.Done()
-	read := 0
-	for {
-		n := readChunk
-		if limit > 0 && limit-read < n {
-			n = limit - read
-		}
-		if n == 0 {
-			return nil
-		}
-		items, err := s.readChunk(clientID, afterSeq, n)
-		if err != nil || len(items) == 0 {
-			return err
-		}
-		for _, it := range items {
-			if !fn(it.e, it.m) {
-				return nil
-			}
-			afterSeq = it.e.Seq
-		}
-		read += len(items)
-		if afterSeq == ^uint64(0) {
-			return nil
-		}
-	}
+	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueItem, error) {
+		return s.readChunk(clientID, after, n)
+	}, fn)
 }
 
-func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, error) {
+func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
 	if afterSeq == ^uint64(0) {
@@ -131,7 +105,7 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, 
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
 	}
-	var items []readItem
+	var items []store.QueueItem
 	for ok := it.First(); ok && len(items) < n; ok = it.Next() {
 		item, err := readItemAt(snap, it)
 		if err != nil {
@@ -146,32 +120,32 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]readItem, 
 }
 
 // readItemAt decodes the entry under it and fetches its message.
-func readItemAt(snap *pebble.Snapshot, it *pebble.Iterator) (readItem, error) {
+func readItemAt(snap *pebble.Snapshot, it *pebble.Iterator) (store.QueueItem, error) {
 	k := it.Key()
 	_, seq, err := queueKeyParts(k)
 	if err != nil {
-		return readItem{}, err
+		return store.QueueItem{}, err
 	}
 	v, err := it.ValueAndErr()
 	if err != nil {
-		return readItem{}, readErr(k, err)
+		return store.QueueItem{}, readErr(k, err)
 	}
 	e, err := decodeEntry(k, seq, v)
 	if err != nil {
-		return readItem{}, err
+		return store.QueueItem{}, err
 	}
 	mk := messageKey(e.MessageID)
 	mv, closer, err := snap.Get(mk)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return readItem{}, corrupt(k, "message %d missing", e.MessageID)
+		return store.QueueItem{}, corrupt(k, "message %d missing", e.MessageID)
 	}
 	if err != nil {
-		return readItem{}, readErr(mk, err)
+		return store.QueueItem{}, readErr(mk, err)
 	}
 	defer closer.Close()
 	m, err := decodeMessageValue(mk, mv)
 	if err != nil {
-		return readItem{}, err
+		return store.QueueItem{}, err
 	}
-	return readItem{e: e.QueueEntry, m: m}, nil
+	return store.QueueItem{Entry: e.QueueEntry, Message: m}, nil
 }
