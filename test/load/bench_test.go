@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,6 +24,7 @@ import (
 //	LOAD_ONLY=regexp            run only the scenarios whose name matches
 //	LOAD_BOLLARD=process|inprocess   inprocess runs the engine in the test
 //	                            process, so -cpuprofile profiles the broker
+//	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default both)
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPORT=file            also write the Markdown table there
 func TestLoadBench(t *testing.T) {
@@ -33,7 +36,7 @@ func TestLoadBench(t *testing.T) {
 		t.Fatal("mosquitto is not installed: run hack/install-test-deps.sh (make bench does)")
 	}
 	s := &Suite{
-		Sizes: sz, Factories: []Factory{bollard, MosquittoFactory(mosq, inflight)},
+		Sizes: sz, Factories: pickBrokers(t, bollard, MosquittoFactory(mosq, inflight)),
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 	}
 	if only := os.Getenv("LOAD_ONLY"); only != "" {
@@ -52,6 +55,23 @@ func TestLoadBench(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+}
+
+func pickBrokers(t *testing.T, all ...Factory) []Factory {
+	want := os.Getenv("LOAD_BROKERS")
+	if want == "" {
+		return all
+	}
+	var out []Factory
+	for _, f := range all {
+		if slices.Contains(strings.Split(want, ","), f.Name) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("LOAD_BROKERS=%q names none of bollard, mosquitto", want)
+	}
+	return out
 }
 
 func benchSizes(t *testing.T) Sizes {

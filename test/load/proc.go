@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ type process struct {
 	dir    string
 	argv   func() []string // the command line, after config was written
 	ready  func(ctx context.Context) bool
+	heap   func(ctx context.Context) (int64, error) // nil: not reported
 	fsyncs bool
 
 	cmd    *exec.Cmd
@@ -34,6 +37,14 @@ type process struct {
 func (p *process) Name() string { return p.name }
 func (p *process) Addr() string { return p.addr }
 func (p *process) Fsyncs() bool { return p.fsyncs }
+
+// HeapInUse returns the broker's Go heap in use, when it reports it.
+func (p *process) HeapInUse(ctx context.Context) (int64, error) {
+	if p.heap == nil {
+		return 0, errors.ErrUnsupported
+	}
+	return p.heap(ctx)
+}
 
 func (p *process) PID() int {
 	if p.cmd == nil || p.cmd.Process == nil {
@@ -148,6 +159,9 @@ func NewBollard(o BollardOptions) (Target, error) {
 		ready: func(ctx context.Context) bool {
 			return httpOK(ctx, client, "http://"+admin+"/readyz")
 		},
+		heap: func(ctx context.Context) (int64, error) {
+			return promGauge(ctx, client, "http://"+admin+"/metrics", "go_memstats_heap_inuse_bytes")
+		},
 	}
 	return p, nil
 }
@@ -182,6 +196,30 @@ func httpOK(ctx context.Context, c *http.Client, url string) bool {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// promGauge reads one unlabelled sample from a Prometheus text endpoint.
+func promGauge(ctx context.Context, c *http.Client, url, name string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("load: %w", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("load: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("load: %s: %w", name, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, fmt.Errorf("load: %s not found in %s", name, url)
 }
 
 // MosquittoOptions configure a mosquitto process.

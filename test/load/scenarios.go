@@ -94,7 +94,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func ingestScenario(sz Sizes) scenario {
 	name := fmt.Sprintf("ingest: %d pubs -> %d offline sessions, QoS 1", sz.IngestPublishers, sz.IngestSessions)
 	return scenario{
-		name: name, primary: "rate",
+		name: name, repeat: sz.Repeat, primary: "rate",
 		metrics: []metric{{"rate", Row{
 			Metric: "publish rate (acked)", Unit: "msg/s", Goal: RatioAtLeast1,
 			Note: "Bollard acknowledges after fsync (sync mode); mosquitto never fsyncs (it saves its database on shutdown and autosave)",
@@ -119,7 +119,7 @@ func ingestScenario(sz Sizes) scenario {
 func drainScenario(sz Sizes) scenario {
 	name := fmt.Sprintf("drain: %d queued -> 1 reconnecting sub", sz.DrainMessages)
 	return scenario{
-		name: name, primary: "drain",
+		name: name, repeat: sz.Repeat, primary: "drain",
 		metrics: []metric{
 			{"fill", Row{Metric: fmt.Sprintf("queueing rate (%d pubs, acked)", sz.IngestPublishers), Unit: "msg/s"}},
 			{"rss", Row{Metric: "RSS with the queue", Unit: "MB"}},
@@ -155,6 +155,20 @@ func runDrain(ctx context.Context, t Target, sz Sizes) (measurement, error) {
 	return m, nil
 }
 
+// heapReporter is a target that reports its Go heap (bollard's /metrics).
+type heapReporter interface {
+	HeapInUse(ctx context.Context) (int64, error)
+}
+
+// addHeap records the Go heap in use of t, when it reports it.
+func addHeap(ctx context.Context, m measurement, t Target, key string) {
+	if h, ok := t.(heapReporter); ok {
+		if v, err := h.HeapInUse(ctx); err == nil {
+			m[key] = float64(v) / 1e6
+		}
+	}
+}
+
 // addMemory records the resident set of t's process, when it has one.
 func addMemory(m measurement, t Target, rssKey, peakKey string) {
 	if t.PID() == 0 {
@@ -179,6 +193,7 @@ func restartScenario(sz Sizes) scenario {
 			{"fill", Row{Metric: "queueing rate (deliveries)", Unit: "msg/s"}},
 			{"rss", Row{Metric: "RSS with the queues", Unit: "MB", Goal: BelowLimit, Limit: 100}},
 			{"peak", Row{Metric: "peak RSS (VmHWM) while queueing", Unit: "MB"}},
+			{"heap", Row{Metric: "Go heap in use with the queues", Unit: "MB"}},
 			{"stop", Row{Metric: "graceful stop", Unit: "s"}},
 			{"ready", Row{Metric: "start to ready", Unit: "s", Goal: BelowLimit, Limit: 3}},
 			{"rss2", Row{Metric: "RSS after restart", Unit: "MB", Goal: BelowLimit, Limit: 100}},
@@ -215,6 +230,7 @@ func runRestart(ctx context.Context, t Target, sz Sizes) (measurement, error) {
 	perMsg := float64(sz.RestartSessions / groups)
 	m := measurement{"fill": fill.Rate() * perMsg}
 	addMemory(m, t, "rss", "peak")
+	addHeap(ctx, m, t, "heap")
 	return m, restart(ctx, t, m, sessions.id(0), int64(sz.RestartPerSession))
 }
 

@@ -18,7 +18,7 @@ type Sizes struct {
 	FanoutSubscribers int
 	FanoutMessages    int
 	FanoutWindow      int
-	Repeat            int // pub/sub runs per broker, alternating; the best counts
+	Repeat            int // runs per broker of all but the restart scenario, alternating; the best counts
 	IngestSessions    int
 	IngestPublishers  int
 	IngestMessages    int
@@ -28,12 +28,12 @@ type Sizes struct {
 	Timeout           time.Duration
 }
 
-// FullSizes are the issue's sizes, for `make bench` (about 10 minutes on
+// FullSizes are the issue's sizes, for `make bench` (about 3 minutes on
 // two shared cores).
 func FullSizes() Sizes {
 	return Sizes{
 		Name: "full", PubSubMessages: 100_000, PubSubWindow: 500,
-		FanoutSubscribers: 100, FanoutMessages: 5_000, FanoutWindow: 50, Repeat: 2,
+		FanoutSubscribers: 100, FanoutMessages: 5_000, FanoutWindow: 50, Repeat: 3,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 20_000,
 		DrainMessages: 100_000, RestartSessions: 10_000, RestartPerSession: 100,
 		Timeout: 5 * time.Minute,
