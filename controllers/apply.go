@@ -29,7 +29,10 @@ import (
 // stored.
 func apply[T client.Object](ctx context.Context, r *MQTTBrokerReconciler, b *v1alpha1.MQTTBroker,
 	want T, newObj func() T, merge func(cur, want T)) (T, controllerutil.OperationResult, error) {
-	kind := reflect.TypeOf(want).Elem().Name()
+	kind := want.GetObjectKind().GroupVersionKind().Kind
+	if kind == "" {
+		kind = reflect.TypeOf(want).Elem().Name()
+	}
 	var cur T
 	var op controllerutil.OperationResult
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

@@ -17,6 +17,9 @@ type driftOptions struct {
 	// keys want holds are compared (for example pod template annotations,
 	// where `kubectl rollout restart` adds one).
 	openMaps map[string]bool
+	// allMapsOpen opens every map: for objects whose schema others default
+	// (an unstructured custom resource).
+	allMapsOpen bool
 }
 
 // driftPaths lists the fields (as JSON paths under root) where have departs
@@ -50,6 +53,10 @@ func drift(path string, w, h reflect.Value, o driftOptions, out *[]string) {
 		return
 	}
 	add := func() { *out = append(*out, path) }
+	if !h.IsValid() || h.Type() != w.Type() {
+		add() // unstructured content of another shape
+		return
+	}
 	if w.Type() == quantityType || w.Type() == timeType {
 		if !equality.Semantic.DeepEqual(w.Interface(), h.Interface()) {
 			add()
@@ -58,18 +65,7 @@ func drift(path string, w, h reflect.Value, o driftOptions, out *[]string) {
 	}
 	switch w.Kind() {
 	case reflect.Pointer, reflect.Interface:
-		if h.IsNil() {
-			add()
-			return
-		}
-		if e := w.Elem(); e.Kind() != reflect.Struct && e.IsZero() {
-			// Pointing at a zero value is an explicit choice.
-			if !h.Elem().IsZero() {
-				add()
-			}
-			return
-		}
-		drift(path, w.Elem(), h.Elem(), o, out)
+		driftPointer(path, w, h, o, out)
 	case reflect.Struct:
 		driftStruct(path, w, h, o, out)
 	case reflect.Slice:
@@ -86,6 +82,20 @@ func drift(path string, w, h reflect.Value, o driftOptions, out *[]string) {
 		if w.Interface() != h.Interface() {
 			add()
 		}
+	}
+}
+
+func driftPointer(path string, w, h reflect.Value, o driftOptions, out *[]string) {
+	switch e := w.Elem(); {
+	case h.IsNil():
+		*out = append(*out, path)
+	case e.Kind() != reflect.Struct && e.IsZero():
+		// Pointing at a zero value is an explicit choice.
+		if !h.Elem().IsZero() {
+			*out = append(*out, path)
+		}
+	default:
+		drift(path, e, h.Elem(), o, out)
 	}
 }
 
@@ -111,7 +121,7 @@ func driftStruct(path string, w, h reflect.Value, o driftOptions, out *[]string)
 }
 
 func driftMap(path string, w, h reflect.Value, o driftOptions, out *[]string) {
-	if !o.openMaps[path] && w.Len() != h.Len() {
+	if !o.allMapsOpen && !o.openMaps[path] && w.Len() != h.Len() {
 		*out = append(*out, path)
 		return
 	}

@@ -88,3 +88,34 @@ func TestDriftPathsOpenMaps(t *testing.T) {
 		t.Errorf("an added key in a closed map: %q", got)
 	}
 }
+
+func TestDriftPathsUnstructured(t *testing.T) {
+	want := map[string]any{
+		"endpoints": []any{map[string]any{"port": "metrics", "interval": "30s"}},
+		"selector":  map[string]any{"matchLabels": map[string]any{"a": "b"}},
+	}
+	o := driftOptions{allMapsOpen: true}
+	cases := map[string]struct {
+		have any
+		want []string
+	}{
+		"schema defaults": {map[string]any{
+			"endpoints": []any{map[string]any{"port": "metrics", "interval": "30s", "scheme": "http"}},
+			"selector":  map[string]any{"matchLabels": map[string]any{"a": "b"}},
+			"extra":     true,
+		}, nil},
+		"missing":       {nil, []string{"spec"}},
+		"another shape": {map[string]any{"endpoints": "x", "selector": map[string]any{"matchLabels": map[string]any{"a": "b"}}}, []string{"spec[endpoints]"}},
+		"changed": {map[string]any{
+			"endpoints": []any{map[string]any{"port": "metrics", "interval": "1m"}},
+			"selector":  map[string]any{"matchLabels": map[string]any{"a": "b"}},
+		}, []string{"spec[endpoints][0][interval]"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := driftPaths("spec", want, tc.have, o); !slices.Equal(got, tc.want) {
+				t.Errorf("driftPaths = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

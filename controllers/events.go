@@ -39,6 +39,9 @@ const (
 	// EventVolumeShrinkRefused: the spec asks for a smaller volume than the
 	// existing claim; volumes cannot shrink.
 	EventVolumeShrinkRefused EventReason = "VolumeShrinkRefused"
+	// EventServiceMonitorUnavailable: the spec asks for a ServiceMonitor but
+	// its CRD (monitoring.coreos.com/v1) is not installed.
+	EventServiceMonitorUnavailable EventReason = "ServiceMonitorUnavailable"
 	// EventPaused: reconciling stopped because of the paused annotation.
 	EventPaused EventReason = "Paused"
 )

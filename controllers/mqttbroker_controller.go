@@ -82,6 +82,8 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"statefulset", r.applyStatefulSet},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
+		{"metrics-service", r.applyMetricsService},
+		{"servicemonitor", r.applyServiceMonitor},
 		{"brokers", r.queryBrokers},
 	}
 }
@@ -293,21 +295,9 @@ func (r *MQTTBrokerReconciler) applyPodDisruptionBudget(ctx context.Context, p *
 		return err
 	}
 	cur := &policyv1.PodDisruptionBudget{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: resources.PodDisruptionBudgetName(b)}, cur)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if ref := metav1.GetControllerOf(cur); ref == nil || ref.UID != b.UID {
-		return nil
-	}
-	if err := r.Client.Delete(ctx, cur, client.Preconditions{UID: &cur.UID}); client.IgnoreNotFound(err) != nil {
-		return err
-	}
-	r.event(b, cur, false, EventDeleted, "Delete", "Deleted PodDisruptionBudget %s (spec.podDisruptionBudget.enabled is false)", cur.Name)
-	return nil
+	cur.SetName(resources.PodDisruptionBudgetName(b))
+	cur.SetNamespace(b.Namespace)
+	return r.deleteOwned(ctx, b, cur, "PodDisruptionBudget", "spec.podDisruptionBudget.enabled is false")
 }
 
 func (r *MQTTBrokerReconciler) now() time.Time {

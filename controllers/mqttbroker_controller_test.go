@@ -224,6 +224,12 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		"reserved pod annotation": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.PodAnnotations = map[string]string{"mqtt.bollard.io/config-hash": "x"}
 		}, []string{"spec.podAnnotations", "reserved"}},
+		"serviceMonitor without metrics": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Metrics.Enabled = ptr.To(false)
+			b.Spec.Metrics.ServiceMonitor.Enabled = true
+		}, []string{"spec.metrics", "metrics.serviceMonitor.enabled needs metrics.enabled"}},
+		"bad scrape interval": {func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.ServiceMonitor.Interval = "1.5s" },
+			[]string{"spec.metrics.serviceMonitor.interval"}},
 		"long name": {func(b *v1alpha1.MQTTBroker) { b.Name = strings.Repeat("a", 53) },
 			[]string{"metadata.name must be at most 52 characters"}},
 	}

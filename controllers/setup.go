@@ -8,7 +8,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,7 +28,8 @@ import (
 // CacheOptions restrict the manager's cache to what the operator needs:
 // child objects and broker pods are cached only when they carry the
 // operator's managed-by label, and (when namespaces is not empty) only in
-// those namespaces. Secrets are watched as metadata only.
+// those namespaces. Secrets are watched as metadata only, and of the
+// CustomResourceDefinitions only the ServiceMonitor's metadata.
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
@@ -34,6 +38,10 @@ func CacheOptions(namespaces []string) cache.Options {
 		&policyv1.PodDisruptionBudget{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{},
 	} {
 		o.ByObject[obj] = cache.ByObject{Label: managed}
+	}
+	// Only the ServiceMonitor CRD, as metadata: its arrival is what matters.
+	o.ByObject[serviceMonitorCRD()] = cache.ByObject{
+		Field: fields.OneTermEqualSelector("metadata.name", resources.ServiceMonitorCRDName),
 	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}
@@ -46,9 +54,10 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // SetupWithManager registers the reconciler and its watches: the
 // MQTTBroker (spec and annotation changes), its children, its pods and
-// claims (by label), and the Secrets it references. There is no periodic
-// resync; the only timed requeue waits for brokers to apply a new
-// configuration.
+// claims (by label), the Secrets it references, and the ServiceMonitor CRD
+// (so that brokers asking for a ServiceMonitor get one once it is
+// installed). There is no periodic resync; the only timed requeue asks the
+// brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
 func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.ConfigBackoff == nil {
 		r.ConfigBackoff = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, 30*time.Second)
@@ -81,7 +90,20 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.brokersForSecret)).
+		Watches(serviceMonitorCRD(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return o.GetName() == resources.ServiceMonitorCRDName
+			}))).
 		Complete(r)
+}
+
+// serviceMonitorCRD is the metadata of a CustomResourceDefinition: the
+// operator watches the ServiceMonitor CRD come and go without importing
+// the apiextensions types.
+func serviceMonitorCRD() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	return m
 }
 
 // brokerForLabeled maps a pod or claim to its broker by the instance label

@@ -40,6 +40,10 @@ const (
 	ReasonConfigPending      = "ConfigPending"
 	ReasonBrokerUnreachable  = "BrokerUnreachable"
 	ReasonNoRunningBrokers   = "NoRunningBrokers"
+	// ReasonServiceMonitorUnavailable: spec.metrics.serviceMonitor.enabled
+	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
+	// installed.
+	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
 )
 
 // Annotations a user sets on an MQTTBroker.

@@ -162,6 +162,14 @@ type MQTTBrokerSpec struct {
 	// +optional
 	PodDisruptionBudget PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitzero"`
 
+	// metrics configures how Prometheus scrapes the broker's /metrics
+	// endpoint (connections, sessions, queued messages and bytes, drops by
+	// reason, fsync latency, applied config generation): a metrics Service
+	// and, for the Prometheus Operator, an optional ServiceMonitor.
+	// +kubebuilder:default={}
+	// +optional
+	Metrics Metrics `json:"metrics,omitzero"`
+
 	// terminationGracePeriodSeconds is how long Kubernetes waits after
 	// SIGTERM before killing the broker. The operator sets the broker's drain
 	// timeout to this value minus 10 seconds, so that in-flight commits
@@ -486,6 +494,56 @@ type ServiceSpec struct {
 	// a cloud load balancer).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Metrics configures the scraping of the broker's Prometheus metrics.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.serviceMonitor) || !has(self.serviceMonitor.enabled) || !self.serviceMonitor.enabled || !has(self.enabled) || self.enabled",message="metrics.serviceMonitor.enabled needs metrics.enabled: the ServiceMonitor scrapes the metrics Service"
+type Metrics struct {
+	// enabled creates the metrics Service "<name>-metrics": a ClusterIP
+	// Service whose one port, metrics, leads to the broker's admin endpoint
+	// (container port 8080), where Prometheus scrapes /metrics. Default true.
+	// The client Service never exposes the admin port. Setting it to false
+	// deletes the metrics Service (and the ServiceMonitor).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// serviceMonitor configures a Prometheus Operator ServiceMonitor that
+	// scrapes the metrics Service.
+	// +kubebuilder:default={}
+	// +optional
+	ServiceMonitor ServiceMonitorSpec `json:"serviceMonitor,omitzero"`
+}
+
+// ServiceMonitorSpec configures the broker's ServiceMonitor
+// (monitoring.coreos.com/v1, named after the MQTTBroker).
+type ServiceMonitorSpec struct {
+	// enabled creates a ServiceMonitor named after the MQTTBroker that
+	// scrapes /metrics on the metrics Service. Default false. It needs the
+	// Prometheus Operator's ServiceMonitor CRD: while that is not installed
+	// the operator creates nothing, sets Degraded with reason
+	// ServiceMonitorUnavailable and records a warning Event, and it creates
+	// the ServiceMonitor as soon as the CRD appears. Setting it to false
+	// deletes the ServiceMonitor the operator created.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// interval is how often Prometheus scrapes the broker, as a Prometheus
+	// duration (for example 15s, 1m or 1m30s). Default 30s.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Pattern=`^([0-9]+(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Interval string `json:"interval,omitempty"`
+
+	// labels are added to the ServiceMonitor so that a Prometheus selects it
+	// (for example release: kube-prometheus-stack, matching the
+	// serviceMonitorSelector of the kube-prometheus-stack chart). The
+	// operator's own app.kubernetes.io/ labels take precedence.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // PodDisruptionBudgetSpec configures the broker's PodDisruptionBudget.

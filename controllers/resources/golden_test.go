@@ -42,14 +42,19 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]any{
+	out := map[string]any{
 		"serviceaccount":      ServiceAccount(b),
 		"configmap":           cm,
 		"service":             Service(b),
 		"service-headless":    HeadlessService(b),
 		"statefulset":         StatefulSet(b, c, p),
 		"poddisruptionbudget": PodDisruptionBudget(b),
+		"service-metrics":     MetricsService(b),
 	}
+	if sm := ServiceMonitor(b); sm != nil {
+		out["servicemonitor"] = sm.Object
+	}
+	return out
 }
 
 func TestGolden(t *testing.T) {
