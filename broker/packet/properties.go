@@ -1,6 +1,9 @@
 package packet
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+)
 
 // Properties holds the MQTT 5.0 properties of a packet (section 2.2.2).
 // Pointer fields are nil when the property is absent, so absent differs
@@ -96,7 +99,7 @@ var propTable = [0x2B]*propDef{
 	0x0B: {"subscription identifier", kinds(PUBLISH, SUBSCRIBE), true, subIDField{}},
 	0x11: {"session expiry interval", kinds(CONNECT, CONNACK, DISCONNECT), false, u32Field{func(p *Properties) **uint32 { return &p.SessionExpiryInterval }, false}},
 	0x12: {"assigned client identifier", kinds(CONNACK), false, strField(func(p *Properties) **string { return &p.AssignedClientIdentifier })},
-	0x13: {"server keep alive", kinds(CONNACK), false, u16Field{func(p *Properties) **uint16 { return &p.ServerKeepAlive }, false}},
+	0x13: {"server keep alive", kinds(CONNACK), false, u16Field{func(p *Properties) **uint16 { return &p.ServerKeepAlive }, false, 0}},
 	0x15: {"authentication method", kinds(CONNECT, CONNACK, AUTH), false, strField(func(p *Properties) **string { return &p.AuthenticationMethod })},
 	0x16: {"authentication data", kinds(CONNECT, CONNACK, AUTH), false, binField(func(p *Properties) *[]byte { return &p.AuthenticationData })},
 	0x17: {"request problem information", kinds(CONNECT), false, byteField{func(p *Properties) **byte { return &p.RequestProblemInformation }, true}},
@@ -105,9 +108,11 @@ var propTable = [0x2B]*propDef{
 	0x1A: {"response information", kinds(CONNACK), false, strField(func(p *Properties) **string { return &p.ResponseInformation })},
 	0x1C: {"server reference", kinds(CONNACK, DISCONNECT), false, strField(func(p *Properties) **string { return &p.ServerReference })},
 	0x1F: {"reason string", acks, false, strField(func(p *Properties) **string { return &p.ReasonString })},
-	0x21: {"receive maximum", connBoth, false, u16Field{func(p *Properties) **uint16 { return &p.ReceiveMaximum }, true}},
-	0x22: {"topic alias maximum", connBoth, false, u16Field{func(p *Properties) **uint16 { return &p.TopicAliasMaximum }, false}},
-	0x23: {"topic alias", kinds(PUBLISH), false, u16Field{func(p *Properties) **uint16 { return &p.TopicAlias }, true}},
+	0x21: {"receive maximum", connBoth, false, u16Field{func(p *Properties) **uint16 { return &p.ReceiveMaximum }, true, 0}},
+	0x22: {"topic alias maximum", connBoth, false, u16Field{func(p *Properties) **uint16 { return &p.TopicAliasMaximum }, false, 0}},
+	// A Topic Alias of 0 [MQTT-3.3.2-8] earns 0x94 Topic Alias invalid, the
+	// code for every unusable alias, not a plain Protocol Error.
+	0x23: {"topic alias", kinds(PUBLISH), false, u16Field{func(p *Properties) **uint16 { return &p.TopicAlias }, true, TopicAliasInvalid}},
 	0x24: {"maximum QoS", kinds(CONNACK), false, byteField{func(p *Properties) **byte { return &p.MaximumQoS }, true}},
 	0x25: {"retain available", kinds(CONNACK), false, byteField{func(p *Properties) **byte { return &p.RetainAvailable }, true}},
 	0x26: {"user property", allUser, true, userField{}},
@@ -239,6 +244,9 @@ func (f byteField) check(p *Properties, _ bool) error {
 type u16Field struct {
 	get     func(*Properties) **uint16
 	nonZero bool
+	// zeroCode is the Reason Code for a forbidden 0; ProtocolError when
+	// unset.
+	zeroCode ReasonCode
 }
 
 func (f u16Field) size(p *Properties) int { return presentSize(*f.get(p) != nil, 3) }
@@ -252,7 +260,7 @@ func (f u16Field) decode(p *Properties, b []byte, i int) (int, error) {
 }
 func (f u16Field) check(p *Properties, _ bool) error {
 	if f.nonZero && **f.get(p) == 0 {
-		return protocolErr("value 0 not allowed")
+		return errorf(cmp.Or(f.zeroCode, ProtocolError), "value 0 not allowed")
 	}
 	return nil
 }

@@ -227,6 +227,11 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		return
 	}
 	if c.version >= packet.V5 {
+		if !rc.ValidFor(packet.DISCONNECT, packet.V5) {
+			// CONNECT-only codes (a bad second CONNECT): the packet itself
+			// is the violation [MQTT-3.1.0-2].
+			rc = packet.ProtocolError
+		}
 		c.queueControl(&packet.Disconnect{ReasonCode: rc})
 	}
 	c.close()

@@ -23,6 +23,10 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.version = p.ProtocolVersion
 	c.r.Version = p.ProtocolVersion
 	assigned, rc := c.checkClientID(p, cfg)
+	if rc == packet.Success && p.Properties.AuthenticationMethod != nil {
+		// Enhanced authentication is not supported [MQTT-4.12.0-1].
+		rc = packet.BadAuthenticationMethod
+	}
 	if rc == packet.Success {
 		rc = c.login(p)
 	}
@@ -192,15 +196,42 @@ func (c *conn) connack(p *packet.Connect, cfg *config.Config, present, assigned 
 
 // refuse answers CONNECT with an error code and ends the connection.
 func (c *conn) refuse(rc packet.ReasonCode) {
+	c.log.Info("connection refused", "client", c.clientID, "remote", c.nc.RemoteAddr(), "reason", rc)
+	version, ok := refusalVersion(c.version, rc)
+	if !ok {
+		return
+	}
 	ack := &packet.Connack{ReasonCode: rc}
-	if c.version < packet.V5 {
+	if version < packet.V5 {
 		ack.ReasonCode = packet.LegacyConnackCode(rc)
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := packet.Write(c.nc, ack, c.version); err != nil {
+	if err := packet.Write(c.nc, ack, version); err != nil {
 		c.log.Debug("writing CONNACK", "err", err)
 	}
-	c.log.Info("connection refused", "client", c.clientID, "remote", c.nc.RemoteAddr(), "reason", rc)
+}
+
+// refusalVersion is the protocol version of the CONNACK that refuses a
+// CONNECT of the given level with rc; ok=false: close without one.
+//   - 5.0 sends the Reason Code when CONNACK can carry it (section 4.13.1).
+//   - 3.1 and 3.1.1 have return codes only for an unacceptable level, a
+//     rejected identifier, credentials, authorization and availability;
+//     a malformed CONNECT or a protocol violation closes the connection
+//     without CONNACK [MQTT-4.8.0-1].
+//   - An unknown level gets the 3.1.1 return code 1 (unacceptable protocol
+//     level) [MQTT-3.1.2-2]: a client of any version can read that form.
+func refusalVersion(level byte, rc packet.ReasonCode) (byte, bool) {
+	switch level {
+	case packet.V5:
+		return level, rc.ValidFor(packet.CONNACK, packet.V5)
+	case packet.V31, packet.V311:
+		switch rc {
+		case packet.MalformedPacket, packet.ProtocolError, packet.TopicNameInvalid, packet.PacketTooLarge:
+			return level, false
+		}
+		return level, true
+	}
+	return packet.V311, rc == packet.UnsupportedProtocolVersion
 }
 
 // claimSession finds, creates or takes over the session of c.clientID.
