@@ -31,6 +31,9 @@ const (
 	EventInvalidConfig EventReason = "InvalidConfig"
 	// EventSecretNotFound: a referenced Secret or key does not exist.
 	EventSecretNotFound EventReason = "SecretNotFound"
+	// EventInvalidUsers: the users Secret has lines that are not
+	// "username:bcrypt-hash" (the Event names the lines, never the hashes).
+	EventInvalidUsers EventReason = "InvalidUsersSecret"
 	// EventVolumeExpanding: a data claim's request was raised.
 	EventVolumeExpanding EventReason = "VolumeExpanding"
 	// EventVolumeExpansionFailed: the apiserver refused to raise a claim

@@ -75,11 +75,29 @@ func (r *MQTTBrokerReconciler) checkSecrets(ctx context.Context, p *pass) error 
 		if key == "" {
 			key = "users"
 		}
-		if _, err := r.secret(ctx, p, u.Name, "spec.auth.usersSecretRef", []string{key}); err != nil {
+		s, err := r.secret(ctx, p, u.Name, "spec.auth.usersSecretRef", []string{key})
+		if err != nil {
 			return err
+		}
+		if s != nil && s.Data[key] != nil {
+			r.checkUsers(p, s, key, s.Data[key])
 		}
 	}
 	return nil
+}
+
+// checkUsers reports a users file the broker would refuse: a running
+// broker keeps its previous users, a starting one does not start.
+func (r *MQTTBrokerReconciler) checkUsers(p *pass, s *corev1.Secret, key string, data []byte) {
+	problems := usersFileProblems(data)
+	if len(problems) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("Secret %s (spec.auth.usersSecretRef) key %q: %s: every line must be \"username:bcrypt-hash\"; "+
+		"the broker refuses this file (a running broker keeps its previous users, a starting one fails)",
+		s.Name, key, summarizeUsersProblems(problems))
+	p.problem(v1alpha1.ReasonInvalidUsers, "%s", msg)
+	r.event(p.broker, s, true, EventInvalidUsers, "Check", "%s", msg)
 }
 
 // secret reads a referenced Secret and checks it has keys. A missing

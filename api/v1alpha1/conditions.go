@@ -11,8 +11,9 @@ const (
 	// Paused while the paused annotation is set.
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when the operator cannot make the cluster
-	// match the spec (an invalid rendered config, a missing Secret, a refused
-	// volume shrink or expansion, an API error); the message says why.
+	// match the spec (an invalid rendered config, a missing Secret, an invalid
+	// users Secret, a refused volume shrink or expansion, a ServiceMonitor
+	// without its CRD, an API error); the message says why.
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
@@ -40,6 +41,9 @@ const (
 	ReasonConfigPending      = "ConfigPending"
 	ReasonBrokerUnreachable  = "BrokerUnreachable"
 	ReasonNoRunningBrokers   = "NoRunningBrokers"
+	// ReasonInvalidUsers: a line of the users Secret is not
+	// "username:bcrypt-hash"; the message names the line, never its hash.
+	ReasonInvalidUsers = "InvalidUsersSecret"
 	// ReasonServiceMonitorUnavailable: spec.metrics.serviceMonitor.enabled
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.

@@ -425,8 +425,13 @@ type Limits struct {
 // Auth configures client authentication and topic ACLs.
 type Auth struct {
 	// usersSecretRef selects a key of a Secret in this namespace holding one
-	// "username:bcrypt-hash" line per user (as `htpasswd -nbB` prints).
-	// Changing the Secret's content applies without a restart.
+	// "username:bcrypt-hash" line per user (as `htpasswd -nbB` prints; blank
+	// lines and # comments are ignored). Changing the Secret's content applies
+	// without a restart. The operator checks every line and, if one is not
+	// "username:bcrypt-hash" with a $2a$, $2b$ or $2y$ hash, sets Degraded with
+	// reason InvalidUsersSecret naming the line number (never its content):
+	// the broker would refuse the file (keeping its previous users if
+	// running, failing to start otherwise).
 	// +optional
 	UsersSecretRef *SecretKeyRef `json:"usersSecretRef,omitempty"`
 
