@@ -56,7 +56,7 @@ func connackOrClose(v byte, rc5 packet.ReasonCode) func(*rawClient) {
 }
 
 // beforeConnectCases are inputs sent as the first bytes of a connection.
-func beforeConnectCases(t *testing.T) []badCase {
+func beforeConnectCases(t testing.TB) []badCase {
 	valid := encode(t, &packet.Connect{ProtocolVersion: packet.V5, ClientID: "trunc", CleanStart: true}, packet.V5)
 	cs := []badCase{
 		// An end of stream inside the first packet: nothing to answer.
@@ -157,7 +157,7 @@ func noProps(v byte) []byte {
 }
 
 // afterConnectCases are inputs sent after a successful CONNECT.
-func afterConnectCases(t *testing.T) []badCase {
+func afterConnectCases(t testing.TB) []badCase {
 	var cs []badCase
 	for _, v := range bothVersions {
 		ver := func(name string) string { return vname(v) + " " + name }

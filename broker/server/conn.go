@@ -24,6 +24,8 @@ const (
 	// pendingWait bounds how long a closing connection waits for its
 	// submitted commits before its session is detached.
 	pendingWait = 10 * time.Second
+	// closeGrace bounds the final flush of a closing connection.
+	closeGrace = time.Second
 )
 
 // conn is one client connection: the read loop runs in ServeConn's
@@ -66,9 +68,7 @@ type conn struct {
 	endMu     sync.Mutex
 	keepWill  bool // the will is published at the end
 	newExpiry *uint32
-	takenOver bool
 	connected atomic.Bool // set after CONNECT; version and clientID are final then
-	ending    atomic.Bool // the read loop is over: a takeover no longer keeps the session
 }
 
 // ServeConn serves one accepted connection and returns when it ends. It
@@ -202,22 +202,21 @@ func (c *conn) dispatch(p packet.Packet) bool {
 }
 
 // onDisconnect handles the client's DISCONNECT.
+// Only Normal disconnection (0x00, the only code of 3.1.1) deletes the
+// will [MQTT-3.14.4-3]; any other Reason Code keeps it (section 3.1.2.5).
 func (c *conn) onDisconnect(p *packet.Disconnect) {
-	c.endMu.Lock()
-	c.keepWill = p.ReasonCode == packet.DisconnectWithWillMessage
-	c.endMu.Unlock()
 	exp := p.Properties.SessionExpiryInterval
-	if c.version < packet.V5 || exp == nil {
+	if c.version >= packet.V5 && exp != nil && c.connectExpiry == 0 && *exp != 0 {
+		c.kick(packet.ProtocolError) // [MQTT-3.14.2-2]; the will stays
 		return
 	}
-	if c.connectExpiry == 0 && *exp != 0 {
-		c.kick(packet.ProtocolError) // [MQTT-3.14.2-2]
-		return
-	}
-	v := min(*exp, maxExpirySeconds(c.srv.config()))
 	c.endMu.Lock()
-	c.newExpiry = &v
-	c.endMu.Unlock()
+	defer c.endMu.Unlock()
+	c.keepWill = p.ReasonCode != packet.NormalDisconnection
+	if c.version >= packet.V5 && exp != nil {
+		v := min(*exp, maxExpirySeconds(c.srv.config()))
+		c.newExpiry = &v
+	}
 }
 
 // kick ends the connection from the server side, telling 5.0 clients why.
@@ -237,8 +236,15 @@ func (c *conn) kick(rc packet.ReasonCode) {
 	c.close()
 }
 
-// close asks the writer to flush and close the connection.
-func (c *conn) close() { c.closer.Do(func() { close(c.closing) }) }
+// close asks the writer to flush and close the connection. The socket is
+// closed after closeGrace in any case: a client that stopped reading must
+// not hold a takeover or a drain for the write timeout.
+func (c *conn) close() {
+	c.closer.Do(func() {
+		close(c.closing)
+		time.AfterFunc(closeGrace, func() { _ = c.nc.Close() })
+	})
+}
 
 // closeNow closes the socket at once.
 func (c *conn) closeNow() {
@@ -247,19 +253,11 @@ func (c *conn) closeNow() {
 }
 
 // takeover ends the connection because a new one claims its session.
-func (c *conn) takeover() {
-	c.endMu.Lock()
-	c.takenOver = !c.ending.Load()
-	c.endMu.Unlock()
-	c.kick(packet.SessionTakenOver)
-}
+func (c *conn) takeover() { c.kick(packet.SessionTakenOver) }
 
 // end runs when the read loop is over: it lets submitted commits finish,
 // stops the writer and detaches the session.
 func (c *conn) end() {
-	c.endMu.Lock()
-	c.ending.Store(true)
-	c.endMu.Unlock()
 	waited := make(chan struct{})
 	go func() { c.pendWG.Wait(); close(waited) }()
 	t := time.NewTimer(pendingWait)

@@ -34,7 +34,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	if rc == packet.Success {
 		will, rc = c.buildWill(p)
 	}
-	if rc == packet.Success && cfg.Limits.MaxConnections > 0 && s.stats.connections.Load() >= int64(cfg.Limits.MaxConnections) {
+	if rc == packet.Success && !s.reserveConn(c.clientID, cfg.Limits.MaxConnections) {
 		rc = packet.ServerBusy
 	}
 	if rc != packet.Success {
@@ -45,11 +45,11 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.connectExpiry = expiry
 	present, rc := s.claimSession(c, p.CleanStart, expiry, will)
 	if rc != packet.Success {
+		s.stats.connections.Add(-1)
 		c.refuse(rc)
 		return false
 	}
 	c.setLimits(p, cfg)
-	s.stats.connections.Add(1)
 	c.queueControl(c.connack(p, cfg, present, assigned, expiry))
 	c.connected.Store(true)
 	go c.writeLoop()
@@ -58,6 +58,29 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	}
 	c.log.Debug("client connected", "client", c.clientID, "version", c.version, "present", present)
 	return true
+}
+
+// reserveConn counts a new connection unless limits.maxConnections (max,
+// 0: none) is reached. A client taking over its own live connection is let
+// through: the old one is about to close.
+func (s *Server) reserveConn(clientID string, max int) bool {
+	for {
+		n := s.stats.connections.Load()
+		if max > 0 && n >= int64(max) && !s.online(clientID) {
+			return false
+		}
+		if s.stats.connections.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// online reports whether a connection holds the session of id.
+func (s *Server) online(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.sessions[id]
+	return e != nil && e.owner != nil
 }
 
 // checkClientID validates the client identifier, assigning one when it is
@@ -243,7 +266,9 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 	// s.mu is held.
 	var b store.Batch
 	var oldWill *store.Will
-	if e != nil && clean {
+	// A session that is not persistent ends with its connection, also when
+	// a takeover closed it [MQTT-3.1.2-6]: only persistent ones resume.
+	if e != nil && (clean || !e.sess.Persistent()) {
 		oldWill = e.sess.TakeWill(nil)
 		s.removeSessionLocked(c.clientID, e, &b)
 		e = nil
@@ -267,14 +292,30 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 	if oldWill != nil {
 		s.publishWill(c.clientID, oldWill)
 	}
-	if err := s.com.commit(&b); err != nil {
+	if err := s.commitOrdered(&b); err != nil {
 		s.log.Error("storing session", "client", c.clientID, "err", err)
 		s.mu.Lock()
 		e.owner = nil
+		if !present && s.sessions[c.clientID] == e {
+			s.removeSessionLocked(c.clientID, e, &store.Batch{})
+		}
 		s.mu.Unlock()
 		return false, packet.UnspecifiedError
 	}
 	return present, packet.Success
+}
+
+// commitOrdered commits b behind every fan-out batch submitted so far. A
+// batch that deletes a session must not overtake a publish that offered
+// the session a message just before it was unregistered: that queue entry
+// would outlive the session in the store and reach a later session with
+// the same client ID after a restart.
+func (s *Server) commitOrdered(b *store.Batch) error {
+	done := make(chan error, 1)
+	s.seqMu.Lock()
+	s.com.submit(&job{b: b, done: func(err error) { done <- err }})
+	s.seqMu.Unlock()
+	return <-done
 }
 
 // lockFreeSession returns with s.mu held and the existing session of
@@ -327,7 +368,7 @@ func (s *Server) removeSessionLocked(id string, e *sessionEntry, b *store.Batch)
 func (s *Server) detach(c *conn) {
 	s.stats.connections.Add(-1)
 	c.endMu.Lock()
-	keepWill, newExpiry, takenOver := c.keepWill, c.newExpiry, c.takenOver
+	keepWill, newExpiry := c.keepWill, c.newExpiry
 	c.endMu.Unlock()
 	sess := c.sess
 	sess.Detach()
@@ -345,14 +386,14 @@ func (s *Server) detach(c *conn) {
 	if c.entry.owner == c {
 		c.entry.owner = nil
 	}
-	if !sess.Persistent() && !takenOver && s.sessions[c.clientID] == c.entry {
+	if !sess.Persistent() && s.sessions[c.clientID] == c.entry {
 		will = sess.TakeWill(nil)
 		s.removeSessionLocked(c.clientID, c.entry, &b)
 	} else if due := sess.WillDueAt(); !due.IsZero() && !due.After(s.now()) {
 		will = sess.TakeWill(&b)
 	}
 	s.mu.Unlock()
-	if err := s.com.commit(&b); err != nil {
+	if err := s.commitOrdered(&b); err != nil {
 		s.log.Error("storing session disconnection", "client", c.clientID, "err", err)
 	}
 	if will != nil {

@@ -169,11 +169,13 @@ func (s *Server) expire(id string, now time.Time) *session.Session {
 		s.publishWill(id, will)
 	}
 	if b.Len() > 0 {
+		s.seqMu.Lock() // behind the fan-outs that reached the session; see commitOrdered
 		s.com.submit(&job{b: &b, done: func(err error) {
 			if err != nil {
 				s.log.Error("storing session expiry", "client", id, "err", err)
 			}
 		}})
+		s.seqMu.Unlock()
 	}
 	return remaining
 }

@@ -171,7 +171,8 @@ func (c *conn) publishPacket(o *session.Outgoing, now time.Time) *packet.Publish
 	}
 	pr.SubscriptionIdentifiers = o.SubscriptionIDs
 	if !m.ExpiresAt.IsZero() {
-		left := uint32((m.ExpiresAt.Sub(now) + time.Second - 1) / time.Second)
+		// Rounded up; 0 for an inflight message resent after its expiry.
+		left := uint32(max(0, (m.ExpiresAt.Sub(now)+time.Second-1)/time.Second))
 		pr.MessageExpiryInterval = &left
 	}
 	return p
