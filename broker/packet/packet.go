@@ -207,14 +207,40 @@ func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
 	if total := uint64(1 + size + int(n)); maxSize > 0 && total > uint64(maxSize) {
 		return nil, errorf(PacketTooLarge, "%s of %d bytes exceeds maximum packet size %d", p.Type(), total, maxSize)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readBody(r, int(n))
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("packet: reading %s body: %w", p.Type(), err)
 	}
 	return decodeBody(p, hdr&0x0f, body, version)
+}
+
+// bodyChunk is the largest body allocated before its bytes arrive.
+const bodyChunk = 64 << 10
+
+// readBody reads an n-byte body. Bodies above bodyChunk grow (doubling) as
+// their bytes arrive, so the memory a peer makes us hold follows what it
+// sends, not what it announces.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	if n <= bodyChunk {
+		body := make([]byte, n)
+		_, err := io.ReadFull(r, body)
+		return body, err
+	}
+	body := make([]byte, 0, bodyChunk)
+	for len(body) < n {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, min(n, 2*cap(body))-len(body))
+		}
+		k, err := io.ReadFull(r, body[len(body):min(n, cap(body))])
+		body = body[:len(body)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
 }
 
 // readVarint reads the Remaining Length from r and returns it with its size.

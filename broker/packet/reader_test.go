@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -214,5 +215,35 @@ func TestVarint(t *testing.T) {
 	}
 	if VarintSize(MaxVarint+1) != 0 {
 		t.Fatal("VarintSize above the maximum")
+	}
+}
+
+// A declared Remaining Length within the limit is not allocated up front:
+// memory follows the bytes that actually arrive, so a peer that announces
+// a large packet and sends a few bytes cannot make the server hold the
+// whole size (per connection, before CONNECT).
+func TestReadPacketAllocatesWhatArrives(t *testing.T) {
+	hdr := []byte{0x30, 0x80, 0x80, 0x40} // PUBLISH, Remaining Length 1 MiB
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 8 {
+		r := bufio.NewReader(io.MultiReader(bytes.NewReader(hdr), strings.NewReader("0123456789")))
+		if _, err := ReadPacket(r, V311, 2<<20); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("err = %v, want unexpected EOF", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 2<<20 {
+		t.Fatalf("%d bytes allocated for 8 packets of 14 bytes", d)
+	}
+	// A whole large packet still reads correctly.
+	body := append([]byte{0, 1, 't'}, bytes.Repeat([]byte("p"), 300<<10)...)
+	wire := append([]byte{0x30}, appendVarint(nil, uint32(len(body)))...)
+	p, err := ReadPacket(bufio.NewReader(bytes.NewReader(append(wire, body...))), V311, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub := p.(*Publish); pub.Topic != "t" || len(pub.Payload) != 300<<10 {
+		t.Fatalf("got topic %q, %d payload bytes", pub.Topic, len(pub.Payload))
 	}
 }
