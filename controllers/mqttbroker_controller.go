@@ -41,10 +41,16 @@ type MQTTBrokerReconciler struct {
 	Brokers BrokerStatusReader
 	// DefaultImage is the broker image used when spec.image is empty.
 	DefaultImage string
-	// ConfigBackoff paces the only polling the operator does: re-asking the
-	// brokers until they report the current configuration generation.
+	// ConfigBackoff paces re-asking the brokers until they report the
+	// current configuration generation (see nextBrokerQuery).
 	// SetupWithManager sets 500ms doubling up to 30s when it is nil.
 	ConfigBackoff workqueue.TypedRateLimiter[reconcile.Request]
+	// StatusRefresh is how often the operator asks the brokers of a Ready
+	// MQTTBroker for their status when nothing else happens, refreshing
+	// status.sessions and status.queuedMessages (the Sessions and Queued
+	// printer columns): nothing in the cluster changes when clients come
+	// and go. 0 means DefaultStatusRefresh.
+	StatusRefresh time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -133,19 +139,58 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := errors.Join(p.errs...); err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.configRequeue(req, b), nil
+	return r.brokerRequeue(req, b), nil
 }
 
-// configRequeue asks again, with backoff, while running brokers have not
-// applied the current configuration: nothing in the cluster changes when a
-// broker reloads its file, so this is the one thing a watch cannot serve.
-func (r *MQTTBrokerReconciler) configRequeue(req ctrl.Request, b *v1alpha1.MQTTBroker) ctrl.Result {
-	c := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionConfigApplied)
-	if c == nil || c.Status == metav1.ConditionTrue || c.Reason == v1alpha1.ReasonNoRunningBrokers {
-		r.backoff().Forget(req)
-		return ctrl.Result{}
+// DefaultStatusRefresh is the default of MQTTBrokerReconciler.StatusRefresh.
+const DefaultStatusRefresh = 30 * time.Second
+
+// brokerQuery says when to ask the brokers again; it is the only timed
+// requeue, because nothing in the cluster changes when a broker reloads
+// its file or when its clients come and go.
+type brokerQuery int
+
+const (
+	// queryOnEvent: only when a watch fires (no broker is ready).
+	queryOnEvent brokerQuery = iota
+	// queryWithBackoff: soon, backing off, while running brokers have not
+	// applied the current configuration or cannot be asked.
+	queryWithBackoff
+	// queryPeriodically: every StatusRefresh while the broker is Ready, to
+	// keep status.sessions and status.queuedMessages current.
+	queryPeriodically
+)
+
+// nextBrokerQuery decides from the conditions just computed.
+func nextBrokerQuery(conds []metav1.Condition) brokerQuery {
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionConfigApplied)
+	switch {
+	case c != nil && c.Status != metav1.ConditionTrue && c.Reason != v1alpha1.ReasonNoRunningBrokers:
+		return queryWithBackoff
+	case meta.IsStatusConditionTrue(conds, v1alpha1.ConditionReady):
+		return queryPeriodically
 	}
-	return ctrl.Result{RequeueAfter: r.backoff().When(req)}
+	return queryOnEvent
+}
+
+// brokerRequeue turns nextBrokerQuery into a result.
+func (r *MQTTBrokerReconciler) brokerRequeue(req ctrl.Request, b *v1alpha1.MQTTBroker) ctrl.Result {
+	switch nextBrokerQuery(b.Status.Conditions) {
+	case queryWithBackoff:
+		return ctrl.Result{RequeueAfter: r.backoff().When(req)}
+	case queryPeriodically:
+		r.backoff().Forget(req)
+		return ctrl.Result{RequeueAfter: r.statusRefresh()}
+	}
+	r.backoff().Forget(req)
+	return ctrl.Result{}
+}
+
+func (r *MQTTBrokerReconciler) statusRefresh() time.Duration {
+	if r.StatusRefresh > 0 {
+		return r.StatusRefresh
+	}
+	return DefaultStatusRefresh
 }
 
 // pause records that the broker is paused and changes nothing else.

@@ -519,3 +519,30 @@ func TestDisablingPodDisruptionBudgetDeletesIt(t *testing.T) {
 	})
 	hasEvent(t, b, controllers.EventDeleted, "PodDisruptionBudget")
 }
+
+// TestStatusRefreshesWhileReady: the Sessions and Queued columns follow
+// the brokers while the MQTTBroker is Ready, though nothing in the cluster
+// changes (the periodic broker query, StatusRefresh).
+func TestStatusRefreshesWhileReady(t *testing.T) {
+	ns := namespace(t)
+	b := observed(t, create(t, newBroker(ns, "refresh")))
+	pod := markRunning(t, b)
+	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation, SessionsOnline: 1, QueuedMessages: 2})
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllReplicasReady)
+	totals := func(sessions, queued int64) {
+		t.Helper()
+		eventually(t, func() error {
+			cur := &v1alpha1.MQTTBroker{}
+			if err := get(t, cur, ns, b.Name); err != nil {
+				return err
+			}
+			if cur.Status.Sessions != sessions || cur.Status.QueuedMessages != queued {
+				return fmt.Errorf("sessions %d, queued %d; want %d, %d", cur.Status.Sessions, cur.Status.QueuedMessages, sessions, queued)
+			}
+			return nil
+		})
+	}
+	totals(1, 2)
+	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation, SessionsOnline: 5, SessionsOffline: 2, QueuedMessages: 40})
+	totals(7, 40)
+}

@@ -38,6 +38,10 @@ import (
 
 const testImage = "ghcr.io/bollard-io/bollard:v0.0.0-test"
 
+// statusRefresh is the suite's period of broker queries while Ready, short
+// so that TestStatusRefreshesWhileReady is quick.
+const statusRefresh = 500 * time.Millisecond
+
 var (
 	k8s     client.Client // direct, uncached
 	restCfg *rest.Config
@@ -120,6 +124,7 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 		DefaultImage:  testImage,
 		Brokers:       brokers,
 		ConfigBackoff: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, time.Second),
+		StatusRefresh: statusRefresh,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return nil, err

@@ -603,12 +603,17 @@ type MQTTBrokerStatus struct {
 	AppliedConfigGeneration int64 `json:"appliedConfigGeneration,omitempty"`
 
 	// sessions is the number of sessions (online and offline) the running
-	// brokers report.
+	// brokers report (the Sessions printer column). The operator asks the
+	// brokers on every reconcile and, while the broker is Ready, every 30
+	// seconds (the operator's --broker-status-period), so it may lag by that
+	// much.
 	// +optional
 	Sessions int64 `json:"sessions,omitempty"`
 
 	// queuedMessages is the number of messages queued for offline sessions
-	// that the running brokers report.
+	// that the running brokers report (the Queued printer column), refreshed
+	// like sessions: on every reconcile and, while the broker is Ready, every
+	// 30 seconds (--broker-status-period).
 	// +optional
 	QueuedMessages int64 `json:"queuedMessages,omitempty"`
 }

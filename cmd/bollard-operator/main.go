@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -53,6 +54,8 @@ func run() error {
 		leaderNS     = flag.String("leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 		watchNS      = flag.String("watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
 		brokerImage  = flag.String("broker-image", brokerImageDefault(), "broker image for MQTTBrokers that do not set spec.image")
+		statusPeriod = flag.Duration("broker-status-period", controllers.DefaultStatusRefresh,
+			"how often to ask Ready brokers for their sessions and queued messages (status.sessions, status.queuedMessages)")
 		logLevel     = flag.String("log-level", "info", "log level: debug, info, warn or error")
 		printVersion = flag.Bool("version", false, "print the version and exit")
 	)
@@ -87,7 +90,10 @@ func run() error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage}
+	if *statusPeriod < time.Second {
+		return fmt.Errorf("--broker-status-period %s: must be at least 1s", *statusPeriod)
+	}
+	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage, StatusRefresh: *statusPeriod}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
