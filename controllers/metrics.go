@@ -55,6 +55,9 @@ func (r *MQTTBrokerReconciler) applyServiceMonitor(ctx context.Context, p *pass)
 		return nil
 	}
 	if want != nil {
+		if err := r.serviceMonitorWatch.ensure(); err != nil {
+			return err
+		}
 		_, _, err := apply(ctx, r, b, want, newServiceMonitor, mergeServiceMonitor)
 		return err
 	}

@@ -129,6 +129,21 @@ func TestServiceMonitor(t *testing.T) {
 		t.Errorf("an unrelated change rewrote the ServiceMonitor (resourceVersion %s -> %s)", rv, sm.GetResourceVersion())
 	}
 
+	// Deleted by hand, it comes back: the operator watches the ServiceMonitors it owns.
+	if err := k8s.Delete(ctx, sm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		again, err := getServiceMonitor(t, b)
+		if err != nil {
+			return err
+		}
+		if again.GetUID() == sm.GetUID() {
+			return errors.New("still the deleted ServiceMonitor")
+		}
+		return nil
+	})
+
 	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.ServiceMonitor.Enabled = false })
 	eventually(t, func() error {
 		if _, err := getServiceMonitor(t, b); !apierrors.IsNotFound(err) {

@@ -53,6 +53,10 @@ type MQTTBrokerReconciler struct {
 	StatusRefresh time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
+	// started once their CRD is installed.
+	serviceMonitorWatch *lazyWatch
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and

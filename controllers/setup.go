@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers/resources"
@@ -78,7 +80,7 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		return fmt.Errorf("controllers: indexing %s: %w", secretIndex, err)
 	}
 	byInstance := handler.EnqueueRequestsFromMapFunc(brokerForLabeled)
-	return ctrl.NewControllerManagedBy(mgr).
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("mqttbroker").
 		For(&v1alpha1.MQTTBroker{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -94,7 +96,44 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 				return o.GetName() == resources.ServiceMonitorCRDName
 			}))).
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	// ServiceMonitors can be watched only once their CRD is installed, which
+	// may be after the operator starts: applyServiceMonitor starts the watch.
+	sm := &metav1.PartialObjectMetadata{}
+	sm.SetGroupVersionKind(resources.ServiceMonitorGVK)
+	r.serviceMonitorWatch = &lazyWatch{start: func() error {
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), sm,
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
+	}}
+	return nil
+}
+
+// lazyWatch starts a watch once, on first need.
+type lazyWatch struct {
+	mu      sync.Mutex
+	started bool
+	start   func() error
+}
+
+// ensure starts the watch unless it already runs. A nil lazyWatch (a
+// reconciler not set up with a manager, in unit tests) does nothing.
+func (w *lazyWatch) ensure() error {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return nil
+	}
+	if err := w.start(); err != nil {
+		return fmt.Errorf("controllers: starting a watch: %w", err)
+	}
+	w.started = true
+	return nil
 }
 
 // serviceMonitorCRD is the metadata of a CustomResourceDefinition: the
