@@ -185,16 +185,22 @@ type Handlers struct {
 
 // Consume reads packets until the connection closes or ctx ends,
 // acknowledging QoS 1 messages in batches: acks are flushed whenever the
-// read buffer runs dry. It returns nil when ctx ended or the peer closed.
+// read buffer runs dry. It returns nil when ctx ended or the connection
+// was closed locally.
 func (c *Client) Consume(ctx context.Context, h Handlers) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	err := c.consume(h)
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) consume(h Handlers) error {
 	for {
 		p, err := packet.ReadPacket(c.r, packet.V5, maxPacket)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
 			return fmt.Errorf("load: read: %w", err)
 		}
 		if err := c.dispatch(p, h); err != nil {
