@@ -31,7 +31,11 @@ func BenchmarkClient(b *testing.B) {
 	if _, err := tg.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	defer tg.Stop(ctx)
+	defer func() {
+		if err := tg.Stop(ctx); err != nil {
+			b.Error(err)
+		}
+	}()
 	b.Run("lean", func(b *testing.B) { benchClient(b, func() error { return leanPubSub(ctx, tg.Addr(), b.N) }) })
 	b.Run("paho", func(b *testing.B) { benchClient(b, func() error { return pahoPubSub(ctx, tg.Addr(), b.N) }) })
 }
@@ -76,7 +80,7 @@ func pahoPubSub(ctx context.Context, addr string, n int) error {
 	if err != nil {
 		return err
 	}
-	defer sub.Disconnect(&paho.Disconnect{})
+	defer func() { _ = sub.Disconnect(&paho.Disconnect{}) }() // the run's outcome is already known
 	topic := fmt.Sprintf("load/paho/%d", time.Now().UnixNano())
 	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
 		return err
@@ -85,7 +89,7 @@ func pahoPubSub(ctx context.Context, addr string, n int) error {
 	if err != nil {
 		return err
 	}
-	defer pub.Disconnect(&paho.Disconnect{})
+	defer func() { _ = pub.Disconnect(&paho.Disconnect{}) }() // the run's outcome is already known
 	payload := make([]byte, payloadSize)
 	for range n {
 		_, err := pub.PublishWithOptions(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload},
