@@ -146,6 +146,7 @@ func resourceVersions(t *testing.T, b *v1alpha1.MQTTBroker) string {
 		{resources.HeadlessServiceName(b), &corev1.Service{}},
 		{resources.StatefulSetName(b), &appsv1.StatefulSet{}},
 		{resources.PodDisruptionBudgetName(b), &policyv1.PodDisruptionBudget{}},
+		{resources.MetricsServiceName(b), &corev1.Service{}},
 	}
 	var out []string
 	for _, o := range objs {

@@ -181,6 +181,24 @@ func TestDefaultsMatchGoldenFixture(t *testing.T) {
 	}
 }
 
+// TestSamplesAreAccepted: every sample of config/samples passes the CRD's
+// validation.
+func TestSamplesAreAccepted(t *testing.T) {
+	ns := namespace(t)
+	paths, err := filepath.Glob(filepath.Join("..", "config", "samples", "mqtt_*.yaml"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	for _, path := range paths {
+		sample := &v1alpha1.MQTTBroker{}
+		readYAML(t, path, sample)
+		sample.Namespace = ns
+		if err := k8s.Create(ctx, sample, client.DryRunAll); err != nil {
+			t.Errorf("%s: %v", filepath.Base(path), err)
+		}
+	}
+}
+
 func readYAML(t *testing.T, path string, into any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
