@@ -12,7 +12,10 @@ const AdminPort = 8080
 
 // MQTTBroker is a Bollard MQTT broker: a StatefulSet running the bollard
 // broker with its sessions and queues on a PersistentVolumeClaim, Services
-// for clients, and the broker configuration rendered from this spec.
+// for clients, and the broker configuration rendered from this spec. The
+// operator owns what it sets on these objects: hand edits to those fields
+// are put back (a DriftCorrected Event says which), while fields it leaves
+// unset are left to the apiserver and to others.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -496,7 +499,11 @@ type ServiceSpec struct {
 	Type corev1.ServiceType `json:"type,omitempty"`
 
 	// annotations are added to the client Service (for example to configure
-	// a cloud load balancer).
+	// a cloud load balancer). The operator owns the keys listed here:
+	// editing one on the Service is undone, and removing one here removes it
+	// from the Service (the keys set are tracked in the Service's
+	// mqtt.bollard.io/managed-annotations annotation). Annotations others add
+	// to the Service are kept.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
