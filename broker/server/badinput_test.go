@@ -346,6 +346,7 @@ func TestReceiveMaximumExceeded(t *testing.T) {
 	cfg.Limits.MaxInflight = 2
 	st := newGatedStore(memstore.New())
 	b := startBroker(t, cfg, withStore(st))
+	t.Cleanup(st.release) // before the broker drains
 	base := settledGoroutines()
 	c := dialRaw(t, b.addr, packet.V5)
 	c.connect(&packet.Connect{ClientID: "greedy", Properties: packet.Properties{SessionExpiryInterval: u32(60)}})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store/memstore"
 )
 
 // A session that is not persistent (3.1.1 cleanSession=1, 5.0 expiry 0)
@@ -183,4 +184,31 @@ func TestMaxConnectionsAllowsTakeover(t *testing.T) {
 	}
 	c.expectClosed()
 	eventually(t, 5*time.Second, "one connection", func() bool { return b.srv.Stats().Connections == 1 })
+}
+
+// Acknowledgements go out in the order the PUBLISHes arrived
+// [MQTT-4.6.0-2]: the PUBREC for a resent QoS 2 PUBLISH (no new commit)
+// must not overtake the PUBACK of an earlier PUBLISH still being stored.
+func TestAcksInArrivalOrder(t *testing.T) {
+	st := newGatedStore(memstore.New())
+	b := startBroker(t, nil, withStore(st))
+	t.Cleanup(st.release) // before the broker drains
+	offlineSubscriber(t, b, "off", "o/#", 1)
+	c := dialRaw(t, b.addr, packet.V311)
+	c.connect(&packet.Connect{ClientID: "orderly", CleanStart: true})
+	c.send(&packet.Publish{QoS: 2, PacketID: 2, Topic: "o/2", Payload: []byte("two")})
+	if _, ok := c.recv().(*packet.Pubrec); !ok {
+		t.Fatal("expected PUBREC")
+	}
+	st.hold()
+	c.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: "o/1", Payload: []byte("one")})
+	c.send(&packet.Publish{QoS: 2, PacketID: 2, Dup: true, Topic: "o/2", Payload: []byte("two")})
+	c.expectNothing(200 * time.Millisecond)
+	st.release()
+	if ack, ok := c.recv().(*packet.Puback); !ok || ack.PacketID != 1 {
+		t.Fatalf("expected PUBACK 1 first, got %+v", ack)
+	}
+	if rec, ok := c.recv().(*packet.Pubrec); !ok || rec.PacketID != 2 {
+		t.Fatalf("expected PUBREC 2, got %+v", rec)
+	}
 }

@@ -69,13 +69,14 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 	c.srv.stats.msgsIn[p.QoS].Add(1)
 	if !c.srv.canPublish(c.principal, c.clientID, name) {
 		c.srv.stats.drop(c.log, c.clientID, DropNotAuthorized, 1)
-		c.ackPublish(p, packet.NotAuthorized, false)
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.NotAuthorized, false) })
 		return true
 	}
 	m := c.message(p, name)
 	b := &store.Batch{}
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
-		c.ackPublish(p, packet.Success, false) // a resent PUBLISH: PUBREC again
+		// A resent PUBLISH: PUBREC again, not routed again.
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.Success, false) })
 		return true
 	}
 	if p.QoS == 0 {
@@ -232,14 +233,22 @@ func (c *conn) onPubrel(p *packet.Pubrel) {
 		rc = packet.PacketIdentifierNotFound
 	}
 	ack := &packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc}
-	if b.Len() == 0 && c.pending.Load() == 0 {
-		c.queueControl(ack)
+	c.inOrder(b, func(error) { c.queueControl(ack) })
+}
+
+// inOrder commits b (nil: nothing to write) and then runs ack, behind
+// every commit this connection is waiting for, so acknowledgements go out
+// in the order their packets arrived [MQTT-4.6.0-2]. With nothing to
+// write or wait for, ack runs at once. Only the read loop calls it.
+func (c *conn) inOrder(b *store.Batch, ack func(error)) {
+	if (b == nil || b.Len() == 0) && c.pending.Load() == 0 {
+		ack(nil)
 		return
 	}
 	c.pending.Add(1)
 	c.pendWG.Add(1)
-	c.srv.com.submit(&job{b: b, done: func(error) {
-		c.queueControl(ack)
+	c.srv.com.submit(&job{b: b, done: func(err error) {
+		ack(err)
 		c.pending.Add(-1)
 		c.pendWG.Done()
 	}})
