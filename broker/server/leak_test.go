@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,8 +56,9 @@ func settledGoroutines() int {
 // keep acknowledgements pending.
 type gatedStore struct {
 	store.Store
-	mu   sync.Mutex
-	open chan struct{}
+	mu      sync.Mutex
+	open    chan struct{}
+	waiting atomic.Int32 // commits held at the gate
 }
 
 func newGatedStore(st store.Store) *gatedStore {
@@ -86,7 +88,9 @@ func (g *gatedStore) Commit(ctx context.Context, b *store.Batch) error {
 	g.mu.Lock()
 	open := g.open
 	g.mu.Unlock()
+	g.waiting.Add(1)
 	<-open
+	g.waiting.Add(-1)
 	return g.Store.Commit(ctx, b)
 }
 
