@@ -212,3 +212,27 @@ func TestAcksInArrivalOrder(t *testing.T) {
 		t.Fatalf("expected PUBREC 2, got %+v", rec)
 	}
 }
+
+// A topic alias must not push a PUBLISH over the client's Maximum Packet
+// Size [MQTT-3.1.2-24]: a message that fits without the alias property
+// goes out without one.
+func TestTopicAliasRespectsMaximumPacketSize(t *testing.T) {
+	b := startBroker(t, nil)
+	// PUBLISH QoS 0 "alias/t" with a 1-byte property block and payload p:
+	// 1 + 1 + (2+7) + 1 + len(p) bytes; 40 bytes with a 28-byte payload.
+	const max = 40
+	sub := dialRaw(t, b.addr, packet.V5)
+	sub.r.MaxSize = max
+	sub.connect(&packet.Connect{ClientID: "amps", CleanStart: true,
+		Properties: packet.Properties{MaximumPacketSize: u32(max), TopicAliasMaximum: u16(4)}})
+	sub.subscribe(1, 0, packet.Subscription{Filter: "alias/t"})
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "amps-pub", CleanStart: true})
+	pub.send(&packet.Publish{Topic: "alias/t", Payload: make([]byte, 28)})
+	pub.send(&packet.Publish{Topic: "alias/t", Payload: []byte("small")})
+	for range 2 {
+		if p := sub.recvPublish(); p.Topic == "" && p.Properties.TopicAlias == nil {
+			t.Fatalf("PUBLISH without topic or alias: %+v", p)
+		}
+	}
+}

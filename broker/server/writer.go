@@ -218,10 +218,17 @@ func (c *conn) alias(p *packet.Publish) {
 	if len(c.outAliases) >= int(c.aliasMax) {
 		return
 	}
+	a := uint16(len(c.outAliases) + 1)
+	p.Properties.TopicAlias = &a
+	if c.sendMax > 0 {
+		// The alias property adds 3 bytes to a PUBLISH sized without it.
+		if n, err := packet.Size(p, c.version); err != nil || uint32(n) > c.sendMax {
+			p.Properties.TopicAlias = nil
+			return
+		}
+	}
 	if c.outAliases == nil {
 		c.outAliases = make(map[string]uint16)
 	}
-	a := uint16(len(c.outAliases) + 1)
 	c.outAliases[p.Topic] = a
-	p.Properties.TopicAlias = &a
 }
