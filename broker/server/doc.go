@@ -64,6 +64,12 @@
 // PUBREL only after the Released state is, so a restart never delivers a
 // QoS 2 message twice.
 //
+// A closing connection gets one second (closeGrace) to flush its last
+// packets (a DISCONNECT with its Reason Code); then the socket is closed,
+// so a client that stopped reading holds up neither a takeover nor a
+// drain. Acknowledgements go out in the order their packets arrived, also
+// those that need no commit (conn.inOrder).
+//
 // Offline sessions expire and delayed wills fire from a deadline heap
 // (expiry.go); deadlines are computed from the persisted disconnection time,
 // so they hold across restarts. Start recovers sessions as disconnected at
