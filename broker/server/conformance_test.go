@@ -236,3 +236,34 @@ func TestTopicAliasRespectsMaximumPacketSize(t *testing.T) {
 		}
 	}
 }
+
+// When the release of an inbound QoS 2 state cannot be stored, no PUBCOMP
+// goes out and the state is kept: the client resends PUBREL after
+// reconnecting and the exchange completes then. Otherwise the stored
+// state would outlive the exchange and, after a restart, swallow the next
+// message with the same packet identifier.
+func TestPubrelCommitFailureKeepsState(t *testing.T) {
+	st := newGatedStore(memstore.New())
+	b := startBroker(t, nil, withStore(st))
+	persist := packet.Properties{SessionExpiryInterval: u32(600)}
+	c := dialRaw(t, b.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "q2", CleanStart: true, Properties: persist})
+	c.send(&packet.Publish{QoS: 2, PacketID: 7, Topic: "q2", Payload: []byte("x")})
+	if _, ok := c.recv().(*packet.Pubrec); !ok {
+		t.Fatal("expected PUBREC")
+	}
+	st.failOne.Store(true)
+	c.send(&packet.Pubrel{PacketID: 7})
+	for p, err := c.tryRecv(5 * time.Second); err == nil; p, err = c.tryRecv(5 * time.Second) {
+		if _, ok := p.(*packet.Pubcomp); ok {
+			t.Fatal("PUBCOMP sent although the release was not stored")
+		}
+	}
+	waitOffline(t, b, "q2")
+	again := dialRaw(t, b.addr, packet.V5)
+	again.connect(&packet.Connect{ClientID: "q2", Properties: persist})
+	again.send(&packet.Pubrel{PacketID: 7})
+	if comp, ok := again.recv().(*packet.Pubcomp); !ok || comp.ReasonCode != packet.Success {
+		t.Fatalf("expected PUBCOMP 0x00 for the resent PUBREL, got %+v", comp)
+	}
+}

@@ -59,7 +59,10 @@ type gatedStore struct {
 	mu      sync.Mutex
 	open    chan struct{}
 	waiting atomic.Int32 // commits held at the gate
+	failOne atomic.Bool  // the next commit fails
 }
+
+var errInjected = errors.New("server test: injected commit failure")
 
 func newGatedStore(st store.Store) *gatedStore {
 	g := &gatedStore{Store: st, open: make(chan struct{})}
@@ -91,6 +94,9 @@ func (g *gatedStore) Commit(ctx context.Context, b *store.Batch) error {
 	g.waiting.Add(1)
 	<-open
 	g.waiting.Add(-1)
+	if g.failOne.CompareAndSwap(true, false) {
+		return errInjected
+	}
 	return g.Store.Commit(ctx, b)
 }
 

@@ -233,7 +233,16 @@ func (c *conn) onPubrel(p *packet.Pubrel) {
 		rc = packet.PacketIdentifierNotFound
 	}
 	ack := &packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc}
-	c.inOrder(b, func(error) { c.queueControl(ack) })
+	c.inOrder(b, func(err error) {
+		if err != nil {
+			// No PUBCOMP: the client resends PUBREL after reconnecting.
+			c.log.Error("storing PUBREL state", "client", c.clientID, "err", err)
+			c.sess.KeepInbound(p.PacketID)
+			c.close()
+			return
+		}
+		c.queueControl(ack)
+	})
 }
 
 // inOrder commits b (nil: nothing to write) and then runs ack, behind

@@ -42,6 +42,15 @@ func (s *Session) ReleaseInbound(pid uint16, b *store.Batch) bool {
 	return true
 }
 
+// KeepInbound records pid as awaiting its PUBREL again, after the batch of
+// ReleaseInbound failed: the stored state is still there, and the client
+// resends PUBREL after reconnecting.
+func (s *Session) KeepInbound(pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inbound[pid] = struct{}{}
+}
+
 // ClearInbound forgets all inbound QoS 2 state (clean start).
 func (s *Session) ClearInbound() {
 	s.mu.Lock()

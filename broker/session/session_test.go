@@ -362,3 +362,19 @@ func TestDropOldestSkipsInflight(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+func TestKeepInboundAfterFailedRelease(t *testing.T) {
+	f := newFixture(t, 60, Limits{})
+	var b store.Batch
+	if f.s.BeginInbound(9, &b) {
+		t.Fatal("new packet identifier reported as duplicate")
+	}
+	var rel store.Batch
+	if !f.s.ReleaseInbound(9, &rel) {
+		t.Fatal("release of a known identifier failed")
+	}
+	f.s.KeepInbound(9) // the release batch did not commit
+	if !f.s.BeginInbound(9, &store.Batch{}) {
+		t.Fatal("identifier not awaiting PUBREL after KeepInbound")
+	}
+}
