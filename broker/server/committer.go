@@ -31,6 +31,16 @@ type job struct {
 // increasing order), and submitters never wait on a lock while a commit
 // runs. A failing merged commit is retried job by job so that one invalid
 // batch fails alone.
+//
+// With a store that implements store.Pipeliner the committer is a
+// pipeline of two goroutines: run gathers a group and applies it
+// (validation and the write into the memtable and WAL, in submission
+// order), then hands it to settle, which waits for the group's fsync and
+// finishes its jobs; meanwhile run already gathers and applies the next
+// groups, up to pipelineDepth of them ahead. Pebble's WAL syncs whatever
+// was written when a sync starts, so the groups applied during one fsync
+// share the next one. Jobs still finish in submission order, each only
+// after the fsync of its own group.
 type committer struct {
 	st   store.Store
 	ch   chan *job
@@ -41,10 +51,33 @@ type committer struct {
 	closed bool
 }
 
+// pipelineDepth is how many applied groups may wait for their fsync
+// while run applies the next one.
+const pipelineDepth = 4
+
+// flight is one applied group on its way through settle.
+type flight struct {
+	jobs   []*job
+	merged store.Batch
+	wait   func() error // the merged commit's fsync wait; nil: nothing to wait for
+	err    error        // the merged commit's outcome when it was not applied
+	each   []result     // per job, when the merged commit failed and jobs were retried alone
+	start  time.Time
+}
+
+type result struct {
+	wait func() error
+	err  error
+}
+
 func newCommitter(st store.Store, hist *histogram) *committer {
 	c := &committer{st: st, ch: make(chan *job, commitQueue), hist: hist}
 	c.wg.Add(1)
-	go c.run()
+	if p, ok := st.(store.Pipeliner); ok {
+		go c.runPipelined(p)
+	} else {
+		go c.run()
+	}
 	return c
 }
 
@@ -85,6 +118,7 @@ func (j *job) finish(err error) {
 	}
 }
 
+// run is the serial committer, for stores that cannot pipeline.
 func (c *committer) run() {
 	defer c.wg.Done()
 	group := make([]*job, 0, maxGroupJobs)
@@ -94,6 +128,92 @@ func (c *committer) run() {
 		group = c.gather(group)
 		c.apply(group, &merged)
 		clear(group)
+	}
+}
+
+// runPipelined gathers and applies groups and hands them to settle.
+func (c *committer) runPipelined(p store.Pipeliner) {
+	defer c.wg.Done()
+	pending := make(chan *flight, pipelineDepth)
+	free := make(chan *flight, pipelineDepth+2)
+	settled := make(chan struct{})
+	go c.settle(pending, free, settled)
+	for j := range c.ch {
+		var f *flight
+		select {
+		case f = <-free:
+		default:
+			f = &flight{jobs: make([]*job, 0, maxGroupJobs)}
+		}
+		f.jobs = c.gather(append(f.jobs[:0], j))
+		c.applyNoWait(p, f)
+		pending <- f
+	}
+	close(pending)
+	<-settled
+}
+
+// applyNoWait applies f's jobs as one merged batch, or one by one when the
+// merged batch fails, without waiting for any fsync.
+func (c *committer) applyNoWait(p store.Pipeliner, f *flight) {
+	m := &f.merged
+	m.Reset()
+	m.NoSync = true
+	for _, j := range f.jobs {
+		if j.len() == 0 {
+			continue
+		}
+		m.Ops = append(m.Ops, j.b.Ops...)
+		m.NoSync = m.NoSync && j.b.NoSync
+	}
+	f.start = time.Now()
+	if m.Len() > 0 {
+		f.wait, f.err = p.CommitNoWait(context.Background(), m)
+	}
+	if f.err == nil || len(f.jobs) == 1 {
+		return
+	}
+	f.err = nil
+	f.each = make([]result, len(f.jobs))
+	for i, j := range f.jobs {
+		if j.len() > 0 {
+			f.each[i].wait, f.each[i].err = p.CommitNoWait(context.Background(), j.b)
+		}
+	}
+}
+
+// settle waits for the fsync of each applied group, in order, and
+// finishes its jobs.
+func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled chan<- struct{}) {
+	defer close(settled)
+	for f := range pending {
+		if f.each != nil {
+			for i, j := range f.jobs {
+				r := f.each[i]
+				if r.wait != nil {
+					r.err = r.wait()
+				}
+				j.finish(r.err)
+			}
+		} else {
+			err := f.err
+			if f.wait != nil {
+				err = f.wait()
+				if !f.merged.NoSync {
+					c.hist.observe(time.Since(f.start))
+				}
+			}
+			for _, j := range f.jobs {
+				j.finish(err)
+			}
+		}
+		clear(f.jobs)
+		clear(f.merged.Ops)
+		f.jobs, f.wait, f.err, f.each = f.jobs[:0], nil, nil, nil
+		select {
+		case free <- f:
+		default:
+		}
 	}
 }
 

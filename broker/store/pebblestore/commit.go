@@ -17,43 +17,61 @@ import (
 // lock is held only while the batch is validated and written to the
 // memtable, never across the fsync, so concurrent committers group.
 func (s *Store) Commit(ctx context.Context, b *store.Batch) error {
+	wait, err := s.CommitNoWait(ctx, b)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+var _ store.Pipeliner = (*Store)(nil)
+
+// CommitNoWait is the first half of Commit: it validates b and applies it
+// to the memtable and the WAL under the commit lock, and returns a wait
+// func that waits for the WAL fsync (in Sync mode, unless b.NoSync) with
+// no lock held. Commits applied meanwhile join the same or the next fsync.
+func (s *Store) CommitNoWait(ctx context.Context, b *store.Batch) (func() error, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pebblestore: commit: %w", err)
+		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return store.ErrClosed
+		return nil, store.ErrClosed
 	}
 	if s.failed != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("pebblestore: commit refused after an earlier write failure: %w", s.failed)
+		return nil, fmt.Errorf("pebblestore: commit refused after an earlier write failure: %w", s.failed)
 	}
 	s.ops.Add(1)
-	defer s.ops.Done()
 	pb, err := s.prepare(b)
 	if err != nil {
 		s.mu.Unlock()
-		return err
+		s.ops.Done()
+		return nil, err
 	}
 	sync := s.opts.Durability == Sync && !b.NoSync
 	err = s.write(pb.b, sync)
 	if err != nil {
 		s.failLocked(err)
 		s.mu.Unlock()
-		return fmt.Errorf("pebblestore: commit: %w", err)
+		s.ops.Done()
+		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
 	pb.publish()
 	if !sync {
 		s.dirty.Store(true)
 	}
 	s.mu.Unlock()
-	if sync {
-		if err := s.waitSync(pb.b); err != nil {
-			return fmt.Errorf("pebblestore: commit: fsync: %w", err)
+	return func() error {
+		defer s.ops.Done()
+		if sync {
+			if err := s.waitSync(pb.b); err != nil {
+				return fmt.Errorf("pebblestore: commit: fsync: %w", err)
+			}
 		}
-	}
-	return pb.b.Close()
+		return pb.b.Close()
+	}, nil
 }
 
 // prepare builds the Pebble batch for b; s.mu is held.
