@@ -80,6 +80,12 @@ func (s *Server) ServeConn(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	if limit := openConnLimit(s.config().Limits.MaxConnections); limit > 0 && len(s.conns) >= limit {
+		s.mu.Unlock()
+		s.log.Warn("refusing a connection: too many open connections", "open", limit, "remote", nc.RemoteAddr().String())
+		_ = nc.Close()
+		return
+	}
 	c := s.newConn(nc)
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
@@ -91,6 +97,17 @@ func (s *Server) ServeConn(nc net.Conn) {
 		s.mu.Unlock()
 	}()
 	c.serve()
+}
+
+// openConnLimit bounds the connections held open at all, including those
+// that have not sent CONNECT yet (which limits.maxConnections, counted at
+// CONNECT, does not see): a quarter more than maxConnections plus room for
+// takeovers in progress. 0 means no limit.
+func openConnLimit(maxConnections int) int {
+	if maxConnections <= 0 {
+		return 0
+	}
+	return maxConnections + maxConnections/4 + 16
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
