@@ -228,7 +228,13 @@ func (t *txn) updateEntry(clientID string, e *store.QueueEntry) error {
 	p := &ss.q.ents[i].e
 	old := *p
 	p.State, p.PacketID, p.QoS, p.Retain = e.State, e.PacketID, e.QoS, e.Retain
-	t.onUndo(func() { *p = old })
+	// Undo by Seq, not through p: a later Enqueue of the batch may have
+	// moved the queue to a new array (its undo pops it, not moves back).
+	t.onUndo(func() {
+		if ss, j, err := t.entry(clientID, old.Seq); err == nil {
+			ss.q.ents[j].e = old
+		}
+	})
 	return nil
 }
 
