@@ -162,6 +162,22 @@ type txn struct {
 	// tailGone lists sessions whose entry at LastSeq the batch removed:
 	// their l/ floor may need writing.
 	tailGone []string
+	// ents are the entries the batch updated or dequeued (for the cache);
+	// modified are the sessions whose existing entries changed, dropped
+	// those the batch deleted.
+	ents     map[entKey]entState
+	modified map[string]bool
+	dropped  map[string]bool
+}
+
+type entKey struct {
+	clientID string
+	seq      uint64
+}
+
+type entState struct {
+	e    storedEntry
+	gone bool
 }
 
 // refState is a message touched by the batch.
@@ -175,7 +191,8 @@ type refState struct {
 }
 
 func (s *Store) newTxn() *txn {
-	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState), stats: s.stats}
+	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState), stats: s.stats,
+		ents: make(map[entKey]entState), modified: make(map[string]bool), dropped: make(map[string]bool)}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -247,6 +264,7 @@ func (t *txn) putSession(rec *store.Session) error {
 	}
 	if t.session(rec.ClientID) == nil {
 		t.sess[rec.ClientID] = &sessInfo{}
+		t.modified[rec.ClientID] = true
 		t.stats.Sessions++
 	}
 	return t.b.Set(sessionKey(rec.ClientID), encodeSession(rec), nil)
@@ -265,6 +283,7 @@ func (t *txn) deleteSession(clientID string) error {
 		}
 	}
 	t.sess[clientID] = nil
+	t.dropped[clientID] = true
 	t.stats.Sessions--
 	errs := []error{t.b.Delete(sessionKey(clientID), nil), t.b.Delete(floorKey(clientID), nil)}
 	for _, family := range []string{pSub, pQueue, pInbound} {

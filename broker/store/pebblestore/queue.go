@@ -12,6 +12,11 @@ func (t *txn) ref(id uint64) (*refState, error) {
 	if r, ok := t.refs[id]; ok {
 		return r, nil
 	}
+	if c, ok := t.s.cache.refs[id]; ok {
+		r := &refState{refs: c.refs, size: c.size, stored: true, oldRefs: c.refs, oldSize: c.size}
+		t.refs[id] = r
+		return r, nil
+	}
 	k := refCountKey(id)
 	v, err := t.get(k)
 	if err != nil || v == nil {
@@ -30,9 +35,15 @@ func (t *txn) putMessage(m *store.Message) error {
 	if m == nil || m.ID == 0 {
 		return fmt.Errorf("message without ID: %w", store.ErrInvalid)
 	}
-	r, err := t.ref(m.ID)
-	if err != nil {
-		return err
+	var r *refState
+	if m.ID <= t.s.maxStored {
+		var err error
+		if r, err = t.ref(m.ID); err != nil {
+			return err
+		}
+	} else {
+		// Above every ID ever stored: no need to look it up.
+		r = t.refs[m.ID]
 	}
 	switch {
 	case r == nil:
@@ -98,6 +109,18 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 func (t *txn) entry(clientID string, seq uint64) (*sessInfo, storedEntry, error) {
 	si := t.session(clientID)
 	if si != nil {
+		key := entKey{clientID, seq}
+		if st, ok := t.ents[key]; ok {
+			if !st.gone {
+				return si, st.e, nil
+			}
+			return nil, storedEntry{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+		}
+		if !t.dropped[clientID] {
+			if e, ok := t.s.cache.entry(clientID, seq); ok {
+				return si, e, nil
+			}
+		}
 		k := queueKey(clientID, seq)
 		v, err := t.get(k)
 		if err != nil {
@@ -120,6 +143,8 @@ func (t *txn) updateEntry(clientID string, upd *store.QueueEntry) error {
 		return err
 	}
 	e.State, e.PacketID, e.QoS, e.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
+	t.ents[entKey{clientID, upd.Seq}] = entState{e: e}
+	t.modified[clientID] = true
 	return t.b.Set(queueKey(clientID, upd.Seq), encodeEntry(&e.QueueEntry, e.Size), nil)
 }
 
@@ -136,6 +161,8 @@ func (t *txn) dequeue(clientID string, seq uint64) error {
 	if err := t.release(e.MessageID); err != nil {
 		return err
 	}
+	t.ents[entKey{clientID, seq}] = entState{gone: true}
+	t.modified[clientID] = true
 	return t.b.Delete(queueKey(clientID, seq), nil)
 }
 
@@ -210,6 +237,32 @@ func errJoin(a, b error) error {
 // publish makes the batch's effects visible in memory; s.mu is held and
 // the batch is in the memtable.
 func (t *txn) publish() {
+	c := &t.s.cache
+	c.gen++
+	for id := range t.dropped {
+		c.dropSession(id)
+	}
+	for k, st := range t.ents {
+		switch {
+		case t.dropped[k.clientID]:
+		case st.gone:
+			c.dropEntry(k.clientID, k.seq)
+		default:
+			c.putEntry(k.clientID, st.e)
+		}
+	}
+	for id := range t.modified {
+		if si := t.sess[id]; si != nil {
+			si.modGen = c.gen
+		}
+	}
+	for id, r := range t.refs {
+		if r.refs > 0 {
+			c.putRef(id, refCount{r.refs, r.size})
+		} else {
+			delete(c.refs, id)
+		}
+	}
 	for id, si := range t.sess {
 		if si == nil {
 			delete(t.s.sessions, id)
@@ -218,6 +271,7 @@ func (t *txn) publish() {
 		}
 	}
 	t.s.stats = t.stats
+	t.s.maxStored = max(t.s.maxStored, t.maxID)
 	if t.maxID >= t.s.idMark {
 		t.s.idMark = t.maxID + idReserve
 	}

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -95,57 +96,87 @@ func (s *Store) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(s
 }
 
 func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
 	if afterSeq == ^uint64(0) {
 		return nil, nil
 	}
+	s.mu.Lock()
+	gen := s.cache.gen
+	snap := s.db.NewSnapshot()
+	s.mu.Unlock()
+	defer snap.Close()
 	prefix := clientPrefix(pQueue, clientID)
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: queueKey(clientID, afterSeq+1), UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
 	}
-	var items []store.QueueItem
-	for ok := it.First(); ok && len(items) < n; ok = it.Next() {
-		item, err := readItemAt(snap, it)
+	var entries []storedEntry
+	for ok := it.First(); ok && len(entries) < n; ok = it.Next() {
+		e, err := entryAt(it)
 		if err != nil {
 			return nil, errors.Join(err, it.Close())
 		}
-		items = append(items, item)
+		entries = append(entries, e)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, readErr(prefix, err)
 	}
+	items, err := readMessages(snap, clientID, entries)
+	if err != nil {
+		return nil, err
+	}
+	// The next commits of these entries (sent, dequeued) need not read them.
+	s.mu.Lock()
+	s.putRead(clientID, gen, entries)
+	s.mu.Unlock()
 	return items, nil
 }
 
-// readItemAt decodes the entry under it and fetches its message.
-func readItemAt(snap *pebble.Snapshot, it *pebble.Iterator) (store.QueueItem, error) {
+// entryAt decodes the entry under it.
+func entryAt(it *pebble.Iterator) (storedEntry, error) {
 	k := it.Key()
 	_, seq, err := queueKeyParts(k)
 	if err != nil {
-		return store.QueueItem{}, err
+		return storedEntry{}, err
 	}
 	v, err := it.ValueAndErr()
 	if err != nil {
-		return store.QueueItem{}, readErr(k, err)
+		return storedEntry{}, readErr(k, err)
 	}
-	e, err := decodeEntry(k, seq, v)
+	return decodeEntry(k, seq, v)
+}
+
+// readMessages fetches the messages of entries with one iterator: a
+// queue's message IDs mostly increase with its Seqs, so the seeks move
+// forward through the same blocks.
+func readMessages(snap *pebble.Snapshot, clientID string, entries []storedEntry) ([]store.QueueItem, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte(pMessage), UpperBound: prefixEnd([]byte(pMessage))})
 	if err != nil {
-		return store.QueueItem{}, err
+		return nil, fmt.Errorf("pebblestore: read messages: %w", err)
 	}
-	mk := messageKey(e.MessageID)
-	mv, closer, err := snap.Get(mk)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return store.QueueItem{}, corrupt(k, "message %d missing", e.MessageID)
+	items := make([]store.QueueItem, 0, len(entries))
+	for _, e := range entries {
+		mk := messageKey(e.MessageID)
+		if !it.SeekGE(mk) || !bytes.Equal(it.Key(), mk) {
+			if err := it.Error(); err != nil {
+				return nil, errors.Join(readErr(mk, err), it.Close())
+			}
+			return nil, errors.Join(corrupt(queueKey(clientID, e.Seq), "message %d missing", e.MessageID), it.Close())
+		}
+		mv, err := it.ValueAndErr()
+		if err != nil {
+			return nil, errors.Join(readErr(mk, err), it.Close())
+		}
+		m, err := decodeMessageValue(mk, mv)
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
+		}
+		items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
 	}
-	if err != nil {
-		return store.QueueItem{}, readErr(mk, err)
+	if err := it.Close(); err != nil {
+		return nil, readErr([]byte(pMessage), err)
 	}
-	defer closer.Close()
-	m, err := decodeMessageValue(mk, mv)
-	if err != nil {
-		return store.QueueItem{}, err
-	}
-	return store.QueueItem{Entry: e.QueueEntry, Message: m}, nil
+	return items, nil
 }

@@ -220,6 +220,7 @@ func (s *Store) loadIDMark(maxID uint64) error {
 		s.idMark = binary.BigEndian.Uint64(v)
 	}
 	s.nextID.Store(max(s.idMark, maxID))
+	s.maxStored = maxID
 	return nil
 }
 

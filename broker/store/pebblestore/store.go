@@ -41,7 +41,7 @@ type Options struct {
 	// Logger receives Pebble's messages and background errors
 	// (slog.Default() when nil).
 	Logger *slog.Logger
-	// CacheSize is Pebble's block cache in bytes (8 MiB when 0).
+	// CacheSize is Pebble's block cache in bytes (DefaultCacheSize when 0).
 	CacheSize int64
 
 	fs vfs.FS // tests inject faults here; vfs.Default when nil
@@ -67,9 +67,13 @@ type Store struct {
 	poisoned bool  // Pebble panicked: its internal locks may be held
 	sessions map[string]*sessInfo
 	stats    store.Stats
-	idMark   uint64         // value of meta/msgid
-	ops      sync.WaitGroup // operations using db; Close waits for them
-	dirty    atomic.Bool    // Interval: something was written since the last fsync
+	idMark   uint64 // value of meta/msgid
+	cache    caches
+	// maxStored is at least the highest message ID ever stored: a
+	// message put with a higher ID cannot exist, so it is not looked up.
+	maxStored uint64
+	ops       sync.WaitGroup // operations using db; Close waits for them
+	dirty     atomic.Bool    // Interval: something was written since the last fsync
 
 	stopSync chan struct{}
 	syncDone sync.WaitGroup
@@ -82,6 +86,9 @@ type sessInfo struct {
 	floor   uint64 // value of the l/ key (0: none)
 	msgs    int64
 	bytes   int64
+	// modGen is the cache generation of the last commit that changed or
+	// removed existing entries of the session (or created it).
+	modGen uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -97,6 +104,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Store{dir: dir, opts: opts, log: opts.Logger.With("component", "pebblestore", "dir", dir), sessions: make(map[string]*sessInfo)}
+	s.cache.init()
 	db, err := pebble.Open(dir, s.pebbleOptions())
 	if err != nil {
 		if pebble.IsCorruptionError(err) {
@@ -134,8 +142,29 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	// Queue entries are written in bursts (a fan-out) and mostly deleted
+	// soon after (a drain): larger memtables and a later L0 compaction let
+	// more of them die before they are compacted at all. (Bloom filters
+	// were tried and removed: reading their blocks cost more than they
+	// saved.) Memtables are capped at
+	// MemTableSize*MemTableStopWritesThreshold (48 MiB) so that memory
+	// stays bounded; see docs/durability.md.
+	o.MemTableSize = memTableSize
+	o.MemTableStopWritesThreshold = 3
+	o.L0CompactionThreshold = 8
+	o.L0StopWritesThreshold = 32
+	o.LBaseMaxBytes = 128 << 20
 	return o
 }
+
+// DefaultCacheSize is Pebble's block cache when Options.CacheSize is 0.
+const DefaultCacheSize = 24 << 20
+
+// memTableSize is the size of one Pebble memtable.
+const memTableSize = 16 << 20
 
 // logger adapts slog to Pebble. Fatalf panics instead of exiting the
 // process: Pebble calls it for failures it cannot survive (for example a
