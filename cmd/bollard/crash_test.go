@@ -24,7 +24,7 @@ import (
 // PUBACK (QoS 1) or PUBCOMP (QoS 2) a publisher got, QoS 2 exactly once,
 // in publish order per topic.
 //
-// BOLLARD_CRASH_MESSAGES sets the messages per run (default 3000, 600
+// BOLLARD_CRASH_MESSAGES sets the messages per run (default 10000, 600
 // with -short); BOLLARD_CRASH_RUNS the number of SIGKILL runs (default 3).
 // Run with -v to see the counts.
 
@@ -45,7 +45,7 @@ func crashMessages() int {
 	if testing.Short() {
 		return envInt("BOLLARD_CRASH_MESSAGES", 600)
 	}
-	return envInt("BOLLARD_CRASH_MESSAGES", 3000)
+	return envInt("BOLLARD_CRASH_MESSAGES", 10000)
 }
 
 func TestCrashSIGKILLLosesNoAcknowledgedMessage(t *testing.T) {
