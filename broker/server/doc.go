@@ -55,9 +55,11 @@
 //
 // Each connection has one writer goroutine. It writes queued control
 // packets, then pulls deliveries from its session while the inflight window
-// (the client's Receive Maximum, capped by limits.maxInflight) has room:
+// (the client's Receive Maximum, capped by limits.maxInflight, and
+// limits.outboundBufferBytes of unacknowledged QoS 1/2 messages) has room:
 // persistent sessions stream their backlog from the store in bounded
-// windows. QoS 0 messages for an online client wait in a buffer bounded by
+// windows, holding at most limits.outboundBufferBytes of it in memory
+// (each byte window admits at least one message, whatever its size). QoS 0 messages for an online client wait in a buffer bounded by
 // limits.outboundBufferBytes and are dropped (counted as slow_consumer)
 // when it is full; QoS 1/2 messages simply wait in the queue. A QoS 2
 // PUBLISH is written only after its packet identifier is durable, and a

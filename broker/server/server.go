@@ -160,6 +160,7 @@ func (s *Server) limits() session.Limits {
 	l := session.Limits{
 		MaxMessages: c.Queues.MaxQueuedMessages, MaxBytes: c.Queues.MaxQueuedBytes,
 		QueueQoS0: c.Queues.QueueQoS0, QoS0Bytes: int64(c.Limits.OutboundBufferBytes),
+		WindowBytes: int64(c.Limits.OutboundBufferBytes),
 	}
 	switch c.Queues.OverflowPolicy {
 	case config.OverflowDropNewest:

@@ -47,6 +47,9 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 			return false
 		}
 		it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
+		if e.State == store.Released {
+			it.m = nil // only its PUBREL is sent again
+		}
 		q.inflight[e.PacketID] = it
 		q.resend = append(q.resend, it)
 		q.loadedSeq = e.Seq
@@ -63,6 +66,7 @@ func (s *Session) resendMemory() {
 	q := &s.q
 	q.resend = q.resend[:0]
 	for _, it := range q.inflight {
+		q.land(it)
 		q.resend = append(q.resend, it)
 	}
 	slices.SortFunc(q.resend, func(a, b *item) int { return cmp.Compare(a.e.Seq, b.e.Seq) })
@@ -98,14 +102,15 @@ func (s *Session) resetMemory() {
 		}
 	}
 	q.pending = append(back, q.pending...)
-	q.head, q.resend = nil, nil
+	q.head, q.headBytes, q.resend = nil, 0, nil
 	clear(q.inflight)
+	q.flightBytes = 0
 	q.loadedSeq = 0
 }
 
 // NextBatch appends to out up to max packets that may be sent now: resends
 // first, then QoS 0 messages, then queued messages while the inflight
-// window (Receive Maximum) has room. fits reports whether a PUBLISH fits
+// window (Receive Maximum, and Limits.WindowBytes in bytes) has room. fits reports whether a PUBLISH fits
 // the client's Maximum Packet Size; messages that do not are dropped.
 // State changes go into b; wait is true when b must be committed before
 // the packets are written (a QoS 2 PUBLISH must not go out before its
@@ -121,10 +126,10 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 	now := s.now()
 	q := &s.q
 	for len(out) < max && len(q.resend) == 0 && len(q.inflight) < s.receiveMax {
-		if len(q.head) < s.headCap()/2 {
+		if s.needRefill() {
 			s.refill()
 		}
-		if len(q.head) == 0 || !q.head[0].committed {
+		if len(q.head) == 0 || !q.head[0].committed || !s.flightFits(q.head[0], now) {
 			break
 		}
 		it := s.popHead()
@@ -140,14 +145,19 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 
 func (s *Session) nextResend(out []Outgoing, max int) []Outgoing {
 	q := &s.q
+	now := s.now()
 	for len(out) < max && len(q.resend) > 0 && len(q.inflight)-len(q.resend) < s.receiveMax {
 		it := q.resend[0]
+		if it.e.State != store.Released && !s.flightFits(it, now) {
+			break
+		}
 		q.resend[0] = nil
 		q.resend = q.resend[1:]
 		if it.e.State == store.Released {
 			out = append(out, Outgoing{Pubrel: true, PacketID: it.e.PacketID})
 			continue
 		}
+		q.fly(it)
 		out = append(out, outgoing(it, true))
 	}
 	return out
@@ -195,6 +205,7 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	pid := s.allocPID()
 	it.e.State, it.e.PacketID = store.Sent, pid
 	s.q.inflight[pid] = it
+	s.q.fly(it)
 	o.PacketID = pid
 	if it.stored {
 		e := it.e
@@ -253,6 +264,8 @@ func (s *Session) Pubrec(pid uint16, failed bool, b *store.Batch) (release bool,
 	}
 	it.e.State = store.Released
 	it.m = nil // the message is not needed any more
+	s.q.land(it)
+	s.wake() // its bytes left the window
 	if it.stored {
 		e := it.e
 		b.UpdateEntry(s.rec.ClientID, &e)
@@ -274,6 +287,7 @@ func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
 
 func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
 	delete(s.q.inflight, pid)
+	s.q.land(it)
 	for i, r := range s.q.resend {
 		if r == it {
 			s.q.resend = append(s.q.resend[:i], s.q.resend[i+1:]...)

@@ -18,6 +18,7 @@ type item struct {
 	size      int64
 	committed bool // its Enqueue is durable (always true when not stored)
 	stored    bool // the entry lives in the store (persistent session)
+	flying    bool // counted in queue.flightBytes
 }
 
 // pend is a stored entry past the head whose Enqueue is not committed yet.
@@ -32,12 +33,16 @@ type queue struct {
 	msgs      int64  // entries in the queue, inflight included
 	bytes     int64
 	head      []*item // first Queued entries, in Seq order
+	headBytes int64   // bytes of the messages in head
 	pending   []pend  // uncommitted stored entries after loadedSeq, in Seq order
 	inflight  map[uint16]*item
-	resend    []*item // inflight entries to send again on this connection
-	nextPID   uint16
-	qos0      []*item // QoS 0 messages for the online client (never stored)
-	qos0Bytes int64
+	// flightBytes counts the messages sent on this connection and not yet
+	// acknowledged (see window.go).
+	flightBytes int64
+	resend      []*item // inflight entries to send again on this connection
+	nextPID     uint16
+	qos0        []*item // QoS 0 messages for the online client (never stored)
+	qos0Bytes   int64
 }
 
 func (q *queue) init() { q.inflight = make(map[uint16]*item) }
@@ -167,7 +172,7 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	q.bytes += size
 	if !it.stored {
 		q.loadedSeq = it.e.Seq
-		q.head = append(q.head, it)
+		q.pushHead(it)
 		s.wake()
 		return Result{}
 	}
@@ -176,9 +181,9 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	// Offline sessions keep new entries only in the store: a broker with
 	// many offline sessions holds no queued messages in memory (the head
 	// of an offline queue is read back only when DropOldest needs it).
-	if caughtUp && s.online && len(q.head) < s.headCap() {
+	if caughtUp && s.online && len(q.head) < s.headCap() && s.headFits(size) {
 		q.loadedSeq = it.e.Seq
-		q.head = append(q.head, it)
+		q.pushHead(it)
 	} else {
 		q.pending = append(q.pending, pend{seq: it.e.Seq, size: size})
 	}
@@ -211,6 +216,7 @@ func (s *Session) Settle(seq uint64, ok bool) {
 			it.committed = true
 		} else {
 			q.head = append(q.head[:i], q.head[i+1:]...)
+			q.headBytes -= it.size
 			q.msgs--
 			q.bytes -= it.size
 		}
@@ -247,23 +253,30 @@ func (s *Session) refill() {
 	}
 }
 
-// refillOnce reads one window; it reports whether more may follow.
+// refillOnce reads one window, bounded by the head's room in messages and
+// in bytes; it reports whether more may follow.
 func (s *Session) refillOnce() bool {
 	q := &s.q
 	want := s.headCap() - len(q.head)
 	wm := q.watermark()
-	if want <= 0 || q.loadedSeq >= wm {
+	if want <= 0 || q.loadedSeq >= wm || !s.headFits(1) {
 		return false
 	}
-	n, last := 0, q.loadedSeq
+	want = s.readLimit(want)
+	n, last, full := 0, q.loadedSeq, false
 	err := s.rd.ReadQueue(s.rec.ClientID, q.loadedSeq, want, func(e store.QueueEntry, m *store.Message) bool {
 		if e.Seq > wm {
 			return false
 		}
-		n, last = n+1, e.Seq
 		if e.State == store.Queued {
-			q.head = append(q.head, &item{e: e, m: m, size: m.Size(), committed: true, stored: true})
+			it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
+			if !s.headFits(it.size) {
+				full = true
+				return false
+			}
+			q.pushHead(it)
 		}
+		n, last = n+1, e.Seq
 		return true
 	})
 	if err != nil {
@@ -272,17 +285,18 @@ func (s *Session) refillOnce() bool {
 		}
 		return false
 	}
-	if n < want {
+	if !full && n < want {
 		last = wm
 	}
 	q.loadedSeq = last
-	return n == want
+	return !full && n == want
 }
 
 func (s *Session) popHead() *item {
 	it := s.q.head[0]
 	s.q.head[0] = nil
 	s.q.head = s.q.head[1:]
+	s.q.headBytes -= it.size
 	return it
 }
 

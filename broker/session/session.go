@@ -48,6 +48,10 @@ type Limits struct {
 	// QoS0Bytes bounds QoS 0 messages waiting for an online client (they
 	// are never stored); over it they are dropped as DropSlowConsumer.
 	QoS0Bytes int64
+	// WindowBytes bounds the queued bytes read ahead into memory and the
+	// unacknowledged bytes in flight to the client (see window.go); each
+	// window admits at least one message. <= 0: no byte bound.
+	WindowBytes int64
 }
 
 // Reader reads a persistent session's queue back from the store; a
