@@ -57,12 +57,13 @@ const pipelineDepth = 4
 
 // flight is one applied group on its way through settle.
 type flight struct {
-	jobs   []*job
-	merged store.Batch
-	wait   func() error // the merged commit's fsync wait; nil: nothing to wait for
-	err    error        // the merged commit's outcome when it was not applied
-	each   []result     // per job, when the merged commit failed and jobs were retried alone
-	start  time.Time
+	jobs  []*job
+	bs    []*store.Batch // the jobs' non-empty batches, committed as one
+	sync  bool           // some batch is not NoSync
+	wait  func() error   // the merged commit's fsync wait; nil: nothing to wait for
+	err   error          // the merged commit's outcome when it was not applied
+	each  []result       // per job, when the merged commit failed and jobs were retried alone
+	start time.Time
 }
 
 type result struct {
@@ -143,7 +144,7 @@ func (c *committer) runPipelined(p store.Pipeliner) {
 		select {
 		case f = <-free:
 		default:
-			f = &flight{jobs: make([]*job, 0, maxGroupJobs)}
+			f = &flight{jobs: make([]*job, 0, maxGroupJobs), bs: make([]*store.Batch, 0, maxGroupJobs)}
 		}
 		f.jobs = c.gather(append(f.jobs[:0], j))
 		c.applyNoWait(p, f)
@@ -153,22 +154,21 @@ func (c *committer) runPipelined(p store.Pipeliner) {
 	<-settled
 }
 
-// applyNoWait applies f's jobs as one merged batch, or one by one when the
-// merged batch fails, without waiting for any fsync.
+// applyNoWait applies f's jobs' batches as one store batch (without
+// copying their operations), or one by one when that fails, without
+// waiting for any fsync.
 func (c *committer) applyNoWait(p store.Pipeliner, f *flight) {
-	m := &f.merged
-	m.Reset()
-	m.NoSync = true
+	f.bs, f.sync = f.bs[:0], false
 	for _, j := range f.jobs {
 		if j.len() == 0 {
 			continue
 		}
-		m.Ops = append(m.Ops, j.b.Ops...)
-		m.NoSync = m.NoSync && j.b.NoSync
+		f.bs = append(f.bs, j.b)
+		f.sync = f.sync || !j.b.NoSync
 	}
 	f.start = time.Now()
-	if m.Len() > 0 {
-		f.wait, f.err = p.CommitNoWait(context.Background(), m)
+	if len(f.bs) > 0 {
+		f.wait, f.err = p.CommitNoWait(context.Background(), f.bs...)
 	}
 	if f.err == nil || len(f.jobs) == 1 {
 		return
@@ -199,7 +199,7 @@ func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled 
 			err := f.err
 			if f.wait != nil {
 				err = f.wait()
-				if !f.merged.NoSync {
+				if f.sync {
 					c.hist.observe(time.Since(f.start))
 				}
 			}
@@ -208,7 +208,7 @@ func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled 
 			}
 		}
 		clear(f.jobs)
-		clear(f.merged.Ops)
+		clear(f.bs)
 		f.jobs, f.wait, f.err, f.each = f.jobs[:0], nil, nil, nil
 		select {
 		case free <- f:

@@ -51,12 +51,14 @@ type Store interface {
 // that a caller can apply the next batch while an earlier one waits for
 // its fsync (a pipelined group committer).
 type Pipeliner interface {
-	// CommitNoWait validates and applies b like Commit, in call order, and
-	// returns without waiting for the fsync. wait blocks until b is as
-	// durable as Commit would have made it and returns the fsync's
-	// outcome; it must be called exactly once, from any goroutine. When
-	// err is non-nil nothing was applied and wait is nil. Batches applied
-	// later are ordered after b; a batch is acknowledged to clients only
-	// after its own wait returned nil.
-	CommitNoWait(ctx context.Context, b *Batch) (wait func() error, err error)
+	// CommitNoWait validates and applies bs as one atomic batch (their
+	// operations in order; NoSync only if every one is NoSync) like
+	// Commit, in call order, and returns without waiting for the fsync.
+	// wait blocks until the batches are as durable as Commit would have
+	// made them and returns the fsync's outcome; it must be called exactly
+	// once, from any goroutine. When err is non-nil nothing was applied
+	// and wait is nil. Batches applied later are ordered after these; a
+	// batch is acknowledged to clients only after its own wait returned
+	// nil.
+	CommitNoWait(ctx context.Context, bs ...*Batch) (wait func() error, err error)
 }

@@ -297,7 +297,12 @@ type storedEntry struct {
 }
 
 func encodeEntry(e *store.QueueEntry, size int64) []byte {
-	enc := newEnc(16 + 3*len(e.SubscriptionIDs))
+	return appendEntry(make([]byte, 0, 16+3*len(e.SubscriptionIDs)), e, size)
+}
+
+// appendEntry appends the encoding of e (with valueVersion) to dst.
+func appendEntry(dst []byte, e *store.QueueEntry, size int64) []byte {
+	enc := enc{b: append(dst, valueVersion)}
 	enc.uvarint(e.MessageID)
 	enc.uvarint(uint64(size))
 	enc.byte(e.QoS)

@@ -30,7 +30,7 @@ var _ store.Pipeliner = (*Store)(nil)
 // to the memtable and the WAL under the commit lock, and returns a wait
 // func that waits for the WAL fsync (in Sync mode, unless b.NoSync) with
 // no lock held. Commits applied meanwhile join the same or the next fsync.
-func (s *Store) CommitNoWait(ctx context.Context, b *store.Batch) (func() error, error) {
+func (s *Store) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func() error, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
@@ -44,13 +44,16 @@ func (s *Store) CommitNoWait(ctx context.Context, b *store.Batch) (func() error,
 		return nil, fmt.Errorf("pebblestore: commit refused after an earlier write failure: %w", s.failed)
 	}
 	s.ops.Add(1)
-	pb, err := s.prepare(b)
+	pb, err := s.prepare(bs)
 	if err != nil {
 		s.mu.Unlock()
 		s.ops.Done()
 		return nil, err
 	}
-	sync := s.opts.Durability == Sync && !b.NoSync
+	sync := false
+	for _, b := range bs {
+		sync = sync || (s.opts.Durability == Sync && !b.NoSync)
+	}
 	err = s.write(pb.b, sync)
 	if err != nil {
 		s.failLocked(err)
@@ -74,15 +77,19 @@ func (s *Store) CommitNoWait(ctx context.Context, b *store.Batch) (func() error,
 	}, nil
 }
 
-// prepare builds the Pebble batch for b; s.mu is held.
-func (s *Store) prepare(b *store.Batch) (*txn, error) {
+// prepare builds one Pebble batch for bs; s.mu is held.
+func (s *Store) prepare(bs []*store.Batch) (*txn, error) {
 	tx := s.newTxn()
-	for i := range b.Ops {
-		op := &b.Ops[i]
-		if err := tx.apply(op); err != nil {
-			_ = tx.b.Close() // nothing was written
-			return nil, fmt.Errorf("pebblestore: commit: op %d (%v): %w", i, op.Kind, err)
+	n := 0
+	for _, b := range bs {
+		for i := range b.Ops {
+			op := &b.Ops[i]
+			if err := tx.apply(op); err != nil {
+				_ = tx.b.Close() // nothing was written
+				return nil, fmt.Errorf("pebblestore: commit: op %d (%v): %w", n+i, op.Kind, err)
+			}
 		}
+		n += len(b.Ops)
 	}
 	if err := tx.finish(); err != nil {
 		_ = tx.b.Close()
@@ -165,9 +172,10 @@ type txn struct {
 	// ents are the entries the batch updated or dequeued (for the cache);
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
-	ents     map[entKey]entState
-	modified map[string]bool
-	dropped  map[string]bool
+	kbuf, vbuf []byte // scratch for keys and values that Set copies
+	ents       map[entKey]entState
+	modified   map[string]bool
+	dropped    map[string]bool
 }
 
 type entKey struct {

@@ -121,6 +121,12 @@ func queueKey(clientID string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(clientPrefix(pQueue, clientID), seq)
 }
 
+// appendQueueKey appends queueKey(clientID, seq) to dst.
+func appendQueueKey(dst []byte, clientID string, seq uint64) []byte {
+	dst = append(append(append(dst, pQueue...), clientID...), 0)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
 func inboundKey(clientID string, pid uint16) []byte {
 	return binary.BigEndian.AppendUint16(clientPrefix(pInbound, clientID), pid)
 }

@@ -102,7 +102,10 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	si.lastSeq = e.Seq
 	si.msgs++
 	si.bytes += r.size
-	return t.b.Set(queueKey(clientID, e.Seq), encodeEntry(e, r.size), nil)
+	// Set copies key and value: the scratch buffers are reused.
+	t.kbuf = appendQueueKey(t.kbuf[:0], clientID, e.Seq)
+	t.vbuf = appendEntry(t.vbuf[:0], e, r.size)
+	return t.b.Set(t.kbuf, t.vbuf, nil)
 }
 
 // entry reads the entry with seq through the batch.
