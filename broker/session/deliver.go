@@ -98,7 +98,7 @@ func (s *Session) resetMemory() {
 	var back []pend
 	for _, it := range q.head {
 		if !it.committed {
-			back = append(back, pend{seq: it.e.Seq, size: it.size})
+			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: it.m.ExpiresAt})
 		}
 	}
 	q.pending = append(back, q.pending...)

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -25,6 +27,7 @@ type item struct {
 type pend struct {
 	seq  uint64
 	size int64
+	exp  time.Time // the message's ExpiresAt
 }
 
 type queue struct {
@@ -43,6 +46,14 @@ type queue struct {
 	nextPID     uint16
 	qos0        []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes   int64
+	// Purging expired entries (purge.go).
+	purgeAt     time.Time           // no purge before; zero: any time
+	purgeCursor uint64              // the next purge reads the store after it
+	roundEnd    uint64              // lastSeq when this round started
+	roundMin    time.Time           // earliest expiry seen in this round
+	roundNew    time.Time           // earliest expiry queued since it started
+	skip        map[uint64]struct{} // purged past the head, Dequeue not yet committed
+	skipGen     uint64              // lastSeq at the last purge
 }
 
 func (q *queue) init() { q.inflight = make(map[uint16]*item) }
@@ -118,6 +129,9 @@ func (s *Session) checkLimits(size int64, d Delivery, b *store.Batch) (r Result,
 	if s.fits(size) {
 		return Result{}, true
 	}
+	if s.purgeExpired(size, b); s.fits(size) {
+		return Result{}, true
+	}
 	switch s.limits.Policy {
 	case RejectPublish:
 		s.drop(DropQuotaRejected, 1)
@@ -170,6 +184,7 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	}
 	q.msgs++
 	q.bytes += size
+	q.noteExpiry(m.ExpiresAt)
 	if !it.stored {
 		q.loadedSeq = it.e.Seq
 		q.pushHead(it)
@@ -185,7 +200,7 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 		q.loadedSeq = it.e.Seq
 		q.pushHead(it)
 	} else {
-		q.pending = append(q.pending, pend{seq: it.e.Seq, size: size})
+		q.pending = append(q.pending, pend{seq: it.e.Seq, size: size, exp: m.ExpiresAt})
 	}
 	return Result{Settle: it.e.Seq, Stored: true}
 }
@@ -196,6 +211,7 @@ func (s *Session) Settle(seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := &s.q
+	q.settledAfterPurge(seq)
 	for i, p := range q.pending {
 		if p.seq == seq {
 			q.pending = append(q.pending[:i], q.pending[i+1:]...)
@@ -268,7 +284,7 @@ func (s *Session) refillOnce() bool {
 		if e.Seq > wm {
 			return false
 		}
-		if e.State == store.Queued {
+		if e.State == store.Queued && !q.skipped(e.Seq) {
 			it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
 			if !s.headFits(it.size) {
 				full = true
