@@ -179,7 +179,11 @@ type Limits struct {
 	MaxTopicAliases uint16 `yaml:"maxTopicAliases" json:"maxTopicAliases" reload:"hot"`
 	// OutboundBufferBytes bounds the bytes waiting to be written to one
 	// connection. When full, QoS 0 messages are dropped and counted; QoS 1/2
-	// messages wait in the session's queue.
+	// messages wait in the session's queue. It is also the byte window of a
+	// session's delivery: at most this many bytes of queued messages are
+	// read ahead into memory, and at most this many bytes of QoS 1/2
+	// messages are unacknowledged in flight (each window admits at least one
+	// message, whatever its size).
 	OutboundBufferBytes int `yaml:"outboundBufferBytes" json:"outboundBufferBytes" reload:"hot"`
 }
 

@@ -24,6 +24,20 @@
 // backlog. A non-persistent session keeps its whole queue in memory, bounded
 // by the same limits.
 //
+// Pacing. Delivery is bounded by the client's Receive Maximum (messages in
+// flight) and by a byte window (Limits.WindowBytes, from the config's
+// limits.outboundBufferBytes) applied twice: to the queued messages held in
+// memory ahead of delivery and to the QoS 1/2 bytes unacknowledged in
+// flight. Each window admits at least one message, so a message larger than
+// the window is still delivered, alone.
+//
+// Expiry. Message expiry is checked on delivery (the remaining interval is
+// sent). When a message does not fit the queue limits, Offer first purges
+// expired Queued entries (from memory, then from the store in bounded reads,
+// resuming where the last purge stopped, and not before the earliest
+// surviving expiry), counting each as an "expired" drop, and only then
+// applies the overflow policy.
+//
 // A Session is safe for concurrent use; its methods take its mutex, and
 // callbacks in Hooks are called with it held (they must not block or call
 // back into the Session).
