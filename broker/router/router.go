@@ -110,8 +110,12 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 		f.retainOps(m, b)
 	}
 	put := len(b.Ops)
+	ts := r.targets(m)
+	// One Enqueue per target at most (DropOldest may add Dequeues): grow
+	// the batch and the settles once instead of doubling them.
+	b.Ops = slices.Grow(b.Ops, len(ts)+1)
 	b.PutMessage(m)
-	for _, t := range r.targets(m) {
+	for _, t := range ts {
 		s := r.subscriber(t.id)
 		if s == nil {
 			continue
@@ -124,6 +128,9 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 		}
 		f.Rejected = f.Rejected || res.Rejected
 		if res.Settle != 0 {
+			if f.settles == nil {
+				f.settles = make([]settle, 0, len(ts))
+			}
 			f.settles = append(f.settles, settle{s: s, seq: res.Settle})
 		}
 	}

@@ -22,6 +22,58 @@ const (
 type job struct {
 	b    *store.Batch // nil: nothing to write, only ordering
 	done func(error)
+	// extra is memory the job holds besides its operations (the
+	// message of a publish), counted in the committer's flight budget.
+	extra int64
+	w     int64 // the job's weight in the flight budget, set by submit
+}
+
+// Flight budget: the memory that submitted, not yet finished jobs hold
+// (their batches' operations, the queue entries and records they point
+// to, the fan-out state waiting to settle, and the write into Pebble) is
+// estimated as opBytes per operation plus each job's extra bytes. Once it
+// exceeds maxFlightBytes, publishers wait (throttle) before reading their
+// next packet. Without it the memory in flight grows with publishers x
+// Receive Maximum x fan-out: 16 publishers x 128 QoS 1 publishes x 100
+// offline subscribers is 200,000 queue entries, over 100 MB of heap, and
+// the GC target doubles that. maxFlightBytes still lets several groups of
+// maxGroupOps share an fsync.
+const (
+	opBytes        = 400
+	maxFlightBytes = 32 << 20
+)
+
+// flightBudget counts the weight of the jobs in flight.
+type flightBudget struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	used int64
+}
+
+func (f *flightBudget) add(w int64) {
+	f.mu.Lock()
+	f.used += w
+	f.mu.Unlock()
+}
+
+func (f *flightBudget) release(w int64) {
+	f.mu.Lock()
+	f.used -= w
+	if f.used <= maxFlightBytes {
+		f.cond.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+// wait blocks while the jobs in flight exceed maxFlightBytes. Jobs always
+// finish (committed, failed, or failed with store.ErrClosed after stop),
+// so it does not block forever.
+func (f *flightBudget) wait() {
+	f.mu.Lock()
+	for f.used > maxFlightBytes {
+		f.cond.Wait()
+	}
+	f.mu.Unlock()
 }
 
 // committer applies batches to the store in exactly the order they were
@@ -49,6 +101,8 @@ type committer struct {
 
 	mu     sync.Mutex // guards closed against submit racing stop
 	closed bool
+
+	flight flightBudget
 }
 
 // pipelineDepth is how many applied groups may wait for their fsync
@@ -73,6 +127,7 @@ type result struct {
 
 func newCommitter(st store.Store, hist *histogram) *committer {
 	c := &committer{st: st, ch: make(chan *job, commitQueue), hist: hist}
+	c.flight.cond.L = &c.flight.mu
 	c.wg.Add(1)
 	if p, ok := st.(store.Pipeliner); ok {
 		go c.runPipelined(p)
@@ -91,8 +146,28 @@ func (c *committer) submit(j *job) {
 		j.finish(store.ErrClosed)
 		return
 	}
+	if j.w = int64(j.len())*opBytes + j.extra; j.w > 0 {
+		c.flight.add(j.w)
+	}
 	c.ch <- j
 	c.mu.Unlock()
+}
+
+// throttle waits while the memory held by the jobs in flight is over
+// budget. Only a connection's read loop calls it, between packets, so a
+// publisher slows down instead of the broker's heap growing; it holds no
+// lock while waiting.
+func (c *committer) throttle() {
+	c.flight.wait()
+}
+
+// finish releases j's flight weight and finishes it.
+func (c *committer) finish(j *job, err error) {
+	if j.w > 0 {
+		c.flight.release(j.w)
+		j.w = 0
+	}
+	j.finish(err)
 }
 
 // commit submits b and waits for its outcome.
@@ -193,7 +268,7 @@ func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled 
 				if r.wait != nil {
 					r.err = r.wait()
 				}
-				j.finish(r.err)
+				c.finish(j, r.err)
 			}
 		} else {
 			err := f.err
@@ -204,7 +279,7 @@ func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled 
 				}
 			}
 			for _, j := range f.jobs {
-				j.finish(err)
+				c.finish(j, err)
 			}
 		}
 		clear(f.jobs)
@@ -262,7 +337,7 @@ func (c *committer) apply(group []*job, merged *store.Batch) {
 		return
 	}
 	for _, j := range group {
-		j.finish(err)
+		c.finish(j, err)
 	}
 	clear(merged.Ops)
 }
@@ -273,7 +348,7 @@ func (c *committer) applyEach(group []*job) {
 		if j.len() > 0 {
 			err = c.timed(j.b)
 		}
-		j.finish(err)
+		c.finish(j, err)
 	}
 }
 

@@ -26,7 +26,7 @@ func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*
 		}
 		return
 	}
-	s.com.submit(&job{b: b, done: func(err error) {
+	s.com.submit(&job{b: b, extra: m.Size(), done: func(err error) {
 		f.Settle(err == nil)
 		if err != nil {
 			s.log.Error("storing a published message", "topic", m.Topic, "err", err)
@@ -81,6 +81,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 	}
 	if p.QoS == 0 {
 		c.srv.route(m, b, false, nil)
+		c.srv.com.throttle()
 		return true
 	}
 	order := c.pending.Load() > 0
@@ -91,6 +92,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		c.pending.Add(-1)
 		c.pendWG.Done()
 	})
+	c.srv.com.throttle()
 	return true
 }
 
@@ -265,11 +267,9 @@ func (c *conn) inOrder(b *store.Batch, ack func(error)) {
 
 // onPuback completes an outbound QoS 1 delivery.
 func (c *conn) onPuback(p *packet.Puback) {
-	b := &store.Batch{NoSync: true}
-	if err := c.sess.Puback(p.PacketID, b); err != nil {
+	if err := c.sess.Puback(p.PacketID, c.ackBatch()); err != nil {
 		c.log.Debug("PUBACK for an unknown packet identifier", "client", c.clientID, "id", p.PacketID)
 	}
-	c.submitAsync(b)
 }
 
 // onPubrec moves an outbound QoS 2 delivery to Released and sends PUBREL
@@ -303,11 +303,9 @@ func (c *conn) onPubrec(p *packet.Pubrec) {
 
 // onPubcomp completes an outbound QoS 2 delivery.
 func (c *conn) onPubcomp(p *packet.Pubcomp) {
-	b := &store.Batch{NoSync: true}
-	if err := c.sess.Pubcomp(p.PacketID, b); err != nil {
+	if err := c.sess.Pubcomp(p.PacketID, c.ackBatch()); err != nil {
 		c.log.Debug("PUBCOMP for an unknown packet identifier", "client", c.clientID, "id", p.PacketID)
 	}
-	c.submitAsync(b)
 }
 
 func (c *conn) submitAsync(b *store.Batch) {

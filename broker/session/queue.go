@@ -21,6 +21,10 @@ type item struct {
 	committed bool // its Enqueue is durable (always true when not stored)
 	stored    bool // the entry lives in the store (persistent session)
 	flying    bool // counted in queue.flightBytes
+	// unmarked: a stored QoS 1 entry sent on this connection whose Sent
+	// state is not in the store yet (see markAged); sentAt is when.
+	unmarked bool
+	sentAt   time.Time
 }
 
 // pend is a stored entry past the head whose Enqueue is not committed yet.
@@ -43,6 +47,7 @@ type queue struct {
 	// acknowledged (see window.go).
 	flightBytes int64
 	resend      []*item // inflight entries to send again on this connection
+	unmarked    []*item // stored QoS 1 entries sent without a Sent mark, in send order
 	nextPID     uint16
 	qos0        []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes   int64
@@ -177,32 +182,29 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	q := &s.q
 	caughtUp := q.loadedSeq == q.lastSeq && len(q.pending) == 0
 	q.lastSeq++
-	it := &item{
-		e: store.QueueEntry{Seq: q.lastSeq, MessageID: m.ID, QoS: d.QoS, Retain: d.Retain,
-			SubscriptionIDs: d.SubscriptionIDs, State: store.Queued},
-		m: m, size: size, committed: !s.persistent(), stored: s.persistent(),
-	}
+	e := store.QueueEntry{Seq: q.lastSeq, MessageID: m.ID, QoS: d.QoS, Retain: d.Retain,
+		SubscriptionIDs: d.SubscriptionIDs, State: store.Queued}
 	q.msgs++
 	q.bytes += size
 	q.noteExpiry(m.ExpiresAt)
-	if !it.stored {
-		q.loadedSeq = it.e.Seq
-		q.pushHead(it)
+	if !s.persistent() {
+		q.loadedSeq = e.Seq
+		q.pushHead(&item{e: e, m: m, size: size, committed: true})
 		s.wake()
 		return Result{}
 	}
-	e := it.e
 	b.Enqueue(s.rec.ClientID, &e)
 	// Offline sessions keep new entries only in the store: a broker with
 	// many offline sessions holds no queued messages in memory (the head
-	// of an offline queue is read back only when DropOldest needs it).
+	// of an offline queue is read back only when DropOldest needs it), and
+	// no item is allocated for them.
 	if caughtUp && s.online && len(q.head) < s.headCap() && s.headFits(size) {
-		q.loadedSeq = it.e.Seq
-		q.pushHead(it)
+		q.loadedSeq = e.Seq
+		q.pushHead(&item{e: e, m: m, size: size, stored: true})
 	} else {
-		q.pending = append(q.pending, pend{seq: it.e.Seq, size: size, exp: m.ExpiresAt})
+		q.pending = append(q.pending, pend{seq: e.Seq, size: size, exp: m.ExpiresAt})
 	}
-	return Result{Settle: it.e.Seq, Stored: true}
+	return Result{Settle: e.Seq, Stored: true}
 }
 
 // Settle reports whether the batch holding the Enqueue of seq committed.
