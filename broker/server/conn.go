@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
 )
 
 const (
@@ -51,6 +53,10 @@ type conn struct {
 
 	inAliases  map[uint16]string // read loop only
 	outAliases map[string]uint16 // writer only
+
+	// acks gathers the Dequeues of acknowledgements (PUBACK, PUBCOMP) read
+	// in one burst, submitted as one batch (read loop only); see flushAcks.
+	acks *store.Batch
 
 	outMu   sync.Mutex
 	out     []byte // encoded control packets waiting for the writer
@@ -161,15 +167,63 @@ func (c *conn) readLoop() {
 		} else {
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
+		if c.acks != nil && (c.acks.Len() >= maxAckBatch || !packetBuffered(c.r.R)) {
+			c.flushAcks()
+		}
 		p, err := c.r.ReadPacket()
 		if err != nil {
+			c.flushAcks()
 			c.readError(err)
 			return
 		}
 		if !c.dispatch(p) {
+			c.flushAcks()
 			return
 		}
 	}
+}
+
+// maxAckBatch bounds the operations of one batch of acknowledgements.
+const maxAckBatch = 1024
+
+// packetBuffered reports whether a whole packet is already buffered in
+// br, so that reading it does not wait for the network.
+func packetBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < 2 {
+		return false
+	}
+	hdr, _ := br.Peek(min(n, 5))
+	size, mult := 0, 1
+	for i := 1; i < len(hdr); i++ {
+		size += int(hdr[i]&0x7f) * mult
+		if hdr[i]&0x80 == 0 {
+			return n >= i+1+size
+		}
+		mult <<= 7
+	}
+	return false
+}
+
+// flushAcks submits the Dequeues gathered from acknowledgements. The read
+// loop gathers the acknowledgements of a burst (those already buffered)
+// into one NoSync batch instead of one commit each, and submits it before
+// it waits for the network, before any other packet and when it ends, so
+// the Dequeues still reach the store in the order of the connection's
+// packets.
+func (c *conn) flushAcks() {
+	if b := c.acks; b != nil {
+		c.acks = nil
+		c.submitAsync(b)
+	}
+}
+
+// ackBatch returns the batch acknowledgements add their Dequeues to.
+func (c *conn) ackBatch() *store.Batch {
+	if c.acks == nil {
+		c.acks = &store.Batch{NoSync: true}
+	}
+	return c.acks
 }
 
 func (c *conn) readError(err error) {
@@ -190,6 +244,11 @@ func (c *conn) readError(err error) {
 
 // dispatch handles one packet; false ends the connection.
 func (c *conn) dispatch(p packet.Packet) bool {
+	switch p.(type) {
+	case *packet.Puback, *packet.Pubcomp:
+	default:
+		c.flushAcks()
+	}
 	switch p := p.(type) {
 	case *packet.Publish:
 		return c.onPublish(p)

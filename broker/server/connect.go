@@ -371,7 +371,17 @@ func (s *Server) detach(c *conn) {
 	keepWill, newExpiry := c.keepWill, c.newExpiry
 	c.endMu.Unlock()
 	sess := c.sess
-	sess.Detach()
+	// The Sent marks of unacknowledged QoS 1 deliveries, committed ahead
+	// of (and synced with) b, before the session can be attached again.
+	marks := &store.Batch{NoSync: true}
+	sess.DetachMarks(marks)
+	if marks.Len() > 0 {
+		s.com.submit(&job{b: marks, done: func(err error) {
+			if err != nil {
+				s.log.Error("storing delivery state", "client", c.clientID, "err", err)
+			}
+		}})
+	}
 	var b store.Batch
 	if c.expiryZero {
 		zero := uint32(0)

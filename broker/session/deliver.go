@@ -76,9 +76,15 @@ func (s *Session) resendMemory() {
 // Detach unbinds the connection. The in-memory window of a persistent
 // session is released (its queue stays in the store); pending QoS 0
 // messages are dropped.
-func (s *Session) Detach() {
+func (s *Session) Detach() { s.DetachMarks(nil) }
+
+// DetachMarks is Detach that first writes the pending Sent marks of the
+// connection's unacknowledged QoS 1 deliveries into b; the caller commits
+// b before the session can be attached again.
+func (s *Session) DetachMarks(b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.markAll(b)
 	s.online, s.notify = false, nil
 	s.drop(DropSlowConsumer, len(s.q.qos0))
 	s.q.qos0, s.q.qos0Bytes = nil, 0
@@ -103,6 +109,7 @@ func (s *Session) resetMemory() {
 	}
 	q.pending = append(back, q.pending...)
 	q.head, q.headBytes, q.resend = nil, 0, nil
+	s.markAll(nil)
 	clear(q.inflight)
 	q.flightBytes = 0
 	q.loadedSeq = 0
@@ -120,6 +127,9 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 	defer s.mu.Unlock()
 	if !s.online {
 		return out, false
+	}
+	if len(s.q.unmarked) > 0 {
+		s.markAged(s.now(), b)
 	}
 	out = s.nextResend(out, max)
 	out = s.nextQoS0(out, max, fits)
@@ -207,11 +217,67 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	s.q.inflight[pid] = it
 	s.q.fly(it)
 	o.PacketID = pid
-	if it.stored {
+	switch {
+	case it.stored && it.e.QoS == 1:
+		it.unmarked, it.sentAt = true, now
+		s.q.unmarked = append(s.q.unmarked, it)
+	case it.stored:
 		e := it.e
 		b.UpdateEntry(s.rec.ClientID, &e)
 	}
 	return o, true
+}
+
+// markDelay is how long a QoS 1 message may stay unacknowledged before
+// its Sent state is written to the store.
+const markDelay = 100 * time.Millisecond
+
+// The Sent state of a stored QoS 1 entry (its packet identifier, and DUP
+// on a resend after a restart) is written lazily: most deliveries are
+// acknowledged within a round trip, and then only their Dequeue is
+// written, instead of an UpdateEntry and a Dequeue per message. The marks
+// of messages still unacknowledged after markDelay are written by the
+// next NextBatch (every acknowledgement wakes the writer), the rest when
+// the connection ends (DetachMarks), before the session can be attached
+// again or the store closed. A crash loses at most the marks of that
+// short window, as it could lose the NoSync marks before: such a message
+// is delivered again after the restart as a first delivery (QoS 1 is at
+// least once; nothing acknowledged is lost). QoS 2 entries are still
+// marked before their PUBLISH is written.
+
+// markAged writes the Sent marks of the unacknowledged entries sent
+// markDelay ago or earlier into b.
+func (s *Session) markAged(now time.Time, b *store.Batch) {
+	q := &s.q
+	for len(q.unmarked) > 0 {
+		it := q.unmarked[0]
+		if it.unmarked && now.Sub(it.sentAt) < markDelay {
+			return
+		}
+		q.unmarked[0] = nil
+		q.unmarked = q.unmarked[1:]
+		if it.unmarked {
+			s.mark(it, b)
+		}
+	}
+	q.unmarked = nil
+}
+
+// markAll writes every pending Sent mark into b (b nil: forgets them).
+func (s *Session) markAll(b *store.Batch) {
+	for _, it := range s.q.unmarked {
+		if it.unmarked && b != nil {
+			s.mark(it, b)
+		}
+		it.unmarked = false
+	}
+	s.q.unmarked = nil
+}
+
+func (s *Session) mark(it *item, b *store.Batch) {
+	it.unmarked = false
+	e := it.e
+	b.UpdateEntry(s.rec.ClientID, &e)
 }
 
 func outgoing(it *item, dup bool) Outgoing {
@@ -286,6 +352,7 @@ func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
 }
 
 func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
+	it.unmarked = false // acknowledged: the Dequeue alone is enough
 	delete(s.q.inflight, pid)
 	s.q.land(it)
 	for i, r := range s.q.resend {

@@ -24,6 +24,13 @@
 // backlog. A non-persistent session keeps its whole queue in memory, bounded
 // by the same limits.
 //
+// Sent marks. A QoS 2 entry is marked Sent in the store before its PUBLISH
+// is written. A QoS 1 entry is marked lazily (see markAged in deliver.go):
+// one acknowledged within markDelay costs only its Dequeue; the marks of
+// the others are written by the next NextBatch after markDelay, or by
+// DetachMarks when the connection ends, so a restart resends them with DUP
+// and their packet identifier.
+//
 // Pacing. Delivery is bounded by the client's Receive Maximum (messages in
 // flight) and by a byte window (Limits.WindowBytes, from the config's
 // limits.outboundBufferBytes) applied twice: to the queued messages held in

@@ -53,6 +53,15 @@ func (f *fixture) commit(b *store.Batch) {
 	}
 }
 
+// detach detaches the session and commits its pending Sent marks, as the
+// server does when a connection ends.
+func (f *fixture) detach() {
+	f.t.Helper()
+	var b store.Batch
+	f.s.DetachMarks(&b)
+	f.commit(&b)
+}
+
 // offer queues a QoS qos message and commits it (unless hold).
 func (f *fixture) offer(payload string, qos byte, hold bool) Result {
 	f.t.Helper()
@@ -166,7 +175,7 @@ func TestResendOnReattach(t *testing.T) {
 		t.Fatalf("PUBREC: %v %v", rel, err)
 	}
 	f.commit(&b)
-	f.s.Detach()
+	f.detach()
 	f.offer("later", 1, false)
 	_ = f.s.Attach(10, func() {})
 	again := f.next(10)
@@ -329,7 +338,7 @@ func TestNonPersistentTakeoverResends(t *testing.T) {
 	_ = f.s.Attach(10, func() {})
 	f.offer("a", 1, false)
 	out := f.next(10)
-	f.s.Detach()
+	f.detach()
 	_ = f.s.Attach(10, func() {})
 	again := f.next(10)
 	if len(again) != 1 || !again[0].Dup || again[0].PacketID != out[0].PacketID {
@@ -348,7 +357,7 @@ func TestDropOldestSkipsInflight(t *testing.T) {
 	if out := f.next(100); len(out) != 40 {
 		t.Fatalf("sent %d", len(out))
 	}
-	f.s.Detach()
+	f.detach()
 	for i := 40; i < 50; i++ {
 		f.offer(strconv.Itoa(i), 1, false)
 	}
@@ -376,5 +385,47 @@ func TestKeepInboundAfterFailedRelease(t *testing.T) {
 	f.s.KeepInbound(9) // the release batch did not commit
 	if !f.s.BeginInbound(9, &store.Batch{}) {
 		t.Fatal("identifier not awaiting PUBREL after KeepInbound")
+	}
+}
+
+// QoS 1 Sent marks are written lazily: not for a message acknowledged in
+// time, by NextBatch once markDelay passed, and by DetachMarks for the
+// rest.
+func TestLazySentMarks(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	_ = f.s.Attach(10, func() {})
+	for i := range 3 {
+		f.offer(strconv.Itoa(i), 1, false)
+	}
+	var b store.Batch
+	out, _ := f.s.NextBatch(nil, 10, nil, &b)
+	if len(out) != 3 || b.Len() != 0 {
+		t.Fatalf("sent %d, batch %d ops", len(out), b.Len())
+	}
+	if err := f.s.Puback(out[0].PacketID, &b); err != nil || b.Len() != 1 || b.Ops[0].Kind != store.OpDequeue {
+		t.Fatalf("PUBACK: %v %+v", err, b.Ops)
+	}
+	f.commit(&b)
+	f.clk.add(markDelay)
+	b = store.Batch{}
+	if out2, _ := f.s.NextBatch(nil, 10, nil, &b); len(out2) != 0 || b.Len() != 2 || b.Ops[0].Kind != store.OpUpdateEntry {
+		t.Fatalf("aged marks: sent %d, ops %+v", len(out2), b.Ops)
+	}
+	f.commit(&b)
+	f.offer("3", 1, false)
+	b = store.Batch{}
+	if out2, _ := f.s.NextBatch(nil, 10, nil, &b); len(out2) != 1 || b.Len() != 0 {
+		t.Fatalf("sent %d, ops %+v", len(out2), b.Ops)
+	}
+	f.detach()
+	_ = f.s.Attach(10, func() {})
+	again := f.next(10)
+	if len(again) != 3 {
+		t.Fatalf("resent %d", len(again))
+	}
+	for i, o := range again {
+		if !o.Dup || o.PacketID != out[0].PacketID+uint16(i)+1 {
+			t.Fatalf("resend %d: %+v", i, o)
+		}
 	}
 }

@@ -171,7 +171,7 @@ func TestReplayPacedByByteWindow(t *testing.T) {
 			t.Fatalf("nothing sent and nothing in flight after %d messages", r.received)
 		}
 		if round == 20 { // reconnect with messages in flight
-			f.s.Detach()
+			f.detach()
 			r.flight = nil
 			if err := f.s.Attach(100, func() {}); err != nil {
 				t.Fatal(err)
