@@ -40,7 +40,7 @@ type job struct {
 // maxGroupOps share an fsync.
 const (
 	opBytes        = 400
-	maxFlightBytes = 32 << 20
+	maxFlightBytes = 16 << 20
 )
 
 // flightBudget counts the weight of the jobs in flight.

@@ -217,6 +217,12 @@ func (s *Session) Settle(seq uint64, ok bool) {
 	for i, p := range q.pending {
 		if p.seq == seq {
 			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			if len(q.pending) == 0 {
+				// Release the array: 10,000 offline sessions would
+				// otherwise each keep room for the most entries they ever
+				// had uncommitted.
+				q.pending = nil
+			}
 			if !ok {
 				q.msgs--
 				q.bytes -= p.size
