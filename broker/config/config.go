@@ -185,6 +185,13 @@ type Limits struct {
 	// messages are unacknowledged in flight (each window admits at least one
 	// message, whatever its size).
 	OutboundBufferBytes int `yaml:"outboundBufferBytes" json:"outboundBufferBytes" reload:"hot"`
+	// MemoryLimit is a soft limit on the memory of the broker process, in
+	// bytes (the Go runtime's memory limit): near it the garbage collector
+	// runs more often and returns freed memory to the system sooner, so
+	// the resident set stays close to what is live. It is not a hard cap:
+	// the broker never refuses work because of it. 0 leaves the runtime's
+	// setting (GOMEMLIMIT, by default none).
+	MemoryLimit int64 `yaml:"memoryLimit" json:"memoryLimit" reload:"hot"`
 }
 
 // Auth configures authentication and topic ACLs.

@@ -118,6 +118,7 @@ func (c *Config) validateLimits(v *validator) {
 	v.check(l.ConnectTimeout > 0, "limits.connectTimeout", "must be positive, got %s", l.ConnectTimeout)
 	v.check(l.MaxKeepAlive >= 0 && l.MaxKeepAlive <= Duration(65535*time.Second), "limits.maxKeepAlive",
 		"must be between 0 (no cap) and 65535s, got %s", l.MaxKeepAlive)
+	v.check(l.MemoryLimit == 0 || l.MemoryLimit >= 16<<20, "limits.memoryLimit", "must be 0 (none) or at least 16 MiB, got %d", l.MemoryLimit)
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 

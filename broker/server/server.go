@@ -84,6 +84,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	s.authz.Store(a)
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
+	applyMemoryLimit(cfg.Limits.MemoryLimit)
 	return s, nil
 }
 
@@ -246,6 +247,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) []config.Change {
 	}
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
+	applyMemoryLimit(cfg.Limits.MemoryLimit)
 	lim := s.limits()
 	s.mu.Lock()
 	for _, e := range s.sessions {
