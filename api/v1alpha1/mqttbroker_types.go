@@ -125,7 +125,10 @@ type MQTTBrokerSpec struct {
 
 	// resources are the compute requests and limits of the broker container.
 	// Set a memory request: the broker bounds its queues in memory and
-	// streams the rest from disk. Changing them rolls the broker pod.
+	// streams the rest from disk. With a memory limit, the broker's soft Go
+	// memory limit (limits.memoryLimit) is set to 80% of it, so the garbage
+	// collector returns memory long before the OOM killer would act.
+	// Changing them rolls the broker pod.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 

@@ -38,6 +38,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	c.Queues.QueueQoS0 = s.Queues.QueueQoS0
 	c.Queues.MaxStoreBytes = s.Persistence.Size.Value() / 10 * 9
 	renderLimits(s.Limits, c)
+	c.Limits.MemoryLimit = softMemoryLimit(s.Resources)
 	renderAuth(s.Auth, c)
 	c.LogLevel = s.LogLevel
 	if s.TerminationGracePeriodSeconds != nil {
@@ -47,6 +48,18 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 		return nil, fmt.Errorf("resources: rendered broker config is invalid: %w", err)
 	}
 	return c, nil
+}
+
+// softMemoryLimit is the broker's soft Go memory limit: 80% of the
+// container's memory limit, so that the garbage collector returns memory
+// well before the kernel's OOM killer would act; 0 (the runtime's default)
+// when the container has no memory limit.
+func softMemoryLimit(r corev1.ResourceRequirements) int64 {
+	lim, ok := r.Limits[corev1.ResourceMemory]
+	if !ok || lim.Value() <= 0 {
+		return 0
+	}
+	return lim.Value() / 5 * 4
 }
 
 func listenAddr(port int32) string { return ":" + strconv.Itoa(int(port)) }

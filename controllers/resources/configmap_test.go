@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bollard-io/bollard/broker/config"
@@ -85,5 +87,25 @@ func TestEndpoint(t *testing.T) {
 	b.Spec.Listeners.TLS = nil
 	if got, want := Endpoint(b), "ws://telemetry.iot.svc:8083/mqtt"; got != want {
 		t.Errorf("WebSocket only: Endpoint = %q, want %q", got, want)
+	}
+}
+
+func TestSoftMemoryLimit(t *testing.T) {
+	cases := map[string]struct {
+		r    corev1.ResourceRequirements
+		want int64
+	}{
+		"no limits":      {corev1.ResourceRequirements{}, 0},
+		"request only":   {corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}, 0},
+		"1Gi limit":      {corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}, 858993456},
+		"cpu limit only": {corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}, 0},
+		"decimal 500M":   {corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("500M")}}, 400000000},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := softMemoryLimit(tc.r); got != tc.want {
+				t.Errorf("softMemoryLimit = %d, want %d", got, tc.want)
+			}
+		})
 	}
 }
