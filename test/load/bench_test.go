@@ -27,6 +27,7 @@ import (
 //	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default both)
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPORT=file            also write the Markdown table there
+//	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
 func TestLoadBench(t *testing.T) {
 	sz := benchSizes(t)
 	inflight := envInt(t, "LOAD_INFLIGHT", 128)

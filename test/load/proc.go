@@ -181,8 +181,20 @@ queues:
 limits:
   maxConnections: 100000
   maxInflight: %d
+  memoryLimit: %d
 logLevel: warn
-`, mqtt, admin, filepath.Join(o.Dir, "data"), o.Durability, o.MaxInflight)
+`, mqtt, admin, filepath.Join(o.Dir, "data"), o.Durability, o.MaxInflight, memoryLimit())
+}
+
+// memoryLimit is the broker's limits.memoryLimit for the run, in bytes,
+// from LOAD_BOLLARD_MEMORY_LIMIT (0, the default, leaves the Go runtime's
+// own setting; the operator sets 80% of the container's memory limit).
+func memoryLimit() int64 {
+	n, err := strconv.ParseInt(os.Getenv("LOAD_BOLLARD_MEMORY_LIMIT"), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 func httpOK(ctx context.Context, c *http.Client, url string) bool {
