@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // Crash tests (issue 4): the real binary is killed while publishers are
@@ -208,7 +210,7 @@ func drainSubscriber(t *testing.T, b *broker, id string, acked map[string]int, p
 	got := newReceived()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, ack, err := dialMQTT(ctx, b.mqtt, id, false, crashSessionExpiry, got.add)
+	c, ack, err := mqtttest.Dial(ctx, b.mqtt, id, false, crashSessionExpiry, got.add)
 	if err != nil {
 		t.Fatal(err)
 	}

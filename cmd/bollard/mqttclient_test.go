@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,37 +10,12 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // MQTT 5.0 test clients on github.com/eclipse/paho.golang, used where a
 // test must count acknowledgements exactly (the crash tests).
-
-// dialMQTT connects a 5.0 client. expiry > 0 makes the session persistent;
-// clean starts a new session. onMsg, when set, receives every PUBLISH
-// (the client acknowledges it after onMsg returns).
-func dialMQTT(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, error) {
-	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, OnClientError: func(error) {}}
-	if onMsg != nil {
-		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
-		}
-	}
-	c := paho.NewClient(cfg)
-	cp := &paho.Connect{ClientID: clientID, CleanStart: clean, KeepAlive: 30}
-	if expiry > 0 {
-		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
-	}
-	ack, err := c.Connect(ctx, cp)
-	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("connect %s: %w", clientID, err)
-	}
-	return c, ack, nil
-}
 
 // subscribeOnce creates a persistent session subscribed to filter and
 // disconnects it, leaving the session offline.
@@ -49,15 +23,8 @@ func subscribeOnce(t *testing.T, addr, clientID, filter string, qos byte, expiry
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, _, err := dialMQTT(ctx, addr, clientID, true, expiry, nil)
-	if err != nil {
+	if err := mqtttest.SubscribeOffline(ctx, addr, clientID, filter, qos, expiry); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
-		t.Fatalf("subscribe %s: %v", clientID, err)
-	}
-	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatalf("disconnect %s: %v", clientID, err)
 	}
 }
 
@@ -135,7 +102,7 @@ func (p *publisher) ackedCount() int {
 }
 
 func (p *publisher) run(ctx context.Context, addr, clientID string) {
-	c, _, err := dialMQTT(ctx, addr, clientID, true, 0, nil)
+	c, _, err := mqtttest.Dial(ctx, addr, clientID, true, 0, nil)
 	if err != nil {
 		p.stop(err.Error())
 		return

@@ -3,64 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // MQTT 5.0 clients (github.com/eclipse/paho.golang) for the scenarios.
-
-// dial connects a 5.0 client to addr. expiry > 0 makes the session
-// persistent; onMsg, when set, sees every PUBLISH before paho acknowledges it.
-func dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, error) {
-	conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, OnClientError: func(error) {}, PacketTimeout: 10 * time.Second}
-	if onMsg != nil {
-		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
-		}
-	}
-	c := paho.NewClient(cfg)
-	cp := &paho.Connect{ClientID: clientID, CleanStart: clean, KeepAlive: 30}
-	if expiry > 0 {
-		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ack, err := c.Connect(cctx, cp)
-	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("connect %s: %w", clientID, err)
-	}
-	if ack.ReasonCode >= 0x80 {
-		conn.Close()
-		return nil, ack, fmt.Errorf("connect %s: reason code 0x%02x", clientID, ack.ReasonCode)
-	}
-	return c, ack, nil
-}
-
-// subscribeOffline creates a persistent session subscribed to filter and
-// disconnects, leaving it offline to queue messages.
-func subscribeOffline(ctx context.Context, addr, clientID, filter string, qos byte) error {
-	c, _, err := dial(ctx, addr, clientID, true, 3600, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
-		return fmt.Errorf("subscribe %s: %w", clientID, err)
-	}
-	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
-		return fmt.Errorf("disconnect %s: %w", clientID, err)
-	}
-	return nil
-}
 
 // inbox records, per topic, how often each sequence number arrived.
 type inbox struct {
@@ -176,7 +129,7 @@ type publisher struct {
 
 func (p *publisher) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		c, _, err := dial(ctx, p.addr, p.clientID, true, 0, nil)
+		c, _, err := mqtttest.Dial(ctx, p.addr, p.clientID, true, 0, nil)
 		if err != nil {
 			sleepCtx(ctx, 50*time.Millisecond)
 			continue

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // Scenario 1: apply a manifest, Ready within 60 s, and a real client
@@ -20,7 +22,7 @@ func TestApplyReadyPubSub(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	got := make(chan *paho.Publish, 1)
-	sub, _, err := dial(ctx, addr, "s1-sub", true, 0, func(p *paho.Publish) {
+	sub, _, err := mqtttest.Dial(ctx, addr, "s1-sub", true, 0, func(p *paho.Publish) {
 		select {
 		case got <- p:
 		default:
@@ -33,7 +35,7 @@ func TestApplyReadyPubSub(t *testing.T) {
 	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "greetings/#", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	pub, _, err := dial(ctx, addr, "s1-pub", true, 0, nil)
+	pub, _, err := mqtttest.Dial(ctx, addr, "s1-pub", true, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // Scenario 4: a hot change of queues.maxQueuedMessages applies without a
@@ -58,10 +59,10 @@ func TestHotQueueLimitChange(t *testing.T) {
 func checkQueueLimit(t *testing.T, addr, admin string, limit int) {
 	t.Helper()
 	ctx := t.Context()
-	if err := subscribeOffline(ctx, addr, "s4-sub", "limit/#", 1); err != nil {
+	if err := mqtttest.SubscribeOffline(ctx, addr, "s4-sub", "limit/#", 1, 3600); err != nil {
 		t.Fatal(err)
 	}
-	pub, _, err := dial(ctx, addr, "s4-pub", true, 0, nil)
+	pub, _, err := mqtttest.Dial(ctx, addr, "s4-pub", true, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func checkQueueLimit(t *testing.T, addr, admin string, limit int) {
 		return q == limit, err
 	})
 	box := newInbox()
-	sub, _, err := dial(ctx, addr, "s4-sub", false, 3600, box.add)
+	sub, _, err := mqtttest.Dial(ctx, addr, "s4-sub", false, 3600, box.add)
 	if err != nil {
 		t.Fatal(err)
 	}

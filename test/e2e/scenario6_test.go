@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // sessionExpiry is the expiry cap of scenario 6: long enough for a broker
@@ -50,7 +51,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 		t.Fatalf("the restart took %s, too long to test resuming inside the %s expiry", time.Since(left), sessionExpiry)
 	}
 	box := newInbox()
-	c, ack, err := dial(t.Context(), addr, "s6-resumed", false, 3600, box.add)
+	c, ack, err := mqtttest.Dial(t.Context(), addr, "s6-resumed", false, 3600, box.add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	if d := time.Since(left); d < sessionExpiry {
 		t.Errorf("sessions expired after %s, before their %s expiry", d, sessionExpiry)
 	}
-	_, ack, err = dial(t.Context(), addr, "s6-expired", false, 3600, nil)
+	_, ack, err = mqtttest.Dial(t.Context(), addr, "s6-expired", false, 3600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 // offline, subscribed to expiry/#.
 func grantedExpiry(t *testing.T, addr, clientID string) {
 	t.Helper()
-	c, ack, err := dial(t.Context(), addr, clientID, true, 3600, nil)
+	c, ack, err := mqtttest.Dial(t.Context(), addr, clientID, true, 3600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func subscribe311(t *testing.T, addr, clientID string) {
 
 func publishOne(t *testing.T, addr, topic, payload string) {
 	t.Helper()
-	c, _, err := dial(t.Context(), addr, "s6-pub", true, 0, nil)
+	c, _, err := mqtttest.Dial(t.Context(), addr, "s6-pub", true, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/eclipse/paho.golang/paho"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
 // traffic is the load of scenarios 2 and 3: two persistent subscribers
@@ -29,7 +32,7 @@ func startTraffic(t *testing.T, addr, base string) *traffic {
 	t.Helper()
 	tr := &traffic{addr: addr, base: base}
 	for _, s := range trafficSubs {
-		if err := subscribeOffline(t.Context(), addr, base+"-"+s.suffix, base+"/#", s.qos); err != nil {
+		if err := mqtttest.SubscribeOffline(t.Context(), addr, base+"-"+s.suffix, base+"/#", s.qos, 3600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -92,7 +95,7 @@ func (tr *traffic) verify(t *testing.T, scenario string) {
 func (tr *traffic) drain(t *testing.T, scenario, suffix string, qos byte, acked map[string][]int) {
 	t.Helper()
 	box := newInbox()
-	c, ack, err := dial(t.Context(), tr.addr, tr.base+"-"+suffix, false, 3600, box.add)
+	c, ack, err := mqtttest.Dial(t.Context(), tr.addr, tr.base+"-"+suffix, false, 3600, box.add)
 	if err != nil {
 		t.Fatal(err)
 	}
