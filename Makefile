@@ -52,7 +52,7 @@ verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart C
 	hack/verify.sh
 
 .PHONY: dev
-dev: testbin ## Run Bollard without a cluster: local control plane, operator, sample MQTTBroker as a local process; prints how to connect; Ctrl-C stops.
+dev: testbin test-deps ## Run Bollard without a cluster: local control plane, operator, sample MQTTBroker as a local process; prints how to connect; Ctrl-C stops.
 	$(GO) run ./test/e2e/cmd/dev $(ARGS)
 
 ##@ Build
