@@ -29,9 +29,9 @@ type Change struct {
 // order, each with its reload class.
 func Diff(old, new *Config) []Change {
 	var out []Change
-	walk(reflect.ValueOf(*old), reflect.ValueOf(*new), "", func(path, class string, a, b reflect.Value) {
-		if !equal(a, b) {
-			out = append(out, Change{Field: path, Class: class})
+	walk(reflect.ValueOf(*old), reflect.ValueOf(*new), "", func(l Leaf, b reflect.Value) {
+		if !equal(l.Value, b) {
+			out = append(out, Change{Field: l.Path, Class: l.Class})
 		}
 	})
 	return out
@@ -50,10 +50,32 @@ func NeedsRestart(changes []Change) bool {
 // Fields lists every leaf field of the schema with its reload class.
 func Fields() []Change {
 	var out []Change
-	v := reflect.ValueOf(*Default())
-	walk(v, v, "", func(path, class string, _, _ reflect.Value) {
-		out = append(out, Change{Field: path, Class: class})
-	})
+	for _, l := range Leaves(Default()) {
+		out = append(out, Change{Field: l.Path, Class: l.Class})
+	}
+	return out
+}
+
+// Leaf is one leaf field of the schema (a field with a reload tag), for
+// tools that document or inspect the configuration.
+type Leaf struct {
+	// Path is the field's path in the file, e.g. "queues.maxQueuedMessages".
+	Path string
+	// Class is Hot or Restart.
+	Class string
+	// Owner is the struct type that declares the field.
+	Owner reflect.Type
+	// Field is the field itself (its Go name, type and tags).
+	Field reflect.StructField
+	// Value is the field's value in the configuration walked.
+	Value reflect.Value
+}
+
+// Leaves lists the leaf fields of c in file order.
+func Leaves(c *Config) []Leaf {
+	var out []Leaf
+	v := reflect.ValueOf(*c)
+	walk(v, v, "", func(l Leaf, _ reflect.Value) { out = append(out, l) })
 	return out
 }
 
@@ -63,24 +85,23 @@ func Fields() []Change {
 // the pod.
 func RestartHash(c *Config) string {
 	h := sha256.New()
-	v := reflect.ValueOf(*c)
-	walk(v, v, "", func(path, class string, a, _ reflect.Value) {
-		if class != Restart {
-			return
+	for _, l := range Leaves(c) {
+		if l.Class != Restart {
+			continue
 		}
-		b, err := json.Marshal(a.Interface())
+		b, err := json.Marshal(l.Value.Interface())
 		if err != nil { // only plain values reach here; cannot happen
-			panic(fmt.Sprintf("config: hashing %s: %v", path, err))
+			panic(fmt.Sprintf("config: hashing %s: %v", l.Path, err))
 		}
-		fmt.Fprintf(h, "%s=%s\n", path, b)
-	})
+		fmt.Fprintf(h, "%s=%s\n", l.Path, b)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// walk visits the leaf fields of two values of the same struct type. A
-// field is a leaf when it has a reload tag; structs without one are
-// descended into.
-func walk(a, b reflect.Value, prefix string, fn func(path, class string, a, b reflect.Value)) {
+// walk visits the leaf fields of two values of the same struct type, with
+// the leaf of a and the matching value of b. A field is a leaf when it has
+// a reload tag; structs without one are descended into.
+func walk(a, b reflect.Value, prefix string, fn func(l Leaf, b reflect.Value)) {
 	t := a.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -90,7 +111,7 @@ func walk(a, b reflect.Value, prefix string, fn func(path, class string, a, b re
 			path = prefix + "." + name
 		}
 		if class := f.Tag.Get("reload"); class != "" {
-			fn(path, class, a.Field(i), b.Field(i))
+			fn(Leaf{Path: path, Class: class, Owner: t, Field: f, Value: a.Field(i)}, b.Field(i))
 			continue
 		}
 		if f.Type.Kind() != reflect.Struct {

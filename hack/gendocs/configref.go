@@ -17,19 +17,14 @@ import (
 
 // configReference renders docs/reference/broker-config.md: every field of
 // broker/config with its path, type, default (config.Default), reload
-// class (config.Fields) and doc comment.
+// class (config.Leaves) and doc comment.
 func configReference(root string) ([]byte, error) {
 	docs, err := fieldDocs(filepath.Join(root, "broker", "config"))
 	if err != nil {
 		return nil, err
 	}
-	classes := map[string]string{}
-	for _, f := range config.Fields() {
-		classes[f.Field] = f.Class
-	}
 	def := config.Default()
-	var rows []leaf
-	walkLeaves(reflect.ValueOf(*def), "", &rows)
+	rows := leaves(def)
 
 	var w bytes.Buffer
 	w.WriteString("# Broker configuration reference\n\n")
@@ -47,15 +42,11 @@ func configReference(root string) ([]byte, error) {
 	for _, sec := range order {
 		writeConfigHeading(&w, sec, docs)
 		for _, r := range groups[sec] {
-			class, ok := classes[r.path]
-			if !ok {
-				return nil, fmt.Errorf("%s: not in config.Fields()", r.path)
-			}
 			d := docs[r.goType+"."+r.goField]
 			if d == "" {
 				d = docs[r.goType+"."+r.sharedDoc]
 			}
-			fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s |\n", r.path, r.typ, r.def, class, cell(d))
+			fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s |\n", r.path, r.typ, r.def, r.class, cell(d))
 			if r.elem != nil {
 				lists = append(lists, r)
 			}
@@ -89,37 +80,31 @@ const configIntro = "`bollard --config FILE` reads one YAML file. Every field ha
 // leaf is one documented field.
 type leaf struct {
 	path, parent    string
+	class           string // config.Hot or config.Restart
 	goType, goField string
 	sharedDoc       string // the previous field, whose comment may cover this one
 	typ, def        string
 	elem            reflect.Type // element struct of a list field
 }
 
-// walkLeaves collects the leaf fields of v (those with a reload tag) in
-// file order, as config.Fields does.
-func walkLeaves(v reflect.Value, prefix string, out *[]leaf) {
-	t := v.Type()
-	prev := ""
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		path := name
-		if prefix != "" {
-			path = prefix + "." + name
+// leaves turns the schema's leaf fields (config.Leaves) into table rows.
+func leaves(c *config.Config) []leaf {
+	var out []leaf
+	for _, l := range config.Leaves(c) {
+		r := leaf{path: l.Path, class: l.Class, goType: l.Owner.Name(), goField: l.Field.Name,
+			typ: typeName(l.Field.Type), def: formatDefault(l.Value)}
+		if i := strings.LastIndexByte(l.Path, '.'); i >= 0 {
+			r.parent = l.Path[:i]
 		}
-		if f.Tag.Get("reload") == "" {
-			walkLeaves(v.Field(i), path, out)
-			prev = f.Name
-			continue
+		if idx := l.Field.Index[len(l.Field.Index)-1]; idx > 0 {
+			r.sharedDoc = l.Owner.Field(idx - 1).Name
 		}
-		l := leaf{path: path, parent: prefix, goType: t.Name(), goField: f.Name, sharedDoc: prev,
-			typ: typeName(f.Type), def: formatDefault(v.Field(i))}
-		if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
-			l.elem = f.Type.Elem()
+		if l.Field.Type.Kind() == reflect.Slice && l.Field.Type.Elem().Kind() == reflect.Struct {
+			r.elem = l.Field.Type.Elem()
 		}
-		*out = append(*out, l)
-		prev = f.Name
+		out = append(out, r)
 	}
+	return out
 }
 
 // writeConfigHeading starts the table of the fields under path, with the
