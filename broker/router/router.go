@@ -29,13 +29,24 @@ type Router struct {
 	mu   sync.RWMutex
 	subs map[string]Subscriber
 
-	pool sync.Pool // *topic.Matches[store.Subscription]
+	pool sync.Pool // *scratch
 }
+
+// scratch is the per-Route working memory, reused through Router.pool.
+type scratch struct {
+	ms  topic.Matches[store.Subscription]
+	ts  []target
+	idx map[string]int // subscriber ID -> index in ts, to merge overlaps
+}
+
+// maxScratch bounds the targets a pooled scratch keeps room for, so one
+// huge fan-out does not pin its arrays in the pool.
+const maxScratch = 4096
 
 // New returns an empty router.
 func New() *Router {
 	r := &Router{subs: make(map[string]Subscriber)}
-	r.pool.New = func() any { return new(topic.Matches[store.Subscription]) }
+	r.pool.New = func() any { return new(scratch) }
 	return r
 }
 
@@ -75,6 +86,7 @@ func (r *Router) subscriber(id string) Subscriber {
 // target is one subscriber's merged delivery.
 type target struct {
 	id string
+	s  Subscriber // nil: not registered
 	d  session.Delivery
 }
 
@@ -91,8 +103,9 @@ type Fanout struct {
 
 	r       *Router
 	settles []settle
-	retain  *store.Message // retained change to apply on success
-	unset   bool           // retain change is a deletion
+	entries session.Entries // the queue entries of the Enqueues
+	retain  *store.Message  // retained change to apply on success
+	unset   bool            // retain change is a deletion
 }
 
 type settle struct {
@@ -110,18 +123,23 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 		f.retainOps(m, b)
 	}
 	put := len(b.Ops)
-	ts := r.targets(m)
+	sc := r.pool.Get().(*scratch)
+	defer r.release(sc)
+	ts := r.targets(m, sc)
 	// One Enqueue per target at most (DropOldest may add Dequeues): grow
-	// the batch and the settles once instead of doubling them.
+	// the batch and the settles once instead of doubling them, and give
+	// the stored entries from one array.
 	b.Ops = slices.Grow(b.Ops, len(ts)+1)
 	b.PutMessage(m)
-	for _, t := range ts {
-		s := r.subscriber(t.id)
-		if s == nil {
+	f.entries.Reserve(len(ts))
+	for i := range ts {
+		t := &ts[i]
+		if t.s == nil {
 			continue
 		}
 		t.d.StoreFull = storeFull
-		res := s.Offer(m, t.d, b)
+		t.d.Entries = &f.entries
+		res := t.s.Offer(m, t.d, b)
 		f.Matched++
 		if res.Stored {
 			f.Stored++
@@ -129,9 +147,9 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 		f.Rejected = f.Rejected || res.Rejected
 		if res.Settle != 0 {
 			if f.settles == nil {
-				f.settles = make([]settle, 0, len(ts))
+				f.settles = make([]settle, 0, len(ts)-i)
 			}
-			f.settles = append(f.settles, settle{s: s, seq: res.Settle})
+			f.settles = append(f.settles, settle{s: t.s, seq: res.Settle})
 		}
 	}
 	if f.Stored == 0 {
@@ -167,35 +185,59 @@ func (f *Fanout) Settle(ok bool) {
 	}
 }
 
-// targets matches m's topic and merges the subscriptions per subscriber.
-func (r *Router) targets(m *store.Message) []target {
-	ms := r.pool.Get().(*topic.Matches[store.Subscription])
-	defer r.pool.Put(ms)
+// targets matches m's topic and merges the subscriptions per subscriber,
+// into sc.ts, with the subscribers looked up under one read lock.
+func (r *Router) targets(m *store.Message, sc *scratch) []target {
+	ms := &sc.ms
 	r.trie.Match(m.Topic, ms)
-	out := make([]target, 0, ms.Len())
-	var idx map[string]int
-	if len(ms.Subs) > 1 {
-		idx = make(map[string]int, len(ms.Subs))
+	out := slices.Grow(sc.ts[:0], ms.Len())
+	merging := len(ms.Subs) > 1
+	if merging && sc.idx == nil {
+		sc.idx = make(map[string]int, len(ms.Subs))
 	}
 	for _, sub := range ms.Subs {
 		if sub.Value.NoLocal && sub.SubscriberID == m.Publisher {
 			continue // [MQTT-3.8.3-3]
 		}
-		if i, ok := idx[sub.SubscriberID]; ok {
-			merge(&out[i].d, m, sub.Value)
-			continue
-		}
-		if idx != nil {
-			idx[sub.SubscriberID] = len(out)
+		if merging {
+			if i, ok := sc.idx[sub.SubscriberID]; ok {
+				merge(&out[i].d, m, sub.Value)
+				continue
+			}
+			sc.idx[sub.SubscriberID] = len(out)
 		}
 		out = append(out, target{id: sub.SubscriberID, d: delivery(m, sub.Value)})
 	}
+	r.mu.RLock()
+	for i := range out {
+		out[i].s = r.subs[out[i].id]
+	}
+	r.mu.RUnlock()
 	for _, g := range ms.Shared {
 		if sub, ok := r.pickShared(g); ok {
-			out = append(out, target{id: sub.SubscriberID, d: delivery(m, sub.Value)})
+			out = append(out, target{id: sub.SubscriberID, s: r.subscriber(sub.SubscriberID), d: delivery(m, sub.Value)})
 		}
 	}
+	sc.ts = out
 	return out
+}
+
+// release returns sc to the pool without the references it held; arrays
+// grown by a huge fan-out are dropped rather than kept in the pool.
+func (r *Router) release(sc *scratch) {
+	sc.ms.Reset()
+	if cap(sc.ts) > maxScratch {
+		sc.ts = nil
+	} else {
+		clear(sc.ts)
+		sc.ts = sc.ts[:0]
+	}
+	if len(sc.idx) > maxScratch {
+		sc.idx = nil
+	} else {
+		clear(sc.idx)
+	}
+	r.pool.Put(sc)
 }
 
 // pickShared chooses an online member of a shared group if there is one,

@@ -107,7 +107,7 @@ func (s *Session) resetMemory() {
 			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: it.m.ExpiresAt})
 		}
 	}
-	q.pending = append(back, q.pending...)
+	q.pending.set(append(back, q.pending.items()...))
 	q.head, q.headBytes, q.resend = nil, 0, nil
 	s.markAll(nil)
 	clear(q.inflight)

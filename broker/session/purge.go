@@ -57,7 +57,7 @@ func (s *Session) purgePass(now time.Time, budget int, b *store.Batch) {
 	if !done {
 		return // the round goes on at the next pass
 	}
-	for _, p := range q.pending {
+	for _, p := range q.pending.items() {
 		q.roundMin = earliest(q.roundMin, p.exp)
 	}
 	q.purgeAt = earliest(q.roundMin, q.roundNew)

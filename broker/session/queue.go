@@ -1,6 +1,8 @@
 package session
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/store"
@@ -41,7 +43,7 @@ type queue struct {
 	bytes     int64
 	head      []*item // first Queued entries, in Seq order
 	headBytes int64   // bytes of the messages in head
-	pending   []pend  // uncommitted stored entries after loadedSeq, in Seq order
+	pending   pends   // uncommitted stored entries after loadedSeq, in Seq order
 	inflight  map[uint16]*item
 	// flightBytes counts the messages sent on this connection and not yet
 	// acknowledged (see window.go).
@@ -74,6 +76,38 @@ type Delivery struct {
 	SubscriptionIDs []uint32
 	// StoreFull reports that the global store budget is reached.
 	StoreFull bool
+	// Entries, when set, allocates the entry of the Enqueue (a fan-out
+	// shares one for all its targets); nil: the entry is allocated alone.
+	Entries *Entries
+}
+
+// Entries allocates the queue entries of one fan-out's Enqueue operations
+// from one array instead of one allocation each. An entry handed out is
+// owned by the batch it went into (stores may keep it), so an Entries is
+// never reused for another batch. The zero value allocates each entry
+// alone; it is not safe for concurrent use.
+type Entries struct {
+	want int
+	buf  []store.QueueEntry
+}
+
+// Reserve makes the next n entries come from one array, allocated when
+// the first of them is needed.
+func (a *Entries) Reserve(n int) { a.want, a.buf = n, nil }
+
+func (a *Entries) next() *store.QueueEntry {
+	if a == nil {
+		return new(store.QueueEntry)
+	}
+	if len(a.buf) == 0 {
+		if a.want <= 1 {
+			return new(store.QueueEntry)
+		}
+		a.buf, a.want = make([]store.QueueEntry, a.want), 0
+	}
+	e := &a.buf[0]
+	a.buf = a.buf[1:]
+	return e
 }
 
 // Result is the outcome of Offer.
@@ -180,7 +214,7 @@ func (s *Session) dropOldest(size int64, b *store.Batch) bool {
 // enqueue assigns the next Seq to m and queues it.
 func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Batch) Result {
 	q := &s.q
-	caughtUp := q.loadedSeq == q.lastSeq && len(q.pending) == 0
+	caughtUp := q.loadedSeq == q.lastSeq && q.pending.len() == 0
 	q.lastSeq++
 	e := store.QueueEntry{Seq: q.lastSeq, MessageID: m.ID, QoS: d.QoS, Retain: d.Retain,
 		SubscriptionIDs: d.SubscriptionIDs, State: store.Queued}
@@ -193,7 +227,9 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 		s.wake()
 		return Result{}
 	}
-	b.Enqueue(s.rec.ClientID, &e)
+	pe := d.Entries.next()
+	*pe = e
+	b.Enqueue(s.rec.ClientID, pe)
 	// Offline sessions keep new entries only in the store: a broker with
 	// many offline sessions holds no queued messages in memory (the head
 	// of an offline queue is read back only when DropOldest needs it), and
@@ -202,7 +238,7 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 		q.loadedSeq = e.Seq
 		q.pushHead(&item{e: e, m: m, size: size, stored: true})
 	} else {
-		q.pending = append(q.pending, pend{seq: e.Seq, size: size, exp: m.ExpiresAt})
+		q.pending.push(pend{seq: e.Seq, size: size, exp: m.ExpiresAt})
 	}
 	return Result{Settle: e.Seq, Stored: true}
 }
@@ -214,22 +250,14 @@ func (s *Session) Settle(seq uint64, ok bool) {
 	defer s.mu.Unlock()
 	q := &s.q
 	q.settledAfterPurge(seq)
-	for i, p := range q.pending {
-		if p.seq == seq {
-			q.pending = append(q.pending[:i], q.pending[i+1:]...)
-			if len(q.pending) == 0 {
-				// Release the array: 10,000 offline sessions would
-				// otherwise each keep room for the most entries they ever
-				// had uncommitted.
-				q.pending = nil
-			}
-			if !ok {
-				q.msgs--
-				q.bytes -= p.size
-			}
-			s.wake()
-			return
+	if i := q.pending.find(seq); i >= 0 {
+		p := q.pending.remove(i)
+		if !ok {
+			q.msgs--
+			q.bytes -= p.size
 		}
+		s.wake()
+		return
 	}
 	for i := len(q.head) - 1; i >= 0; i-- {
 		it := q.head[i]
@@ -249,11 +277,86 @@ func (s *Session) Settle(seq uint64, ok bool) {
 	}
 }
 
+// pends is a queue's uncommitted entries, in Seq order. Entries settle in
+// the order their Seqs were assigned (batches commit in order), so they
+// nearly always leave from the front: the live entries are buf[off:], and
+// the front is removed by advancing off, not by moving the others.
+type pends struct {
+	buf []pend
+	off int
+}
+
+// keepPending is the most entries whose array an empty pends keeps:
+// 10,000 offline sessions must not each keep room for the most entries
+// they ever had uncommitted, but one that commits an entry at a time
+// should not allocate for every one.
+const keepPending = 4
+
+func (p *pends) len() int { return len(p.buf) - p.off }
+
+// items returns the entries; the slice is valid until the next change.
+func (p *pends) items() []pend { return p.buf[p.off:] }
+
+func (p *pends) push(e pend) {
+	if p.off > 0 && len(p.buf) == cap(p.buf) {
+		// Full: drop the removed front instead of growing with it, in
+		// place when at least half of the array is free.
+		live := p.buf[p.off:]
+		if 2*p.off >= len(p.buf) {
+			n := copy(p.buf, live)
+			clear(p.buf[n:])
+			p.buf = p.buf[:n]
+		} else {
+			p.buf = append(make([]pend, 0, 2*len(live)), live...)
+		}
+		p.off = 0
+	}
+	p.buf = append(p.buf, e)
+}
+
+// set replaces the entries with es (which it may keep).
+func (p *pends) set(es []pend) { p.buf, p.off = es, 0 }
+
+// find returns the index of seq among the entries, or -1.
+func (p *pends) find(seq uint64) int {
+	es := p.items()
+	if len(es) == 0 || seq < es[0].seq || seq > es[len(es)-1].seq {
+		return -1
+	}
+	if es[0].seq == seq {
+		return 0
+	}
+	i, found := slices.BinarySearchFunc(es, seq, func(e pend, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	if !found {
+		return -1
+	}
+	return i
+}
+
+// remove removes and returns the entry at index i.
+func (p *pends) remove(i int) pend {
+	e := p.buf[p.off+i]
+	switch {
+	case p.len() == 1:
+		p.off = 0
+		if cap(p.buf) > keepPending {
+			p.buf = nil
+		} else {
+			p.buf = p.buf[:0]
+		}
+	case i == 0:
+		p.off++
+	default:
+		p.buf = slices.Delete(p.buf, p.off+i, p.off+i+1)
+	}
+	return e
+}
+
 // watermark is the highest Seq up to which every stored entry is
 // committed.
 func (q *queue) watermark() uint64 {
-	if len(q.pending) > 0 {
-		return q.pending[0].seq - 1
+	if q.pending.len() > 0 {
+		return q.pending.items()[0].seq - 1
 	}
 	return q.lastSeq
 }

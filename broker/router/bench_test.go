@@ -1,0 +1,59 @@
+package router_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/router"
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/memstore"
+)
+
+// BenchmarkRouteOffline measures the fan-out of one QoS 1 message to 100
+// offline persistent sessions (the "ingest" load scenario without the
+// store): Route into a fresh batch, then Settle. inflight routes are
+// outstanding before the oldest is settled, as under group commit, so each
+// session has that many uncommitted entries.
+func BenchmarkRouteOffline(b *testing.B) {
+	for _, inflight := range []int{1, 256} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) { benchRouteOffline(b, 100, inflight) })
+	}
+}
+
+func benchRouteOffline(b *testing.B, sessions, inflight int) {
+	r := router.New()
+	rd := memstore.New()
+	now := func() time.Time { return time.Unix(1e9, 0) }
+	for i := range sessions {
+		id := fmt.Sprintf("load-in-%d", i)
+		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, session.Limits{}, rd, now, session.Hooks{})
+		r.Register(id, s)
+		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload := make([]byte, 64)
+	ring := make([]*router.Fanout, inflight)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		m := &store.Message{ID: uint64(i + 1), Topic: "load/in/3", QoS: 1, Payload: payload, PublishedAt: now()}
+		var batch store.Batch
+		f := r.Route(m, false, &batch)
+		if f.Stored != sessions {
+			b.Fatalf("stored %d", f.Stored)
+		}
+		k := i % inflight
+		if ring[k] != nil {
+			ring[k].Settle(true)
+		}
+		ring[k] = f
+	}
+	for _, f := range ring {
+		if f != nil {
+			f.Settle(true)
+		}
+	}
+}
