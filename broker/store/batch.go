@@ -8,8 +8,14 @@ import "strconv"
 // operations earlier in the same batch (a violation fails the whole batch):
 //   - OpPutSubscription, OpEnqueue and OpPutInboundQoS2 need the session to
 //     exist (ErrNotFound otherwise).
-//   - OpPutMessage needs an ID > 0 that is not already stored (ErrInvalid).
-//   - OpEnqueue needs its message to exist (ErrNotFound) and a Seq greater
+//   - OpPutMessage needs an ID > 0 from Store.NextMessageID, never put
+//     before. Putting an ID twice in one batch, or the ID of a message
+//     stored with several references, fails with ErrInvalid; a store need
+//     not detect every other reuse.
+//   - OpEnqueue needs its message to be put by an OpPutMessage earlier in
+//     the same batch (ErrNotFound otherwise: every reference to a message
+//     is created in the batch that stores it, so a store may keep a message
+//     with a single reference inside its queue entry), and a Seq greater
 //     than the session's QueueStats.LastSeq (ErrInvalid): queues only grow
 //     at the tail.
 //   - OpUpdateEntry and OpDequeue need the entry to exist (ErrNotFound).

@@ -14,6 +14,7 @@ type txn struct {
 	stats   store.Stats // to restore on rollback
 	undo    []func()
 	pending map[uint64]*message // put in this batch, not yet referenced
+	put     map[uint64]bool     // IDs put in this batch
 	touched []*session          // queues to compact after success
 }
 
@@ -146,11 +147,20 @@ func (t *txn) putMessage(m *store.Message) error {
 		t.pending = make(map[uint64]*message)
 	}
 	t.pending[m.ID] = &message{m: cloneMessage(m), size: m.Size()}
+	if t.put == nil {
+		t.put = make(map[uint64]bool)
+	}
+	t.put[m.ID] = true
 	return nil
 }
 
 // ref adds a reference to message id, storing it if it was only pending.
+// Only a message put by this batch may gain references (see
+// store.OpEnqueue).
 func (t *txn) ref(id uint64) (*message, error) {
+	if !t.put[id] {
+		return nil, fmt.Errorf("message %d not put by this batch: %w", id, store.ErrNotFound)
+	}
 	if m := t.s.messages[id]; m != nil {
 		m.refs++
 		t.onUndo(func() { m.refs-- })

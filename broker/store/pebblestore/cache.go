@@ -1,89 +1,102 @@
 package pebblestore
 
-// Write-through caches of queue entries and reference counts, so that the
-// commits of a drain (an entry marked Sent, then dequeued, its message
+// Write-through caches of queue runs and reference counts, so that the
+// commits of a drain (entries marked Sent, then dequeued, their messages
 // released) do not read what was just read or written.
 //
 // Both are exact: they change only in txn.publish, under s.mu, with the
 // outcome of a commit that was applied, and every value put into them was
 // read under s.mu or from a snapshot no commit touching it has followed
 // (see putRead). A miss falls back to reading Pebble. Both are bounded:
-// when full, arbitrary entries are dropped.
+// when full, arbitrary sessions' runs (and new counts) are dropped.
 
 const (
-	// entryCacheMax and refCacheMax bound the caches (entries); at about
-	// 100 and 50 bytes each they take a few MiB.
-	entryCacheMax = 1 << 15
-	refCacheMax   = 1 << 17
+	// runCacheMax bounds the entries held by cached runs and refCacheMax
+	// the cached counts; at about 100 and 50 bytes each they take a few
+	// MiB (inline messages that runs hold come on top, up to
+	// maxRunBytes per run).
+	runCacheMax = 1 << 14
+	refCacheMax = 1 << 17
 )
 
 type refCount struct{ refs, size int64 }
 
 type caches struct {
-	entries map[string]map[uint64]storedEntry // by client ID, then seq
-	nEntry  int
-	refs    map[uint64]refCount
-	gen     uint64 // commits published
+	// runs are by client ID, then by the seq in the run's key. Cached runs
+	// are never changed: a commit clones the ones it changes.
+	runs  map[string]map[uint64]*run
+	nEnts int // entries in cached runs
+	refs  map[uint64]refCount
+	gen   uint64 // commits published
 }
 
 func (c *caches) init() {
-	c.entries = make(map[string]map[uint64]storedEntry)
+	c.runs = make(map[string]map[uint64]*run)
 	c.refs = make(map[uint64]refCount)
 }
 
-func (c *caches) entry(clientID string, seq uint64) (storedEntry, bool) {
-	e, ok := c.entries[clientID][seq]
-	return e, ok
+// run returns the cached run of clientID that holds seq, if any.
+func (c *caches) run(clientID string, seq uint64) *run {
+	for first, r := range c.runs[clientID] {
+		if first <= seq && seq <= r.last() {
+			return r
+		}
+	}
+	return nil
 }
 
-func (c *caches) putEntry(clientID string, e storedEntry) {
-	m := c.entries[clientID]
+func (c *caches) putRun(clientID string, r *run) {
+	m := c.runs[clientID]
 	if m == nil {
-		if c.nEntry >= entryCacheMax {
-			c.shrinkEntries()
-		}
-		m = make(map[uint64]storedEntry)
-		c.entries[clientID] = m
+		m = make(map[uint64]*run)
+		c.runs[clientID] = m
 	}
-	if _, ok := m[e.Seq]; !ok {
-		if c.nEntry >= entryCacheMax {
-			c.shrinkEntries()
-			if c.entries[clientID] == nil {
-				c.entries[clientID] = m
-			}
-		}
-		c.nEntry++
+	if old := m[r.first]; old != nil {
+		c.nEnts -= len(old.ents)
 	}
-	m[e.Seq] = e
+	m[r.first] = r
+	c.nEnts += len(r.ents)
+	if c.nEnts > runCacheMax {
+		c.shrink(clientID, r.first)
+	}
 }
 
-func (c *caches) dropEntry(clientID string, seq uint64) {
-	m := c.entries[clientID]
-	if _, ok := m[seq]; ok {
-		delete(m, seq)
-		c.nEntry--
+func (c *caches) dropRun(clientID string, first uint64) {
+	m := c.runs[clientID]
+	if r, ok := m[first]; ok {
+		c.nEnts -= len(r.ents)
+		delete(m, first)
 		if len(m) == 0 {
-			delete(c.entries, clientID)
+			delete(c.runs, clientID)
 		}
 	}
 }
 
 func (c *caches) dropSession(clientID string) {
-	c.nEntry -= len(c.entries[clientID])
-	delete(c.entries, clientID)
+	for _, r := range c.runs[clientID] {
+		c.nEnts -= len(r.ents)
+	}
+	delete(c.runs, clientID)
 }
 
-// shrinkEntries drops about an eighth of the cached entries.
-func (c *caches) shrinkEntries() {
-	target := c.nEntry - entryCacheMax/8
-	for id, m := range c.entries {
-		for seq := range m {
-			delete(m, seq)
-			c.nEntry--
-		}
-		delete(c.entries, id)
-		if c.nEntry <= target {
+// shrink drops other sessions' runs until an eighth of the room is free,
+// then keep's runs other than the one at first if that is not enough.
+func (c *caches) shrink(keep string, first uint64) {
+	target := runCacheMax - runCacheMax/8
+	for id := range c.runs {
+		if c.nEnts <= target {
 			return
+		}
+		if id != keep {
+			c.dropSession(id)
+		}
+	}
+	for f := range c.runs[keep] {
+		if c.nEnts <= target {
+			return
+		}
+		if f != first {
+			c.dropRun(keep, f)
 		}
 	}
 }
@@ -97,15 +110,15 @@ func (c *caches) putRef(id uint64, r refCount) {
 	}
 }
 
-// putRead caches entries of clientID read from a snapshot taken when
-// c.gen was gen, unless a commit since then changed or removed existing
-// entries of the session (si.modGen). s.mu is held.
-func (s *Store) putRead(clientID string, gen uint64, es []storedEntry) {
+// putRead caches runs of clientID read from a snapshot taken when c.gen
+// was gen, unless a commit since then changed or removed existing entries
+// of the session (si.modGen). s.mu is held.
+func (s *Store) putRead(clientID string, gen uint64, runs []*run) {
 	si := s.sessions[clientID]
 	if si == nil || si.modGen > gen {
 		return
 	}
-	for _, e := range es {
-		s.cache.putEntry(clientID, e)
+	for _, r := range runs {
+		s.cache.putRun(clientID, r)
 	}
 }

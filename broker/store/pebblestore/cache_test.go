@@ -124,6 +124,20 @@ func TestCacheMatchesModel(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("queue %s:\n got %v\nwant %v", c, got, want)
 			}
+			// A read that starts inside a run.
+			after, limit := rng.Uint64N(lastSeq[c]+1), rng.IntN(200)
+			var gotPart, wantPart []uint64
+			for st, out := range map[store.Store]*[]uint64{s: &gotPart, model: &wantPart} {
+				if err := st.ReadQueue(c, after, limit, func(e store.QueueEntry, _ *store.Message) bool {
+					*out = append(*out, e.Seq)
+					return true
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if fmt.Sprint(gotPart) != fmt.Sprint(wantPart) {
+				t.Fatalf("queue %s after %d limit %d:\n got %v\nwant %v", c, after, limit, gotPart, wantPart)
+			}
 		}
 		if gs, ws := s.Stats(), model.Stats(); gs != ws {
 			t.Fatalf("stats %+v, model %+v", gs, ws)
@@ -135,12 +149,24 @@ func TestCacheMatchesModel(t *testing.T) {
 			c := clients[rng.IntN(len(clients))]
 			switch rng.IntN(6) {
 			case 0, 1:
-				id := s.NextMessageID()
-				model.NextMessageID()
-				b.PutMessage(&store.Message{ID: id, Topic: "t", Payload: make([]byte, rng.IntN(5))})
-				for _, c2 := range clients[:1+rng.IntN(len(clients))] {
-					lastSeq[c2]++
-					b.Enqueue(c2, &store.QueueEntry{Seq: lastSeq[c2], MessageID: id, QoS: 1})
+				// Sometimes more entries than fit one run.
+				n := 1 + rng.IntN(3)
+				if rng.IntN(40) == 0 {
+					n = 2*maxRunEntries + rng.IntN(50)
+				}
+				for range n {
+					id := s.NextMessageID()
+					model.NextMessageID()
+					b.PutMessage(&store.Message{ID: id, Topic: "t", Payload: make([]byte, rng.IntN(5))})
+					// One target (stored inline) or several (stored once).
+					from, k := rng.IntN(len(clients)), 1
+					if rng.IntN(2) == 0 {
+						k += rng.IntN(len(clients) - from)
+					}
+					for _, c2 := range clients[from : from+k] {
+						lastSeq[c2]++
+						b.Enqueue(c2, &store.QueueEntry{Seq: lastSeq[c2], MessageID: id, QoS: 1})
+					}
 				}
 			case 2:
 				b.UpdateEntry(c, &store.QueueEntry{Seq: 1 + rng.Uint64N(lastSeq[c]+1), QoS: 1, State: store.Sent, PacketID: uint16(rng.IntN(100))})

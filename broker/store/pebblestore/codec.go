@@ -290,58 +290,6 @@ func decodeSubscription(key []byte, filter string, v []byte) (store.Subscription
 	return s, nil
 }
 
-// storedEntry is a decoded queue entry with the size of its message.
-type storedEntry struct {
-	store.QueueEntry
-	Size int64
-}
-
-func encodeEntry(e *store.QueueEntry, size int64) []byte {
-	return appendEntry(make([]byte, 0, 16+3*len(e.SubscriptionIDs)), e, size)
-}
-
-// appendEntry appends the encoding of e (with valueVersion) to dst.
-func appendEntry(dst []byte, e *store.QueueEntry, size int64) []byte {
-	enc := enc{b: append(dst, valueVersion)}
-	enc.uvarint(e.MessageID)
-	enc.uvarint(uint64(size))
-	enc.byte(e.QoS)
-	var flags byte
-	if e.Retain {
-		flags |= 1
-	}
-	enc.byte(flags)
-	enc.byte(byte(e.State))
-	enc.uvarint(uint64(e.PacketID))
-	enc.uvarint(uint64(len(e.SubscriptionIDs)))
-	for _, id := range e.SubscriptionIDs {
-		enc.uvarint(uint64(id))
-	}
-	return enc.b
-}
-
-func decodeEntry(key []byte, seq uint64, v []byte) (storedEntry, error) {
-	d := newDec(v)
-	var e storedEntry
-	e.Seq = seq
-	e.MessageID = d.uvarint()
-	e.Size = int64(d.max(1 << 62))
-	e.QoS = d.maxByte(2)
-	e.Retain = d.byte()&1 != 0
-	e.State = store.DeliveryState(d.maxByte(byte(store.Released)))
-	e.PacketID = uint16(d.max(1<<16 - 1))
-	if n := d.max(uint64(len(d.b))); n > 0 {
-		e.SubscriptionIDs = make([]uint32, n)
-		for i := range e.SubscriptionIDs {
-			e.SubscriptionIDs[i] = uint32(d.max(1<<32 - 1))
-		}
-	}
-	if err := d.done(); err != nil {
-		return storedEntry{}, corrupt(key, "queue entry: %v", err)
-	}
-	return e, nil
-}
-
 func encodeRefCount(refs, size int64) []byte {
 	e := newEnc(8)
 	e.uvarint(uint64(refs))

@@ -160,32 +160,18 @@ func safe(f func() error) (err error) {
 // reads through an indexed Pebble batch, so later operations see earlier
 // ones; in-memory state changes only in publish, after the write succeeded.
 type txn struct {
-	s     *Store
-	b     *pebble.Batch
-	sess  map[string]*sessInfo // copies of touched sessions; nil: deleted
-	refs  map[uint64]*refState
-	stats store.Stats
-	maxID uint64 // highest message ID written by the batch
-	// tailGone lists sessions whose entry at LastSeq the batch removed:
-	// their l/ floor may need writing.
-	tailGone []string
-	// ents are the entries the batch updated or dequeued (for the cache);
+	s      *Store
+	b      *pebble.Batch
+	sess   map[string]*sessInfo // copies of touched sessions; nil: deleted
+	refs   map[uint64]*refState
+	queues map[string]*txnQueue // queues the batch touched
+	stats  store.Stats
+	maxID  uint64 // highest message ID written by the batch
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
 	kbuf, vbuf []byte // scratch for keys and values that Set copies
-	ents       map[entKey]entState
 	modified   map[string]bool
 	dropped    map[string]bool
-}
-
-type entKey struct {
-	clientID string
-	seq      uint64
-}
-
-type entState struct {
-	e    storedEntry
-	gone bool
 }
 
 // refState is a message touched by the batch.
@@ -199,8 +185,8 @@ type refState struct {
 }
 
 func (s *Store) newTxn() *txn {
-	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState), stats: s.stats,
-		ents: make(map[entKey]entState), modified: make(map[string]bool), dropped: make(map[string]bool)}
+	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
+		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool)}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -290,6 +276,7 @@ func (t *txn) deleteSession(clientID string) error {
 			return err
 		}
 	}
+	delete(t.queues, clientID)
 	t.sess[clientID] = nil
 	t.dropped[clientID] = true
 	t.stats.Sessions--
@@ -299,20 +286,6 @@ func (t *txn) deleteSession(clientID string) error {
 		errs = append(errs, t.b.DeleteRange(p, prefixEnd(p), nil))
 	}
 	return errors.Join(errs...)
-}
-
-func (t *txn) releaseQueue(clientID string) error {
-	return scan(t.b, clientPrefix(pQueue, clientID), func(k, v []byte) error {
-		_, seq, err := queueKeyParts(k)
-		if err != nil {
-			return err
-		}
-		e, err := decodeEntry(k, seq, v)
-		if err != nil {
-			return err
-		}
-		return t.release(e.MessageID)
-	})
 }
 
 func (t *txn) putSubscription(clientID string, sub *store.Subscription) error {
@@ -368,4 +341,119 @@ func (t *txn) get(key []byte) ([]byte, error) {
 func (t *txn) exists(key []byte) (bool, error) {
 	v, err := t.get(key)
 	return v != nil, err
+}
+
+// finish writes what the operations left to the end: queue runs, message
+// bodies and reference counts (once per message), LastSeq floors, the
+// message ID mark.
+func (t *txn) finish() error {
+	inline := func(id uint64) *store.Message {
+		if r := t.refs[id]; r != nil && r.put != nil && r.refs == 1 {
+			return r.put
+		}
+		return nil
+	}
+	if err := t.finishQueues(inline); err != nil {
+		return err
+	}
+	for id, r := range t.refs {
+		if err := t.finishMessage(id, r); err != nil {
+			return err
+		}
+	}
+	if t.maxID >= t.s.idMark {
+		if err := t.b.Set(keyMsgID, be64(t.maxID+idReserve), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishMessage writes message id's m/ and c/ keys. A message the batch
+// put with a single reference is stored inline in that entry's run (see
+// finishQueues) and has neither.
+func (t *txn) finishMessage(id uint64, r *refState) error {
+	was, is := r.stored, r.refs > 0
+	if was {
+		t.stats.Messages--
+		t.stats.Bytes -= r.oldSize
+	}
+	if is {
+		t.stats.Messages++
+		t.stats.Bytes += r.size
+	}
+	if !is || (r.put != nil && r.refs == 1) {
+		if was {
+			return errJoin(t.b.Delete(messageKey(id), nil), t.b.Delete(refCountKey(id), nil))
+		}
+		return nil
+	}
+	if r.put != nil {
+		if err := t.b.Set(messageKey(id), encodeMessageValue(r.put), nil); err != nil {
+			return err
+		}
+	}
+	if r.refs == r.oldRefs && r.size == r.oldSize && r.put == nil {
+		return nil
+	}
+	return t.b.Set(refCountKey(id), encodeRefCount(r.refs, r.size), nil)
+}
+
+func errJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// publish makes the batch's effects visible in memory; s.mu is held and
+// the batch is in the memtable.
+func (t *txn) publish() {
+	c := &t.s.cache
+	c.gen++
+	for id := range t.dropped {
+		c.dropSession(id)
+	}
+	for id, q := range t.queues {
+		if t.sess[id] == nil {
+			continue
+		}
+		for _, r := range q.runs {
+			if len(r.ents) == 0 {
+				c.dropRun(id, r.first)
+			} else {
+				c.putRun(id, r.run)
+			}
+		}
+	}
+	for id := range t.modified {
+		if si := t.sess[id]; si != nil {
+			si.modGen = c.gen
+		}
+	}
+	for id, r := range t.refs {
+		if r.refs > 0 && !(r.put != nil && r.refs == 1) {
+			c.putRef(id, refCount{r.refs, r.size})
+		} else {
+			delete(c.refs, id)
+		}
+	}
+	for id, si := range t.sess {
+		if si == nil {
+			delete(t.s.sessions, id)
+		} else {
+			t.s.sessions[id] = si
+		}
+	}
+	t.s.stats = t.stats
+	t.s.maxStored = max(t.s.maxStored, t.maxID)
+	if t.maxID >= t.s.idMark {
+		t.s.idMark = t.maxID + idReserve
+	}
+	for {
+		cur := t.s.nextID.Load()
+		if cur >= t.maxID || t.s.nextID.CompareAndSwap(cur, t.maxID) {
+			break
+		}
+	}
 }

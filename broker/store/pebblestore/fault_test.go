@@ -24,10 +24,14 @@ func seed(t *testing.T, s store.Store) {
 	var b store.Batch
 	b.PutSession(&store.Session{ClientID: "a", CreatedAt: time.Unix(1, 0)})
 	b.PutSubscription("a", &store.Subscription{Filter: "t/#", QoS: 1})
+	b.PutSession(&store.Session{ClientID: "b", CreatedAt: time.Unix(1, 0)})
+	// Message 1 is stored inline in a's run, message 2 (also queued for b)
+	// under m/ with a reference count.
 	for i := uint64(1); i <= 2; i++ {
 		b.PutMessage(&store.Message{ID: i, Topic: "t/x", Payload: []byte("hello")})
 		b.Enqueue("a", &store.QueueEntry{Seq: i, MessageID: i, QoS: 1})
 	}
+	b.Enqueue("b", &store.QueueEntry{Seq: 1, MessageID: 2, QoS: 1})
 	b.PutRetained(&store.Message{ID: 3, Topic: "t/r", Payload: []byte("r")})
 	if err := s.Commit(context.Background(), &b); err != nil {
 		t.Fatal(err)
@@ -54,8 +58,11 @@ func TestOpenRejectsCorruptValues(t *testing.T) {
 		"s/a":                        {valueVersion, 200}, // string length beyond the value
 		string(queueKey("a", 1)):     {valueVersion, 1},   // truncated entry
 		string(refCountKey(1)):       {9, 1, 1},           // unknown value version
-		string(queueKey("ghost", 1)): encodeEntry(&store.QueueEntry{MessageID: 1}, 5),
-		string(refCountKey(2)):       encodeRefCount(7, 5), // counts no longer add up
+		string(queueKey("ghost", 1)): appendRun(nil, 1, []qent{{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 2}, size: 5}}),
+		string(queueKey("a", 2)):     appendRun(nil, 2, []qent{{QueueEntry: store.QueueEntry{Seq: 2, MessageID: 2}, size: 5}}),                 // overlaps run 1
+		string(queueKey("b", 1)):     appendRun(nil, 1, []qent{{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 2}, size: 5, mraw: []byte{}}}), // b's reference gone
+		string(queueKey("b", 7)):     {valueVersion, 0},                                                                                        // empty run
+		string(refCountKey(2)):       encodeRefCount(7, 5),                                                                                     // counts no longer add up
 		"r/t/r":                      {},
 		"l/a":                        {valueVersion, 0xff}, // truncated uvarint
 		string(messageKey(9)):        {valueVersion},       // message without count
@@ -96,8 +103,30 @@ func TestReadsReportCorruptValues(t *testing.T) {
 	}
 	n := 0
 	err = s.ReadQueue("a", 0, 0, func(store.QueueEntry, *store.Message) bool { n++; return true })
-	if !errors.Is(err, store.ErrCorrupt) {
-		t.Fatalf("ReadQueue: err = %v, want ErrCorrupt", err)
+	if !errors.Is(err, store.ErrCorrupt) || n != 0 {
+		t.Fatalf("ReadQueue: err = %v after %d entries, want ErrCorrupt", err, n)
+	}
+}
+
+// TestReadReportsCorruptInlineMessage: an inline message is decoded only
+// when its entry is read, and a damaged one is reported there.
+func TestReadReportsCorruptInlineMessage(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	seed(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run := appendRun(nil, 1, []qent{
+		{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 1, QoS: 1}, size: 8, mraw: []byte{1, 200}},
+		{QueueEntry: store.QueueEntry{Seq: 2, MessageID: 2, QoS: 1}, size: 8},
+	})
+	rawSet(t, dir, queueKey("a", 1), run)
+	s = openT(t, dir, Options{})
+	defer s.Close()
+	err := s.ReadQueue("a", 0, 0, func(store.QueueEntry, *store.Message) bool { return true })
+	if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "inline message") {
+		t.Fatalf("ReadQueue: err = %v, want ErrCorrupt for the inline message", err)
 	}
 }
 
@@ -107,14 +136,14 @@ func TestDecodersNeverPanic(t *testing.T) {
 		UserProperties: []store.UserProperty{{Key: "k", Value: "v"}}}, PublishedAt: time.Unix(5, 0)}
 	values := map[string][]byte{
 		"session": encodeSession(&store.Session{ClientID: "a", Will: &store.Will{Message: *m}}),
-		"entry":   encodeEntry(&store.QueueEntry{MessageID: 1, SubscriptionIDs: []uint32{1, 2}}, 3),
+		"run":     testRun(),
 		"message": encodeMessageValue(m),
 		"sub":     encodeSubscription(&store.Subscription{Filter: "f", ID: 4}),
 		"refs":    encodeRefCount(2, 3),
 	}
 	decoders := map[string]func(v []byte) error{
 		"session": func(v []byte) error { _, err := decodeSession([]byte("s/a"), v); return err },
-		"entry":   func(v []byte) error { _, err := decodeEntry([]byte("q"), 1, v); return err },
+		"run":     func(v []byte) error { _, _, err := decodeRun([]byte("q"), 1, v, true); return err },
 		"message": func(v []byte) error { _, err := decodeMessageValue([]byte("m"), v); return err },
 		"sub":     func(v []byte) error { _, err := decodeSubscription([]byte("u"), "f", v); return err },
 		"refs":    func(v []byte) error { _, _, err := decodeRefCount([]byte("c"), v); return err },
@@ -135,13 +164,27 @@ func TestDecodersNeverPanic(t *testing.T) {
 	}
 }
 
+// testRun is a run of a shared entry and an inline one.
+func testRun() []byte {
+	m := &store.Message{ID: 2, Topic: "t", Payload: []byte("p")}
+	return appendRun(nil, 1, []qent{
+		{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 1, SubscriptionIDs: []uint32{1, 2}, State: store.Sent, PacketID: 9}, size: 3},
+		{QueueEntry: store.QueueEntry{Seq: 3, MessageID: 2, QoS: 2, Retain: true}, size: m.Size(), mraw: encodeInline(m)},
+	})
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeMessageValue(&store.Message{ID: 1, Topic: "t", Payload: []byte("p")}))
-	f.Add(encodeEntry(&store.QueueEntry{MessageID: 1, SubscriptionIDs: []uint32{1}}, 3))
+	f.Add(testRun())
 	f.Add(encodeSession(&store.Session{Will: &store.Will{}}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		_, _ = decodeSession([]byte("s/a"), v)
-		_, _ = decodeEntry([]byte("q"), 1, v)
+		if r, _, err := decodeRun([]byte("q"), 1, v, true); err == nil {
+			for i := range r.ents {
+				_, _ = r.ents[i].message([]byte("q"))
+			}
+		}
+		_, _, _ = decodeRun([]byte("q"), 1, v, false)
 		_, _ = decodeMessageValue([]byte("m"), v)
 		_, _ = decodeSubscription([]byte("u"), "f", v)
 		_, _, _ = decodeRefCount([]byte("c"), v)
@@ -283,7 +326,7 @@ func TestTornWALTailRecovers(t *testing.T) {
 	}
 	s = openT(t, dir, Options{})
 	defer s.Close()
-	if st := s.Stats(); st.Messages != 2 || st.Sessions != 1 || st.Retained != 1 {
+	if st := s.Stats(); st.Messages != 2 || st.Sessions != 2 || st.Retained != 1 {
 		t.Fatalf("stats after torn tail = %+v", st)
 	}
 }

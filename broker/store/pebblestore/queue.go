@@ -2,12 +2,41 @@ package pebblestore
 
 import (
 	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/bollard-io/bollard/broker/store"
 )
 
+// txnQueue is a batch's view of one session's queue: the runs it loaded
+// (copies it may change) and the entries it appended, which finish writes
+// as new runs.
+type txnQueue struct {
+	runs  []*txnRun
+	added []qent // appended by the batch, in Seq order
+	// tailGone: the batch removed the entry at the session's LastSeq and
+	// appended none after it, so the l/ floor may need writing.
+	tailGone bool
+}
+
+type txnRun struct {
+	*run
+	dirty bool
+}
+
+// queue returns the batch's view of clientID's queue.
+func (t *txn) queue(clientID string) *txnQueue {
+	q := t.queues[clientID]
+	if q == nil {
+		q = &txnQueue{}
+		t.queues[clientID] = q
+	}
+	return q
+}
+
 // ref returns the batch's view of message id, loading its count; nil when
-// the message is neither stored nor put by the batch.
+// the message is neither stored in m/ nor put by the batch.
 func (t *txn) ref(id uint64) (*refState, error) {
 	if r, ok := t.refs[id]; ok {
 		return r, nil
@@ -58,29 +87,32 @@ func (t *txn) putMessage(m *store.Message) error {
 	return nil
 }
 
-// live returns message id if it exists for the batch: referenced, or put
-// and waiting for its first reference.
-func (t *txn) live(id uint64) (*refState, error) {
+// release drops one reference to the m/ message id (or to a message put
+// by this batch).
+func (t *txn) release(id uint64) error {
 	r, err := t.ref(id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if r == nil || (r.refs == 0 && r.put == nil) {
-		return nil, fmt.Errorf("message %d: %w", id, store.ErrNotFound)
-	}
-	return r, nil
-}
-
-func (t *txn) release(id uint64) error {
-	r, err := t.live(id)
-	if err != nil {
-		return fmt.Errorf("queue entry names a missing message: %w: %w", store.ErrCorrupt, err)
+		return fmt.Errorf("queue entry names a missing message %d: %w", id, store.ErrCorrupt)
 	}
 	r.refs--
 	if r.refs == 0 {
 		r.put = nil // a message put by this batch dies with its last reference
 	}
 	return nil
+}
+
+// releaseEntry releases what entry e holds: its reference, or its inline
+// message.
+func (t *txn) releaseEntry(e *qent) error {
+	if e.mraw != nil {
+		t.stats.Messages--
+		t.stats.Bytes -= e.size
+		return nil
+	}
+	return t.release(e.MessageID)
 }
 
 func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
@@ -94,194 +126,250 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	if e.Seq <= si.lastSeq {
 		return fmt.Errorf("queue %q: seq %d not after last seq %d: %w", clientID, e.Seq, si.lastSeq, store.ErrInvalid)
 	}
-	r, err := t.live(e.MessageID)
-	if err != nil {
-		return err
+	// The message must be put by this batch: every reference to a message
+	// is created with it, which lets a message with one reference live
+	// inside its entry.
+	r := t.refs[e.MessageID]
+	if r == nil || r.put == nil {
+		return fmt.Errorf("message %d not put by this batch: %w", e.MessageID, store.ErrNotFound)
 	}
 	r.refs++
 	si.lastSeq = e.Seq
 	si.msgs++
 	si.bytes += r.size
-	// Set copies key and value: the scratch buffers are reused.
-	t.kbuf = appendQueueKey(t.kbuf[:0], clientID, e.Seq)
-	t.vbuf = appendEntry(t.vbuf[:0], e, r.size)
-	return t.b.Set(t.kbuf, t.vbuf, nil)
+	q := t.queue(clientID)
+	q.tailGone = false
+	q.added = append(q.added, qent{QueueEntry: store.QueueEntry{Seq: e.Seq, MessageID: e.MessageID, QoS: e.QoS, Retain: e.Retain,
+		SubscriptionIDs: e.SubscriptionIDs, State: e.State, PacketID: e.PacketID}, size: r.size})
+	return nil
 }
 
-// entry reads the entry with seq through the batch.
-func (t *txn) entry(clientID string, seq uint64) (*sessInfo, storedEntry, error) {
+// where locates an entry for the batch: in run (nil for one the batch
+// added) at index i of its entries (or of q.added).
+type where struct {
+	q   *txnQueue
+	run *txnRun
+	i   int
+}
+
+func (w where) entry() *qent {
+	if w.run == nil {
+		return &w.q.added[w.i]
+	}
+	return &w.run.ents[w.i]
+}
+
+// find locates the entry with seq of clientID's queue.
+func (t *txn) find(clientID string, seq uint64) (*sessInfo, where, error) {
 	si := t.session(clientID)
-	if si != nil {
-		key := entKey{clientID, seq}
-		if st, ok := t.ents[key]; ok {
-			if !st.gone {
-				return si, st.e, nil
+	if si == nil {
+		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+	}
+	q := t.queue(clientID)
+	if n := len(q.added); n > 0 && seq >= q.added[0].Seq {
+		i := sort.Search(n, func(i int) bool { return q.added[i].Seq >= seq })
+		if i < n && q.added[i].Seq == seq {
+			return si, where{q: q, i: i}, nil
+		}
+		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+	}
+	for _, r := range q.runs {
+		if r.first <= seq && seq <= r.last() {
+			if i := r.index(seq); i >= 0 {
+				return si, where{q: q, run: r, i: i}, nil
 			}
-			return nil, storedEntry{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
-		}
-		if !t.dropped[clientID] {
-			if e, ok := t.s.cache.entry(clientID, seq); ok {
-				return si, e, nil
-			}
-		}
-		k := queueKey(clientID, seq)
-		v, err := t.get(k)
-		if err != nil {
-			return nil, storedEntry{}, err
-		}
-		if v != nil {
-			e, err := decodeEntry(k, seq, v)
-			return si, e, err
+			return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
 		}
 	}
-	return nil, storedEntry{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+	r, err := t.loadRun(clientID, seq)
+	if err != nil {
+		return nil, where{}, err
+	}
+	if r != nil {
+		for _, have := range q.runs {
+			if have.first == r.first {
+				// The run is loaded, seq is past its end or was removed.
+				return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+			}
+		}
+		tr := &txnRun{run: r}
+		q.runs = append(q.runs, tr)
+		if i := r.index(seq); i >= 0 {
+			return si, where{q: q, run: tr, i: i}, nil
+		}
+	}
+	return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
+}
+
+// loadRun returns a copy of the stored run that may hold seq (the one
+// with the highest key seq <= seq), nil when there is none: from the
+// cache, or read through the batch.
+func (t *txn) loadRun(clientID string, seq uint64) (*run, error) {
+	if !t.dropped[clientID] {
+		if r := t.s.cache.run(clientID, seq); r != nil {
+			return r.clone(), nil
+		}
+	}
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: clientPrefix(pQueue, clientID), UpperBound: queueKey(clientID, seq+1)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return nil, readErr(queueKey(clientID, seq), err)
+		}
+		return nil, nil
+	}
+	return runAt(it, true)
+}
+
+// runAt decodes the run under it; with keep, the value is copied first.
+func runAt(it *pebble.Iterator, keep bool) (*run, error) {
+	k := it.Key()
+	_, first, err := queueKeyParts(k)
+	if err != nil {
+		return nil, err
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, readErr(k, err)
+	}
+	if keep {
+		v = append([]byte(nil), v...)
+	}
+	r, _, err := decodeRun(k, first, v, keep)
+	return r, err
 }
 
 func (t *txn) updateEntry(clientID string, upd *store.QueueEntry) error {
 	if upd == nil {
 		return fmt.Errorf("nil entry: %w", store.ErrInvalid)
 	}
-	_, e, err := t.entry(clientID, upd.Seq)
+	_, w, err := t.find(clientID, upd.Seq)
 	if err != nil {
 		return err
 	}
+	e := w.entry()
 	e.State, e.PacketID, e.QoS, e.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
-	t.ents[entKey{clientID, upd.Seq}] = entState{e: e}
-	t.modified[clientID] = true
-	return t.b.Set(queueKey(clientID, upd.Seq), encodeEntry(&e.QueueEntry, e.Size), nil)
+	if w.run != nil {
+		w.run.dirty = true
+		t.modified[clientID] = true
+	}
+	return nil
 }
 
 func (t *txn) dequeue(clientID string, seq uint64) error {
-	si, e, err := t.entry(clientID, seq)
+	si, w, err := t.find(clientID, seq)
 	if err != nil {
 		return err
 	}
+	e := *w.entry()
 	si.msgs--
-	si.bytes -= e.Size
+	si.bytes -= e.size
 	if seq == si.lastSeq {
-		t.tailGone = append(t.tailGone, clientID)
+		w.q.tailGone = true
 	}
-	if err := t.release(e.MessageID); err != nil {
+	if err := t.releaseEntry(&e); err != nil {
 		return err
 	}
-	t.ents[entKey{clientID, seq}] = entState{gone: true}
+	if w.run == nil {
+		w.q.added = append(w.q.added[:w.i], w.q.added[w.i+1:]...)
+		return nil
+	}
+	w.run.ents = append(w.run.ents[:w.i], w.run.ents[w.i+1:]...)
+	w.run.dirty = true
 	t.modified[clientID] = true
-	return t.b.Delete(queueKey(clientID, seq), nil)
+	return nil
 }
 
-// finish writes what the operations left to the end: message bodies and
-// reference counts (once per message), LastSeq floors, the message ID
-// mark, and the store stats.
-func (t *txn) finish() error {
-	for id, r := range t.refs {
-		if err := t.finishMessage(id, r); err != nil {
+// releaseQueue releases every entry of clientID's queue as the batch sees
+// it, before the session is deleted.
+func (t *txn) releaseQueue(clientID string) error {
+	q := t.queue(clientID)
+	for i := range q.added {
+		if err := t.releaseEntry(&q.added[i]); err != nil {
 			return err
 		}
 	}
-	for _, id := range t.tailGone {
-		si := t.sess[id]
-		if si == nil || si.lastSeq == si.floor {
-			continue
-		}
-		// A later enqueue of the batch may have made a new tail.
-		tail, err := t.exists(queueKey(id, si.lastSeq))
+	loaded := make(map[uint64]*txnRun, len(q.runs))
+	for _, r := range q.runs {
+		loaded[r.first] = r
+	}
+	return scan(t.b, clientPrefix(pQueue, clientID), func(k, v []byte) error {
+		_, first, err := queueKeyParts(k)
 		if err != nil {
 			return err
 		}
-		if !tail {
+		r := loaded[first]
+		if r == nil {
+			dr, _, err := decodeRun(k, first, v, true)
+			if err != nil {
+				return err
+			}
+			r = &txnRun{run: dr}
+		}
+		for i := range r.ents {
+			if err := t.releaseEntry(&r.ents[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// finishQueues writes the runs the batch changed and the runs of the
+// entries it added. An added entry whose message the batch put and that
+// is its only reference holds the message inline (inline says which).
+func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
+	for id, q := range t.queues {
+		si := t.sess[id]
+		if si == nil {
+			continue // deleted: its runs went with a range deletion
+		}
+		for _, r := range q.runs {
+			if !r.dirty {
+				continue
+			}
+			t.kbuf = appendQueueKey(t.kbuf[:0], id, r.first)
+			var err error
+			if len(r.ents) == 0 {
+				err = t.b.Delete(t.kbuf, nil)
+			} else {
+				t.vbuf = appendRun(t.vbuf[:0], r.first, r.ents)
+				err = t.b.Set(t.kbuf, t.vbuf, nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for i := range q.added {
+			e := &q.added[i]
+			if m := inline(e.MessageID); m != nil {
+				e.mraw = encodeInline(m)
+			}
+		}
+		for rest := q.added; len(rest) > 0; {
+			n, size := 0, 0
+			for n < len(rest) && n < maxRunEntries && (n == 0 || size+entrySize(&rest[n]) <= maxRunBytes) {
+				size += entrySize(&rest[n])
+				n++
+			}
+			r := &txnRun{run: &run{first: rest[0].Seq, ents: rest[:n:n]}, dirty: true}
+			q.runs = append(q.runs, r)
+			t.kbuf = appendQueueKey(t.kbuf[:0], id, r.first)
+			t.vbuf = appendRun(t.vbuf[:0], r.first, r.ents)
+			if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		if q.tailGone && si.lastSeq != si.floor {
 			si.floor = si.lastSeq
 			if err := t.b.Set(floorKey(id), encodeUvarint(si.floor), nil); err != nil {
 				return err
 			}
 		}
 	}
-	if t.maxID >= t.s.idMark {
-		if err := t.b.Set(keyMsgID, be64(t.maxID+idReserve), nil); err != nil {
-			return err
-		}
-	}
 	return nil
-}
-
-func (t *txn) finishMessage(id uint64, r *refState) error {
-	was, is := r.stored, r.refs > 0
-	if was {
-		t.stats.Messages--
-		t.stats.Bytes -= r.oldSize
-	}
-	if is {
-		t.stats.Messages++
-		t.stats.Bytes += r.size
-	}
-	switch {
-	case !is && was:
-		return errJoin(t.b.Delete(messageKey(id), nil), t.b.Delete(refCountKey(id), nil))
-	case !is:
-		return nil // put but never referenced: not stored
-	}
-	if r.put != nil {
-		if err := t.b.Set(messageKey(id), encodeMessageValue(r.put), nil); err != nil {
-			return err
-		}
-	}
-	if r.refs == r.oldRefs && r.size == r.oldSize && r.put == nil {
-		return nil
-	}
-	return t.b.Set(refCountKey(id), encodeRefCount(r.refs, r.size), nil)
-}
-
-func errJoin(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
-// publish makes the batch's effects visible in memory; s.mu is held and
-// the batch is in the memtable.
-func (t *txn) publish() {
-	c := &t.s.cache
-	c.gen++
-	for id := range t.dropped {
-		c.dropSession(id)
-	}
-	for k, st := range t.ents {
-		switch {
-		case t.dropped[k.clientID]:
-		case st.gone:
-			c.dropEntry(k.clientID, k.seq)
-		default:
-			c.putEntry(k.clientID, st.e)
-		}
-	}
-	for id := range t.modified {
-		if si := t.sess[id]; si != nil {
-			si.modGen = c.gen
-		}
-	}
-	for id, r := range t.refs {
-		if r.refs > 0 {
-			c.putRef(id, refCount{r.refs, r.size})
-		} else {
-			delete(c.refs, id)
-		}
-	}
-	for id, si := range t.sess {
-		if si == nil {
-			delete(t.s.sessions, id)
-		} else {
-			t.s.sessions[id] = si
-		}
-	}
-	t.s.stats = t.stats
-	t.s.maxStored = max(t.s.maxStored, t.maxID)
-	if t.maxID >= t.s.idMark {
-		t.s.idMark = t.maxID + idReserve
-	}
-	for {
-		cur := t.s.nextID.Load()
-		if cur >= t.maxID || t.s.nextID.CompareAndSwap(cur, t.maxID) {
-			break
-		}
-	}
 }

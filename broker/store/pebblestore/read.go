@@ -105,78 +105,89 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.Queu
 	s.mu.Unlock()
 	defer snap.Close()
 	prefix := clientPrefix(pQueue, clientID)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: queueKey(clientID, afterSeq+1), UpperBound: prefixEnd(prefix)})
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
 	}
-	var entries []storedEntry
-	for ok := it.First(); ok && len(entries) < n; ok = it.Next() {
-		e, err := entryAt(it)
+	// The run holding afterSeq+1 may start before it.
+	ok := it.SeekLT(queueKey(clientID, afterSeq+1))
+	if !ok {
+		ok = it.First()
+	}
+	var runs []*run
+	var want []*qent
+	for ; ok && len(want) < n; ok = it.Next() {
+		r, err := runAt(it, true)
 		if err != nil {
 			return nil, errors.Join(err, it.Close())
 		}
-		entries = append(entries, e)
+		runs = append(runs, r)
+		for i := range r.ents {
+			if e := &r.ents[i]; e.Seq > afterSeq && len(want) < n {
+				want = append(want, e)
+			}
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, readErr(prefix, err)
 	}
-	items, err := readMessages(snap, clientID, entries)
+	items, err := readMessages(snap, clientID, want)
 	if err != nil {
 		return nil, err
 	}
 	// The next commits of these entries (sent, dequeued) need not read them.
 	s.mu.Lock()
-	s.putRead(clientID, gen, entries)
+	s.putRead(clientID, gen, runs)
 	s.mu.Unlock()
 	return items, nil
 }
 
-// entryAt decodes the entry under it.
-func entryAt(it *pebble.Iterator) (storedEntry, error) {
-	k := it.Key()
-	_, seq, err := queueKeyParts(k)
-	if err != nil {
-		return storedEntry{}, err
-	}
-	v, err := it.ValueAndErr()
-	if err != nil {
-		return storedEntry{}, readErr(k, err)
-	}
-	return decodeEntry(k, seq, v)
-}
-
-// readMessages fetches the messages of entries with one iterator: a
-// queue's message IDs mostly increase with its Seqs, so the seeks move
-// forward through the same blocks.
-func readMessages(snap *pebble.Snapshot, clientID string, entries []storedEntry) ([]store.QueueItem, error) {
+// readMessages returns the entries with their messages: inline ones
+// decoded, the others fetched with one iterator (a queue's message IDs
+// mostly increase with its Seqs, so the seeks move forward through the
+// same blocks).
+func readMessages(snap *pebble.Snapshot, clientID string, entries []*qent) ([]store.QueueItem, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte(pMessage), UpperBound: prefixEnd([]byte(pMessage))})
-	if err != nil {
-		return nil, fmt.Errorf("pebblestore: read messages: %w", err)
-	}
 	items := make([]store.QueueItem, 0, len(entries))
+	var it *pebble.Iterator
+	defer func() {
+		if it != nil {
+			_ = it.Close()
+		}
+	}()
 	for _, e := range entries {
+		if e.mraw != nil {
+			m, err := e.message(queueKey(clientID, e.Seq))
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
+			continue
+		}
+		if it == nil {
+			var err error
+			if it, err = snap.NewIter(&pebble.IterOptions{LowerBound: []byte(pMessage), UpperBound: prefixEnd([]byte(pMessage))}); err != nil {
+				return nil, fmt.Errorf("pebblestore: read messages: %w", err)
+			}
+		}
 		mk := messageKey(e.MessageID)
 		if !it.SeekGE(mk) || !bytes.Equal(it.Key(), mk) {
 			if err := it.Error(); err != nil {
-				return nil, errors.Join(readErr(mk, err), it.Close())
+				return nil, readErr(mk, err)
 			}
-			return nil, errors.Join(corrupt(queueKey(clientID, e.Seq), "message %d missing", e.MessageID), it.Close())
+			return nil, corrupt(queueKey(clientID, e.Seq), "message %d missing", e.MessageID)
 		}
 		mv, err := it.ValueAndErr()
 		if err != nil {
-			return nil, errors.Join(readErr(mk, err), it.Close())
+			return nil, readErr(mk, err)
 		}
 		m, err := decodeMessageValue(mk, mv)
 		if err != nil {
-			return nil, errors.Join(err, it.Close())
+			return nil, err
 		}
 		items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
-	}
-	if err := it.Close(); err != nil {
-		return nil, readErr([]byte(pMessage), err)
 	}
 	return items, nil
 }

@@ -136,14 +136,18 @@ func (s *Store) loadFloors() error {
 	})
 }
 
+// loadQueues reads every queue run: per-session counts and LastSeq, the
+// inline messages, and the number of references to m/ messages.
 func (s *Store) loadQueues() error {
-	var entries int64
+	var shared int64
+	var prevID string
+	var prevLast uint64
 	err := scan(s.db, []byte(pQueue), func(k, v []byte) error {
-		id, seq, err := queueKeyParts(k)
+		id, first, err := queueKeyParts(k)
 		if err != nil {
 			return err
 		}
-		e, err := decodeEntry(k, seq, v)
+		_, st, err := decodeRun(k, first, v, false)
 		if err != nil {
 			return err
 		}
@@ -151,16 +155,23 @@ func (s *Store) loadQueues() error {
 		if err != nil {
 			return err
 		}
-		si.msgs++
-		si.bytes += e.Size
-		si.lastSeq = max(si.lastSeq, seq)
-		entries++
+		if id == prevID && first <= prevLast {
+			return corrupt(k, "queue run overlaps the run before it (ending at seq %d)", prevLast)
+		}
+		prevID, prevLast = id, st.last
+		si.msgs += st.n
+		si.bytes += st.bytes
+		si.lastSeq = max(si.lastSeq, st.last)
+		shared += st.shared
+		s.maxStored = max(s.maxStored, st.maxID)
+		s.stats.Messages += st.n - st.shared
+		s.stats.Bytes += st.inlineBytes
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.stats.Messages = -entries // loadMessages adds the references back
+	s.sharedRefs = shared
 	return nil
 }
 
@@ -183,8 +194,8 @@ func (s *Store) loadMessages() error {
 	if err != nil {
 		return err
 	}
-	if entries := -s.stats.Messages; refs != entries {
-		return fmt.Errorf("pebblestore: %s: reference counts add up to %d but %d queue entries exist: %w", s.dir, refs, entries, store.ErrCorrupt)
+	if entries := s.sharedRefs; refs != entries {
+		return fmt.Errorf("pebblestore: %s: reference counts add up to %d but %d queue entries refer to stored messages: %w", s.dir, refs, entries, store.ErrCorrupt)
 	}
 	var msgs int64
 	err = scan(s.db, []byte(pMessage), func(k, _ []byte) error {
@@ -202,7 +213,8 @@ func (s *Store) loadMessages() error {
 	if msgs != counts {
 		return fmt.Errorf("pebblestore: %s: %d messages but %d reference counts: %w", s.dir, msgs, counts, store.ErrCorrupt)
 	}
-	s.stats.Messages, s.stats.Bytes = counts, bytes
+	s.stats.Messages += counts
+	s.stats.Bytes += bytes
 	return s.loadIDMark(maxID)
 }
 
@@ -219,8 +231,8 @@ func (s *Store) loadIDMark(maxID uint64) error {
 		}
 		s.idMark = binary.BigEndian.Uint64(v)
 	}
-	s.nextID.Store(max(s.idMark, maxID))
-	s.maxStored = maxID
+	s.maxStored = max(s.maxStored, maxID)
+	s.nextID.Store(max(s.idMark, s.maxStored))
 	return nil
 }
 

@@ -72,8 +72,11 @@ type Store struct {
 	// maxStored is at least the highest message ID ever stored: a
 	// message put with a higher ID cannot exist, so it is not looked up.
 	maxStored uint64
-	ops       sync.WaitGroup // operations using db; Close waits for them
-	dirty     atomic.Bool    // Interval: something was written since the last fsync
+	// sharedRefs is the number of queue entries that refer to m/
+	// messages, counted by recovery to check the reference counts.
+	sharedRefs int64
+	ops        sync.WaitGroup // operations using db; Close waits for them
+	dirty      atomic.Bool    // Interval: something was written since the last fsync
 
 	stopSync chan struct{}
 	syncDone sync.WaitGroup

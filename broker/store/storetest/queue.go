@@ -77,18 +77,24 @@ func testQueueOrder(t *testing.T, s store.Store) {
 func testQueueRules(t *testing.T, s store.Store) {
 	commit(t, s, func(b *store.Batch) {
 		b.PutSession(session("a"))
+		b.PutSession(session("b"))
 		b.PutMessage(message(1, "x"))
 		b.Enqueue("a", entry(5, 1))
+		b.PutMessage(message(3, "shared"))
+		b.Enqueue("a", entry(7, 3))
+		b.Enqueue("b", entry(1, 3))
 	})
 	cases := map[string]struct {
 		fill func(b *store.Batch)
 		want error
 	}{
 		"enqueue to unknown session": {func(b *store.Batch) { b.Enqueue("ghost", entry(1, 1)) }, store.ErrNotFound},
-		"enqueue unknown message":    {func(b *store.Batch) { b.Enqueue("a", entry(6, 42)) }, store.ErrNotFound},
-		"enqueue at last seq":        {func(b *store.Batch) { b.Enqueue("a", entry(5, 1)) }, store.ErrInvalid},
-		"enqueue before last seq":    {func(b *store.Batch) { b.Enqueue("a", entry(4, 1)) }, store.ErrInvalid},
-		"put stored message again":   {func(b *store.Batch) { b.PutMessage(message(1, "y")) }, store.ErrInvalid},
+		"enqueue unknown message":    {func(b *store.Batch) { b.Enqueue("a", entry(8, 42)) }, store.ErrNotFound},
+		"enqueue stored message":     {func(b *store.Batch) { b.Enqueue("a", entry(8, 1)) }, store.ErrNotFound},
+		"enqueue stored shared":      {func(b *store.Batch) { b.Enqueue("a", entry(8, 3)) }, store.ErrNotFound},
+		"enqueue at last seq":        {func(b *store.Batch) { b.PutMessage(message(4, "y")); b.Enqueue("a", entry(7, 4)) }, store.ErrInvalid},
+		"enqueue before last seq":    {func(b *store.Batch) { b.PutMessage(message(4, "y")); b.Enqueue("a", entry(6, 4)) }, store.ErrInvalid},
+		"put stored message again":   {func(b *store.Batch) { b.PutMessage(message(3, "y")) }, store.ErrInvalid},
 		"put message twice":          {func(b *store.Batch) { b.PutMessage(message(2, "y")); b.PutMessage(message(2, "y")) }, store.ErrInvalid},
 		"put message without ID":     {func(b *store.Batch) { b.PutMessage(message(0, "y")) }, store.ErrInvalid},
 		"dequeue unknown seq":        {func(b *store.Batch) { b.Dequeue("a", 4) }, store.ErrNotFound},
@@ -108,15 +114,15 @@ func testQueueRules(t *testing.T, s store.Store) {
 	// Enqueue, update and dequeue of the same entry in one batch.
 	commit(t, s, func(b *store.Batch) {
 		b.PutMessage(message(2, "z"))
-		b.Enqueue("a", entry(6, 2))
-		b.UpdateEntry("a", &store.QueueEntry{Seq: 6, State: store.Sent, PacketID: 3})
-		b.Dequeue("a", 6)
+		b.Enqueue("a", entry(8, 2))
+		b.UpdateEntry("a", &store.QueueEntry{Seq: 8, State: store.Sent, PacketID: 3})
+		b.Dequeue("a", 8)
 	})
-	if st := s.Stats(); st.Messages != 1 {
+	if st := s.Stats(); st.Messages != 2 {
 		t.Fatalf("message enqueued and dequeued in one batch is stored: %+v", st)
 	}
-	if q := sessions(t, s)["a"].Queue; q.LastSeq != 6 || q.Messages != 1 {
-		t.Fatalf("queue stats = %+v, want LastSeq 6, 1 message", q)
+	if q := sessions(t, s)["a"].Queue; q.LastSeq != 8 || q.Messages != 2 {
+		t.Fatalf("queue stats = %+v, want LastSeq 8, 2 messages", q)
 	}
 }
 

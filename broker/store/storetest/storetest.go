@@ -110,7 +110,7 @@ func testSessionDeleteCascades(t *testing.T, s store.Store) {
 	if q := readQueue(t, s, "a", 0, 0); len(q) != 0 {
 		t.Fatalf("recreated session has queue %v", seqs(q))
 	}
-	commit(t, s, func(b *store.Batch) { b.Enqueue("a", entry(1, 1)) })
+	commit(t, s, func(b *store.Batch) { b.PutMessage(message(3, "new")); b.Enqueue("a", entry(1, 3)) })
 	commit(t, s, func(b *store.Batch) { b.DeleteSession("b"); b.DeleteSession("a") })
 	if st := s.Stats(); st != (store.Stats{}) {
 		t.Fatalf("stats after deleting all = %+v", st)
