@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -169,9 +170,16 @@ type txn struct {
 	maxID  uint64 // highest message ID written by the batch
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
-	kbuf, vbuf []byte // scratch for keys and values that Set copies
-	modified   map[string]bool
-	dropped    map[string]bool
+	*scratch
+	modified map[string]bool
+	dropped  map[string]bool
+}
+
+// scratch holds buffers for keys and values that Pebble's Set copies,
+// reused by every batch (batches are prepared under s.mu, one at a time).
+type scratch struct {
+	kbuf, vbuf []byte // keys and values
+	ebuf, mbuf []byte // run bodies and inline messages
 }
 
 // refState is a message touched by the batch.
@@ -186,7 +194,8 @@ type refState struct {
 
 func (s *Store) newTxn() *txn {
 	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
-		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool)}
+		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool),
+		scratch: &s.scratch}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -389,14 +398,23 @@ func (t *txn) finishMessage(id uint64, r *refState) error {
 		return nil
 	}
 	if r.put != nil {
-		if err := t.b.Set(messageKey(id), encodeMessageValue(r.put), nil); err != nil {
+		t.kbuf = binary.BigEndian.AppendUint64(append(t.kbuf[:0], pMessage...), id)
+		e := enc{b: append(t.vbuf[:0], valueVersion)}
+		encodeMessage(&e, r.put)
+		t.vbuf = e.b
+		if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
 			return err
 		}
 	}
 	if r.refs == r.oldRefs && r.size == r.oldSize && r.put == nil {
 		return nil
 	}
-	return t.b.Set(refCountKey(id), encodeRefCount(r.refs, r.size), nil)
+	t.kbuf = binary.BigEndian.AppendUint64(append(t.kbuf[:0], pRefCount...), id)
+	e := enc{b: append(t.vbuf[:0], valueVersion)}
+	e.uvarint(uint64(r.refs))
+	e.uvarint(uint64(r.size))
+	t.vbuf = e.b
+	return t.b.Set(t.kbuf, t.vbuf, nil)
 }
 
 func errJoin(a, b error) error {

@@ -14,10 +14,17 @@ import (
 // as new runs.
 type txnQueue struct {
 	runs  []*txnRun
-	added []qent // appended by the batch, in Seq order
+	added []addedEnt // appended by the batch, in Seq order
 	// tailGone: the batch removed the entry at the session's LastSeq and
 	// appended none after it, so the l/ floor may need writing.
 	tailGone bool
+}
+
+// addedEnt is an entry the batch appended: the caller's entry (replaced
+// by a copy before the batch changes it) and its message's size.
+type addedEnt struct {
+	e    *store.QueueEntry
+	size int64
 }
 
 type txnRun struct {
@@ -139,24 +146,19 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	si.bytes += r.size
 	q := t.queue(clientID)
 	q.tailGone = false
-	q.added = append(q.added, qent{QueueEntry: store.QueueEntry{Seq: e.Seq, MessageID: e.MessageID, QoS: e.QoS, Retain: e.Retain,
-		SubscriptionIDs: e.SubscriptionIDs, State: e.State, PacketID: e.PacketID}, size: r.size})
+	if q.added == nil {
+		q.added = make([]addedEnt, 0, 16)
+	}
+	q.added = append(q.added, addedEnt{e: e, size: r.size})
 	return nil
 }
 
-// where locates an entry for the batch: in run (nil for one the batch
-// added) at index i of its entries (or of q.added).
+// where locates an entry for the batch: at index i of run's entries, or
+// of q.added when run is nil.
 type where struct {
 	q   *txnQueue
 	run *txnRun
 	i   int
-}
-
-func (w where) entry() *qent {
-	if w.run == nil {
-		return &w.q.added[w.i]
-	}
-	return &w.run.ents[w.i]
 }
 
 // find locates the entry with seq of clientID's queue.
@@ -166,9 +168,9 @@ func (t *txn) find(clientID string, seq uint64) (*sessInfo, where, error) {
 		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
 	}
 	q := t.queue(clientID)
-	if n := len(q.added); n > 0 && seq >= q.added[0].Seq {
-		i := sort.Search(n, func(i int) bool { return q.added[i].Seq >= seq })
-		if i < n && q.added[i].Seq == seq {
+	if n := len(q.added); n > 0 && seq >= q.added[0].e.Seq {
+		i := sort.Search(n, func(i int) bool { return q.added[i].e.Seq >= seq })
+		if i < n && q.added[i].e.Seq == seq {
 			return si, where{q: q, i: i}, nil
 		}
 		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
@@ -250,12 +252,17 @@ func (t *txn) updateEntry(clientID string, upd *store.QueueEntry) error {
 	if err != nil {
 		return err
 	}
-	e := w.entry()
-	e.State, e.PacketID, e.QoS, e.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
-	if w.run != nil {
-		w.run.dirty = true
-		t.modified[clientID] = true
+	if w.run == nil {
+		a := &w.q.added[w.i]
+		c := *a.e
+		c.State, c.PacketID, c.QoS, c.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
+		a.e = &c
+		return nil
 	}
+	e := &w.run.ents[w.i]
+	e.State, e.PacketID, e.QoS, e.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
+	w.run.dirty = true
+	t.modified[clientID] = true
 	return nil
 }
 
@@ -264,18 +271,21 @@ func (t *txn) dequeue(clientID string, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	e := *w.entry()
-	si.msgs--
-	si.bytes -= e.size
 	if seq == si.lastSeq {
 		w.q.tailGone = true
 	}
+	if w.run == nil {
+		a := w.q.added[w.i]
+		si.msgs--
+		si.bytes -= a.size
+		w.q.added = append(w.q.added[:w.i], w.q.added[w.i+1:]...)
+		return t.release(a.e.MessageID)
+	}
+	e := w.run.ents[w.i]
+	si.msgs--
+	si.bytes -= e.size
 	if err := t.releaseEntry(&e); err != nil {
 		return err
-	}
-	if w.run == nil {
-		w.q.added = append(w.q.added[:w.i], w.q.added[w.i+1:]...)
-		return nil
 	}
 	w.run.ents = append(w.run.ents[:w.i], w.run.ents[w.i+1:]...)
 	w.run.dirty = true
@@ -287,8 +297,8 @@ func (t *txn) dequeue(clientID string, seq uint64) error {
 // it, before the session is deleted.
 func (t *txn) releaseQueue(clientID string) error {
 	q := t.queue(clientID)
-	for i := range q.added {
-		if err := t.releaseEntry(&q.added[i]); err != nil {
+	for _, a := range q.added {
+		if err := t.release(a.e.MessageID); err != nil {
 			return err
 		}
 	}
@@ -343,26 +353,8 @@ func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
 				return err
 			}
 		}
-		for i := range q.added {
-			e := &q.added[i]
-			if m := inline(e.MessageID); m != nil {
-				e.mraw = encodeInline(m)
-			}
-		}
-		for rest := q.added; len(rest) > 0; {
-			n, size := 0, 0
-			for n < len(rest) && n < maxRunEntries && (n == 0 || size+entrySize(&rest[n]) <= maxRunBytes) {
-				size += entrySize(&rest[n])
-				n++
-			}
-			r := &txnRun{run: &run{first: rest[0].Seq, ents: rest[:n:n]}, dirty: true}
-			q.runs = append(q.runs, r)
-			t.kbuf = appendQueueKey(t.kbuf[:0], id, r.first)
-			t.vbuf = appendRun(t.vbuf[:0], r.first, r.ents)
-			if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
-				return err
-			}
-			rest = rest[n:]
+		if err := t.writeAdded(id, q.added, inline); err != nil {
+			return err
 		}
 		if q.tailGone && si.lastSeq != si.floor {
 			si.floor = si.lastSeq
@@ -370,6 +362,39 @@ func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// writeAdded writes the entries the batch appended to clientID's queue as
+// runs of at most maxRunEntries entries and about maxRunBytes.
+func (t *txn) writeAdded(clientID string, added []addedEnt, inline func(id uint64) *store.Message) error {
+	for len(added) > 0 {
+		first := added[0].e.Seq
+		body := enc{b: t.ebuf[:0]}
+		prev, n := first, 0
+		for n < len(added) && n < maxRunEntries && len(body.b) < maxRunBytes {
+			a := &added[n]
+			var mraw []byte
+			m := inline(a.e.MessageID)
+			if m != nil {
+				me := enc{b: t.mbuf[:0]}
+				encodeMessage(&me, m)
+				mraw, t.mbuf = me.b, me.b
+			}
+			appendQent(&body, prev, a.e, a.size, mraw, m != nil)
+			prev = a.e.Seq
+			n++
+		}
+		t.ebuf = body.b
+		v := enc{b: append(t.vbuf[:0], valueVersion)}
+		v.uvarint(uint64(n))
+		t.vbuf = append(v.b, body.b...)
+		t.kbuf = appendQueueKey(t.kbuf[:0], clientID, first)
+		if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
+			return err
+		}
+		added = added[n:]
 	}
 	return nil
 }

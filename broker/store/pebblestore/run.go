@@ -59,11 +59,6 @@ func (r *run) clone() *run {
 	return &run{first: r.first, ents: append([]qent(nil), r.ents...)}
 }
 
-// entrySize estimates the encoded size of e, for splitting runs.
-func entrySize(e *qent) int {
-	return 16 + 3*len(e.SubscriptionIDs) + len(e.mraw)
-}
-
 // appendRun appends the encoding of the run of ents under key seq first.
 func appendRun(dst []byte, first uint64, ents []qent) []byte {
 	e := enc{b: append(dst, valueVersion)}
@@ -71,30 +66,36 @@ func appendRun(dst []byte, first uint64, ents []qent) []byte {
 	prev := first
 	for i := range ents {
 		q := &ents[i]
-		e.uvarint(q.Seq - prev)
+		appendQent(&e, prev, &q.QueueEntry, q.size, q.mraw, q.mraw != nil)
 		prev = q.Seq
-		var flags byte
-		if q.Retain {
-			flags |= 1
-		}
-		if q.mraw != nil {
-			flags |= 2
-		}
-		e.byte(flags)
-		e.byte(q.QoS)
-		e.byte(byte(q.State))
-		e.uvarint(uint64(q.PacketID))
-		e.uvarint(uint64(len(q.SubscriptionIDs)))
-		for _, id := range q.SubscriptionIDs {
-			e.uvarint(uint64(id))
-		}
-		e.uvarint(q.MessageID)
-		e.uvarint(uint64(q.size))
-		if q.mraw != nil {
-			e.bytes(q.mraw)
-		}
 	}
 	return e.b
+}
+
+// appendQent appends one entry of a run whose previous entry (or key) has
+// seq prev; with inline, mraw is its encoded message.
+func appendQent(e *enc, prev uint64, q *store.QueueEntry, size int64, mraw []byte, inline bool) {
+	e.uvarint(q.Seq - prev)
+	var flags byte
+	if q.Retain {
+		flags |= 1
+	}
+	if inline {
+		flags |= 2
+	}
+	e.byte(flags)
+	e.byte(q.QoS)
+	e.byte(byte(q.State))
+	e.uvarint(uint64(q.PacketID))
+	e.uvarint(uint64(len(q.SubscriptionIDs)))
+	for _, id := range q.SubscriptionIDs {
+		e.uvarint(uint64(id))
+	}
+	e.uvarint(q.MessageID)
+	e.uvarint(uint64(size))
+	if inline {
+		e.bytes(mraw)
+	}
 }
 
 // runStats is what recovery needs from a run without decoding it into

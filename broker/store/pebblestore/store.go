@@ -75,6 +75,7 @@ type Store struct {
 	// sharedRefs is the number of queue entries that refer to m/
 	// messages, counted by recovery to check the reference counts.
 	sharedRefs int64
+	scratch    scratch        // for commits, under mu
 	ops        sync.WaitGroup // operations using db; Close waits for them
 	dirty      atomic.Bool    // Interval: something was written since the last fsync
 
