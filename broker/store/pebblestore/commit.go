@@ -192,6 +192,15 @@ type refState struct {
 	put     *store.Message // put by this batch, to be written if referenced
 }
 
+// inline returns the message when the batch put it and it has a single
+// reference: it is then stored inside that entry, with no m/ or c/ key.
+func (r *refState) inline() *store.Message {
+	if r.put != nil && r.refs == 1 {
+		return r.put
+	}
+	return nil
+}
+
 func (s *Store) newTxn() *txn {
 	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
 		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool),
@@ -356,13 +365,7 @@ func (t *txn) exists(key []byte) (bool, error) {
 // bodies and reference counts (once per message), LastSeq floors, the
 // message ID mark.
 func (t *txn) finish() error {
-	inline := func(id uint64) *store.Message {
-		if r := t.refs[id]; r != nil && r.put != nil && r.refs == 1 {
-			return r.put
-		}
-		return nil
-	}
-	if err := t.finishQueues(inline); err != nil {
+	if err := t.finishQueues(); err != nil {
 		return err
 	}
 	for id, r := range t.refs {
@@ -391,7 +394,7 @@ func (t *txn) finishMessage(id uint64, r *refState) error {
 		t.stats.Messages++
 		t.stats.Bytes += r.size
 	}
-	if !is || (r.put != nil && r.refs == 1) {
+	if !is || r.inline() != nil {
 		if was {
 			return errJoin(t.b.Delete(messageKey(id), nil), t.b.Delete(refCountKey(id), nil))
 		}
@@ -450,7 +453,7 @@ func (t *txn) publish() {
 		}
 	}
 	for id, r := range t.refs {
-		if r.refs > 0 && !(r.put != nil && r.refs == 1) {
+		if r.refs > 0 && r.inline() == nil {
 			c.putRef(id, refCount{r.refs, r.size})
 		} else {
 			delete(c.refs, id)

@@ -25,6 +25,7 @@ type txnQueue struct {
 type addedEnt struct {
 	e    *store.QueueEntry
 	size int64
+	ref  *refState // its message
 }
 
 type txnRun struct {
@@ -149,7 +150,7 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	if q.added == nil {
 		q.added = make([]addedEnt, 0, 16)
 	}
-	q.added = append(q.added, addedEnt{e: e, size: r.size})
+	q.added = append(q.added, addedEnt{e: e, size: r.size, ref: r})
 	return nil
 }
 
@@ -330,8 +331,8 @@ func (t *txn) releaseQueue(clientID string) error {
 
 // finishQueues writes the runs the batch changed and the runs of the
 // entries it added. An added entry whose message the batch put and that
-// is its only reference holds the message inline (inline says which).
-func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
+// is its only reference holds the message inline.
+func (t *txn) finishQueues() error {
 	for id, q := range t.queues {
 		si := t.sess[id]
 		if si == nil {
@@ -353,7 +354,7 @@ func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
 				return err
 			}
 		}
-		if err := t.writeAdded(id, q.added, inline); err != nil {
+		if err := t.writeAdded(id, q.added); err != nil {
 			return err
 		}
 		if q.tailGone && si.lastSeq != si.floor {
@@ -368,7 +369,7 @@ func (t *txn) finishQueues(inline func(id uint64) *store.Message) error {
 
 // writeAdded writes the entries the batch appended to clientID's queue as
 // runs of at most maxRunEntries entries and about maxRunBytes.
-func (t *txn) writeAdded(clientID string, added []addedEnt, inline func(id uint64) *store.Message) error {
+func (t *txn) writeAdded(clientID string, added []addedEnt) error {
 	for len(added) > 0 {
 		first := added[0].e.Seq
 		body := enc{b: t.ebuf[:0]}
@@ -376,7 +377,7 @@ func (t *txn) writeAdded(clientID string, added []addedEnt, inline func(id uint6
 		for n < len(added) && n < maxRunEntries && len(body.b) < maxRunBytes {
 			a := &added[n]
 			var mraw []byte
-			m := inline(a.e.MessageID)
+			m := a.ref.inline()
 			if m != nil {
 				me := enc{b: t.mbuf[:0]}
 				encodeMessage(&me, m)
