@@ -191,7 +191,7 @@ func (r *Router) targets(m *store.Message, sc *scratch) []target {
 	ms := &sc.ms
 	r.trie.Match(m.Topic, ms)
 	out := slices.Grow(sc.ts[:0], ms.Len())
-	merging := len(ms.Subs) > 1
+	merging := overlapping(ms.Subs)
 	if merging && sc.idx == nil {
 		sc.idx = make(map[string]int, len(ms.Subs))
 	}
@@ -220,6 +220,18 @@ func (r *Router) targets(m *store.Message, sc *scratch) []target {
 	}
 	sc.ts = out
 	return out
+}
+
+// overlapping reports whether subs may name a subscriber twice. The trie
+// holds one subscription per (subscriber, filter), so subscriptions that
+// all matched through the same filter name distinct subscribers.
+func overlapping(subs []topic.Sub[store.Subscription]) bool {
+	for i := 1; i < len(subs); i++ {
+		if subs[i].Filter != subs[0].Filter {
+			return true
+		}
+	}
+	return false
 }
 
 // release returns sc to the pool without the references it held; arrays

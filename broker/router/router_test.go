@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/bollard-io/bollard/broker/session"
@@ -106,3 +107,53 @@ func mustSub(t *testing.T, r *Router, id string, s store.Subscription) {
 		t.Fatal(err)
 	}
 }
+
+// TestRouteMergeAcrossRoutes routes through the pooled working memory in
+// turn with and without overlapping filters: every subscriber is offered
+// each message once, with the identifiers of all its matching filters.
+func TestRouteMergeAcrossRoutes(t *testing.T) {
+	r := New()
+	subs := map[string]*fakeSub{}
+	for _, id := range []string{"a", "b", "c"} {
+		subs[id] = &fakeSub{store: true}
+		r.Register(id, subs[id])
+		mustSub(t, r, id, store.Subscription{Filter: "x/#", QoS: 1, ID: 1})
+	}
+	mustSub(t, r, "a", store.Subscription{Filter: "x/+", QoS: 1, ID: 2})
+	mustSub(t, r, "b", store.Subscription{Filter: "y", QoS: 1, ID: 3})
+	mustSub(t, r, "c", store.Subscription{Filter: "y", QoS: 1, ID: 4})
+	routes := []struct {
+		topic string
+		want  map[string][]uint32
+	}{
+		{"x/1", map[string][]uint32{"a": {1, 2}, "b": {1}, "c": {1}}},
+		{"y", map[string][]uint32{"b": {3}, "c": {4}}},
+		{"x/1/2", map[string][]uint32{"a": {1}, "b": {1}, "c": {1}}},
+		{"x/2", map[string][]uint32{"a": {1, 2}, "b": {1}, "c": {1}}},
+	}
+	for i, rt := range routes {
+		for _, s := range subs {
+			s.got = nil
+		}
+		var b store.Batch
+		f := r.Route(&store.Message{ID: uint64(i + 1), Topic: rt.topic, QoS: 1, Payload: []byte("p")}, false, &b)
+		if f.Matched != len(rt.want) || f.Stored != len(rt.want) || b.Len() != len(rt.want)+1 {
+			t.Fatalf("%s: matched %d stored %d ops %d", rt.topic, f.Matched, f.Stored, b.Len())
+		}
+		f.Settle(true)
+		for id, s := range subs {
+			want, ok := rt.want[id]
+			if !ok {
+				if len(s.got) != 0 {
+					t.Fatalf("%s: %s offered %v", rt.topic, id, s.got)
+				}
+				continue
+			}
+			if len(s.got) != 1 || !slices.Equal(sorted(s.got[0].SubscriptionIDs), want) {
+				t.Fatalf("%s: %s offered %+v, want once with %v", rt.topic, id, s.got, want)
+			}
+		}
+	}
+}
+
+func sorted(ids []uint32) []uint32 { return slices.Sorted(slices.Values(ids)) }
