@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -169,6 +172,22 @@ func addHeap(ctx context.Context, m measurement, t Target, key string) {
 	}
 }
 
+// writeHeapProfile writes the Go heap profile to $LOAD_HEAPPROFILE-<name>
+// when the broker runs in this process (LOAD_BOLLARD=inprocess): what the
+// broker holds at that point of a scenario.
+func writeHeapProfile(t Target, name string) error {
+	path := os.Getenv("LOAD_HEAPPROFILE")
+	if path == "" || t.Name() != "bollard" || t.PID() != 0 {
+		return nil
+	}
+	f, err := os.Create(path + "-" + name)
+	if err != nil {
+		return fmt.Errorf("load: heap profile: %w", err)
+	}
+	runtime.GC()
+	return errors.Join(pprof.WriteHeapProfile(f), f.Close())
+}
+
 // addMemory records the resident set of t's process, when it has one.
 func addMemory(m measurement, t Target, rssKey, peakKey string) {
 	if t.PID() == 0 {
@@ -231,6 +250,9 @@ func runRestart(ctx context.Context, t Target, sz Sizes) (measurement, error) {
 	m := measurement{"fill": fill.Rate() * perMsg}
 	addMemory(m, t, "rss", "peak")
 	addHeap(ctx, m, t, "heap")
+	if err := writeHeapProfile(t, "restart"); err != nil {
+		return m, err
+	}
 	return m, restart(ctx, t, m, sessions.id(0), int64(sz.RestartPerSession))
 }
 

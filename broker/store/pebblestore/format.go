@@ -1,6 +1,6 @@
 package pebblestore
 
-// On-disk format, version 1.
+// On-disk format, version 2.
 //
 // The store is one Pebble database (the directory passed to Open). Every
 // key starts with a short ASCII family prefix; integers inside keys are
@@ -8,16 +8,16 @@ package pebblestore
 // contain a NUL byte (MQTT forbids U+0000 in strings [MQTT-1.5.4-2]; Commit
 // rejects such IDs), so NUL ends the client ID inside a key.
 //
-//	meta/version                  format version: big-endian uint32 (1)
+//	meta/version                  format version: big-endian uint32 (2)
 //	meta/msgid                    message ID high-water mark: big-endian uint64;
 //	                              every ID ever committed is below it
 //	s/<clientID>                  session
 //	u/<clientID>\x00<filter>      subscription
-//	q/<clientID>\x00<seq be64>    queue entry
+//	q/<clientID>\x00<seq be64>    queue run: entries with Seq >= seq, up to the next run
 //	l/<clientID>                  queue LastSeq floor (see below)
 //	i/<clientID>\x00<pid be16>    inbound QoS 2 packet ID awaiting PUBREL
-//	m/<messageID be64>            message, stored once for all its entries
-//	c/<messageID be64>            reference count of message: how many q/ keys name it
+//	m/<messageID be64>            message with several references, stored once
+//	c/<messageID be64>            reference count of an m/ message: how many entries name it
 //	r/<topic>                     retained message
 //
 // Values start with a one-byte value version (1), then fields in order:
@@ -31,13 +31,17 @@ package pebblestore
 //	              time disconnected, byte hasWill, [uvarint delay, message]
 //	subscription  byte qos, flags (1 noLocal, 2 retainAsPublished),
 //	              byte retainHandling, uvarint subscription ID
-//	queue entry   uvarint messageID, uvarint message size, byte qos,
-//	              flags (1 retain), byte state, uvarint packetID,
-//	              uvarint n, n x uvarint subscription ID
+//	queue run     uvarint n (>= 1), n x entry:
+//	              uvarint Seq delta (from the previous entry's Seq; the first
+//	              entry's from the key's seq, may be 0; later ones >= 1),
+//	              flags (1 retain, 2 inline), byte qos, byte state,
+//	              uvarint packetID, uvarint k, k x uvarint subscription ID,
+//	              uvarint messageID, uvarint message size,
+//	              [inline: str message (the message fields below)]
 //	l/ floor      uvarint LastSeq
 //	inbound       (version byte only)
 //	refcount      uvarint references, uvarint message size
-//	message (m/, r/ and inside a session's will):
+//	message (m/, r/, inline, and inside a session's will):
 //	              uvarint ID, str publisher, str topic, str payload, byte qos,
 //	              flags (1 retain, 2 payload format present), [byte payload format],
 //	              str content type, str response topic, str correlation data,
@@ -47,20 +51,34 @@ package pebblestore
 // a value that does not decode is reported as an error wrapping
 // store.ErrCorrupt that names its key, never a panic.
 //
+// Why runs: a publish fanned out to N offline sessions, or a drain of one
+// session, must not cost a Pebble key per entry (flushing and compacting
+// those keys was most of the CPU of both). A commit writes the entries it
+// appends to a session as one run (split at maxRunEntries/maxRunBytes),
+// so a group commit of G publishes to N sessions writes N runs, not G x N
+// keys. A commit that changes or removes entries rewrites (or deletes)
+// each run it touches once. Runs never overlap: a run's key seq is at
+// most its first entry's Seq (entries removed from the front leave the
+// key) and above the last Seq of the run before it.
+//
+// Why inline messages: every reference to a message is created in the
+// batch that puts it (store.OpEnqueue), so the batch knows whether a
+// message has one reference. Such a message is stored inside its entry:
+// no m/ and c/ keys to write and then delete. Messages with several
+// references are stored once under m/ with a c/ count.
+//
 // Why persisted reference counts (c/ keys) rather than counts rebuilt on
-// open: memory must not grow with the number of queued messages (a million
-// queued messages may not need a million-entry map in RAM), and a commit
-// needs the count of every message it touches. A c/ key is read only by
-// the commits that touch its message and rewritten once per commit however
-// many entries of the batch name it, so a fan-out to N sessions writes one
-// message, one count and N small entries. Open still scans every q/ and c/
-// key (tiny values) to rebuild per-session QueueStats and the store Stats,
-// and refuses a store whose counts do not add up.
+// open: memory must not grow with the number of queued messages, and a
+// commit needs the count of every message it touches. A c/ key is read
+// only by the commits that touch its message and rewritten once per
+// commit however many entries of the batch name it. Open still scans
+// every q/ and c/ key to rebuild per-session QueueStats and the store
+// Stats, and refuses a store whose counts do not add up.
 //
 // Why the l/ floor: QueueStats.LastSeq must survive the dequeue of the
-// tail entry. It is max(l/ floor, highest q/ seq); the floor is written only
-// by a commit that removes the entry at LastSeq (typically when a queue
-// drains), not by every enqueue.
+// tail entry. It is max(l/ floor, highest Seq in a run); the floor is
+// written only by a commit that removes the entry at LastSeq (typically
+// when a queue drains), not by every enqueue.
 //
 // Why meta/msgid is a reservation: a commit that stores a message with an
 // ID at or above the mark raises it to ID+idReserve, so the mark is
@@ -68,6 +86,9 @@ package pebblestore
 // mark, and Close writes the exact counter, so IDs only grow, across
 // restarts too. After a crash, IDs handed out but never committed may be
 // issued again; nothing durable ever named them.
+//
+// Format 1 (one q/ key per entry, every message under m/) is not read:
+// it was written only by development builds before the first release.
 
 import (
 	"encoding/binary"
@@ -78,7 +99,7 @@ import (
 
 const (
 	// formatVersion is the value of meta/version this code writes and reads.
-	formatVersion = 1
+	formatVersion = 2
 	// valueVersion is the first byte of every value.
 	valueVersion = 1
 	// idReserve is how far meta/msgid runs ahead of committed IDs.

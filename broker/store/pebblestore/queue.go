@@ -147,9 +147,6 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	si.bytes += r.size
 	q := t.queue(clientID)
 	q.tailGone = false
-	if q.added == nil {
-		q.added = make([]addedEnt, 0, 16)
-	}
 	q.added = append(q.added, addedEnt{e: e, size: r.size, ref: r})
 	return nil
 }
