@@ -28,6 +28,8 @@ import (
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPORT=file            also write the Markdown table there
 //	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
+//	LOAD_HEAPPROFILE=path       with LOAD_BOLLARD=inprocess, write the heap profile
+//	                            after the restart scenario's queueing to path-restart
 func TestLoadBench(t *testing.T) {
 	sz := benchSizes(t)
 	inflight := envInt(t, "LOAD_INFLIGHT", 128)
