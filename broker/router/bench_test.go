@@ -57,3 +57,45 @@ func benchRouteOffline(b *testing.B, sessions, inflight int) {
 		}
 	}
 }
+
+// BenchmarkSettleGroup settles the fan-outs of one group commit (64
+// publishes to 100 offline sessions) one entry at a time, as Fanout.Settle
+// does, or per session with a Settlement.
+func BenchmarkSettleGroup(b *testing.B) {
+	for _, grouped := range []bool{false, true} {
+		b.Run(fmt.Sprintf("grouped=%v", grouped), func(b *testing.B) { benchSettleGroup(b, grouped) })
+	}
+}
+
+func benchSettleGroup(b *testing.B, grouped bool) {
+	const sessions, group = 100, 64
+	r := router.New()
+	now := func() time.Time { return time.Unix(1e9, 0) }
+	for i := range sessions {
+		id := fmt.Sprintf("load-in-%d", i)
+		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, session.Limits{}, nil, now, session.Hooks{})
+		r.Register(id, s)
+		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload := make([]byte, 64)
+	fs := make([]*router.Fanout, group)
+	var st router.Settlement
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		for k := range fs {
+			m := &store.Message{ID: uint64(i*group + k + 1), Topic: "load/in/3", QoS: 1, Payload: payload}
+			fs[k] = r.Route(m, false, &store.Batch{})
+		}
+		b.StartTimer()
+		if grouped {
+			st.Settle(fs, true)
+		}
+		for _, f := range fs {
+			f.Settle(true)
+		}
+	}
+}

@@ -11,7 +11,10 @@
 // operations of the whole fan-out in one batch: the message is put once,
 // whatever the number of queues that reference it. The caller commits the
 // batch and reports the outcome with Fanout.Settle, which settles every
-// queue entry and applies the retained change to the in-memory index.
+// queue entry and applies the retained change to the in-memory index. A
+// caller that commits many fan-outs at once may settle their queue entries
+// first with a Settlement, one call per subscriber; Fanout.Settle then only
+// applies the retained change.
 //
 // The router does no I/O and never commits to the store.
 package router

@@ -18,6 +18,8 @@ type Subscriber interface {
 	Offer(m *store.Message, d session.Delivery, b *store.Batch) session.Result
 	// Settle reports the commit outcome of an entry Offer returned.
 	Settle(seq uint64, ok bool)
+	// SettleAll is Settle for several entries with the same outcome.
+	SettleAll(seqs []uint64, ok bool)
 }
 
 // Router routes published messages to subscribers. It is safe for

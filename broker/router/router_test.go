@@ -34,6 +34,12 @@ func (f *fakeSub) Settle(seq uint64, ok bool) {
 	f.settled[seq] = ok
 }
 
+func (f *fakeSub) SettleAll(seqs []uint64, ok bool) {
+	for _, seq := range seqs {
+		f.Settle(seq, ok)
+	}
+}
+
 func TestRouteMergesOverlappingSubscriptions(t *testing.T) {
 	r := New()
 	a := &fakeSub{online: true}

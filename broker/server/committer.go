@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -26,6 +27,11 @@ type job struct {
 	// message of a publish), counted in the committer's flight budget.
 	extra int64
 	w     int64 // the job's weight in the flight budget, set by submit
+	// fan, when set, is the fan-out of b: when a group commits, the queue
+	// entries of all its fan-outs are settled together, one call per
+	// session, before the first job of the group finishes (done still
+	// calls fan.Settle, which then applies only the retained change).
+	fan *router.Fanout
 }
 
 // Flight budget: the memory that submitted, not yet finished jobs hold
@@ -103,6 +109,10 @@ type committer struct {
 	closed bool
 
 	flight flightBudget
+
+	// Used only by the goroutine that finishes jobs.
+	fans    router.Settlement
+	fanList []*router.Fanout
 }
 
 // pipelineDepth is how many applied groups may wait for their fsync
@@ -278,9 +288,7 @@ func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled 
 					c.hist.observe(time.Since(f.start))
 				}
 			}
-			for _, j := range f.jobs {
-				c.finish(j, err)
-			}
+			c.finishAll(f.jobs, err)
 		}
 		clear(f.jobs)
 		clear(f.bs)
@@ -336,10 +344,26 @@ func (c *committer) apply(group []*job, merged *store.Batch) {
 		c.applyEach(group)
 		return
 	}
+	c.finishAll(group, err)
+	clear(merged.Ops)
+}
+
+// finishAll finishes the jobs of a group that committed (or failed) as
+// one, settling their fan-outs' queue entries together first.
+func (c *committer) finishAll(group []*job, err error) {
+	for _, j := range group {
+		if j.fan != nil {
+			c.fanList = append(c.fanList, j.fan)
+		}
+	}
+	if len(c.fanList) > 1 {
+		c.fans.Settle(c.fanList, err == nil)
+	}
+	clear(c.fanList)
+	c.fanList = c.fanList[:0]
 	for _, j := range group {
 		c.finish(j, err)
 	}
-	clear(merged.Ops)
 }
 
 func (c *committer) applyEach(group []*job) {

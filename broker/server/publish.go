@@ -26,7 +26,7 @@ func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*
 		}
 		return
 	}
-	s.com.submit(&job{b: b, extra: m.Size(), done: func(err error) {
+	s.com.submit(&job{b: b, extra: m.Size(), fan: f, done: func(err error) {
 		f.Settle(err == nil)
 		if err != nil {
 			s.log.Error("storing a published message", "topic", m.Topic, "err", err)

@@ -248,6 +248,27 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 func (s *Session) Settle(seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.settle(seq, ok) {
+		s.wake()
+	}
+}
+
+// SettleAll is Settle for several entries whose batches had the same
+// outcome, in one call.
+func (s *Session) SettleAll(seqs []uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	for _, seq := range seqs {
+		found = s.settle(seq, ok) || found
+	}
+	if found {
+		s.wake()
+	}
+}
+
+// settle settles the entry seq and reports whether it was found.
+func (s *Session) settle(seq uint64, ok bool) bool {
 	q := &s.q
 	q.settledAfterPurge(seq)
 	if i := q.pending.find(seq); i >= 0 {
@@ -256,8 +277,7 @@ func (s *Session) Settle(seq uint64, ok bool) {
 			q.msgs--
 			q.bytes -= p.size
 		}
-		s.wake()
-		return
+		return true
 	}
 	for i := len(q.head) - 1; i >= 0; i-- {
 		it := q.head[i]
@@ -272,9 +292,9 @@ func (s *Session) Settle(seq uint64, ok bool) {
 			q.msgs--
 			q.bytes -= it.size
 		}
-		s.wake()
-		return
+		return true
 	}
+	return false
 }
 
 // pends is a queue's uncommitted entries, in Seq order. Entries settle in
