@@ -67,14 +67,18 @@ func (s *Store) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func() er
 		s.dirty.Store(true)
 	}
 	s.mu.Unlock()
+	// The wait keeps only the Pebble batch: the txn's maps of touched
+	// sessions, queues and messages are garbage from here on, while the
+	// commit waits for its fsync behind others.
+	b := pb.b
 	return func() error {
 		defer s.ops.Done()
 		if sync {
-			if err := s.waitSync(pb.b); err != nil {
+			if err := s.waitSync(b); err != nil {
 				return fmt.Errorf("pebblestore: commit: fsync: %w", err)
 			}
 		}
-		return pb.b.Close()
+		return b.Close()
 	}, nil
 }
 
