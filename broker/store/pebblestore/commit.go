@@ -162,8 +162,11 @@ func safe(f func() error) (err error) {
 }
 
 // txn is one batch being validated and translated into Pebble writes. It
-// reads through an indexed Pebble batch, so later operations see earlier
-// ones; in-memory state changes only in publish, after the write succeeded.
+// reads the database as the commits before it left it and keeps its own
+// view of what it changed (sessions, queues, message counts, retained
+// topics), so later operations see earlier ones without an indexed Pebble
+// batch; in-memory state changes only in publish, after the write
+// succeeded.
 type txn struct {
 	s      *Store
 	b      *pebble.Batch
@@ -177,6 +180,7 @@ type txn struct {
 	*scratch
 	modified map[string]bool
 	dropped  map[string]bool
+	retained map[string]bool // retained topics the batch put (true) or deleted
 }
 
 // scratch holds buffers for keys and values that Pebble's Set copies,
@@ -206,7 +210,7 @@ func (r *refState) inline() *store.Message {
 }
 
 func (s *Store) newTxn() *txn {
-	return &txn{s: s, b: s.db.NewIndexedBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
+	return &txn{s: s, b: s.db.NewBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
 		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool),
 		scratch: &s.scratch}
 }
@@ -325,31 +329,47 @@ func (t *txn) putRetained(m *store.Message) error {
 		return fmt.Errorf("nil retained message: %w", store.ErrInvalid)
 	}
 	k := retainedKey(m.Topic)
-	had, err := t.exists(k)
+	had, err := t.retainedExists(m.Topic, k)
 	if err != nil {
 		return err
 	}
 	if !had {
 		t.stats.Retained++
 	}
+	t.retained[m.Topic] = true
 	t.maxID = max(t.maxID, m.ID)
 	return t.b.Set(k, encodeMessageValue(m), nil)
 }
 
 func (t *txn) deleteRetained(topic string) error {
 	k := retainedKey(topic)
-	had, err := t.exists(k)
+	had, err := t.retainedExists(topic, k)
 	if err != nil || !had {
 		return err
 	}
 	t.stats.Retained--
+	t.retained[topic] = false
 	return t.b.Delete(k, nil)
 }
 
-// get reads key through the batch; nil, nil when it does not exist. The
-// value is copied.
+// retainedExists reports whether a retained message for topic exists for
+// the batch: as the batch's earlier operations left it, or stored.
+func (t *txn) retainedExists(topic string, k []byte) (bool, error) {
+	if t.retained == nil {
+		t.retained = make(map[string]bool)
+	}
+	if had, ok := t.retained[topic]; ok {
+		return had, nil
+	}
+	return t.exists(k)
+}
+
+// get reads key from the database, as the commits before this batch left
+// it (the batch is not indexed: operations that read what earlier ones of
+// the same batch wrote track it themselves); nil, nil when it does not
+// exist. The value is copied.
 func (t *txn) get(key []byte) ([]byte, error) {
-	v, closer, err := t.b.Get(key)
+	v, closer, err := t.s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}

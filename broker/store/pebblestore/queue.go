@@ -205,12 +205,15 @@ func (t *txn) find(clientID string, seq uint64) (*sessInfo, where, error) {
 // with the highest key seq <= seq), nil when there is none: from the
 // cache, or read through the batch.
 func (t *txn) loadRun(clientID string, seq uint64) (*run, error) {
-	if !t.dropped[clientID] {
-		if r := t.s.cache.run(clientID, seq); r != nil {
-			return r.clone(), nil
-		}
+	if t.dropped[clientID] {
+		// Deleted earlier in the batch: its stored runs are gone, and the
+		// runs of entries added since are written only by finish.
+		return nil, nil
 	}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: clientPrefix(pQueue, clientID), UpperBound: queueKey(clientID, seq+1)})
+	if r := t.s.cache.run(clientID, seq); r != nil {
+		return r.clone(), nil
+	}
+	it, err := t.s.db.NewIter(&pebble.IterOptions{LowerBound: clientPrefix(pQueue, clientID), UpperBound: queueKey(clientID, seq+1)})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
 	}
@@ -304,7 +307,10 @@ func (t *txn) releaseQueue(clientID string) error {
 	for _, r := range q.runs {
 		loaded[r.first] = r
 	}
-	return scan(t.b, clientPrefix(pQueue, clientID), func(k, v []byte) error {
+	if t.dropped[clientID] {
+		return nil // deleted before in this batch: no stored runs left
+	}
+	return scan(t.s.db, clientPrefix(pQueue, clientID), func(k, v []byte) error {
 		_, first, err := queueKeyParts(k)
 		if err != nil {
 			return err

@@ -191,6 +191,24 @@ func testRetained(t *testing.T, s store.Store) {
 	if st := s.Stats(); st.Retained != 1 {
 		t.Fatalf("Stats.Retained = %d, want 1", st.Retained)
 	}
+	// Later operations of a batch see the retained changes of earlier ones.
+	m4, m5 := message(4, "four"), message(5, "five")
+	m4.Topic, m5.Topic = "r/4", "r/1"
+	commit(t, s, func(b *store.Batch) {
+		b.PutRetained(m4)
+		b.DeleteRetained("r/4")
+		b.DeleteRetained("r/1")
+		b.DeleteRetained("r/1")
+		b.PutRetained(m5)
+		b.PutRetained(m5)
+	})
+	got = retained(t, s)
+	if len(got) != 1 || !reflect.DeepEqual(got["r/1"], normMessage(*m5)) {
+		t.Fatalf("retained after changes within one batch = %+v", got)
+	}
+	if st := s.Stats(); st.Retained != 1 {
+		t.Fatalf("Stats.Retained = %d after changes within one batch, want 1", st.Retained)
+	}
 }
 
 func testNextMessageID(t *testing.T, s store.Store) {
