@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
@@ -14,6 +15,8 @@ import (
 // Seqs assigned and the batch submitted under seqMu. done (optional) runs
 // once the batch committed, in submission order. With nothing to write and
 // order false, done runs at once.
+// route takes b over: once the publish is settled, b goes back to
+// batchPool, so the caller must not use it after route.
 func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*router.Fanout, error)) {
 	full := s.storeFull(m)
 	s.seqMu.Lock()
@@ -24,6 +27,7 @@ func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*
 		if done != nil {
 			done(f, nil)
 		}
+		putBatch(b)
 		return
 	}
 	s.com.submit(&job{b: b, extra: m.Size(), fan: f, done: func(err error) {
@@ -34,8 +38,32 @@ func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*
 		if done != nil {
 			done(f, err)
 		}
+		putBatch(b)
 	}})
 	s.seqMu.Unlock()
+}
+
+// batchPool recycles the batches of routed publishes. A publish fanned
+// out to N offline sessions holds N+1 operations (about 100 bytes each),
+// and allocating that array for every publish was a large share of the
+// broker's garbage at high publish rates. A job's batch is done with once
+// the job finished: the store does not keep a batch's operations after
+// Commit (memstore copies what it keeps, pebblestore encodes it).
+var batchPool = sync.Pool{New: func() any { return new(store.Batch) }}
+
+// maxPooledOps bounds the batches kept for reuse: a rare huge fan-out's
+// array is left to the GC.
+const maxPooledOps = 4096
+
+func getBatch() *store.Batch { return batchPool.Get().(*store.Batch) }
+
+func putBatch(b *store.Batch) {
+	if cap(b.Ops) > maxPooledOps {
+		return
+	}
+	clear(b.Ops) // drop the references to messages, entries and sessions
+	b.Reset()
+	batchPool.Put(b)
 }
 
 // storeFull reports whether storing m would exceed the global budget.
@@ -53,7 +81,7 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 	}
 	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
-	s.route(&m, &store.Batch{}, false, nil)
+	s.route(&m, getBatch(), false, nil)
 }
 
 // onPublish handles a PUBLISH from the client.
@@ -73,7 +101,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		return true
 	}
 	m := c.message(p, name)
-	b := &store.Batch{}
+	b := getBatch()
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
 		// A resent PUBLISH: PUBREC again, not routed again.
 		c.inOrder(nil, func(error) { c.ackPublish(p, packet.Success, false) })
