@@ -57,12 +57,14 @@ func (s *Store) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func() er
 	}
 	err = s.write(pb.b, sync)
 	if err != nil {
+		pb.recycle()
 		s.failLocked(err)
 		s.mu.Unlock()
 		s.ops.Done()
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
 	pb.publish()
+	pb.recycle()
 	if !sync {
 		s.dirty.Store(true)
 	}
@@ -90,6 +92,7 @@ func (s *Store) prepare(bs []*store.Batch) (*txn, error) {
 		for i := range b.Ops {
 			op := &b.Ops[i]
 			if err := tx.apply(op); err != nil {
+				tx.recycle()
 				_ = tx.b.Close() // nothing was written
 				return nil, fmt.Errorf("pebblestore: commit: op %d (%v): %w", n+i, op.Kind, err)
 			}
@@ -97,6 +100,7 @@ func (s *Store) prepare(bs []*store.Batch) (*txn, error) {
 		n += len(b.Ops)
 	}
 	if err := tx.finish(); err != nil {
+		tx.recycle()
 		_ = tx.b.Close()
 		return nil, fmt.Errorf("pebblestore: commit: %w", err)
 	}
@@ -173,6 +177,7 @@ type txn struct {
 	sess   map[string]*sessInfo // copies of touched sessions; nil: deleted
 	refs   map[uint64]*refState
 	queues map[string]*txnQueue // queues the batch touched
+	added  []addedEnt           // entries the batch appended, see txnQueue
 	stats  store.Stats
 	maxID  uint64 // highest message ID written by the batch
 	// modified are the sessions whose existing entries changed, dropped
@@ -188,6 +193,7 @@ type txn struct {
 type scratch struct {
 	kbuf, vbuf []byte // keys and values
 	ebuf, mbuf []byte // run bodies and inline messages
+	added      []addedEnt
 }
 
 // refState is a message touched by the batch.
@@ -198,6 +204,13 @@ type refState struct {
 	oldRefs int64          // count before the batch
 	oldSize int64          // size before the batch
 	put     *store.Message // put by this batch, to be written if referenced
+}
+
+// recycle hands the txn's entry array back for the next batch, without
+// the references it holds.
+func (t *txn) recycle() {
+	clear(t.added)
+	t.scratch.added = t.added[:0]
 }
 
 // inline returns the message when the batch put it and it has a single
@@ -212,7 +225,7 @@ func (r *refState) inline() *store.Message {
 func (s *Store) newTxn() *txn {
 	return &txn{s: s, b: s.db.NewBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
 		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool),
-		scratch: &s.scratch}
+		scratch: &s.scratch, added: s.scratch.added[:0]}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.

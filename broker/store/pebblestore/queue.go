@@ -2,7 +2,6 @@ package pebblestore
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -13,8 +12,12 @@ import (
 // (copies it may change) and the entries it appended, which finish writes
 // as new runs.
 type txnQueue struct {
-	runs  []*txnRun
-	added []addedEnt // appended by the batch, in Seq order
+	runs []*txnRun
+	// head and tail index t.added, which holds the entries the batch
+	// appended to every session; each links to its session's next one
+	// (-1 ends the list). cur is where the last lookup found an entry:
+	// lookups mostly move forward.
+	head, tail, cur int32
 	// tailGone: the batch removed the entry at the session's LastSeq and
 	// appended none after it, so the l/ floor may need writing.
 	tailGone bool
@@ -26,6 +29,8 @@ type addedEnt struct {
 	e    *store.QueueEntry
 	size int64
 	ref  *refState // its message
+	next int32     // the session's next added entry in t.added, -1: none
+	gone bool      // dequeued again by the batch
 }
 
 type txnRun struct {
@@ -37,7 +42,7 @@ type txnRun struct {
 func (t *txn) queue(clientID string) *txnQueue {
 	q := t.queues[clientID]
 	if q == nil {
-		q = &txnQueue{}
+		q = &txnQueue{head: -1, tail: -1, cur: -1}
 		t.queues[clientID] = q
 	}
 	return q
@@ -147,16 +152,23 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	si.bytes += r.size
 	q := t.queue(clientID)
 	q.tailGone = false
-	q.added = append(q.added, addedEnt{e: e, size: r.size, ref: r})
+	i := int32(len(t.added))
+	t.added = append(t.added, addedEnt{e: e, size: r.size, ref: r, next: -1})
+	if q.tail >= 0 {
+		t.added[q.tail].next = i
+	} else {
+		q.head = i
+	}
+	q.tail = i
 	return nil
 }
 
 // where locates an entry for the batch: at index i of run's entries, or
-// of q.added when run is nil.
+// of t.added when run is nil.
 type where struct {
 	q   *txnQueue
 	run *txnRun
-	i   int
+	i   int32
 }
 
 // find locates the entry with seq of clientID's queue.
@@ -166,17 +178,23 @@ func (t *txn) find(clientID string, seq uint64) (*sessInfo, where, error) {
 		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
 	}
 	q := t.queue(clientID)
-	if n := len(q.added); n > 0 && seq >= q.added[0].e.Seq {
-		i := sort.Search(n, func(i int) bool { return q.added[i].e.Seq >= seq })
-		if i < n && q.added[i].e.Seq == seq {
-			return si, where{q: q, i: i}, nil
+	if q.head >= 0 && seq >= t.added[q.head].e.Seq {
+		i := q.head
+		if q.cur >= 0 && t.added[q.cur].e.Seq <= seq {
+			i = q.cur
+		}
+		for ; i >= 0 && t.added[i].e.Seq <= seq; i = t.added[i].next {
+			if a := &t.added[i]; a.e.Seq == seq && !a.gone {
+				q.cur = i
+				return si, where{q: q, i: i}, nil
+			}
 		}
 		return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
 	}
 	for _, r := range q.runs {
 		if r.first <= seq && seq <= r.last() {
 			if i := r.index(seq); i >= 0 {
-				return si, where{q: q, run: r, i: i}, nil
+				return si, where{q: q, run: r, i: int32(i)}, nil
 			}
 			return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
 		}
@@ -195,7 +213,7 @@ func (t *txn) find(clientID string, seq uint64) (*sessInfo, where, error) {
 		tr := &txnRun{run: r}
 		q.runs = append(q.runs, tr)
 		if i := r.index(seq); i >= 0 {
-			return si, where{q: q, run: tr, i: i}, nil
+			return si, where{q: q, run: tr, i: int32(i)}, nil
 		}
 	}
 	return nil, where{}, fmt.Errorf("queue %q seq %d: %w", clientID, seq, store.ErrNotFound)
@@ -254,7 +272,7 @@ func (t *txn) updateEntry(clientID string, upd *store.QueueEntry) error {
 		return err
 	}
 	if w.run == nil {
-		a := &w.q.added[w.i]
+		a := &t.added[w.i]
 		c := *a.e
 		c.State, c.PacketID, c.QoS, c.Retain = upd.State, upd.PacketID, upd.QoS, upd.Retain
 		a.e = &c
@@ -276,10 +294,10 @@ func (t *txn) dequeue(clientID string, seq uint64) error {
 		w.q.tailGone = true
 	}
 	if w.run == nil {
-		a := w.q.added[w.i]
+		a := &t.added[w.i]
+		a.gone = true
 		si.msgs--
 		si.bytes -= a.size
-		w.q.added = append(w.q.added[:w.i], w.q.added[w.i+1:]...)
 		return t.release(a.e.MessageID)
 	}
 	e := w.run.ents[w.i]
@@ -298,9 +316,11 @@ func (t *txn) dequeue(clientID string, seq uint64) error {
 // it, before the session is deleted.
 func (t *txn) releaseQueue(clientID string) error {
 	q := t.queue(clientID)
-	for _, a := range q.added {
-		if err := t.release(a.e.MessageID); err != nil {
-			return err
+	for i := q.head; i >= 0; i = t.added[i].next {
+		if a := &t.added[i]; !a.gone {
+			if err := t.release(a.e.MessageID); err != nil {
+				return err
+			}
 		}
 	}
 	loaded := make(map[uint64]*txnRun, len(q.runs))
@@ -357,7 +377,7 @@ func (t *txn) finishQueues() error {
 				return err
 			}
 		}
-		if err := t.writeAdded(id, q.added); err != nil {
+		if err := t.writeAdded(id, q.head); err != nil {
 			return err
 		}
 		if q.tailGone && si.lastSeq != si.floor {
@@ -370,15 +390,23 @@ func (t *txn) finishQueues() error {
 	return nil
 }
 
-// writeAdded writes the entries the batch appended to clientID's queue as
-// runs of at most maxRunEntries entries and about maxRunBytes.
-func (t *txn) writeAdded(clientID string, added []addedEnt) error {
-	for len(added) > 0 {
-		first := added[0].e.Seq
+// writeAdded writes the entries the batch appended to clientID's queue,
+// the list starting at t.added[head], as runs of at most maxRunEntries
+// entries and about maxRunBytes.
+func (t *txn) writeAdded(clientID string, head int32) error {
+	i := head
+	for i >= 0 && t.added[i].gone {
+		i = t.added[i].next
+	}
+	for i >= 0 {
+		first := t.added[i].e.Seq
 		body := enc{b: t.ebuf[:0]}
 		prev, n := first, 0
-		for n < len(added) && n < maxRunEntries && len(body.b) < maxRunBytes {
-			a := &added[n]
+		for ; i >= 0 && n < maxRunEntries && len(body.b) < maxRunBytes; i = t.added[i].next {
+			a := &t.added[i]
+			if a.gone {
+				continue
+			}
 			var mraw []byte
 			m := a.ref.inline()
 			if m != nil {
@@ -398,7 +426,9 @@ func (t *txn) writeAdded(clientID string, added []addedEnt) error {
 		if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
 			return err
 		}
-		added = added[n:]
+		for i >= 0 && t.added[i].gone {
+			i = t.added[i].next
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -224,5 +225,54 @@ func testUpdateEntry(t *testing.T, s store.Store) {
 	}
 	if got := readQueue(t, s, "a", 1, 0); len(got) != 1 || got[0].E.State != store.Queued {
 		t.Fatalf("other entry changed: %+v", got)
+	}
+}
+
+// testSameBatchEntries: later operations of a batch find the entries
+// earlier ones appended, in any order.
+func testSameBatchEntries(t *testing.T, s store.Store) {
+	commit(t, s, func(b *store.Batch) { b.PutSession(session("a")) })
+	commit(t, s, func(b *store.Batch) {
+		for id := uint64(1); id <= 8; id++ {
+			b.PutMessage(message(id, "p"))
+			b.Enqueue("a", entry(id, id))
+		}
+		b.UpdateEntry("a", &store.QueueEntry{Seq: 7, State: store.Sent, PacketID: 7})
+		b.UpdateEntry("a", &store.QueueEntry{Seq: 2, State: store.Sent, PacketID: 2}) // backwards
+		b.Dequeue("a", 3)
+		b.Dequeue("a", 1)
+		b.UpdateEntry("a", &store.QueueEntry{Seq: 8, State: store.Sent, PacketID: 8})
+		b.Dequeue("a", 8)
+	})
+	got := readQueue(t, s, "a", 0, 0)
+	var desc []string
+	for _, it := range got {
+		desc = append(desc, fmt.Sprintf("%d:%v:%d", it.E.Seq, it.E.State, it.E.PacketID))
+	}
+	want := []string{"2:sent:2", "4:queued:0", "5:queued:0", "6:queued:0", "7:sent:7"}
+	if !reflect.DeepEqual(desc, want) {
+		t.Fatalf("queue = %v, want %v", desc, want)
+	}
+	for _, bad := range []func(b *store.Batch){
+		func(b *store.Batch) {
+			b.PutMessage(message(9, "p"))
+			b.Enqueue("a", entry(9, 9))
+			b.Dequeue("a", 9)
+			b.Dequeue("a", 9)
+		},
+		func(b *store.Batch) {
+			b.PutMessage(message(9, "p"))
+			b.Enqueue("a", entry(9, 9))
+			b.Dequeue("a", 9)
+			b.UpdateEntry("a", &store.QueueEntry{Seq: 9, State: store.Sent, PacketID: 9})
+		},
+		func(b *store.Batch) { b.Dequeue("a", 3) },
+	} {
+		if err := tryCommit(s, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	}
+	if q := sessions(t, s)["a"].Queue; q.Messages != 5 || q.LastSeq != 8 {
+		t.Fatalf("queue stats = %+v", q)
 	}
 }

@@ -20,6 +20,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Subscriptions", testSubscriptions},
 		{"QueueOrder", testQueueOrder},
 		{"QueueRules", testQueueRules},
+		{"SameBatchEntries", testSameBatchEntries},
 		{"QueueStats", testQueueStats},
 		{"FanOutStoredOnce", testFanOutStoredOnce},
 		{"UnreferencedMessageNotStored", testUnreferencedMessage},
