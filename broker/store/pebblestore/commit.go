@@ -194,6 +194,15 @@ type scratch struct {
 	kbuf, vbuf []byte // keys and values
 	ebuf, mbuf []byte // run bodies and inline messages
 	added      []addedEnt
+	// The batch's records, reused by the next batch (see recycle).
+	sessions slab[sessInfo]
+	queues   slab[txnQueue]
+	refs     slab[refState]
+	sessMap  map[string]*sessInfo
+	queueMap map[string]*txnQueue
+	refMap   map[uint64]*refState
+	modified map[string]bool
+	dropped  map[string]bool
 }
 
 // refState is a message touched by the batch.
@@ -206,11 +215,20 @@ type refState struct {
 	put     *store.Message // put by this batch, to be written if referenced
 }
 
-// recycle hands the txn's entry array back for the next batch, without
-// the references it holds.
+// recycle hands the txn's records back for the next batch, without the
+// references they hold. The txn must not be used afterwards.
 func (t *txn) recycle() {
 	clear(t.added)
-	t.scratch.added = t.added[:0]
+	sc := t.scratch
+	sc.added = t.added[:0]
+	clear(sc.sessMap)
+	clear(sc.queueMap)
+	clear(sc.refMap)
+	clear(sc.modified)
+	clear(sc.dropped)
+	sc.sessions.reset()
+	sc.queues.reset()
+	sc.refs.reset()
 }
 
 // inline returns the message when the batch put it and it has a single
@@ -223,9 +241,13 @@ func (r *refState) inline() *store.Message {
 }
 
 func (s *Store) newTxn() *txn {
-	return &txn{s: s, b: s.db.NewBatch(), sess: make(map[string]*sessInfo), refs: make(map[uint64]*refState),
-		queues: make(map[string]*txnQueue), stats: s.stats, modified: make(map[string]bool), dropped: make(map[string]bool),
-		scratch: &s.scratch, added: s.scratch.added[:0]}
+	sc := &s.scratch
+	if sc.sessMap == nil {
+		sc.sessMap, sc.queueMap, sc.refMap = make(map[string]*sessInfo), make(map[string]*txnQueue), make(map[uint64]*refState)
+		sc.modified, sc.dropped = make(map[string]bool), make(map[string]bool)
+	}
+	return &txn{s: s, b: s.db.NewBatch(), sess: sc.sessMap, refs: sc.refMap, queues: sc.queueMap, stats: s.stats,
+		modified: sc.modified, dropped: sc.dropped, scratch: sc, added: sc.added[:0]}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -237,9 +259,10 @@ func (t *txn) session(clientID string) *sessInfo {
 	if base == nil {
 		return nil
 	}
-	c := *base
-	t.sess[clientID] = &c
-	return &c
+	c := t.scratch.sessions.get()
+	*c = *base
+	t.sess[clientID] = c
+	return c
 }
 
 func (t *txn) mustSession(clientID string) (*sessInfo, error) {
@@ -296,7 +319,7 @@ func (t *txn) putSession(rec *store.Session) error {
 		return fmt.Errorf("client ID %q contains NUL: %w", rec.ClientID, store.ErrInvalid)
 	}
 	if t.session(rec.ClientID) == nil {
-		t.sess[rec.ClientID] = &sessInfo{}
+		t.sess[rec.ClientID] = t.scratch.sessions.get()
 		t.modified[rec.ClientID] = true
 		t.stats.Sessions++
 	}
@@ -497,10 +520,14 @@ func (t *txn) publish() {
 		}
 	}
 	for id, si := range t.sess {
-		if si == nil {
+		switch base := t.s.sessions[id]; {
+		case si == nil:
 			delete(t.s.sessions, id)
-		} else {
-			t.s.sessions[id] = si
+		case base != nil:
+			*base = *si // si is the batch's copy, reused by the next batch
+		default:
+			n := *si
+			t.s.sessions[id] = &n
 		}
 	}
 	t.s.stats = t.stats

@@ -42,11 +42,14 @@ type txnRun struct {
 func (t *txn) queue(clientID string) *txnQueue {
 	q := t.queues[clientID]
 	if q == nil {
-		q = &txnQueue{head: -1, tail: -1, cur: -1}
+		q = t.scratch.queues.get()
+		q.head, q.tail, q.cur = -1, -1, -1
 		t.queues[clientID] = q
 	}
 	return q
 }
+
+func (t *txn) newRef() *refState { return t.scratch.refs.get() }
 
 // ref returns the batch's view of message id, loading its count; nil when
 // the message is neither stored in m/ nor put by the batch.
@@ -55,7 +58,8 @@ func (t *txn) ref(id uint64) (*refState, error) {
 		return r, nil
 	}
 	if c, ok := t.s.cache.refs[id]; ok {
-		r := &refState{refs: c.refs, size: c.size, stored: true, oldRefs: c.refs, oldSize: c.size}
+		r := t.newRef()
+		*r = refState{refs: c.refs, size: c.size, stored: true, oldRefs: c.refs, oldSize: c.size}
 		t.refs[id] = r
 		return r, nil
 	}
@@ -68,7 +72,8 @@ func (t *txn) ref(id uint64) (*refState, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &refState{refs: refs, size: size, stored: true, oldRefs: refs, oldSize: size}
+	r := t.newRef()
+	*r = refState{refs: refs, size: size, stored: true, oldRefs: refs, oldSize: size}
 	t.refs[id] = r
 	return r, nil
 }
@@ -89,7 +94,9 @@ func (t *txn) putMessage(m *store.Message) error {
 	}
 	switch {
 	case r == nil:
-		t.refs[m.ID] = &refState{put: m, size: m.Size()}
+		r = t.newRef()
+		r.put, r.size = m, m.Size()
+		t.refs[m.ID] = r
 	case r.refs == 0 && r.put == nil:
 		// Stored, but its last reference went earlier in this batch.
 		r.put, r.size = m, m.Size()

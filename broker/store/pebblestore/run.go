@@ -196,3 +196,36 @@ func encodeInline(m *store.Message) []byte {
 	encodeMessage(&e, m)
 	return e.b
 }
+
+// slab hands out zeroed values from chunks that are reused by the next
+// batch after reset: the per-batch records of a commit (session copies,
+// queue views, message counts) cost no allocation once the chunks exist.
+// Pointers from get are valid until reset.
+type slab[T any] struct {
+	chunks [][]T
+	c, i   int // next value: chunks[c][i]
+}
+
+const slabChunk = 256
+
+func (s *slab[T]) get() *T {
+	if s.c == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]T, slabChunk))
+	}
+	p := &s.chunks[s.c][s.i]
+	if s.i++; s.i == slabChunk {
+		s.c, s.i = s.c+1, 0
+	}
+	return p
+}
+
+// reset zeroes the values handed out since the last reset.
+func (s *slab[T]) reset() {
+	for j := 0; j < s.c; j++ {
+		clear(s.chunks[j])
+	}
+	if s.c < len(s.chunks) {
+		clear(s.chunks[s.c][:s.i])
+	}
+	s.c, s.i = 0, 0
+}
