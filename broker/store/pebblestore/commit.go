@@ -195,14 +195,14 @@ type scratch struct {
 	ebuf, mbuf []byte // run bodies and inline messages
 	added      []addedEnt
 	// The batch's records, reused by the next batch (see recycle).
-	sessions slab[sessInfo]
-	queues   slab[txnQueue]
-	refs     slab[refState]
-	sessMap  map[string]*sessInfo
-	queueMap map[string]*txnQueue
-	refMap   map[uint64]*refState
-	modified map[string]bool
-	dropped  map[string]bool
+	sessSlab  slab[sessInfo]
+	queueSlab slab[txnQueue]
+	refSlab   slab[refState]
+	sessMap   map[string]*sessInfo
+	queueMap  map[string]*txnQueue
+	refMap    map[uint64]*refState
+	modified  map[string]bool
+	dropped   map[string]bool
 }
 
 // refState is a message touched by the batch.
@@ -226,9 +226,9 @@ func (t *txn) recycle() {
 	clear(sc.refMap)
 	clear(sc.modified)
 	clear(sc.dropped)
-	sc.sessions.reset()
-	sc.queues.reset()
-	sc.refs.reset()
+	sc.sessSlab.reset()
+	sc.queueSlab.reset()
+	sc.refSlab.reset()
 }
 
 // inline returns the message when the batch put it and it has a single
@@ -259,7 +259,7 @@ func (t *txn) session(clientID string) *sessInfo {
 	if base == nil {
 		return nil
 	}
-	c := t.scratch.sessions.get()
+	c := t.sessSlab.get()
 	*c = *base
 	t.sess[clientID] = c
 	return c
@@ -319,7 +319,7 @@ func (t *txn) putSession(rec *store.Session) error {
 		return fmt.Errorf("client ID %q contains NUL: %w", rec.ClientID, store.ErrInvalid)
 	}
 	if t.session(rec.ClientID) == nil {
-		t.sess[rec.ClientID] = t.scratch.sessions.get()
+		t.sess[rec.ClientID] = t.sessSlab.get()
 		t.modified[rec.ClientID] = true
 		t.stats.Sessions++
 	}

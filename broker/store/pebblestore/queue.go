@@ -42,14 +42,14 @@ type txnRun struct {
 func (t *txn) queue(clientID string) *txnQueue {
 	q := t.queues[clientID]
 	if q == nil {
-		q = t.scratch.queues.get()
+		q = t.queueSlab.get()
 		q.head, q.tail, q.cur = -1, -1, -1
 		t.queues[clientID] = q
 	}
 	return q
 }
 
-func (t *txn) newRef() *refState { return t.scratch.refs.get() }
+func (t *txn) newRef() *refState { return t.refSlab.get() }
 
 // ref returns the batch's view of message id, loading its count; nil when
 // the message is neither stored in m/ nor put by the batch.
