@@ -104,7 +104,7 @@ func (s *Session) resetMemory() {
 	var back []pend
 	for _, it := range q.head {
 		if !it.committed {
-			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: it.m.ExpiresAt})
+			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: expNanos(it.m.ExpiresAt)})
 		}
 	}
 	q.pending.set(append(back, q.pending.items()...))

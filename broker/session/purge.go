@@ -58,7 +58,7 @@ func (s *Session) purgePass(now time.Time, budget int, b *store.Batch) {
 		return // the round goes on at the next pass
 	}
 	for _, p := range q.pending.items() {
-		q.roundMin = earliest(q.roundMin, p.exp)
+		q.roundMin = earliest(q.roundMin, expTime(p.exp))
 	}
 	q.purgeAt = earliest(q.roundMin, q.roundNew)
 	if q.purgeAt.IsZero() {

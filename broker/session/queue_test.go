@@ -92,3 +92,46 @@ func TestSettleOutOfOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleAllMatchesSettle settles the same uncommitted entries of two
+// offline sessions with SettleAll and with one Settle each: a prefix of
+// the pending entries (the fast path), then entries out of order, failed
+// and committed.
+func TestSettleAllMatchesSettle(t *testing.T) {
+	for _, ok := range []bool{true, false} {
+		a, b := newFixture(t, 60, Limits{}), newFixture(t, 60, Limits{})
+		a.s.Detach()
+		b.s.Detach()
+		m := &store.Message{ID: 1, Topic: "t", QoS: 1, Payload: []byte("xy")}
+		var seqs []uint64
+		for range 8 {
+			var ba, bb store.Batch
+			ra := a.s.Offer(m, Delivery{QoS: 1}, &ba)
+			rb := b.s.Offer(m, Delivery{QoS: 1}, &bb)
+			if ra.Settle != rb.Settle {
+				t.Fatalf("seqs %d and %d", ra.Settle, rb.Settle)
+			}
+			seqs = append(seqs, ra.Settle)
+		}
+		for _, group := range [][]uint64{
+			{seqs[0], seqs[1], seqs[3]}, // prefix, then a gap
+			{seqs[5], seqs[2]},          // not the front
+			{seqs[4], seqs[6], seqs[7], seqs[7] + 1},
+		} {
+			a.s.SettleAll(group, ok)
+			for _, seq := range group {
+				b.s.Settle(seq, ok)
+			}
+			qa, qb := &a.s.q, &b.s.q
+			if qa.msgs != qb.msgs || qa.bytes != qb.bytes || qa.watermark() != qb.watermark() ||
+				!slices.Equal(qa.pending.items(), qb.pending.items()) {
+				t.Fatalf("ok=%v after %v: SettleAll left %d msgs %d bytes wm %d %v, Settle %d msgs %d bytes wm %d %v",
+					ok, group, qa.msgs, qa.bytes, qa.watermark(), qa.pending.items(),
+					qb.msgs, qb.bytes, qb.watermark(), qb.pending.items())
+			}
+		}
+		if n := a.s.q.pending.len(); n != 0 {
+			t.Fatalf("ok=%v: %d entries still pending", ok, n)
+		}
+	}
+}
