@@ -13,7 +13,7 @@ import (
 
 // BenchmarkRouteOffline measures the fan-out of one QoS 1 message to 100
 // offline persistent sessions (the "ingest" load scenario without the
-// store): Route into a fresh batch, then Settle. inflight routes are
+// store): Route into a fresh batch, then Settle and Release. inflight routes are
 // outstanding before the oldest is settled, as under group commit, so each
 // session has that many uncommitted entries.
 func BenchmarkRouteOffline(b *testing.B) {
@@ -48,6 +48,7 @@ func benchRouteOffline(b *testing.B, sessions, inflight int) {
 		k := i % inflight
 		if ring[k] != nil {
 			ring[k].Settle(true)
+			ring[k].Release()
 		}
 		ring[k] = f
 	}
@@ -96,6 +97,7 @@ func benchSettleGroup(b *testing.B, grouped bool) {
 		}
 		for _, f := range fs {
 			f.Settle(true)
+			f.Release()
 		}
 	}
 }

@@ -32,6 +32,7 @@ type Router struct {
 	subs map[string]Subscriber
 
 	pool sync.Pool // *scratch
+	fans sync.Pool // *Fanout, see Fanout.Release
 }
 
 // scratch is the per-Route working memory, reused through Router.pool.
@@ -115,12 +116,37 @@ type settle struct {
 	seq uint64
 }
 
+// newFanout returns an empty Fanout, recycled when one was released.
+func (r *Router) newFanout() *Fanout {
+	if f, ok := r.fans.Get().(*Fanout); ok {
+		return f
+	}
+	return &Fanout{r: r}
+}
+
+// Release hands f back to its router for reuse by a later Route or Offer.
+// Call it at most once, after Settle, when nothing reads f any more (the
+// caller must not keep f or its fields); not calling it is fine. Recycling
+// spares a fan-out its Fanout and its settle array, which with many
+// offline subscribers is one of the larger allocations per publish.
+func (f *Fanout) Release() {
+	settles := f.settles
+	if cap(settles) > maxScratch {
+		settles = nil
+	} else {
+		clear(settles[:cap(settles)]) // Settle and Settlement truncate without clearing
+		settles = settles[:0]
+	}
+	*f = Fanout{r: f.r, settles: settles}
+	f.r.fans.Put(f)
+}
+
 // Route fans m out to the matching subscribers, appending store operations
 // to b: the retained change (if m.Retain), the message once, and every
 // queue's operations. storeFull reports that the global store budget is
 // reached.
 func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout {
-	f := &Fanout{r: r}
+	f := r.newFanout()
 	if m.Retain {
 		f.retainOps(m, b)
 	}
@@ -148,8 +174,8 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 		}
 		f.Rejected = f.Rejected || res.Rejected
 		if res.Settle != 0 {
-			if f.settles == nil {
-				f.settles = make([]settle, 0, len(ts)-i)
+			if len(f.settles) == 0 {
+				f.settles = slices.Grow(f.settles, len(ts)-i)
 			}
 			f.settles = append(f.settles, settle{s: t.s, seq: res.Settle})
 		}
@@ -177,7 +203,7 @@ func (f *Fanout) Settle(ok bool) {
 	for _, s := range f.settles {
 		s.s.Settle(s.seq, ok)
 	}
-	f.settles = nil
+	f.settles = f.settles[:0]
 	if ok && f.retain != nil {
 		if f.unset {
 			f.r.retained.Delete(f.retain.Topic)
@@ -314,7 +340,8 @@ func (r *Router) DropRetained(m *store.Message, b *store.Batch) {
 // with the same batch rules as Route: the message is put into b only when
 // the subscriber stores it. m must carry a fresh message ID.
 func (r *Router) Offer(s Subscriber, m *store.Message, d session.Delivery, b *store.Batch) *Fanout {
-	f := &Fanout{r: r, Matched: 1}
+	f := r.newFanout()
+	f.Matched = 1
 	put := len(b.Ops)
 	b.PutMessage(m)
 	res := s.Offer(m, d, b)

@@ -163,3 +163,31 @@ func TestRouteMergeAcrossRoutes(t *testing.T) {
 }
 
 func sorted(ids []uint32) []uint32 { return slices.Sorted(slices.Values(ids)) }
+
+// TestReleasedFanoutStartsEmpty routes a retained message that a
+// subscriber stores and one that matches nobody, releasing each Fanout
+// after Settle: a recycled Fanout carries nothing of the previous publish.
+func TestReleasedFanoutStartsEmpty(t *testing.T) {
+	r := New()
+	s := &fakeSub{store: true}
+	r.Register("s", s)
+	mustSub(t, r, "s", store.Subscription{Filter: "a", QoS: 1})
+	for i := range 4 {
+		var b store.Batch
+		f := r.Route(&store.Message{ID: uint64(2*i + 1), Topic: "a", QoS: 1, Retain: true, Payload: []byte("v")}, false, &b)
+		if f.Matched != 1 || f.Stored != 1 || len(f.settles) != 1 || f.retain == nil {
+			t.Fatalf("round %d: matched %d stored %d settles %d retain %v", i, f.Matched, f.Stored, len(f.settles), f.retain)
+		}
+		f.Settle(true)
+		f.Release()
+		f = r.Route(&store.Message{ID: uint64(2*i + 2), Topic: "b", QoS: 1, Payload: []byte("v")}, false, &b)
+		if f.Matched != 0 || f.Stored != 0 || f.Rejected || len(f.settles) != 0 || f.retain != nil || f.unset {
+			t.Fatalf("round %d: a recycled fan-out holds %+v", i, f)
+		}
+		f.Settle(true)
+		f.Release()
+	}
+	if len(s.settled) != 4 || r.RetainedCount() != 1 {
+		t.Fatalf("settled %v, retained %d", s.settled, r.RetainedCount())
+	}
+}

@@ -31,7 +31,7 @@ func (st *Settlement) Settle(fs []*Fanout, ok bool) {
 			g := st.group(i, e.s)
 			g.seqs = append(g.seqs, e.seq)
 		}
-		f.settles = nil
+		f.settles = f.settles[:0]
 	}
 	for i := range st.groups {
 		g := &st.groups[i]

@@ -59,7 +59,7 @@ func TestSettlementGroupsPerSubscriber(t *testing.T) {
 			}
 		}
 		for _, fo := range fs {
-			if fo.settles != nil {
+			if len(fo.settles) != 0 {
 				t.Fatal("fan-out keeps its settles")
 			}
 		}

@@ -29,9 +29,13 @@ type job struct {
 	w     int64 // the job's weight in the flight budget, set by submit
 	// fan, when set, is the fan-out of b: when a group commits, the queue
 	// entries of all its fan-outs are settled together, one call per
-	// session, before the first job of the group finishes (done still
-	// calls fan.Settle, which then applies only the retained change).
+	// session, before the first job of the group finishes (finishing
+	// still calls fan.Settle, which then applies only the retained change).
 	fan *router.Fanout
+	// pub, when set, is the routed publish whose fan-out is fan; it
+	// finishes the job instead of done (routed.finish), and fan is
+	// released then.
+	pub routed
 }
 
 // Flight budget: the memory that submitted, not yet finished jobs hold
@@ -199,6 +203,10 @@ func (c *committer) stop() {
 }
 
 func (j *job) finish(err error) {
+	if j.pub.srv != nil {
+		j.pub.finish(j.fan, j.b, err)
+		return
+	}
 	if j.done != nil {
 		j.done(err)
 	}

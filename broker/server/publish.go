@@ -12,35 +12,50 @@ import (
 
 // route fans m out and submits the batch b (which may already hold
 // operations, such as the inbound QoS 2 state) to the committer, with the
-// Seqs assigned and the batch submitted under seqMu. done (optional) runs
-// once the batch committed, in submission order. With nothing to write and
-// order false, done runs at once.
+// Seqs assigned and the batch submitted under seqMu. When c is set, p is
+// acknowledged on c (c.published) once the batch committed, in submission
+// order; the caller counted it in c.pending and c.pendWG. With nothing to
+// write and order false, that happens at once.
 // route takes b over: once the publish is settled, b goes back to
 // batchPool, so the caller must not use it after route.
-func (s *Server) route(m *store.Message, b *store.Batch, order bool, done func(*router.Fanout, error)) {
+func (s *Server) route(m *store.Message, b *store.Batch, order bool, c *conn, p *packet.Publish) {
 	full := s.storeFull(m)
 	s.seqMu.Lock()
 	f := s.router.Route(m, full, b)
 	if b.Len() == 0 && !order {
 		s.seqMu.Unlock()
-		f.Settle(true)
-		if done != nil {
-			done(f, nil)
-		}
-		putBatch(b)
+		r := routed{srv: s, m: m, c: c, p: p}
+		r.finish(f, b, nil)
 		return
 	}
-	s.com.submit(&job{b: b, extra: m.Size(), fan: f, done: func(err error) {
-		f.Settle(err == nil)
-		if err != nil {
-			s.log.Error("storing a published message", "topic", m.Topic, "err", err)
-		}
-		if done != nil {
-			done(f, err)
-		}
-		putBatch(b)
-	}})
+	s.com.submit(&job{b: b, extra: m.Size(), fan: f, pub: routed{srv: s, m: m, c: c, p: p}})
 	s.seqMu.Unlock()
+}
+
+// routed is the publish a job routed: what the job does when it finishes
+// is spelled out in fields rather than a closure, so that a publish
+// allocates no callbacks.
+type routed struct {
+	srv *Server // nil: the job is not a routed publish
+	m   *store.Message
+	c   *conn // acknowledges p; nil: nothing to acknowledge
+	p   *packet.Publish
+}
+
+// finish settles the fan-out f of the publish, acknowledges it, and
+// recycles its batch b and f.
+func (r *routed) finish(f *router.Fanout, b *store.Batch, err error) {
+	f.Settle(err == nil)
+	if err != nil {
+		r.srv.log.Error("storing a published message", "topic", r.m.Topic, "err", err)
+	}
+	if c := r.c; c != nil {
+		c.published(r.p, f.Rejected, err)
+		c.pending.Add(-1)
+		c.pendWG.Done()
+	}
+	putBatch(b)
+	f.Release()
 }
 
 // batchPool recycles the batches of routed publishes. A publish fanned
@@ -81,7 +96,7 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 	}
 	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
-	s.route(&m, getBatch(), false, nil)
+	s.route(&m, getBatch(), false, nil, nil)
 }
 
 // onPublish handles a PUBLISH from the client.
@@ -108,24 +123,21 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		return true
 	}
 	if p.QoS == 0 {
-		c.srv.route(m, b, false, nil)
+		c.srv.route(m, b, false, nil, nil)
 		c.srv.com.throttle()
 		return true
 	}
 	order := c.pending.Load() > 0
 	c.pending.Add(1)
 	c.pendWG.Add(1)
-	c.srv.route(m, b, order, func(f *router.Fanout, err error) {
-		c.published(p, f, err)
-		c.pending.Add(-1)
-		c.pendWG.Done()
-	})
+	c.srv.route(m, b, order, c, p)
 	c.srv.com.throttle()
 	return true
 }
 
-// published acknowledges a routed QoS 1/2 publish.
-func (c *conn) published(p *packet.Publish, f *router.Fanout, err error) {
+// published acknowledges a routed QoS 1/2 publish; rejected: some
+// subscriber's queue refused it (Fanout.Rejected).
+func (c *conn) published(p *packet.Publish, rejected bool, err error) {
 	switch {
 	case err != nil:
 		if p.QoS == 2 {
@@ -137,7 +149,7 @@ func (c *conn) published(p *packet.Publish, f *router.Fanout, err error) {
 		}
 		c.releaseSlot()
 		c.close() // 3.1.1 has no error ack: the client resends after reconnecting
-	case f.Rejected && c.version >= packet.V5:
+	case rejected && c.version >= packet.V5:
 		c.ackPublish(p, packet.QuotaExceeded, true)
 	default:
 		c.ackPublish(p, packet.Success, false)
