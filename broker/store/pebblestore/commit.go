@@ -531,6 +531,8 @@ func (t *txn) publish() {
 		}
 	}
 	t.s.stats = t.stats
+	st := t.stats
+	t.s.statsSnap.Store(&st)
 	t.s.maxStored = max(t.s.maxStored, t.maxID)
 	if t.maxID >= t.s.idMark {
 		t.s.idMark = t.maxID + idReserve

@@ -22,6 +22,8 @@ func (s *Store) recover() error {
 			return err
 		}
 	}
+	st := s.stats
+	s.statsSnap.Store(&st)
 	return nil
 }
 

@@ -75,9 +75,11 @@ type Store struct {
 	// sharedRefs is the number of queue entries that refer to m/
 	// messages, counted by recovery to check the reference counts.
 	sharedRefs int64
-	scratch    scratch        // for commits, under mu
-	ops        sync.WaitGroup // operations using db; Close waits for them
-	dirty      atomic.Bool    // Interval: something was written since the last fsync
+	scratch    scratch // for commits, under mu
+	// statsSnap is a copy of stats for Stats, replaced by every commit.
+	statsSnap atomic.Pointer[store.Stats]
+	ops       sync.WaitGroup // operations using db; Close waits for them
+	dirty     atomic.Bool    // Interval: something was written since the last fsync
 
 	stopSync chan struct{}
 	syncDone sync.WaitGroup
@@ -200,11 +202,13 @@ func (s *Store) enter() error {
 // committed before, including before a restart.
 func (s *Store) NextMessageID() uint64 { return s.nextID.Add(1) }
 
-// Stats summarises the store.
+// Stats summarises the store. It takes no lock: publishers check the
+// store budget on every publish and must not wait for a running commit.
 func (s *Store) Stats() store.Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stats
+	if st := s.statsSnap.Load(); st != nil {
+		return *st
+	}
+	return store.Stats{}
 }
 
 // Close waits for running operations, fsyncs and closes the database.
