@@ -168,6 +168,9 @@ func (p *Properties) decode(b []byte, i int, t Type) (int, error) {
 // validate checks that every present property is allowed in t and holds a
 // legal value. deep also re-validates strings (decoding already has).
 func (p *Properties) validate(t Type, deep bool) error {
+	if p.empty() {
+		return nil
+	}
 	for id, def := range propTable {
 		if def == nil || def.f.size(p) == 0 {
 			continue
@@ -190,9 +193,28 @@ func (p *Properties) validate(t Type, deep bool) error {
 	return nil
 }
 
+// empty reports whether no property is set: most packets a broker sends
+// (acks, forwarded publishes without properties) carry none, and walking
+// the property table for them was a visible share of encoding.
+// TestEmptyCoversEveryField keeps it in step with the struct.
+func (p *Properties) empty() bool {
+	return p.PayloadFormatIndicator == nil && p.MessageExpiryInterval == nil && p.ContentType == nil &&
+		p.ResponseTopic == nil && p.CorrelationData == nil && len(p.SubscriptionIdentifiers) == 0 &&
+		p.SessionExpiryInterval == nil && p.AssignedClientIdentifier == nil && p.ServerKeepAlive == nil &&
+		p.AuthenticationMethod == nil && p.AuthenticationData == nil && p.RequestProblemInformation == nil &&
+		p.WillDelayInterval == nil && p.RequestResponseInformation == nil && p.ResponseInformation == nil &&
+		p.ServerReference == nil && p.ReasonString == nil && p.ReceiveMaximum == nil &&
+		p.TopicAliasMaximum == nil && p.TopicAlias == nil && p.MaximumQoS == nil && p.RetainAvailable == nil &&
+		len(p.User) == 0 && p.MaximumPacketSize == nil && p.WildcardSubscriptionAvailable == nil &&
+		p.SubscriptionIdentifierAvailable == nil && p.SharedSubscriptionAvailable == nil
+}
+
 // size returns the length of the encoded properties, without the Property
 // Length itself.
 func (p *Properties) size() int {
+	if p.empty() {
+		return 0
+	}
 	n := 0
 	for _, def := range propTable {
 		if def != nil {
@@ -212,6 +234,9 @@ func (p *Properties) encodedLen() (total, n int) {
 // appendProps appends the Property Length n and the properties.
 func (p *Properties) appendProps(dst []byte, n int) []byte {
 	dst = appendVarint(dst, uint32(n))
+	if n == 0 {
+		return dst
+	}
 	for id, def := range propTable {
 		if def != nil && def.f.size(p) > 0 {
 			dst = def.f.appendTo(dst, byte(id), p)
