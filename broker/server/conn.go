@@ -64,6 +64,12 @@ type conn struct {
 	wake    chan struct{}
 	closing chan struct{}
 	closer  sync.Once
+	// grace closes the socket closeGrace after close; serve stops it when
+	// the connection ended first, so the timer does not keep the closed
+	// connection (and its buffers) reachable for closeGrace.
+	graceMu sync.Mutex
+	grace   *time.Timer
+	ended   bool
 	wdone   chan struct{} // writer ended
 	done    chan struct{} // connection fully cleaned up
 
@@ -138,6 +144,7 @@ func (c countingConn) Read(b []byte) (int, error) {
 
 func (c *conn) serve() {
 	defer close(c.done)
+	defer c.stopGrace()
 	defer c.nc.Close()
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
@@ -318,8 +325,25 @@ func (c *conn) kick(rc packet.ReasonCode) {
 func (c *conn) close() {
 	c.closer.Do(func() {
 		close(c.closing)
-		time.AfterFunc(closeGrace, func() { _ = c.nc.Close() })
+		nc := c.nc
+		c.graceMu.Lock()
+		if !c.ended {
+			c.grace = time.AfterFunc(closeGrace, func() { _ = nc.Close() })
+		}
+		c.graceMu.Unlock()
 	})
+}
+
+// stopGrace marks the connection ended, its socket closed, and stops the
+// grace timer of close.
+func (c *conn) stopGrace() {
+	c.graceMu.Lock()
+	defer c.graceMu.Unlock()
+	c.ended = true
+	if c.grace != nil {
+		c.grace.Stop()
+		c.grace = nil
+	}
 }
 
 // closeNow closes the socket at once.
