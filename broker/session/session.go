@@ -79,7 +79,7 @@ type Session struct {
 	limits Limits
 
 	rec     store.Session
-	subs    map[string]store.Subscription
+	subs    subSet
 	inbound map[uint16]struct{}
 
 	online     bool
@@ -93,7 +93,7 @@ type Session struct {
 // for sessions that are never persistent.
 func New(rec store.Session, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
 	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec,
-		subs: make(map[string]store.Subscription), inbound: make(map[uint16]struct{})}
+		inbound: make(map[uint16]struct{})}
 	s.q.init()
 	return s
 }
@@ -102,7 +102,7 @@ func New(rec store.Session, lim Limits, rd Reader, now func() time.Time, hooks H
 func Restore(st *store.SessionState, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
 	s := New(st.Session, lim, rd, now, hooks)
 	for _, sub := range st.Subscriptions {
-		s.subs[sub.Filter] = sub
+		s.subs.put(sub)
 	}
 	for _, pid := range st.InboundQoS2 {
 		s.inbound[pid] = struct{}{}
@@ -262,11 +262,11 @@ func (s *Session) TakeWill(b *store.Batch) *store.Will {
 func (s *Session) Subscribe(sub store.Subscription, max int, b *store.Batch) (existed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, existed = s.subs[sub.Filter]
-	if !existed && max > 0 && len(s.subs) >= max {
+	existed = s.subs.has(sub.Filter)
+	if !existed && max > 0 && s.subs.len() >= max {
 		return false, ErrTooManySubscriptions
 	}
-	s.subs[sub.Filter] = sub
+	s.subs.put(sub)
 	if s.persistent() {
 		c := sub
 		b.PutSubscription(s.rec.ClientID, &c)
@@ -279,10 +279,9 @@ func (s *Session) Subscribe(sub store.Subscription, max int, b *store.Batch) (ex
 func (s *Session) Unsubscribe(filter string, b *store.Batch) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.subs[filter]; !ok {
+	if !s.subs.del(filter) {
 		return false
 	}
-	delete(s.subs, filter)
 	if s.persistent() {
 		b.DeleteSubscription(s.rec.ClientID, filter)
 	}
@@ -293,11 +292,7 @@ func (s *Session) Unsubscribe(filter string, b *store.Batch) bool {
 func (s *Session) Subscriptions() []store.Subscription {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]store.Subscription, 0, len(s.subs))
-	for _, sub := range s.subs {
-		out = append(out, sub)
-	}
-	return out
+	return s.subs.appendTo(make([]store.Subscription, 0, s.subs.len()))
 }
 
 // Info is a snapshot of a session for inspection.
@@ -323,7 +318,7 @@ func (s *Session) Info() Info {
 		ClientID: s.rec.ClientID, Principal: s.rec.Principal, Online: s.online,
 		ProtocolVersion: s.rec.ProtocolVersion, Persistent: s.persistent(),
 		ExpiryInterval: s.rec.ExpiryInterval, QueuedMessages: s.q.msgs,
-		QueuedBytes: s.q.bytes, Inflight: len(s.q.inflight), Subscriptions: len(s.subs),
+		QueuedBytes: s.q.bytes, Inflight: len(s.q.inflight), Subscriptions: s.subs.len(),
 	}
 	if !s.online {
 		i.ExpiresAt = s.rec.ExpiresAt()
