@@ -28,6 +28,8 @@ import (
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPORT=file            also write the Markdown table there
 //	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
+//	LOAD_RESTART_PER_SESSION=N  messages queued per session in the restart
+//	                            scenario (full: 100, so 1,000,000 in all)
 //	LOAD_HEAPPROFILE=path       with LOAD_BOLLARD=inprocess, write the heap profile
 //	                            after the restart scenario's queueing to path-restart
 func TestLoadBench(t *testing.T) {
@@ -89,6 +91,7 @@ func benchSizes(t *testing.T) Sizes {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sz.RestartPerSession = envInt(t, "LOAD_RESTART_PER_SESSION", sz.RestartPerSession)
 	return sz
 }
 
