@@ -198,15 +198,26 @@ func (p *Properties) validate(t Type, deep bool) error {
 // the property table for them was a visible share of encoding.
 // TestEmptyCoversEveryField keeps it in step with the struct.
 func (p *Properties) empty() bool {
+	return p.CorrelationData == nil && len(p.SubscriptionIdentifiers) == 0 && p.AuthenticationData == nil &&
+		len(p.User) == 0 && p.noMessageProps() && p.noConnectProps() && p.noConnackProps()
+}
+
+func (p *Properties) noMessageProps() bool {
 	return p.PayloadFormatIndicator == nil && p.MessageExpiryInterval == nil && p.ContentType == nil &&
-		p.ResponseTopic == nil && p.CorrelationData == nil && len(p.SubscriptionIdentifiers) == 0 &&
-		p.SessionExpiryInterval == nil && p.AssignedClientIdentifier == nil && p.ServerKeepAlive == nil &&
-		p.AuthenticationMethod == nil && p.AuthenticationData == nil && p.RequestProblemInformation == nil &&
-		p.WillDelayInterval == nil && p.RequestResponseInformation == nil && p.ResponseInformation == nil &&
-		p.ServerReference == nil && p.ReasonString == nil && p.ReceiveMaximum == nil &&
-		p.TopicAliasMaximum == nil && p.TopicAlias == nil && p.MaximumQoS == nil && p.RetainAvailable == nil &&
-		len(p.User) == 0 && p.MaximumPacketSize == nil && p.WildcardSubscriptionAvailable == nil &&
-		p.SubscriptionIdentifierAvailable == nil && p.SharedSubscriptionAvailable == nil
+		p.ResponseTopic == nil && p.TopicAlias == nil && p.ReasonString == nil && p.WillDelayInterval == nil
+}
+
+func (p *Properties) noConnectProps() bool {
+	return p.SessionExpiryInterval == nil && p.AuthenticationMethod == nil && p.RequestProblemInformation == nil &&
+		p.RequestResponseInformation == nil && p.ReceiveMaximum == nil && p.TopicAliasMaximum == nil &&
+		p.MaximumPacketSize == nil
+}
+
+func (p *Properties) noConnackProps() bool {
+	return p.AssignedClientIdentifier == nil && p.ServerKeepAlive == nil && p.ResponseInformation == nil &&
+		p.ServerReference == nil && p.MaximumQoS == nil && p.RetainAvailable == nil &&
+		p.WildcardSubscriptionAvailable == nil && p.SubscriptionIdentifierAvailable == nil &&
+		p.SharedSubscriptionAvailable == nil
 }
 
 // size returns the length of the encoded properties, without the Property
