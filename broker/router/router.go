@@ -128,7 +128,10 @@ func (r *Router) newFanout() *Fanout {
 // Call it at most once, after Settle, when nothing reads f any more (the
 // caller must not keep f or its fields); not calling it is fine. Recycling
 // spares a fan-out its Fanout and its settle array, which with many
-// offline subscribers is one of the larger allocations per publish.
+// offline subscribers is one of the larger allocations per publish, and
+// its array of queue entries: call it only after the commit of the batch
+// that Route or Offer filled finished (store.Batch: stores keep no record
+// of a batch after its commit).
 func (f *Fanout) Release() {
 	settles := f.settles
 	if cap(settles) > maxScratch {
@@ -137,7 +140,9 @@ func (f *Fanout) Release() {
 		clear(settles[:cap(settles)]) // Settle and Settlement truncate without clearing
 		settles = settles[:0]
 	}
-	*f = Fanout{r: f.r, settles: settles}
+	entries := f.entries
+	entries.Reset(maxScratch)
+	*f = Fanout{r: f.r, settles: settles, entries: entries}
 	f.r.fans.Put(f)
 }
 

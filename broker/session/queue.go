@@ -107,18 +107,33 @@ type Delivery struct {
 }
 
 // Entries allocates the queue entries of one fan-out's Enqueue operations
-// from one array instead of one allocation each. An entry handed out is
-// owned by the batch it went into (stores may keep it), so an Entries is
-// never reused for another batch. The zero value allocates each entry
-// alone; it is not safe for concurrent use.
+// from one array instead of one allocation each. An entry handed out
+// belongs to the batch it went into until that batch's commit finished
+// (stores keep no record of a batch after it, see store.Batch); Reset then
+// lets the array serve the next fan-out. The zero value allocates each
+// entry alone; it is not safe for concurrent use.
 type Entries struct {
 	want int
-	buf  []store.QueueEntry
+	buf  []store.QueueEntry // entries not handed out yet
+	all  []store.QueueEntry // the array buf comes from, kept by Reset
 }
 
-// Reserve makes the next n entries come from one array, allocated when
-// the first of them is needed.
+// Reserve makes the next n entries come from one array, allocated (or
+// reused) when the first of them is needed.
 func (a *Entries) Reserve(n int) { a.want, a.buf = n, nil }
+
+// Reset makes the array of the entries handed out reusable, unless it has
+// room for more than keep entries. Call it only when every batch holding
+// them has finished its commit.
+func (a *Entries) Reset(keep int) {
+	a.want, a.buf = 0, nil
+	if cap(a.all) > keep {
+		a.all = nil
+		return
+	}
+	clear(a.all[:cap(a.all)]) // drop the subscription ID slices
+	a.all = a.all[:0]
+}
 
 func (a *Entries) next() *store.QueueEntry {
 	if a == nil {
@@ -128,7 +143,12 @@ func (a *Entries) next() *store.QueueEntry {
 		if a.want <= 1 {
 			return new(store.QueueEntry)
 		}
-		a.buf, a.want = make([]store.QueueEntry, a.want), 0
+		if cap(a.all) >= a.want {
+			a.all = a.all[:a.want]
+		} else {
+			a.all = make([]store.QueueEntry, a.want)
+		}
+		a.buf, a.want = a.all, 0
 	}
 	e := &a.buf[0]
 	a.buf = a.buf[1:]

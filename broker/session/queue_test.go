@@ -135,3 +135,38 @@ func TestSettleAllMatchesSettle(t *testing.T) {
 		}
 	}
 }
+
+// TestEntriesReset: after Reset the next fan-out's entries come from the
+// same array, hold only their own values, and an array above the keep
+// bound is dropped.
+func TestEntriesReset(t *testing.T) {
+	f := newFixture(t, 60, Limits{})
+	f.s.Detach()
+	var entries Entries
+	offer := func(id uint64, subIDs []uint32) *store.Batch {
+		b := &store.Batch{}
+		m := &store.Message{ID: id, Topic: "t", QoS: 1, Payload: []byte("p")}
+		b.PutMessage(m)
+		entries.Reserve(3)
+		for range 3 {
+			f.s.Offer(m, Delivery{QoS: 1, SubscriptionIDs: subIDs, Entries: &entries}, b)
+		}
+		return b
+	}
+	b1 := offer(1, []uint32{7})
+	first := b1.Ops[1].Entry
+	entries.Reset(3)
+	b2 := offer(2, nil)
+	if b2.Ops[1].Entry != first {
+		t.Fatal("the array was not reused after Reset")
+	}
+	for i, op := range b2.Ops[1:] {
+		if e := op.Entry; e.MessageID != 2 || len(e.SubscriptionIDs) != 0 || e.Seq != uint64(4+i) {
+			t.Fatalf("entry %d after reuse = %+v", i, *e)
+		}
+	}
+	entries.Reset(2) // room for 3: above the bound, dropped
+	if b3 := offer(3, nil); b3.Ops[1].Entry == first {
+		t.Fatal("an array above the keep bound was reused")
+	}
+}

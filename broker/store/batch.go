@@ -88,9 +88,12 @@ type Op struct {
 }
 
 // Batch is an ordered list of operations applied atomically by
-// Store.Commit. A batch is not safe for concurrent use; it may not be
-// modified after Commit. Records passed to a batch must not be modified
-// afterwards either: stores may keep them.
+// Store.Commit. A batch is not safe for concurrent use; neither it nor the
+// records it points to (sessions, subscriptions, messages, entries) may be
+// modified until its commit finished: Commit returned, or, for
+// Pipeliner.CommitNoWait, its wait returned. A store keeps no reference to
+// a batch or its records after that (it copies or encodes what it keeps),
+// so the caller may then reuse both.
 type Batch struct {
 	Ops []Op
 	// NoSync lets Commit return before the batch is fsynced. Use it only
