@@ -206,8 +206,13 @@ func decodeMessage(d *dec, m *store.Message) {
 func (d *dec) maxByte(limit byte) byte { return byte(d.max(uint64(limit))) }
 
 func encodeMessageValue(m *store.Message) []byte {
-	e := newEnc(64 + len(m.Payload) + len(m.Topic))
-	encodeMessage(e, m)
+	return appendMessageValue(make([]byte, 0, 64+len(m.Payload)+len(m.Topic)), m)
+}
+
+// appendMessageValue appends the m/ value of m (with valueVersion) to dst.
+func appendMessageValue(dst []byte, m *store.Message) []byte {
+	e := enc{b: append(dst, valueVersion)}
+	encodeMessage(&e, m)
 	return e.b
 }
 
@@ -290,8 +295,9 @@ func decodeSubscription(key []byte, filter string, v []byte) (store.Subscription
 	return s, nil
 }
 
-func encodeRefCount(refs, size int64) []byte {
-	e := newEnc(8)
+// appendRefCount appends the c/ value (with valueVersion) to dst.
+func appendRefCount(dst []byte, refs, size int64) []byte {
+	e := enc{b: append(dst, valueVersion)}
 	e.uvarint(uint64(refs))
 	e.uvarint(uint64(size))
 	return e.b

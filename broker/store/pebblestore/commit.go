@@ -462,9 +462,7 @@ func (t *txn) finishMessage(id uint64, r *refState) error {
 	}
 	if r.put != nil {
 		t.kbuf = binary.BigEndian.AppendUint64(append(t.kbuf[:0], pMessage...), id)
-		e := enc{b: append(t.vbuf[:0], valueVersion)}
-		encodeMessage(&e, r.put)
-		t.vbuf = e.b
+		t.vbuf = appendMessageValue(t.vbuf[:0], r.put)
 		if err := t.b.Set(t.kbuf, t.vbuf, nil); err != nil {
 			return err
 		}
@@ -473,10 +471,7 @@ func (t *txn) finishMessage(id uint64, r *refState) error {
 		return nil
 	}
 	t.kbuf = binary.BigEndian.AppendUint64(append(t.kbuf[:0], pRefCount...), id)
-	e := enc{b: append(t.vbuf[:0], valueVersion)}
-	e.uvarint(uint64(r.refs))
-	e.uvarint(uint64(r.size))
-	t.vbuf = e.b
+	t.vbuf = appendRefCount(t.vbuf[:0], r.refs, r.size)
 	return t.b.Set(t.kbuf, t.vbuf, nil)
 }
 

@@ -62,7 +62,7 @@ func TestOpenRejectsCorruptValues(t *testing.T) {
 		string(queueKey("a", 2)):     appendRun(nil, 2, []qent{{QueueEntry: store.QueueEntry{Seq: 2, MessageID: 2}, size: 5}}),                 // overlaps run 1
 		string(queueKey("b", 1)):     appendRun(nil, 1, []qent{{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 2}, size: 5, mraw: []byte{}}}), // b's reference gone
 		string(queueKey("b", 7)):     {valueVersion, 0},                                                                                        // empty run
-		string(refCountKey(2)):       encodeRefCount(7, 5),                                                                                     // counts no longer add up
+		string(refCountKey(2)):       appendRefCount(nil, 7, 5),                                                                                // counts no longer add up
 		"r/t/r":                      {},
 		"l/a":                        {valueVersion, 0xff}, // truncated uvarint
 		string(messageKey(9)):        {valueVersion},       // message without count
@@ -139,7 +139,7 @@ func TestDecodersNeverPanic(t *testing.T) {
 		"run":     testRun(),
 		"message": encodeMessageValue(m),
 		"sub":     encodeSubscription(&store.Subscription{Filter: "f", ID: 4}),
-		"refs":    encodeRefCount(2, 3),
+		"refs":    appendRefCount(nil, 2, 3),
 	}
 	decoders := map[string]func(v []byte) error{
 		"session": func(v []byte) error { _, err := decodeSession([]byte("s/a"), v); return err },
@@ -169,7 +169,7 @@ func testRun() []byte {
 	m := &store.Message{ID: 2, Topic: "t", Payload: []byte("p")}
 	return appendRun(nil, 1, []qent{
 		{QueueEntry: store.QueueEntry{Seq: 1, MessageID: 1, SubscriptionIDs: []uint32{1, 2}, State: store.Sent, PacketID: 9}, size: 3},
-		{QueueEntry: store.QueueEntry{Seq: 3, MessageID: 2, QoS: 2, Retain: true}, size: m.Size(), mraw: encodeInline(m)},
+		{QueueEntry: store.QueueEntry{Seq: 3, MessageID: 2, QoS: 2, Retain: true}, size: m.Size(), mraw: appendInline(nil, m)},
 	})
 }
 

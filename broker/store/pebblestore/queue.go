@@ -417,9 +417,8 @@ func (t *txn) writeAdded(clientID string, head int32) error {
 			var mraw []byte
 			m := a.ref.inline()
 			if m != nil {
-				me := enc{b: t.mbuf[:0]}
-				encodeMessage(&me, m)
-				mraw, t.mbuf = me.b, me.b
+				t.mbuf = appendInline(t.mbuf[:0], m)
+				mraw = t.mbuf
 			}
 			appendQent(&body, prev, a.e, a.size, mraw, m != nil)
 			prev = a.e.Seq

@@ -194,9 +194,10 @@ func (q *qent) message(key []byte) (*store.Message, error) {
 	return m, nil
 }
 
-// encodeInline returns the inline encoding of m (no value version byte).
-func encodeInline(m *store.Message) []byte {
-	e := enc{b: make([]byte, 0, 48+len(m.Payload)+len(m.Topic)+len(m.Publisher))}
+// appendInline appends the inline encoding of m (no value version byte)
+// to dst.
+func appendInline(dst []byte, m *store.Message) []byte {
+	e := enc{b: dst}
 	encodeMessage(&e, m)
 	return e.b
 }
