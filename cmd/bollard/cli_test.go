@@ -194,25 +194,6 @@ func TestBinaryNoArguments(t *testing.T) {
 	}
 }
 
-// waitLogOrExit is waitLog that returns nil when the process exits first.
-func (b *broker) waitLogOrExit(msg string, d time.Duration) map[string]any {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		if m, _ := b.logs.find(msg); m != nil {
-			return m
-		}
-		select {
-		case <-b.logs.added:
-		case <-b.exited:
-			m, _ := b.logs.find(msg)
-			return m
-		case <-deadline.C:
-			return nil
-		}
-	}
-}
-
 // TestBinaryCorruptStore: a data directory that cannot be read back stops
 // the broker with a clear message and a non-zero exit, and is left as it
 // was (never reset).

@@ -193,21 +193,40 @@ func (b *broker) waitReady(d time.Duration) {
 // waitLog waits for a log line with the given msg.
 func (b *broker) waitLog(msg string, d time.Duration) map[string]any {
 	b.t.Helper()
+	m, exited := b.findLog(msg, d)
+	switch {
+	case m != nil:
+		return m
+	case exited:
+		b.t.Fatalf("bollard exited (%v) before logging %q", b.exitErr, msg)
+	default:
+		b.t.Fatalf("bollard did not log %q within %s", msg, d)
+	}
+	return nil
+}
+
+// waitLogOrExit is waitLog that returns nil when the process exits first.
+func (b *broker) waitLogOrExit(msg string, d time.Duration) map[string]any {
+	m, _ := b.findLog(msg, d)
+	return m
+}
+
+// findLog waits up to d for a log line with msg. It returns nil when the
+// process exited without logging it (exited) or the time ran out.
+func (b *broker) findLog(msg string, d time.Duration) (m map[string]any, exited bool) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		if m, _ := b.logs.find(msg); m != nil {
-			return m
+			return m, false
 		}
 		select {
 		case <-b.logs.added:
 		case <-b.exited:
-			if m, _ := b.logs.find(msg); m != nil {
-				return m
-			}
-			b.t.Fatalf("bollard exited (%v) before logging %q", b.exitErr, msg)
+			m, _ := b.logs.find(msg)
+			return m, m == nil
 		case <-deadline.C:
-			b.t.Fatalf("bollard did not log %q within %s", msg, d)
+			return nil, false
 		}
 	}
 }
