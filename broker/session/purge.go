@@ -139,13 +139,19 @@ func (s *Session) scanLimit(budget int) int {
 	return int(min(int64(budget), max(w/max(q.bytes/q.msgs, 1), 1)))
 }
 
-// purgeEntry dequeues the stored entry seq, past the head.
+// purgeEntry dequeues the expired stored entry seq, past the head.
 func (s *Session) purgeEntry(seq uint64, size int64, b *store.Batch) {
+	s.dropPast(seq, size, DropExpired, b)
+}
+
+// dropPast dequeues the stored entry seq, past the head, counted under
+// reason, and skips it in refills until the Dequeue has committed.
+func (s *Session) dropPast(seq uint64, size int64, reason string, b *store.Batch) {
 	q := &s.q
 	b.Dequeue(s.rec.ClientID, seq)
 	q.msgs--
 	q.bytes -= size
-	s.drop(DropExpired, 1)
+	s.drop(reason, 1)
 	if q.skip == nil {
 		q.skip = make(map[uint64]struct{})
 	}

@@ -205,10 +205,19 @@ func (s *Session) offerQoS0(m *store.Message, d Delivery) Result {
 
 // checkLimits applies the queue limits and the global budget to a message
 // of size bytes; ok=false means the message is not queued (r says why).
+//
+// At the global store budget an offline persistent session refuses new
+// messages, except under DropOldest: there it makes room for the new
+// message by dropping at least as many bytes of its own oldest entries, so
+// a full store keeps each queue's newest messages as the queue limits do.
 func (s *Session) checkLimits(size int64, d Delivery, b *store.Batch) (r Result, ok bool) {
 	if d.StoreFull && s.persistent() && !s.online {
-		s.drop(DropStoreFull, 1)
-		return Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
+		floor := s.q.bytes - size
+		if s.limits.Policy != DropOldest ||
+			!s.dropOldest(func() bool { return s.q.bytes <= floor }, DropStoreFull, b) {
+			s.drop(DropStoreFull, 1)
+			return Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
+		}
 	}
 	if s.fits(size) {
 		return Result{}, true
@@ -221,8 +230,10 @@ func (s *Session) checkLimits(size int64, d Delivery, b *store.Batch) (r Result,
 		s.drop(DropQuotaRejected, 1)
 		return Result{Dropped: DropQuotaRejected, Rejected: true}, false
 	case DropOldest:
-		if s.dropOldest(size, b) {
-			return Result{}, true
+		if s.limits.MaxBytes <= 0 || size <= s.limits.MaxBytes {
+			if s.dropOldest(func() bool { return s.fits(size) }, DropQueueFull, b) {
+				return Result{}, true
+			}
 		}
 	}
 	s.drop(DropQueueFull, 1)
@@ -235,23 +246,38 @@ func (s *Session) fits(size int64) bool {
 		(l.MaxBytes <= 0 || s.q.bytes+size <= l.MaxBytes)
 }
 
-// dropOldest drops committed Queued entries from the front of the queue
-// until size more bytes fit. Inflight entries and entries whose commit is
-// pending are never dropped; it returns false when that is not enough.
-func (s *Session) dropOldest(size int64, b *store.Batch) bool {
-	if s.limits.MaxBytes > 0 && size > s.limits.MaxBytes {
-		return false
-	}
-	for !s.fits(size) {
-		if len(s.q.head) == 0 {
+// dropOldest drops Queued entries from the front of the queue, oldest
+// first, each counted under reason, until done reports true; it returns
+// false when the queue has nothing left to drop first. Inflight entries
+// are never dropped.
+//
+// Entries whose Enqueue has not committed yet are dropped like the others:
+// a publisher that pipelines a burst into an offline session has most of
+// it uncommitted at any moment, and DropOldest must keep the newest
+// messages whatever the timing. Their Dequeue goes into b, which the
+// committer applies after the batch holding their Enqueue (batches commit
+// in submission order); Settle then no longer finds them. A pending entry
+// past the head is also remembered in skip, as a purge does, so that no
+// refill reads it back between the two commits.
+func (s *Session) dropOldest(done func() bool, reason string, b *store.Batch) bool {
+	q := &s.q
+	for !done() {
+		if len(q.head) == 0 {
 			s.refill()
 		}
-		if len(s.q.head) == 0 || !s.q.head[0].committed {
+		if len(q.head) > 0 {
+			it := s.popHead()
+			s.remove(it, b)
+			s.drop(reason, 1)
+			continue
+		}
+		// The head is empty and refill read everything committed (unless a
+		// read failed): the oldest entry left is the first pending one.
+		if q.pending.len() == 0 || q.loadedSeq < q.watermark() {
 			return false
 		}
-		it := s.popHead()
-		s.remove(it, b)
-		s.drop(DropQueueFull, 1)
+		p := q.pending.remove(0)
+		s.dropPast(p.seq, p.size, reason, b)
 	}
 	return true
 }

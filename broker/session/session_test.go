@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -427,5 +428,94 @@ func TestLazySentMarks(t *testing.T) {
 		if !o.Dup || o.PacketID != out[0].PacketID+uint16(i)+1 {
 			t.Fatalf("resend %d: %+v", i, o)
 		}
+	}
+}
+
+// TestDropOldestKeepsNewestWhatever the commit timing: a publisher that
+// pipelines a burst into a full queue has many Enqueues uncommitted at
+// once; DropOldest must still keep the newest messages (issue 11: it kept
+// the oldest, dropping the new message whenever the oldest entry was not
+// committed yet). Batches commit in submission order, lag batches behind
+// the offers, as the server's pipelined committer does.
+func TestDropOldestKeepsNewestWhateverTheCommitTiming(t *testing.T) {
+	const total, limit = 80, 50
+	type held struct {
+		b *store.Batch
+		r Result
+	}
+	for _, lag := range []int{0, 1, 7, 49, 50, 51, total} {
+		for _, mode := range []string{"messages", "bytes", "store"} {
+			t.Run(strconv.Itoa(lag)+"/"+mode, func(t *testing.T) {
+				lim := Limits{MaxMessages: limit, MaxBytes: 1 << 20, Policy: DropOldest}
+				msgSize := (&store.Message{Topic: "t", Payload: []byte("00")}).Size()
+				if mode == "bytes" {
+					lim = Limits{MaxBytes: limit * msgSize, Policy: DropOldest}
+				}
+				f := newFixture(t, 3600, lim)
+				var q []held
+				commitOne := func() {
+					h := q[0]
+					q = q[1:]
+					f.commit(h.b)
+					if h.r.Settle != 0 {
+						f.s.Settle(h.r.Settle, true)
+					}
+				}
+				for i := range total {
+					f.ids++
+					m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte(fmt.Sprintf("%02d", i)), QoS: 1, PublishedAt: f.clk.now()}
+					b := new(store.Batch)
+					b.PutMessage(m)
+					// "store": the global budget is reached from the limit on.
+					r := f.s.Offer(m, Delivery{QoS: 1, StoreFull: mode == "store" && i >= limit}, b)
+					if r.Dropped != "" {
+						t.Fatalf("message %d dropped (%s): the newest must be kept", i, r.Dropped)
+					}
+					q = append(q, held{b, r})
+					if len(q) > lag {
+						commitOne()
+					}
+				}
+				for len(q) > 0 {
+					commitOne()
+				}
+				reason := DropQueueFull
+				if mode == "store" {
+					reason = DropStoreFull
+				}
+				if f.drops[reason] != total-limit {
+					t.Fatalf("drops %v, want %d %s", f.drops, total-limit, reason)
+				}
+				var want []string
+				for i := total - limit; i < total; i++ {
+					want = append(want, fmt.Sprintf("%02d", i))
+				}
+				if got := f.drainAll(); !equal(got, want) {
+					t.Fatalf("delivered %v, want %v", got, want)
+				}
+				if st := f.st.Stats(); st.Messages != 0 {
+					t.Fatalf("store still holds %d messages", st.Messages)
+				}
+			})
+		}
+	}
+}
+
+// drainAll attaches the session and acknowledges everything it delivers.
+func (f *fixture) drainAll() []string {
+	f.t.Helper()
+	_ = f.s.Attach(100, func() {})
+	var got []string
+	for {
+		out := f.next(100)
+		if len(out) == 0 {
+			return got
+		}
+		var b store.Batch
+		for _, o := range out {
+			got = append(got, string(o.Msg.Payload))
+			_ = f.s.Puback(o.PacketID, &b)
+		}
+		f.commit(&b)
 	}
 }
