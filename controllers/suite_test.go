@@ -145,22 +145,32 @@ type fakeBrokers struct {
 	mu     sync.Mutex
 	status map[string]controllers.BrokerStatus // by namespace/pod
 	calls  atomic.Int64
-	perPod map[string]int // calls by namespace/pod
+	perPod map[string]int    // calls by namespace/pod
+	tokens map[string]string // last admin token presented, by namespace/pod
 }
 
-func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod) (controllers.BrokerStatus, error) {
+func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod, token string) (controllers.BrokerStatus, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.perPod == nil {
 		f.perPod = map[string]int{}
+		f.tokens = map[string]string{}
 	}
 	f.perPod[pod.Namespace+"/"+pod.Name]++
+	f.tokens[pod.Namespace+"/"+pod.Name] = token
 	st, ok := f.status[pod.Namespace+"/"+pod.Name]
 	if !ok {
 		return st, errors.New("connection refused")
 	}
 	return st, nil
+}
+
+// token is the admin token last presented to one pod.
+func (f *fakeBrokers) token(ns, pod string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tokens[ns+"/"+pod]
 }
 
 // podCalls counts the questions asked to one pod.
