@@ -144,7 +144,8 @@ func getJSON(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-func mqttAddr(t *testing.T, pod *corev1.Pod) string  { return portAddr(t, pod, resources.PortMQTT) }
+func mqttAddr(t *testing.T, pod *corev1.Pod) string { return portAddr(t, pod, resources.PortMQTT) }
+
 // adminAddr is the local address of the pod's admin port; it records the
 // broker's admin token for getJSON.
 func adminAddr(t *testing.T, pod *corev1.Pod) string {
