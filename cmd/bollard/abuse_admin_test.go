@@ -27,12 +27,20 @@ import (
 const (
 	adminAbuseToken = "abuse-test-token-0123456789abcdef"
 	// adminAbuseRSSBound is the resident set the broker must stay under
-	// during the attack (it starts near 20 MB).
-	adminAbuseRSSBound = 150 << 20
+	// during the attack: it starts near 20 MB and stays near 26 MB (near 50
+	// and 75 MB in a -race build, which adminRSSBound allows for).
+	adminAbuseRSSBound = 64 << 20
 	adminAbuseDuration = 3 * time.Second
 )
 
 // adminRSS reads VmRSS of pid from /proc, in bytes.
+func adminRSSBound() int64 {
+	if raceBuild {
+		return 160 << 20
+	}
+	return adminAbuseRSSBound
+}
+
 func adminRSS(t *testing.T, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -211,9 +219,9 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 	rss := maxRSS.Load()
 	t.Logf("admin attack: %d requests in %s (%.0f/s), all refused (401), %d counted on /metrics; honest QoS 1: %d acknowledged during the attack, %d in all, all delivered; RSS %.1f MB before, %.1f MB max (bound %d MB)",
 		sent.Load(), adminAbuseDuration, float64(sent.Load())/adminAbuseDuration.Seconds(), refusedMetric,
-		ackedDuring, acked, float64(rss0)/(1<<20), float64(rss)/(1<<20), adminAbuseRSSBound>>20)
-	if rss > adminAbuseRSSBound {
-		t.Errorf("RSS %d bytes exceeds the bound %d", rss, adminAbuseRSSBound)
+		ackedDuring, acked, float64(rss0)/(1<<20), float64(rss)/(1<<20), adminRSSBound()>>20)
+	if rss > adminRSSBound() {
+		t.Errorf("RSS %d bytes exceeds the bound %d", rss, adminRSSBound())
 	}
 
 	// The honest client sees its own session through the authenticated API.
@@ -247,8 +255,11 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 	if err != nil || code != 200 {
 		t.Fatalf("session after restart: %d %v %s", code, err, body)
 	}
+	// Everything acknowledged was delivered before the drain; a publish cut
+	// short by stop may have reached the broker after the subscriber left,
+	// and waits in its queue (at most that one).
 	var s sessionInfo
-	if err := json.Unmarshal([]byte(body), &s); err != nil || s.QueuedMessages != 0 {
+	if err := json.Unmarshal([]byte(body), &s); err != nil || s.ClientID != "honest-sub" || s.QueuedMessages > 1 {
 		t.Errorf("session after restart: %+v %v", s, err)
 	}
 }
