@@ -249,6 +249,9 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		}, []string{"spec.metrics", "metrics.serviceMonitor.enabled needs metrics.enabled"}},
 		"bad scrape interval": {func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.ServiceMonitor.Interval = "1.5s" },
 			[]string{"spec.metrics.serviceMonitor.interval"}},
+		"network policy peer admitting every pod": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.NetworkPolicy.Prometheus = &v1alpha1.NetworkPolicyPeer{}
+		}, []string{"spec.networkPolicy.prometheus", "set namespaceSelector, podSelector or both"}},
 		"long name": {func(b *v1alpha1.MQTTBroker) { b.Name = strings.Repeat("a", 53) },
 			[]string{"metadata.name must be at most 52 characters"}},
 	}
