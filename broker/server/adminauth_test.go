@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -338,5 +340,31 @@ func TestBearerToken(t *testing.T) {
 		if tok != want.tok || ok != want.ok {
 			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", h, tok, ok, want.tok, want.ok)
 		}
+	}
+}
+
+// TestAdminAuthRefusalLogIsRateLimited: a flood of refused requests logs
+// one line per adminRefusedLogEvery, with the count of those not logged,
+// and never the token presented.
+func TestAdminAuthRefusalLogIsRateLimited(t *testing.T) {
+	a, _, clk := tokenAuth(t)
+	var buf bytes.Buffer
+	a.log = slog.New(slog.NewTextHandler(&buf, nil))
+	srv := authServer(t, a)
+	const secret = "Bearer presented-secret-presented-secret"
+	for range 50 {
+		call(t, srv, "GET", "/v1/sessions", secret)
+	}
+	clk.add(adminRefusedLogEvery)
+	call(t, srv, "GET", "/v1/sessions", "")
+	out := buf.String()
+	if n := strings.Count(out, "admin request refused"); n != 2 {
+		t.Errorf("%d log lines for 51 refusals, want 2:\n%s", n, out)
+	}
+	if !strings.Contains(out, "refusedSinceLastLog=49") {
+		t.Errorf("the second line does not count the 49 refusals not logged:\n%s", out)
+	}
+	if strings.Contains(out, "presented-secret") {
+		t.Error("the log shows the token presented")
 	}
 }
