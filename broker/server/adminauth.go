@@ -196,11 +196,16 @@ func (a *AdminAuth) check(r *http.Request) string {
 	return ""
 }
 
-// matches compares tok with the configured token in constant time: both
-// are reduced to SHA-256 digests first, so the time taken depends on
-// neither how much of tok is right nor the token's length.
+// matches compares tok with the configured token (see tokenEqual).
 func (a *AdminAuth) matches(tok string) bool {
-	want := a.current()
+	return tokenEqual(tok, a.current())
+}
+
+// tokenEqual compares tok with the token whose SHA-256 digest is want, in
+// constant time: tok is reduced to its digest too, and the digests are
+// compared with subtle.ConstantTimeCompare, so the time taken depends on
+// neither how much of tok is right nor the token's length.
+func tokenEqual(tok string, want [sha256.Size]byte) bool {
 	got := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
