@@ -511,13 +511,22 @@ func TestMissingSecretDegradesUntilCreated(t *testing.T) {
 	}
 	// The re-check (SecretRecheck) brings the broker back here.
 	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionFalse, v1alpha1.ReasonAsExpected)
+	// A Ready broker is reconciled every StatusRefresh, and each reconcile
+	// reads the TLS Secret again: the renewal is seen, and must not roll.
+	pod := markRunning(t, b)
+	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation})
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllReplicasReady)
 	update(t, secret, func(s *corev1.Secret) { s.Data[corev1.TLSCertKey] = []byte("renewed") })
+	calls := brokers.podCalls(ns, pod.Name)
 	consistently(t, 2*time.Second, func() error {
 		if h := statefulSet(t, b).Annotations[resources.TemplateHashAnnotation]; h != template0 {
 			return fmt.Errorf("the pod template changed (%s -> %s) with the TLS Secret: the pod would roll", template0, h)
 		}
 		return nil
 	})
+	if n := brokers.podCalls(ns, pod.Name) - calls; n < 2 {
+		t.Fatalf("only %d reconciles after the renewal: the test proved nothing", n)
+	}
 	noEvent(t, b, controllers.EventRestarted)
 }
 
