@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -226,4 +227,8 @@ func mergePodDisruptionBudget(cur, want *policyv1.PodDisruptionBudget) {
 	cur.Spec.MaxUnavailable = want.Spec.MaxUnavailable
 	cur.Spec.MinAvailable = nil
 	cur.Spec.Selector = want.Spec.Selector
+}
+
+func mergeNetworkPolicy(cur, want *networkingv1.NetworkPolicy) {
+	cur.Spec = *want.Spec.DeepCopy()
 }

@@ -24,7 +24,7 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		if !podReady(pod) || !pod.DeletionTimestamp.IsZero() {
 			continue
 		}
-		st, err := r.Brokers.BrokerStatus(ctx, pod)
+		st, err := r.Brokers.BrokerStatus(ctx, pod, p.adminToken)
 		p.obs.Brokers = append(p.obs.Brokers, status.BrokerReport{
 			Pod: pod.Name, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
 			Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: err,

@@ -30,11 +30,12 @@ type BrokerStatus struct {
 	QueuedMessages  int64  `json:"queuedMessages"`
 }
 
-// BrokerStatusReader asks a running broker pod what it applied. The
-// production implementation is HTTPBrokerStatusReader; tests substitute a
-// fake, since envtest runs no pods.
+// BrokerStatusReader asks a running broker pod what it applied, with the
+// broker's admin token (the <name>-admin-token Secret). The production
+// implementation is HTTPBrokerStatusReader; tests substitute a fake, since
+// envtest runs no pods.
 type BrokerStatusReader interface {
-	BrokerStatus(ctx context.Context, pod *corev1.Pod) (BrokerStatus, error)
+	BrokerStatus(ctx context.Context, pod *corev1.Pod, token string) (BrokerStatus, error)
 }
 
 // HTTPBrokerStatusReader reads GET /v1/status from the pod's admin port.
@@ -50,7 +51,7 @@ type HTTPBrokerStatusReader struct {
 const maxStatusBody = 1 << 20
 
 // BrokerStatus implements BrokerStatusReader.
-func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod) (BrokerStatus, error) {
+func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod, token string) (BrokerStatus, error) {
 	var st BrokerStatus
 	if pod.Status.PodIP == "" {
 		return st, fmt.Errorf("controllers: pod %s has no IP yet", pod.Name)
@@ -68,6 +69,9 @@ func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Po
 	if err != nil {
 		return st, fmt.Errorf("controllers: %w", err)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("controllers: %w", err)
@@ -77,7 +81,12 @@ func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Po
 	if err != nil {
 		return st, fmt.Errorf("controllers: reading %s: %w", url, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return st, fmt.Errorf("controllers: GET %s: %s: the broker refused the admin token "+
+			"(the kubelet may not have refreshed the mounted Secret yet)", url, resp.Status)
+	default:
 		return st, fmt.Errorf("controllers: GET %s: %s", url, resp.Status)
 	}
 	if err := json.Unmarshal(body, &st); err != nil {

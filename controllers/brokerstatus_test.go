@@ -19,6 +19,10 @@ const statusBody = `{"version":"v0.1.0","configGeneration":7,"pendingRestart":fa
 "sessionsOnline":2,"sessionsOffline":5,"queuedMessages":40,"queuedBytes":4096,
 "lastReloadError":"config: queues.maxQueuedMessages: must be at least 1, got 0"}`
 
+const testToken = "0123456789abcdef0123456789abcdef"
+
+// TestHTTPBrokerStatusReader: the reader presents the admin token and
+// reads the status; a refused token is named in the error.
 func TestHTTPBrokerStatusReader(t *testing.T) {
 	cases := map[string]struct {
 		handler http.HandlerFunc
@@ -31,6 +35,10 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 					http.NotFound(w, r)
 					return
 				}
+				if r.Header.Get("Authorization") != "Bearer "+testToken {
+					http.Error(w, "no token", http.StatusUnauthorized)
+					return
+				}
 				_, _ = w.Write([]byte(statusBody))
 			},
 			want: BrokerStatus{Version: "v0.1.0", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40,
@@ -39,6 +47,10 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 		"http error": {
 			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "draining", http.StatusServiceUnavailable) },
 			wantErr: "503",
+		},
+		"token refused": {
+			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no", http.StatusUnauthorized) },
+			wantErr: "refused the admin token",
 		},
 		"not json": {
 			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) },
@@ -55,7 +67,7 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 			}
 			p, _ := strconv.Atoi(port)
 			pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: host}}
-			got, err := HTTPBrokerStatusReader{Port: p}.BrokerStatus(context.Background(), pod)
+			got, err := HTTPBrokerStatusReader{Port: p}.BrokerStatus(context.Background(), pod, testToken)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
@@ -70,7 +82,7 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (HTTPBrokerStatusReader{}).BrokerStatus(context.Background(), &corev1.Pod{}); err == nil {
+	if _, err := (HTTPBrokerStatusReader{}).BrokerStatus(context.Background(), &corev1.Pod{}, testToken); err == nil {
 		t.Error("a pod without an IP was queried")
 	}
 }

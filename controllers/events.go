@@ -47,6 +47,8 @@ const (
 	EventServiceMonitorUnavailable EventReason = "ServiceMonitorUnavailable"
 	// EventPaused: reconciling stopped because of the paused annotation.
 	EventPaused EventReason = "Paused"
+	// EventAdminTokenInvalid: the admin token Secret is not usable.
+	EventAdminTokenInvalid EventReason = "AdminTokenInvalid"
 )
 
 // event records an Event on b about related (which may be nil).

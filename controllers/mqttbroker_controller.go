@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +52,12 @@ type MQTTBrokerReconciler struct {
 	// printer columns): nothing in the cluster changes when clients come
 	// and go. 0 means DefaultStatusRefresh.
 	StatusRefresh time.Duration
+	// SecretRecheck is how soon a reconcile that found a referenced Secret
+	// missing or unusable runs again (the operator does not watch Secrets).
+	// 0 means DefaultSecretRecheck.
+	SecretRecheck time.Duration
+	// NetworkPolicy holds the operator-wide NetworkPolicy settings.
+	NetworkPolicy resources.NetworkPolicyDefaults
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 
@@ -67,6 +74,11 @@ type pass struct {
 	params resources.Params
 	obs    status.Observed
 	errs   []error
+	// adminToken is the broker's admin API token, for the status queries.
+	adminToken string
+	// recheckSecrets: a referenced Secret is missing or unusable, so the
+	// reconcile must run again soon (no watch will bring it back).
+	recheckSecrets bool
 }
 
 func (p *pass) problem(reason, format string, args ...any) {
@@ -85,6 +97,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 	return []step{
 		{"render-config", r.renderConfig},
 		{"secrets", r.checkSecrets},
+		{"admin-token", r.ensureAdminToken},
 		{"serviceaccount", r.applyServiceAccount},
 		{"configmap", r.applyConfigMap},
 		{"service", r.applyService},
@@ -92,6 +105,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"statefulset", r.applyStatefulSet},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
+		{"networkpolicy", r.applyNetworkPolicy},
 		{"metrics-service", r.applyMetricsService},
 		{"servicemonitor", r.applyServiceMonitor},
 		{"brokers", r.queryBrokers},
@@ -106,7 +120,8 @@ func (r *MQTTBrokerReconciler) steps() []step {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile implements reconcile.Reconciler.
@@ -122,7 +137,7 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, nil
 	}
 	orig := b.DeepCopy()
-	p := &pass{broker: b, params: resources.Params{DefaultImage: r.DefaultImage}}
+	p := &pass{broker: b, params: resources.Params{DefaultImage: r.DefaultImage, NetworkPolicy: r.NetworkPolicy}}
 	p.obs.Generation = b.Generation
 	p.obs.Replicas = ptrOr(b.Spec.Replicas, 1)
 	if b.Annotations[v1alpha1.PausedAnnotation] == "true" {
@@ -143,7 +158,21 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := errors.Join(p.errs...); err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.brokerRequeue(req, b), nil
+	res := r.brokerRequeue(req, b)
+	if p.recheckSecrets && (res.RequeueAfter == 0 || res.RequeueAfter > r.secretRecheck()) {
+		res.RequeueAfter = r.secretRecheck()
+	}
+	return res, nil
+}
+
+// DefaultSecretRecheck is the default of MQTTBrokerReconciler.SecretRecheck.
+const DefaultSecretRecheck = 10 * time.Second
+
+func (r *MQTTBrokerReconciler) secretRecheck() time.Duration {
+	if r.SecretRecheck > 0 {
+		return r.SecretRecheck
+	}
+	return DefaultSecretRecheck
 }
 
 // DefaultStatusRefresh is the default of MQTTBrokerReconciler.StatusRefresh.
@@ -329,10 +358,24 @@ func rollCause(before, after *appsv1.StatefulSet, drifted []string) string {
 	case oldT[v1alpha1.RestartedAtAnnotation] != newT[v1alpha1.RestartedAtAnnotation]:
 		return fmt.Sprintf("restart requested (%s=%s)", v1alpha1.RestartedAtAnnotation, newT[v1alpha1.RestartedAtAnnotation])
 	case oldT[resources.ConfigHashAnnotation] != newT[resources.ConfigHashAnnotation]:
-		return "configuration that needs a restart changed (listeners, durability, data directory or TLS certificate)"
+		return "configuration that needs a restart changed (listeners, durability or data directory)"
 	default:
 		return "pod template changed (image, resources, scheduling or pod annotations)"
 	}
+}
+
+// applyNetworkPolicy writes the NetworkPolicy, or deletes the one the
+// operator made when the spec or the operator's flags disable it.
+func (r *MQTTBrokerReconciler) applyNetworkPolicy(ctx context.Context, p *pass) error {
+	b := p.broker
+	if want := resources.NetworkPolicy(b, p.params.NetworkPolicy); want != nil {
+		_, _, err := apply(ctx, r, b, want, newNetworkPolicy, mergeNetworkPolicy)
+		return err
+	}
+	cur := &networkingv1.NetworkPolicy{}
+	cur.SetName(resources.NetworkPolicyName(b))
+	cur.SetNamespace(b.Namespace)
+	return r.deleteOwned(ctx, b, cur, "NetworkPolicy", "NetworkPolicies are disabled (spec.networkPolicy.enabled or --network-policies)")
 }
 
 // applyPodDisruptionBudget writes the PDB, or deletes the one the operator
@@ -372,3 +415,4 @@ func newConfigMap() *corev1.ConfigMap                       { return &corev1.Con
 func newService() *corev1.Service                           { return &corev1.Service{} }
 func newStatefulSet() *appsv1.StatefulSet                   { return &appsv1.StatefulSet{} }
 func newPodDisruptionBudget() *policyv1.PodDisruptionBudget { return &policyv1.PodDisruptionBudget{} }
+func newNetworkPolicy() *networkingv1.NetworkPolicy         { return &networkingv1.NetworkPolicy{} }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -248,6 +249,9 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		}, []string{"spec.metrics", "metrics.serviceMonitor.enabled needs metrics.enabled"}},
 		"bad scrape interval": {func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.ServiceMonitor.Interval = "1.5s" },
 			[]string{"spec.metrics.serviceMonitor.interval"}},
+		"network policy peer admitting every pod": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.NetworkPolicy.Prometheus = &v1alpha1.NetworkPolicyPeer{}
+		}, []string{"spec.networkPolicy.prometheus", "set namespaceSelector, podSelector or both"}},
 		"long name": {func(b *v1alpha1.MQTTBroker) { b.Name = strings.Repeat("a", 53) },
 			[]string{"metadata.name must be at most 52 characters"}},
 	}
@@ -484,13 +488,18 @@ func TestStatusAndConfigApplied(t *testing.T) {
 	}
 }
 
+// TestMissingSecretDegradesUntilCreated: a missing TLS Secret is reported
+// and re-checked (the operator does not watch Secrets) until it appears;
+// neither its arrival nor a renewed certificate changes the pod template:
+// the kubelet mounts the Secret once it exists and the broker reloads
+// renewed certificates itself.
 func TestMissingSecretDegradesUntilCreated(t *testing.T) {
 	ns := namespace(t)
 	b := newBroker(ns, "tls")
 	b.Spec.Listeners.TLS = &v1alpha1.TLSListener{SecretName: "tls-cert"}
 	b = observed(t, create(t, b))
 	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSecretNotFound)
-	hash0 := statefulSet(t, b).Spec.Template.Annotations[resources.ConfigHashAnnotation]
+	template0 := statefulSet(t, b).Annotations[resources.TemplateHashAnnotation]
 
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tls-cert"},
@@ -500,24 +509,39 @@ func TestMissingSecretDegradesUntilCreated(t *testing.T) {
 	if err := k8s.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	// Only the Secret watch can bring the broker back here.
+	// The re-check (SecretRecheck) brings the broker back here.
 	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionFalse, v1alpha1.ReasonAsExpected)
-	var hash1 string
-	eventually(t, func() error {
-		hash1 = statefulSet(t, b).Spec.Template.Annotations[resources.ConfigHashAnnotation]
-		if hash1 == hash0 {
-			return errors.New("config-hash did not change when the TLS Secret appeared")
-		}
-		return nil
-	})
-	// A renewed certificate rolls the pod.
+	// A Ready broker is reconciled every StatusRefresh, and each reconcile
+	// reads the TLS Secret again: the renewal is seen, and must not roll.
+	pod := markRunning(t, b)
+	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation})
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllReplicasReady)
 	update(t, secret, func(s *corev1.Secret) { s.Data[corev1.TLSCertKey] = []byte("renewed") })
-	eventually(t, func() error {
-		if statefulSet(t, b).Spec.Template.Annotations[resources.ConfigHashAnnotation] == hash1 {
-			return errors.New("config-hash did not change when the certificate was renewed")
+	calls := brokers.podCalls(ns, pod.Name)
+	consistently(t, 2*time.Second, func() error {
+		if h := statefulSet(t, b).Annotations[resources.TemplateHashAnnotation]; h != template0 {
+			return fmt.Errorf("the pod template changed (%s -> %s) with the TLS Secret: the pod would roll", template0, h)
 		}
 		return nil
 	})
+	if n := brokers.podCalls(ns, pod.Name) - calls; n < 2 {
+		t.Fatalf("only %d reconciles after the renewal: the test proved nothing", n)
+	}
+	noEvent(t, b, controllers.EventRestarted)
+}
+
+// noEvent fails if b has an Event with reason.
+func noEvent(t *testing.T, b *v1alpha1.MQTTBroker, reason controllers.EventReason) {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(b.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Name == b.Name && e.Reason == string(reason) {
+			t.Errorf("unexpected %s event: %s", reason, e.Note)
+		}
+	}
 }
 
 func TestDisablingPodDisruptionBudgetDeletesIt(t *testing.T) {

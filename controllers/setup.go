@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -30,14 +31,17 @@ import (
 // CacheOptions restrict the manager's cache to what the operator needs:
 // child objects and broker pods are cached only when they carry the
 // operator's managed-by label, and (when namespaces is not empty) only in
-// those namespaces. Secrets are watched as metadata only, and of the
-// CustomResourceDefinitions only the ServiceMonitor's metadata.
+// those namespaces. Secrets are neither cached nor watched: the reconciler
+// reads the few it needs with direct GETs (see checkSecrets), so its RBAC
+// needs no list or watch on Secrets. Of the CustomResourceDefinitions only
+// the ServiceMonitor's metadata is cached.
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
 	for _, obj := range []client.Object{
 		&corev1.ServiceAccount{}, &corev1.ConfigMap{}, &corev1.Service{}, &appsv1.StatefulSet{},
 		&policyv1.PodDisruptionBudget{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{},
+		&networkingv1.NetworkPolicy{},
 	} {
 		o.ByObject[obj] = cache.ByObject{Label: managed}
 	}
@@ -56,7 +60,7 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // SetupWithManager registers the reconciler and its watches: the
 // MQTTBroker (spec and annotation changes), its children, its pods and
-// claims (by label), the Secrets it references, and the ServiceMonitor CRD
+// claims (by label), and the ServiceMonitor CRD
 // (so that brokers asking for a ServiceMonitor get one once it is
 // installed). There is no periodic resync; the only timed requeue asks the
 // brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
@@ -76,9 +80,6 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	if r.Brokers == nil {
 		r.Brokers = HTTPBrokerStatusReader{}
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.MQTTBroker{}, secretIndex, indexSecretNames); err != nil {
-		return fmt.Errorf("controllers: indexing %s: %w", secretIndex, err)
-	}
 	byInstance := handler.EnqueueRequestsFromMapFunc(brokerForLabeled)
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("mqttbroker").
@@ -89,9 +90,9 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Owns(&corev1.Service{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.brokersForSecret)).
 		Watches(serviceMonitorCRD(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 				return o.GetName() == resources.ServiceMonitorCRDName

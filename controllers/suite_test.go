@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -25,9 +26,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/yaml"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers"
+	"github.com/bollard-io/bollard/controllers/resources"
 )
 
 // The suite runs the reconciler in a manager against a real kube-apiserver
@@ -102,6 +105,44 @@ func assetsDir() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// operatorNamespace stands for the namespace the operator runs in.
+const operatorNamespace = "bollard-system"
+
+// operatorUser is who the suite's manager acts as: the operator's
+// ServiceAccount, bound to the ClusterRole of config/rbac/role.yaml (the
+// one `make manifests` generates from the kubebuilder markers and the
+// chart ships). Every test therefore also proves that RBAC allows what the
+// operator and controller-runtime's caches do: a missing permission shows
+// up as a forbidden error and a failing test.
+const operatorUser = "system:serviceaccount:" + operatorNamespace + ":bollard-operator"
+
+// grantOperatorRBAC creates the operator's ClusterRole from
+// config/rbac/role.yaml and binds it to operatorUser, and returns a rest
+// config that impersonates that user.
+func grantOperatorRBAC(ctx context.Context) (*rest.Config, error) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(data, role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: operatorUser}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := k8s.Create(ctx, o); err != nil {
+			return nil, fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	cfg := rest.CopyConfig(restCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
+	return cfg, nil
+}
+
 func startManager(ctx context.Context) (<-chan struct{}, error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -111,7 +152,11 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+	operatorCfg, err := grantOperatorRBAC(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("operator RBAC: %w", err)
+	}
+	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controllers.CacheOptions(nil),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -125,6 +170,8 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 		Brokers:       brokers,
 		ConfigBackoff: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, time.Second),
 		StatusRefresh: statusRefresh,
+		SecretRecheck: statusRefresh,
+		NetworkPolicy: resources.NetworkPolicyDefaults{OperatorNamespace: operatorNamespace},
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
@@ -145,22 +192,32 @@ type fakeBrokers struct {
 	mu     sync.Mutex
 	status map[string]controllers.BrokerStatus // by namespace/pod
 	calls  atomic.Int64
-	perPod map[string]int // calls by namespace/pod
+	perPod map[string]int    // calls by namespace/pod
+	tokens map[string]string // last admin token presented, by namespace/pod
 }
 
-func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod) (controllers.BrokerStatus, error) {
+func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod, token string) (controllers.BrokerStatus, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.perPod == nil {
 		f.perPod = map[string]int{}
+		f.tokens = map[string]string{}
 	}
 	f.perPod[pod.Namespace+"/"+pod.Name]++
+	f.tokens[pod.Namespace+"/"+pod.Name] = token
 	st, ok := f.status[pod.Namespace+"/"+pod.Name]
 	if !ok {
 		return st, errors.New("connection refused")
 	}
 	return st, nil
+}
+
+// token is the admin token last presented to one pod.
+func (f *fakeBrokers) token(ns, pod string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tokens[ns+"/"+pod]
 }
 
 // podCalls counts the questions asked to one pod.

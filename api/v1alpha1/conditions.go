@@ -48,6 +48,10 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonAdminTokenInvalid: the admin token Secret
+	// (<name>-admin-token) holds no usable token, or another object
+	// controls it; the operator cannot ask the brokers for their status.
+	ReasonAdminTokenInvalid = "AdminTokenInvalid"
 )
 
 // Annotations a user sets on an MQTTBroker.

@@ -176,6 +176,17 @@ type MQTTBrokerSpec struct {
 	// +optional
 	Metrics Metrics `json:"metrics,omitzero"`
 
+	// networkPolicy restricts who may reach the broker pods with a
+	// NetworkPolicy named after the MQTTBroker: the MQTT listener ports
+	// (mqtt, TLS, WebSocket) from anywhere, the admin port (8080: the /v1
+	// admin API, /metrics and the probes) only from the operator's namespace
+	// and from Prometheus. Enabled by default. It takes effect only where the
+	// cluster's network plugin enforces NetworkPolicies; the admin API
+	// requires its token either way.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitzero"`
+
 	// terminationGracePeriodSeconds is how long Kubernetes waits after
 	// SIGTERM before killing the broker. The operator sets the broker's drain
 	// timeout to this value minus 10 seconds, so that in-flight commits
@@ -576,6 +587,44 @@ type PodDisruptionBudgetSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+}
+
+// NetworkPolicySpec configures the broker's NetworkPolicy.
+type NetworkPolicySpec struct {
+	// enabled creates the NetworkPolicy. Default true. Setting it to false
+	// deletes the NetworkPolicy the operator created, leaving the admin port
+	// reachable from every pod of the cluster (the admin API still requires
+	// its token; /metrics and the probes are open). The operator's
+	// --network-policies=false flag (Helm value networkPolicy.enabled)
+	// turns NetworkPolicies off for every MQTTBroker.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// prometheus selects the pods that may scrape /metrics on the admin
+	// port. When unset, the operator's default applies (its flags
+	// --prometheus-namespace-selector and --prometheus-pod-selector, Helm
+	// values networkPolicy.prometheus.*; by default pods labelled
+	// app.kubernetes.io/name=prometheus in any namespace).
+	// +optional
+	Prometheus *NetworkPolicyPeer `json:"prometheus,omitempty"`
+}
+
+// NetworkPolicyPeer selects pods, as a NetworkPolicy peer: pods matching
+// podSelector in namespaces matching namespaceSelector.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.namespaceSelector) || has(self.podSelector)",message="set namespaceSelector, podSelector or both: a peer with neither would admit every pod"
+type NetworkPolicyPeer struct {
+	// namespaceSelector selects namespaces by label; unset means the
+	// MQTTBroker's own namespace when podSelector is set. {} selects every
+	// namespace. Namespaces carry kubernetes.io/metadata.name=<name>.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// podSelector selects pods by label within the selected namespaces;
+	// unset means every pod of them.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 }
 
 // MQTTBrokerStatus is what the operator observed.

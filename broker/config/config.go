@@ -116,6 +116,14 @@ type WebSocketListener struct {
 type Admin struct {
 	// Address is host:port; empty disables the endpoint.
 	Address string `yaml:"address" json:"address" reload:"restart"`
+	// TokenFile holds the bearer token that every /v1/* request must
+	// present (`Authorization: Bearer <token>`); /healthz, /readyz and
+	// /metrics stay open. The token is the file's content without
+	// surrounding whitespace, at least 16 bytes; the file is re-read when
+	// it changes (a rotated Secret applies without a restart). When
+	// empty, /v1/* is served without a token only if the admin address
+	// is on loopback, and refused (403) otherwise.
+	TokenFile string `yaml:"tokenFile" json:"tokenFile" reload:"restart"`
 }
 
 // Durability selects when acknowledged messages reach the disk.

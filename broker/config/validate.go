@@ -149,6 +149,12 @@ func (c *Config) AnonymousAllowed() bool {
 	return true
 }
 
+// AdminOnLoopback reports whether the admin endpoint listens on a loopback
+// address only. Without admin.tokenFile, /v1/* is served only then.
+func (c *Config) AdminOnLoopback() bool {
+	return c.Admin.Address != "" && isLoopback(c.Admin.Address)
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

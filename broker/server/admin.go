@@ -57,6 +57,8 @@ type AdminConfig struct {
 	Reload func() ReloadStatus
 	// Log receives request errors; nil means slog.Default().
 	Log *slog.Logger
+	// Auth guards /v1/*; nil refuses every /v1/* request (403).
+	Auth *AdminAuth
 }
 
 // Status is the JSON body of /v1/status. The operator reads
@@ -100,8 +102,10 @@ type admin struct {
 	metrics http.Handler
 }
 
-// NewAdminHandler returns the admin endpoint: /healthz, /readyz, /metrics,
-// /v1/status, /v1/sessions, /v1/sessions/{id} and POST /v1/drain.
+// NewAdminHandler returns the admin endpoint: /healthz, /readyz and
+// /metrics, open to all (they reveal no client IDs or usernames), and
+// /v1/status, /v1/sessions, /v1/sessions/{id} and POST /v1/drain, which
+// c.Auth guards.
 func NewAdminHandler(c AdminConfig) http.Handler {
 	if c.Ready == nil {
 		c.Ready = c.Backend.Ready
@@ -120,10 +124,15 @@ func NewAdminHandler(c AdminConfig) http.Handler {
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", a.metrics)
-	mux.HandleFunc("GET /v1/status", a.status)
-	mux.HandleFunc("GET /v1/sessions", a.sessions)
-	mux.HandleFunc("GET /v1/sessions/{id}", a.session)
-	mux.HandleFunc("POST /v1/drain", a.drain)
+	// Everything under /v1/ needs the admin token (see AdminAuth),
+	// including paths and methods that do not exist, so that an
+	// unauthenticated caller learns nothing about the API.
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/status", a.status)
+	v1.HandleFunc("GET /v1/sessions", a.sessions)
+	v1.HandleFunc("GET /v1/sessions/{id}", a.session)
+	v1.HandleFunc("POST /v1/drain", a.drain)
+	mux.Handle("/v1/", c.Auth.guard(v1.ServeHTTP))
 	return mux
 }
 
@@ -225,8 +234,10 @@ func (a *admin) writeSession(w http.ResponseWriter, clientID string) {
 }
 
 // drain starts a drain: readiness turns false at once, new connections are
-// refused and clients are disconnected. The process keeps running (and
-// serving this endpoint) until it is stopped.
+// refused and clients are disconnected. A drain is a shutdown step: once
+// it completes, the Runner closes the store and returns, so the process
+// exits (and Kubernetes restarts the container) rather than idling with
+// its listeners closed while /healthz answers 200.
 func (a *admin) drain(w http.ResponseWriter, _ *http.Request) {
 	if a.cfg.Drain == nil {
 		writeError(w, http.StatusNotImplemented, errors.New("drain is not available"))

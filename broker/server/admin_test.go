@@ -140,6 +140,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 		Draining: f.draining.Load,
 		Reload:   func() ReloadStatus { return f.reload },
 		Log:      testLogger(t),
+		Auth:     openAdminAuth(t),
 	})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -257,7 +258,7 @@ func TestAdminSessions(t *testing.T) {
 }
 
 func TestAdminDrainUnavailable(t *testing.T) {
-	srv := httptest.NewServer(NewAdminHandler(AdminConfig{Backend: newFakeEngine()}))
+	srv := httptest.NewServer(NewAdminHandler(AdminConfig{Backend: newFakeEngine(), Auth: openAdminAuth(t)}))
 	defer srv.Close()
 	resp, err := srv.Client().Post(srv.URL+"/v1/drain", "", nil)
 	if err != nil {

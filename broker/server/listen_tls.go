@@ -48,17 +48,64 @@ func serverTLSConfig(cfg config.TLSListener, log *slog.Logger) (*tls.Config, err
 		GetCertificate: certs.getCertificate,
 	}
 	if cfg.ClientCAFile != "" {
-		pool, err := loadCertPool(cfg.ClientCAFile)
-		if err != nil {
+		cas := &caReloader{file: cfg.ClientCAFile, log: log}
+		if err := cas.load(); err != nil {
 			return nil, err
 		}
-		tc.ClientCAs = pool
+		tc.ClientCAs = cas.pool
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	if cfg.RequireClientCert {
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		if cfg.RequireClientCert {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		// Each handshake verifies client certificates against the current
+		// CA bundle, so a rotated CA (a renewed Secret) needs no restart.
+		base := tc.Clone()
+		tc.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientCAs = cas.current()
+			return c, nil
+		}
 	}
 	return tc, nil
+}
+
+// caReloader serves the client CA pool from a file, reloading it when the
+// file's content changes (checked at most every certRecheckInterval). A
+// reload that fails keeps the previous pool.
+type caReloader struct {
+	file string
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	pool      *x509.CertPool
+	stamp     string
+	checkedAt time.Time
+}
+
+func (r *caReloader) load() error {
+	stamp := fileStamp(r.file)
+	pool, err := loadCertPool(r.file)
+	if err != nil {
+		return err
+	}
+	r.pool, r.stamp, r.checkedAt = pool, stamp, time.Now()
+	return nil
+}
+
+func (r *caReloader) current() *x509.CertPool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checkedAt) >= certRecheckInterval {
+		r.checkedAt = time.Now()
+		if fileStamp(r.file) != r.stamp {
+			if err := r.load(); err != nil {
+				r.log.Error("TLS client CA reload failed; keeping the previous CAs", "err", err)
+			} else {
+				r.log.Info("TLS client CAs reloaded", "clientCAFile", r.file)
+			}
+		}
+	}
+	return r.pool
 }
 
 // loadCertPool reads PEM certificates from path.

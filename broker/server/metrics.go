@@ -53,6 +53,8 @@ var (
 		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
 		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
+	descAdminRefused = prometheus.NewDesc("bollard_admin_requests_refused_total",
+		"Requests to the admin API (/v1/*) refused, by reason: missing_token, wrong_token, no_token_configured.", []string{"reason"}, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -65,6 +67,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
 		descGeneration, descPendingRestart, descReloadFailed, descReloads, descReady, descBuildInfo,
+		descAdminRefused,
 	} {
 		ch <- d
 	}
@@ -97,6 +100,9 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
 	c.collectShell(ch, gauge)
 	gauge(descBuildInfo, 1, c.cfg.Version)
+	for reason, n := range c.cfg.Auth.Refused() {
+		counter(descAdminRefused, n, reason)
+	}
 }
 
 // collectShell exports the state of the reloader and the lifecycle.

@@ -68,12 +68,15 @@ type Runner struct {
 	draining  atomic.Bool
 	drainOnce sync.Once
 	drainDone chan struct{}
-	readyCh   chan struct{}
+	// drainAsked is closed by the first StartDrain: Run then shuts down.
+	drainAsked chan struct{}
+	readyCh    chan struct{}
 
 	// mu guards listeners and admin, set by Run and read by accessors.
 	mu        sync.Mutex
 	listeners *ListenerSet
 	admin     *AdminServer
+	auth      *AdminAuth
 	reloader  *Reloader
 }
 
@@ -84,8 +87,9 @@ func NewRunner(e Engine, o RunOptions) *Runner {
 	}
 	r := &Runner{
 		e: e, o: o, log: o.Logger, started: time.Now(),
-		drainDone: make(chan struct{}),
-		readyCh:   make(chan struct{}),
+		drainDone:  make(chan struct{}),
+		drainAsked: make(chan struct{}),
+		readyCh:    make(chan struct{}),
 	}
 	if o.ConfigFile != "" {
 		r.reloader = NewReloader(o.ConfigFile, o.Config, e, ReloaderOptions{
@@ -96,7 +100,9 @@ func NewRunner(e Engine, o RunOptions) *Runner {
 }
 
 // Run starts the broker and blocks until ctx is done (the caller cancels it
-// on SIGTERM/SIGINT), then shuts down gracefully. It returns nil after a
+// on SIGTERM/SIGINT) or a drain is requested (POST /v1/drain), then shuts
+// down gracefully: a drain is a shutdown step, never a state the process
+// idles in with its listeners closed. It returns nil after a
 // clean shutdown and an error when startup failed or the store could not
 // be closed; the store is closed in every case.
 func (r *Runner) Run(ctx context.Context) error {
@@ -113,8 +119,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.reloader != nil {
 		wg.Go(func() { r.reloader.Run(rctx) })
 	}
-	<-ctx.Done()
-	r.log.Info("shutdown requested: readiness false, draining", "drainTimeout", r.drainTimeout().String())
+	select {
+	case <-ctx.Done():
+		r.log.Info("shutdown requested: readiness false, draining", "drainTimeout", r.drainTimeout().String())
+	case <-r.drainAsked:
+		r.log.Info("drain requested: readiness false, draining, then stopping", "drainTimeout", r.drainTimeout().String())
+	}
 	err := r.shutdown()
 	stopReload()
 	wg.Wait()
@@ -124,6 +134,14 @@ func (r *Runner) Run(ctx context.Context) error {
 // start binds, recovers and starts accepting.
 func (r *Runner) start(ctx context.Context) error {
 	if addr := r.o.Config.Admin.Address; addr != "" {
+		auth, err := NewAdminAuth(r.o.Config.Admin.TokenFile, r.o.Config.AdminOnLoopback(), r.log)
+		if err != nil {
+			return err
+		}
+		r.logAdminAuth(auth)
+		r.mu.Lock()
+		r.auth = auth
+		r.mu.Unlock()
 		a, err := ListenAdmin(addr, r.AdminHandler(), r.log)
 		if err != nil {
 			return err
@@ -195,6 +213,7 @@ func (r *Runner) shutdown() error {
 func (r *Runner) StartDrain() {
 	r.drainOnce.Do(func() {
 		r.draining.Store(true)
+		close(r.drainAsked)
 		go func() {
 			defer close(r.drainDone)
 			r.drain()
@@ -320,10 +339,26 @@ func (r *Runner) AdminHandler() http.Handler {
 		Draining: r.Draining,
 		Log:      r.log,
 	}
+	r.mu.Lock()
+	c.Auth = r.auth
+	r.mu.Unlock()
 	if r.reloader != nil {
 		c.Reload = r.reloader.Status
 	}
 	return NewAdminHandler(c)
+}
+
+// logAdminAuth says at start who may use the admin API.
+func (r *Runner) logAdminAuth(a *AdminAuth) {
+	switch a.Mode() {
+	case "token":
+		r.log.Info("admin API requires a bearer token", "tokenFile", r.o.Config.Admin.TokenFile)
+	case "loopback-open":
+		r.log.Info("admin API open without a token: the admin endpoint is on loopback and no admin.tokenFile is set")
+	default:
+		r.log.Warn("admin API closed: the admin endpoint is not on loopback and no admin.tokenFile is set; "+
+			"/v1/* answers 403 (/healthz, /readyz and /metrics stay open)", "admin", r.o.Config.Admin.Address)
+	}
 }
 
 // The shell drives the real Server through Engine.

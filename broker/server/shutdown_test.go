@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -155,14 +156,82 @@ func TestRunnerDrainEndpoint(t *testing.T) {
 		return err != nil
 	})
 	if f.st.closed.Load() != 0 {
-		t.Error("a drain request closed the store; only shutdown does")
+		t.Error("the store closed before the drain finished")
 	}
+	if code := httpStatus(t, f.adminURL(t, "/healthz")); code != 200 {
+		t.Errorf("/healthz during the drain = %d", code)
+	}
+	// A drain is a shutdown step: once it finishes, Run returns by itself
+	// (the process exits and is restarted), never idling with its
+	// listeners closed and /healthz 200.
+	admin := f.adminURL(t, "/healthz")
 	close(eng.drainBlock)
-	if err := f.stop(t); err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-f.done:
+		f.done <- err // for Cleanup
+		if err != nil {
+			t.Fatalf("Run after a drain = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain finished")
 	}
 	if eng.drains.Load() != 1 || f.st.closed.Load() != 1 {
 		t.Errorf("drains %d, store closes %d", eng.drains.Load(), f.st.closed.Load())
+	}
+	if code := httpStatus(t, admin); code != 0 {
+		t.Errorf("admin endpoint still answers after the drain: %d", code)
+	}
+}
+
+// TestRunnerAdminTokenFile: a runner with admin.tokenFile guards /v1/*; an
+// unusable token file stops the start; a non-loopback admin address
+// without a token closes /v1/*.
+func TestRunnerAdminTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	writeToken(t, path, testAdminToken)
+	cfg := loopbackConfig()
+	cfg.Admin.TokenFile = path
+	f := startRunner(t, cfg, newFakeEngine())
+	<-f.r.ReadyC()
+	if code := httpStatus(t, f.adminURL(t, "/v1/status")); code != 401 {
+		t.Errorf("/v1/status without token = %d", code)
+	}
+	req, err := http.NewRequest("GET", f.adminURL(t, "/v1/status"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/v1/status with token = %d", resp.StatusCode)
+	}
+
+	bad := loopbackConfig()
+	bad.Admin.TokenFile = filepath.Join(t.TempDir(), "missing")
+	st := &fakeStore{eng: newFakeEngine()}
+	r := NewRunner(st.eng, RunOptions{Config: bad, Logger: testLogger(t), Store: st})
+	if err := r.Run(context.Background()); !errors.Is(err, ErrAdminToken) {
+		t.Errorf("Run with a missing token file = %v", err)
+	}
+	if st.closed.Load() != 1 {
+		t.Errorf("store closes after a failed start = %d", st.closed.Load())
+	}
+
+	wide := loopbackConfig()
+	wide.Admin.Address = "0.0.0.0:0"
+	g := startRunner(t, wide, newFakeEngine())
+	<-g.r.ReadyC()
+	_, port, _ := net.SplitHostPort(g.r.AdminAddr())
+	base := "http://127.0.0.1:" + port
+	if code := httpStatus(t, base+"/v1/status"); code != 403 {
+		t.Errorf("non-loopback admin without token: /v1/status = %d", code)
+	}
+	if code := httpStatus(t, base+"/healthz"); code != 200 {
+		t.Errorf("non-loopback admin without token: /healthz = %d", code)
 	}
 }
 

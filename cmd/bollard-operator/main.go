@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers"
+	"github.com/bollard-io/bollard/controllers/resources"
 )
 
 // Set at build time: -ldflags "-X main.version=v1.2.3 -X main.defaultImage=...".
@@ -56,6 +59,14 @@ func run() error {
 		brokerImage  = flag.String("broker-image", brokerImageDefault(), "broker image for MQTTBrokers that do not set spec.image")
 		statusPeriod = flag.Duration("broker-status-period", controllers.DefaultStatusRefresh,
 			"how often to ask Ready brokers for their sessions and queued messages (status.sessions, status.queuedMessages)")
+		netPolicies = flag.Bool("network-policies", true, "create a NetworkPolicy per MQTTBroker that admits the admin port only from "+
+			"the operator's namespace and Prometheus (spec.networkPolicy.enabled can still turn it off per broker)")
+		operatorNS = flag.String("operator-namespace", "", "namespace of the operator's pods, admitted to the brokers' admin port "+
+			"(default: $POD_NAMESPACE, else the service account's namespace)")
+		promNSSel = flag.String("prometheus-namespace-selector", "",
+			"label selector of the namespaces whose Prometheus may scrape brokers (default \"\": every namespace)")
+		promPodSel = flag.String("prometheus-pod-selector", "app.kubernetes.io/name=prometheus",
+			"label selector of the Prometheus pods that may scrape brokers (\"\": every pod of the selected namespaces)")
 		logLevel     = flag.String("log-level", "info", "log level: debug, info, warn or error")
 		printVersion = flag.Bool("version", false, "print the version and exit")
 	)
@@ -93,7 +104,11 @@ func run() error {
 	if *statusPeriod < time.Second {
 		return fmt.Errorf("--broker-status-period %s: must be at least 1s", *statusPeriod)
 	}
-	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage, StatusRefresh: *statusPeriod}
+	np, err := networkPolicyDefaults(!*netPolicies, *operatorNS, *promNSSel, *promPodSel)
+	if err != nil {
+		return err
+	}
+	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage, StatusRefresh: *statusPeriod, NetworkPolicy: np}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
@@ -103,8 +118,43 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.Info("starting", "version", version, "brokerImage", *brokerImage, "watchNamespaces", *watchNS)
+	ctrl.Log.Info("starting", "version", version, "brokerImage", *brokerImage, "watchNamespaces", *watchNS,
+		"networkPolicies", *netPolicies, "operatorNamespace", np.OperatorNamespace)
 	return mgr.Start(ctx)
+}
+
+// saNamespaceFile holds the namespace of the pod's service account.
+const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// networkPolicyDefaults turns the NetworkPolicy flags into the builder's
+// defaults.
+func networkPolicyDefaults(disabled bool, operatorNS, nsSel, podSel string) (resources.NetworkPolicyDefaults, error) {
+	d := resources.NetworkPolicyDefaults{Disabled: disabled, OperatorNamespace: operatorNS}
+	if d.OperatorNamespace == "" {
+		d.OperatorNamespace = os.Getenv("POD_NAMESPACE")
+	}
+	if d.OperatorNamespace == "" {
+		if b, err := os.ReadFile(saNamespaceFile); err == nil {
+			d.OperatorNamespace = strings.TrimSpace(string(b))
+		}
+	}
+	if nsSel == "" && podSel == "" {
+		return d, errors.New("--prometheus-namespace-selector and --prometheus-pod-selector: " +
+			"at least one must be set, or every pod of the cluster could reach the brokers' admin port")
+	}
+	ns, err := metav1.ParseToLabelSelector(nsSel)
+	if err != nil {
+		return d, fmt.Errorf("--prometheus-namespace-selector: %w", err)
+	}
+	d.Prometheus.NamespaceSelector = ns
+	if podSel != "" {
+		pod, err := metav1.ParseToLabelSelector(podSel)
+		if err != nil {
+			return d, fmt.Errorf("--prometheus-pod-selector: %w", err)
+		}
+		d.Prometheus.PodSelector = pod
+	}
+	return d, nil
 }
 
 func splitList(s string) []string {

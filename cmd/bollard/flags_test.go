@@ -33,6 +33,9 @@ func TestFlagsOverrideConfigFile(t *testing.T) {
 		"log level":    {[]string{"--log-level=error"}, func(c *config.Config) bool { return c.LogLevel == "error" }},
 		"unset keeps":  {[]string{"--data-dir", "/x"}, func(c *config.Config) bool { return c.LogLevel == "warn" }},
 		"no anonymous": {[]string{"--allow-anonymous=false"}, func(c *config.Config) bool { return !c.AnonymousAllowed() }},
+		"admin token": {[]string{"--admin-token-file", "/run/token"}, func(c *config.Config) bool {
+			return c.Admin.TokenFile == "/run/token" && c.Admin.Address == "127.0.0.1:9999"
+		}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -78,5 +81,9 @@ func TestRunVersionAndUsage(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"--durability", "fast"}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "--durability") {
 		t.Errorf("bad flag: %d %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"--admin-token-file", ""}, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "--admin-token-file") {
+		t.Errorf("empty --admin-token-file: %d %q", code, errOut.String())
 	}
 }

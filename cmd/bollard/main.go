@@ -1,11 +1,13 @@
 // Command bollard is the Bollard MQTT broker.
 //
-//	bollard [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR]
-//	        [--durability sync|interval|none] [--allow-anonymous] [--log-level LEVEL]
+//	bollard [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--admin-token-file FILE]
+//	        [--data-dir DIR] [--durability sync|interval|none] [--allow-anonymous]
+//	        [--log-level LEVEL]
 //	bollard version
 //
 // Flags override the config file. Logs are JSON lines on stderr. SIGTERM
-// or SIGINT drains and stops the broker (exit 0); SIGHUP re-reads the
+// or SIGINT drains and stops the broker (exit 0), and so does an
+// authenticated POST /v1/drain on the admin endpoint; SIGHUP re-reads the
 // config file at once. This package only parses flags and wires the
 // broker's parts together; broker/server sequences startup and shutdown.
 package main
@@ -162,6 +164,7 @@ type flags struct {
 	configFile     string
 	listen         string
 	adminListen    string
+	adminTokenFile string
 	dataDir        string
 	durability     string
 	allowAnonymous bool
@@ -183,6 +186,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.configFile, "config", "", "YAML config `file` (watched: hot fields reload without a restart)")
 	fs.StringVar(&f.listen, "listen", "", "MQTT TCP listener `address` (default 127.0.0.1:1883)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "admin HTTP `address` (default 127.0.0.1:8080; \"\" disables)")
+	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "`file` holding the bearer token required by the admin API (/v1/*); "+
+		"without one, /v1/* is served only on a loopback admin address")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` of the durable store (default ./bollard-data)")
 	fs.StringVar(&f.durability, "durability", "", "durability `mode`: sync (default), interval or none")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "admit clients without a username")
@@ -215,6 +220,9 @@ func (f *flags) check() error {
 	}
 	if f.set["admin-listen"] {
 		errs = append(errs, checkAddr("--admin-listen", f.adminListen, true))
+	}
+	if f.set["admin-token-file"] && f.adminTokenFile == "" {
+		errs = append(errs, errors.New("--admin-token-file: must not be empty"))
 	}
 	if f.set["data-dir"] && f.dataDir == "" {
 		errs = append(errs, errors.New("--data-dir: must not be empty"))
@@ -258,6 +266,9 @@ func (f *flags) apply(cfg *config.Config) {
 	}
 	if f.set["admin-listen"] {
 		cfg.Admin.Address = f.adminListen
+	}
+	if f.set["admin-token-file"] {
+		cfg.Admin.TokenFile = f.adminTokenFile
 	}
 	if f.set["data-dir"] {
 		cfg.DataDir = f.dataDir

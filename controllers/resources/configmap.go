@@ -25,6 +25,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	c.ConfigGeneration = b.Generation
 	renderListeners(b, c)
 	c.Admin.Address = listenAddr(v1alpha1.AdminPort)
+	c.Admin.TokenFile = AdminTokenFile
 	c.DataDir = DataDir
 	c.Durability.Mode = s.Persistence.Durability
 	if s.Persistence.SyncInterval != nil {

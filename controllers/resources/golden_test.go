@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
@@ -15,6 +16,9 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 const testImage = "ghcr.io/bollard-io/bollard:v0.1.0"
+
+// goldenToken stands in for the random admin token.
+const goldenToken = "golden-admin-token-0123456789abcdef"
 
 // loadBroker reads testdata/<name>.input.yaml, a broker as the apiserver
 // stores it (defaults applied).
@@ -50,6 +54,10 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 		"statefulset":         StatefulSet(b, c, p),
 		"poddisruptionbudget": PodDisruptionBudget(b),
 		"service-metrics":     MetricsService(b),
+		"secret-admin-token":  AdminTokenSecret(b, goldenToken),
+	}
+	if np := NetworkPolicy(b, p.NetworkPolicy); np != nil {
+		out["networkpolicy"] = np
 	}
 	if sm := ServiceMonitor(b); sm != nil {
 		out["servicemonitor"] = sm.Object
@@ -59,8 +67,11 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 
 func TestGolden(t *testing.T) {
 	cases := map[string]Params{
-		"minimal":    {DefaultImage: testImage},
-		"production": {DefaultImage: testImage, TLSSecretHash: "0123456789abcdef"},
+		"minimal": {DefaultImage: testImage, NetworkPolicy: NetworkPolicyDefaults{OperatorNamespace: "bollard-system"}},
+		"production": {DefaultImage: testImage, NetworkPolicy: NetworkPolicyDefaults{
+			OperatorNamespace: "operators",
+			Prometheus:        v1alpha1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "unused-default"}}},
+		}},
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {

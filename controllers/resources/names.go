@@ -13,7 +13,8 @@ import (
 const (
 	// ConfigHashAnnotation, on the pod template, digests everything that a
 	// running broker cannot apply without a restart: the restart fields of
-	// the rendered configuration and the content of the TLS Secret.
+	// the rendered configuration. Secret contents are not in it: the broker
+	// reloads certificates, users and its admin token from the mounted files.
 	ConfigHashAnnotation = "mqtt.bollard.io/config-hash"
 	// ConfigGenerationAnnotation, on the ConfigMap, is the configuration
 	// generation rendered into it (the MQTTBroker's metadata.generation).
@@ -46,12 +47,14 @@ const (
 	DataMountPath = "/var/lib/bollard"
 	// DataDir is a directory on the volume rather than its root, which may
 	// hold the filesystem's lost+found.
-	DataDir      = DataMountPath + "/data"
-	UsersDir     = "/var/run/bollard/users"
-	TLSDir       = "/var/run/bollard/tls"
-	TmpDir       = "/tmp"
-	DataVolume   = "data"
-	ContainerBin = "bollard"
+	DataDir  = DataMountPath + "/data"
+	UsersDir = "/var/run/bollard/users"
+	// AdminTokenDir holds the admin token Secret's token key.
+	AdminTokenDir = "/var/run/bollard/admin"
+	TLSDir        = "/var/run/bollard/tls"
+	TmpDir        = "/tmp"
+	DataVolume    = "data"
+	ContainerBin  = "bollard"
 	// TLSCAKey is the key of the client CA bundle in the TLS Secret, as
 	// cert-manager writes it.
 	TLSCAKey = "ca.crt"
@@ -99,6 +102,12 @@ func HeadlessServiceName(b *v1alpha1.MQTTBroker) string { return b.Name + "-head
 
 // StatefulSetName names the StatefulSet.
 func StatefulSetName(b *v1alpha1.MQTTBroker) string { return b.Name }
+
+// AdminTokenSecretName names the Secret holding the broker's admin token.
+func AdminTokenSecretName(b *v1alpha1.MQTTBroker) string { return b.Name + "-admin-token" }
+
+// NetworkPolicyName names the broker's NetworkPolicy.
+func NetworkPolicyName(b *v1alpha1.MQTTBroker) string { return b.Name }
 
 // PodDisruptionBudgetName names the PodDisruptionBudget.
 func PodDisruptionBudgetName(b *v1alpha1.MQTTBroker) string { return b.Name }

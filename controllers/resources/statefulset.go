@@ -51,20 +51,20 @@ const (
 type Params struct {
 	// DefaultImage is used when spec.image is empty.
 	DefaultImage string
-	// TLSSecretHash digests the content of the TLS listener's Secret ("" when
-	// there is none). The broker reads certificates at start, so a new
-	// certificate must roll the pod.
-	TLSSecretHash string
+	// NetworkPolicy holds the operator-wide NetworkPolicy settings.
+	NetworkPolicy NetworkPolicyDefaults
 }
 
 // ConfigHash digests everything a running broker cannot apply without a
 // restart: the restart fields of the rendered configuration (as classified
-// by broker/config) and the TLS Secret's content. Hot fields (queue limits,
-// expiry caps, users, ACLs, log level, the config generation) are left out,
-// so changing them does not roll the pod.
-func ConfigHash(c *config.Config, p Params) string {
+// by broker/config). Hot fields (queue limits, expiry caps, users, ACLs,
+// log level, the config generation) are left out, and so are the contents
+// of the mounted Secrets: the broker reloads its TLS certificate and client
+// CAs, its users file and its admin token when the kubelet updates the
+// files, so a renewed certificate never rolls the pod.
+func ConfigHash(c *config.Config) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "config=%s\ntls=%s\n", config.RestartHash(c), p.TLSSecretHash)
+	fmt.Fprintf(h, "config=%s\n", config.RestartHash(c))
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -134,7 +134,7 @@ func podTemplate(b *v1alpha1.MQTTBroker, c *config.Config, p Params) corev1.PodT
 	}
 	annotations := map[string]string{}
 	maps.Copy(annotations, b.Spec.PodAnnotations)
-	annotations[ConfigHashAnnotation] = ConfigHash(c, p)
+	annotations[ConfigHashAnnotation] = ConfigHash(c)
 	if v, ok := b.Annotations[v1alpha1.RestartedAtAnnotation]; ok {
 		annotations[v1alpha1.RestartedAtAnnotation] = v
 	}
@@ -221,6 +221,7 @@ func volumeMounts(b *v1alpha1.MQTTBroker) []corev1.VolumeMount {
 		{Name: "config", MountPath: ConfigDir, ReadOnly: true},
 		{Name: DataVolume, MountPath: DataMountPath},
 		{Name: "tmp", MountPath: TmpDir},
+		{Name: "admin-token", MountPath: AdminTokenDir, ReadOnly: true},
 	}
 	if b.Spec.Auth.UsersSecretRef != nil {
 		m = append(m, corev1.VolumeMount{Name: "users", MountPath: UsersDir, ReadOnly: true})
@@ -240,6 +241,7 @@ func volumes(b *v1alpha1.MQTTBroker) []corev1.Volume {
 		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			SizeLimit: ptr.To(resource.MustParse("64Mi")),
 		}}},
+		secretVolume("admin-token", AdminTokenSecretName(b), AdminTokenKey),
 	}
 	if ref := b.Spec.Auth.UsersSecretRef; ref != nil {
 		v = append(v, secretVolume("users", ref.Name, usersKey(ref)))

@@ -2,6 +2,7 @@ package resources
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,16 +82,59 @@ func TestHotAndRestartChanges(t *testing.T) {
 	}
 }
 
-func TestTLSSecretContentRollsThePod(t *testing.T) {
+// TestSecretRenewalsReachTheRunningBroker: a renewed TLS Secret (and a
+// changed users or admin token Secret) must not roll the pod, and must
+// reach the running broker, which reloads the files. So nothing of a
+// Secret's content is an input of the pod template (Params has none, and
+// the template is the same whatever the Secret holds), every Secret is
+// mounted as a whole volume (the kubelet never refreshes subPath mounts),
+// and the rendered config reads the files from those mounts.
+func TestSecretRenewalsReachTheRunningBroker(t *testing.T) {
 	b := loadBroker(t, "production")
 	c, err := BrokerConfig(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := StatefulSet(b, c, Params{TLSSecretHash: "a"}).Spec.Template.Annotations[ConfigHashAnnotation]
-	z := StatefulSet(b, c, Params{TLSSecretHash: "b"}).Spec.Template.Annotations[ConfigHashAnnotation]
-	if a == z {
-		t.Errorf("config hash ignores the TLS Secret's content: %s", a)
+	sts := StatefulSet(b, c, Params{DefaultImage: testImage})
+	again := StatefulSet(b.DeepCopy(), c, Params{DefaultImage: testImage})
+	if sts.Annotations[TemplateHashAnnotation] != again.Annotations[TemplateHashAnnotation] {
+		t.Fatal("the pod template is not a function of the spec and config alone")
+	}
+	secretVolumes := map[string]string{} // volume -> Secret
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secretVolumes[v.Name] = v.Secret.SecretName
+		}
+	}
+	want := map[string]string{"tls": b.Spec.Listeners.TLS.SecretName, "users": b.Spec.Auth.UsersSecretRef.Name, "admin-token": AdminTokenSecretName(b)}
+	for vol, secret := range want {
+		if secretVolumes[vol] != secret {
+			t.Errorf("volume %s mounts Secret %q, want %q", vol, secretVolumes[vol], secret)
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range sts.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if _, ok := secretVolumes[m.Name]; ok {
+			if m.SubPath != "" || m.SubPathExpr != "" {
+				t.Errorf("Secret volume %s is mounted with a subPath: the kubelet would never refresh it", m.Name)
+			}
+			mounts[m.Name] = m.MountPath
+		}
+	}
+	files := map[string][]string{
+		"tls":         {c.Listeners.TLS.CertFile, c.Listeners.TLS.KeyFile, c.Listeners.TLS.ClientCAFile},
+		"users":       {c.Auth.UsersFile},
+		"admin-token": {c.Admin.TokenFile},
+	}
+	for vol, paths := range files {
+		for _, f := range paths {
+			if mounts[vol] == "" || !strings.HasPrefix(f, mounts[vol]+"/") {
+				t.Errorf("config file %q is not under the %s mount %q", f, vol, mounts[vol])
+			}
+		}
+	}
+	if c.Admin.TokenFile == "" {
+		t.Error("the rendered config does not protect the admin API with a token")
 	}
 }
 

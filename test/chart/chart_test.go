@@ -170,6 +170,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"namespace name":         {[]string{"watchNamespaces={Team_A}"}, "/watchNamespaces/0"},
 		"empty repository":       {[]string{"image.repository="}, "/image/repository"},
 		"crds.install as string": {[]string{"crds.install=maybe"}, "/crds/install"},
+		"network policy admitting every pod": {
+			[]string{"networkPolicy.prometheus.namespaceSelector=", "networkPolicy.prometheus.podSelector="}, "/networkPolicy/prometheus",
+		},
+		"network policy switch as string": {[]string{"networkPolicy.enabled=maybe"}, "/networkPolicy/enabled"},
 		"replicas without leader election": {
 			[]string{"replicaCount=2", "leaderElection.enabled=false"}, "replicaCount > 1 needs leaderElection.enabled",
 		},

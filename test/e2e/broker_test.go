@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,8 +119,16 @@ type statusError struct {
 
 func (e statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.msg) }
 
-// getJSON does req and decodes a 200 answer into v.
+// adminTokens holds the admin token of each broker pod's admin address,
+// recorded by adminAddr from the <broker>-admin-token Secret.
+var adminTokens sync.Map // host:port -> token
+
+// getJSON does req, with the admin token of its address, and decodes a 200
+// answer into v.
 func getJSON(req *http.Request, v any) error {
+	if tok, ok := adminTokens.Load(req.URL.Host); ok {
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -135,8 +144,21 @@ func getJSON(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-func mqttAddr(t *testing.T, pod *corev1.Pod) string  { return portAddr(t, pod, resources.PortMQTT) }
-func adminAddr(t *testing.T, pod *corev1.Pod) string { return portAddr(t, pod, resources.PortAdmin) }
+func mqttAddr(t *testing.T, pod *corev1.Pod) string { return portAddr(t, pod, resources.PortMQTT) }
+
+// adminAddr is the local address of the pod's admin port; it records the
+// broker's admin token for getJSON.
+func adminAddr(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	addr := portAddr(t, pod, resources.PortAdmin)
+	name := pod.Labels[resources.LabelInstance] + "-admin-token"
+	s, err := testCluster.Kube.CoreV1().Secrets(pod.Namespace).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("admin token Secret %s: %v", name, err)
+	}
+	adminTokens.Store(addr, string(s.Data[resources.AdminTokenKey]))
+	return addr
+}
 
 func containerID(p *corev1.Pod) string {
 	for _, s := range p.Status.ContainerStatuses {

@@ -81,7 +81,7 @@ func (c *Cluster) setControllerRuntimeLogger() error {
 type PortMapStatusReader struct{}
 
 // BrokerStatus implements controllers.BrokerStatusReader.
-func (PortMapStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod) (controllers.BrokerStatus, error) {
+func (PortMapStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod, token string) (controllers.BrokerStatus, error) {
 	var st controllers.BrokerStatus
 	ports, err := nodeagent.PortMap(pod)
 	if err != nil {
@@ -95,6 +95,9 @@ func (PortMapStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod) (c
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return st, fmt.Errorf("cluster: %w", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
 	resp, err := hc.Do(req)

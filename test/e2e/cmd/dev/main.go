@@ -174,7 +174,8 @@ func printHowTo(c *cluster.Cluster, b *v1alpha1.MQTTBroker, pod *corev1.Pod) err
 		fmt.Printf("  mosquitto_pub -h %s -p %s -t hello/world -m 'hi' -q 1\n\n", host, port)
 	}
 	if addr, ok := ports[resources.PortAdmin]; ok {
-		fmt.Printf("  curl http://%s/v1/status\n", addr)
+		fmt.Printf("  curl -H \"Authorization: Bearer $(kubectl --kubeconfig %s get secret %s -n %s -o jsonpath='{.data.token}' | base64 -d)\" http://%s/v1/status\n",
+			c.Kubeconfig, resources.AdminTokenSecretName(b), b.Namespace, addr)
 	}
 	fmt.Printf("  kubectl --kubeconfig %s get mqttbrokers,statefulsets,pods,pvc -o wide\n", c.Kubeconfig)
 	fmt.Printf("  kubectl --kubeconfig %s edit mqttbroker %s -n %s\n\n", c.Kubeconfig, b.Name, b.Namespace)
