@@ -1,7 +1,8 @@
-package auth
+package access
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -123,18 +124,22 @@ var errFilter = errors.New("invalid topic filter")
 // validateFilter checks the syntax of a topic filter (see broker/topic).
 func validateFilter(s string) error {
 	switch {
-	case s == "" || len(s) > 65535:
-		return errFilter
-	case !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0:
-		return errFilter
+	case s == "":
+		return fmt.Errorf("%w: empty", errFilter)
+	case len(s) > 65535:
+		return fmt.Errorf("%w: longer than 65535 bytes", errFilter)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: not UTF-8", errFilter)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%w: contains a NUL character", errFilter)
 	}
 	levels := splitLevels(nil, s)
 	for i, level := range levels {
 		if strings.Contains(level, "#") && (level != "#" || i != len(levels)-1) {
-			return errFilter
+			return fmt.Errorf("%w: '#' must fill the last level", errFilter)
 		}
 		if strings.Contains(level, "+") && level != "+" {
-			return errFilter
+			return fmt.Errorf("%w: '+' must fill a whole level", errFilter)
 		}
 	}
 	return nil
