@@ -73,6 +73,11 @@ type Status struct {
 	// failed; the broker then runs on with the previous configuration.
 	LastReloadError string    `json:"lastReloadError,omitempty"`
 	LastReloadTime  time.Time `json:"lastReloadTime,omitzero"`
+	// RefusedConfigGeneration is the configGeneration of the newest config
+	// file version the broker refused (while no later one was applied),
+	// and RefusedConfigError why: that generation is not in force.
+	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
+	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 	ConfigFile      string    `json:"configFile,omitempty"`
 	Ready           bool      `json:"ready"`
 	Draining        bool      `json:"draining"`
@@ -171,6 +176,7 @@ func (a *admin) snapshot() Status {
 		s.PendingRestartFields = r.PendingRestartFields
 		s.LastReloadError = r.LastError
 		s.LastReloadTime = r.LastReloadTime
+		s.RefusedConfigGeneration, s.RefusedConfigError = r.RefusedGeneration, r.RefusedError
 		s.ConfigFile = r.ConfigFile
 	}
 	return s
