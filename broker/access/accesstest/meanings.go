@@ -126,7 +126,7 @@ func Cases() []Case {
 				{Read, "alice", "c", "out/x", false},
 				{Publish, "alice", "c", "out/x/y", true},
 				{Publish, "alice", "c", "sensors/kitchen/temp", false}, // subscribe-only rule
-				{Subscribe, "alice", "c", "public/a#", false},         // invalid filter
+				{Subscribe, "alice", "c", "public/a#", false},          // invalid filter
 				{Subscribe, "bob", "c", "sensors/kitchen/temp", false}, // rules of another user
 			}},
 		{Name: "%u is the authenticated username and cannot be widened",
@@ -146,7 +146,7 @@ func Cases() []Case {
 				{Publish, "carol", "dev7", "devices/dev7/state", true},
 				{Publish, "carol", "dev7", "devices/dev8/state", false},
 				{Publish, "mallory", "dev8", "devices/dev8/state", true}, // anyone may pick the ID
-				{Subscribe, "carol", "", "devices//state", false},     // empty client ID does not apply
+				{Subscribe, "carol", "", "devices//state", false},        // empty client ID does not apply
 				{Subscribe, "carol", "a/b", "devices/a/b/state", false},
 			}},
 		{Name: "deny rules with placeholders only widen",
