@@ -137,6 +137,7 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	b.Status.ObservedGeneration = b.Generation
 	b.Status.Conditions = status.Conditions(b.Status.Conditions, p.obs, metav1.NewTime(r.now()))
+	r.announceRefusal(orig, b)
 	if err := r.patchStatus(ctx, b, orig); err != nil {
 		p.errs = append(p.errs, err)
 	}
@@ -144,6 +145,21 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	return r.brokerRequeue(req, b), nil
+}
+
+// announceRefusal records a Warning Event when ConfigApplied turns to
+// ConfigRefused, or its message (which broker refused what) changes: once
+// per refusal, not on every reconcile.
+func (r *MQTTBrokerReconciler) announceRefusal(orig, b *v1alpha1.MQTTBroker) {
+	now := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionConfigApplied)
+	if now == nil || now.Reason != v1alpha1.ReasonConfigRefused {
+		return
+	}
+	before := meta.FindStatusCondition(orig.Status.Conditions, v1alpha1.ConditionConfigApplied)
+	if before != nil && before.Reason == now.Reason && before.Message == now.Message {
+		return
+	}
+	r.event(b, nil, true, EventConfigRefused, "Reload", "%s", now.Message)
 }
 
 // DefaultStatusRefresh is the default of MQTTBrokerReconciler.StatusRefresh.
