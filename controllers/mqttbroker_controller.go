@@ -239,6 +239,7 @@ func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
 	if err != nil {
 		// Not an API error: retrying will not help until the spec changes.
 		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)
+		p.obs.RenderError = err.Error()
 		r.event(p.broker, nil, true, EventInvalidConfig, "Render", "%v", err)
 		return nil
 	}

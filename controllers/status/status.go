@@ -57,6 +57,10 @@ type Observed struct {
 	Expanding []string
 	// Brokers are the reports of the ready broker pods.
 	Brokers []BrokerReport
+	// RenderError is set when the spec renders a configuration the
+	// broker's rules refuse: the operator did not write it, so no broker
+	// will ever apply this generation.
+	RenderError string
 }
 
 // Conditions returns existing with the four conditions set from o. Only a
@@ -150,11 +154,17 @@ func Degraded(o Observed) metav1.Condition {
 }
 
 // ConfigApplied is True when every running broker reports the current
-// configuration generation; False with reason ConfigRefused (and the
-// broker's error) when a broker refused it; Unknown when one cannot be
-// asked.
+// configuration generation; False with reason InvalidConfig when the
+// operator could not render it, or ConfigRefused (and the broker's error)
+// when a broker refused it; Unknown when one cannot be asked.
 func ConfigApplied(o Observed) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionConfigApplied, Status: metav1.ConditionFalse}
+	if o.RenderError != "" {
+		c.Reason = v1alpha1.ReasonInvalidConfig
+		c.Message = fmt.Sprintf("generation %d was not rendered, the brokers run the previous one: %s",
+			o.Generation, truncate(o.RenderError, maxBrokerError))
+		return c
+	}
 	if len(o.Brokers) == 0 {
 		c.Reason, c.Message = v1alpha1.ReasonNoRunningBrokers, "no broker pod is ready to report its configuration"
 		return c

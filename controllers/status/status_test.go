@@ -84,6 +84,12 @@ func TestConditionsTable(t *testing.T) {
 			want:   want{"ConfigApplied": "False"},
 			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigRefused},
 		},
+		"spec the operator could not render": {
+			o: Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: current,
+				RenderError: "resources: rendered broker config is invalid: config: auth.acl[0].user: reserved"},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonInvalidConfig},
+		},
 		"broker unreachable": {
 			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy,
 				Brokers: []BrokerReport{{Pod: "b-0", Err: errors.New("connection refused")}}},
