@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/access/accesstest"
 	"github.com/bollard-io/bollard/controllers"
 )
 
@@ -45,4 +46,27 @@ func TestRefusedConfigIsNotApplied(t *testing.T) {
 
 	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation})
 	condition(t, b, v1alpha1.ConditionConfigApplied, metav1.ConditionTrue, v1alpha1.ReasonConfigCurrent)
+}
+
+// TestAdmissionAcceptsEveryValidRule: the CRD's rules are not stricter
+// than the broker's: every rule of the shared table of ACL meanings (all
+// valid for broker/access) is accepted at admission.
+func TestAdmissionAcceptsEveryValidRule(t *testing.T) {
+	ns := namespace(t)
+	b := newBroker(ns, "rules")
+	for _, tc := range accesstest.Cases() {
+		for _, r := range tc.Rules {
+			if err := r.Validate(); err != nil {
+				t.Fatalf("table rule %+v: %v", r, err)
+			}
+			b.Spec.Auth.ACL = append(b.Spec.Auth.ACL, v1alpha1.ACLRule{User: r.User, Topic: r.Topic, Access: string(r.Kind)})
+		}
+	}
+	b.Spec.Auth.ACL = append(b.Spec.Auth.ACL,
+		v1alpha1.ACLRule{User: "dev-%c", Topic: "/", Access: "publish"},
+		v1alpha1.ACLRule{User: "*", Topic: "a/%u-%c/+/#", Access: "readwrite"},
+		v1alpha1.ACLRule{Topic: "+", Access: "deny"})
+	if err := k8s.Create(ctx, b); err != nil {
+		t.Fatalf("valid ACL refused at admission: %v", err)
+	}
 }
