@@ -28,7 +28,19 @@ type ACL struct {
 	all    []rule
 	anon   []rule
 	n      int
+	// open lists the rule sets (by user; allKey for AllUsers, anonKey for
+	// Anonymous) that allow reading every topic ("#") and hold no deny
+	// rule, for CanRead's fast path.
+	open map[string]bool
+	deny map[string]bool
 }
+
+// Keys of ACL.open and ACL.deny for the sets of AllUsers and Anonymous
+// (usernames cannot start with '$').
+const (
+	allKey  = "$all"
+	anonKey = "$anonymous"
+)
 
 type rule struct {
 	kind    Kind
@@ -38,7 +50,7 @@ type rule struct {
 
 // NewACL compiles rules; an invalid rule is an error naming its index.
 func NewACL(rules []Rule) (*ACL, error) {
-	a := &ACL{byUser: make(map[string][]rule), n: len(rules)}
+	a := &ACL{byUser: make(map[string][]rule), n: len(rules), open: map[string]bool{}, deny: map[string]bool{}}
 	for i, r := range rules {
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("rule %d: %w", i, err)
@@ -47,16 +59,33 @@ func NewACL(rules []Rule) (*ACL, error) {
 		if !strings.Contains(r.Topic, "%u") && !strings.Contains(r.Topic, "%c") {
 			c.levels = splitLevels(nil, r.Topic)
 		}
+		key := r.User
 		switch r.User {
 		case AllUsers:
-			a.all = append(a.all, c)
+			a.all, key = append(a.all, c), allKey
 		case Anonymous:
-			a.anon = append(a.anon, c)
+			a.anon, key = append(a.anon, c), anonKey
 		default:
 			a.byUser[r.User] = append(a.byUser[r.User], c)
 		}
+		switch {
+		case r.Kind == Deny:
+			a.deny[key] = true
+		case r.Topic == "#" && grants(r.Kind, Subscribe):
+			a.open[key] = true
+		}
 	}
 	return a, nil
+}
+
+// readsAll reports whether user may read every topic that does not start
+// with '$' without looking at the topic: some rule for it allows "#" and
+// no deny rule applies to it.
+func (a *ACL) readsAll(user string) bool {
+	if user == Anonymous {
+		return a.open[anonKey] && !a.deny[anonKey]
+	}
+	return (a.open[allKey] || a.open[user]) && !a.deny[allKey] && !a.deny[user]
 }
 
 // Len returns the number of rules.
@@ -74,8 +103,16 @@ func (a *ACL) CanPublish(user, clientID, topicName string) bool {
 }
 
 // CanRead reports whether the client may receive a message published to
-// topicName.
+// topicName. The broker asks it for every message it queues or delivers;
+// when no deny rule applies to the client and a rule lets it read "#", it
+// answers without matching (a few map lookups).
 func (a *ACL) CanRead(user, clientID, topicName string) bool {
+	if a.Len() == 0 {
+		return true
+	}
+	if !strings.HasPrefix(topicName, "$") && a.readsAll(user) {
+		return true
+	}
 	return a.canAccess(user, clientID, topicName, Subscribe)
 }
 

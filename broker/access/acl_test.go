@@ -74,3 +74,34 @@ func TestRuleValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCanReadFastPath: the shortcut CanRead takes when no deny rule
+// applies gives the answers of full matching.
+func TestCanReadFastPath(t *testing.T) {
+	rules := []access.Rule{
+		{User: "*", Topic: "#", Kind: access.ReadWrite},
+		{User: "", Topic: "#", Kind: access.Subscribe},
+		{User: "bob", Topic: "bob/private", Kind: access.Deny},
+		{User: "carol", Topic: "#", Kind: access.Publish},
+	}
+	a, err := access.NewACL(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		user, topic string
+		want        bool
+	}{
+		{"alice", "a/b", true},
+		{"alice", "$SYS/x", false}, // '#' does not match '$' topics
+		{"", "a", true},
+		{"bob", "bob/private", false}, // a deny rule for bob: no shortcut
+		{"bob", "bob/public", true},
+		{"carol", "x", true}, // "*" lets carol read; her publish rule does not matter
+	}
+	for _, c := range cases {
+		if got := a.CanRead(c.user, "c", c.topic); got != c.want {
+			t.Errorf("CanRead(%q, %q) = %v, want %v", c.user, c.topic, got, c.want)
+		}
+	}
+}
