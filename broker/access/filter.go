@@ -9,7 +9,8 @@ import (
 
 // This file holds the topic matching that ACLs need. It mirrors the rules of
 // broker/topic (MQTT 3.1.1 section 4.7) but works on filters as well as
-// names; auth imports no other broker package, so it keeps its own copy.
+// names; access is a leaf (the operator imports it), so it keeps its own
+// copy.
 
 // maxLevels bounds the levels split onto the stack before spilling.
 const maxLevels = 16
