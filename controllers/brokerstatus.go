@@ -25,14 +25,15 @@ type BrokerStatus struct {
 	// LastReloadError is set when the broker refused the current file and
 	// runs on with the previous one.
 	LastReloadError string `json:"lastReloadError,omitempty"`
+	SessionsOnline  int64  `json:"sessionsOnline"`
+	SessionsOffline int64  `json:"sessionsOffline"`
+	QueuedMessages  int64  `json:"queuedMessages"`
+
 	// RefusedConfigGeneration and RefusedConfigError: the newest
 	// configuration generation the broker refused, and why (see
 	// broker/server.Status).
 	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
 	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
-	SessionsOnline          int64  `json:"sessionsOnline"`
-	SessionsOffline         int64  `json:"sessionsOffline"`
-	QueuedMessages          int64  `json:"queuedMessages"`
 }
 
 // BrokerStatusReader asks a running broker pod what it applied. The

@@ -73,21 +73,22 @@ type Status struct {
 	// failed; the broker then runs on with the previous configuration.
 	LastReloadError string    `json:"lastReloadError,omitempty"`
 	LastReloadTime  time.Time `json:"lastReloadTime,omitzero"`
+	ConfigFile      string    `json:"configFile,omitempty"`
+	Ready           bool      `json:"ready"`
+	Draining        bool      `json:"draining"`
+	StartedAt       time.Time `json:"startedAt"`
+	UptimeSeconds   float64   `json:"uptimeSeconds"`
+	Connections     int64     `json:"connections"`
+	SessionsOnline  int64     `json:"sessionsOnline"`
+	SessionsOffline int64     `json:"sessionsOffline"`
+	QueuedMessages  int64     `json:"queuedMessages"`
+	QueuedBytes     int64     `json:"queuedBytes"`
+
 	// RefusedConfigGeneration is the configGeneration of the newest config
 	// file version the broker refused (while no later one was applied),
 	// and RefusedConfigError why: that generation is not in force.
-	RefusedConfigGeneration int64     `json:"refusedConfigGeneration,omitempty"`
-	RefusedConfigError      string    `json:"refusedConfigError,omitempty"`
-	ConfigFile              string    `json:"configFile,omitempty"`
-	Ready                   bool      `json:"ready"`
-	Draining                bool      `json:"draining"`
-	StartedAt               time.Time `json:"startedAt"`
-	UptimeSeconds           float64   `json:"uptimeSeconds"`
-	Connections             int64     `json:"connections"`
-	SessionsOnline          int64     `json:"sessionsOnline"`
-	SessionsOffline         int64     `json:"sessionsOffline"`
-	QueuedMessages          int64     `json:"queuedMessages"`
-	QueuedBytes             int64     `json:"queuedBytes"`
+	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
+	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
