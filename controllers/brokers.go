@@ -27,6 +27,7 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		st, err := r.Brokers.BrokerStatus(ctx, pod, p.adminToken)
 		p.obs.Brokers = append(p.obs.Brokers, status.BrokerReport{
 			Pod: pod.Name, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
+			RefusedGeneration: st.RefusedConfigGeneration, RefusedError: st.RefusedConfigError,
 			Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: err,
 		})
 		if err == nil && st.LastReloadError != "" {

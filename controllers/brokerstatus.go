@@ -28,6 +28,12 @@ type BrokerStatus struct {
 	SessionsOnline  int64  `json:"sessionsOnline"`
 	SessionsOffline int64  `json:"sessionsOffline"`
 	QueuedMessages  int64  `json:"queuedMessages"`
+
+	// RefusedConfigGeneration and RefusedConfigError: the newest
+	// configuration generation the broker refused, and why (see
+	// broker/server.Status).
+	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
+	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 }
 
 // BrokerStatusReader asks a running broker pod what it applied, with the

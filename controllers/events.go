@@ -29,6 +29,10 @@ const (
 	// EventInvalidConfig: the spec renders a configuration the broker
 	// rejects; the previous configuration stays in place.
 	EventInvalidConfig EventReason = "InvalidConfig"
+	// EventConfigRefused: a running broker refused the current
+	// configuration (or its users file) and runs on with the previous one;
+	// the message is the broker's error.
+	EventConfigRefused EventReason = "ConfigRefused"
 	// EventSecretNotFound: a referenced Secret or key does not exist.
 	EventSecretNotFound EventReason = "SecretNotFound"
 	// EventInvalidUsers: the users Secret has lines that are not

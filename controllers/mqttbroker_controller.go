@@ -152,6 +152,7 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	b.Status.ObservedGeneration = b.Generation
 	b.Status.Conditions = status.Conditions(b.Status.Conditions, p.obs, metav1.NewTime(r.now()))
+	r.announceRefusal(orig, b)
 	if err := r.patchStatus(ctx, b, orig); err != nil {
 		p.errs = append(p.errs, err)
 	}
@@ -173,6 +174,21 @@ func (r *MQTTBrokerReconciler) secretRecheck() time.Duration {
 		return r.SecretRecheck
 	}
 	return DefaultSecretRecheck
+}
+
+// announceRefusal records a Warning Event when ConfigApplied turns to
+// ConfigRefused, or its message (which broker refused what) changes: once
+// per refusal, not on every reconcile.
+func (r *MQTTBrokerReconciler) announceRefusal(orig, b *v1alpha1.MQTTBroker) {
+	now := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionConfigApplied)
+	if now == nil || now.Reason != v1alpha1.ReasonConfigRefused {
+		return
+	}
+	before := meta.FindStatusCondition(orig.Status.Conditions, v1alpha1.ConditionConfigApplied)
+	if before != nil && before.Reason == now.Reason && before.Message == now.Message {
+		return
+	}
+	r.event(b, nil, true, EventConfigRefused, "Reload", "%s", now.Message)
 }
 
 // DefaultStatusRefresh is the default of MQTTBrokerReconciler.StatusRefresh.
@@ -252,6 +268,7 @@ func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
 	if err != nil {
 		// Not an API error: retrying will not help until the spec changes.
 		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)
+		p.obs.RenderError = err.Error()
 		r.event(p.broker, nil, true, EventInvalidConfig, "Render", "%v", err)
 		return nil
 	}

@@ -254,6 +254,25 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		}, []string{"spec.networkPolicy.prometheus", "set namespaceSelector, podSelector or both"}},
 		"long name": {func(b *v1alpha1.MQTTBroker) { b.Name = strings.Repeat("a", 53) },
 			[]string{"metadata.name must be at most 52 characters"}},
+		// ACL rules: what broker/access refuses is refused at admission.
+		"acl reserved user": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "$anonymous", Topic: "#", Access: "readwrite"}}
+		}, []string{"spec.auth.acl[0].user", "names starting with '$' are reserved"}},
+		"acl control character in user": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "a\nb", Topic: "#", Access: "readwrite"}}
+		}, []string{"spec.auth.acl[0].user", "control character"}},
+		"acl '#' not last": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "a/#/b", Access: "readwrite"}}
+		}, []string{"spec.auth.acl[0].topic", "MQTT topic filter"}},
+		"acl '+' inside a level": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "a/%u+", Access: "readwrite"}}
+		}, []string{"spec.auth.acl[0].topic", "MQTT topic filter"}},
+		"acl %u for anonymous": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{Topic: "home/%u/#", Access: "readwrite"}}
+		}, []string{"spec.auth.acl[0]", "cannot use %u"}},
+		"acl bad access": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "#", Access: "write"}}
+		}, []string{"spec.auth.acl[0].access"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,12 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/access"
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
@@ -46,16 +48,18 @@ func (r *MQTTBrokerReconciler) checkSecrets(ctx context.Context, p *pass) error 
 	return nil
 }
 
-// checkUsers reports a users file the broker would refuse: a running
-// broker keeps its previous users, a starting one does not start.
+// checkUsers reports a users file the broker would refuse, with the
+// broker's own parser (broker/access): a running broker keeps its previous
+// users, a starting one does not start. The message names line numbers,
+// never their content.
 func (r *MQTTBrokerReconciler) checkUsers(p *pass, s *corev1.Secret, key string, data []byte) {
-	problems := usersFileProblems(data)
-	if len(problems) == 0 {
+	_, bad := access.ParseUsersFile(data)
+	if len(bad) == 0 {
 		return
 	}
 	msg := fmt.Sprintf("Secret %s (spec.auth.usersSecretRef) key %q: %s: every line must be \"username:bcrypt-hash\"; "+
 		"the broker refuses this file (a running broker keeps its previous users, a starting one fails)",
-		s.Name, key, summarizeUsersProblems(problems))
+		s.Name, key, strings.TrimPrefix(access.UsersFileError(bad).Error(), access.ErrUsersFile.Error()+": "))
 	p.problem(v1alpha1.ReasonInvalidUsers, "%s", msg)
 	p.recheckSecrets = true
 	r.event(p.broker, s, true, EventInvalidUsers, "Check", "%s", msg)

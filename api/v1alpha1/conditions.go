@@ -17,7 +17,9 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
-	// operator rendered for the current metadata.generation.
+	// operator rendered for the current metadata.generation. It is False
+	// with reason ConfigRefused when a broker refused that configuration
+	// (it then runs on with the previous one); the message is the broker's.
 	ConditionConfigApplied = "ConfigApplied"
 )
 
@@ -41,6 +43,10 @@ const (
 	ReasonConfigPending      = "ConfigPending"
 	ReasonBrokerUnreachable  = "BrokerUnreachable"
 	ReasonNoRunningBrokers   = "NoRunningBrokers"
+	// ReasonConfigRefused: a broker refused the current configuration (or
+	// the users file it names) and runs on with the previous one; the
+	// message carries the broker's error.
+	ReasonConfigRefused = "ConfigRefused"
 	// ReasonInvalidUsers: a line of the users Secret is not
 	// "username:bcrypt-hash"; the message names the line, never its hash.
 	ReasonInvalidUsers = "InvalidUsersSecret"

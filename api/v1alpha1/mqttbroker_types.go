@@ -482,22 +482,38 @@ type SecretKeyRef struct {
 	Key string `json:"key,omitempty"`
 }
 
-// ACLRule grants or denies access to topics.
+// ACLRule grants or denies access to topics. With no rules, every client
+// that may connect may publish and subscribe to everything; with rules, a
+// client may do only what a rule for it allows, and deny rules win. The
+// broker's rules (broker/access) are the definition; this validation
+// rejects at admission what they would refuse.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.user) && size(self.user) > 0) || !self.topic.contains('%u')",message="topic of a rule for anonymous clients (empty user) cannot use %u: they have no username"
 type ACLRule struct {
-	// user is a username, "*" for every authenticated user, or empty for
-	// anonymous clients.
+	// user is who the rule is for: a username; "*" for every authenticated
+	// user (anonymous clients are not included); or empty (or omitted) for
+	// anonymous clients only. Names starting with '$' are reserved.
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('$')",message="user names starting with '$' are reserved; use \"*\" for every authenticated user or leave user empty for anonymous clients"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('\\u0000') && !self.contains('\\r') && !self.contains('\\n')",message="user must not contain a control character"
 	// +optional
 	User string `json:"user,omitempty"`
 
-	// topic is an MQTT topic filter (wildcards + and # allowed); %u is
-	// replaced by the username and %c by the client identifier.
+	// topic is an MQTT topic filter: '+' fills one whole level, '#' fills
+	// the last level. %u is replaced by the username; %c by the client
+	// identifier, which the client chooses, so %c is not an identity.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self == '#' || self.matches('^([^+#/]*|[+])(/([^+#/]*|[+]))*(/#)?$')",message="topic must be an MQTT topic filter: '+' fills a whole level, '#' only the last level"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('\\u0000')",message="topic must not contain a NUL character"
 	// +required
 	Topic string `json:"topic"`
 
-	// access is publish, subscribe, readwrite or deny.
+	// access is publish, subscribe, readwrite or deny. A subscription is
+	// granted when its filter could match a topic the client may read, and
+	// only messages on topics it may read are delivered to it; a filter
+	// that lies wholly inside a deny rule is refused (SUBACK 0x80 for MQTT
+	// 3.1.1, 0x87 Not authorized for 5.0).
 	// +kubebuilder:validation:Enum=publish;subscribe;readwrite;deny
 	// +required
 	Access string `json:"access"`

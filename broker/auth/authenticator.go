@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/bollard-io/bollard/broker/access"
 )
 
 // Errors returned by Authenticator implementations (possibly wrapped).
@@ -26,15 +28,24 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, clientID, username string, password []byte, hasPassword bool) (principal string, err error)
 }
 
-// Authorizer decides what a principal may do; *ACL implements it.
+// Authorizer decides what a principal may do; *access.ACL implements it.
 type Authorizer interface {
 	CanPublish(principal, clientID, topicName string) bool
 	CanSubscribe(principal, clientID, filter string) bool
 }
 
+// Reader is implemented by Authorizers that also decide, per message,
+// whether a subscriber may receive it (*access.ACL does). The broker checks
+// it for every message it queues or delivers, so a granted wildcard
+// subscription never carries a topic its subscriber may not read.
+type Reader interface {
+	CanRead(principal, clientID, topicName string) bool
+}
+
 var (
 	_ Authenticator = (*FileAuthenticator)(nil)
-	_ Authorizer    = (*ACL)(nil)
+	_ Authorizer    = (*access.ACL)(nil)
+	_ Reader        = (*access.ACL)(nil)
 )
 
 // FileAuthenticator authenticates against Users (typically from a users

@@ -1,35 +1,26 @@
 package auth
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/bollard-io/bollard/broker/access"
 )
 
-// ErrUsersFile is wrapped by every error about the content of a users file.
-var ErrUsersFile = errors.New("auth: invalid users file")
+// ErrUsersFile is wrapped by every error about the content of a users file
+// (it is access.ErrUsersFile: the syntax is defined in broker/access).
+var ErrUsersFile = access.ErrUsersFile
 
-// maxUsersLine bounds one line of a users file (a bcrypt hash is 60 bytes).
-const maxUsersLine = 64 << 10
+// maxUsersFile bounds the size of a users file.
+const maxUsersFile = 64 << 20
 
 // Users is an immutable set of users with bcrypt password hashes.
 //
-// The users file format, one user per line:
-//
-//	# comment
-//	alice:$2y$10$...
-//
-// A line is "username:hash" where hash is a bcrypt hash ($2a$, $2b$ or $2y$,
-// as produced by htpasswd -B or mosquitto_passwd-compatible tools). The
-// username is everything before the first ':' and must be non-empty and not
-// start with '$' (reserved, see AnonymousUser). Lines that are blank or whose
-// first non-space character is '#' are ignored; surrounding whitespace is
-// trimmed. A username may appear once.
+// The users file format is defined by broker/access (ParseUsersFile): one
+// "username:bcrypt-hash" per line, blank lines and # comments ignored.
 type Users struct {
 	hashes map[string][]byte
 	dummy  []byte // compared against for unknown users
@@ -54,31 +45,22 @@ func LoadUsers(path string) (*Users, error) {
 }
 
 // ParseUsers reads the users file format from r. Errors wrap ErrUsersFile
-// and name the offending line number.
+// and name the offending line numbers (never the lines' content).
 func ParseUsers(r io.Reader) (*Users, error) {
-	u := &Users{hashes: make(map[string][]byte)}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxUsersLine)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || text[0] == '#' {
-			continue
-		}
-		name, hash, err := parseUserLine(text)
-		if err == nil {
-			if _, dup := u.hashes[name]; dup {
-				err = fmt.Errorf("duplicate user %q", name)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrUsersFile, line, err)
-		}
-		u.hashes[name] = []byte(hash)
+	data, err := io.ReadAll(io.LimitReader(r, maxUsersFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("auth: reading users: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: after line %d: %w", ErrUsersFile, line, err)
+	if len(data) > maxUsersFile {
+		return nil, fmt.Errorf("auth: %w: larger than %d bytes", ErrUsersFile, maxUsersFile)
+	}
+	hashes, bad := access.ParseUsersFile(data)
+	if err := access.UsersFileError(bad); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	u := &Users{hashes: make(map[string][]byte, len(hashes))}
+	for name, hash := range hashes {
+		u.hashes[name] = []byte(hash)
 	}
 	u.dummy = u.pickDummy()
 	return u, nil
@@ -89,35 +71,13 @@ func ParseUsers(r io.Reader) (*Users, error) {
 func NewUsers(hashes map[string]string) (*Users, error) {
 	u := &Users{hashes: make(map[string][]byte, len(hashes))}
 	for name, hash := range hashes {
-		if _, _, err := parseUserLine(name + ":" + hash); err != nil {
-			return nil, fmt.Errorf("%w: user %q: %w", ErrUsersFile, name, err)
+		if _, _, problem := access.ParseUserLine(name + ":" + hash); problem != "" {
+			return nil, fmt.Errorf("auth: %w: user %q %s", ErrUsersFile, name, problem)
 		}
 		u.hashes[name] = []byte(hash)
 	}
 	u.dummy = u.pickDummy()
 	return u, nil
-}
-
-func parseUserLine(text string) (name, hash string, err error) {
-	name, hash, ok := strings.Cut(text, ":")
-	switch {
-	case !ok:
-		return "", "", errors.New(`expected "username:bcrypthash"`)
-	case name == "":
-		return "", "", errors.New("empty username")
-	case strings.HasPrefix(name, "$"):
-		return "", "", fmt.Errorf("username %q starts with '$' (reserved)", name)
-	case strings.ContainsAny(name, "\x00\r\n"):
-		return "", "", fmt.Errorf("username %q contains a control character", name)
-	}
-	if !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") &&
-		!strings.HasPrefix(hash, "$2y$") {
-		return "", "", fmt.Errorf("user %q: password hash is not bcrypt ($2a$, $2b$ or $2y$)", name)
-	}
-	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-		return "", "", fmt.Errorf("user %q: malformed bcrypt hash: %w", name, err)
-	}
-	return name, hash, nil
 }
 
 // pickDummy returns the hash that unknown users are checked against: one of

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bollard-io/bollard/broker/access"
 )
 
 // Durability modes. See docs/durability.md for the contract of each.
@@ -211,20 +213,39 @@ type Auth struct {
 	// UsersFile holds one "username:bcrypt-hash" per line.
 	UsersFile string `yaml:"usersFile" json:"usersFile" reload:"hot"`
 	// ACL is the list of topic rules; empty allows everything to everyone
-	// who may connect.
+	// who may connect. With rules, a client may do only what a rule for it
+	// allows: anonymous clients only what rules for user "" allow.
 	ACL []ACLRule `yaml:"acl,omitempty" json:"acl,omitempty" reload:"hot"`
 }
 
-// ACLRule grants or denies access to topics matching Topic.
+// ACLRule grants or denies access to topics matching Topic. The syntax and
+// meaning of rules are defined once, in broker/access (see
+// docs/security.md, "Users and ACLs").
 type ACLRule struct {
-	// User is a username, "*" for every authenticated user, or "" for
-	// anonymous clients.
+	// User is who the rule is for: a username; "*" for every authenticated
+	// user (anonymous clients are not included); or "" (or no user at all)
+	// for anonymous clients only. Names starting with '$' are reserved.
 	User string `yaml:"user" json:"user"`
-	// Topic is a topic filter; %u is replaced by the username and %c by the
-	// client identifier.
+	// Topic is a topic filter (wildcards + and # allowed). %u is replaced by
+	// the username; %c by the client identifier, which the client chooses:
+	// %c is not an identity. Rules for anonymous clients cannot use %u.
 	Topic string `yaml:"topic" json:"topic"`
-	// Access is publish, subscribe, readwrite or deny.
+	// Access is publish, subscribe, readwrite or deny. A subscription is
+	// granted when its filter could match a topic the client may read, and
+	// the broker delivers only the messages whose topic the client may
+	// read; a filter that lies wholly inside a deny rule is refused. Deny
+	// rules win over allow rules.
 	Access string `yaml:"access" json:"access"`
+}
+
+// Rules returns the ACL as broker/access rules, which the broker compiles
+// with access.NewACL.
+func (a Auth) Rules() []access.Rule {
+	out := make([]access.Rule, len(a.ACL))
+	for i, r := range a.ACL {
+		out[i] = access.Rule{User: r.User, Topic: r.Topic, Kind: access.Kind(r.Access)}
+	}
+	return out
 }
 
 // Default returns the configuration used when a field is not set.
@@ -287,6 +308,19 @@ func Parse(b []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// PeekGeneration returns the configGeneration written in b, also when the
+// rest of the file is invalid, so that a refused file can be reported by
+// its generation. ok is false when b holds no readable configGeneration.
+func PeekGeneration(b []byte) (gen int64, ok bool) {
+	var v struct {
+		ConfigGeneration *int64 `yaml:"configGeneration"`
+	}
+	if err := yaml.Unmarshal(b, &v); err != nil || v.ConfigGeneration == nil {
+		return 0, false
+	}
+	return *v.ConfigGeneration, true
 }
 
 // Marshal renders c as YAML, the format Load reads.

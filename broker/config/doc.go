@@ -4,6 +4,7 @@
 //
 // The broker loads it; the operator renders the same type into the
 // ConfigMap it mounts into broker pods, so the two can never disagree on the
-// file format. It imports no other package of Bollard and nothing of
-// Kubernetes.
+// file format. It imports no package of Bollard but broker/access (the one
+// definition of users and ACL rules, which validates auth.acl) and nothing
+// of Kubernetes.
 package config

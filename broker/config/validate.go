@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/access"
 )
 
 // MaxPacketSizeLimit is the largest packet MQTT can express (remaining
@@ -23,9 +25,15 @@ const maxExpiry = Duration(math.MaxUint32-1) * Duration(time.Second)
 type FieldError struct {
 	Field string
 	Msg   string
+	// Err is the underlying error, when another package found the problem
+	// (for example access.ErrRule for an ACL rule).
+	Err error
 }
 
 func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Msg }
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // Validate checks c and returns every problem found, each a *FieldError,
 // joined with errors.Join.
@@ -47,6 +55,15 @@ type validator struct{ errs []error }
 func (v *validator) check(ok bool, field, format string, args ...any) {
 	if !ok {
 		v.errs = append(v.errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+}
+
+// err records a problem found by another package's check; its message is
+// kept without the package's prefix, since FieldError adds "config: ".
+func (v *validator) err(field string, err error) {
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), access.ErrRule.Error()+": ")
+		v.errs = append(v.errs, &FieldError{Field: field, Msg: msg, Err: err})
 	}
 }
 
@@ -122,12 +139,14 @@ func (c *Config) validateLimits(v *validator) {
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 
+// validateAuth checks every ACL rule with broker/access, the one
+// definition of the rule syntax, naming the field of each problem.
 func (c *Config) validateAuth(v *validator) {
-	access := []string{"publish", "subscribe", "readwrite", "deny"}
 	for i, r := range c.Auth.ACL {
 		f := fmt.Sprintf("auth.acl[%d]", i)
-		v.check(r.Topic != "", f+".topic", "must not be empty")
-		v.check(slices.Contains(access, r.Access), f+".access", "must be one of %s, got %q", strings.Join(access, ", "), r.Access)
+		v.err(f+".user", access.CheckUser(r.User))
+		v.err(f+".topic", access.CheckTopic(r.User, r.Topic))
+		v.err(f+".access", access.CheckKind(r.Access))
 	}
 }
 

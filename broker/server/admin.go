@@ -85,6 +85,12 @@ type Status struct {
 	SessionsOffline int64     `json:"sessionsOffline"`
 	QueuedMessages  int64     `json:"queuedMessages"`
 	QueuedBytes     int64     `json:"queuedBytes"`
+
+	// RefusedConfigGeneration is the configGeneration of the newest config
+	// file version the broker refused (while no later one was applied),
+	// and RefusedConfigError why: that generation is not in force.
+	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
+	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
@@ -180,6 +186,7 @@ func (a *admin) snapshot() Status {
 		s.PendingRestartFields = r.PendingRestartFields
 		s.LastReloadError = r.LastError
 		s.LastReloadTime = r.LastReloadTime
+		s.RefusedConfigGeneration, s.RefusedConfigError = r.RefusedGeneration, r.RefusedError
 		s.ConfigFile = r.ConfigFile
 	}
 	return s

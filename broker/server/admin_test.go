@@ -22,6 +22,7 @@ type fakeEngine struct {
 	stats    Stats
 	sessions []SessionInfo
 	applied  []*config.Config
+	refuse   error // when set, ApplyConfig refuses every config
 
 	started    atomic.Bool
 	draining   atomic.Bool
@@ -63,12 +64,15 @@ func (f *fakeEngine) Session(id string) (SessionInfo, bool) {
 
 func (f *fakeEngine) ConfigGeneration() int64 { return f.gen.Load() }
 
-func (f *fakeEngine) ApplyConfig(cfg *config.Config) []config.Change {
+func (f *fakeEngine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse != nil {
+		return nil, f.refuse
+	}
 	f.applied = append(f.applied, cfg)
 	f.gen.Store(cfg.ConfigGeneration)
-	return nil
+	return nil, nil
 }
 
 func (f *fakeEngine) appliedConfigs() []*config.Config {
@@ -132,7 +136,8 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	f := &adminFixture{eng: newFakeEngine()}
 	f.eng.gen.Store(9)
-	f.reload = ReloadStatus{ConfigFile: "/etc/bollard.yaml", PendingRestartFields: []string{"dataDir"}, LastError: "config: logLevel: bad", Reloads: 2, Failures: 1}
+	f.reload = ReloadStatus{ConfigFile: "/etc/bollard.yaml", PendingRestartFields: []string{"dataDir"}, LastError: "config: logLevel: bad", Reloads: 2, Failures: 1,
+		RefusedGeneration: 10, RefusedError: "config: logLevel: bad"}
 	h := NewAdminHandler(AdminConfig{
 		Backend: f.eng, Version: "v1.2.3", Started: time.Now().Add(-time.Minute),
 		Ready:    f.ready.Load,
@@ -205,6 +210,7 @@ func TestAdminStatus(t *testing.T) {
 	want := map[string]any{
 		"version": "v1.2.3", "configGeneration": 9.0, "pendingRestart": true, "ready": true,
 		"lastReloadError": "config: logLevel: bad", "draining": false, "queuedMessages": 42.0,
+		"refusedConfigGeneration": 10.0, "refusedConfigError": "config: logLevel: bad",
 	}
 	for k, v := range want {
 		if s[k] != v {

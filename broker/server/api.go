@@ -55,6 +55,10 @@ const (
 	DropSessionExpired = session.DropSessionExpired
 	// DropNotAuthorized: a publish denied by the ACL.
 	DropNotAuthorized = "not_authorized"
+	// DropReadDenied: a message matched a subscription but the ACL does
+	// not let the subscriber read its topic (a wildcard subscription is
+	// granted when it could match readable topics; the rest is filtered).
+	DropReadDenied = session.DropReadDenied
 )
 
 // Stats is a snapshot of the broker's counters for /metrics and /v1/status.

@@ -17,8 +17,8 @@ func TestApplyConfigHotLimits(t *testing.T) {
 	next.ConfigGeneration = 7
 	next.Queues.MaxQueuedMessages = 1
 	next.DataDir = "/elsewhere"
-	changes := b.srv.ApplyConfig(next)
-	if len(changes) != 1 || changes[0].Field != "dataDir" || changes[0].Class != config.Restart {
+	changes, err := b.srv.ApplyConfig(next)
+	if err != nil || len(changes) != 1 || changes[0].Field != "dataDir" || changes[0].Class != config.Restart {
 		t.Fatalf("restart changes %+v", changes)
 	}
 	if b.srv.ConfigGeneration() != 7 || b.srv.Stats().ConfigGeneration != 7 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/bollard-io/bollard/broker/access"
 	"github.com/bollard-io/bollard/broker/auth"
 	"github.com/bollard-io/bollard/broker/config"
 )
@@ -11,8 +12,9 @@ import (
 // authState is the authenticator and authorizer in force; it is replaced
 // as a whole on configuration reload.
 type authState struct {
-	authn auth.Authenticator
-	authz auth.Authorizer // nil allows everything
+	authn  auth.Authenticator
+	authz  auth.Authorizer // nil allows everything
+	reader auth.Reader     // nil: every subscriber reads every topic it matches
 }
 
 // buildAuth builds the users file authenticator and the ACL of cfg, unless
@@ -29,17 +31,13 @@ func (s *Server) buildAuth(cfg *config.Config) (*authState, error) {
 		}
 		users = u
 	}
-	rules := make([]auth.ACLRule, 0, len(cfg.Auth.ACL))
-	for _, r := range cfg.Auth.ACL {
-		rules = append(rules, auth.ACLRule{User: r.User, Topic: r.Topic, Access: auth.Access(r.Access)})
-	}
 	st := &authState{authn: auth.NewFileAuthenticator(users, cfg.AnonymousAllowed())}
-	if len(rules) > 0 {
-		acl, err := auth.NewACL(rules)
+	if len(cfg.Auth.ACL) > 0 {
+		acl, err := access.NewACL(cfg.Auth.Rules())
 		if err != nil {
-			return nil, fmt.Errorf("server: %w", err)
+			return nil, fmt.Errorf("server: auth.acl: %w", err)
 		}
-		st.authz = acl
+		st.authz, st.reader = acl, acl
 	}
 	return st, nil
 }
@@ -56,4 +54,12 @@ func (s *Server) canPublish(principal, clientID, topic string) bool {
 func (s *Server) canSubscribe(principal, clientID, filter string) bool {
 	a := s.authz.Load().authz
 	return a == nil || a.CanSubscribe(principal, clientID, filter)
+}
+
+// canRead reports whether a session may receive a message on topic. It is
+// the session's CanRead hook, called for every message offered to or
+// delivered from a session: without ACL rules it costs one atomic load.
+func (s *Server) canRead(principal, clientID, topic string) bool {
+	r := s.authz.Load().reader
+	return r == nil || r.CanRead(principal, clientID, topic)
 }

@@ -27,10 +27,11 @@
 //	    Stops accepting (ServeConn refuses), sends 5.0 clients DISCONNECT
 //	    0x8B, closes every connection, waits for in-flight store commits and
 //	    the sweeper, bounded by ctx. The caller closes the store afterwards.
-//	func (s *Server) ApplyConfig(cfg *config.Config) []config.Change
+//	func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error)
 //	    Applies the hot fields of cfg (queue limits, expiry caps, limits,
 //	    auth, log level) and returns the changed fields that wait for a
-//	    restart (config.Diff entries of class Restart).
+//	    restart (config.Diff entries of class Restart); with users or ACLs
+//	    it cannot load, it applies nothing and returns the error.
 //	func (s *Server) ConfigGeneration() int64
 //	func (s *Server) Stats() Stats
 //	func (s *Server) Sessions() []SessionInfo

@@ -15,7 +15,7 @@ import (
 // appear once counted.
 var knownDropReasons = []string{
 	DropQueueFull, DropQuotaRejected, DropStoreFull, DropExpired, DropSlowConsumer,
-	DropTooLarge, DropQoS0Offline, DropSessionExpired, DropNotAuthorized,
+	DropTooLarge, DropQoS0Offline, DropSessionExpired, DropNotAuthorized, DropReadDenied,
 }
 
 // Metric descriptions. Every value is read from Server.Stats() (and the
@@ -49,6 +49,8 @@ var (
 		"1 when the config file changed fields that take effect only after a restart.", nil, nil)
 	descReloadFailed = prometheus.NewDesc("bollard_config_last_reload_failed",
 		"1 when the last attempt to reload the config file failed (the previous config stays applied).", nil, nil)
+	descRefused = prometheus.NewDesc("bollard_config_refused_generation",
+		"configGeneration of the newest config file version the broker refused while no later one was applied (0: none); that version is not in force.", nil, nil)
 	descReloads = prometheus.NewDesc("bollard_config_reloads_total",
 		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
@@ -66,7 +68,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
-		descGeneration, descPendingRestart, descReloadFailed, descReloads, descReady, descBuildInfo,
+		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
 		descAdminRefused,
 	} {
 		ch <- d
@@ -113,6 +115,7 @@ func (c brokerCollector) collectShell(ch chan<- prometheus.Metric, gauge func(*p
 	}
 	gauge(descPendingRestart, boolGauge(len(r.PendingRestartFields) > 0))
 	gauge(descReloadFailed, boolGauge(r.LastError != ""))
+	gauge(descRefused, float64(r.RefusedGeneration))
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Reloads), "applied")
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Failures), "rejected")
 	gauge(descReady, boolGauge(c.cfg.Ready() && !c.cfg.Draining()))

@@ -32,6 +32,8 @@ func TestMetricsExposition(t *testing.T) {
 		"bollard_config_generation 9",
 		"bollard_config_pending_restart 1",
 		"bollard_config_last_reload_failed 1",
+		"bollard_config_refused_generation 10",
+		`bollard_dropped_messages_total{reason="read_denied"} 0`,
 		"bollard_ready 1",
 		`bollard_config_reloads_total{result="applied"} 2`,
 		`bollard_config_reloads_total{result="rejected"} 1`,

@@ -16,9 +16,10 @@ import (
 const DefaultReloadInterval = time.Second
 
 // Reconfigurable applies a new configuration's hot fields. *Server
-// implements it.
+// implements it. ApplyConfig applies all of cfg or, returning an error,
+// nothing.
 type Reconfigurable interface {
-	ApplyConfig(cfg *config.Config) []config.Change
+	ApplyConfig(cfg *config.Config) ([]config.Change, error)
 }
 
 // ReloadStatus is the config reloader's state, reported on /v1/status and
@@ -33,6 +34,13 @@ type ReloadStatus struct {
 	PendingRestartFields []string
 	// LastError is the error of the last attempt, "" when it succeeded.
 	LastError string
+	// RefusedGeneration is the configGeneration of the newest file version
+	// the broker refused (invalid, or users/ACLs it could not load), while
+	// no later version has been applied; 0 otherwise (also when the
+	// refused file had no readable configGeneration). RefusedError says
+	// why. A refused version is never reported as applied.
+	RefusedGeneration int64
+	RefusedError      string
 	// LastReloadTime is when a changed file was last applied.
 	LastReloadTime time.Time
 	// Reloads and Failures count applied and rejected file versions.
@@ -129,7 +137,7 @@ func (r *Reloader) Trigger() {
 func (r *Reloader) Check() error {
 	b, err := os.ReadFile(r.path)
 	if err != nil {
-		return r.fail(fmt.Errorf("server: reload: %w", err), nil)
+		return r.fail(fmt.Errorf("server: reload: %w", err))
 	}
 	sum := sha256.Sum256(b)
 	r.mu.Lock()
@@ -141,9 +149,13 @@ func (r *Reloader) Check() error {
 	}
 	cfg, err := r.parse(b)
 	if err != nil {
-		return r.fail(err, &sum)
+		gen, _ := config.PeekGeneration(b)
+		return r.refuse(err, gen, sum, usersFileHash(r.Current().Auth.UsersFile))
 	}
-	r.apply(cfg, sum, usersFileHash(cfg.Auth.UsersFile))
+	newUsers := usersFileHash(cfg.Auth.UsersFile)
+	if err := r.apply(cfg, sum, newUsers); err != nil {
+		return r.refuse(err, cfg.ConfigGeneration, sum, newUsers)
+	}
 	return nil
 }
 
@@ -163,44 +175,61 @@ func (r *Reloader) parse(b []byte) (*config.Config, error) {
 	return cfg, nil
 }
 
-// fail records a rejected attempt. A bad file version is parsed and
-// reported once (its hash is remembered); a read error is retried on every
-// poll but logged only when it changes.
-func (r *Reloader) fail(err error, sum *[sha256.Size]byte) error {
+// fail records an attempt that could not read the file: it is retried on
+// every poll but logged only when the error changes.
+func (r *Reloader) fail(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if sum != nil || err.Error() != r.status.LastError {
+	if err.Error() != r.status.LastError {
 		r.status.Failures++
 		r.log.Error("config reload failed; keeping the previous configuration", "file", r.path, "err", err)
 	}
 	r.status.LastError = err.Error()
-	if sum != nil {
-		r.lastHash, r.hashSet = *sum, true
-		// Report a bad file once even if the users file changes meanwhile;
-		// the next good file re-reads the users anyway.
-		r.usersHash = usersFileHash(r.current.Auth.UsersFile)
-	} else {
-		r.hashSet = false // re-read whatever comes back
-	}
+	r.hashSet = false // re-read whatever comes back
 	return err
 }
 
-// apply hands a valid new configuration to the broker.
-func (r *Reloader) apply(cfg *config.Config, sum, users [sha256.Size]byte) {
+// refuse records a file version the broker refused: it is reported once
+// (its hash and the users file's are remembered, so it is tried again
+// only when either changes) and stays reported as refused until a later
+// version is applied.
+func (r *Reloader) refuse(err error, gen int64, sum, users [sha256.Size]byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.status.Failures++
+	r.log.Error("config refused; keeping the previous configuration", "file", r.path,
+		"configGeneration", gen, "appliedGeneration", r.status.AppliedGeneration, "err", err)
+	r.status.LastError = err.Error()
+	r.status.RefusedGeneration, r.status.RefusedError = gen, err.Error()
 	r.lastHash, r.hashSet = sum, true
-	r.status.LastError = ""
-	usersChanged := r.usersSet && users != r.usersHash
 	r.usersHash, r.usersSet = users, true
+	return err
+}
+
+// apply hands a valid new configuration to the broker; an error means the
+// broker refused it and nothing was applied.
+func (r *Reloader) apply(cfg *config.Config, sum, users [sha256.Size]byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	usersChanged := r.usersSet && users != r.usersHash
 	changes := config.Diff(r.current, cfg)
 	if usersChanged {
 		changes = append(changes, config.Change{Field: "auth.usersFile (content)", Class: config.Hot})
 	}
 	if len(changes) == 0 {
-		return // same settings written differently, or the file we started with
+		// Same settings written differently, or the file we started with.
+		r.lastHash, r.hashSet = sum, true
+		r.usersHash, r.usersSet = users, true
+		r.status.LastError, r.status.RefusedGeneration, r.status.RefusedError = "", 0, ""
+		return nil
 	}
-	restartNow := r.target.ApplyConfig(cfg)
+	restartNow, err := r.target.ApplyConfig(cfg)
+	if err != nil {
+		return err
+	}
+	r.lastHash, r.hashSet = sum, true
+	r.usersHash, r.usersSet = users, true
+	r.status.LastError, r.status.RefusedGeneration, r.status.RefusedError = "", 0, ""
 	r.current = cfg
 	if r.opts.LevelVar != nil {
 		r.opts.LevelVar.Set(ParseLogLevel(cfg.LogLevel))
@@ -212,6 +241,7 @@ func (r *Reloader) apply(cfg *config.Config, sum, users [sha256.Size]byte) {
 	r.log.Info("config reloaded", "file", r.path, "configGeneration", cfg.ConfigGeneration,
 		"changed", changeFields(changes), "pendingRestart", r.status.PendingRestartFields,
 		"restartFieldsInThisChange", changeFields(restartNow))
+	return nil
 }
 
 // usersFileHash is the content hash of the users file at path; the zero

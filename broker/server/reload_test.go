@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/packet"
 )
 
 // reloadFixture is a config file, the config it started with, and a
@@ -258,5 +260,86 @@ func TestParseLogLevel(t *testing.T) {
 		if got := ParseLogLevel(in); got != want {
 			t.Errorf("ParseLogLevel(%q) = %v", in, got)
 		}
+	}
+}
+
+// TestReloadReportsRefusedGeneration: a file version the broker refuses
+// (here an ACL rule broker/access rejects) is reported by its generation
+// and error, never as applied, until a later version is applied.
+func TestReloadReportsRefusedGeneration(t *testing.T) {
+	f := newReloadFixture(t, "configGeneration: 1\n", nil)
+	f.write(t, "configGeneration: 2\nauth:\n  acl:\n  - {user: \"$anonymous\", topic: \"#\", access: readwrite}\n")
+	if err := f.r.Check(); err == nil || !strings.Contains(err.Error(), "auth.acl[0].user") {
+		t.Fatalf("Check = %v, want an error naming auth.acl[0].user", err)
+	}
+	st := f.r.Status()
+	if st.AppliedGeneration != 1 || st.RefusedGeneration != 2 || !strings.Contains(st.RefusedError, "auth.acl[0].user") {
+		t.Fatalf("status = %+v", st)
+	}
+	if len(f.eng.appliedConfigs()) != 0 {
+		t.Fatal("a refused file was applied")
+	}
+	f.write(t, "configGeneration: 3\n")
+	if err := f.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.r.Status(); st.RefusedGeneration != 0 || st.RefusedError != "" || st.AppliedGeneration != 3 {
+		t.Errorf("after a good file: %+v", st)
+	}
+}
+
+// TestReloadReportsEngineRefusal: when the broker cannot apply a valid
+// file (users or ACLs it cannot load), the generation is refused, not
+// applied, and tried again only when the file changes.
+func TestReloadReportsEngineRefusal(t *testing.T) {
+	f := newReloadFixture(t, "configGeneration: 1\n", nil)
+	f.eng.mu.Lock()
+	f.eng.refuse = errors.New("server: auth: cannot load users")
+	f.eng.mu.Unlock()
+	f.write(t, "configGeneration: 2\nlogLevel: debug\n")
+	if err := f.r.Check(); err == nil {
+		t.Fatal("Check accepted a refused config")
+	}
+	st := f.r.Status()
+	if st.AppliedGeneration != 1 || st.RefusedGeneration != 2 || st.Failures != 1 || f.level.Level() == slog.LevelDebug {
+		t.Fatalf("status = %+v, log level %v", st, f.level.Level())
+	}
+	if err := f.r.Check(); err != nil || f.r.Status().Failures != 1 {
+		t.Errorf("the same refused file was tried again: %v %+v", err, f.r.Status())
+	}
+	f.eng.mu.Lock()
+	f.eng.refuse = nil
+	f.eng.mu.Unlock()
+	f.write(t, "configGeneration: 3\nlogLevel: debug\n")
+	if err := f.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.r.Status(); st.AppliedGeneration != 3 || st.RefusedGeneration != 0 {
+		t.Errorf("after a good file: %+v", st)
+	}
+}
+
+// TestReloadBadUsersFileKeepsEverything runs the real server: a config
+// whose users file cannot be loaded is refused whole; the old generation
+// and ACL stay in force.
+func TestReloadBadUsersFileKeepsEverything(t *testing.T) {
+	cfg := testConfig()
+	cfg.ConfigGeneration = 1
+	cfg.Auth.ACL = []config.ACLRule{{User: "", Topic: "open/#", Access: "readwrite"}}
+	b := startBroker(t, cfg)
+	next := cfg.Clone()
+	next.ConfigGeneration = 2
+	next.Auth.UsersFile = filepath.Join(t.TempDir(), "missing")
+	next.Auth.ACL = nil
+	if _, err := b.srv.ApplyConfig(next); err == nil {
+		t.Fatal("ApplyConfig accepted a missing users file")
+	}
+	if g := b.srv.ConfigGeneration(); g != 1 {
+		t.Fatalf("generation %d reported after a refusal", g)
+	}
+	c := dialRaw(t, b.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "keep", CleanStart: true})
+	if codes := publishQoS1(t, c, "closed", "x"); codes[0] != packet.NotAuthorized {
+		t.Errorf("the old ACL is not in force: %v", codes)
 	}
 }

@@ -12,9 +12,9 @@ import (
 
 func TestACL(t *testing.T) {
 	cfg := testConfig()
-	cfg.Auth.ACL = []config.ACLRule{
-		{User: "*", Topic: "open/#", Access: "readwrite"},
-		{User: "*", Topic: "own/%c/#", Access: "readwrite"},
+	cfg.Auth.ACL = []config.ACLRule{ // the client is anonymous: rules for ""
+		{User: "", Topic: "open/#", Access: "readwrite"},
+		{User: "", Topic: "own/%c/#", Access: "readwrite"},
 	}
 	b := startBroker(t, cfg)
 	c := dialRaw(t, b.addr, packet.V5)

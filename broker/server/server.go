@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/auth"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/session"
@@ -76,6 +77,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		sessions: make(map[string]*sessionEntry), conns: make(map[*conn]struct{})}
 	if o.auth != nil {
 		s.fixed = &authState{authn: o.auth, authz: o.authz}
+		s.fixed.reader, _ = o.authz.(auth.Reader)
 	}
 	a, err := s.buildAuth(cfg)
 	if err != nil {
@@ -180,6 +182,7 @@ func (s *Server) hooks() session.Hooks {
 		ReadError: func(id string, err error) {
 			s.log.Error("reading session queue from the store", "client", id, "err", err)
 		},
+		CanRead: s.canRead,
 	}
 }
 
@@ -230,8 +233,16 @@ func (s *Server) waitConns(ctx context.Context) error {
 }
 
 // ApplyConfig applies the hot fields of cfg and returns the changed fields
-// that need a restart to take effect.
-func (s *Server) ApplyConfig(cfg *config.Config) []config.Change {
+// that need a restart to take effect. When the users file cannot be loaded
+// or the ACL compiled, it applies nothing and returns the error.
+func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
+	a, err := s.buildAuth(cfg)
+	if err != nil {
+		// Nothing of cfg is applied: a configuration is in force whole or
+		// not at all, so its generation is never reported for a broker that
+		// kept the previous users and ACLs.
+		return nil, err
+	}
 	old := s.config()
 	var restart []config.Change
 	for _, c := range config.Diff(old, cfg) {
@@ -239,12 +250,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) []config.Change {
 			restart = append(restart, c)
 		}
 	}
-	a, err := s.buildAuth(cfg)
-	if err != nil {
-		s.log.Error("config reload: keeping the previous users and ACLs", "err", err)
-	} else {
-		s.authz.Store(a)
-	}
+	s.authz.Store(a)
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
 	applyMemoryLimit(cfg.Limits.MemoryLimit)
@@ -254,7 +260,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) []config.Change {
 		e.sess.SetLimits(lim)
 	}
 	s.mu.Unlock()
-	return restart
+	return restart, nil
 }
 
 // ConfigGeneration returns the configGeneration of the applied config.

@@ -185,6 +185,8 @@ func (s *Session) nextQoS0(out []Outgoing, max int, fits func(*Outgoing) bool) [
 		switch {
 		case it.m.Expired(now):
 			s.drop(DropExpired, 1)
+		case !s.readable(it.m):
+			s.drop(DropReadDenied, 1)
 		case fits != nil && !fits(&o):
 			s.drop(DropTooLarge, 1)
 		default:
@@ -201,6 +203,11 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	if it.m.Expired(now) {
 		s.remove(it, b)
 		s.drop(DropExpired, 1)
+		return o, false
+	}
+	if !s.readable(it.m) {
+		s.remove(it, b)
+		s.drop(DropReadDenied, 1)
 		return o, false
 	}
 	if fits != nil && !fits(&o) {

@@ -175,6 +175,10 @@ type Result struct {
 func (s *Session) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.readable(m) {
+		s.drop(DropReadDenied, 1)
+		return Result{Dropped: DropReadDenied}
+	}
 	if d.QoS == 0 && s.online {
 		return s.offerQoS0(m, d)
 	}

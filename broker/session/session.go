@@ -24,6 +24,10 @@ const (
 	DropTooLarge       = "too_large"
 	DropQoS0Offline    = "qos0_offline"
 	DropSessionExpired = "session_expired"
+	// DropReadDenied: the ACL does not let the session's principal read the
+	// message's topic (Hooks.CanRead), when it was offered or when it was
+	// about to be delivered.
+	DropReadDenied = "read_denied"
 )
 
 // Policy is what Offer does with a message for a full queue.
@@ -68,6 +72,11 @@ type Hooks struct {
 	Drop func(clientID, reason string, n int)
 	// ReadError reports a failure of Reader.ReadQueue.
 	ReadError func(clientID string, err error)
+	// CanRead, when set, reports whether principal (the session's owner)
+	// may receive a message on topic. Offer drops a message it refuses,
+	// and so does NextBatch before a first delivery: the ACL may have
+	// changed while the message was queued.
+	CanRead func(principal, clientID, topic string) bool
 }
 
 // Session is one client session. Create it with New or Restore.
@@ -324,6 +333,11 @@ func (s *Session) Info() Info {
 		i.ExpiresAt = s.rec.ExpiresAt()
 	}
 	return i
+}
+
+// readable applies Hooks.CanRead to a message.
+func (s *Session) readable(m *store.Message) bool {
+	return s.hooks.CanRead == nil || s.hooks.CanRead(s.rec.Principal, s.rec.ClientID, m.Topic)
 }
 
 func (s *Session) drop(reason string, n int) {

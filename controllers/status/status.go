@@ -26,6 +26,12 @@ type BrokerReport struct {
 	Pod string
 	// ConfigGeneration is the configuration generation the broker applied.
 	ConfigGeneration int64
+	// RefusedGeneration and RefusedError: the newest configuration
+	// generation the broker refused (0 when it could not read one), and
+	// why; RefusedError is "" when it refused nothing since it last
+	// applied a configuration.
+	RefusedGeneration int64
+	RefusedError      string
 	// Version, Sessions and QueuedMessages are informational.
 	Version        string
 	Sessions       int64
@@ -51,6 +57,10 @@ type Observed struct {
 	Expanding []string
 	// Brokers are the reports of the ready broker pods.
 	Brokers []BrokerReport
+	// RenderError is set when the spec renders a configuration the
+	// broker's rules refuse: the operator did not write it, so no broker
+	// will ever apply this generation.
+	RenderError string
 }
 
 // Conditions returns existing with the four conditions set from o. Only a
@@ -144,23 +154,37 @@ func Degraded(o Observed) metav1.Condition {
 }
 
 // ConfigApplied is True when every running broker reports the current
-// configuration generation; Unknown when one cannot be asked.
+// configuration generation; False with reason InvalidConfig when the
+// operator could not render it, or ConfigRefused (and the broker's error)
+// when a broker refused it; Unknown when one cannot be asked.
 func ConfigApplied(o Observed) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionConfigApplied, Status: metav1.ConditionFalse}
+	if o.RenderError != "" {
+		c.Reason = v1alpha1.ReasonInvalidConfig
+		c.Message = fmt.Sprintf("generation %d was not rendered, the brokers run the previous one: %s",
+			o.Generation, truncate(o.RenderError, maxBrokerError))
+		return c
+	}
 	if len(o.Brokers) == 0 {
 		c.Reason, c.Message = v1alpha1.ReasonNoRunningBrokers, "no broker pod is ready to report its configuration"
 		return c
 	}
-	var unreachable, behind []string
+	var unreachable, refused, behind []string
 	for _, r := range sortedReports(o.Brokers) {
 		switch {
 		case r.Err != nil:
 			unreachable = append(unreachable, fmt.Sprintf("%s: %v", r.Pod, r.Err))
+		case RefusedCurrent(r, o.Generation):
+			refused = append(refused, fmt.Sprintf("%s refused configuration generation %d and runs generation %d: %s",
+				r.Pod, max(r.RefusedGeneration, o.Generation), r.ConfigGeneration, truncate(r.RefusedError, maxBrokerError)))
 		case r.ConfigGeneration < o.Generation:
 			behind = append(behind, fmt.Sprintf("%s has applied generation %d", r.Pod, r.ConfigGeneration))
 		}
 	}
 	switch {
+	case len(refused) > 0:
+		// A refusal is an answer: it wins over brokers that cannot be asked.
+		c.Reason, c.Message = v1alpha1.ReasonConfigRefused, strings.Join(refused, "; ")
 	case len(unreachable) > 0:
 		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonBrokerUnreachable
 		c.Message = "cannot read /v1/status: " + strings.Join(unreachable, "; ")
@@ -172,6 +196,28 @@ func ConfigApplied(o Observed) metav1.Condition {
 		c.Message = fmt.Sprintf("every broker runs configuration generation %d", o.Generation)
 	}
 	return c
+}
+
+// RefusedCurrent reports whether a broker's report says it refused the
+// configuration of generation gen: it refused gen or a later one (a
+// refused users file is reported with the generation it came with), or it
+// refused a file whose generation it could not read and has not applied
+// gen.
+func RefusedCurrent(r BrokerReport, gen int64) bool {
+	if r.Err != nil || r.RefusedError == "" {
+		return false
+	}
+	return r.RefusedGeneration >= gen || (r.RefusedGeneration == 0 && r.ConfigGeneration < gen)
+}
+
+// maxBrokerError bounds how much of a broker's error a condition quotes.
+const maxBrokerError = 1024
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func sortedReports(rs []BrokerReport) []BrokerReport {

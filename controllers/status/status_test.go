@@ -53,6 +53,43 @@ func TestConditionsTable(t *testing.T) {
 			want:   want{"Ready": "True", "ConfigApplied": "False"},
 			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigPending},
 		},
+		"hot change refused by the broker": {
+			o: Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, RefusedGeneration: 6, RefusedError: "config: auth.acl[0].user: reserved"}}},
+			want:   want{"Ready": "True", "ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigRefused},
+		},
+		"users file refused at the current generation": {
+			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, RefusedGeneration: 5, RefusedError: "auth: invalid users file: line 1"}}},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigRefused},
+		},
+		"unreadable file refused": {
+			o: Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, RefusedError: "config: yaml: line 1"}}},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigRefused},
+		},
+		"an older refusal does not hide a pending change": {
+			o: Observed{Generation: 7, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, RefusedGeneration: 6, RefusedError: "bad"}}},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigPending},
+		},
+		"a refusal wins over an unreachable broker": {
+			o: Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", Err: errors.New("connection refused")},
+				{Pod: "b-1", ConfigGeneration: 5, RefusedGeneration: 6, RefusedError: "bad"}}},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonConfigRefused},
+		},
+		"spec the operator could not render": {
+			o: Observed{Generation: 6, Replicas: 1, StatefulSet: healthy, Brokers: current,
+				RenderError: "resources: rendered broker config is invalid: config: auth.acl[0].user: reserved"},
+			want:   want{"ConfigApplied": "False"},
+			reason: map[string]string{"ConfigApplied": v1alpha1.ReasonInvalidConfig},
+		},
 		"broker unreachable": {
 			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy,
 				Brokers: []BrokerReport{{Pod: "b-0", Err: errors.New("connection refused")}}},
@@ -146,5 +183,25 @@ func TestSummarize(t *testing.T) {
 	want := Summary{Version: "v1", AppliedConfigGeneration: 4, Sessions: 5, QueuedMessages: 11}
 	if s != want {
 		t.Errorf("Summarize = %+v, want %+v", s, want)
+	}
+}
+
+// TestConfigRefusedMessage: the condition quotes the broker's error and
+// names the refused and the running generations; a long error is cut.
+func TestConfigRefusedMessage(t *testing.T) {
+	o := Observed{Generation: 6, Brokers: []BrokerReport{
+		{Pod: "b-0", ConfigGeneration: 5, RefusedGeneration: 6, RefusedError: "config: auth.acl[0].user: reserved"}}}
+	c := ConfigApplied(o)
+	want := "b-0 refused configuration generation 6 and runs generation 5: config: auth.acl[0].user: reserved"
+	if c.Message != want {
+		t.Errorf("message %q, want %q", c.Message, want)
+	}
+	long := make([]byte, 5000)
+	for i := range long {
+		long[i] = 'x'
+	}
+	o.Brokers[0].RefusedError = string(long)
+	if c := ConfigApplied(o); len(c.Message) > 1200 {
+		t.Errorf("message of %d bytes", len(c.Message))
 	}
 }

@@ -1,14 +1,16 @@
-package auth
+package access
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
 
 // This file holds the topic matching that ACLs need. It mirrors the rules of
 // broker/topic (MQTT 3.1.1 section 4.7) but works on filters as well as
-// names; auth imports no other broker package, so it keeps its own copy.
+// names; access is a leaf (the operator imports it), so it keeps its own
+// copy.
 
 // maxLevels bounds the levels split onto the stack before spilling.
 const maxLevels = 16
@@ -123,18 +125,22 @@ var errFilter = errors.New("invalid topic filter")
 // validateFilter checks the syntax of a topic filter (see broker/topic).
 func validateFilter(s string) error {
 	switch {
-	case s == "" || len(s) > 65535:
-		return errFilter
-	case !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0:
-		return errFilter
+	case s == "":
+		return fmt.Errorf("%w: empty", errFilter)
+	case len(s) > 65535:
+		return fmt.Errorf("%w: longer than 65535 bytes", errFilter)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: not UTF-8", errFilter)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%w: contains a NUL character", errFilter)
 	}
 	levels := splitLevels(nil, s)
 	for i, level := range levels {
 		if strings.Contains(level, "#") && (level != "#" || i != len(levels)-1) {
-			return errFilter
+			return fmt.Errorf("%w: '#' must fill the last level", errFilter)
 		}
 		if strings.Contains(level, "+") && level != "+" {
-			return errFilter
+			return fmt.Errorf("%w: '+' must fill a whole level", errFilter)
 		}
 	}
 	return nil
