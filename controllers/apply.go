@@ -209,8 +209,16 @@ func mergeStatefulSet(cur, want *appsv1.StatefulSet) {
 // away from want (see driftPaths), leaving out the immutable ones. Others
 // may add pod template annotations (`kubectl rollout restart` does); the
 // ones the operator sets must keep their values.
+//
+// Only while the desired spec is the one cur was written with (same spec
+// digest) can a difference be told apart from the operator's own change:
+// when the MQTTBroker changed (a new image, say), cur differs from want
+// because of that change, and reporting it as drift would blame someone
+// else for it. Then nothing is drift; the rewrite follows from the digest
+// alone (mergeStatefulSet) and the Restarted event names its cause.
 func statefulSetDrift(cur, want *appsv1.StatefulSet) []string {
-	if cur.ResourceVersion == "" {
+	if cur.ResourceVersion == "" ||
+		cur.Annotations[resources.SpecHashAnnotation] != want.Annotations[resources.SpecHashAnnotation] {
 		return nil
 	}
 	owned := want.Spec.DeepCopy()

@@ -157,3 +157,24 @@ func TestRollCause(t *testing.T) {
 		})
 	}
 }
+
+// TestStatefulSetDriftIgnoresTheOperatorsOwnChange: a new spec (here a new
+// image) is the operator's change, not drift (issue 11: changing
+// spec.image produced a DriftCorrected event naming the image); the same
+// difference under an unchanged spec digest is someone else's edit.
+func TestStatefulSetDriftIgnoresTheOperatorsOwnChange(t *testing.T) {
+	sts := func(specHash, image string) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{}
+		s.ResourceVersion = "1"
+		s.Annotations = map[string]string{resources.SpecHashAnnotation: specHash}
+		s.Spec.Template.Spec.Containers = []corev1.Container{{Name: "broker", Image: image}}
+		return s
+	}
+	if d := statefulSetDrift(sts("old", "bollard:1"), sts("new", "bollard:2")); len(d) != 0 {
+		t.Errorf("the operator's own image change reported as drift: %v", d)
+	}
+	d := statefulSetDrift(sts("same", "edited:9"), sts("same", "bollard:2"))
+	if len(d) != 1 || d[0] != "spec.template.spec.containers[0].image" {
+		t.Errorf("hand edit under an unchanged spec: drift %v", d)
+	}
+}
