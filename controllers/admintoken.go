@@ -55,6 +55,7 @@ func (r *MQTTBrokerReconciler) ensureAdminToken(ctx context.Context, p *pass) er
 		return nil
 	}
 	p.adminToken = tok
+	p.sources.secret(s)
 	return nil
 }
 
@@ -71,6 +72,7 @@ func (r *MQTTBrokerReconciler) createAdminToken(ctx context.Context, p *pass) er
 	}
 	r.event(b, s, false, EventCreated, "Create", "Created Secret %s (the broker's admin token)", s.Name)
 	p.adminToken = tok
+	p.sources.secret(s)
 	return nil
 }
 

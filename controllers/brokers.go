@@ -19,6 +19,7 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace), client.MatchingLabels(resources.SelectorLabels(b))); err != nil {
 		return err
 	}
+	r.refreshPods(ctx, p, pods.Items)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if !podReady(pod) || !pod.DeletionTimestamp.IsZero() {

@@ -90,5 +90,6 @@ func (r *MQTTBrokerReconciler) secret(ctx context.Context, p *pass, name, field 
 			r.event(b, s, true, EventSecretNotFound, "Check", "%s", msg)
 		}
 	}
+	p.sources.secret(s)
 	return s, nil
 }

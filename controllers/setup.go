@@ -66,7 +66,7 @@ func CacheOptions(namespaces []string) cache.Options {
 // brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
 func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.ConfigBackoff == nil {
-		r.ConfigBackoff = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, 30*time.Second)
+		r.ConfigBackoff = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, 2*time.Second)
 	}
 	if r.Client == nil {
 		r.Client = mgr.GetClient()

@@ -91,7 +91,7 @@ func run() error {
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
-		LeaderElectionID:        "bollard-operator.mqtt.bollard.io",
+		LeaderElectionID:        leaseName,
 		LeaderElectionNamespace: *leaderNS,
 		// Stepping down releases the Lease at once, so a rolling update of
 		// the operator does not wait out the lease duration.
@@ -112,6 +112,13 @@ func run() error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if *leaderElect {
+		if lo := newLeaseOwner(mgr.GetClient(), *leaderNS, leaseName); lo != nil {
+			if err := mgr.Add(lo); err != nil {
+				return err
+			}
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -122,6 +129,9 @@ func run() error {
 		"networkPolicies", *netPolicies, "operatorNamespace", np.OperatorNamespace)
 	return mgr.Start(ctx)
 }
+
+// leaseName is the leader election Lease.
+const leaseName = "bollard-operator.mqtt.bollard.io"
 
 // saNamespaceFile holds the namespace of the pod's service account.
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"

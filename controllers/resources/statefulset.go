@@ -37,12 +37,21 @@ const (
 
 // Probe timings. The startup probe allows 30 minutes for a broker to
 // recover a large store before liveness checks begin.
+//
+// The kubelet's first probe of a new container comes one period after it
+// started (its probe worker ticks from the pod's admission), and the
+// readiness probe's first check one readiness period after startup
+// passed: with periods of 10 s and 5 s a broker that is ready in 20 ms
+// turned Ready after ~11 s, and every pod of a roll paid it. The broker
+// answers /healthz and /readyz from memory, so probing every second
+// (startup) and every 2 s (readiness) costs nothing worth counting and
+// makes a restarted pod Ready within ~1-3 s.
 const (
-	startupPeriod    = 10
-	startupFailures  = 180
+	startupPeriod    = 1
+	startupFailures  = 1800
 	livenessPeriod   = 10
 	livenessFailures = 6
-	readinessPeriod  = 5
+	readinessPeriod  = 2
 	readinessFailure = 2
 	probeTimeout     = 5
 )

@@ -107,6 +107,7 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 	if out, err := run(t, helmEnv, helmBin, "uninstall", release, "--namespace", namespace, "--wait"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
 	}
+	checkLeaseGone(ctx, t, c)
 	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
 		t.Errorf("after helm uninstall, the MQTTBroker is gone (the CRD should be kept): %v", err)
 	}
@@ -286,6 +287,57 @@ func checkLeader(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	if err != nil {
 		dumpOperatorLog(ctx, t, c)
 		t.Fatalf("the operator holds no Lease %s/%s: %v", namespace, leaseName, err)
+	}
+	// The leader owns the Lease by its pod, so the Lease goes with it
+	// (issue 11: after `helm uninstall` a reinstall waited out the Lease).
+	err = poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &lease); err != nil {
+			return false, err
+		}
+		refs := lease.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].Kind != "Pod" || !strings.HasPrefix(refs[0].Name, operatorName+"-") {
+			return false, nil
+		}
+		var pod corev1.Pod
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: refs[0].Name}, &pod)
+		return err == nil && pod.UID == refs[0].UID, err
+	})
+	if err != nil {
+		dumpOperatorLog(ctx, t, c)
+		t.Fatalf("Lease %s/%s is not owned by the leader's pod: %v (owners %+v, holder %q)", namespace, leaseName, err,
+			lease.GetOwnerReferences(), ptr.Deref(lease.Spec.HolderIdentity, ""))
+	}
+	// client-go's leader election records "became leader" through the core
+	// events API; the chart's Role must allow it (issue 11: it granted only
+	// events.k8s.io, and every election logged "events is forbidden").
+	err = poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		evs, err := c.Kube.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "LeaderElection" && e.InvolvedObject.Kind == "Lease" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		dumpOperatorLog(ctx, t, c)
+		t.Fatalf("no LeaderElection event in %s (the leader election Role must allow core events): %v", namespace, err)
+	}
+}
+
+// checkLeaseGone checks that the Lease went with the operator's pod after
+// `helm uninstall`, so a reinstall elects a leader at once.
+func checkLeaseGone(ctx context.Context, t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	err := poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &coordinationv1.Lease{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Errorf("after helm uninstall the Lease %s/%s is still there: %v", namespace, leaseName, err)
 	}
 }
 

@@ -44,7 +44,22 @@ type Options struct {
 	Capacity corev1.ResourceList
 	// MaxProbePeriod caps the period of readiness and startup probes
 	// (default 1 s), so tests do not wait out production probe timings.
+	// Ignored with KubeletTiming.
 	MaxProbePeriod time.Duration
+	// KubeletTiming makes the agent wait as a kubelet does, so that tests
+	// measure what users will see rather than the agent's shortcuts:
+	//   - probes run every periodSeconds, and the first one a whole period
+	//     after the container started (the kubelet's probe worker ticks
+	//     from the pod's admission, before the container runs);
+	//   - ConfigMap and Secret volumes are refreshed only when the Pod
+	//     object changes (its labels, annotations or spec) or every
+	//     SourceResync, not when the ConfigMap or Secret changes (the
+	//     kubelet refreshes them when it syncs the pod, about once a
+	//     minute with its defaults).
+	KubeletTiming bool
+	// SourceResync is the periodic volume refresh under KubeletTiming
+	// (default 60 s, the kubelet's syncFrequency).
+	SourceResync time.Duration
 	// ShutdownGrace caps the grace period given to processes when the agent
 	// itself stops (default 10 s).
 	ShutdownGrace time.Duration
@@ -78,6 +93,9 @@ func (o *Options) defaults() error {
 	}
 	if o.MaxProbePeriod <= 0 {
 		o.MaxProbePeriod = time.Second
+	}
+	if o.SourceResync <= 0 {
+		o.SourceResync = time.Minute
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 10 * time.Second
@@ -152,9 +170,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	close(a.ready)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.heartbeat(ctx) }()
 	go func() { defer wg.Done(); a.worker(ctx) }()
+	go func() { defer wg.Done(); a.resync(ctx) }()
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()
@@ -217,10 +236,11 @@ func (a *Agent) onPod(obj any) {
 }
 
 // onSource re-syncs the pods that mount a changed ConfigMap or Secret, so
-// their files follow the object as kubelet volumes do.
+// their files follow the object. Under KubeletTiming it does nothing: the
+// files follow at the pod's next sync (see Options.KubeletTiming).
 func (a *Agent) onSource(obj any) {
 	m, ok := obj.(metav1.Object)
-	if !ok {
+	if !ok || a.opts.KubeletTiming {
 		return
 	}
 	for _, key := range a.podsMounting(m.GetNamespace(), m.GetName()) {
@@ -230,6 +250,25 @@ func (a *Agent) onSource(obj any) {
 
 // onVolume re-syncs pods when a volume changes (a claim got bound).
 func (a *Agent) onVolume(any) { a.enqueueAll() }
+
+// resync syncs every pod each SourceResync under KubeletTiming, as the
+// kubelet's periodic sync does (refreshing their ConfigMap and Secret
+// volumes).
+func (a *Agent) resync(ctx context.Context) {
+	if !a.opts.KubeletTiming {
+		return
+	}
+	t := time.NewTicker(a.opts.SourceResync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.enqueueAll()
+		}
+	}
+}
 
 func (a *Agent) enqueueAll() {
 	a.mu.Lock()

@@ -53,8 +53,10 @@ func (a *Agent) syncPod(ctx context.Context, key string) error {
 		if rt, err = a.startPod(pod); err != nil {
 			return err
 		}
-	} else if err := a.writeSourceVolumes(pod, rt); err != nil {
-		return err
+	} else if a.sourcesDue(pod, rt) {
+		if err := a.writeSourceVolumes(pod, rt); err != nil {
+			return err
+		}
 	}
 	if pod, err = a.annotatePorts(ctx, pod, rt); err != nil {
 		return err
@@ -178,4 +180,24 @@ func PortMap(pod *corev1.Pod) (map[string]string, error) {
 		return nil, fmt.Errorf("nodeagent: pod %s/%s: %s: %w", pod.Namespace, pod.Name, PortsAnnotation, err)
 	}
 	return maps.Clone(m), nil
+}
+
+// sourcesDue says whether a sync refreshes the pod's ConfigMap and Secret
+// volumes: always, unless KubeletTiming, where (as the kubelet) only a
+// change of the Pod object's labels or annotations, or SourceResync since
+// the last refresh, does. The agent's own port annotation does not count.
+func (a *Agent) sourcesDue(pod *corev1.Pod, rt *podRuntime) bool {
+	if !a.opts.KubeletTiming {
+		return true
+	}
+	ann := maps.Clone(pod.Annotations)
+	delete(ann, PortsAnnotation)
+	meta := fmt.Sprint(pod.Labels, ann)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if meta == rt.sourcesMeta && time.Since(rt.sourcesAt) < a.opts.SourceResync {
+		return false
+	}
+	rt.sourcesMeta, rt.sourcesAt = meta, time.Now()
+	return true
 }

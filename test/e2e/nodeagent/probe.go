@@ -34,12 +34,23 @@ func (c *container) probe(ctx context.Context) {
 // process, as the kubelet restarts a container that failed to start. It
 // returns false when ctx ends.
 func (c *container) runProbe(ctx context.Context, p *corev1.Probe, set func(bool)) bool {
-	period := min(time.Duration(max(p.PeriodSeconds, 1))*time.Second, c.a.opts.MaxProbePeriod)
+	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+	if !c.a.opts.KubeletTiming {
+		period = min(period, c.a.opts.MaxProbePeriod)
+	}
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	startup := p == c.spec.StartupProbe
 	successes, failures := 0, 0
 	t := time.NewTicker(period)
 	defer t.Stop()
+	if c.a.opts.KubeletTiming {
+		// The kubelet's first probe comes a period after the start.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 	for {
 		if err := c.check(ctx, p, timeout); err == nil {
 			successes, failures = successes+1, 0

@@ -31,6 +31,10 @@ type podRuntime struct {
 
 	mu          sync.Mutex
 	terminating bool
+	// sourcesMeta and sourcesAt: the Pod labels and annotations at the
+	// last refresh of its ConfigMap and Secret volumes, and when.
+	sourcesMeta string
+	sourcesAt   time.Time
 }
 
 // startPod prepares the pod's directories, volumes and ports, and starts
