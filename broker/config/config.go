@@ -192,6 +192,16 @@ type Limits struct {
 	// the broker never refuses work because of it. 0 leaves the runtime's
 	// setting (GOMEMLIMIT, by default none).
 	MemoryLimit int64 `yaml:"memoryLimit" json:"memoryLimit" reload:"hot"`
+	// MaxUserProperties is the most MQTT 5.0 User Properties one property
+	// block of a packet may carry (a CONNECT's will properties are a block
+	// of their own). The decoder refuses the packet before it allocates
+	// the excess: each 5-byte empty property would otherwise cost ~40 bytes
+	// of memory. A client beyond it is disconnected (5.0: reason 0x95 Packet
+	// too large) and the refusal counted. Applies to new connections.
+	MaxUserProperties int `yaml:"maxUserProperties" json:"maxUserProperties" reload:"hot"`
+	// MaxUserPropertyBytes bounds the encoded size of the User Properties
+	// of one property block, in bytes; beyond it as for MaxUserProperties.
+	MaxUserPropertyBytes int `yaml:"maxUserPropertyBytes" json:"maxUserPropertyBytes" reload:"hot"`
 }
 
 // Auth configures authentication and topic ACLs.
@@ -247,6 +257,8 @@ func Default() *Config {
 			ConnectTimeout:            Duration(10 * time.Second),
 			MaxTopicAliases:           32,
 			OutboundBufferBytes:       1 << 20,
+			MaxUserProperties:         64,
+			MaxUserPropertyBytes:      64 << 10,
 		},
 		LogLevel:     "info",
 		DrainTimeout: Duration(20 * time.Second),

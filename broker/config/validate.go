@@ -119,6 +119,9 @@ func (c *Config) validateLimits(v *validator) {
 	v.check(l.MaxKeepAlive >= 0 && l.MaxKeepAlive <= Duration(65535*time.Second), "limits.maxKeepAlive",
 		"must be between 0 (no cap) and 65535s, got %s", l.MaxKeepAlive)
 	v.check(l.MemoryLimit == 0 || l.MemoryLimit >= 16<<20, "limits.memoryLimit", "must be 0 (none) or at least 16 MiB, got %d", l.MemoryLimit)
+	v.check(l.MaxUserProperties >= 1 && l.MaxUserProperties <= 65535, "limits.maxUserProperties",
+		"must be between 1 and 65535, got %d", l.MaxUserProperties)
+	v.check(l.MaxUserPropertyBytes >= 64, "limits.maxUserPropertyBytes", "must be at least 64, got %d", l.MaxUserPropertyBytes)
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 

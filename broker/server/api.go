@@ -71,6 +71,8 @@ type Stats struct {
 	Retained int64
 	// Drops counts discarded messages by reason (the Drop* constants).
 	Drops map[string]uint64
+	// Refusals counts what each limit refused (the Limit* constants).
+	Refusals map[string]uint64
 	// MessagesIn and MessagesOut count PUBLISH packets by QoS.
 	MessagesIn  [3]uint64
 	MessagesOut [3]uint64

@@ -148,10 +148,12 @@ func (c *conn) serve() {
 	defer c.nc.Close()
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
+	c.r.Options = decodeOptions(cfg)
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
 	p, err := c.r.ReadPacket()
 	cp, _ := p.(*packet.Connect)
 	if err != nil {
+		c.countLimit(err)
 		if cp != nil && cp.ProtocolVersion != 0 {
 			c.version = cp.ProtocolVersion
 			c.refuse(packet.ReasonCodeOf(err))
@@ -243,9 +245,17 @@ func (c *conn) readError(err error) {
 	default:
 		var pe *packet.Error
 		if errors.As(err, &pe) {
+			c.countLimit(err)
 			c.log.Info("protocol error", "client", c.clientID, "err", err)
 			c.kick(pe.Code)
 		}
+	}
+}
+
+// countLimit counts a decode error that a configured limit caused.
+func (c *conn) countLimit(err error) {
+	if errors.Is(err, packet.ErrUserPropertyLimit) {
+		c.srv.refused.add(c.log, LimitUserProperties, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
 	}
 }
 

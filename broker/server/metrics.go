@@ -53,6 +53,8 @@ var (
 		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
 		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
+	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
+		"Packets, subscriptions, messages and connections refused by a limit, by limit (see docs/security.md).", []string{"limit"}, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -65,6 +67,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
 		descGeneration, descPendingRestart, descReloadFailed, descReloads, descReady, descBuildInfo,
+		descRefusals,
 	} {
 		ch <- d
 	}
@@ -90,6 +93,9 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for qos := range 3 {
 		counter(descMessagesIn, st.MessagesIn[qos], strconv.Itoa(qos))
 		counter(descMessagesOut, st.MessagesOut[qos], strconv.Itoa(qos))
+	}
+	for limit, n := range st.Refusals {
+		counter(descRefusals, n, limit)
 	}
 	counter(descBytesIn, st.BytesIn)
 	counter(descBytesOut, st.BytesOut)

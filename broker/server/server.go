@@ -25,13 +25,14 @@ var (
 
 // Server is one broker instance over a store.
 type Server struct {
-	log    *slog.Logger
-	now    func() time.Time
-	store  store.Store
-	router *router.Router
-	stats  *counters
-	com    *committer
-	sweep  *sweeper
+	log     *slog.Logger
+	now     func() time.Time
+	store   store.Store
+	router  *router.Router
+	stats   *counters
+	refused *refusals
+	com     *committer
+	sweep   *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	authz atomic.Pointer[authState]
@@ -72,7 +73,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(),
+	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(),
 		sessions: make(map[string]*sessionEntry), conns: make(map[*conn]struct{})}
 	if o.auth != nil {
 		s.fixed = &authState{authn: o.auth, authz: o.authz}

@@ -100,6 +100,7 @@ func (s *Server) Stats() Stats {
 		Connections: s.stats.connections.Load(),
 		Retained:    int64(s.router.RetainedCount()),
 		Drops:       s.stats.dropSnapshot(),
+		Refusals:    s.refused.snapshot(),
 		BytesIn:     s.stats.bytesIn.Load(),
 		BytesOut:    s.stats.bytesOut.Load(),
 		Commit:      s.stats.commit.snapshot(),

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/packet"
+)
+
+// Limits that refuse something, the keys of Stats.Refusals and the limit
+// label of bollard_limit_refusals_total. Each refusal is counted once, when
+// the broker refuses the packet, subscription, message or connection.
+const (
+	// LimitUserProperties: a packet with more user properties (count or
+	// bytes) than limits.maxUserProperties / maxUserPropertyBytes.
+	LimitUserProperties = "user_properties"
+)
+
+// knownLimits are exported at zero before the first refusal.
+var knownLimits = []string{
+	LimitUserProperties,
+}
+
+// refusals counts what the limits refused, with at most one log line per
+// limit and second.
+type refusals struct {
+	mu    sync.Mutex
+	n     map[string]uint64
+	last  map[string]time.Time
+	skips map[string]uint64
+}
+
+func newRefusals() *refusals {
+	r := &refusals{n: make(map[string]uint64), last: make(map[string]time.Time), skips: make(map[string]uint64)}
+	for _, l := range knownLimits {
+		r.n[l] = 0
+	}
+	return r
+}
+
+// add counts one refusal by limit and logs it (rate-limited) with attrs.
+func (r *refusals) add(log *slog.Logger, limit string, attrs ...any) {
+	r.mu.Lock()
+	r.n[limit]++
+	now := time.Now()
+	skipped := r.skips[limit]
+	logIt := now.Sub(r.last[limit]) >= time.Second
+	if logIt {
+		r.last[limit] = now
+		r.skips[limit] = 0
+	} else {
+		r.skips[limit]++
+	}
+	r.mu.Unlock()
+	if logIt {
+		log.Warn("limit refused a request", append([]any{"limit", limit, "unlogged_before", skipped}, attrs...)...)
+	}
+}
+
+func (r *refusals) snapshot() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]uint64, len(r.n))
+	for k, v := range r.n {
+		out[k] = v
+	}
+	return out
+}
+
+// decodeOptions are the decoder limits of the configuration.
+func decodeOptions(cfg *config.Config) packet.DecodeOptions {
+	return packet.DecodeOptions{
+		MaxUserProperties:    cfg.Limits.MaxUserProperties,
+		MaxUserPropertyBytes: cfg.Limits.MaxUserPropertyBytes,
+	}
+}
