@@ -144,14 +144,19 @@ type Sessions struct {
 type Queues struct {
 	// MaxQueuedMessages is the most messages one session may have queued.
 	MaxQueuedMessages int64 `yaml:"maxQueuedMessages" json:"maxQueuedMessages" reload:"hot"`
-	// MaxQueuedBytes is the most payload+topic bytes one session may have queued.
+	// MaxQueuedBytes is the most bytes one session may have queued. A
+	// message counts its encoded size (the MQTT 5.0 PUBLISH: topic, payload
+	// and every property with its length prefixes) plus its publisher's
+	// client ID and a 64-byte per-entry overhead, the same size every byte
+	// budget uses (see docs/security.md).
 	MaxQueuedBytes int64 `yaml:"maxQueuedBytes" json:"maxQueuedBytes" reload:"hot"`
 	// OverflowPolicy is DropOldest, DropNewest or RejectPublish.
 	OverflowPolicy string `yaml:"overflowPolicy" json:"overflowPolicy" reload:"hot"`
 	// QueueQoS0 also queues QoS 0 messages for offline sessions.
 	QueueQoS0 bool `yaml:"queueQoS0" json:"queueQoS0" reload:"hot"`
 	// MaxStoreBytes is a global budget on stored message bytes that protects
-	// the volume; 0 means no limit. At the budget, new messages for offline
+	// the volume (each message counted once, at the size MaxQueuedBytes
+	// describes); 0 means no limit. At the budget, new messages for offline
 	// sessions are handled by OverflowPolicy (DropOldest behaves as
 	// DropNewest, since other sessions' messages are never dropped).
 	MaxStoreBytes int64 `yaml:"maxStoreBytes" json:"maxStoreBytes" reload:"hot"`

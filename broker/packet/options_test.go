@@ -70,7 +70,7 @@ func TestDecodeOptionsUserPropertyLimits(t *testing.T) {
 
 func TestDecodeOptionsEveryPropertyBlock(t *testing.T) {
 	o := &DecodeOptions{MaxUserProperties: 1}
-	two := []UserProperty{{"a", "1"}, {"b", "2"}}
+	two := []UserProperty{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}}
 	for _, p := range []Packet{
 		&Connect{ProtocolVersion: V5, ClientID: "c", Properties: Properties{User: two}},
 		&Connect{ProtocolVersion: V5, ClientID: "c", WillFlag: true, WillTopic: "w", WillProperties: Properties{User: two}},

@@ -1,9 +1,13 @@
 package server
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
 )
 
 func emptyUserProps(n int) []packet.UserProperty { return make([]packet.UserProperty, n) }
@@ -36,5 +40,36 @@ func TestUserPropertyLimit(t *testing.T) {
 	}
 	if n := b.srv.Stats().Refusals[LimitUserProperties]; n != 2 {
 		t.Fatalf("refusals[%s] = %d, want 2", LimitUserProperties, n)
+	}
+}
+
+// TestMessageSizeIsEncodedSize: store.Message.Size counts exactly the 5.0
+// PUBLISH the broker sends for it, plus the publisher and EntryOverhead,
+// whatever properties it carries; 100,000 empty user properties count
+// 500,000 bytes, not 0.
+func TestMessageSizeIsEncodedSize(t *testing.T) {
+	pf := byte(1)
+	now := time.Now()
+	many := make([]store.UserProperty, 100000)
+	for name, m := range map[string]*store.Message{
+		"bare":        {Topic: "a", Publisher: "p"},
+		"payload":     {Topic: "a/b/c", Payload: make([]byte, 300), Publisher: "pub"},
+		"all props":   {Topic: "t", Payload: []byte("x"), Publisher: "p", ExpiresAt: now.Add(time.Hour), Props: store.Properties{PayloadFormat: &pf, ContentType: "text/plain", ResponseTopic: "r/t", CorrelationData: []byte{}, UserProperties: []store.UserProperty{{Key: "k", Value: "v"}, {}}}},
+		"user flood":  {Topic: "t", Publisher: "p", Props: store.Properties{UserProperties: many}},
+		"long topic":  {Topic: strings.Repeat("a/", 5000), Payload: make([]byte, 20000), Publisher: "p"},
+		"big payload": {Topic: "t", Payload: make([]byte, 3<<20), Publisher: "p"},
+	} {
+		c := &conn{version: packet.V5, srv: &Server{now: func() time.Time { return now }}}
+		p := c.publishPacket(&session.Outgoing{Msg: m, QoS: 1, PacketID: 1}, now)
+		wire, err := packet.Size(p, packet.V5)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := int64(wire+len(m.Publisher)) + store.EntryOverhead; m.Size() != want {
+			t.Errorf("%s: Size() = %d, want %d (PUBLISH of %d bytes)", name, m.Size(), want, wire)
+		}
+	}
+	if n := (&store.Message{Props: store.Properties{UserProperties: many}}).Size(); n < 500000 {
+		t.Errorf("100,000 empty user properties count %d bytes", n)
 	}
 }
