@@ -207,6 +207,20 @@ type Limits struct {
 	// MaxUserPropertyBytes bounds the encoded size of the User Properties
 	// of one property block, in bytes; beyond it as for MaxUserProperties.
 	MaxUserPropertyBytes int `yaml:"maxUserPropertyBytes" json:"maxUserPropertyBytes" reload:"hot"`
+	// MaxTopicLength is the longest topic name or topic filter accepted, in
+	// bytes (a shared subscription's "$share/{group}/" included); the
+	// protocol allows 65535. It applies to PUBLISH (and so to retained
+	// topics), will topics and SUBSCRIBE. Refused: a 5.0 PUBLISH at QoS 1/2
+	// gets PUBACK/PUBREC 0x90 Topic Name invalid, any other PUBLISH closes
+	// the connection (5.0: DISCONNECT 0x90); a will topic refuses the
+	// CONNECT (5.0: CONNACK 0x90; 3.1.1 closes); a filter gets SUBACK 0x8F
+	// (3.1.1: 0x80). Each refusal is counted.
+	MaxTopicLength int `yaml:"maxTopicLength" json:"maxTopicLength" reload:"hot"`
+	// MaxTopicLevels is the most levels ("/"-separated parts) of a topic
+	// name or filter (of a shared subscription's inner filter), refused as
+	// for MaxTopicLength. Every level is a node in the subscription tree or
+	// the retained messages, so deep topics cost far more than their bytes.
+	MaxTopicLevels int `yaml:"maxTopicLevels" json:"maxTopicLevels" reload:"hot"`
 }
 
 // Auth configures authentication and topic ACLs.
@@ -264,6 +278,8 @@ func Default() *Config {
 			OutboundBufferBytes:       1 << 20,
 			MaxUserProperties:         64,
 			MaxUserPropertyBytes:      64 << 10,
+			MaxTopicLength:            1024,
+			MaxTopicLevels:            32,
 		},
 		LogLevel:     "info",
 		DrainTimeout: Duration(20 * time.Second),

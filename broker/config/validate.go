@@ -122,6 +122,10 @@ func (c *Config) validateLimits(v *validator) {
 	v.check(l.MaxUserProperties >= 1 && l.MaxUserProperties <= 65535, "limits.maxUserProperties",
 		"must be between 1 and 65535, got %d", l.MaxUserProperties)
 	v.check(l.MaxUserPropertyBytes >= 64, "limits.maxUserPropertyBytes", "must be at least 64, got %d", l.MaxUserPropertyBytes)
+	v.check(l.MaxTopicLength >= 16 && l.MaxTopicLength <= 65535, "limits.maxTopicLength",
+		"must be between 16 and 65535, got %d", l.MaxTopicLength)
+	v.check(l.MaxTopicLevels >= 1 && l.MaxTopicLevels <= 65535, "limits.maxTopicLevels",
+		"must be between 1 and 65535, got %d", l.MaxTopicLevels)
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 

@@ -128,7 +128,7 @@ func (c *conn) buildWill(p *packet.Connect) (*store.Will, packet.ReasonCode) {
 	if !p.WillFlag {
 		return nil, packet.Success
 	}
-	if topic.ValidateName(p.WillTopic) != nil {
+	if topic.ValidateName(p.WillTopic) != nil || !c.topicAllowed(p.WillTopic) {
 		return nil, packet.TopicNameInvalid
 	}
 	if !c.srv.canPublish(c.principal, c.clientID, p.WillTopic) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/topic"
 )
 
 // Limits that refuse something, the keys of Stats.Refusals and the limit
@@ -16,11 +17,15 @@ const (
 	// LimitUserProperties: a packet with more user properties (count or
 	// bytes) than limits.maxUserProperties / maxUserPropertyBytes.
 	LimitUserProperties = "user_properties"
+	// LimitTopic: a topic name or filter longer or deeper than
+	// limits.maxTopicLength / maxTopicLevels.
+	LimitTopic = "topic"
 )
 
 // knownLimits are exported at zero before the first refusal.
 var knownLimits = []string{
 	LimitUserProperties,
+	LimitTopic,
 }
 
 // refusals counts what the limits refused, with at most one log line per
@@ -67,6 +72,21 @@ func (r *refusals) snapshot() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// topicLimits are the topic limits of the configuration.
+func topicLimits(cfg *config.Config) topic.Limits {
+	return topic.Limits{MaxLen: cfg.Limits.MaxTopicLength, MaxLevels: cfg.Limits.MaxTopicLevels}
+}
+
+// topicAllowed reports whether a topic name or filter is within the topic
+// limits, counting a refusal.
+func (c *conn) topicAllowed(s string) bool {
+	if err := topicLimits(c.srv.config()).Check(s); err != nil {
+		c.srv.refused.add(c.log, LimitTopic, "client", c.clientID, "err", err)
+		return false
+	}
+	return true
 }
 
 // decodeOptions are the decoder limits of the configuration.

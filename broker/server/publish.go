@@ -101,7 +101,16 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 
 // onPublish handles a PUBLISH from the client.
 func (c *conn) onPublish(p *packet.Publish) bool {
-	name, rc := c.topicOf(p)
+	name, rc, limited := c.topicOf(p)
+	if limited && c.version >= packet.V5 && p.QoS > 0 {
+		// Well-formed but not accepted: the 5.0 publisher learns it from
+		// the acknowledgement and keeps its connection.
+		if !c.takeSlot() {
+			return false
+		}
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.TopicNameInvalid, false) })
+		return true
+	}
 	if rc != packet.Success {
 		c.kick(rc)
 		return false
@@ -211,7 +220,20 @@ func (c *conn) releaseSlot() {
 }
 
 // topicOf resolves the topic name of p, applying 5.0 topic aliases.
-func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
+// limited says that rc (TopicNameInvalid) is due to the topic limits.
+func (c *conn) topicOf(p *packet.Publish) (name string, rc packet.ReasonCode, limited bool) {
+	name, rc = c.resolveTopic(p)
+	if rc == errTopicLimit {
+		return "", packet.TopicNameInvalid, true
+	}
+	return name, rc, false
+}
+
+// errTopicLimit stands for a topic beyond the limits inside topicOf (a
+// Reason Code no PUBLISH can earn otherwise).
+const errTopicLimit = packet.ImplementationSpecificError
+
+func (c *conn) resolveTopic(p *packet.Publish) (string, packet.ReasonCode) {
 	if len(p.Properties.SubscriptionIdentifiers) > 0 {
 		return "", packet.ProtocolError // [MQTT-3.3.4-6]
 	}
@@ -219,6 +241,9 @@ func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
 	if a := p.Properties.TopicAlias; a != nil {
 		if *a == 0 || *a > c.inAliasMax {
 			return "", packet.TopicAliasInvalid // [MQTT-3.3.2-9]
+		}
+		if name != "" && !c.topicAllowed(name) {
+			return "", errTopicLimit // checked before the alias holds it
 		}
 		if name == "" {
 			n, ok := c.inAliases[*a]
@@ -235,6 +260,9 @@ func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
 	}
 	if topic.ValidateName(name) != nil {
 		return "", packet.TopicNameInvalid
+	}
+	if p.Properties.TopicAlias == nil && !c.topicAllowed(name) {
+		return "", errTopicLimit
 	}
 	return name, packet.Success
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,66 @@ func TestMessageSizeIsEncodedSize(t *testing.T) {
 	}
 	if n := (&store.Message{Props: store.Properties{UserProperties: many}}).Size(); n < 500000 {
 		t.Errorf("100,000 empty user properties count %d bytes", n)
+	}
+}
+
+// TestTopicLimits attacks limits.maxTopicLevels and maxTopicLength through
+// every way a topic enters: PUBLISH (retained or not, aliased), will topic
+// and SUBSCRIBE, in 5.0 and 3.1.1.
+func TestTopicLimits(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxTopicLevels = 4
+	cfg.Limits.MaxTopicLength = 64
+	b := startBroker(t, cfg)
+	deep := "a/b/c/d/e"
+	long := strings.Repeat("x", 65)
+	refused := func() uint64 { return b.srv.Stats().Refusals[LimitTopic] }
+
+	c := dialRaw(t, b.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "t5", CleanStart: true})
+	for i, tp := range []string{deep, long} {
+		c.send(&packet.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: tp, Payload: []byte("r")})
+		if ack, ok := c.recv().(*packet.Puback); !ok || ack.ReasonCode != packet.TopicNameInvalid {
+			t.Fatalf("PUBLISH to %q: %+v, want PUBACK 0x90", tp, ack)
+		}
+	}
+	// An alias cannot smuggle a long topic in: it is refused when set.
+	c.send(&packet.Publish{QoS: 1, PacketID: 3, Topic: long, Properties: packet.Properties{TopicAlias: u16(1)}})
+	if ack, ok := c.recv().(*packet.Puback); !ok || ack.ReasonCode != packet.TopicNameInvalid {
+		t.Fatalf("aliased PUBLISH: %+v, want PUBACK 0x90", ack)
+	}
+	sa := c.subscribe(4, 0, packet.Subscription{Filter: "a/+/c/d/#", QoS: 1}, packet.Subscription{Filter: "$share/g/a/b/c/d", QoS: 1},
+		packet.Subscription{Filter: "a/b/c/#", QoS: 1})
+	if want := []packet.ReasonCode{packet.TopicFilterInvalid, packet.Success + 1, packet.Success + 1}; !slices.Equal(sa.ReasonCodes, want) {
+		t.Fatalf("SUBACK %v, want %v", sa.ReasonCodes, want)
+	}
+	if n := b.srv.Stats().Retained; n != 0 {
+		t.Fatalf("%d retained messages, want 0", n)
+	}
+	if n := refused(); n != 4 {
+		t.Fatalf("refusals = %d, want 4", n)
+	}
+	// QoS 0 cannot be acknowledged: DISCONNECT 0x90.
+	c.send(&packet.Publish{Topic: deep})
+	if d := c.expectClosed(); d == nil || d.ReasonCode != packet.TopicNameInvalid {
+		t.Fatalf("DISCONNECT %+v, want 0x90", d)
+	}
+
+	// 3.1.1: SUBACK 0x80, and a PUBLISH closes the connection.
+	c = dialRaw(t, b.addr, packet.V311)
+	c.connect(&packet.Connect{ClientID: "t3", CleanStart: true})
+	if sa := c.subscribe(1, 0, packet.Subscription{Filter: deep, QoS: 1}); sa.ReasonCodes[0] != packet.SubackFailure {
+		t.Fatalf("3.1.1 SUBACK %v, want 0x80", sa.ReasonCodes)
+	}
+	c.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: long})
+	c.expectClosed()
+
+	// A will topic beyond the limits refuses the CONNECT.
+	c = dialRaw(t, b.addr, packet.V5)
+	if ack := c.connect(&packet.Connect{ClientID: "w", WillFlag: true, WillTopic: deep}); ack.ReasonCode != packet.TopicNameInvalid {
+		t.Fatalf("CONNACK %v, want 0x90", ack.ReasonCode)
+	}
+	if n := refused(); n != 8 {
+		t.Fatalf("refusals = %d, want 8", n)
 	}
 }
