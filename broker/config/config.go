@@ -138,6 +138,17 @@ type Sessions struct {
 	// by another authenticated principal. Off by default: such a client is
 	// refused with 0x87 Not authorized.
 	AllowTakeoverByOtherPrincipal bool `yaml:"allowTakeoverByOtherPrincipal" json:"allowTakeoverByOtherPrincipal" reload:"hot"`
+	// MaxSessions caps the sessions the broker holds, online and offline
+	// persistent ones together; 0 means no limit. A CONNECT that would
+	// create one more is refused (5.0: CONNACK 0x97 Quota exceeded; 3.1.1:
+	// 0x03 Server unavailable) and counted; resuming an existing session is
+	// always allowed. Sessions recovered at start are kept even above it.
+	MaxSessions int `yaml:"maxSessions" json:"maxSessions" reload:"hot"`
+	// MaxSessionsPerPrincipal caps the sessions of one principal (a
+	// username; all anonymous clients together count as one principal),
+	// refused as for MaxSessions; 0 means no limit. It keeps one leaked or
+	// abused credential from taking the whole of MaxSessions.
+	MaxSessionsPerPrincipal int `yaml:"maxSessionsPerPrincipal" json:"maxSessionsPerPrincipal" reload:"hot"`
 }
 
 // Queues bounds the offline queue of every persistent session.
@@ -259,8 +270,10 @@ func Default() *Config {
 		DataDir:    "./bollard-data",
 		Durability: Durability{Mode: DurabilitySync, Interval: Duration(50 * time.Millisecond)},
 		Sessions: Sessions{
-			MaxSessionExpiry:     Duration(7 * 24 * time.Hour),
-			DefaultSessionExpiry: Duration(24 * time.Hour),
+			MaxSessionExpiry:        Duration(7 * 24 * time.Hour),
+			DefaultSessionExpiry:    Duration(24 * time.Hour),
+			MaxSessions:             100000,
+			MaxSessionsPerPrincipal: 10000,
 		},
 		Queues: Queues{
 			MaxQueuedMessages: 10000,

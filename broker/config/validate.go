@@ -91,6 +91,8 @@ func (c *Config) validateSessions(v *validator) {
 	v.check(s.MaxSessionExpiry%Duration(time.Second) == 0, "sessions.maxSessionExpiry", "must be whole seconds, got %s", s.MaxSessionExpiry)
 	v.check(s.DefaultSessionExpiry > 0, "sessions.defaultSessionExpiry",
 		"must be positive: 3.1.1 persistent sessions need a finite expiry, got %s", s.DefaultSessionExpiry)
+	v.check(s.MaxSessions >= 0, "sessions.maxSessions", "must be 0 (no limit) or positive, got %d", s.MaxSessions)
+	v.check(s.MaxSessionsPerPrincipal >= 0, "sessions.maxSessionsPerPrincipal", "must be 0 (no limit) or positive, got %d", s.MaxSessionsPerPrincipal)
 	v.check(s.DefaultSessionExpiry <= s.MaxSessionExpiry, "sessions.defaultSessionExpiry",
 		"must not exceed sessions.maxSessionExpiry (%s), got %s", s.MaxSessionExpiry, s.DefaultSessionExpiry)
 }

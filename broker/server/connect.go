@@ -275,9 +275,21 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 	}
 	present = e != nil
 	if e == nil {
+		if rc := s.sessionQuotaLocked(c); rc != packet.Success {
+			s.mu.Unlock()
+			if oldWill != nil {
+				s.publishWill(c.clientID, oldWill)
+			}
+			if b.Len() > 0 {
+				if err := s.commitOrdered(&b); err != nil {
+					s.log.Error("storing session", "client", c.clientID, "err", err)
+				}
+			}
+			return false, rc
+		}
 		rec := store.Session{ClientID: c.clientID, Principal: c.principal, CreatedAt: s.now()}
-		e = &sessionEntry{sess: session.New(rec, s.limits(), s.store, s.now, s.hooks())}
-		s.sessions[c.clientID] = e
+		e = &sessionEntry{sess: session.New(rec, s.limits(), s.store, s.now, s.hooks()), principal: c.principal}
+		s.addSessionLocked(c.clientID, e)
 		s.router.Register(c.clientID, e.sess)
 	}
 	if present && expiry == 0 && e.sess.Persistent() {
@@ -354,6 +366,9 @@ func (s *Server) lockFreeSession(c *conn) (*sessionEntry, packet.ReasonCode) {
 // store. s.mu must be held.
 func (s *Server) removeSessionLocked(id string, e *sessionEntry, b *store.Batch) {
 	delete(s.sessions, id)
+	if s.principals[e.principal]--; s.principals[e.principal] <= 0 {
+		delete(s.principals, e.principal)
+	}
 	subs := e.sess.Subscriptions()
 	filters := make([]string, len(subs))
 	for i, sub := range subs {

@@ -20,12 +20,21 @@ const (
 	// LimitTopic: a topic name or filter longer or deeper than
 	// limits.maxTopicLength / maxTopicLevels.
 	LimitTopic = "topic"
+	// LimitSessions: a CONNECT that would create a session beyond
+	// sessions.maxSessions.
+	LimitSessions = "sessions"
+	// LimitSessionsPerPrincipal: a CONNECT that would create a session
+	// beyond sessions.maxSessionsPerPrincipal for its user (or for the
+	// anonymous clients together).
+	LimitSessionsPerPrincipal = "sessions_per_principal"
 )
 
 // knownLimits are exported at zero before the first refusal.
 var knownLimits = []string{
 	LimitUserProperties,
 	LimitTopic,
+	LimitSessions,
+	LimitSessionsPerPrincipal,
 }
 
 // refusals counts what the limits refused, with at most one log line per
@@ -72,6 +81,34 @@ func (r *refusals) snapshot() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// addSessionLocked registers the session e of id and counts it for its
+// principal. s.mu must be held.
+func (s *Server) addSessionLocked(id string, e *sessionEntry) {
+	s.sessions[id] = e
+	s.principals[e.principal]++
+}
+
+// sessionQuotaLocked decides whether c may create a new session under
+// sessions.maxSessions and maxSessionsPerPrincipal (anonymous clients share
+// the principal ""): Success, or QuotaExceeded (3.1.1: 0x03 Server
+// unavailable), counted. Sessions restored at start are never dropped for
+// these limits; while over them, only new sessions are refused. s.mu must
+// be held.
+func (s *Server) sessionQuotaLocked(c *conn) packet.ReasonCode {
+	l := s.config().Sessions
+	limit := ""
+	switch {
+	case l.MaxSessions > 0 && len(s.sessions) >= l.MaxSessions:
+		limit = LimitSessions
+	case l.MaxSessionsPerPrincipal > 0 && s.principals[c.principal] >= l.MaxSessionsPerPrincipal:
+		limit = LimitSessionsPerPrincipal
+	default:
+		return packet.Success
+	}
+	s.refused.add(c.log, limit, "client", c.clientID, "principal", c.principal)
+	return packet.QuotaExceeded
 }
 
 // topicLimits are the topic limits of the configuration.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,77 @@ func TestTopicLimits(t *testing.T) {
 	}
 	if n := refused(); n != 8 {
 		t.Fatalf("refusals = %d, want 8", n)
+	}
+}
+
+// TestSessionCaps floods sessions with one username, anonymously and in
+// all: beyond the per-principal and global caps CONNECT is refused (5.0
+// 0x97, 3.1.1 0x03) and counted, resuming an existing session still works,
+// and an expired or deleted session frees its place.
+func TestSessionCaps(t *testing.T) {
+	cfg := testConfig()
+	cfg.Sessions.MaxSessionsPerPrincipal = 3
+	cfg.Sessions.MaxSessions = 5
+	b := startBrokerWith(t, cfg, WithAuthenticator(userAuth{}, nil))
+	connect := func(version byte, id, user string, clean bool) (*rawClient, *packet.Connack) {
+		c := dialRaw(t, b.addr, version)
+		p := &packet.Connect{ClientID: id, CleanStart: clean, Properties: packet.Properties{SessionExpiryInterval: u32(3600)}}
+		if user != "" {
+			p.UsernameFlag, p.Username, p.PasswordFlag, p.Password = true, user, true, []byte("pw")
+		}
+		return c, c.connect(p)
+	}
+	offline := func(version byte, id, user string) packet.ReasonCode {
+		c, ack := connect(version, id, user, false)
+		if ack.ReasonCode == packet.Success {
+			c.send(&packet.Disconnect{})
+			c.expectClosed()
+			waitOffline(t, b, id)
+		}
+		return ack.ReasonCode
+	}
+	for i := range 3 {
+		if rc := offline(packet.V5, "m"+strconv.Itoa(i), "mallory"); rc != packet.Success {
+			t.Fatalf("session %d of mallory: %v", i, rc)
+		}
+	}
+	if rc := offline(packet.V5, "m3", "mallory"); rc != packet.QuotaExceeded {
+		t.Fatalf("4th session of mallory: %v, want 0x97", rc)
+	}
+	if rc := offline(packet.V311, "m4", "mallory"); rc != packet.RefusedServerUnavailable {
+		t.Fatalf("3.1.1 session of mallory: %v, want 0x03", rc)
+	}
+	// Resuming one of the three is not a new session.
+	if rc := offline(packet.V5, "m1", "mallory"); rc != packet.Success {
+		t.Fatalf("resuming m1: %v", rc)
+	}
+	// Anonymous clients share one principal.
+	for i := range 2 {
+		if rc := offline(packet.V5, "anon"+strconv.Itoa(i), ""); rc != packet.Success {
+			t.Fatalf("anonymous session %d: %v", i, rc)
+		}
+	}
+	// Now 5 sessions in all: the global cap refuses another user too.
+	if rc := offline(packet.V5, "alice1", "alice"); rc != packet.QuotaExceeded {
+		t.Fatalf("6th session: %v, want 0x97", rc)
+	}
+	st := b.srv.Stats()
+	if st.Refusals[LimitSessionsPerPrincipal] != 2 || st.Refusals[LimitSessions] != 1 {
+		t.Fatalf("refusals %v", st.Refusals)
+	}
+	// A session ended with expiry 0 gives its place back.
+	c, _ := connect(packet.V5, "m0", "mallory", false)
+	c.send(&packet.Disconnect{Properties: packet.Properties{SessionExpiryInterval: u32(0)}})
+	c.expectClosed()
+	eventually(t, 5*time.Second, "m0 deleted", func() bool { _, ok := b.srv.Session("m0"); return !ok })
+	if rc := offline(packet.V5, "alice1", "alice"); rc != packet.Success {
+		t.Fatalf("after m0 ended: %v", rc)
+	}
+	// A clean start replaces the session in place, also at the cap.
+	if _, ack := connect(packet.V5, "alice1", "alice", true); ack.ReasonCode != packet.Success {
+		t.Fatalf("clean start at the cap: %v", ack.ReasonCode)
+	}
+	if n := len(b.srv.Sessions()); n != 5 {
+		t.Fatalf("%d sessions, want 5", n)
 	}
 }
