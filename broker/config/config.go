@@ -167,7 +167,7 @@ type Queues struct {
 	QueueQoS0 bool `yaml:"queueQoS0" json:"queueQoS0" reload:"hot"`
 	// MaxStoreBytes is a global budget on stored message bytes that protects
 	// the volume (each message counted once, at the size MaxQueuedBytes
-	// describes); 0 means no limit. At the budget, new messages for offline
+	// describes, retained messages included); 0 means no limit. At the budget, new messages for offline
 	// sessions are handled by OverflowPolicy (DropOldest behaves as
 	// DropNewest, since other sessions' messages are never dropped).
 	MaxStoreBytes int64 `yaml:"maxStoreBytes" json:"maxStoreBytes" reload:"hot"`
@@ -232,6 +232,21 @@ type Limits struct {
 	// for MaxTopicLength. Every level is a node in the subscription tree or
 	// the retained messages, so deep topics cost far more than their bytes.
 	MaxTopicLevels int `yaml:"maxTopicLevels" json:"maxTopicLevels" reload:"hot"`
+	// MaxRetainedMessages caps the number of retained messages (all are
+	// held in memory and on disk); 0 means no limit. At the cap a retained
+	// publish on a new topic is refused, while replacing or clearing an
+	// existing topic's retained message still works. A refused 5.0 QoS 1/2
+	// publish gets PUBACK/PUBREC 0x97 Quota exceeded and is not delivered
+	// either (the publisher may retry); a publisher that cannot be told
+	// (QoS 0, MQTT 3.1.1, a will) has its message delivered but not
+	// retained. Each refusal is counted.
+	MaxRetainedMessages int `yaml:"maxRetainedMessages" json:"maxRetainedMessages" reload:"hot"`
+	// MaxRetainedBytes caps the bytes of all retained messages together
+	// (each counted as in queues.maxQueuedBytes); 0 means no limit. Beyond
+	// it as for MaxRetainedMessages, except that replacing a message by one
+	// no larger is always allowed. Retained messages also count against
+	// queues.maxStoreBytes.
+	MaxRetainedBytes int64 `yaml:"maxRetainedBytes" json:"maxRetainedBytes" reload:"hot"`
 }
 
 // Auth configures authentication and topic ACLs.
@@ -293,6 +308,8 @@ func Default() *Config {
 			MaxUserPropertyBytes:      64 << 10,
 			MaxTopicLength:            1024,
 			MaxTopicLevels:            32,
+			MaxRetainedMessages:       100000,
+			MaxRetainedBytes:          64 << 20,
 		},
 		LogLevel:     "info",
 		DrainTimeout: Duration(20 * time.Second),

@@ -128,6 +128,8 @@ func (c *Config) validateLimits(v *validator) {
 		"must be between 16 and 65535, got %d", l.MaxTopicLength)
 	v.check(l.MaxTopicLevels >= 1 && l.MaxTopicLevels <= 65535, "limits.maxTopicLevels",
 		"must be between 1 and 65535, got %d", l.MaxTopicLevels)
+	v.check(l.MaxRetainedMessages >= 0, "limits.maxRetainedMessages", "must be 0 (no limit) or positive, got %d", l.MaxRetainedMessages)
+	v.check(l.MaxRetainedBytes >= 0, "limits.maxRetainedBytes", "must be 0 (no limit) or positive, got %d", l.MaxRetainedBytes)
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/topic"
 )
 
@@ -27,6 +28,9 @@ const (
 	// beyond sessions.maxSessionsPerPrincipal for its user (or for the
 	// anonymous clients together).
 	LimitSessionsPerPrincipal = "sessions_per_principal"
+	// LimitRetained: a retained publish beyond limits.maxRetainedMessages,
+	// maxRetainedBytes or the store budget (queues.maxStoreBytes).
+	LimitRetained = "retained"
 )
 
 // knownLimits are exported at zero before the first refusal.
@@ -35,6 +39,7 @@ var knownLimits = []string{
 	LimitTopic,
 	LimitSessions,
 	LimitSessionsPerPrincipal,
+	LimitRetained,
 }
 
 // refusals counts what the limits refused, with at most one log line per
@@ -109,6 +114,32 @@ func (s *Server) sessionQuotaLocked(c *conn) packet.ReasonCode {
 	}
 	s.refused.add(c.log, limit, "client", c.clientID, "principal", c.principal)
 	return packet.QuotaExceeded
+}
+
+// storeUsed is what counts against queues.maxStoreBytes: the stored
+// messages and the retained ones.
+func (s *Server) storeUsed() int64 {
+	return s.store.Stats().Bytes + s.router.RetainedBytes()
+}
+
+// retainAdmitted reports whether m (a retained publish) may be retained
+// under limits.maxRetainedMessages, maxRetainedBytes and the store budget,
+// counting a refusal. Deleting a retained message (empty payload) is always
+// admitted.
+func (s *Server) retainAdmitted(m *store.Message, log *slog.Logger, clientID string) bool {
+	if len(m.Payload) == 0 {
+		return true
+	}
+	cfg := s.config()
+	size := m.Size()
+	ok := s.router.RetainRoom(m.Topic, size, cfg.Limits.MaxRetainedMessages, cfg.Limits.MaxRetainedBytes)
+	if max := cfg.Queues.MaxStoreBytes; ok && max > 0 && s.storeUsed()+size > max {
+		ok = false
+	}
+	if !ok {
+		s.refused.add(log, LimitRetained, "client", clientID, "topic", m.Topic)
+	}
+	return ok
 }
 
 // topicLimits are the topic limits of the configuration.

@@ -84,7 +84,7 @@ func putBatch(b *store.Batch) {
 // storeFull reports whether storing m would exceed the global budget.
 func (s *Server) storeFull(m *store.Message) bool {
 	max := s.config().Queues.MaxStoreBytes
-	return max > 0 && s.store.Stats().Bytes+m.Size() > max
+	return max > 0 && s.storeUsed()+m.Size() > max
 }
 
 // publishWill publishes a session's will message.
@@ -95,6 +95,9 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 		m.ExpiresAt = now.Add(m.ExpiresAt.Sub(m.PublishedAt))
 	}
 	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
+	if m.Retain && !s.retainAdmitted(&m, s.log, clientID) {
+		m.Retain = false // delivered, not retained
+	}
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
 	s.route(&m, getBatch(), false, nil, nil)
 }
@@ -125,6 +128,14 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		return true
 	}
 	m := c.message(p, name)
+	if m.Retain && !c.srv.retainAdmitted(m, c.log, c.clientID) {
+		if c.version >= packet.V5 && p.QoS > 0 {
+			// Refused whole: the 5.0 publisher learns it and may retry.
+			c.inOrder(nil, func(error) { c.ackPublish(p, packet.QuotaExceeded, false) })
+			return true
+		}
+		m.Retain = false // a publisher that cannot learn it: delivered, not retained
+	}
 	b := getBatch()
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
 		// A resent PUBLISH: PUBREC again, not routed again.

@@ -208,3 +208,83 @@ func TestSessionCaps(t *testing.T) {
 		t.Fatalf("%d sessions, want 5", n)
 	}
 }
+
+// TestRetainedLimits floods retained topics: beyond the count cap a 5.0
+// QoS 1 publish on a new topic gets 0x97 and is not delivered, replacing
+// and clearing still work, a 3.1.1 publish is delivered but not retained;
+// retained bytes count against the store budget.
+func TestRetainedLimits(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxRetainedMessages = 3
+	b := startBroker(t, cfg)
+	sub := dialRaw(t, b.addr, packet.V5)
+	sub.connect(&packet.Connect{ClientID: "sub", CleanStart: true})
+	sub.subscribe(1, 0, packet.Subscription{Filter: "r/#", QoS: 1})
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "pub", CleanStart: true})
+	retained := func(id uint16, topic, payload string) packet.ReasonCode {
+		pub.send(&packet.Publish{QoS: 1, PacketID: id, Retain: true, Topic: topic, Payload: []byte(payload)})
+		ack, ok := pub.recv().(*packet.Puback)
+		if !ok {
+			t.Fatal("expected PUBACK")
+		}
+		return ack.ReasonCode
+	}
+	delivered := func(want string) {
+		t.Helper()
+		p := sub.recvPublish()
+		sub.send(&packet.Puback{PacketID: p.PacketID})
+		if string(p.Payload) != want {
+			t.Fatalf("delivered %q, want %q", p.Payload, want)
+		}
+	}
+	for i, tp := range []string{"r/1", "r/2", "r/3"} {
+		if rc := retained(uint16(i+1), tp, "v"); rc != packet.Success {
+			t.Fatalf("retain %s: %v", tp, rc)
+		}
+		delivered("v")
+	}
+	if rc := retained(4, "r/4", "refused"); rc != packet.QuotaExceeded {
+		t.Fatalf("4th retained topic: %v, want 0x97", rc)
+	}
+	sub.expectNothing(100 * time.Millisecond)
+	if rc := retained(5, "r/1", "replaced"); rc != packet.Success {
+		t.Fatalf("replacing r/1: %v", rc)
+	}
+	delivered("replaced")
+	if rc := retained(6, "r/2", ""); rc != packet.Success {
+		t.Fatalf("clearing r/2: %v", rc)
+	}
+	delivered("")
+	if rc := retained(7, "r/4", "now fits"); rc != packet.Success {
+		t.Fatalf("r/4 after clearing r/2: %v", rc)
+	}
+	delivered("now fits")
+	// 3.1.1 cannot be told: delivered, not retained.
+	old := dialRaw(t, b.addr, packet.V311)
+	old.connect(&packet.Connect{ClientID: "old", CleanStart: true})
+	old.send(&packet.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "r/5", Payload: []byte("not retained")})
+	if _, ok := old.recv().(*packet.Puback); !ok {
+		t.Fatal("expected PUBACK")
+	}
+	delivered("not retained")
+	if n := len(b.srv.router.Retained("r/#")); n != 3 {
+		t.Fatalf("%d retained messages, want 3", n)
+	}
+	if n := b.srv.Stats().Refusals[LimitRetained]; n != 2 {
+		t.Fatalf("refusals = %d, want 2", n)
+	}
+
+	// Retained messages fill the store budget too.
+	cfg = testConfig()
+	one := (&store.Message{Topic: "s/1", Payload: make([]byte, 100), Publisher: "p2", Retain: true}).Size()
+	cfg.Queues.MaxStoreBytes = 2*one + one/2
+	b = startBroker(t, cfg)
+	pub = dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "p2", CleanStart: true})
+	for i, want := range []packet.ReasonCode{packet.Success, packet.Success, packet.QuotaExceeded} {
+		if rc := retained(uint16(i+1), "s/"+strconv.Itoa(i+1), string(make([]byte, 100))); rc != want {
+			t.Fatalf("retained %d: %v, want %v", i+1, rc, want)
+		}
+	}
+}
