@@ -180,7 +180,11 @@ type Limits struct {
 	// MaxPacketSize is the largest packet the broker accepts, in bytes.
 	MaxPacketSize uint32 `yaml:"maxPacketSize" json:"maxPacketSize" reload:"hot"`
 	// MaxInflight is the Receive Maximum the broker announces and the most
-	// unacknowledged QoS 1/2 messages it sends to one client.
+	// unacknowledged QoS 1/2 messages it sends to one client. It also caps
+	// the inbound QoS 2 exchanges of one session awaiting their PUBREL
+	// (each holds state until PUBCOMP): one more is refused with DISCONNECT
+	// 0x93 Receive Maximum exceeded (3.1.1: the connection is closed) and
+	// counted.
 	MaxInflight uint16 `yaml:"maxInflight" json:"maxInflight" reload:"hot"`
 	// MaxSubscriptionsPerClient bounds the subscriptions of one session.
 	MaxSubscriptionsPerClient int `yaml:"maxSubscriptionsPerClient" json:"maxSubscriptionsPerClient" reload:"hot"`
@@ -188,8 +192,12 @@ type Limits struct {
 	MaxClientIDLength int `yaml:"maxClientIDLength" json:"maxClientIDLength" reload:"hot"`
 	// ConnectTimeout closes connections that send no CONNECT in time.
 	ConnectTimeout Duration `yaml:"connectTimeout" json:"connectTimeout" reload:"hot"`
-	// MaxKeepAlive caps the keep alive a client may ask for (5.0 clients
-	// are told the server keep alive); 0 = no cap.
+	// MaxKeepAlive caps the keep alive of every client, 0 = no cap. A 5.0
+	// client asking for more (or for 0, none) is told this Server Keep
+	// Alive in CONNACK; a 3.1.1 client cannot be told, but is held to it
+	// all the same: a connection silent for 1.5 times the cap is closed
+	// (and counted), so idle connections cannot be held open forever.
+	// Applies to new connections.
 	MaxKeepAlive Duration `yaml:"maxKeepAlive" json:"maxKeepAlive" reload:"hot"`
 	// MaxTopicAliases is the Topic Alias Maximum announced to 5.0 clients.
 	MaxTopicAliases uint16 `yaml:"maxTopicAliases" json:"maxTopicAliases" reload:"hot"`
@@ -302,6 +310,7 @@ func Default() *Config {
 			MaxSubscriptionsPerClient: 100,
 			MaxClientIDLength:         256,
 			ConnectTimeout:            Duration(10 * time.Second),
+			MaxKeepAlive:              Duration(time.Hour),
 			MaxTopicAliases:           32,
 			OutboundBufferBytes:       1 << 20,
 			MaxUserProperties:         64,

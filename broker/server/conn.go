@@ -39,17 +39,18 @@ type conn struct {
 	r   *packet.Reader
 
 	// Set while handling CONNECT, read-only afterwards.
-	version       byte
-	clientID      string
-	principal     string
-	entry         *sessionEntry
-	sess          *session.Session
-	keepAlive     time.Duration
-	connectExpiry uint32 // expiry the client asked for (5.0 DISCONNECT rule)
-	expiryZero    bool   // delete the session at disconnection
-	sendMax       uint32 // client's Maximum Packet Size; 0: none
-	aliasMax      uint16 // client's Topic Alias Maximum (outbound aliases)
-	inAliasMax    uint16 // ours (inbound aliases)
+	version         byte
+	clientID        string
+	principal       string
+	entry           *sessionEntry
+	sess            *session.Session
+	keepAlive       time.Duration
+	keepAliveCapped bool   // keepAlive is limits.maxKeepAlive, not the client's
+	connectExpiry   uint32 // expiry the client asked for (5.0 DISCONNECT rule)
+	expiryZero      bool   // delete the session at disconnection
+	sendMax         uint32 // client's Maximum Packet Size; 0: none
+	aliasMax        uint16 // client's Topic Alias Maximum (outbound aliases)
+	inAliasMax      uint16 // ours (inbound aliases)
 
 	inAliases  map[uint16]string // read loop only
 	outAliases map[string]uint16 // writer only
@@ -241,6 +242,9 @@ func (c *conn) readError(err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.As(err, &ne) && ne.Timeout():
 		c.log.Debug("keep alive timeout", "client", c.clientID)
+		if c.keepAliveCapped {
+			c.srv.refused.add(c.log, LimitKeepAlive, "client", c.clientID, "keepAlive", c.keepAlive)
+		}
 		c.kick(packet.KeepAliveTimeout)
 	default:
 		var pe *packet.Error

@@ -171,8 +171,12 @@ func grantExpiry(p *packet.Connect, cfg *config.Config) uint32 {
 func (c *conn) setLimits(p *packet.Connect, cfg *config.Config) {
 	c.outMax = cfg.Limits.OutboundBufferBytes
 	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
-	if max := cfg.Limits.MaxKeepAlive.D(); c.version >= packet.V5 && max > 0 && (c.keepAlive == 0 || c.keepAlive > max) {
-		c.keepAlive = max
+	// The cap applies to every version: 5.0 clients are told the Server
+	// Keep Alive; a 3.1.1 client cannot be, so one that asked for 0 (no
+	// keep alive) or more is closed after 1.5 times the cap of silence
+	// all the same, and an idle connection cannot be held open forever.
+	if max := cfg.Limits.MaxKeepAlive.D(); max > 0 && (c.keepAlive == 0 || c.keepAlive > max) {
+		c.keepAlive, c.keepAliveCapped = max, true
 	}
 	c.inflight = make(chan struct{}, int(cfg.Limits.MaxInflight))
 	if c.version < packet.V5 {

@@ -31,6 +31,13 @@ const (
 	// LimitRetained: a retained publish beyond limits.maxRetainedMessages,
 	// maxRetainedBytes or the store budget (queues.maxStoreBytes).
 	LimitRetained = "retained"
+	// LimitInboundQoS2: a QoS 2 PUBLISH beyond limits.maxInflight inbound
+	// QoS 2 exchanges awaiting their PUBREL.
+	LimitInboundQoS2 = "inbound_qos2"
+	// LimitKeepAlive: a connection closed because it stayed silent for 1.5
+	// times limits.maxKeepAlive, which the broker enforced instead of the
+	// longer (or zero) keep alive the client asked for.
+	LimitKeepAlive = "keep_alive"
 )
 
 // knownLimits are exported at zero before the first refusal.
@@ -40,6 +47,8 @@ var knownLimits = []string{
 	LimitSessions,
 	LimitSessionsPerPrincipal,
 	LimitRetained,
+	LimitInboundQoS2,
+	LimitKeepAlive,
 }
 
 // refusals counts what the limits refused, with at most one log line per

@@ -118,6 +118,14 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		c.kick(rc)
 		return false
 	}
+	if p.QoS == 2 && c.sess.InboundFull(p.PacketID, int(c.srv.config().Limits.MaxInflight)) {
+		// A QoS 2 exchange holds its place until PUBCOMP, so the Receive
+		// Maximum counts it until then [MQTT-3.3.4-9]; 3.1.1 has no such
+		// rule, but the broker bounds the state a client makes it hold.
+		c.srv.refused.add(c.log, LimitInboundQoS2, "client", c.clientID)
+		c.kick(packet.ReceiveMaximumExceeded)
+		return false
+	}
 	if p.QoS > 0 && !c.takeSlot() {
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
@@ -287,4 +288,64 @@ func TestRetainedLimits(t *testing.T) {
 			t.Fatalf("retained %d: %v, want %v", i+1, rc, want)
 		}
 	}
+}
+
+// TestInboundQoS2Slots: a client cannot open more QoS 2 exchanges than
+// limits.maxInflight without releasing them; a resent PUBLISH opens none,
+// and a PUBREL frees a place.
+func TestInboundQoS2Slots(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxInflight = 3
+	b := startBroker(t, cfg)
+	for _, version := range []byte{packet.V5, packet.V311} {
+		c := dialRaw(t, b.addr, version)
+		c.connect(&packet.Connect{ClientID: "q2-" + strconv.Itoa(int(version)), CleanStart: true})
+		pub := func(pid uint16, dup bool) {
+			t.Helper()
+			c.send(&packet.Publish{QoS: 2, PacketID: pid, Dup: dup, Topic: "q2", Payload: []byte("x")})
+			if rec, ok := c.recv().(*packet.Pubrec); !ok || rec.PacketID != pid {
+				t.Fatalf("PUBLISH %d: %+v, want PUBREC", pid, rec)
+			}
+		}
+		for pid := range uint16(3) {
+			pub(pid+1, false)
+		}
+		pub(2, true) // resent: no new exchange
+		c.send(&packet.Pubrel{PacketID: 1})
+		if comp, ok := c.recv().(*packet.Pubcomp); !ok || comp.PacketID != 1 {
+			t.Fatalf("PUBREL: %+v", comp)
+		}
+		pub(4, false) // the place of 1
+		c.send(&packet.Publish{QoS: 2, PacketID: 5, Topic: "q2", Payload: []byte("x")})
+		d := c.expectClosed()
+		if version == packet.V5 && (d == nil || d.ReasonCode != packet.ReceiveMaximumExceeded) {
+			t.Fatalf("DISCONNECT %+v, want 0x93", d)
+		}
+	}
+	if n := b.srv.Stats().Refusals[LimitInboundQoS2]; n != 2 {
+		t.Fatalf("refusals = %d, want 2", n)
+	}
+}
+
+// TestKeepAliveCapFor311: a 3.1.1 client that asked for no keep alive is
+// closed after 1.5 times limits.maxKeepAlive of silence; a 5.0 client is
+// told the cap.
+func TestKeepAliveCapFor311(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxKeepAlive = config.Duration(time.Second)
+	b := startBroker(t, cfg)
+	c5 := dialRaw(t, b.addr, packet.V5)
+	if ack := c5.connect(&packet.Connect{ClientID: "ka5", CleanStart: true}); ack.Properties.ServerKeepAlive == nil || *ack.Properties.ServerKeepAlive != 1 {
+		t.Fatalf("Server Keep Alive %v, want 1", ack.Properties.ServerKeepAlive)
+	}
+	c := dialRaw(t, b.addr, packet.V311)
+	c.connect(&packet.Connect{ClientID: "ka3", CleanStart: true, KeepAlive: 0})
+	start := time.Now()
+	c.expectClosed()
+	if el := time.Since(start); el < 1400*time.Millisecond || el > 4*time.Second {
+		t.Fatalf("closed after %v, want ~1.5s", el)
+	}
+	eventually(t, 5*time.Second, "keep_alive refusals counted", func() bool {
+		return b.srv.Stats().Refusals[LimitKeepAlive] >= 1
+	})
 }
