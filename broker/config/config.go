@@ -170,7 +170,20 @@ type Queues struct {
 	// describes, retained messages included); 0 means no limit. At the budget, new messages for offline
 	// sessions are handled by OverflowPolicy (DropOldest behaves as
 	// DropNewest, since other sessions' messages are never dropped).
+	//
+	// What counts against it is the larger of those message bytes and what
+	// the store really occupies on disk (Pebble's own count of its files:
+	// write-ahead log, tables, obsolete files, compactions in progress),
+	// sampled every second. Acknowledgements and dequeues are never
+	// refused, so sessions drain at the budget; the space they free returns
+	// as Pebble compacts. /metrics and /v1/status report used, budget and
+	// the volume's free space; the operator sets this to 90% of the volume.
 	MaxStoreBytes int64 `yaml:"maxStoreBytes" json:"maxStoreBytes" reload:"hot"`
+	// MinVolumeFreeBytes is a reserve of free space on the store's volume:
+	// below it new messages for offline sessions are refused as at
+	// MaxStoreBytes, whatever the budget (the volume may be shared, or
+	// smaller than the budget says). 0 disables it.
+	MinVolumeFreeBytes int64 `yaml:"minVolumeFreeBytes" json:"minVolumeFreeBytes" reload:"hot"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -299,9 +312,10 @@ func Default() *Config {
 			MaxSessionsPerPrincipal: 10000,
 		},
 		Queues: Queues{
-			MaxQueuedMessages: 10000,
-			MaxQueuedBytes:    16 << 20,
-			OverflowPolicy:    OverflowDropOldest,
+			MaxQueuedMessages:  10000,
+			MaxQueuedBytes:     16 << 20,
+			OverflowPolicy:     OverflowDropOldest,
+			MinVolumeFreeBytes: 64 << 20,
 		},
 		Limits: Limits{
 			MaxConnections:            10000,

@@ -83,6 +83,9 @@ type Status struct {
 	SessionsOffline int64     `json:"sessionsOffline"`
 	QueuedMessages  int64     `json:"queuedMessages"`
 	QueuedBytes     int64     `json:"queuedBytes"`
+	// Storage is the store budget and the disk; the operator sets the
+	// StoragePressure condition from Storage.Pressure.
+	Storage StorageStats `json:"storage"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
@@ -164,6 +167,7 @@ func (a *admin) snapshot() Status {
 		SessionsOffline:  st.SessionsOffline,
 		QueuedMessages:   st.QueuedMessages,
 		QueuedBytes:      st.QueuedBytes,
+		Storage:          st.Storage,
 	}
 	if a.cfg.Reload != nil {
 		r := a.cfg.Reload()

@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
@@ -125,10 +126,96 @@ func (s *Server) sessionQuotaLocked(c *conn) packet.ReasonCode {
 	return packet.QuotaExceeded
 }
 
-// storeUsed is what counts against queues.maxStoreBytes: the stored
-// messages and the retained ones.
+// storeUsed is what counts against queues.maxStoreBytes: the stored and
+// retained messages' Size, or what the store really occupies on disk
+// (write-ahead log, tables, obsolete files, compactions in progress), the
+// larger of the two.
 func (s *Server) storeUsed() int64 {
-	return s.store.Stats().Bytes + s.router.RetainedBytes()
+	used := s.store.Stats().Bytes + s.router.RetainedBytes()
+	if d := s.disk.sample(s); d != nil {
+		used = max(used, d.Used)
+	}
+	return used
+}
+
+// storeFull reports whether storing m would exceed the global budget, or
+// the volume has less free space than queues.minVolumeFreeBytes: new
+// offline messages are then handled by the overflow policy, while
+// acknowledgements and dequeues still commit, so draining works.
+func (s *Server) storeFull(m *store.Message) bool {
+	q := s.config().Queues
+	if max := q.MaxStoreBytes; max > 0 && s.storeUsed()+m.Size() > max {
+		return true
+	}
+	d := s.disk.sample(s)
+	return d != nil && q.MinVolumeFreeBytes > 0 && d.VolumeSize > 0 && d.VolumeFree < q.MinVolumeFreeBytes
+}
+
+// diskSampler caches the store's DiskUsage for a second: it is read on
+// every publish that stores messages, and asking the engine takes locks.
+type diskSampler struct {
+	last    atomic.Pointer[diskSample]
+	refresh sync.Mutex
+	errLog  time.Time // last error logged, under refresh
+}
+
+type diskSample struct {
+	at time.Time
+	u  store.DiskUsage
+}
+
+// sample returns the store's recent disk usage, nil when the store does
+// not live on a volume (or has not answered yet).
+func (d *diskSampler) sample(s *Server) *store.DiskUsage {
+	dr, ok := s.store.(store.DiskReporter)
+	if !ok {
+		return nil
+	}
+	last := d.last.Load()
+	if (last == nil || time.Since(last.at) >= diskSampleAge) && d.refresh.TryLock() {
+		u, err := dr.DiskUsage()
+		now := time.Now()
+		if err == nil {
+			last = &diskSample{at: now, u: u}
+			d.last.Store(last)
+		} else if now.Sub(d.errLog) >= time.Minute {
+			d.errLog = now
+			s.log.Warn("reading the store's disk usage", "err", err)
+		}
+		d.refresh.Unlock()
+	}
+	if last == nil {
+		return nil
+	}
+	return &last.u
+}
+
+// diskSampleAge is how long a disk usage sample serves.
+const diskSampleAge = time.Second
+
+// storageStats reports the store budget for Stats.
+func (s *Server) storageStats() StorageStats {
+	q := s.config().Queues
+	st := StorageStats{
+		Budget: q.MaxStoreBytes, MinVolumeFree: q.MinVolumeFreeBytes,
+		MessageBytes: s.store.Stats().Bytes + s.router.RetainedBytes(),
+	}
+	st.Used = st.MessageBytes
+	if d := s.disk.sample(s); d != nil {
+		st.DiskBytes, st.CompactionDebt, st.VolumeFree, st.VolumeSize = d.Used, d.CompactionDebt, d.VolumeFree, d.VolumeSize
+		st.Used = max(st.Used, d.Used)
+	}
+	st.Pressure = storagePressure(st)
+	return st
+}
+
+// storagePressure decides the StoragePressure state: the store is at 95%
+// of its budget or more, or the volume is below its free space reserve.
+func storagePressure(st StorageStats) bool {
+	if st.Budget > 0 && st.Used >= st.Budget/100*95 {
+		return true
+	}
+	return st.MinVolumeFree > 0 && st.VolumeSize > 0 && st.VolumeFree < st.MinVolumeFree
 }
 
 // retainAdmitted reports whether m (a retained publish) may be retained

@@ -81,12 +81,6 @@ func putBatch(b *store.Batch) {
 	batchPool.Put(b)
 }
 
-// storeFull reports whether storing m would exceed the global budget.
-func (s *Server) storeFull(m *store.Message) bool {
-	max := s.config().Queues.MaxStoreBytes
-	return max > 0 && s.storeUsed()+m.Size() > max
-}
-
 // publishWill publishes a session's will message.
 func (s *Server) publishWill(clientID string, w *store.Will) {
 	m := w.Message

@@ -31,6 +31,7 @@ type Server struct {
 	router  *router.Router
 	stats   *counters
 	refused *refusals
+	disk    diskSampler
 	com     *committer
 	sweep   *sweeper
 

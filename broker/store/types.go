@@ -214,6 +214,29 @@ type QueueStats struct {
 	LastSeq uint64
 }
 
+// DiskUsage is what a durable store occupies on its volume, as the storage
+// engine itself counts it.
+type DiskUsage struct {
+	// Used is the bytes of the store's files: tables, write-ahead log
+	// (including obsolete files not deleted yet), manifest, options and
+	// compactions in progress.
+	Used int64
+	// CompactionDebt is the engine's estimate of the bytes compactions
+	// still have to rewrite.
+	CompactionDebt int64
+	// VolumeFree and VolumeSize are the bytes available to the broker on
+	// the volume holding the store, and its size (statfs); 0 when unknown.
+	VolumeFree int64
+	VolumeSize int64
+}
+
+// DiskReporter is implemented by the stores that live on a volume.
+type DiskReporter interface {
+	// DiskUsage reports the store's use of its volume. It is cheap enough
+	// to call about once a second, not per operation.
+	DiskUsage() (DiskUsage, error)
+}
+
 // Stats summarise the whole store.
 type Stats struct {
 	Sessions int64
