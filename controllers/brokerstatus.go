@@ -28,6 +28,16 @@ type BrokerStatus struct {
 	SessionsOnline  int64  `json:"sessionsOnline"`
 	SessionsOffline int64  `json:"sessionsOffline"`
 	QueuedMessages  int64  `json:"queuedMessages"`
+	// Storage is the broker's store budget and disk use.
+	Storage BrokerStorage `json:"storage"`
+}
+
+// BrokerStorage is the storage part of /v1/status (bytes).
+type BrokerStorage struct {
+	Used       int64 `json:"usedBytes"`
+	Budget     int64 `json:"budgetBytes"`
+	VolumeFree int64 `json:"volumeFreeBytes"`
+	Pressure   bool  `json:"pressure"`
 }
 
 // BrokerStatusReader asks a running broker pod what it applied. The

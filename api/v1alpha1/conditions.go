@@ -19,6 +19,13 @@ const (
 	// its admin endpoint (GET /v1/status), the configuration generation the
 	// operator rendered for the current metadata.generation.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionStoragePressure is True when a running broker reports its
+	// store at 95% of its budget or more (queues.maxStoreBytes, 90% of
+	// spec.persistence.size) or its volume below the free space reserve:
+	// new messages for offline sessions are then refused by the overflow
+	// policy until sessions drain. Grow the volume or drain the queues.
+	// Unknown when no broker can be asked.
+	ConditionStoragePressure = "StoragePressure"
 )
 
 // Condition reasons (status.conditions[].reason). Every reason is also used
@@ -48,6 +55,11 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonStorageBudgetReached: a broker's store is at its budget or its
+	// volume below the free space reserve (StoragePressure True).
+	ReasonStorageBudgetReached = "StorageBudgetReached"
+	// ReasonStorageWithinBudget: every broker's store is within its budget.
+	ReasonStorageWithinBudget = "StorageWithinBudget"
 )
 
 // Annotations a user sets on an MQTTBroker.
