@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,19 @@ var knownLimits = []string{
 	LimitRetained,
 	LimitInboundQoS2,
 	LimitKeepAlive,
+}
+
+// limitNames lists the known limits and any other counted one, sorted, so
+// that every known limit is exported from the start.
+func limitNames(counted map[string]uint64) []string {
+	out := append([]string(nil), knownLimits...)
+	for l := range counted {
+		if !slices.Contains(knownLimits, l) {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // refusals counts what the limits refused, with at most one log line per

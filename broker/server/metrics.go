@@ -99,8 +99,8 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessagesIn, st.MessagesIn[qos], strconv.Itoa(qos))
 		counter(descMessagesOut, st.MessagesOut[qos], strconv.Itoa(qos))
 	}
-	for limit, n := range st.Refusals {
-		counter(descRefusals, n, limit)
+	for _, limit := range limitNames(st.Refusals) {
+		counter(descRefusals, st.Refusals[limit], limit)
 	}
 	sg := st.Storage
 	for kind, v := range map[string]int64{"used": sg.Used, "budget": sg.Budget, "messages": sg.MessageBytes,
