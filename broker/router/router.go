@@ -3,6 +3,7 @@ package router
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
@@ -28,9 +29,10 @@ type Router struct {
 	trie     topic.Trie[store.Subscription]
 	retained topic.Retained[*store.Message]
 	// rmu orders the changes of retained and keeps rbytes, the sum of the
-	// retained messages' Size, in step with them.
+	// retained messages' Size, in step with them (rbytes is atomic so
+	// that the store budget reads it on every publish without the lock).
 	rmu    sync.Mutex
-	rbytes int64
+	rbytes atomic.Int64
 
 	mu   sync.RWMutex
 	subs map[string]Subscriber
@@ -324,11 +326,12 @@ func (r *Router) LoadRetained(m *store.Message) { r.setRetained(m) }
 func (r *Router) setRetained(m *store.Message) {
 	r.rmu.Lock()
 	defer r.rmu.Unlock()
+	delta := m.Size()
 	if old, ok := r.retained.Get(m.Topic); ok {
-		r.rbytes -= old.Size()
+		delta -= old.Size()
 	}
 	r.retained.Set(m.Topic, m)
-	r.rbytes += m.Size()
+	r.rbytes.Add(delta)
 }
 
 // deleteRetained removes topic's retained message, only if it is still
@@ -341,16 +344,12 @@ func (r *Router) deleteRetained(topic string, only *store.Message) bool {
 		return false
 	}
 	r.retained.Delete(topic)
-	r.rbytes -= old.Size()
+	r.rbytes.Add(-old.Size())
 	return true
 }
 
 // RetainedBytes returns the sum of the retained messages' Size.
-func (r *Router) RetainedBytes() int64 {
-	r.rmu.Lock()
-	defer r.rmu.Unlock()
-	return r.rbytes
-}
+func (r *Router) RetainedBytes() int64 { return r.rbytes.Load() }
 
 // RetainRoom reports whether retaining a message of size bytes on topic
 // keeps the retained messages within maxCount messages and maxBytes bytes
@@ -360,7 +359,7 @@ func (r *Router) RetainedBytes() int64 {
 func (r *Router) RetainRoom(topic string, size int64, maxCount int, maxBytes int64) bool {
 	r.rmu.Lock()
 	defer r.rmu.Unlock()
-	bytes := r.rbytes + size
+	bytes := r.rbytes.Load() + size
 	old, replacing := r.retained.Get(topic)
 	if replacing {
 		bytes -= old.Size()
