@@ -30,6 +30,8 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 			Pod: pod.Name, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
 			RefusedGeneration: st.RefusedConfigGeneration, RefusedError: st.RefusedConfigError,
 			Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: err,
+			Storage: status.StorageReport{Used: st.Storage.Used, Budget: st.Storage.Budget,
+				VolumeFree: st.Storage.VolumeFree, Pressure: st.Storage.Pressure},
 		})
 		if err == nil && st.LastReloadError != "" {
 			p.problem(v1alpha1.ReasonInvalidConfig, "broker %s refused its configuration file and runs on the previous one: %s",

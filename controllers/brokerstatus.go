@@ -34,6 +34,17 @@ type BrokerStatus struct {
 	// broker/server.Status).
 	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
 	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
+
+	// Storage is the broker's store budget and disk use.
+	Storage BrokerStorage `json:"storage"`
+}
+
+// BrokerStorage is the storage part of /v1/status (bytes).
+type BrokerStorage struct {
+	Used       int64 `json:"usedBytes"`
+	Budget     int64 `json:"budgetBytes"`
+	VolumeFree int64 `json:"volumeFreeBytes"`
+	Pressure   bool  `json:"pressure"`
 }
 
 // BrokerStatusReader asks a running broker pod what it applied, with the

@@ -17,7 +17,9 @@ import (
 const statusBody = `{"version":"v0.1.0","configGeneration":7,"pendingRestart":false,"ready":true,
 "draining":false,"startedAt":"2026-01-01T00:00:00Z","uptimeSeconds":12.5,"connections":3,
 "sessionsOnline":2,"sessionsOffline":5,"queuedMessages":40,"queuedBytes":4096,
-"lastReloadError":"config: queues.maxQueuedMessages: must be at least 1, got 0"}`
+"lastReloadError":"config: queues.maxQueuedMessages: must be at least 1, got 0",
+"storage":{"usedBytes":950,"budgetBytes":1000,"messageBytes":400,"diskBytes":950,"compactionDebtBytes":0,
+"volumeFreeBytes":123456,"volumeSizeBytes":999999,"minVolumeFreeBytes":67108864,"pressure":true}}`
 
 const testToken = "0123456789abcdef0123456789abcdef"
 
@@ -42,7 +44,8 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 				_, _ = w.Write([]byte(statusBody))
 			},
 			want: BrokerStatus{Version: "v0.1.0", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40,
-				LastReloadError: "config: queues.maxQueuedMessages: must be at least 1, got 0"},
+				LastReloadError: "config: queues.maxQueuedMessages: must be at least 1, got 0",
+				Storage:         BrokerStorage{Used: 950, Budget: 1000, VolumeFree: 123456, Pressure: true}},
 		},
 		"http error": {
 			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "draining", http.StatusServiceUnavailable) },

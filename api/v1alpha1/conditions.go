@@ -21,6 +21,13 @@ const (
 	// with reason ConfigRefused when a broker refused that configuration
 	// (it then runs on with the previous one); the message is the broker's.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionStoragePressure is True when a running broker reports its
+	// store at 95% of its budget or more (queues.maxStoreBytes, 90% of
+	// spec.persistence.size) or its volume below the free space reserve:
+	// new messages for offline sessions are then refused by the overflow
+	// policy until sessions drain. Grow the volume or drain the queues.
+	// Unknown when no broker can be asked.
+	ConditionStoragePressure = "StoragePressure"
 )
 
 // Condition reasons (status.conditions[].reason). Every reason is also used
@@ -58,6 +65,11 @@ const (
 	// (<name>-admin-token) holds no usable token, or another object
 	// controls it; the operator cannot ask the brokers for their status.
 	ReasonAdminTokenInvalid = "AdminTokenInvalid"
+	// ReasonStorageBudgetReached: a broker's store is at its budget or its
+	// volume below the free space reserve (StoragePressure True).
+	ReasonStorageBudgetReached = "StorageBudgetReached"
+	// ReasonStorageWithinBudget: every broker's store is within its budget.
+	ReasonStorageWithinBudget = "StorageWithinBudget"
 )
 
 // Annotations a user sets on an MQTTBroker.

@@ -148,23 +148,52 @@ type Sessions struct {
 	// by another authenticated principal. Off by default: such a client is
 	// refused with 0x87 Not authorized.
 	AllowTakeoverByOtherPrincipal bool `yaml:"allowTakeoverByOtherPrincipal" json:"allowTakeoverByOtherPrincipal" reload:"hot"`
+	// MaxSessions caps the sessions the broker holds, online and offline
+	// persistent ones together; 0 means no limit. A CONNECT that would
+	// create one more is refused (5.0: CONNACK 0x97 Quota exceeded; 3.1.1:
+	// 0x03 Server unavailable) and counted; resuming an existing session is
+	// always allowed. Sessions recovered at start are kept even above it.
+	MaxSessions int `yaml:"maxSessions" json:"maxSessions" reload:"hot"`
+	// MaxSessionsPerPrincipal caps the sessions of one principal (a
+	// username; all anonymous clients together count as one principal),
+	// refused as for MaxSessions; 0 means no limit. It keeps one leaked or
+	// abused credential from taking the whole of MaxSessions.
+	MaxSessionsPerPrincipal int `yaml:"maxSessionsPerPrincipal" json:"maxSessionsPerPrincipal" reload:"hot"`
 }
 
 // Queues bounds the offline queue of every persistent session.
 type Queues struct {
 	// MaxQueuedMessages is the most messages one session may have queued.
 	MaxQueuedMessages int64 `yaml:"maxQueuedMessages" json:"maxQueuedMessages" reload:"hot"`
-	// MaxQueuedBytes is the most payload+topic bytes one session may have queued.
+	// MaxQueuedBytes is the most bytes one session may have queued. A
+	// message counts its encoded size (the MQTT 5.0 PUBLISH: topic, payload
+	// and every property with its length prefixes) plus its publisher's
+	// client ID and a 64-byte per-entry overhead, the same size every byte
+	// budget uses (see docs/security.md).
 	MaxQueuedBytes int64 `yaml:"maxQueuedBytes" json:"maxQueuedBytes" reload:"hot"`
 	// OverflowPolicy is DropOldest, DropNewest or RejectPublish.
 	OverflowPolicy string `yaml:"overflowPolicy" json:"overflowPolicy" reload:"hot"`
 	// QueueQoS0 also queues QoS 0 messages for offline sessions.
 	QueueQoS0 bool `yaml:"queueQoS0" json:"queueQoS0" reload:"hot"`
 	// MaxStoreBytes is a global budget on stored message bytes that protects
-	// the volume; 0 means no limit. At the budget, new messages for offline
+	// the volume (each message counted once, at the size MaxQueuedBytes
+	// describes, retained messages included); 0 means no limit. At the budget, new messages for offline
 	// sessions are handled by OverflowPolicy (DropOldest behaves as
 	// DropNewest, since other sessions' messages are never dropped).
+	//
+	// What counts against it is the larger of those message bytes and what
+	// the store really occupies on disk (Pebble's own count of its files:
+	// write-ahead log, tables, obsolete files, compactions in progress),
+	// sampled every second. Acknowledgements and dequeues are never
+	// refused, so sessions drain at the budget; the space they free returns
+	// as Pebble compacts. /metrics and /v1/status report used, budget and
+	// the volume's free space; the operator sets this to 90% of the volume.
 	MaxStoreBytes int64 `yaml:"maxStoreBytes" json:"maxStoreBytes" reload:"hot"`
+	// MinVolumeFreeBytes is a reserve of free space on the store's volume:
+	// below it new messages for offline sessions are refused as at
+	// MaxStoreBytes, whatever the budget (the volume may be shared, or
+	// smaller than the budget says). 0 disables it.
+	MinVolumeFreeBytes int64 `yaml:"minVolumeFreeBytes" json:"minVolumeFreeBytes" reload:"hot"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -174,7 +203,11 @@ type Limits struct {
 	// MaxPacketSize is the largest packet the broker accepts, in bytes.
 	MaxPacketSize uint32 `yaml:"maxPacketSize" json:"maxPacketSize" reload:"hot"`
 	// MaxInflight is the Receive Maximum the broker announces and the most
-	// unacknowledged QoS 1/2 messages it sends to one client.
+	// unacknowledged QoS 1/2 messages it sends to one client. It also caps
+	// the inbound QoS 2 exchanges of one session awaiting their PUBREL
+	// (each holds state until PUBCOMP): one more is refused with DISCONNECT
+	// 0x93 Receive Maximum exceeded (3.1.1: the connection is closed) and
+	// counted.
 	MaxInflight uint16 `yaml:"maxInflight" json:"maxInflight" reload:"hot"`
 	// MaxSubscriptionsPerClient bounds the subscriptions of one session.
 	MaxSubscriptionsPerClient int `yaml:"maxSubscriptionsPerClient" json:"maxSubscriptionsPerClient" reload:"hot"`
@@ -182,8 +215,12 @@ type Limits struct {
 	MaxClientIDLength int `yaml:"maxClientIDLength" json:"maxClientIDLength" reload:"hot"`
 	// ConnectTimeout closes connections that send no CONNECT in time.
 	ConnectTimeout Duration `yaml:"connectTimeout" json:"connectTimeout" reload:"hot"`
-	// MaxKeepAlive caps the keep alive a client may ask for (5.0 clients
-	// are told the server keep alive); 0 = no cap.
+	// MaxKeepAlive caps the keep alive of every client, 0 = no cap. A 5.0
+	// client asking for more (or for 0, none) is told this Server Keep
+	// Alive in CONNACK; a 3.1.1 client cannot be told, but is held to it
+	// all the same: a connection silent for 1.5 times the cap is closed
+	// (and counted), so idle connections cannot be held open forever.
+	// Applies to new connections.
 	MaxKeepAlive Duration `yaml:"maxKeepAlive" json:"maxKeepAlive" reload:"hot"`
 	// MaxTopicAliases is the Topic Alias Maximum announced to 5.0 clients.
 	MaxTopicAliases uint16 `yaml:"maxTopicAliases" json:"maxTopicAliases" reload:"hot"`
@@ -202,6 +239,45 @@ type Limits struct {
 	// the broker never refuses work because of it. 0 leaves the runtime's
 	// setting (GOMEMLIMIT, by default none).
 	MemoryLimit int64 `yaml:"memoryLimit" json:"memoryLimit" reload:"hot"`
+	// MaxUserProperties is the most MQTT 5.0 User Properties one property
+	// block of a packet may carry (a CONNECT's will properties are a block
+	// of their own). The decoder refuses the packet before it allocates
+	// the excess: each 5-byte empty property would otherwise cost ~40 bytes
+	// of memory. A client beyond it is disconnected (5.0: reason 0x95 Packet
+	// too large) and the refusal counted. Applies to new connections.
+	MaxUserProperties int `yaml:"maxUserProperties" json:"maxUserProperties" reload:"hot"`
+	// MaxUserPropertyBytes bounds the encoded size of the User Properties
+	// of one property block, in bytes; beyond it as for MaxUserProperties.
+	MaxUserPropertyBytes int `yaml:"maxUserPropertyBytes" json:"maxUserPropertyBytes" reload:"hot"`
+	// MaxTopicLength is the longest topic name or topic filter accepted, in
+	// bytes (a shared subscription's "$share/{group}/" included); the
+	// protocol allows 65535. It applies to PUBLISH (and so to retained
+	// topics), will topics and SUBSCRIBE. Refused: a 5.0 PUBLISH at QoS 1/2
+	// gets PUBACK/PUBREC 0x90 Topic Name invalid, any other PUBLISH closes
+	// the connection (5.0: DISCONNECT 0x90); a will topic refuses the
+	// CONNECT (5.0: CONNACK 0x90; 3.1.1 closes); a filter gets SUBACK 0x8F
+	// (3.1.1: 0x80). Each refusal is counted.
+	MaxTopicLength int `yaml:"maxTopicLength" json:"maxTopicLength" reload:"hot"`
+	// MaxTopicLevels is the most levels ("/"-separated parts) of a topic
+	// name or filter (of a shared subscription's inner filter), refused as
+	// for MaxTopicLength. Every level is a node in the subscription tree or
+	// the retained messages, so deep topics cost far more than their bytes.
+	MaxTopicLevels int `yaml:"maxTopicLevels" json:"maxTopicLevels" reload:"hot"`
+	// MaxRetainedMessages caps the number of retained messages (all are
+	// held in memory and on disk); 0 means no limit. At the cap a retained
+	// publish on a new topic is refused, while replacing or clearing an
+	// existing topic's retained message still works. A refused 5.0 QoS 1/2
+	// publish gets PUBACK/PUBREC 0x97 Quota exceeded and is not delivered
+	// either (the publisher may retry); a publisher that cannot be told
+	// (QoS 0, MQTT 3.1.1, a will) has its message delivered but not
+	// retained. Each refusal is counted.
+	MaxRetainedMessages int `yaml:"maxRetainedMessages" json:"maxRetainedMessages" reload:"hot"`
+	// MaxRetainedBytes caps the bytes of all retained messages together
+	// (each counted as in queues.maxQueuedBytes); 0 means no limit. Beyond
+	// it as for MaxRetainedMessages, except that replacing a message by one
+	// no larger is always allowed. Retained messages also count against
+	// queues.maxStoreBytes.
+	MaxRetainedBytes int64 `yaml:"maxRetainedBytes" json:"maxRetainedBytes" reload:"hot"`
 }
 
 // Auth configures authentication and topic ACLs.
@@ -259,13 +335,16 @@ func Default() *Config {
 		DataDir:    "./bollard-data",
 		Durability: Durability{Mode: DurabilitySync, Interval: Duration(50 * time.Millisecond)},
 		Sessions: Sessions{
-			MaxSessionExpiry:     Duration(7 * 24 * time.Hour),
-			DefaultSessionExpiry: Duration(24 * time.Hour),
+			MaxSessionExpiry:        Duration(7 * 24 * time.Hour),
+			DefaultSessionExpiry:    Duration(24 * time.Hour),
+			MaxSessions:             100000,
+			MaxSessionsPerPrincipal: 10000,
 		},
 		Queues: Queues{
-			MaxQueuedMessages: 10000,
-			MaxQueuedBytes:    16 << 20,
-			OverflowPolicy:    OverflowDropOldest,
+			MaxQueuedMessages:  10000,
+			MaxQueuedBytes:     16 << 20,
+			OverflowPolicy:     OverflowDropOldest,
+			MinVolumeFreeBytes: 64 << 20,
 		},
 		Limits: Limits{
 			MaxConnections:            10000,
@@ -274,8 +353,15 @@ func Default() *Config {
 			MaxSubscriptionsPerClient: 100,
 			MaxClientIDLength:         256,
 			ConnectTimeout:            Duration(10 * time.Second),
+			MaxKeepAlive:              Duration(time.Hour),
 			MaxTopicAliases:           32,
 			OutboundBufferBytes:       1 << 20,
+			MaxUserProperties:         64,
+			MaxUserPropertyBytes:      64 << 10,
+			MaxTopicLength:            1024,
+			MaxTopicLevels:            32,
+			MaxRetainedMessages:       100000,
+			MaxRetainedBytes:          64 << 20,
 		},
 		LogLevel:     "info",
 		DrainTimeout: Duration(20 * time.Second),

@@ -108,6 +108,8 @@ func (c *Config) validateSessions(v *validator) {
 	v.check(s.MaxSessionExpiry%Duration(time.Second) == 0, "sessions.maxSessionExpiry", "must be whole seconds, got %s", s.MaxSessionExpiry)
 	v.check(s.DefaultSessionExpiry > 0, "sessions.defaultSessionExpiry",
 		"must be positive: 3.1.1 persistent sessions need a finite expiry, got %s", s.DefaultSessionExpiry)
+	v.check(s.MaxSessions >= 0, "sessions.maxSessions", "must be 0 (no limit) or positive, got %d", s.MaxSessions)
+	v.check(s.MaxSessionsPerPrincipal >= 0, "sessions.maxSessionsPerPrincipal", "must be 0 (no limit) or positive, got %d", s.MaxSessionsPerPrincipal)
 	v.check(s.DefaultSessionExpiry <= s.MaxSessionExpiry, "sessions.defaultSessionExpiry",
 		"must not exceed sessions.maxSessionExpiry (%s), got %s", s.MaxSessionExpiry, s.DefaultSessionExpiry)
 }
@@ -119,6 +121,7 @@ func (c *Config) validateQueues(v *validator) {
 	v.check(q.MaxQueuedBytes >= 1, "queues.maxQueuedBytes", "must be at least 1, got %d", q.MaxQueuedBytes)
 	v.check(slices.Contains(policies, q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
 		strings.Join(policies, ", "), q.OverflowPolicy)
+	v.check(q.MinVolumeFreeBytes >= 0, "queues.minVolumeFreeBytes", "must be 0 (none) or positive, got %d", q.MinVolumeFreeBytes)
 	v.check(q.MaxStoreBytes >= 0, "queues.maxStoreBytes", "must be 0 (no limit) or positive, got %d", q.MaxStoreBytes)
 }
 
@@ -136,6 +139,15 @@ func (c *Config) validateLimits(v *validator) {
 	v.check(l.MaxKeepAlive >= 0 && l.MaxKeepAlive <= Duration(65535*time.Second), "limits.maxKeepAlive",
 		"must be between 0 (no cap) and 65535s, got %s", l.MaxKeepAlive)
 	v.check(l.MemoryLimit == 0 || l.MemoryLimit >= 16<<20, "limits.memoryLimit", "must be 0 (none) or at least 16 MiB, got %d", l.MemoryLimit)
+	v.check(l.MaxUserProperties >= 1 && l.MaxUserProperties <= 65535, "limits.maxUserProperties",
+		"must be between 1 and 65535, got %d", l.MaxUserProperties)
+	v.check(l.MaxUserPropertyBytes >= 64, "limits.maxUserPropertyBytes", "must be at least 64, got %d", l.MaxUserPropertyBytes)
+	v.check(l.MaxTopicLength >= 16 && l.MaxTopicLength <= 65535, "limits.maxTopicLength",
+		"must be between 16 and 65535, got %d", l.MaxTopicLength)
+	v.check(l.MaxTopicLevels >= 1 && l.MaxTopicLevels <= 65535, "limits.maxTopicLevels",
+		"must be between 1 and 65535, got %d", l.MaxTopicLevels)
+	v.check(l.MaxRetainedMessages >= 0, "limits.maxRetainedMessages", "must be 0 (no limit) or positive, got %d", l.MaxRetainedMessages)
+	v.check(l.MaxRetainedBytes >= 0, "limits.maxRetainedBytes", "must be 0 (no limit) or positive, got %d", l.MaxRetainedBytes)
 	v.check(l.OutboundBufferBytes >= 4096, "limits.outboundBufferBytes", "must be at least 4096, got %d", l.OutboundBufferBytes)
 }
 

@@ -57,7 +57,7 @@ const (
 	flagUsername   = 0x80
 )
 
-func (c *Connect) decode(_ byte, b []byte, _ byte) error {
+func (c *Connect) decode(_ byte, b []byte, _ byte, o *DecodeOptions) error {
 	i, err := c.decodeProtocol(b)
 	if err != nil {
 		return err
@@ -70,14 +70,14 @@ func (c *Connect) decode(_ byte, b []byte, _ byte) error {
 		return err
 	}
 	if level == V5 {
-		if i, err = c.Properties.decode(b, i, CONNECT); err != nil {
+		if i, err = c.Properties.decode(b, i, CONNECT, o); err != nil {
 			return err
 		}
 	}
 	if c.ClientID, i, err = decodeString(b, i); err != nil {
 		return err
 	}
-	if i, err = c.decodePayload(b, i, level); err != nil {
+	if i, err = c.decodePayload(b, i, level, o); err != nil {
 		return err
 	}
 	if i != len(b) {
@@ -126,11 +126,11 @@ func (c *Connect) decodeFlags(b []byte, i int) (int, error) {
 }
 
 // decodePayload reads the will, user name and password (section 3.1.3).
-func (c *Connect) decodePayload(b []byte, i int, version byte) (int, error) {
+func (c *Connect) decodePayload(b []byte, i int, version byte, o *DecodeOptions) (int, error) {
 	var err error
 	if c.WillFlag {
 		if version == V5 {
-			if i, err = c.WillProperties.decode(b, i, willProperties); err != nil {
+			if i, err = c.WillProperties.decode(b, i, willProperties, o); err != nil {
 				return i, err
 			}
 		}
@@ -289,7 +289,7 @@ func (c *Connack) AppendTo(dst []byte, version byte) ([]byte, error) {
 	return Append(dst, c, version)
 }
 
-func (c *Connack) decode(_ byte, b []byte, version byte) error {
+func (c *Connack) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
 	if version < V5 && len(b) != 2 {
 		return malformed("CONNACK remaining length %d, want 2", len(b))
 	}
@@ -310,7 +310,7 @@ func (c *Connack) decode(_ byte, b []byte, version byte) error {
 		return err
 	}
 	if version == V5 {
-		if i, err = c.Properties.decode(b, i, CONNACK); err != nil {
+		if i, err = c.Properties.decode(b, i, CONNACK, o); err != nil {
 			return err
 		}
 		if i != len(b) {

@@ -18,12 +18,16 @@ func (p *Pingreq) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(d
 // AppendTo appends the encoded packet to dst; see Append.
 func (p *Pingresp) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(dst, p, v) }
 
-func (*Pingreq) decode(_ byte, b []byte, _ byte) error  { return emptyBody(PINGREQ, b) }
-func (*Pingresp) decode(_ byte, b []byte, _ byte) error { return emptyBody(PINGRESP, b) }
-func (*Pingreq) bodyLen(byte) (int, error)              { return 0, nil }
-func (*Pingresp) bodyLen(byte) (int, error)             { return 0, nil }
-func (*Pingreq) appendBody(dst []byte, _ byte) []byte   { return dst }
-func (*Pingresp) appendBody(dst []byte, _ byte) []byte  { return dst }
+func (*Pingreq) decode(_ byte, b []byte, _ byte, _ *DecodeOptions) error {
+	return emptyBody(PINGREQ, b)
+}
+func (*Pingresp) decode(_ byte, b []byte, _ byte, _ *DecodeOptions) error {
+	return emptyBody(PINGRESP, b)
+}
+func (*Pingreq) bodyLen(byte) (int, error)             { return 0, nil }
+func (*Pingresp) bodyLen(byte) (int, error)            { return 0, nil }
+func (*Pingreq) appendBody(dst []byte, _ byte) []byte  { return dst }
+func (*Pingresp) appendBody(dst []byte, _ byte) []byte { return dst }
 
 func emptyBody(t Type, b []byte) error {
 	if len(b) != 0 {
@@ -47,11 +51,11 @@ func (*Disconnect) Type() Type { return DISCONNECT }
 // AppendTo appends the encoded packet to dst; see Append.
 func (d *Disconnect) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(dst, d, v) }
 
-func (d *Disconnect) decode(_ byte, b []byte, version byte) error {
+func (d *Disconnect) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
 	if version < V5 {
 		return emptyBody(DISCONNECT, b)
 	}
-	return decodeReasonAndProps(b, 0, DISCONNECT, &d.ReasonCode, &d.Properties)
+	return decodeReasonAndProps(b, 0, DISCONNECT, &d.ReasonCode, &d.Properties, o)
 }
 
 func (d *Disconnect) bodyLen(version byte) (int, error) {
@@ -82,8 +86,8 @@ func (*Auth) Type() Type { return AUTH }
 // AppendTo appends the encoded packet to dst; see Append.
 func (a *Auth) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(dst, a, v) }
 
-func (a *Auth) decode(_ byte, b []byte, _ byte) error {
-	return decodeReasonAndProps(b, 0, AUTH, &a.ReasonCode, &a.Properties)
+func (a *Auth) decode(_ byte, b []byte, _ byte, o *DecodeOptions) error {
+	return decodeReasonAndProps(b, 0, AUTH, &a.ReasonCode, &a.Properties, o)
 }
 
 func (a *Auth) bodyLen(byte) (int, error) {

@@ -67,8 +67,9 @@ type codec interface {
 	// appendBody appends the variable header and payload; bodyLen has
 	// validated the packet.
 	appendBody(dst []byte, version byte) []byte
-	// decode parses the body that followed a fixed header with these flags.
-	decode(flags byte, body []byte, version byte) error
+	// decode parses the body that followed a fixed header with these flags,
+	// within the limits of o (nil: none beyond the protocol's).
+	decode(flags byte, body []byte, version byte, o *DecodeOptions) error
 }
 
 // newPacket is the single dispatch point from a Type to its packet struct.
@@ -154,6 +155,12 @@ func checkHeader(hdr byte, version byte) (codec, error) {
 // *Connect comes back with the error, so a server can answer with a CONNACK
 // in the client's version.
 func Decode(buf []byte, version byte) (Packet, error) {
+	return DecodeWith(buf, version, nil)
+}
+
+// DecodeWith is Decode within the limits of o; nil means none beyond the
+// protocol's.
+func DecodeWith(buf []byte, version byte, o *DecodeOptions) (Packet, error) {
 	if len(buf) < 2 {
 		return nil, malformed("packet of %d bytes is shorter than a fixed header", len(buf))
 	}
@@ -168,11 +175,11 @@ func Decode(buf []byte, version byte) (Packet, error) {
 	if int(n) != len(buf)-i {
 		return nil, malformed("remaining length %d, but %d bytes follow", n, len(buf)-i)
 	}
-	return decodeBody(p, buf[0]&0x0f, buf[i:], version)
+	return decodeBody(p, buf[0]&0x0f, buf[i:], version, o)
 }
 
-func decodeBody(p codec, flags byte, body []byte, version byte) (Packet, error) {
-	if err := p.decode(flags, body, version); err != nil {
+func decodeBody(p codec, flags byte, body []byte, version byte, o *DecodeOptions) (Packet, error) {
+	if err := p.decode(flags, body, version, o); err != nil {
 		if c, ok := p.(*Connect); ok && c.ProtocolVersion != 0 {
 			return c, err
 		}
@@ -192,6 +199,10 @@ func decodeBody(p codec, flags byte, body []byte, version byte) (Packet, error) 
 // returns an error wrapping io.ErrUnexpectedEOF. Malformed packets yield an
 // *Error carrying the Reason Code; see Decode for CONNECT errors.
 func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
+	return readPacket(r, version, maxSize, nil)
+}
+
+func readPacket(r *bufio.Reader, version byte, maxSize uint32, o *DecodeOptions) (Packet, error) {
 	hdr, err := r.ReadByte()
 	if err != nil {
 		return nil, err // io.EOF: the peer closed between packets
@@ -214,7 +225,7 @@ func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
 		}
 		return nil, fmt.Errorf("packet: reading %s body: %w", p.Type(), err)
 	}
-	return decodeBody(p, hdr&0x0f, body, version)
+	return decodeBody(p, hdr&0x0f, body, version, o)
 }
 
 // bodyChunk is the largest body allocated before its bytes arrive.
@@ -273,6 +284,9 @@ type Reader struct {
 	R       *bufio.Reader
 	Version byte   // negotiated protocol level; 0 before CONNECT
 	MaxSize uint32 // largest accepted packet in bytes; 0: protocol maximum
+	// Options bounds what one packet may make the decoder allocate; the
+	// zero value sets no limit beyond the protocol's.
+	Options DecodeOptions
 }
 
 // NewReader returns a Reader over r, buffering it unless it already is a
@@ -287,7 +301,7 @@ func NewReader(r io.Reader, version byte, maxSize uint32) *Reader {
 
 // ReadPacket reads the next packet; see the function ReadPacket.
 func (r *Reader) ReadPacket() (Packet, error) {
-	return ReadPacket(r.R, r.Version, r.MaxSize)
+	return readPacket(r.R, r.Version, r.MaxSize, &r.Options)
 }
 
 // Append appends the encoding of p for the given protocol version to dst.

@@ -130,8 +130,9 @@ func contextName(t Type) string {
 }
 
 // decode reads a Property Length and the properties that follow (section
-// 2.2.2) into p, which must be zero, for packet type t (or willProperties).
-func (p *Properties) decode(b []byte, i int, t Type) (int, error) {
+// 2.2.2) into p, which must be zero, for packet type t (or willProperties),
+// within the user property limits of o (nil: none).
+func (p *Properties) decode(b []byte, i int, t Type, o *DecodeOptions) (int, error) {
 	n, i, err := decodeVarint(b, i)
 	if err != nil {
 		return i, err
@@ -142,6 +143,7 @@ func (p *Properties) decode(b []byte, i int, t Type) (int, error) {
 	}
 	b = b[:end]
 	var seen uint64
+	users := userLimits{o: o}
 	for i < end {
 		var id uint32
 		if id, i, err = decodeVarint(b, i); err != nil {
@@ -158,6 +160,11 @@ func (p *Properties) decode(b []byte, i int, t Type) (int, error) {
 			return i, protocolErr("%s: %s included more than once", contextName(t), def.name)
 		}
 		seen |= 1 << id
+		if id == 0x26 {
+			if err := users.admit(t, b, i); err != nil {
+				return i, err
+			}
+		}
 		if i, err = def.f.decode(p, b, i); err != nil {
 			return i, annotate(err, def.name)
 		}

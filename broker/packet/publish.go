@@ -32,7 +32,7 @@ func (p *Publish) flags() byte {
 	return boolBit(p.Dup, 0x08) | p.QoS<<1 | boolBit(p.Retain, 0x01)
 }
 
-func (p *Publish) decode(flags byte, b []byte, version byte) error {
+func (p *Publish) decode(flags byte, b []byte, version byte, o *DecodeOptions) error {
 	p.Dup, p.QoS, p.Retain = flags&0x08 != 0, flags>>1&0x03, flags&0x01 != 0
 	if err := p.checkHeader(); err != nil {
 		return err
@@ -51,7 +51,7 @@ func (p *Publish) decode(flags byte, b []byte, version byte) error {
 		}
 	}
 	if version == V5 {
-		if i, err = p.Properties.decode(b, i, PUBLISH); err != nil {
+		if i, err = p.Properties.decode(b, i, PUBLISH, o); err != nil {
 			return err
 		}
 	}
@@ -199,17 +199,17 @@ func (p *Pubrel) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(ds
 // AppendTo appends the encoded packet to dst; see Append.
 func (p *Pubcomp) AppendTo(dst []byte, v byte) ([]byte, error) { return Append(dst, p, v) }
 
-func (p *Puback) decode(_ byte, b []byte, v byte) error {
-	return (*ackFields)(p).decode(PUBACK, b, v)
+func (p *Puback) decode(_ byte, b []byte, v byte, o *DecodeOptions) error {
+	return (*ackFields)(p).decode(PUBACK, b, v, o)
 }
-func (p *Pubrec) decode(_ byte, b []byte, v byte) error {
-	return (*ackFields)(p).decode(PUBREC, b, v)
+func (p *Pubrec) decode(_ byte, b []byte, v byte, o *DecodeOptions) error {
+	return (*ackFields)(p).decode(PUBREC, b, v, o)
 }
-func (p *Pubrel) decode(_ byte, b []byte, v byte) error {
-	return (*ackFields)(p).decode(PUBREL, b, v)
+func (p *Pubrel) decode(_ byte, b []byte, v byte, o *DecodeOptions) error {
+	return (*ackFields)(p).decode(PUBREL, b, v, o)
 }
-func (p *Pubcomp) decode(_ byte, b []byte, v byte) error {
-	return (*ackFields)(p).decode(PUBCOMP, b, v)
+func (p *Pubcomp) decode(_ byte, b []byte, v byte, o *DecodeOptions) error {
+	return (*ackFields)(p).decode(PUBCOMP, b, v, o)
 }
 func (p *Puback) bodyLen(v byte) (int, error)  { return (*ackFields)(p).bodyLen(PUBACK, v) }
 func (p *Pubrec) bodyLen(v byte) (int, error)  { return (*ackFields)(p).bodyLen(PUBREC, v) }
@@ -228,7 +228,7 @@ func (p *Pubcomp) appendBody(dst []byte, v byte) []byte {
 	return (*ackFields)(p).appendBody(dst, v)
 }
 
-func (a *ackFields) decode(t Type, b []byte, version byte) error {
+func (a *ackFields) decode(t Type, b []byte, version byte, o *DecodeOptions) error {
 	id, i, err := decodeUint16(b, 0)
 	if err != nil {
 		return err
@@ -243,13 +243,13 @@ func (a *ackFields) decode(t Type, b []byte, version byte) error {
 		}
 		return nil
 	}
-	return decodeReasonAndProps(b, i, t, &a.ReasonCode, &a.Properties)
+	return decodeReasonAndProps(b, i, t, &a.ReasonCode, &a.Properties, o)
 }
 
 // decodeReasonAndProps reads the optional 5.0 Reason Code and properties
 // that end PUBACK, PUBREC, PUBREL, PUBCOMP, DISCONNECT and AUTH: an absent
 // Reason Code means Success and an absent Property Length means none.
-func decodeReasonAndProps(b []byte, i int, t Type, rc *ReasonCode, props *Properties) error {
+func decodeReasonAndProps(b []byte, i int, t Type, rc *ReasonCode, props *Properties, o *DecodeOptions) error {
 	if i == len(b) {
 		return nil
 	}
@@ -264,7 +264,7 @@ func decodeReasonAndProps(b []byte, i int, t Type, rc *ReasonCode, props *Proper
 	if i == len(b) {
 		return nil
 	}
-	if i, err = props.decode(b, i, t); err != nil {
+	if i, err = props.decode(b, i, t, o); err != nil {
 		return err
 	}
 	if i != len(b) {

@@ -39,8 +39,8 @@ const (
 	optReserved31 = 0xfc
 )
 
-func (s *Subscribe) decode(_ byte, b []byte, version byte) error {
-	i, err := decodeIDAndProps(b, SUBSCRIBE, version, &s.PacketID, &s.Properties)
+func (s *Subscribe) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
+	i, err := decodeIDAndProps(b, SUBSCRIBE, version, &s.PacketID, &s.Properties, o)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (s *Subscribe) decode(_ byte, b []byte, version byte) error {
 
 // decodeIDAndProps reads the Packet Identifier and, in 5.0, the properties
 // that start SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK.
-func decodeIDAndProps(b []byte, t Type, version byte, id *uint16, props *Properties) (int, error) {
+func decodeIDAndProps(b []byte, t Type, version byte, id *uint16, props *Properties, o *DecodeOptions) (int, error) {
 	v, i, err := decodeUint16(b, 0)
 	if err != nil {
 		return i, err
@@ -73,7 +73,7 @@ func decodeIDAndProps(b []byte, t Type, version byte, id *uint16, props *Propert
 		return i, err
 	}
 	if version == V5 {
-		return props.decode(b, i, t)
+		return props.decode(b, i, t, o)
 	}
 	return i, nil
 }
@@ -196,8 +196,8 @@ func (s *Suback) AppendTo(dst []byte, version byte) ([]byte, error) {
 	return Append(dst, s, version)
 }
 
-func (s *Suback) decode(_ byte, b []byte, version byte) error {
-	i, err := decodeIDAndProps(b, SUBACK, version, &s.PacketID, &s.Properties)
+func (s *Suback) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
+	i, err := decodeIDAndProps(b, SUBACK, version, &s.PacketID, &s.Properties, o)
 	if err != nil {
 		return err
 	}
@@ -276,8 +276,8 @@ func (u *Unsubscribe) AppendTo(dst []byte, version byte) ([]byte, error) {
 	return Append(dst, u, version)
 }
 
-func (u *Unsubscribe) decode(_ byte, b []byte, version byte) error {
-	i, err := decodeIDAndProps(b, UNSUBSCRIBE, version, &u.PacketID, &u.Properties)
+func (u *Unsubscribe) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
+	i, err := decodeIDAndProps(b, UNSUBSCRIBE, version, &u.PacketID, &u.Properties, o)
 	if err != nil {
 		return err
 	}
@@ -336,8 +336,8 @@ func (u *Unsuback) AppendTo(dst []byte, version byte) ([]byte, error) {
 	return Append(dst, u, version)
 }
 
-func (u *Unsuback) decode(_ byte, b []byte, version byte) error {
-	i, err := decodeIDAndProps(b, UNSUBACK, version, &u.PacketID, &u.Properties)
+func (u *Unsuback) decode(_ byte, b []byte, version byte, o *DecodeOptions) error {
+	i, err := decodeIDAndProps(b, UNSUBACK, version, &u.PacketID, &u.Properties, o)
 	if err != nil {
 		return err
 	}

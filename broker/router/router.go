@@ -3,6 +3,7 @@ package router
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
@@ -27,6 +28,11 @@ type Subscriber interface {
 type Router struct {
 	trie     topic.Trie[store.Subscription]
 	retained topic.Retained[*store.Message]
+	// rmu orders the changes of retained and keeps rbytes, the sum of the
+	// retained messages' Size, in step with them (rbytes is atomic so
+	// that the store budget reads it on every publish without the lock).
+	rmu    sync.Mutex
+	rbytes atomic.Int64
 
 	mu   sync.RWMutex
 	subs map[string]Subscriber
@@ -211,9 +217,9 @@ func (f *Fanout) Settle(ok bool) {
 	f.settles = f.settles[:0]
 	if ok && f.retain != nil {
 		if f.unset {
-			f.r.retained.Delete(f.retain.Topic)
+			f.r.deleteRetained(f.retain.Topic, nil)
 		} else {
-			f.r.retained.Set(f.retain.Topic, f.retain)
+			f.r.setRetained(f.retain)
 		}
 	}
 }
@@ -315,7 +321,54 @@ func merge(d *session.Delivery, m *store.Message, sub store.Subscription) {
 }
 
 // LoadRetained adds a recovered retained message to the index.
-func (r *Router) LoadRetained(m *store.Message) { r.retained.Set(m.Topic, m) }
+func (r *Router) LoadRetained(m *store.Message) { r.setRetained(m) }
+
+func (r *Router) setRetained(m *store.Message) {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	delta := m.Size()
+	if old, ok := r.retained.Get(m.Topic); ok {
+		delta -= old.Size()
+	}
+	r.retained.Set(m.Topic, m)
+	r.rbytes.Add(delta)
+}
+
+// deleteRetained removes topic's retained message, only if it is still
+// only (when only is not nil), and reports whether it did.
+func (r *Router) deleteRetained(topic string, only *store.Message) bool {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	old, ok := r.retained.Get(topic)
+	if !ok || (only != nil && old != only) {
+		return false
+	}
+	r.retained.Delete(topic)
+	r.rbytes.Add(-old.Size())
+	return true
+}
+
+// RetainedBytes returns the sum of the retained messages' Size.
+func (r *Router) RetainedBytes() int64 { return r.rbytes.Load() }
+
+// RetainRoom reports whether retaining a message of size bytes on topic
+// keeps the retained messages within maxCount messages and maxBytes bytes
+// (0: no limit). Replacing a topic's retained message needs no room in
+// count, only in bytes beyond the message it replaces. It reserves
+// nothing: concurrent publishes may each pass it once.
+func (r *Router) RetainRoom(topic string, size int64, maxCount int, maxBytes int64) bool {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	bytes := r.rbytes.Load() + size
+	old, replacing := r.retained.Get(topic)
+	if replacing {
+		bytes -= old.Size()
+	}
+	if maxBytes > 0 && bytes > maxBytes && (!replacing || size > old.Size()) {
+		return false
+	}
+	return replacing || maxCount <= 0 || r.retained.Len() < maxCount
+}
 
 // RetainedCount returns the number of retained messages.
 func (r *Router) RetainedCount() int { return r.retained.Len() }
@@ -335,8 +388,7 @@ func (r *Router) Retained(filter string) []*store.Message {
 // still m (an expired retained message found on delivery), and appends its
 // deletion to b.
 func (r *Router) DropRetained(m *store.Message, b *store.Batch) {
-	if cur, ok := r.retained.Get(m.Topic); ok && cur == m {
-		r.retained.Delete(m.Topic)
+	if r.deleteRetained(m.Topic, m) {
 		b.DeleteRetained(m.Topic)
 	}
 }

@@ -91,6 +91,10 @@ type Status struct {
 	// and RefusedConfigError why: that generation is not in force.
 	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
 	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
+
+	// Storage is the store budget and the disk; the operator sets the
+	// StoragePressure condition from Storage.Pressure.
+	Storage StorageStats `json:"storage"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
@@ -179,6 +183,7 @@ func (a *admin) snapshot() Status {
 		SessionsOffline:  st.SessionsOffline,
 		QueuedMessages:   st.QueuedMessages,
 		QueuedBytes:      st.QueuedBytes,
+		Storage:          st.Storage,
 	}
 	if a.cfg.Reload != nil {
 		r := a.cfg.Reload()

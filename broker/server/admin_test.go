@@ -115,7 +115,10 @@ func newFakeEngine() *fakeEngine {
 		Connections: 3, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 42, QueuedBytes: 4200,
 		Retained: 7, Drops: map[string]uint64{DropQueueFull: 4, "custom_reason": 1},
 		MessagesIn: [3]uint64{10, 20, 30}, MessagesOut: [3]uint64{1, 2, 3}, BytesIn: 1000, BytesOut: 2000,
-		Commit: Histogram{Buckets: map[float64]uint64{0.001: 5, 0.01: 9}, Count: 10, Sum: 0.05},
+		Commit:   Histogram{Buckets: map[float64]uint64{0.001: 5, 0.01: 9}, Count: 10, Sum: 0.05},
+		Refusals: map[string]uint64{LimitTopic: 3},
+		Storage: StorageStats{Used: 900, Budget: 1000, MessageBytes: 400, DiskBytes: 900, VolumeFree: 5000,
+			VolumeSize: 10000, MinVolumeFree: 100, Pressure: true},
 	}
 	f.sessions = []SessionInfo{
 		{ClientID: "a", Online: true, Persistent: true, QueuedMessages: 0},
@@ -222,6 +225,13 @@ func TestAdminStatus(t *testing.T) {
 	}
 	if f, _ := s["pendingRestartFields"].([]any); len(f) != 1 || f[0] != "dataDir" {
 		t.Errorf("pendingRestartFields = %v", s["pendingRestartFields"])
+	}
+	// The operator reads storage.{usedBytes,budgetBytes,volumeFreeBytes,pressure}.
+	sg, _ := s["storage"].(map[string]any)
+	for k, v := range map[string]any{"usedBytes": 900.0, "budgetBytes": 1000.0, "volumeFreeBytes": 5000.0, "pressure": true} {
+		if sg[k] != v {
+			t.Errorf("storage.%s = %v, want %v", k, sg[k], v)
+		}
 	}
 }
 

@@ -75,6 +75,10 @@ type Stats struct {
 	Retained int64
 	// Drops counts discarded messages by reason (the Drop* constants).
 	Drops map[string]uint64
+	// Refusals counts what each limit refused (the Limit* constants).
+	Refusals map[string]uint64
+	// Storage is the store budget and the disk.
+	Storage StorageStats
 	// MessagesIn and MessagesOut count PUBLISH packets by QoS.
 	MessagesIn  [3]uint64
 	MessagesOut [3]uint64
@@ -86,6 +90,33 @@ type Stats struct {
 	Commit Histogram
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
+}
+
+// StorageStats describe the store budget (queues.maxStoreBytes) and what
+// the store occupies, for /metrics and /v1/status. Bytes throughout.
+type StorageStats struct {
+	// Used is what counts against the budget: the larger of MessageBytes
+	// and DiskBytes.
+	Used int64 `json:"usedBytes"`
+	// Budget is queues.maxStoreBytes; 0 means none.
+	Budget int64 `json:"budgetBytes"`
+	// MessageBytes is the Size of the stored and retained messages.
+	MessageBytes int64 `json:"messageBytes"`
+	// DiskBytes is what the store's files occupy, as the storage engine
+	// counts them (WAL, tables, obsolete files, compactions in progress);
+	// CompactionDebt is its estimate of bytes still to compact. 0 without
+	// a durable store.
+	DiskBytes      int64 `json:"diskBytes"`
+	CompactionDebt int64 `json:"compactionDebtBytes"`
+	// VolumeFree and VolumeSize describe the store's volume (0: unknown);
+	// MinVolumeFree is queues.minVolumeFreeBytes.
+	VolumeFree    int64 `json:"volumeFreeBytes"`
+	VolumeSize    int64 `json:"volumeSizeBytes"`
+	MinVolumeFree int64 `json:"minVolumeFreeBytes"`
+	// Pressure is true at 95% of the budget or more, or with the volume
+	// below MinVolumeFree: new messages for offline sessions are (or are
+	// about to be) refused by the overflow policy.
+	Pressure bool `json:"pressure"`
 }
 
 // Histogram is latency histogram data in the Prometheus layout.

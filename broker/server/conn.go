@@ -39,17 +39,18 @@ type conn struct {
 	r   *packet.Reader
 
 	// Set while handling CONNECT, read-only afterwards.
-	version       byte
-	clientID      string
-	principal     string
-	entry         *sessionEntry
-	sess          *session.Session
-	keepAlive     time.Duration
-	connectExpiry uint32 // expiry the client asked for (5.0 DISCONNECT rule)
-	expiryZero    bool   // delete the session at disconnection
-	sendMax       uint32 // client's Maximum Packet Size; 0: none
-	aliasMax      uint16 // client's Topic Alias Maximum (outbound aliases)
-	inAliasMax    uint16 // ours (inbound aliases)
+	version         byte
+	clientID        string
+	principal       string
+	entry           *sessionEntry
+	sess            *session.Session
+	keepAlive       time.Duration
+	keepAliveCapped bool   // keepAlive is limits.maxKeepAlive, not the client's
+	connectExpiry   uint32 // expiry the client asked for (5.0 DISCONNECT rule)
+	expiryZero      bool   // delete the session at disconnection
+	sendMax         uint32 // client's Maximum Packet Size; 0: none
+	aliasMax        uint16 // client's Topic Alias Maximum (outbound aliases)
+	inAliasMax      uint16 // ours (inbound aliases)
 
 	inAliases  map[uint16]string // read loop only
 	outAliases map[string]uint16 // writer only
@@ -148,10 +149,12 @@ func (c *conn) serve() {
 	defer c.nc.Close()
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
+	c.r.Options = decodeOptions(cfg)
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
 	p, err := c.r.ReadPacket()
 	cp, _ := p.(*packet.Connect)
 	if err != nil {
+		c.countLimit(err)
 		if cp != nil && cp.ProtocolVersion != 0 {
 			c.version = cp.ProtocolVersion
 			c.refuse(packet.ReasonCodeOf(err))
@@ -239,13 +242,24 @@ func (c *conn) readError(err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.As(err, &ne) && ne.Timeout():
 		c.log.Debug("keep alive timeout", "client", c.clientID)
+		if c.keepAliveCapped {
+			c.srv.refused.add(c.log, LimitKeepAlive, "client", c.clientID, "keepAlive", c.keepAlive)
+		}
 		c.kick(packet.KeepAliveTimeout)
 	default:
 		var pe *packet.Error
 		if errors.As(err, &pe) {
+			c.countLimit(err)
 			c.log.Info("protocol error", "client", c.clientID, "err", err)
 			c.kick(pe.Code)
 		}
+	}
+}
+
+// countLimit counts a decode error that a configured limit caused.
+func (c *conn) countLimit(err error) {
+	if errors.Is(err, packet.ErrUserPropertyLimit) {
+		c.srv.refused.add(c.log, LimitUserProperties, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
 	}
 }
 

@@ -128,7 +128,7 @@ func (c *conn) buildWill(p *packet.Connect) (*store.Will, packet.ReasonCode) {
 	if !p.WillFlag {
 		return nil, packet.Success
 	}
-	if topic.ValidateName(p.WillTopic) != nil {
+	if topic.ValidateName(p.WillTopic) != nil || !c.topicAllowed(p.WillTopic) {
 		return nil, packet.TopicNameInvalid
 	}
 	if !c.srv.canPublish(c.principal, c.clientID, p.WillTopic) {
@@ -171,8 +171,12 @@ func grantExpiry(p *packet.Connect, cfg *config.Config) uint32 {
 func (c *conn) setLimits(p *packet.Connect, cfg *config.Config) {
 	c.outMax = cfg.Limits.OutboundBufferBytes
 	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
-	if max := cfg.Limits.MaxKeepAlive.D(); c.version >= packet.V5 && max > 0 && (c.keepAlive == 0 || c.keepAlive > max) {
-		c.keepAlive = max
+	// The cap applies to every version: 5.0 clients are told the Server
+	// Keep Alive; a 3.1.1 client cannot be, so one that asked for 0 (no
+	// keep alive) or more is closed after 1.5 times the cap of silence
+	// all the same, and an idle connection cannot be held open forever.
+	if max := cfg.Limits.MaxKeepAlive.D(); max > 0 && (c.keepAlive == 0 || c.keepAlive > max) {
+		c.keepAlive, c.keepAliveCapped = max, true
 	}
 	c.inflight = make(chan struct{}, int(cfg.Limits.MaxInflight))
 	if c.version < packet.V5 {
@@ -275,9 +279,21 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 	}
 	present = e != nil
 	if e == nil {
+		if rc := s.sessionQuotaLocked(c); rc != packet.Success {
+			s.mu.Unlock()
+			if oldWill != nil {
+				s.publishWill(c.clientID, oldWill)
+			}
+			if b.Len() > 0 {
+				if err := s.commitOrdered(&b); err != nil {
+					s.log.Error("storing session", "client", c.clientID, "err", err)
+				}
+			}
+			return false, rc
+		}
 		rec := store.Session{ClientID: c.clientID, Principal: c.principal, CreatedAt: s.now()}
-		e = &sessionEntry{sess: session.New(rec, s.limits(), s.store, s.now, s.hooks())}
-		s.sessions[c.clientID] = e
+		e = &sessionEntry{sess: session.New(rec, s.limits(), s.store, s.now, s.hooks()), principal: c.principal}
+		s.addSessionLocked(c.clientID, e)
 		s.router.Register(c.clientID, e.sess)
 	}
 	if present && expiry == 0 && e.sess.Persistent() {
@@ -354,6 +370,9 @@ func (s *Server) lockFreeSession(c *conn) (*sessionEntry, packet.ReasonCode) {
 // store. s.mu must be held.
 func (s *Server) removeSessionLocked(id string, e *sessionEntry, b *store.Batch) {
 	delete(s.sessions, id)
+	if s.principals[e.principal]--; s.principals[e.principal] <= 0 {
+		delete(s.principals, e.principal)
+	}
 	subs := e.sess.Subscriptions()
 	filters := make([]string, len(subs))
 	for i, sub := range subs {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store"
 )
 
 // offlineSubscriber creates a persistent session subscribed to filter and
@@ -107,7 +108,10 @@ func TestQueueOverflowPolicies(t *testing.T) {
 
 func TestQueueByteLimitAndQoS0(t *testing.T) {
 	cfg := testConfig()
-	cfg.Queues.MaxQueuedBytes = 10 // topic "qb" (2) + payload
+	// Room for one message of 4 bytes, not two (Size counts the encoded
+	// PUBLISH, the publisher and store.EntryOverhead).
+	one := (&store.Message{Topic: "qb", Payload: []byte("1234"), Publisher: "qbpub"}).Size()
+	cfg.Queues.MaxQueuedBytes = 2*one - 1
 	cfg.Queues.OverflowPolicy = config.OverflowDropNewest
 	b := startBroker(t, cfg)
 	offlineSubscriber(t, b, "qb", "qb", 1)
@@ -127,7 +131,8 @@ func TestQueueByteLimitAndQoS0(t *testing.T) {
 
 func TestStoreBudget(t *testing.T) {
 	cfg := testConfig()
-	cfg.Queues.MaxStoreBytes = 20
+	one := (&store.Message{Topic: "sb", Payload: []byte("0123456789"), Publisher: "sbpub"}).Size()
+	cfg.Queues.MaxStoreBytes = 2*one - 1
 	cfg.Queues.OverflowPolicy = config.OverflowRejectPublish
 	b := startBroker(t, cfg)
 	offlineSubscriber(t, b, "sb", "sb", 1)

@@ -57,6 +57,13 @@ var (
 		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
 	descAdminRefused = prometheus.NewDesc("bollard_admin_requests_refused_total",
 		"Requests to the admin API (/v1/*) refused, by reason: missing_token, wrong_token, no_token_configured.", []string{"reason"}, nil)
+	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
+		"Packets, subscriptions, messages and connections refused by a limit, by limit (see docs/security.md).", []string{"limit"}, nil)
+	descStorage = prometheus.NewDesc("bollard_store_bytes",
+		"The store budget and the disk, by kind: used (what counts against the budget), budget (queues.maxStoreBytes, 0: none), messages (stored and retained messages), disk (the store's files, WAL included), compaction_debt, volume_free, volume_size.",
+		[]string{"kind"}, nil)
+	descStoragePressure = prometheus.NewDesc("bollard_store_pressure",
+		"1 when the store is at 95% of its budget or more, or its volume below queues.minVolumeFreeBytes.", nil, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -69,7 +76,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
-		descAdminRefused,
+		descAdminRefused, descRefusals, descStorage, descStoragePressure,
 	} {
 		ch <- d
 	}
@@ -96,6 +103,15 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessagesIn, st.MessagesIn[qos], strconv.Itoa(qos))
 		counter(descMessagesOut, st.MessagesOut[qos], strconv.Itoa(qos))
 	}
+	for _, limit := range limitNames(st.Refusals) {
+		counter(descRefusals, st.Refusals[limit], limit)
+	}
+	sg := st.Storage
+	for kind, v := range map[string]int64{"used": sg.Used, "budget": sg.Budget, "messages": sg.MessageBytes,
+		"disk": sg.DiskBytes, "compaction_debt": sg.CompactionDebt, "volume_free": sg.VolumeFree, "volume_size": sg.VolumeSize} {
+		gauge(descStorage, float64(v), kind)
+	}
+	gauge(descStoragePressure, boolGauge(sg.Pressure))
 	counter(descBytesIn, st.BytesIn)
 	counter(descBytesOut, st.BytesOut)
 	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)

@@ -38,6 +38,12 @@ func TestMetricsExposition(t *testing.T) {
 		`bollard_config_reloads_total{result="applied"} 2`,
 		`bollard_config_reloads_total{result="rejected"} 1`,
 		`bollard_build_info{version="v1.2.3"} 1`,
+		`bollard_limit_refusals_total{limit="topic"} 3`,
+		`bollard_limit_refusals_total{limit="sessions"} 0`,
+		`bollard_store_bytes{kind="used"} 900`,
+		`bollard_store_bytes{kind="budget"} 1000`,
+		`bollard_store_bytes{kind="volume_free"} 5000`,
+		"bollard_store_pressure 1",
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
 	} {

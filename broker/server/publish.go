@@ -81,12 +81,6 @@ func putBatch(b *store.Batch) {
 	batchPool.Put(b)
 }
 
-// storeFull reports whether storing m would exceed the global budget.
-func (s *Server) storeFull(m *store.Message) bool {
-	max := s.config().Queues.MaxStoreBytes
-	return max > 0 && s.store.Stats().Bytes+m.Size() > max
-}
-
 // publishWill publishes a session's will message.
 func (s *Server) publishWill(clientID string, w *store.Will) {
 	m := w.Message
@@ -95,15 +89,35 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 		m.ExpiresAt = now.Add(m.ExpiresAt.Sub(m.PublishedAt))
 	}
 	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
+	if m.Retain && !s.retainAdmitted(&m, s.log, clientID) {
+		m.Retain = false // delivered, not retained
+	}
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
 	s.route(&m, getBatch(), false, nil, nil)
 }
 
 // onPublish handles a PUBLISH from the client.
 func (c *conn) onPublish(p *packet.Publish) bool {
-	name, rc := c.topicOf(p)
+	name, rc, limited := c.topicOf(p)
+	if limited && c.version >= packet.V5 && p.QoS > 0 {
+		// Well-formed but not accepted: the 5.0 publisher learns it from
+		// the acknowledgement and keeps its connection.
+		if !c.takeSlot() {
+			return false
+		}
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.TopicNameInvalid, false) })
+		return true
+	}
 	if rc != packet.Success {
 		c.kick(rc)
+		return false
+	}
+	if p.QoS == 2 && c.sess.InboundFull(p.PacketID, int(c.srv.config().Limits.MaxInflight)) {
+		// A QoS 2 exchange holds its place until PUBCOMP, so the Receive
+		// Maximum counts it until then [MQTT-3.3.4-9]; 3.1.1 has no such
+		// rule, but the broker bounds the state a client makes it hold.
+		c.srv.refused.add(c.log, LimitInboundQoS2, "client", c.clientID)
+		c.kick(packet.ReceiveMaximumExceeded)
 		return false
 	}
 	if p.QoS > 0 && !c.takeSlot() {
@@ -116,6 +130,14 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		return true
 	}
 	m := c.message(p, name)
+	if m.Retain && !c.srv.retainAdmitted(m, c.log, c.clientID) {
+		if c.version >= packet.V5 && p.QoS > 0 {
+			// Refused whole: the 5.0 publisher learns it and may retry.
+			c.inOrder(nil, func(error) { c.ackPublish(p, packet.QuotaExceeded, false) })
+			return true
+		}
+		m.Retain = false // a publisher that cannot learn it: delivered, not retained
+	}
 	b := getBatch()
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
 		// A resent PUBLISH: PUBREC again, not routed again.
@@ -211,7 +233,20 @@ func (c *conn) releaseSlot() {
 }
 
 // topicOf resolves the topic name of p, applying 5.0 topic aliases.
-func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
+// limited says that rc (TopicNameInvalid) is due to the topic limits.
+func (c *conn) topicOf(p *packet.Publish) (name string, rc packet.ReasonCode, limited bool) {
+	name, rc = c.resolveTopic(p)
+	if rc == errTopicLimit {
+		return "", packet.TopicNameInvalid, true
+	}
+	return name, rc, false
+}
+
+// errTopicLimit stands for a topic beyond the limits inside topicOf (a
+// Reason Code no PUBLISH can earn otherwise).
+const errTopicLimit = packet.ImplementationSpecificError
+
+func (c *conn) resolveTopic(p *packet.Publish) (string, packet.ReasonCode) {
 	if len(p.Properties.SubscriptionIdentifiers) > 0 {
 		return "", packet.ProtocolError // [MQTT-3.3.4-6]
 	}
@@ -219,6 +254,9 @@ func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
 	if a := p.Properties.TopicAlias; a != nil {
 		if *a == 0 || *a > c.inAliasMax {
 			return "", packet.TopicAliasInvalid // [MQTT-3.3.2-9]
+		}
+		if name != "" && !c.topicAllowed(name) {
+			return "", errTopicLimit // checked before the alias holds it
 		}
 		if name == "" {
 			n, ok := c.inAliases[*a]
@@ -235,6 +273,9 @@ func (c *conn) topicOf(p *packet.Publish) (string, packet.ReasonCode) {
 	}
 	if topic.ValidateName(name) != nil {
 		return "", packet.TopicNameInvalid
+	}
+	if p.Properties.TopicAlias == nil && !c.topicAllowed(name) {
+		return "", errTopicLimit
 	}
 	return name, packet.Success
 }

@@ -26,13 +26,15 @@ var (
 
 // Server is one broker instance over a store.
 type Server struct {
-	log    *slog.Logger
-	now    func() time.Time
-	store  store.Store
-	router *router.Router
-	stats  *counters
-	com    *committer
-	sweep  *sweeper
+	log     *slog.Logger
+	now     func() time.Time
+	store   store.Store
+	router  *router.Router
+	stats   *counters
+	refused *refusals
+	disk    diskSampler
+	com     *committer
+	sweep   *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	authz atomic.Pointer[authState]
@@ -47,7 +49,10 @@ type Server struct {
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry
-	conns    map[*conn]struct{}
+	// principals counts the sessions (online and offline) of each
+	// principal, for sessions.maxSessionsPerPrincipal; guarded by mu.
+	principals map[string]int
+	conns      map[*conn]struct{}
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -56,8 +61,9 @@ type Server struct {
 
 // sessionEntry is a session in the registry with its current connection.
 type sessionEntry struct {
-	sess  *session.Session
-	owner *conn // guarded by Server.mu; nil while offline
+	sess      *session.Session
+	owner     *conn  // guarded by Server.mu; nil while offline
+	principal string // who created it, as counted in Server.principals
 }
 
 // New builds a Server over st with the validated configuration cfg. The
@@ -73,8 +79,8 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(),
-		sessions: make(map[string]*sessionEntry), conns: make(map[*conn]struct{})}
+	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(),
+		sessions: make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
 	if o.auth != nil {
 		s.fixed = &authState{authn: o.auth, authz: o.authz}
 		s.fixed.reader, _ = o.authz.(auth.Reader)
@@ -147,7 +153,7 @@ func (s *Server) recover(ctx context.Context) error {
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
 	sess := session.Restore(st, s.limits(), s.store, s.now, s.hooks())
 	sess.MarkDisconnectedAt(now, b)
-	s.sessions[st.Session.ClientID] = &sessionEntry{sess: sess}
+	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
 	s.router.Register(st.Session.ClientID, sess)
 	for _, sub := range st.Subscriptions {
 		if _, err := s.router.Subscribe(st.Session.ClientID, sub); err != nil {

@@ -100,6 +100,8 @@ func (s *Server) Stats() Stats {
 		Connections: s.stats.connections.Load(),
 		Retained:    int64(s.router.RetainedCount()),
 		Drops:       s.stats.dropSnapshot(),
+		Refusals:    s.refused.snapshot(),
+		Storage:     s.storageStats(),
 		BytesIn:     s.stats.bytesIn.Load(),
 		BytesOut:    s.stats.bytesOut.Load(),
 		Commit:      s.stats.commit.snapshot(),

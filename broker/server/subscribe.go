@@ -57,7 +57,7 @@ func (c *conn) subscribe(sub store.Subscription, b *store.Batch) (existed bool, 
 	if perr == nil && !shared {
 		perr = topic.ValidateFilter(sub.Filter)
 	}
-	if perr != nil || (shared && inner == "") {
+	if perr != nil || (shared && inner == "") || !c.topicAllowed(sub.Filter) {
 		return false, packet.TopicFilterInvalid, nil
 	}
 	if shared && sub.NoLocal {

@@ -20,6 +20,16 @@ func (s *Session) BeginInbound(pid uint16, b *store.Batch) (dup bool) {
 	return false
 }
 
+// InboundFull reports whether a QoS 2 PUBLISH with pid would open one
+// inbound exchange more than max (the exchanges awaiting their PUBREL); a
+// resent pid opens none.
+func (s *Session) InboundFull(pid uint16, max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, resent := s.inbound[pid]
+	return !resent && len(s.inbound) >= max
+}
+
 // AbortInbound forgets pid after the batch of BeginInbound failed.
 func (s *Session) AbortInbound(pid uint16) {
 	s.mu.Lock()

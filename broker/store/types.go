@@ -92,14 +92,55 @@ type Message struct {
 	ExpiresAt time.Time
 }
 
-// Size is the number of bytes the message counts against queue and store
-// budgets: topic, payload and properties.
+// EntryOverhead is what every message counts against the byte budgets
+// beyond its encoded size: the bookkeeping that carries it (its stored
+// record's key, identifier, timestamps and reference count, a queue entry,
+// the in-memory item of a session's queue). Without it a flood of empty
+// messages would cost memory and disk yet count as nothing.
+const EntryOverhead = 64
+
+// Size is the number of bytes the message counts against every byte budget
+// (a session's maxQueuedBytes, the global store budget, the delivery byte
+// windows): the size of the MQTT 5.0 PUBLISH that carries it (fixed header,
+// topic, packet identifier, every property with its identifier and length
+// prefixes, payload), plus its publisher's client ID and EntryOverhead. So
+// a property costs what it costs on the wire: a user property with an empty
+// key and value counts 5 bytes, not 0.
 func (m *Message) Size() int64 {
-	n := len(m.Topic) + len(m.Payload) + len(m.Props.ContentType) + len(m.Props.ResponseTopic) + len(m.Props.CorrelationData)
-	for _, p := range m.Props.UserProperties {
-		n += len(p.Key) + len(p.Value)
+	props := 0
+	if m.Props.PayloadFormat != nil {
+		props += 2
 	}
-	return int64(n)
+	if !m.ExpiresAt.IsZero() {
+		props += 5
+	}
+	if m.Props.ContentType != "" {
+		props += 3 + len(m.Props.ContentType)
+	}
+	if m.Props.ResponseTopic != "" {
+		props += 3 + len(m.Props.ResponseTopic)
+	}
+	if m.Props.CorrelationData != nil {
+		props += 3 + len(m.Props.CorrelationData)
+	}
+	for _, p := range m.Props.UserProperties {
+		props += 5 + len(p.Key) + len(p.Value)
+	}
+	body := 2 + len(m.Topic) + 2 + varintSize(props) + props + len(m.Payload)
+	return int64(1+varintSize(body)+body) + int64(len(m.Publisher)) + EntryOverhead
+}
+
+// varintSize is the length of n as an MQTT Variable Byte Integer.
+func varintSize(n int) int {
+	switch {
+	case n < 1<<7:
+		return 1
+	case n < 1<<14:
+		return 2
+	case n < 1<<21:
+		return 3
+	}
+	return 4
 }
 
 // Expired reports whether the message has expired at now.
@@ -171,6 +212,29 @@ type QueueStats struct {
 	// LastSeq is the highest Seq ever stored for the session (0 if none),
 	// so that new entries continue after it.
 	LastSeq uint64
+}
+
+// DiskUsage is what a durable store occupies on its volume, as the storage
+// engine itself counts it.
+type DiskUsage struct {
+	// Used is the bytes of the store's files: tables, write-ahead log
+	// (including obsolete files not deleted yet), manifest, options and
+	// compactions in progress.
+	Used int64
+	// CompactionDebt is the engine's estimate of the bytes compactions
+	// still have to rewrite.
+	CompactionDebt int64
+	// VolumeFree and VolumeSize are the bytes available to the broker on
+	// the volume holding the store, and its size (statfs); 0 when unknown.
+	VolumeFree int64
+	VolumeSize int64
+}
+
+// DiskReporter is implemented by the stores that live on a volume.
+type DiskReporter interface {
+	// DiskUsage reports the store's use of its volume. It is cheap enough
+	// to call about once a second, not per operation.
+	DiskUsage() (DiskUsage, error)
 }
 
 // Stats summarise the whole store.

@@ -142,3 +142,47 @@ func ParseShared(filter string) (group, inner string, shared bool, err error) {
 func IsWildcard(filter string) bool {
 	return strings.ContainsAny(filter, "+#")
 }
+
+// ErrLimit: a topic name or filter longer or deeper than the configured
+// Limits. It is well-formed MQTT; the broker just does not accept it.
+var ErrLimit = errors.New("topic: beyond the configured limits")
+
+// Limits bound the topic names and filters a broker accepts, below what the
+// protocol allows (MaxLen bytes, any number of levels). Each level costs a
+// node in the subscription trie or the retained tree, so a 64 KB topic of
+// 32,768 empty levels costs far more memory than its bytes. A zero field
+// means no limit.
+type Limits struct {
+	// MaxLen is the most bytes of a topic name or of a whole filter
+	// (including a "$share/{group}/" prefix).
+	MaxLen int
+	// MaxLevels is the most levels: separators plus one. The levels of a
+	// shared subscription count those of its inner filter only.
+	MaxLevels int
+}
+
+// Check reports whether s, a topic name or filter, is within l; the error
+// wraps ErrLimit. It does not validate s otherwise.
+func (l Limits) Check(s string) error {
+	if l.MaxLen > 0 && len(s) > l.MaxLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrLimit, len(s), l.MaxLen)
+	}
+	if l.MaxLevels <= 0 {
+		return nil
+	}
+	if strings.HasPrefix(s, SharePrefix) {
+		if _, inner, ok := strings.Cut(s[len(SharePrefix):], "/"); ok {
+			s = inner
+		}
+	}
+	// Counting stops at the limit, so a long topic is not scanned twice.
+	levels := 1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			if levels++; levels > l.MaxLevels {
+				return fmt.Errorf("%w: more than %d levels", ErrLimit, l.MaxLevels)
+			}
+		}
+	}
+	return nil
+}

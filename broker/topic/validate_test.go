@@ -137,3 +137,27 @@ func checkErr(t *testing.T, err, want error) {
 		t.Fatalf("error = %v, want %v", err, want)
 	}
 }
+
+func TestLimitsCheck(t *testing.T) {
+	l := Limits{MaxLen: 20, MaxLevels: 3}
+	for s, ok := range map[string]bool{
+		"a/b/c":                 true,
+		"a/b/c/d":               false,
+		"///":                   false,
+		"//":                    true,
+		"$share/g/a/b/c":        true, // the inner filter has 3 levels
+		"$share/g/a/b/c/d":      false,
+		"aaaaaaaaaaaaaaaaaaaa":  true,
+		"aaaaaaaaaaaaaaaaaaaaa": false,
+		"$share/group/a/b/c":    true,
+		"$share/group/a/bbb/cc": false, // 21 bytes in all
+	} {
+		err := l.Check(s)
+		if (err == nil) != ok || (err != nil && !errors.Is(err, ErrLimit)) {
+			t.Errorf("Check(%q) = %v, want ok=%v", s, err, ok)
+		}
+	}
+	if err := (Limits{}).Check(strings.Repeat("/", MaxLen)); err != nil {
+		t.Errorf("zero Limits refused: %v", err)
+	}
+}

@@ -36,8 +36,18 @@ type BrokerReport struct {
 	Version        string
 	Sessions       int64
 	QueuedMessages int64
+	// Storage is what the broker said of its store budget.
+	Storage StorageReport
 	// Err is set when the broker could not be asked.
 	Err error
+}
+
+// StorageReport is a broker's store budget and disk use, in bytes.
+type StorageReport struct {
+	Used, Budget, VolumeFree int64
+	// Pressure: the broker is at 95% of its budget or more, or its volume
+	// below the reserve; it refuses new offline messages at the budget.
+	Pressure bool
 }
 
 // Observed is everything the reconciler saw in one pass.
@@ -63,7 +73,7 @@ type Observed struct {
 	RenderError string
 }
 
-// Conditions returns existing with the four conditions set from o. Only a
+// Conditions returns existing with the five conditions set from o. Only a
 // condition whose status changes gets now as its LastTransitionTime.
 func Conditions(existing []metav1.Condition, o Observed, now metav1.Time) []metav1.Condition {
 	out := make([]metav1.Condition, len(existing))
@@ -83,7 +93,47 @@ func Conditions(existing []metav1.Condition, o Observed, now metav1.Time) []meta
 	set(Progressing(o))
 	set(Degraded(o))
 	set(ConfigApplied(o))
+	set(StoragePressure(o))
 	return out
+}
+
+// StoragePressure is True when any broker that answered reports storage
+// pressure, Unknown when none answered, False otherwise.
+func StoragePressure(o Observed) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionStoragePressure, Status: metav1.ConditionUnknown}
+	var pressed []string
+	answered := 0
+	for _, r := range sortedReports(o.Brokers) {
+		if r.Err != nil {
+			continue
+		}
+		answered++
+		if s := r.Storage; s.Pressure {
+			pressed = append(pressed, fmt.Sprintf("%s uses %s of %s (volume: %s free)", r.Pod, mib(s.Used), budget(s.Budget), mib(s.VolumeFree)))
+		}
+	}
+	switch {
+	case answered == 0:
+		c.Reason, c.Message = v1alpha1.ReasonNoRunningBrokers, "no broker answered to report its storage"
+	case len(pressed) > 0:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonStorageBudgetReached
+		c.Message = "new messages for offline sessions are refused at the budget: " + strings.Join(pressed, "; ")
+	default:
+		// No figures: they change all the time, and the condition would
+		// be rewritten on every reconcile.
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonStorageWithinBudget
+		c.Message = fmt.Sprintf("%d broker(s) within their store budget and volume reserve", answered)
+	}
+	return c
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func budget(b int64) string {
+	if b <= 0 {
+		return "no budget"
+	}
+	return "a budget of " + mib(b)
 }
 
 // Ready is True when every desired replica runs the current template and

@@ -108,6 +108,25 @@ func TestConditionsTable(t *testing.T) {
 			want:   want{"Progressing": "True"},
 			reason: map[string]string{"Progressing": v1alpha1.ReasonExpanding},
 		},
+		"storage within budget": {
+			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, Storage: StorageReport{Used: 10 << 20, Budget: 900 << 20, VolumeFree: 1 << 30}}}},
+			want:   want{"StoragePressure": "False"},
+			reason: map[string]string{"StoragePressure": v1alpha1.ReasonStorageWithinBudget},
+		},
+		"storage pressure on one broker": {
+			o: Observed{Generation: 5, Replicas: 2, StatefulSet: healthy, Brokers: []BrokerReport{
+				{Pod: "b-0", ConfigGeneration: 5, Storage: StorageReport{Used: 10 << 20, Budget: 900 << 20}},
+				{Pod: "b-1", ConfigGeneration: 5, Storage: StorageReport{Used: 890 << 20, Budget: 900 << 20, Pressure: true}}}},
+			want:   want{"StoragePressure": "True", "Ready": "False"},
+			reason: map[string]string{"StoragePressure": v1alpha1.ReasonStorageBudgetReached},
+		},
+		"storage unknown": {
+			o: Observed{Generation: 5, Replicas: 1, StatefulSet: healthy,
+				Brokers: []BrokerReport{{Pod: "b-0", Err: errors.New("connection refused")}}},
+			want:   want{"StoragePressure": "Unknown"},
+			reason: map[string]string{"StoragePressure": v1alpha1.ReasonNoRunningBrokers},
+		},
 		"paused": {
 			o:      Observed{Generation: 5, Replicas: 1, Paused: true},
 			want:   want{"Progressing": "False"},
@@ -169,8 +188,8 @@ func TestLastTransitionTimeMovesOnlyOnStatusChange(t *testing.T) {
 	if got := meta.FindStatusCondition(c2, v1alpha1.ConditionDegraded).LastTransitionTime; !got.Equal(&t0) {
 		t.Errorf("Degraded.lastTransitionTime = %v, never changed status, want %v", got, t0)
 	}
-	if len(c0) != 4 || len(c2) != 4 {
-		t.Errorf("want four conditions, got %d and %d", len(c0), len(c2))
+	if len(c0) != 5 || len(c2) != 5 {
+		t.Errorf("want five conditions, got %d and %d", len(c0), len(c2))
 	}
 }
 

@@ -32,6 +32,7 @@
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - ""
