@@ -64,6 +64,8 @@ type conn struct {
 	wake    chan struct{}
 	closing chan struct{}
 	closer  sync.Once
+	// sockCloser runs closeNow's socket close once.
+	sockCloser sync.Once
 	// grace closes the socket closeGrace after close; serve stops it when
 	// the connection ended first, so the timer does not keep the closed
 	// connection (and its buffers) reachable for closeGrace.
@@ -346,10 +348,14 @@ func (c *conn) stopGrace() {
 	}
 }
 
-// closeNow closes the socket at once.
+// closeNow closes the socket at once, without waiting for it: closing a
+// WebSocket runs its close handshake, which waits seconds for a peer that
+// does not answer, and closeNow runs on the committer goroutine
+// (queueControl from an acknowledgement) and with Server.mu held
+// (waitConns). The close runs on a goroutine of its own, once.
 func (c *conn) closeNow() {
 	c.close()
-	_ = c.nc.Close()
+	c.sockCloser.Do(func() { go c.nc.Close() })
 }
 
 // takeover ends the connection because a new one claims its session.

@@ -26,7 +26,11 @@ func (c *conn) queueControl(p packet.Packet) {
 		c.log.Error("encoding packet", "client", c.clientID, "type", p.Type(), "err", err)
 	}
 	if over {
-		c.log.Warn("slow consumer: outbound buffer full, disconnecting", "client", c.clientID)
+		select {
+		case <-c.closing: // already closing: said once
+		default:
+			c.log.Warn("slow consumer: outbound buffer full, disconnecting", "client", c.clientID)
+		}
 		c.closeNow()
 		return
 	}
