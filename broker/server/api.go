@@ -82,6 +82,9 @@ type Stats struct {
 	Commit Histogram
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
+	// ConnectionPanics counts panics recovered in connections (each closed
+	// that connection only).
+	ConnectionPanics uint64
 }
 
 // Histogram is latency histogram data in the Prometheus layout.

@@ -83,6 +83,7 @@ type conn struct {
 	keepWill  bool // the will is published at the end
 	newExpiry *uint32
 	connected atomic.Bool // set after CONNECT; version and clientID are final then
+	writing   bool        // the writer was started (serve's goroutine only)
 }
 
 // ServeConn serves one accepted connection and returns when it ends. It
@@ -148,6 +149,30 @@ func (c *conn) serve() {
 	defer close(c.done)
 	defer c.stopGrace()
 	defer c.nc.Close()
+	var connected bool
+	ok := c.protect("connect", func() { connected = c.connect() })
+	switch {
+	case connected:
+		c.protect("read loop", c.readLoop)
+		c.end()
+	case !ok && c.claimed():
+		// A panic after the session was claimed: detach it all the same.
+		if !c.writing {
+			close(c.wdone)
+		}
+		c.end()
+	}
+}
+
+// claimed reports whether c holds its session.
+func (c *conn) claimed() bool {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	return c.entry != nil && c.entry.owner == c
+}
+
+// connect reads and handles CONNECT; false: the connection is refused.
+func (c *conn) connect() bool {
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
@@ -159,13 +184,22 @@ func (c *conn) serve() {
 			c.refuse(packet.ReasonCodeOf(err))
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
-		return
+		return false
 	}
-	if cp == nil || !c.handleConnect(cp) {
-		return
-	}
-	c.readLoop()
-	c.end()
+	return cp != nil && c.handleConnect(cp)
+}
+
+// protect runs f and recovers a panic in it (see recovered); ok is false
+// after a panic.
+func (c *conn) protect(site string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered(site, r)
+			ok = false
+		}
+	}()
+	f()
+	return true
 }
 
 // readLoop reads and dispatches packets until the connection ends.
@@ -253,6 +287,7 @@ func (c *conn) readError(err error) {
 
 // dispatch handles one packet; false ends the connection.
 func (c *conn) dispatch(p packet.Packet) bool {
+	c.panicHook("dispatch")
 	switch p.(type) {
 	case *packet.Puback, *packet.Pubcomp:
 	default:

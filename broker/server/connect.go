@@ -52,6 +52,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.setLimits(p, cfg)
 	c.queueControl(c.connack(p, cfg, present, assigned, expiry))
 	c.connected.Store(true)
+	c.writing = true
 	go c.writeLoop()
 	if err := c.sess.Attach(c.sendWindow(p, cfg), c.wakeWriter); err != nil {
 		c.log.Error("reading the session queue", "client", c.clientID, "err", err)

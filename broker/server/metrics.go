@@ -143,6 +143,7 @@ func newMetricsHandler(c AdminConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		brokerCollector{cfg: c},
+		connCollector{cfg: c},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

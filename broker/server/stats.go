@@ -52,6 +52,7 @@ type counters struct {
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
 	commit      *histogram
+	panics      atomic.Uint64 // recovered panics of connections (recover.go)
 
 	dropMu   sync.Mutex
 	drops    map[string]uint64
@@ -105,6 +106,7 @@ func (s *Server) Stats() Stats {
 		Commit:      s.stats.commit.snapshot(),
 
 		ConfigGeneration: s.gen.Load(),
+		ConnectionPanics: s.stats.panics.Load(),
 	}
 	for i := range 3 {
 		st.MessagesIn[i] = s.stats.msgsIn[i].Load()
