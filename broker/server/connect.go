@@ -103,19 +103,44 @@ func (c *conn) checkClientID(p *packet.Connect, cfg *config.Config) (assigned bo
 	return true, packet.Success
 }
 
+// login authenticates the CONNECT. A source address backing off after
+// failed logins is refused at once, and a password check waits for one of
+// the login.maxConcurrentChecks slots (see loginGuard).
 func (c *conn) login(p *packet.Connect) packet.ReasonCode {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	s := c.srv
+	lc := s.config().Login
+	src := sourceKey(c.nc.RemoteAddr())
+	g := &s.logins
+	if lc.FailureBackoff > 0 && g.backoff.blocked(src, s.now(), lc.FailureBackoffMax.D()) {
+		g.backedUp.Add(1)
+		return packet.ConnectionRateExceeded
+	}
 	user := ""
 	if p.UsernameFlag {
 		user = p.Username
 	}
-	principal, err := c.srv.authenticate(ctx, c.clientID, user, p.Password, p.PasswordFlag)
+	if user != "" && p.PasswordFlag {
+		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D()) {
+			g.busy.Add(1)
+			return packet.ServerBusy
+		}
+		defer g.checks.release()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	principal, err := s.authenticate(ctx, c.clientID, user, p.Password, p.PasswordFlag)
 	switch {
 	case err == nil:
 		c.principal = principal
+		if user != "" {
+			g.backoff.succeeded(src)
+		}
 		return packet.Success
 	case errors.Is(err, auth.ErrBadCredentials):
+		g.failures.Add(1)
+		if lc.FailureBackoff > 0 {
+			g.backoff.failed(src, s.now(), lc.FailuresBeforeBackoff, lc.FailureBackoff.D(), lc.FailureBackoffMax.D(), lc.BackoffAddresses)
+		}
 		return packet.BadUserNameOrPassword
 	default:
 		return packet.NotAuthorized

@@ -48,6 +48,8 @@ type Server struct {
 	sessions map[string]*sessionEntry
 	conns    map[*conn]struct{}
 
+	logins loginGuard // CONNECT password checks: concurrency cap, back-off
+
 	started  atomic.Bool
 	draining atomic.Bool
 	connWG   sync.WaitGroup

@@ -107,6 +107,12 @@ func (s *Server) Stats() Stats {
 
 		ConfigGeneration: s.gen.Load(),
 		ConnectionPanics: s.stats.panics.Load(),
+
+		LoginRefusedBusy:      s.logins.busy.Load(),
+		LoginRefusedBackoff:   s.logins.backedUp.Load(),
+		LoginFailures:         s.logins.failures.Load(),
+		LoginChecksInFlight:   int64(s.logins.checks.inFlight()),
+		LoginBackoffAddresses: int64(s.logins.backoff.len()),
 	}
 	for i := range 3 {
 		st.MessagesIn[i] = s.stats.msgsIn[i].Load()
