@@ -77,7 +77,6 @@ func TestSubscribeRoutesBeforeSuback(t *testing.T) {
 // stops routing to it, the session forgets it) and the client learns it
 // from the SUBACK (0x80); the connection stays up.
 func TestSubscribeCommitFailureUndoes(t *testing.T) {
-	t.Skip("issue 12 reproduction: a failed subscription commit kicks the client and leaves the subscription routed; fixed in the next commit")
 	for _, version := range []byte{packet.V5, packet.V311} {
 		t.Run(fmt.Sprint("v", version), func(t *testing.T) {
 			g := newGatedStore(memstore.New())
