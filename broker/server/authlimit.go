@@ -23,12 +23,17 @@ type loginGuard struct {
 	failures atomic.Uint64 // failed password checks
 }
 
-// checkSlots is a counting semaphore whose size can change with a config
-// reload (so not a buffered channel).
+// checkSlots is a counting semaphore for password checks whose size can
+// change with a config reload. Waiters queue in two FIFO classes: a freed
+// slot goes to the oldest waiter from a source address with no failed
+// login on record before any suspect one, so a flood of wrong passwords
+// queues behind itself and honest clients are checked first.
 type checkSlots struct {
-	mu    sync.Mutex
-	inUse int
-	freed chan struct{} // closed and replaced on each release
+	mu      sync.Mutex
+	inUse   int
+	limit   int
+	queues  [2]list.List // of chan struct{}: [0] clean sources, [1] suspect ones
+	waiting int
 }
 
 // checkLimit is login.maxConcurrentChecks, 0 meaning one per CPU.
@@ -40,44 +45,58 @@ func checkLimit(l config.Login) int {
 }
 
 // acquire takes a check slot, waiting up to wait; false: none was free.
-func (s *checkSlots) acquire(limit int, wait time.Duration) bool {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		s.mu.Lock()
-		if s.inUse < limit {
-			s.inUse++
-			s.mu.Unlock()
-			return true
-		}
-		if s.freed == nil {
-			s.freed = make(chan struct{})
-		}
-		freed := s.freed
+// suspect puts the waiter in the second class.
+func (s *checkSlots) acquire(limit int, wait time.Duration, suspect bool) bool {
+	s.mu.Lock()
+	s.limit = limit
+	if s.inUse < limit && s.waiting == 0 {
+		s.inUse++
 		s.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		}
-		select {
-		case <-freed:
-		case <-timer.C:
-			return false
-		}
+		return true
 	}
+	q := &s.queues[0]
+	if suspect {
+		q = &s.queues[1]
+	}
+	ch := make(chan struct{}, 1)
+	el := q.PushBack(ch)
+	s.waiting++
+	s.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-ch: // handed a slot while timing out: use it
+		return true
+	default:
+	}
+	q.Remove(el)
+	s.waiting--
+	return false
 }
 
+// release frees a slot, handing it to the first waiter of the first
+// class while the limit allows.
 func (s *checkSlots) release() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.inUse--
-	if s.freed != nil {
-		close(s.freed)
-		s.freed = nil
+	for s.inUse < s.limit && s.waiting > 0 {
+		q := &s.queues[0]
+		if q.Len() == 0 {
+			q = &s.queues[1]
+		}
+		ch := q.Remove(q.Front()).(chan struct{})
+		s.waiting--
+		s.inUse++
+		ch <- struct{}{}
 	}
-	s.mu.Unlock()
 }
 
 // inFlight is the number of checks running.
@@ -123,22 +142,23 @@ func sourceKey(a net.Addr) string {
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
-// blocked reports whether key is backing off at now. An entry whose
-// back-off ended more than max ago is forgotten: failures long ago do not
-// count against a new attempt.
-func (t *backoffTable) blocked(key string, now time.Time, max time.Duration) bool {
+// blocked reports whether key is backing off at now, and whether it
+// failed to log in recently at all (suspect). An entry whose back-off
+// ended more than max ago is forgotten: failures long ago do not count
+// against a new attempt.
+func (t *backoffTable) blocked(key string, now time.Time, max time.Duration) (blocked, suspect bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	el := t.byKey[key]
 	if el == nil {
-		return false
+		return false, false
 	}
 	e := el.Value.(*backoffEntry)
 	if now.Sub(e.until) > max {
 		t.remove(el)
-		return false
+		return false, false
 	}
-	return now.Before(e.until)
+	return now.Before(e.until), true
 }
 
 // failed records a failed login from key. After more than free failures

@@ -21,7 +21,7 @@ func TestBackoffTable(t *testing.T) {
 	// The first free failures are counted, not refused.
 	for range free {
 		tb.failed("a", now, free, base, maxB, 10)
-		if tb.blocked("a", now, maxB) {
+		if blockedOnly(&tb, "a", now, maxB) {
 			t.Fatal("blocked within the free failures")
 		}
 	}
@@ -29,16 +29,16 @@ func TestBackoffTable(t *testing.T) {
 	for i, want := range []time.Duration{1, 2, 4, 8, 8} {
 		tb.failed("a", now, free, base, maxB, 10)
 		want *= time.Second
-		if !tb.blocked("a", now.Add(want-time.Millisecond), maxB) {
+		if !blockedOnly(&tb, "a", now.Add(want-time.Millisecond), maxB) {
 			t.Fatalf("failure %d: not blocked just before %v", i+free+1, want)
 		}
-		if tb.blocked("a", now.Add(want), maxB) {
+		if blockedOnly(&tb, "a", now.Add(want), maxB) {
 			t.Fatalf("failure %d: still blocked at %v", i+free+1, want)
 		}
 	}
 	// A success clears the address.
 	tb.succeeded("a")
-	if tb.blocked("a", now, maxB) || tb.len() != 0 {
+	if blockedOnly(&tb, "a", now, maxB) || tb.len() != 0 {
 		t.Fatal("success did not clear the back-off")
 	}
 	// A quiet period longer than the cap forgets earlier failures.
@@ -46,7 +46,7 @@ func TestBackoffTable(t *testing.T) {
 		tb.failed("b", now, free, base, maxB, 10)
 	}
 	later := now.Add(4*time.Second + maxB + time.Second)
-	if tb.blocked("b", later, maxB) || tb.len() != 0 {
+	if blockedOnly(&tb, "b", later, maxB) || tb.len() != 0 {
 		t.Fatal("old failures not forgotten")
 	}
 }
@@ -64,10 +64,10 @@ func TestBackoffTableBounded(t *testing.T) {
 			t.Fatalf("table holds %d addresses, bound %d", tb.len(), size)
 		}
 	}
-	if tb.blocked("first", now, time.Hour) {
+	if blockedOnly(&tb, "first", now, time.Hour) {
 		t.Error("the oldest address was not evicted")
 	}
-	if !tb.blocked("10.0.39.15", now, time.Hour) { // the last one
+	if !blockedOnly(&tb, "10.0.39.15", now, time.Hour) { // the last one
 		t.Error("the newest address was evicted")
 	}
 }
@@ -93,18 +93,18 @@ func TestSourceKey(t *testing.T) {
 
 func TestCheckSlots(t *testing.T) {
 	var s checkSlots
-	if !s.acquire(2, time.Millisecond) || !s.acquire(2, time.Millisecond) {
+	if !s.acquire(2, time.Millisecond, false) || !s.acquire(2, time.Millisecond, false) {
 		t.Fatal("free slots refused")
 	}
 	start := time.Now()
-	if s.acquire(2, 50*time.Millisecond) {
+	if s.acquire(2, 50*time.Millisecond, false) {
 		t.Fatal("a third slot of 2")
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
 		t.Fatalf("refused after %v, before the wait", d)
 	}
 	got := make(chan bool)
-	go func() { got <- s.acquire(2, 5*time.Second) }()
+	go func() { got <- s.acquire(2, 5*time.Second, false) }()
 	time.Sleep(20 * time.Millisecond)
 	s.release()
 	if !<-got {
@@ -221,5 +221,51 @@ func TestLoginBackoffPerSource(t *testing.T) {
 	st := b.srv.Stats()
 	if st.LoginFailures != 4 || st.LoginRefusedBackoff != 3 || st.LoginBackoffAddresses != 0 {
 		t.Errorf("stats: failures %d, backoff refusals %d, addresses %d", st.LoginFailures, st.LoginRefusedBackoff, st.LoginBackoffAddresses)
+	}
+}
+
+func blockedOnly(tb *backoffTable, key string, now time.Time, max time.Duration) bool {
+	b, _ := tb.blocked(key, now, max)
+	return b
+}
+
+// A freed slot goes to waiters from clean sources first, in order.
+func TestCheckSlotsPreferCleanSources(t *testing.T) {
+	var s checkSlots
+	if !s.acquire(1, time.Millisecond, false) {
+		t.Fatal("free slot refused")
+	}
+	order := make(chan string, 3)
+	var wg sync.WaitGroup
+	start := func(name string, suspect bool) {
+		wg.Go(func() {
+			if s.acquire(1, 5*time.Second, suspect) {
+				order <- name
+				time.Sleep(10 * time.Millisecond)
+				s.release()
+			}
+		})
+	}
+	waiting := func(n int) func() bool {
+		return func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.waiting == n }
+	}
+	start("suspect1", true)
+	eventually(t, time.Second, "one queued", waiting(1))
+	start("suspect2", true)
+	eventually(t, time.Second, "two queued", waiting(2))
+	start("clean", false)
+	eventually(t, time.Second, "three queued", waiting(3))
+	s.release()
+	wg.Wait()
+	close(order)
+	var got []string
+	for n := range order {
+		got = append(got, n)
+	}
+	if fmt.Sprint(got) != "[clean suspect1 suspect2]" {
+		t.Fatalf("order %v", got)
+	}
+	if s.inFlight() != 0 || s.waiting != 0 {
+		t.Fatalf("in flight %d, waiting %d", s.inFlight(), s.waiting)
 	}
 }

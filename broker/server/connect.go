@@ -105,13 +105,15 @@ func (c *conn) checkClientID(p *packet.Connect, cfg *config.Config) (assigned bo
 
 // login authenticates the CONNECT. A source address backing off after
 // failed logins is refused at once, and a password check waits for one of
-// the login.maxConcurrentChecks slots (see loginGuard).
+// the login.maxConcurrentChecks slots, behind the sources without failed
+// logins (see loginGuard).
 func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 	s := c.srv
 	lc := s.config().Login
 	src := sourceKey(c.nc.RemoteAddr())
 	g := &s.logins
-	if lc.FailureBackoff > 0 && g.backoff.blocked(src, s.now(), lc.FailureBackoffMax.D()) {
+	blocked, suspect := g.backoff.blocked(src, s.now(), lc.FailureBackoffMax.D())
+	if blocked && lc.FailureBackoff > 0 {
 		g.backedUp.Add(1)
 		return packet.ConnectionRateExceeded
 	}
@@ -120,7 +122,7 @@ func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 		user = p.Username
 	}
 	if user != "" && p.PasswordFlag {
-		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D()) {
+		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D(), suspect) {
 			g.busy.Add(1)
 			return packet.ServerBusy
 		}
