@@ -18,23 +18,38 @@ import (
 type loginGuard struct {
 	checks   checkSlots
 	backoff  backoffTable
+	trusted  trustedTable
 	busy     atomic.Uint64 // refused: no check slot within CheckWait
 	backedUp atomic.Uint64 // refused: the source address is backing off
 	failures atomic.Uint64 // failed password checks
 }
 
 // checkSlots is a counting semaphore for password checks whose size can
-// change with a config reload. Waiters queue in two FIFO classes: a freed
-// slot goes to the oldest waiter from a source address with no failed
-// login on record before any suspect one, so a flood of wrong passwords
-// queues behind itself and honest clients are checked first.
+// change with a config reload. Waiters queue in FIFO classes, and a freed
+// slot goes to the oldest waiter of the first non-empty class: sources
+// that logged in successfully before (trusted), then unknown ones, then
+// those with failed logins on record (suspect). A flood of wrong
+// passwords queues behind itself, and clients that reconnect from where
+// they logged in before are checked first even when the attacker rotates
+// through fresh addresses.
 type checkSlots struct {
 	mu      sync.Mutex
 	inUse   int
 	limit   int
-	queues  [2]list.List // of chan struct{}: [0] clean sources, [1] suspect ones
+	queues  [3]list.List // of chan struct{}, by class
 	waiting int
 }
+
+// Classes of a password check's source address (checkSlots).
+const (
+	classTrusted = iota
+	classUnknown
+	classSuspect
+)
+
+// trustedFor is how long a source address that logged in successfully
+// keeps priority for its password checks.
+const trustedFor = 24 * time.Hour
 
 // checkLimit is login.maxConcurrentChecks, 0 meaning one per CPU.
 func checkLimit(l config.Login) int {
@@ -44,9 +59,9 @@ func checkLimit(l config.Login) int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// acquire takes a check slot, waiting up to wait; false: none was free.
-// suspect puts the waiter in the second class.
-func (s *checkSlots) acquire(limit int, wait time.Duration, suspect bool) bool {
+// acquire takes a check slot, waiting up to wait in the queue of class;
+// false: none was free.
+func (s *checkSlots) acquire(limit int, wait time.Duration, class int) bool {
 	s.mu.Lock()
 	s.limit = limit
 	if s.inUse < limit && s.waiting == 0 {
@@ -54,10 +69,7 @@ func (s *checkSlots) acquire(limit int, wait time.Duration, suspect bool) bool {
 		s.mu.Unlock()
 		return true
 	}
-	q := &s.queues[0]
-	if suspect {
-		q = &s.queues[1]
-	}
+	q := &s.queues[class]
 	ch := make(chan struct{}, 1)
 	el := q.PushBack(ch)
 	s.waiting++
@@ -89,8 +101,8 @@ func (s *checkSlots) release() {
 	s.inUse--
 	for s.inUse < s.limit && s.waiting > 0 {
 		q := &s.queues[0]
-		if q.Len() == 0 {
-			q = &s.queues[1]
+		for i := 1; q.Len() == 0; i++ {
+			q = &s.queues[i]
 		}
 		ch := q.Remove(q.Front()).(chan struct{})
 		s.waiting--
@@ -213,6 +225,65 @@ func (t *backoffTable) remove(el *list.Element) {
 
 // len is the number of addresses remembered.
 func (t *backoffTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lru.Len()
+}
+
+// trustedTable remembers, for trustedFor, the source addresses that
+// logged in successfully, at most a configured number of them (the least
+// recently successful is forgotten first).
+type trustedTable struct {
+	mu    sync.Mutex
+	byKey map[string]*list.Element
+	lru   list.List // of *trustedEntry, most recent first
+}
+
+type trustedEntry struct {
+	key   string
+	until time.Time
+}
+
+// add marks key trusted until now+trustedFor.
+func (t *trustedTable) add(key string, now time.Time, size int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKey == nil {
+		t.byKey = make(map[string]*list.Element)
+	}
+	if el := t.byKey[key]; el != nil {
+		el.Value.(*trustedEntry).until = now.Add(trustedFor)
+		t.lru.MoveToFront(el)
+		return
+	}
+	for t.lru.Len() >= size {
+		el := t.lru.Back()
+		delete(t.byKey, el.Value.(*trustedEntry).key)
+		t.lru.Remove(el)
+	}
+	t.byKey[key] = t.lru.PushFront(&trustedEntry{key: key, until: now.Add(trustedFor)})
+}
+
+// has reports whether key is trusted at now.
+func (t *trustedTable) has(key string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	el := t.byKey[key]
+	return el != nil && now.Before(el.Value.(*trustedEntry).until)
+}
+
+// remove forgets key (a failed login from it).
+func (t *trustedTable) remove(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if el := t.byKey[key]; el != nil {
+		delete(t.byKey, key)
+		t.lru.Remove(el)
+	}
+}
+
+// len is the number of trusted addresses.
+func (t *trustedTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lru.Len()

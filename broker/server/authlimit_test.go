@@ -94,19 +94,19 @@ func TestSourceKey(t *testing.T) {
 func TestCheckSlots(t *testing.T) {
 	var s checkSlots
 	for i := range 2 {
-		if !s.acquire(2, time.Millisecond, false) {
+		if !s.acquire(2, time.Millisecond, classUnknown) {
 			t.Fatalf("free slot %d refused", i)
 		}
 	}
 	start := time.Now()
-	if s.acquire(2, 50*time.Millisecond, false) {
+	if s.acquire(2, 50*time.Millisecond, classUnknown) {
 		t.Fatal("a third slot of 2")
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
 		t.Fatalf("refused after %v, before the wait", d)
 	}
 	got := make(chan bool)
-	go func() { got <- s.acquire(2, 5*time.Second, false) }()
+	go func() { got <- s.acquire(2, 5*time.Second, classUnknown) }()
 	time.Sleep(20 * time.Millisecond)
 	s.release()
 	if !<-got {
@@ -231,17 +231,18 @@ func blockedOnly(tb *backoffTable, key string, now time.Time, max time.Duration)
 	return b
 }
 
-// A freed slot goes to waiters from clean sources first, in order.
-func TestCheckSlotsPreferCleanSources(t *testing.T) {
+// A freed slot goes to trusted sources first, then unknown, then
+// suspect ones, each class in order.
+func TestCheckSlotsClasses(t *testing.T) {
 	var s checkSlots
-	if !s.acquire(1, time.Millisecond, false) {
+	if !s.acquire(1, time.Millisecond, classUnknown) {
 		t.Fatal("free slot refused")
 	}
-	order := make(chan string, 3)
+	order := make(chan string, 4)
 	var wg sync.WaitGroup
-	start := func(name string, suspect bool) {
+	start := func(name string, class int) {
 		wg.Go(func() {
-			if s.acquire(1, 5*time.Second, suspect) {
+			if s.acquire(1, 5*time.Second, class) {
 				order <- name
 				time.Sleep(10 * time.Millisecond)
 				s.release()
@@ -251,12 +252,14 @@ func TestCheckSlotsPreferCleanSources(t *testing.T) {
 	waiting := func(n int) func() bool {
 		return func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.waiting == n }
 	}
-	start("suspect1", true)
+	start("suspect1", classSuspect)
 	eventually(t, time.Second, "one queued", waiting(1))
-	start("suspect2", true)
+	start("unknown", classUnknown)
 	eventually(t, time.Second, "two queued", waiting(2))
-	start("clean", false)
+	start("suspect2", classSuspect)
 	eventually(t, time.Second, "three queued", waiting(3))
+	start("trusted", classTrusted)
+	eventually(t, time.Second, "four queued", waiting(4))
 	s.release()
 	wg.Wait()
 	close(order)
@@ -264,10 +267,28 @@ func TestCheckSlotsPreferCleanSources(t *testing.T) {
 	for n := range order {
 		got = append(got, n)
 	}
-	if fmt.Sprint(got) != "[clean suspect1 suspect2]" {
+	if fmt.Sprint(got) != "[trusted unknown suspect1 suspect2]" {
 		t.Fatalf("order %v", got)
 	}
 	if s.inFlight() != 0 || s.waiting != 0 {
 		t.Fatalf("in flight %d, waiting %d", s.inFlight(), s.waiting)
+	}
+}
+
+func TestTrustedTable(t *testing.T) {
+	var tt trustedTable
+	now := time.Unix(1000, 0)
+	tt.add("a", now, 2)
+	if !tt.has("a", now.Add(trustedFor-time.Second)) || tt.has("a", now.Add(trustedFor)) {
+		t.Fatal("trust does not last trustedFor")
+	}
+	tt.add("b", now, 2)
+	tt.add("c", now, 2) // evicts a
+	if tt.has("a", now) || !tt.has("c", now) || tt.len() != 2 {
+		t.Fatalf("bound not kept: len %d", tt.len())
+	}
+	tt.remove("c")
+	if tt.has("c", now) {
+		t.Fatal("removed address still trusted")
 	}
 }

@@ -105,8 +105,8 @@ func (c *conn) checkClientID(p *packet.Connect, cfg *config.Config) (assigned bo
 
 // login authenticates the CONNECT. A source address backing off after
 // failed logins is refused at once, and a password check waits for one of
-// the login.maxConcurrentChecks slots, behind the sources without failed
-// logins (see loginGuard).
+// the login.maxConcurrentChecks slots, sources that logged in before
+// first and those with failed logins last (see checkSlots).
 func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 	s := c.srv
 	lc := s.config().Login
@@ -122,7 +122,14 @@ func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 		user = p.Username
 	}
 	if user != "" && p.PasswordFlag {
-		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D(), suspect) {
+		class := classUnknown
+		switch {
+		case suspect:
+			class = classSuspect
+		case g.trusted.has(src, s.now()):
+			class = classTrusted
+		}
+		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D(), class) {
 			g.busy.Add(1)
 			return packet.ServerBusy
 		}
@@ -136,10 +143,12 @@ func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 		c.principal = principal
 		if user != "" {
 			g.backoff.succeeded(src)
+			g.trusted.add(src, s.now(), lc.BackoffAddresses)
 		}
 		return packet.Success
 	case errors.Is(err, auth.ErrBadCredentials):
 		g.failures.Add(1)
+		g.trusted.remove(src)
 		if lc.FailureBackoff > 0 {
 			g.backoff.failed(src, s.now(), lc.FailuresBeforeBackoff, lc.FailureBackoff.D(), lc.FailureBackoffMax.D(), lc.BackoffAddresses)
 		}
