@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -166,4 +167,46 @@ func TestWebSocketSlowClients(t *testing.T) {
 	// The broker still serves an honest client.
 	c := dialRaw(t, b.addr, packet.V5)
 	c.connect(&packet.Connect{ClientID: "honest", CleanStart: true})
+}
+
+// A TLS client that never completes its handshake, or completes it and
+// sends no CONNECT, is closed after limits.connectTimeout: the handshake
+// runs in the first read, under the CONNECT deadline.
+func TestTLSSlowClients(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.ConnectTimeout = config.Duration(time.Second)
+	b := startBroker(t, cfg)
+	pki := newTestPKI(t)
+	lcfg := listenersOnly("", "127.0.0.1:0", "")
+	lcfg.Listeners.TLS.CertFile, lcfg.Listeners.TLS.KeyFile = pki.certFile, pki.keyFile
+	ls := startListeners(t, lcfg, b.srv)
+	addr := ls.Addr(ListenerTLS).String()
+
+	t.Run("no handshake", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		closedWithin(t, c, 500*time.Millisecond, 3*time.Second)
+	})
+	t.Run("half a ClientHello", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}); err != nil {
+			t.Fatal(err)
+		}
+		closedWithin(t, c, 500*time.Millisecond, 3*time.Second)
+	})
+	t.Run("no CONNECT", func(t *testing.T) {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		closedWithin(t, c, 0, 3*time.Second)
+	})
 }
