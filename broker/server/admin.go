@@ -271,7 +271,7 @@ func ListenAdmin(addr string, h http.Handler, log *slog.Logger) (*AdminServer, e
 		return nil, fmt.Errorf("server: admin listener on %s: %w", addr, err)
 	}
 	a := &AdminServer{
-		ln: &capListener{Listener: ln, max: maxAdminConns},
+		ln: &capListener{Listener: ln, max: maxAdminConns, refused: &adminConnsRefused},
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: adminReadHeaderTimeout,

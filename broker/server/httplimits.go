@@ -27,8 +27,14 @@ type capListener struct {
 	net.Listener
 	max     int64
 	open    atomic.Int64
-	refused atomic.Uint64
+	refused *atomic.Uint64
 }
+
+// adminConnsRefused counts the admin connections closed by the cap, for
+// bollard_admin_connections_refused_total. It is per process, not per
+// Server: the admin endpoint serves the process (one per process outside
+// tests).
+var adminConnsRefused atomic.Uint64
 
 func (l *capListener) Accept() (net.Conn, error) {
 	for {

@@ -14,6 +14,8 @@ var (
 		"Failed password checks (bad username or password).", nil, nil)
 	descLoginInFlight = prometheus.NewDesc("bollard_login_checks_in_flight",
 		"Password checks (bcrypt comparisons) running now; at most login.maxConcurrentChecks.", nil, nil)
+	descAdminRefused = prometheus.NewDesc("bollard_admin_connections_refused_total",
+		"Admin endpoint connections closed at once because 256 were open (slow clients); per process.", nil, nil)
 	descLoginBackoff = prometheus.NewDesc("bollard_login_backoff_addresses",
 		"Source addresses remembered for the failed-login back-off; at most login.backoffAddresses.", nil, nil)
 )
@@ -22,7 +24,7 @@ var (
 type connCollector struct{ cfg AdminConfig }
 
 func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFailures, descLoginInFlight, descLoginBackoff} {
+	for _, d := range []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFailures, descLoginInFlight, descLoginBackoff, descAdminRefused} {
 		ch <- d
 	}
 }
@@ -35,4 +37,5 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLoginFailures, prometheus.CounterValue, float64(st.LoginFailures))
 	ch <- prometheus.MustNewConstMetric(descLoginInFlight, prometheus.GaugeValue, float64(st.LoginChecksInFlight))
 	ch <- prometheus.MustNewConstMetric(descLoginBackoff, prometheus.GaugeValue, float64(st.LoginBackoffAddresses))
+	ch <- prometheus.MustNewConstMetric(descAdminRefused, prometheus.CounterValue, float64(adminConnsRefused.Load()))
 }

@@ -23,6 +23,7 @@ func TestConnMetricsExposition(t *testing.T) {
 		"bollard_login_failures_total 5\n",
 		"bollard_login_checks_in_flight 1\n",
 		"bollard_login_backoff_addresses 6\n",
+		"bollard_admin_connections_refused_total ",
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)
