@@ -24,6 +24,38 @@ type loginGuard struct {
 	failures atomic.Uint64 // failed password checks
 }
 
+// acquireCheck waits for a password check slot in the class of src;
+// false (counted): none freed up within login.checkWait.
+func (g *loginGuard) acquireCheck(lc config.Login, src string, suspect bool, now time.Time) bool {
+	class := classUnknown
+	switch {
+	case suspect:
+		class = classSuspect
+	case g.trusted.has(src, now):
+		class = classTrusted
+	}
+	if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D(), class) {
+		g.busy.Add(1)
+		return false
+	}
+	return true
+}
+
+// succeeded records a successful password login from src.
+func (g *loginGuard) succeeded(lc config.Login, src string, now time.Time) {
+	g.backoff.succeeded(src)
+	g.trusted.add(src, now, lc.BackoffAddresses)
+}
+
+// failed records a failed password login from src.
+func (g *loginGuard) failed(lc config.Login, src string, now time.Time) {
+	g.failures.Add(1)
+	g.trusted.remove(src)
+	if lc.FailureBackoff > 0 {
+		g.backoff.failed(src, now, lc.FailuresBeforeBackoff, lc.FailureBackoff.D(), lc.FailureBackoffMax.D(), lc.BackoffAddresses)
+	}
+}
+
 // checkSlots is a counting semaphore for password checks whose size can
 // change with a config reload. Waiters queue in FIFO classes, and a freed
 // slot goes to the oldest waiter of the first non-empty class: sources

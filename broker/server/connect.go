@@ -122,15 +122,7 @@ func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 		user = p.Username
 	}
 	if user != "" && p.PasswordFlag {
-		class := classUnknown
-		switch {
-		case suspect:
-			class = classSuspect
-		case g.trusted.has(src, s.now()):
-			class = classTrusted
-		}
-		if !g.checks.acquire(checkLimit(lc), lc.CheckWait.D(), class) {
-			g.busy.Add(1)
+		if !g.acquireCheck(lc, src, suspect, s.now()) {
 			return packet.ServerBusy
 		}
 		defer g.checks.release()
@@ -142,16 +134,11 @@ func (c *conn) login(p *packet.Connect) packet.ReasonCode {
 	case err == nil:
 		c.principal = principal
 		if user != "" {
-			g.backoff.succeeded(src)
-			g.trusted.add(src, s.now(), lc.BackoffAddresses)
+			g.succeeded(lc, src, s.now())
 		}
 		return packet.Success
 	case errors.Is(err, auth.ErrBadCredentials):
-		g.failures.Add(1)
-		g.trusted.remove(src)
-		if lc.FailureBackoff > 0 {
-			g.backoff.failed(src, s.now(), lc.FailuresBeforeBackoff, lc.FailureBackoff.D(), lc.FailureBackoffMax.D(), lc.BackoffAddresses)
-		}
+		g.failed(lc, src, s.now())
 		return packet.BadUserNameOrPassword
 	default:
 		return packet.NotAuthorized
