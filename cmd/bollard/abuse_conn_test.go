@@ -632,3 +632,83 @@ func TestAbuseAdminSlowloris(t *testing.T) {
 	}
 	b.mustServe(t)
 }
+
+// TestAbuseWebSocketSlowConsumer: a WebSocket client that publishes QoS 1
+// to itself and never reads (nor answers the close handshake) is
+// disconnected as a slow consumer without stalling anyone else's
+// acknowledgements. (The committer hang of issue 12 behind this is
+// reproduced deterministically by broker/server's
+// TestHangWebSocketCloseOnCommitter; on the real binary the close usually
+// completes quickly, so this test guards the scenario, it does not
+// reproduce the hang.)
+func TestAbuseWebSocketSlowConsumer(t *testing.T) {
+	b := startConnAbuseBroker(t, `limits: {outboundBufferBytes: 4096, maxPacketSize: 67108864}
+queues: {maxQueuedBytes: 1073741824}
+`)
+	rss := sampleRSS(b)
+	honest := startHonestTraffic(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ws, resp, err := websocket.Dial(ctx, "ws://"+b.ws+"/mqtt", &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+	cancel()
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadLimit(-1)
+	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	defer nc.Close()
+	r := packet.NewReader(bufio.NewReader(nc), packet.V311, 0)
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := packet.Write(nc, &packet.Connect{ProtocolVersion: packet.V311, ClientID: "slow-ws", KeepAlive: 0,
+		UsernameFlag: true, Username: connAbuseUser, PasswordFlag: true, Password: []byte(connAbusePassword)}, packet.V311); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := r.ReadPacket(); err != nil || p.(*packet.Connack).ReasonCode != packet.Success {
+		t.Fatalf("slow client CONNACK: %v %v", p, err)
+	}
+	if err := packet.Write(nc, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "slow/#", QoS: 1}}}, packet.V311); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadPacket(); err != nil {
+		t.Fatal(err)
+	}
+	// From here on the slow client never reads: one 12 MiB delivery to
+	// itself (more than the loopback socket buffers hold) blocks the
+	// broker's writer, then the PUBACKs of its small publishes overflow
+	// its outbound buffer.
+	start := time.Now()
+	var sent int
+	_ = nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	err = packet.Write(nc, &packet.Publish{QoS: 1, PacketID: 1, Topic: "slow/big", Payload: make([]byte, slowConsumerPayload)}, packet.V311)
+	for i := 2; err == nil && time.Since(start) < 20*time.Second; i++ {
+		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		err = packet.Write(nc, &packet.Publish{QoS: 1, PacketID: uint16(i%60000 + 2), Topic: "slow/small", Payload: []byte("x")}, packet.V311)
+		sent++
+	}
+	cutAfter := time.Since(start)
+	time.Sleep(3 * time.Second) // honest traffic goes on after the cut
+	acked, worstAck := honest.finish()
+	peak := rss.finish()
+	t.Logf("WebSocket slow consumer: cut off after %v (%d small publishes written, then %v); honest QoS 1 acked %d, slowest PUBACK %v; peak RSS %d MiB (bound %d MiB)",
+		cutAfter.Round(time.Millisecond), sent, err, acked, worstAck.Round(time.Millisecond), peak>>20, slowConsumerRSSBound()>>20)
+	if err == nil {
+		t.Error("the slow WebSocket client was never disconnected")
+	}
+	if worstAck > 2*time.Second {
+		t.Errorf("an honest PUBACK took %v while the slow client was closed", worstAck)
+	}
+	// The 12 MiB message is held many times at once (read buffer, stored
+	// message, Pebble's batch, memtable and WAL, the encoded delivery, the
+	// WebSocket frame), and the GC lets the heap double: measured ~200 MiB.
+	if bound := slowConsumerRSSBound(); peak > bound {
+		t.Errorf("peak RSS %d MiB over the bound %d MiB", peak>>20, bound>>20)
+	}
+	b.mustServe(t)
+}
+
+// slowConsumerPayload is the delivery that blocks the slow consumer's writer.
+const slowConsumerPayload = 12 << 20
+
+func slowConsumerRSSBound() int64 { return connAbuseRSSBound() + 20*slowConsumerPayload }
