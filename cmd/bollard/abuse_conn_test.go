@@ -711,4 +711,11 @@ queues: {maxQueuedBytes: 1073741824}
 // slowConsumerPayload is the delivery that blocks the slow consumer's writer.
 const slowConsumerPayload = 12 << 20
 
-func slowConsumerRSSBound() int64 { return connAbuseRSSBound() + 20*slowConsumerPayload }
+// slowConsumerRSSBound is the RSS bound of the slow consumer test (a
+// -race binary's shadow memory multiplies the large message's cost).
+func slowConsumerRSSBound() int64 {
+	if raceBuild {
+		return 1 << 30
+	}
+	return connAbuseRSSBound() + 20*slowConsumerPayload
+}
