@@ -224,6 +224,16 @@ func TestLoginBackoffPerSource(t *testing.T) {
 	if st.LoginFailures != 4 || st.LoginRefusedBackoff != 3 || st.LoginBackoffAddresses != 0 {
 		t.Errorf("stats: failures %d, backoff refusals %d, addresses %d", st.LoginFailures, st.LoginRefusedBackoff, st.LoginBackoffAddresses)
 	}
+	// The back-off is hot: failureBackoff 0 turns it off.
+	off := cfg.Clone()
+	off.Login.FailureBackoff = 0
+	b.srv.ApplyConfig(off)
+	for range 5 {
+		login(packet.V5, "wrong")
+	}
+	if rc := login(packet.V5, "pw"); rc != packet.Success {
+		t.Fatalf("with the back-off off: %v", rc)
+	}
 }
 
 func blockedOnly(tb *backoffTable, key string, now time.Time, max time.Duration) bool {
