@@ -67,6 +67,8 @@ type Config struct {
 	Limits Limits `yaml:"limits" json:"limits"`
 	// Auth configures authentication and topic ACLs.
 	Auth Auth `yaml:"auth" json:"auth"`
+	// Login bounds the CPU spent on password checks of CONNECT packets.
+	Login Login `yaml:"login" json:"login"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `yaml:"logLevel" json:"logLevel" reload:"hot"`
 	// DrainTimeout bounds a graceful shutdown: after it, remaining
@@ -363,6 +365,7 @@ func Default() *Config {
 			MaxRetainedMessages:       100000,
 			MaxRetainedBytes:          64 << 20,
 		},
+		Login:        DefaultLogin(),
 		LogLevel:     "info",
 		DrainTimeout: Duration(20 * time.Second),
 	}

@@ -45,6 +45,7 @@ func (c *Config) Validate() error {
 	c.validateQueues(&v)
 	c.validateLimits(&v)
 	c.validateAuth(&v)
+	c.validateLogin(&v)
 	v.check(slices.Contains(logLevels, c.LogLevel), "logLevel", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.LogLevel)
 	v.check(c.DrainTimeout > 0, "drainTimeout", "must be positive, got %s", c.DrainTimeout)
 	return errors.Join(v.errs...)

@@ -294,10 +294,12 @@ func ListenAdmin(addr string, h http.Handler, log *slog.Logger) (*AdminServer, e
 		return nil, fmt.Errorf("server: admin listener on %s: %w", addr, err)
 	}
 	a := &AdminServer{
-		ln: ln,
+		ln: &capListener{Listener: ln, max: maxAdminConns, refused: &adminConnsRefused},
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: adminReadHeaderTimeout,
+			ReadTimeout:       httpReadTimeout,
+			IdleTimeout:       httpIdleTimeout,
 			WriteTimeout:      adminWriteTimeout,
 			MaxHeaderBytes:    adminMaxHeaderBytes,
 			ErrorLog:          slogErrorLog(log, "admin"),
@@ -306,7 +308,7 @@ func ListenAdmin(addr string, h http.Handler, log *slog.Logger) (*AdminServer, e
 	}
 	go func() {
 		defer close(a.done)
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin endpoint stopped", "err", err)
 		}
 	}()

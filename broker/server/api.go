@@ -90,6 +90,20 @@ type Stats struct {
 	Commit Histogram
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
+	// ConnectionPanics counts panics recovered in connections (each closed
+	// that connection only).
+	ConnectionPanics uint64
+	// LoginRefusedBusy counts CONNECTs refused because no password check
+	// slot freed up within login.checkWait; LoginRefusedBackoff those
+	// refused because their source address was backing off after failed
+	// logins; LoginFailures the failed password checks.
+	LoginRefusedBusy    uint64
+	LoginRefusedBackoff uint64
+	LoginFailures       uint64
+	// LoginChecksInFlight is the number of password checks running;
+	// LoginBackoffAddresses the source addresses remembered for back-off.
+	LoginChecksInFlight   int64
+	LoginBackoffAddresses int64
 }
 
 // StorageStats describe the store budget (queues.maxStoreBytes) and what

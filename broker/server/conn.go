@@ -65,6 +65,8 @@ type conn struct {
 	wake    chan struct{}
 	closing chan struct{}
 	closer  sync.Once
+	// sockCloser runs closeNow's socket close once.
+	sockCloser sync.Once
 	// grace closes the socket closeGrace after close; serve stops it when
 	// the connection ended first, so the timer does not keep the closed
 	// connection (and its buffers) reachable for closeGrace.
@@ -82,6 +84,7 @@ type conn struct {
 	keepWill  bool // the will is published at the end
 	newExpiry *uint32
 	connected atomic.Bool // set after CONNECT; version and clientID are final then
+	writing   bool        // the writer was started (serve's goroutine only)
 }
 
 // ServeConn serves one accepted connection and returns when it ends. It
@@ -147,6 +150,30 @@ func (c *conn) serve() {
 	defer close(c.done)
 	defer c.stopGrace()
 	defer c.nc.Close()
+	var connected bool
+	ok := c.protect("connect", func() { connected = c.connect() })
+	switch {
+	case connected:
+		c.protect("read loop", c.readLoop)
+		c.end()
+	case !ok && c.claimed():
+		// A panic after the session was claimed: detach it all the same.
+		if !c.writing {
+			close(c.wdone)
+		}
+		c.end()
+	}
+}
+
+// claimed reports whether c holds its session.
+func (c *conn) claimed() bool {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	return c.entry != nil && c.entry.owner == c
+}
+
+// connect reads and handles CONNECT; false: the connection is refused.
+func (c *conn) connect() bool {
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
 	c.r.Options = decodeOptions(cfg)
@@ -160,13 +187,22 @@ func (c *conn) serve() {
 			c.refuse(packet.ReasonCodeOf(err))
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
-		return
+		return false
 	}
-	if cp == nil || !c.handleConnect(cp) {
-		return
-	}
-	c.readLoop()
-	c.end()
+	return cp != nil && c.handleConnect(cp)
+}
+
+// protect runs f and recovers a panic in it (see recovered); ok is false
+// after a panic.
+func (c *conn) protect(site string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered(site, r)
+			ok = false
+		}
+	}()
+	f()
+	return true
 }
 
 // readLoop reads and dispatches packets until the connection ends.
@@ -265,6 +301,7 @@ func (c *conn) countLimit(err error) {
 
 // dispatch handles one packet; false ends the connection.
 func (c *conn) dispatch(p packet.Packet) bool {
+	c.panicHook("dispatch")
 	switch p.(type) {
 	case *packet.Puback, *packet.Pubcomp:
 	default:
@@ -360,10 +397,14 @@ func (c *conn) stopGrace() {
 	}
 }
 
-// closeNow closes the socket at once.
+// closeNow closes the socket at once, without waiting for it: closing a
+// WebSocket runs its close handshake, which waits seconds for a peer that
+// does not answer, and closeNow runs on the committer goroutine
+// (queueControl from an acknowledgement) and with Server.mu held
+// (waitConns). The close runs on a goroutine of its own, once.
 func (c *conn) closeNow() {
 	c.close()
-	_ = c.nc.Close()
+	c.sockCloser.Do(func() { go c.nc.Close() })
 }
 
 // takeover ends the connection because a new one claims its session.

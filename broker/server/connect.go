@@ -52,6 +52,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.setLimits(p, cfg)
 	c.queueControl(c.connack(p, cfg, present, assigned, expiry))
 	c.connected.Store(true)
+	c.writing = true
 	go c.writeLoop()
 	if err := c.sess.Attach(c.sendWindow(p, cfg), c.wakeWriter); err != nil {
 		c.log.Error("reading the session queue", "client", c.clientID, "err", err)
@@ -102,19 +103,42 @@ func (c *conn) checkClientID(p *packet.Connect, cfg *config.Config) (assigned bo
 	return true, packet.Success
 }
 
+// login authenticates the CONNECT. A source address backing off after
+// failed logins is refused at once, and a password check waits for one of
+// the login.maxConcurrentChecks slots, sources that logged in before
+// first and those with failed logins last (see checkSlots).
 func (c *conn) login(p *packet.Connect) packet.ReasonCode {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	s := c.srv
+	lc := s.config().Login
+	src := sourceKey(c.nc.RemoteAddr())
+	g := &s.logins
+	blocked, suspect := g.backoff.blocked(src, s.now(), lc.FailureBackoffMax.D())
+	if blocked && lc.FailureBackoff > 0 {
+		g.backedUp.Add(1)
+		return packet.ConnectionRateExceeded
+	}
 	user := ""
 	if p.UsernameFlag {
 		user = p.Username
 	}
-	principal, err := c.srv.authenticate(ctx, c.clientID, user, p.Password, p.PasswordFlag)
+	if user != "" && p.PasswordFlag {
+		if !g.acquireCheck(lc, src, suspect, s.now()) {
+			return packet.ServerBusy
+		}
+		defer g.checks.release()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	principal, err := s.authenticate(ctx, c.clientID, user, p.Password, p.PasswordFlag)
 	switch {
 	case err == nil:
 		c.principal = principal
+		if user != "" {
+			g.succeeded(lc, src, s.now())
+		}
 		return packet.Success
 	case errors.Is(err, auth.ErrBadCredentials):
+		g.failed(lc, src, s.now())
 		return packet.BadUserNameOrPassword
 	default:
 		return packet.NotAuthorized

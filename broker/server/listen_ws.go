@@ -34,8 +34,13 @@ func (s *ListenerSet) bindWebSocket(addr, path string) (*boundListener, error) {
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: wsReadHeaderTimeout,
-		MaxHeaderBytes:    wsMaxHeaderBytes,
-		ErrorLog:          slogErrorLog(s.log, ListenerWebSocket),
+		// Hijacking the upgraded connection clears these deadlines; the
+		// MQTT connection then runs under limits.connectTimeout and the
+		// keep alive.
+		ReadTimeout:    httpReadTimeout,
+		IdleTimeout:    httpIdleTimeout,
+		MaxHeaderBytes: wsMaxHeaderBytes,
+		ErrorLog:       slogErrorLog(s.log, ListenerWebSocket),
 	}
 	bl := &boundListener{kind: ListenerWebSocket, ln: ln, close: srv.Close}
 	bl.serve = func() {

@@ -168,6 +168,7 @@ func newMetricsHandler(c AdminConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		brokerCollector{cfg: c},
+		connCollector{cfg: c},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

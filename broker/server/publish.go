@@ -22,6 +22,9 @@ func (s *Server) route(m *store.Message, b *store.Batch, order bool, c *conn, p 
 	full := s.storeFull(m)
 	s.seqMu.Lock()
 	f := s.router.Route(m, full, b)
+	if f.Rejected && c != nil {
+		c.endRejected(p, b)
+	}
 	if b.Len() == 0 && !order {
 		s.seqMu.Unlock()
 		r := routed{srv: s, m: m, c: c, p: p}
@@ -105,7 +108,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		if !c.takeSlot() {
 			return false
 		}
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.TopicNameInvalid, false) })
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.TopicNameInvalid) })
 		return true
 	}
 	if rc != packet.Success {
@@ -126,14 +129,14 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 	c.srv.stats.msgsIn[p.QoS].Add(1)
 	if !c.srv.canPublish(c.principal, c.clientID, name) {
 		c.srv.stats.drop(c.log, c.clientID, DropNotAuthorized, 1)
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.NotAuthorized, false) })
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.NotAuthorized) })
 		return true
 	}
 	m := c.message(p, name)
 	if m.Retain && !c.srv.retainAdmitted(m, c.log, c.clientID) {
 		if c.version >= packet.V5 && p.QoS > 0 {
 			// Refused whole: the 5.0 publisher learns it and may retry.
-			c.inOrder(nil, func(error) { c.ackPublish(p, packet.QuotaExceeded, false) })
+			c.inOrder(nil, func(error) { c.ackPublish(p, packet.QuotaExceeded) })
 			return true
 		}
 		m.Retain = false // a publisher that cannot learn it: delivered, not retained
@@ -141,7 +144,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 	b := getBatch()
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
 		// A resent PUBLISH: PUBREC again, not routed again.
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.Success, false) })
+		c.inOrder(nil, func(error) { c.ackPublish(p, packet.Success) })
 		return true
 	}
 	if p.QoS == 0 {
@@ -166,21 +169,23 @@ func (c *conn) published(p *packet.Publish, rejected bool, err error) {
 			c.sess.AbortInbound(p.PacketID)
 		}
 		if c.version >= packet.V5 {
-			c.ackPublish(p, packet.UnspecifiedError, true)
+			c.ackPublish(p, packet.UnspecifiedError)
 			return
 		}
 		c.releaseSlot()
 		c.close() // 3.1.1 has no error ack: the client resends after reconnecting
 	case rejected && c.version >= packet.V5:
-		c.ackPublish(p, packet.QuotaExceeded, true)
+		c.ackPublish(p, packet.QuotaExceeded)
 	default:
-		c.ackPublish(p, packet.Success, false)
+		c.ackPublish(p, packet.Success)
 	}
 }
 
-// ackPublish sends PUBACK or PUBREC. failed: a 5.0 error code ends a QoS 2
-// exchange, so its inbound state is forgotten.
-func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode, failed bool) {
+// ackPublish sends PUBACK or PUBREC. It runs on the committer goroutine
+// too, so it must not block or submit: a 5.0 error code ends a QoS 2
+// exchange, and the inbound state of the exchanges that began is forgotten
+// before (endRejected, AbortInbound).
+func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode) {
 	if p.QoS == 0 {
 		return
 	}
@@ -192,16 +197,20 @@ func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode, failed bool) 
 		c.queueControl(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
 		return
 	}
-	if failed || rc.IsError() {
-		c.forgetInbound(p.PacketID)
-	}
 	c.queueControl(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
 }
 
-func (c *conn) forgetInbound(pid uint16) {
-	b := &store.Batch{NoSync: true}
-	if c.sess.ReleaseInbound(pid, b) && b.Len() > 0 {
-		c.srv.com.submit(&job{b: b})
+// endRejected ends the QoS 2 exchange of a 5.0 publish that a queue
+// refused (PUBREC 0x97 ends it, section 4.3.3): its inbound state is
+// forgotten in the batch that stores it, so the same packet identifier
+// starts a new exchange. It runs in route, under seqMu and before the
+// batch is submitted: the acknowledgement runs on the committer
+// goroutine, which must not submit (a second batch from there waited on
+// the committer's own full queue: a deadlock of every commit). A failed
+// commit stored nothing, and published forgets the state (AbortInbound).
+func (c *conn) endRejected(p *packet.Publish, b *store.Batch) {
+	if p.QoS == 2 && c.version >= packet.V5 {
+		c.sess.ReleaseInbound(p.PacketID, b)
 	}
 }
 

@@ -54,6 +54,8 @@ type Server struct {
 	principals map[string]int
 	conns      map[*conn]struct{}
 
+	logins loginGuard // CONNECT password checks: concurrency cap, back-off
+
 	started  atomic.Bool
 	draining atomic.Bool
 	connWG   sync.WaitGroup

@@ -52,6 +52,7 @@ type counters struct {
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
 	commit      *histogram
+	panics      atomic.Uint64 // recovered panics of connections (recover.go)
 
 	dropMu   sync.Mutex
 	drops    map[string]uint64
@@ -107,6 +108,13 @@ func (s *Server) Stats() Stats {
 		Commit:      s.stats.commit.snapshot(),
 
 		ConfigGeneration: s.gen.Load(),
+		ConnectionPanics: s.stats.panics.Load(),
+
+		LoginRefusedBusy:      s.logins.busy.Load(),
+		LoginRefusedBackoff:   s.logins.backedUp.Load(),
+		LoginFailures:         s.logins.failures.Load(),
+		LoginChecksInFlight:   int64(s.logins.checks.inFlight()),
+		LoginBackoffAddresses: int64(s.logins.backoff.len()),
 	}
 	for i := range 3 {
 		st.MessagesIn[i] = s.stats.msgsIn[i].Load()

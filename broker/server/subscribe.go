@@ -12,14 +12,21 @@ import (
 // errProtocol ends the connection with a protocol error.
 var errProtocol = errors.New("server: protocol error")
 
-// newSub is a subscription added by a SUBSCRIBE, for retained delivery.
+// newSub is a subscription added by a SUBSCRIBE, for retained delivery
+// and to undo it when it cannot be stored.
 type newSub struct {
 	sub     store.Subscription
 	existed bool
+	prev    *store.Subscription // the subscription it replaced, when existed
 }
 
-// onSubscribe handles SUBSCRIBE. The SUBACK goes out once the
-// subscriptions are durable; retained messages follow it.
+// onSubscribe handles SUBSCRIBE. The subscriptions route messages from
+// the moment the SUBSCRIBE is read (the session and the router have them
+// before the commit), so a publish the broker reads after it reaches
+// them; the SUBACK goes out once they are durable, and retained messages
+// follow it. When they cannot be stored they are undone and the SUBACK
+// says so (0x80), rather than leaving subscriptions that route but would
+// not survive a restart.
 func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 	var id uint32
 	if ids := p.Properties.SubscriptionIdentifiers; len(ids) > 0 {
@@ -31,6 +38,7 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 	for i, ps := range p.Subscriptions {
 		sub := store.Subscription{Filter: ps.Filter, QoS: ps.QoS, NoLocal: ps.NoLocal,
 			RetainAsPublished: ps.RetainAsPublished, RetainHandling: ps.RetainHandling, ID: id}
+		prev, had := c.sess.Subscription(sub.Filter)
 		existed, rc, err := c.subscribe(sub, b)
 		if err != nil {
 			c.kick(packet.ProtocolError)
@@ -38,11 +46,24 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 		}
 		codes[i] = rc
 		if !rc.IsError() {
-			added = append(added, newSub{sub: sub, existed: existed})
+			a := newSub{sub: sub, existed: existed}
+			if had && existed {
+				a.prev = &prev
+			}
+			added = append(added, a)
 		}
 	}
-	if !c.commitWait(b) {
-		return false
+	if b.Len() > 0 || c.pending.Load() > 0 {
+		if err := c.srv.com.commit(b); err != nil {
+			c.log.Error("storing subscriptions; undoing them", "client", c.clientID, "err", err)
+			c.undoSubscribe(added)
+			for i := range codes {
+				if !codes[i].IsError() {
+					codes[i] = packet.UnspecifiedError // 3.1.1: 0x80 Failure
+				}
+			}
+			added = nil
+		}
 	}
 	c.queueControl(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	for _, a := range added {
@@ -75,6 +96,23 @@ func (c *conn) subscribe(sub store.Subscription, b *store.Batch) (existed bool, 
 		return false, packet.TopicFilterInvalid, nil
 	}
 	return existed, packet.ReasonCode(sub.QoS), nil
+}
+
+// undoSubscribe removes the subscriptions of a SUBSCRIBE that could not
+// be stored from the router and the session, putting back those they
+// replaced; in reverse order, for a filter named twice.
+func (c *conn) undoSubscribe(added []newSub) {
+	for i := len(added) - 1; i >= 0; i-- {
+		a := added[i]
+		c.sess.UndoSubscribe(a.sub.Filter, a.prev)
+		if a.prev != nil {
+			if _, err := c.srv.router.Subscribe(c.clientID, *a.prev); err != nil {
+				c.log.Error("restoring a subscription", "client", c.clientID, "filter", a.prev.Filter, "err", err)
+			}
+			continue
+		}
+		c.srv.router.Unsubscribe(c.clientID, a.sub.Filter)
+	}
 }
 
 // commitWait commits b behind every job of this connection and waits; an

@@ -26,7 +26,11 @@ func (c *conn) queueControl(p packet.Packet) {
 		c.log.Error("encoding packet", "client", c.clientID, "type", p.Type(), "err", err)
 	}
 	if over {
-		c.log.Warn("slow consumer: outbound buffer full, disconnecting", "client", c.clientID)
+		select {
+		case <-c.closing: // already closing: said once
+		default:
+			c.log.Warn("slow consumer: outbound buffer full, disconnecting", "client", c.clientID)
+		}
 		c.closeNow()
 		return
 	}
@@ -46,6 +50,7 @@ func (c *conn) wakeWriter() {
 func (c *conn) writeLoop() {
 	defer close(c.wdone)
 	defer c.nc.Close()
+	defer func() { c.recovered("writer", recover()) }()
 	w := writer{c: c}
 	for {
 		select {
@@ -71,6 +76,7 @@ type writer struct {
 // flush writes until neither control packets nor deliveries are left.
 func (w *writer) flush() bool {
 	c := w.c
+	c.panicHook("writer")
 	for {
 		w.buf = c.takeControl(w.buf[:0])
 		var fits func(*session.Outgoing) bool

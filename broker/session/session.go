@@ -283,6 +283,26 @@ func (s *Session) Subscribe(sub store.Subscription, max int, b *store.Batch) (ex
 	return existed, nil
 }
 
+// Subscription returns the session's subscription with filter.
+func (s *Session) Subscription(filter string) (store.Subscription, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs.get(filter)
+}
+
+// UndoSubscribe undoes a Subscribe whose batch failed to commit: prev, when
+// not nil, is put back, otherwise the subscription with filter is
+// removed. Nothing is written: the store still holds what it held.
+func (s *Session) UndoSubscribe(filter string, prev *store.Subscription) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev != nil {
+		s.subs.put(*prev)
+		return
+	}
+	s.subs.del(filter)
+}
+
 // Unsubscribe removes the subscription with filter and reports whether it
 // existed.
 func (s *Session) Unsubscribe(filter string, b *store.Batch) bool {

@@ -36,6 +36,18 @@ func (ss *subSet) has(filter string) bool {
 	return ss.index(filter) >= 0
 }
 
+// get returns the subscription with filter.
+func (ss *subSet) get(filter string) (store.Subscription, bool) {
+	if ss.many != nil {
+		sub, ok := ss.many[filter]
+		return sub, ok
+	}
+	if i := ss.index(filter); i >= 0 {
+		return ss.few[i], true
+	}
+	return store.Subscription{}, false
+}
+
 // put adds or replaces the subscription with sub's filter.
 func (ss *subSet) put(sub store.Subscription) {
 	if ss.many != nil {

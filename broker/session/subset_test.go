@@ -44,3 +44,32 @@ func TestSubSetMatchesMap(t *testing.T) {
 		}
 	}
 }
+
+func TestUndoSubscribe(t *testing.T) {
+	f := newFixture(t, 60, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	var b store.Batch
+	if _, err := f.s.Subscribe(store.Subscription{Filter: "a", QoS: 1}, 0, &b); err != nil {
+		t.Fatal(err)
+	}
+	f.commit(&b)
+	prev, ok := f.s.Subscription("a")
+	if !ok || prev.QoS != 1 {
+		t.Fatalf("Subscription(a) = %+v, %v", prev, ok)
+	}
+	// A SUBSCRIBE replacing a and adding b whose batch fails.
+	var failed store.Batch
+	for _, sub := range []store.Subscription{{Filter: "a", QoS: 0}, {Filter: "b", QoS: 2}} {
+		if _, err := f.s.Subscribe(sub, 0, &failed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.s.UndoSubscribe("b", nil)
+	f.s.UndoSubscribe("a", &prev)
+	subs := f.s.Subscriptions()
+	if len(subs) != 1 || subs[0].Filter != "a" || subs[0].QoS != 1 {
+		t.Fatalf("after undo: %+v", subs)
+	}
+	if _, ok := f.s.Subscription("b"); ok {
+		t.Fatal("b still subscribed")
+	}
+}
