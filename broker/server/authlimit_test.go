@@ -227,7 +227,9 @@ func TestLoginBackoffPerSource(t *testing.T) {
 	// The back-off is hot: failureBackoff 0 turns it off.
 	off := cfg.Clone()
 	off.Login.FailureBackoff = 0
-	b.srv.ApplyConfig(off)
+	if _, err := b.srv.ApplyConfig(off); err != nil {
+		t.Fatal(err)
+	}
 	for range 5 {
 		login(packet.V5, "wrong")
 	}
