@@ -4,6 +4,7 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
@@ -47,8 +48,12 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		b.Status.Version = s.Version
 	}
 	b.Status.AppliedConfigGeneration = s.AppliedConfigGeneration
-	b.Status.Sessions = s.Sessions
-	b.Status.QueuedMessages = s.QueuedMessages
+	if s.Answered > 0 {
+		// 0 is a count like any other (kubectl showed a blank column for
+		// it when the fields were plain omitempty integers).
+		b.Status.Sessions = ptr.To(s.Sessions)
+		b.Status.QueuedMessages = ptr.To(s.QueuedMessages)
+	}
 	return nil
 }
 

@@ -483,7 +483,7 @@ func TestStatusAndConfigApplied(t *testing.T) {
 	if err := get(t, cur, ns, b.Name); err != nil {
 		t.Fatal(err)
 	}
-	if cur.Status.Sessions != 5 || cur.Status.QueuedMessages != 11 || cur.Status.Version != "v0.0.0-test" || cur.Status.ReadyReplicas != 1 {
+	if ptr.Deref(cur.Status.Sessions, -1) != 5 || ptr.Deref(cur.Status.QueuedMessages, -1) != 11 || cur.Status.Version != "v0.0.0-test" || cur.Status.ReadyReplicas != 1 {
 		t.Errorf("status = %+v", cur.Status)
 	}
 	readySince := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionReady).LastTransitionTime
@@ -597,8 +597,11 @@ func TestStatusRefreshesWhileReady(t *testing.T) {
 			if err := get(t, cur, ns, b.Name); err != nil {
 				return err
 			}
-			if cur.Status.Sessions != sessions || cur.Status.QueuedMessages != queued {
-				return fmt.Errorf("sessions %d, queued %d; want %d, %d", cur.Status.Sessions, cur.Status.QueuedMessages, sessions, queued)
+			// nil (unknown) reads as -1: a 0 must be stored as 0, not
+			// left out (kubectl showed a blank SESSIONS column for 0).
+			got, q := ptr.Deref(cur.Status.Sessions, -1), ptr.Deref(cur.Status.QueuedMessages, -1)
+			if got != sessions || q != queued {
+				return fmt.Errorf("sessions %d, queued %d; want %d, %d", got, q, sessions, queued)
 			}
 			return nil
 		})
@@ -606,4 +609,6 @@ func TestStatusRefreshesWhileReady(t *testing.T) {
 	totals(1, 2)
 	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation, SessionsOnline: 5, SessionsOffline: 2, QueuedMessages: 40})
 	totals(7, 40)
+	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation})
+	totals(0, 0)
 }

@@ -681,14 +681,15 @@ type MQTTBrokerStatus struct {
 	// brokers report (the Sessions printer column). The operator asks the
 	// brokers on every reconcile and, while the broker is Ready, every 30
 	// seconds (the operator's --broker-status-period), so it may lag by that
-	// much.
+	// much. Unset until a broker answered; while none answers it keeps the
+	// last count read (a count that could not be read is never shown as 0).
 	// +optional
-	Sessions int64 `json:"sessions,omitempty"`
+	Sessions *int64 `json:"sessions,omitempty"`
 
 	// queuedMessages is the number of messages queued for offline sessions
 	// that the running brokers report (the Queued printer column), refreshed
 	// like sessions: on every reconcile and, while the broker is Ready, every
-	// 30 seconds (--broker-status-period).
+	// 30 seconds (--broker-status-period). Unset, or kept, like sessions.
 	// +optional
-	QueuedMessages int64 `json:"queuedMessages,omitempty"`
+	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
 }

@@ -282,6 +282,9 @@ type Summary struct {
 	AppliedConfigGeneration int64
 	Sessions                int64
 	QueuedMessages          int64
+	// Answered is how many brokers reported: with none, Sessions and
+	// QueuedMessages are unknown, not 0.
+	Answered int
 }
 
 // Summarize totals the reports of the brokers that answered. The applied
@@ -300,6 +303,7 @@ func Summarize(rs []BrokerReport) Summary {
 			s.Version = r.Version
 		}
 		first = false
+		s.Answered++
 		s.Sessions += r.Sessions
 		s.QueuedMessages += r.QueuedMessages
 	}
