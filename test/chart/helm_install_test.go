@@ -332,12 +332,25 @@ func checkLeader(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 // `helm uninstall`, so a reinstall elects a leader at once.
 func checkLeaseGone(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	t.Helper()
-	err := poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	// The pod has 10 s to stop (the chart's grace period), then the
+	// garbage collector deletes the Lease; on a loaded machine that took
+	// over a minute once.
+	err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
 		err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &coordinationv1.Lease{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
 	if err != nil {
-		t.Errorf("after helm uninstall the Lease %s/%s is still there: %v", namespace, leaseName, err)
+		var lease coordinationv1.Lease
+		gerr := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &lease)
+		pods, perr := c.Kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+		var names []string
+		if perr == nil {
+			for _, p := range pods.Items {
+				names = append(names, fmt.Sprintf("%s(%s, deleting %v)", p.Name, p.UID, p.DeletionTimestamp != nil))
+			}
+		}
+		t.Errorf("after helm uninstall the Lease %s/%s is still there: %v; lease owners %+v (%v), holder %q; pods %v (%v)",
+			namespace, leaseName, err, lease.OwnerReferences, gerr, ptr.Deref(lease.Spec.HolderIdentity, ""), names, perr)
 	}
 }
 

@@ -38,7 +38,10 @@ func TestRestartAndHotChangeLatency(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return st["configGeneration"] == float64(gen), fmt.Errorf("broker at generation %v, want %d", st["configGeneration"], gen)
+		if st["configGeneration"] != float64(gen) {
+			return false, fmt.Errorf("broker at generation %v, want %d", st["configGeneration"], gen)
+		}
+		return true, nil
 	})
 	applied := time.Since(began)
 	waitBrokerCondition(t, ns, "lat", v1alpha1.ConditionConfigApplied, 90*time.Second)
