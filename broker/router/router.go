@@ -355,7 +355,9 @@ func (r *Router) RetainedBytes() int64 { return r.rbytes.Load() }
 // keeps the retained messages within maxCount messages and maxBytes bytes
 // (0: no limit). Replacing a topic's retained message needs no room in
 // count, only in bytes beyond the message it replaces. It reserves
-// nothing: concurrent publishes may each pass it once.
+// nothing: retained publishes in flight at the same moment (bounded by
+// the connections' Receive Maximum and the committer's flight budget) may
+// each pass it before the first is applied.
 func (r *Router) RetainRoom(topic string, size int64, maxCount int, maxBytes int64) bool {
 	r.rmu.Lock()
 	defer r.rmu.Unlock()
