@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -111,6 +112,9 @@ func (o *Options) defaults() error {
 
 // Agent is a running node agent. Create it with New and start it with Run.
 type Agent struct {
+	// resyncs counts the periodic resyncs under KubeletTiming.
+	resyncs atomic.Uint64
+
 	opts  Options
 	kube  kubernetes.Interface
 	log   *slog.Logger
@@ -265,6 +269,7 @@ func (a *Agent) resync(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			a.resyncs.Add(1)
 			a.enqueueAll()
 		}
 	}

@@ -184,8 +184,8 @@ func PortMap(pod *corev1.Pod) (map[string]string, error) {
 
 // sourcesDue says whether a sync refreshes the pod's ConfigMap and Secret
 // volumes: always, unless KubeletTiming, where (as the kubelet) only a
-// change of the Pod object's labels or annotations, or SourceResync since
-// the last refresh, does. The agent's own port annotation does not count.
+// change of the Pod object's labels or annotations, or the periodic resync
+// (every SourceResync), does. The agent's own port annotation does not count.
 func (a *Agent) sourcesDue(pod *corev1.Pod, rt *podRuntime) bool {
 	if !a.opts.KubeletTiming {
 		return true
@@ -193,11 +193,12 @@ func (a *Agent) sourcesDue(pod *corev1.Pod, rt *podRuntime) bool {
 	ann := maps.Clone(pod.Annotations)
 	delete(ann, PortsAnnotation)
 	meta := fmt.Sprint(pod.Labels, ann)
+	round := a.resyncs.Load()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if meta == rt.sourcesMeta && time.Since(rt.sourcesAt) < a.opts.SourceResync {
+	if meta == rt.sourcesMeta && round == rt.sourcesRound {
 		return false
 	}
-	rt.sourcesMeta, rt.sourcesAt = meta, time.Now()
+	rt.sourcesMeta, rt.sourcesRound = meta, round
 	return true
 }

@@ -31,10 +31,11 @@ type podRuntime struct {
 
 	mu          sync.Mutex
 	terminating bool
-	// sourcesMeta and sourcesAt: the Pod labels and annotations at the
-	// last refresh of its ConfigMap and Secret volumes, and when.
-	sourcesMeta string
-	sourcesAt   time.Time
+	// sourcesMeta and sourcesRound: the Pod labels and annotations at the
+	// last refresh of its ConfigMap and Secret volumes, and the periodic
+	// resync round (Agent.resyncs) it was in.
+	sourcesMeta  string
+	sourcesRound uint64
 }
 
 // startPod prepares the pod's directories, volumes and ports, and starts
