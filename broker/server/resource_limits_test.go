@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -348,4 +349,32 @@ func TestKeepAliveCapFor311(t *testing.T) {
 	eventually(t, 5*time.Second, "keep_alive refusals counted", func() bool {
 		return b.srv.Stats().Refusals[LimitKeepAlive] >= 1
 	})
+}
+
+// TestRetainedPublishAfterSubackDeliveredOnce: a retained message published
+// once the subscriber has its SUBACK reaches it once, live. The retained
+// messages of a new subscription were read after the SUBACK was queued, so
+// such a publish could also come back as a retained copy (seen as a flaky
+// TestRetainedLimits).
+func TestRetainedPublishAfterSubackDeliveredOnce(t *testing.T) {
+	b := startBroker(t, testConfig())
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "pub", CleanStart: true})
+	for i := range 200 {
+		sub := dialRaw(t, b.addr, packet.V5)
+		sub.connect(&packet.Connect{ClientID: "sub", CleanStart: true})
+		topic := fmt.Sprintf("once/%d", i)
+		sub.subscribe(1, 0, packet.Subscription{Filter: topic, QoS: 1})
+		pub.send(&packet.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: topic, Payload: []byte("x")})
+		if _, ok := pub.recv().(*packet.Puback); !ok {
+			t.Fatal("expected PUBACK")
+		}
+		p := sub.recvPublish()
+		sub.send(&packet.Puback{PacketID: p.PacketID})
+		if p, err := sub.tryRecv(20 * time.Millisecond); err == nil {
+			t.Fatalf("round %d: delivered twice, the second time %+v", i, p)
+		}
+		sub.send(&packet.Disconnect{})
+		sub.expectClosed()
+	}
 }

@@ -65,9 +65,17 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 			added = nil
 		}
 	}
+	// The retained messages are read before the SUBACK goes out: a client
+	// that publishes a retained message once it has its SUBACK must get
+	// that message once, live, and not a second time as a retained copy
+	// read after its publish was applied.
+	retained := make([][]*store.Message, len(added))
+	for i, a := range added {
+		retained[i] = c.retainedFor(a.sub, a.existed)
+	}
 	c.queueControl(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
-	for _, a := range added {
-		c.sendRetained(a.sub, a.existed)
+	for i, a := range added {
+		c.sendRetained(a.sub, retained[i])
 	}
 	return true
 }
@@ -129,18 +137,19 @@ func (c *conn) commitWait(b *store.Batch) bool {
 	return true
 }
 
-// sendRetained queues the retained messages matching a new subscription,
-// as its Retain Handling option says [MQTT-3.3.1-9..11]. Shared
-// subscriptions get none [MQTT-3.8.4-?].
-func (c *conn) sendRetained(sub store.Subscription, existed bool) {
+// retainedFor returns the retained messages to send for a new
+// subscription, as its Retain Handling option says [MQTT-3.3.1-9..11];
+// shared subscriptions get none [MQTT-4.8.2]. Expired ones are dropped.
+func (c *conn) retainedFor(sub store.Subscription, existed bool) []*store.Message {
 	if _, _, shared, _ := topic.ParseShared(sub.Filter); shared {
-		return
+		return nil
 	}
 	if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && existed) {
-		return
+		return nil
 	}
 	s := c.srv
 	now := s.now()
+	var out []*store.Message
 	for _, rm := range s.router.Retained(sub.Filter) {
 		if rm.Expired(now) {
 			b := &store.Batch{NoSync: true}
@@ -148,6 +157,16 @@ func (c *conn) sendRetained(sub store.Subscription, existed bool) {
 			s.com.submit(&job{b: b})
 			continue
 		}
+		out = append(out, rm)
+	}
+	return out
+}
+
+// sendRetained queues the retained messages rms (from retainedFor) for
+// the new subscription sub.
+func (c *conn) sendRetained(sub store.Subscription, rms []*store.Message) {
+	s := c.srv
+	for _, rm := range rms {
 		m := *rm
 		m.ID = s.store.NextMessageID()
 		d := session.Delivery{QoS: min(m.QoS, sub.QoS), Retain: true}
