@@ -473,7 +473,7 @@ type Limits struct {
 	// client cannot be told but is held to it all the same: a connection
 	// silent for 1.5 times the cap is closed and counted, so idle
 	// connections cannot be held open forever. Applies to new connections.
-	// The broker accepts whole seconds up to 65535s.
+	// The broker accepts up to 65535s.
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="limits.maxKeepAlive must not be negative"
 	// +optional
 	MaxKeepAlive *metav1.Duration `json:"maxKeepAlive,omitempty"`
