@@ -273,6 +273,22 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		"acl bad access": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "#", Access: "write"}}
 		}, []string{"spec.auth.acl[0].access"}},
+		"negative maxSessions": {func(b *v1alpha1.MQTTBroker) { b.Spec.Sessions.MaxSessions = ptr.To(int32(-1)) },
+			[]string{"spec.sessions.maxSessions"}},
+		"negative minVolumeFreeBytes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Queues.MinVolumeFreeBytes = ptr.To(resource.MustParse("-1Mi"))
+		}, []string{"spec.queues.minVolumeFreeBytes", "must not be negative"}},
+		"negative maxRetainedBytes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Limits.MaxRetainedBytes = ptr.To(resource.MustParse("-1"))
+		}, []string{"spec.limits.maxRetainedBytes", "must not be negative"}},
+		"negative maxKeepAlive": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Limits.MaxKeepAlive = &metav1.Duration{Duration: -time.Second}
+		}, []string{"spec.limits.maxKeepAlive", "must not be negative"}},
+		"negative login backoff": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.Login.FailureBackoff = &metav1.Duration{Duration: -time.Second}
+		}, []string{"spec.auth.login.failureBackoff", "must not be negative"}},
+		"negative backoffAddresses": {func(b *v1alpha1.MQTTBroker) { b.Spec.Auth.Login.BackoffAddresses = ptr.To(int32(-5)) },
+			[]string{"spec.auth.login.backoffAddresses"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -362,6 +362,25 @@ type Sessions struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="sessions.defaultSessionExpiry must be at least 1s"
 	// +optional
 	DefaultSessionExpiry metav1.Duration `json:"defaultSessionExpiry,omitzero"`
+
+	// maxSessions caps the sessions the broker holds, online and offline
+	// persistent ones together; 0 means no limit. Default (unset): the
+	// broker's, 100000. A CONNECT that would create one more session is
+	// refused (MQTT 5.0: CONNACK 0x97 Quota exceeded; 3.1.1: 0x03 Server
+	// unavailable) and counted; resuming an existing session is always
+	// allowed, and sessions recovered at start are kept even above it.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxSessions *int32 `json:"maxSessions,omitempty"`
+
+	// maxSessionsPerPrincipal caps the sessions of one principal (a
+	// username; all anonymous clients together count as one), refused as
+	// for maxSessions; 0 means no limit. Default (unset): the broker's,
+	// 10000. It keeps one leaked or abused credential from taking the whole
+	// of maxSessions.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxSessionsPerPrincipal *int32 `json:"maxSessionsPerPrincipal,omitempty"`
 }
 
 // Overflow policies of queues.overflowPolicy.
@@ -402,6 +421,16 @@ type Queues struct {
 	// false, as the MQTT specification suggests.
 	// +optional
 	QueueQoS0 bool `json:"queueQoS0,omitempty"`
+
+	// minVolumeFreeBytes is a reserve of free space on the data volume:
+	// below it, new messages for offline sessions are refused by
+	// overflowPolicy as at the store budget (90% of persistence.size),
+	// whatever that budget says, since the volume may be shared or smaller
+	// than the claim asked. 0 disables the reserve. Default (unset): the
+	// broker's, 64Mi.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('0')) >= 0",message="queues.minVolumeFreeBytes must not be negative"
+	// +optional
+	MinVolumeFreeBytes *resource.Quantity `json:"minVolumeFreeBytes,omitempty"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -437,6 +466,76 @@ type Limits struct {
 	// +kubebuilder:validation:Maximum=100000
 	// +optional
 	MaxSubscriptionsPerClient int32 `json:"maxSubscriptionsPerClient,omitempty"`
+
+	// maxKeepAlive caps the keep alive of every client; 0s means no cap.
+	// Default (unset): the broker's, 1h. An MQTT 5.0 client asking for
+	// more (or for none) is told this Server Keep Alive in CONNACK; a 3.1.1
+	// client cannot be told but is held to it all the same: a connection
+	// silent for 1.5 times the cap is closed and counted, so idle
+	// connections cannot be held open forever. Applies to new connections.
+	// The broker accepts up to 65535s.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="limits.maxKeepAlive must not be negative"
+	// +optional
+	MaxKeepAlive *metav1.Duration `json:"maxKeepAlive,omitempty"`
+
+	// maxTopicLength is the longest topic name or topic filter accepted, in
+	// bytes (a shared subscription's "$share/{group}/" included). Default
+	// (unset): the broker's, 1024; the broker accepts 16 to 65535. A 5.0
+	// PUBLISH at QoS 1/2 beyond it gets PUBACK/PUBREC 0x90 Topic Name
+	// invalid, any other PUBLISH closes the connection; a will topic
+	// refuses the CONNECT; a subscription filter gets SUBACK 0x8F (3.1.1:
+	// 0x80). Each refusal is counted.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxTopicLength *int32 `json:"maxTopicLength,omitempty"`
+
+	// maxTopicLevels is the most levels ("/"-separated parts) of a topic
+	// name or filter, refused as for maxTopicLength. Default (unset): the
+	// broker's, 32; the broker accepts 1 to 65535. Every level is a node in
+	// the subscription tree or the retained messages, so deep topics cost
+	// far more memory than their bytes.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxTopicLevels *int32 `json:"maxTopicLevels,omitempty"`
+
+	// maxUserProperties is the most MQTT 5.0 User Properties one property
+	// block of a packet may carry. Default (unset): the broker's, 64; the
+	// broker accepts 1 to 65535. The broker refuses such a packet before
+	// allocating the excess: a client beyond it is disconnected (5.0:
+	// reason 0x95 Packet too large) and counted. Applies to new
+	// connections.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxUserProperties *int32 `json:"maxUserProperties,omitempty"`
+
+	// maxUserPropertyBytes bounds the encoded size of the User Properties
+	// of one property block, refused as for maxUserProperties. Default
+	// (unset): the broker's, 64Ki; the broker accepts at least 64 bytes.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('0')) >= 0",message="limits.maxUserPropertyBytes must not be negative"
+	// +optional
+	MaxUserPropertyBytes *resource.Quantity `json:"maxUserPropertyBytes,omitempty"`
+
+	// maxRetainedMessages caps the number of retained messages, all of
+	// which are held in memory and on disk; 0 means no limit. Default
+	// (unset): the broker's, 100000. At the cap a retained publish on a
+	// new topic is refused (an MQTT 5.0 QoS 1/2 publisher gets 0x97 Quota
+	// exceeded and the message is not delivered either; a publisher that
+	// cannot be told has it delivered but not retained), while replacing
+	// or clearing an existing topic's retained message still works. Each
+	// refusal is counted.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxRetainedMessages *int32 `json:"maxRetainedMessages,omitempty"`
+
+	// maxRetainedBytes caps the bytes of all retained messages together
+	// (each counted as for queues.maxQueuedBytes); 0 means no limit.
+	// Default (unset): the broker's, 64Mi. Beyond it as for
+	// maxRetainedMessages, except that replacing a message by one no
+	// larger is always allowed. Retained messages also count against the
+	// store budget (90% of persistence.size).
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('0')) >= 0",message="limits.maxRetainedBytes must not be negative"
+	// +optional
+	MaxRetainedBytes *resource.Quantity `json:"maxRetainedBytes,omitempty"`
 }
 
 // Auth configures client authentication and topic ACLs.
@@ -464,6 +563,79 @@ type Auth struct {
 	// +kubebuilder:default=false
 	// +optional
 	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+
+	// login bounds the CPU that CONNECT packets can make the broker spend
+	// on password checks (a cap on concurrent bcrypt checks) and backs off
+	// source addresses whose logins keep failing. It sits under auth, not
+	// at the top of the spec as in the broker's file (login.*), because it
+	// governs how clients authenticate, next to the users it protects
+	// (usersSecretRef) and allowAnonymous. Hot: changing it does not
+	// restart the broker. Every field left unset keeps the broker's
+	// default.
+	// +optional
+	Login Login `json:"login,omitzero"`
+}
+
+// Login bounds the cost of password checks. Every CONNECT with a username
+// and password costs one bcrypt comparison (tens of milliseconds of CPU,
+// also for an unknown username), so a flood of CONNECTs with wrong
+// passwords could otherwise keep every core busy and starve honest clients.
+// The broker checks how the fields fit together (failureBackoffMax at least
+// failureBackoff, each against the other's default when unset); a spec it
+// refuses is reported with reason InvalidConfig and not applied.
+type Login struct {
+	// maxConcurrentChecks is the most password checks (bcrypt comparisons)
+	// the broker runs at once; 0 means one per CPU the broker may use.
+	// Default (unset): the broker's, 0. A CONNECT that finds every check
+	// slot busy waits up to checkWait. Lower it to keep CPU for message
+	// traffic during a login storm, at the cost of slower logins.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxConcurrentChecks *int32 `json:"maxConcurrentChecks,omitempty"`
+
+	// checkWait bounds how long a CONNECT waits for a password check slot;
+	// after it the client is refused (MQTT 5.0: 0x89 Server busy; 3.1.1:
+	// return code 3, server unavailable) and retries later. Default
+	// (unset): the broker's, 2s; the broker needs it positive.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="auth.login.checkWait must not be negative"
+	// +optional
+	CheckWait *metav1.Duration `json:"checkWait,omitempty"`
+
+	// failuresBeforeBackoff is the number of failed logins from one source
+	// address tolerated before its back-off starts, so that a client that
+	// mistypes a password once is not refused. Default (unset): the
+	// broker's, 3.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	FailuresBeforeBackoff *int32 `json:"failuresBeforeBackoff,omitempty"`
+
+	// failureBackoff is the back-off of a source address that failed more
+	// than failuresBeforeBackoff logins: its CONNECTs are refused without a
+	// password check (MQTT 5.0: 0x9F Connection rate exceeded; 3.1.1:
+	// return code 3) for this long, doubling with each further failure up
+	// to failureBackoffMax. A successful login clears it. 0s disables the
+	// back-off. Default (unset): the broker's, 1s. Clients behind one NAT
+	// address share a back-off.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="auth.login.failureBackoff must not be negative"
+	// +optional
+	FailureBackoff *metav1.Duration `json:"failureBackoff,omitempty"`
+
+	// failureBackoffMax caps the back-off of one source address; a quiet
+	// failureBackoffMax after the back-off ended also clears it. Default
+	// (unset): the broker's, 1m; the broker needs it at least
+	// failureBackoff.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="auth.login.failureBackoffMax must not be negative"
+	// +optional
+	FailureBackoffMax *metav1.Duration `json:"failureBackoffMax,omitempty"`
+
+	// backoffAddresses bounds the source addresses remembered for the
+	// back-off; when full, the least recently failed address is forgotten,
+	// so an attacker rotating addresses cannot grow the broker's memory.
+	// Default (unset): the broker's, 10000; the broker accepts 1 to
+	// 1000000.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	BackoffAddresses *int32 `json:"backoffAddresses,omitempty"`
 }
 
 // SecretKeyRef selects a key of a Secret in the MQTTBroker's namespace.

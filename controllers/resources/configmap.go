@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
@@ -33,14 +35,18 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	}
 	c.Sessions.MaxSessionExpiry = config.Duration(s.Sessions.MaxSessionExpiry.Duration)
 	c.Sessions.DefaultSessionExpiry = config.Duration(s.Sessions.DefaultSessionExpiry.Duration)
+	setInt(&c.Sessions.MaxSessions, s.Sessions.MaxSessions)
+	setInt(&c.Sessions.MaxSessionsPerPrincipal, s.Sessions.MaxSessionsPerPrincipal)
 	c.Queues.MaxQueuedMessages = s.Queues.MaxQueuedMessages
 	c.Queues.MaxQueuedBytes = s.Queues.MaxQueuedBytes.Value()
 	c.Queues.OverflowPolicy = s.Queues.OverflowPolicy
 	c.Queues.QueueQoS0 = s.Queues.QueueQoS0
 	c.Queues.MaxStoreBytes = s.Persistence.Size.Value() / 10 * 9
+	setBytes(&c.Queues.MinVolumeFreeBytes, s.Queues.MinVolumeFreeBytes)
 	renderLimits(s.Limits, c)
 	c.Limits.MemoryLimit = softMemoryLimit(s.Resources)
 	renderAuth(s.Auth, c)
+	renderLogin(s.Auth.Login, c)
 	c.LogLevel = s.LogLevel
 	if s.TerminationGracePeriodSeconds != nil {
 		c.DrainTimeout = config.Duration(time.Duration(*s.TerminationGracePeriodSeconds)*time.Second - drainMargin)
@@ -99,6 +105,47 @@ func renderLimits(l v1alpha1.Limits, c *config.Config) {
 	}
 	if l.MaxSubscriptionsPerClient > 0 {
 		c.Limits.MaxSubscriptionsPerClient = int(l.MaxSubscriptionsPerClient)
+	}
+	setDuration(&c.Limits.MaxKeepAlive, l.MaxKeepAlive)
+	setInt(&c.Limits.MaxTopicLength, l.MaxTopicLength)
+	setInt(&c.Limits.MaxTopicLevels, l.MaxTopicLevels)
+	setInt(&c.Limits.MaxUserProperties, l.MaxUserProperties)
+	if l.MaxUserPropertyBytes != nil {
+		c.Limits.MaxUserPropertyBytes = int(l.MaxUserPropertyBytes.Value())
+	}
+	setInt(&c.Limits.MaxRetainedMessages, l.MaxRetainedMessages)
+	setBytes(&c.Limits.MaxRetainedBytes, l.MaxRetainedBytes)
+}
+
+// renderLogin sets the login fields the spec sets; the others keep the
+// broker's defaults, which also decide how the fields fit together.
+func renderLogin(l v1alpha1.Login, c *config.Config) {
+	setInt(&c.Login.MaxConcurrentChecks, l.MaxConcurrentChecks)
+	setDuration(&c.Login.CheckWait, l.CheckWait)
+	setInt(&c.Login.FailuresBeforeBackoff, l.FailuresBeforeBackoff)
+	setDuration(&c.Login.FailureBackoff, l.FailureBackoff)
+	setDuration(&c.Login.FailureBackoffMax, l.FailureBackoffMax)
+	setInt(&c.Login.BackoffAddresses, l.BackoffAddresses)
+}
+
+// setInt, setBytes and setDuration copy an optional spec field onto the
+// broker's default: unset (nil) keeps the default, 0 is a value of its own
+// (often "no limit").
+func setInt(dst *int, v *int32) {
+	if v != nil {
+		*dst = int(*v)
+	}
+}
+
+func setBytes(dst *int64, q *resource.Quantity) {
+	if q != nil {
+		*dst = q.Value()
+	}
+}
+
+func setDuration(dst *config.Duration, d *metav1.Duration) {
+	if d != nil {
+		*dst = config.Duration(d.Duration)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
 )
 
@@ -46,16 +48,90 @@ func TestConfigMapParsesBack(t *testing.T) {
 	}
 }
 
-// TestBrokerConfigRejectsWhatTheBrokerWould covers a spec the CRD accepts
-// but the broker does not: the error names the broker's field.
+// TestBrokerConfigRejectsWhatTheBrokerWould covers specs the CRD accepts
+// but the broker does not (the CRD keeps simple bounds and leaves the
+// rest to the broker's rules): the error names the broker's field.
 func TestBrokerConfigRejectsWhatTheBrokerWould(t *testing.T) {
+	cases := map[string]struct {
+		change func(s *v1alpha1.MQTTBrokerSpec)
+		field  string
+	}{
+		"expiry not whole seconds": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Sessions.MaxSessionExpiry = metav1.Duration{Duration: 1500 * time.Millisecond}
+			s.Sessions.DefaultSessionExpiry = metav1.Duration{Duration: time.Second}
+		}, "sessions.maxSessionExpiry"},
+		"topic length below 16": {func(s *v1alpha1.MQTTBrokerSpec) { s.Limits.MaxTopicLength = ptr.To(int32(8)) }, "limits.maxTopicLength"},
+		"no topic levels":       {func(s *v1alpha1.MQTTBrokerSpec) { s.Limits.MaxTopicLevels = ptr.To(int32(0)) }, "limits.maxTopicLevels"},
+		"user property bytes below 64": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Limits.MaxUserPropertyBytes = ptr.To(resource.MustParse("32"))
+		}, "limits.maxUserPropertyBytes"},
+		"keep alive above 65535s": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Limits.MaxKeepAlive = &metav1.Duration{Duration: 24 * time.Hour}
+		}, "limits.maxKeepAlive"},
+		"zero check wait": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Auth.Login.CheckWait = &metav1.Duration{}
+		}, "login.checkWait"},
+		// failureBackoffMax left unset keeps the broker's 1m, which the
+		// broker then compares with the spec's failureBackoff.
+		"backoff above the default max": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Auth.Login.FailureBackoff = &metav1.Duration{Duration: 5 * time.Minute}
+		}, "login.failureBackoffMax"},
+		"no backoff addresses": {func(s *v1alpha1.MQTTBrokerSpec) { s.Auth.Login.BackoffAddresses = ptr.To(int32(0)) }, "login.backoffAddresses"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := loadBroker(t, "minimal")
+			tc.change(&b.Spec)
+			_, err := BrokerConfig(b)
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("err = %v, want a config.FieldError for %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestBrokerConfigOptionalLimits: a limit the spec leaves unset keeps the
+// broker's default (the CRD has no default of its own for it), and a 0 set
+// in the spec reaches the broker as 0 ("no limit", "disabled"), not as
+// "unset".
+func TestBrokerConfigOptionalLimits(t *testing.T) {
+	def := config.Default()
+	unset, err := BrokerConfig(loadBroker(t, "minimal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unset.Sessions.MaxSessions != def.Sessions.MaxSessions ||
+		unset.Sessions.MaxSessionsPerPrincipal != def.Sessions.MaxSessionsPerPrincipal ||
+		unset.Queues.MinVolumeFreeBytes != def.Queues.MinVolumeFreeBytes || unset.Login != def.Login {
+		t.Errorf("unset fields did not keep the broker's defaults: sessions %+v, queues %+v, login %+v",
+			unset.Sessions, unset.Queues, unset.Login)
+	}
+	l, dl := unset.Limits, def.Limits
+	if l.MaxKeepAlive != dl.MaxKeepAlive || l.MaxTopicLength != dl.MaxTopicLength || l.MaxTopicLevels != dl.MaxTopicLevels ||
+		l.MaxUserProperties != dl.MaxUserProperties || l.MaxUserPropertyBytes != dl.MaxUserPropertyBytes ||
+		l.MaxRetainedMessages != dl.MaxRetainedMessages || l.MaxRetainedBytes != dl.MaxRetainedBytes {
+		t.Errorf("unset limits did not keep the broker's defaults: %+v, want %+v", l, dl)
+	}
+
 	b := loadBroker(t, "minimal")
-	b.Spec.Sessions.MaxSessionExpiry = metav1.Duration{Duration: 1500 * time.Millisecond}
-	b.Spec.Sessions.DefaultSessionExpiry = metav1.Duration{Duration: time.Second}
-	_, err := BrokerConfig(b)
-	var fe *config.FieldError
-	if !errors.As(err, &fe) || fe.Field != "sessions.maxSessionExpiry" {
-		t.Fatalf("err = %v, want a config.FieldError for sessions.maxSessionExpiry", err)
+	zero := ptr.To(int32(0))
+	b.Spec.Sessions.MaxSessions, b.Spec.Sessions.MaxSessionsPerPrincipal = zero, zero
+	b.Spec.Queues.MinVolumeFreeBytes = ptr.To(resource.MustParse("0"))
+	b.Spec.Limits.MaxKeepAlive = &metav1.Duration{}
+	b.Spec.Limits.MaxRetainedMessages = zero
+	b.Spec.Limits.MaxRetainedBytes = ptr.To(resource.MustParse("0"))
+	b.Spec.Auth.Login.MaxConcurrentChecks, b.Spec.Auth.Login.FailuresBeforeBackoff = zero, zero
+	b.Spec.Auth.Login.FailureBackoff = &metav1.Duration{}
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sessions.MaxSessions != 0 || c.Sessions.MaxSessionsPerPrincipal != 0 || c.Queues.MinVolumeFreeBytes != 0 ||
+		c.Limits.MaxKeepAlive != 0 || c.Limits.MaxRetainedMessages != 0 || c.Limits.MaxRetainedBytes != 0 ||
+		c.Login.MaxConcurrentChecks != 0 || c.Login.FailuresBeforeBackoff != 0 || c.Login.FailureBackoff != 0 {
+		t.Errorf("a 0 in the spec did not reach the broker: sessions %+v, queues %+v, limits %+v, login %+v",
+			c.Sessions, c.Queues, c.Limits, c.Login)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/config"
 )
 
 // TestHotAndRestartChanges is the hot/restart classification as the
@@ -33,8 +34,38 @@ func TestHotAndRestartChanges(t *testing.T) {
 		"sessions.defaultSessionExpiry": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.Sessions.DefaultSessionExpiry = metav1.Duration{Duration: time.Hour}
 		}, false},
-		"limits.maxConnections": {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxConnections = ptr.To(int32(7)) }, false},
-		"limits.maxInflight":    {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxInflight = 9 }, false},
+		"limits.maxConnections":            {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxConnections = ptr.To(int32(7)) }, false},
+		"limits.maxInflight":               {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxInflight = 9 }, false},
+		"sessions.maxSessions":             {func(b *v1alpha1.MQTTBroker) { b.Spec.Sessions.MaxSessions = ptr.To(int32(5)) }, false},
+		"sessions.maxSessionsPerPrincipal": {func(b *v1alpha1.MQTTBroker) { b.Spec.Sessions.MaxSessionsPerPrincipal = ptr.To(int32(5)) }, false},
+		"queues.minVolumeFreeBytes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Queues.MinVolumeFreeBytes = ptr.To(resource.MustParse("1Gi"))
+		}, false},
+		"limits.maxKeepAlive": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Limits.MaxKeepAlive = &metav1.Duration{Duration: time.Minute}
+		}, false},
+		"limits.maxTopicLength":      {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxTopicLength = ptr.To(int32(100)) }, false},
+		"limits.maxTopicLevels":      {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxTopicLevels = ptr.To(int32(4)) }, false},
+		"limits.maxUserProperties":   {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxUserProperties = ptr.To(int32(4)) }, false},
+		"limits.maxRetainedMessages": {func(b *v1alpha1.MQTTBroker) { b.Spec.Limits.MaxRetainedMessages = ptr.To(int32(4)) }, false},
+		"limits.maxUserPropertyBytes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Limits.MaxUserPropertyBytes = ptr.To(resource.MustParse("1Ki"))
+		}, false},
+		"limits.maxRetainedBytes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Limits.MaxRetainedBytes = ptr.To(resource.MustParse("1Mi"))
+		}, false},
+		"auth.login.maxConcurrentChecks": {func(b *v1alpha1.MQTTBroker) { b.Spec.Auth.Login.MaxConcurrentChecks = ptr.To(int32(1)) }, false},
+		"auth.login.checkWait": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.Login.CheckWait = &metav1.Duration{Duration: time.Second}
+		}, false},
+		"auth.login.failuresBeforeBackoff": {func(b *v1alpha1.MQTTBroker) { b.Spec.Auth.Login.FailuresBeforeBackoff = ptr.To(int32(1)) }, false},
+		"auth.login.failureBackoff": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.Login.FailureBackoff = &metav1.Duration{Duration: 3 * time.Second}
+		}, false},
+		"auth.login.failureBackoffMax": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Auth.Login.FailureBackoffMax = &metav1.Duration{Duration: time.Hour}
+		}, false},
+		"auth.login.backoffAddresses": {func(b *v1alpha1.MQTTBroker) { b.Spec.Auth.Login.BackoffAddresses = ptr.To(int32(10)) }, false},
 		"auth.acl": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "#", Access: "readwrite"}}
 		}, false},
@@ -78,8 +109,47 @@ func TestHotAndRestartChanges(t *testing.T) {
 				t.Errorf("pod template changed = %v, want %v\nold annotations %v\nnew annotations %v",
 					rolled, tc.roll, oldT.Annotations, newT.Annotations)
 			}
+			checkRendered(t, name, base, b, tc.roll)
 		})
 	}
+}
+
+// checkRendered: when a case is named after a field of the broker's file
+// (its spec path, or that path without "auth." for auth.login.*), the
+// change must reach that field of the rendered config, in the class the
+// case expects, so that a hot case cannot pass by rendering nothing.
+func checkRendered(t *testing.T, name string, before, after *v1alpha1.MQTTBroker, roll bool) {
+	t.Helper()
+	field := ""
+	for _, f := range config.Fields() {
+		if f.Field == name || "auth."+f.Field == name {
+			field = f.Field
+		}
+	}
+	if field == "" {
+		return
+	}
+	oldC, err := BrokerConfig(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newC, err := BrokerConfig(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Hot
+	if roll {
+		want = config.Restart
+	}
+	for _, c := range config.Diff(oldC, newC) {
+		if c.Field == field {
+			if c.Class != want {
+				t.Errorf("%s is %s in broker/config, the case expects %s", field, c.Class, want)
+			}
+			return
+		}
+	}
+	t.Errorf("changing %s did not change %s in the rendered config", name, field)
 }
 
 // TestSecretRenewalsReachTheRunningBroker: a renewed TLS Secret (and a
