@@ -91,6 +91,11 @@ func (c *container) notify() { c.a.queue.Add(c.rt.key) }
 
 // loop runs the process until it must not be restarted or stop is called.
 func (c *container) loop() {
+	// The pod's sync must see the container done: terminated() notified
+	// before done was closed, so a terminating pod's sync could find the
+	// process not yet exited and then wait for an unrelated event (41 s
+	// once, until the periodic resync).
+	defer c.notify()
 	defer close(c.done)
 	backoff := time.Duration(0)
 	for {
