@@ -109,7 +109,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 			if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
-			poll(t, 15*time.Second, fmt.Sprintf("generation %d refused", gen), func() bool {
+			waitUntil(t, 15*time.Second, fmt.Sprintf("generation %d refused", gen), func() bool {
 				return aclStatus(t, b).RefusedConfigGeneration == int64(gen)
 			})
 			st := aclStatus(t, b)
@@ -135,7 +135,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 15*time.Second, "good generation applied", func() bool {
+	waitUntil(t, 15*time.Second, "good generation applied", func() bool {
 		st := aclStatus(t, b)
 		return st.ConfigGeneration == int64(last+1) && st.RefusedConfigGeneration == 0
 	})
@@ -143,7 +143,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 	stopPub()
 	<-pubDone
 	acked := pub.ackedCount()
-	poll(t, 30*time.Second, "every acknowledged message delivered", func() bool {
+	waitUntil(t, 30*time.Second, "every acknowledged message delivered", func() bool {
 		return got.covers(map[string]int{"honest/t": acked})
 	})
 	rssMax = max(rssMax, aclVmRSS(t, b.cmd.Process.Pid))

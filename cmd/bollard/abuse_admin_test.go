@@ -141,7 +141,7 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 	pid := b.cmd.Process.Pid
 	rss0 := adminRSS(t, pid)
 	h := startHonestPair(t, b.mqtt, "honest/admin")
-	poll(t, 20*time.Second, "honest traffic flowing", func() bool { return h.pub.ackedCount() > 10 })
+	waitUntil(t, 20*time.Second, "honest traffic flowing", func() bool { return h.pub.ackedCount() > 10 })
 
 	base := "http://" + b.admin
 	attacks := []struct{ method, path, authz string }{
@@ -215,7 +215,7 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 
 	acked := h.stop(t)
 	want := map[string]int{"honest/admin": acked}
-	poll(t, 30*time.Second, "subscriber received every acknowledged message", func() bool { return h.got.covers(want) })
+	waitUntil(t, 30*time.Second, "subscriber received every acknowledged message", func() bool { return h.got.covers(want) })
 	rss := maxRSS.Load()
 	t.Logf("admin attack: %d requests in %s (%.0f/s), all refused (401), %d counted on /metrics; honest QoS 1: %d acknowledged during the attack, %d in all, all delivered; RSS %.1f MB before, %.1f MB max (bound %d MB)",
 		sent.Load(), adminAbuseDuration, float64(sent.Load())/adminAbuseDuration.Seconds(), refusedMetric,

@@ -76,7 +76,7 @@ func crashRun(t *testing.T, sig syscall.Signal, killFrac float64) {
 	total := crashMessages()
 	pubs := startPublishers(b.mqtt, total)
 	killAt := int(float64(total) * killFrac)
-	poll(t, 5*time.Minute, fmt.Sprintf("%d acknowledged publishes", killAt), func() bool {
+	waitUntil(t, 5*time.Minute, fmt.Sprintf("%d acknowledged publishes", killAt), func() bool {
 		return pubs.acked() >= killAt || pubs.allStopped()
 	})
 	ackedAtSignal := pubs.acked()
@@ -217,8 +217,8 @@ func drainSubscriber(t *testing.T, b *broker, id string, acked map[string]int, p
 	if !ack.SessionPresent {
 		t.Errorf("%s: session present = false after restart", id)
 	}
-	poll(t, 3*time.Minute, id+" received every acknowledged message", func() bool { return got.covers(mine) })
-	poll(t, time.Minute, id+" queue and inflight empty", func() bool {
+	waitUntil(t, 3*time.Minute, id+" received every acknowledged message", func() bool { return got.covers(mine) })
+	waitUntil(t, time.Minute, id+" queue and inflight empty", func() bool {
 		s, ok := b.session(t, id)
 		return ok && s.QueuedMessages == 0 && s.Inflight == 0
 	})
