@@ -81,7 +81,7 @@ test: test-deps testbin verify lint helm kustomize ## Run every test tier (insta
 
 .PHONY: test-fast
 test-fast: ## Run the tests that need only Go: no control plane, no external program (the quick loop; under 2 minutes).
-	$(GO) test $(GOFLAGS_TEST) -timeout 10m ./...
+	$(GO) test $(GOFLAGS_TEST) -short -timeout 10m ./...
 
 .PHONY: test-unit
 test-unit: ## Run every test tier without installing anything (tiers that need missing tools fail).

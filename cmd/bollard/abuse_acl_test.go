@@ -64,6 +64,7 @@ var badACLs = []string{
 // acknowledged is lost, and RSS stays under aclRSSBound(). A good version
 // afterwards is applied.
 func TestAbuseBadACLHotReload(t *testing.T) {
+	skipAbuseIfShort(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bollard.yaml")
 	write := func(gen int, extraRule string) {

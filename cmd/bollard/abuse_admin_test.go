@@ -131,6 +131,7 @@ func (h *honestPair) stop(t *testing.T) int {
 // bounded. An authenticated drain then makes the process exit, and it
 // starts again on its data.
 func TestAbuseAdminUnauthenticated(t *testing.T) {
+	skipAbuseIfShort(t)
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(adminAbuseToken+"\n"), 0o600); err != nil {
@@ -287,6 +288,7 @@ func adminRefusedFromMetrics(t *testing.T, metrics string) int64 {
 // other, while /healthz, /readyz and /metrics stay open; a token file that
 // is missing or too short stops the broker at start with a clear error.
 func TestAbuseAdminDefaults(t *testing.T) {
+	skipAbuseIfShort(t)
 	wide := startBollard(t, "--durability", "none", "--admin-listen", "0.0.0.0:0")
 	_, port, err := net.SplitHostPort(wide.admin)
 	if err != nil {

@@ -67,6 +67,16 @@ func requireTool(t *testing.T, name string) string {
 	return p
 }
 
+// skipAbuseIfShort skips an abuse test under -short (`make test-fast`):
+// each floods or starves the broker for tens of seconds. `make test` runs
+// them.
+func skipAbuseIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("abuse test: loads the broker for tens of seconds; runs without -short (make test)")
+	}
+}
+
 // requireExternal skips the test unless the build has the external tag
 // (`make test` sets it; `make test-fast` does not).
 func requireExternal(t *testing.T) {
