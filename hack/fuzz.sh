@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of the module for a set time each, one at a time
 # (a fuzzer uses every core; two at once would halve each one's time).
-# Usage: hack/fuzz.sh [FUZZTIME]   (default 20s; any `go test -fuzztime` value)
+# Usage: hack/fuzz.sh [FUZZTIME]   (default 20s; any `go test -fuzztime` value;
+# below a few seconds a target may fail with "context deadline exceeded"
+# before it has even run its seed corpus)
 #
 # Targets are found by `func Fuzz...` in *_test.go files, so a new target
 # needs no change here. Seeds live in <package>/testdata/fuzz/<Target>/ and
