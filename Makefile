@@ -8,6 +8,13 @@ IMG ?= ghcr.io/bollard-io/bollard:$(VERSION)
 
 GO ?= go
 GOFLAGS_TEST ?= -race -shuffle=on
+# Build tags of the test tiers beyond test-fast: envtest (a kube-apiserver
+# and etcd), e2e (a whole local cluster), external (programs from outside
+# the module: mosquitto, its clients, python3-paho-mqtt, helm, kustomize).
+# `make test`, vet and lint build with all of them.
+TEST_TAGS ?= envtest e2e external
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 20s
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 SHELL := /usr/bin/env bash
@@ -26,8 +33,8 @@ fmt: ## Format the Go code (gofmt -s).
 	gofmt -s -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## Run go vet.
-	$(GO) vet ./...
+vet: ## Run go vet, over every test tier's files.
+	$(GO) vet -tags '$(TEST_TAGS)' ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint, including the depguard import rules of design.md.
@@ -70,11 +77,19 @@ run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080,
 
 .PHONY: test
 test: test-deps testbin verify lint helm kustomize ## Run every test tier (installs what the tests need first).
-	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GO) test $(GOFLAGS_TEST) -timeout 45m ./...
+	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GO) test $(GOFLAGS_TEST) -tags '$(TEST_TAGS)' -timeout 45m ./...
+
+.PHONY: test-fast
+test-fast: ## Run the tests that need only Go: no control plane, no external program (the quick loop; under 2 minutes).
+	$(GO) test $(GOFLAGS_TEST) -short -timeout 10m ./...
 
 .PHONY: test-unit
-test-unit: ## Run the Go tests without installing anything (tiers that need missing tools fail).
-	$(GO) test $(GOFLAGS_TEST) ./...
+test-unit: ## Run every test tier without installing anything (tiers that need missing tools fail).
+	$(GO) test $(GOFLAGS_TEST) -tags '$(TEST_TAGS)' ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 20s), one at a time; new crashers land in testdata/fuzz.
+	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt).

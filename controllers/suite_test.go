@@ -1,3 +1,5 @@
+//go:build envtest
+
 package controllers_test
 
 import (
@@ -31,6 +33,7 @@ import (
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers"
 	"github.com/bollard-io/bollard/controllers/resources"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 // The suite runs the reconciler in a manager against a real kube-apiserver
@@ -100,7 +103,7 @@ func assetsDir() (string, error) {
 	if err != nil {
 		return "", errors.New("KUBEBUILDER_ASSETS is unset and hack/testbin.sh --print-only found no kube-apiserver/etcd: " +
 			"build them with `bash hack/testbin.sh` (a few minutes, cached) and run " +
-			"`KUBEBUILDER_ASSETS=$(bash hack/testbin.sh) go test ./controllers/...` (or `make test`)")
+			"`KUBEBUILDER_ASSETS=$(bash hack/testbin.sh) go test -tags envtest ./controllers/...` (or `make test`)")
 	}
 	return strings.TrimSpace(string(out)), nil
 }
@@ -244,16 +247,8 @@ const (
 // error at the deadline.
 func eventually(t *testing.T, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", waitFor, err)
-		}
-		time.Sleep(pollStep)
+	if err := poll.Until(context.Background(), waitFor, pollStep, func(context.Context) error { return fn() }); err != nil {
+		t.Fatalf("still failing after %s: %v", waitFor, err)
 	}
 }
 

@@ -87,8 +87,10 @@ type conn struct {
 	writing   bool        // the writer was started (serve's goroutine only)
 }
 
-// ServeConn serves one accepted connection and returns when it ends. It
-// closes c at once while the server is not ready.
+// ServeConn serves one accepted connection and returns when it ends, so
+// listeners call it in a goroutine of their own (also for WebSocket-wrapped
+// connections). It closes nc at once while the server is not ready: before
+// Start has returned, or once Drain has begun.
 func (s *Server) ServeConn(nc net.Conn) {
 	s.mu.Lock()
 	if !s.Ready() {

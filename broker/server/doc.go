@@ -4,41 +4,16 @@
 // takeover and packet dispatch into sessions (broker/session) and the
 // router (broker/router). Listeners, the admin HTTP endpoint, metrics,
 // config reload watching and shutdown sequencing live in this package too,
-// in the admin*, listen*, metrics*, reload* and shutdown* files, and use
-// only the API below.
+// in the admin*, listen*, metrics*, reload* and shutdown* files.
 //
-// # API for listeners, admin and cmd/bollard
+// # The Server's lifecycle
 //
-//	func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error)
-//	    Options: WithLogger(*slog.Logger), WithClock(func() time.Time),
-//	    WithAuthenticator(auth.Authenticator, auth.Authorizer) (otherwise
-//	    the users file and ACL of the config are used, rebuilt on reload).
-//	func (s *Server) Start(ctx context.Context) error
-//	    Recovers sessions and retained messages from the store, sweeps what
-//	    expired while the broker was down, starts the expiry sweeper. After
-//	    it returns, ServeConn may be called and Ready reports true.
-//	func (s *Server) ServeConn(c net.Conn)
-//	    Serves one accepted connection until it ends; blocks. Listeners call
-//	    it in their own goroutine (also for WebSocket-wrapped conns). While
-//	    draining or before Start it closes c at once.
-//	func (s *Server) Ready() bool
-//	    Recovered and not draining.
-//	func (s *Server) Drain(ctx context.Context) error
-//	    Stops accepting (ServeConn refuses), sends 5.0 clients DISCONNECT
-//	    0x8B, closes every connection, waits for in-flight store commits and
-//	    the sweeper, bounded by ctx. The caller closes the store afterwards.
-//	func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error)
-//	    Applies the hot fields of cfg (queue limits, expiry caps, limits,
-//	    auth, log level) and returns the changed fields that wait for a
-//	    restart (config.Diff entries of class Restart); with users or ACLs
-//	    it cannot load, it applies nothing and returns the error.
-//	func (s *Server) ConfigGeneration() int64
-//	func (s *Server) Stats() Stats
-//	func (s *Server) Sessions() []SessionInfo
-//	func (s *Server) Session(clientID string) (SessionInfo, bool)
-//
-// All methods are safe for concurrent use. See locksordering.txt for the
-// lock order inside the package.
+// Those files and cmd/bollard use only the Server's exported methods, whose
+// doc comments state their contracts: New builds it, Start recovers the
+// stored state, then ServeConn serves each accepted connection; ApplyConfig
+// applies a reloaded configuration; Drain ends it. Ready, Stats, Sessions
+// and Session report on it. All methods are safe for concurrent use. See
+// locksordering.txt for the lock order inside the package.
 //
 // # Data path and durability
 //

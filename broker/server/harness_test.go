@@ -15,6 +15,7 @@ import (
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/memstore"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 // fakeClock is an injectable wall clock for expiry tests.
@@ -143,18 +144,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond every 5ms until it holds, failing the test when
+// d passes first.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	poll.Wait(t, d, 5*time.Millisecond, what, cond)
 }
 
 // rawClient speaks MQTT through broker/packet, for tests that need exact

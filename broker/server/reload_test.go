@@ -208,10 +208,10 @@ func TestReloadConfigMapSymlinkSwap(t *testing.T) {
 	go func() { defer close(done); r.Run(ctx) }()
 
 	writeVersion("..v2", "configGeneration: 2\nsessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 1h\n")
-	waitFor(t, 5*time.Second, "generation 2 applied", func() bool { return eng.ConfigGeneration() == 2 })
+	eventually(t, 5*time.Second, "generation 2 applied", func() bool { return eng.ConfigGeneration() == 2 })
 	writeVersion("..v3", "configGeneration: 3\n")
 	r.Trigger()
-	waitFor(t, 5*time.Second, "generation 3 applied", func() bool { return eng.ConfigGeneration() == 3 })
+	eventually(t, 5*time.Second, "generation 3 applied", func() bool { return eng.ConfigGeneration() == 3 })
 	cancel()
 	<-done
 }
@@ -241,17 +241,6 @@ func TestReloadUsersFileContent(t *testing.T) {
 	}
 	if err := f.r.Check(); err != nil || len(f.eng.appliedConfigs()) != 1 {
 		t.Errorf("unchanged users file re-applied: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, bounded by the deadline
 	}
 }
 

@@ -200,7 +200,8 @@ func (s *Server) Ready() bool { return s.started.Load() && !s.draining.Load() }
 
 // Drain stops accepting connections, sends 5.0 clients DISCONNECT 0x8B
 // (Server shutting down), closes every connection and waits for in-flight
-// commits, until ctx is done.
+// commits and the expiry sweeper, until ctx is done. The caller closes the
+// store afterwards.
 func (s *Server) Drain(ctx context.Context) error {
 	if !s.started.Load() {
 		s.draining.Store(true)
@@ -240,8 +241,10 @@ func (s *Server) waitConns(ctx context.Context) error {
 	}
 }
 
-// ApplyConfig applies the hot fields of cfg and returns the changed fields
-// that need a restart to take effect. When the users file cannot be loaded
+// ApplyConfig applies the hot fields of cfg (queue limits, expiry caps,
+// limits, authentication, log level) and returns the changed fields that
+// need a restart to take effect (the config.Diff entries of class
+// Restart). When the users file cannot be loaded
 // or the ACL compiled, it applies nothing and returns the error.
 func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	a, err := s.buildAuth(cfg)

@@ -95,7 +95,7 @@ func httpStatus(t *testing.T, url string) int {
 
 func (f *runnerFixture) adminURL(t *testing.T, path string) string {
 	t.Helper()
-	waitFor(t, 5*time.Second, "admin endpoint bound", func() bool { return f.r.AdminAddr() != "" })
+	eventually(t, 5*time.Second, "admin endpoint bound", func() bool { return f.r.AdminAddr() != "" })
 	return "http://" + f.r.AdminAddr() + path
 }
 
@@ -112,13 +112,13 @@ func TestRunnerReadinessFollowsRecovery(t *testing.T) {
 	}
 	close(eng.startBlock)
 	<-f.r.ReadyC()
-	waitFor(t, 5*time.Second, "/readyz 200", func() bool { return httpStatus(t, readyz) == 200 })
+	eventually(t, 5*time.Second, "/readyz 200", func() bool { return httpStatus(t, readyz) == 200 })
 	c, err := net.Dial("tcp", f.r.ListenerAddrs()[ListenerMQTT])
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, 5*time.Second, "connection handed to the engine", func() bool { return eng.served.Load() == 1 })
+	eventually(t, 5*time.Second, "connection handed to the engine", func() bool { return eng.served.Load() == 1 })
 
 	if err := f.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
@@ -148,7 +148,7 @@ func TestRunnerDrainEndpoint(t *testing.T) {
 	if code := httpStatus(t, f.adminURL(t, "/readyz")); code != 503 {
 		t.Errorf("/readyz after drain = %d", code)
 	}
-	waitFor(t, 5*time.Second, "listener closed", func() bool {
+	eventually(t, 5*time.Second, "listener closed", func() bool {
 		c, err := net.DialTimeout("tcp", mqtt, time.Second)
 		if err == nil {
 			c.Close()

@@ -64,6 +64,7 @@ var badACLs = []string{
 // acknowledged is lost, and RSS stays under aclRSSBound(). A good version
 // afterwards is applied.
 func TestAbuseBadACLHotReload(t *testing.T) {
+	skipAbuseIfShort(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bollard.yaml")
 	write := func(gen int, extraRule string) {
@@ -109,7 +110,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 			if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
-			poll(t, 15*time.Second, fmt.Sprintf("generation %d refused", gen), func() bool {
+			waitUntil(t, 15*time.Second, fmt.Sprintf("generation %d refused", gen), func() bool {
 				return aclStatus(t, b).RefusedConfigGeneration == int64(gen)
 			})
 			st := aclStatus(t, b)
@@ -135,7 +136,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 15*time.Second, "good generation applied", func() bool {
+	waitUntil(t, 15*time.Second, "good generation applied", func() bool {
 		st := aclStatus(t, b)
 		return st.ConfigGeneration == int64(last+1) && st.RefusedConfigGeneration == 0
 	})
@@ -143,7 +144,7 @@ func TestAbuseBadACLHotReload(t *testing.T) {
 	stopPub()
 	<-pubDone
 	acked := pub.ackedCount()
-	poll(t, 30*time.Second, "every acknowledged message delivered", func() bool {
+	waitUntil(t, 30*time.Second, "every acknowledged message delivered", func() bool {
 		return got.covers(map[string]int{"honest/t": acked})
 	})
 	rssMax = max(rssMax, aclVmRSS(t, b.cmd.Process.Pid))

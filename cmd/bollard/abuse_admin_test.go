@@ -131,6 +131,7 @@ func (h *honestPair) stop(t *testing.T) int {
 // bounded. An authenticated drain then makes the process exit, and it
 // starts again on its data.
 func TestAbuseAdminUnauthenticated(t *testing.T) {
+	skipAbuseIfShort(t)
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(adminAbuseToken+"\n"), 0o600); err != nil {
@@ -141,7 +142,7 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 	pid := b.cmd.Process.Pid
 	rss0 := adminRSS(t, pid)
 	h := startHonestPair(t, b.mqtt, "honest/admin")
-	poll(t, 20*time.Second, "honest traffic flowing", func() bool { return h.pub.ackedCount() > 10 })
+	waitUntil(t, 20*time.Second, "honest traffic flowing", func() bool { return h.pub.ackedCount() > 10 })
 
 	base := "http://" + b.admin
 	attacks := []struct{ method, path, authz string }{
@@ -215,7 +216,7 @@ func TestAbuseAdminUnauthenticated(t *testing.T) {
 
 	acked := h.stop(t)
 	want := map[string]int{"honest/admin": acked}
-	poll(t, 30*time.Second, "subscriber received every acknowledged message", func() bool { return h.got.covers(want) })
+	waitUntil(t, 30*time.Second, "subscriber received every acknowledged message", func() bool { return h.got.covers(want) })
 	rss := maxRSS.Load()
 	t.Logf("admin attack: %d requests in %s (%.0f/s), all refused (401), %d counted on /metrics; honest QoS 1: %d acknowledged during the attack, %d in all, all delivered; RSS %.1f MB before, %.1f MB max (bound %d MB)",
 		sent.Load(), adminAbuseDuration, float64(sent.Load())/adminAbuseDuration.Seconds(), refusedMetric,
@@ -287,6 +288,7 @@ func adminRefusedFromMetrics(t *testing.T, metrics string) int64 {
 // other, while /healthz, /readyz and /metrics stay open; a token file that
 // is missing or too short stops the broker at start with a clear error.
 func TestAbuseAdminDefaults(t *testing.T) {
+	skipAbuseIfShort(t)
 	wide := startBollard(t, "--durability", "none", "--admin-listen", "0.0.0.0:0")
 	_, port, err := net.SplitHostPort(wide.admin)
 	if err != nil {

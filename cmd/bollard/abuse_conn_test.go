@@ -395,6 +395,7 @@ func (b *broker) metric(name string) float64 {
 // addresses), 32 connections at a time, while honest clients publish,
 // consume, and connect anew every half second.
 func TestAbuseConnectFloodWrongPasswords(t *testing.T) {
+	skipAbuseIfShort(t)
 	// Tests dial from 127.0.0.1 only (the attackers and the honest clients
 	// share one source address); the back-off by address is unit-tested
 	// with distinct addresses in broker/server (authlimit_test.go).
@@ -506,6 +507,7 @@ func (b *broker) mustServe(t *testing.T) {
 // half a CONNECT, upgraded WebSockets) and checks that the broker closes
 // every one within limits.connectTimeout while honest traffic flows.
 func TestAbuseIdleConnections(t *testing.T) {
+	skipAbuseIfShort(t)
 	b := startConnAbuseBroker(t, "limits: {connectTimeout: 2s}\n")
 	rss := sampleRSS(b)
 	honest := startHonestTraffic(t, b)
@@ -585,6 +587,7 @@ func TestAbuseIdleConnections(t *testing.T) {
 // 200 connections; /healthz and /metrics keep answering, each slow
 // connection is cut off by the header timeout, and MQTT traffic flows.
 func TestAbuseAdminSlowloris(t *testing.T) {
+	skipAbuseIfShort(t)
 	b := startConnAbuseBroker(t, "")
 	rss := sampleRSS(b)
 	honest := startHonestTraffic(t, b)
@@ -659,6 +662,7 @@ func TestAbuseAdminSlowloris(t *testing.T) {
 // completes quickly, so this test guards the scenario, it does not
 // reproduce the hang.)
 func TestAbuseWebSocketSlowConsumer(t *testing.T) {
+	skipAbuseIfShort(t)
 	b := startConnAbuseBroker(t, `limits: {outboundBufferBytes: 4096, maxPacketSize: 67108864}
 queues: {maxQueuedBytes: 1073741824}
 `)

@@ -300,6 +300,7 @@ limits:
 // TestAbuseResourceLimits runs the attacks one after the other against one
 // broker, with the honest client running throughout.
 func TestAbuseResourceLimits(t *testing.T) {
+	skipAbuseIfShort(t)
 	b := limBroker(t)
 	h := startHonest(t, b.mqtt)
 	rss0 := b.rss()

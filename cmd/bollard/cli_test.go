@@ -274,10 +274,10 @@ func TestBinaryHotReload(t *testing.T) {
 		t.Fatalf("initial status = %v", st)
 	}
 	write("configGeneration: 2\nqueues:\n  maxQueuedMessages: 7\nlogLevel: debug\n")
-	poll(t, 15*time.Second, "generation 2 applied", func() bool { return status()["configGeneration"] == 2.0 })
+	waitUntil(t, 15*time.Second, "generation 2 applied", func() bool { return status()["configGeneration"] == 2.0 })
 
 	write("configGeneration: 3\nqueues:\n  overflowPolicy: DropAll\n")
-	poll(t, 15*time.Second, "reload error reported", func() bool {
+	waitUntil(t, 15*time.Second, "reload error reported", func() bool {
 		e, _ := status()["lastReloadError"].(string)
 		return strings.Contains(e, "queues.overflowPolicy")
 	})
@@ -286,7 +286,7 @@ func TestBinaryHotReload(t *testing.T) {
 	}
 
 	write("configGeneration: 4\ndrainTimeout: 5s\ndataDir: /elsewhere\n")
-	poll(t, 15*time.Second, "generation 4 applied", func() bool { return status()["configGeneration"] == 4.0 })
+	waitUntil(t, 15*time.Second, "generation 4 applied", func() bool { return status()["configGeneration"] == 4.0 })
 	st := status()
 	if st["pendingRestart"] != true || st["lastReloadError"] != nil {
 		t.Errorf("status = %v", st)

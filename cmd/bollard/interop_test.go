@@ -166,6 +166,7 @@ func TestInteropMosquittoRetained(t *testing.T) {
 // python3 on PATH.
 func pythonPaho(t *testing.T) string {
 	t.Helper()
+	requireExternal(t)
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
 		p, err := exec.LookPath(py)
 		if err != nil {

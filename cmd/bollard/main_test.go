@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bollard-io/bollard/test/poll"
+	"github.com/bollard-io/bollard/test/testenv"
 )
 
 // testVersion is stamped into the binary the tests run.
@@ -50,16 +53,37 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireTool returns the path of an external client program. A missing
-// client fails the test under CI (CI=true: the test command installs it)
-// and skips it elsewhere.
+// requireTool returns the path of an external client program. Without
+// the external build tag (`make test-fast`) the test skips; with it, a
+// missing client fails the test under CI (CI=true: the test command
+// installs it) and skips it elsewhere.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
+	requireExternal(t)
 	p, err := exec.LookPath(name)
 	if err != nil {
 		missing(t, "%s is not installed (apt-get install mosquitto-clients mosquitto python3-paho-mqtt)", name)
 	}
 	return p
+}
+
+// skipAbuseIfShort skips an abuse test under -short (`make test-fast`):
+// each floods or starves the broker for tens of seconds. `make test` runs
+// them.
+func skipAbuseIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("abuse test: loads the broker for tens of seconds; runs without -short (make test)")
+	}
+}
+
+// requireExternal skips the test unless the build has the external tag
+// (`make test` sets it; `make test-fast` does not).
+func requireExternal(t *testing.T) {
+	t.Helper()
+	if !testenv.External {
+		t.Skip("runs an external program: build with -tags external (make test)")
+	}
 }
 
 func missing(t *testing.T, format string, args ...any) {
@@ -304,14 +328,9 @@ func runBollard(t *testing.T, args ...string) (int, string, string) {
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 }
 
-// poll retries cond until it holds or d passes.
-func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
+// waitUntil polls cond every 10ms until it holds, failing the test when d
+// passes first.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+	poll.Wait(t, d, 10*time.Millisecond, what, cond)
 }

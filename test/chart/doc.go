@@ -4,7 +4,8 @@
 // (config/default, checked equivalent to the chart), and the Dockerfile
 // (it copies exactly what `make build` produces).
 //
-// The tests run bin/helm and bin/kustomize, which `make test` installs;
-// they fail, not skip, when those are missing. `go test ./test/chart
-// -update` rewrites the golden files.
+// The tests run bin/helm and bin/kustomize, which `make test` installs, so
+// they build only with the external tag (TestHelmInstallInE2ECluster also
+// needs e2e); they fail, not skip, when those are missing.
+// `go test -tags external ./test/chart -update` rewrites the golden files.
 package chart

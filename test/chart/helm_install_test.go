@@ -1,3 +1,5 @@
+//go:build e2e && external
+
 package chart_test
 
 import (
@@ -18,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -28,6 +29,7 @@ import (
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/test/e2e/cluster"
 	"github.com/bollard-io/bollard/test/e2e/nodeagent"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 const (
@@ -86,7 +88,7 @@ func TestHelmInstallInE2ECluster(t *testing.T) {
 	checkLeader(ctx, t, c)
 
 	b := applySample(ctx, t, c)
-	err = poll(ctx, 3*time.Minute, func(ctx context.Context) (bool, error) {
+	err = pollFor(ctx, 3*time.Minute, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
 			return false, err
 		}
@@ -214,7 +216,7 @@ func deleteEnvtestCRD(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	if err := c.Client.Delete(ctx, crd); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	err := poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	err := pollFor(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 		err := c.Client.Get(ctx, client.ObjectKeyFromObject(crd), crd)
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
@@ -278,7 +280,7 @@ func checkCRDFromChart(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 func checkLeader(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	t.Helper()
 	var lease coordinationv1.Lease
-	err := poll(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+	err := pollFor(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &lease); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
@@ -290,7 +292,7 @@ func checkLeader(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	}
 	// The leader owns the Lease by its pod, so the Lease goes with it
 	// (issue 11: after `helm uninstall` a reinstall waited out the Lease).
-	err = poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+	err = pollFor(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &lease); err != nil {
 			return false, err
 		}
@@ -310,7 +312,7 @@ func checkLeader(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	// client-go's leader election records "became leader" through the core
 	// events API; the chart's Role must allow it (issue 11: it granted only
 	// events.k8s.io, and every election logged "events is forbidden").
-	err = poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+	err = pollFor(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 		evs, err := c.Kube.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
@@ -335,7 +337,7 @@ func checkLeaseGone(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	// The pod has 10 s to stop (the chart's grace period), then the
 	// garbage collector deletes the Lease; on a loaded machine that took
 	// over a minute once.
-	err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
+	err := pollFor(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
 		err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: leaseName}, &coordinationv1.Lease{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
@@ -372,19 +374,13 @@ func applySample(ctx context.Context, t *testing.T, c *cluster.Cluster) *v1alpha
 	return b
 }
 
-// poll calls cond every 200ms until it is true, returns an error, or
-// timeout passes; the error names cond's last error.
-func poll(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		ok, err := cond(ctx)
-		last = err
-		return ok, nil
-	})
-	if err != nil && last != nil {
-		return fmt.Errorf("%w (last error: %w)", err, last)
+// pollFor calls cond every 200ms until it is true or timeout passes; the
+// error names cond's last error.
+func pollFor(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
+	if err := poll.Until(ctx, timeout, 200*time.Millisecond, poll.Check(cond)); err != nil {
+		return fmt.Errorf("not within %s (last error: %w)", timeout, err)
 	}
-	return err
+	return nil
 }
 
 // dumpOperatorLog logs the operator pods' output, for failures.

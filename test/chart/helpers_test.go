@@ -1,3 +1,5 @@
+//go:build external
+
 package chart_test
 
 import (
@@ -143,10 +145,10 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run `go test ./test/chart -update` to create it)", err)
+		t.Fatalf("%v (run `go test -tags external ./test/chart -update` to create it)", err)
 	}
 	if string(want) != got {
-		t.Errorf("%s differs from the rendered chart; review the change and run `go test ./test/chart -update`:\n%s",
+		t.Errorf("%s differs from the rendered chart; review the change and run `go test -tags external ./test/chart -update`:\n%s",
 			path, lineDiff(string(want), got))
 	}
 }

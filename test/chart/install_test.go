@@ -1,3 +1,5 @@
+//go:build external
+
 package chart_test
 
 import (

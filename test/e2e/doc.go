@@ -5,7 +5,7 @@
 // that apply manifests and talk to the running brokers with real MQTT
 // clients.
 //
-// Run it with `go test -race -shuffle=on ./test/e2e/... -v` (the control
+// Run it with `go test -race -shuffle=on -tags e2e ./test/e2e/... -v` (the control
 // plane binaries come from hack/testbin.sh, or KUBEBUILDER_ASSETS; without
 // them the binary fails, it never skips). With -v, scenarios 2 and 3 log
 // their counts: messages sent and acknowledged per publisher, and per

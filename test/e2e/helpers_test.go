@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -9,10 +11,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/bollard-io/bollard/test/e2e/cluster"
 	"github.com/bollard-io/bollard/test/e2e/nodeagent"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 func nodeagentOptions(bollard, self string) nodeagent.Options {
@@ -28,18 +30,8 @@ func nodeagentOptions(bollard, self string) nodeagent.Options {
 // when timeout passes, and reports cond's last error.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true,
-		func(ctx context.Context) (bool, error) {
-			ok, err := cond(ctx)
-			if err != nil {
-				last = err
-				return false, nil
-			}
-			return ok, nil
-		})
-	if err != nil {
-		t.Fatalf("%s: not within %s (last error: %v)", what, timeout, last)
+	if err := poll.Until(t.Context(), timeout, 100*time.Millisecond, poll.Check(cond)); err != nil {
+		t.Fatalf("%s: not within %s (last error: %v)", what, timeout, err)
 	}
 }
 

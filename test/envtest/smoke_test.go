@@ -1,6 +1,5 @@
-// Package envtest_test is the smoke test of the control-plane test tier: it
-// proves that the binaries hack/testbin.sh builds start, serve the API, and
-// store objects, end to end.
+//go:build envtest
+
 package envtest_test
 
 import (

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// TestLoadBench runs the full comparison of issues 3 and 4: every
+// TestLoadBench runs the full comparison with mosquitto: every
 // scenario against bollard (built from this checkout, sync durability)
 // and Debian's mosquitto, and prints the table. `make bench` runs it.
 //

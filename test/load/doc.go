@@ -1,17 +1,17 @@
 // Package load is Bollard's loopback load generator: a lean MQTT 5.0
 // client built on broker/packet, broker launchers (bollard built from this
 // checkout, Debian's mosquitto, or the engine in process), and the
-// benchmark scenarios of issues 3 and 4 (publish/subscribe throughput and
-// latency, fan-out, offline ingest, drain, restart and memory), each run
-// against Bollard and mosquitto side by side and reported as a table of
-// both figures and their ratio.
+// benchmark scenarios (publish/subscribe throughput and latency, fan-out,
+// offline ingest, drain, restart and memory), each run against Bollard and
+// mosquitto side by side and reported as a table of both figures and their
+// ratio.
 //
 // Every load loop is bounded twice, by a message count and by a deadline,
 // and stops by itself. Everything listens and dials on 127.0.0.1 only.
 //
 // The scenarios run from tests: a tiny smoke run is part of `go test
-// ./...` (against the engine in process, and mosquitto when installed) so
-// the generator cannot rot; the full comparison is behind the loadbench
-// build tag and runs from `make bench`. Broker code never imports this
-// package.
+// ./...` (against the engine in process, and also mosquitto when it is
+// installed and the build has the external tag, as in `make test`) so the
+// generator cannot rot; the full comparison is behind the loadbench build
+// tag and runs from `make bench`. Broker code never imports this package.
 package load

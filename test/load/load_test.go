@@ -6,14 +6,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bollard-io/bollard/test/testenv"
 )
 
 // TestSmoke runs every scenario at tiny sizes against the Bollard engine
-// in process, and against mosquitto when it is installed, so the load
+// in process, and against mosquitto when it is installed and the build has
+// the external tag (`make test`, not `make test-fast`), so the load
 // generator keeps working between `make bench` runs.
 func TestSmoke(t *testing.T) {
 	factories := []Factory{InProcessFactory(128)}
-	if bin := FindMosquitto(); bin != "" {
+	if !testenv.External {
+		t.Log("built without -tags external: smoke test against Bollard only")
+	} else if bin := FindMosquitto(); bin != "" {
 		factories = append(factories, MosquittoFactory(bin, 128))
 	} else {
 		t.Log("mosquitto not installed (hack/install-test-deps.sh): smoke test against Bollard only")

@@ -9,7 +9,8 @@ import (
 // Goal says how a row is judged.
 type Goal int
 
-// The goals of issues 3 and 4.
+// The goals a row is judged by: Bollard against mosquitto, or Bollard
+// against a fixed limit.
 const (
 	NoGoal        Goal = iota
 	RatioAtLeast1      // Bollard/mosquitto >= 1 (throughput)
