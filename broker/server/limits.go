@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -105,11 +106,7 @@ func (r *refusals) add(log *slog.Logger, limit string, attrs ...any) {
 func (r *refusals) snapshot() map[string]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]uint64, len(r.n))
-	for k, v := range r.n {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.n)
 }
 
 // addSessionLocked registers the session e of id and counts it for its

@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,11 +89,7 @@ func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
 func (c *counters) dropSnapshot() map[string]uint64 {
 	c.dropMu.Lock()
 	defer c.dropMu.Unlock()
-	out := make(map[string]uint64, len(c.drops))
-	for k, v := range c.drops {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.drops)
 }
 
 // Stats returns a snapshot of the broker's counters.

@@ -26,17 +26,7 @@ func TestCanReadFiltersOfferAndDelivery(t *testing.T) {
 	f.s.rec.Principal = "alice"
 	offer := func(topic string, qos byte) Result {
 		f.ids++
-		m := &store.Message{ID: f.ids, Topic: topic, Payload: []byte(topic), QoS: qos, PublishedAt: f.clk.now()}
-		var b store.Batch
-		b.PutMessage(m)
-		r := f.s.Offer(m, Delivery{QoS: qos}, &b)
-		if r.Stored {
-			f.commit(&b)
-		}
-		if r.Settle != 0 {
-			f.s.Settle(r.Settle, true)
-		}
-		return r
+		return f.offerMessage(&store.Message{ID: f.ids, Topic: topic, Payload: []byte(topic), QoS: qos, PublishedAt: f.clk.now()})
 	}
 	// Offline: the denied topic is not even queued.
 	if r := offer("secret", 1); r.Dropped != DropReadDenied || r.Stored {

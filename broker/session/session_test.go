@@ -68,12 +68,20 @@ func (f *fixture) offer(payload string, qos byte, hold bool) Result {
 	f.t.Helper()
 	f.ids++
 	m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte(payload), QoS: qos, PublishedAt: f.clk.now()}
+	if hold {
+		var b store.Batch
+		b.PutMessage(m)
+		return f.s.Offer(m, Delivery{QoS: qos}, &b)
+	}
+	return f.offerMessage(m)
+}
+
+// offerMessage offers m at its QoS, commits its batch and settles it.
+func (f *fixture) offerMessage(m *store.Message) Result {
+	f.t.Helper()
 	var b store.Batch
 	b.PutMessage(m)
-	r := f.s.Offer(m, Delivery{QoS: qos}, &b)
-	if hold {
-		return r
-	}
+	r := f.s.Offer(m, Delivery{QoS: m.QoS}, &b)
 	if r.Stored {
 		f.commit(&b)
 	}

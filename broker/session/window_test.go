@@ -35,17 +35,7 @@ func (f *fixture) offerSized(topic string, n int, size int, qos byte, expiresAt 
 	f.ids++
 	p := make([]byte, size-len(topic))
 	copy(p, strconv.Itoa(n)+"/")
-	m := &store.Message{ID: f.ids, Topic: topic, Payload: p, QoS: qos, PublishedAt: f.clk.now(), ExpiresAt: expiresAt}
-	var b store.Batch
-	b.PutMessage(m)
-	r := f.s.Offer(m, Delivery{QoS: qos}, &b)
-	if r.Stored {
-		f.commit(&b)
-	}
-	if r.Settle != 0 {
-		f.s.Settle(r.Settle, true)
-	}
-	return r
+	return f.offerMessage(&store.Message{ID: f.ids, Topic: topic, Payload: p, QoS: qos, PublishedAt: f.clk.now(), ExpiresAt: expiresAt})
 }
 
 func seqOf(o Outgoing) int {
