@@ -2,7 +2,9 @@
 // subscriptions match its topic, and keeps the retained messages.
 //
 // The router knows sessions only through the Subscriber interface (a
-// *session.Session is one). Route matches the topic in the subscription
+// *session.Session is one) and owns the types of that contract (Delivery,
+// Result, Entries, in offer.go); broker/session imports them, and a
+// depguard rule keeps the router from importing sessions. Route matches the topic in the subscription
 // trie (broker/topic), merges the overlapping subscriptions of one
 // subscriber into one delivery (highest QoS, every subscription
 // identifier), applies No Local and Retain As Published, picks one member of

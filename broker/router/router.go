@@ -5,7 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/topic"
 )
@@ -16,7 +15,7 @@ type Subscriber interface {
 	// subscriptions prefer online members).
 	Online() bool
 	// Offer queues m; store operations go into b.
-	Offer(m *store.Message, d session.Delivery, b *store.Batch) session.Result
+	Offer(m *store.Message, d Delivery, b *store.Batch) Result
 	// Settle reports the commit outcome of an entry Offer returned.
 	Settle(seq uint64, ok bool)
 	// SettleAll is Settle for several entries with the same outcome.
@@ -96,7 +95,7 @@ func (r *Router) subscriber(id string) Subscriber {
 type target struct {
 	id string
 	s  Subscriber // nil: not registered
-	d  session.Delivery
+	d  Delivery
 }
 
 // Fanout is the result of Route. Settle it exactly once after committing
@@ -112,9 +111,9 @@ type Fanout struct {
 
 	r       *Router
 	settles []settle
-	entries session.Entries // the queue entries of the Enqueues
-	retain  *store.Message  // retained change to apply on success
-	unset   bool            // retain change is a deletion
+	entries Entries        // the queue entries of the Enqueues
+	retain  *store.Message // retained change to apply on success
+	unset   bool           // retain change is a deletion
 }
 
 type settle struct {
@@ -304,15 +303,15 @@ func (r *Router) pickShared(g topic.SharedMatch[store.Subscription]) (topic.Sub[
 	return g.Pick(nil)
 }
 
-func delivery(m *store.Message, sub store.Subscription) session.Delivery {
-	d := session.Delivery{QoS: min(m.QoS, sub.QoS), Retain: sub.RetainAsPublished && m.Retain}
+func delivery(m *store.Message, sub store.Subscription) Delivery {
+	d := Delivery{QoS: min(m.QoS, sub.QoS), Retain: sub.RetainAsPublished && m.Retain}
 	if sub.ID != 0 {
 		d.SubscriptionIDs = []uint32{sub.ID}
 	}
 	return d
 }
 
-func merge(d *session.Delivery, m *store.Message, sub store.Subscription) {
+func merge(d *Delivery, m *store.Message, sub store.Subscription) {
 	d.QoS = max(d.QoS, min(m.QoS, sub.QoS))
 	d.Retain = d.Retain || (sub.RetainAsPublished && m.Retain)
 	if sub.ID != 0 {
@@ -398,7 +397,7 @@ func (r *Router) DropRetained(m *store.Message, b *store.Batch) {
 // Offer offers m to one subscriber (a retained message on subscription),
 // with the same batch rules as Route: the message is put into b only when
 // the subscriber stores it. m must carry a fresh message ID.
-func (r *Router) Offer(s Subscriber, m *store.Message, d session.Delivery, b *store.Batch) *Fanout {
+func (r *Router) Offer(s Subscriber, m *store.Message, d Delivery, b *store.Batch) *Fanout {
 	f := r.newFanout()
 	f.Matched = 1
 	put := len(b.Ops)

@@ -4,27 +4,26 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
 // fakeSub records what it is offered.
 type fakeSub struct {
 	online  bool
-	got     []session.Delivery
+	got     []Delivery
 	settled map[uint64]bool
 	store   bool
 }
 
 func (f *fakeSub) Online() bool { return f.online }
 
-func (f *fakeSub) Offer(m *store.Message, d session.Delivery, b *store.Batch) session.Result {
+func (f *fakeSub) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
 	f.got = append(f.got, d)
 	if !f.store {
-		return session.Result{}
+		return Result{}
 	}
 	b.Enqueue("x", &store.QueueEntry{Seq: uint64(len(f.got)), MessageID: m.ID})
-	return session.Result{Stored: true, Settle: uint64(len(f.got))}
+	return Result{Stored: true, Settle: uint64(len(f.got))}
 }
 
 func (f *fakeSub) Settle(seq uint64, ok bool) {

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -83,5 +82,3 @@ func TestSettlementLeavesRetainedToFanout(t *testing.T) {
 		t.Fatalf("after Fanout.Settle: calls %v settled %v retained %d", s.calls, s.settled, r.RetainedCount())
 	}
 }
-
-var _ Subscriber = (*session.Session)(nil)

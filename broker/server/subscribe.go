@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/topic"
@@ -169,7 +170,7 @@ func (c *conn) sendRetained(sub store.Subscription, rms []*store.Message) {
 	for _, rm := range rms {
 		m := *rm
 		m.ID = s.store.NextMessageID()
-		d := session.Delivery{QoS: min(m.QoS, sub.QoS), Retain: true}
+		d := router.Delivery{QoS: min(m.QoS, sub.QoS), Retain: true}
 		if sub.ID != 0 {
 			d.SubscriptionIDs = []uint32{sub.ID}
 		}
@@ -178,7 +179,7 @@ func (c *conn) sendRetained(sub store.Subscription, rms []*store.Message) {
 }
 
 // offerOne offers a message to one session through the ordered path.
-func (s *Server) offerOne(sess *session.Session, m *store.Message, d session.Delivery) {
+func (s *Server) offerOne(sess *session.Session, m *store.Message, d router.Delivery) {
 	b := &store.Batch{}
 	s.seqMu.Lock()
 	f := s.router.Offer(sess, m, d, b)

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -24,7 +25,7 @@ func TestCanReadFiltersOfferAndDelivery(t *testing.T) {
 		return topic != denied.Load().(string)
 	}
 	f.s.rec.Principal = "alice"
-	offer := func(topic string, qos byte) Result {
+	offer := func(topic string, qos byte) router.Result {
 		f.ids++
 		return f.offerMessage(&store.Message{ID: f.ids, Topic: topic, Payload: []byte(topic), QoS: qos, PublishedAt: f.clk.now()})
 	}

@@ -5,19 +5,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
 // offerHeld offers a message without committing its batch, which it
 // returns.
-func (f *fixture) offerHeld(topic string, n int, exp time.Time) (Result, *store.Batch) {
+func (f *fixture) offerHeld(topic string, n int, exp time.Time) (router.Result, *store.Batch) {
 	f.t.Helper()
 	f.ids++
 	m := &store.Message{ID: f.ids, Topic: topic, Payload: []byte(fmt.Sprintf("%d/", n)), QoS: 1,
 		PublishedAt: f.clk.now(), ExpiresAt: exp}
 	b := &store.Batch{}
 	b.PutMessage(m)
-	return f.s.Offer(m, Delivery{QoS: 1}, b), b
+	return f.s.Offer(m, router.Delivery{QoS: 1}, b), b
 }
 
 // drain delivers and acknowledges everything, returning the payload

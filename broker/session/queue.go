@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -90,101 +91,24 @@ type queue struct {
 
 func (q *queue) init() { q.inflight = make(map[uint16]*item) }
 
-// Delivery is how a message reaches this session: the options of the
-// matching subscription(s).
-type Delivery struct {
-	// QoS is the delivery QoS: min(published QoS, subscription QoS).
-	QoS byte
-	// Retain is the retain flag to deliver with.
-	Retain bool
-	// SubscriptionIDs are the 5.0 identifiers of the matching subscriptions.
-	SubscriptionIDs []uint32
-	// StoreFull reports that the global store budget is reached.
-	StoreFull bool
-	// Entries, when set, allocates the entry of the Enqueue (a fan-out
-	// shares one for all its targets); nil: the entry is allocated alone.
-	Entries *Entries
-}
-
-// Entries allocates the queue entries of one fan-out's Enqueue operations
-// from one array instead of one allocation each. An entry handed out
-// belongs to the batch it went into until that batch's commit finished
-// (stores keep no record of a batch after it, see store.Batch); Reset then
-// lets the array serve the next fan-out. The zero value allocates each
-// entry alone; it is not safe for concurrent use.
-type Entries struct {
-	want int
-	buf  []store.QueueEntry // entries not handed out yet
-	all  []store.QueueEntry // the array buf comes from, kept by Reset
-}
-
-// Reserve makes the next n entries come from one array, allocated (or
-// reused) when the first of them is needed.
-func (a *Entries) Reserve(n int) { a.want, a.buf = n, nil }
-
-// Reset makes the array of the entries handed out reusable, unless it has
-// room for more than keep entries. Call it only when every batch holding
-// them has finished its commit.
-func (a *Entries) Reset(keep int) {
-	a.want, a.buf = 0, nil
-	if cap(a.all) > keep {
-		a.all = nil
-		return
-	}
-	clear(a.all[:cap(a.all)]) // drop the subscription ID slices
-	a.all = a.all[:0]
-}
-
-func (a *Entries) next() *store.QueueEntry {
-	if a == nil {
-		return new(store.QueueEntry)
-	}
-	if len(a.buf) == 0 {
-		if a.want <= 1 {
-			return new(store.QueueEntry)
-		}
-		if cap(a.all) >= a.want {
-			a.all = a.all[:a.want]
-		} else {
-			a.all = make([]store.QueueEntry, a.want)
-		}
-		a.buf, a.want = a.all, 0
-	}
-	e := &a.buf[0]
-	a.buf = a.buf[1:]
-	return e
-}
-
-// Result is the outcome of Offer.
-type Result struct {
-	// Settle is non-zero when the entry waits for its batch to commit: the
-	// caller must call Settle(Settle, ok) afterwards.
-	Settle uint64
-	// Stored: an Enqueue was appended to the batch (the caller must have
-	// put the message into it).
-	Stored bool
-	// Dropped names the reason when the message was not queued.
-	Dropped string
-	// Rejected: the queue refused the message under RejectPublish (5.0
-	// publishers get 0x97 Quota exceeded).
-	Rejected bool
-}
+// A Session is what the router delivers to.
+var _ router.Subscriber = (*Session)(nil)
 
 // Offer queues message m for delivery. Enqueue (and, for DropOldest,
 // Dequeue) operations go into b, which the caller commits; see Result.
-func (s *Session) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
+func (s *Session) Offer(m *store.Message, d router.Delivery, b *store.Batch) router.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.readable(m) {
 		s.drop(DropReadDenied, 1)
-		return Result{Dropped: DropReadDenied}
+		return router.Result{Dropped: DropReadDenied}
 	}
 	if d.QoS == 0 && s.online {
 		return s.offerQoS0(m, d)
 	}
 	if !s.online && (!s.persistent() || (d.QoS == 0 && !s.limits.QueueQoS0)) {
 		s.drop(DropQoS0Offline, 1)
-		return Result{Dropped: DropQoS0Offline}
+		return router.Result{Dropped: DropQoS0Offline}
 	}
 	size := m.Size()
 	if r, ok := s.checkLimits(size, d, b); !ok {
@@ -193,18 +117,18 @@ func (s *Session) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
 	return s.enqueue(m, d, size, b)
 }
 
-func (s *Session) offerQoS0(m *store.Message, d Delivery) Result {
+func (s *Session) offerQoS0(m *store.Message, d router.Delivery) router.Result {
 	size := m.Size()
 	if s.limits.QoS0Bytes > 0 && s.q.qos0Bytes+size > s.limits.QoS0Bytes {
 		s.drop(DropSlowConsumer, 1)
-		return Result{Dropped: DropSlowConsumer}
+		return router.Result{Dropped: DropSlowConsumer}
 	}
 	it := &item{e: store.QueueEntry{MessageID: m.ID, Retain: d.Retain, SubscriptionIDs: d.SubscriptionIDs},
 		m: m, size: size, committed: true}
 	s.q.qos0 = append(s.q.qos0, it)
 	s.q.qos0Bytes += size
 	s.wake()
-	return Result{}
+	return router.Result{}
 }
 
 // checkLimits applies the queue limits and the global budget to a message
@@ -214,34 +138,34 @@ func (s *Session) offerQoS0(m *store.Message, d Delivery) Result {
 // messages, except under DropOldest: there it makes room for the new
 // message by dropping at least as many bytes of its own oldest entries, so
 // a full store keeps each queue's newest messages as the queue limits do.
-func (s *Session) checkLimits(size int64, d Delivery, b *store.Batch) (r Result, ok bool) {
+func (s *Session) checkLimits(size int64, d router.Delivery, b *store.Batch) (r router.Result, ok bool) {
 	if d.StoreFull && s.persistent() && !s.online {
 		floor := s.q.bytes - size
 		if s.limits.Policy != DropOldest ||
 			!s.dropOldest(func() bool { return s.q.bytes <= floor }, DropStoreFull, b) {
 			s.drop(DropStoreFull, 1)
-			return Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
+			return router.Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
 		}
 	}
 	if s.fits(size) {
-		return Result{}, true
+		return router.Result{}, true
 	}
 	if s.purgeExpired(size, b); s.fits(size) {
-		return Result{}, true
+		return router.Result{}, true
 	}
 	switch s.limits.Policy {
 	case RejectPublish:
 		s.drop(DropQuotaRejected, 1)
-		return Result{Dropped: DropQuotaRejected, Rejected: true}, false
+		return router.Result{Dropped: DropQuotaRejected, Rejected: true}, false
 	case DropOldest:
 		if s.limits.MaxBytes <= 0 || size <= s.limits.MaxBytes {
 			if s.dropOldest(func() bool { return s.fits(size) }, DropQueueFull, b) {
-				return Result{}, true
+				return router.Result{}, true
 			}
 		}
 	}
 	s.drop(DropQueueFull, 1)
-	return Result{Dropped: DropQueueFull}, false
+	return router.Result{Dropped: DropQueueFull}, false
 }
 
 func (s *Session) fits(size int64) bool {
@@ -255,7 +179,7 @@ func (s *Session) fits(size int64) bool {
 // false when the queue has nothing left to drop first. Inflight entries
 // are never dropped.
 //
-// Entries whose Enqueue has not committed yet are dropped like the others:
+// router.Entries whose Enqueue has not committed yet are dropped like the others:
 // a publisher that pipelines a burst into an offline session has most of
 // it uncommitted at any moment, and DropOldest must keep the newest
 // messages whatever the timing. Their Dequeue goes into b, which the
@@ -287,7 +211,7 @@ func (s *Session) dropOldest(done func() bool, reason string, b *store.Batch) bo
 }
 
 // enqueue assigns the next Seq to m and queues it.
-func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Batch) Result {
+func (s *Session) enqueue(m *store.Message, d router.Delivery, size int64, b *store.Batch) router.Result {
 	q := &s.q
 	caughtUp := q.loadedSeq == q.lastSeq && q.pending.len() == 0
 	q.lastSeq++
@@ -300,9 +224,9 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 		q.loadedSeq = e.Seq
 		q.pushHead(&item{e: e, m: m, size: size, committed: true})
 		s.wake()
-		return Result{}
+		return router.Result{}
 	}
-	pe := d.Entries.next()
+	pe := d.Entries.Next()
 	*pe = e
 	b.Enqueue(s.rec.ClientID, pe)
 	// Offline sessions keep new entries only in the store: a broker with
@@ -315,7 +239,7 @@ func (s *Session) enqueue(m *store.Message, d Delivery, size int64, b *store.Bat
 	} else {
 		q.pending.push(pend{seq: e.Seq, size: size, exp: expNanos(m.ExpiresAt)})
 	}
-	return Result{Settle: e.Seq, Stored: true}
+	return router.Result{Settle: e.Seq, Stored: true}
 }
 
 // Settle reports whether the batch holding the Enqueue of seq committed.
@@ -397,7 +321,7 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 	return false
 }
 
-// pends is a queue's uncommitted entries, in Seq order. Entries settle in
+// pends is a queue's uncommitted entries, in Seq order. router.Entries settle in
 // the order their Seqs were assigned (batches commit in order), so they
 // nearly always leave from the front: the live entries are buf[off:], and
 // the front is removed by advancing off, not by moving the others.
@@ -502,7 +426,7 @@ func (s *Session) headCap() int {
 }
 
 // refill reads the next Queued entries of a persistent session from the
-// store into the head, up to the committed watermark. Entries still
+// store into the head, up to the committed watermark. router.Entries still
 // inflight from an earlier connection are skipped; it keeps reading until
 // the head holds something or everything up to the watermark was seen.
 func (s *Session) refill() {

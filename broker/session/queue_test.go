@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -65,11 +66,11 @@ func TestSettleOutOfOrder(t *testing.T) {
 	var b store.Batch
 	m := &store.Message{ID: 1, Topic: "t", QoS: 1, Payload: []byte("xy")}
 	b.PutMessage(m)
-	var entries Entries
+	var entries router.Entries
 	entries.Reserve(5)
 	var seqs []uint64
 	for range 5 {
-		r := f.s.Offer(m, Delivery{QoS: 1, Entries: &entries}, &b)
+		r := f.s.Offer(m, router.Delivery{QoS: 1, Entries: &entries}, &b)
 		seqs = append(seqs, r.Settle)
 	}
 	f.s.Settle(seqs[2], false)
@@ -106,8 +107,8 @@ func TestSettleAllMatchesSettle(t *testing.T) {
 		var seqs []uint64
 		for range 8 {
 			var ba, bb store.Batch
-			ra := a.s.Offer(m, Delivery{QoS: 1}, &ba)
-			rb := b.s.Offer(m, Delivery{QoS: 1}, &bb)
+			ra := a.s.Offer(m, router.Delivery{QoS: 1}, &ba)
+			rb := b.s.Offer(m, router.Delivery{QoS: 1}, &bb)
 			if ra.Settle != rb.Settle {
 				t.Fatalf("seqs %d and %d", ra.Settle, rb.Settle)
 			}
@@ -142,14 +143,14 @@ func TestSettleAllMatchesSettle(t *testing.T) {
 func TestEntriesReset(t *testing.T) {
 	f := newFixture(t, 60, Limits{})
 	f.s.Detach()
-	var entries Entries
+	var entries router.Entries
 	offer := func(id uint64, subIDs []uint32) *store.Batch {
 		b := &store.Batch{}
 		m := &store.Message{ID: id, Topic: "t", QoS: 1, Payload: []byte("p")}
 		b.PutMessage(m)
 		entries.Reserve(3)
 		for range 3 {
-			f.s.Offer(m, Delivery{QoS: 1, SubscriptionIDs: subIDs, Entries: &entries}, b)
+			f.s.Offer(m, router.Delivery{QoS: 1, SubscriptionIDs: subIDs, Entries: &entries}, b)
 		}
 		return b
 	}

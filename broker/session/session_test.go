@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/memstore"
 )
@@ -64,24 +65,24 @@ func (f *fixture) detach() {
 }
 
 // offer queues a QoS qos message and commits it (unless hold).
-func (f *fixture) offer(payload string, qos byte, hold bool) Result {
+func (f *fixture) offer(payload string, qos byte, hold bool) router.Result {
 	f.t.Helper()
 	f.ids++
 	m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte(payload), QoS: qos, PublishedAt: f.clk.now()}
 	if hold {
 		var b store.Batch
 		b.PutMessage(m)
-		return f.s.Offer(m, Delivery{QoS: qos}, &b)
+		return f.s.Offer(m, router.Delivery{QoS: qos}, &b)
 	}
 	return f.offerMessage(m)
 }
 
 // offerMessage offers m at its QoS, commits its batch and settles it.
-func (f *fixture) offerMessage(m *store.Message) Result {
+func (f *fixture) offerMessage(m *store.Message) router.Result {
 	f.t.Helper()
 	var b store.Batch
 	b.PutMessage(m)
-	r := f.s.Offer(m, Delivery{QoS: m.QoS}, &b)
+	r := f.s.Offer(m, router.Delivery{QoS: m.QoS}, &b)
 	if r.Stored {
 		f.commit(&b)
 	}
@@ -255,7 +256,7 @@ func TestMessageExpiryOnDelivery(t *testing.T) {
 	m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte("x"), QoS: 1, ExpiresAt: f.clk.now().Add(time.Second)}
 	var b store.Batch
 	b.PutMessage(m)
-	r := f.s.Offer(m, Delivery{QoS: 1}, &b)
+	r := f.s.Offer(m, router.Delivery{QoS: 1}, &b)
 	f.commit(&b)
 	f.s.Settle(r.Settle, true)
 	f.clk.add(2 * time.Second)
@@ -449,7 +450,7 @@ func TestDropOldestKeepsNewestWhateverTheCommitTiming(t *testing.T) {
 	const total, limit = 80, 50
 	type held struct {
 		b *store.Batch
-		r Result
+		r router.Result
 	}
 	for _, lag := range []int{0, 1, 7, 49, 50, 51, total} {
 		for _, mode := range []string{"messages", "bytes", "store"} {
@@ -475,7 +476,7 @@ func TestDropOldestKeepsNewestWhateverTheCommitTiming(t *testing.T) {
 					b := new(store.Batch)
 					b.PutMessage(m)
 					// "store": the global budget is reached from the limit on.
-					r := f.s.Offer(m, Delivery{QoS: 1, StoreFull: mode == "store" && i >= limit}, b)
+					r := f.s.Offer(m, router.Delivery{QoS: 1, StoreFull: mode == "store" && i >= limit}, b)
 					if r.Dropped != "" {
 						t.Fatalf("message %d dropped (%s): the newest must be kept", i, r.Dropped)
 					}

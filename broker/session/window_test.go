@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -30,7 +31,7 @@ func (c *countingReader) ReadQueue(id string, after uint64, limit int, fn func(s
 
 // offerSized queues and commits a QoS qos message of size bytes on topic;
 // the payload starts with its sequence number on that topic.
-func (f *fixture) offerSized(topic string, n int, size int, qos byte, expiresAt time.Time) Result {
+func (f *fixture) offerSized(topic string, n int, size int, qos byte, expiresAt time.Time) router.Result {
 	f.t.Helper()
 	f.ids++
 	p := make([]byte, size-len(topic))
