@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -157,20 +156,8 @@ func newAdminFixture(t *testing.T) *adminFixture {
 
 func (f *adminFixture) do(t *testing.T, method, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	code, body, _ := call(t, f.srv, method, path, "")
+	return code, body
 }
 
 func TestAdminHealthAndReadiness(t *testing.T) {

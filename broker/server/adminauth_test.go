@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -37,7 +36,7 @@ func writeToken(t *testing.T, path, tok string) {
 
 // tokenAuth is an AdminAuth reading testAdminToken from a file, with a
 // clock the test moves.
-func tokenAuth(t *testing.T) (*AdminAuth, string, *fakeNow) {
+func tokenAuth(t *testing.T) (*AdminAuth, string, *fakeClock) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "token")
 	writeToken(t, path, testAdminToken+"\n")
@@ -45,26 +44,9 @@ func tokenAuth(t *testing.T) (*AdminAuth, string, *fakeNow) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &fakeNow{t: time.Now()}
-	a.nowFunc = clk.now
+	clk := &fakeClock{t: time.Now()} // the token file's checks began on the real clock
+	a.nowFunc = clk.Now
 	return a, path, clk
-}
-
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeNow) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeNow) add(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
 }
 
 func authServer(t *testing.T, a *AdminAuth) *httptest.Server {
@@ -250,7 +232,7 @@ func TestAdminAuthRotation(t *testing.T) {
 	if code, _, _ := call(t, srv, "GET", "/v1/status", "Bearer "+testAdminToken); code != 200 {
 		t.Errorf("old token before recheck = %d", code)
 	}
-	clk.add(2 * adminTokenRecheck)
+	clk.Advance(2 * adminTokenRecheck)
 	if code, _, _ := call(t, srv, "GET", "/v1/status", "Bearer "+next); code != 200 {
 		t.Errorf("new token = %d", code)
 	}
@@ -258,7 +240,7 @@ func TestAdminAuthRotation(t *testing.T) {
 		t.Errorf("old token after rotation = %d", code)
 	}
 	reads := a.readCount.Load()
-	clk.add(2 * adminTokenRecheck)
+	clk.Advance(2 * adminTokenRecheck)
 	call(t, srv, "GET", "/v1/status", "Bearer "+next)
 	if a.readCount.Load() != reads {
 		t.Errorf("unchanged file re-read")
@@ -268,7 +250,7 @@ func TestAdminAuthRotation(t *testing.T) {
 	if err := os.Chtimes(path, later, later); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(2 * adminTokenRecheck)
+	clk.Advance(2 * adminTokenRecheck)
 	if code, _, _ := call(t, srv, "GET", "/v1/status", "Bearer "+next); code != 200 {
 		t.Errorf("unusable rewrite dropped the token: %d", code)
 	}
@@ -362,7 +344,7 @@ func TestAdminAuthRefusalLogIsRateLimited(t *testing.T) {
 	for range 50 {
 		call(t, srv, "GET", "/v1/sessions", secret)
 	}
-	clk.add(adminRefusedLogEvery)
+	clk.Advance(adminRefusedLogEvery)
 	call(t, srv, "GET", "/v1/sessions", "")
 	out := buf.String()
 	if n := strings.Count(out, "admin request refused"); n != 2 {

@@ -80,6 +80,9 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	for _, d := range connDescs {
+		ch <- d
+	}
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -121,6 +124,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range c.cfg.Auth.Refused() {
 		counter(descAdminRefused, n, reason)
 	}
+	collectConn(ch, st)
 }
 
 // collectShell exports the state of the reloader and the lifecycle.
@@ -168,7 +172,6 @@ func newMetricsHandler(c AdminConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		brokerCollector{cfg: c},
-		connCollector{cfg: c},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -2,8 +2,8 @@ package server
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics of the connection protections (recover.go, authlimit.go): kept
-// in a collector of their own so metrics.go stays as it is.
+// Metrics of the connection protections (recover.go, authlimit.go),
+// exported by the broker collector (metrics.go).
 var (
 	descConnPanics = prometheus.NewDesc("bollard_connection_panics_total",
 		"Panics recovered in a client connection; each closed that connection only.", nil, nil)
@@ -20,17 +20,14 @@ var (
 		"Source addresses remembered for the failed-login back-off; at most login.backoffAddresses.", nil, nil)
 )
 
-// connCollector exports the connection protection counters.
-type connCollector struct{ cfg AdminConfig }
+// connDescs are the descriptors of the connection protection metrics.
+var connDescs = []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFailures, descLoginInFlight,
+	descLoginBackoff, descAdminConnsRefused}
 
-func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFailures, descLoginInFlight, descLoginBackoff, descAdminConnsRefused} {
-		ch <- d
-	}
-}
-
-func (c connCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.cfg.Backend.Stats()
+// collectConn exports the connection protection counters from st, the
+// Stats the broker collector already read (Stats walks every session, so
+// a scrape reads it once).
+func collectConn(ch chan<- prometheus.Metric, st Stats) {
 	ch <- prometheus.MustNewConstMetric(descConnPanics, prometheus.CounterValue, float64(st.ConnectionPanics))
 	ch <- prometheus.MustNewConstMetric(descLoginRefused, prometheus.CounterValue, float64(st.LoginRefusedBusy), "busy")
 	ch <- prometheus.MustNewConstMetric(descLoginRefused, prometheus.CounterValue, float64(st.LoginRefusedBackoff), "backoff")
