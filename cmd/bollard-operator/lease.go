@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,12 +37,7 @@ type leaseOwner struct {
 func newLeaseOwner(c client.Client, leaseNS, leaseName string) *leaseOwner {
 	pod, uid := os.Getenv("POD_NAME"), os.Getenv("POD_UID")
 	if leaseNS == "" {
-		leaseNS = os.Getenv("POD_NAMESPACE")
-	}
-	if leaseNS == "" {
-		if b, err := os.ReadFile(saNamespaceFile); err == nil {
-			leaseNS = strings.TrimSpace(string(b))
-		}
+		leaseNS = podNamespace()
 	}
 	if pod == "" || uid == "" || leaseNS == "" {
 		return nil

@@ -136,17 +136,24 @@ const leaseName = "bollard-operator.mqtt.bollard.io"
 // saNamespaceFile holds the namespace of the pod's service account.
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
+// podNamespace is the operator pod's namespace: $POD_NAMESPACE, else its
+// service account's, else "".
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile(saNamespaceFile); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
 // networkPolicyDefaults turns the NetworkPolicy flags into the builder's
 // defaults.
 func networkPolicyDefaults(disabled bool, operatorNS, nsSel, podSel string) (resources.NetworkPolicyDefaults, error) {
 	d := resources.NetworkPolicyDefaults{Disabled: disabled, OperatorNamespace: operatorNS}
 	if d.OperatorNamespace == "" {
-		d.OperatorNamespace = os.Getenv("POD_NAMESPACE")
-	}
-	if d.OperatorNamespace == "" {
-		if b, err := os.ReadFile(saNamespaceFile); err == nil {
-			d.OperatorNamespace = strings.TrimSpace(string(b))
-		}
+		d.OperatorNamespace = podNamespace()
 	}
 	if nsSel == "" && podSel == "" {
 		return d, errors.New("--prometheus-namespace-selector and --prometheus-pod-selector: " +
