@@ -23,7 +23,7 @@ func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32,
 	if err != nil {
 		return nil, nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
 	}
-	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, OnClientError: func(error) {}, PacketTimeout: 10 * time.Second}
+	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, Session: newSession(), OnClientError: func(error) {}, PacketTimeout: 10 * time.Second}
 	if onMsg != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
