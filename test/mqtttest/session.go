@@ -44,7 +44,7 @@ func (s *guardedSession) ConnectionLost(dp *packets.Disconnect) error {
 	s.live = false
 	err := s.State.ConnectionLost(dp)
 	s.mu.Unlock()
-	if cerr := s.State.Close(); err == nil {
+	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
 	return err
