@@ -28,7 +28,8 @@ import (
 	"syscall"
 
 	"github.com/bollard-io/bollard/broker/config"
-	"github.com/bollard-io/bollard/broker/server"
+	"github.com/bollard-io/bollard/broker/engine"
+	"github.com/bollard-io/bollard/broker/host"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
@@ -68,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	level := new(slog.LevelVar)
-	level.Set(server.ParseLogLevel(cfg.LogLevel))
+	level.Set(host.ParseLogLevel(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	return serve(cfg, fl, level, log)
@@ -85,7 +86,7 @@ func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger
 			"dataDir", dataDirForLog(cfg), "err", err)
 		return exitFailure
 	}
-	srv, err := server.New(cfg, st, server.WithLogger(log))
+	srv, err := engine.New(cfg, st, engine.WithLogger(log))
 	if err != nil {
 		log.Error("cannot create the server", "err", err)
 		if cerr := st.Close(); cerr != nil {
@@ -95,7 +96,7 @@ func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	runner := server.NewRunner(srv, server.RunOptions{
+	runner := host.NewRunner(srv, host.RunOptions{
 		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
 		Logger: log, Version: version, Store: st,
 	})

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
-	"github.com/bollard-io/bollard/broker/server"
+	"github.com/bollard-io/bollard/broker/engine"
+	"github.com/bollard-io/bollard/broker/host"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
@@ -73,25 +74,25 @@ func (b *inproc) Start(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("load: open store: %w", err)
 	}
-	srv, err := server.New(b.cfg, st, server.WithLogger(log))
+	srv, err := engine.New(b.cfg, st, engine.WithLogger(log))
 	if err != nil {
 		return 0, errors.Join(fmt.Errorf("load: %w", err), st.Close())
 	}
-	runner := server.NewRunner(srv, server.RunOptions{Config: b.cfg, Logger: log, Store: st})
+	runner := host.NewRunner(srv, host.RunOptions{Config: b.cfg, Logger: log, Store: st})
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel, b.done = cancel, make(chan error, 1)
 	go func() { b.done <- runner.Run(runCtx) }()
 	if err := b.awaitReady(ctx, runner); err != nil {
 		return 0, errors.Join(err, b.Stop(ctx))
 	}
-	b.addr = runner.ListenerAddrs()[server.ListenerMQTT]
+	b.addr = runner.ListenerAddrs()[host.ListenerMQTT]
 	if b.addr == "" {
 		return 0, errors.Join(fmt.Errorf("load: no mqtt listener in %v", runner.ListenerAddrs()), b.Stop(ctx))
 	}
 	return time.Since(begin), nil
 }
 
-func (b *inproc) awaitReady(ctx context.Context, r *server.Runner) error {
+func (b *inproc) awaitReady(ctx context.Context, r *host.Runner) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	select {

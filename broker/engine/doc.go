@@ -1,0 +1,55 @@
+// Package server is the only broker package that touches the network: it
+// owns the Server (the broker instance), one read loop and one bounded
+// writer goroutine per connection, CONNECT handling, keep alive, session
+// takeover and packet dispatch into sessions (broker/session) and the
+// router (broker/router). Listeners, the admin HTTP endpoint, metrics,
+// config reload watching and shutdown sequencing live in this package too,
+// in the admin*, listen*, metrics*, reload* and shutdown* files.
+//
+// # The Server's lifecycle
+//
+// Those files and cmd/bollard use only the Server's exported methods, whose
+// doc comments state their contracts: New builds it, Start recovers the
+// stored state, then ServeConn serves each accepted connection; ApplyConfig
+// applies a reloaded configuration; Drain ends it. Ready, Stats, Sessions
+// and Session report on it. All methods are safe for concurrent use. See
+// locksordering.txt for the lock order inside the package.
+//
+// # Data path and durability
+//
+// A PUBLISH is read by the connection's read loop, checked (topic alias,
+// topic name, ACL, Receive Maximum) and routed: under Server.seqMu the
+// router offers it to every matching session, which assigns queue Seqs and
+// appends its store operations to one batch per publish (the message is
+// put once), and the batch is handed to the committer. The committer applies
+// batches in exactly the order they were submitted, merging whatever queued
+// up during the previous commit into one store commit (group commit: one
+// fsync for many publishes from many connections); no lock is held while a
+// commit runs. When the commit returns, queue entries become deliverable
+// and the publisher gets its PUBACK/PUBREC (in the order its PUBLISHes
+// arrived; 0x97 Quota exceeded when a queue refused it under RejectPublish).
+//
+// Each connection has one writer goroutine. It writes queued control
+// packets, then pulls deliveries from its session while the inflight window
+// (the client's Receive Maximum, capped by limits.maxInflight, and
+// limits.outboundBufferBytes of unacknowledged QoS 1/2 messages) has room:
+// persistent sessions stream their backlog from the store in bounded
+// windows, holding at most limits.outboundBufferBytes of it in memory
+// (each byte window admits at least one message, whatever its size). QoS 0 messages for an online client wait in a buffer bounded by
+// limits.outboundBufferBytes and are dropped (counted as slow_consumer)
+// when it is full; QoS 1/2 messages simply wait in the queue. A QoS 2
+// PUBLISH is written only after its packet identifier is durable, and a
+// PUBREL only after the Released state is, so a restart never delivers a
+// QoS 2 message twice.
+//
+// A closing connection gets one second (closeGrace) to flush its last
+// packets (a DISCONNECT with its Reason Code); then the socket is closed,
+// so a client that stopped reading holds up neither a takeover nor a
+// drain. Acknowledgements go out in the order their packets arrived, also
+// those that need no commit (conn.inOrder).
+//
+// Offline sessions expire and delayed wills fire from a deadline heap
+// (expiry.go); deadlines are computed from the persisted disconnection time,
+// so they hold across restarts. Start recovers sessions as disconnected at
+// recovery time and sweeps the expired ones before it returns.
+package engine

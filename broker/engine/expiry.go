@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// maxSweepWait bounds the sweeper's sleep, so that an injected clock that
+// jumps ahead is noticed within a second.
+const maxSweepWait = time.Second
+
+// sweeper expires offline sessions and publishes delayed wills at their
+// time. It keeps a min-heap of (time, client ID) deadlines and looks only
+// at its top: no scan of all sessions. Entries can be stale (the client
+// reconnected); the session's own state is checked when one comes due.
+type sweeper struct {
+	s    *Server
+	mu   sync.Mutex
+	h    deadlines
+	next map[string]time.Time // earliest deadline queued per session
+	poke chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+type deadline struct {
+	at time.Time
+	id string
+}
+
+type deadlines []deadline
+
+func (d deadlines) Len() int           { return len(d) }
+func (d deadlines) Less(i, j int) bool { return d[i].at.Before(d[j].at) }
+func (d deadlines) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
+func (d *deadlines) Push(x any)        { *d = append(*d, x.(deadline)) }
+func (d *deadlines) Pop() any {
+	old := *d
+	x := old[len(old)-1]
+	*d = old[:len(old)-1]
+	return x
+}
+
+func newSweeper(s *Server) *sweeper {
+	return &sweeper{s: s, next: make(map[string]time.Time), poke: make(chan struct{}, 1), quit: make(chan struct{})}
+}
+
+// schedule queues the session's next deadline (will or expiry). One
+// deadline per session is enough: when it comes, the session is looked at
+// and its following deadline queued; so the heap stays as large as the
+// number of offline sessions, however often clients reconnect.
+func (w *sweeper) schedule(sess *session.Session) {
+	t := earliest(sess.WillDueAt(), sess.ExpiresAt())
+	if t.IsZero() {
+		return
+	}
+	id := sess.ClientID()
+	w.mu.Lock()
+	if cur, ok := w.next[id]; !ok || t.Before(cur) {
+		w.next[id] = t
+		heap.Push(&w.h, deadline{at: t, id: id})
+	}
+	w.mu.Unlock()
+	select {
+	case w.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (w *sweeper) start() {
+	w.wg.Add(1)
+	go w.run()
+}
+
+func (w *sweeper) stop() {
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+	w.wg.Wait()
+}
+
+func (w *sweeper) run() {
+	defer w.wg.Done()
+	t := time.NewTimer(maxSweepWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-w.poke:
+		case <-t.C:
+		}
+		w.runDue()
+		t.Reset(w.wait())
+	}
+}
+
+// wait is how long to sleep until the next deadline.
+func (w *sweeper) wait() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.h) == 0 {
+		return maxSweepWait
+	}
+	return min(max(w.h[0].at.Sub(w.s.now()), time.Millisecond), maxSweepWait)
+}
+
+// runDue handles every deadline that has come.
+func (w *sweeper) runDue() {
+	now := w.s.now()
+	for {
+		w.mu.Lock()
+		if len(w.h) == 0 || w.h[0].at.After(now) {
+			w.mu.Unlock()
+			return
+		}
+		d := heap.Pop(&w.h).(deadline)
+		if cur, ok := w.next[d.id]; ok && !cur.After(d.at) {
+			delete(w.next, d.id)
+		}
+		w.mu.Unlock()
+		if sess := w.s.expire(d.id, now); sess != nil {
+			w.schedule(sess)
+		}
+	}
+}
+
+// earliest is the earlier of two times, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// expire publishes a due will and deletes an expired session, if the
+// session is still offline. It returns the session when it stays offline
+// (its next deadline must be queued).
+func (s *Server) expire(id string, now time.Time) *session.Session {
+	var b store.Batch
+	var will *store.Will
+	s.mu.Lock()
+	e := s.sessions[id]
+	if e == nil || e.owner != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	remaining := e.sess
+	if due := e.sess.WillDueAt(); !due.IsZero() && !due.After(now) {
+		will = e.sess.TakeWill(&b)
+	}
+	if exp := e.sess.ExpiresAt(); !exp.IsZero() && !exp.After(now) {
+		info := e.sess.Info()
+		s.removeSessionLocked(id, e, &b)
+		if info.QueuedMessages > 0 {
+			s.stats.drop(s.log, id, DropSessionExpired, int(info.QueuedMessages))
+		}
+		s.log.Info("session expired", "client", id, "queued", info.QueuedMessages)
+		remaining = nil
+	}
+	s.mu.Unlock()
+	if will != nil {
+		s.publishWill(id, will)
+	}
+	if b.Len() > 0 {
+		s.seqMu.Lock() // behind the fan-outs that reached the session; see commitOrdered
+		s.com.submit(&job{b: &b, done: func(err error) {
+			if err != nil {
+				s.log.Error("storing session expiry", "client", id, "err", err)
+			}
+		}})
+		s.seqMu.Unlock()
+	}
+	return remaining
+}

@@ -1,0 +1,276 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/auth"
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/router"
+	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Errors returned by the Server.
+var (
+	// ErrNotStarted is returned by Drain before Start.
+	ErrNotStarted = errors.New("server: not started")
+	// ErrDraining is returned by Start after Drain.
+	ErrDraining = errors.New("server: draining")
+)
+
+// Server is one broker instance over a store.
+type Server struct {
+	log     *slog.Logger
+	now     func() time.Time
+	store   store.Store
+	router  *router.Router
+	stats   *counters
+	refused *refusals
+	disk    diskSampler
+	com     *committer
+	sweep   *sweeper
+
+	cfg   atomic.Pointer[config.Config]
+	authz atomic.Pointer[authState]
+	fixed *authState // from WithAuthenticator, wins over the config
+	gen   atomic.Int64
+
+	// seqMu orders fan-outs: the Seqs a publish assigns in many queues and
+	// the submission of its batch to the committer happen as one step, so
+	// batches reach the store in Seq order. It is never held across a
+	// commit.
+	seqMu sync.Mutex
+
+	mu       sync.Mutex // guards sessions and conns
+	sessions map[string]*sessionEntry
+	// principals counts the sessions (online and offline) of each
+	// principal, for sessions.maxSessionsPerPrincipal; guarded by mu.
+	principals map[string]int
+	conns      map[*conn]struct{}
+
+	logins loginGuard // CONNECT password checks: concurrency cap, back-off
+
+	started  atomic.Bool
+	draining atomic.Bool
+	connWG   sync.WaitGroup
+}
+
+// sessionEntry is a session in the registry with its current connection.
+type sessionEntry struct {
+	sess      *session.Session
+	owner     *conn  // guarded by Server.mu; nil while offline
+	principal string // who created it, as counted in Server.principals
+}
+
+// New builds a Server over st with the validated configuration cfg. The
+// server does not own st: the caller closes it after Drain.
+func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
+	if cfg == nil || st == nil {
+		return nil, errors.New("server: New needs a config and a store")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	o := options{logger: slog.Default(), clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(),
+		sessions: make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
+	if o.auth != nil {
+		s.fixed = &authState{authn: o.auth, authz: o.authz}
+		s.fixed.reader, _ = o.authz.(auth.Reader)
+	}
+	a, err := s.buildAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.authz.Store(a)
+	s.cfg.Store(cfg.Clone())
+	s.gen.Store(cfg.ConfigGeneration)
+	return s, nil
+}
+
+func (s *Server) config() *config.Config { return s.cfg.Load() }
+
+// Start recovers sessions and retained messages from the store, sweeps the
+// ones that expired while the broker was down and starts the expiry
+// sweeper. After it returns, the server accepts connections.
+func (s *Server) Start(ctx context.Context) error {
+	if s.draining.Load() {
+		return ErrDraining
+	}
+	if s.started.Load() {
+		return errors.New("server: already started")
+	}
+	s.com = newCommitter(s.store, s.stats.commit)
+	s.sweep = newSweeper(s)
+	if err := s.recover(ctx); err != nil {
+		s.com.stop()
+		return err
+	}
+	s.sweep.runDue()
+	s.sweep.start()
+	s.started.Store(true)
+	s.log.Info("broker recovered", "sessions", len(s.sessions), "retained", s.router.RetainedCount())
+	return nil
+}
+
+// recover loads retained messages and sessions. Sessions that were online
+// when the broker stopped count as disconnected now.
+func (s *Server) recover(ctx context.Context) error {
+	now := s.now()
+	var b store.Batch
+	err := s.store.LoadRetained(func(m *store.Message) error {
+		if m.Expired(now) {
+			b.DeleteRetained(m.Topic)
+			return nil
+		}
+		s.router.LoadRetained(m)
+		return ctx.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("server: recovering retained messages: %w", err)
+	}
+	err = s.store.LoadSessions(func(st *store.SessionState) error {
+		s.restoreSession(st, now, &b)
+		return ctx.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("server: recovering sessions: %w", err)
+	}
+	if err := s.com.commit(&b); err != nil {
+		return fmt.Errorf("server: recovering sessions: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
+	sess := session.Restore(st, s.limits(), s.store, s.now, s.hooks())
+	sess.MarkDisconnectedAt(now, b)
+	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
+	s.router.Register(st.Session.ClientID, sess)
+	for _, sub := range st.Subscriptions {
+		if _, err := s.router.Subscribe(st.Session.ClientID, sub); err != nil {
+			s.log.Warn("dropping invalid stored subscription", "client", st.Session.ClientID, "filter", sub.Filter, "err", err)
+		}
+	}
+	s.sweep.schedule(sess)
+}
+
+// limits derives the session limits from the configuration.
+func (s *Server) limits() session.Limits {
+	c := s.config()
+	l := session.Limits{
+		MaxMessages: c.Queues.MaxQueuedMessages, MaxBytes: c.Queues.MaxQueuedBytes,
+		QueueQoS0: c.Queues.QueueQoS0, QoS0Bytes: int64(c.Limits.OutboundBufferBytes),
+		WindowBytes: int64(c.Limits.OutboundBufferBytes),
+	}
+	switch c.Queues.OverflowPolicy {
+	case config.OverflowDropNewest:
+		l.Policy = session.DropNewest
+	case config.OverflowRejectPublish:
+		l.Policy = session.RejectPublish
+	default:
+		l.Policy = session.DropOldest
+	}
+	return l
+}
+
+func (s *Server) hooks() session.Hooks {
+	return session.Hooks{
+		Drop: func(id, reason string, n int) { s.stats.drop(s.log, id, reason, n) },
+		ReadError: func(id string, err error) {
+			s.log.Error("reading session queue from the store", "client", id, "err", err)
+		},
+		CanRead: s.canRead,
+	}
+}
+
+// Ready reports whether the server has recovered its state and is not
+// draining.
+func (s *Server) Ready() bool { return s.started.Load() && !s.draining.Load() }
+
+// Drain stops accepting connections, sends 5.0 clients DISCONNECT 0x8B
+// (Server shutting down), closes every connection and waits for in-flight
+// commits and the expiry sweeper, until ctx is done. The caller closes the
+// store afterwards.
+func (s *Server) Drain(ctx context.Context) error {
+	if !s.started.Load() {
+		s.draining.Store(true)
+		return ErrNotStarted
+	}
+	if s.draining.Swap(true) {
+		return s.waitConns(ctx)
+	}
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kick(reasonShuttingDown)
+	}
+	err := s.waitConns(ctx)
+	s.sweep.stop()
+	s.com.stop()
+	return err
+}
+
+func (s *Server) waitConns(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.closeNow()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("server: drain: %w", ctx.Err())
+	}
+}
+
+// ApplyConfig applies the hot fields of cfg (queue limits, expiry caps,
+// limits, authentication, log level) and returns the changed fields that
+// need a restart to take effect (the config.Diff entries of class
+// Restart). When the users file cannot be loaded
+// or the ACL compiled, it applies nothing and returns the error.
+func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
+	a, err := s.buildAuth(cfg)
+	if err != nil {
+		// Nothing of cfg is applied: a configuration is in force whole or
+		// not at all, so its generation is never reported for a broker that
+		// kept the previous users and ACLs.
+		return nil, err
+	}
+	old := s.config()
+	var restart []config.Change
+	for _, c := range config.Diff(old, cfg) {
+		if c.Class == config.Restart {
+			restart = append(restart, c)
+		}
+	}
+	s.authz.Store(a)
+	s.cfg.Store(cfg.Clone())
+	s.gen.Store(cfg.ConfigGeneration)
+	lim := s.limits()
+	s.mu.Lock()
+	for _, e := range s.sessions {
+		e.sess.SetLimits(lim)
+	}
+	s.mu.Unlock()
+	return restart, nil
+}
+
+// ConfigGeneration returns the configGeneration of the applied config.
+func (s *Server) ConfigGeneration() int64 { return s.gen.Load() }

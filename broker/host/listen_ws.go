@@ -1,0 +1,96 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// wsSubprotocols are the WebSocket subprotocols accepted, preferred first.
+// [MQTT-6.0.0-3] clients must offer "mqtt"; some 3.1 clients offer
+// "mqttv3.1".
+var wsSubprotocols = []string{"mqtt", "mqttv3.1"}
+
+// HTTP limits of the WebSocket handshake: a client that never finishes its
+// upgrade request must not hold a connection forever.
+const (
+	wsReadHeaderTimeout = 10 * time.Second
+	wsMaxHeaderBytes    = 16 << 10
+)
+
+// bindWebSocket binds an MQTT over WebSocket listener serving path.
+func (s *ListenerSet) bindWebSocket(addr, path string) (*boundListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, &wsHandler{set: s})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: wsReadHeaderTimeout,
+		// Hijacking the upgraded connection clears these deadlines; the
+		// MQTT connection then runs under limits.connectTimeout and the
+		// keep alive.
+		ReadTimeout:    httpReadTimeout,
+		IdleTimeout:    httpIdleTimeout,
+		MaxHeaderBytes: wsMaxHeaderBytes,
+		ErrorLog:       slogErrorLog(s.log, ListenerWebSocket),
+	}
+	bl := &boundListener{kind: ListenerWebSocket, ln: ln, close: srv.Close}
+	bl.serve = func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("websocket listener stopped", "err", err)
+		}
+	}
+	return bl, nil
+}
+
+// wsHandler upgrades a request to a WebSocket and hands the byte stream it
+// carries to the ConnHandler. MQTT packets may span WebSocket frames and a
+// frame may hold several packets: the net.Conn is a plain byte stream.
+type wsHandler struct{ set *ListenerSet }
+
+func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !offersMQTTSubprotocol(r) {
+		http.Error(w, `WebSocket subprotocol "mqtt" required`, http.StatusBadRequest)
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: wsSubprotocols,
+		// MQTT clients authenticate in CONNECT, not with ambient browser
+		// credentials, so a cross-origin page gains nothing: accept any
+		// Origin, as other MQTT brokers do.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		h.set.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	// The request context ends when this handler returns, and ServeConn
+	// may return before the connection ends: the connection gets a context
+	// of its own, ended by closing the connection.
+	nc := websocket.NetConn(context.WithoutCancel(r.Context()), c, websocket.MessageBinary)
+	h.set.handler.ServeConn(nc)
+}
+
+// offersMQTTSubprotocol reports whether the client offered a subprotocol
+// this listener speaks.
+func offersMQTTSubprotocol(r *http.Request) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.TrimSpace(p)
+			for _, want := range wsSubprotocols {
+				if strings.EqualFold(p, want) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

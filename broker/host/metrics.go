@@ -1,0 +1,190 @@
+package host
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/bollard-io/bollard/broker/engine"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// knownDropReasons are exported at zero before the first drop, so that
+// rate() and alerts work from the start. Reasons the engine adds later
+// appear once counted.
+var knownDropReasons = []string{
+	engine.DropQueueFull, engine.DropQuotaRejected, engine.DropStoreFull, engine.DropExpired, engine.DropSlowConsumer,
+	engine.DropTooLarge, engine.DropQoS0Offline, engine.DropSessionExpired, engine.DropNotAuthorized, engine.DropReadDenied,
+}
+
+// Metric descriptions. Every value is read from Server.Stats() (and the
+// shell's state) at scrape time: nothing is double-counted or cached.
+var (
+	descConnections = prometheus.NewDesc("bollard_connections",
+		"Open client connections (after CONNECT).", nil, nil)
+	descSessions = prometheus.NewDesc("bollard_sessions",
+		"Sessions by state (online: a client is connected).", []string{"state"}, nil)
+	descQueuedMessages = prometheus.NewDesc("bollard_queued_messages",
+		"Messages queued for sessions, all sessions together.", nil, nil)
+	descQueuedBytes = prometheus.NewDesc("bollard_queued_bytes",
+		"Bytes of messages queued for sessions, all sessions together.", nil, nil)
+	descRetained = prometheus.NewDesc("bollard_retained_messages",
+		"Retained messages.", nil, nil)
+	descDropped = prometheus.NewDesc("bollard_dropped_messages_total",
+		"Messages discarded without delivery, by reason.", []string{"reason"}, nil)
+	descMessagesIn = prometheus.NewDesc("bollard_messages_received_total",
+		"PUBLISH packets received from clients, by QoS.", []string{"qos"}, nil)
+	descMessagesOut = prometheus.NewDesc("bollard_messages_sent_total",
+		"PUBLISH packets sent to clients, by QoS.", []string{"qos"}, nil)
+	descBytesIn = prometheus.NewDesc("bollard_received_bytes_total",
+		"Bytes read from client connections.", nil, nil)
+	descBytesOut = prometheus.NewDesc("bollard_sent_bytes_total",
+		"Bytes written to client connections.", nil, nil)
+	descCommit = prometheus.NewDesc("bollard_store_commit_duration_seconds",
+		"Latency of store commits that acknowledge publishes, including the fsync in sync mode.", nil, nil)
+	descGeneration = prometheus.NewDesc("bollard_config_generation",
+		"configGeneration of the applied configuration.", nil, nil)
+	descPendingRestart = prometheus.NewDesc("bollard_config_pending_restart",
+		"1 when the config file changed fields that take effect only after a restart.", nil, nil)
+	descReloadFailed = prometheus.NewDesc("bollard_config_last_reload_failed",
+		"1 when the last attempt to reload the config file failed (the previous config stays applied).", nil, nil)
+	descRefused = prometheus.NewDesc("bollard_config_refused_generation",
+		"configGeneration of the newest config file version the broker refused while no later one was applied (0: none); that version is not in force.", nil, nil)
+	descReloads = prometheus.NewDesc("bollard_config_reloads_total",
+		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
+	descReady = prometheus.NewDesc("bollard_ready",
+		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
+	descAdminRefused = prometheus.NewDesc("bollard_admin_requests_refused_total",
+		"Requests to the admin API (/v1/*) refused, by reason: missing_token, wrong_token, no_token_configured.", []string{"reason"}, nil)
+	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
+		"Packets, subscriptions, messages and connections refused by a limit, by limit (see docs/security.md).", []string{"limit"}, nil)
+	descStorage = prometheus.NewDesc("bollard_store_bytes",
+		"The store budget and the disk, by kind: used (what counts against the budget), budget (queues.maxStoreBytes, 0: none), messages (stored and retained messages), disk (the store's files, WAL included), compaction_debt, volume_free, volume_size.",
+		[]string{"kind"}, nil)
+	descStoragePressure = prometheus.NewDesc("bollard_store_pressure",
+		"1 when the store is at 95% of its budget or more, or its volume below queues.minVolumeFreeBytes.", nil, nil)
+	descBuildInfo = prometheus.NewDesc("bollard_build_info",
+		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
+)
+
+// brokerCollector reads the broker's state at scrape time.
+type brokerCollector struct{ cfg AdminConfig }
+
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
+		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
+		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
+		descAdminRefused, descRefusals, descStorage, descStoragePressure,
+	} {
+		ch <- d
+	}
+	for _, d := range connDescs {
+		ch <- d
+	}
+}
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.cfg.Backend.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConnections, float64(st.Connections))
+	gauge(descSessions, float64(st.SessionsOnline), "online")
+	gauge(descSessions, float64(st.SessionsOffline), "offline")
+	gauge(descQueuedMessages, float64(st.QueuedMessages))
+	gauge(descQueuedBytes, float64(st.QueuedBytes))
+	gauge(descRetained, float64(st.Retained))
+	for _, reason := range dropReasons(st.Drops) {
+		counter(descDropped, st.Drops[reason], reason)
+	}
+	for qos := range 3 {
+		counter(descMessagesIn, st.MessagesIn[qos], strconv.Itoa(qos))
+		counter(descMessagesOut, st.MessagesOut[qos], strconv.Itoa(qos))
+	}
+	for _, limit := range engine.LimitNames(st.Refusals) {
+		counter(descRefusals, st.Refusals[limit], limit)
+	}
+	sg := st.Storage
+	for kind, v := range map[string]int64{"used": sg.Used, "budget": sg.Budget, "messages": sg.MessageBytes,
+		"disk": sg.DiskBytes, "compaction_debt": sg.CompactionDebt, "volume_free": sg.VolumeFree, "volume_size": sg.VolumeSize} {
+		gauge(descStorage, float64(v), kind)
+	}
+	gauge(descStoragePressure, boolGauge(sg.Pressure))
+	counter(descBytesIn, st.BytesIn)
+	counter(descBytesOut, st.BytesOut)
+	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)
+	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
+	c.collectShell(ch, gauge)
+	gauge(descBuildInfo, 1, c.cfg.Version)
+	for reason, n := range c.cfg.Auth.Refused() {
+		counter(descAdminRefused, n, reason)
+	}
+	collectConn(ch, st)
+}
+
+// collectShell exports the state of the reloader and the lifecycle.
+func (c brokerCollector) collectShell(ch chan<- prometheus.Metric, gauge func(*prometheus.Desc, float64, ...string)) {
+	var r ReloadStatus
+	if c.cfg.Reload != nil {
+		r = c.cfg.Reload()
+	}
+	gauge(descPendingRestart, boolGauge(len(r.PendingRestartFields) > 0))
+	gauge(descReloadFailed, boolGauge(r.LastError != ""))
+	gauge(descRefused, float64(r.RefusedGeneration))
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Reloads), "applied")
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Failures), "rejected")
+	gauge(descReady, boolGauge(c.cfg.Ready() && !c.cfg.Draining()))
+}
+
+// dropReasons lists the known reasons and any other counted one, sorted.
+func dropReasons(drops map[string]uint64) []string {
+	seen := make(map[string]bool, len(knownDropReasons)+len(drops))
+	var out []string
+	for _, r := range knownDropReasons {
+		seen[r] = true
+		out = append(out, r)
+	}
+	for r := range drops {
+		if !seen[r] {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// newMetricsHandler serves /metrics from a private registry (no global
+// state, so several brokers can run in one test process): the broker's
+// collector plus the Go runtime and process collectors (RSS, descriptors).
+func newMetricsHandler(c AdminConfig) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		brokerCollector{cfg: c},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slogPromLogger{c.Log},
+		MaxRequestsInFlight: 4,
+	})
+}
+
+// slogPromLogger adapts slog to promhttp's error logger.
+type slogPromLogger struct {
+	log interface{ Error(string, ...any) }
+}
+
+func (l slogPromLogger) Println(v ...any) { l.log.Error("metrics scrape failed", "err", v) }
