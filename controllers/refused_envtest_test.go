@@ -29,7 +29,7 @@ func TestRefusedConfigIsNotApplied(t *testing.T) {
 		b.Spec.Auth.ACL = []v1alpha1.ACLRule{{User: "*", Topic: "#", Access: "readwrite"}}
 	})
 	b = observed(t, b)
-	const brokerErr = "server: auth: invalid users file: line 3 has an empty username"
+	const brokerErr = "engine: auth: invalid users file: line 3 has an empty username"
 	brokers.set(ns, pod.Name, controllers.BrokerStatus{ConfigGeneration: b.Generation - 1,
 		RefusedConfigGeneration: b.Generation, RefusedConfigError: brokerErr, LastReloadError: brokerErr})
 	condition(t, b, v1alpha1.ConditionConfigApplied, metav1.ConditionFalse, v1alpha1.ReasonConfigRefused)

@@ -27,7 +27,7 @@ func (s *Server) buildAuth(cfg *config.Config) (*authState, error) {
 	if cfg.Auth.UsersFile != "" {
 		u, err := auth.LoadUsers(cfg.Auth.UsersFile)
 		if err != nil {
-			return nil, fmt.Errorf("server: %w", err)
+			return nil, fmt.Errorf("engine: %w", err)
 		}
 		users = u
 	}
@@ -35,7 +35,7 @@ func (s *Server) buildAuth(cfg *config.Config) (*authState, error) {
 	if len(cfg.Auth.ACL) > 0 {
 		acl, err := access.NewACL(cfg.Auth.Rules())
 		if err != nil {
-			return nil, fmt.Errorf("server: auth.acl: %w", err)
+			return nil, fmt.Errorf("engine: auth.acl: %w", err)
 		}
 		st.authz, st.reader = acl, acl
 	}

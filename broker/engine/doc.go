@@ -1,14 +1,18 @@
-// Package server is the only broker package that touches the network: it
-// owns the Server (the broker instance), one read loop and one bounded
-// writer goroutine per connection, CONNECT handling, keep alive, session
-// takeover and packet dispatch into sessions (broker/session) and the
-// router (broker/router). Listeners, the admin HTTP endpoint, metrics,
-// config reload watching and shutdown sequencing live in this package too,
-// in the admin*, listen*, metrics*, reload* and shutdown* files.
+// Package engine is the MQTT engine of the broker: the Server (one broker
+// instance over a store), one read loop and one bounded writer goroutine
+// per connection, CONNECT handling, authentication, keep alive, session
+// takeover, packet dispatch into sessions (broker/session) and the router
+// (broker/router), group commit, expiry and the counters behind Stats.
+//
+// It knows nothing of the sockets it did not accept and nothing of HTTP:
+// the host (broker/host) binds the listeners, terminates TLS and WebSocket,
+// and hands each accepted connection to ServeConn as a plain net.Conn.
+// Everything the host may use is exported here; the host's Engine
+// interface lists it.
 //
 // # The Server's lifecycle
 //
-// Those files and cmd/bollard use only the Server's exported methods, whose
+// The host and the tests use only the Server's exported methods, whose
 // doc comments state their contracts: New builds it, Start recovers the
 // stored state, then ServeConn serves each accepted connection; ApplyConfig
 // applies a reloaded configuration; Drain ends it. Ready, Stats, Sessions

@@ -19,9 +19,9 @@ import (
 // Errors returned by the Server.
 var (
 	// ErrNotStarted is returned by Drain before Start.
-	ErrNotStarted = errors.New("server: not started")
+	ErrNotStarted = errors.New("engine: not started")
 	// ErrDraining is returned by Start after Drain.
-	ErrDraining = errors.New("server: draining")
+	ErrDraining = errors.New("engine: draining")
 )
 
 // Server is one broker instance over a store.
@@ -72,10 +72,10 @@ type sessionEntry struct {
 // server does not own st: the caller closes it after Drain.
 func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	if cfg == nil || st == nil {
-		return nil, errors.New("server: New needs a config and a store")
+		return nil, errors.New("engine: New needs a config and a store")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	o := options{logger: slog.Default(), clock: time.Now}
 	for _, opt := range opts {
@@ -107,7 +107,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return ErrDraining
 	}
 	if s.started.Load() {
-		return errors.New("server: already started")
+		return errors.New("engine: already started")
 	}
 	s.com = newCommitter(s.store, s.stats.commit)
 	s.sweep = newSweeper(s)
@@ -136,17 +136,17 @@ func (s *Server) recover(ctx context.Context) error {
 		return ctx.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("server: recovering retained messages: %w", err)
+		return fmt.Errorf("engine: recovering retained messages: %w", err)
 	}
 	err = s.store.LoadSessions(func(st *store.SessionState) error {
 		s.restoreSession(st, now, &b)
 		return ctx.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("server: recovering sessions: %w", err)
+		return fmt.Errorf("engine: recovering sessions: %w", err)
 	}
 	if err := s.com.commit(&b); err != nil {
-		return fmt.Errorf("server: recovering sessions: %w", err)
+		return fmt.Errorf("engine: recovering sessions: %w", err)
 	}
 	return nil
 }
@@ -236,7 +236,7 @@ func (s *Server) waitConns(ctx context.Context) error {
 			c.closeNow()
 		}
 		s.mu.Unlock()
-		return fmt.Errorf("server: drain: %w", ctx.Err())
+		return fmt.Errorf("engine: drain: %w", ctx.Err())
 	}
 }
 

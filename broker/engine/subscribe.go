@@ -11,7 +11,7 @@ import (
 )
 
 // errProtocol ends the connection with a protocol error.
-var errProtocol = errors.New("server: protocol error")
+var errProtocol = errors.New("engine: protocol error")
 
 // newSub is a subscription added by a SUBSCRIBE, for retained delivery
 // and to undo it when it cannot be stored.

@@ -28,8 +28,8 @@ const (
 	maxSessionListLimit     = 100000
 )
 
-// AdminBackend is what the admin endpoint reads from the broker. *Server
-// implements it.
+// AdminBackend is what the admin endpoint reads from the engine.
+// *engine.Server implements it.
 type AdminBackend interface {
 	Ready() bool
 	Stats() engine.Stats
@@ -38,8 +38,8 @@ type AdminBackend interface {
 	ConfigGeneration() int64
 }
 
-// AdminConfig wires the admin endpoint to the broker and to the shell that
-// runs it.
+// AdminConfig wires the admin endpoint to the engine and to the Runner
+// that hosts it.
 type AdminConfig struct {
 	// Backend is the broker.
 	Backend AdminBackend
@@ -293,7 +293,7 @@ type AdminServer struct {
 func ListenAdmin(addr string, h http.Handler, log *slog.Logger) (*AdminServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("server: admin listener on %s: %w", addr, err)
+		return nil, fmt.Errorf("host: admin listener on %s: %w", addr, err)
 	}
 	a := &AdminServer{
 		ln: &capListener{Listener: ln, max: maxAdminConns, refused: &adminConnsRefused},
@@ -327,7 +327,7 @@ func (a *AdminServer) Shutdown(ctx context.Context) error {
 	err := a.srv.Shutdown(ctx)
 	<-a.done
 	if err != nil {
-		return fmt.Errorf("server: admin shutdown: %w", err)
+		return fmt.Errorf("host: admin shutdown: %w", err)
 	}
 	return nil
 }

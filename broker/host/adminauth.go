@@ -73,7 +73,7 @@ type tokenStamp struct {
 }
 
 // ErrAdminToken reports an unusable admin token file.
-var ErrAdminToken = errors.New("server: admin token")
+var ErrAdminToken = errors.New("host: admin token")
 
 // NewAdminAuth reads tokenFile ("" for none). loopback says whether the
 // admin endpoint listens on loopback only; it matters only without a token

@@ -32,7 +32,7 @@ type capListener struct {
 
 // adminConnsRefused counts the admin connections closed by the cap, for
 // bollard_admin_connections_refused_total. It is per process, not per
-// Server: the admin endpoint serves the process (one per process outside
+// engine: the admin endpoint serves the process (one per process outside
 // tests).
 var adminConnsRefused atomic.Uint64
 

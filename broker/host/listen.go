@@ -28,9 +28,12 @@ const (
 	acceptBackoffMax = time.Second
 )
 
-// ConnHandler serves one accepted client connection until it ends. *Server
-// implements it. ServeConn may block or return early; the listeners call it
-// from a goroutine of its own for every connection.
+// ConnHandler serves one accepted client connection until it ends.
+// *engine.Server implements it. ServeConn may block or return early; the
+// listeners call it from a goroutine of its own for every connection. The
+// connection is a plain byte stream (a TLS handshake runs on its first
+// Read; a WebSocket's frames are unwrapped) and its Close may take seconds
+// (a WebSocket's close handshake waits for the peer).
 type ConnHandler interface {
 	ServeConn(c net.Conn)
 }
@@ -89,7 +92,7 @@ func Listen(cfg *config.Config, h ConnHandler, log *slog.Logger) (*ListenerSet, 
 		bl, err := st.bind(st.addr)
 		if err != nil {
 			_ = s.Close() // the bind error is the one to report
-			return nil, fmt.Errorf("server: listener %s on %s: %w", st.kind, st.addr, err)
+			return nil, fmt.Errorf("host: listener %s on %s: %w", st.kind, st.addr, err)
 		}
 		s.listeners = append(s.listeners, bl)
 	}
@@ -128,7 +131,7 @@ func (s *ListenerSet) Close() error {
 	var errs []error
 	for _, bl := range s.listeners {
 		if err := bl.close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, fmt.Errorf("server: closing listener %s: %w", bl.kind, err))
+			errs = append(errs, fmt.Errorf("host: closing listener %s: %w", bl.kind, err))
 		}
 	}
 	s.mu.Unlock()

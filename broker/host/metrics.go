@@ -19,8 +19,8 @@ var knownDropReasons = []string{
 	engine.DropTooLarge, engine.DropQoS0Offline, engine.DropSessionExpired, engine.DropNotAuthorized, engine.DropReadDenied,
 }
 
-// Metric descriptions. Every value is read from Server.Stats() (and the
-// shell's state) at scrape time: nothing is double-counted or cached.
+// Metric descriptions. Every value is read from the engine's Stats() (and
+// the host's state) at scrape time: nothing is double-counted or cached.
 var (
 	descConnections = prometheus.NewDesc("bollard_connections",
 		"Open client connections (after CONNECT).", nil, nil)

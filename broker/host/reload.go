@@ -15,7 +15,7 @@ import (
 // DefaultReloadInterval is how often the config file is polled.
 const DefaultReloadInterval = time.Second
 
-// Reconfigurable applies a new configuration's hot fields. *Server
+// Reconfigurable applies a new configuration's hot fields. *engine.Server
 // implements it. ApplyConfig applies all of cfg or, returning an error,
 // nothing.
 type Reconfigurable interface {
@@ -137,7 +137,7 @@ func (r *Reloader) Trigger() {
 func (r *Reloader) Check() error {
 	b, err := os.ReadFile(r.path)
 	if err != nil {
-		return r.fail(fmt.Errorf("server: reload: %w", err))
+		return r.fail(fmt.Errorf("host: reload: %w", err))
 	}
 	sum := sha256.Sum256(b)
 	r.mu.Lock()
@@ -164,12 +164,12 @@ func (r *Reloader) Check() error {
 func (r *Reloader) parse(b []byte) (*config.Config, error) {
 	cfg, err := config.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("server: reload %s: %w", r.path, err)
+		return nil, fmt.Errorf("host: reload %s: %w", r.path, err)
 	}
 	if r.opts.Overrides != nil {
 		r.opts.Overrides(cfg)
 		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("server: reload %s: %w", r.path, err)
+			return nil, fmt.Errorf("host: reload %s: %w", r.path, err)
 		}
 	}
 	return cfg, nil

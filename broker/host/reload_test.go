@@ -282,7 +282,7 @@ func TestReloadReportsRefusedGeneration(t *testing.T) {
 func TestReloadReportsEngineRefusal(t *testing.T) {
 	f := newReloadFixture(t, "configGeneration: 1\n", nil)
 	f.eng.mu.Lock()
-	f.eng.refuse = errors.New("server: auth: cannot load users")
+	f.eng.refuse = errors.New("host: auth: cannot load users")
 	f.eng.mu.Unlock()
 	f.write(t, "configGeneration: 2\nlogLevel: debug\n")
 	if err := f.r.Check(); err == nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/bollard-io/bollard/broker/engine"
 )
 
-// drainGrace is how long past its timeout a Drain may run before the shell
+// drainGrace is how long past its timeout a Drain may run before the host
 // stops waiting and closes the store anyway (commits then fail, so nothing
 // unacknowledged is lost; acknowledged messages are already durable).
 const drainGrace = 5 * time.Second
@@ -23,7 +23,8 @@ const drainGrace = 5 * time.Second
 // adminShutdownTimeout bounds the wait for admin requests in progress.
 const adminShutdownTimeout = 2 * time.Second
 
-// Engine is the broker as the shell runs it. *Server implements it.
+// Engine is the broker engine as the Runner hosts it. *engine.Server
+// implements it.
 type Engine interface {
 	ConnHandler
 	AdminBackend
@@ -161,7 +162,7 @@ func (r *Runner) start(ctx context.Context) error {
 	r.mu.Unlock()
 	t0 := time.Now()
 	if err := r.e.Start(ctx); err != nil {
-		return fmt.Errorf("server: recovery: %w", err)
+		return fmt.Errorf("host: recovery: %w", err)
 	}
 	r.log.Info("recovered state from the store", "took", time.Since(t0).String())
 	ls.Serve()
@@ -249,7 +250,7 @@ func (r *Runner) closeStore() error {
 		return nil
 	}
 	if err := r.o.Store.Close(); err != nil {
-		return fmt.Errorf("server: closing the store: %w", err)
+		return fmt.Errorf("host: closing the store: %w", err)
 	}
 	return nil
 }
@@ -363,5 +364,5 @@ func (r *Runner) logAdminAuth(a *AdminAuth) {
 	}
 }
 
-// The shell drives the real Server through Engine.
+// The host drives the real engine through Engine.
 var _ Engine = (*engine.Server)(nil)

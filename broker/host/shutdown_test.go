@@ -260,7 +260,7 @@ func TestRunnerStartFailure(t *testing.T) {
 	st := &fakeStore{}
 	r := NewRunner(eng, RunOptions{Config: loopbackConfig(), Logger: testLogger(t), Store: st})
 	err := r.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "server: recovery") || !strings.Contains(err.Error(), "torn record") {
+	if err == nil || !strings.Contains(err.Error(), "host: recovery") || !strings.Contains(err.Error(), "torn record") {
 		t.Fatalf("Run = %v", err)
 	}
 	if st.closed.Load() != 1 {
