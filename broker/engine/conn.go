@@ -176,6 +176,14 @@ func (c *conn) claimed() bool {
 
 // connect reads and handles CONNECT; false: the connection is refused.
 func (c *conn) connect() bool {
+	cp := c.readConnect()
+	return cp != nil && c.handleConnect(cp)
+}
+
+// readConnect reads the first packet within limits.connectTimeout and
+// returns it if it is a CONNECT; nil: the connection is refused (a
+// CONNECT that fails to decode is answered when its version allows).
+func (c *conn) readConnect() *packet.Connect {
 	cfg := c.srv.config()
 	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
 	c.r.Options = decodeOptions(cfg)
@@ -189,9 +197,9 @@ func (c *conn) connect() bool {
 			c.refuse(packet.ReasonCodeOf(err))
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
-		return false
+		return nil
 	}
-	return cp != nil && c.handleConnect(cp)
+	return cp
 }
 
 // protect runs f and recovers a panic in it (see recovered); ok is false

@@ -247,14 +247,20 @@ func (c *conn) connack(p *packet.Connect, cfg *config.Config, present, assigned 
 
 // refuse answers CONNECT with an error code and ends the connection.
 func (c *conn) refuse(rc packet.ReasonCode) {
+	c.sendRefusal(&packet.Connack{ReasonCode: rc})
+}
+
+// sendRefusal writes ack, a CONNACK that refuses the connection, in the
+// form c.version allows (see refusalVersion).
+func (c *conn) sendRefusal(ack *packet.Connack) {
+	rc := ack.ReasonCode
 	c.log.Info("connection refused", "client", c.clientID, "remote", c.nc.RemoteAddr(), "reason", rc)
 	version, ok := refusalVersion(c.version, rc)
 	if !ok {
 		return
 	}
-	ack := &packet.Connack{ReasonCode: rc}
 	if version < packet.V5 {
-		ack.ReasonCode = packet.LegacyConnackCode(rc)
+		ack.ReasonCode, ack.Properties = packet.LegacyConnackCode(rc), packet.Properties{}
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if err := packet.Write(c.nc, ack, version); err != nil {

@@ -111,27 +111,6 @@ func (c *slowCloseConn) Close() error {
 	return c.Conn.Close()
 }
 
-// serveSlowClose serves the connections of a listener of its own on b's
-// engine as slowCloseConns and returns the listener's address.
-func serveSlowClose(t *testing.T, b *testBroker) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { b.srv.ServeConn(&slowCloseConn{Conn: nc}) })
-		}
-	})
-	t.Cleanup(func() { _ = ln.Close(); b.stop(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 // TestHangSlowCloseOnCommitter: a client that publishes QoS 1 but never
 // reads overflows its outbound buffer with PUBACKs, which the committer
 // queues. Closing that connection used to run a WebSocket's close
@@ -144,7 +123,8 @@ func TestHangSlowCloseOnCommitter(t *testing.T) {
 	cfg.Queues.MaxQueuedBytes = 1 << 30 // the big delivery must not be dropped
 	cfg.Queues.MaxQueuedMessages = 1 << 20
 	b := startBroker(t, cfg)
-	ws := dialRaw(t, serveSlowClose(t, b), packet.V311).nc
+	addr := listenWith(t, func(nc net.Conn) { b.srv.ServeConn(&slowCloseConn{Conn: nc}) })
+	ws := dialRaw(t, addr, packet.V311).nc
 	slow := &rawClient{t: t, nc: ws, r: packet.NewReader(ws, packet.V311, 0), version: packet.V311}
 	slow.connect(&packet.Connect{ClientID: "slow", CleanStart: false, KeepAlive: 0})
 	slow.subscribe(1, 0, packet.Subscription{Filter: "loop/#", QoS: 1})

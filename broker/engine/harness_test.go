@@ -136,6 +136,29 @@ func (b *testBroker) stop() {
 	})
 }
 
+// listenWith accepts connections on a loopback listener of its own and
+// hands each to serve on a goroutine; it returns the listener's address.
+// The test's cleanup closes the listener and waits for every serve.
+func listenWith(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { serve(nc) })
+		}
+	})
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
 // testWriter sends log output to t.Log.
 type testWriter struct{ t testing.TB }
 

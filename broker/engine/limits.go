@@ -41,6 +41,9 @@ const (
 	// times limits.maxKeepAlive, which the broker enforced instead of the
 	// longer (or zero) keep alive the client asked for.
 	LimitKeepAlive = "keep_alive"
+	// LimitNotServing: a connection refused because this member does not
+	// serve MQTT clients now (RefuseConn: CONNACK 0x9C Use another server).
+	LimitNotServing = "not_serving"
 )
 
 // knownLimits are exported at zero before the first refusal.
@@ -52,6 +55,7 @@ var knownLimits = []string{
 	LimitRetained,
 	LimitInboundQoS2,
 	LimitKeepAlive,
+	LimitNotServing,
 }
 
 // LimitNames lists the known limits and any other counted one, sorted, so

@@ -55,6 +55,8 @@ type Server struct {
 	conns      map[*conn]struct{}
 
 	logins loginGuard // CONNECT password checks: concurrency cap, back-off
+	// refusing counts the connections RefuseConn holds open.
+	refusing atomic.Int64
 
 	started  atomic.Bool
 	draining atomic.Bool

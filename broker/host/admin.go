@@ -54,6 +54,8 @@ type AdminConfig struct {
 	Drain func()
 	// Draining reports whether a drain started; nil means never.
 	Draining func() bool
+	// Role says whether this member serves clients; nil means Single.
+	Role Role
 	// Reload reports the config reloader's state; nil when no config file
 	// is watched.
 	Reload func() ReloadStatus
@@ -125,6 +127,9 @@ func NewAdminHandler(c AdminConfig) http.Handler {
 	if c.Draining == nil {
 		c.Draining = func() bool { return false }
 	}
+	if c.Role == nil {
+		c.Role = Single{}
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -154,11 +159,15 @@ func (a *admin) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz answers 200 only once the store is recovered and the listeners
-// accept, and 503 again from the moment a drain starts.
+// accept, while the Role serves clients, and 503 again from the moment a
+// drain starts.
 func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) {
+	serving, _ := a.cfg.Role.Serving()
 	switch {
 	case a.cfg.Draining():
 		writeText(w, http.StatusServiceUnavailable, "not ready: draining")
+	case !serving:
+		writeText(w, http.StatusServiceUnavailable, "not ready: not serving clients")
 	case !a.cfg.Ready():
 		writeText(w, http.StatusServiceUnavailable, "not ready: starting")
 	default:

@@ -22,7 +22,8 @@ type fakeEngine struct {
 	stats    engine.Stats
 	sessions []engine.SessionInfo
 	applied  []*config.Config
-	refuse   error // when set, ApplyConfig refuses every config
+	refuse   error    // when set, ApplyConfig refuses every config
+	refused  []string // the server references RefuseConn was given
 
 	started    atomic.Bool
 	draining   atomic.Bool
@@ -37,6 +38,20 @@ type fakeEngine struct {
 func (f *fakeEngine) ServeConn(c net.Conn) {
 	f.served.Add(1)
 	_ = c.Close()
+}
+
+// RefuseConn records the server reference the refused connection got.
+func (f *fakeEngine) RefuseConn(c net.Conn, serverReference string) {
+	f.mu.Lock()
+	f.refused = append(f.refused, serverReference)
+	f.mu.Unlock()
+	_ = c.Close()
+}
+
+func (f *fakeEngine) refusedRefs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.refused...)
 }
 
 func (f *fakeEngine) Ready() bool { return f.started.Load() && !f.draining.Load() }

@@ -33,15 +33,22 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	poll.Wait(t, d, 5*time.Millisecond, what, cond)
 }
 
-// startEngine runs a real engine over a memory store, for the tests of
-// what the host's listeners hand it; the test's cleanup drains it.
-func startEngine(t *testing.T, cfg *config.Config) *engine.Server {
+// newEngine builds a real engine over a memory store (durability none).
+func newEngine(t *testing.T, cfg *config.Config) *engine.Server {
 	t.Helper()
 	cfg.Durability.Mode, cfg.DataDir = config.DurabilityNone, ""
 	e, err := engine.New(cfg, memstore.New(), engine.WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// startEngine runs a real engine, for the tests of what the host's
+// listeners hand it; the test's cleanup drains it.
+func startEngine(t *testing.T, cfg *config.Config) *engine.Server {
+	t.Helper()
+	e := newEngine(t, cfg)
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ const adminShutdownTimeout = 2 * time.Second
 // implements it.
 type Engine interface {
 	ConnHandler
+	ConnRefuser
 	AdminBackend
 	Reconfigurable
 	Start(ctx context.Context) error
@@ -51,6 +52,9 @@ type RunOptions struct {
 	Store io.Closer
 	// ReloadInterval is the config poll period; 0 means the default.
 	ReloadInterval time.Duration
+	// Role decides whether the engine serves the clients the listeners
+	// accept; nil means Single (always).
+	Role Role
 }
 
 // Runner sequences a broker process around an Engine: admin endpoint,
@@ -86,6 +90,9 @@ type Runner struct {
 func NewRunner(e Engine, o RunOptions) *Runner {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Role == nil {
+		o.Role = Single{}
 	}
 	r := &Runner{
 		e: e, o: o, log: o.Logger, started: time.Now(),
@@ -153,7 +160,7 @@ func (r *Runner) start(ctx context.Context) error {
 		r.admin = a
 		r.mu.Unlock()
 	}
-	ls, err := Listen(r.o.Config, r.e, r.log)
+	ls, err := Listen(r.o.Config, roleGate{role: r.o.Role, e: r.e}, r.log)
 	if err != nil {
 		return err
 	}
@@ -291,10 +298,11 @@ func (r *Runner) drainTimeout() time.Duration {
 	return r.o.Config.DrainTimeout.D()
 }
 
-// Ready reports whether the broker is recovered, accepting and not
-// draining: what /readyz answers.
+// Ready reports whether the broker is recovered, accepting, serving
+// clients (its Role) and not draining: what /readyz answers.
 func (r *Runner) Ready() bool {
-	return r.accepting.Load() && !r.draining.Load() && r.e.Ready()
+	serving, _ := r.o.Role.Serving()
+	return serving && r.accepting.Load() && !r.draining.Load() && r.e.Ready()
 }
 
 // Draining reports whether a drain started.
@@ -340,6 +348,7 @@ func (r *Runner) AdminHandler() http.Handler {
 		Ready:    r.Ready,
 		Drain:    r.StartDrain,
 		Draining: r.Draining,
+		Role:     r.o.Role,
 		Log:      r.log,
 	}
 	r.mu.Lock()

@@ -48,10 +48,18 @@ func loopbackConfig() *config.Config {
 	return c
 }
 
-func startRunner(t *testing.T, cfg *config.Config, eng *fakeEngine) *runnerFixture {
+// startRunner runs a Runner over eng; opts change its RunOptions.
+func startRunner(t *testing.T, cfg *config.Config, eng Engine, opts ...func(*RunOptions)) *runnerFixture {
 	t.Helper()
-	f := &runnerFixture{eng: eng, st: &fakeStore{eng: eng}, done: make(chan error, 1)}
-	f.r = NewRunner(eng, RunOptions{Config: cfg, Logger: testLogger(t), Version: "test", Store: f.st})
+	f := &runnerFixture{st: &fakeStore{}, done: make(chan error, 1)}
+	if fe, ok := eng.(*fakeEngine); ok {
+		f.eng, f.st.eng = fe, fe
+	}
+	o := RunOptions{Config: cfg, Logger: testLogger(t), Version: "test", Store: f.st}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	f.r = NewRunner(eng, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	go func() { f.done <- f.r.Run(ctx) }()

@@ -1,0 +1,39 @@
+package host
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+// TestMemoryLimitFollowsConfig: limits.memoryLimit is the process's soft
+// memory limit from the Runner's start, follows every applied reload, and
+// 0 gives the runtime's own setting back.
+func TestMemoryLimitFollowsConfig(t *testing.T) {
+	initial := initialMemoryLimit()
+	t.Cleanup(func() { applyMemoryLimit(0) })
+	current := func() int64 { return debug.SetMemoryLimit(-1) }
+
+	cfg := loopbackConfig()
+	cfg.Limits.MemoryLimit = 64 << 20
+	f := startRunner(t, cfg, newFakeEngine())
+	<-f.r.ReadyC()
+	if got := current(); got != 64<<20 {
+		t.Fatalf("after start: memory limit %d, want %d", got, 64<<20)
+	}
+
+	rf := newReloadFixture(t, "configGeneration: 1\n", nil)
+	rf.write(t, "configGeneration: 2\nlimits:\n  memoryLimit: 100663296\n")
+	if err := rf.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := current(); got != 96<<20 {
+		t.Fatalf("after a reload: memory limit %d, want %d", got, 96<<20)
+	}
+	rf.write(t, "configGeneration: 3\n")
+	if err := rf.r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := current(); got != initial {
+		t.Fatalf("after memoryLimit 0: memory limit %d, want the runtime's %d", got, initial)
+	}
+}
