@@ -76,7 +76,7 @@ type Config struct {
 	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout" reload:"hot"`
 	// Cluster makes the broker one member of a replicated cluster; with no
 	// memberID it is a single node (see docs/durability.md, "Replication").
-	Cluster Cluster `yaml:"cluster" json:"cluster"`
+	Cluster Cluster `yaml:"cluster,omitempty" json:"cluster,omitzero"`
 }
 
 // Cluster configures replication: every member keeps the whole state on

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -292,5 +294,27 @@ func TestClusterValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field+":") {
 			t.Errorf("%s: err = %v, want one naming %s", name, err, tc.field)
 		}
+	}
+}
+
+// A field at its zero value does not enter the restart hash: adding a
+// field to a later version rolls no broker that does not set it.
+func TestRestartHashIgnoresUnsetFields(t *testing.T) {
+	a := Default()
+	b := Default()
+	b.Cluster.Members = []ClusterMember{}
+	if RestartHash(a) != RestartHash(b) {
+		t.Fatal("an empty list changed the restart hash")
+	}
+	b.Cluster.MemberID = "b-0"
+	if RestartHash(a) == RestartHash(b) {
+		t.Fatal("a set restart field left the restart hash alone")
+	}
+	out, err := yaml.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "cluster") {
+		t.Fatalf("a single node's rendered config mentions the cluster:\n%s", out)
 	}
 }
