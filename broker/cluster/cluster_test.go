@@ -100,7 +100,7 @@ func (c *testCluster) leader() int {
 			if n == nil {
 				continue
 			}
-			if s, _ := n.Serving(); s.Serving {
+			if s, _ := n.State(); s.Serving {
 				idx = i
 				return true
 			}
@@ -163,7 +163,7 @@ func openSingle(t *testing.T, dir string) store.Store {
 		t.Fatal(err)
 	}
 	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
-		s, _ := n.Serving()
+		s, _ := n.State()
 		return s.Serving
 	})
 	return nodeStore{Store: n.Store(), n: n}
@@ -214,7 +214,7 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 			t.Fatalf("member %d holds %d entries (%v...)", i, len(got), got[:min(3, len(got))])
 		}
 	}
-	srv, _ := c.nodes[f].Serving()
+	srv, _ := c.nodes[f].State()
 	if srv.LeaderID != c.members[l].ID || srv.LeaderClientAddress != c.members[l].ClientAddress {
 		t.Fatalf("follower names leader %q at %q, want %q at %q", srv.LeaderID, srv.LeaderClientAddress, c.members[l].ID, c.members[l].ClientAddress)
 	}

@@ -170,7 +170,7 @@ func (t Timing) withDefaults() Timing {
 
 // Open starts a member: it opens the member's store (restoring the latest
 // snapshot if the store is behind it), joins Raft and starts replicating.
-// It returns before an election; watch Serving.
+// It returns before an election; watch State.
 func Open(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -357,12 +357,21 @@ func (n *Node) notifyLocked() {
 	n.changed = make(chan struct{})
 }
 
-// Serving returns whether this member serves, and a channel closed at the
+// State returns whether this member serves, and a channel closed at the
 // next change.
-func (n *Node) Serving() (Serving, <-chan struct{}) {
+func (n *Node) State() (Serving, <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.serving, n.changed
+}
+
+// Serving reports whether this member serves MQTT clients now and, when it
+// does not, the leader's client address to send them to ("" when
+// unknown). It is the broker host's Role.
+func (n *Node) Serving() (bool, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.serving.Serving, n.serving.LeaderClientAddress
 }
 
 // Store is the member's store.Store: reads are local; Commit replicates
@@ -463,7 +472,7 @@ type Status struct {
 
 // Status reports the member's view; it is cheap enough for every scrape.
 func (n *Node) Status() Status {
-	srv, _ := n.Serving()
+	srv, _ := n.State()
 	stats := n.raft.Stats()
 	num := func(k string) uint64 { v, _ := strconv.ParseUint(stats[k], 10, 64); return v }
 	s := Status{
