@@ -397,7 +397,7 @@ func (n *Node) TransferLeadership() error {
 // (call RemoveMember, or AddMember again).
 func (n *Node) AddMember(ctx context.Context, m Member) error {
 	if m.ID == "" || m.RaftAddress == "" {
-		return errors.New("cluster: a member needs an ID and a replication address")
+		return fmt.Errorf("%w: a member needs an ID and a replication address", ErrInvalidMember)
 	}
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
@@ -430,8 +430,15 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 	return nil
 }
 
+// ErrInvalidMember is returned for a membership change that names no
+// usable member.
+var ErrInvalidMember = errors.New("cluster: invalid member")
+
 // RemoveMember removes a member through the log (on the leader).
 func (n *Node) RemoveMember(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: no member ID", ErrInvalidMember)
+	}
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}

@@ -244,6 +244,16 @@ func (c *Config) validateCluster(v *validator) {
 	v.check(cl.SnapshotEvery >= 0 && cl.SnapshotEvery <= 10_000_000, "cluster.snapshotEvery", "must be between 0 (the default) and 10000000, got %d", cl.SnapshotEvery)
 }
 
+// CheckClusterMember checks a member the way cluster.members entries are
+// checked; the admin endpoint applies it to members added at run time.
+func CheckClusterMember(m ClusterMember) error {
+	var v validator
+	v.check(validMemberID(m.ID), "id", "must be 1-63 characters of a-z, 0-9, '-' and '.', got %q", m.ID)
+	v.check(validHostPort(m.RaftAddress), "raftAddress", "must be host:port, got %q", m.RaftAddress)
+	v.check(m.ClientAddress == "" || validHostPort(m.ClientAddress), "clientAddress", "must be host:port, got %q", m.ClientAddress)
+	return errors.Join(v.errs...)
+}
+
 func validMemberID(id string) bool {
 	if id == "" || len(id) > 63 {
 		return false

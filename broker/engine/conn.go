@@ -365,6 +365,12 @@ func (c *conn) onDisconnect(p *packet.Disconnect) {
 
 // kick ends the connection from the server side, telling 5.0 clients why.
 func (c *conn) kick(rc packet.ReasonCode) {
+	c.kickWith(&packet.Disconnect{ReasonCode: rc})
+}
+
+// kickWith is kick with a DISCONNECT of the caller's, properties included.
+func (c *conn) kickWith(d *packet.Disconnect) {
+	rc := d.ReasonCode
 	if !c.connected.Load() {
 		c.closeNow() // no writer yet: unblock the CONNECT read
 		return
@@ -373,9 +379,10 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		if !rc.ValidFor(packet.DISCONNECT, packet.V5) {
 			// CONNECT-only codes (a bad second CONNECT): the packet itself
 			// is the violation [MQTT-3.1.0-2].
-			rc = packet.ProtocolError
+			d = &packet.Disconnect{ReasonCode: packet.ProtocolError}
 		}
-		c.queueControl(&packet.Disconnect{ReasonCode: rc})
+		dd := *d // one copy per connection's writer
+		c.queueControl(&dd)
 	}
 	c.close()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/auth"
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
@@ -204,6 +205,22 @@ func (s *Server) Ready() bool { return s.started.Load() && !s.draining.Load() }
 // commits and the expiry sweeper, until ctx is done. The caller closes the
 // store afterwards.
 func (s *Server) Drain(ctx context.Context) error {
+	return s.drain(ctx, &packet.Disconnect{ReasonCode: reasonShuttingDown})
+}
+
+// Handover is Drain for a member that stops serving while the broker goes
+// on elsewhere (replication: leadership moved to another member). 5.0
+// clients get DISCONNECT 0x9C Use another server with serverReference as
+// the Server Reference (0x8B Server shutting down when it is "").
+func (s *Server) Handover(ctx context.Context, serverReference string) error {
+	d := &packet.Disconnect{ReasonCode: reasonShuttingDown}
+	if serverReference != "" {
+		d.ReasonCode, d.Properties.ServerReference = packet.UseAnotherServer, &serverReference
+	}
+	return s.drain(ctx, d)
+}
+
+func (s *Server) drain(ctx context.Context, d *packet.Disconnect) error {
 	if !s.started.Load() {
 		s.draining.Store(true)
 		return ErrNotStarted
@@ -218,7 +235,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.kick(reasonShuttingDown)
+		c.kickWith(d)
 	}
 	err := s.waitConns(ctx)
 	s.sweep.stop()

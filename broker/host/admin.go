@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/engine"
 )
 
@@ -63,6 +64,9 @@ type AdminConfig struct {
 	Log *slog.Logger
 	// Auth guards /v1/*; nil refuses every /v1/* request (403).
 	Auth *AdminAuth
+	// Cluster is the replication side of a cluster member; nil for a
+	// single node. It adds /v1/cluster* and the bollard_cluster_* metrics.
+	Cluster ClusterAdmin
 }
 
 // Status is the JSON body of /v1/status. The operator reads
@@ -99,6 +103,9 @@ type Status struct {
 	// Storage is the store budget and the disk; the operator sets the
 	// StoragePressure condition from Storage.Pressure.
 	Storage engine.StorageStats `json:"storage"`
+
+	// Cluster is this member's view of replication (cluster members only).
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
@@ -149,6 +156,7 @@ func NewAdminHandler(c AdminConfig) http.Handler {
 	v1.HandleFunc("GET /v1/sessions", a.sessions)
 	v1.HandleFunc("GET /v1/sessions/{id}", a.session)
 	v1.HandleFunc("POST /v1/drain", a.drain)
+	a.clusterRoutes(v1)
 	mux.Handle("/v1/", c.Auth.guard(v1.ServeHTTP))
 	return mux
 }
@@ -204,6 +212,10 @@ func (a *admin) snapshot() Status {
 		s.LastReloadTime = r.LastReloadTime
 		s.RefusedConfigGeneration, s.RefusedConfigError = r.RefusedGeneration, r.RefusedError
 		s.ConfigFile = r.ConfigFile
+	}
+	if a.cfg.Cluster != nil {
+		cs := a.cfg.Cluster.Status()
+		s.Cluster = &cs
 	}
 	return s
 }

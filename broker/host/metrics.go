@@ -84,9 +84,17 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range connDescs {
 		ch <- d
 	}
+	if c.cfg.Cluster != nil {
+		for _, d := range clusterDescs {
+			ch <- d
+		}
+	}
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.cfg.Cluster != nil {
+		collectCluster(c.cfg.Cluster, ch)
+	}
 	st := c.cfg.Backend.Stats()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)

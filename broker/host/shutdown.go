@@ -55,6 +55,9 @@ type RunOptions struct {
 	// Role decides whether the engine serves the clients the listeners
 	// accept; nil means Single (always).
 	Role Role
+	// Cluster is the replication side of a cluster member, for the admin
+	// endpoint; nil for a single node.
+	Cluster ClusterAdmin
 }
 
 // Runner sequences a broker process around an Engine: admin endpoint,
@@ -349,6 +352,7 @@ func (r *Runner) AdminHandler() http.Handler {
 		Drain:    r.StartDrain,
 		Draining: r.Draining,
 		Role:     r.o.Role,
+		Cluster:  r.o.Cluster,
 		Log:      r.log,
 	}
 	r.mu.Lock()

@@ -79,6 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger) int {
 	log.Info("starting bollard", "version", version, "configFile", fl.configFile,
 		"dataDir", dataDirForLog(cfg), "durability", cfg.Durability.Mode, "anonymous", cfg.AnonymousAllowed())
+	if cfg.Cluster.Enabled() {
+		return serveMember(cfg, fl, level, log)
+	}
 	st, err := openStore(cfg, log)
 	if err != nil {
 		log.Error("cannot open the store; not starting. The store is never reset automatically: "+
@@ -170,6 +173,11 @@ type flags struct {
 	durability     string
 	allowAnonymous bool
 	logLevel       string
+	clusterMember  string
+	clusterBind    string
+	clusterMembers string
+	clusterSecret  string
+	clusterBoot    bool
 	set            map[string]bool
 }
 
@@ -193,6 +201,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.durability, "durability", "", "durability `mode`: sync (default), interval or none")
 	fs.BoolVar(&f.allowAnonymous, "allow-anonymous", false, "admit clients without a username")
 	fs.StringVar(&f.logLevel, "log-level", "", "log `level`: debug, info (default), warn or error")
+	fs.StringVar(&f.clusterMember, "cluster-member-id", "", "this member's `id` in a replicated cluster (cluster.memberID; none: a single node)")
+	fs.StringVar(&f.clusterBind, "cluster-bind", "", "replication listen `address` (cluster.bind)")
+	fs.StringVar(&f.clusterMembers, "cluster-members", "", "cluster `members` as id=raftAddress[=clientAddress],... (cluster.members)")
+	fs.StringVar(&f.clusterSecret, "cluster-secret-file", "", "`file` holding the replication secret, 32 bytes or more (cluster.secretFile)")
+	fs.BoolVar(&f.clusterBoot, "cluster-bootstrap", false, "form the cluster from the members when this member has no state (cluster.bootstrap)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bollard [flags]\n       bollard version\n\nflags:\n")
 		fs.PrintDefaults()
@@ -227,6 +240,11 @@ func (f *flags) check() error {
 	}
 	if f.set["data-dir"] && f.dataDir == "" {
 		errs = append(errs, errors.New("--data-dir: must not be empty"))
+	}
+	if f.set["cluster-members"] {
+		if _, err := parseMembers(f.clusterMembers); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-members: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -284,4 +302,37 @@ func (f *flags) apply(cfg *config.Config) {
 	if f.set["log-level"] {
 		cfg.LogLevel = f.logLevel
 	}
+	if f.set["cluster-member-id"] {
+		cfg.Cluster.MemberID = f.clusterMember
+	}
+	if f.set["cluster-bind"] {
+		cfg.Cluster.Bind = f.clusterBind
+	}
+	if f.set["cluster-members"] {
+		cfg.Cluster.Members, _ = parseMembers(f.clusterMembers) // checked by check
+	}
+	if f.set["cluster-secret-file"] {
+		cfg.Cluster.SecretFile = f.clusterSecret
+	}
+	if f.set["cluster-bootstrap"] {
+		cfg.Cluster.Bootstrap = f.clusterBoot
+	}
+}
+
+// parseMembers reads "id=raftAddress[=clientAddress],...". The addresses
+// are checked with the rest of the config.
+func parseMembers(v string) ([]config.ClusterMember, error) {
+	var out []config.ClusterMember
+	for _, item := range strings.Split(v, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "=")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("want id=raftAddress[=clientAddress], got %q", item)
+		}
+		m := config.ClusterMember{ID: parts[0], RaftAddress: parts[1]}
+		if len(parts) == 3 {
+			m.ClientAddress = parts[2]
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }

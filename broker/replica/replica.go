@@ -1,0 +1,310 @@
+// Package replica is the broker engine of a cluster member, as the host
+// runs it: one engine per leadership term of this member.
+//
+// Only the leader serves MQTT clients. When this member becomes the
+// leader and has applied the whole log (cluster.Node's State), Engine
+// creates an engine.Server over the replicated store and starts it, which
+// recovers sessions, subscriptions, retained messages and inflight state
+// from the member's store exactly as a restart does; from then on the
+// connections the host accepts go to it. When the member stops leading,
+// that engine hands its clients over (MQTT 5.0: DISCONNECT 0x9C Use
+// another server naming the new leader) and is dropped: its memory is not
+// trusted for a later term, which recovers afresh. While it does not
+// lead, a never-started engine refuses clients (CONNACK 0x9C with the
+// leader's address, or 3.1.1 Server unavailable) and answers the admin
+// endpoint.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/cluster"
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/engine"
+)
+
+// leaderWait bounds how long a member that stopped leading waits to learn
+// the new leader's address before it disconnects its clients (they are
+// then told only that this server is shutting down).
+const leaderWait = 3 * time.Second
+
+// Node is what Engine needs of a cluster member; *cluster.Node implements it.
+type Node interface {
+	State() (cluster.Serving, <-chan struct{})
+	TransferLeadership() error
+}
+
+// Engine runs a cluster member's engines. It implements the host's Engine
+// contract; give the host the Node as its Role.
+type Engine struct {
+	node     Node
+	log      *slog.Logger
+	newTerm  func(cfg *config.Config) (*engine.Server, error)
+	refuser  *engine.Server
+	drainCap func() time.Duration
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	cur     *engine.Server // the engine of the term this member serves; nil while it does not
+	term    uint64
+	retired sync.WaitGroup // engines handing their clients over
+	stop    chan struct{}
+	stopped chan struct{}
+	started bool
+	stopOne sync.Once
+}
+
+// New prepares an Engine; newTerm builds the engine of a term over the
+// replicated store (engine.New with the member's options). The refuser is
+// built at once, so a bad configuration fails here.
+func New(cfg *config.Config, node Node, log *slog.Logger, newTerm func(cfg *config.Config) (*engine.Server, error)) (*Engine, error) {
+	refuser, err := newTerm(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		node: node, log: log, newTerm: newTerm, refuser: refuser, cfg: cfg.Clone(),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+	}, nil
+}
+
+// Start begins following the member's leadership and returns: unlike a
+// single node's, a member's recovery happens when it is elected.
+func (e *Engine) Start(context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("replica: already started")
+	}
+	e.started = true
+	go e.follow()
+	return nil
+}
+
+// follow starts an engine for every term this member serves and retires
+// it when the term ends.
+func (e *Engine) follow() {
+	defer close(e.stopped)
+	for {
+		st, changed := e.node.State()
+		e.mu.Lock()
+		cur, term := e.cur, e.term
+		e.mu.Unlock()
+		if cur != nil && (!st.Serving || st.Term != term) {
+			e.retire(cur, term)
+			cur = nil
+		}
+		if st.Serving && cur == nil {
+			e.begin(st.Term)
+			// Re-read the state: leadership may have moved during recovery.
+			continue
+		}
+		select {
+		case <-changed:
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+// begin recovers a new engine for term and makes it the one that serves.
+func (e *Engine) begin(term uint64) {
+	e.mu.Lock()
+	cfg := e.cfg
+	e.mu.Unlock()
+	t0 := time.Now()
+	srv, err := e.newTerm(cfg)
+	if err == nil {
+		err = srv.Start(context.Background())
+	}
+	if err != nil {
+		// A failed recovery (for example the store refused a write because
+		// leadership moved on) leaves the member refusing clients; the
+		// next change of state tries again.
+		e.log.Error("cannot serve this term", "term", term, "err", err)
+		if srv != nil {
+			_ = srv.Drain(context.Background())
+		}
+		return
+	}
+	e.mu.Lock()
+	e.cur, e.term = srv, term
+	e.mu.Unlock()
+	e.log.Info("serving MQTT clients", "term", term, "recovery", time.Since(t0).String())
+}
+
+// retire hands the clients of a term's engine over to the new leader.
+func (e *Engine) retire(srv *engine.Server, term uint64) {
+	e.mu.Lock()
+	if e.cur == srv {
+		e.cur = nil
+	}
+	e.mu.Unlock()
+	ref := e.leaderAddress()
+	e.log.Info("stopped serving MQTT clients; handing them over", "term", term, "leader", ref)
+	e.retired.Add(1)
+	go func() {
+		defer e.retired.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), e.drainTimeout())
+		defer cancel()
+		if err := srv.Handover(ctx, ref); err != nil && !errors.Is(err, engine.ErrNotStarted) {
+			e.log.Warn("handover of a term's clients", "term", term, "err", err)
+		}
+	}()
+}
+
+// leaderAddress waits a little for the member to learn the new leader.
+func (e *Engine) leaderAddress() string {
+	deadline := time.NewTimer(leaderWait)
+	defer deadline.Stop()
+	for {
+		st, changed := e.node.State()
+		if st.Serving || st.LeaderClientAddress != "" {
+			return st.LeaderClientAddress
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return ""
+		case <-e.stop:
+			return ""
+		}
+	}
+}
+
+func (e *Engine) drainTimeout() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.DrainTimeout.D()
+}
+
+// current is the serving engine, or nil.
+func (e *Engine) current() *engine.Server {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cur
+}
+
+// front is the engine that answers the admin endpoint: the serving one,
+// else the refuser.
+func (e *Engine) front() *engine.Server {
+	if c := e.current(); c != nil {
+		return c
+	}
+	return e.refuser
+}
+
+// ServeConn gives the connection to the serving engine, or refuses it.
+func (e *Engine) ServeConn(c net.Conn) {
+	if srv := e.current(); srv != nil {
+		srv.ServeConn(c)
+		return
+	}
+	st, _ := e.node.State()
+	e.refuser.RefuseConn(c, st.LeaderClientAddress)
+}
+
+// RefuseConn refuses the connection (the host's Role said this member
+// does not serve).
+func (e *Engine) RefuseConn(c net.Conn, serverReference string) {
+	e.refuser.RefuseConn(c, serverReference)
+}
+
+// Ready reports whether a term's engine serves.
+func (e *Engine) Ready() bool {
+	srv := e.current()
+	return srv != nil && srv.Ready()
+}
+
+// Stats, Sessions, Session and ConfigGeneration answer from the serving
+// engine; a member that does not serve holds no sessions in memory, and
+// says so through its role on /v1/status.
+func (e *Engine) Stats() engine.Stats { return e.front().Stats() }
+
+func (e *Engine) Sessions() []engine.SessionInfo { return e.front().Sessions() }
+
+func (e *Engine) Session(clientID string) (engine.SessionInfo, bool) {
+	return e.front().Session(clientID)
+}
+
+func (e *Engine) ConfigGeneration() int64 { return e.refuser.ConfigGeneration() }
+
+// ApplyConfig applies cfg to the refuser, to the serving engine and to the
+// engines of later terms.
+func (e *Engine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
+	restart, err := e.refuser.ApplyConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.cfg = cfg.Clone()
+	cur := e.cur
+	e.mu.Unlock()
+	if cur != nil {
+		if _, err := cur.ApplyConfig(cfg); err != nil {
+			return nil, fmt.Errorf("replica: serving engine: %w", err)
+		}
+	}
+	return restart, nil
+}
+
+// Drain is a member's graceful stop: a leader first hands leadership to a
+// follower (so its clients are told where to go and reconnect once), then
+// every engine hands its clients over, within ctx.
+func (e *Engine) Drain(ctx context.Context) error {
+	if st, _ := e.node.State(); st.Serving {
+		if err := e.node.TransferLeadership(); err != nil {
+			e.log.Warn("leadership transfer before stopping failed; clients are disconnected without a new leader", "err", err)
+		} else {
+			// follow retires the term's engine when the state changes.
+			e.waitRetired(ctx)
+		}
+	}
+	e.stopOne.Do(func() { close(e.stop) })
+	e.mu.Lock()
+	started := e.started
+	e.mu.Unlock()
+	if started {
+		<-e.stopped
+	}
+	var err error
+	if srv := e.current(); srv != nil {
+		e.mu.Lock()
+		e.cur = nil
+		e.mu.Unlock()
+		err = srv.Drain(ctx)
+	}
+	done := make(chan struct{})
+	go func() { e.retired.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("replica: drain: %w", ctx.Err())
+		}
+	}
+	_ = e.refuser.Drain(ctx) // never started: marks it draining
+	return err
+}
+
+// waitRetired waits until no term's engine serves (follow retired it).
+func (e *Engine) waitRetired(ctx context.Context) {
+	for {
+		st, changed := e.node.State()
+		if !st.Serving && e.current() == nil {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond): // follow updates cur after the state
+		}
+	}
+}
