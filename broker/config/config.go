@@ -111,6 +111,11 @@ type Cluster struct {
 	LeaderLeaseTimeout Duration `yaml:"leaderLeaseTimeout,omitempty" json:"leaderLeaseTimeout,omitempty" reload:"restart"`
 	// SnapshotEvery is the number of log entries between snapshots.
 	SnapshotEvery int `yaml:"snapshotEvery,omitempty" json:"snapshotEvery,omitempty" reload:"restart"`
+	// DialAddresses maps member IDs to the address this member dials them
+	// at, when it differs from their raftAddress (a NAT, or the fault-
+	// injecting proxies of the tests). The cluster configuration keeps
+	// the raftAddress.
+	DialAddresses map[string]string `yaml:"dialAddresses,omitempty" json:"dialAddresses,omitempty" reload:"restart"`
 }
 
 // ClusterMember is one member of a cluster.

@@ -285,6 +285,8 @@ func TestClusterValidation(t *testing.T) {
 		"too many members":       {func(c *Config) { c.Cluster.Members = append(c.Cluster.Members, make([]ClusterMember, 6)...) }, "cluster.members"},
 		"lease over heartbeat":   {func(c *Config) { c.Cluster.LeaderLeaseTimeout = Duration(2 * time.Second) }, "cluster.leaderLeaseTimeout"},
 		"heartbeat too short":    {func(c *Config) { c.Cluster.HeartbeatTimeout = Duration(time.Millisecond) }, "cluster.heartbeatTimeout"},
+		"dial unknown member":    {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"zz": "h:1"} }, "cluster.dialAddresses[zz]"},
+		"dial bad address":       {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"b-1": "h"} }, "cluster.dialAddresses[b-1]"},
 		"negative snapshotEvery": {func(c *Config) { c.Cluster.SnapshotEvery = -1 }, "cluster.snapshotEvery"},
 	}
 	for name, tc := range cases {

@@ -208,7 +208,7 @@ const maxClusterMembers = 7
 func (c *Config) validateCluster(v *validator) {
 	cl := c.Cluster
 	if !cl.Enabled() {
-		v.check(cl.Bind == "" && len(cl.Members) == 0 && !cl.Bootstrap && cl.SecretFile == "", "cluster.memberID",
+		v.check(cl.Bind == "" && len(cl.Members) == 0 && !cl.Bootstrap && cl.SecretFile == "" && len(cl.DialAddresses) == 0, "cluster.memberID",
 			"is required when any other cluster field is set")
 		return
 	}
@@ -230,6 +230,12 @@ func (c *Config) validateCluster(v *validator) {
 		self = self || m.ID == cl.MemberID
 	}
 	v.check(self, "cluster.members", "must include this member (%q)", cl.MemberID)
+	v.check(len(cl.DialAddresses) <= maxClusterMembers, "cluster.dialAddresses", "must have at most %d entries, got %d", maxClusterMembers, len(cl.DialAddresses))
+	for id, a := range cl.DialAddresses {
+		f := "cluster.dialAddresses[" + id + "]"
+		v.check(seen[id], f, "names no member of cluster.members")
+		v.check(validHostPort(a), f, "must be host:port, got %q", a)
+	}
 	timeout := func(field string, d Duration, lo time.Duration) {
 		v.check(d == 0 || (d.D() >= lo && d.D() <= time.Minute), field, "must be 0 (the default) or between %s and 1m, got %s", lo, d)
 	}
