@@ -43,11 +43,10 @@ type Node interface {
 // Engine runs a cluster member's engines. It implements the host's Engine
 // contract; give the host the Node as its Role.
 type Engine struct {
-	node     Node
-	log      *slog.Logger
-	newTerm  func(cfg *config.Config) (*engine.Server, error)
-	refuser  *engine.Server
-	drainCap func() time.Duration
+	node    Node
+	log     *slog.Logger
+	newTerm func(cfg *config.Config) (*engine.Server, error)
+	refuser *engine.Server
 
 	mu      sync.Mutex
 	cfg     *config.Config

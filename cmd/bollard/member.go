@@ -108,4 +108,3 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 	}
 	return c, nil
 }
-

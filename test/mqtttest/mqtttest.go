@@ -17,7 +17,7 @@ import (
 // Dial connects a 5.0 client to addr. expiry > 0 makes the session
 // persistent; clean starts a new session. onMsg, when set, sees every
 // PUBLISH before paho acknowledges it. A CONNACK with an error reason code
-// is returned with an error.
+// is returned with an error (a nil CONNACK when none arrived).
 func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, error) {
 	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -39,7 +39,9 @@ func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32,
 	ack, err := c.Connect(cctx, cp)
 	if err != nil {
 		_ = conn.Close()
-		return nil, nil, fmt.Errorf("mqtttest: connect %s: %w", clientID, err)
+		// paho reports a refusing CONNACK as an error too: keep the
+		// CONNACK (its reason code, its Server Reference) for the caller.
+		return nil, ack, fmt.Errorf("mqtttest: connect %s: %w", clientID, err)
 	}
 	if ack.ReasonCode >= 0x80 {
 		_ = conn.Close()
