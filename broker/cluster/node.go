@@ -15,7 +15,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
@@ -102,7 +101,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  *trackingTransport
 	stream *streamLayer
-	logs   *raftboltdb.BoltStore
+	logs   *logStore
 	snaps  *raft.FileSnapshotStore
 	st     *replStore
 	track  tracker
@@ -201,9 +200,9 @@ func (n *Node) open() error {
 	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
 
 	var err error
-	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	n.logs, err = openLogStore(filepath.Join(raftDir, "log"), n.log)
 	if err != nil {
-		return fmt.Errorf("cluster: open the raft log: %w", err)
+		return err
 	}
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
 	if err != nil {

@@ -180,7 +180,12 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
 	}
-	f := s.raft.Apply(data, s.applyTimeout)
+	return applyOutcome(s.raft.Apply(data, s.applyTimeout))
+}
+
+// applyOutcome waits for an applied entry and turns Raft's outcome into
+// the store's.
+func applyOutcome(f raft.ApplyFuture) error {
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
@@ -195,6 +200,34 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 		return err
 	}
 	return nil
+}
+
+var _ store.Pipeliner = (*replStore)(nil)
+
+// CommitNoWait puts bs in the log as one entry (their operations in
+// order, applied atomically) and returns at once; wait returns when a
+// majority has it on disk and this member applied it, with Commit's
+// outcome. The engine's committer keeps several entries in flight, which
+// Raft writes and replicates together (one fsync per member for all of
+// them). Reads see the batch once wait returned. A refusal of the entry by
+// the store (found when it is applied) fails the whole group.
+func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func() error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("cluster: commit: %w", err)
+	}
+	b := bs[0]
+	if len(bs) > 1 {
+		b = &store.Batch{}
+		for _, x := range bs {
+			b.Ops = append(b.Ops, x.Ops...)
+		}
+	}
+	data, err := b.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
+	}
+	f := s.raft.Apply(data, s.applyTimeout)
+	return func() error { return applyOutcome(f) }, nil
 }
 
 // Close closes the local store. The Node closes Raft first.

@@ -1,0 +1,107 @@
+//go:build loadbench
+
+package load
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterBench compares a 3-member replicated bollard with a single
+// sync node in the same run (alternating, best of LOAD_REPEAT, default 3):
+// offline ingest (16 publishers -> 100 offline sessions, QoS 1, window
+// 20) and 1 -> 1 QoS 1 latency with 1 and 20 messages in flight. Goals
+// (issue 15): ingest >= 0.5x, window-1 p50 <= 2x the single node.
+//
+//	LOAD_CLUSTER_MESSAGES=N   ingest messages (default 40000)
+//	LOAD_REPORT=file          also write the Markdown table there
+func TestClusterBench(t *testing.T) {
+	bin, err := BuildBollard(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeat := envInt(t, "LOAD_REPEAT", 3)
+	ingestN := envInt(t, "LOAD_CLUSTER_MESSAGES", 40000)
+	pubsubN := envInt(t, "LOAD_CLUSTER_PUBSUB", 5000)
+	single := func(dir string) (Target, error) {
+		return NewBollard(BollardOptions{Binary: bin, Dir: dir, Durability: "sync", MaxInflight: 128})
+	}
+	three := func(dir string) (Target, error) {
+		return NewBollardCluster(ClusterOptions{Binary: bin, Dir: dir, Members: 3, MaxInflight: 128})
+	}
+	type row struct {
+		name, unit     string
+		higherIsBetter bool
+		run            func(ctx context.Context, tg Target) (float64, error)
+	}
+	ingest := func(ctx context.Context, tg Target) (float64, error) {
+		if err := CreateSessions(ctx, tg.Addr(), SessionSpec{Prefix: "in", Count: 100, Filter: func(int) string { return "load/in/#" }}); err != nil {
+			return 0, err
+		}
+		r, err := PublishAll(ctx, tg.Addr(), PublishSpec{
+			Publishers: 16, Messages: ingestN, Payload: payloadSize, Window: 20,
+			Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
+		})
+		return r.Rate(), err
+	}
+	latency := func(window int, p99 bool) func(ctx context.Context, tg Target) (float64, error) {
+		return func(ctx context.Context, tg Target) (float64, error) {
+			r, err := RunPubSub(ctx, tg.Addr(), PubSubSpec{Subscribers: 1, QoS: 1, Messages: pubsubN, Payload: payloadSize, Window: window, Timeout: 2 * time.Minute})
+			if p99 {
+				return ms(r.P99), err
+			}
+			return ms(r.P50), err
+		}
+	}
+	rows := []row{
+		{"ingest: 16 pubs -> 100 offline sessions, QoS 1 (msg/s)", "msg/s", true, ingest},
+		{"1 -> 1 QoS 1, window 1: p50 latency", "ms", false, latency(1, false)},
+		{"1 -> 1 QoS 1, window 20: p50 latency", "ms", false, latency(20, false)},
+	}
+	var out strings.Builder
+	out.WriteString("| scenario | single node (sync) | 3-member cluster | cluster / single |\n| --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		best := map[string]float64{}
+		for i := 0; i < repeat; i++ {
+			for _, f := range []struct {
+				name string
+				new  func(string) (Target, error)
+			}{{"single", single}, {"cluster", three}} {
+				v, err := runTarget(t, f.new, r.run)
+				if err != nil {
+					t.Errorf("%s on %s: %v", r.name, f.name, err)
+					continue
+				}
+				if b, ok := best[f.name]; !ok || (r.higherIsBetter && v > b) || (!r.higherIsBetter && v < b) {
+					best[f.name] = v
+				}
+			}
+		}
+		fmt.Fprintf(&out, "| %s | %.4g | %.4g | %.2f |\n", r.name, best["single"], best["cluster"], best["cluster"]/best["single"])
+	}
+	t.Logf("\n%s", out.String())
+	if p := os.Getenv("LOAD_REPORT"); p != "" {
+		if err := os.WriteFile(p, []byte(out.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func runTarget(t *testing.T, newTarget func(string) (Target, error), run func(context.Context, Target) (float64, error)) (float64, error) {
+	dir := t.TempDir()
+	tg, err := newTarget(dir)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := tg.Start(ctx); err != nil {
+		return 0, err
+	}
+	defer func() { _ = tg.Stop(context.Background()) }()
+	return run(ctx, tg)
+}
