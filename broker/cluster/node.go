@@ -246,6 +246,11 @@ func (n *Node) open() error {
 	// log over it skips what it already applied (ApplyReplicated), so a
 	// restart need not copy the latest snapshot back in.
 	rc.NoSnapshotRestoreOnStart = true
+	// Apply returns once the entry is queued, not once the leader's loop
+	// took it: the engine's committer can queue the next group while the
+	// leader fsyncs the previous ones, and the leader writes every queued
+	// entry with one fsync (group commit across log entries).
+	rc.BatchApplyCh = true
 
 	f := &fsm{st: n.st, dir: cfg.Dir, fatal: n.fail}
 	if cfg.Bootstrap {

@@ -230,6 +230,11 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	return func() error { return applyOutcome(f) }, nil
 }
 
+// PipelineDepth is how many committed groups the engine's committer may
+// keep in flight: a replicated commit passes the leader's fsync, the
+// network, a follower's fsync and the apply, each stage holding groups.
+func (s *replStore) PipelineDepth() int { return 16 }
+
 // Close closes the local store. The Node closes Raft first.
 func (s *replStore) Close() error {
 	s.mu.Lock()

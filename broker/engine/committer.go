@@ -231,8 +231,12 @@ func (c *committer) run() {
 // runPipelined gathers and applies groups and hands them to settle.
 func (c *committer) runPipelined(p store.Pipeliner) {
 	defer c.wg.Done()
-	pending := make(chan *flight, pipelineDepth)
-	free := make(chan *flight, pipelineDepth+2)
+	depth := pipelineDepth
+	if d, ok := p.(interface{ PipelineDepth() int }); ok {
+		depth = d.PipelineDepth() // a replicated store's commit has more stages to fill
+	}
+	pending := make(chan *flight, depth)
+	free := make(chan *flight, depth+2)
 	settled := make(chan struct{})
 	go c.settle(pending, free, settled)
 	for j := range c.ch {

@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
+)
+
+// BenchmarkCommitFanout commits what an ingest publish commits (one
+// message queued for 100 offline sessions) from 16 goroutines, through a
+// single Pebble store in sync mode and through a 3-member cluster (all in
+// this process, so the cluster's figure includes every member's work).
+func BenchmarkCommitFanout(b *testing.B) {
+	const sessions, workers = 100, 16
+	run := func(b *testing.B, st store.Store) {
+		ctx := context.Background()
+		setup := &store.Batch{}
+		for i := range sessions {
+			setup.PutSession(&store.Session{ClientID: fmt.Sprintf("s%d", i), ProtocolVersion: 5, ExpiryInterval: 3600})
+		}
+		if err := st.Commit(ctx, setup); err != nil {
+			b.Fatal(err)
+		}
+		var seq atomic.Uint64
+		var mu sync.Mutex // queues grow in Seq order: one committer at a time per Seq, as the engine's committer does
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		per := b.N / workers
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range per {
+					mu.Lock()
+					s := seq.Add(1)
+					bt := &store.Batch{}
+					id := st.NextMessageID()
+					bt.PutMessage(&store.Message{ID: id, Topic: "load/in/1", Payload: make([]byte, 64), QoS: 1})
+					for i := range sessions {
+						bt.Enqueue(fmt.Sprintf("s%d", i), &store.QueueEntry{Seq: s, MessageID: id, QoS: 1})
+					}
+					var wait func() error
+					var err error
+					if p, ok := st.(store.Pipeliner); ok {
+						wait, err = p.CommitNoWait(ctx, bt)
+					} else {
+						err = st.Commit(ctx, bt)
+					}
+					mu.Unlock()
+					if err == nil && wait != nil {
+						err = wait()
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.Run("single-sync", func(b *testing.B) {
+		st, err := pebblestore.Open(b.TempDir(), pebblestore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		run(b, st)
+	})
+	b.Run("cluster-3", func(b *testing.B) {
+		c := newTestCluster(b, 3, fastTiming)
+		run(b, c.nodes[c.leader()].Store())
+	})
+}
