@@ -210,7 +210,7 @@ func (n *Node) open() error {
 	}
 	opts := cfg.Store
 	opts.Durability = pebblestore.Interval // applies are not fsynced: the log is durable
-	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second}
+	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second, done: n.done}
 	if err := n.st.openLocal(); err != nil {
 		return fmt.Errorf("cluster: open the store: %w", err)
 	}

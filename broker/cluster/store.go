@@ -38,6 +38,10 @@ type replStore struct {
 
 	raft         *raft.Raft // set once by Open, before any Commit
 	applyTimeout time.Duration
+	// done is closed when the member stops: with Raft's buffered apply
+	// queue, an entry queued as Raft shuts down is never answered, so
+	// waits end on done instead.
+	done <-chan struct{}
 }
 
 var (
@@ -180,7 +184,36 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
 	}
-	return applyOutcome(s.raft.Apply(data, s.applyTimeout))
+	if s.stopped() {
+		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
+	}
+	return s.outcome(s.raft.Apply(data, s.applyTimeout))
+}
+
+func (s *replStore) stopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// outcome waits for f, or for the member to stop.
+func (s *replStore) outcome(f raft.ApplyFuture) error {
+	res := make(chan error, 1)
+	go func() { res <- applyOutcome(f) }()
+	select {
+	case err := <-res:
+		return err
+	case <-s.done:
+		select {
+		case err := <-res: // answered as the member stopped
+			return err
+		default:
+			return fmt.Errorf("cluster: commit: outcome unknown, the member stopped: %w", store.ErrClosed)
+		}
+	}
 }
 
 // applyOutcome waits for an applied entry and turns Raft's outcome into
@@ -226,8 +259,11 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	if err != nil {
 		return nil, fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
 	}
+	if s.stopped() {
+		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
+	}
 	f := s.raft.Apply(data, s.applyTimeout)
-	return func() error { return applyOutcome(f) }, nil
+	return func() error { return s.outcome(f) }, nil
 }
 
 // PipelineDepth is how many committed groups the engine's committer may
