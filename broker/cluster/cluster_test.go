@@ -347,3 +347,74 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func raftAddr(a string) raft.ServerAddress { return raft.ServerAddress(a) }
+
+// Scaling 1 -> 3: members started without Bootstrap wait until the leader
+// adds them; each receives the state (here through a snapshot, the log
+// having been compacted) before it becomes a voter.
+func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
+	timing := fastTiming
+	timing.SnapshotEvery, timing.TrailingLogs = 20, 5
+	c := newTestCluster(t, 1, timing)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 100; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.nodes[l].raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := c.nodes[l].logs.FirstIndex(); first <= 2 {
+		t.Fatalf("leader log starts at %d: not compacted", first)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for k := 1; k <= 2; k++ {
+		m := Member{ID: fmt.Sprintf("new%d", k), RaftAddress: freeAddrs(t, 1)[0], ClientAddress: fmt.Sprintf("new-%d:1883", k)}
+		n, err := Open(Config{ID: m.ID, Dir: t.TempDir(), Bind: m.RaftAddress, Members: append([]Member{m}, c.members...),
+			Secret: testSecret, Timing: timing, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		if s, _ := n.State(); s.Serving {
+			t.Fatal("a member that was not added serves")
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = c.nodes[l].AddMember(actx, m)
+		cancel()
+		if err != nil {
+			t.Fatalf("add %s: %v", m.ID, err)
+		}
+		waitApplied(t, n, c.nodes[l].Status().AppliedIndex)
+		if got := payloads(t, n.Store(), "dev"); len(got) != 100 {
+			t.Fatalf("%s holds %d entries after joining", m.ID, len(got))
+		}
+		if n.Status().LastSnapshotIndex == 0 {
+			t.Fatalf("%s caught up without the snapshot", m.ID)
+		}
+	}
+	voters := 0
+	for _, m := range c.nodes[l].Status().Members {
+		if m.Voter {
+			voters++
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("%d voters after adding two members, want 3", voters)
+	}
+	// A removed member leaves the configuration.
+	if err := c.nodes[l].RemoveMember("new2"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.nodes[l].Status().Members); n != 2 {
+		t.Fatalf("%d members after removing one", n)
+	}
+	if err := c.nodes[l].RemoveMember(""); !errors.Is(err, ErrInvalidMember) {
+		t.Fatalf("remove with no ID: %v", err)
+	}
+}
