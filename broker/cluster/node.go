@@ -489,7 +489,7 @@ func (n *Node) Status() Status {
 	s := Status{
 		ID: n.cfg.ID, Role: roleOf(n.raft.State()), Serving: srv.Serving,
 		Term: n.raft.CurrentTerm(), LeaderID: srv.LeaderID, LeaderClientAddress: srv.LeaderClientAddress,
-		LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.st.cur().AppliedIndex(),
+		LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		LastSnapshotIndex: num("last_snapshot_index"), RefusedConnections: n.stream.refused.Load(),
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
