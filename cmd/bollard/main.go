@@ -97,23 +97,42 @@ func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger
 		}
 		return exitFailure
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	runner := host.NewRunner(srv, host.RunOptions{
+	return runHost(srv, host.RunOptions{
 		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
 		Logger: log, Version: version, Store: st,
-	})
+	}, nil)
+}
+
+// runHost hosts e until SIGTERM or SIGINT (a second one kills the process the
+// default way), reloading the config on SIGHUP. When stopped is closed
+// (the process cannot go on: a cluster member whose store stopped
+// following the log), it drains and returns exitFailure.
+func runHost(e host.Engine, o host.RunOptions, stopped <-chan struct{}) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	runner := host.NewRunner(e, o)
+	failed := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		stop() // a second signal kills the process the default way
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-stopped:
+			close(failed)
+			runner.StartDrain()
+		}
 	}()
 	stopHUP := onSIGHUP(runner.TriggerReload)
 	defer stopHUP()
 	if err := runner.Run(ctx); err != nil {
-		log.Error("bollard stopped with an error", "err", err)
+		o.Logger.Error("bollard stopped with an error", "err", err)
 		return exitFailure
 	}
-	return exitOK
+	select {
+	case <-failed:
+		return exitFailure
+	default:
+		return exitOK
+	}
 }
 
 // onSIGHUP calls fn on every SIGHUP until the returned func is called.

@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/config"
@@ -45,33 +42,18 @@ func serveMember(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.
 		}
 		return exitFailure
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	runner := host.NewRunner(eng, host.RunOptions{
-		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
-		Logger: log, Version: version, Store: node, Role: node, Cluster: node,
-	})
+	stopped := make(chan struct{})
 	go func() {
-		select {
-		case <-ctx.Done():
-			stop() // a second signal kills the process the default way
-		case <-node.Done():
-			// The member stopped by itself (its store could not follow the
-			// log): exit so that the supervisor restarts it.
-			log.Error("cluster member stopped", "err", node.Err())
-			runner.StartDrain()
+		<-node.Done()
+		if err := node.Err(); err != nil {
+			log.Error("cluster member stopped: its store cannot follow the log", "err", err)
+			close(stopped)
 		}
 	}()
-	stopHUP := onSIGHUP(runner.TriggerReload)
-	defer stopHUP()
-	if err := runner.Run(ctx); err != nil {
-		log.Error("bollard stopped with an error", "err", err)
-		return exitFailure
-	}
-	if err := node.Err(); err != nil {
-		return exitFailure
-	}
-	return exitOK
+	return runHost(eng, host.RunOptions{
+		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
+		Logger: log, Version: version, Store: node, Role: node, Cluster: node,
+	}, stopped)
 }
 
 // clusterConfig turns the validated config into the member's.
