@@ -717,8 +717,15 @@ queues: {maxQueuedBytes: 1073741824}
 	if err == nil {
 		t.Error("the slow WebSocket client was never disconnected")
 	}
-	if worstAck > 2*time.Second {
-		t.Errorf("an honest PUBACK took %v while the slow client was closed", worstAck)
+	// The slow client's 12 MiB frames cost the race-built broker seconds of
+	// GC and copying on two cores; the bound is that honest clients wait
+	// well under the time it takes to cut the slow one off.
+	ackBound := 2 * time.Second
+	if raceBuild {
+		ackBound = 3 * time.Second
+	}
+	if worstAck > ackBound {
+		t.Errorf("an honest PUBACK took %v while the slow client was closed (bound %v)", worstAck, ackBound)
 	}
 	// The 12 MiB message is held many times at once (read buffer, stored
 	// message, Pebble's batch, memtable and WAL, the encoded delivery, the
