@@ -359,7 +359,7 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 func (s *Server) commitOrdered(b *store.Batch) error {
 	done := make(chan error, 1)
 	s.seqMu.Lock()
-	s.com.submit(&job{b: b, done: func(err error) { done <- err }})
+	s.com.submit(&job{b: b, onStored: func(err error) { done <- err }})
 	s.seqMu.Unlock()
 	return <-done
 }
@@ -425,7 +425,7 @@ func (s *Server) detach(c *conn) {
 	marks := &store.Batch{NoSync: true}
 	sess.DetachMarks(marks)
 	if marks.Len() > 0 {
-		s.com.submit(&job{b: marks, done: func(err error) {
+		s.com.submit(&job{b: marks, onStored: func(err error) {
 			if err != nil {
 				s.log.Error("storing delivery state", "client", c.clientID, "err", err)
 			}

@@ -170,7 +170,7 @@ func (s *Server) expire(id string, now time.Time) *session.Session {
 	}
 	if b.Len() > 0 {
 		s.seqMu.Lock() // behind the fan-outs that reached the session; see commitOrdered
-		s.com.submit(&job{b: &b, done: func(err error) {
+		s.com.submit(&job{b: &b, onStored: func(err error) {
 			if err != nil {
 				s.log.Error("storing session expiry", "client", id, "err", err)
 			}

@@ -188,7 +188,7 @@ func (s *Server) offerOne(sess *session.Session, m *store.Message, d router.Deli
 		f.Settle(true)
 		return
 	}
-	s.com.submit(&job{b: b, fan: f, done: func(err error) { f.Settle(err == nil) }})
+	s.com.submit(&job{b: b, fan: f, onStored: func(err error) { f.Settle(err == nil) }})
 	s.seqMu.Unlock()
 }
 
