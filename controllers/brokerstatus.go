@@ -31,7 +31,7 @@ type BrokerStatus struct {
 
 	// RefusedConfigGeneration and RefusedConfigError: the newest
 	// configuration generation the broker refused, and why (see
-	// broker/server.Status).
+	// broker/host.Status).
 	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
 	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 

@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// statusBody is a /v1/status body as broker/server writes it (fields the
+// statusBody is a /v1/status body as broker/host writes it (fields the
 // operator ignores included).
 const statusBody = `{"version":"v0.1.0","configGeneration":7,"pendingRestart":false,"ready":true,
 "draining":false,"startedAt":"2026-01-01T00:00:00Z","uptimeSeconds":12.5,"connections":3,
