@@ -47,8 +47,8 @@ type AdminConfig struct {
 	Version string
 	// Started is the process start time, for uptime.
 	Started time.Time
-	// Ready reports overall readiness (recovered, listeners accepting, not
-	// draining); nil means Backend.Ready.
+	// Ready reports overall readiness (recovered, listeners accepting,
+	// serving clients, not draining); nil means Backend.Ready.
 	Ready func() bool
 	// Drain starts a drain and returns at once; nil disables POST /v1/drain.
 	Drain func()

@@ -55,7 +55,7 @@ var (
 	descReloads = prometheus.NewDesc("bollard_config_reloads_total",
 		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
-		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
+		"1 when the broker is ready (recovered, accepting, serving clients, not draining).", nil, nil)
 	descAdminRefused = prometheus.NewDesc("bollard_admin_requests_refused_total",
 		"Requests to the admin API (/v1/*) refused, by reason: missing_token, wrong_token, no_token_configured.", []string{"reason"}, nil)
 	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
