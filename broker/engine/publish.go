@@ -28,10 +28,13 @@ import (
 //     committed with every batch that queued up meanwhile (group commit:
 //     one fsync). No lock is held while it commits.
 //  4. deliver (publish.onStored, on the committer goroutine once the
-//     commit returned): the stored queue entries become deliverable (the
-//     sessions wake their writers, which send them) and the retained
-//     change applies, before the acknowledgement, so a publisher that
-//     subscribes once it has its PUBACK finds its retained message.
+//     commit returned; the committer settles the entries of a whole group
+//     first, one call per session): the stored queue entries become
+//     deliverable (the sessions wake their writers, which send them) and
+//     the retained change applies, before the acknowledgement, so a
+//     publisher that subscribes once it has its PUBACK finds its retained
+//     message. With nothing to store and no acknowledgement to wait for,
+//     route runs onStored at once.
 //  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
 //     queued for the publisher's writer, behind every acknowledgement of
 //     the packets it sent before (pendingAck); 0x97 when a queue refused
