@@ -66,6 +66,9 @@ type MQTTBrokerReconciler struct {
 	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
 	// started once their CRD is installed.
 	serviceMonitorWatch *lazyWatch
+	// certificateWatch watches the cert-manager Certificates the operator
+	// owns, started once their CRD is installed.
+	certificateWatch *lazyWatch
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and
@@ -106,6 +109,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"configmap", r.applyConfigMap},
 		{"service", r.applyService},
 		{"headless-service", r.applyHeadlessService},
+		{"certificate", r.applyCertificate},
 		{"statefulset", r.applyStatefulSet},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
@@ -267,8 +271,14 @@ func (r *MQTTBrokerReconciler) patchStatus(ctx context.Context, b, orig *v1alpha
 	return nil
 }
 
+// renderConfig renders the broker's configuration and checks what the spec
+// adds to the pod; with either refused, nothing is rendered and the
+// broker keeps running as it was.
 func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
 	cfg, err := resources.BrokerConfig(p.broker)
+	if err == nil {
+		err = resources.ValidatePodSpec(p.broker)
+	}
 	if err != nil {
 		// Not an API error: retrying will not help until the spec changes.
 		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)

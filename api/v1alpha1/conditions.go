@@ -61,6 +61,9 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonCertManagerUnavailable: spec.listeners.tls.issuerRef is set but
+	// cert-manager's Certificate CRD (cert-manager.io/v1) is not installed.
+	ReasonCertManagerUnavailable = "CertManagerUnavailable"
 	// ReasonAdminTokenInvalid: the admin token Secret
 	// (<name>-admin-token) holds no usable token, or another object
 	// controls it; the operator cannot ask the brokers for their status.
