@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -65,17 +66,30 @@ func specFields(section, specPath string, t reflect.Type) []configOwner {
 	return out
 }
 
-// ownerOf returns what sets path p, or "" when spec.config may set it. A
-// path above an owned one is owned too: replacing "limits" whole would
-// replace limits.maxConnections.
+// ownerOf says what sets path p ("is set by ..."), or "" when spec.config
+// may set it. A path above an owned one is owned too: replacing "limits"
+// whole would replace limits.maxConnections.
 func ownerOf(p string) string {
 	for _, o := range configOwners {
-		if p == o.path || strings.HasPrefix(p, o.path+".") || strings.HasPrefix(o.path, p+".") {
-			return o.owner
+		if p == o.path || strings.HasPrefix(p, o.path+".") {
+			return "is set by " + o.owner
+		}
+	}
+	for _, o := range configOwners {
+		if strings.HasPrefix(o.path, p+".") {
+			return fmt.Sprintf("holds %s, which %s sets", o.path, o.owner)
 		}
 	}
 	return ""
 }
+
+// maxOverlayFields bounds the fields one spec.config sets (each is checked
+// on its own by the broker's loader).
+const maxOverlayFields = 64
+
+// lineRef is the position yaml.v3 puts in its errors: a line of the file
+// the operator assembled, not of anything the user wrote.
+var lineRef = regexp.MustCompile(`line \d+: `)
 
 // applyConfigOverlay merges spec.config over c, the configuration rendered
 // from the rest of the spec, and returns the result as the broker's own
@@ -94,34 +108,63 @@ func applyConfigOverlay(b *v1alpha1.MQTTBroker, c *config.Config) (*config.Confi
 	if len(patch) == 0 {
 		return c, nil
 	}
+	paths := leafPaths("", patch)
+	if len(paths) > maxOverlayFields {
+		return nil, fmt.Errorf("%w: sets %d fields, at most %d", ErrConfigOverlay, len(paths), maxOverlayFields)
+	}
 	var refused []string
-	for _, p := range leafPaths("", patch) {
+	for _, p := range paths {
 		if owner := ownerOf(p); owner != "" {
-			refused = append(refused, fmt.Sprintf("%s is set by %s", p, owner))
+			refused = append(refused, p+" "+owner)
 		}
 	}
 	if len(refused) > 0 {
 		return nil, fmt.Errorf("%w: %s: set them there (spec.config only sets fields the MQTTBroker does not expose)",
 			ErrConfigOverlay, strings.Join(refused, "; "))
 	}
+	// Each field on its own first, so that the loader's refusal names it.
+	var bad []string
+	for _, p := range paths {
+		if _, err := overlay(c, onlyPath(patch, p)); err != nil {
+			bad = append(bad, p+": "+lineRef.ReplaceAllString(err.Error(), ""))
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w: the broker's configuration loader refuses it: %s", ErrConfigOverlay, strings.Join(bad, "; "))
+	}
+	out, err := overlay(c, patch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the broker's configuration loader refuses it: %s", ErrConfigOverlay, lineRef.ReplaceAllString(err.Error(), ""))
+	}
+	return out, nil
+}
+
+// overlay merges patch over c's file and loads the result with the
+// broker's loader.
+func overlay(c *config.Config, patch map[string]any) (*config.Config, error) {
 	base, err := config.Marshal(c)
 	if err != nil {
-		return nil, fmt.Errorf("resources: %w", err)
+		return nil, err
 	}
 	var doc map[string]any
 	if err := yaml.Unmarshal(base, &doc); err != nil {
-		return nil, fmt.Errorf("resources: re-reading the rendered config: %w", err)
+		return nil, err
 	}
 	mergeObjects(doc, patch)
 	merged, err := yaml.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfigOverlay, err)
+		return nil, err
 	}
-	out, err := config.Parse(merged)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the broker's configuration loader refuses it: %w", ErrConfigOverlay, err)
+	return config.Parse(merged)
+}
+
+// onlyPath is the part of patch that sets the dotted path p.
+func onlyPath(patch map[string]any, p string) map[string]any {
+	head, rest, nested := strings.Cut(p, ".")
+	if sub, ok := patch[head].(map[string]any); ok && nested {
+		return map[string]any{head: onlyPath(sub, rest)}
 	}
-	return out, nil
+	return map[string]any{head: patch[head]}
 }
 
 // leafPaths lists the dotted paths of m's non-object values, sorted.
