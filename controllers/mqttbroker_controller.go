@@ -103,13 +103,16 @@ type step struct {
 func (r *MQTTBrokerReconciler) steps() []step {
 	return []step{
 		{"render-config", r.renderConfig},
+		// Before the Secrets: without cert-manager, its absence is the
+		// first problem (Degraded's reason), the missing Secret its
+		// consequence.
+		{"certificate", r.applyCertificate},
 		{"secrets", r.checkSecrets},
 		{"admin-token", r.ensureAdminToken},
 		{"serviceaccount", r.applyServiceAccount},
 		{"configmap", r.applyConfigMap},
 		{"service", r.applyService},
 		{"headless-service", r.applyHeadlessService},
-		{"certificate", r.applyCertificate},
 		{"statefulset", r.applyStatefulSet},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},

@@ -167,9 +167,8 @@ type MQTTBrokerSpec struct {
 	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/part-of', 'app.kubernetes.io/version']))",message="podLabels cannot set the operator's labels (app.kubernetes.io/name, instance, component, managed-by, part-of, version): they select the broker's pods"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="podLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))",message="podLabels values must be label values: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +optional
-	PodLabels map[string]string `json:"podLabels,omitempty"`
+	PodLabels map[string]LabelValue `json:"podLabels,omitempty"`
 
 	// topologySpreadConstraints spread the broker pods across zones or
 	// nodes (Kubernetes' own field, copied onto the pod). Select the broker
@@ -187,10 +186,10 @@ type MQTTBrokerSpec struct {
 	// from its configuration file, not from the environment: use spec.config
 	// for a broker setting the CRD does not expose. Changing env rolls the
 	// broker pod.
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:XValidation:rule="self.all(e, e.name != 'GOMEMLIMIT')",message="env cannot set GOMEMLIMIT: the operator sets it from resources.limits.memory"
-	// +kubebuilder:validation:XValidation:rule="self.all(e, self.exists_one(f, f.name == e.name))",message="env names must be unique"
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 
@@ -202,10 +201,10 @@ type MQTTBrokerSpec struct {
 	// reach the node's files through the operator. The operator's own
 	// volume names (config, data, tmp, admin-token, users, tls) cannot be
 	// used. Changing volumes rolls the broker pod.
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(v, !(v.name in ['config', 'data', 'tmp', 'admin-token', 'users', 'tls']))",message="volumes cannot use the operator's volume names: config, data, tmp, admin-token, users, tls"
-	// +kubebuilder:validation:XValidation:rule="self.all(v, self.exists_one(w, w.name == v.name))",message="volume names must be unique"
 	// +optional
 	Volumes []Volume `json:"volumes,omitempty"`
 
@@ -216,12 +215,11 @@ type MQTTBrokerSpec struct {
 	// token, users and TLS Secrets) and /tmp. Paths must be absolute and
 	// clean (no "." or ".." parts, no trailing '/'). Changing them rolls
 	// the broker pod.
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=mountPath
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(m, m.mountPath.matches('^(/[^/]+)+$') && !m.mountPath.matches('/[.][.]?(/|$)'))",message="volumeMounts mountPath must be an absolute, clean path: no '.' or '..' parts, no '//' and no trailing '/'"
-	// +kubebuilder:validation:XValidation:rule="self.all(m, ['/etc/bollard', '/var/lib/bollard', '/var/run/bollard', '/tmp'].all(r, m.mountPath != r && !m.mountPath.startsWith(r + '/') && !r.startsWith(m.mountPath + '/')))",message="volumeMounts cannot mount at, inside or above the operator's paths: /etc/bollard (configuration), /var/lib/bollard (data), /var/run/bollard (admin token, users, TLS) and /tmp"
 	// +optional
-	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+	VolumeMounts []VolumeMount `json:"volumeMounts,omitempty"`
 
 	// service configures the client Service (named after the MQTTBroker).
 	// +kubebuilder:default={}
@@ -322,6 +320,43 @@ type Volume struct {
 	// service account tokens in one directory.
 	// +optional
 	Projected *corev1.ProjectedVolumeSource `json:"projected,omitempty"`
+}
+
+// LabelValue is the value of a Kubernetes label.
+//
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
+
+// VolumeMount mounts a volume of spec.volumes into the broker container.
+//
+// +kubebuilder:validation:XValidation:rule="self.mountPath.matches('^(/[^/]+)+$') && !self.mountPath.matches('/[.][.]?(/|$)')",message="mountPath must be an absolute, clean path: no '.' or '..' parts, no '//' and no trailing '/'"
+// +kubebuilder:validation:XValidation:rule="['/etc/bollard', '/var/lib/bollard', '/var/run/bollard', '/tmp'].all(r, self.mountPath != r && !self.mountPath.startsWith(r + '/') && !r.startsWith(self.mountPath + '/'))",message="mountPath cannot be at, inside or above the operator's paths: /etc/bollard (configuration), /var/lib/bollard (data), /var/run/bollard (admin token, users, TLS) and /tmp"
+type VolumeMount struct {
+	// name of a volume of spec.volumes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+
+	// mountPath is where the volume appears in the container: an absolute
+	// path outside the operator's own directories.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	MountPath string `json:"mountPath"`
+
+	// readOnly mounts the volume read-only. Default false.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// subPath mounts this path inside the volume instead of its root. The
+	// kubelet never refreshes a subPath mount when a ConfigMap or Secret
+	// changes.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",message="subPath must be a relative path without '..'"
+	// +optional
+	SubPath string `json:"subPath,omitempty"`
 }
 
 // Listeners are the client-facing endpoints of the broker. At least one must

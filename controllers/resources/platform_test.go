@@ -144,16 +144,16 @@ func TestValidatePodSpec(t *testing.T) {
 		want   string // "" means valid
 	}{
 		"valid": {change: func(s *v1alpha1.MQTTBrokerSpec) {
-			s.PodLabels = map[string]string{"team": "a"}
+			s.PodLabels = map[string]v1alpha1.LabelValue{"team": "a"}
 			s.Env = []corev1.EnvVar{{Name: "TZ", Value: "UTC"}}
 			s.Volumes = []v1alpha1.Volume{{Name: "ca", Secret: &corev1.SecretVolumeSource{SecretName: "ca"}}}
-			s.VolumeMounts = []corev1.VolumeMount{{Name: "ca", MountPath: "/etc/ssl/ca"}}
+			s.VolumeMounts = []v1alpha1.VolumeMount{{Name: "ca", MountPath: "/etc/ssl/ca"}}
 		}},
 		"selector label": {change: func(s *v1alpha1.MQTTBrokerSpec) {
-			s.PodLabels = map[string]string{LabelInstance: "other"}
+			s.PodLabels = map[string]v1alpha1.LabelValue{LabelInstance: "other"}
 		}, want: "spec.podLabels[app.kubernetes.io/instance]"},
 		"managed-by label": {change: func(s *v1alpha1.MQTTBrokerSpec) {
-			s.PodLabels = map[string]string{LabelManagedBy: "me"}
+			s.PodLabels = map[string]v1alpha1.LabelValue{LabelManagedBy: "me"}
 		}, want: "spec.podLabels[app.kubernetes.io/managed-by]"},
 		"GOMEMLIMIT": {change: func(s *v1alpha1.MQTTBrokerSpec) {
 			s.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1"}}
@@ -165,11 +165,11 @@ func TestValidatePodSpec(t *testing.T) {
 			s.Volumes = []v1alpha1.Volume{{Name: "a", EmptyDir: &corev1.EmptyDirVolumeSource{}}, {Name: "a", EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 		}, want: "spec.volumes[1].name a: used twice"},
 		"mount of the data volume": {change: func(s *v1alpha1.MQTTBrokerSpec) {
-			s.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/srv"}}
+			s.VolumeMounts = []v1alpha1.VolumeMount{{Name: "data", MountPath: "/srv"}}
 		}, want: "spec.volumeMounts[0].name data: no such volume"},
 		"mount over the config": {change: func(s *v1alpha1.MQTTBrokerSpec) {
 			s.Volumes = []v1alpha1.Volume{{Name: "x", EmptyDir: &corev1.EmptyDirVolumeSource{}}}
-			s.VolumeMounts = []corev1.VolumeMount{{Name: "x", MountPath: "/etc"}}
+			s.VolumeMounts = []v1alpha1.VolumeMount{{Name: "x", MountPath: "/etc"}}
 		}, want: `spec.volumeMounts[0].mountPath "/etc": above the operator's /etc/bollard`},
 	}
 	for name, tc := range cases {
@@ -192,7 +192,7 @@ func TestValidatePodSpec(t *testing.T) {
 // or its GOMEMLIMIT in the pod template.
 func TestPodAdditionsNeverOverrideTheOperator(t *testing.T) {
 	b := loadBroker(t, "minimal")
-	b.Spec.PodLabels = map[string]string{LabelName: "evil", LabelInstance: "evil", "team": "a"}
+	b.Spec.PodLabels = map[string]v1alpha1.LabelValue{LabelName: "evil", LabelInstance: "evil", "team": "a"}
 	b.Spec.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1"}, {Name: "TZ", Value: "UTC"}}
 	c, err := BrokerConfig(b)
 	if err != nil {

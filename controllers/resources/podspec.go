@@ -70,6 +70,9 @@ func ValidatePodSpec(b *v1alpha1.MQTTBroker) error {
 		if err := checkMountPath(m.MountPath); err != nil {
 			errs = append(errs, fmt.Errorf("spec.volumeMounts[%d].mountPath %q: %w", i, m.MountPath, err))
 		}
+		if m.SubPath != "" && (path.IsAbs(m.SubPath) || slices.Contains(strings.Split(m.SubPath, "/"), "..")) {
+			errs = append(errs, fmt.Errorf("spec.volumeMounts[%d].subPath %q: must be a relative path without '..'", i, m.SubPath))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrPodSpec, err)
@@ -101,7 +104,7 @@ func checkMountPath(p string) error {
 func podLabels(b *v1alpha1.MQTTBroker, image string) map[string]string {
 	l := map[string]string{}
 	for k, v := range b.Spec.PodLabels {
-		l[k] = v
+		l[k] = string(v)
 	}
 	for k, v := range Labels(b) {
 		l[k] = v
@@ -127,6 +130,15 @@ func containerEnv(b *v1alpha1.MQTTBroker) []corev1.EnvVar {
 		}
 	}
 	return env
+}
+
+// extraMounts turns the spec's volumeMounts into container mounts.
+func extraMounts(b *v1alpha1.MQTTBroker) []corev1.VolumeMount {
+	out := make([]corev1.VolumeMount, 0, len(b.Spec.VolumeMounts))
+	for _, m := range b.Spec.VolumeMounts {
+		out = append(out, corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath, ReadOnly: m.ReadOnly, SubPath: m.SubPath})
+	}
+	return out
 }
 
 // extraVolumes turns the spec's volumes into pod volumes.

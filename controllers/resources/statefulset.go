@@ -236,10 +236,7 @@ func volumeMounts(b *v1alpha1.MQTTBroker) []corev1.VolumeMount {
 	if b.Spec.Listeners.TLS != nil {
 		m = append(m, corev1.VolumeMount{Name: "tls", MountPath: TLSDir, ReadOnly: true})
 	}
-	for _, vm := range b.Spec.VolumeMounts {
-		m = append(m, *vm.DeepCopy())
-	}
-	return m
+	return append(m, extraMounts(b)...)
 }
 
 func volumes(b *v1alpha1.MQTTBroker) []corev1.Volume {

@@ -95,11 +95,11 @@ func TestHotAndRestartChanges(t *testing.T) {
 		"unrelated annotation": {func(b *v1alpha1.MQTTBroker) {
 			b.Annotations = map[string]string{"example.com/owner": "team-a"}
 		}, false},
-		"podLabels": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]string{"team": "a"} }, true},
+		"podLabels": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]v1alpha1.LabelValue{"team": "a"} }, true},
 		"env":       {func(b *v1alpha1.MQTTBroker) { b.Spec.Env = []corev1.EnvVar{{Name: "TZ", Value: "UTC"}} }, true},
 		"volumes": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.Volumes = []v1alpha1.Volume{{Name: "ca", ConfigMap: &corev1.ConfigMapVolumeSource{}}}
-			b.Spec.VolumeMounts = []corev1.VolumeMount{{Name: "ca", MountPath: "/etc/ssl/ca"}}
+			b.Spec.VolumeMounts = []v1alpha1.VolumeMount{{Name: "ca", MountPath: "/etc/ssl/ca"}}
 		}, true},
 		"topologySpreadConstraints": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "zone"}}
