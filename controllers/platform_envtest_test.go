@@ -11,8 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -41,9 +41,13 @@ func TestPlatformFieldsAreValidatedAtAdmission(t *testing.T) {
 		mutate func(b *v1alpha1.MQTTBroker)
 		want   []string
 	}{
-		"selector pod label": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]v1alpha1.LabelValue{resources.LabelInstance: "x"} },
+		"selector pod label": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.PodLabels = map[string]v1alpha1.LabelValue{resources.LabelInstance: "x"}
+		},
 			[]string{"spec.podLabels", "cannot set the operator's labels"}},
-		"version pod label": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]v1alpha1.LabelValue{resources.LabelVersion: "x"} },
+		"version pod label": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.PodLabels = map[string]v1alpha1.LabelValue{resources.LabelVersion: "x"}
+		},
 			[]string{"spec.podLabels", "cannot set the operator's labels"}},
 		"bad pod label key": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]v1alpha1.LabelValue{"a b": "x"} },
 			[]string{"spec.podLabels", "must be label keys"}},
