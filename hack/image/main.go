@@ -1,9 +1,11 @@
 // Command image builds Bollard's container image without Docker: one
 // image holding both static binaries (bollard and bollard-operator) in
 // /usr/local/bin, run as the non-root user 65532, written as an image
-// tarball (the format `docker save` writes, which `docker load`,
-// `crane push`, `kind load image-archive`, `podman load` and skopeo's
-// docker-archive: read) and, with --push, to a registry.
+// archive (an OCI image layout in a tar file, with the manifest.json of
+// `docker save` beside it: `docker load`, `podman load`,
+// `kind load image-archive`, `skopeo copy oci-archive:` and, once
+// extracted into a directory, `crane push DIR` read it) and, with --push,
+// to a registry.
 //
 // `make image` builds the binaries (`make build`) and runs it:
 //
@@ -25,7 +27,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 func main() {
@@ -64,7 +65,7 @@ func run(args []string) error {
 		return errors.New("image: nothing to do: set --out, --push or both")
 	}
 	if *out != "" {
-		if err := write(img, *tag, *out); err != nil {
+		if err := write(img, *tag, *out, s.Created); err != nil {
 			return err
 		}
 	}
@@ -76,19 +77,14 @@ func run(args []string) error {
 	return nil
 }
 
-// write writes img to path as an image tarball named tag, replacing the
-// file only once it is complete.
-func write(img v1.Image, tag, path string) error {
+// write writes img to path as an image archive named tag.
+func write(img v1.Image, tag, path string, mtime time.Time) error {
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return fmt.Errorf("image: --tag: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := tarball.WriteToFile(tmp, ref, img); err != nil {
+	if err := writeArchive(img, ref, path, mtime); err != nil {
 		return fmt.Errorf("image: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("image: %w", err)
 	}
 	d, err := img.Digest()
 	if err != nil {
