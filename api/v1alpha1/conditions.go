@@ -11,9 +11,13 @@ const (
 	// Paused while the paused annotation is set.
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when the operator cannot make the cluster
-	// match the spec (an invalid rendered config, a missing Secret, an invalid
-	// users Secret, a refused volume shrink or expansion, a ServiceMonitor
-	// without its CRD, an API error); the message says why.
+	// match the spec; its reason is the first problem's and its message
+	// lists them all. Reasons: InvalidConfig (a spec, spec.config or pod
+	// addition the broker or the operator refuses, or a broker that refused
+	// its file), SecretNotFound, InvalidUsersSecret, AdminTokenInvalid,
+	// VolumeShrinkRefused, VolumeExpansionFailed, ServiceMonitorUnavailable,
+	// CertManagerUnavailable and ApplyFailed (the apiserver refused a child
+	// object).
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the

@@ -291,7 +291,7 @@ type Volume struct {
 	// name of the volume, which volumeMounts refer to: a DNS label.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(-+[a-z0-9]+)*$`
 	// +required
 	Name string `json:"name"`
 
