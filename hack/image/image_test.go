@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,29 +33,60 @@ import (
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
-// smallBinaries builds a tiny static program under each name of Binaries
-// (the real ones take minutes to build; the external test uses them).
+// tiny holds the small binaries the tests share (built once).
+var tiny struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tiny.dir != "" {
+		os.RemoveAll(tiny.dir)
+	}
+	os.Exit(code)
+}
+
+// smallBinaries returns a directory holding a tiny static program under
+// each name of Binaries (the real ones take minutes to build; the external
+// test uses them).
 func smallBinaries(t *testing.T) string {
 	t.Helper()
-	src := t.TempDir()
+	tiny.once.Do(func() { tiny.dir, tiny.err = buildTiny() })
+	if tiny.err != nil {
+		t.Fatal(tiny.err)
+	}
+	return filepath.Join(tiny.dir, "bin")
+}
+
+func buildTiny() (string, error) {
+	dir, err := os.MkdirTemp("", "bollard-image-test-")
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return dir, err
+	}
 	for name, content := range map[string]string{
 		"go.mod":  "module example.com/tiny\n\ngo 1.26\n",
 		"main.go": "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"tiny\\n\") }\n",
 	} {
 		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
+			return dir, err
 		}
 	}
-	bin := t.TempDir()
+	bin := filepath.Join(dir, "bin")
 	for _, b := range Binaries {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, b), ".")
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building a tiny %s: %v\n%s", b, err, out)
+			return dir, fmt.Errorf("building a tiny %s: %w\n%s", b, err, out)
 		}
 	}
-	return bin
+	return dir, nil
 }
 
 // inspected is what a test learns of an image archive by reading it back.
