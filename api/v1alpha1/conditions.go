@@ -24,6 +24,9 @@ const (
 	// operator rendered for the current metadata.generation. It is False
 	// with reason ConfigRefused when a broker refused that configuration
 	// (it then runs on with the previous one); the message is the broker's.
+	// The contents of the mounted Secrets (users file, TLS certificate) have
+	// no generation: a users file the broker refuses makes it False
+	// (ConfigRefused), but one it accepts leaves it as it was.
 	ConditionConfigApplied = "ConfigApplied"
 	// ConditionStoragePressure is True when a running broker reports its
 	// store at 95% of its budget or more (queues.maxStoreBytes, 90% of
