@@ -74,6 +74,7 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 	for i, a := range added {
 		retained[i] = c.retainedFor(a.sub, a.existed)
 	}
+	c.srv.rechoose(c.sess)
 	c.queueControl(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	for i, a := range added {
 		c.sendRetained(a.sub, retained[i])
@@ -203,6 +204,7 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) bool {
 			codes[i] = packet.NoSubscriptionExisted
 		}
 	}
+	c.srv.rechoose(c.sess)
 	if !c.commitWait(b) {
 		return false
 	}
