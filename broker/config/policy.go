@@ -53,13 +53,23 @@ const (
 // only "meter". The characters ? [ ] \ are reserved and refused.
 type QueuePolicy struct {
 	// Name identifies the policy in metrics (label policy) and in the
-	// admin API: a lowercase DNS label, unique, not "default".
+	// admin API (/v1/sessions): a lowercase DNS label of at most 63 bytes,
+	// unique, not "default" (the sessions that match no policy).
 	Name string `yaml:"name" json:"name"`
-	// ClientID is a pattern of client identifiers.
+	// ClientID is a pattern the session's whole client identifier must
+	// match: '*' matches any run of characters ("sensor-*"), every other
+	// character only itself; ? [ ] and \ are reserved. At most 256 bytes.
 	ClientID string `yaml:"clientID,omitempty" json:"clientID,omitempty"`
-	// Principal is a pattern of usernames.
+	// Principal is a pattern, as ClientID, of the username that created
+	// the session ("act-*"; "*" is every authenticated user). Sessions of
+	// anonymous clients have no principal and are never selected by it.
 	Principal string `yaml:"principal,omitempty" json:"principal,omitempty"`
-	// TopicFilter selects sessions with a subscription inside it.
+	// TopicFilter selects sessions with at least one subscription inside
+	// it: every topic that subscription can match is matched by
+	// TopicFilter too ("fw/#" selects "fw/+/img", "fw/a" and "fw/#", not
+	// "#"). A shared subscription is matched by its inner filter; the
+	// filter itself may not be a shared one. At most 256 bytes. A session
+	// is matched again whenever its subscriptions change.
 	TopicFilter string `yaml:"topicFilter,omitempty" json:"topicFilter,omitempty"`
 	// MaxQueuedMessages replaces queues.maxQueuedMessages.
 	MaxQueuedMessages *int64 `yaml:"maxQueuedMessages,omitempty" json:"maxQueuedMessages,omitempty"`
