@@ -509,9 +509,11 @@ type QueuePolicy struct {
 	// +optional
 	MaxQueuedMessages *int64 `json:"maxQueuedMessages,omitempty"`
 
-	// maxQueuedBytes replaces queues.maxQueuedBytes for these sessions, at
-	// least 1Ki.
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0",message="maxQueuedBytes of a queue policy must be at least 1Ki"
+	// maxQueuedBytes replaces queues.maxQueuedBytes for these sessions.
+	// The broker needs at least 1 byte; a value it refuses is reported
+	// with reason InvalidConfig and not applied. (A CEL bound on a
+	// quantity inside this list costs more than the apiserver's budget
+	// for one rule allows, so the broker's rule is the only one here.)
 	// +optional
 	MaxQueuedBytes *resource.Quantity `json:"maxQueuedBytes,omitempty"`
 

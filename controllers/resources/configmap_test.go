@@ -86,6 +86,9 @@ func TestBrokerConfigRejectsWhatTheBrokerWould(t *testing.T) {
 		"policy pattern with a NUL": {func(s *v1alpha1.MQTTBrokerSpec) {
 			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", ClientID: "a\x00*"}}
 		}, "queues.policies[0].clientID"},
+		"policy without a byte budget": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", ClientID: "a-*", MaxQueuedBytes: ptr.To(resource.MustParse("0"))}}
+		}, "queues.policies[0].maxQueuedBytes"},
 		"policy without selector": {func(s *v1alpha1.MQTTBrokerSpec) {
 			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", MaxQueuedMessages: ptr.To(int64(5))}}
 		}, "queues.policies[0]"},
