@@ -64,10 +64,12 @@ func TestQueuePolicyChangeUnderLoad(t *testing.T) {
 	}
 
 	load := &codeCounter{addr: addr, clientID: "loader", topic: "fleet/sensor"}
-	loadCtx, stop := context.WithCancel(ctx)
+	stopLoad := make(chan struct{})
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopLoad) }) }
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); load.run(loadCtx) }()
+	go func() { defer wg.Done(); load.run(ctx, stopLoad) }()
 	defer func() { stop(); wg.Wait() }()
 	eventually(t, 30*time.Second, "the sensor queue full and dropping", func(context.Context) (bool, error) {
 		ok, _, err := load.counts()
@@ -142,7 +144,8 @@ func TestQueuePolicyChangeUnderLoad(t *testing.T) {
 // codeCounter publishes QoS 1 messages to one topic on one connection as
 // fast as they are acknowledged and counts the PUBACK reason codes: a
 // refusal (0x97 Quota exceeded) is an answer, not an error, so it keeps
-// going. It records the order of outcomes in runs.
+// going. It records the order of outcomes in runs. It stops between two
+// publishes, so that every publish the broker saw is counted.
 type codeCounter struct {
 	addr, clientID, topic string
 
@@ -154,14 +157,19 @@ type codeCounter struct {
 	runs       []string // "ok"/"refused", one per change of outcome
 }
 
-func (c *codeCounter) run(ctx context.Context) {
+func (c *codeCounter) run(ctx context.Context, stop <-chan struct{}) {
 	cl, _, err := mqtttest.Dial(ctx, c.addr, c.clientID, true, 0, nil)
 	if err != nil {
 		c.fail(err)
 		return
 	}
 	defer cl.Disconnect(&paho.Disconnect{}) //nolint:errcheck // best effort
-	for seq := 1; ctx.Err() == nil; seq++ {
+	for seq := 1; ; seq++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := cl.Publish(pctx, &paho.Publish{Topic: c.topic, QoS: 1, Payload: []byte("seq-" + strconv.Itoa(seq))})
 		cancel()
@@ -170,8 +178,6 @@ func (c *codeCounter) run(ctx context.Context) {
 			c.note("ok")
 		case resp != nil && resp.ReasonCode == 0x97:
 			c.note("refused")
-		case ctx.Err() != nil:
-			return // stopped mid-publish: not counted
 		default:
 			c.fail(fmt.Errorf("publish %d: %v (reason %v)", seq, err, resp))
 			return
