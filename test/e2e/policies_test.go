@@ -179,7 +179,7 @@ func (c *codeCounter) run(ctx context.Context, stop <-chan struct{}) {
 		case resp != nil && resp.ReasonCode == 0x97:
 			c.note("refused")
 		default:
-			c.fail(fmt.Errorf("publish %d: %v (reason %v)", seq, err, resp))
+			c.fail(fmt.Errorf("publish %d: %w (reason %v)", seq, err, resp))
 			return
 		}
 	}
