@@ -13,6 +13,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store/memstore"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -375,5 +376,31 @@ func TestQueuePolicyAdminAndMetrics(t *testing.T) {
 	}
 	if n := strings.Count(body, "bollard_policy_queued_bytes{"); n != 4 {
 		t.Errorf("%d policy label values, want 3 policies + default", n)
+	}
+}
+
+// TestQueuePolicyAfterRestart: recovered sessions take their policy from
+// their stored identity and subscriptions, with their queues in its
+// account, before the first client connects.
+func TestQueuePolicyAfterRestart(t *testing.T) {
+	st := memstore.New()
+	b := startBroker(t, policyConfig(), withStore(st))
+	offlineSubscriber(t, b, "dev9", "fw/dev9/+", 1)
+	offlineSubscriber(t, b, "sensor-1", "s", 1)
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "pub", CleanStart: true})
+	publishQoS1(t, pub, "fw/dev9/img", payloads(5)...)
+	publishQoS1(t, pub, "s", "a")
+	b.stop()
+
+	b = startBroker(t, policyConfig(), withStore(st))
+	if got := sessionPolicy(t, b, "dev9"); got != "firmware" {
+		t.Errorf("recovered dev9 has policy %q", got)
+	}
+	if p := policyStat(t, b, "firmware"); p.QueuedMessages != 3 {
+		t.Errorf("firmware after restart: %+v", p)
+	}
+	if p := policyStat(t, b, "sensors"); p.QueuedMessages != 1 || len(p.Drops) != 0 {
+		t.Errorf("sensors after restart: %+v (drop counters start again at a restart)", p)
 	}
 }
