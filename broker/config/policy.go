@@ -225,8 +225,9 @@ func (c *Config) validatePolicies(v *validator) {
 	for i := range ps {
 		f := fmt.Sprintf("queues.policies[%d]", i)
 		p := &ps[i]
-		v.err(f+".name", checkPolicyName(p.Name))
-		if j, dup := seen[p.Name]; dup && p.Name != "" {
+		nameErr := checkPolicyName(p.Name)
+		v.err(f+".name", nameErr)
+		if j, dup := seen[p.Name]; dup && nameErr == nil {
 			v.check(false, f+".name", "%q is already the name of queues.policies[%d]", p.Name, j)
 		}
 		seen[p.Name] = i

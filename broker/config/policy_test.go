@@ -147,6 +147,10 @@ func TestPolicyValidationAttacks(t *testing.T) {
 		"long name": {func(c *Config) {
 			c.Queues.Policies = []QueuePolicy{{Name: strings.Repeat("a", 64), ClientID: "a"}}
 		}, "queues.policies[0].name", "at most 63"},
+		"giant duplicate names": {func(c *Config) {
+			n := strings.Repeat("a", 1<<20)
+			c.Queues.Policies = []QueuePolicy{{Name: n, ClientID: "a"}, {Name: n, ClientID: "b"}}
+		}, "queues.policies[1].name", "at most 63"},
 		"duplicate name": {func(c *Config) {
 			c.Queues.Policies = []QueuePolicy{ok, {Name: "x", ClientID: "b"}, ok}
 		}, "queues.policies[2].name", "already the name of queues.policies[0]"},
