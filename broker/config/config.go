@@ -252,6 +252,15 @@ type Queues struct {
 	// MaxStoreBytes, whatever the budget (the volume may be shared, or
 	// smaller than the budget says). 0 disables it.
 	MinVolumeFreeBytes int64 `yaml:"minVolumeFreeBytes" json:"minVolumeFreeBytes" reload:"hot"`
+	// Policies give classes of sessions (selected by client ID pattern,
+	// principal or topic filter) their own queue limits, overflow policy,
+	// expiry cap and share of MaxStoreBytes; a session takes the first
+	// policy that selects it, and the values above for whatever that
+	// policy leaves unset (sessions matching none take the values above).
+	// At most 32. A reload applies a change to existing sessions at once;
+	// a change of subscriptions re-selects the session's policy. See
+	// QueuePolicy and docs/operations.md, "Queue policies".
+	Policies []QueuePolicy `yaml:"policies,omitempty" json:"policies,omitempty" reload:"hot"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -490,5 +499,6 @@ func (c *Config) Clone() *Config {
 		n.Auth.AllowAnonymous = &v
 	}
 	n.Auth.ACL = append([]ACLRule(nil), c.Auth.ACL...)
+	n.Queues.Policies = clonePolicies(c.Queues.Policies)
 	return &n
 }
