@@ -16,6 +16,7 @@ import (
 var knownDropReasons = []string{
 	DropQueueFull, DropQuotaRejected, DropStoreFull, DropExpired, DropSlowConsumer,
 	DropTooLarge, DropQoS0Offline, DropSessionExpired, DropNotAuthorized, DropReadDenied,
+	DropPolicyStoreFull,
 }
 
 // Metric descriptions. Every value is read from Server.Stats() (and the
@@ -83,6 +84,9 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range connDescs {
 		ch <- d
 	}
+	for _, d := range policyDescs {
+		ch <- d
+	}
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -125,6 +129,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAdminRefused, n, reason)
 	}
 	collectConn(ch, st)
+	collectPolicies(ch, st)
 }
 
 // collectShell exports the state of the reloader and the lifecycle.

@@ -104,6 +104,7 @@ func (s *Server) Stats() Stats {
 		BytesOut:    s.stats.bytesOut.Load(),
 		Commit:      s.stats.commit.snapshot(),
 
+		Policies:         s.policyStats(),
 		ConfigGeneration: s.gen.Load(),
 		ConnectionPanics: s.stats.panics.Load(),
 
@@ -163,6 +164,6 @@ func infoOf(e *sessionEntry) SessionInfo {
 		ProtocolVersion: i.ProtocolVersion, Persistent: i.Persistent,
 		ExpiryInterval: i.ExpiryInterval, ExpiresAt: i.ExpiresAt,
 		QueuedMessages: i.QueuedMessages, QueuedBytes: i.QueuedBytes,
-		Inflight: i.Inflight, Subscriptions: i.Subscriptions,
+		Inflight: i.Inflight, Subscriptions: i.Subscriptions, Policy: i.Policy,
 	}
 }

@@ -44,6 +44,9 @@ func buildConfigOwners() []configOwner {
 		{"auth", "spec.auth"},
 		{"logLevel", "spec.logLevel"},
 		{"drainTimeout", "spec.terminationGracePeriodSeconds (minus 10s)"},
+		// Membership, addresses and the cluster secret need Services, ports
+		// and pods the operator makes: not a file setting.
+		{"cluster", "the operator (replication follows spec.replicas; until the operator manages it, one broker)"},
 	}
 	o = append(o, specFields("sessions", "spec.sessions", reflect.TypeFor[v1alpha1.Sessions]())...)
 	o = append(o, specFields("queues", "spec.queues", reflect.TypeFor[v1alpha1.Queues]())...)
