@@ -234,6 +234,19 @@ func TestPodAdditionsReachTheBroker(t *testing.T) {
 			svc.Spec.ExternalTrafficPolicy, svc.Spec.HealthCheckNodePort)
 	}
 
+	// What the apiserver defaults in them is no drift: another reconcile
+	// writes neither the StatefulSet nor the Service.
+	stsRV, svcRV := statefulSet(t, b).ResourceVersion, svc.ResourceVersion
+	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.LogLevel = "debug" })
+	b = observed(t, b)
+	if err := get(t, svc, ns, resources.ServiceName(b)); err != nil {
+		t.Fatal(err)
+	}
+	if rv := statefulSet(t, b).ResourceVersion; rv != stsRV || svc.ResourceVersion != svcRV {
+		t.Errorf("a steady state rewrote the StatefulSet (%s -> %s) or the Service (%s -> %s)", stsRV, rv, svcRV, svc.ResourceVersion)
+	}
+	noEvent(t, b, controllers.EventDriftCorrected)
+
 	// Dropping the policy and the ranges puts Kubernetes' defaults back.
 	update(t, b, func(b *v1alpha1.MQTTBroker) {
 		b.Spec.Service.ExternalTrafficPolicy = ""
