@@ -69,6 +69,18 @@ build: ## Build bin/bollard and bin/bollard-operator.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bollard ./cmd/bollard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X main.defaultImage=$(IMG)" -o bin/bollard-operator ./cmd/bollard-operator
 
+# Where `make image` writes the image archive, and (PUSH=REF) where it
+# pushes the image.
+IMAGE_TAR ?= bin/bollard-image.tar
+PUSH ?=
+
+.PHONY: image
+image: build ## Build the container image without Docker into $(IMAGE_TAR) (hack/image: both binaries, user 65532); PUSH=REF also pushes it.
+	$(GO) run ./hack/image --bin bin --out $(IMAGE_TAR) --tag $(IMG) --version $(VERSION) \
+		--revision "$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+		--created "$$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)" \
+		$(if $(PUSH),--push $(PUSH))
+
 .PHONY: run
 run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080, data in ./bollard-data.
 	$(GO) run ./cmd/bollard $(ARGS)

@@ -67,19 +67,10 @@ func (r *MQTTBrokerReconciler) applyServiceMonitor(ctx context.Context, p *pass)
 	return r.deleteOwned(ctx, b, cur, "ServiceMonitor", "spec.metrics.serviceMonitor.enabled is false")
 }
 
-// serviceMonitorsServed asks the RESTMapper whether the apiserver serves
-// ServiceMonitors. The manager's mapper discovers a group it does not know
-// on demand, so a CRD installed after the operator started is found.
+// serviceMonitorsServed asks whether the apiserver serves ServiceMonitors
+// (kindServed).
 func (r *MQTTBrokerReconciler) serviceMonitorsServed() (bool, error) {
-	gvk := resources.ServiceMonitorGVK
-	_, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-	switch {
-	case meta.IsNoMatchError(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("discovering %s: %w", gvk.GroupKind(), err)
-	}
-	return true, nil
+	return r.kindServed(resources.ServiceMonitorGVK)
 }
 
 // deleteOwned deletes obj (named, in b's namespace) if b controls it,
@@ -109,15 +100,9 @@ func newServiceMonitor() *unstructured.Unstructured {
 	return u
 }
 
-// mergeServiceMonitor rewrites the spec when a field the operator sets
-// differs; fields the CRD's schema defaults are left alone (driftPaths with
-// every map open).
-func mergeServiceMonitor(cur, want *unstructured.Unstructured) {
-	if len(driftPaths("spec", want.Object["spec"], cur.Object["spec"], driftOptions{allMapsOpen: true})) == 0 {
-		return
-	}
-	cur.Object["spec"] = runtimeDeepCopy(want.Object["spec"])
-}
+// mergeServiceMonitor is mergeUnstructuredSpec: fields the CRD's schema
+// defaults are left alone.
+func mergeServiceMonitor(cur, want *unstructured.Unstructured) { mergeUnstructuredSpec(cur, want) }
 
 func runtimeDeepCopy(v any) any {
 	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]

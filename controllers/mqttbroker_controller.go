@@ -66,6 +66,9 @@ type MQTTBrokerReconciler struct {
 	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
 	// started once their CRD is installed.
 	serviceMonitorWatch *lazyWatch
+	// certificateWatch watches the cert-manager Certificates the operator
+	// owns, started once their CRD is installed.
+	certificateWatch *lazyWatch
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and
@@ -100,6 +103,10 @@ type step struct {
 func (r *MQTTBrokerReconciler) steps() []step {
 	return []step{
 		{"render-config", r.renderConfig},
+		// Before the Secrets: without cert-manager, its absence is the
+		// first problem (Degraded's reason), the missing Secret its
+		// consequence.
+		{"certificate", r.applyCertificate},
 		{"secrets", r.checkSecrets},
 		{"admin-token", r.ensureAdminToken},
 		{"serviceaccount", r.applyServiceAccount},
@@ -267,8 +274,14 @@ func (r *MQTTBrokerReconciler) patchStatus(ctx context.Context, b, orig *v1alpha
 	return nil
 }
 
+// renderConfig renders the broker's configuration and checks what the spec
+// adds to the pod; with either refused, nothing is rendered and the
+// broker keeps running as it was.
 func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
 	cfg, err := resources.BrokerConfig(p.broker)
+	if err == nil {
+		err = resources.ValidatePodSpec(p.broker)
+	}
 	if err != nil {
 		// Not an API error: retrying will not help until the spec changes.
 		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)

@@ -11,7 +11,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
@@ -34,7 +33,10 @@ import (
 // those namespaces. Secrets are neither cached nor watched: the reconciler
 // reads the few it needs with direct GETs (see checkSecrets), so its RBAC
 // needs no list or watch on Secrets. Of the CustomResourceDefinitions only
-// the ServiceMonitor's metadata is cached.
+// metadata is cached: the arrival of the optional CRDs the operator uses
+// (the Prometheus Operator's ServiceMonitor, cert-manager's Certificate)
+// is what matters. (A field selector could keep only those, but only one
+// name per selector.)
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
@@ -44,10 +46,6 @@ func CacheOptions(namespaces []string) cache.Options {
 		&networkingv1.NetworkPolicy{},
 	} {
 		o.ByObject[obj] = cache.ByObject{Label: managed}
-	}
-	// Only the ServiceMonitor CRD, as metadata: its arrival is what matters.
-	o.ByObject[serviceMonitorCRD()] = cache.ByObject{
-		Field: fields.OneTermEqualSelector("metadata.name", resources.ServiceMonitorCRDName),
 	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}
@@ -93,10 +91,10 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
-		Watches(serviceMonitorCRD(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return o.GetName() == resources.ServiceMonitorCRDName
-			}))).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
+			builder.WithPredicates(named(resources.ServiceMonitorCRDName))).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingCertificates),
+			builder.WithPredicates(named(resources.CertificateCRDName))).
 		Build(r)
 	if err != nil {
 		return err
@@ -107,6 +105,13 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	sm.SetGroupVersionKind(resources.ServiceMonitorGVK)
 	r.serviceMonitorWatch = &lazyWatch{start: func() error {
 		return c.Watch(source.Kind[client.Object](mgr.GetCache(), sm,
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
+	}}
+	// Likewise cert-manager's Certificates: applyCertificate starts it.
+	cert := &metav1.PartialObjectMetadata{}
+	cert.SetGroupVersionKind(resources.CertificateGVK)
+	r.certificateWatch = &lazyWatch{start: func() error {
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), cert,
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
 	}}
 	return nil
@@ -137,10 +142,15 @@ func (w *lazyWatch) ensure() error {
 	return nil
 }
 
-// serviceMonitorCRD is the metadata of a CustomResourceDefinition: the
-// operator watches the ServiceMonitor CRD come and go without importing
-// the apiextensions types.
-func serviceMonitorCRD() *metav1.PartialObjectMetadata {
+// named passes events of the object with this name only.
+func named(name string) predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == name })
+}
+
+// crdMetadata is the metadata of a CustomResourceDefinition: the operator
+// watches the optional CRDs come and go without importing the
+// apiextensions types.
+func crdMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
 	return m

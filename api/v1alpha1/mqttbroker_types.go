@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // AdminPort is the container port of the broker's admin HTTP endpoint
@@ -50,6 +51,8 @@ type MQTTBrokerList struct {
 }
 
 // MQTTBrokerSpec describes the broker the operator runs.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",message="every volumeMounts[].name must name a volume of spec.volumes"
 type MQTTBrokerSpec struct {
 	// image is the container image holding the bollard binary. Default: the
 	// image the operator was started with (its --broker-image flag), so
@@ -157,6 +160,67 @@ type MQTTBrokerSpec struct {
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 
+	// podLabels are added to the broker pod (for example for a service mesh
+	// or a cost report). The operator's own labels (app.kubernetes.io/name,
+	// instance, component, managed-by, part-of and version) select the
+	// pods and cannot be set here. Changing them rolls the broker pod.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/part-of', 'app.kubernetes.io/version']))",message="podLabels cannot set the operator's labels (app.kubernetes.io/name, instance, component, managed-by, part-of, version): they select the broker's pods"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="podLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +optional
+	PodLabels map[string]LabelValue `json:"podLabels,omitempty"`
+
+	// topologySpreadConstraints spread the broker pods across zones or
+	// nodes (Kubernetes' own field, copied onto the pod). Select the broker
+	// pods with the labels app.kubernetes.io/name=bollard and
+	// app.kubernetes.io/instance=<name>. Changing them rolls the broker pod.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// env adds environment variables to the broker container, after the
+	// operator's own (GOMEMLIMIT, which cannot be set here: the operator
+	// derives it from resources.limits.memory). Values may come from
+	// Secrets and ConfigMaps (valueFrom). The broker reads its settings
+	// from its configuration file, not from the environment: use spec.config
+	// for a broker setting the CRD does not expose. Changing env rolls the
+	// broker pod.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, e.name != 'GOMEMLIMIT')",message="env cannot set GOMEMLIMIT: the operator sets it from resources.limits.memory"
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// volumes adds volumes to the broker pod, for volumeMounts to mount
+	// (for example a CA bundle, or a directory from a CSI secrets driver).
+	// Each has a name and one source: configMap, secret, emptyDir,
+	// persistentVolumeClaim, csi or projected, as in a Pod. Other sources
+	// are not offered: hostPath would let whoever may edit an MQTTBroker
+	// reach the node's files through the operator. The operator's own
+	// volume names (config, data, tmp, admin-token, users, tls) cannot be
+	// used. Changing volumes rolls the broker pod.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !(v.name in ['config', 'data', 'tmp', 'admin-token', 'users', 'tls']))",message="volumes cannot use the operator's volume names: config, data, tmp, admin-token, users, tls"
+	// +optional
+	Volumes []Volume `json:"volumes,omitempty"`
+
+	// volumeMounts mounts volumes of spec.volumes into the broker
+	// container. The operator's own paths are refused, and so is any path
+	// above or below them: /etc/bollard (the configuration),
+	// /var/lib/bollard (the data volume), /var/run/bollard (the admin
+	// token, users and TLS Secrets) and /tmp. Paths must be absolute and
+	// clean (no "." or ".." parts, no trailing '/'). Changing them rolls
+	// the broker pod.
+	// +listType=map
+	// +listMapKey=mountPath
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	VolumeMounts []VolumeMount `json:"volumeMounts,omitempty"`
+
 	// service configures the client Service (named after the MQTTBroker).
 	// +kubebuilder:default={}
 	// +optional
@@ -197,6 +261,102 @@ type MQTTBrokerSpec struct {
 	// +kubebuilder:validation:Maximum=3600
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+
+	// config sets broker configuration fields this resource does not
+	// expose, as an object in the broker's own file format
+	// (docs/reference/broker-config.md): for example limits.connectTimeout,
+	// limits.maxClientIDLength or sessions.allowTakeoverByOtherPrincipal,
+	// written as nested objects (limits: connectTimeout: 5s). It is merged over the configuration the operator renders from
+	// this spec (objects merge field by field; any other value replaces)
+	// and the result is checked by the broker's own loader (unknown fields
+	// and invalid values are refused). A field this resource does expose
+	// (spec.queues, spec.limits.maxConnections, spec.listeners, ...), or one
+	// the operator manages (admin, dataDir, configGeneration), is refused
+	// rather than overridden, naming the field to set instead: one value,
+	// one place. A refused config is reported (Degraded and ConfigApplied
+	// False, reason InvalidConfig, with the loader's message) and not
+	// rendered: the broker keeps its previous configuration. Hot or
+	// restart as each field is in the broker (restart fields roll the pod).
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Config *runtime.RawExtension `json:"config,omitempty"`
+}
+
+// Volume is a volume of the broker pod: a name and exactly one source.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.configMap), has(self.secret), has(self.emptyDir), has(self.persistentVolumeClaim), has(self.csi), has(self.projected)].filter(x, x).size() == 1",message="a volume needs exactly one source: configMap, secret, emptyDir, persistentVolumeClaim, csi or projected"
+type Volume struct {
+	// name of the volume, which volumeMounts refer to: a DNS label.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(-+[a-z0-9]+)*$`
+	// +required
+	Name string `json:"name"`
+
+	// configMap mounts a ConfigMap of this namespace.
+	// +optional
+	ConfigMap *corev1.ConfigMapVolumeSource `json:"configMap,omitempty"`
+
+	// secret mounts a Secret of this namespace.
+	// +optional
+	Secret *corev1.SecretVolumeSource `json:"secret,omitempty"`
+
+	// emptyDir is a scratch directory that lives as long as the pod.
+	// +optional
+	EmptyDir *corev1.EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+
+	// persistentVolumeClaim mounts an existing claim of this namespace.
+	// +optional
+	PersistentVolumeClaim *corev1.PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
+
+	// csi mounts a volume of a CSI driver (for example the Secrets Store
+	// CSI driver).
+	// +optional
+	CSI *corev1.CSIVolumeSource `json:"csi,omitempty"`
+
+	// projected combines ConfigMaps, Secrets, the downward API and
+	// service account tokens in one directory.
+	// +optional
+	Projected *corev1.ProjectedVolumeSource `json:"projected,omitempty"`
+}
+
+// LabelValue is the value of a Kubernetes label.
+//
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
+
+// VolumeMount mounts a volume of spec.volumes into the broker container.
+//
+// +kubebuilder:validation:XValidation:rule="self.mountPath.matches('^(/[^/]+)+$') && !self.mountPath.matches('/[.][.]?(/|$)')",message="mountPath must be an absolute, clean path: no '.' or '..' parts, no '//' and no trailing '/'"
+// +kubebuilder:validation:XValidation:rule="['/etc/bollard', '/var/lib/bollard', '/var/run/bollard', '/tmp'].all(r, self.mountPath != r && !self.mountPath.startsWith(r + '/') && !r.startsWith(self.mountPath + '/'))",message="mountPath cannot be at, inside or above the operator's paths: /etc/bollard (configuration), /var/lib/bollard (data), /var/run/bollard (admin token, users, TLS) and /tmp"
+type VolumeMount struct {
+	// name of a volume of spec.volumes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+
+	// mountPath is where the volume appears in the container: an absolute
+	// path outside the operator's own directories.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	MountPath string `json:"mountPath"`
+
+	// readOnly mounts the volume read-only. Default false.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// subPath mounts this path inside the volume instead of its root. The
+	// kubelet never refreshes a subPath mount when a ConfigMap or Secret
+	// changes.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",message="subPath must be a relative path without '..'"
+	// +optional
+	SubPath string `json:"subPath,omitempty"`
 }
 
 // Listeners are the client-facing endpoints of the broker. At least one must
@@ -212,8 +372,10 @@ type Listeners struct {
 	// +optional
 	MQTT MQTTListener `json:"mqtt,omitzero"`
 
-	// tls is MQTT over TLS. Absent means disabled. Renewing the certificate
-	// in its Secret rolls the broker pod, since the broker reads it at start.
+	// tls is MQTT over TLS. Absent means disabled. A renewed certificate
+	// in its Secret applies without a restart: the broker reloads the
+	// mounted files when the kubelet updates them, and the pod template
+	// holds the Secret's name, never its content.
 	// +optional
 	TLS *TLSListener `json:"tls,omitempty"`
 
@@ -246,6 +408,9 @@ type MQTTListener struct {
 }
 
 // TLSListener is MQTT over TLS.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.secretName) || has(self.issuerRef)",message="listeners.tls needs secretName (a kubernetes.io/tls Secret) or issuerRef (a cert-manager issuer)"
+// +kubebuilder:validation:XValidation:rule="!has(self.dnsNames) || size(self.dnsNames) == 0 || has(self.issuerRef)",message="listeners.tls.dnsNames is only used with listeners.tls.issuerRef"
 type TLSListener struct {
 	// port is the container and Service port. Default 8883.
 	// +kubebuilder:default=8883
@@ -254,16 +419,74 @@ type TLSListener struct {
 
 	// secretName names a kubernetes.io/tls Secret in this namespace holding
 	// tls.crt and tls.key (and ca.crt when requireClientCert is true). The
-	// pod does not start until it exists.
+	// pod does not start until it exists. Required unless issuerRef is set;
+	// with issuerRef it defaults to <name>-tls, the Secret cert-manager
+	// writes the certificate into.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +required
-	SecretName string `json:"secretName"`
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// issuerRef asks cert-manager for the certificate: the operator creates
+	// a cert-manager Certificate named <name>-tls, issued by this Issuer or
+	// ClusterIssuer into the Secret secretName, for the DNS names of the
+	// client Service and of every broker pod behind the headless Service
+	// (plus dnsNames). cert-manager renews it before it expires and the
+	// broker reloads the renewed files without a restart. It needs
+	// cert-manager's Certificate CRD (cert-manager.io/v1): while that is not
+	// installed the operator creates nothing, sets Degraded with reason
+	// CertManagerUnavailable and records a warning Event, and creates the
+	// Certificate once the CRD appears. Removing issuerRef deletes the
+	// Certificate (cert-manager leaves its Secret in place).
+	// +optional
+	IssuerRef *IssuerRef `json:"issuerRef,omitempty"`
+
+	// dnsNames are further DNS names for the certificate cert-manager issues
+	// (for example the load balancer's public name). Only with issuerRef.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	DNSNames []string `json:"dnsNames,omitempty"`
 
 	// requireClientCert refuses clients that do not present a certificate
 	// signed by the ca.crt of the Secret. Default false.
 	// +optional
 	RequireClientCert bool `json:"requireClientCert,omitempty"`
+}
+
+// Issuer kinds of cert-manager.
+const (
+	IssuerKindIssuer        = "Issuer"
+	IssuerKindClusterIssuer = "ClusterIssuer"
+)
+
+// IssuerRef names a cert-manager issuer.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || self.group != 'cert-manager.io' || !has(self.kind) || self.kind in ['Issuer', 'ClusterIssuer']",message="listeners.tls.issuerRef.kind must be Issuer or ClusterIssuer for the cert-manager.io group"
+type IssuerRef struct {
+	// name of the Issuer (in this namespace) or ClusterIssuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// kind is Issuer (default) or ClusterIssuer. An issuer of another
+	// group (an external issuer) may have another kind: set group too.
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// group is the issuer's API group. Default cert-manager.io; external
+	// issuers have their own (for example awspca.cert-manager.io).
+	// +kubebuilder:default="cert-manager.io"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // WebSocketListener is MQTT over WebSocket.
@@ -807,6 +1030,9 @@ type ACLRule struct {
 }
 
 // ServiceSpec configures the client Service.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0 || (has(self.type) && self.type == 'LoadBalancer')",message="service.loadBalancerSourceRanges needs service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.externalTrafficPolicy) || (has(self.type) && (self.type == 'LoadBalancer' || self.type == 'NodePort'))",message="service.externalTrafficPolicy needs service.type NodePort or LoadBalancer"
 type ServiceSpec struct {
 	// type is the Service type: ClusterIP (default), NodePort or
 	// LoadBalancer.
@@ -823,6 +1049,26 @@ type ServiceSpec struct {
 	// to the Service are kept.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// loadBalancerSourceRanges restricts the client addresses a
+	// LoadBalancer Service admits, as CIDRs (for example 203.0.113.0/24),
+	// where the cloud's load balancer supports it. Only with type
+	// LoadBalancer. Empty admits every address.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[0-9.]+/[0-9]+$') || self.matches('^[0-9A-Fa-f:.]+/[0-9]+$')",message="loadBalancerSourceRanges entries must be CIDRs such as 203.0.113.0/24 or 2001:db8::/32"
+	// +optional
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// externalTrafficPolicy is the Service's external traffic policy:
+	// Cluster (Kubernetes' default) or Local, which keeps the client's
+	// source address (for the broker's per-address login back-off and its
+	// logs) at the price of routing only to nodes running the broker pod.
+	// Only with type NodePort or LoadBalancer.
+	// +kubebuilder:validation:Enum=Cluster;Local
+	// +optional
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
 }
 
 // Metrics configures the scraping of the broker's Prometheus metrics.

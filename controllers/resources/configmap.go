@@ -18,9 +18,10 @@ import (
 const drainMargin = 10 * time.Second
 
 // BrokerConfig renders the broker configuration file for b, on top of the
-// broker's own defaults, and validates it with the broker's rules. An error
-// means the spec passed the CRD's validation but not the broker's: the
-// reconciler reports it and does not roll the broker onto it.
+// broker's own defaults, merges spec.config over it (applyConfigOverlay),
+// and validates it with the broker's rules. An error means the spec passed
+// the CRD's validation but not the broker's: the reconciler reports it and
+// does not roll the broker onto it.
 func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	s := &b.Spec
 	c := config.Default()
@@ -55,7 +56,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("resources: rendered broker config is invalid: %w", err)
 	}
-	return c, nil
+	return applyConfigOverlay(b, c)
 }
 
 // softMemoryLimit is the broker's soft Go memory limit: 80% of the
