@@ -6,42 +6,25 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
 )
 
-// histogram is a fixed-bucket latency histogram.
-type histogram struct {
-	bounds []float64 // seconds
-	counts []atomic.Uint64
-	count  atomic.Uint64
-	sumNS  atomic.Int64
-}
+// histogram is a latency histogram (store.LatencyBounds buckets).
+type histogram struct{ store.Latencies }
 
-func newHistogram() *histogram {
-	b := []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
-	return &histogram{bounds: b, counts: make([]atomic.Uint64, len(b))}
-}
+func newHistogram() *histogram { return &histogram{} }
 
-func (h *histogram) observe(d time.Duration) {
-	s := d.Seconds()
-	for i, b := range h.bounds {
-		if s <= b {
-			h.counts[i].Add(1)
-			break
-		}
+func (h *histogram) observe(d time.Duration) { h.Observe(d) }
+
+func (h *histogram) snapshot() Histogram { return histogramOf(h.Snapshot()) }
+
+// histogramOf converts a store latency snapshot for Stats.
+func histogramOf(s store.LatencySnapshot) Histogram {
+	out := Histogram{Buckets: make(map[float64]uint64, len(store.LatencyBounds)), Count: s.Count, Sum: s.Sum.Seconds()}
+	for i, b := range store.LatencyBounds {
+		out.Buckets[b] = s.Cumulative[i]
 	}
-	h.count.Add(1)
-	h.sumNS.Add(int64(d))
-}
-
-func (h *histogram) snapshot() Histogram {
-	out := Histogram{Buckets: make(map[float64]uint64, len(h.bounds))}
-	var cum uint64
-	for i, b := range h.bounds {
-		cum += h.counts[i].Load()
-		out.Buckets[b] = cum
-	}
-	out.Count = h.count.Load()
-	out.Sum = time.Duration(h.sumNS.Load()).Seconds()
 	return out
 }
 
