@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type counters struct {
 
 	dropMu   sync.Mutex
 	drops    map[string]uint64
+	recent   dropWindow           // drops of the last DropWindow
 	dropLog  map[string]time.Time // last log line per reason
 	dropSkip map[string]uint64    // drops not logged since
 }
@@ -55,6 +57,7 @@ func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
 	c.dropMu.Lock()
 	c.drops[reason] += uint64(n)
 	now := time.Now()
+	c.recent.add(now, reason, uint64(n))
 	skipped := c.dropSkip[reason] + uint64(n)
 	logIt := now.Sub(c.dropLog[reason]) >= time.Second
 	if logIt {
@@ -69,18 +72,23 @@ func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
 	}
 }
 
-func (c *counters) dropSnapshot() map[string]uint64 {
+func (c *counters) dropSnapshot() (total, recent map[string]uint64) {
 	c.dropMu.Lock()
 	defer c.dropMu.Unlock()
-	return maps.Clone(c.drops)
+	return maps.Clone(c.drops), c.recent.sum(time.Now())
 }
 
-// Stats returns a snapshot of the broker's counters.
+// Stats returns a snapshot of the broker's counters. The session figures
+// (sessions, queued messages and bytes, top queues, fullest queue) come
+// from a census at most a second old (census.go, CensusAt says when); the
+// counters are current.
 func (s *Server) Stats() Stats {
+	drops, recent := s.stats.dropSnapshot()
 	st := Stats{
 		Connections: s.stats.connections.Load(),
 		Retained:    int64(s.router.RetainedCount()),
-		Drops:       s.stats.dropSnapshot(),
+		Drops:       drops,
+		RecentDrops: recent,
 		Refusals:    s.refused.snapshot(),
 		Storage:     s.storageStats(),
 		BytesIn:     s.stats.bytesIn.Load(),
@@ -88,6 +96,7 @@ func (s *Server) Stats() Stats {
 		Commit:      s.stats.commit.snapshot(),
 
 		ConfigGeneration: s.gen.Load(),
+		MetricsTopQueues: s.config().Admin.MetricsTopQueues,
 		ConnectionPanics: s.stats.panics.Load(),
 
 		LoginRefusedBusy:      s.logins.busy.Load(),
@@ -100,15 +109,13 @@ func (s *Server) Stats() Stats {
 		st.MessagesIn[i] = s.stats.msgsIn[i].Load()
 		st.MessagesOut[i] = s.stats.msgsOut[i].Load()
 	}
-	for _, si := range s.Sessions() {
-		if si.Online {
-			st.SessionsOnline++
-		} else {
-			st.SessionsOffline++
-		}
-		st.QueuedMessages += si.QueuedMessages
-		st.QueuedBytes += si.QueuedBytes
+	if f, ok := s.store.(store.FsyncReporter); ok {
+		st.Fsync = histogramOf(f.FsyncLatency())
 	}
+	c := s.census()
+	st.CensusAt, st.SessionsOnline, st.SessionsOffline = c.at, c.online, c.offline
+	st.QueuedMessages, st.QueuedBytes, st.FullestQueue = c.msgs, c.bytes, c.fullest
+	st.TopQueues = slices.Clone(c.top)
 	return st
 }
 
