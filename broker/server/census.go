@@ -13,8 +13,10 @@ import (
 // the fullest queue's fill come from one walk over every session.
 //
 // Its cost is bounded however often it is asked for: a census serves every
-// request for censusMaxAge (concurrent requests wait for the one walk in
-// progress and share it), the walk holds Server.mu only to copy
+// request until censusMaxAge after its walk ended, or nine times the walk's
+// duration when longer, so walking takes at most a tenth of one core
+// (concurrent requests wait for the one walk in progress and share it);
+// the walk holds Server.mu only to copy
 // censusChunk entries at a time (a CONNECT waits for one chunk, never for
 // the whole walk), reads each session under its own lock with no
 // allocation, and keeps the deepest queues in a sorted list of at most
@@ -23,6 +25,7 @@ import (
 // the token.
 const (
 	censusMaxAge = time.Second
+	censusIdle   = 9 // times the walk's duration between walks, at least
 	censusChunk  = 1024
 	// StatusTopQueues is how many of the deepest queues /v1/status lists.
 	StatusTopQueues = 10
@@ -41,7 +44,9 @@ type QueueDepth struct {
 
 // census is the result of one walk.
 type census struct {
-	at              time.Time
+	at              time.Time     // the walk's start
+	next            time.Time     // when the next walk may start
+	took            time.Duration // the walk
 	online, offline int64
 	msgs, bytes     int64
 	fullest         float64
@@ -56,19 +61,21 @@ type censusTaker struct {
 	walks atomic.Uint64 // walks done (tests)
 }
 
-// census returns a census at most censusMaxAge old, walking the sessions
-// when the last one is older.
+// census returns the last census, walking the sessions again when it is
+// due (see censusMaxAge).
 func (s *Server) census() *census {
 	t := &s.censuses
-	if c := t.last.Load(); c != nil && time.Since(c.at) < censusMaxAge {
+	if c := t.last.Load(); c != nil && time.Now().Before(c.next) {
 		return c
 	}
 	t.walk.Lock()
 	defer t.walk.Unlock()
-	if c := t.last.Load(); c != nil && time.Since(c.at) < censusMaxAge {
+	if c := t.last.Load(); c != nil && time.Now().Before(c.next) {
 		return c // counted while this caller waited
 	}
 	c := s.takeCensus(max(StatusTopQueues, s.config().Admin.MetricsTopQueues))
+	c.took = time.Since(c.at)
+	c.next = c.at.Add(c.took + max(censusMaxAge, censusIdle*c.took))
 	t.last.Store(c)
 	t.walks.Add(1)
 	return c
