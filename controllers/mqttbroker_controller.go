@@ -50,10 +50,15 @@ type MQTTBrokerReconciler struct {
 	ConfigBackoff workqueue.TypedRateLimiter[reconcile.Request]
 	// StatusRefresh is how often the operator asks the brokers of a Ready
 	// MQTTBroker for their status when nothing else happens, refreshing
-	// status.sessions and status.queuedMessages (the Sessions and Queued
-	// printer columns): nothing in the cluster changes when clients come
-	// and go. 0 means DefaultStatusRefresh.
+	// status.sessions, status.queuedMessages and status.stats (the
+	// Sessions, Queued and Store printer columns): nothing in the cluster
+	// changes when clients come and go. 0 means DefaultStatusRefresh.
 	StatusRefresh time.Duration
+	// StatusMinInterval bounds how often one broker pod is asked for its
+	// status, however many reconciles events bring, except while the
+	// operator waits for it to apply a configuration generation (see
+	// statusCache). 0 means DefaultStatusMinInterval.
+	StatusMinInterval time.Duration
 	// SecretRecheck is how soon a reconcile that found a referenced Secret
 	// missing or unusable runs again (the operator does not watch Secrets).
 	// 0 means DefaultSecretRecheck.
@@ -66,6 +71,8 @@ type MQTTBrokerReconciler struct {
 	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
 	// started once their CRD is installed.
 	serviceMonitorWatch *lazyWatch
+	// statuses are the brokers' last answers (queryBrokers).
+	statuses statusCache
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and
@@ -133,6 +140,9 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	b := &v1alpha1.MQTTBroker{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		r.backoff().Forget(req)
+		if apierrors.IsNotFound(err) {
+			r.statuses.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !b.DeletionTimestamp.IsZero() {
@@ -237,6 +247,13 @@ func (r *MQTTBrokerReconciler) brokerRequeue(req ctrl.Request, b *v1alpha1.MQTTB
 	}
 	r.backoff().Forget(req)
 	return ctrl.Result{}
+}
+
+func (r *MQTTBrokerReconciler) statusMinInterval() time.Duration {
+	if r.StatusMinInterval > 0 {
+		return r.StatusMinInterval
+	}
+	return DefaultStatusMinInterval
 }
 
 func (r *MQTTBrokerReconciler) statusRefresh() time.Duration {
