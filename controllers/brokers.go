@@ -55,6 +55,7 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 	}
 	// While no broker answers, the last figures stay, with their age.
 	if st := status.Stats(p.obs.Brokers); st != nil {
+		status.KeepObservedAt(b.Status.Stats, st, r.statusRefresh())
 		b.Status.Stats = st
 	}
 	return nil

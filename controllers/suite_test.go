@@ -49,7 +49,7 @@ const testImage = "ghcr.io/bollard-io/bollard:v0.0.0-test"
 // how often one pod is asked (TestStatusQueriesAreBounded).
 const (
 	statusRefresh     = 500 * time.Millisecond
-	statusMinInterval = time.Second
+	statusMinInterval = 250 * time.Millisecond
 )
 
 var (

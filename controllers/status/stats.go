@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -86,6 +87,21 @@ func Stats(rs []BrokerReport) *v1alpha1.BrokerStats {
 	s.Drops = drops(ok)
 	s.TopQueues = topQueues(ok)
 	return s
+}
+
+// KeepObservedAt gives next the observedAt of prev when their figures are
+// the same and prev was read less than period before next: a steady broker
+// then costs one status write per period, not one per question, and
+// observedAt is at most period old while the brokers answer.
+func KeepObservedAt(prev, next *v1alpha1.BrokerStats, period time.Duration) {
+	if prev == nil || next == nil || next.ObservedAt.Sub(prev.ObservedAt.Time) >= period || next.ObservedAt.Before(&prev.ObservedAt) {
+		return
+	}
+	at := next.ObservedAt
+	next.ObservedAt = prev.ObservedAt
+	if !equality.Semantic.DeepEqual(prev, next) {
+		next.ObservedAt = at
+	}
 }
 
 // sumAll totals a figure every report has, or returns nil.

@@ -146,3 +146,23 @@ func TestStatsDropsSaturate(t *testing.T) {
 		t.Errorf("drops %+v", *s.Drops)
 	}
 }
+
+func TestKeepObservedAt(t *testing.T) {
+	prev := Stats([]BrokerReport{full("b-0", t0, 4)})
+	same := Stats([]BrokerReport{full("b-0", t0.Add(20*time.Second), 4)})
+	KeepObservedAt(prev, same, 30*time.Second)
+	if !same.ObservedAt.Time.Equal(t0) {
+		t.Errorf("same figures within the period: observedAt %v, want %v", same.ObservedAt, t0)
+	}
+	later := Stats([]BrokerReport{full("b-0", t0.Add(30*time.Second), 4)})
+	KeepObservedAt(prev, later, 30*time.Second)
+	if !later.ObservedAt.Time.Equal(t0.Add(30 * time.Second)) {
+		t.Errorf("a period later: observedAt %v", later.ObservedAt)
+	}
+	changed := Stats([]BrokerReport{full("b-0", t0.Add(time.Second), 5)})
+	KeepObservedAt(prev, changed, 30*time.Second)
+	if !changed.ObservedAt.Time.Equal(t0.Add(time.Second)) || *changed.QueuedMessages != 5 {
+		t.Errorf("new figures: observedAt %v", changed.ObservedAt)
+	}
+	KeepObservedAt(nil, changed, 30*time.Second) // no previous figures: nothing to keep
+}
