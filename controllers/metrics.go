@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -16,7 +17,7 @@ import (
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 
 // applyMetricsService writes the metrics Service, or deletes the one the
@@ -33,45 +34,100 @@ func (r *MQTTBrokerReconciler) applyMetricsService(ctx context.Context, p *pass)
 	return r.deleteOwned(ctx, b, cur, "Service", "spec.metrics.enabled is false")
 }
 
+// monitoringKind is one of the Prometheus Operator's kinds the operator
+// creates (ServiceMonitor, PrometheusRule): a CRD that may be missing, or
+// installed after the operator started.
+type monitoringKind struct {
+	gvk     schema.GroupVersionKind
+	crdName string
+	// field is the spec switch, for messages.
+	field  string
+	reason string
+	event  EventReason
+	// name and want build the object for a broker (want nil: not wanted).
+	name  func(*v1alpha1.MQTTBroker) string
+	want  func(*v1alpha1.MQTTBroker) *unstructured.Unstructured
+	watch *lazyWatch
+}
+
+func (r *MQTTBrokerReconciler) serviceMonitors() monitoringKind {
+	return monitoringKind{gvk: resources.ServiceMonitorGVK, crdName: resources.ServiceMonitorCRDName,
+		field: "spec.metrics.serviceMonitor.enabled", reason: v1alpha1.ReasonServiceMonitorUnavailable,
+		event: EventServiceMonitorUnavailable, name: resources.ServiceMonitorName, want: resources.ServiceMonitor,
+		watch: r.serviceMonitorWatch}
+}
+
+func (r *MQTTBrokerReconciler) prometheusRules() monitoringKind {
+	return monitoringKind{gvk: resources.PrometheusRuleGVK, crdName: resources.PrometheusRuleCRDName,
+		field: "spec.metrics.prometheusRule.enabled", reason: v1alpha1.ReasonPrometheusRuleUnavailable,
+		event: EventPrometheusRuleUnavailable, name: resources.PrometheusRuleName, want: resources.PrometheusRule,
+		watch: r.prometheusRuleWatch}
+}
+
 // applyServiceMonitor writes the ServiceMonitor where its CRD is
-// installed. Where it is not, a broker that asks for one is Degraded (with
-// a warning Event) but nothing fails: the CRD watch brings the broker back
-// when the Prometheus Operator is installed.
+// installed (applyMonitoring).
 func (r *MQTTBrokerReconciler) applyServiceMonitor(ctx context.Context, p *pass) error {
+	return r.applyMonitoring(ctx, p, r.serviceMonitors())
+}
+
+// applyPrometheusRule writes the PrometheusRule with the broker's alerts
+// where its CRD is installed (applyMonitoring).
+func (r *MQTTBrokerReconciler) applyPrometheusRule(ctx context.Context, p *pass) error {
+	return r.applyMonitoring(ctx, p, r.prometheusRules())
+}
+
+// applyMonitoring writes the object of kind k where its CRD is installed,
+// or deletes the one the operator made when the spec no longer asks for
+// it. Where the CRD is not installed, a broker that asks for the object is
+// Degraded (with a warning Event) but nothing fails: the CRD watch brings
+// the broker back when the Prometheus Operator is installed.
+func (r *MQTTBrokerReconciler) applyMonitoring(ctx context.Context, p *pass, k monitoringKind) error {
 	b := p.broker
-	want := resources.ServiceMonitor(b)
-	served, err := r.serviceMonitorsServed()
+	want := k.want(b)
+	served, err := r.served(k.gvk)
 	if err != nil {
 		return err
 	}
 	if !served {
 		if want != nil {
-			msg := fmt.Sprintf("spec.metrics.serviceMonitor.enabled is true but the ServiceMonitor CRD (%s, %s) is not installed: "+
-				"install the Prometheus Operator, or scrape the %s Service another way",
-				resources.ServiceMonitorCRDName, resources.ServiceMonitorGVK.GroupVersion(), resources.MetricsServiceName(b))
-			p.problem(v1alpha1.ReasonServiceMonitorUnavailable, "%s", msg)
-			r.event(b, nil, true, EventServiceMonitorUnavailable, "Apply", "%s", msg)
+			msg := fmt.Sprintf("%s is true but the %s CRD (%s, %s) is not installed: "+
+				"install the Prometheus Operator, or %s", k.field, k.gvk.Kind, k.crdName, k.gvk.GroupVersion(), k.instead(b))
+			p.problem(k.reason, "%s", msg)
+			r.event(b, nil, true, k.event, "Apply", "%s", msg)
 		}
 		return nil
 	}
 	if want != nil {
-		if err := r.serviceMonitorWatch.ensure(); err != nil {
+		if err := k.watch.ensure(); err != nil {
 			return err
 		}
-		_, _, err := apply(ctx, r, b, want, newServiceMonitor, mergeServiceMonitor)
+		_, _, err := apply(ctx, r, b, want, k.newObject, mergeMonitoring)
 		return err
 	}
-	cur := newServiceMonitor()
-	cur.SetName(resources.ServiceMonitorName(b))
+	cur := k.newObject()
+	cur.SetName(k.name(b))
 	cur.SetNamespace(b.Namespace)
-	return r.deleteOwned(ctx, b, cur, "ServiceMonitor", "spec.metrics.serviceMonitor.enabled is false")
+	return r.deleteOwned(ctx, b, cur, k.gvk.Kind, k.field+" is false")
 }
 
-// serviceMonitorsServed asks the RESTMapper whether the apiserver serves
-// ServiceMonitors. The manager's mapper discovers a group it does not know
-// on demand, so a CRD installed after the operator started is found.
-func (r *MQTTBrokerReconciler) serviceMonitorsServed() (bool, error) {
-	gvk := resources.ServiceMonitorGVK
+// instead says what to do without the Prometheus Operator.
+func (k monitoringKind) instead(b *v1alpha1.MQTTBroker) string {
+	if k.gvk.Kind == resources.PrometheusRuleGVK.Kind {
+		return "load config/prometheus/rules.yaml into Prometheus another way"
+	}
+	return "scrape the " + resources.MetricsServiceName(b) + " Service another way"
+}
+
+func (k monitoringKind) newObject() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(k.gvk)
+	return u
+}
+
+// served asks the RESTMapper whether the apiserver serves gvk. The
+// manager's mapper discovers a group it does not know on demand, so a CRD
+// installed after the operator started is found.
+func (r *MQTTBrokerReconciler) served(gvk schema.GroupVersionKind) (bool, error) {
 	_, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 	switch {
 	case meta.IsNoMatchError(err):
@@ -103,16 +159,10 @@ func (r *MQTTBrokerReconciler) deleteOwned(ctx context.Context, b *v1alpha1.MQTT
 	return nil
 }
 
-func newServiceMonitor() *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(resources.ServiceMonitorGVK)
-	return u
-}
-
-// mergeServiceMonitor rewrites the spec when a field the operator sets
-// differs; fields the CRD's schema defaults are left alone (driftPaths with
-// every map open).
-func mergeServiceMonitor(cur, want *unstructured.Unstructured) {
+// mergeMonitoring rewrites the spec of a ServiceMonitor or PrometheusRule
+// when a field the operator sets differs; fields the CRD's schema
+// defaults are left alone (driftPaths with every map open).
+func mergeMonitoring(cur, want *unstructured.Unstructured) {
 	if len(driftPaths("spec", want.Object["spec"], cur.Object["spec"], driftOptions{allMapsOpen: true})) == 0 {
 		return
 	}
@@ -123,16 +173,20 @@ func runtimeDeepCopy(v any) any {
 	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]
 }
 
-// brokersWantingServiceMonitors maps an event on the ServiceMonitor CRD to
-// the brokers that ask for a ServiceMonitor.
-func (r *MQTTBrokerReconciler) brokersWantingServiceMonitors(ctx context.Context, _ client.Object) []reconcile.Request {
+// brokersWantingMonitoring maps an event on the ServiceMonitor or
+// PrometheusRule CRD to the brokers that ask for such an object.
+func (r *MQTTBrokerReconciler) brokersWantingMonitoring(ctx context.Context, crd client.Object) []reconcile.Request {
+	wants := resources.ServiceMonitorEnabled
+	if crd.GetName() == resources.PrometheusRuleCRDName {
+		wants = resources.PrometheusRuleEnabled
+	}
 	var list v1alpha1.MQTTBrokerList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
 	for i := range list.Items {
-		if resources.ServiceMonitorEnabled(&list.Items[i]) {
+		if wants(&list.Items[i]) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 		}
 	}

@@ -71,6 +71,9 @@ type MQTTBrokerReconciler struct {
 	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
 	// started once their CRD is installed.
 	serviceMonitorWatch *lazyWatch
+	// prometheusRuleWatch watches the PrometheusRules the operator owns,
+	// started once their CRD is installed.
+	prometheusRuleWatch *lazyWatch
 	// statuses are the brokers' last answers (queryBrokers).
 	statuses statusCache
 }
@@ -119,6 +122,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"networkpolicy", r.applyNetworkPolicy},
 		{"metrics-service", r.applyMetricsService},
 		{"servicemonitor", r.applyServiceMonitor},
+		{"prometheusrule", r.applyPrometheusRule},
 		{"brokers", r.queryBrokers},
 	}
 }

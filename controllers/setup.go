@@ -11,7 +11,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
@@ -34,7 +33,8 @@ import (
 // those namespaces. Secrets are neither cached nor watched: the reconciler
 // reads the few it needs with direct GETs (see checkSecrets), so its RBAC
 // needs no list or watch on Secrets. Of the CustomResourceDefinitions only
-// the ServiceMonitor's metadata is cached.
+// metadata is cached (the watch looks for the ServiceMonitor and
+// PrometheusRule CRDs; a field selector can name only one).
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
@@ -45,10 +45,9 @@ func CacheOptions(namespaces []string) cache.Options {
 	} {
 		o.ByObject[obj] = cache.ByObject{Label: managed}
 	}
-	// Only the ServiceMonitor CRD, as metadata: its arrival is what matters.
-	o.ByObject[serviceMonitorCRD()] = cache.ByObject{
-		Field: fields.OneTermEqualSelector("metadata.name", resources.ServiceMonitorCRDName),
-	}
+	// CRDs as metadata only: the arrival of the Prometheus Operator's is
+	// what matters.
+	o.ByObject[crdMetadata()] = cache.ByObject{}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range namespaces {
@@ -61,8 +60,8 @@ func CacheOptions(namespaces []string) cache.Options {
 // SetupWithManager registers the reconciler and its watches: the
 // MQTTBroker (spec and annotation changes), its children, its pods and
 // claims (by label), and the ServiceMonitor CRD
-// (so that brokers asking for a ServiceMonitor get one once it is
-// installed). There is no periodic resync; the only timed requeue asks the
+// and the ServiceMonitor and PrometheusRule CRDs (so that brokers asking
+// for one get it once the CRD is installed). There is no periodic resync; the only timed requeue asks the
 // brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
 func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.ConfigBackoff == nil {
@@ -93,22 +92,27 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
-		Watches(serviceMonitorCRD(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingMonitoring),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return o.GetName() == resources.ServiceMonitorCRDName
+				return o.GetName() == resources.ServiceMonitorCRDName || o.GetName() == resources.PrometheusRuleCRDName
 			}))).
 		Build(r)
 	if err != nil {
 		return err
 	}
-	// ServiceMonitors can be watched only once their CRD is installed, which
-	// may be after the operator starts: applyServiceMonitor starts the watch.
-	sm := &metav1.PartialObjectMetadata{}
-	sm.SetGroupVersionKind(resources.ServiceMonitorGVK)
-	r.serviceMonitorWatch = &lazyWatch{start: func() error {
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), sm,
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
-	}}
+	// ServiceMonitors and PrometheusRules can be watched only once their
+	// CRD is installed, which may be after the operator starts:
+	// applyMonitoring starts the watch.
+	owned := func(gvk schema.GroupVersionKind) *lazyWatch {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		return &lazyWatch{start: func() error {
+			return c.Watch(source.Kind[client.Object](mgr.GetCache(), m,
+				handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
+		}}
+	}
+	r.serviceMonitorWatch = owned(resources.ServiceMonitorGVK)
+	r.prometheusRuleWatch = owned(resources.PrometheusRuleGVK)
 	return nil
 }
 
@@ -137,10 +141,10 @@ func (w *lazyWatch) ensure() error {
 	return nil
 }
 
-// serviceMonitorCRD is the metadata of a CustomResourceDefinition: the
-// operator watches the ServiceMonitor CRD come and go without importing
-// the apiextensions types.
-func serviceMonitorCRD() *metav1.PartialObjectMetadata {
+// crdMetadata is the metadata of a CustomResourceDefinition: the operator
+// watches the Prometheus Operator's CRDs come and go without importing the
+// apiextensions types.
+func crdMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
 	return m

@@ -13,7 +13,8 @@ const (
 	// ConditionDegraded is True when the operator cannot make the cluster
 	// match the spec (an invalid rendered config, a missing Secret, an invalid
 	// users Secret, a refused volume shrink or expansion, a ServiceMonitor
-	// without its CRD, an API error); the message says why.
+	// or PrometheusRule without its CRD, an API error); the message says
+	// why.
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
@@ -61,6 +62,10 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonPrometheusRuleUnavailable: spec.metrics.prometheusRule.enabled
+	// is true but the PrometheusRule CRD (monitoring.coreos.com/v1) is not
+	// installed.
+	ReasonPrometheusRuleUnavailable = "PrometheusRuleUnavailable"
 	// ReasonAdminTokenInvalid: the admin token Secret
 	// (<name>-admin-token) holds no usable token, or another object
 	// controls it; the operator cannot ask the brokers for their status.
