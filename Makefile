@@ -54,6 +54,10 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests into config/.
 docs: ## Generate docs/reference from the CRD and broker/config (hack/gendocs; a test fails when they are stale).
 	$(GO) run ./hack/gendocs
 
+.PHONY: monitoring
+monitoring: ## Generate the alert rules (config/prometheus, the chart) from controllers/resources and copy the dashboard into the chart (hack/genmonitoring; a test fails when they are stale).
+	$(GO) run ./hack/genmonitoring
+
 .PHONY: verify
 verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
 	hack/verify.sh

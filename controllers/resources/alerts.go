@@ -69,7 +69,7 @@ func AlertRules(selector string) []RuleGroup {
 			"The broker at {{ $labels.instance }} has answered /readyz with 503 for 10 minutes: it is still recovering its store, or draining.",
 			"bollardbrokernotready"),
 		rule("BollardConfigNotApplied", "warning", "5m",
-			fmt.Sprintf("%s > 0 or %s == 1", m("bollard_config_refused_generation"), m("bollard_config_last_reload_failed")),
+			fmt.Sprintf("%s > 0 or on (job, instance) %s == 1", m("bollard_config_refused_generation"), m("bollard_config_last_reload_failed")),
 			"Bollard broker {{ $labels.instance }} refused its configuration",
 			"The broker at {{ $labels.instance }} refused the newest version of its configuration file and runs on the previous one.",
 			"bollardconfignotapplied"),
