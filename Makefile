@@ -96,7 +96,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 20s), one at a time; n
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-deps
-test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt).
+test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt, prometheus for promtool).
 	hack/install-test-deps.sh
 
 .PHONY: testbin
