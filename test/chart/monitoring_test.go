@@ -84,3 +84,37 @@ func readYAMLFile(t *testing.T, path string, into any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// TestKustomizeMonitoring: config/grafana builds the dashboard ConfigMap
+// for Grafana's sidecar and config/prometheus the PrometheusRule, with the
+// same content as the chart's.
+func TestKustomizeMonitoring(t *testing.T) {
+	out, err := run(t, nil, tool(t, "kustomize"), "build", "config/grafana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms := byKind(parseManifests(t, out), "ConfigMap")
+	if len(cms) != 1 {
+		t.Fatalf("config/grafana builds %d ConfigMaps", len(cms))
+	}
+	labels := cms[0]["metadata"].(map[string]any)["labels"].(map[string]any)
+	data := cms[0]["data"].(map[string]any)
+	src, err := os.ReadFile(filepath.Join(root(t), "config", "grafana", "bollard-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels["grafana_dashboard"] != "1" || data["bollard-dashboard.json"] != string(src) {
+		t.Errorf("config/grafana: labels %v, dashboard equal to the file: %v", labels, data["bollard-dashboard.json"] == string(src))
+	}
+
+	out, err = run(t, nil, tool(t, "kustomize"), "build", "config/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := byKind(parseManifests(t, out), "PrometheusRule")
+	var want object
+	readYAMLFile(t, filepath.Join(root(t), "config", "prometheus", "rules.yaml"), &want)
+	if len(rules) != 1 || !reflect.DeepEqual(object(rules[0]["spec"].(map[string]any)), want) {
+		t.Errorf("config/prometheus does not build one PrometheusRule holding config/prometheus/rules.yaml")
+	}
+}
