@@ -171,8 +171,9 @@ type MQTTBrokerSpec struct {
 
 	// metrics configures how Prometheus scrapes the broker's /metrics
 	// endpoint (connections, sessions, queued messages and bytes, drops by
-	// reason, fsync latency, applied config generation): a metrics Service
-	// and, for the Prometheus Operator, an optional ServiceMonitor.
+	// reason, store use, commit and fsync latency, applied config
+	// generation): a metrics Service and, for the Prometheus Operator, an
+	// optional ServiceMonitor and PrometheusRule (Bollard's alerts).
 	// +kubebuilder:default={}
 	// +optional
 	Metrics Metrics `json:"metrics,omitzero"`
