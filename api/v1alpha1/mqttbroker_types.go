@@ -433,6 +433,121 @@ type Queues struct {
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('0')) >= 0",message="queues.minVolumeFreeBytes must not be negative"
 	// +optional
 	MinVolumeFreeBytes *resource.Quantity `json:"minVolumeFreeBytes,omitempty"`
+
+	// policies give classes of devices their own queue settings: sensors
+	// that keep their last few hundred readings, actuators that never lose
+	// a command, firmware channels with large byte budgets. A session takes
+	// the first policy that selects it (by clientID, principal and/or
+	// topicFilter); every field the policy leaves unset keeps the value
+	// above (sessions.maxSessionExpiry for maxSessionExpiry), and sessions
+	// matching no policy keep the values above. Order matters: first match
+	// wins. At most 32, names unique. Hot: a change applies to existing
+	// sessions without a restart; a session whose subscriptions change is
+	// matched again. The broker checks each policy once more (one
+	// definition, broker/config); a policy it refuses is reported with
+	// reason InvalidConfig and not applied. See docs/operations.md, "Queue
+	// policies".
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.name == p.name))",message="queues.policies: every policy needs a name of its own"
+	// +optional
+	Policies []QueuePolicy `json:"policies,omitempty"`
+}
+
+// QueuePolicy gives the sessions it selects their own queue settings. It
+// selects a session when every selector it sets matches, and must set at
+// least one. Patterns (clientID, principal) match the whole value: '*'
+// matches any run of characters (none included), every other character
+// only itself; ? [ ] and \ are reserved.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.clientID) || has(self.principal) || has(self.topicFilter)",message="a queue policy must select sessions by at least one of clientID, principal or topicFilter"
+type QueuePolicy struct {
+	// name identifies the policy in metrics (label policy) and in the
+	// broker's admin API (/v1/sessions): a lowercase DNS label, not
+	// "default" (which names the sessions that match no policy).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="name must be a lowercase DNS label: a-z, 0-9 and '-' inside"
+	// +kubebuilder:validation:XValidation:rule="self != 'default'",message="name \"default\" is reserved for sessions that match no policy"
+	// +required
+	Name string `json:"name"`
+
+	// clientID is a pattern of client identifiers, for example "sensor-*".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('[') && !self.contains(']') && !self.contains('\\\\')",message="clientID: only '*' is a wildcard; ? [ ] and \\ are reserved"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x1f\\x7f]')",message="clientID must not contain control characters"
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+
+	// principal is a pattern of usernames (the authenticated principal
+	// that created the session), for example "act-*". Sessions of
+	// anonymous clients have no principal: no pattern selects them.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('[') && !self.contains(']') && !self.contains('\\\\')",message="principal: only '*' is a wildcard; ? [ ] and \\ are reserved"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x1f\\x7f]')",message="principal must not contain control characters"
+	// +optional
+	Principal string `json:"principal,omitempty"`
+
+	// topicFilter selects sessions with at least one subscription inside
+	// it: every topic that subscription can match is matched by
+	// topicFilter too ("fw/#" selects a session subscribed to "fw/+/img"
+	// or "fw/dev1", not one subscribed to "#"). A shared subscription is
+	// matched by its inner filter. The session is matched again whenever
+	// its subscriptions change.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self == '#' || self.matches('^([^+#/]*|[+])(/([^+#/]*|[+]))*(/#)?$')",message="topicFilter must be an MQTT topic filter: '+' fills a whole level, '#' only the last level"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('$share/')",message="topicFilter: give the inner filter; a shared subscription is matched by its inner filter"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('\\u0000')",message="topicFilter must not contain a NUL character"
+	// +optional
+	TopicFilter string `json:"topicFilter,omitempty"`
+
+	// maxQueuedMessages replaces queues.maxQueuedMessages for these
+	// sessions, between 1 and 100000000.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	// +optional
+	MaxQueuedMessages *int64 `json:"maxQueuedMessages,omitempty"`
+
+	// maxQueuedBytes replaces queues.maxQueuedBytes for these sessions.
+	// The broker needs at least 1 byte; a value it refuses is reported
+	// with reason InvalidConfig and not applied. (A CEL bound on a
+	// quantity inside this list costs more than the apiserver's budget
+	// for one rule allows, so the broker's rule is the only one here.)
+	// +optional
+	MaxQueuedBytes *resource.Quantity `json:"maxQueuedBytes,omitempty"`
+
+	// overflowPolicy replaces queues.overflowPolicy for these sessions:
+	// DropOldest, DropNewest or RejectPublish (never drop what was
+	// accepted: MQTT 5.0 publishers get 0x97 Quota exceeded).
+	// +kubebuilder:validation:Enum=DropOldest;DropNewest;RejectPublish
+	// +optional
+	OverflowPolicy string `json:"overflowPolicy,omitempty"`
+
+	// queueQoS0 replaces queues.queueQoS0 for these sessions.
+	// +optional
+	QueueQoS0 *bool `json:"queueQoS0,omitempty"`
+
+	// maxSessionExpiry replaces sessions.maxSessionExpiry for these
+	// sessions when they connect (an MQTT 3.1.1 session's
+	// defaultSessionExpiry is capped by it too). Whole seconds, between
+	// 0s and 4294967294s.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('4294967294s')",message="maxSessionExpiry of a queue policy must be between 0s and 4294967294s"
+	// +optional
+	MaxSessionExpiry *metav1.Duration `json:"maxSessionExpiry,omitempty"`
+
+	// storeBudgetPercent is the share of the store budget (90% of
+	// persistence.size) that the sessions of this policy may use together,
+	// 1 to 100; unset: no share of their own. At the share their new
+	// messages are handled by their overflowPolicy as at the store budget,
+	// counted with reason policy_store_full. Shares may add up to more than
+	// 100: each is a cap, not a reservation.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	StoreBudgetPercent *int32 `json:"storeBudgetPercent,omitempty"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -1016,9 +1131,10 @@ type DropStats struct {
 	Total int64 `json:"total"`
 
 	// byReason counts them by the broker's drop reason (queue_full,
-	// quota_rejected, store_full, expired, too_large, slow_consumer,
-	// qos0_offline, session_expired, not_authorized, read_denied; see
-	// docs/operations.md); reasons without drops are left out.
+	// quota_rejected, store_full, policy_store_full, expired, too_large,
+	// slow_consumer, qos0_offline, session_expired, not_authorized,
+	// read_denied; see docs/troubleshooting.md); reasons without drops are
+	// left out.
 	// +optional
 	ByReason map[string]int64 `json:"byReason,omitempty"`
 }
@@ -1038,9 +1154,9 @@ type QueueStats struct {
 	// +required
 	Bytes int64 `json:"bytes"`
 
-	// policy names the queue policy that sets this session's limits;
-	// empty when the broker does not report one (the broker-wide queue
-	// settings apply).
+	// policy names the queue policy whose limits the session has
+	// (spec.queues.policies; "default" when none selects it); empty when
+	// the broker does not report one.
 	// +optional
 	Policy string `json:"policy,omitempty"`
 }

@@ -43,6 +43,9 @@ const (
 	DropQuotaRejected = session.DropQuotaRejected
 	// DropStoreFull: the global store byte budget was reached.
 	DropStoreFull = session.DropStoreFull
+	// DropPolicyStoreFull: the sessions of a queue policy reached their
+	// share of the store budget (storeBudgetPercent).
+	DropPolicyStoreFull = session.DropPolicyStoreFull
 	// DropExpired: the message expiry interval ran out while queued.
 	DropExpired = session.DropExpired
 	// DropSlowConsumer: a QoS 0 message met a full outbound buffer.
@@ -90,6 +93,10 @@ type Stats struct {
 	Refusals map[string]uint64
 	// Storage is the store budget and the disk.
 	Storage StorageStats
+	// Policies describe the sessions of each queue policy together, in
+	// the order of queues.policies, the default (sessions matching none)
+	// last.
+	Policies []PolicyStats
 	// MessagesIn and MessagesOut count PUBLISH packets by QoS.
 	MessagesIn  [3]uint64
 	MessagesOut [3]uint64
@@ -173,4 +180,7 @@ type SessionInfo struct {
 	QueuedBytes     int64     `json:"queuedBytes"`
 	Inflight        int       `json:"inflight"`
 	Subscriptions   int       `json:"subscriptions"`
+	// Policy names the queue policy whose limits the session has now
+	// ("default": none of queues.policies selects it).
+	Policy string `json:"policy"`
 }

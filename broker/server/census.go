@@ -37,8 +37,9 @@ type QueueDepth struct {
 	// Messages and Bytes are the queue, inflight entries included.
 	Messages int64 `json:"messages"`
 	Bytes    int64 `json:"bytes"`
-	// Policy names the queue policy that set the session's limits; empty:
-	// the broker-wide queues settings (the broker has no named policies).
+	// Policy names the queue policy whose limits the session has
+	// ("default": none of queues.policies selects it); empty when the
+	// session has no account.
 	Policy string `json:"policy,omitempty"`
 }
 
@@ -120,7 +121,7 @@ func (c *census) count(e *sessionEntry, topN int) {
 	if d.Messages == 0 || topN <= 0 {
 		return
 	}
-	q := QueueDepth{ClientID: e.sess.ClientID(), Messages: d.Messages, Bytes: d.Bytes}
+	q := QueueDepth{ClientID: e.sess.ClientID(), Messages: d.Messages, Bytes: d.Bytes, Policy: d.Policy}
 	if len(c.top) == topN && !deeper(q, c.top[len(c.top)-1]) {
 		return
 	}

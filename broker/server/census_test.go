@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
@@ -33,7 +34,7 @@ func censusServer(t testing.TB, topQueues int) *Server {
 // what the session holds).
 func addOffline(s *Server, id string, queued int, size int) {
 	rec := store.Session{ClientID: id, ExpiryInterval: 3600, CreatedAt: time.Now()}
-	sess := session.New(rec, s.limits(), s.store, time.Now, s.hooks())
+	sess := session.New(rec, s.chooseLimits(id, "", nil), s.store, time.Now, s.hooks())
 	var b store.Batch
 	for i := range queued {
 		m := &store.Message{ID: uint64(i + 1), Topic: "t", Payload: make([]byte, size), QoS: 1}
@@ -214,5 +215,26 @@ func TestStatsFsyncFromTheStore(t *testing.T) {
 	}
 	if h := censusServer(t, 0).Stats().Fsync; h.Buckets != nil || h.Count != 0 {
 		t.Errorf("memory store: %+v", h)
+	}
+}
+
+// TestCensusTopQueuesNameTheirPolicy: a queue among the deepest carries
+// the name of the queue policy whose limits its session has.
+func TestCensusTopQueuesNameTheirPolicy(t *testing.T) {
+	cfg := testConfig()
+	limit := int64(20)
+	cfg.Queues.Policies = []config.QueuePolicy{{Name: "sensors", ClientID: "sensor-*", MaxQueuedMessages: &limit}}
+	s, err := New(cfg, memstore.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addOffline(s, "sensor-1", 5, 1)
+	addOffline(s, "other", 3, 1)
+	top := s.Stats().TopQueues
+	if len(top) != 2 || top[0].Policy != "sensors" || top[1].Policy != config.DefaultPolicyName {
+		t.Errorf("top queues %+v", top)
+	}
+	if f := s.Stats().FullestQueue; f != 0.25 { // 5 of the policy's 20
+		t.Errorf("fullest %v, want 0.25", f)
 	}
 }

@@ -16,6 +16,7 @@ import (
 var knownDropReasons = []string{
 	DropQueueFull, DropQuotaRejected, DropStoreFull, DropExpired, DropSlowConsumer,
 	DropTooLarge, DropQoS0Offline, DropSessionExpired, DropNotAuthorized, DropReadDenied,
+	DropPolicyStoreFull,
 }
 
 // Metric descriptions. Every value is read from Server.Stats() (and the
@@ -94,6 +95,9 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range connDescs {
 		ch <- d
 	}
+	for _, d := range policyDescs {
+		ch <- d
+	}
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -141,6 +145,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAdminRefused, n, reason)
 	}
 	collectConn(ch, st)
+	collectPolicies(ch, st)
 }
 
 // collectTopQueues exports the st.MetricsTopQueues deepest queues. Each

@@ -95,6 +95,7 @@ func (s *Server) Stats() Stats {
 		BytesOut:    s.stats.bytesOut.Load(),
 		Commit:      s.stats.commit.snapshot(),
 
+		Policies:         s.policyStats(),
 		ConfigGeneration: s.gen.Load(),
 		MetricsTopQueues: s.config().Admin.MetricsTopQueues,
 		ConnectionPanics: s.stats.panics.Load(),
@@ -153,6 +154,6 @@ func infoOf(e *sessionEntry) SessionInfo {
 		ProtocolVersion: i.ProtocolVersion, Persistent: i.Persistent,
 		ExpiryInterval: i.ExpiryInterval, ExpiresAt: i.ExpiresAt,
 		QueuedMessages: i.QueuedMessages, QueuedBytes: i.QueuedBytes,
-		Inflight: i.Inflight, Subscriptions: i.Subscriptions,
+		Inflight: i.Inflight, Subscriptions: i.Subscriptions, Policy: i.Policy,
 	}
 }

@@ -10,6 +10,8 @@ type Depth struct {
 	Messages, Bytes int64
 	// MaxMessages and MaxBytes are the session's queue limits; 0: none.
 	MaxMessages, MaxBytes int64
+	// Policy names the session's account (its queue policy); "" for none.
+	Policy string
 }
 
 // Depth returns the session's queue depth and limits. It holds the
@@ -19,7 +21,7 @@ func (s *Session) Depth() Depth {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Depth{Online: s.online, Messages: s.q.msgs, Bytes: s.q.bytes,
-		MaxMessages: s.limits.MaxMessages, MaxBytes: s.limits.MaxBytes}
+		MaxMessages: s.limits.MaxMessages, MaxBytes: s.limits.MaxBytes, Policy: s.limits.Account.nameOrEmpty()}
 }
 
 // Fill is how full the queue is: the larger of Messages/MaxMessages and

@@ -39,7 +39,7 @@ const runbook = "https://github.com/bollard-io/bollard/blob/main/docs/operations
 // all. The other reasons are expected in normal operation (QoS 0 to
 // offline or slow clients, message and session expiry) or are the ACL at
 // work.
-var DropAlertReasons = []string{"queue_full", "quota_rejected", "store_full", "too_large"}
+var DropAlertReasons = []string{"queue_full", "quota_rejected", "store_full", "policy_store_full", "too_large"}
 
 // AlertRules returns the alerting rules for the brokers whose series
 // carry the label matchers of selector (for example

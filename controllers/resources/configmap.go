@@ -44,6 +44,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	c.Queues.QueueQoS0 = s.Queues.QueueQoS0
 	c.Queues.MaxStoreBytes = s.Persistence.Size.Value() / 10 * 9
 	setBytes(&c.Queues.MinVolumeFreeBytes, s.Queues.MinVolumeFreeBytes)
+	c.Queues.Policies = renderPolicies(s.Queues.Policies)
 	renderLimits(s.Limits, c)
 	c.Limits.MemoryLimit = softMemoryLimit(s.Resources)
 	renderAuth(s.Auth, c)
@@ -149,6 +150,39 @@ func setDuration(dst *config.Duration, d *metav1.Duration) {
 		*dst = config.Duration(d.Duration)
 	}
 }
+
+// renderPolicies copies spec.queues.policies in order; a field left unset
+// stays unset, so the broker applies its broker-wide value (one place
+// decides what a policy inherits: broker/config).
+func renderPolicies(ps []v1alpha1.QueuePolicy) []config.QueuePolicy {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]config.QueuePolicy, len(ps))
+	for i, p := range ps {
+		q := config.QueuePolicy{Name: p.Name, ClientID: p.ClientID, Principal: p.Principal, TopicFilter: p.TopicFilter,
+			OverflowPolicy: p.OverflowPolicy}
+		if p.MaxQueuedMessages != nil {
+			q.MaxQueuedMessages = ptrTo(*p.MaxQueuedMessages)
+		}
+		if p.MaxQueuedBytes != nil {
+			q.MaxQueuedBytes = ptrTo(p.MaxQueuedBytes.Value())
+		}
+		if p.QueueQoS0 != nil {
+			q.QueueQoS0 = ptrTo(*p.QueueQoS0)
+		}
+		if p.MaxSessionExpiry != nil {
+			q.MaxSessionExpiry = ptrTo(config.Duration(p.MaxSessionExpiry.Duration))
+		}
+		if p.StoreBudgetPercent != nil {
+			q.StoreBudgetPercent = ptrTo(*p.StoreBudgetPercent)
+		}
+		out[i] = q
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func renderAuth(a v1alpha1.Auth, c *config.Config) {
 	anon := a.AllowAnonymous

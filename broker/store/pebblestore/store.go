@@ -68,6 +68,7 @@ type Store struct {
 	sessions map[string]*sessInfo
 	stats    store.Stats
 	idMark   uint64 // value of meta/msgid
+	applied  uint64 // value of meta/applied (replica.go)
 	cache    caches
 	// maxStored is at least the highest message ID ever stored: a
 	// message put with a higher ID cannot exist, so it is not looked up.
