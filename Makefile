@@ -54,6 +54,10 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests into config/.
 docs: ## Generate docs/reference from the CRD and broker/config (hack/gendocs; a test fails when they are stale).
 	$(GO) run ./hack/gendocs
 
+.PHONY: monitoring
+monitoring: ## Generate the alert rules (config/prometheus, the chart) from controllers/resources and copy the dashboard into the chart (hack/genmonitoring; a test fails when they are stale).
+	$(GO) run ./hack/genmonitoring
+
 .PHONY: verify
 verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
 	hack/verify.sh
@@ -104,7 +108,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 20s), one at a time; n
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-deps
-test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt).
+test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt, prometheus for promtool).
 	hack/install-test-deps.sh
 
 .PHONY: testbin

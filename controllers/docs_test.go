@@ -13,7 +13,8 @@ import (
 )
 
 // TestDegradedReasonsAreDocumented: every reason the reconciler gives a
-// Degraded problem (p.problem(v1alpha1.ReasonX, ...)) has its row in
+// Degraded problem (p.problem(v1alpha1.ReasonX, ...), or the reason field
+// of an optional kind, reason: v1alpha1.ReasonX) has its row in
 // docs/troubleshooting.md's table of conditions, so a user who sees it
 // learns what it means.
 func TestDegradedReasonsAreDocumented(t *testing.T) {
@@ -23,7 +24,7 @@ func TestDegradedReasonsAreDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := regexp.MustCompile(`\bproblem\(v1alpha1\.(Reason\w+)`)
+	call := regexp.MustCompile(`(?:\bproblem\(|\breason:\s*)v1alpha1\.(Reason\w+)`)
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -34,9 +35,9 @@ import (
 // reads the few it needs with direct GETs (see checkSecrets), so its RBAC
 // needs no list or watch on Secrets. Of the CustomResourceDefinitions only
 // metadata is cached: the arrival of the optional CRDs the operator uses
-// (the Prometheus Operator's ServiceMonitor, cert-manager's Certificate)
-// is what matters. (A field selector could keep only those, but only one
-// name per selector.)
+// (optionalKinds: the Prometheus Operator's ServiceMonitor and
+// PrometheusRule, cert-manager's Certificate) is what matters. (A field
+// selector could keep only those, but only one name per selector.)
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
@@ -58,10 +59,11 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // SetupWithManager registers the reconciler and its watches: the
 // MQTTBroker (spec and annotation changes), its children, its pods and
-// claims (by label), and the ServiceMonitor CRD
-// (so that brokers asking for a ServiceMonitor get one once it is
-// installed). There is no periodic resync; the only timed requeue asks the
-// brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
+// claims (by label), and the CRDs of the optional kinds (so that brokers
+// asking for a ServiceMonitor, a PrometheusRule or a Certificate get it
+// once its CRD is installed). There is no periodic resync; the only timed
+// requeue asks the brokers for their status (see
+// MQTTBrokerReconciler.StatusRefresh).
 func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.ConfigBackoff == nil {
 		r.ConfigBackoff = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, 2*time.Second)
@@ -91,29 +93,21 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
-		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
-			builder.WithPredicates(named(resources.ServiceMonitorCRDName))).
-		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingCertificates),
-			builder.WithPredicates(named(resources.CertificateCRDName))).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingCRD),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return optionalKindOf(o.GetName()) != nil
+			}))).
 		Build(r)
 	if err != nil {
 		return err
 	}
-	// ServiceMonitors can be watched only once their CRD is installed, which
-	// may be after the operator starts: applyServiceMonitor starts the watch.
-	sm := &metav1.PartialObjectMetadata{}
-	sm.SetGroupVersionKind(resources.ServiceMonitorGVK)
-	r.serviceMonitorWatch = &lazyWatch{start: func() error {
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), sm,
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
-	}}
-	// Likewise cert-manager's Certificates: applyCertificate starts it.
-	cert := &metav1.PartialObjectMetadata{}
-	cert.SetGroupVersionKind(resources.CertificateGVK)
-	r.certificateWatch = &lazyWatch{start: func() error {
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), cert,
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
-	}}
+	// The objects of an optional kind can be watched only once its CRD is
+	// installed, which may be after the operator starts: applyOptional
+	// starts the watch.
+	r.ownedWatches = make(map[schema.GroupVersionKind]*lazyWatch, len(optionalKinds))
+	for _, k := range optionalKinds {
+		r.ownedWatches[k.gvk] = ownedWatch(mgr, c, k.gvk)
+	}
 	return nil
 }
 
@@ -142,9 +136,15 @@ func (w *lazyWatch) ensure() error {
 	return nil
 }
 
-// named passes events of the object with this name only.
-func named(name string) predicate.Predicate {
-	return predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == name })
+// ownedWatch is a lazy watch on the objects of kind gvk (as metadata)
+// that a broker controls, enqueueing that broker.
+func ownedWatch(mgr ctrl.Manager, c controller.Controller, gvk schema.GroupVersionKind) *lazyWatch {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	return &lazyWatch{start: func() error {
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), m,
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
+	}}
 }
 
 // crdMetadata is the metadata of a CustomResourceDefinition: the operator

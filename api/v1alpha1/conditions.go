@@ -16,8 +16,8 @@ const (
 	// addition the broker or the operator refuses, or a broker that refused
 	// its file), SecretNotFound, InvalidUsersSecret, AdminTokenInvalid,
 	// VolumeShrinkRefused, VolumeExpansionFailed, ServiceMonitorUnavailable,
-	// CertManagerUnavailable and ApplyFailed (the apiserver refused a child
-	// object).
+	// PrometheusRuleUnavailable, CertManagerUnavailable and ApplyFailed (the
+	// apiserver refused a child object).
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
@@ -68,6 +68,10 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonPrometheusRuleUnavailable: spec.metrics.prometheusRule.enabled
+	// is true but the PrometheusRule CRD (monitoring.coreos.com/v1) is not
+	// installed.
+	ReasonPrometheusRuleUnavailable = "PrometheusRuleUnavailable"
 	// ReasonCertManagerUnavailable: spec.listeners.tls.issuerRef is set but
 	// cert-manager's Certificate CRD (cert-manager.io/v1) is not installed.
 	ReasonCertManagerUnavailable = "CertManagerUnavailable"

@@ -25,6 +25,7 @@ const AdminPort = 8080
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=`.status.sessions`
 // +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.queuedMessages`
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.status.stats.storage.usage`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",message="metadata.name must be at most 52 characters: it names the StatefulSet, whose pods and revisions add suffixes"
 type MQTTBroker struct {
@@ -234,8 +235,9 @@ type MQTTBrokerSpec struct {
 
 	// metrics configures how Prometheus scrapes the broker's /metrics
 	// endpoint (connections, sessions, queued messages and bytes, drops by
-	// reason, fsync latency, applied config generation): a metrics Service
-	// and, for the Prometheus Operator, an optional ServiceMonitor.
+	// reason, store use, commit and fsync latency, applied config
+	// generation): a metrics Service and, for the Prometheus Operator, an
+	// optional ServiceMonitor and PrometheusRule (Bollard's alerts).
 	// +kubebuilder:default={}
 	// +optional
 	Metrics Metrics `json:"metrics,omitzero"`
@@ -1074,6 +1076,7 @@ type ServiceSpec struct {
 // Metrics configures the scraping of the broker's Prometheus metrics.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.serviceMonitor) || !has(self.serviceMonitor.enabled) || !self.serviceMonitor.enabled || !has(self.enabled) || self.enabled",message="metrics.serviceMonitor.enabled needs metrics.enabled: the ServiceMonitor scrapes the metrics Service"
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheusRule) || !has(self.prometheusRule.enabled) || !self.prometheusRule.enabled || !has(self.enabled) || self.enabled",message="metrics.prometheusRule.enabled needs metrics.enabled: its alerts read the metrics Prometheus scrapes from the metrics Service"
 type Metrics struct {
 	// enabled creates the metrics Service "<name>-metrics": a ClusterIP
 	// Service whose one port, metrics, leads to the broker's admin endpoint
@@ -1089,6 +1092,52 @@ type Metrics struct {
 	// +kubebuilder:default={}
 	// +optional
 	ServiceMonitor ServiceMonitorSpec `json:"serviceMonitor,omitzero"`
+
+	// prometheusRule configures a Prometheus Operator PrometheusRule with
+	// Bollard's alerts for this broker (the rules of
+	// config/prometheus/rules.yaml, limited to its series).
+	// +kubebuilder:default={}
+	// +optional
+	PrometheusRule PrometheusRuleSpec `json:"prometheusRule,omitzero"`
+
+	// topQueues exports the N deepest session queues on /metrics, as
+	// bollard_queue_top_messages and bollard_queue_top_bytes labelled with
+	// their client_id (the broker's admin.metricsTopQueues); a client that
+	// leaves the N deepest loses its series. Default 0: none. /metrics
+	// needs no token, so this shows client IDs to whoever can reach the
+	// admin port (spec.networkPolicy limits that to the operator's
+	// namespace and Prometheus). status.stats.topQueues lists the 10
+	// deepest whatever this says. Changing it reloads the broker.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TopQueues int32 `json:"topQueues,omitempty"`
+}
+
+// PrometheusRuleSpec configures the broker's PrometheusRule
+// (monitoring.coreos.com/v1, named after the MQTTBroker).
+type PrometheusRuleSpec struct {
+	// enabled creates a PrometheusRule named after the MQTTBroker holding
+	// Bollard's alerts (queue near its limit, drops, storage pressure,
+	// configuration not applied, broker down or not ready, slow fsyncs;
+	// docs/operations.md says what to do when each fires), limited to
+	// this broker's series (job <name>-metrics, as the ServiceMonitor
+	// scrapes them, in its namespace). Default false. It needs the
+	// Prometheus Operator's PrometheusRule CRD: while that is not installed
+	// the operator creates nothing, sets Degraded with reason
+	// PrometheusRuleUnavailable and records a warning Event. Setting it to
+	// false deletes the PrometheusRule the operator created. Do not also
+	// install the fleet-wide rules (the Helm chart's prometheusRule, or
+	// config/prometheus), or every alert fires twice.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// labels are added to the PrometheusRule so that a Prometheus selects
+	// it (its ruleSelector, for example release: kube-prometheus-stack).
+	// The operator's own app.kubernetes.io/ labels take precedence.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ServiceMonitorSpec configures the broker's ServiceMonitor
@@ -1212,17 +1261,148 @@ type MQTTBrokerStatus struct {
 
 	// sessions is the number of sessions (online and offline) the running
 	// brokers report (the Sessions printer column). The operator asks the
-	// brokers on every reconcile and, while the broker is Ready, every 30
-	// seconds (the operator's --broker-status-period), so it may lag by that
-	// much. Unset until a broker answered; while none answers it keeps the
-	// last count read (a count that could not be read is never shown as 0).
+	// brokers on reconciles (each pod at most every 10 seconds, its
+	// --broker-status-min-interval, unless it awaits a configuration
+	// generation) and, while the broker is Ready, every 30 seconds (its
+	// --broker-status-period), so it may lag by that much; status.stats
+	// says when it was read. Unset until a broker answered; while none
+	// answers it keeps the last count read (a count that could not be read
+	// is never shown as 0).
 	// +optional
 	Sessions *int64 `json:"sessions,omitempty"`
 
 	// queuedMessages is the number of messages queued for offline sessions
 	// that the running brokers report (the Queued printer column), refreshed
-	// like sessions: on every reconcile and, while the broker is Ready, every
-	// 30 seconds (--broker-status-period). Unset, or kept, like sessions.
+	// like sessions. Unset, or kept, like sessions.
 	// +optional
 	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
+
+	// stats is what the broker pods last reported on their admin endpoint
+	// (GET /v1/status), totalled over the pods that answered: sessions,
+	// queues, store use, recent drops and the deepest queues. The operator
+	// asks on reconciles and every --broker-status-period while the broker
+	// is Ready, but each pod at most once per --broker-status-min-interval
+	// (default 10 s) unless it is waiting for a configuration generation.
+	// While no pod answers, the last figures stay with their observedAt;
+	// a figure no broker reported is left out, never shown as 0.
+	// +optional
+	Stats *BrokerStats `json:"stats,omitempty"`
+}
+
+// BrokerStats are the figures the broker pods reported (kubectl describe
+// lists them in alphabetical order).
+type BrokerStats struct {
+	// observedAt is when the figures were read (the oldest read among the
+	// pods totalled); compare it with the current time for their age.
+	// +required
+	ObservedAt metav1.Time `json:"observedAt"`
+
+	// pods is how many broker pods answered: the figures total theirs.
+	// +required
+	Pods int32 `json:"pods"`
+
+	// sessionsOnline is the number of sessions with a connected client.
+	// +optional
+	SessionsOnline *int64 `json:"sessionsOnline,omitempty"`
+
+	// sessionsOffline is the number of sessions kept for clients that are
+	// not connected (persistent sessions awaiting their client).
+	// +optional
+	SessionsOffline *int64 `json:"sessionsOffline,omitempty"`
+
+	// queuedMessages is the number of messages queued for sessions,
+	// inflight ones included.
+	// +optional
+	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
+
+	// queuedBytes is the size of those messages, as the queue limits count
+	// it.
+	// +optional
+	QueuedBytes *int64 `json:"queuedBytes,omitempty"`
+
+	// fullestQueuePercent is how full the fullest session queue is: its
+	// messages or bytes as a percentage of the queue limit, whichever is
+	// larger (100: the overflow policy acts on each new message).
+	// +optional
+	FullestQueuePercent *int32 `json:"fullestQueuePercent,omitempty"`
+
+	// storage is the store of the pod whose store is fullest.
+	// +optional
+	Storage *StorageStats `json:"storage,omitempty"`
+
+	// drops counts the messages the brokers dropped recently, by reason.
+	// +optional
+	Drops *DropStats `json:"drops,omitempty"`
+
+	// topQueues are the deepest session queues, deepest first (at most
+	// 10; empty queues are not listed).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	TopQueues []QueueStats `json:"topQueues,omitempty"`
+}
+
+// StorageStats is a broker's store against its budget
+// (spec.queues.maxStoreBytes, by default 90% of spec.persistence.size).
+type StorageStats struct {
+	// usage is usedBytes against budgetBytes as the Store printer column
+	// shows it: "41% of 900Mi", or "368Mi" without a budget.
+	// +required
+	Usage string `json:"usage"`
+
+	// usedBytes is what counts against the budget: the larger of the
+	// stored messages' size and the store's files on disk.
+	// +required
+	UsedBytes int64 `json:"usedBytes"`
+
+	// budgetBytes is the store budget; 0: none.
+	// +required
+	BudgetBytes int64 `json:"budgetBytes"`
+
+	// volumeFreeBytes is the free space left on the broker's volume;
+	// unset when the broker could not tell.
+	// +optional
+	VolumeFreeBytes *int64 `json:"volumeFreeBytes,omitempty"`
+}
+
+// DropStats are the messages dropped over the brokers' recent window.
+type DropStats struct {
+	// windowSeconds is how far back the brokers count (300: the last five
+	// minutes).
+	// +required
+	WindowSeconds int64 `json:"windowSeconds"`
+
+	// total is the number of messages dropped in the window.
+	// +required
+	Total int64 `json:"total"`
+
+	// byReason counts them by the broker's drop reason (queue_full,
+	// quota_rejected, store_full, policy_store_full, expired, too_large,
+	// slow_consumer, qos0_offline, session_expired, not_authorized,
+	// read_denied; see docs/troubleshooting.md); reasons without drops are
+	// left out.
+	// +optional
+	ByReason map[string]int64 `json:"byReason,omitempty"`
+}
+
+// QueueStats is one session queue among the deepest.
+type QueueStats struct {
+	// clientID is the session's MQTT client ID (cut to 256 bytes, ending
+	// in "...", when longer).
+	// +required
+	ClientID string `json:"clientID"`
+
+	// messages is the number of messages queued, inflight ones included.
+	// +required
+	Messages int64 `json:"messages"`
+
+	// bytes is their size, as the queue limits count it.
+	// +required
+	Bytes int64 `json:"bytes"`
+
+	// policy names the queue policy whose limits the session has
+	// (spec.queues.policies; "default" when none selects it); empty when
+	// the broker does not report one.
+	// +optional
+	Policy string `json:"policy,omitempty"`
 }

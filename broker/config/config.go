@@ -184,7 +184,18 @@ type Admin struct {
 	// empty, /v1/* is served without a token only if the admin address
 	// is on loopback, and refused (403) otherwise.
 	TokenFile string `yaml:"tokenFile" json:"tokenFile" reload:"restart"`
+	// MetricsTopQueues exports the N deepest session queues on /metrics
+	// as bollard_queue_top_messages and bollard_queue_top_bytes, labelled
+	// with their client_id (at most MaxMetricsTopQueues; a client that
+	// leaves the N deepest loses its series). 0, the default, exports
+	// none: /metrics needs no token, and this puts client IDs on it (see
+	// docs/security.md). /v1/status always lists the 10 deepest queues.
+	MetricsTopQueues int `yaml:"metricsTopQueues" json:"metricsTopQueues" reload:"hot"`
 }
+
+// MaxMetricsTopQueues bounds Admin.MetricsTopQueues: the series of
+// /metrics stay few whatever the number of sessions.
+const MaxMetricsTopQueues = 100
 
 // Durability selects when acknowledged messages reach the disk.
 type Durability struct {

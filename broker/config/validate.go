@@ -86,6 +86,8 @@ func (c *Config) validateListeners(v *validator) {
 	v.address("listeners.tls.address", l.TLS.Address)
 	v.address("listeners.websocket.address", l.WebSocket.Address)
 	v.address("admin.address", c.Admin.Address)
+	v.check(c.Admin.MetricsTopQueues >= 0 && c.Admin.MetricsTopQueues <= MaxMetricsTopQueues, "admin.metricsTopQueues",
+		"must be between 0 (none) and %d, got %d", MaxMetricsTopQueues, c.Admin.MetricsTopQueues)
 	if l.TLS.Address != "" {
 		v.check(l.TLS.CertFile != "", "listeners.tls.certFile", "is required when the TLS listener is enabled")
 		v.check(l.TLS.KeyFile != "", "listeners.tls.keyFile", "is required when the TLS listener is enabled")

@@ -74,10 +74,21 @@ type Stats struct {
 	// QueuedMessages and QueuedBytes sum the queues of all sessions.
 	QueuedMessages int64
 	QueuedBytes    int64
+	// TopQueues are the deepest session queues, deepest first: at most
+	// the larger of StatusTopQueues and MetricsTopQueues, only non-empty
+	// queues.
+	TopQueues []QueueDepth
+	// FullestQueue is the fill of the fullest session queue: the largest
+	// messages/limit or bytes/limit of any session (0 without limits).
+	FullestQueue float64
+	// CensusAt is when the session figures above were counted.
+	CensusAt time.Time
 	// Retained is the number of retained messages.
 	Retained int64
 	// Drops counts discarded messages by reason (the Drop* constants).
 	Drops map[string]uint64
+	// RecentDrops counts them over the last DropWindow only.
+	RecentDrops map[string]uint64
 	// Refusals counts what each limit refused (the Limit* constants).
 	Refusals map[string]uint64
 	// Storage is the store budget and the disk.
@@ -95,8 +106,14 @@ type Stats struct {
 	// Commit is the latency of store commits that acknowledge publishes
 	// (including the fsync in sync mode).
 	Commit Histogram
+	// Fsync is the latency of the store's write-ahead log fsyncs, timed
+	// around each call (empty without a durable store).
+	Fsync Histogram
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
+	// MetricsTopQueues is admin.metricsTopQueues: how many of TopQueues
+	// /metrics exports with their client ID.
+	MetricsTopQueues int
 	// ConnectionPanics counts panics recovered in connections (each closed
 	// that connection only).
 	ConnectionPanics uint64

@@ -391,6 +391,7 @@ func (s *Server) lockFreeSession(c *conn) (*sessionEntry, packet.ReasonCode) {
 // store. s.mu must be held.
 func (s *Server) removeSessionLocked(id string, e *sessionEntry, b *store.Batch) {
 	delete(s.sessions, id)
+	s.listRemoveLocked(e)
 	e.sess.Release()
 	if s.principals[e.principal]--; s.principals[e.principal] <= 0 {
 		delete(s.principals, e.principal)

@@ -33,8 +33,10 @@ type Server struct {
 	stats   *counters
 	refused *refusals
 	disk    diskSampler
-	com     *committer
-	sweep   *sweeper
+	// censuses counts sessions and queues for Stats (census.go).
+	censuses censusTaker
+	com      *committer
+	sweep    *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	pol   atomic.Pointer[policySet] // queues.policies of cfg (policy.go)
@@ -51,6 +53,9 @@ type Server struct {
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry
+	// list holds the sessions of the map in a slice, which the census
+	// walks a chunk at a time (census.go); guarded by mu.
+	list []*sessionEntry
 	// principals counts the sessions (online and offline) of each
 	// principal, for sessions.maxSessionsPerPrincipal; guarded by mu.
 	principals map[string]int
@@ -68,6 +73,7 @@ type sessionEntry struct {
 	sess      *session.Session
 	owner     *conn  // guarded by Server.mu; nil while offline
 	principal string // who created it, as counted in Server.principals
+	idx       int    // position in Server.list; guarded by Server.mu
 }
 
 // New builds a Server over st with the validated configuration cfg. The

@@ -29,6 +29,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	renderListeners(b, c)
 	c.Admin.Address = listenAddr(v1alpha1.AdminPort)
 	c.Admin.TokenFile = AdminTokenFile
+	c.Admin.MetricsTopQueues = int(b.Spec.Metrics.TopQueues)
 	c.DataDir = DataDir
 	c.Durability.Mode = s.Persistence.Durability
 	if s.Persistence.SyncInterval != nil {

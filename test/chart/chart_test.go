@@ -176,6 +176,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"networkPolicy.prometheus.namespaceSelector=", "networkPolicy.prometheus.podSelector="}, "/networkPolicy/prometheus",
 		},
 		"network policy switch as string": {[]string{"networkPolicy.enabled=maybe"}, "/networkPolicy/enabled"},
+		"dashboard namespace":             {[]string{"grafanaDashboard.namespace=Monitoring"}, "/grafanaDashboard/namespace"},
+		"typo in prometheusRule":          {[]string{"prometheusRule.enable=true"}, "additional properties 'enable' not allowed"},
 		"replicas without leader election": {
 			[]string{"replicaCount=2", "leaderElection.enabled=false"}, "replicaCount > 1 needs leaderElection.enabled",
 		},
