@@ -74,7 +74,63 @@ type Config struct {
 	// DrainTimeout bounds a graceful shutdown: after it, remaining
 	// connections are closed and the store is flushed and closed.
 	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout" reload:"hot"`
+	// Cluster makes the broker one member of a replicated cluster; with no
+	// memberID it is a single node (see docs/durability.md, "Replication").
+	Cluster Cluster `yaml:"cluster,omitempty" json:"cluster,omitzero"`
 }
+
+// Cluster configures replication: every member keeps the whole state on
+// its own volume, the Raft log carries every change, and only the leader
+// serves MQTT clients. Followers refuse MQTT 5.0 clients with CONNACK 0x9C
+// (Use another server) naming the leader's clientAddress, and 3.1.1
+// clients with 0x03 (Server unavailable); their /readyz fails.
+type Cluster struct {
+	// MemberID is this member's identity among members (in Kubernetes the
+	// pod name). Empty: a single node, no replication.
+	MemberID string `yaml:"memberID,omitempty" json:"memberID,omitempty" reload:"restart"`
+	// Bind is the replication listen address (host:port).
+	Bind string `yaml:"bind,omitempty" json:"bind,omitempty" reload:"restart"`
+	// Members lists the members this one knows, itself included: the
+	// initial voters when bootstrapping, and where clients reach each
+	// possible leader.
+	Members []ClusterMember `yaml:"members,omitempty" json:"members,omitempty" reload:"restart"`
+	// Bootstrap lets a member with no replicated state form the cluster
+	// from Members (set it on every initial member: they agree). A member
+	// without it waits to be added by the leader (POST /v1/cluster/members).
+	Bootstrap bool `yaml:"bootstrap,omitempty" json:"bootstrap,omitempty" reload:"restart"`
+	// SecretFile holds the shared secret (at least 32 bytes) members prove
+	// to each other on every replication connection.
+	SecretFile string `yaml:"secretFile,omitempty" json:"secretFile,omitempty" reload:"restart"`
+	// HeartbeatTimeout: a follower that hears nothing from the leader this
+	// long starts an election. Failover takes about this plus an election.
+	HeartbeatTimeout Duration `yaml:"heartbeatTimeout,omitempty" json:"heartbeatTimeout,omitempty" reload:"restart"`
+	// ElectionTimeout bounds one election round.
+	ElectionTimeout Duration `yaml:"electionTimeout,omitempty" json:"electionTimeout,omitempty" reload:"restart"`
+	// LeaderLeaseTimeout: a leader that hears from no majority this long
+	// steps down and disconnects its clients.
+	LeaderLeaseTimeout Duration `yaml:"leaderLeaseTimeout,omitempty" json:"leaderLeaseTimeout,omitempty" reload:"restart"`
+	// SnapshotEvery is the number of log entries between snapshots.
+	SnapshotEvery int `yaml:"snapshotEvery,omitempty" json:"snapshotEvery,omitempty" reload:"restart"`
+	// DialAddresses maps member IDs to the address this member dials them
+	// at, when it differs from their raftAddress (a NAT, or the fault-
+	// injecting proxies of the tests). The cluster configuration keeps
+	// the raftAddress.
+	DialAddresses map[string]string `yaml:"dialAddresses,omitempty" json:"dialAddresses,omitempty" reload:"restart"`
+}
+
+// ClusterMember is one member of a cluster.
+type ClusterMember struct {
+	// ID is the member's memberID.
+	ID string `yaml:"id" json:"id"`
+	// RaftAddress is where the other members reach its replication port.
+	RaftAddress string `yaml:"raftAddress" json:"raftAddress"`
+	// ClientAddress is where MQTT clients reach it (host:port), named in
+	// the CONNACK of clients a follower refuses while it leads.
+	ClientAddress string `yaml:"clientAddress,omitempty" json:"clientAddress,omitempty"`
+}
+
+// Enabled reports whether the broker runs as a cluster member.
+func (c Cluster) Enabled() bool { return c.MemberID != "" }
 
 // Listeners are the client-facing endpoints. An empty address disables a
 // listener; at least one must be enabled.
@@ -128,7 +184,18 @@ type Admin struct {
 	// empty, /v1/* is served without a token only if the admin address
 	// is on loopback, and refused (403) otherwise.
 	TokenFile string `yaml:"tokenFile" json:"tokenFile" reload:"restart"`
+	// MetricsTopQueues exports the N deepest session queues on /metrics
+	// as bollard_queue_top_messages and bollard_queue_top_bytes, labelled
+	// with their client_id (at most MaxMetricsTopQueues; a client that
+	// leaves the N deepest loses its series). 0, the default, exports
+	// none: /metrics needs no token, and this puts client IDs on it (see
+	// docs/security.md). /v1/status always lists the 10 deepest queues.
+	MetricsTopQueues int `yaml:"metricsTopQueues" json:"metricsTopQueues" reload:"hot"`
 }
+
+// MaxMetricsTopQueues bounds Admin.MetricsTopQueues: the series of
+// /metrics stay few whatever the number of sessions.
+const MaxMetricsTopQueues = 100
 
 // Durability selects when acknowledged messages reach the disk.
 type Durability struct {
@@ -196,6 +263,15 @@ type Queues struct {
 	// MaxStoreBytes, whatever the budget (the volume may be shared, or
 	// smaller than the budget says). 0 disables it.
 	MinVolumeFreeBytes int64 `yaml:"minVolumeFreeBytes" json:"minVolumeFreeBytes" reload:"hot"`
+	// Policies give classes of sessions (selected by client ID pattern,
+	// principal or topic filter) their own queue limits, overflow policy,
+	// expiry cap and share of MaxStoreBytes; a session takes the first
+	// policy that selects it, and the values above for whatever that
+	// policy leaves unset (sessions matching none take the values above).
+	// At most 32. A reload applies a change to existing sessions at once;
+	// a change of subscriptions re-selects the session's policy. See
+	// QueuePolicy and docs/operations.md, "Queue policies".
+	Policies []QueuePolicy `yaml:"policies,omitempty" json:"policies,omitempty" reload:"hot"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -434,5 +510,6 @@ func (c *Config) Clone() *Config {
 		n.Auth.AllowAnonymous = &v
 	}
 	n.Auth.ACL = append([]ACLRule(nil), c.Auth.ACL...)
+	n.Queues.Policies = clonePolicies(c.Queues.Policies)
 	return &n
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -59,21 +61,23 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		yaml  string
 		field string
 	}{
-		"unknown field":      {"queues:\n  maxQueuedMesages: 3\n", "maxQueuedMesages"},
-		"bad policy":         {"queues:\n  overflowPolicy: DropAll\n", "queues.overflowPolicy"},
-		"zero queue":         {"queues:\n  maxQueuedMessages: 0\n", "queues.maxQueuedMessages"},
-		"bad durability":     {"durability:\n  mode: fast\n", "durability.mode"},
-		"bad duration":       {"sessions:\n  maxSessionExpiry: forever\n", "line 2"},
-		"default above max":  {"sessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 2h\n", "sessions.defaultSessionExpiry"},
-		"no listeners":       {"listeners:\n  mqtt:\n    address: \"\"\n", "listeners"},
-		"bad address":        {"listeners:\n  mqtt:\n    address: nowhere\n", "listeners.mqtt.address"},
-		"tls without cert":   {"listeners:\n  tls:\n    address: 127.0.0.1:8883\n", "listeners.tls.certFile"},
-		"small packets":      {"limits:\n  maxPacketSize: 10\n", "limits.maxPacketSize"},
-		"short client ids":   {"limits:\n  maxClientIDLength: 5\n", "limits.maxClientIDLength"},
-		"bad acl access":     {"auth:\n  acl:\n  - {user: a, topic: x, access: all}\n", "auth.acl[0].access"},
-		"bad log level":      {"logLevel: loud\n", "logLevel"},
-		"fractional expiry":  {"sessions:\n  maxSessionExpiry: 1500ms\n  defaultSessionExpiry: 1s\n", "sessions.maxSessionExpiry"},
-		"interval mode zero": {"durability:\n  mode: interval\n  interval: 0s\n", "durability.interval"},
+		"unknown field":       {"queues:\n  maxQueuedMesages: 3\n", "maxQueuedMesages"},
+		"bad policy":          {"queues:\n  overflowPolicy: DropAll\n", "queues.overflowPolicy"},
+		"zero queue":          {"queues:\n  maxQueuedMessages: 0\n", "queues.maxQueuedMessages"},
+		"bad durability":      {"durability:\n  mode: fast\n", "durability.mode"},
+		"bad duration":        {"sessions:\n  maxSessionExpiry: forever\n", "line 2"},
+		"default above max":   {"sessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 2h\n", "sessions.defaultSessionExpiry"},
+		"no listeners":        {"listeners:\n  mqtt:\n    address: \"\"\n", "listeners"},
+		"bad address":         {"listeners:\n  mqtt:\n    address: nowhere\n", "listeners.mqtt.address"},
+		"tls without cert":    {"listeners:\n  tls:\n    address: 127.0.0.1:8883\n", "listeners.tls.certFile"},
+		"small packets":       {"limits:\n  maxPacketSize: 10\n", "limits.maxPacketSize"},
+		"short client ids":    {"limits:\n  maxClientIDLength: 5\n", "limits.maxClientIDLength"},
+		"bad acl access":      {"auth:\n  acl:\n  - {user: a, topic: x, access: all}\n", "auth.acl[0].access"},
+		"bad log level":       {"logLevel: loud\n", "logLevel"},
+		"fractional expiry":   {"sessions:\n  maxSessionExpiry: 1500ms\n  defaultSessionExpiry: 1s\n", "sessions.maxSessionExpiry"},
+		"interval mode zero":  {"durability:\n  mode: interval\n  interval: 0s\n", "durability.interval"},
+		"many top queues":     {"admin:\n  metricsTopQueues: 101\n", "admin.metricsTopQueues"},
+		"negative top queues": {"admin:\n  metricsTopQueues: -1\n", "admin.metricsTopQueues"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -251,5 +255,70 @@ func TestEmptyACLRoundTrips(t *testing.T) {
 	}
 	if RestartHash(c) != RestartHash(got) {
 		t.Error("restart hash differs")
+	}
+}
+
+func TestClusterValidation(t *testing.T) {
+	good := func() *Config {
+		c := Default()
+		c.Cluster = Cluster{MemberID: "b-0", Bind: ":7946", SecretFile: "/s", Bootstrap: true, Members: []ClusterMember{
+			{ID: "b-0", RaftAddress: "b-0.h:7946", ClientAddress: "b-0.h:1883"},
+			{ID: "b-1", RaftAddress: "b-1.h:7946", ClientAddress: "b-1.h:1883"},
+			{ID: "b-2", RaftAddress: "b-2.h:7946"},
+		}}
+		return c
+	}
+	if err := good().Validate(); err != nil {
+		t.Fatalf("a good cluster config refused: %v", err)
+	}
+	cases := map[string]struct {
+		mut   func(c *Config)
+		field string
+	}{
+		"fields without member":  {func(c *Config) { c.Cluster.MemberID = ""; c.Cluster.Members = nil }, "cluster.memberID"},
+		"bad member id":          {func(c *Config) { c.Cluster.MemberID = "B_0" }, "cluster.memberID"},
+		"no bind":                {func(c *Config) { c.Cluster.Bind = "" }, "cluster.bind"},
+		"no secret":              {func(c *Config) { c.Cluster.SecretFile = "" }, "cluster.secretFile"},
+		"durability none":        {func(c *Config) { c.Durability.Mode = DurabilityNone }, "durability.mode"},
+		"self missing":           {func(c *Config) { c.Cluster.MemberID = "b-9" }, "cluster.members"},
+		"duplicate member":       {func(c *Config) { c.Cluster.Members[1].ID = "b-0" }, "cluster.members[1].id"},
+		"member without host":    {func(c *Config) { c.Cluster.Members[2].RaftAddress = ":7946" }, "cluster.members[2].raftAddress"},
+		"bad client address":     {func(c *Config) { c.Cluster.Members[1].ClientAddress = "nope" }, "cluster.members[1].clientAddress"},
+		"too many members":       {func(c *Config) { c.Cluster.Members = append(c.Cluster.Members, make([]ClusterMember, 6)...) }, "cluster.members"},
+		"lease over heartbeat":   {func(c *Config) { c.Cluster.LeaderLeaseTimeout = Duration(2 * time.Second) }, "cluster.leaderLeaseTimeout"},
+		"heartbeat too short":    {func(c *Config) { c.Cluster.HeartbeatTimeout = Duration(time.Millisecond) }, "cluster.heartbeatTimeout"},
+		"dial unknown member":    {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"zz": "h:1"} }, "cluster.dialAddresses[zz]"},
+		"dial bad address":       {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"b-1": "h"} }, "cluster.dialAddresses[b-1]"},
+		"negative snapshotEvery": {func(c *Config) { c.Cluster.SnapshotEvery = -1 }, "cluster.snapshotEvery"},
+	}
+	for name, tc := range cases {
+		c := good()
+		tc.mut(c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.field+":") {
+			t.Errorf("%s: err = %v, want one naming %s", name, err, tc.field)
+		}
+	}
+}
+
+// A field at its zero value does not enter the restart hash: adding a
+// field to a later version rolls no broker that does not set it.
+func TestRestartHashIgnoresUnsetFields(t *testing.T) {
+	a := Default()
+	b := Default()
+	b.Cluster.Members = []ClusterMember{}
+	if RestartHash(a) != RestartHash(b) {
+		t.Fatal("an empty list changed the restart hash")
+	}
+	b.Cluster.MemberID = "b-0"
+	if RestartHash(a) == RestartHash(b) {
+		t.Fatal("a set restart field left the restart hash alone")
+	}
+	out, err := yaml.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "cluster") {
+		t.Fatalf("a single node's rendered config mentions the cluster:\n%s", out)
 	}
 }

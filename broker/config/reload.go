@@ -82,11 +82,13 @@ func Leaves(c *Config) []Leaf {
 // RestartHash is a digest of the restart fields of c only. Two configs with
 // the same hash can be swapped by a running broker without a restart; the
 // operator puts it on the pod template so that only restart changes roll
-// the pod.
+// the pod. Fields at their zero value (empty, unset) are left out, so a
+// field added to a later version does not change the hash of a config
+// that does not use it (an operator upgrade rolls no broker for it).
 func RestartHash(c *Config) string {
 	h := sha256.New()
 	for _, l := range Leaves(c) {
-		if l.Class != Restart {
+		if l.Class != Restart || l.Value.IsZero() || (l.Value.Kind() == reflect.Slice && l.Value.Len() == 0) {
 			continue
 		}
 		b, err := json.Marshal(l.Value.Interface())

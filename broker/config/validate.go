@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ func (c *Config) Validate() error {
 	c.validateLimits(&v)
 	c.validateAuth(&v)
 	c.validateLogin(&v)
+	c.validateCluster(&v)
 	v.check(slices.Contains(logLevels, c.LogLevel), "logLevel", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.LogLevel)
 	v.check(c.DrainTimeout > 0, "drainTimeout", "must be positive, got %s", c.DrainTimeout)
 	return errors.Join(v.errs...)
@@ -84,6 +86,8 @@ func (c *Config) validateListeners(v *validator) {
 	v.address("listeners.tls.address", l.TLS.Address)
 	v.address("listeners.websocket.address", l.WebSocket.Address)
 	v.address("admin.address", c.Admin.Address)
+	v.check(c.Admin.MetricsTopQueues >= 0 && c.Admin.MetricsTopQueues <= MaxMetricsTopQueues, "admin.metricsTopQueues",
+		"must be between 0 (none) and %d, got %d", MaxMetricsTopQueues, c.Admin.MetricsTopQueues)
 	if l.TLS.Address != "" {
 		v.check(l.TLS.CertFile != "", "listeners.tls.certFile", "is required when the TLS listener is enabled")
 		v.check(l.TLS.KeyFile != "", "listeners.tls.keyFile", "is required when the TLS listener is enabled")
@@ -117,13 +121,13 @@ func (c *Config) validateSessions(v *validator) {
 
 func (c *Config) validateQueues(v *validator) {
 	q := c.Queues
-	policies := []string{OverflowDropOldest, OverflowDropNewest, OverflowRejectPublish}
 	v.check(q.MaxQueuedMessages >= 1, "queues.maxQueuedMessages", "must be at least 1, got %d", q.MaxQueuedMessages)
 	v.check(q.MaxQueuedBytes >= 1, "queues.maxQueuedBytes", "must be at least 1, got %d", q.MaxQueuedBytes)
-	v.check(slices.Contains(policies, q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
-		strings.Join(policies, ", "), q.OverflowPolicy)
+	v.check(validOverflow(q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
+		strings.Join(overflowPolicies, ", "), q.OverflowPolicy)
 	v.check(q.MinVolumeFreeBytes >= 0, "queues.minVolumeFreeBytes", "must be 0 (none) or positive, got %d", q.MinVolumeFreeBytes)
 	v.check(q.MaxStoreBytes >= 0, "queues.maxStoreBytes", "must be 0 (no limit) or positive, got %d", q.MaxStoreBytes)
+	c.validatePolicies(v)
 }
 
 func (c *Config) validateLimits(v *validator) {
@@ -197,4 +201,75 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// maxClusterMembers bounds cluster.members: replicas are 1, 3 or 5, with
+// room for one member joining or leaving during a change.
+const maxClusterMembers = 7
+
+func (c *Config) validateCluster(v *validator) {
+	cl := c.Cluster
+	if !cl.Enabled() {
+		v.check(cl.Bind == "" && len(cl.Members) == 0 && !cl.Bootstrap && cl.SecretFile == "" && len(cl.DialAddresses) == 0, "cluster.memberID",
+			"is required when any other cluster field is set")
+		return
+	}
+	v.check(validMemberID(cl.MemberID), "cluster.memberID", "must be 1-63 characters of a-z, 0-9, '-' and '.', got %q", cl.MemberID)
+	v.check(c.Durability.Mode != DurabilityNone, "durability.mode", "must be sync or interval in a cluster: members replicate to their volumes")
+	v.check(cl.Bind != "", "cluster.bind", "is required: the replication listen address")
+	v.address("cluster.bind", cl.Bind)
+	v.check(cl.SecretFile != "", "cluster.secretFile", "is required: replication connections must be authenticated")
+	v.check(len(cl.Members) <= maxClusterMembers, "cluster.members", "must have at most %d members, got %d", maxClusterMembers, len(cl.Members))
+	seen := map[string]bool{}
+	self := false
+	for i, m := range cl.Members {
+		f := fmt.Sprintf("cluster.members[%d]", i)
+		v.check(validMemberID(m.ID), f+".id", "must be 1-63 characters of a-z, 0-9, '-' and '.', got %q", m.ID)
+		v.check(!seen[m.ID], f+".id", "%q is listed twice", m.ID)
+		seen[m.ID] = true
+		v.check(validHostPort(m.RaftAddress), f+".raftAddress", "must be host:port, got %q", m.RaftAddress)
+		v.check(m.ClientAddress == "" || validHostPort(m.ClientAddress), f+".clientAddress", "must be host:port, got %q", m.ClientAddress)
+		self = self || m.ID == cl.MemberID
+	}
+	v.check(self, "cluster.members", "must include this member (%q)", cl.MemberID)
+	v.check(len(cl.DialAddresses) <= maxClusterMembers, "cluster.dialAddresses", "must have at most %d entries, got %d", maxClusterMembers, len(cl.DialAddresses))
+	for id, a := range cl.DialAddresses {
+		f := "cluster.dialAddresses[" + id + "]"
+		v.check(seen[id], f, "names no member of cluster.members")
+		v.check(validHostPort(a), f, "must be host:port, got %q", a)
+	}
+	timeout := func(field string, d Duration, lo time.Duration) {
+		v.check(d == 0 || (d.D() >= lo && d.D() <= time.Minute), field, "must be 0 (the default) or between %s and 1m, got %s", lo, d)
+	}
+	timeout("cluster.heartbeatTimeout", cl.HeartbeatTimeout, 50*time.Millisecond)
+	timeout("cluster.electionTimeout", cl.ElectionTimeout, 50*time.Millisecond)
+	timeout("cluster.leaderLeaseTimeout", cl.LeaderLeaseTimeout, 10*time.Millisecond)
+	heartbeat := cl.HeartbeatTimeout
+	if heartbeat == 0 {
+		heartbeat = Duration(time.Second)
+	}
+	v.check(cl.LeaderLeaseTimeout <= heartbeat, "cluster.leaderLeaseTimeout", "must not exceed the heartbeat timeout (%s), got %s", heartbeat, cl.LeaderLeaseTimeout)
+	v.check(cl.SnapshotEvery >= 0 && cl.SnapshotEvery <= 10_000_000, "cluster.snapshotEvery", "must be between 0 (the default) and 10000000, got %d", cl.SnapshotEvery)
+}
+
+func validMemberID(id string) bool {
+	if id == "" || len(id) > 63 {
+		return false
+	}
+	for _, r := range id {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostPort reports whether a is an address to dial: host and port.
+func validHostPort(a string) bool {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || len(a) > 255 {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p > 0 && p < 65536
 }

@@ -9,22 +9,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-
-	"github.com/bollard-io/bollard/test/mqtttest"
+	"github.com/bollard-io/bollard/test/history"
+	"github.com/bollard-io/bollard/test/history/mqttclient"
 )
 
 // traffic is the load of scenarios 2 and 3: two persistent subscribers
 // (QoS 1 and QoS 2) offline for the whole run, and two publishers (QoS 1
 // and QoS 2, one topic each) that reconnect whenever the broker goes away.
+// Everything is recorded in a history and checked by test/history.
 type traffic struct {
-	addr, base string
-	pubs       []*publisher
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	rec    *history.Recorder
+	subs   []*mqttclient.Subscriber
+	pubs   []*mqttclient.Publisher
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// subscriber client IDs and their subscription QoS.
+// subscriber client ID suffixes and their subscription QoS.
 var trafficSubs = []struct {
 	suffix string
 	qos    byte
@@ -32,22 +33,39 @@ var trafficSubs = []struct {
 
 func startTraffic(t *testing.T, addr, base string) *traffic {
 	t.Helper()
-	tr := &traffic{addr: addr, base: base}
-	for _, s := range trafficSubs {
-		if err := mqtttest.SubscribeOffline(t.Context(), addr, base+"-"+s.suffix, base+"/#", s.qos, 3600); err != nil {
+	tr := &traffic{rec: history.NewRecorder()}
+	var ids []string
+	for _, qos := range []byte{1, 2} {
+		p, err := mqttclient.NewPublisher(tr.rec, mqttclient.PublisherConfig{
+			ID: fmt.Sprintf("%s-pub-qos%d", base, qos), Topic: fmt.Sprintf("%s/qos%d", base, qos), QoS: qos, Addrs: []string{addr},
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
+		tr.pubs = append(tr.pubs, p)
+		ids = append(ids, p.ID())
 	}
-	for _, qos := range []byte{1, 2} {
-		tr.pubs = append(tr.pubs, &publisher{
-			addr: addr, clientID: fmt.Sprintf("%s-pub-qos%d", base, qos), topic: fmt.Sprintf("%s/qos%d", base, qos), qos: qos,
+	for _, s := range trafficSubs {
+		sub, err := mqttclient.StartSubscriber(t.Context(), tr.rec, mqttclient.SubscriberConfig{
+			ClientID: base + "-" + s.suffix, Filter: base + "/#", QoS: s.qos, Expiry: 3600, Addrs: []string{addr}, Publishers: ids,
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Close() }) // leaves the session on the broker
+		if err := sub.Offline(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		tr.subs = append(tr.subs, sub)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel = cancel
 	for _, p := range tr.pubs {
-		tr.wg.Add(1)
-		go func() { defer tr.wg.Done(); p.run(ctx) }()
+		tr.wg.Go(func() {
+			if err := p.Run(ctx); err != nil {
+				t.Errorf("%s: %v", p.ID(), err)
+			}
+		})
 	}
 	t.Cleanup(tr.stop)
 	return tr
@@ -57,14 +75,14 @@ func startTraffic(t *testing.T, addr, base string) *traffic {
 // messages than now.
 func (tr *traffic) waitProgress(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
-	base := make([]int, len(tr.pubs))
+	base := make([]uint64, len(tr.pubs))
 	for i, p := range tr.pubs {
-		_, base[i], _, _ = p.stats()
+		base[i] = p.Stats().Acked
 	}
 	eventually(t, timeout, fmt.Sprintf("%d more acknowledged publishes each", n), func(context.Context) (bool, error) {
 		for i, p := range tr.pubs {
-			if _, acked, _, _ := p.stats(); acked < base[i]+n {
-				return false, fmt.Errorf("%s: %d acknowledged", p.clientID, acked)
+			if acked := p.Stats().Acked; acked < base[i]+uint64(n) {
+				return false, fmt.Errorf("%s: %d acknowledged", p.ID(), acked)
 			}
 		}
 		return true, nil
@@ -76,58 +94,40 @@ func (tr *traffic) stop() {
 	tr.wg.Wait()
 }
 
-// verify stops publishing, brings the subscribers back, and checks that
-// every acknowledged message reached both, and that the QoS 2 subscriber got
-// each QoS 2 message exactly once. It logs the counts.
+// verify stops publishing, brings the subscribers back, and checks the
+// history: every acknowledged message reached both subscribers, in
+// per-publisher order, and QoS 2 messages exactly once; a subscriber whose
+// session is gone is a violation too. It logs the counts.
 func (tr *traffic) verify(t *testing.T, scenario string) {
 	t.Helper()
 	tr.stop()
-	acked := map[string][]int{}
 	for _, p := range tr.pubs {
-		acked[p.topic] = p.ackedSeqs()
-		sent, n, failed, reconnects := p.stats()
-		t.Logf("%s: %s (QoS %d): sent %d, acknowledged %d, failed %d, reconnects %d",
-			scenario, p.clientID, p.qos, sent, n, failed, reconnects)
+		s := p.Stats()
+		t.Logf("%s: %s: sent %d, acknowledged %d, failed %d, unknown %d, connections %d",
+			scenario, p.ID(), s.Sent, s.Acked, s.Failed, s.Unknown, s.Connects)
 	}
-	for _, s := range trafficSubs {
-		tr.drain(t, scenario, s.suffix, s.qos, acked)
-	}
-}
-
-func (tr *traffic) drain(t *testing.T, scenario, suffix string, qos byte, acked map[string][]int) {
-	t.Helper()
-	box := newInbox()
-	c, ack, err := mqtttest.Dial(t.Context(), tr.addr, tr.base+"-"+suffix, false, 3600, box.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Disconnect(&paho.Disconnect{}) //nolint:errcheck // best effort
-	if !ack.SessionPresent {
-		t.Fatalf("%s: session of %s lost (session present = false)", scenario, suffix)
-	}
-	var missing int
-	eventually(t, 60*time.Second, suffix+" receives every acknowledged message", func(context.Context) (bool, error) {
-		if missing = box.check(acked); missing == 0 {
-			return true, nil
+	for _, s := range tr.subs {
+		if err := s.Online(t.Context()); err != nil {
+			t.Fatal(err)
 		}
-		return false, fmt.Errorf("%d acknowledged messages missing, %d received", missing, box.count())
+	}
+	eventually(t, 60*time.Second, "the subscribers receive every acknowledged message", func(context.Context) (bool, error) {
+		if rep := tr.rec.Check(); rep.Received < rep.Expected {
+			return false, fmt.Errorf("%d of %d expected deliveries arrived", rep.Received, rep.Expected)
+		}
+		return true, nil
 	})
 	// Let redeliveries that would be duplicates arrive before counting them.
-	eventually(t, 30*time.Second, suffix+" quiet for 500ms", func(context.Context) (bool, error) {
-		return box.quietFor(500 * time.Millisecond), nil
+	last, since := -1, time.Now()
+	eventually(t, 30*time.Second, "no delivery for 500ms", func(context.Context) (bool, error) {
+		if n := tr.rec.Check().Deliveries; n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= 500*time.Millisecond, nil
 	})
-	missing = box.check(acked)
-	qos2Topic := tr.base + "/qos2"
-	dups := box.dupsOn(qos2Topic)
-	t.Logf("%s: %s: received %d messages, %d acknowledged missing (lost), %d duplicates of QoS 2 messages, %d duplicates in all, %d out of order",
-		scenario, suffix, box.count(), missing, dups, box.dupsAll(), box.outOfOrder())
-	if n := box.outOfOrder(); n > 0 {
-		t.Errorf("%s: %s received %d messages out of per-topic publish order", scenario, suffix, n)
-	}
-	if qos == 2 && dups > 0 {
-		t.Errorf("%s: %s received %d QoS 2 messages more than once", scenario, suffix, dups)
-	}
-	if len(box.errors) > 0 {
-		t.Errorf("%s: %s: %v", scenario, suffix, box.errors)
+	rep := tr.rec.Check()
+	t.Logf("%s: %s", scenario, rep.Summary())
+	if err := rep.Err(); err != nil {
+		t.Errorf("%s: %v", scenario, err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package mqtttest holds the MQTT 5.0 test clients (on
 // github.com/eclipse/paho.golang) that the binary-level tests of
 // cmd/bollard and the end-to-end scenarios of test/e2e share: a dial that
-// fails on a refused CONNACK, and the creation of an offline persistent
-// subscriber.
+// fails on a refused CONNACK (RefusedError, with the CONNACK), client
+// session state that can outlive a connection (Session), and the creation
+// of an offline persistent subscriber.
 package mqtttest
 
 import (
@@ -12,18 +13,63 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
 )
+
+// RefusedError is the error of a CONNACK with an error reason code (0x80
+// or more). Connack holds the packet: a 0x9C Use another server or 0x9D
+// Server moved refusal carries the Server Reference in its properties.
+type RefusedError struct {
+	ClientID string
+	Connack  *paho.Connack
+}
+
+func (e *RefusedError) Error() string {
+	msg := fmt.Sprintf("mqtttest: connect %s: reason code 0x%02x", e.ClientID, e.Connack.ReasonCode)
+	if p := e.Connack.Properties; p != nil && p.ReasonString != "" {
+		msg += " (" + p.ReasonString + ")"
+	}
+	return msg
+}
+
+// ServerReference is the Server Reference of the refusing CONNACK, or "".
+func (e *RefusedError) ServerReference() string {
+	if e.Connack.Properties == nil {
+		return ""
+	}
+	return e.Connack.Properties.ServerReference
+}
+
+// Options holds the less common settings of DialWith.
+type Options struct {
+	// Session is the client-side session state to use (see Session); nil
+	// gives the connection state of its own, closed with it.
+	Session *Session
+	// OnServerDisconnect, when set, sees a DISCONNECT from the server
+	// (such as 0x9C Use another server with a Server Reference).
+	OnServerDisconnect func(*paho.Disconnect)
+}
 
 // Dial connects a 5.0 client to addr. expiry > 0 makes the session
 // persistent; clean starts a new session. onMsg, when set, sees every
 // PUBLISH before paho acknowledges it. A CONNACK with an error reason code
-// is returned with an error.
+// is returned with a *RefusedError.
 func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, error) {
+	return DialWith(ctx, addr, clientID, clean, expiry, onMsg, Options{})
+}
+
+// DialWith is Dial with Options.
+func DialWith(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish), o Options) (*paho.Client, *paho.Connack, error) {
 	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
 	}
-	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, Session: newSession(), OnClientError: func(error) {}, PacketTimeout: 10 * time.Second}
+	var sess session.SessionManager = newSession()
+	if o.Session != nil {
+		sess = o.Session.g
+	}
+	cfg := paho.ClientConfig{ClientID: clientID, Conn: conn, Session: sess, OnClientError: func(error) {},
+		OnServerDisconnect: o.OnServerDisconnect, PacketTimeout: 10 * time.Second}
 	if onMsg != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
@@ -37,13 +83,13 @@ func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32,
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := c.Connect(cctx, cp)
+	if ack != nil && ack.ReasonCode >= 0x80 { // paho returns the CONNACK with its error
+		_ = conn.Close()
+		return nil, ack, &RefusedError{ClientID: clientID, Connack: ack}
+	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, nil, fmt.Errorf("mqtttest: connect %s: %w", clientID, err)
-	}
-	if ack.ReasonCode >= 0x80 {
-		_ = conn.Close()
-		return nil, ack, fmt.Errorf("mqtttest: connect %s: reason code 0x%02x", clientID, ack.ReasonCode)
+		return nil, ack, fmt.Errorf("mqtttest: connect %s: %w", clientID, err)
 	}
 	return c, ack, nil
 }

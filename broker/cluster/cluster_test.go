@@ -1,0 +1,349 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/storetest"
+	"github.com/bollard-io/bollard/test/poll"
+)
+
+var testSecret = bytes.Repeat([]byte("s"), MinSecretSize)
+
+// fastTiming: elections within a second on loopback, yet no spurious ones
+// on a busy machine running the race detector.
+var fastTiming = Timing{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 300 * time.Millisecond, Commit: 10 * time.Millisecond}
+
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var addrs []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return addrs
+}
+
+// testCluster is n members in one process, each in its own directory.
+type testCluster struct {
+	t       testing.TB
+	members []Member
+	dirs    []string
+	nodes   []*Node
+	timing  Timing
+}
+
+func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, timing: timing, nodes: make([]*Node, n)}
+	for i, a := range freeAddrs(t, n) {
+		c.members = append(c.members, Member{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("client-%d:1883", i)})
+		c.dirs = append(c.dirs, t.TempDir())
+	}
+	for i := range n {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	n, err := Open(Config{
+		ID: c.members[i].ID, Dir: c.dirs[i], Bind: c.members[i].RaftAddress, Members: c.members,
+		Bootstrap: true, Secret: testSecret, Timing: c.timing,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", c.members[i].ID, err)
+	}
+	c.nodes[i] = n
+}
+
+func (c *testCluster) stop(i int) {
+	if c.nodes[i] != nil {
+		if err := c.nodes[i].Close(); err != nil {
+			c.t.Errorf("close %s: %v", c.members[i].ID, err)
+		}
+		c.nodes[i] = nil
+	}
+}
+
+// leader waits for a serving leader and returns its index.
+func (c *testCluster) leader() int {
+	c.t.Helper()
+	idx := -1
+	poll.Wait(c.t, 20*time.Second, 10*time.Millisecond, "a serving leader", func() bool {
+		for i, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			if s, _ := n.State(); s.Serving {
+				idx = i
+				return true
+			}
+		}
+		return false
+	})
+	return idx
+}
+
+func sessionBatch(clientID string) *store.Batch {
+	b := &store.Batch{}
+	b.PutSession(&store.Session{ClientID: clientID, ProtocolVersion: 5, ExpiryInterval: 3600})
+	return b
+}
+
+func enqueueBatch(st store.Store, clientID string, seq uint64, payload string) *store.Batch {
+	b := &store.Batch{}
+	id := st.NextMessageID()
+	b.PutMessage(&store.Message{ID: id, Topic: "t", Payload: []byte(payload), QoS: 1})
+	b.Enqueue(clientID, &store.QueueEntry{Seq: seq, MessageID: id, QoS: 1})
+	return b
+}
+
+func payloads(t testing.TB, st store.Store, clientID string) []string {
+	t.Helper()
+	var out []string
+	if err := st.ReadQueue(clientID, 0, 0, func(_ store.QueueEntry, m *store.Message) bool {
+		out = append(out, string(m.Payload))
+		return true
+	}); err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func waitApplied(t testing.TB, n *Node, index uint64) {
+	t.Helper()
+	poll.Wait(t, 20*time.Second, 10*time.Millisecond, fmt.Sprintf("%s to apply index %d", n.cfg.ID, index), func() bool {
+		return n.Status().AppliedIndex >= index
+	})
+}
+
+// nodeStore is a Node seen as a store.Store that closes the whole member,
+// for the store contract suite.
+type nodeStore struct {
+	store.Store
+	n *Node
+}
+
+func (s nodeStore) Close() error { return s.n.Close() }
+
+func openSingle(t *testing.T, dir string) store.Store {
+	addr := freeAddrs(t, 1)[0]
+	n, err := Open(Config{
+		ID: "solo", Dir: dir, Bind: addr, Members: []Member{{ID: "solo", RaftAddress: addr}},
+		Bootstrap: true, Secret: testSecret, Timing: fastTiming,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
+		s, _ := n.State()
+		return s.Serving
+	})
+	return nodeStore{Store: n.Store(), n: n}
+}
+
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := openSingle(t, t.TempDir())
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+func TestStoreContractDurable(t *testing.T) {
+	storetest.RunDurable(t, openSingle)
+}
+
+func TestStoreContractThreeMembers(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		c := newTestCluster(t, 3, fastTiming)
+		l := c.leader()
+		return c.nodes[l].Store()
+	})
+}
+
+func TestReplicatesAndFailsOver(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 50; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A follower refuses commits: only the leader writes.
+	f := (l + 1) % 3
+	if err := c.nodes[f].Store().Commit(ctx, sessionBatch("x")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("commit on a follower: err = %v, want ErrNotLeader", err)
+	}
+	want := c.nodes[l].Status().AppliedIndex
+	for i, n := range c.nodes {
+		waitApplied(t, n, want)
+		if got := payloads(t, n.Store(), "dev"); len(got) != 50 || got[0] != "1" || got[49] != "50" {
+			t.Fatalf("member %d holds %d entries (%v...)", i, len(got), got[:min(3, len(got))])
+		}
+	}
+	srv, _ := c.nodes[f].State()
+	if srv.LeaderID != c.members[l].ID || srv.LeaderClientAddress != c.members[l].ClientAddress {
+		t.Fatalf("follower names leader %q at %q, want %q at %q", srv.LeaderID, srv.LeaderClientAddress, c.members[l].ID, c.members[l].ClientAddress)
+	}
+
+	// The leader dies; another serves the same state and carries on.
+	c.stop(l)
+	l2 := c.leader()
+	if l2 == l {
+		t.Fatal("a stopped member serves")
+	}
+	st2 := c.nodes[l2].Store()
+	if got := payloads(t, st2, "dev"); len(got) != 50 {
+		t.Fatalf("new leader holds %d entries, want 50", len(got))
+	}
+	for i := 51; i <= 60; i++ {
+		if err := st2.Commit(ctx, enqueueBatch(st2, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The old leader comes back and catches up from the log.
+	c.start(l)
+	waitApplied(t, c.nodes[l], c.nodes[l2].Status().AppliedIndex)
+	if got := payloads(t, c.nodes[l].Store(), "dev"); len(got) != 60 || got[59] != "60" {
+		t.Fatalf("rejoined member holds %d entries", len(got))
+	}
+	status := c.nodes[l2].Status()
+	if status.Role != Leader || len(status.Members) != 3 {
+		t.Fatalf("leader status: %+v", status)
+	}
+	for _, m := range status.Members {
+		if m.ID != status.ID && (m.Lag == nil || m.MatchIndex == nil) {
+			t.Fatalf("leader does not report the lag of %s: %+v", m.ID, m)
+		}
+	}
+}
+
+// A member that was down while the log moved past a snapshot catches up
+// by installing the snapshot.
+func TestCatchUpFromSnapshot(t *testing.T) {
+	timing := fastTiming
+	timing.SnapshotEvery, timing.TrailingLogs = 50, 10
+	c := newTestCluster(t, 3, timing)
+	l := c.leader()
+	down := (l + 1) % 3
+	c.stop(down)
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 400; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Make sure the leader snapshotted and compacted its log.
+	if err := c.nodes[l].raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		t.Fatal(err)
+	}
+	if first, err := c.nodes[l].logs.FirstIndex(); err != nil || first <= 2 {
+		t.Fatalf("leader log starts at %d (%v): not compacted", first, err)
+	}
+	c.start(down)
+	waitApplied(t, c.nodes[down], c.nodes[l].Status().AppliedIndex)
+	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
+		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
+	}
+	// The restored member restarts from its own store.
+	c.stop(down)
+	c.start(down)
+	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 {
+		t.Fatalf("after a restart the member holds %d entries", len(got))
+	}
+}
+
+func TestReplicationPortRefusesStrangers(t *testing.T) {
+	c := newTestCluster(t, 1, fastTiming)
+	c.leader()
+	addr := c.members[0].RaftAddress
+	// A client without the secret, and one speaking something else.
+	wrong := &streamLayer{secret: bytes.Repeat([]byte("x"), MinSecretSize)}
+	if conn, err := wrong.Dial(raftAddr(addr), time.Second); err == nil {
+		_ = conn.Close()
+		t.Fatal("a dialer without the secret was let in")
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n" + string(make([]byte, 64))))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("stranger connection not closed: %v", err)
+		}
+	}
+	_ = conn.Close()
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "two refused connections", func() bool {
+		return c.nodes[0].Status().RefusedConnections >= 2
+	})
+	// The right secret gets in.
+	right := &streamLayer{secret: testSecret}
+	ok, err := right.Dial(raftAddr(addr), time.Second)
+	if err != nil {
+		t.Fatalf("a member with the secret was refused: %v", err)
+	}
+	_ = ok.Close()
+}
+
+func TestConfigValidation(t *testing.T) {
+	base := Config{ID: "a", Dir: t.TempDir(), Bind: "127.0.0.1:0", Secret: testSecret, Bootstrap: true,
+		Members: []Member{{ID: "a", RaftAddress: "127.0.0.1:1"}}}
+	cases := map[string]func(c *Config){
+		"no id":          func(c *Config) { c.ID = "" },
+		"short secret":   func(c *Config) { c.Secret = []byte("short") },
+		"self missing":   func(c *Config) { c.ID = "b" },
+		"duplicate":      func(c *Config) { c.Members = append(c.Members, c.Members[0]) },
+		"member no addr": func(c *Config) { c.Members = append(c.Members, Member{ID: "z"}) },
+		"no dir":         func(c *Config) { c.Dir = "" },
+	}
+	for name, mut := range cases {
+		c := base
+		c.Members = append([]Member(nil), base.Members...)
+		mut(&c)
+		if _, err := Open(c); err == nil {
+			t.Errorf("%s: Open accepted the config", name)
+		}
+	}
+
+}
+
+func raftAddr(a string) raft.ServerAddress { return raft.ServerAddress(a) }

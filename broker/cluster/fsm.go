@@ -1,0 +1,185 @@
+package cluster
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
+)
+
+// fsm applies committed log entries to the member's own Pebble store. Raft
+// calls Apply, Snapshot and Restore from one goroutine, in log order.
+type fsm struct {
+	st      *replStore
+	dir     string // the cluster directory: store/, checkpoints/, store.incoming
+	ckptSeq atomic.Uint64
+	fatal   func(error) // stops the member: its store can no longer follow the log
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+// Apply implements raft.FSM. It returns nil, or the error the store
+// refused the batch with (every member refuses it alike); Commit hands it
+// to the caller on the leader.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var b store.Batch
+	if err := b.UnmarshalBinary(l.Data); err != nil {
+		// Written by a leader, so alike everywhere: refuse it alike,
+		// recording its index so it is not replayed.
+		_ = f.st.cur().ApplyReplicated(l.Index, &store.Batch{})
+		return err
+	}
+	err := f.st.cur().ApplyReplicated(l.Index, &b)
+	if errors.Is(err, pebblestore.ErrApply) || errors.Is(err, store.ErrClosed) {
+		f.fatal(fmt.Errorf("apply log entry %d: %w", l.Index, err))
+	}
+	return err
+}
+
+// Snapshot implements raft.FSM: a Pebble checkpoint taken now (no Apply
+// runs meanwhile), streamed later by Persist. The live store is synced
+// first, so a restart never finds it behind a snapshot whose log entries
+// Raft may have compacted away.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	st := f.st.cur()
+	if err := st.Sync(bg); err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	dir := filepath.Join(f.dir, "checkpoints", strconv.FormatUint(f.ckptSeq.Add(1), 10))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, err
+	}
+	_ = os.RemoveAll(dir)
+	if err := st.Checkpoint(dir); err != nil {
+		return nil, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	return &checkpoint{dir: dir}, nil
+}
+
+// Restore implements raft.FSM: the member's store is replaced by the
+// snapshot's (a leader sent it because this member is too far behind).
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.st.restore(func(dir string) error { return untar(rc, dir) })
+}
+
+// checkpoint is one snapshot's Pebble checkpoint.
+type checkpoint struct{ dir string }
+
+// Persist streams the checkpoint as a tar archive into the sink.
+func (c *checkpoint) Persist(sink raft.SnapshotSink) error {
+	if err := tarDir(c.dir, sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("cluster: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release removes the checkpoint.
+func (c *checkpoint) Release() { _ = os.RemoveAll(c.dir) }
+
+// tarDir writes the regular files under dir (one level: a Pebble store has
+// no subdirectories) as a tar stream.
+func tarDir(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			return fmt.Errorf("unexpected %s in checkpoint %s", e.Type(), e.Name())
+		}
+		if err := tarFile(tw, filepath.Join(dir, e.Name()), e.Name()); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func tarFile(tw *tar.Writer, path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// untar writes a snapshot's files into dir (created), refusing anything
+// but plain file names, and fsyncs them.
+func untar(r io.Reader, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("cluster: read snapshot: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg || h.Name != filepath.Base(h.Name) || h.Name == "." || h.Name == ".." || strings.ContainsAny(h.Name, `/\`) {
+			return fmt.Errorf("cluster: read snapshot: %w: entry %q", store.ErrCorrupt, h.Name)
+		}
+		if err := writeFile(filepath.Join(dir, h.Name), tr); err != nil {
+			return err
+		}
+	}
+	return syncDir(dir)
+}
+
+func writeFile(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}

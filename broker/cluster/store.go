@@ -1,0 +1,205 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
+)
+
+var bg = context.Background()
+
+// ErrNotLeader is returned by Commit on a member that is not the leader,
+// or that lost leadership before the batch was committed: the batch may or
+// may not be committed later, and nothing may be acknowledged for it.
+var ErrNotLeader = errors.New("cluster: not the leader")
+
+// replStore is the store.Store of a cluster member: reads come from the
+// member's own Pebble store, which the FSM keeps up to date; Commit puts
+// the batch in the replicated log and returns once a majority has it on
+// disk and this member applied it.
+type replStore struct {
+	dir  string // cluster directory; the Pebble store is in dir/store
+	opts pebblestore.Options
+
+	// mu guards st: readers hold it shared; a snapshot restore replaces
+	// the store under it exclusively.
+	mu sync.RWMutex
+	st *pebblestore.Store
+
+	raft         *raft.Raft // set once by Open, before any Commit
+	applyTimeout time.Duration
+}
+
+var (
+	_ store.Store        = (*replStore)(nil)
+	_ store.DiskReporter = (*replStore)(nil)
+)
+
+func (s *replStore) storeDir() string { return filepath.Join(s.dir, "store") }
+
+// openLocal opens the member's Pebble store, finishing or undoing a
+// restore a crash interrupted.
+func (s *replStore) openLocal() error {
+	live, incoming, old := s.storeDir(), s.storeDir()+".incoming", s.storeDir()+".old"
+	switch {
+	case exists(filepath.Join(incoming, restoreDone)) && !exists(live):
+		if err := os.Rename(incoming, live); err != nil {
+			return err
+		}
+	case exists(incoming):
+		if err := os.RemoveAll(incoming); err != nil {
+			return err
+		}
+	}
+	if exists(old) && exists(live) {
+		if err := os.RemoveAll(old); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(filepath.Join(live, restoreDone))
+	st, err := pebblestore.Open(live, s.opts)
+	if err != nil {
+		return err
+	}
+	s.st = st
+	return nil
+}
+
+// restoreDone marks a fully written incoming store.
+const restoreDone = "RESTORE-COMPLETE"
+
+// restore replaces the store with the one fill writes into a new
+// directory. A crash at any point leaves either the old or the new store.
+func (s *replStore) restore(fill func(dir string) error) error {
+	incoming, old := s.storeDir()+".incoming", s.storeDir()+".old"
+	if err := os.RemoveAll(incoming); err != nil {
+		return err
+	}
+	if err := fill(incoming); err != nil {
+		_ = os.RemoveAll(incoming)
+		return err
+	}
+	if err := writeFile(filepath.Join(incoming, restoreDone), strings.NewReader("")); err != nil {
+		return err
+	}
+	if err := syncDir(incoming); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+		return fmt.Errorf("cluster: restore: close the store: %w", err)
+	}
+	_ = os.RemoveAll(old)
+	if err := os.Rename(s.storeDir(), old); err != nil {
+		return err
+	}
+	if err := os.Rename(incoming, s.storeDir()); err != nil {
+		return err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(old)
+	_ = os.Remove(filepath.Join(s.storeDir(), restoreDone))
+	st, err := pebblestore.Open(s.storeDir(), s.opts)
+	if err != nil {
+		return fmt.Errorf("cluster: restore: open the restored store: %w", err)
+	}
+	s.st = st
+	return nil
+}
+
+// cur is the current Pebble store, for the FSM (which never runs beside a
+// restore: Raft serialises them).
+func (s *replStore) cur() *pebblestore.Store {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st
+}
+
+func (s *replStore) LoadSessions(fn func(*store.SessionState) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.LoadSessions(fn)
+}
+
+func (s *replStore) LoadRetained(fn func(*store.Message) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.LoadRetained(fn)
+}
+
+func (s *replStore) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.ReadQueue(clientID, afterSeq, limit, fn)
+}
+
+// NextMessageID is the local store's: every applied entry moved it past
+// the IDs the entry holds, and a leader serves only once it applied every
+// entry of earlier terms (Node.Serving).
+func (s *replStore) NextMessageID() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.NextMessageID()
+}
+
+func (s *replStore) Stats() store.Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.Stats()
+}
+
+func (s *replStore) DiskUsage() (store.DiskUsage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.DiskUsage()
+}
+
+// Commit replicates b: it returns nil once a majority of the members has
+// the batch in its log on disk and this member applied it, the store's
+// refusal of the batch (alike on every member), or ErrNotLeader. ctx is
+// checked before the batch enters the log; after that Commit waits for its
+// outcome.
+func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cluster: commit: %w", err)
+	}
+	data, err := b.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
+	}
+	f := s.raft.Apply(data, s.applyTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+			errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrAbortedByRestore):
+			return fmt.Errorf("%w: %w", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return fmt.Errorf("cluster: commit: %w: %w", store.ErrClosed, err)
+		}
+		return fmt.Errorf("cluster: commit: %w", err)
+	}
+	if err, ok := f.Response().(error); ok && err != nil {
+		return err
+	}
+	return nil
+}
+
+// Close closes the local store. The Node closes Raft first.
+func (s *replStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Close()
+}

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// followerProgress is what the leader last heard from one follower.
+type followerProgress struct {
+	match       uint64    // highest log index the follower has, as it reported
+	lastContact time.Time // last successful AppendEntries
+}
+
+// tracker records, from the leader's side of the transport, how far each
+// follower got: Raft keeps its match indexes to itself, and the lag per
+// follower is what an operator (and a rolling upgrade) needs to see.
+type tracker struct {
+	mu sync.Mutex
+	by map[raft.ServerID]followerProgress
+}
+
+func (t *tracker) record(id raft.ServerID, resp *raft.AppendEntriesResponse) {
+	if resp == nil || !resp.Success {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.by == nil {
+		t.by = make(map[raft.ServerID]followerProgress)
+	}
+	p := t.by[id]
+	p.match = max(p.match, resp.LastLog)
+	p.lastContact = time.Now()
+	t.by[id] = p
+}
+
+func (t *tracker) get(id raft.ServerID) (followerProgress, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.by[id]
+	return p, ok
+}
+
+// reset forgets everything (on losing leadership: another leader's
+// followers report to it, not to us).
+func (t *tracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.by)
+}
+
+// trackingTransport is the NetworkTransport with the replies to
+// AppendEntries recorded in a tracker. Every other method, and the
+// optional interfaces Raft looks for, come from the embedded transport.
+type trackingTransport struct {
+	*raft.NetworkTransport
+	t *tracker
+}
+
+func (tt *trackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := tt.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		tt.t.record(id, resp)
+	}
+	return err
+}
+
+func (tt *trackingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := tt.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	tp := &trackingPipeline{AppendPipeline: p, id: id, t: tt.t, out: make(chan raft.AppendFuture, 128), stop: make(chan struct{})}
+	go tp.forward()
+	return tp, nil
+}
+
+type trackingPipeline struct {
+	raft.AppendPipeline
+	id       raft.ServerID
+	t        *tracker
+	out      chan raft.AppendFuture
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func (p *trackingPipeline) forward() {
+	in := p.AppendPipeline.Consumer()
+	for {
+		select {
+		case f := <-in:
+			if f.Error() == nil {
+				p.t.record(p.id, f.Response())
+			}
+			select {
+			case p.out <- f:
+			case <-p.stop:
+				return
+			}
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+func (p *trackingPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+
+func (p *trackingPipeline) Close() error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	return p.AppendPipeline.Close()
+}

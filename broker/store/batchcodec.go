@@ -1,0 +1,410 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The binary form of a Batch is what a replicated store puts in one log
+// entry: every member decodes it and commits the same operations. It is
+// versioned, self-delimiting and decoded strictly: a truncated, oversized or
+// unknown form is an error wrapping ErrCorrupt, never a panic or an
+// allocation larger than the input.
+//
+//	batch   = version(1) flags(1) uvarint(nops) op*
+//	op      = kind(1) fields of the kind (see appendOp)
+//	string  = uvarint(len) bytes
+//	time    = 0 (zero time) | 1 varint(unix nanoseconds)
+const batchCodecVersion = 1
+
+const (
+	flagNoSync = 1 << iota
+)
+
+// AppendBinary appends the binary form of b to dst.
+func (b *Batch) AppendBinary(dst []byte) ([]byte, error) {
+	flags := byte(0)
+	if b.NoSync {
+		flags |= flagNoSync
+	}
+	dst = append(dst, batchCodecVersion, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Ops)))
+	for i := range b.Ops {
+		var err error
+		if dst, err = appendOp(dst, &b.Ops[i]); err != nil {
+			return nil, fmt.Errorf("store: encode op %d: %w", i, err)
+		}
+	}
+	return dst, nil
+}
+
+// MarshalBinary returns the binary form of b.
+func (b *Batch) MarshalBinary() ([]byte, error) { return b.AppendBinary(nil) }
+
+// UnmarshalBinary replaces b's operations with those encoded in data. The
+// decoded records do not alias data.
+func (b *Batch) UnmarshalBinary(data []byte) error {
+	r := decoder{buf: data}
+	if v := r.byte(); r.err == nil && v != batchCodecVersion {
+		return fmt.Errorf("store: decode batch: %w: version %d", ErrCorrupt, v)
+	}
+	flags := r.byte()
+	n := r.count(1)
+	if r.err != nil {
+		return fmt.Errorf("store: decode batch: %w", r.err)
+	}
+	if flags&^flagNoSync != 0 {
+		return fmt.Errorf("store: decode batch: %w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	b.NoSync = flags&flagNoSync != 0
+	b.Ops = make([]Op, 0, n)
+	for i := 0; i < n; i++ {
+		op, err := r.op()
+		if err != nil {
+			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
+		}
+		b.Ops = append(b.Ops, op)
+	}
+	if len(r.buf) != 0 {
+		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf))
+	}
+	return nil
+}
+
+func appendOp(dst []byte, op *Op) ([]byte, error) {
+	dst = append(dst, byte(op.Kind))
+	switch op.Kind {
+	case OpPutSession:
+		if op.Session == nil {
+			return nil, errors.New("PutSession without a session")
+		}
+		return appendSession(dst, op.Session), nil
+	case OpDeleteSession:
+		return appendString(dst, op.ClientID), nil
+	case OpPutSubscription:
+		if op.Subscription == nil {
+			return nil, errors.New("PutSubscription without a subscription")
+		}
+		return appendSubscription(appendString(dst, op.ClientID), op.Subscription), nil
+	case OpDeleteSubscription:
+		return appendString(appendString(dst, op.ClientID), op.Filter), nil
+	case OpPutMessage, OpPutRetained:
+		if op.Message == nil {
+			return nil, fmt.Errorf("%v without a message", op.Kind)
+		}
+		return appendMessage(dst, op.Message), nil
+	case OpEnqueue, OpUpdateEntry:
+		if op.Entry == nil {
+			return nil, fmt.Errorf("%v without an entry", op.Kind)
+		}
+		return appendEntry(appendString(dst, op.ClientID), op.Entry), nil
+	case OpDequeue:
+		return binary.AppendUvarint(appendString(dst, op.ClientID), op.Seq), nil
+	case OpPutInboundQoS2, OpDeleteInboundQoS2:
+		return binary.BigEndian.AppendUint16(appendString(dst, op.ClientID), op.PacketID), nil
+	case OpDeleteRetained:
+		return appendString(dst, op.Topic), nil
+	}
+	return nil, fmt.Errorf("unknown kind %v", op.Kind)
+}
+
+func appendString(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
+}
+
+func appendBytes(dst, p []byte) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(p))), p...)
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(dst, 0)
+	}
+	return binary.AppendVarint(append(dst, 1), t.UnixNano())
+}
+
+func appendBools(dst []byte, bs ...bool) []byte {
+	var v byte
+	for i, b := range bs {
+		if b {
+			v |= 1 << i
+		}
+	}
+	return append(dst, v)
+}
+
+func appendSession(dst []byte, s *Session) []byte {
+	dst = appendString(dst, s.ClientID)
+	dst = appendString(dst, s.Principal)
+	dst = append(dst, s.ProtocolVersion)
+	dst = binary.AppendUvarint(dst, uint64(s.ExpiryInterval))
+	dst = appendTime(dst, s.CreatedAt)
+	dst = appendTime(dst, s.DisconnectedAt)
+	if s.Will == nil {
+		return append(dst, 0)
+	}
+	dst = appendMessage(append(dst, 1), &s.Will.Message)
+	return binary.AppendUvarint(dst, uint64(s.Will.DelayInterval))
+}
+
+func appendSubscription(dst []byte, s *Subscription) []byte {
+	dst = appendString(dst, s.Filter)
+	dst = append(dst, s.QoS, s.RetainHandling)
+	dst = appendBools(dst, s.NoLocal, s.RetainAsPublished)
+	return binary.AppendUvarint(dst, uint64(s.ID))
+}
+
+func appendMessage(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendString(dst, m.Publisher)
+	dst = appendString(dst, m.Topic)
+	dst = appendBytes(dst, m.Payload)
+	dst = append(dst, m.QoS)
+	p := &m.Props
+	dst = appendBools(dst, m.Retain, p.PayloadFormat != nil, p.CorrelationData != nil)
+	if p.PayloadFormat != nil {
+		dst = append(dst, *p.PayloadFormat)
+	}
+	dst = appendString(dst, p.ContentType)
+	dst = appendString(dst, p.ResponseTopic)
+	if p.CorrelationData != nil {
+		dst = appendBytes(dst, p.CorrelationData)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p.UserProperties)))
+	for _, up := range p.UserProperties {
+		dst = appendString(appendString(dst, up.Key), up.Value)
+	}
+	dst = appendTime(dst, m.PublishedAt)
+	return appendTime(dst, m.ExpiresAt)
+}
+
+func appendEntry(dst []byte, e *QueueEntry) []byte {
+	dst = binary.AppendUvarint(dst, e.Seq)
+	dst = binary.AppendUvarint(dst, e.MessageID)
+	dst = append(dst, e.QoS, byte(e.State))
+	dst = appendBools(dst, e.Retain)
+	dst = binary.BigEndian.AppendUint16(dst, e.PacketID)
+	dst = binary.AppendUvarint(dst, uint64(len(e.SubscriptionIDs)))
+	for _, id := range e.SubscriptionIDs {
+		dst = binary.AppendUvarint(dst, uint64(id))
+	}
+	return dst
+}
+
+// decoder reads the binary form; the first error sticks and every later
+// read returns zero values.
+type decoder struct {
+	buf []byte
+	err error
+}
+
+func (r *decoder) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	}
+	r.buf = nil
+}
+
+func (r *decoder) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.buf) < 1 {
+		r.fail("truncated")
+		return 0
+	}
+	v := r.buf[0]
+	r.buf = r.buf[1:]
+	return v
+}
+
+func (r *decoder) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.buf)
+	if n <= 0 {
+		r.fail("bad uvarint")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
+func (r *decoder) uint32() uint32 {
+	v := r.uvarint()
+	if v > math.MaxUint32 {
+		r.fail("value %d out of range", v)
+		return 0
+	}
+	return uint32(v)
+}
+
+func (r *decoder) uint16() uint16 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.buf) < 2 {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.buf)
+	r.buf = r.buf[2:]
+	return v
+}
+
+// count reads an element count; each element takes at least min bytes,
+// so a count the remaining input cannot hold is refused before anything
+// is allocated for it.
+func (r *decoder) count(min int) int {
+	v := r.uvarint()
+	if r.err == nil && v > uint64(len(r.buf)/min) {
+		r.fail("count %d exceeds the input", v)
+		return 0
+	}
+	return int(v)
+}
+
+func (r *decoder) bytes() []byte {
+	n := r.count(1)
+	if r.err != nil {
+		return nil
+	}
+	p := append([]byte(nil), r.buf[:n]...)
+	r.buf = r.buf[n:]
+	return p
+}
+
+func (r *decoder) string() string {
+	n := r.count(1)
+	if r.err != nil {
+		return ""
+	}
+	s := string(r.buf[:n])
+	r.buf = r.buf[n:]
+	return s
+}
+
+func (r *decoder) bools() byte { return r.byte() }
+
+func (r *decoder) time() time.Time {
+	switch r.byte() {
+	case 0:
+		return time.Time{}
+	case 1:
+		v, n := binary.Varint(r.buf)
+		if n <= 0 {
+			r.fail("bad time")
+			return time.Time{}
+		}
+		r.buf = r.buf[n:]
+		return time.Unix(0, v)
+	}
+	r.fail("bad time tag")
+	return time.Time{}
+}
+
+func (r *decoder) op() (Op, error) {
+	op := Op{Kind: OpKind(r.byte())}
+	switch op.Kind {
+	case OpPutSession:
+		op.Session = r.session()
+		op.ClientID = op.Session.ClientID
+	case OpDeleteSession:
+		op.ClientID = r.string()
+	case OpPutSubscription:
+		op.ClientID = r.string()
+		op.Subscription = r.subscription()
+	case OpDeleteSubscription:
+		op.ClientID = r.string()
+		op.Filter = r.string()
+	case OpPutMessage:
+		op.Message = r.message()
+	case OpPutRetained:
+		op.Message = r.message()
+		op.Topic = op.Message.Topic
+	case OpEnqueue, OpUpdateEntry:
+		op.ClientID = r.string()
+		op.Entry = r.entry()
+	case OpDequeue:
+		op.ClientID = r.string()
+		op.Seq = r.uvarint()
+	case OpPutInboundQoS2, OpDeleteInboundQoS2:
+		op.ClientID = r.string()
+		op.PacketID = r.uint16()
+	case OpDeleteRetained:
+		op.Topic = r.string()
+	default:
+		if r.err == nil {
+			r.fail("unknown op kind %d", op.Kind)
+		}
+	}
+	return op, r.err
+}
+
+func (r *decoder) session() *Session {
+	s := &Session{
+		ClientID:        r.string(),
+		Principal:       r.string(),
+		ProtocolVersion: r.byte(),
+		ExpiryInterval:  r.uint32(),
+		CreatedAt:       r.time(),
+		DisconnectedAt:  r.time(),
+	}
+	switch r.byte() {
+	case 0:
+	case 1:
+		s.Will = &Will{Message: *r.message(), DelayInterval: r.uint32()}
+	default:
+		r.fail("bad will tag")
+	}
+	return s
+}
+
+func (r *decoder) subscription() *Subscription {
+	s := &Subscription{Filter: r.string(), QoS: r.byte(), RetainHandling: r.byte()}
+	f := r.bools()
+	s.NoLocal, s.RetainAsPublished = f&1 != 0, f&2 != 0
+	s.ID = r.uint32()
+	return s
+}
+
+func (r *decoder) message() *Message {
+	m := &Message{ID: r.uvarint(), Publisher: r.string(), Topic: r.string(), Payload: r.bytes(), QoS: r.byte()}
+	f := r.bools()
+	m.Retain = f&1 != 0
+	if f&2 != 0 {
+		v := r.byte()
+		m.Props.PayloadFormat = &v
+	}
+	m.Props.ContentType = r.string()
+	m.Props.ResponseTopic = r.string()
+	if f&4 != 0 {
+		m.Props.CorrelationData = append([]byte{}, r.bytes()...) // present, maybe empty
+	}
+	if n := r.count(2); n > 0 {
+		m.Props.UserProperties = make([]UserProperty, n)
+		for i := range m.Props.UserProperties {
+			m.Props.UserProperties[i] = UserProperty{Key: r.string(), Value: r.string()}
+		}
+	}
+	m.PublishedAt = r.time()
+	m.ExpiresAt = r.time()
+	return m
+}
+
+func (r *decoder) entry() *QueueEntry {
+	e := &QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
+	e.Retain = r.bools()&1 != 0
+	e.PacketID = r.uint16()
+	if n := r.count(1); n > 0 {
+		e.SubscriptionIDs = make([]uint32, n)
+		for i := range e.SubscriptionIDs {
+			e.SubscriptionIDs[i] = r.uint32()
+		}
+	}
+	return e
+}

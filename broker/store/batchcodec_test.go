@@ -1,0 +1,135 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func codecSample() *Batch {
+	pf := byte(1)
+	at := time.Unix(0, 1_700_000_000_123_456_789)
+	msg := &Message{
+		ID: 42, Publisher: "pub", Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true,
+		Props: Properties{
+			PayloadFormat: &pf, ContentType: "text/plain", ResponseTopic: "r/t",
+			CorrelationData: []byte{}, UserProperties: []UserProperty{{"k", "v"}, {"", ""}},
+		},
+		PublishedAt: at, ExpiresAt: at.Add(time.Hour),
+	}
+	b := &Batch{NoSync: true}
+	b.PutSession(&Session{ClientID: "c1", Principal: "alice", ProtocolVersion: 5, ExpiryInterval: 3600,
+		CreatedAt: at, Will: &Will{Message: Message{Topic: "will", Payload: []byte("bye"), QoS: 1}, DelayInterval: 9}})
+	b.PutSession(&Session{ClientID: "c2", DisconnectedAt: at})
+	b.PutSubscription("c1", &Subscription{Filter: "a/#", QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2, ID: 7})
+	b.DeleteSubscription("c1", "x/+")
+	b.PutMessage(msg)
+	b.Enqueue("c1", &QueueEntry{Seq: 1, MessageID: 42, QoS: 1, Retain: true, SubscriptionIDs: []uint32{7, 8}, State: Sent, PacketID: 300})
+	b.UpdateEntry("c1", &QueueEntry{Seq: 1, MessageID: 42, State: Released, PacketID: 300})
+	b.Dequeue("c1", 1)
+	b.PutInboundQoS2("c1", 65535)
+	b.DeleteInboundQoS2("c1", 1)
+	b.PutRetained(&Message{ID: 43, Topic: "r", Payload: []byte("x")})
+	b.DeleteRetained("r")
+	b.DeleteSession("c2")
+	return b
+}
+
+func TestBatchCodecRoundTrip(t *testing.T) {
+	in := codecSample()
+	data, err := in.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Batch
+	if err := out.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if in.NoSync != out.NoSync || len(in.Ops) != len(out.Ops) {
+		t.Fatalf("round trip: NoSync %v ops %d, want %v %d", out.NoSync, len(out.Ops), in.NoSync, len(in.Ops))
+	}
+	for i := range in.Ops {
+		if !reflect.DeepEqual(in.Ops[i], out.Ops[i]) {
+			t.Errorf("op %d (%v) differs:\n in  %s\n out %s", i, in.Ops[i].Kind, dumpOp(in.Ops[i]), dumpOp(out.Ops[i]))
+		}
+	}
+	// Decoded records must not alias the input buffer.
+	for i := range data {
+		data[i] = 0xff
+	}
+	if string(out.Ops[4].Message.Payload) != "hello" {
+		t.Fatalf("decoded payload aliases the input: %q", out.Ops[4].Message.Payload)
+	}
+}
+
+func dumpOp(op Op) string {
+	return fmt.Sprintf("%+v session=%+v sub=%+v msg=%+v entry=%+v", op, op.Session, op.Subscription, op.Message, op.Entry)
+}
+
+func TestBatchCodecRefusesBadInput(t *testing.T) {
+	good, err := codecSample().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"empty":           nil,
+		"version":         append([]byte{9}, good[1:]...),
+		"flags":           append([]byte{good[0], 0x80}, good[2:]...),
+		"trailing":        append(append([]byte(nil), good...), 0),
+		"huge count":      {batchCodecVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"unknown kind":    {batchCodecVersion, 0, 1, 99},
+		"huge string":     {batchCodecVersion, 0, 1, byte(OpDeleteSession), 0xff, 0xff, 0x03, 'a'},
+		"bad time tag":    {batchCodecVersion, 0, 1, byte(OpPutSession), 0, 0, 5, 0, 7},
+		"uint32 overflow": {batchCodecVersion, 0, 1, byte(OpPutSession), 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x1f},
+	}
+	for i := 0; i < len(good); i++ {
+		cases["truncated at "+string(rune('a'+i%26))+string(rune('0'+i/26))] = good[:i]
+	}
+	for name, data := range cases {
+		var b Batch
+		if err := b.UnmarshalBinary(data); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+func TestBatchCodecRefusesIncompleteOps(t *testing.T) {
+	for _, op := range []Op{{Kind: OpPutSession}, {Kind: OpPutMessage}, {Kind: OpEnqueue}, {Kind: OpPutSubscription}, {Kind: 0}} {
+		if _, err := (&Batch{Ops: []Op{op}}).MarshalBinary(); err == nil {
+			t.Errorf("%v: encoded an operation without its record", op.Kind)
+		}
+	}
+}
+
+func FuzzBatchCodec(f *testing.F) {
+	good, err := codecSample().MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte{batchCodecVersion, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b Batch
+		if err := b.UnmarshalBinary(data); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		again, err := b.MarshalBinary()
+		if err != nil {
+			t.Fatalf("re-encode a decoded batch: %v", err)
+		}
+		var b2 Batch
+		if err := b2.UnmarshalBinary(again); err != nil {
+			t.Fatalf("decode the re-encoded batch: %v", err)
+		}
+		again2, _ := b2.MarshalBinary()
+		if !bytes.Equal(again, again2) {
+			t.Fatal("encoding is not stable")
+		}
+	})
+}
