@@ -2,7 +2,9 @@
 // instance over a store), one read loop and one bounded writer goroutine
 // per connection, CONNECT handling, authentication, keep alive, session
 // takeover, packet dispatch into sessions (broker/session) and the router
-// (broker/router), group commit, expiry and the counters behind Stats.
+// (broker/router), group commit, expiry, the queue policies that give
+// each session its limits (policy.go) and the counters and session census
+// behind Stats (stats.go, census.go, dropwindow.go).
 //
 // It knows nothing of the sockets it did not accept and nothing of HTTP:
 // the host (broker/host) binds the listeners, terminates TLS and WebSocket,
