@@ -54,6 +54,10 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests into config/.
 docs: ## Generate docs/reference from the CRD and broker/config (hack/gendocs; a test fails when they are stale).
 	$(GO) run ./hack/gendocs
 
+.PHONY: monitoring
+monitoring: ## Generate the alert rules (config/prometheus, the chart) from controllers/resources and copy the dashboard into the chart (hack/genmonitoring; a test fails when they are stale).
+	$(GO) run ./hack/genmonitoring
+
 .PHONY: verify
 verify: controller-gen ## Fail if generated files (deepcopy, CRDs, RBAC, chart CRDs) or formatting are out of date.
 	hack/verify.sh
@@ -68,6 +72,18 @@ dev: testbin test-deps ## Run Bollard without a cluster: local control plane, op
 build: ## Build bin/bollard and bin/bollard-operator.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bollard ./cmd/bollard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X main.defaultImage=$(IMG)" -o bin/bollard-operator ./cmd/bollard-operator
+
+# Where `make image` writes the image archive, and (PUSH=REF) where it
+# pushes the image.
+IMAGE_TAR ?= bin/bollard-image.tar
+PUSH ?=
+
+.PHONY: image
+image: build ## Build the container image without Docker into $(IMAGE_TAR) (hack/image: both binaries, user 65532); PUSH=REF also pushes it.
+	$(GO) run ./hack/image --bin bin --out $(IMAGE_TAR) --tag $(IMG) --version $(VERSION) \
+		--revision "$$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+		--created "$$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)" \
+		$(if $(PUSH),--push $(PUSH))
 
 .PHONY: run
 run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080, data in ./bollard-data.
@@ -92,7 +108,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 20s), one at a time; n
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-deps
-test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt).
+test-deps: ## Install the Debian packages the tests use (mosquitto, its clients, python3-paho-mqtt, prometheus for promtool).
 	hack/install-test-deps.sh
 
 .PHONY: testbin

@@ -21,7 +21,7 @@ import (
 const adminTokenBytes = 32
 
 // minAdminToken is the shortest token the broker accepts (see
-// broker/server AdminAuth).
+// broker/host AdminAuth).
 const minAdminToken = 16
 
 // ensureAdminToken makes sure the admin token Secret exists and remembers

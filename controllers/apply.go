@@ -158,9 +158,10 @@ func mergeConfigMap(cur, want *corev1.ConfigMap) {
 	cur.BinaryData = nil
 }
 
-// mergeService sets the ports, selector and type, keeping what the
-// apiserver allocated: the cluster IP, and node ports while the type still
-// uses them.
+// mergeService sets the ports, selector, type, load balancer source
+// ranges and external traffic policy, keeping what the apiserver
+// allocated: the cluster IP, node ports while the type still uses them,
+// and the health check node port of a Local policy.
 func mergeService(cur, want *corev1.Service) {
 	ports := append([]corev1.ServicePort(nil), want.Spec.Ports...)
 	if want.Spec.Type != corev1.ServiceTypeClusterIP {
@@ -175,6 +176,8 @@ func mergeService(cur, want *corev1.Service) {
 	cur.Spec.Ports = ports
 	cur.Spec.Selector = want.Spec.Selector
 	cur.Spec.Type = want.Spec.Type
+	cur.Spec.LoadBalancerSourceRanges = want.Spec.LoadBalancerSourceRanges
+	cur.Spec.ExternalTrafficPolicy = want.Spec.ExternalTrafficPolicy
 	cur.Spec.PublishNotReadyAddresses = want.Spec.PublishNotReadyAddresses
 	if cur.ResourceVersion == "" {
 		cur.Spec.ClusterIP = want.Spec.ClusterIP

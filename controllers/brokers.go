@@ -13,7 +13,9 @@ import (
 )
 
 // queryBrokers asks every ready broker pod which configuration generation
-// it applied, for the ConfigApplied condition and the status totals.
+// it applied, for the ConfigApplied condition, and for its figures (the
+// status totals and status.stats); each pod at most once per
+// StatusMinInterval unless a generation is awaited (statusCache).
 func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error {
 	b := p.broker
 	var pods corev1.PodList
@@ -21,22 +23,19 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		return err
 	}
 	r.refreshPods(ctx, p, pods.Items)
+	key := client.ObjectKeyFromObject(b)
+	r.statuses.keep(key, pods.Items)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if !podReady(pod) || !pod.DeletionTimestamp.IsZero() {
 			continue
 		}
-		st, err := r.Brokers.BrokerStatus(ctx, pod, p.adminToken)
-		p.obs.Brokers = append(p.obs.Brokers, status.BrokerReport{
-			Pod: pod.Name, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
-			RefusedGeneration: st.RefusedConfigGeneration, RefusedError: st.RefusedConfigError,
-			Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: err,
-			Storage: status.StorageReport{Used: st.Storage.Used, Budget: st.Storage.Budget,
-				VolumeFree: st.Storage.VolumeFree, Pressure: st.Storage.Pressure},
-		})
-		if err == nil && st.LastReloadError != "" {
+		rd := r.statuses.read(ctx, key, pod, b.Generation, r.now(), r.statusMinInterval(),
+			func(ctx context.Context) (BrokerStatus, error) { return r.Brokers.BrokerStatus(ctx, pod, p.adminToken) })
+		p.obs.Brokers = append(p.obs.Brokers, report(pod.Name, rd))
+		if rd.err == nil && rd.st.LastReloadError != "" {
 			p.problem(v1alpha1.ReasonInvalidConfig, "broker %s refused its configuration file and runs on the previous one: %s",
-				pod.Name, st.LastReloadError)
+				pod.Name, rd.st.LastReloadError)
 		}
 	}
 	s := status.Summarize(p.obs.Brokers)
@@ -54,7 +53,37 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		b.Status.Sessions = ptr.To(s.Sessions)
 		b.Status.QueuedMessages = ptr.To(s.QueuedMessages)
 	}
+	// While no broker answers, the last figures stay, with their age.
+	if st := status.Stats(p.obs.Brokers); st != nil {
+		status.KeepObservedAt(b.Status.Stats, st, r.statusRefresh())
+		b.Status.Stats = st
+	}
 	return nil
+}
+
+// report turns one pod's answer into what the status package decides on.
+func report(pod string, rd statusRead) status.BrokerReport {
+	st := rd.st
+	r := status.BrokerReport{
+		Pod: pod, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
+		RefusedGeneration: st.RefusedConfigGeneration, RefusedError: st.RefusedConfigError,
+		Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: rd.err,
+		Stats: status.StatsReport{ReadAt: rd.at, SessionsOnline: st.SessionsOnline, SessionsOffline: st.SessionsOffline,
+			QueuedBytes: st.QueuedBytes, FullestQueue: st.FullestQueueRatio},
+	}
+	if sg := st.Storage; sg != nil {
+		r.Storage = status.StorageReport{Used: sg.Used, Budget: sg.Budget, VolumeFree: sg.VolumeFree, Pressure: sg.Pressure, Reported: true}
+	}
+	if st.TopQueues != nil {
+		r.Stats.TopQueues = make([]status.QueueReport, 0, len(st.TopQueues))
+		for _, q := range st.TopQueues {
+			r.Stats.TopQueues = append(r.Stats.TopQueues, status.QueueReport{ClientID: q.ClientID, Messages: q.Messages, Bytes: q.Bytes, Policy: q.Policy})
+		}
+	}
+	if d := st.RecentDrops; d != nil {
+		r.Stats.RecentDrops = &status.DropReport{WindowSeconds: d.WindowSeconds, ByReason: d.ByReason}
+	}
+	return r
 }
 
 func podReady(pod *corev1.Pod) bool {

@@ -28,15 +28,39 @@ type BrokerStatus struct {
 	SessionsOnline  int64  `json:"sessionsOnline"`
 	SessionsOffline int64  `json:"sessionsOffline"`
 	QueuedMessages  int64  `json:"queuedMessages"`
+	// QueuedBytes, FullestQueueRatio, TopQueues and RecentDrops are nil
+	// when the broker does not report them (an older version): unknown,
+	// not 0.
+	QueuedBytes       *int64        `json:"queuedBytes,omitempty"`
+	FullestQueueRatio *float64      `json:"fullestQueueRatio,omitempty"`
+	TopQueues         []BrokerQueue `json:"topQueues,omitempty"`
+	RecentDrops       *BrokerDrops  `json:"recentDrops,omitempty"`
 
 	// RefusedConfigGeneration and RefusedConfigError: the newest
 	// configuration generation the broker refused, and why (see
-	// broker/server.Status).
+	// broker/host.Status).
 	RefusedConfigGeneration int64  `json:"refusedConfigGeneration,omitempty"`
 	RefusedConfigError      string `json:"refusedConfigError,omitempty"`
 
-	// Storage is the broker's store budget and disk use.
-	Storage BrokerStorage `json:"storage"`
+	// Storage is the broker's store budget and disk use; nil when the
+	// broker does not report it.
+	Storage *BrokerStorage `json:"storage,omitempty"`
+}
+
+// BrokerQueue is one of the deepest queues of /v1/status (topQueues).
+type BrokerQueue struct {
+	ClientID string `json:"clientID"`
+	Messages int64  `json:"messages"`
+	Bytes    int64  `json:"bytes"`
+	// Policy names the queue policy of the session; "" when the broker
+	// reports none.
+	Policy string `json:"policy,omitempty"`
+}
+
+// BrokerDrops are the recent drops of /v1/status (recentDrops).
+type BrokerDrops struct {
+	WindowSeconds int64             `json:"windowSeconds"`
+	ByReason      map[string]uint64 `json:"byReason"`
 }
 
 // BrokerStorage is the storage part of /v1/status (bytes).

@@ -5,21 +5,29 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 )
 
-// statusBody is a /v1/status body as broker/server writes it (fields the
+// statusBody is a /v1/status body as broker/host writes it (fields the
 // operator ignores included).
 const statusBody = `{"version":"v0.1.0","configGeneration":7,"pendingRestart":false,"ready":true,
 "draining":false,"startedAt":"2026-01-01T00:00:00Z","uptimeSeconds":12.5,"connections":3,
 "sessionsOnline":2,"sessionsOffline":5,"queuedMessages":40,"queuedBytes":4096,
 "lastReloadError":"config: queues.maxQueuedMessages: must be at least 1, got 0",
 "storage":{"usedBytes":950,"budgetBytes":1000,"messageBytes":400,"diskBytes":950,"compactionDebtBytes":0,
-"volumeFreeBytes":123456,"volumeSizeBytes":999999,"minVolumeFreeBytes":67108864,"pressure":true}}`
+"volumeFreeBytes":123456,"volumeSizeBytes":999999,"minVolumeFreeBytes":67108864,"pressure":true},
+"countedAt":"2026-01-01T00:00:12Z","fullestQueueRatio":0.25,
+"topQueues":[{"clientID":"sensor-7","messages":30,"bytes":3000},{"clientID":"b","messages":10,"bytes":1096,"policy":"telemetry"}],
+"recentDrops":{"windowSeconds":300,"byReason":{"queue_full":4}}}`
+
+// olderStatusBody is what a broker from before status.stats answers.
+const olderStatusBody = `{"version":"v0.0.9","configGeneration":7,"ready":true,"sessionsOnline":2,"sessionsOffline":5,"queuedMessages":40}`
 
 const testToken = "0123456789abcdef0123456789abcdef"
 
@@ -45,7 +53,16 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 			},
 			want: BrokerStatus{Version: "v0.1.0", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40,
 				LastReloadError: "config: queues.maxQueuedMessages: must be at least 1, got 0",
-				Storage:         BrokerStorage{Used: 950, Budget: 1000, VolumeFree: 123456, Pressure: true}},
+				Storage:         &BrokerStorage{Used: 950, Budget: 1000, VolumeFree: 123456, Pressure: true},
+				QueuedBytes:     ptr.To[int64](4096), FullestQueueRatio: ptr.To(0.25),
+				TopQueues: []BrokerQueue{{ClientID: "sensor-7", Messages: 30, Bytes: 3000},
+					{ClientID: "b", Messages: 10, Bytes: 1096, Policy: "telemetry"}},
+				RecentDrops: &BrokerDrops{WindowSeconds: 300, ByReason: map[string]uint64{"queue_full": 4}}},
+		},
+		// What an older broker does not report stays unknown (nil), not 0.
+		"older broker": {
+			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(olderStatusBody)) },
+			want:    BrokerStatus{Version: "v0.0.9", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40},
 		},
 		"http error": {
 			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "draining", http.StatusServiceUnavailable) },
@@ -80,7 +97,7 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})

@@ -49,6 +49,13 @@ const (
 	// EventServiceMonitorUnavailable: the spec asks for a ServiceMonitor but
 	// its CRD (monitoring.coreos.com/v1) is not installed.
 	EventServiceMonitorUnavailable EventReason = "ServiceMonitorUnavailable"
+	// EventPrometheusRuleUnavailable: the spec asks for a PrometheusRule
+	// but its CRD (monitoring.coreos.com/v1) is not installed.
+	EventPrometheusRuleUnavailable EventReason = "PrometheusRuleUnavailable"
+	// EventCertManagerUnavailable: the spec asks cert-manager for the TLS
+	// certificate (spec.listeners.tls.issuerRef) but its Certificate CRD
+	// (cert-manager.io/v1) is not installed.
+	EventCertManagerUnavailable EventReason = "CertManagerUnavailable"
 	// EventPaused: reconciling stopped because of the paused annotation.
 	EventPaused EventReason = "Paused"
 	// EventAdminTokenInvalid: the admin token Secret is not usable.

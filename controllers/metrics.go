@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -10,17 +9,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
-
 // applyMetricsService writes the metrics Service, or deletes the one the
-// operator made when spec.metrics.enabled is false.
+// operator made when spec.metrics.enabled is false. The ServiceMonitor and
+// the PrometheusRule are optional kinds (optional.go).
 func (r *MQTTBrokerReconciler) applyMetricsService(ctx context.Context, p *pass) error {
 	b := p.broker
 	if want := resources.MetricsService(b); want != nil {
@@ -31,55 +27,6 @@ func (r *MQTTBrokerReconciler) applyMetricsService(ctx context.Context, p *pass)
 	cur.SetName(resources.MetricsServiceName(b))
 	cur.SetNamespace(b.Namespace)
 	return r.deleteOwned(ctx, b, cur, "Service", "spec.metrics.enabled is false")
-}
-
-// applyServiceMonitor writes the ServiceMonitor where its CRD is
-// installed. Where it is not, a broker that asks for one is Degraded (with
-// a warning Event) but nothing fails: the CRD watch brings the broker back
-// when the Prometheus Operator is installed.
-func (r *MQTTBrokerReconciler) applyServiceMonitor(ctx context.Context, p *pass) error {
-	b := p.broker
-	want := resources.ServiceMonitor(b)
-	served, err := r.serviceMonitorsServed()
-	if err != nil {
-		return err
-	}
-	if !served {
-		if want != nil {
-			msg := fmt.Sprintf("spec.metrics.serviceMonitor.enabled is true but the ServiceMonitor CRD (%s, %s) is not installed: "+
-				"install the Prometheus Operator, or scrape the %s Service another way",
-				resources.ServiceMonitorCRDName, resources.ServiceMonitorGVK.GroupVersion(), resources.MetricsServiceName(b))
-			p.problem(v1alpha1.ReasonServiceMonitorUnavailable, "%s", msg)
-			r.event(b, nil, true, EventServiceMonitorUnavailable, "Apply", "%s", msg)
-		}
-		return nil
-	}
-	if want != nil {
-		if err := r.serviceMonitorWatch.ensure(); err != nil {
-			return err
-		}
-		_, _, err := apply(ctx, r, b, want, newServiceMonitor, mergeServiceMonitor)
-		return err
-	}
-	cur := newServiceMonitor()
-	cur.SetName(resources.ServiceMonitorName(b))
-	cur.SetNamespace(b.Namespace)
-	return r.deleteOwned(ctx, b, cur, "ServiceMonitor", "spec.metrics.serviceMonitor.enabled is false")
-}
-
-// serviceMonitorsServed asks the RESTMapper whether the apiserver serves
-// ServiceMonitors. The manager's mapper discovers a group it does not know
-// on demand, so a CRD installed after the operator started is found.
-func (r *MQTTBrokerReconciler) serviceMonitorsServed() (bool, error) {
-	gvk := resources.ServiceMonitorGVK
-	_, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-	switch {
-	case meta.IsNoMatchError(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("discovering %s: %w", gvk.GroupKind(), err)
-	}
-	return true, nil
 }
 
 // deleteOwned deletes obj (named, in b's namespace) if b controls it,
@@ -103,38 +50,6 @@ func (r *MQTTBrokerReconciler) deleteOwned(ctx context.Context, b *v1alpha1.MQTT
 	return nil
 }
 
-func newServiceMonitor() *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(resources.ServiceMonitorGVK)
-	return u
-}
-
-// mergeServiceMonitor rewrites the spec when a field the operator sets
-// differs; fields the CRD's schema defaults are left alone (driftPaths with
-// every map open).
-func mergeServiceMonitor(cur, want *unstructured.Unstructured) {
-	if len(driftPaths("spec", want.Object["spec"], cur.Object["spec"], driftOptions{allMapsOpen: true})) == 0 {
-		return
-	}
-	cur.Object["spec"] = runtimeDeepCopy(want.Object["spec"])
-}
-
 func runtimeDeepCopy(v any) any {
 	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]
-}
-
-// brokersWantingServiceMonitors maps an event on the ServiceMonitor CRD to
-// the brokers that ask for a ServiceMonitor.
-func (r *MQTTBrokerReconciler) brokersWantingServiceMonitors(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list v1alpha1.MQTTBrokerList
-	if err := r.Client.List(ctx, &list); err != nil {
-		return nil
-	}
-	var reqs []reconcile.Request
-	for i := range list.Items {
-		if resources.ServiceMonitorEnabled(&list.Items[i]) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-	}
-	return reqs
 }

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -50,10 +51,15 @@ type MQTTBrokerReconciler struct {
 	ConfigBackoff workqueue.TypedRateLimiter[reconcile.Request]
 	// StatusRefresh is how often the operator asks the brokers of a Ready
 	// MQTTBroker for their status when nothing else happens, refreshing
-	// status.sessions and status.queuedMessages (the Sessions and Queued
-	// printer columns): nothing in the cluster changes when clients come
-	// and go. 0 means DefaultStatusRefresh.
+	// status.sessions, status.queuedMessages and status.stats (the
+	// Sessions, Queued and Store printer columns): nothing in the cluster
+	// changes when clients come and go. 0 means DefaultStatusRefresh.
 	StatusRefresh time.Duration
+	// StatusMinInterval bounds how often one broker pod is asked for its
+	// status, however many reconciles events bring, except while the
+	// operator waits for it to apply a configuration generation (see
+	// statusCache). 0 means DefaultStatusMinInterval.
+	StatusMinInterval time.Duration
 	// SecretRecheck is how soon a reconcile that found a referenced Secret
 	// missing or unusable runs again (the operator does not watch Secrets).
 	// 0 means DefaultSecretRecheck.
@@ -63,9 +69,12 @@ type MQTTBrokerReconciler struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 
-	// serviceMonitorWatch watches the ServiceMonitors the operator owns,
-	// started once their CRD is installed.
-	serviceMonitorWatch *lazyWatch
+	// ownedWatches watch the objects of each optional kind the operator
+	// owns (optionalKinds), started once their CRD is installed; nil
+	// before SetupWithManager.
+	ownedWatches map[schema.GroupVersionKind]*lazyWatch
+	// statuses are the brokers' last answers (queryBrokers).
+	statuses statusCache
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and
@@ -100,6 +109,10 @@ type step struct {
 func (r *MQTTBrokerReconciler) steps() []step {
 	return []step{
 		{"render-config", r.renderConfig},
+		// Before the Secrets: without cert-manager, its absence is the
+		// first problem (Degraded's reason), the missing Secret its
+		// consequence.
+		{"certificate", r.applyOptional(&certificates)},
 		{"secrets", r.checkSecrets},
 		{"admin-token", r.ensureAdminToken},
 		{"serviceaccount", r.applyServiceAccount},
@@ -111,7 +124,8 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
 		{"networkpolicy", r.applyNetworkPolicy},
 		{"metrics-service", r.applyMetricsService},
-		{"servicemonitor", r.applyServiceMonitor},
+		{"servicemonitor", r.applyOptional(&serviceMonitors)},
+		{"prometheusrule", r.applyOptional(&prometheusRules)},
 		{"brokers", r.queryBrokers},
 	}
 }
@@ -133,6 +147,9 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	b := &v1alpha1.MQTTBroker{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		r.backoff().Forget(req)
+		if apierrors.IsNotFound(err) {
+			r.statuses.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !b.DeletionTimestamp.IsZero() {
@@ -239,6 +256,13 @@ func (r *MQTTBrokerReconciler) brokerRequeue(req ctrl.Request, b *v1alpha1.MQTTB
 	return ctrl.Result{}
 }
 
+func (r *MQTTBrokerReconciler) statusMinInterval() time.Duration {
+	if r.StatusMinInterval > 0 {
+		return r.StatusMinInterval
+	}
+	return DefaultStatusMinInterval
+}
+
 func (r *MQTTBrokerReconciler) statusRefresh() time.Duration {
 	if r.StatusRefresh > 0 {
 		return r.StatusRefresh
@@ -267,8 +291,14 @@ func (r *MQTTBrokerReconciler) patchStatus(ctx context.Context, b, orig *v1alpha
 	return nil
 }
 
+// renderConfig renders the broker's configuration and checks what the spec
+// adds to the pod; with either refused, nothing is rendered and the
+// broker keeps running as it was.
 func (r *MQTTBrokerReconciler) renderConfig(_ context.Context, p *pass) error {
 	cfg, err := resources.BrokerConfig(p.broker)
+	if err == nil {
+		err = resources.ValidatePodSpec(p.broker)
+	}
 	if err != nil {
 		// Not an API error: retrying will not help until the spec changes.
 		p.problem(v1alpha1.ReasonInvalidConfig, "%v", err)

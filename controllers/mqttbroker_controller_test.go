@@ -251,6 +251,12 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		}, []string{"spec.metrics", "metrics.serviceMonitor.enabled needs metrics.enabled"}},
 		"bad scrape interval": {func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.ServiceMonitor.Interval = "1.5s" },
 			[]string{"spec.metrics.serviceMonitor.interval"}},
+		"prometheusRule without metrics": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Metrics.Enabled = ptr.To(false)
+			b.Spec.Metrics.PrometheusRule.Enabled = true
+		}, []string{"spec.metrics", "metrics.prometheusRule.enabled needs metrics.enabled"}},
+		"too many top queues": {func(b *v1alpha1.MQTTBroker) { b.Spec.Metrics.TopQueues = 101 },
+			[]string{"spec.metrics.topQueues", "100"}},
 		"network policy peer admitting every pod": {func(b *v1alpha1.MQTTBroker) {
 			b.Spec.NetworkPolicy.Prometheus = &v1alpha1.NetworkPolicyPeer{}
 		}, []string{"spec.networkPolicy.prometheus", "set namespaceSelector, podSelector or both"}},

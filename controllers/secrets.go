@@ -28,7 +28,11 @@ func (r *MQTTBrokerReconciler) checkSecrets(ctx context.Context, p *pass) error 
 		if t.RequireClientCert {
 			keys = append(keys, resources.TLSCAKey)
 		}
-		if _, err := r.secret(ctx, p, t.SecretName, "spec.listeners.tls.secretName", keys); err != nil {
+		field := "spec.listeners.tls.secretName"
+		if resources.CertificateWanted(b) {
+			field = fmt.Sprintf("spec.listeners.tls: cert-manager issues it from Certificate %s", resources.CertificateName(b))
+		}
+		if _, err := r.secret(ctx, p, resources.TLSSecretName(b), field, keys); err != nil {
 			return err
 		}
 	}

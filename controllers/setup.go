@@ -11,7 +11,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -34,7 +34,10 @@ import (
 // those namespaces. Secrets are neither cached nor watched: the reconciler
 // reads the few it needs with direct GETs (see checkSecrets), so its RBAC
 // needs no list or watch on Secrets. Of the CustomResourceDefinitions only
-// the ServiceMonitor's metadata is cached.
+// metadata is cached: the arrival of the optional CRDs the operator uses
+// (optionalKinds: the Prometheus Operator's ServiceMonitor and
+// PrometheusRule, cert-manager's Certificate) is what matters. (A field
+// selector could keep only those, but only one name per selector.)
 func CacheOptions(namespaces []string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
@@ -44,10 +47,6 @@ func CacheOptions(namespaces []string) cache.Options {
 		&networkingv1.NetworkPolicy{},
 	} {
 		o.ByObject[obj] = cache.ByObject{Label: managed}
-	}
-	// Only the ServiceMonitor CRD, as metadata: its arrival is what matters.
-	o.ByObject[serviceMonitorCRD()] = cache.ByObject{
-		Field: fields.OneTermEqualSelector("metadata.name", resources.ServiceMonitorCRDName),
 	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}
@@ -60,10 +59,11 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // SetupWithManager registers the reconciler and its watches: the
 // MQTTBroker (spec and annotation changes), its children, its pods and
-// claims (by label), and the ServiceMonitor CRD
-// (so that brokers asking for a ServiceMonitor get one once it is
-// installed). There is no periodic resync; the only timed requeue asks the
-// brokers for their status (see MQTTBrokerReconciler.StatusRefresh).
+// claims (by label), and the CRDs of the optional kinds (so that brokers
+// asking for a ServiceMonitor, a PrometheusRule or a Certificate get it
+// once its CRD is installed). There is no periodic resync; the only timed
+// requeue asks the brokers for their status (see
+// MQTTBrokerReconciler.StatusRefresh).
 func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.ConfigBackoff == nil {
 		r.ConfigBackoff = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, 2*time.Second)
@@ -93,22 +93,21 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, byInstance).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstance).
-		Watches(serviceMonitorCRD(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingServiceMonitors),
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.brokersWantingCRD),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return o.GetName() == resources.ServiceMonitorCRDName
+				return optionalKindOf(o.GetName()) != nil
 			}))).
 		Build(r)
 	if err != nil {
 		return err
 	}
-	// ServiceMonitors can be watched only once their CRD is installed, which
-	// may be after the operator starts: applyServiceMonitor starts the watch.
-	sm := &metav1.PartialObjectMetadata{}
-	sm.SetGroupVersionKind(resources.ServiceMonitorGVK)
-	r.serviceMonitorWatch = &lazyWatch{start: func() error {
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), sm,
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
-	}}
+	// The objects of an optional kind can be watched only once its CRD is
+	// installed, which may be after the operator starts: applyOptional
+	// starts the watch.
+	r.ownedWatches = make(map[schema.GroupVersionKind]*lazyWatch, len(optionalKinds))
+	for _, k := range optionalKinds {
+		r.ownedWatches[k.gvk] = ownedWatch(mgr, c, k.gvk)
+	}
 	return nil
 }
 
@@ -137,10 +136,21 @@ func (w *lazyWatch) ensure() error {
 	return nil
 }
 
-// serviceMonitorCRD is the metadata of a CustomResourceDefinition: the
-// operator watches the ServiceMonitor CRD come and go without importing
-// the apiextensions types.
-func serviceMonitorCRD() *metav1.PartialObjectMetadata {
+// ownedWatch is a lazy watch on the objects of kind gvk (as metadata)
+// that a broker controls, enqueueing that broker.
+func ownedWatch(mgr ctrl.Manager, c controller.Controller, gvk schema.GroupVersionKind) *lazyWatch {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	return &lazyWatch{start: func() error {
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), m,
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &v1alpha1.MQTTBroker{}, handler.OnlyControllerOwner())))
+	}}
+}
+
+// crdMetadata is the metadata of a CustomResourceDefinition: the operator
+// watches the optional CRDs come and go without importing the
+// apiextensions types.
+func crdMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
 	return m

@@ -45,8 +45,12 @@ import (
 const testImage = "ghcr.io/bollard-io/bollard:v0.0.0-test"
 
 // statusRefresh is the suite's period of broker queries while Ready, short
-// so that TestStatusRefreshesWhileReady is quick.
-const statusRefresh = 500 * time.Millisecond
+// so that TestStatusRefreshesWhileReady is quick; statusMinInterval bounds
+// how often one pod is asked (TestStatusQueriesAreBounded).
+const (
+	statusRefresh     = 500 * time.Millisecond
+	statusMinInterval = 250 * time.Millisecond
+)
 
 var (
 	k8s     client.Client // direct, uncached
@@ -169,12 +173,13 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	r := &controllers.MQTTBrokerReconciler{
-		DefaultImage:  testImage,
-		Brokers:       brokers,
-		ConfigBackoff: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, time.Second),
-		StatusRefresh: statusRefresh,
-		SecretRecheck: statusRefresh,
-		NetworkPolicy: resources.NetworkPolicyDefaults{OperatorNamespace: operatorNamespace},
+		DefaultImage:      testImage,
+		Brokers:           brokers,
+		ConfigBackoff:     workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, time.Second),
+		StatusRefresh:     statusRefresh,
+		StatusMinInterval: statusMinInterval,
+		SecretRecheck:     statusRefresh,
+		NetworkPolicy:     resources.NetworkPolicyDefaults{OperatorNamespace: operatorNamespace},
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
@@ -234,6 +239,13 @@ func (f *fakeBrokers) set(ns, pod string, st controllers.BrokerStatus) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status[ns+"/"+pod] = st
+}
+
+// unset makes the pod's broker unreachable.
+func (f *fakeBrokers) unset(ns, pod string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.status, ns+"/"+pod)
 }
 
 // --- helpers ---

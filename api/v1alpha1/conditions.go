@@ -11,15 +11,22 @@ const (
 	// Paused while the paused annotation is set.
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when the operator cannot make the cluster
-	// match the spec (an invalid rendered config, a missing Secret, an invalid
-	// users Secret, a refused volume shrink or expansion, a ServiceMonitor
-	// without its CRD, an API error); the message says why.
+	// match the spec; its reason is the first problem's and its message
+	// lists them all. Reasons: InvalidConfig (a spec, spec.config or pod
+	// addition the broker or the operator refuses, or a broker that refused
+	// its file), SecretNotFound, InvalidUsersSecret, AdminTokenInvalid,
+	// VolumeShrinkRefused, VolumeExpansionFailed, ServiceMonitorUnavailable,
+	// PrometheusRuleUnavailable, CertManagerUnavailable and ApplyFailed (the
+	// apiserver refused a child object).
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
 	// operator rendered for the current metadata.generation. It is False
 	// with reason ConfigRefused when a broker refused that configuration
 	// (it then runs on with the previous one); the message is the broker's.
+	// The contents of the mounted Secrets (users file, TLS certificate) have
+	// no generation: a users file the broker refuses makes it False
+	// (ConfigRefused), but one it accepts leaves it as it was.
 	ConditionConfigApplied = "ConfigApplied"
 	// ConditionStoragePressure is True when a running broker reports its
 	// store at 95% of its budget or more (queues.maxStoreBytes, 90% of
@@ -61,6 +68,13 @@ const (
 	// is true but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not
 	// installed.
 	ReasonServiceMonitorUnavailable = "ServiceMonitorUnavailable"
+	// ReasonPrometheusRuleUnavailable: spec.metrics.prometheusRule.enabled
+	// is true but the PrometheusRule CRD (monitoring.coreos.com/v1) is not
+	// installed.
+	ReasonPrometheusRuleUnavailable = "PrometheusRuleUnavailable"
+	// ReasonCertManagerUnavailable: spec.listeners.tls.issuerRef is set but
+	// cert-manager's Certificate CRD (cert-manager.io/v1) is not installed.
+	ReasonCertManagerUnavailable = "CertManagerUnavailable"
 	// ReasonAdminTokenInvalid: the admin token Secret
 	// (<name>-admin-token) holds no usable token, or another object
 	// controls it; the operator cannot ask the brokers for their status.

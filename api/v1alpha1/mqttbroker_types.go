@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // AdminPort is the container port of the broker's admin HTTP endpoint
@@ -24,6 +25,7 @@ const AdminPort = 8080
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=`.status.sessions`
 // +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.queuedMessages`
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.status.stats.storage.usage`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52",message="metadata.name must be at most 52 characters: it names the StatefulSet, whose pods and revisions add suffixes"
 type MQTTBroker struct {
@@ -50,6 +52,8 @@ type MQTTBrokerList struct {
 }
 
 // MQTTBrokerSpec describes the broker the operator runs.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",message="every volumeMounts[].name must name a volume of spec.volumes"
 type MQTTBrokerSpec struct {
 	// image is the container image holding the bollard binary. Default: the
 	// image the operator was started with (its --broker-image flag), so
@@ -157,6 +161,67 @@ type MQTTBrokerSpec struct {
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 
+	// podLabels are added to the broker pod (for example for a service mesh
+	// or a cost report). The operator's own labels (app.kubernetes.io/name,
+	// instance, component, managed-by, part-of and version) select the
+	// pods and cannot be set here. Changing them rolls the broker pod.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/part-of', 'app.kubernetes.io/version']))",message="podLabels cannot set the operator's labels (app.kubernetes.io/name, instance, component, managed-by, part-of, version): they select the broker's pods"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="podLabels keys must be label keys: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +optional
+	PodLabels map[string]LabelValue `json:"podLabels,omitempty"`
+
+	// topologySpreadConstraints spread the broker pods across zones or
+	// nodes (Kubernetes' own field, copied onto the pod). Select the broker
+	// pods with the labels app.kubernetes.io/name=bollard and
+	// app.kubernetes.io/instance=<name>. Changing them rolls the broker pod.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// env adds environment variables to the broker container, after the
+	// operator's own (GOMEMLIMIT, which cannot be set here: the operator
+	// derives it from resources.limits.memory). Values may come from
+	// Secrets and ConfigMaps (valueFrom). The broker reads its settings
+	// from its configuration file, not from the environment: use spec.config
+	// for a broker setting the CRD does not expose. Changing env rolls the
+	// broker pod.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, e.name != 'GOMEMLIMIT')",message="env cannot set GOMEMLIMIT: the operator sets it from resources.limits.memory"
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// volumes adds volumes to the broker pod, for volumeMounts to mount
+	// (for example a CA bundle, or a directory from a CSI secrets driver).
+	// Each has a name and one source: configMap, secret, emptyDir,
+	// persistentVolumeClaim, csi or projected, as in a Pod. Other sources
+	// are not offered: hostPath would let whoever may edit an MQTTBroker
+	// reach the node's files through the operator. The operator's own
+	// volume names (config, data, tmp, admin-token, users, tls) cannot be
+	// used. Changing volumes rolls the broker pod.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !(v.name in ['config', 'data', 'tmp', 'admin-token', 'users', 'tls']))",message="volumes cannot use the operator's volume names: config, data, tmp, admin-token, users, tls"
+	// +optional
+	Volumes []Volume `json:"volumes,omitempty"`
+
+	// volumeMounts mounts volumes of spec.volumes into the broker
+	// container. The operator's own paths are refused, and so is any path
+	// above or below them: /etc/bollard (the configuration),
+	// /var/lib/bollard (the data volume), /var/run/bollard (the admin
+	// token, users and TLS Secrets) and /tmp. Paths must be absolute and
+	// clean (no "." or ".." parts, no trailing '/'). Changing them rolls
+	// the broker pod.
+	// +listType=map
+	// +listMapKey=mountPath
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	VolumeMounts []VolumeMount `json:"volumeMounts,omitempty"`
+
 	// service configures the client Service (named after the MQTTBroker).
 	// +kubebuilder:default={}
 	// +optional
@@ -170,8 +235,9 @@ type MQTTBrokerSpec struct {
 
 	// metrics configures how Prometheus scrapes the broker's /metrics
 	// endpoint (connections, sessions, queued messages and bytes, drops by
-	// reason, fsync latency, applied config generation): a metrics Service
-	// and, for the Prometheus Operator, an optional ServiceMonitor.
+	// reason, store use, commit and fsync latency, applied config
+	// generation): a metrics Service and, for the Prometheus Operator, an
+	// optional ServiceMonitor and PrometheusRule (Bollard's alerts).
 	// +kubebuilder:default={}
 	// +optional
 	Metrics Metrics `json:"metrics,omitzero"`
@@ -197,6 +263,102 @@ type MQTTBrokerSpec struct {
 	// +kubebuilder:validation:Maximum=3600
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+
+	// config sets broker configuration fields this resource does not
+	// expose, as an object in the broker's own file format
+	// (docs/reference/broker-config.md): for example limits.connectTimeout,
+	// limits.maxClientIDLength or sessions.allowTakeoverByOtherPrincipal,
+	// written as nested objects (limits: connectTimeout: 5s). It is merged over the configuration the operator renders from
+	// this spec (objects merge field by field; any other value replaces)
+	// and the result is checked by the broker's own loader (unknown fields
+	// and invalid values are refused). A field this resource does expose
+	// (spec.queues, spec.limits.maxConnections, spec.listeners, ...), or one
+	// the operator manages (admin, dataDir, configGeneration), is refused
+	// rather than overridden, naming the field to set instead: one value,
+	// one place. A refused config is reported (Degraded and ConfigApplied
+	// False, reason InvalidConfig, with the loader's message) and not
+	// rendered: the broker keeps its previous configuration. Hot or
+	// restart as each field is in the broker (restart fields roll the pod).
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Config *runtime.RawExtension `json:"config,omitempty"`
+}
+
+// Volume is a volume of the broker pod: a name and exactly one source.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.configMap), has(self.secret), has(self.emptyDir), has(self.persistentVolumeClaim), has(self.csi), has(self.projected)].filter(x, x).size() == 1",message="a volume needs exactly one source: configMap, secret, emptyDir, persistentVolumeClaim, csi or projected"
+type Volume struct {
+	// name of the volume, which volumeMounts refer to: a DNS label.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(-+[a-z0-9]+)*$`
+	// +required
+	Name string `json:"name"`
+
+	// configMap mounts a ConfigMap of this namespace.
+	// +optional
+	ConfigMap *corev1.ConfigMapVolumeSource `json:"configMap,omitempty"`
+
+	// secret mounts a Secret of this namespace.
+	// +optional
+	Secret *corev1.SecretVolumeSource `json:"secret,omitempty"`
+
+	// emptyDir is a scratch directory that lives as long as the pod.
+	// +optional
+	EmptyDir *corev1.EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+
+	// persistentVolumeClaim mounts an existing claim of this namespace.
+	// +optional
+	PersistentVolumeClaim *corev1.PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
+
+	// csi mounts a volume of a CSI driver (for example the Secrets Store
+	// CSI driver).
+	// +optional
+	CSI *corev1.CSIVolumeSource `json:"csi,omitempty"`
+
+	// projected combines ConfigMaps, Secrets, the downward API and
+	// service account tokens in one directory.
+	// +optional
+	Projected *corev1.ProjectedVolumeSource `json:"projected,omitempty"`
+}
+
+// LabelValue is the value of a Kubernetes label.
+//
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
+
+// VolumeMount mounts a volume of spec.volumes into the broker container.
+//
+// +kubebuilder:validation:XValidation:rule="self.mountPath.matches('^(/[^/]+)+$') && !self.mountPath.matches('/[.][.]?(/|$)')",message="mountPath must be an absolute, clean path: no '.' or '..' parts, no '//' and no trailing '/'"
+// +kubebuilder:validation:XValidation:rule="['/etc/bollard', '/var/lib/bollard', '/var/run/bollard', '/tmp'].all(r, self.mountPath != r && !self.mountPath.startsWith(r + '/') && !r.startsWith(self.mountPath + '/'))",message="mountPath cannot be at, inside or above the operator's paths: /etc/bollard (configuration), /var/lib/bollard (data), /var/run/bollard (admin token, users, TLS) and /tmp"
+type VolumeMount struct {
+	// name of a volume of spec.volumes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+
+	// mountPath is where the volume appears in the container: an absolute
+	// path outside the operator's own directories.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	MountPath string `json:"mountPath"`
+
+	// readOnly mounts the volume read-only. Default false.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// subPath mounts this path inside the volume instead of its root. The
+	// kubelet never refreshes a subPath mount when a ConfigMap or Secret
+	// changes.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",message="subPath must be a relative path without '..'"
+	// +optional
+	SubPath string `json:"subPath,omitempty"`
 }
 
 // Listeners are the client-facing endpoints of the broker. At least one must
@@ -212,8 +374,10 @@ type Listeners struct {
 	// +optional
 	MQTT MQTTListener `json:"mqtt,omitzero"`
 
-	// tls is MQTT over TLS. Absent means disabled. Renewing the certificate
-	// in its Secret rolls the broker pod, since the broker reads it at start.
+	// tls is MQTT over TLS. Absent means disabled. A renewed certificate
+	// in its Secret applies without a restart: the broker reloads the
+	// mounted files when the kubelet updates them, and the pod template
+	// holds the Secret's name, never its content.
 	// +optional
 	TLS *TLSListener `json:"tls,omitempty"`
 
@@ -246,6 +410,9 @@ type MQTTListener struct {
 }
 
 // TLSListener is MQTT over TLS.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.secretName) || has(self.issuerRef)",message="listeners.tls needs secretName (a kubernetes.io/tls Secret) or issuerRef (a cert-manager issuer)"
+// +kubebuilder:validation:XValidation:rule="!has(self.dnsNames) || size(self.dnsNames) == 0 || has(self.issuerRef)",message="listeners.tls.dnsNames is only used with listeners.tls.issuerRef"
 type TLSListener struct {
 	// port is the container and Service port. Default 8883.
 	// +kubebuilder:default=8883
@@ -254,16 +421,74 @@ type TLSListener struct {
 
 	// secretName names a kubernetes.io/tls Secret in this namespace holding
 	// tls.crt and tls.key (and ca.crt when requireClientCert is true). The
-	// pod does not start until it exists.
+	// pod does not start until it exists. Required unless issuerRef is set;
+	// with issuerRef it defaults to <name>-tls, the Secret cert-manager
+	// writes the certificate into.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +required
-	SecretName string `json:"secretName"`
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// issuerRef asks cert-manager for the certificate: the operator creates
+	// a cert-manager Certificate named <name>-tls, issued by this Issuer or
+	// ClusterIssuer into the Secret secretName, for the DNS names of the
+	// client Service and of every broker pod behind the headless Service
+	// (plus dnsNames). cert-manager renews it before it expires and the
+	// broker reloads the renewed files without a restart. It needs
+	// cert-manager's Certificate CRD (cert-manager.io/v1): while that is not
+	// installed the operator creates nothing, sets Degraded with reason
+	// CertManagerUnavailable and records a warning Event, and creates the
+	// Certificate once the CRD appears. Removing issuerRef deletes the
+	// Certificate (cert-manager leaves its Secret in place).
+	// +optional
+	IssuerRef *IssuerRef `json:"issuerRef,omitempty"`
+
+	// dnsNames are further DNS names for the certificate cert-manager issues
+	// (for example the load balancer's public name). Only with issuerRef.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	DNSNames []string `json:"dnsNames,omitempty"`
 
 	// requireClientCert refuses clients that do not present a certificate
 	// signed by the ca.crt of the Secret. Default false.
 	// +optional
 	RequireClientCert bool `json:"requireClientCert,omitempty"`
+}
+
+// Issuer kinds of cert-manager.
+const (
+	IssuerKindIssuer        = "Issuer"
+	IssuerKindClusterIssuer = "ClusterIssuer"
+)
+
+// IssuerRef names a cert-manager issuer.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || self.group != 'cert-manager.io' || !has(self.kind) || self.kind in ['Issuer', 'ClusterIssuer']",message="listeners.tls.issuerRef.kind must be Issuer or ClusterIssuer for the cert-manager.io group"
+type IssuerRef struct {
+	// name of the Issuer (in this namespace) or ClusterIssuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// kind is Issuer (default) or ClusterIssuer. An issuer of another
+	// group (an external issuer) may have another kind: set group too.
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// group is the issuer's API group. Default cert-manager.io; external
+	// issuers have their own (for example awspca.cert-manager.io).
+	// +kubebuilder:default="cert-manager.io"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // WebSocketListener is MQTT over WebSocket.
@@ -431,6 +656,121 @@ type Queues struct {
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('0')) >= 0",message="queues.minVolumeFreeBytes must not be negative"
 	// +optional
 	MinVolumeFreeBytes *resource.Quantity `json:"minVolumeFreeBytes,omitempty"`
+
+	// policies give classes of devices their own queue settings: sensors
+	// that keep their last few hundred readings, actuators that never lose
+	// a command, firmware channels with large byte budgets. A session takes
+	// the first policy that selects it (by clientID, principal and/or
+	// topicFilter); every field the policy leaves unset keeps the value
+	// above (sessions.maxSessionExpiry for maxSessionExpiry), and sessions
+	// matching no policy keep the values above. Order matters: first match
+	// wins. At most 32, names unique. Hot: a change applies to existing
+	// sessions without a restart; a session whose subscriptions change is
+	// matched again. The broker checks each policy once more (one
+	// definition, broker/config); a policy it refuses is reported with
+	// reason InvalidConfig and not applied. See docs/operations.md, "Queue
+	// policies".
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(p, self.exists_one(q, q.name == p.name))",message="queues.policies: every policy needs a name of its own"
+	// +optional
+	Policies []QueuePolicy `json:"policies,omitempty"`
+}
+
+// QueuePolicy gives the sessions it selects their own queue settings. It
+// selects a session when every selector it sets matches, and must set at
+// least one. Patterns (clientID, principal) match the whole value: '*'
+// matches any run of characters (none included), every other character
+// only itself; ? [ ] and \ are reserved.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.clientID) || has(self.principal) || has(self.topicFilter)",message="a queue policy must select sessions by at least one of clientID, principal or topicFilter"
+type QueuePolicy struct {
+	// name identifies the policy in metrics (label policy) and in the
+	// broker's admin API (/v1/sessions): a lowercase DNS label, not
+	// "default" (which names the sessions that match no policy).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="name must be a lowercase DNS label: a-z, 0-9 and '-' inside"
+	// +kubebuilder:validation:XValidation:rule="self != 'default'",message="name \"default\" is reserved for sessions that match no policy"
+	// +required
+	Name string `json:"name"`
+
+	// clientID is a pattern of client identifiers, for example "sensor-*".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('[') && !self.contains(']') && !self.contains('\\\\')",message="clientID: only '*' is a wildcard; ? [ ] and \\ are reserved"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x1f\\x7f]')",message="clientID must not contain control characters"
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+
+	// principal is a pattern of usernames (the authenticated principal
+	// that created the session), for example "act-*". Sessions of
+	// anonymous clients have no principal: no pattern selects them.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('[') && !self.contains(']') && !self.contains('\\\\')",message="principal: only '*' is a wildcard; ? [ ] and \\ are reserved"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x1f\\x7f]')",message="principal must not contain control characters"
+	// +optional
+	Principal string `json:"principal,omitempty"`
+
+	// topicFilter selects sessions with at least one subscription inside
+	// it: every topic that subscription can match is matched by
+	// topicFilter too ("fw/#" selects a session subscribed to "fw/+/img"
+	// or "fw/dev1", not one subscribed to "#"). A shared subscription is
+	// matched by its inner filter. The session is matched again whenever
+	// its subscriptions change.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self == '#' || self.matches('^([^+#/]*|[+])(/([^+#/]*|[+]))*(/#)?$')",message="topicFilter must be an MQTT topic filter: '+' fills a whole level, '#' only the last level"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('$share/')",message="topicFilter: give the inner filter; a shared subscription is matched by its inner filter"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('\\u0000')",message="topicFilter must not contain a NUL character"
+	// +optional
+	TopicFilter string `json:"topicFilter,omitempty"`
+
+	// maxQueuedMessages replaces queues.maxQueuedMessages for these
+	// sessions, between 1 and 100000000.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	// +optional
+	MaxQueuedMessages *int64 `json:"maxQueuedMessages,omitempty"`
+
+	// maxQueuedBytes replaces queues.maxQueuedBytes for these sessions.
+	// The broker needs at least 1 byte; a value it refuses is reported
+	// with reason InvalidConfig and not applied. (A CEL bound on a
+	// quantity inside this list costs more than the apiserver's budget
+	// for one rule allows, so the broker's rule is the only one here.)
+	// +optional
+	MaxQueuedBytes *resource.Quantity `json:"maxQueuedBytes,omitempty"`
+
+	// overflowPolicy replaces queues.overflowPolicy for these sessions:
+	// DropOldest, DropNewest or RejectPublish (never drop what was
+	// accepted: MQTT 5.0 publishers get 0x97 Quota exceeded).
+	// +kubebuilder:validation:Enum=DropOldest;DropNewest;RejectPublish
+	// +optional
+	OverflowPolicy string `json:"overflowPolicy,omitempty"`
+
+	// queueQoS0 replaces queues.queueQoS0 for these sessions.
+	// +optional
+	QueueQoS0 *bool `json:"queueQoS0,omitempty"`
+
+	// maxSessionExpiry replaces sessions.maxSessionExpiry for these
+	// sessions when they connect (an MQTT 3.1.1 session's
+	// defaultSessionExpiry is capped by it too). Whole seconds, between
+	// 0s and 4294967294s.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('4294967294s')",message="maxSessionExpiry of a queue policy must be between 0s and 4294967294s"
+	// +optional
+	MaxSessionExpiry *metav1.Duration `json:"maxSessionExpiry,omitempty"`
+
+	// storeBudgetPercent is the share of the store budget (90% of
+	// persistence.size) that the sessions of this policy may use together,
+	// 1 to 100; unset: no share of their own. At the share their new
+	// messages are handled by their overflowPolicy as at the store budget,
+	// counted with reason policy_store_full. Shares may add up to more than
+	// 100: each is a cap, not a reservation.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	StoreBudgetPercent *int32 `json:"storeBudgetPercent,omitempty"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -692,6 +1032,9 @@ type ACLRule struct {
 }
 
 // ServiceSpec configures the client Service.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0 || (has(self.type) && self.type == 'LoadBalancer')",message="service.loadBalancerSourceRanges needs service.type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.externalTrafficPolicy) || (has(self.type) && (self.type == 'LoadBalancer' || self.type == 'NodePort'))",message="service.externalTrafficPolicy needs service.type NodePort or LoadBalancer"
 type ServiceSpec struct {
 	// type is the Service type: ClusterIP (default), NodePort or
 	// LoadBalancer.
@@ -708,11 +1051,32 @@ type ServiceSpec struct {
 	// to the Service are kept.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// loadBalancerSourceRanges restricts the client addresses a
+	// LoadBalancer Service admits, as CIDRs (for example 203.0.113.0/24),
+	// where the cloud's load balancer supports it. Only with type
+	// LoadBalancer. Empty admits every address.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[0-9.]+/[0-9]+$') || self.matches('^[0-9A-Fa-f:.]+/[0-9]+$')",message="loadBalancerSourceRanges entries must be CIDRs such as 203.0.113.0/24 or 2001:db8::/32"
+	// +optional
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// externalTrafficPolicy is the Service's external traffic policy:
+	// Cluster (Kubernetes' default) or Local, which keeps the client's
+	// source address (for the broker's per-address login back-off and its
+	// logs) at the price of routing only to nodes running the broker pod.
+	// Only with type NodePort or LoadBalancer.
+	// +kubebuilder:validation:Enum=Cluster;Local
+	// +optional
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
 }
 
 // Metrics configures the scraping of the broker's Prometheus metrics.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.serviceMonitor) || !has(self.serviceMonitor.enabled) || !self.serviceMonitor.enabled || !has(self.enabled) || self.enabled",message="metrics.serviceMonitor.enabled needs metrics.enabled: the ServiceMonitor scrapes the metrics Service"
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheusRule) || !has(self.prometheusRule.enabled) || !self.prometheusRule.enabled || !has(self.enabled) || self.enabled",message="metrics.prometheusRule.enabled needs metrics.enabled: its alerts read the metrics Prometheus scrapes from the metrics Service"
 type Metrics struct {
 	// enabled creates the metrics Service "<name>-metrics": a ClusterIP
 	// Service whose one port, metrics, leads to the broker's admin endpoint
@@ -728,6 +1092,52 @@ type Metrics struct {
 	// +kubebuilder:default={}
 	// +optional
 	ServiceMonitor ServiceMonitorSpec `json:"serviceMonitor,omitzero"`
+
+	// prometheusRule configures a Prometheus Operator PrometheusRule with
+	// Bollard's alerts for this broker (the rules of
+	// config/prometheus/rules.yaml, limited to its series).
+	// +kubebuilder:default={}
+	// +optional
+	PrometheusRule PrometheusRuleSpec `json:"prometheusRule,omitzero"`
+
+	// topQueues exports the N deepest session queues on /metrics, as
+	// bollard_queue_top_messages and bollard_queue_top_bytes labelled with
+	// their client_id (the broker's admin.metricsTopQueues); a client that
+	// leaves the N deepest loses its series. Default 0: none. /metrics
+	// needs no token, so this shows client IDs to whoever can reach the
+	// admin port (spec.networkPolicy limits that to the operator's
+	// namespace and Prometheus). status.stats.topQueues lists the 10
+	// deepest whatever this says. Changing it reloads the broker.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TopQueues int32 `json:"topQueues,omitempty"`
+}
+
+// PrometheusRuleSpec configures the broker's PrometheusRule
+// (monitoring.coreos.com/v1, named after the MQTTBroker).
+type PrometheusRuleSpec struct {
+	// enabled creates a PrometheusRule named after the MQTTBroker holding
+	// Bollard's alerts (queue near its limit, drops, storage pressure,
+	// configuration not applied, broker down or not ready, slow fsyncs;
+	// docs/operations.md says what to do when each fires), limited to
+	// this broker's series (job <name>-metrics, as the ServiceMonitor
+	// scrapes them, in its namespace). Default false. It needs the
+	// Prometheus Operator's PrometheusRule CRD: while that is not installed
+	// the operator creates nothing, sets Degraded with reason
+	// PrometheusRuleUnavailable and records a warning Event. Setting it to
+	// false deletes the PrometheusRule the operator created. Do not also
+	// install the fleet-wide rules (the Helm chart's prometheusRule, or
+	// config/prometheus), or every alert fires twice.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// labels are added to the PrometheusRule so that a Prometheus selects
+	// it (its ruleSelector, for example release: kube-prometheus-stack).
+	// The operator's own app.kubernetes.io/ labels take precedence.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ServiceMonitorSpec configures the broker's ServiceMonitor
@@ -851,17 +1261,148 @@ type MQTTBrokerStatus struct {
 
 	// sessions is the number of sessions (online and offline) the running
 	// brokers report (the Sessions printer column). The operator asks the
-	// brokers on every reconcile and, while the broker is Ready, every 30
-	// seconds (the operator's --broker-status-period), so it may lag by that
-	// much. Unset until a broker answered; while none answers it keeps the
-	// last count read (a count that could not be read is never shown as 0).
+	// brokers on reconciles (each pod at most every 10 seconds, its
+	// --broker-status-min-interval, unless it awaits a configuration
+	// generation) and, while the broker is Ready, every 30 seconds (its
+	// --broker-status-period), so it may lag by that much; status.stats
+	// says when it was read. Unset until a broker answered; while none
+	// answers it keeps the last count read (a count that could not be read
+	// is never shown as 0).
 	// +optional
 	Sessions *int64 `json:"sessions,omitempty"`
 
 	// queuedMessages is the number of messages queued for offline sessions
 	// that the running brokers report (the Queued printer column), refreshed
-	// like sessions: on every reconcile and, while the broker is Ready, every
-	// 30 seconds (--broker-status-period). Unset, or kept, like sessions.
+	// like sessions. Unset, or kept, like sessions.
 	// +optional
 	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
+
+	// stats is what the broker pods last reported on their admin endpoint
+	// (GET /v1/status), totalled over the pods that answered: sessions,
+	// queues, store use, recent drops and the deepest queues. The operator
+	// asks on reconciles and every --broker-status-period while the broker
+	// is Ready, but each pod at most once per --broker-status-min-interval
+	// (default 10 s) unless it is waiting for a configuration generation.
+	// While no pod answers, the last figures stay with their observedAt;
+	// a figure no broker reported is left out, never shown as 0.
+	// +optional
+	Stats *BrokerStats `json:"stats,omitempty"`
+}
+
+// BrokerStats are the figures the broker pods reported (kubectl describe
+// lists them in alphabetical order).
+type BrokerStats struct {
+	// observedAt is when the figures were read (the oldest read among the
+	// pods totalled); compare it with the current time for their age.
+	// +required
+	ObservedAt metav1.Time `json:"observedAt"`
+
+	// pods is how many broker pods answered: the figures total theirs.
+	// +required
+	Pods int32 `json:"pods"`
+
+	// sessionsOnline is the number of sessions with a connected client.
+	// +optional
+	SessionsOnline *int64 `json:"sessionsOnline,omitempty"`
+
+	// sessionsOffline is the number of sessions kept for clients that are
+	// not connected (persistent sessions awaiting their client).
+	// +optional
+	SessionsOffline *int64 `json:"sessionsOffline,omitempty"`
+
+	// queuedMessages is the number of messages queued for sessions,
+	// inflight ones included.
+	// +optional
+	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
+
+	// queuedBytes is the size of those messages, as the queue limits count
+	// it.
+	// +optional
+	QueuedBytes *int64 `json:"queuedBytes,omitempty"`
+
+	// fullestQueuePercent is how full the fullest session queue is: its
+	// messages or bytes as a percentage of the queue limit, whichever is
+	// larger (100: the overflow policy acts on each new message).
+	// +optional
+	FullestQueuePercent *int32 `json:"fullestQueuePercent,omitempty"`
+
+	// storage is the store of the pod whose store is fullest.
+	// +optional
+	Storage *StorageStats `json:"storage,omitempty"`
+
+	// drops counts the messages the brokers dropped recently, by reason.
+	// +optional
+	Drops *DropStats `json:"drops,omitempty"`
+
+	// topQueues are the deepest session queues, deepest first (at most
+	// 10; empty queues are not listed).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	TopQueues []QueueStats `json:"topQueues,omitempty"`
+}
+
+// StorageStats is a broker's store against its budget
+// (spec.queues.maxStoreBytes, by default 90% of spec.persistence.size).
+type StorageStats struct {
+	// usage is usedBytes against budgetBytes as the Store printer column
+	// shows it: "41% of 900Mi", or "368Mi" without a budget.
+	// +required
+	Usage string `json:"usage"`
+
+	// usedBytes is what counts against the budget: the larger of the
+	// stored messages' size and the store's files on disk.
+	// +required
+	UsedBytes int64 `json:"usedBytes"`
+
+	// budgetBytes is the store budget; 0: none.
+	// +required
+	BudgetBytes int64 `json:"budgetBytes"`
+
+	// volumeFreeBytes is the free space left on the broker's volume;
+	// unset when the broker could not tell.
+	// +optional
+	VolumeFreeBytes *int64 `json:"volumeFreeBytes,omitempty"`
+}
+
+// DropStats are the messages dropped over the brokers' recent window.
+type DropStats struct {
+	// windowSeconds is how far back the brokers count (300: the last five
+	// minutes).
+	// +required
+	WindowSeconds int64 `json:"windowSeconds"`
+
+	// total is the number of messages dropped in the window.
+	// +required
+	Total int64 `json:"total"`
+
+	// byReason counts them by the broker's drop reason (queue_full,
+	// quota_rejected, store_full, policy_store_full, expired, too_large,
+	// slow_consumer, qos0_offline, session_expired, not_authorized,
+	// read_denied; see docs/troubleshooting.md); reasons without drops are
+	// left out.
+	// +optional
+	ByReason map[string]int64 `json:"byReason,omitempty"`
+}
+
+// QueueStats is one session queue among the deepest.
+type QueueStats struct {
+	// clientID is the session's MQTT client ID (cut to 256 bytes, ending
+	// in "...", when longer).
+	// +required
+	ClientID string `json:"clientID"`
+
+	// messages is the number of messages queued, inflight ones included.
+	// +required
+	Messages int64 `json:"messages"`
+
+	// bytes is their size, as the queue limits count it.
+	// +required
+	Bytes int64 `json:"bytes"`
+
+	// policy names the queue policy whose limits the session has
+	// (spec.queues.policies; "default" when none selects it); empty when
+	// the broker does not report one.
+	// +optional
+	Policy string `json:"policy,omitempty"`
 }

@@ -1,7 +1,7 @@
 // Package access is the one definition of who may do what in Bollard: the
 // syntax, validation and meaning of the users file and of topic ACL rules.
 //
-// The broker (broker/auth, broker/server) evaluates rules with it; the
+// The broker (broker/auth, broker/engine) evaluates rules with it; the
 // configuration schema (broker/config) validates with it; the operator
 // (controllers/) checks users Secrets and renders ACLs with it. So the
 // operator cannot accept a rule the broker refuses, nor read one

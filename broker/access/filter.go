@@ -159,3 +159,22 @@ func innerFilter(filter string) (inner string, ok bool) {
 	}
 	return inner, true
 }
+
+// CheckFilter checks the syntax of an MQTT topic filter (wildcards '+' and
+// '#' allowed). A "$share/{group}/" prefix is not special here: it is
+// checked as two literal levels.
+func CheckFilter(s string) error { return validateFilter(s) }
+
+// FilterCovers reports whether every topic name that filter matches is
+// also matched by outer: "sensors/#" covers "sensors/+/temp" and
+// "sensors/a", not "#" nor "+/temp". A shared subscription's filter
+// ("$share/{group}/{f}") is taken as its inner filter f; a malformed one is
+// covered by nothing. Both are assumed valid (CheckFilter).
+func FilterCovers(outer, filter string) bool {
+	inner, ok := innerFilter(filter)
+	if !ok || outer == "" || inner == "" {
+		return false
+	}
+	var pa, fa [maxLevels]string
+	return covers(splitLevels(pa[:0], outer), splitLevels(fa[:0], inner))
+}

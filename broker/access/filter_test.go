@@ -153,3 +153,31 @@ func TestInnerFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterCovers(t *testing.T) {
+	cases := []struct {
+		outer, filter string
+		want          bool
+	}{
+		{"fw/#", "fw/a/b", true},
+		{"fw/#", "fw/+", true},
+		{"fw/#", "#", false},
+		{"fw/+", "fw/a", true},
+		{"fw/+", "fw/a/b", false},
+		{"fw/#", "$share/g/fw/a", true},
+		{"fw/#", "$share/g/other", false},
+		{"fw/#", "$share//fw/a", false}, // malformed shared subscription
+		{"fw/#", "$share/g", false},
+		{"#", "$SYS/x", false}, // [MQTT-4.7.2-1]
+		{"$SYS/#", "$SYS/x", true},
+		{"", "a", false},
+	}
+	for _, tc := range cases {
+		if got := FilterCovers(tc.outer, tc.filter); got != tc.want {
+			t.Errorf("FilterCovers(%q, %q) = %v, want %v", tc.outer, tc.filter, got, tc.want)
+		}
+	}
+	if CheckFilter("a/#/b") == nil || CheckFilter("a/+/b") != nil {
+		t.Error("CheckFilter")
+	}
+}

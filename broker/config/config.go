@@ -184,7 +184,18 @@ type Admin struct {
 	// empty, /v1/* is served without a token only if the admin address
 	// is on loopback, and refused (403) otherwise.
 	TokenFile string `yaml:"tokenFile" json:"tokenFile" reload:"restart"`
+	// MetricsTopQueues exports the N deepest session queues on /metrics
+	// as bollard_queue_top_messages and bollard_queue_top_bytes, labelled
+	// with their client_id (at most MaxMetricsTopQueues; a client that
+	// leaves the N deepest loses its series). 0, the default, exports
+	// none: /metrics needs no token, and this puts client IDs on it (see
+	// docs/security.md). /v1/status always lists the 10 deepest queues.
+	MetricsTopQueues int `yaml:"metricsTopQueues" json:"metricsTopQueues" reload:"hot"`
 }
+
+// MaxMetricsTopQueues bounds Admin.MetricsTopQueues: the series of
+// /metrics stay few whatever the number of sessions.
+const MaxMetricsTopQueues = 100
 
 // Durability selects when acknowledged messages reach the disk.
 type Durability struct {
@@ -252,6 +263,15 @@ type Queues struct {
 	// MaxStoreBytes, whatever the budget (the volume may be shared, or
 	// smaller than the budget says). 0 disables it.
 	MinVolumeFreeBytes int64 `yaml:"minVolumeFreeBytes" json:"minVolumeFreeBytes" reload:"hot"`
+	// Policies give classes of sessions (selected by client ID pattern,
+	// principal or topic filter) their own queue limits, overflow policy,
+	// expiry cap and share of MaxStoreBytes; a session takes the first
+	// policy that selects it, and the values above for whatever that
+	// policy leaves unset (sessions matching none take the values above).
+	// At most 32. A reload applies a change to existing sessions at once;
+	// a change of subscriptions re-selects the session's policy. See
+	// QueuePolicy and docs/operations.md, "Queue policies".
+	Policies []QueuePolicy `yaml:"policies,omitempty" json:"policies,omitempty" reload:"hot"`
 }
 
 // Limits protect the broker from abusive or broken clients.
@@ -490,5 +510,6 @@ func (c *Config) Clone() *Config {
 		n.Auth.AllowAnonymous = &v
 	}
 	n.Auth.ACL = append([]ACLRule(nil), c.Auth.ACL...)
+	n.Queues.Policies = clonePolicies(c.Queues.Policies)
 	return &n
 }

@@ -61,21 +61,23 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		yaml  string
 		field string
 	}{
-		"unknown field":      {"queues:\n  maxQueuedMesages: 3\n", "maxQueuedMesages"},
-		"bad policy":         {"queues:\n  overflowPolicy: DropAll\n", "queues.overflowPolicy"},
-		"zero queue":         {"queues:\n  maxQueuedMessages: 0\n", "queues.maxQueuedMessages"},
-		"bad durability":     {"durability:\n  mode: fast\n", "durability.mode"},
-		"bad duration":       {"sessions:\n  maxSessionExpiry: forever\n", "line 2"},
-		"default above max":  {"sessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 2h\n", "sessions.defaultSessionExpiry"},
-		"no listeners":       {"listeners:\n  mqtt:\n    address: \"\"\n", "listeners"},
-		"bad address":        {"listeners:\n  mqtt:\n    address: nowhere\n", "listeners.mqtt.address"},
-		"tls without cert":   {"listeners:\n  tls:\n    address: 127.0.0.1:8883\n", "listeners.tls.certFile"},
-		"small packets":      {"limits:\n  maxPacketSize: 10\n", "limits.maxPacketSize"},
-		"short client ids":   {"limits:\n  maxClientIDLength: 5\n", "limits.maxClientIDLength"},
-		"bad acl access":     {"auth:\n  acl:\n  - {user: a, topic: x, access: all}\n", "auth.acl[0].access"},
-		"bad log level":      {"logLevel: loud\n", "logLevel"},
-		"fractional expiry":  {"sessions:\n  maxSessionExpiry: 1500ms\n  defaultSessionExpiry: 1s\n", "sessions.maxSessionExpiry"},
-		"interval mode zero": {"durability:\n  mode: interval\n  interval: 0s\n", "durability.interval"},
+		"unknown field":       {"queues:\n  maxQueuedMesages: 3\n", "maxQueuedMesages"},
+		"bad policy":          {"queues:\n  overflowPolicy: DropAll\n", "queues.overflowPolicy"},
+		"zero queue":          {"queues:\n  maxQueuedMessages: 0\n", "queues.maxQueuedMessages"},
+		"bad durability":      {"durability:\n  mode: fast\n", "durability.mode"},
+		"bad duration":        {"sessions:\n  maxSessionExpiry: forever\n", "line 2"},
+		"default above max":   {"sessions:\n  maxSessionExpiry: 1h\n  defaultSessionExpiry: 2h\n", "sessions.defaultSessionExpiry"},
+		"no listeners":        {"listeners:\n  mqtt:\n    address: \"\"\n", "listeners"},
+		"bad address":         {"listeners:\n  mqtt:\n    address: nowhere\n", "listeners.mqtt.address"},
+		"tls without cert":    {"listeners:\n  tls:\n    address: 127.0.0.1:8883\n", "listeners.tls.certFile"},
+		"small packets":       {"limits:\n  maxPacketSize: 10\n", "limits.maxPacketSize"},
+		"short client ids":    {"limits:\n  maxClientIDLength: 5\n", "limits.maxClientIDLength"},
+		"bad acl access":      {"auth:\n  acl:\n  - {user: a, topic: x, access: all}\n", "auth.acl[0].access"},
+		"bad log level":       {"logLevel: loud\n", "logLevel"},
+		"fractional expiry":   {"sessions:\n  maxSessionExpiry: 1500ms\n  defaultSessionExpiry: 1s\n", "sessions.maxSessionExpiry"},
+		"interval mode zero":  {"durability:\n  mode: interval\n  interval: 0s\n", "durability.interval"},
+		"many top queues":     {"admin:\n  metricsTopQueues: 101\n", "admin.metricsTopQueues"},
+		"negative top queues": {"admin:\n  metricsTopQueues: -1\n", "admin.metricsTopQueues"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

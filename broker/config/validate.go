@@ -86,6 +86,8 @@ func (c *Config) validateListeners(v *validator) {
 	v.address("listeners.tls.address", l.TLS.Address)
 	v.address("listeners.websocket.address", l.WebSocket.Address)
 	v.address("admin.address", c.Admin.Address)
+	v.check(c.Admin.MetricsTopQueues >= 0 && c.Admin.MetricsTopQueues <= MaxMetricsTopQueues, "admin.metricsTopQueues",
+		"must be between 0 (none) and %d, got %d", MaxMetricsTopQueues, c.Admin.MetricsTopQueues)
 	if l.TLS.Address != "" {
 		v.check(l.TLS.CertFile != "", "listeners.tls.certFile", "is required when the TLS listener is enabled")
 		v.check(l.TLS.KeyFile != "", "listeners.tls.keyFile", "is required when the TLS listener is enabled")
@@ -119,13 +121,13 @@ func (c *Config) validateSessions(v *validator) {
 
 func (c *Config) validateQueues(v *validator) {
 	q := c.Queues
-	policies := []string{OverflowDropOldest, OverflowDropNewest, OverflowRejectPublish}
 	v.check(q.MaxQueuedMessages >= 1, "queues.maxQueuedMessages", "must be at least 1, got %d", q.MaxQueuedMessages)
 	v.check(q.MaxQueuedBytes >= 1, "queues.maxQueuedBytes", "must be at least 1, got %d", q.MaxQueuedBytes)
-	v.check(slices.Contains(policies, q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
-		strings.Join(policies, ", "), q.OverflowPolicy)
+	v.check(validOverflow(q.OverflowPolicy), "queues.overflowPolicy", "must be one of %s, got %q",
+		strings.Join(overflowPolicies, ", "), q.OverflowPolicy)
 	v.check(q.MinVolumeFreeBytes >= 0, "queues.minVolumeFreeBytes", "must be 0 (none) or positive, got %d", q.MinVolumeFreeBytes)
 	v.check(q.MaxStoreBytes >= 0, "queues.maxStoreBytes", "must be 0 (no limit) or positive, got %d", q.MaxStoreBytes)
+	c.validatePolicies(v)
 }
 
 func (c *Config) validateLimits(v *validator) {

@@ -43,6 +43,9 @@ const (
 	DropQuotaRejected = session.DropQuotaRejected
 	// DropStoreFull: the global store byte budget was reached.
 	DropStoreFull = session.DropStoreFull
+	// DropPolicyStoreFull: the sessions of a queue policy reached their
+	// share of the store budget (storeBudgetPercent).
+	DropPolicyStoreFull = session.DropPolicyStoreFull
 	// DropExpired: the message expiry interval ran out while queued.
 	DropExpired = session.DropExpired
 	// DropSlowConsumer: a QoS 0 message met a full outbound buffer.
@@ -71,14 +74,29 @@ type Stats struct {
 	// QueuedMessages and QueuedBytes sum the queues of all sessions.
 	QueuedMessages int64
 	QueuedBytes    int64
+	// TopQueues are the deepest session queues, deepest first: at most
+	// the larger of StatusTopQueues and MetricsTopQueues, only non-empty
+	// queues.
+	TopQueues []QueueDepth
+	// FullestQueue is the fill of the fullest session queue: the largest
+	// messages/limit or bytes/limit of any session (0 without limits).
+	FullestQueue float64
+	// CensusAt is when the session figures above were counted.
+	CensusAt time.Time
 	// Retained is the number of retained messages.
 	Retained int64
 	// Drops counts discarded messages by reason (the Drop* constants).
 	Drops map[string]uint64
+	// RecentDrops counts them over the last DropWindow only.
+	RecentDrops map[string]uint64
 	// Refusals counts what each limit refused (the Limit* constants).
 	Refusals map[string]uint64
 	// Storage is the store budget and the disk.
 	Storage StorageStats
+	// Policies describe the sessions of each queue policy together, in
+	// the order of queues.policies, the default (sessions matching none)
+	// last.
+	Policies []PolicyStats
 	// MessagesIn and MessagesOut count PUBLISH packets by QoS.
 	MessagesIn  [3]uint64
 	MessagesOut [3]uint64
@@ -88,8 +106,14 @@ type Stats struct {
 	// Commit is the latency of store commits that acknowledge publishes
 	// (including the fsync in sync mode).
 	Commit Histogram
+	// Fsync is the latency of the store's write-ahead log fsyncs, timed
+	// around each call (empty without a durable store).
+	Fsync Histogram
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
+	// MetricsTopQueues is admin.metricsTopQueues: how many of TopQueues
+	// /metrics exports with their client ID.
+	MetricsTopQueues int
 	// ConnectionPanics counts panics recovered in connections (each closed
 	// that connection only).
 	ConnectionPanics uint64
@@ -156,4 +180,7 @@ type SessionInfo struct {
 	QueuedBytes     int64     `json:"queuedBytes"`
 	Inflight        int       `json:"inflight"`
 	Subscriptions   int       `json:"subscriptions"`
+	// Policy names the queue policy whose limits the session has now
+	// ("default": none of queues.policies selects it).
+	Policy string `json:"policy"`
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"testing"
+	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
@@ -43,6 +44,9 @@ func benchQoS1(b *testing.B, st store.Store) {
 	pub.connect(&packet.Connect{ClientID: "bpub", CleanStart: true})
 
 	payload := make([]byte, 64)
+	// connect and subscribe left 5 s read deadlines; a run may take longer.
+	_ = sub.nc.SetReadDeadline(time.Time{})
+	_ = pub.nc.SetReadDeadline(time.Time{})
 	done := make(chan error, 2)
 	go func() { done <- subscriberLoop(sub, b.N) }()
 	sem := make(chan struct{}, 64)
@@ -51,7 +55,11 @@ func benchQoS1(b *testing.B, st store.Store) {
 	b.ResetTimer()
 	w := bufio.NewWriter(pub.nc)
 	for i := range b.N {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case err := <-done: // a loop failed: no acknowledgement frees sem again
+			b.Fatalf("after %d publishes: %v", i, err)
+		}
 		p := &packet.Publish{QoS: 1, PacketID: uint16(i%60000) + 1, Topic: "bench", Payload: payload}
 		if err := packet.Write(w, p, packet.V5); err != nil {
 			b.Fatal(err)

@@ -17,25 +17,26 @@ const (
 	commitQueue  = 4096
 )
 
-// job is one batch submitted to the committer. done is called from the
-// committer goroutine, in submission order, once the batch committed (or
+// job is one batch submitted to the committer. Its onStored runs on the
+// committer goroutine, in submission order, once the batch is stored (or
 // failed); it must be quick and must not submit.
 type job struct {
-	b    *store.Batch // nil: nothing to write, only ordering
-	done func(error)
+	b        *store.Batch // nil: nothing to write, only ordering
+	onStored func(error)
 	// extra is memory the job holds besides its operations (the
 	// message of a publish), counted in the committer's flight budget.
 	extra int64
 	w     int64 // the job's weight in the flight budget, set by submit
 	// fan, when set, is the fan-out of b: when a group commits, the queue
 	// entries of all its fan-outs are settled together, one call per
-	// session, before the first job of the group finishes (finishing
-	// still calls fan.Settle, which then applies only the retained change).
+	// session, before the first job of the group finishes (the job's
+	// onStored still calls fan.Settle, which then applies only the
+	// retained change).
 	fan *router.Fanout
-	// pub, when set, is the routed publish whose fan-out is fan; it
-	// finishes the job instead of done (routed.finish), and fan is
-	// released then.
-	pub routed
+	// pub, when set, is the routed publish whose fan-out is fan: its
+	// onStored (publish.onStored) runs instead of the job's, and releases
+	// fan.
+	pub publish
 }
 
 // Flight budget: the memory that submitted, not yet finished jobs hold
@@ -160,7 +161,7 @@ func (c *committer) submit(j *job) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		j.finish(store.ErrClosed)
+		j.stored(store.ErrClosed)
 		return
 	}
 	if j.w = int64(j.len())*opBytes + j.extra; j.w > 0 {
@@ -178,19 +179,19 @@ func (c *committer) throttle() {
 	c.flight.wait()
 }
 
-// finish releases j's flight weight and finishes it.
+// finish releases j's flight weight and runs its onStored.
 func (c *committer) finish(j *job, err error) {
 	if j.w > 0 {
 		c.flight.release(j.w)
 		j.w = 0
 	}
-	j.finish(err)
+	j.stored(err)
 }
 
 // commit submits b and waits for its outcome.
 func (c *committer) commit(b *store.Batch) error {
 	done := make(chan error, 1)
-	c.submit(&job{b: b, done: func(err error) { done <- err }})
+	c.submit(&job{b: b, onStored: func(err error) { done <- err }})
 	return <-done
 }
 
@@ -205,13 +206,14 @@ func (c *committer) stop() {
 	c.wg.Wait()
 }
 
-func (j *job) finish(err error) {
+// stored runs the onStored of j: the publish's, or the job's own.
+func (j *job) stored(err error) {
 	if j.pub.srv != nil {
-		j.pub.finish(j.fan, j.b, err)
+		j.pub.onStored(j.fan, j.b, err)
 		return
 	}
-	if j.done != nil {
-		j.done(err)
+	if j.onStored != nil {
+		j.onStored(err)
 	}
 }
 

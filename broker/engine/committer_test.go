@@ -63,7 +63,7 @@ func TestCommitterOrder(t *testing.T) {
 				b = &store.Batch{NoSync: true}
 				b.Dequeue(fmt.Sprintf("c%d", i-2), 1)
 			}
-			c.submit(&job{b: b, done: func(err error) {
+			c.submit(&job{b: b, onStored: func(err error) {
 				if err != nil {
 					t.Errorf("job %d: %v", i, err)
 				}
@@ -93,7 +93,7 @@ func TestCommitterFailsAlone(t *testing.T) {
 		block := make(chan struct{})
 		// Hold the committer in a callback so that the next jobs queue up
 		// and are merged into one group.
-		c.submit(&job{b: sessionBatch("first"), done: func(error) { <-block }})
+		c.submit(&job{b: sessionBatch("first"), onStored: func(error) { <-block }})
 		errs := make([]chan error, 3)
 		for i := range errs {
 			errs[i] = make(chan error, 1)
@@ -102,7 +102,7 @@ func TestCommitterFailsAlone(t *testing.T) {
 				b = &store.Batch{}
 				b.Dequeue("missing", 7)
 			}
-			c.submit(&job{b: b, done: func(err error) { errs[i] <- err }})
+			c.submit(&job{b: b, onStored: func(err error) { errs[i] <- err }})
 		}
 		close(block)
 		for i, ch := range errs {
@@ -124,7 +124,7 @@ func TestCommitterStop(t *testing.T) {
 		c := newCommitter(st, newHistogram())
 		done := make(chan error, 100)
 		for i := range 100 {
-			c.submit(&job{b: sessionBatch(fmt.Sprintf("c%d", i)), done: func(err error) { done <- err }})
+			c.submit(&job{b: sessionBatch(fmt.Sprintf("c%d", i)), onStored: func(err error) { done <- err }})
 		}
 		c.stop()
 		for range 100 {

@@ -358,7 +358,7 @@ func (c *conn) onDisconnect(p *packet.Disconnect) {
 	defer c.endMu.Unlock()
 	c.keepWill = p.ReasonCode != packet.NormalDisconnection
 	if c.version >= packet.V5 && exp != nil {
-		v := min(*exp, maxExpirySeconds(c.srv.config()))
+		v := min(*exp, c.srv.sessionExpiryCap(c.sess))
 		c.newExpiry = &v
 	}
 }

@@ -41,7 +41,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 		c.refuse(rc)
 		return false
 	}
-	expiry := grantExpiry(p, cfg)
+	expiry := grantExpiry(p, cfg, s.expiryCap(c.clientID, c.principal, p.CleanStart))
 	c.connectExpiry = expiry
 	present, rc := s.claimSession(c, p.CleanStart, expiry, will)
 	if rc != packet.Success {
@@ -171,21 +171,17 @@ func (c *conn) buildWill(p *packet.Connect) (*store.Will, packet.ReasonCode) {
 	return w, packet.Success
 }
 
-// maxExpirySeconds is sessions.maxSessionExpiry in seconds.
-func maxExpirySeconds(cfg *config.Config) uint32 {
-	return uint32(cfg.Sessions.MaxSessionExpiry.D() / time.Second)
-}
-
-// grantExpiry is the session expiry interval granted to the client.
-func grantExpiry(p *packet.Connect, cfg *config.Config) uint32 {
+// grantExpiry is the session expiry interval granted to the client, at
+// most maxSecs (the maxSessionExpiry of its queue policy, see expiryCap).
+func grantExpiry(p *packet.Connect, cfg *config.Config, maxSecs uint32) uint32 {
 	if p.ProtocolVersion < packet.V5 {
 		if p.CleanStart {
 			return 0
 		}
-		return uint32(cfg.Sessions.DefaultSessionExpiry.D() / time.Second)
+		return min(uint32(cfg.Sessions.DefaultSessionExpiry.D()/time.Second), maxSecs)
 	}
 	if e := p.Properties.SessionExpiryInterval; e != nil {
-		return min(*e, maxExpirySeconds(cfg))
+		return min(*e, maxSecs)
 	}
 	return 0
 }
@@ -322,7 +318,8 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 			return false, rc
 		}
 		rec := store.Session{ClientID: c.clientID, Principal: c.principal, CreatedAt: s.now()}
-		e = &sessionEntry{sess: session.New(rec, s.limits(), s.store, s.now, s.hooks()), principal: c.principal}
+		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.store, s.now, s.hooks()),
+			principal: c.principal}
 		s.addSessionLocked(c.clientID, e)
 		s.router.Register(c.clientID, e.sess)
 	}
@@ -359,7 +356,7 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 func (s *Server) commitOrdered(b *store.Batch) error {
 	done := make(chan error, 1)
 	s.seqMu.Lock()
-	s.com.submit(&job{b: b, done: func(err error) { done <- err }})
+	s.com.submit(&job{b: b, onStored: func(err error) { done <- err }})
 	s.seqMu.Unlock()
 	return <-done
 }
@@ -400,6 +397,8 @@ func (s *Server) lockFreeSession(c *conn) (*sessionEntry, packet.ReasonCode) {
 // store. s.mu must be held.
 func (s *Server) removeSessionLocked(id string, e *sessionEntry, b *store.Batch) {
 	delete(s.sessions, id)
+	s.listRemoveLocked(e)
+	e.sess.Release()
 	if s.principals[e.principal]--; s.principals[e.principal] <= 0 {
 		delete(s.principals, e.principal)
 	}
@@ -425,7 +424,7 @@ func (s *Server) detach(c *conn) {
 	marks := &store.Batch{NoSync: true}
 	sess.DetachMarks(marks)
 	if marks.Len() > 0 {
-		s.com.submit(&job{b: marks, done: func(err error) {
+		s.com.submit(&job{b: marks, onStored: func(err error) {
 			if err != nil {
 				s.log.Error("storing delivery state", "client", c.clientID, "err", err)
 			}

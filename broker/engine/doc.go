@@ -2,7 +2,9 @@
 // instance over a store), one read loop and one bounded writer goroutine
 // per connection, CONNECT handling, authentication, keep alive, session
 // takeover, packet dispatch into sessions (broker/session) and the router
-// (broker/router), group commit, expiry and the counters behind Stats.
+// (broker/router), group commit, expiry, the queue policies that give
+// each session its limits (policy.go) and the counters and session census
+// behind Stats (stats.go, census.go, dropwindow.go).
 //
 // It knows nothing of the sockets it did not accept and nothing of HTTP:
 // the host (broker/host) binds the listeners, terminates TLS and WebSocket,
@@ -21,17 +23,20 @@
 //
 // # Data path and durability
 //
-// A PUBLISH is read by the connection's read loop, checked (topic alias,
-// topic name, ACL, Receive Maximum) and routed: under Server.seqMu the
-// router offers it to every matching session, which assigns queue Seqs and
-// appends its store operations to one batch per publish (the message is
-// put once), and the batch is handed to the committer. The committer applies
-// batches in exactly the order they were submitted, merging whatever queued
-// up during the previous commit into one store commit (group commit: one
-// fsync for many publishes from many connections); no lock is held while a
-// commit runs. When the commit returns, queue entries become deliverable
-// and the publisher gets its PUBACK/PUBREC (in the order its PUBLISHes
-// arrived; 0x97 Quota exceeded when a queue refused it under RejectPublish).
+// A PUBLISH goes validate -> route -> store -> deliver -> acknowledge;
+// conn.onPublish (publish.go) spells the steps out and the functions of
+// each follow it. It is read by the connection's read loop, checked (topic
+// alias, topic name, ACL, Receive Maximum) and routed: under Server.seqMu
+// the router offers it to every matching session, which assigns queue Seqs
+// and appends its store operations to one batch per publish (the message
+// is put once), and the batch is handed to the committer. The committer
+// applies batches in exactly the order they were submitted, merging
+// whatever queued up during the previous commit into one store commit
+// (group commit: one fsync for many publishes from many connections); no
+// lock is held while a commit runs. When the commit returns, the job's
+// onStored runs: queue entries become deliverable and the publisher gets
+// its PUBACK/PUBREC (in the order its PUBLISHes arrived; 0x97 Quota
+// exceeded when a queue refused it under RejectPublish).
 //
 // Each connection has one writer goroutine. It writes queued control
 // packets, then pulls deliveries from its session while the inflight window

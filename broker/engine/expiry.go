@@ -157,10 +157,8 @@ func (s *Server) expire(id string, now time.Time) *session.Session {
 	}
 	if exp := e.sess.ExpiresAt(); !exp.IsZero() && !exp.After(now) {
 		info := e.sess.Info()
+		e.sess.CountDrops(DropSessionExpired, int(info.QueuedMessages)) // before Release: its policy counts them too
 		s.removeSessionLocked(id, e, &b)
-		if info.QueuedMessages > 0 {
-			s.stats.drop(s.log, id, DropSessionExpired, int(info.QueuedMessages))
-		}
 		s.log.Info("session expired", "client", id, "queued", info.QueuedMessages)
 		remaining = nil
 	}
@@ -170,7 +168,7 @@ func (s *Server) expire(id string, now time.Time) *session.Session {
 	}
 	if b.Len() > 0 {
 		s.seqMu.Lock() // behind the fan-outs that reached the session; see commitOrdered
-		s.com.submit(&job{b: &b, done: func(err error) {
+		s.com.submit(&job{b: &b, onStored: func(err error) {
 			if err != nil {
 				s.log.Error("storing session expiry", "client", id, "err", err)
 			}

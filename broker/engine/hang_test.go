@@ -13,7 +13,7 @@ import (
 )
 
 // Reproductions of the committer hangs of issue 12: work done on the
-// committer goroutine (job.done, routed.finish) that blocks stalls every
+// committer goroutine (the onStored callbacks) that blocks stalls every
 // commit of every client.
 
 // TestHangCommitterSubmitFromCallback: a QoS 2 publish that a full queue

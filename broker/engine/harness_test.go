@@ -85,8 +85,7 @@ func startBrokerWith(t testing.TB, cfg *config.Config, srvOpt Option, opts ...br
 	if cfg == nil {
 		cfg = testConfig()
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sopts := []Option{WithLogger(log), WithClock(b.clock.Now)}
+	sopts := []Option{WithLogger(testLogger(t)), WithClock(b.clock.Now)}
 	if srvOpt != nil {
 		sopts = append(sopts, srvOpt)
 	}
@@ -157,6 +156,11 @@ func listenWith(t testing.TB, serve func(net.Conn)) string {
 	})
 	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	return ln.Addr().String()
+}
+
+// testLogger logs warnings and errors to t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // testWriter sends log output to t.Log.

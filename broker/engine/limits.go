@@ -117,6 +117,7 @@ func (r *refusals) snapshot() map[string]uint64 {
 // principal. s.mu must be held.
 func (s *Server) addSessionLocked(id string, e *sessionEntry) {
 	s.sessions[id] = e
+	s.listAddLocked(e)
 	s.principals[e.principal]++
 }
 

@@ -10,110 +10,77 @@ import (
 	"github.com/bollard-io/bollard/broker/topic"
 )
 
-// route fans m out and submits the batch b (which may already hold
-// operations, such as the inbound QoS 2 state) to the committer, with the
-// Seqs assigned and the batch submitted under seqMu. When c is set, p is
-// acknowledged on c (c.published) once the batch committed, in submission
-// order; the caller counted it in c.pending and c.pendWG. With nothing to
-// write and order false, that happens at once.
-// route takes b over: once the publish is settled, b goes back to
-// batchPool, so the caller must not use it after route.
-func (s *Server) route(m *store.Message, b *store.Batch, order bool, c *conn, p *packet.Publish) {
-	full := s.storeFull(m)
-	s.seqMu.Lock()
-	f := s.router.Route(m, full, b)
-	if f.Rejected && c != nil {
-		c.endRejected(p, b)
-	}
-	if b.Len() == 0 && !order {
-		s.seqMu.Unlock()
-		r := routed{srv: s, m: m, c: c, p: p}
-		r.finish(f, b, nil)
-		return
-	}
-	s.com.submit(&job{b: b, extra: m.Size(), fan: f, pub: routed{srv: s, m: m, c: c, p: p}})
-	s.seqMu.Unlock()
-}
-
-// routed is the publish a job routed: what the job does when it finishes
-// is spelled out in fields rather than a closure, so that a publish
-// allocates no callbacks.
-type routed struct {
-	srv *Server // nil: the job is not a routed publish
-	m   *store.Message
-	c   *conn // acknowledges p; nil: nothing to acknowledge
-	p   *packet.Publish
-}
-
-// finish settles the fan-out f of the publish, acknowledges it, and
-// recycles its batch b and f.
-func (r *routed) finish(f *router.Fanout, b *store.Batch, err error) {
-	f.Settle(err == nil)
-	if err != nil {
-		r.srv.log.Error("storing a published message", "topic", r.m.Topic, "err", err)
-	}
-	if c := r.c; c != nil {
-		c.published(r.p, f.Rejected, err)
-		c.pending.Add(-1)
-		c.pendWG.Done()
-	}
-	putBatch(b)
-	f.Release()
-}
-
-// batchPool recycles the batches of routed publishes. A publish fanned
-// out to N offline sessions holds N+1 operations (about 100 bytes each),
-// and allocating that array for every publish was a large share of the
-// broker's garbage at high publish rates. A job's batch is done with once
-// the job finished: the store does not keep a batch's operations after
-// Commit (memstore copies what it keeps, pebblestore encodes it).
-var batchPool = sync.Pool{New: func() any { return new(store.Batch) }}
-
-// maxPooledOps bounds the batches kept for reuse: a rare huge fan-out's
-// array is left to the GC.
-const maxPooledOps = 4096
-
-func getBatch() *store.Batch { return batchPool.Get().(*store.Batch) }
-
-func putBatch(b *store.Batch) {
-	if cap(b.Ops) > maxPooledOps {
-		return
-	}
-	clear(b.Ops) // drop the references to messages, entries and sessions
-	b.Reset()
-	batchPool.Put(b)
-}
-
-// publishWill publishes a session's will message.
-func (s *Server) publishWill(clientID string, w *store.Will) {
-	m := w.Message
-	now := s.now()
-	if !m.ExpiresAt.IsZero() {
-		m.ExpiresAt = now.Add(m.ExpiresAt.Sub(m.PublishedAt))
-	}
-	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
-	if m.Retain && !s.retainAdmitted(&m, s.log, clientID) {
-		m.Retain = false // delivered, not retained
-	}
-	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
-	s.route(&m, getBatch(), false, nil, nil)
-}
-
-// onPublish handles a PUBLISH from the client.
+// onPublish handles a PUBLISH from the client. It is the one place that
+// says what happens to a publish, in the order it happens; the functions
+// of each step follow it in this file:
+//
+//  1. validate (validatePublish, on the read loop): topic and alias,
+//     Receive Maximum and inbound QoS 2 slots, the ACL, retained limits.
+//     A publish refused here is answered in order (ackInOrder) and goes
+//     no further.
+//  2. route (Server.route, under seqMu): the router offers the message to
+//     every matching session; each assigns its queue Seq and appends its
+//     store operations to the publish's batch, which already holds the
+//     inbound QoS 2 state (BeginInbound). A session without persistence
+//     queues the message in memory and can deliver it from here on.
+//  3. store (the committer, committer.go): the batch is submitted in the
+//     same seqMu step, so batches reach the store in Seq order, and is
+//     committed with every batch that queued up meanwhile (group commit:
+//     one fsync). No lock is held while it commits.
+//  4. deliver (publish.onStored, on the committer goroutine once the
+//     commit returned; the committer settles the entries of a whole group
+//     first, one call per session): the stored queue entries become
+//     deliverable (the sessions wake their writers, which send them) and
+//     the retained change applies, before the acknowledgement, so a
+//     publisher that subscribes once it has its PUBACK finds its retained
+//     message. With nothing to store and no acknowledgement to wait for,
+//     route runs onStored at once.
+//  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
+//     queued for the publisher's writer, behind every acknowledgement of
+//     the packets it sent before (pendingAck); 0x97 when a queue refused
+//     the message under RejectPublish, an error when the commit failed.
+//
+// A QoS 0 publish takes the same path with nothing to acknowledge, and so
+// does a will (publishWill) from step 2 on.
 func (c *conn) onPublish(p *packet.Publish) bool {
+	m, ok := c.validatePublish(p)
+	if m == nil {
+		return ok
+	}
+	b := getBatch()
+	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
+		// A resent PUBLISH: PUBREC again, not routed again.
+		putBatch(b)
+		c.ackInOrder(p, packet.Success)
+		return true
+	}
+	pub, behind := publish{srv: c.srv, m: m}, false
+	if p.QoS > 0 {
+		pub.c, pub.p = c, p
+		behind = c.pendingAck()
+	}
+	c.srv.route(pub, b, behind)
+	c.srv.com.throttle()
+	return true
+}
+
+// validatePublish checks a PUBLISH and builds the message to route. It
+// returns nil when the publish goes no further: answered in order (ok) or
+// the connection ends (!ok).
+func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 	name, rc, limited := c.topicOf(p)
 	if limited && c.version >= packet.V5 && p.QoS > 0 {
 		// Well-formed but not accepted: the 5.0 publisher learns it from
 		// the acknowledgement and keeps its connection.
 		if !c.takeSlot() {
-			return false
+			return nil, false
 		}
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.TopicNameInvalid) })
-		return true
+		c.ackInOrder(p, packet.TopicNameInvalid)
+		return nil, true
 	}
 	if rc != packet.Success {
 		c.kick(rc)
-		return false
+		return nil, false
 	}
 	if p.QoS == 2 && c.sess.InboundFull(p.PacketID, int(c.srv.config().Limits.MaxInflight)) {
 		// A QoS 2 exchange holds its place until PUBCOMP, so the Receive
@@ -121,48 +88,82 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		// rule, but the broker bounds the state a client makes it hold.
 		c.srv.refused.add(c.log, LimitInboundQoS2, "client", c.clientID)
 		c.kick(packet.ReceiveMaximumExceeded)
-		return false
+		return nil, false
 	}
 	if p.QoS > 0 && !c.takeSlot() {
-		return false
+		return nil, false
 	}
 	c.srv.stats.msgsIn[p.QoS].Add(1)
 	if !c.srv.canPublish(c.principal, c.clientID, name) {
 		c.srv.stats.drop(c.log, c.clientID, DropNotAuthorized, 1)
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.NotAuthorized) })
-		return true
+		c.ackInOrder(p, packet.NotAuthorized)
+		return nil, true
 	}
-	m := c.message(p, name)
+	m = c.message(p, name)
 	if m.Retain && !c.srv.retainAdmitted(m, c.log, c.clientID) {
 		if c.version >= packet.V5 && p.QoS > 0 {
 			// Refused whole: the 5.0 publisher learns it and may retry.
-			c.inOrder(nil, func(error) { c.ackPublish(p, packet.QuotaExceeded) })
-			return true
+			c.ackInOrder(p, packet.QuotaExceeded)
+			return nil, true
 		}
 		m.Retain = false // a publisher that cannot learn it: delivered, not retained
 	}
-	b := getBatch()
-	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
-		// A resent PUBLISH: PUBREC again, not routed again.
-		c.inOrder(nil, func(error) { c.ackPublish(p, packet.Success) })
-		return true
-	}
-	if p.QoS == 0 {
-		c.srv.route(m, b, false, nil, nil)
-		c.srv.com.throttle()
-		return true
-	}
-	order := c.pending.Load() > 0
-	c.pending.Add(1)
-	c.pendWG.Add(1)
-	c.srv.route(m, b, order, c, p)
-	c.srv.com.throttle()
-	return true
+	return m, true
 }
 
-// published acknowledges a routed QoS 1/2 publish; rejected: some
+// route fans pub's message out into b (which may already hold operations,
+// such as the inbound QoS 2 state) and submits b to the committer, the
+// Seqs assigned and the batch submitted under seqMu. With nothing to store
+// and no earlier acknowledgement to wait for (behind), the publish is
+// stored at once: onStored runs here. route takes b over: onStored hands
+// it back to batchPool, so the caller must not use it after route.
+func (s *Server) route(pub publish, b *store.Batch, behind bool) {
+	full := s.storeFull(pub.m)
+	s.seqMu.Lock()
+	fan := s.router.Route(pub.m, full, b)
+	if fan.Rejected && pub.c != nil {
+		pub.c.endRejected(pub.p, b)
+	}
+	if b.Len() == 0 && !behind {
+		s.seqMu.Unlock()
+		pub.onStored(fan, b, nil)
+		return
+	}
+	s.com.submit(&job{b: b, extra: pub.m.Size(), fan: fan, pub: pub})
+	s.seqMu.Unlock()
+}
+
+// publish is one routed publish on its way through the committer. What
+// its job does once stored is spelled out in fields rather than a
+// closure, so that a publish allocates no callback.
+type publish struct {
+	srv *Server // nil: the job is not a publish
+	m   *store.Message
+	c   *conn // acknowledges p; nil: nothing to acknowledge
+	p   *packet.Publish
+}
+
+// onStored runs once the publish's batch b is stored, or failed (err): it
+// settles the fan-out, making the queue entries deliverable and applying
+// the retained change (on success), acknowledges the publish, and recycles
+// b and fan. It runs on the committer goroutine (or in route), so it must
+// not block or submit.
+func (pub *publish) onStored(fan *router.Fanout, b *store.Batch, err error) {
+	fan.Settle(err == nil)
+	if err != nil {
+		pub.srv.log.Error("storing a published message", "topic", pub.m.Topic, "err", err)
+	}
+	if c := pub.c; c != nil {
+		c.acknowledge(pub.p, fan.Rejected, err)
+		c.ackDone()
+	}
+	putBatch(b)
+	fan.Release()
+}
+
+// acknowledge answers a routed QoS 1/2 publish; rejected: some
 // subscriber's queue refused it (Fanout.Rejected).
-func (c *conn) published(p *packet.Publish, rejected bool, err error) {
+func (c *conn) acknowledge(p *packet.Publish, rejected bool, err error) {
 	switch {
 	case err != nil:
 		if p.QoS == 2 {
@@ -200,6 +201,28 @@ func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode) {
 	c.queueControl(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
 }
 
+// ackInOrder answers a publish that is not routed with rc, in its turn.
+func (c *conn) ackInOrder(p *packet.Publish, rc packet.ReasonCode) {
+	c.inOrder(nil, func(error) { c.ackPublish(p, rc) })
+}
+
+// pendingAck counts an acknowledgement that the committer will send (in
+// pending and pendWG) and reports whether earlier ones are still pending:
+// then this one waits for its turn. Only the read loop calls it; ackDone
+// ends the count.
+func (c *conn) pendingAck() (behind bool) {
+	behind = c.pending.Load() > 0
+	c.pending.Add(1)
+	c.pendWG.Add(1)
+	return behind
+}
+
+// ackDone ends the count of pendingAck once the acknowledgement was sent.
+func (c *conn) ackDone() {
+	c.pending.Add(-1)
+	c.pendWG.Done()
+}
+
 // endRejected ends the QoS 2 exchange of a 5.0 publish that a queue
 // refused (PUBREC 0x97 ends it, section 4.3.3): its inbound state is
 // forgotten in the batch that stores it, so the same packet identifier
@@ -207,11 +230,50 @@ func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode) {
 // batch is submitted: the acknowledgement runs on the committer
 // goroutine, which must not submit (a second batch from there waited on
 // the committer's own full queue: a deadlock of every commit). A failed
-// commit stored nothing, and published forgets the state (AbortInbound).
+// commit stored nothing, and acknowledge forgets the state (AbortInbound).
 func (c *conn) endRejected(p *packet.Publish, b *store.Batch) {
 	if p.QoS == 2 && c.version >= packet.V5 {
 		c.sess.ReleaseInbound(p.PacketID, b)
 	}
+}
+
+// publishWill publishes a session's will message: from route on, as a
+// client's QoS 0 publish.
+func (s *Server) publishWill(clientID string, w *store.Will) {
+	m := w.Message
+	now := s.now()
+	if !m.ExpiresAt.IsZero() {
+		m.ExpiresAt = now.Add(m.ExpiresAt.Sub(m.PublishedAt))
+	}
+	m.ID, m.Publisher, m.PublishedAt = s.store.NextMessageID(), clientID, now
+	if m.Retain && !s.retainAdmitted(&m, s.log, clientID) {
+		m.Retain = false // delivered, not retained
+	}
+	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
+	s.route(publish{srv: s, m: &m}, getBatch(), false)
+}
+
+// batchPool recycles the batches of routed publishes. A publish fanned
+// out to N offline sessions holds N+1 operations (about 100 bytes each),
+// and allocating that array for every publish was a large share of the
+// broker's garbage at high publish rates. A job's batch is done with once
+// the job finished: the store does not keep a batch's operations after
+// Commit (memstore copies what it keeps, pebblestore encodes it).
+var batchPool = sync.Pool{New: func() any { return new(store.Batch) }}
+
+// maxPooledOps bounds the batches kept for reuse: a rare huge fan-out's
+// array is left to the GC.
+const maxPooledOps = 4096
+
+func getBatch() *store.Batch { return batchPool.Get().(*store.Batch) }
+
+func putBatch(b *store.Batch) {
+	if cap(b.Ops) > maxPooledOps {
+		return
+	}
+	clear(b.Ops) // drop the references to messages, entries and sessions
+	b.Reset()
+	batchPool.Put(b)
 }
 
 // takeSlot takes an inflight slot for a QoS 1/2 publish. A 5.0 client over
@@ -337,21 +399,20 @@ func (c *conn) onPubrel(p *packet.Pubrel) {
 	})
 }
 
-// inOrder commits b (nil: nothing to write) and then runs ack, behind
-// every commit this connection is waiting for, so acknowledgements go out
-// in the order their packets arrived [MQTT-4.6.0-2]. With nothing to
-// write or wait for, ack runs at once. Only the read loop calls it.
-func (c *conn) inOrder(b *store.Batch, ack func(error)) {
+// inOrder commits b (nil: nothing to write) and then runs acknowledge,
+// behind every commit this connection is waiting for, so
+// acknowledgements go out in the order their packets arrived
+// [MQTT-4.6.0-2]. With nothing to write or wait for, acknowledge runs at
+// once. Only the read loop calls it.
+func (c *conn) inOrder(b *store.Batch, acknowledge func(error)) {
 	if (b == nil || b.Len() == 0) && c.pending.Load() == 0 {
-		ack(nil)
+		acknowledge(nil)
 		return
 	}
-	c.pending.Add(1)
-	c.pendWG.Add(1)
-	c.srv.com.submit(&job{b: b, done: func(err error) {
-		ack(err)
-		c.pending.Add(-1)
-		c.pendWG.Done()
+	c.pendingAck()
+	c.srv.com.submit(&job{b: b, onStored: func(err error) {
+		acknowledge(err)
+		c.ackDone()
 	}})
 }
 
@@ -380,7 +441,7 @@ func (c *conn) onPubrec(p *packet.Pubrec) {
 	case b.Len() == 0:
 		c.queueControl(rel)
 	default:
-		c.srv.com.submit(&job{b: b, done: func(err error) {
+		c.srv.com.submit(&job{b: b, onStored: func(err error) {
 			if err != nil {
 				c.log.Error("storing PUBREC state", "client", c.clientID, "err", err)
 				c.close()
@@ -400,7 +461,7 @@ func (c *conn) onPubcomp(p *packet.Pubcomp) {
 
 func (c *conn) submitAsync(b *store.Batch) {
 	if b.Len() > 0 {
-		c.srv.com.submit(&job{b: b, done: func(err error) {
+		c.srv.com.submit(&job{b: b, onStored: func(err error) {
 			if err != nil {
 				c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
 			}

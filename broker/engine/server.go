@@ -34,10 +34,14 @@ type Server struct {
 	stats   *counters
 	refused *refusals
 	disk    diskSampler
-	com     *committer
-	sweep   *sweeper
+	// censuses counts sessions and queues for Stats (census.go).
+	censuses censusTaker
+	com      *committer
+	sweep    *sweeper
 
 	cfg   atomic.Pointer[config.Config]
+	pol   atomic.Pointer[policySet] // queues.policies of cfg (policy.go)
+	polMu sync.Mutex                // serialises applyPolicies
 	authz atomic.Pointer[authState]
 	fixed *authState // from WithAuthenticator, wins over the config
 	gen   atomic.Int64
@@ -50,6 +54,9 @@ type Server struct {
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry
+	// list holds the sessions of the map in a slice, which the census
+	// walks a chunk at a time (census.go); guarded by mu.
+	list []*sessionEntry
 	// principals counts the sessions (online and offline) of each
 	// principal, for sessions.maxSessionsPerPrincipal; guarded by mu.
 	principals map[string]int
@@ -69,6 +76,7 @@ type sessionEntry struct {
 	sess      *session.Session
 	owner     *conn  // guarded by Server.mu; nil while offline
 	principal string // who created it, as counted in Server.principals
+	idx       int    // position in Server.list; guarded by Server.mu
 }
 
 // New builds a Server over st with the validated configuration cfg. The
@@ -96,6 +104,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	}
 	s.authz.Store(a)
 	s.cfg.Store(cfg.Clone())
+	s.pol.Store(newPolicySet(cfg, nil))
 	s.gen.Store(cfg.ConfigGeneration)
 	return s, nil
 }
@@ -155,7 +164,8 @@ func (s *Server) recover(ctx context.Context) error {
 }
 
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
-	sess := session.Restore(st, s.limits(), s.store, s.now, s.hooks())
+	lim := s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
+	sess := session.Restore(st, lim, s.store, s.now, s.hooks())
 	sess.MarkDisconnectedAt(now, b)
 	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
 	s.router.Register(st.Session.ClientID, sess)
@@ -165,25 +175,6 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 		}
 	}
 	s.sweep.schedule(sess)
-}
-
-// limits derives the session limits from the configuration.
-func (s *Server) limits() session.Limits {
-	c := s.config()
-	l := session.Limits{
-		MaxMessages: c.Queues.MaxQueuedMessages, MaxBytes: c.Queues.MaxQueuedBytes,
-		QueueQoS0: c.Queues.QueueQoS0, QoS0Bytes: int64(c.Limits.OutboundBufferBytes),
-		WindowBytes: int64(c.Limits.OutboundBufferBytes),
-	}
-	switch c.Queues.OverflowPolicy {
-	case config.OverflowDropNewest:
-		l.Policy = session.DropNewest
-	case config.OverflowRejectPublish:
-		l.Policy = session.RejectPublish
-	default:
-		l.Policy = session.DropOldest
-	}
-	return l
 }
 
 func (s *Server) hooks() session.Hooks {
@@ -259,8 +250,9 @@ func (s *Server) waitConns(ctx context.Context) error {
 	}
 }
 
-// ApplyConfig applies the hot fields of cfg (queue limits, expiry caps,
-// limits, authentication, log level) and returns the changed fields that
+// ApplyConfig applies the hot fields of cfg (queue limits and policies,
+// which every existing session takes at once, expiry caps, limits,
+// authentication, log level) and returns the changed fields that
 // need a restart to take effect (the config.Diff entries of class
 // Restart). When the users file cannot be loaded
 // or the ACL compiled, it applies nothing and returns the error.
@@ -282,12 +274,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	s.authz.Store(a)
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
-	lim := s.limits()
-	s.mu.Lock()
-	for _, e := range s.sessions {
-		e.sess.SetLimits(lim)
-	}
-	s.mu.Unlock()
+	s.applyPolicies(cfg)
 	return restart, nil
 }
 

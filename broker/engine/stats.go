@@ -3,45 +3,29 @@ package engine
 import (
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
 )
 
-// histogram is a fixed-bucket latency histogram.
-type histogram struct {
-	bounds []float64 // seconds
-	counts []atomic.Uint64
-	count  atomic.Uint64
-	sumNS  atomic.Int64
-}
+// histogram is a latency histogram (store.LatencyBounds buckets).
+type histogram struct{ store.Latencies }
 
-func newHistogram() *histogram {
-	b := []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
-	return &histogram{bounds: b, counts: make([]atomic.Uint64, len(b))}
-}
+func newHistogram() *histogram { return &histogram{} }
 
-func (h *histogram) observe(d time.Duration) {
-	s := d.Seconds()
-	for i, b := range h.bounds {
-		if s <= b {
-			h.counts[i].Add(1)
-			break
-		}
+func (h *histogram) observe(d time.Duration) { h.Observe(d) }
+
+func (h *histogram) snapshot() Histogram { return histogramOf(h.Snapshot()) }
+
+// histogramOf converts a store latency snapshot for Stats.
+func histogramOf(s store.LatencySnapshot) Histogram {
+	out := Histogram{Buckets: make(map[float64]uint64, len(store.LatencyBounds)), Count: s.Count, Sum: s.Sum.Seconds()}
+	for i, b := range store.LatencyBounds {
+		out.Buckets[b] = s.Cumulative[i]
 	}
-	h.count.Add(1)
-	h.sumNS.Add(int64(d))
-}
-
-func (h *histogram) snapshot() Histogram {
-	out := Histogram{Buckets: make(map[float64]uint64, len(h.bounds))}
-	var cum uint64
-	for i, b := range h.bounds {
-		cum += h.counts[i].Load()
-		out.Buckets[b] = cum
-	}
-	out.Count = h.count.Load()
-	out.Sum = time.Duration(h.sumNS.Load()).Seconds()
 	return out
 }
 
@@ -57,6 +41,7 @@ type counters struct {
 
 	dropMu   sync.Mutex
 	drops    map[string]uint64
+	recent   dropWindow           // drops of the last DropWindow
 	dropLog  map[string]time.Time // last log line per reason
 	dropSkip map[string]uint64    // drops not logged since
 }
@@ -72,6 +57,7 @@ func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
 	c.dropMu.Lock()
 	c.drops[reason] += uint64(n)
 	now := time.Now()
+	c.recent.add(now, reason, uint64(n))
 	skipped := c.dropSkip[reason] + uint64(n)
 	logIt := now.Sub(c.dropLog[reason]) >= time.Second
 	if logIt {
@@ -86,25 +72,32 @@ func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
 	}
 }
 
-func (c *counters) dropSnapshot() map[string]uint64 {
+func (c *counters) dropSnapshot() (total, recent map[string]uint64) {
 	c.dropMu.Lock()
 	defer c.dropMu.Unlock()
-	return maps.Clone(c.drops)
+	return maps.Clone(c.drops), c.recent.sum(time.Now())
 }
 
-// Stats returns a snapshot of the broker's counters.
+// Stats returns a snapshot of the broker's counters. The session figures
+// (sessions, queued messages and bytes, top queues, fullest queue) come
+// from a census at most a second old (census.go, CensusAt says when); the
+// counters are current.
 func (s *Server) Stats() Stats {
+	drops, recent := s.stats.dropSnapshot()
 	st := Stats{
 		Connections: s.stats.connections.Load(),
 		Retained:    int64(s.router.RetainedCount()),
-		Drops:       s.stats.dropSnapshot(),
+		Drops:       drops,
+		RecentDrops: recent,
 		Refusals:    s.refused.snapshot(),
 		Storage:     s.storageStats(),
 		BytesIn:     s.stats.bytesIn.Load(),
 		BytesOut:    s.stats.bytesOut.Load(),
 		Commit:      s.stats.commit.snapshot(),
 
+		Policies:         s.policyStats(),
 		ConfigGeneration: s.gen.Load(),
+		MetricsTopQueues: s.config().Admin.MetricsTopQueues,
 		ConnectionPanics: s.stats.panics.Load(),
 
 		LoginRefusedBusy:      s.logins.busy.Load(),
@@ -117,15 +110,13 @@ func (s *Server) Stats() Stats {
 		st.MessagesIn[i] = s.stats.msgsIn[i].Load()
 		st.MessagesOut[i] = s.stats.msgsOut[i].Load()
 	}
-	for _, si := range s.Sessions() {
-		if si.Online {
-			st.SessionsOnline++
-		} else {
-			st.SessionsOffline++
-		}
-		st.QueuedMessages += si.QueuedMessages
-		st.QueuedBytes += si.QueuedBytes
+	if f, ok := s.store.(store.FsyncReporter); ok {
+		st.Fsync = histogramOf(f.FsyncLatency())
 	}
+	c := s.census()
+	st.CensusAt, st.SessionsOnline, st.SessionsOffline = c.at, c.online, c.offline
+	st.QueuedMessages, st.QueuedBytes, st.FullestQueue = c.msgs, c.bytes, c.fullest
+	st.TopQueues = slices.Clone(c.top)
 	return st
 }
 
@@ -163,6 +154,6 @@ func infoOf(e *sessionEntry) SessionInfo {
 		ProtocolVersion: i.ProtocolVersion, Persistent: i.Persistent,
 		ExpiryInterval: i.ExpiryInterval, ExpiresAt: i.ExpiresAt,
 		QueuedMessages: i.QueuedMessages, QueuedBytes: i.QueuedBytes,
-		Inflight: i.Inflight, Subscriptions: i.Subscriptions,
+		Inflight: i.Inflight, Subscriptions: i.Subscriptions, Policy: i.Policy,
 	}
 }

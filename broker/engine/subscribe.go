@@ -74,6 +74,9 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 	for i, a := range added {
 		retained[i] = c.retainedFor(a.sub, a.existed)
 	}
+	if len(added) > 0 {
+		c.srv.rechoose(c.sess)
+	}
 	c.queueControl(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	for i, a := range added {
 		c.sendRetained(a.sub, retained[i])
@@ -188,7 +191,7 @@ func (s *Server) offerOne(sess *session.Session, m *store.Message, d router.Deli
 		f.Settle(true)
 		return
 	}
-	s.com.submit(&job{b: b, fan: f, done: func(err error) { f.Settle(err == nil) }})
+	s.com.submit(&job{b: b, fan: f, onStored: func(err error) { f.Settle(err == nil) }})
 	s.seqMu.Unlock()
 }
 
@@ -196,12 +199,17 @@ func (s *Server) offerOne(sess *session.Session, m *store.Message, d router.Deli
 func (c *conn) onUnsubscribe(p *packet.Unsubscribe) bool {
 	b := &store.Batch{}
 	codes := make([]packet.ReasonCode, len(p.Filters))
+	removed := false
 	for i, f := range p.Filters {
 		existed := c.sess.Unsubscribe(f, b)
 		c.srv.router.Unsubscribe(c.clientID, f)
 		if !existed {
 			codes[i] = packet.NoSubscriptionExisted
 		}
+		removed = removed || existed
+	}
+	if removed {
+		c.srv.rechoose(c.sess)
 	}
 	if !c.commitWait(b) {
 		return false

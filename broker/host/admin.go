@@ -48,8 +48,8 @@ type AdminConfig struct {
 	Version string
 	// Started is the process start time, for uptime.
 	Started time.Time
-	// Ready reports overall readiness (recovered, listeners accepting, not
-	// draining); nil means Backend.Ready.
+	// Ready reports overall readiness (recovered, listeners accepting,
+	// serving clients, not draining); nil means Backend.Ready.
 	Ready func() bool
 	// Drain starts a drain and returns at once; nil disables POST /v1/drain.
 	Drain func()
@@ -93,6 +93,17 @@ type Status struct {
 	SessionsOffline int64     `json:"sessionsOffline"`
 	QueuedMessages  int64     `json:"queuedMessages"`
 	QueuedBytes     int64     `json:"queuedBytes"`
+	// CountedAt is when the session and queue figures were counted: one
+	// census serves every request for up to a second.
+	CountedAt time.Time `json:"countedAt,omitzero"`
+	// TopQueues are the StatusTopQueues deepest session queues, deepest
+	// first (empty queues are not listed).
+	TopQueues []engine.QueueDepth `json:"topQueues"`
+	// FullestQueueRatio is the fill of the fullest session queue: its
+	// messages or bytes over the queue limit, whichever is larger.
+	FullestQueueRatio float64 `json:"fullestQueueRatio"`
+	// RecentDrops counts the messages dropped over the last DropWindow.
+	RecentDrops RecentDrops `json:"recentDrops"`
 
 	// RefusedConfigGeneration is the configGeneration of the newest config
 	// file version the broker refused (while no later one was applied),
@@ -106,6 +117,13 @@ type Status struct {
 
 	// Cluster is this member's view of replication (cluster members only).
 	Cluster *cluster.Status `json:"cluster,omitempty"`
+}
+
+// RecentDrops are the drops of the last WindowSeconds, by reason (the
+// Drop* constants); reasons without drops are left out.
+type RecentDrops struct {
+	WindowSeconds int64             `json:"windowSeconds"`
+	ByReason      map[string]uint64 `json:"byReason"`
 }
 
 // SessionList is the JSON body of GET /v1/sessions.
@@ -203,6 +221,19 @@ func (a *admin) snapshot() Status {
 		QueuedMessages:   st.QueuedMessages,
 		QueuedBytes:      st.QueuedBytes,
 		Storage:          st.Storage,
+
+		CountedAt:         st.CensusAt.UTC(),
+		TopQueues:         st.TopQueues[:min(len(st.TopQueues), engine.StatusTopQueues)],
+		FullestQueueRatio: st.FullestQueue,
+		RecentDrops:       RecentDrops{WindowSeconds: int64(engine.DropWindow / time.Second), ByReason: map[string]uint64{}},
+	}
+	if s.TopQueues == nil {
+		s.TopQueues = []engine.QueueDepth{}
+	}
+	for r, n := range st.RecentDrops {
+		if n > 0 {
+			s.RecentDrops.ByReason[r] = n
+		}
 	}
 	if a.cfg.Reload != nil {
 		r := a.cfg.Reload()

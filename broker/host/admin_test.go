@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -134,6 +135,11 @@ func newFakeEngine() *fakeEngine {
 		Refusals: map[string]uint64{engine.LimitTopic: 3},
 		Storage: engine.StorageStats{Used: 900, Budget: 1000, MessageBytes: 400, DiskBytes: 900, VolumeFree: 5000,
 			VolumeSize: 10000, MinVolumeFree: 100, Pressure: true},
+		TopQueues:    []engine.QueueDepth{{ClientID: "b/c", Messages: 42, Bytes: 4200}},
+		FullestQueue: 0.42,
+		CensusAt:     time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		RecentDrops:  map[string]uint64{engine.DropQueueFull: 2, engine.DropExpired: 0},
+		Fsync:        engine.Histogram{Buckets: map[float64]uint64{0.001: 3, 0.01: 4}, Count: 4, Sum: 0.012},
 	}
 	f.sessions = []engine.SessionInfo{
 		{ClientID: "a", Online: true, Persistent: true, QueuedMessages: 0},
@@ -228,6 +234,18 @@ func TestAdminStatus(t *testing.T) {
 	}
 	if f, _ := s["pendingRestartFields"].([]any); len(f) != 1 || f[0] != "dataDir" {
 		t.Errorf("pendingRestartFields = %v", s["pendingRestartFields"])
+	}
+	// The operator's status: the census and the recent drops.
+	for k, v := range map[string]any{"countedAt": "2026-01-02T03:04:05Z", "fullestQueueRatio": 0.42, "queuedBytes": 4200.0} {
+		if s[k] != v {
+			t.Errorf("%s = %v, want %v", k, s[k], v)
+		}
+	}
+	if top, _ := s["topQueues"].([]any); len(top) != 1 || fmt.Sprint(top[0]) != "map[bytes:4200 clientID:b/c messages:42]" {
+		t.Errorf("topQueues = %v", s["topQueues"])
+	}
+	if rd := fmt.Sprint(s["recentDrops"]); rd != "map[byReason:map[queue_full:2] windowSeconds:300]" {
+		t.Errorf("recentDrops = %s (reasons without drops are left out)", rd)
 	}
 	// The operator reads storage.{usedBytes,budgetBytes,volumeFreeBytes,pressure}.
 	sg, _ := s["storage"].(map[string]any)

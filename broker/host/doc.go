@@ -9,8 +9,8 @@
 //
 // The host reaches the engine only through the interfaces it declares
 // (Engine, and its parts ConnHandler, ConnRefuser, AdminBackend and
-// Reconfigurable) and the engine's exported report types (engine.Stats,
-// engine.SessionInfo); cmd/bollard wires a real engine.Server into a
+// Reconfigurable) and the engine's exported report types (engine.Stats
+// with its QueueDepth and PolicyStats, engine.SessionInfo); cmd/bollard wires a real engine.Server into a
 // Runner, and the tests a fake one. A Role decides whether the engine
 // serves the clients the listeners accept; a single broker always does
 // (Single).

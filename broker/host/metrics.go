@@ -17,6 +17,7 @@ import (
 var knownDropReasons = []string{
 	engine.DropQueueFull, engine.DropQuotaRejected, engine.DropStoreFull, engine.DropExpired, engine.DropSlowConsumer,
 	engine.DropTooLarge, engine.DropQoS0Offline, engine.DropSessionExpired, engine.DropNotAuthorized, engine.DropReadDenied,
+	engine.DropPolicyStoreFull,
 }
 
 // Metric descriptions. Every value is read from the engine's Stats() (and
@@ -44,6 +45,16 @@ var (
 		"Bytes written to client connections.", nil, nil)
 	descCommit = prometheus.NewDesc("bollard_store_commit_duration_seconds",
 		"Latency of store commits that acknowledge publishes, including the fsync in sync mode.", nil, nil)
+	descFsync = prometheus.NewDesc("bollard_store_fsync_duration_seconds",
+		"Latency of each fsync of the store's write-ahead log, timed around the call (group commits share one).", nil, nil)
+	descTopMessages = prometheus.NewDesc("bollard_queue_top_messages",
+		"Messages queued for each of the admin.metricsTopQueues deepest session queues (0 by default: none), by client_id; a client that leaves them loses its series.",
+		[]string{"client_id"}, nil)
+	descTopBytes = prometheus.NewDesc("bollard_queue_top_bytes",
+		"Bytes queued for each of the admin.metricsTopQueues deepest session queues, by client_id.", []string{"client_id"}, nil)
+	descFullest = prometheus.NewDesc("bollard_queue_fullest_ratio",
+		"Fill of the fullest session queue: its messages or bytes over its queue limit, whichever is larger (1: at the limit, where the overflow policy acts).",
+		nil, nil)
 	descGeneration = prometheus.NewDesc("bollard_config_generation",
 		"configGeneration of the applied configuration.", nil, nil)
 	descPendingRestart = prometheus.NewDesc("bollard_config_pending_restart",
@@ -55,7 +66,7 @@ var (
 	descReloads = prometheus.NewDesc("bollard_config_reloads_total",
 		"Config file versions, by result (applied or rejected).", []string{"result"}, nil)
 	descReady = prometheus.NewDesc("bollard_ready",
-		"1 when the broker is ready (recovered, accepting, not draining).", nil, nil)
+		"1 when the broker is ready (recovered, accepting, serving clients, not draining).", nil, nil)
 	descAdminRefused = prometheus.NewDesc("bollard_admin_requests_refused_total",
 		"Requests to the admin API (/v1/*) refused, by reason: missing_token, wrong_token, no_token_configured.", []string{"reason"}, nil)
 	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
@@ -75,13 +86,17 @@ type brokerCollector struct{ cfg AdminConfig }
 func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
-		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit,
+		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit, descFsync,
+		descTopMessages, descTopBytes, descFullest,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
 		descAdminRefused, descRefusals, descStorage, descStoragePressure,
 	} {
 		ch <- d
 	}
 	for _, d := range connDescs {
+		ch <- d
+	}
+	for _, d := range policyDescs {
 		ch <- d
 	}
 	if c.cfg.Cluster != nil {
@@ -107,6 +122,8 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSessions, float64(st.SessionsOffline), "offline")
 	gauge(descQueuedMessages, float64(st.QueuedMessages))
 	gauge(descQueuedBytes, float64(st.QueuedBytes))
+	gauge(descFullest, st.FullestQueue)
+	collectTopQueues(ch, st)
 	gauge(descRetained, float64(st.Retained))
 	for _, reason := range dropReasons(st.Drops) {
 		counter(descDropped, st.Drops[reason], reason)
@@ -127,6 +144,9 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesIn, st.BytesIn)
 	counter(descBytesOut, st.BytesOut)
 	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)
+	if st.Fsync.Buckets != nil {
+		ch <- prometheus.MustNewConstHistogram(descFsync, st.Fsync.Count, st.Fsync.Sum, st.Fsync.Buckets)
+	}
 	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
 	c.collectShell(ch, gauge)
 	gauge(descBuildInfo, 1, c.cfg.Version)
@@ -134,6 +154,23 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAdminRefused, n, reason)
 	}
 	collectConn(ch, st)
+	collectPolicies(ch, st)
+}
+
+// collectTopQueues exports the st.MetricsTopQueues deepest queues. Each
+// client ID is one series: a client that is no longer among them is not
+// exported, so Prometheus marks its series stale at the next scrape. A
+// client ID Prometheus cannot take as a label value is left out rather
+// than failing the scrape.
+func collectTopQueues(ch chan<- prometheus.Metric, st engine.Stats) {
+	for _, q := range st.TopQueues[:min(len(st.TopQueues), max(st.MetricsTopQueues, 0))] {
+		m, err := prometheus.NewConstMetric(descTopMessages, prometheus.GaugeValue, float64(q.Messages), q.ClientID)
+		if err != nil {
+			continue
+		}
+		ch <- m
+		ch <- prometheus.MustNewConstMetric(descTopBytes, prometheus.GaugeValue, float64(q.Bytes), q.ClientID)
+	}
 }
 
 // collectShell exports the state of the reloader and the lifecycle.

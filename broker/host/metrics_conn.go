@@ -28,8 +28,7 @@ var connDescs = []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFa
 	descLoginBackoff, descAdminConnsRefused}
 
 // collectConn exports the connection protection counters from st, the
-// Stats the broker collector already read (Stats walks every session, so
-// a scrape reads it once).
+// Stats the broker collector already read (one Stats per scrape).
 func collectConn(ch chan<- prometheus.Metric, st engine.Stats) {
 	ch <- prometheus.MustNewConstMetric(descConnPanics, prometheus.CounterValue, float64(st.ConnectionPanics))
 	ch <- prometheus.MustNewConstMetric(descLoginRefused, prometheus.CounterValue, float64(st.LoginRefusedBusy), "busy")

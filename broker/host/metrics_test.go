@@ -46,6 +46,9 @@ func TestMetricsExposition(t *testing.T) {
 		`bollard_store_bytes{kind="budget"} 1000`,
 		`bollard_store_bytes{kind="volume_free"} 5000`,
 		"bollard_store_pressure 1",
+		"bollard_queue_fullest_ratio 0.42",
+		`bollard_store_fsync_duration_seconds_bucket{le="0.001"} 3`,
+		"bollard_store_fsync_duration_seconds_count 4",
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
 	} {
@@ -84,4 +87,52 @@ func TestDropReasonsSortedAndComplete(t *testing.T) {
 			t.Errorf("not sorted: %v", got)
 		}
 	}
+}
+
+// TestMetricsTopQueues: admin.metricsTopQueues deepest queues are exported
+// by client ID (none by default: TestAdminAuthOpenEndpoints looks for the
+// fake engine's "b/c" on /metrics), a client that leaves them loses its
+// series, and a client ID Prometheus refuses as a label value is skipped
+// without failing the scrape.
+func TestMetricsTopQueues(t *testing.T) {
+	f := newAdminFixture(t)
+	set := func(n int, top ...engine.QueueDepth) {
+		f.eng.mu.Lock()
+		f.eng.stats.MetricsTopQueues, f.eng.stats.TopQueues = n, top
+		f.eng.mu.Unlock()
+	}
+	set(2, engine.QueueDepth{ClientID: "deep", Messages: 90, Bytes: 9000}, engine.QueueDepth{ClientID: "mid", Messages: 50, Bytes: 5000},
+		engine.QueueDepth{ClientID: "third", Messages: 10, Bytes: 1000})
+	code, body := f.do(t, "GET", "/metrics")
+	for _, line := range []string{
+		`bollard_queue_top_messages{client_id="deep"} 90`, `bollard_queue_top_bytes{client_id="deep"} 9000`,
+		`bollard_queue_top_messages{client_id="mid"} 50`, `bollard_queue_top_bytes{client_id="mid"} 5000`,
+	} {
+		if !strings.Contains(body, line+"\n") {
+			t.Errorf("/metrics (%d) lacks %s", code, line)
+		}
+	}
+	if strings.Contains(body, "third") {
+		t.Error("a third queue is exported with metricsTopQueues 2")
+	}
+	set(2, engine.QueueDepth{ClientID: "mid", Messages: 50, Bytes: 5000}, engine.QueueDepth{ClientID: "bad\xff", Messages: 7, Bytes: 70})
+	code, body = f.do(t, "GET", "/metrics")
+	if code != 200 || strings.Contains(body, `client_id="deep"`) || strings.Contains(body, `client_id="bad`) ||
+		!strings.Contains(body, `bollard_queue_top_messages{client_id="mid"} 50`) {
+		t.Errorf("after deep left and an invalid client ID came: %d\n%s", code, grepLines(body, "bollard_queue_top"))
+	}
+	set(0, engine.QueueDepth{ClientID: "mid", Messages: 50, Bytes: 5000})
+	if _, body = f.do(t, "GET", "/metrics"); strings.Contains(body, `client_id="mid"`) {
+		t.Error("metricsTopQueues 0 exports a client ID")
+	}
+}
+
+func grepLines(body, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

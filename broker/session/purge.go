@@ -149,8 +149,7 @@ func (s *Session) purgeEntry(seq uint64, size int64, b *store.Batch) {
 func (s *Session) dropPast(seq uint64, size int64, reason string, b *store.Batch) {
 	q := &s.q
 	b.Dequeue(s.rec.ClientID, seq)
-	q.msgs--
-	q.bytes -= size
+	q.add(-1, -size)
 	s.drop(reason, 1)
 	if q.skip == nil {
 		q.skip = make(map[uint64]struct{})

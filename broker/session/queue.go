@@ -71,6 +71,7 @@ type queue struct {
 	headBytes int64   // bytes of the messages in head
 	pending   pends   // uncommitted stored entries after loadedSeq, in Seq order
 	inflight  map[uint16]*item
+	acct      *Account // the account that sums msgs and bytes with others'; see add
 	// flightBytes counts the messages sent on this connection and not yet
 	// acknowledged (see window.go).
 	flightBytes int64
@@ -131,20 +132,20 @@ func (s *Session) offerQoS0(m *store.Message, d router.Delivery) router.Result {
 	return router.Result{}
 }
 
-// checkLimits applies the queue limits and the global budget to a message
-// of size bytes; ok=false means the message is not queued (r says why).
-//
-// At the global store budget an offline persistent session refuses new
-// messages, except under DropOldest: there it makes room for the new
-// message by dropping at least as many bytes of its own oldest entries, so
-// a full store keeps each queue's newest messages as the queue limits do.
+// checkLimits applies the queue limits, the global budget and the budget
+// of the session's account to a message of size bytes; ok=false means the
+// message is not queued (r says why).
 func (s *Session) checkLimits(size int64, d router.Delivery, b *store.Batch) (r router.Result, ok bool) {
-	if d.StoreFull && s.persistent() && !s.online {
-		floor := s.q.bytes - size
-		if s.limits.Policy != DropOldest ||
-			!s.dropOldest(func() bool { return s.q.bytes <= floor }, DropStoreFull, b) {
-			s.drop(DropStoreFull, 1)
-			return router.Result{Dropped: DropStoreFull, Rejected: s.limits.Policy == RejectPublish}, false
+	if s.persistent() && !s.online {
+		if d.StoreFull {
+			if r, ok := s.atBudget(size, DropStoreFull, b); !ok {
+				return r, false
+			}
+		}
+		if s.q.acct.over(size) {
+			if r, ok := s.atBudget(size, DropPolicyStoreFull, b); !ok {
+				return r, false
+			}
 		}
 	}
 	if s.fits(size) {
@@ -166,6 +167,21 @@ func (s *Session) checkLimits(size int64, d router.Delivery, b *store.Batch) (r 
 	}
 	s.drop(DropQueueFull, 1)
 	return router.Result{Dropped: DropQueueFull}, false
+}
+
+// atBudget handles a message of size bytes for an offline persistent
+// session at a byte budget (the global store budget, or its account's):
+// the message is refused, counted under reason, except under DropOldest,
+// where the session makes room by dropping at least as many bytes of its
+// own oldest entries, so a full budget keeps each queue's newest messages
+// as the queue limits do. Other sessions' messages are never dropped.
+func (s *Session) atBudget(size int64, reason string, b *store.Batch) (router.Result, bool) {
+	floor := s.q.bytes - size
+	if s.limits.Policy == DropOldest && s.dropOldest(func() bool { return s.q.bytes <= floor }, reason, b) {
+		return router.Result{}, true
+	}
+	s.drop(reason, 1)
+	return router.Result{Dropped: reason, Rejected: s.limits.Policy == RejectPublish}, false
 }
 
 func (s *Session) fits(size int64) bool {
@@ -217,8 +233,7 @@ func (s *Session) enqueue(m *store.Message, d router.Delivery, size int64, b *st
 	q.lastSeq++
 	e := store.QueueEntry{Seq: q.lastSeq, MessageID: m.ID, QoS: d.QoS, Retain: d.Retain,
 		SubscriptionIDs: d.SubscriptionIDs, State: store.Queued}
-	q.msgs++
-	q.bytes += size
+	q.add(1, size)
 	q.noteExpiry(m.ExpiresAt)
 	if !s.persistent() {
 		q.loadedSeq = e.Seq
@@ -283,8 +298,7 @@ func (q *queue) settleFront(seqs []uint64, ok bool) int {
 	q.settledAfterPurge(seqs[n-1]) // the highest: seqs[:n] increase
 	if !ok {
 		for _, p := range es[:n] {
-			q.msgs--
-			q.bytes -= p.size
+			q.add(-1, -p.size)
 		}
 	}
 	q.pending.removeFront(n)
@@ -298,8 +312,7 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 	if i := q.pending.find(seq); i >= 0 {
 		p := q.pending.remove(i)
 		if !ok {
-			q.msgs--
-			q.bytes -= p.size
+			q.add(-1, -p.size)
 		}
 		return true
 	}
@@ -313,8 +326,7 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 		} else {
 			q.head = append(q.head[:i], q.head[i+1:]...)
 			q.headBytes -= it.size
-			q.msgs--
-			q.bytes -= it.size
+			q.add(-1, -it.size)
 		}
 		return true
 	}
@@ -487,8 +499,7 @@ func (s *Session) popHead() *item {
 // remove forgets a queue entry that left the queue (delivered, dropped or
 // expired): counters and, for stored entries, a Dequeue in b.
 func (s *Session) remove(it *item, b *store.Batch) {
-	s.q.msgs--
-	s.q.bytes -= it.size
+	s.q.add(-1, -it.size)
 	if it.stored {
 		b.Dequeue(s.rec.ClientID, it.e.Seq)
 	}

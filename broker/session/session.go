@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"iter"
 	"sync"
 	"time"
 
@@ -16,14 +17,17 @@ var (
 
 // Drop reasons passed to Hooks.Drop. The server counts drops by reason.
 const (
-	DropQueueFull      = "queue_full"
-	DropQuotaRejected  = "quota_rejected"
-	DropStoreFull      = "store_full"
-	DropExpired        = "expired"
-	DropSlowConsumer   = "slow_consumer"
-	DropTooLarge       = "too_large"
-	DropQoS0Offline    = "qos0_offline"
-	DropSessionExpired = "session_expired"
+	DropQueueFull     = "queue_full"
+	DropQuotaRejected = "quota_rejected"
+	DropStoreFull     = "store_full"
+	// DropPolicyStoreFull: the sessions of the session's queue policy
+	// reached their share of the store budget (Account.SetBudget).
+	DropPolicyStoreFull = "policy_store_full"
+	DropExpired         = "expired"
+	DropSlowConsumer    = "slow_consumer"
+	DropTooLarge        = "too_large"
+	DropQoS0Offline     = "qos0_offline"
+	DropSessionExpired  = "session_expired"
 	// DropReadDenied: the ACL does not let the session's principal read the
 	// message's topic (Hooks.CanRead), when it was offered or when it was
 	// about to be delivered.
@@ -56,7 +60,16 @@ type Limits struct {
 	// unacknowledged bytes in flight to the client (see window.go); each
 	// window admits at least one message. <= 0: no byte bound.
 	WindowBytes int64
+	// Account sums the queue with those of other sessions (the sessions
+	// of one queue policy), counts its drops and may bound their bytes
+	// together; nil: none.
+	Account *Account
 }
+
+// Chooser picks the limits of a session from its client identifier,
+// principal and subscription filters (a queue policy's selectors). It is
+// called with the session's mutex held: it must not call the Session.
+type Chooser func(clientID, principal string, filters iter.Seq[string]) Limits
 
 // Reader reads a persistent session's queue back from the store; a
 // store.Store is one.
@@ -94,6 +107,7 @@ type Session struct {
 	online     bool
 	receiveMax int
 	notify     func()
+	released   bool // Release took the queue out of its account for good
 
 	q queue
 }
@@ -104,6 +118,7 @@ func New(rec store.Session, lim Limits, rd Reader, now func() time.Time, hooks H
 	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec,
 		inbound: make(map[uint16]struct{})}
 	s.q.init()
+	s.q.setAccount(lim.Account)
 	return s
 }
 
@@ -116,7 +131,7 @@ func Restore(st *store.SessionState, lim Limits, rd Reader, now func() time.Time
 	for _, pid := range st.InboundQoS2 {
 		s.inbound[pid] = struct{}{}
 	}
-	s.q.msgs, s.q.bytes = st.Queue.Messages, st.Queue.Bytes
+	s.q.add(st.Queue.Messages, st.Queue.Bytes)
 	s.q.lastSeq = st.Queue.LastSeq
 	return s
 }
@@ -124,12 +139,49 @@ func Restore(st *store.SessionState, lim Limits, rd Reader, now func() time.Time
 // ClientID returns the session's client identifier.
 func (s *Session) ClientID() string { return s.rec.ClientID }
 
-// SetLimits replaces the queue limits (configuration reload). Queues over a
-// new limit are not trimmed; new messages see the new limit.
+// SetLimits replaces the queue limits (configuration reload), moving the
+// queue into l.Account. Queues over a new limit are not trimmed; new
+// messages see the new limit.
 func (s *Session) SetLimits(l Limits) {
 	s.mu.Lock()
-	s.limits = l
+	s.setLimits(l)
 	s.mu.Unlock()
+}
+
+func (s *Session) setLimits(l Limits) {
+	s.limits = l
+	if !s.released {
+		s.q.setAccount(l.Account)
+	}
+}
+
+// Choose sets the limits that choose picks for the session's client
+// identifier, principal and current subscriptions, as one step: a
+// concurrent Subscribe cannot slip between the choice and its effect.
+// It returns the name of the chosen account ("" for none).
+func (s *Session) Choose(choose Chooser) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setLimits(choose(s.rec.ClientID, s.rec.Principal, s.subs.filters))
+	return s.limits.Account.nameOrEmpty()
+}
+
+// Release takes the queue out of its account for good: the session is
+// being deleted, and whatever it still counts leaves the account's sums.
+func (s *Session) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.q.setAccount(nil)
+	s.released = true
+}
+
+// CountDrops counts n queued messages as dropped under reason, in the
+// owner's counters (Hooks.Drop) and the session's account: messages the
+// owner discards with the whole session (expiry).
+func (s *Session) CountDrops(reason string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop(reason, n)
 }
 
 // Persistent reports whether the session outlives its connection (its
@@ -337,6 +389,8 @@ type Info struct {
 	QueuedBytes     int64
 	Inflight        int
 	Subscriptions   int
+	// Policy names the session's account (its queue policy); "" for none.
+	Policy string
 }
 
 // Info returns a snapshot of the session.
@@ -348,6 +402,7 @@ func (s *Session) Info() Info {
 		ProtocolVersion: s.rec.ProtocolVersion, Persistent: s.persistent(),
 		ExpiryInterval: s.rec.ExpiryInterval, QueuedMessages: s.q.msgs,
 		QueuedBytes: s.q.bytes, Inflight: len(s.q.inflight), Subscriptions: s.subs.len(),
+		Policy: s.limits.Account.nameOrEmpty(),
 	}
 	if !s.online {
 		i.ExpiresAt = s.rec.ExpiresAt()
@@ -361,7 +416,11 @@ func (s *Session) readable(m *store.Message) bool {
 }
 
 func (s *Session) drop(reason string, n int) {
-	if s.hooks.Drop != nil && n > 0 {
+	if n <= 0 {
+		return
+	}
+	if s.hooks.Drop != nil {
 		s.hooks.Drop(s.rec.ClientID, reason, n)
 	}
+	s.q.acct.drop(reason, n) // none once released
 }

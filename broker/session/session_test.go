@@ -453,12 +453,16 @@ func TestDropOldestKeepsNewestWhateverTheCommitTiming(t *testing.T) {
 		r router.Result
 	}
 	for _, lag := range []int{0, 1, 7, 49, 50, 51, total} {
-		for _, mode := range []string{"messages", "bytes", "store"} {
+		for _, mode := range []string{"messages", "bytes", "store", "policy"} {
 			t.Run(strconv.Itoa(lag)+"/"+mode, func(t *testing.T) {
 				lim := Limits{MaxMessages: limit, MaxBytes: 1 << 20, Policy: DropOldest}
 				msgSize := (&store.Message{Topic: "t", Payload: []byte("00")}).Size()
-				if mode == "bytes" {
+				switch mode {
+				case "bytes":
 					lim = Limits{MaxBytes: limit * msgSize, Policy: DropOldest}
+				case "policy": // the account's budget holds limit messages
+					lim = Limits{MaxMessages: total, MaxBytes: 1 << 20, Policy: DropOldest, Account: NewAccount("p")}
+					lim.Account.SetBudget(limit * msgSize)
 				}
 				f := newFixture(t, 3600, lim)
 				var q []held
@@ -489,8 +493,14 @@ func TestDropOldestKeepsNewestWhateverTheCommitTiming(t *testing.T) {
 					commitOne()
 				}
 				reason := DropQueueFull
-				if mode == "store" {
+				switch mode {
+				case "store":
 					reason = DropStoreFull
+				case "policy":
+					reason = DropPolicyStoreFull
+					if d := lim.Account.Drops(); len(d) != 1 || d[reason] != total-limit {
+						t.Fatalf("account drops %v, want %d %s", d, total-limit, reason)
+					}
 				}
 				if f.drops[reason] != total-limit {
 					t.Fatalf("drops %v, want %d %s", f.drops, total-limit, reason)

@@ -95,3 +95,20 @@ func (ss *subSet) appendTo(dst []store.Subscription) []store.Subscription {
 	}
 	return append(dst, ss.few...)
 }
+
+// filters yields the filter of every subscription.
+func (ss *subSet) filters(yield func(string) bool) {
+	if ss.many != nil {
+		for f := range ss.many {
+			if !yield(f) {
+				return
+			}
+		}
+		return
+	}
+	for i := range ss.few {
+		if !yield(ss.few[i].Filter) {
+			return
+		}
+	}
+}

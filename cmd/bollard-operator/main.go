@@ -58,7 +58,9 @@ func run() error {
 		watchNS      = flag.String("watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
 		brokerImage  = flag.String("broker-image", brokerImageDefault(), "broker image for MQTTBrokers that do not set spec.image")
 		statusPeriod = flag.Duration("broker-status-period", controllers.DefaultStatusRefresh,
-			"how often to ask Ready brokers for their sessions and queued messages (status.sessions, status.queuedMessages)")
+			"how often to ask Ready brokers for their figures (status.sessions, status.queuedMessages, status.stats)")
+		statusMin = flag.Duration("broker-status-min-interval", controllers.DefaultStatusMinInterval,
+			"ask one broker pod for its status at most this often, however many events come, unless a configuration generation is awaited")
 		netPolicies = flag.Bool("network-policies", true, "create a NetworkPolicy per MQTTBroker that admits the admin port only from "+
 			"the operator's namespace and Prometheus (spec.networkPolicy.enabled can still turn it off per broker)")
 		operatorNS = flag.String("operator-namespace", "", "namespace of the operator's pods, admitted to the brokers' admin port "+
@@ -104,11 +106,15 @@ func run() error {
 	if *statusPeriod < time.Second {
 		return fmt.Errorf("--broker-status-period %s: must be at least 1s", *statusPeriod)
 	}
+	if *statusMin < time.Second || *statusMin > *statusPeriod {
+		return fmt.Errorf("--broker-status-min-interval %s: must be at least 1s and at most --broker-status-period (%s)", *statusMin, *statusPeriod)
+	}
 	np, err := networkPolicyDefaults(!*netPolicies, *operatorNS, *promNSSel, *promPodSel)
 	if err != nil {
 		return err
 	}
-	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage, StatusRefresh: *statusPeriod, NetworkPolicy: np}
+	r := &controllers.MQTTBrokerReconciler{DefaultImage: *brokerImage, StatusRefresh: *statusPeriod,
+		StatusMinInterval: *statusMin, NetworkPolicy: np}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}

@@ -398,7 +398,7 @@ func TestAbuseConnectFloodWrongPasswords(t *testing.T) {
 	skipAbuseIfShort(t)
 	// Tests dial from 127.0.0.1 only (the attackers and the honest clients
 	// share one source address); the back-off by address is unit-tested
-	// with distinct addresses in broker/server (authlimit_test.go).
+	// with distinct addresses in broker/engine (authlimit_test.go).
 	for name, tc := range map[string]struct {
 		workers int
 		source  func(w, n int) string
@@ -657,8 +657,8 @@ func TestAbuseAdminSlowloris(t *testing.T) {
 // to itself and never reads (nor answers the close handshake) is
 // disconnected as a slow consumer without stalling anyone else's
 // acknowledgements. (The committer hang of issue 12 behind this is
-// reproduced deterministically by broker/server's
-// TestHangWebSocketCloseOnCommitter; on the real binary the close usually
+// reproduced deterministically by broker/engine's
+// TestHangSlowCloseOnCommitter; on the real binary the close usually
 // completes quickly, so this test guards the scenario, it does not
 // reproduce the hang.)
 func TestAbuseWebSocketSlowConsumer(t *testing.T) {

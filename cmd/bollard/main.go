@@ -9,7 +9,8 @@
 // or SIGINT drains and stops the broker (exit 0), and so does an
 // authenticated POST /v1/drain on the admin endpoint; SIGHUP re-reads the
 // config file at once. This package only parses flags and wires the
-// broker's parts together; broker/server sequences startup and shutdown.
+// broker's parts together: the engine (broker/engine) under the host
+// (broker/host), which sequences startup and shutdown.
 package main
 
 import (

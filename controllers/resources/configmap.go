@@ -18,9 +18,10 @@ import (
 const drainMargin = 10 * time.Second
 
 // BrokerConfig renders the broker configuration file for b, on top of the
-// broker's own defaults, and validates it with the broker's rules. An error
-// means the spec passed the CRD's validation but not the broker's: the
-// reconciler reports it and does not roll the broker onto it.
+// broker's own defaults, merges spec.config over it (applyConfigOverlay),
+// and validates it with the broker's rules. An error means the spec passed
+// the CRD's validation but not the broker's: the reconciler reports it and
+// does not roll the broker onto it.
 func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	s := &b.Spec
 	c := config.Default()
@@ -28,6 +29,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	renderListeners(b, c)
 	c.Admin.Address = listenAddr(v1alpha1.AdminPort)
 	c.Admin.TokenFile = AdminTokenFile
+	c.Admin.MetricsTopQueues = int(b.Spec.Metrics.TopQueues)
 	c.DataDir = DataDir
 	c.Durability.Mode = s.Persistence.Durability
 	if s.Persistence.SyncInterval != nil {
@@ -43,6 +45,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	c.Queues.QueueQoS0 = s.Queues.QueueQoS0
 	c.Queues.MaxStoreBytes = s.Persistence.Size.Value() / 10 * 9
 	setBytes(&c.Queues.MinVolumeFreeBytes, s.Queues.MinVolumeFreeBytes)
+	c.Queues.Policies = renderPolicies(s.Queues.Policies)
 	renderLimits(s.Limits, c)
 	c.Limits.MemoryLimit = softMemoryLimit(s.Resources)
 	renderAuth(s.Auth, c)
@@ -54,7 +57,7 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("resources: rendered broker config is invalid: %w", err)
 	}
-	return c, nil
+	return applyConfigOverlay(b, c)
 }
 
 // softMemoryLimit is the broker's soft Go memory limit: 80% of the
@@ -148,6 +151,39 @@ func setDuration(dst *config.Duration, d *metav1.Duration) {
 		*dst = config.Duration(d.Duration)
 	}
 }
+
+// renderPolicies copies spec.queues.policies in order; a field left unset
+// stays unset, so the broker applies its broker-wide value (one place
+// decides what a policy inherits: broker/config).
+func renderPolicies(ps []v1alpha1.QueuePolicy) []config.QueuePolicy {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]config.QueuePolicy, len(ps))
+	for i, p := range ps {
+		q := config.QueuePolicy{Name: p.Name, ClientID: p.ClientID, Principal: p.Principal, TopicFilter: p.TopicFilter,
+			OverflowPolicy: p.OverflowPolicy}
+		if p.MaxQueuedMessages != nil {
+			q.MaxQueuedMessages = ptrTo(*p.MaxQueuedMessages)
+		}
+		if p.MaxQueuedBytes != nil {
+			q.MaxQueuedBytes = ptrTo(p.MaxQueuedBytes.Value())
+		}
+		if p.QueueQoS0 != nil {
+			q.QueueQoS0 = ptrTo(*p.QueueQoS0)
+		}
+		if p.MaxSessionExpiry != nil {
+			q.MaxSessionExpiry = ptrTo(config.Duration(p.MaxSessionExpiry.Duration))
+		}
+		if p.StoreBudgetPercent != nil {
+			q.StoreBudgetPercent = ptrTo(*p.StoreBudgetPercent)
+		}
+		out[i] = q
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func renderAuth(a v1alpha1.Auth, c *config.Config) {
 	anon := a.AllowAnonymous

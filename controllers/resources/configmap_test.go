@@ -77,6 +77,21 @@ func TestBrokerConfigRejectsWhatTheBrokerWould(t *testing.T) {
 			s.Auth.Login.FailureBackoff = &metav1.Duration{Duration: 5 * time.Minute}
 		}, "login.failureBackoffMax"},
 		"no backoff addresses": {func(s *v1alpha1.MQTTBrokerSpec) { s.Auth.Login.BackoffAddresses = ptr.To(int32(0)) }, "login.backoffAddresses"},
+		// Queue policies: the CRD's rules catch most; the broker's are the
+		// definition, and what slips through is refused with its field.
+		"policy expiry not whole seconds": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", ClientID: "a-*"},
+				{Name: "b", ClientID: "b-*", MaxSessionExpiry: &metav1.Duration{Duration: 1500 * time.Millisecond}}}
+		}, "queues.policies[1].maxSessionExpiry"},
+		"policy pattern with a NUL": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", ClientID: "a\x00*"}}
+		}, "queues.policies[0].clientID"},
+		"policy without a byte budget": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", ClientID: "a-*", MaxQueuedBytes: ptr.To(resource.MustParse("0"))}}
+		}, "queues.policies[0].maxQueuedBytes"},
+		"policy without selector": {func(s *v1alpha1.MQTTBrokerSpec) {
+			s.Queues.Policies = []v1alpha1.QueuePolicy{{Name: "a", MaxQueuedMessages: ptr.To(int64(5))}}
+		}, "queues.policies[0]"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -89,6 +104,64 @@ func TestBrokerConfigRejectsWhatTheBrokerWould(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRenderQueuePolicies: spec.queues.policies reach the broker in
+// order, with what they leave unset still unset (the broker applies its
+// broker-wide values), and parse back to the same configuration.
+func TestRenderQueuePolicies(t *testing.T) {
+	b := loadBroker(t, "production")
+	b.Spec.Queues.Policies = []v1alpha1.QueuePolicy{
+		{Name: "sensors", ClientID: "sensor-*", MaxQueuedMessages: ptr.To(int64(500)),
+			MaxQueuedBytes: ptr.To(resource.MustParse("256Ki")), OverflowPolicy: "DropOldest", StoreBudgetPercent: ptr.To(int32(20))},
+		{Name: "actuators", Principal: "actuator-*", OverflowPolicy: "RejectPublish", QueueQoS0: ptr.To(false),
+			MaxSessionExpiry: &metav1.Duration{Duration: 168 * time.Hour}},
+		{Name: "firmware", TopicFilter: "firmware/#", MaxQueuedBytes: ptr.To(resource.MustParse("512Mi"))},
+	}
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := c.Queues.Policies
+	if len(ps) != 3 || ps[0].Name != "sensors" || ps[1].Name != "actuators" || ps[2].Name != "firmware" {
+		t.Fatalf("policies %+v", ps)
+	}
+	if *ps[0].MaxQueuedMessages != 500 || *ps[0].MaxQueuedBytes != 256<<10 || *ps[0].StoreBudgetPercent != 20 || ps[0].QueueQoS0 != nil {
+		t.Errorf("sensors %+v", ps[0])
+	}
+	if ps[1].Principal != "actuator-*" || *ps[1].QueueQoS0 || ps[1].MaxSessionExpiry.D() != 168*time.Hour || ps[1].MaxQueuedMessages != nil {
+		t.Errorf("actuators %+v", ps[1])
+	}
+	if e := c.Effective(2); e.MaxQueuedBytes != 512<<20 || e.MaxQueuedMessages != c.Queues.MaxQueuedMessages || e.OverflowPolicy != c.Queues.OverflowPolicy {
+		t.Errorf("firmware inherits wrongly: %+v", e)
+	}
+	if e := c.Effective(0); e.StoreBudget != c.Queues.MaxStoreBytes/100*20 {
+		t.Errorf("sensors' share %d of %d", e.StoreBudget, c.Queues.MaxStoreBytes)
+	}
+	cm, err := ConfigMap(b, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Parse([]byte(cm.Data[ConfigFile]))
+	if err != nil {
+		t.Fatalf("the broker rejects the rendered policies: %v", err)
+	}
+	if d := config.Diff(c, got); d != nil {
+		t.Errorf("round trip changed %v", d)
+	}
+	// Policies are hot: they never change the restart hash.
+	if config.RestartHash(c) != config.RestartHash(mustConfig(t, loadBroker(t, "production"))) {
+		t.Error("queue policies changed the restart hash")
+	}
+}
+
+func mustConfig(t *testing.T, b *v1alpha1.MQTTBroker) *config.Config {
+	t.Helper()
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestBrokerConfigOptionalLimits: a limit the spec leaves unset keeps the

@@ -62,6 +62,12 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 	if sm := ServiceMonitor(b); sm != nil {
 		out["servicemonitor"] = sm.Object
 	}
+	if cert := Certificate(b); cert != nil {
+		out["certificate"] = cert.Object
+	}
+	if pr := PrometheusRule(b); pr != nil {
+		out["prometheusrule"] = pr.Object
+	}
 	return out
 }
 

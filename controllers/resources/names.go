@@ -47,11 +47,13 @@ const (
 	DataMountPath = "/var/lib/bollard"
 	// DataDir is a directory on the volume rather than its root, which may
 	// hold the filesystem's lost+found.
-	DataDir  = DataMountPath + "/data"
-	UsersDir = "/var/run/bollard/users"
+	DataDir = DataMountPath + "/data"
+	// SecretsDir holds the mounted Secrets, each in its own directory.
+	SecretsDir = "/var/run/bollard"
+	UsersDir   = SecretsDir + "/users"
 	// AdminTokenDir holds the admin token Secret's token key.
-	AdminTokenDir = "/var/run/bollard/admin"
-	TLSDir        = "/var/run/bollard/tls"
+	AdminTokenDir = SecretsDir + "/admin"
+	TLSDir        = SecretsDir + "/tls"
 	TmpDir        = "/tmp"
 	DataVolume    = "data"
 	ContainerBin  = "bollard"

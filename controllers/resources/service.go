@@ -2,6 +2,7 @@ package resources
 
 import (
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -36,6 +37,9 @@ func servicePort(name string, port int32) corev1.ServicePort {
 }
 
 // Service is the client Service: the listeners only, never the admin port.
+// loadBalancerSourceRanges apply to a LoadBalancer and the external
+// traffic policy to a NodePort or LoadBalancer Service only (the CRD
+// refuses them otherwise; the apiserver would too).
 func Service(b *v1alpha1.MQTTBroker) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: objectMeta(b, ServiceName(b)),
@@ -47,6 +51,17 @@ func Service(b *v1alpha1.MQTTBroker) *corev1.Service {
 	}
 	if svc.Spec.Type == "" {
 		svc.Spec.Type = corev1.ServiceTypeClusterIP
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		svc.Spec.LoadBalancerSourceRanges = slices.Clone(b.Spec.Service.LoadBalancerSourceRanges)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort {
+		// Kubernetes' default, written out so that removing the field from
+		// the spec puts it back.
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+		if p := b.Spec.Service.ExternalTrafficPolicy; p != "" {
+			svc.Spec.ExternalTrafficPolicy = p
+		}
 	}
 	if len(b.Spec.Service.Annotations) > 0 {
 		svc.Annotations = maps.Clone(b.Spec.Service.Annotations)

@@ -56,6 +56,12 @@ const (
 	probeTimeout     = 5
 )
 
+// brokerContainerName names the broker's container.
+const brokerContainerName = "broker"
+
+// quantityOne divides limits.memory into bytes for GOMEMLIMIT.
+var quantityOne = resource.MustParse("1")
+
 // Params are the builder inputs that do not come from the MQTTBroker.
 type Params struct {
 	// DefaultImage is used when spec.image is empty.
@@ -137,10 +143,7 @@ func digest(v any) string {
 
 func podTemplate(b *v1alpha1.MQTTBroker, c *config.Config, p Params) corev1.PodTemplateSpec {
 	image := Image(b, p)
-	labels := Labels(b)
-	if v := imageVersion(image); v != "" {
-		labels[LabelVersion] = v
-	}
+	labels := podLabels(b, image)
 	annotations := map[string]string{}
 	maps.Copy(annotations, b.Spec.PodAnnotations)
 	annotations[ConfigHashAnnotation] = ConfigHash(c)
@@ -163,32 +166,27 @@ func podTemplate(b *v1alpha1.MQTTBroker, c *config.Config, p Params) corev1.PodT
 				FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
 				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			ImagePullSecrets:  s.ImagePullSecrets,
-			NodeSelector:      s.NodeSelector,
-			Tolerations:       s.Tolerations,
-			Affinity:          s.Affinity,
-			PriorityClassName: s.PriorityClassName,
-			Containers:        []corev1.Container{brokerContainer(b, image)},
-			Volumes:           volumes(b),
+			ImagePullSecrets:          s.ImagePullSecrets,
+			NodeSelector:              s.NodeSelector,
+			Tolerations:               s.Tolerations,
+			Affinity:                  s.Affinity,
+			TopologySpreadConstraints: s.TopologySpreadConstraints,
+			PriorityClassName:         s.PriorityClassName,
+			Containers:                []corev1.Container{brokerContainer(b, image)},
+			Volumes:                   volumes(b),
 		},
 	}
 }
 
 func brokerContainer(b *v1alpha1.MQTTBroker, image string) corev1.Container {
 	return corev1.Container{
-		Name:            "broker",
-		Image:           image,
-		ImagePullPolicy: b.Spec.ImagePullPolicy,
-		Command:         []string{ContainerBin},
-		Args:            []string{"--config", ConfigDir + "/" + ConfigFile},
-		Ports:           containerPorts(b),
-		Env: []corev1.EnvVar{{
-			// The Go runtime keeps the heap under the container's memory limit.
-			Name: "GOMEMLIMIT",
-			ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
-				ContainerName: "broker", Resource: "limits.memory", Divisor: resource.MustParse("1"),
-			}},
-		}},
+		Name:                     brokerContainerName,
+		Image:                    image,
+		ImagePullPolicy:          b.Spec.ImagePullPolicy,
+		Command:                  []string{ContainerBin},
+		Args:                     []string{"--config", ConfigDir + "/" + ConfigFile},
+		Ports:                    containerPorts(b),
+		Env:                      containerEnv(b),
 		Resources:                b.Spec.Resources,
 		VolumeMounts:             volumeMounts(b),
 		StartupProbe:             httpProbe("/healthz", startupPeriod, startupFailures),
@@ -238,7 +236,7 @@ func volumeMounts(b *v1alpha1.MQTTBroker) []corev1.VolumeMount {
 	if b.Spec.Listeners.TLS != nil {
 		m = append(m, corev1.VolumeMount{Name: "tls", MountPath: TLSDir, ReadOnly: true})
 	}
-	return m
+	return append(m, extraMounts(b)...)
 }
 
 func volumes(b *v1alpha1.MQTTBroker) []corev1.Volume {
@@ -260,9 +258,9 @@ func volumes(b *v1alpha1.MQTTBroker) []corev1.Volume {
 		if t.RequireClientCert {
 			keys = append(keys, TLSCAKey)
 		}
-		v = append(v, secretVolume("tls", t.SecretName, keys...))
+		v = append(v, secretVolume("tls", TLSSecretName(b), keys...))
 	}
-	return v
+	return append(v, extraVolumes(b)...)
 }
 
 // secretVolume mounts only the named keys, readable by the broker's group.

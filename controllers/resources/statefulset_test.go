@@ -95,6 +95,27 @@ func TestHotAndRestartChanges(t *testing.T) {
 		"unrelated annotation": {func(b *v1alpha1.MQTTBroker) {
 			b.Annotations = map[string]string{"example.com/owner": "team-a"}
 		}, false},
+		"podLabels": {func(b *v1alpha1.MQTTBroker) { b.Spec.PodLabels = map[string]v1alpha1.LabelValue{"team": "a"} }, true},
+		"env":       {func(b *v1alpha1.MQTTBroker) { b.Spec.Env = []corev1.EnvVar{{Name: "TZ", Value: "UTC"}} }, true},
+		"volumes": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Volumes = []v1alpha1.Volume{{Name: "ca", ConfigMap: &corev1.ConfigMapVolumeSource{}}}
+			b.Spec.VolumeMounts = []v1alpha1.VolumeMount{{Name: "ca", MountPath: "/etc/ssl/ca"}}
+		}, true},
+		"topologySpreadConstraints": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "zone"}}
+		}, true},
+		"service.loadBalancerSourceRanges": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
+			b.Spec.Service.LoadBalancerSourceRanges = []string{"10.0.0.0/8"}
+			b.Spec.Service.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}, false},
+		// Through spec.config: hot fields of the broker's file stay hot.
+		"limits.connectTimeout": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Config = rawConfig(`{"limits": {"connectTimeout": "3s"}}`)
+		}, false},
+		"sessions.allowTakeoverByOtherPrincipal": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Config = rawConfig(`{"sessions": {"allowTakeoverByOtherPrincipal": true}}`)
+		}, false},
 	}
 	base := loadBroker(t, "minimal")
 	before := children(t, base, Params{DefaultImage: testImage})

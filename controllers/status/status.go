@@ -38,6 +38,8 @@ type BrokerReport struct {
 	QueuedMessages int64
 	// Storage is what the broker said of its store budget.
 	Storage StorageReport
+	// Stats are the rest of the broker's figures, for status.stats.
+	Stats StatsReport
 	// Err is set when the broker could not be asked.
 	Err error
 }
@@ -48,6 +50,8 @@ type StorageReport struct {
 	// Pressure: the broker is at 95% of its budget or more, or its volume
 	// below the reserve; it refuses new offline messages at the budget.
 	Pressure bool
+	// Reported is false when the broker's answer had no storage part.
+	Reported bool
 }
 
 // Observed is everything the reconciler saw in one pass.

@@ -51,7 +51,7 @@ func TestDocsLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	refs, _ := filepath.Glob(filepath.Join(root, "docs", "reference", "*.md"))
-	pages = append(append(pages, refs...), filepath.Join(root, "charts", "bollard-operator", "README.md"))
+	pages = append(append(pages, refs...), filepath.Join(root, "charts", "bollard-operator", "README.md"), filepath.Join(root, "README.md"))
 	for _, page := range pages {
 		b, err := os.ReadFile(page)
 		if err != nil {
@@ -76,5 +76,60 @@ func TestDocsLinks(t *testing.T) {
 				t.Errorf("%s: link %q: no heading with anchor #%s", rel, target, anchor)
 			}
 		}
+	}
+}
+
+// repoPath is a path into the repository as the docs write them: a
+// top-level directory of the module, then path parts.
+var repoPath = regexp.MustCompile(`(?:^|[\s(\x60'"])((?:\.\./)?(?:api|broker|charts|cmd|config|controllers|docs|hack|test)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])`)
+
+// notPaths are strings of the docs that look like repository paths but
+// are not meant as files of it.
+var notPaths = map[string]string{
+	"broker/config/zz_violation.go": "the file a lint example imagines adding",
+	"broker/engine/zz_violation.go": "the file a lint example imagines adding",
+	"broker/host/zz_violation.go":   "the file a lint example imagines adding",
+	"broker/server":                 "the package design.md names, which architecture.md says became broker/engine and broker/host",
+	"test/nosubscribe":              "an MQTT topic in an ACL example",
+}
+
+// TestDocsNameExistingPaths: every repository path the README and the docs
+// name (in text or code, globs aside) exists, so the docs never send a
+// reader to a file that was moved or removed.
+func TestDocsNameExistingPaths(t *testing.T) {
+	root := repoRoot(t)
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, filepath.Join(root, "README.md"), filepath.Join(root, "charts", "bollard-operator", "README.md"))
+	checked := 0
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, page)
+		for _, m := range repoPath.FindAllStringSubmatchIndex(string(b), -1) {
+			p := string(b[m[2]:m[3]])
+			next := ""
+			if m[3] < len(b) {
+				next = string(b[m[3]])
+			}
+			if next == "*" || next == "{" || next == "<" || notPaths[p] != "" {
+				continue // a glob, a brace list or a placeholder
+			}
+			checked++
+			target := filepath.Join(root, strings.TrimPrefix(p, "../"))
+			if strings.HasPrefix(p, "../") {
+				target = filepath.Join(filepath.Dir(page), p)
+			}
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s names %s, which does not exist", rel, p)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked only %d paths: the pattern no longer finds them", checked)
 	}
 }

@@ -176,11 +176,23 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"networkPolicy.prometheus.namespaceSelector=", "networkPolicy.prometheus.podSelector="}, "/networkPolicy/prometheus",
 		},
 		"network policy switch as string": {[]string{"networkPolicy.enabled=maybe"}, "/networkPolicy/enabled"},
+		"dashboard namespace":             {[]string{"grafanaDashboard.namespace=Monitoring"}, "/grafanaDashboard/namespace"},
+		"typo in prometheusRule":          {[]string{"prometheusRule.enable=true"}, "additional properties 'enable' not allowed"},
 		"replicas without leader election": {
 			[]string{"replicaCount=2", "leaderElection.enabled=false"}, "replicaCount > 1 needs leaderElection.enabled",
 		},
 		"existing service account without a name": {
 			[]string{"serviceAccount.create=false"}, "serviceAccount.name is required",
+		},
+		"pod label over the selector": {[]string{"podLabels.app\\.kubernetes\\.io/instance=x"}, "/podLabels"},
+		"env the chart sets":          {[]string{"extraEnv[0].name=POD_NAMESPACE", "extraEnv[0].value=x"}, "/extraEnv/0/name"},
+		"mount over the token": {
+			[]string{"extraVolumes[0].name=x", "extraVolumeMounts[0].name=x", "extraVolumeMounts[0].mountPath=/var/run/secrets"},
+			"/extraVolumeMounts/0/mountPath",
+		},
+		"relative mount path": {
+			[]string{"extraVolumes[0].name=x", "extraVolumeMounts[0].name=x", "extraVolumeMounts[0].mountPath=etc/ssl"},
+			"/extraVolumeMounts/0/mountPath",
 		},
 	}
 	for name, c := range cases {

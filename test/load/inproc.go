@@ -39,6 +39,9 @@ func NewInProcess(dir, durability string, maxInflight int) (Target, error) {
 		cfg.DataDir = ""
 	}
 	cfg.Queues.MaxQueuedMessages, cfg.Queues.MaxQueuedBytes = 10_000_000, 4<<30
+	// The restart scenario's sessions and its publishers are all anonymous:
+	// one principal.
+	cfg.Sessions.MaxSessions, cfg.Sessions.MaxSessionsPerPrincipal = 1_000_000, 1_000_000
 	cfg.Limits.MaxConnections = 100_000
 	cfg.Limits.MaxInflight = uint16(maxInflight)
 	if err := cfg.Validate(); err != nil {

@@ -166,6 +166,9 @@ func NewBollard(o BollardOptions) (Target, error) {
 	return p, nil
 }
 
+// bollardConfig is the broker's configuration for a run, its limits high
+// enough for every scenario (the restart scenario's 10,000 sessions and its
+// publishers are anonymous: one principal for sessions.maxSessionsPerPrincipal).
 func bollardConfig(o BollardOptions, mqtt, admin string) string {
 	return fmt.Sprintf(`listeners:
   mqtt:
@@ -178,6 +181,9 @@ durability:
 queues:
   maxQueuedMessages: 10000000
   maxQueuedBytes: 4294967296
+sessions:
+  maxSessions: 1000000
+  maxSessionsPerPrincipal: 1000000
 limits:
   maxConnections: 100000
   maxInflight: %d

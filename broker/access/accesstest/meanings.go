@@ -2,7 +2,7 @@
 // and walked by the tests of every side that handles rules: broker/access
 // evaluates it directly, the operator (controllers/resources) walks it
 // through its rendering of an MQTTBroker into the broker's configuration
-// file, and broker/server through real clients. It is imported by tests
+// file, and broker/engine through real clients. It is imported by tests
 // only.
 package accesstest
 

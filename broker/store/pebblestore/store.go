@@ -77,6 +77,8 @@ type Store struct {
 	// messages, counted by recovery to check the reference counts.
 	sharedRefs int64
 	scratch    scratch // for commits, under mu
+	// fsyncs times the fsyncs of the write-ahead log (FsyncLatency).
+	fsyncs store.Latencies
 	// statsSnap is a copy of stats for Stats, replaced by every commit.
 	statsSnap atomic.Pointer[store.Stats]
 	ops       sync.WaitGroup // operations using db; Close waits for them
@@ -149,6 +151,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	o.FS = timedFS{FS: o.FS, lat: &s.fsyncs}
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
 	}
