@@ -182,6 +182,9 @@ func TestStoreContractDurable(t *testing.T) {
 }
 
 func TestStoreContractThreeMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster per subtest; the one-member suite runs in -short (make test runs this)")
+	}
 	storetest.Run(t, func(t *testing.T) store.Store {
 		c := newTestCluster(t, 3, fastTiming)
 		l := c.leader()
