@@ -76,6 +76,9 @@ func NewPublisher(rec *history.Recorder, cfg PublisherConfig) (*Publisher, error
 // ID is the publisher's ID.
 func (p *Publisher) ID() string { return p.cfg.ID }
 
+// Spans returns the connections the publisher held so far.
+func (p *Publisher) Spans() []Span { return p.conn.Spans() }
+
 // Stats returns the counts so far.
 func (p *Publisher) Stats() PublisherStats {
 	p.mu.Lock()
@@ -96,6 +99,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue
 		}
 		err = p.publishUntilLost(ctx, c)
+		p.conn.ended(!isDone(c))
 		_ = c.Disconnect(&paho.Disconnect{}) // the connection may be gone already
 		<-c.Done()
 		if err != nil {
@@ -105,8 +109,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (p *Publisher) dial(ctx context.Context, addr string) (*paho.Client, *paho.Connack, error) {
-	return mqtttest.DialWith(ctx, addr, p.cfg.ID, true, 0, nil, mqtttest.Options{OnServerDisconnect: p.conn.serverDisconnect})
+func (p *Publisher) dial(ctx context.Context, addr string, onDisconnect func(*paho.Disconnect)) (*paho.Client, *paho.Connack, error) {
+	return mqtttest.DialWith(ctx, addr, p.cfg.ID, true, 0, nil, mqtttest.Options{OnServerDisconnect: onDisconnect})
 }
 
 func (p *Publisher) done() bool {
@@ -131,6 +135,7 @@ func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error 
 		case <-ctx.Done():
 		}
 	}()
+	server := p.conn.Addr()
 	for ctx.Err() == nil && !p.done() {
 		p.mu.Lock()
 		p.seq++
@@ -141,7 +146,7 @@ func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error 
 		if err != nil {
 			return err
 		}
-		a := history.Attempt{Publisher: p.cfg.ID, Seq: seq, QoS: p.cfg.QoS, Topic: p.cfg.Topic, Sent: time.Now()}
+		a := history.Attempt{Publisher: p.cfg.ID, Seq: seq, QoS: p.cfg.QoS, Topic: p.cfg.Topic, Server: server, Sent: time.Now()}
 		if err := p.rec.Sent(a); err != nil {
 			return err
 		}
@@ -157,6 +162,16 @@ func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error 
 		}
 	}
 	return nil
+}
+
+// isDone reports whether c's connection has ended.
+func isDone(c *paho.Client) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *Publisher) settle(seq uint64, o history.Outcome, detail string) error {
