@@ -290,6 +290,35 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	}
 }
 
+// Members snapshot once SnapshotEvery entries have gone by, within a few
+// seconds (Raft's own check comes every 2 to 4 minutes), and the leader
+// compacts its log past them.
+func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
+	timing := fastTiming
+	timing.SnapshotEvery, timing.TrailingLogs = 50, 10
+	c := newTestCluster(t, 3, timing)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 120; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range c.nodes {
+		poll.Wait(t, 4*snapshotCheck+5*time.Second, 50*time.Millisecond, c.members[i].ID+" to snapshot", func() bool {
+			return n.Status().LastSnapshotIndex >= 50
+		})
+	}
+	poll.Wait(t, 5*time.Second, 50*time.Millisecond, "the leader to compact its log", func() bool {
+		first, err := c.nodes[l].logs.FirstIndex()
+		return err == nil && first > 2
+	})
+}
+
 func TestReplicationPortRefusesStrangers(t *testing.T) {
 	c := newTestCluster(t, 1, fastTiming)
 	c.leader()

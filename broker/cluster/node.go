@@ -42,6 +42,10 @@ type Timing struct {
 	TrailingLogs  uint64        // entries kept after a snapshot for slow followers (10240)
 }
 
+// snapshotCheck is how often a member compares its log with
+// Timing.SnapshotEvery (Raft waits between one and two of these).
+const snapshotCheck = 2 * time.Second
+
 // Config configures a member.
 type Config struct {
 	// ID of this member; it must be one of Members when Bootstrap is set.
@@ -242,6 +246,10 @@ func (n *Node) open() error {
 	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
 	rc.CommitTimeout = cfg.Timing.Commit
 	rc.SnapshotThreshold = cfg.Timing.SnapshotEvery
+	// Raft looks at the threshold only this often (its default, 120s,
+	// let the log grow for minutes past SnapshotEvery entries, and a
+	// member that was down meanwhile replay all of it); the look is cheap.
+	rc.SnapshotInterval = snapshotCheck
 	rc.TrailingLogs = cfg.Timing.TrailingLogs
 	// The store is the FSM's state and survives restarts: replaying the
 	// log over it skips what it already applied (ApplyReplicated), so a
