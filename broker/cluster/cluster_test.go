@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +51,25 @@ type testCluster struct {
 	dirs    []string
 	nodes   []*Node
 	timing  Timing
+	logs    []*syncBuffer // each member's log
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
@@ -57,6 +78,7 @@ func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
 	for i, a := range freeAddrs(t, n) {
 		c.members = append(c.members, Member{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("client-%d:1883", i)})
 		c.dirs = append(c.dirs, t.TempDir())
+		c.logs = append(c.logs, &syncBuffer{})
 	}
 	for i := range n {
 		c.start(i)
@@ -74,7 +96,7 @@ func (c *testCluster) start(i int) {
 	n, err := Open(Config{
 		ID: c.members[i].ID, Dir: c.dirs[i], Bind: c.members[i].RaftAddress, Members: c.members,
 		Bootstrap: true, Secret: testSecret, Timing: c.timing,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(c.logs[i], nil)),
 	})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.members[i].ID, err)
@@ -281,6 +303,9 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	waitApplied(t, c.nodes[down], c.nodes[l].Status().AppliedIndex)
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
 		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
+	}
+	if log := c.logs[down].String(); !strings.Contains(log, "installed a snapshot from the leader") {
+		t.Fatalf("the member's log does not tell of the snapshot it installed:\n%s", log)
 	}
 	// The restored member restarts from its own store.
 	c.stop(down)

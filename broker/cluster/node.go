@@ -256,7 +256,7 @@ func (n *Node) open() error {
 	// restart need not copy the latest snapshot back in.
 	rc.NoSnapshotRestoreOnStart = true
 
-	f := &fsm{st: n.st, dir: cfg.Dir, fatal: n.fail}
+	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail}
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 		if err != nil {
