@@ -256,10 +256,5 @@ func (s *Subscriber) hangUp(c *paho.Client) {
 	}
 	s.conn.ended(!isDone(c))
 	_ = c.Disconnect(&paho.Disconnect{}) // the connection may be gone already
-	t := time.NewTimer(hangUpTimeout)
-	defer t.Stop()
-	select {
-	case <-c.Done():
-	case <-t.C:
-	}
+	waitDone(c, hangUpTimeout)
 }
