@@ -42,6 +42,9 @@ type Timing struct {
 	TrailingLogs  uint64        // entries kept after a snapshot for slow followers (10240)
 }
 
+// DefaultLeaderLease is Timing.LeaderLease when unset.
+const DefaultLeaderLease = 500 * time.Millisecond
+
 // snapshotCheck is how often a member compares its log with
 // Timing.SnapshotEvery (Raft waits between one and two of these).
 const snapshotCheck = 2 * time.Second
@@ -161,7 +164,7 @@ func (t Timing) withDefaults() Timing {
 	}
 	def(&t.Heartbeat, time.Second)
 	def(&t.Election, time.Second)
-	def(&t.LeaderLease, 500*time.Millisecond)
+	def(&t.LeaderLease, DefaultLeaderLease)
 	def(&t.Commit, 50*time.Millisecond)
 	if t.SnapshotEvery == 0 {
 		t.SnapshotEvery = 8192
