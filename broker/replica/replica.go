@@ -159,7 +159,9 @@ func (e *Engine) retire(srv *engine.Server, term uint64) {
 // leader is known within a round trip; a leader cut off from the majority
 // never learns it, and its clients, whose publishes fail meanwhile, must
 // go within its lease (they are then told only that this server is
-// shutting down, and try the other members).
+// shutting down, and try the other members). A drain does not cut the
+// wait short: it is what a leader stopping with SIGTERM hands over after
+// the leadership transfer, and the new leader is learnt just after.
 func (e *Engine) leaderAddress() string {
 	deadline := time.NewTimer(e.leaderWait())
 	defer deadline.Stop()
@@ -171,8 +173,6 @@ func (e *Engine) leaderAddress() string {
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return ""
-		case <-e.stop:
 			return ""
 		}
 	}

@@ -25,6 +25,8 @@ type fakeNode struct {
 	mu      sync.Mutex
 	st      cluster.Serving
 	changed chan struct{}
+	// transfer, when set, is what TransferLeadership does.
+	transfer func() error
 }
 
 func (n *fakeNode) State() (cluster.Serving, <-chan struct{}) {
@@ -41,7 +43,12 @@ func (n *fakeNode) set(s cluster.Serving) {
 	n.changed = make(chan struct{})
 }
 
-func (n *fakeNode) TransferLeadership() error { return errors.New("fake: no transfer") }
+func (n *fakeNode) TransferLeadership() error {
+	if n.transfer == nil {
+		return errors.New("fake: no transfer")
+	}
+	return n.transfer()
+}
 
 // serving starts an Engine whose member leads term 1, behind a loopback
 // listener, and returns it with the node and the address.
@@ -142,5 +149,30 @@ func TestHandoverNamesTheNewLeader(t *testing.T) {
 	dis := waitDisconnect(t, got, 10*time.Second)
 	if dis.ReasonCode != 0x9C || dis.Properties == nil || dis.Properties.ServerReference != "127.0.0.1:1884" {
 		t.Fatalf("DISCONNECT %+v, want 0x9C naming 127.0.0.1:1884", dis)
+	}
+}
+
+// A leader that stops (SIGTERM) transfers leadership, and its clients are
+// told where the new leader is, even when the member learns it only after
+// the drain began: the drain does not cut the wait for the leader short.
+func TestDrainHandsClientsToTheNewLeader(t *testing.T) {
+	e, node, addr := serving(t, 2*time.Second)
+	_, got := client(t, addr)
+	node.transfer = func() error {
+		node.set(cluster.Serving{})
+		go func() {
+			<-e.stop // the drain goes on after the transfer
+			node.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "127.0.0.1:1884"})
+		}()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dis := waitDisconnect(t, got, 10*time.Second)
+	if dis.ReasonCode != 0x9C || dis.Properties == nil || dis.Properties.ServerReference != "127.0.0.1:1884" {
+		t.Fatalf("DISCONNECT 0x%02X %+v, want 0x9C naming 127.0.0.1:1884", dis.ReasonCode, dis.Properties)
 	}
 }
