@@ -344,6 +344,29 @@ func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
 	})
 }
 
+// A member that learns the leader before it watches Raft's observations
+// (a restarted member the leader contacts at once) names the leader, so it
+// can send clients there. It named none until the next election.
+func TestRejoinedMemberNamesTheLeader(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	f := (l + 1) % 3
+	c.stop(f)
+	observeHook = func(n *Node) {
+		poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to hear from the leader", func() bool {
+			_, id := n.raft.LeaderWithID()
+			return id != ""
+		})
+	}
+	t.Cleanup(func() { observeHook = nil })
+	c.start(f)
+	want := c.members[l]
+	poll.Wait(t, 5*time.Second, 10*time.Millisecond, "the member to name the leader", func() bool {
+		s, _ := c.nodes[f].State()
+		return s.LeaderID == want.ID && s.LeaderClientAddress == want.ClientAddress
+	})
+}
+
 func TestReplicationPortRefusesStrangers(t *testing.T) {
 	c := newTestCluster(t, 1, fastTiming)
 	c.leader()

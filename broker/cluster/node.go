@@ -305,6 +305,14 @@ func (n *Node) catchUpWithSnapshot() error {
 	return n.st.restore(func(dir string) error { return untar(rc, dir) })
 }
 
+// leaderRefresh is how often the leader's identity is read from Raft
+// besides its observations.
+const leaderRefresh = time.Second
+
+// observeHook, when set (tests), runs before the leadership observer is
+// registered.
+var observeHook func(*Node)
+
 // watchLeadership turns Raft's leadership changes into Serving: a new
 // leader serves once a barrier shows it applied every earlier entry.
 func (n *Node) watchLeadership() {
@@ -314,8 +322,19 @@ func (n *Node) watchLeadership() {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
+	if observeHook != nil {
+		observeHook(n)
+	}
 	n.raft.RegisterObserver(o)
 	defer n.raft.DeregisterObserver(o)
+	// Raft runs before the observer is registered, and drops observations
+	// the channel has no room for: the leader it learnt meanwhile is read
+	// now, and again every leaderRefresh, or a member that rejoined a
+	// cluster with a leader could go on naming none (refusing clients
+	// without a Server Reference) until the next election.
+	n.refreshLeader()
+	refresh := time.NewTicker(leaderRefresh)
+	defer refresh.Stop()
 	leaderCh := n.raft.LeaderCh()
 	for {
 		select {
@@ -323,6 +342,8 @@ func (n *Node) watchLeadership() {
 			n.setServing(false, 0)
 			return
 		case <-obs:
+			n.refreshLeader()
+		case <-refresh.C:
 			n.refreshLeader()
 		case isLeader := <-leaderCh:
 			if !isLeader {
