@@ -90,12 +90,17 @@ type testCluster struct {
 	members []*member
 	secret  string
 	bin     string
-	// heartbeat is the members' heartbeat (and election) timeout; their
-	// leader lease is half of it.
+	// heartbeat is the members' heartbeat (and election) timeout, the
+	// default: on a busy 2-core machine running members built with -race,
+	// half of it made leaders step down for want of a quorum's contact
+	// (a 250 ms lease) several times a minute. Their leader lease is half
+	// of it, also the default.
 	heartbeat time.Duration
 	// snapshotEvery and trailingLogs are cluster.snapshotEvery and
 	// cluster.trailingLogs (0: the defaults).
 	snapshotEvery, trailingLogs int
+	// extra is top-level YAML added to every member's configuration.
+	extra string
 	// mesh, when set, carries every replication connection: member i
 	// dials member j at mesh.Addr(i, j).
 	mesh *faultproxy.Mesh
@@ -108,7 +113,11 @@ type clusterOptions struct {
 	snapshotEvery, trailingLogs int
 	mesh                        bool
 	race                        bool
+	extra                       string
 }
+
+// withConfig adds top-level YAML to every member's configuration.
+func withConfig(yaml string) option { return func(o *clusterOptions) { o.extra += yaml } }
 
 // withSnapshots sets cluster.snapshotEvery and cluster.trailingLogs.
 func withSnapshots(every, trailing int) option {
@@ -147,8 +156,8 @@ func newCluster(t *testing.T, n int, opts ...option) *testCluster {
 	for _, f := range opts {
 		f(&o)
 	}
-	c := &testCluster{t: t, heartbeat: 500 * time.Millisecond, snapshotEvery: o.snapshotEvery, trailingLogs: o.trailingLogs,
-		bin: binary(t, o.race)}
+	c := &testCluster{t: t, heartbeat: time.Second, snapshotEvery: o.snapshotEvery, trailingLogs: o.trailingLogs,
+		extra: o.extra, bin: binary(t, o.race)}
 	base := t.TempDir()
 	c.secret = filepath.Join(base, "secret")
 	if err := os.WriteFile(c.secret, []byte(strings.Repeat("k", 48)), 0o600); err != nil {
@@ -244,6 +253,7 @@ func (c *testCluster) writeConfig(i int) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listeners:\n  mqtt:\n    address: %s\nadmin:\n  address: %s\ndataDir: %s\n", m.mqtt, m.admin, m.dir)
 	fmt.Fprintf(&b, "auth:\n  allowAnonymous: true\ndrainTimeout: 10s\n")
+	b.WriteString(c.extra)
 	fmt.Fprintf(&b, "cluster:\n  memberID: %s\n  bind: %s\n  bootstrap: true\n  secretFile: %s\n", m.id, m.raft, c.secret)
 	fmt.Fprintf(&b, "  heartbeatTimeout: %s\n  electionTimeout: %s\n  leaderLeaseTimeout: %s\n", c.heartbeat, c.heartbeat, c.lease())
 	if c.snapshotEvery > 0 {
@@ -352,14 +362,32 @@ func (m *member) signal(sig syscall.Signal, d time.Duration) bool {
 func (c *testCluster) stopGracefully(i int, d time.Duration) {
 	c.t.Helper()
 	m := c.members[i]
-	if !m.signal(syscall.SIGTERM, d) {
-		c.t.Fatalf("%s did not end within %s of SIGTERM; its log ends:\n%s", m.id, d, c.logTail(i))
+	m.mu.Lock()
+	m.expected = true
+	cmd := m.cmd
+	m.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	c.waitClean(i, d)
+}
+
+// waitClean fails the test unless member i's process ends with status 0
+// within d (it was asked to stop).
+func (c *testCluster) waitClean(i int, d time.Duration) {
+	c.t.Helper()
+	m := c.members[i]
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(d):
+		c.t.Fatalf("%s did not end within %s; its log ends:\n%s", m.id, d, c.logTail(i))
 	}
 	m.mu.Lock()
 	err := m.exitErr
 	m.mu.Unlock()
 	if err != nil {
-		c.t.Fatalf("%s ended on SIGTERM with %v; its log ends:\n%s", m.id, err, c.logTail(i))
+		c.t.Fatalf("%s ended with %v; its log ends:\n%s", m.id, err, c.logTail(i))
 	}
 }
 

@@ -160,6 +160,7 @@ func (w *workload) finish(d time.Duration) history.Report {
 	rep := w.rec.Check()
 	w.t.Logf("history: %s", rep.Summary())
 	w.logClients()
+	logOddities(w.t, w.rec.History())
 	if !rep.OK() {
 		w.t.Errorf("the history breaks the broker's promises:\n%s", rep)
 		w.logSpans()
@@ -215,6 +216,48 @@ func (w *workload) logClients() {
 	}
 }
 
+// logOddities logs, in brief, what the history allows but a reader of
+// the run wants to see: refused publishes and redeliveries.
+func logOddities(t *testing.T, h history.History) {
+	failed := map[string]int{}
+	var firstFail, lastFail time.Time
+	for _, a := range h.Attempts {
+		if a.Outcome == history.Failed {
+			failed[a.Server+" "+a.Detail]++
+			if firstFail.IsZero() {
+				firstFail = a.Settled
+			}
+			lastFail = a.Settled
+		}
+	}
+	for k, n := range failed {
+		t.Logf("refused publishes: %d from %s (%s to %s)", n, k, firstFail.Format("15:04:05.000"), lastFail.Format("15:04:05.000"))
+	}
+	type key struct {
+		sub, pub string
+		seq      uint64
+	}
+	seen := map[key][]history.Delivery{}
+	for _, d := range h.Deliveries {
+		k := key{d.Subscriber, d.Publisher, d.Seq}
+		seen[k] = append(seen[k], d)
+	}
+	n := 0
+	for _, d := range h.Deliveries {
+		ds := seen[key{d.Subscriber, d.Publisher, d.Seq}]
+		if len(ds) < 2 || ds[0] != d {
+			continue
+		}
+		if n++; n <= 5 {
+			var at []string
+			for _, x := range ds {
+				at = append(at, fmt.Sprintf("%s dup=%v", x.Received.Format("15:04:05.000"), x.Dup))
+			}
+			t.Logf("redelivered: pub-%s/%d to %s at QoS %d: %s", d.Publisher, d.Seq, d.Subscriber, d.QoS, strings.Join(at, ", "))
+		}
+	}
+}
+
 // logSpans logs every connection of every client.
 func (w *workload) logSpans() {
 	for _, p := range w.pubs {
@@ -266,6 +309,7 @@ type outage struct {
 	client   string
 	from     string // the address of the connection that ended
 	to       string // the address of the next one
+	ref      string // the Server Reference of the server's DISCONNECT
 	at       time.Time
 	length   time.Duration
 	byServer bool // the server sent DISCONNECT
@@ -281,7 +325,7 @@ func outages(client string, spans []mqttclient.Span) []outage {
 		if sp.Down.IsZero() || sp.ByClient {
 			continue
 		}
-		o := outage{client: client, from: sp.Addr, at: sp.Down, byServer: sp.ServerDisconnect, reason: sp.ReasonCode}
+		o := outage{client: client, from: sp.Addr, at: sp.Down, byServer: sp.ServerDisconnect, reason: sp.ReasonCode, ref: sp.ServerReference}
 		if k+1 < len(spans) {
 			o.to, o.length = spans[k+1].Addr, spans[k+1].Up.Sub(sp.Down)
 		} else {
