@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +51,25 @@ type testCluster struct {
 	dirs    []string
 	nodes   []*Node
 	timing  Timing
+	logs    []*syncBuffer // each member's log
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
@@ -57,6 +78,7 @@ func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
 	for i, a := range freeAddrs(t, n) {
 		c.members = append(c.members, Member{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("client-%d:1883", i)})
 		c.dirs = append(c.dirs, t.TempDir())
+		c.logs = append(c.logs, &syncBuffer{})
 	}
 	for i := range n {
 		c.start(i)
@@ -74,7 +96,7 @@ func (c *testCluster) start(i int) {
 	n, err := Open(Config{
 		ID: c.members[i].ID, Dir: c.dirs[i], Bind: c.members[i].RaftAddress, Members: c.members,
 		Bootstrap: true, Secret: testSecret, Timing: c.timing,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(c.logs[i], nil)),
 	})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.members[i].ID, err)
@@ -285,12 +307,67 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
 		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
 	}
+	if log := c.logs[down].String(); !strings.Contains(log, "installed a snapshot from the leader") {
+		t.Fatalf("the member's log does not tell of the snapshot it installed:\n%s", log)
+	}
 	// The restored member restarts from its own store.
 	c.stop(down)
 	c.start(down)
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 {
 		t.Fatalf("after a restart the member holds %d entries", len(got))
 	}
+}
+
+// Members snapshot once SnapshotEvery entries have gone by, within a few
+// seconds (Raft's own check comes every 2 to 4 minutes), and the leader
+// compacts its log past them.
+func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
+	timing := fastTiming
+	timing.SnapshotEvery, timing.TrailingLogs = 50, 10
+	c := newTestCluster(t, 3, timing)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 120; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range c.nodes {
+		poll.Wait(t, 4*snapshotCheck+5*time.Second, 50*time.Millisecond, c.members[i].ID+" to snapshot", func() bool {
+			return n.Status().LastSnapshotIndex >= 50
+		})
+	}
+	poll.Wait(t, 5*time.Second, 50*time.Millisecond, "the leader to compact its log", func() bool {
+		first, err := c.nodes[l].logs.FirstIndex()
+		return err == nil && first > 2
+	})
+}
+
+// A member that learns the leader before it watches Raft's observations
+// (a restarted member the leader contacts at once) names the leader, so it
+// can send clients there. It named none until the next election.
+func TestRejoinedMemberNamesTheLeader(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	f := (l + 1) % 3
+	c.stop(f)
+	observeHook = func(n *Node) {
+		poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to hear from the leader", func() bool {
+			_, id := n.raft.LeaderWithID()
+			return id != ""
+		})
+	}
+	t.Cleanup(func() { observeHook = nil })
+	c.start(f)
+	want := c.members[l]
+	poll.Wait(t, 5*time.Second, 10*time.Millisecond, "the member to name the leader", func() bool {
+		s, _ := c.nodes[f].State()
+		return s.LeaderID == want.ID && s.LeaderClientAddress == want.ClientAddress
+	})
 }
 
 func TestReplicationPortRefusesStrangers(t *testing.T) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -21,6 +23,7 @@ import (
 // fsm applies committed log entries to the member's own Pebble store. Raft
 // calls Apply, Snapshot and Restore from one goroutine, in log order.
 type fsm struct {
+	log     *slog.Logger
 	st      *replStore
 	dir     string // the cluster directory: store/, checkpoints/, store.incoming
 	ckptSeq atomic.Uint64
@@ -74,7 +77,27 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // snapshot's (a leader sent it because this member is too far behind).
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.st.restore(func(dir string) error { return untar(rc, dir) })
+	t0 := time.Now()
+	cr := &countingReader{r: rc}
+	if err := f.st.restore(func(dir string) error { return untar(cr, dir) }); err != nil {
+		f.log.Error("installing the leader's snapshot failed", "bytes", cr.n, "err", err)
+		return err
+	}
+	f.log.Info("installed a snapshot from the leader", "appliedIndex", f.st.cur().AppliedIndex(),
+		"bytes", cr.n, "took", time.Since(t0).String())
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // checkpoint is one snapshot's Pebble checkpoint.

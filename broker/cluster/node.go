@@ -41,6 +41,13 @@ type Timing struct {
 	TrailingLogs  uint64        // entries kept after a snapshot for slow followers (10240)
 }
 
+// DefaultLeaderLease is Timing.LeaderLease when unset.
+const DefaultLeaderLease = 500 * time.Millisecond
+
+// snapshotCheck is how often a member compares its log with
+// Timing.SnapshotEvery (Raft waits between one and two of these).
+const snapshotCheck = 2 * time.Second
+
 // Config configures a member.
 type Config struct {
 	// ID of this member; it must be one of Members when Bootstrap is set.
@@ -156,7 +163,7 @@ func (t Timing) withDefaults() Timing {
 	}
 	def(&t.Heartbeat, time.Second)
 	def(&t.Election, time.Second)
-	def(&t.LeaderLease, 500*time.Millisecond)
+	def(&t.LeaderLease, DefaultLeaderLease)
 	def(&t.Commit, 50*time.Millisecond)
 	if t.SnapshotEvery == 0 {
 		t.SnapshotEvery = 8192
@@ -241,6 +248,10 @@ func (n *Node) open() error {
 	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
 	rc.CommitTimeout = cfg.Timing.Commit
 	rc.SnapshotThreshold = cfg.Timing.SnapshotEvery
+	// Raft looks at the threshold only this often (its default, 120s,
+	// let the log grow for minutes past SnapshotEvery entries, and a
+	// member that was down meanwhile replay all of it); the look is cheap.
+	rc.SnapshotInterval = snapshotCheck
 	rc.TrailingLogs = cfg.Timing.TrailingLogs
 	// The store is the FSM's state and survives restarts: replaying the
 	// log over it skips what it already applied (ApplyReplicated), so a
@@ -252,7 +263,7 @@ func (n *Node) open() error {
 	// entry with one fsync (group commit across log entries).
 	rc.BatchApplyCh = true
 
-	f := &fsm{st: n.st, dir: cfg.Dir, fatal: n.fail}
+	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail}
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 		if err != nil {
@@ -298,6 +309,14 @@ func (n *Node) catchUpWithSnapshot() error {
 	return n.st.restore(func(dir string) error { return untar(rc, dir) })
 }
 
+// leaderRefresh is how often the leader's identity is read from Raft
+// besides its observations.
+const leaderRefresh = time.Second
+
+// observeHook, when set (tests), runs before the leadership observer is
+// registered.
+var observeHook func(*Node)
+
 // watchLeadership turns Raft's leadership changes into Serving: a new
 // leader serves once a barrier shows it applied every earlier entry.
 func (n *Node) watchLeadership() {
@@ -307,8 +326,19 @@ func (n *Node) watchLeadership() {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
+	if observeHook != nil {
+		observeHook(n)
+	}
 	n.raft.RegisterObserver(o)
 	defer n.raft.DeregisterObserver(o)
+	// Raft runs before the observer is registered, and drops observations
+	// the channel has no room for: the leader it learnt meanwhile is read
+	// now, and again every leaderRefresh, or a member that rejoined a
+	// cluster with a leader could go on naming none (refusing clients
+	// without a Server Reference) until the next election.
+	n.refreshLeader()
+	refresh := time.NewTicker(leaderRefresh)
+	defer refresh.Stop()
 	leaderCh := n.raft.LeaderCh()
 	for {
 		select {
@@ -316,6 +346,8 @@ func (n *Node) watchLeadership() {
 			n.setServing(false, 0)
 			return
 		case <-obs:
+			n.refreshLeader()
+		case <-refresh.C:
 			n.refreshLeader()
 		case isLeader := <-leaderCh:
 			if !isLeader {

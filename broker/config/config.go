@@ -111,6 +111,10 @@ type Cluster struct {
 	LeaderLeaseTimeout Duration `yaml:"leaderLeaseTimeout,omitempty" json:"leaderLeaseTimeout,omitempty" reload:"restart"`
 	// SnapshotEvery is the number of log entries between snapshots.
 	SnapshotEvery int `yaml:"snapshotEvery,omitempty" json:"snapshotEvery,omitempty" reload:"restart"`
+	// TrailingLogs is the number of log entries kept after a snapshot: a
+	// member that fell fewer entries behind catches up from the log, one
+	// further behind is sent the whole snapshot. 0: 10240.
+	TrailingLogs int `yaml:"trailingLogs,omitempty" json:"trailingLogs,omitempty" reload:"restart"`
 	// DialAddresses maps member IDs to the address this member dials them
 	// at, when it differs from their raftAddress (a NAT, or the fault-
 	// injecting proxies of the tests). The cluster configuration keeps

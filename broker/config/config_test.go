@@ -290,6 +290,8 @@ func TestClusterValidation(t *testing.T) {
 		"dial unknown member":    {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"zz": "h:1"} }, "cluster.dialAddresses[zz]"},
 		"dial bad address":       {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"b-1": "h"} }, "cluster.dialAddresses[b-1]"},
 		"negative snapshotEvery": {func(c *Config) { c.Cluster.SnapshotEvery = -1 }, "cluster.snapshotEvery"},
+		"negative trailingLogs":  {func(c *Config) { c.Cluster.TrailingLogs = -1 }, "cluster.trailingLogs"},
+		"huge trailingLogs":      {func(c *Config) { c.Cluster.TrailingLogs = 20_000_000 }, "cluster.trailingLogs"},
 	}
 	for name, tc := range cases {
 		c := good()

@@ -250,6 +250,7 @@ func (c *Config) validateCluster(v *validator) {
 	}
 	v.check(cl.LeaderLeaseTimeout <= heartbeat, "cluster.leaderLeaseTimeout", "must not exceed the heartbeat timeout (%s), got %s", heartbeat, cl.LeaderLeaseTimeout)
 	v.check(cl.SnapshotEvery >= 0 && cl.SnapshotEvery <= 10_000_000, "cluster.snapshotEvery", "must be between 0 (the default) and 10000000, got %d", cl.SnapshotEvery)
+	v.check(cl.TrailingLogs >= 0 && cl.TrailingLogs <= 10_000_000, "cluster.trailingLogs", "must be between 0 (the default) and 10000000, got %d", cl.TrailingLogs)
 }
 
 // CheckClusterMember checks a member the way cluster.members entries are

@@ -29,10 +29,6 @@ import (
 	"github.com/bollard-io/bollard/broker/engine"
 )
 
-// leaderWait bounds how long a member that stopped leading waits to learn
-// the new leader's address before it disconnects its clients (they are
-// then told only that this server is shutting down).
-const leaderWait = 3 * time.Second
 
 // Node is what Engine needs of a cluster member; *cluster.Node implements it.
 type Node interface {
@@ -158,9 +154,16 @@ func (e *Engine) retire(srv *engine.Server, term uint64) {
 	}()
 }
 
-// leaderAddress waits a little for the member to learn the new leader.
+// leaderAddress waits a little for the member to learn the new leader:
+// at most the leader lease (cluster.leaderLeaseTimeout). A handover's new
+// leader is known within a round trip; a leader cut off from the majority
+// never learns it, and its clients, whose publishes fail meanwhile, must
+// go within its lease (they are then told only that this server is
+// shutting down, and try the other members). A drain does not cut the
+// wait short: it is what a leader stopping with SIGTERM hands over after
+// the leadership transfer, and the new leader is learnt just after.
 func (e *Engine) leaderAddress() string {
-	deadline := time.NewTimer(leaderWait)
+	deadline := time.NewTimer(e.leaderWait())
 	defer deadline.Stop()
 	for {
 		st, changed := e.node.State()
@@ -171,10 +174,17 @@ func (e *Engine) leaderAddress() string {
 		case <-changed:
 		case <-deadline.C:
 			return ""
-		case <-e.stop:
-			return ""
 		}
 	}
+}
+
+func (e *Engine) leaderWait() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d := e.cfg.Cluster.LeaderLeaseTimeout.D(); d > 0 {
+		return d
+	}
+	return cluster.DefaultLeaderLease
 }
 
 func (e *Engine) drainTimeout() time.Duration {

@@ -1,8 +1,8 @@
 package replica
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -10,62 +10,58 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/engine"
-	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/store/memstore"
+	"github.com/bollard-io/bollard/test/mqtttest"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
-// fakeNode is a member whose leadership the test moves.
+// fakeNode is a member whose leadership the test decides.
 type fakeNode struct {
-	mu         sync.Mutex
-	st         cluster.Serving
-	changed    chan struct{}
-	transfers  int
-	onTransfer func() // called with mu held
+	mu      sync.Mutex
+	st      cluster.Serving
+	changed chan struct{}
+	// transfer, when set, is what TransferLeadership does.
+	transfer func() error
 }
 
-func newFakeNode() *fakeNode { return &fakeNode{changed: make(chan struct{})} }
-
-func (f *fakeNode) State() (cluster.Serving, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st, f.changed
+func (n *fakeNode) State() (cluster.Serving, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.st, n.changed
 }
 
-func (f *fakeNode) set(st cluster.Serving) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.setLocked(st)
+func (n *fakeNode) set(s cluster.Serving) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.st = s
+	close(n.changed)
+	n.changed = make(chan struct{})
 }
 
-func (f *fakeNode) setLocked(st cluster.Serving) {
-	f.st = st
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakeNode) TransferLeadership() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.transfers++
-	if f.onTransfer != nil {
-		f.onTransfer()
+func (n *fakeNode) TransferLeadership() error {
+	if n.transfer == nil {
+		return errors.New("fake: no transfer")
 	}
-	return nil
+	return n.transfer()
 }
 
-func newTestEngine(t *testing.T, n Node) *Engine {
+// serving starts an Engine whose member leads term 1, behind a loopback
+// listener, and returns it with the node and the address.
+func serving(t *testing.T, lease time.Duration) (*Engine, *fakeNode, string) {
 	t.Helper()
 	cfg := config.Default()
-	allow := true
-	cfg.Auth.AllowAnonymous = &allow
-	cfg.DrainTimeout = config.Duration(5 * time.Second)
-	st := memstore.New() // one store for every term, as the replicated store is
+	cfg.Durability.Mode = config.DurabilityNone
+	cfg.DataDir = ""
+	cfg.Cluster.LeaderLeaseTimeout = config.Duration(lease)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := New(cfg, n, log, func(c *config.Config) (*engine.Server, error) {
+	st := memstore.New()
+	node := &fakeNode{st: cluster.Serving{Serving: true, Term: 1, LeaderID: "self"}, changed: make(chan struct{})}
+	e, err := New(cfg, node, log, func(c *config.Config) (*engine.Server, error) {
 		return engine.New(c, st, engine.WithLogger(log))
 	})
 	if err != nil {
@@ -74,99 +70,109 @@ func newTestEngine(t *testing.T, n Node) *Engine {
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return e
-}
-
-// connect runs a 5.0 CONNECT through e over a pipe and returns the CONNACK
-// and the client's reader.
-func connect(t *testing.T, e *Engine, clientID string) (*packet.Connack, net.Conn, *bufio.Reader) {
-	t.Helper()
-	cli, srv := net.Pipe()
-	go e.ServeConn(srv)
-	go func() {
-		_ = packet.Write(cli, &packet.Connect{ProtocolVersion: packet.V5, CleanStart: true, ClientID: clientID, KeepAlive: 60}, packet.V5)
-	}()
-	r := bufio.NewReader(cli)
-	_ = cli.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := packet.ReadPacket(r, packet.V5, 1<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("read CONNACK: %v", err)
-	}
-	ack, ok := p.(*packet.Connack)
-	if !ok {
-		t.Fatalf("got %T, want CONNACK", p)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	return ack, cli, r
-}
-
-func TestFollowerRefusesLeaderServesAndHandsOver(t *testing.T) {
-	n := newFakeNode()
-	n.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "b-1:1883"})
-	e := newTestEngine(t, n)
-
-	// A follower refuses, naming the leader.
-	ack, _, _ := connect(t, e, "c1")
-	if ack.ReasonCode != packet.UseAnotherServer || ack.Properties.ServerReference == nil || *ack.Properties.ServerReference != "b-1:1883" {
-		t.Fatalf("follower CONNACK: %v ref %v", ack.ReasonCode, ack.Properties.ServerReference)
-	}
-	if e.Ready() {
-		t.Fatal("a follower is ready")
-	}
-
-	// Elected: a term's engine recovers and serves.
-	n.set(cluster.Serving{Serving: true, Term: 2, LeaderID: "b-0"})
-	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "the term's engine to serve", e.Ready)
-	ack, cli, r := connect(t, e, "c2")
-	if ack.ReasonCode != packet.Success {
-		t.Fatalf("leader CONNACK: %v", ack.ReasonCode)
-	}
-
-	// Leadership moves: the client is told where to go.
-	n.set(cluster.Serving{LeaderID: "b-2", LeaderClientAddress: "b-2:1883"})
-	_ = cli.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := packet.ReadPacket(r, packet.V5, 1<<20)
-	if err != nil {
-		t.Fatalf("read DISCONNECT: %v", err)
-	}
-	d, ok := p.(*packet.Disconnect)
-	if !ok || d.ReasonCode != packet.UseAnotherServer || d.Properties.ServerReference == nil || *d.Properties.ServerReference != "b-2:1883" {
-		t.Fatalf("handover: %#v", p)
-	}
-	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "the term's engine to retire", func() bool { return !e.Ready() })
-	if err := e.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { e.ServeConn(c) })
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Drain(ctx); err != nil {
+			t.Error(err)
+		}
+		wg.Wait()
+	})
+	poll.Wait(t, 10*time.Second, 5*time.Millisecond, "the term's engine to serve", e.Ready)
+	return e, node, ln.Addr().String()
 }
 
-// SIGTERM on the leader: leadership is transferred before the clients are
-// disconnected, and they are sent to the new leader.
-func TestDrainTransfersLeadershipFirst(t *testing.T) {
-	n := newFakeNode()
-	n.set(cluster.Serving{Serving: true, Term: 3, LeaderID: "b-0"})
-	n.onTransfer = func() { n.setLocked(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "b-1:1883"}) }
-	e := newTestEngine(t, n)
-	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "serving", e.Ready)
-	_, cli, r := connect(t, e, "c")
+// client connects and reports the server's DISCONNECT.
+func client(t *testing.T, addr string) (*paho.Client, <-chan *paho.Disconnect) {
+	t.Helper()
+	got := make(chan *paho.Disconnect, 1)
+	c, _, err := mqtttest.DialWith(t.Context(), addr, "dev", true, 0, nil,
+		mqtttest.Options{OnServerDisconnect: func(d *paho.Disconnect) { got <- d }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, got
+}
+
+func waitDisconnect(t *testing.T, got <-chan *paho.Disconnect, d time.Duration) *paho.Disconnect {
+	t.Helper()
+	select {
+	case dis := <-got:
+		return dis
+	case <-time.After(d):
+		t.Fatalf("no DISCONNECT within %s", d)
+		return nil
+	}
+}
+
+// A member that loses its term without learning the new leader (cut off
+// from the majority) disconnects its clients within its leader lease, not
+// after a fixed wait during which every publish fails.
+func TestLostTermDisconnectsWithinLease(t *testing.T) {
+	const lease = 200 * time.Millisecond
+	_, node, addr := serving(t, lease)
+	_, got := client(t, addr)
+	t0 := time.Now()
+	node.set(cluster.Serving{})
+	dis := waitDisconnect(t, got, 10*time.Second)
+	if took := time.Since(t0); took > lease+time.Second {
+		t.Fatalf("disconnected after %s, lease %s", took, lease)
+	}
+	if dis.ReasonCode != 0x8B {
+		t.Fatalf("DISCONNECT 0x%02X, want 0x8B Server shutting down", dis.ReasonCode)
+	}
+}
+
+// A member that hands its term over names the new leader in the
+// DISCONNECT (0x9C Use another server), also when it learns the leader
+// only after it stopped serving.
+func TestHandoverNamesTheNewLeader(t *testing.T) {
+	_, node, addr := serving(t, 2*time.Second)
+	_, got := client(t, addr)
+	node.set(cluster.Serving{})
+	node.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "127.0.0.1:1884"})
+	dis := waitDisconnect(t, got, 10*time.Second)
+	if dis.ReasonCode != 0x9C || dis.Properties == nil || dis.Properties.ServerReference != "127.0.0.1:1884" {
+		t.Fatalf("DISCONNECT %+v, want 0x9C naming 127.0.0.1:1884", dis)
+	}
+}
+
+// A leader that stops (SIGTERM) transfers leadership, and its clients are
+// told where the new leader is, even when the member learns it only after
+// the drain began: the drain does not cut the wait for the leader short.
+func TestDrainHandsClientsToTheNewLeader(t *testing.T) {
+	e, node, addr := serving(t, 2*time.Second)
+	_, got := client(t, addr)
+	node.transfer = func() error {
+		node.set(cluster.Serving{})
+		go func() {
+			<-e.stop // the drain goes on after the transfer
+			node.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "127.0.0.1:1884"})
+		}()
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- e.Drain(ctx) }()
-	_ = cli.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := packet.ReadPacket(r, packet.V5, 1<<20)
-	if err != nil {
-		t.Fatalf("read DISCONNECT: %v", err)
-	}
-	if d, ok := p.(*packet.Disconnect); !ok || d.ReasonCode != packet.UseAnotherServer || *d.Properties.ServerReference != "b-1:1883" {
-		t.Fatalf("drain sent %#v", p)
-	}
-	_ = cli.Close()
-	if err := <-done; err != nil {
+	if err := e.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.transfers != 1 {
-		t.Fatalf("%d leadership transfers, want 1", n.transfers)
+	dis := waitDisconnect(t, got, 10*time.Second)
+	if dis.ReasonCode != 0x9C || dis.Properties == nil || dis.Properties.ServerReference != "127.0.0.1:1884" {
+		t.Fatalf("DISCONNECT 0x%02X %+v, want 0x9C naming 127.0.0.1:1884", dis.ReasonCode, dis.Properties)
 	}
 }

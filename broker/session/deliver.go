@@ -150,6 +150,13 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 		wait = wait || (o.QoS == 2 && it.stored)
 		out = append(out, o)
 	}
+	if wait {
+		// The QoS 2 marks are made durable before the PUBLISHes go out:
+		// the lazy marks of earlier QoS 1 deliveries go with them, so
+		// the Sent entries in the store stay a prefix of the queue, which
+		// is what Attach reads back after a crash.
+		s.markAll(b)
+	}
 	return out, wait
 }
 
@@ -250,7 +257,9 @@ const markDelay = 100 * time.Millisecond
 // short window, as it could lose the NoSync marks before: such a message
 // is delivered again after the restart as a first delivery (QoS 1 is at
 // least once; nothing acknowledged is lost). QoS 2 entries are still
-// marked before their PUBLISH is written.
+// marked before their PUBLISH is written, and the pending QoS 1 marks with
+// them (NextBatch): a durable Sent entry never follows a Queued one, or
+// Attach, which reads the inflight prefix, would not send it again.
 
 // markAged writes the Sent marks of the unacknowledged entries sent
 // markDelay ago or earlier into b.

@@ -25,7 +25,9 @@
 // by the same limits.
 //
 // Sent marks. A QoS 2 entry is marked Sent in the store before its PUBLISH
-// is written. A QoS 1 entry is marked lazily (see markAged in deliver.go):
+// is written, together with the pending marks of the QoS 1 entries
+// delivered before it, so that the Sent entries in the store are always a
+// prefix of the queue. A QoS 1 entry is marked lazily (see markAged in deliver.go):
 // one acknowledged within markDelay costs only its Dequeue; the marks of
 // the others are written by the next NextBatch after markDelay, or by
 // DetachMarks when the connection ends, so a restart resends them with DUP

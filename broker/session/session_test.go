@@ -440,6 +440,40 @@ func TestLazySentMarks(t *testing.T) {
 	}
 }
 
+// A QoS 2 delivery's Sent mark is made durable before its PUBLISH goes
+// out; the lazy marks of the QoS 1 deliveries before it go into the same
+// batch. Otherwise a crash (or a cluster leader's loss of its term) leaves
+// the store with a Queued entry before a Sent one, and the next Attach,
+// which reads the inflight prefix, stopped at the Queued entry: the QoS 2
+// message was never sent again (lost, or delivered late and out of order
+// once the entries before it were gone and the client reconnected).
+func TestQoS2MarkCarriesEarlierLazyMarks(t *testing.T) {
+	f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+	_ = f.s.Attach(10, func() {})
+	f.offer("a", 1, false)
+	f.offer("b", 2, false)
+	f.offer("c", 1, false)
+	var b store.Batch
+	out, wait := f.s.NextBatch(nil, 10, nil, &b)
+	if len(out) != 3 || !wait {
+		t.Fatalf("sent %d, wait %v", len(out), wait)
+	}
+	f.commit(&b) // durable before the PUBLISHes go out
+	// The connection ends without its pending marks being written (the
+	// process died), and the client comes back.
+	f.s.Detach()
+	_ = f.s.Attach(10, func() {})
+	again := f.next(10)
+	if got := payloads(again); !equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("after the crash the session sent %v, want a, b and c again", got)
+	}
+	for i, o := range again {
+		if !o.Dup || o.PacketID != out[i].PacketID {
+			t.Fatalf("resend %d: %+v, want DUP with packet identifier %d", i, o, out[i].PacketID)
+		}
+	}
+}
+
 // TestDropOldestKeepsNewestWhatever the commit timing: a publisher that
 // pipelines a burst into a full queue has many Enqueues uncommitted at
 // once; DropOldest must still keep the newest messages (issue 11: it kept

@@ -70,7 +70,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		Store: pebblestore.Options{Logger: log},
 		Timing: cluster.Timing{
 			Heartbeat: cl.HeartbeatTimeout.D(), Election: cl.ElectionTimeout.D(), LeaderLease: cl.LeaderLeaseTimeout.D(),
-			SnapshotEvery: uint64(cl.SnapshotEvery),
+			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),
 		},
 	}
 	dial := map[string]string{}

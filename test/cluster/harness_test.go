@@ -1,7 +1,7 @@
 // Package cluster_test runs replicated Bollard clusters of real processes
 // on 127.0.0.1 and checks what replication promises: nothing acknowledged
-// is lost when members die, QoS 2 is delivered once, clients find the
-// leader through any member.
+// is lost when members die, are cut off or restart, QoS 2 is delivered
+// once, clients find the leader through any member, and failover is fast.
 package cluster_test
 
 import (
@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,11 +24,13 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/bollard-io/bollard/test/faultproxy"
 	"github.com/bollard-io/bollard/test/mqtttest"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
-var bollardBin string
+// binDir holds the bollard binaries the tests build.
+var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bollard-cluster-bin-")
@@ -35,33 +38,50 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bollardBin = filepath.Join(dir, "bollard")
-	args := []string{"build", "-o", bollardBin}
-	if raceBuild {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "github.com/bollard-io/bollard/cmd/bollard")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building cmd/bollard: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+var (
+	buildMu sync.Mutex
+	builds  = map[bool]string{} // -race -> the binary
+)
+
+// binary builds cmd/bollard once per flavour: with -race when race is set.
+func binary(t *testing.T, race bool) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if b, ok := builds[race]; ok {
+		return b
+	}
+	name, args := "bollard", []string{"build"}
+	if race {
+		name, args = "bollard-race", append(args, "-race")
+	}
+	out := filepath.Join(binDir, name)
+	cmd := exec.Command("go", append(args, "-o", out, "github.com/bollard-io/bollard/cmd/bollard")...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/bollard: %v\n%s", err, b)
+	}
+	builds[race] = out
+	return out
 }
 
 // member is one bollard process of a test cluster.
 type member struct {
 	id                     string
 	mqtt, admin, raft, dir string
-	cfgFile                string
+	cfgFile, logFile       string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	expected bool  // the test asked the process to end (kill, signal)
+	unasked  int   // exits nobody asked for
+	exitErr  error // how the last process ended (nil: exit status 0)
 }
 
 // testCluster is n members on loopback ports.
@@ -69,11 +89,48 @@ type testCluster struct {
 	t       *testing.T
 	members []*member
 	secret  string
-	// heartbeat is the members' heartbeat (and election) timeout.
+	bin     string
+	// heartbeat is the members' heartbeat (and election) timeout, the
+	// default: on a busy 2-core machine running members built with -race,
+	// half of it made leaders step down for want of a quorum's contact
+	// (a 250 ms lease) several times a minute. Their leader lease is half
+	// of it, also the default.
 	heartbeat time.Duration
-	// dial, when set, gives the address member i dials member j at.
-	dial func(i, j int) string
+	// snapshotEvery and trailingLogs are cluster.snapshotEvery and
+	// cluster.trailingLogs (0: the defaults).
+	snapshotEvery, trailingLogs int
+	// extra is top-level YAML added to every member's configuration.
+	extra string
+	// mesh, when set, carries every replication connection: member i
+	// dials member j at mesh.Addr(i, j).
+	mesh *faultproxy.Mesh
 }
+
+// option configures newCluster.
+type option func(*clusterOptions)
+
+type clusterOptions struct {
+	snapshotEvery, trailingLogs int
+	mesh                        bool
+	race                        bool
+	extra                       string
+}
+
+// withConfig adds top-level YAML to every member's configuration.
+func withConfig(yaml string) option { return func(o *clusterOptions) { o.extra += yaml } }
+
+// withSnapshots sets cluster.snapshotEvery and cluster.trailingLogs.
+func withSnapshots(every, trailing int) option {
+	return func(o *clusterOptions) { o.snapshotEvery, o.trailingLogs = every, trailing }
+}
+
+// withMesh puts a fault-injecting proxy on every replication link.
+func withMesh() option { return func(o *clusterOptions) { o.mesh = true } }
+
+// withoutRace runs members built without -race even when the tests are:
+// for scenarios that measure time or need throughput, whose correctness
+// the -race scenarios cover.
+func withoutRace() option { return func(o *clusterOptions) { o.race = false } }
 
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
@@ -93,9 +150,14 @@ func freePorts(t *testing.T, n int) []string {
 	return out
 }
 
-func newCluster(t *testing.T, n int) *testCluster {
+func newCluster(t *testing.T, n int, opts ...option) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, heartbeat: 500 * time.Millisecond}
+	o := clusterOptions{race: raceBuild}
+	for _, f := range opts {
+		f(&o)
+	}
+	c := &testCluster{t: t, heartbeat: time.Second, snapshotEvery: o.snapshotEvery, trailingLogs: o.trailingLogs,
+		extra: o.extra, bin: binary(t, o.race)}
 	base := t.TempDir()
 	c.secret = filepath.Join(base, "secret")
 	if err := os.WriteFile(c.secret, []byte(strings.Repeat("k", 48)), 0o600); err != nil {
@@ -106,14 +168,84 @@ func newCluster(t *testing.T, n int) *testCluster {
 		m := &member{id: fmt.Sprintf("b-%d", i), mqtt: ports[3*i], admin: ports[3*i+1], raft: ports[3*i+2],
 			dir: filepath.Join(base, fmt.Sprintf("b-%d", i))}
 		m.cfgFile = filepath.Join(base, m.id+".yaml")
+		m.logFile = filepath.Join(base, m.id+".log")
 		c.members = append(c.members, m)
 	}
-	t.Cleanup(func() {
+	if o.mesh {
+		var targets []string
 		for _, m := range c.members {
-			m.killNow()
+			targets = append(targets, m.raft)
 		}
-	})
+		mesh, err := faultproxy.NewMesh(targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mesh = mesh
+	}
+	t.Cleanup(c.cleanup)
 	return c
+}
+
+// cleanup kills every member and reports what their logs show went wrong:
+// a process that ended unasked, a data race, a panic.
+func (c *testCluster) cleanup() {
+	for _, m := range c.members {
+		m.killNow()
+	}
+	if c.mesh != nil {
+		if err := c.mesh.Close(); err != nil {
+			c.t.Errorf("closing the mesh: %v", err)
+		}
+	}
+	for i, m := range c.members {
+		m.mu.Lock()
+		unasked := m.unasked
+		m.mu.Unlock()
+		data, _ := os.ReadFile(m.logFile)
+		log := string(data)
+		switch {
+		case unasked > 0:
+			c.t.Errorf("%s ended %d times without being asked to; its log ends:\n%s", m.id, unasked, c.logTail(i))
+		case strings.Contains(log, "WARNING: DATA RACE"):
+			c.t.Errorf("%s: data race:\n%s", m.id, excerpt(log, "WARNING: DATA RACE"))
+		case strings.Contains(log, "panic:"):
+			c.t.Errorf("%s: panic:\n%s", m.id, excerpt(log, "panic:"))
+		}
+		if c.t.Failed() {
+			c.t.Logf("%s log tail:\n%s", m.id, c.logTail(i))
+		}
+	}
+	c.keepLogs()
+}
+
+// keepLogs copies the members' logs into $BOLLARD_CLUSTER_LOGS/<test>/,
+// when set, to read after the run.
+func (c *testCluster) keepLogs() {
+	root := os.Getenv("BOLLARD_CLUSTER_LOGS")
+	if root == "" {
+		return
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(c.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Errorf("keeping the logs: %v", err)
+		return
+	}
+	for _, m := range c.members {
+		data, err := os.ReadFile(m.logFile)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, m.id+".log"), data, 0o600)
+		}
+		if err != nil {
+			c.t.Errorf("keeping the log of %s: %v", m.id, err)
+		}
+	}
+	c.t.Logf("member logs kept in %s", dir)
+}
+
+// excerpt is the part of log from the first occurrence of s on.
+func excerpt(log, s string) string {
+	i := strings.Index(log, s)
+	return log[i:min(len(log), i+6000)]
 }
 
 func (c *testCluster) writeConfig(i int) {
@@ -121,17 +253,24 @@ func (c *testCluster) writeConfig(i int) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listeners:\n  mqtt:\n    address: %s\nadmin:\n  address: %s\ndataDir: %s\n", m.mqtt, m.admin, m.dir)
 	fmt.Fprintf(&b, "auth:\n  allowAnonymous: true\ndrainTimeout: 10s\n")
+	b.WriteString(c.extra)
 	fmt.Fprintf(&b, "cluster:\n  memberID: %s\n  bind: %s\n  bootstrap: true\n  secretFile: %s\n", m.id, m.raft, c.secret)
-	fmt.Fprintf(&b, "  heartbeatTimeout: %s\n  electionTimeout: %s\n  leaderLeaseTimeout: %s\n", c.heartbeat, c.heartbeat, c.heartbeat/2)
+	fmt.Fprintf(&b, "  heartbeatTimeout: %s\n  electionTimeout: %s\n  leaderLeaseTimeout: %s\n", c.heartbeat, c.heartbeat, c.lease())
+	if c.snapshotEvery > 0 {
+		fmt.Fprintf(&b, "  snapshotEvery: %d\n", c.snapshotEvery)
+	}
+	if c.trailingLogs > 0 {
+		fmt.Fprintf(&b, "  trailingLogs: %d\n", c.trailingLogs)
+	}
 	b.WriteString("  members:\n")
 	for _, o := range c.members {
 		fmt.Fprintf(&b, "    - id: %s\n      raftAddress: %s\n      clientAddress: %s\n", o.id, o.raft, o.mqtt)
 	}
-	if c.dial != nil {
+	if c.mesh != nil {
 		b.WriteString("  dialAddresses:\n")
 		for j, o := range c.members {
 			if j != i {
-				fmt.Fprintf(&b, "    %s: %s\n", o.id, c.dial(i, j))
+				fmt.Fprintf(&b, "    %s: %s\n", o.id, c.mesh.Addr(i, j))
 			}
 		}
 	}
@@ -140,25 +279,38 @@ func (c *testCluster) writeConfig(i int) {
 	}
 }
 
+// lease is the members' leader lease timeout.
+func (c *testCluster) lease() time.Duration { return c.heartbeat / 2 }
+
 // start launches member i (its config written afresh).
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	c.writeConfig(i)
 	m := c.members[i]
-	logf, err := os.OpenFile(filepath.Join(filepath.Dir(m.cfgFile), m.id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logf, err := os.OpenFile(m.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(bollardBin, "--config", m.cfgFile)
+	cmd := exec.Command(c.bin, "--config", m.cfgFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
 	m.mu.Lock()
-	m.cmd, m.done, m.log = cmd, done, logf
+	m.cmd, m.done, m.expected = cmd, done, false
 	m.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		_ = logf.Close()
+		m.mu.Lock()
+		m.exitErr = err
+		if !m.expected {
+			m.unasked++
+		}
+		m.mu.Unlock()
+		close(done)
+	}()
 }
 
 func (c *testCluster) startAll() {
@@ -191,6 +343,7 @@ func (m *member) killNow() {
 func (m *member) signal(sig syscall.Signal, d time.Duration) bool {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
+	m.expected = true
 	m.mu.Unlock()
 	if cmd == nil {
 		return true
@@ -204,27 +357,70 @@ func (m *member) signal(sig syscall.Signal, d time.Duration) bool {
 	}
 }
 
+// stopGracefully sends SIGTERM and fails the test unless the process ends
+// with status 0 within d.
+func (c *testCluster) stopGracefully(i int, d time.Duration) {
+	c.t.Helper()
+	m := c.members[i]
+	m.mu.Lock()
+	m.expected = true
+	cmd := m.cmd
+	m.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	c.waitClean(i, d)
+}
+
+// waitClean fails the test unless member i's process ends with status 0
+// within d (it was asked to stop).
+func (c *testCluster) waitClean(i int, d time.Duration) {
+	c.t.Helper()
+	m := c.members[i]
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(d):
+		c.t.Fatalf("%s did not end within %s; its log ends:\n%s", m.id, d, c.logTail(i))
+	}
+	m.mu.Lock()
+	err := m.exitErr
+	m.mu.Unlock()
+	if err != nil {
+		c.t.Fatalf("%s ended with %v; its log ends:\n%s", m.id, err, c.logTail(i))
+	}
+}
+
 // logTail returns the end of a member's log, for failure messages.
 func (c *testCluster) logTail(i int) string {
-	m := c.members[i]
-	data, _ := os.ReadFile(filepath.Join(filepath.Dir(m.cfgFile), m.id+".log"))
+	data, _ := os.ReadFile(c.members[i].logFile)
 	if len(data) > 4000 {
 		data = data[len(data)-4000:]
 	}
 	return string(data)
 }
 
+// logContains reports whether member i's log has s.
+func (c *testCluster) logContains(i int, s string) bool {
+	data, _ := os.ReadFile(c.members[i].logFile)
+	return strings.Contains(string(data), s)
+}
+
 // clusterStatus is the part of GET /v1/cluster the tests read.
 type clusterStatus struct {
-	ID      string `json:"id"`
-	Role    string `json:"role"`
-	Serving bool   `json:"serving"`
-	Term    uint64 `json:"term"`
-	Leader  string `json:"leader"`
-	Applied uint64 `json:"appliedIndex"`
-	Members []struct {
+	ID           string `json:"id"`
+	Role         string `json:"role"`
+	Serving      bool   `json:"serving"`
+	Term         uint64 `json:"term"`
+	Leader       string `json:"leader"`
+	LastLog      uint64 `json:"lastLogIndex"`
+	Commit       uint64 `json:"commitIndex"`
+	Applied      uint64 `json:"appliedIndex"`
+	LastSnapshot uint64 `json:"lastSnapshotIndex"`
+	Members      []struct {
 		ID    string  `json:"id"`
 		Voter bool    `json:"voter"`
+		Match *uint64 `json:"matchIndex"`
 		Lag   *uint64 `json:"lag"`
 	} `json:"members"`
 }
@@ -243,6 +439,21 @@ func (m *member) status() (clusterStatus, error) {
 	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
+// post POSTs to an admin path of member m.
+func (m *member) post(path string) error {
+	cl := http.Client{Timeout: 30 * time.Second}
+	resp, err := cl.Post("http://"+m.admin+path, "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, body)
+	}
+	return nil
+}
+
 func (m *member) ready() bool {
 	cl := http.Client{Timeout: 2 * time.Second}
 	resp, err := cl.Get("http://" + m.admin + "/readyz")
@@ -259,24 +470,60 @@ func (c *testCluster) leader(d time.Duration) int {
 	c.t.Helper()
 	idx := -1
 	err := poll.Until(context.Background(), d, 20*time.Millisecond, poll.Bool(func() bool {
-		for i, m := range c.members {
-			if !m.running() {
-				continue
-			}
-			if s, err := m.status(); err == nil && s.Serving && m.ready() {
-				idx = i
-				return true
-			}
-		}
-		return false
+		idx = c.serving()
+		return idx >= 0
 	}))
 	if err != nil {
-		for i := range c.members {
-			c.t.Logf("member %d log tail:\n%s", i, c.logTail(i))
-		}
 		c.t.Fatalf("no member serves after %s", d)
 	}
 	return idx
+}
+
+// leaderOtherThan waits for a member other than x that serves.
+func (c *testCluster) leaderOtherThan(x int, d time.Duration) int {
+	c.t.Helper()
+	idx := -1
+	err := poll.Until(context.Background(), d, 20*time.Millisecond, poll.Bool(func() bool {
+		idx = c.serving(x)
+		return idx >= 0
+	}))
+	if err != nil {
+		c.t.Fatalf("no member but %s serves after %s", c.members[x].id, d)
+	}
+	return idx
+}
+
+// serving is the index of a running member, not among except, that
+// serves now, or -1.
+func (c *testCluster) serving(except ...int) int {
+	for i, m := range c.members {
+		if !m.running() || slices.Contains(except, i) {
+			continue
+		}
+		if s, err := m.status(); err == nil && s.Serving && m.ready() {
+			return i
+		}
+	}
+	return -1
+}
+
+// following waits until member i follows leader l and has applied what l
+// had committed when the wait began.
+func (c *testCluster) following(i, l int, d time.Duration) {
+	c.t.Helper()
+	ls, err := c.members[l].status()
+	if err != nil {
+		c.t.Fatalf("status of the leader %s: %v", c.members[l].id, err)
+	}
+	var last clusterStatus
+	err = poll.Until(context.Background(), d, 50*time.Millisecond, poll.Bool(func() bool {
+		s, err := c.members[i].status()
+		last = s
+		return err == nil && s.Role == "follower" && s.Leader == c.members[l].id && s.Applied >= ls.Commit
+	}))
+	if err != nil {
+		c.t.Fatalf("%s does not follow %s with index %d applied after %s: %+v", c.members[i].id, c.members[l].id, ls.Commit, d, last)
+	}
 }
 
 func (c *testCluster) addrs() []string {
@@ -287,22 +534,36 @@ func (c *testCluster) addrs() []string {
 	return out
 }
 
-// dialAny connects a 5.0 client through the members in turn, following a
-// CONNACK 0x9C Use another server to its Server Reference, until one
-// accepts or ctx ends. It returns the client and the address it reached.
-func dialAny(ctx context.Context, addrs []string, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish)) (*paho.Client, *paho.Connack, string, error) {
+// index is the member whose MQTT address is addr, or -1.
+func (c *testCluster) index(addr string) int {
+	for i, m := range c.members {
+		if m.mqtt == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// connectProbe connects a fresh 5.0 client through addrs (following
+// CONNACK 0x9C Use another server) until one is accepted or ctx ends, and
+// returns the address that accepted it. It disconnects at once.
+func connectProbe(ctx context.Context, addrs []string, clientID string) (string, error) {
 	var last error
 	for ctx.Err() == nil {
 		for _, a := range addrs {
 			target := a
-			for hop := 0; hop < 3; hop++ {
-				c, ack, err := mqtttest.Dial(ctx, target, clientID, clean, expiry, onMsg)
+			for hop := 0; hop < 3 && ctx.Err() == nil; hop++ {
+				dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				c, _, err := mqtttest.Dial(dctx, target, clientID, true, 0, nil)
+				cancel()
 				if err == nil {
-					return c, ack, target, nil
+					_ = c.Disconnect(&paho.Disconnect{})
+					return target, nil
 				}
 				last = err
-				if ack != nil && ack.ReasonCode == 0x9C && ack.Properties != nil && ack.Properties.ServerReference != "" {
-					target = ack.Properties.ServerReference
+				var refused *mqtttest.RefusedError
+				if errors.As(err, &refused) && refused.ServerReference() != "" {
+					target = refused.ServerReference()
 					continue
 				}
 				break
@@ -310,8 +571,8 @@ func dialAny(ctx context.Context, addrs []string, clientID string, clean bool, e
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return nil, nil, "", errors.Join(ctx.Err(), last)
+	return "", errors.Join(ctx.Err(), last)
 }

@@ -6,7 +6,8 @@
 // A Recorder (safe for concurrent use) takes four kinds of event:
 //
 //   - Sent: a publish attempt (publisher ID, sequence number, QoS, topic,
-//     send time), recorded before the PUBLISH goes out; Settle then gives
+//     send time, the server address it goes to when known), recorded
+//     before the PUBLISH goes out; Settle then gives
 //     its outcome: Acked (PUBACK or PUBCOMP with success), Failed (a
 //     reason code of 0x80 or more: the broker refused it) or Unknown (no
 //     answer: the connection was lost, the publish timed out, or QoS 0).

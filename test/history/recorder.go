@@ -42,10 +42,13 @@ type Attempt struct {
 	Seq       uint64
 	QoS       byte
 	Topic     string
-	Sent      time.Time // before the PUBLISH was written
-	Outcome   Outcome
-	Settled   time.Time // when the outcome was learnt
-	Detail    string    // reason code or error of a Failed or Unknown outcome
+	// Server is the address of the connection it was written on ("" when
+	// not recorded): which member of a cluster acknowledged it.
+	Server  string
+	Sent    time.Time // before the PUBLISH was written
+	Outcome Outcome
+	Settled time.Time // when the outcome was learnt
+	Detail  string    // reason code or error of a Failed or Unknown outcome
 }
 
 // Delivery is one PUBLISH a subscriber received, its payload decoded.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,9 +37,34 @@ type ConnStats struct {
 	ConnectFailures   int // rounds through the address list that ended without one
 	Redirects         int // Server References followed
 	RefusedReferences int // Server References not followed (not loopback, malformed)
+	SpansDropped      int // connections not kept in Spans (past MaxSpans)
 }
 
-type dialFunc func(ctx context.Context, addr string) (*paho.Client, *paho.Connack, error)
+// Span is one connection a client held: where, from when to when, and how
+// it ended. The gap between a span's Down and the next span's Up is how
+// long the client was without a connection.
+type Span struct {
+	Addr string
+	// Up is when the CONNACK arrived; Down when the client saw the
+	// connection end (zero while it lasts).
+	Up, Down time.Time
+	// ByClient: the client ended it (Offline, Close, the end of Run, a
+	// publish that timed out), rather than the server or the network.
+	ByClient bool
+	// ServerDisconnect: the server sent DISCONNECT with ReasonCode (and
+	// ServerReference, if any).
+	ServerDisconnect bool
+	ReasonCode       byte
+	ServerReference  string
+}
+
+// MaxSpans bounds the spans a client keeps; more are counted in
+// ConnStats.SpansDropped.
+const MaxSpans = 100_000
+
+// dialFunc connects to addr; onDisconnect, when set, must see the
+// DISCONNECT the server may send on that connection.
+type dialFunc func(ctx context.Context, addr string, onDisconnect func(*paho.Disconnect)) (*paho.Client, *paho.Connack, error)
 
 // connector connects through an address list, following redirections.
 type connector struct {
@@ -50,6 +76,9 @@ type connector struct {
 	redirect string // from a server DISCONNECT, tried first on the next connect
 	next     int    // rotation of addrs
 	stats    ConnStats
+	cur      string // address of the current connection; "" when none
+	spans    []Span
+	open     int // index of the span of the current connection; -1: none
 }
 
 func newConnector(addrs []string, maxRedirects int) (*connector, error) {
@@ -62,7 +91,83 @@ func newConnector(addrs []string, maxRedirects int) (*connector, error) {
 	if maxRedirects == 0 {
 		maxRedirects = DefaultMaxRedirects
 	}
-	return &connector{addrs: addrs, maxRedirects: maxRedirects}, nil
+	return &connector{addrs: addrs, maxRedirects: maxRedirects, open: -1}, nil
+}
+
+// Spans returns a copy of the connections held so far.
+func (c *connector) Spans() []Span {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.spans)
+}
+
+// Addr is the address of the current connection ("" when none).
+func (c *connector) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// spanRef ties a connection attempt to its span: paho reports a server
+// DISCONNECT from a goroutine of its own, which may run before the span
+// is opened or after the client saw the connection end. Guarded by the
+// connector's mu.
+type spanRef struct {
+	idx     int              // -1 until opened (and past MaxSpans)
+	pending *paho.Disconnect // a DISCONNECT seen before the span opened
+}
+
+// opened starts the span of a new connection.
+func (c *connector) opened(addr string, ref *spanRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(false)
+	c.cur = addr
+	if len(c.spans) >= MaxSpans {
+		c.stats.SpansDropped++
+		return
+	}
+	c.spans = append(c.spans, Span{Addr: addr, Up: time.Now()})
+	c.open = len(c.spans) - 1
+	ref.idx = c.open
+	if ref.pending != nil {
+		c.recordLocked(ref.idx, ref.pending)
+	}
+}
+
+// ended closes the span of the current connection, if any.
+func (c *connector) ended(byClient bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(byClient)
+}
+
+func (c *connector) closeLocked(byClient bool) {
+	c.cur = ""
+	if c.open < 0 {
+		return
+	}
+	c.spans[c.open].Down, c.spans[c.open].ByClient = time.Now(), byClient
+	c.open = -1
+}
+
+// disconnected records a server DISCONNECT on the span of ref.
+func (c *connector) disconnected(ref *spanRef, d *paho.Disconnect) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ref.idx < 0 {
+		ref.pending = d
+		return
+	}
+	c.recordLocked(ref.idx, d)
+}
+
+func (c *connector) recordLocked(i int, d *paho.Disconnect) {
+	sp := &c.spans[i]
+	sp.ServerDisconnect, sp.ReasonCode = true, d.ReasonCode
+	if d.Properties != nil {
+		sp.ServerReference = d.Properties.ServerReference
+	}
 }
 
 func (c *connector) Stats() ConnStats {
@@ -101,12 +206,21 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// connect makes one round through the candidates.
+// connect makes one round through the candidates. A connection it
+// returns has a span open until ended.
 func (c *connector) connect(ctx context.Context, dial dialFunc) (*paho.Client, *paho.Connack, error) {
 	var errs []error
 	for _, addr := range c.candidates() {
-		cl, ack, at, err := c.follow(ctx, addr, dial)
+		// The span's index is known only once connected; a DISCONNECT
+		// cannot come before.
+		ref := &spanRef{idx: -1}
+		onDisconnect := func(d *paho.Disconnect) {
+			c.serverDisconnect(d)
+			c.disconnected(ref, d)
+		}
+		cl, ack, at, err := c.follow(ctx, addr, dial, onDisconnect)
 		if err == nil {
+			c.opened(at, ref)
 			c.mu.Lock()
 			c.last = at
 			c.stats.Connects++
@@ -125,9 +239,9 @@ func (c *connector) connect(ctx context.Context, dial dialFunc) (*paho.Client, *
 }
 
 // follow dials addr and the references it is sent on to.
-func (c *connector) follow(ctx context.Context, addr string, dial dialFunc) (*paho.Client, *paho.Connack, string, error) {
+func (c *connector) follow(ctx context.Context, addr string, dial dialFunc, onDisconnect func(*paho.Disconnect)) (*paho.Client, *paho.Connack, string, error) {
 	for hop := 0; ; hop++ {
-		cl, ack, err := dial(ctx, addr)
+		cl, ack, err := dial(ctx, addr, onDisconnect)
 		if err == nil {
 			return cl, ack, addr, nil
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/bollard-io/bollard/test/mqtttest"
 )
 
-func dialOnly(ctx context.Context, addr string) (*paho.Client, *paho.Connack, error) {
+func dialOnly(ctx context.Context, addr string, _ func(*paho.Disconnect)) (*paho.Client, *paho.Connack, error) {
 	return mqtttest.Dial(ctx, addr, "c", true, 0, nil)
 }
 

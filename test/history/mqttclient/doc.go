@@ -26,4 +26,10 @@
 // followed only to a loopback IP literal (127.0.0.1): any other is refused
 // and counted, so a test never dials off the machine. At most
 // MaxRedirects references are followed in a row.
+//
+// Each client keeps its connections as Spans (address, up, down, whether
+// the client or the server ended it, the server's DISCONNECT reason code
+// and reference), so a test can count the disconnections a fault caused
+// and how long each client went without a connection. A Publisher's
+// attempts name the address they were written on (history.Attempt.Server).
 package mqttclient

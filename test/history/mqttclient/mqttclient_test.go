@@ -210,6 +210,22 @@ func TestFollowDisconnectReference(t *testing.T) {
 	if s := p.Stats(); s.Redirects < 1 || leaving.Connects() < 1 {
 		t.Fatalf("stats %+v, %d connects to the leaving leader", s, leaving.Connects())
 	}
+	// The spans: the leaving leader's connection ended by its DISCONNECT,
+	// then the broker's, which the end of Run closed.
+	spans := p.Spans()
+	first, last := spans[0], spans[len(spans)-1]
+	if first.Addr != leaving.Addr() || first.ByClient || !first.ServerDisconnect || first.ReasonCode != 0x9C ||
+		first.ServerReference != addr || first.Down.Before(first.Up) {
+		t.Fatalf("first span %+v", first)
+	}
+	if last.Addr != addr || !last.ByClient || last.ServerDisconnect || last.Up.Before(first.Down) {
+		t.Fatalf("last span %+v", last)
+	}
+	for _, a := range rec.History().Attempts {
+		if a.Server != leaving.Addr() && a.Server != addr {
+			t.Fatalf("attempt %d sent on %q", a.Seq, a.Server)
+		}
+	}
 }
 
 // Subscribers that go offline and come back, and every client's
@@ -260,6 +276,13 @@ func TestOfflineOnlineAndResets(t *testing.T) {
 	}
 	if st := s1.Stats(); st.Connects < 2 {
 		t.Fatalf("s-qos1: %+v", st)
+	}
+	// s-qos1 went offline itself; s-qos2 lost its connection to the reset.
+	if sp := s1.Spans(); len(sp) < 2 || !sp[0].ByClient || sp[0].Down.IsZero() || sp[1].Up.Before(sp[0].Down) {
+		t.Fatalf("s-qos1 spans %+v", sp)
+	}
+	if sp := s2.Spans(); len(sp) < 2 || sp[0].ByClient || sp[0].ServerDisconnect || sp[0].Down.IsZero() {
+		t.Fatalf("s-qos2 spans %+v", sp)
 	}
 }
 

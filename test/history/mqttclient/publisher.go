@@ -76,6 +76,9 @@ func NewPublisher(rec *history.Recorder, cfg PublisherConfig) (*Publisher, error
 // ID is the publisher's ID.
 func (p *Publisher) ID() string { return p.cfg.ID }
 
+// Spans returns the connections the publisher held so far.
+func (p *Publisher) Spans() []Span { return p.conn.Spans() }
+
 // Stats returns the counts so far.
 func (p *Publisher) Stats() PublisherStats {
 	p.mu.Lock()
@@ -95,7 +98,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 			sleepCtx(ctx, p.cfg.Backoff)
 			continue
 		}
-		err = p.publishUntilLost(ctx, c)
+		lost, err := p.publishUntilLost(ctx, c)
+		if lost {
+			// paho may answer the publish before it closes the client.
+			waitDone(c, hangUpTimeout)
+		}
+		p.conn.ended(!lost)
 		_ = c.Disconnect(&paho.Disconnect{}) // the connection may be gone already
 		<-c.Done()
 		if err != nil {
@@ -105,8 +113,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (p *Publisher) dial(ctx context.Context, addr string) (*paho.Client, *paho.Connack, error) {
-	return mqtttest.DialWith(ctx, addr, p.cfg.ID, true, 0, nil, mqtttest.Options{OnServerDisconnect: p.conn.serverDisconnect})
+func (p *Publisher) dial(ctx context.Context, addr string, onDisconnect func(*paho.Disconnect)) (*paho.Client, *paho.Connack, error) {
+	return mqtttest.DialWith(ctx, addr, p.cfg.ID, true, 0, nil, mqtttest.Options{OnServerDisconnect: onDisconnect})
 }
 
 func (p *Publisher) done() bool {
@@ -116,8 +124,9 @@ func (p *Publisher) done() bool {
 }
 
 // publishUntilLost publishes on c until an outcome is unknown (the
-// connection is probably gone), Count is reached or ctx ends.
-func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error {
+// connection is probably gone: lost, unless the publish timed out on a
+// live connection), Count is reached or ctx ends.
+func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) (lost bool, err error) {
 	// paho.golang v0.23.0 does not release a publish waiting for its
 	// acknowledgement when the connection is lost with session expiry 0
 	// (the session state is cleaned without waking the waiter), so the
@@ -131,6 +140,7 @@ func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error 
 		case <-ctx.Done():
 		}
 	}()
+	server := p.conn.Addr()
 	for ctx.Err() == nil && !p.done() {
 		p.mu.Lock()
 		p.seq++
@@ -139,24 +149,45 @@ func (p *Publisher) publishUntilLost(ctx context.Context, c *paho.Client) error 
 		p.mu.Unlock()
 		payload, err := history.Encode(p.cfg.ID, seq)
 		if err != nil {
-			return err
+			return false, err
 		}
-		a := history.Attempt{Publisher: p.cfg.ID, Seq: seq, QoS: p.cfg.QoS, Topic: p.cfg.Topic, Sent: time.Now()}
+		a := history.Attempt{Publisher: p.cfg.ID, Seq: seq, QoS: p.cfg.QoS, Topic: p.cfg.Topic, Server: server, Sent: time.Now()}
 		if err := p.rec.Sent(a); err != nil {
-			return err
+			return false, err
 		}
 		pctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 		resp, err := c.Publish(pctx, &paho.Publish{Topic: p.cfg.Topic, QoS: p.cfg.QoS, Payload: payload})
+		timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 		cancel()
 		o, detail := outcome(p.cfg.QoS, resp, err)
 		if err := p.settle(seq, o, detail); err != nil {
-			return err
+			return false, err
 		}
 		if o == history.Unknown && (err != nil || p.cfg.QoS > 0) {
-			return nil
+			return ctx.Err() == nil && !timedOut || isDone(c), nil
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// waitDone waits up to d for c to end.
+func waitDone(c *paho.Client, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.Done():
+	case <-t.C:
+	}
+}
+
+// isDone reports whether c's connection has ended.
+func isDone(c *paho.Client) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *Publisher) settle(seq uint64, o history.Outcome, detail string) error {

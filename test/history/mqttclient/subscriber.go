@@ -104,6 +104,9 @@ func (s *Subscriber) ClientID() string { return s.cfg.ClientID }
 // Connected reports whether the subscriber has a connection now.
 func (s *Subscriber) Connected() bool { return s.connected.Load() }
 
+// Spans returns the connections the subscriber held so far.
+func (s *Subscriber) Spans() []Span { return s.conn.Spans() }
+
 // Stats returns the counts so far.
 func (s *Subscriber) Stats() SubscriberStats {
 	s.mu.Lock()
@@ -147,9 +150,9 @@ func (s *Subscriber) Close() error {
 }
 
 func (s *Subscriber) dialer(clean bool) dialFunc {
-	return func(ctx context.Context, addr string) (*paho.Client, *paho.Connack, error) {
+	return func(ctx context.Context, addr string, onDisconnect func(*paho.Disconnect)) (*paho.Client, *paho.Connack, error) {
 		return mqtttest.DialWith(ctx, addr, s.cfg.ClientID, clean, s.cfg.Expiry, s.received,
-			mqtttest.Options{Session: s.sess, OnServerDisconnect: s.conn.serverDisconnect})
+			mqtttest.Options{Session: s.sess, OnServerDisconnect: onDisconnect})
 	}
 }
 
@@ -210,6 +213,7 @@ func (s *Subscriber) loop(c *paho.Client) {
 			close(cmd.done)
 		case <-lost:
 			c = nil
+			s.conn.ended(false)
 			s.mu.Lock()
 			s.stats.Drops++
 			s.mu.Unlock()
@@ -250,11 +254,7 @@ func (s *Subscriber) hangUp(c *paho.Client) {
 	if c == nil {
 		return
 	}
+	s.conn.ended(!isDone(c))
 	_ = c.Disconnect(&paho.Disconnect{}) // the connection may be gone already
-	t := time.NewTimer(hangUpTimeout)
-	defer t.Stop()
-	select {
-	case <-c.Done():
-	case <-t.C:
-	}
+	waitDone(c, hangUpTimeout)
 }
