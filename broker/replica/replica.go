@@ -29,7 +29,6 @@ import (
 	"github.com/bollard-io/bollard/broker/engine"
 )
 
-
 // Node is what Engine needs of a cluster member; *cluster.Node implements it.
 type Node interface {
 	State() (cluster.Serving, <-chan struct{})
