@@ -1,7 +1,51 @@
-// Package cluster_test runs replicated Bollard clusters of real processes
-// on 127.0.0.1 and checks what replication promises: nothing acknowledged
-// is lost when members die, are cut off or restart, QoS 2 is delivered
-// once, clients find the leader through any member, and failover is fast.
+// Package cluster_test runs replicated Bollard clusters of three real
+// processes on 127.0.0.1 and checks what replication promises: nothing
+// acknowledged is lost when members die, are cut off or restart, QoS 2 is
+// delivered once, clients find the leader through any member, and
+// failover is fast.
+//
+// Every scenario runs a workload (workload_test.go) recording into one
+// test/history Recorder: publishers at QoS 1 and QoS 2 (window 1, counting
+// acknowledgements) and persistent subscribers at QoS 1 and QoS 2, online
+// throughout and offline until the end; history.Check then proves every
+// acknowledged message reached every subscriber, in order per publisher,
+// QoS 2 once, nothing that was never sent.
+//
+//   - TestLeaderKilledUnderLoad: kill -9 of the leader at moments picked
+//     by the traffic (3 times, 1 with -short), restarted as a follower.
+//   - TestFollowerKilledUnderLoad: kill -9 of a follower: the leader stays,
+//     no client is disconnected, the member catches up.
+//   - TestIsolatedLeader: the leader cut off from both followers by a
+//     test/faultproxy Mesh on the replication links: it steps down within
+//     its lease, acknowledges nothing after it, disconnects its clients;
+//     the others elect a leader; healed, it follows.
+//   - TestFullRestart: kill -9 of all three at once, then start: everything
+//     acknowledged survives.
+//   - TestCatchUpBySnapshot: a follower down while messages queue for
+//     offline subscribers (BOLLARD_CLUSTER_QUEUE, 20,000; 5,000 with
+//     -short) catches up by installing the leader's snapshot
+//     (snapshotEvery 1000, trailingLogs 500), then leads, and the queues
+//     drain from it.
+//   - TestRollingRestart: SIGTERM of each member, followers first: a
+//     follower's restart disconnects nobody, the leader's each of its
+//     clients once.
+//   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5; 1 with -short) kills of
+//     the leader with SIGKILL and as many with SIGTERM, timed to the first
+//     CONNACK from a new leader; logs min/p50/p99/max.
+//
+// Members are built with -race when the tests are, except for the two
+// scenarios that measure time or need throughput (TestCatchUpBySnapshot,
+// TestFailoverTimes), whose correctness the others cover. They run with the
+// default Raft timing (heartbeat and election 1 s, lease 500 ms). A member
+// that ends unasked, or whose log shows a data race or a panic, fails the
+// test. BOLLARD_CLUSTER_LOGS=<dir> keeps every member's log;
+// BOLLARD_CLUSTER_SEED replays a run's random moments.
+//
+// Known gap, logged rather than failed: when a leadership transfer begins,
+// the leader refuses the publishes in flight (PUBACK/PUBREC 0x80, allowed:
+// they are not acknowledged) and a connection whose delivery state cannot
+// be stored (a QoS 2 subscriber receiving) is closed without a DISCONNECT;
+// the others get DISCONNECT 0x9C naming the new leader.
 package cluster_test
 
 import (
@@ -545,14 +589,15 @@ func (c *testCluster) index(addr string) int {
 }
 
 // connectProbe connects a fresh 5.0 client through addrs (following
-// CONNACK 0x9C Use another server) until one is accepted or ctx ends, and
-// returns the address that accepted it. It disconnects at once.
-func connectProbe(ctx context.Context, addrs []string, clientID string) (string, error) {
+// CONNACK 0x9C Use another server, but never to avoid) until one is
+// accepted or ctx ends, and returns the address that accepted it. It
+// disconnects at once.
+func connectProbe(ctx context.Context, addrs []string, avoid, clientID string) (string, error) {
 	var last error
 	for ctx.Err() == nil {
 		for _, a := range addrs {
 			target := a
-			for hop := 0; hop < 3 && ctx.Err() == nil; hop++ {
+			for hop := 0; hop < 3 && ctx.Err() == nil && target != avoid; hop++ {
 				dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				c, _, err := mqtttest.Dial(dctx, target, clientID, true, 0, nil)
 				cancel()
