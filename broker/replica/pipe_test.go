@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,45 +16,6 @@ import (
 	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/test/poll"
 )
-
-// movingNode is a member whose leadership the test moves.
-type movingNode struct {
-	mu         sync.Mutex
-	st         cluster.Serving
-	changed    chan struct{}
-	transfers  int
-	onTransfer func() // called with mu held
-}
-
-func newMovingNode() *movingNode { return &movingNode{changed: make(chan struct{})} }
-
-func (f *movingNode) State() (cluster.Serving, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st, f.changed
-}
-
-func (f *movingNode) set(st cluster.Serving) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.setLocked(st)
-}
-
-func (f *movingNode) setLocked(st cluster.Serving) {
-	f.st = st
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *movingNode) TransferLeadership() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.transfers++
-	if f.onTransfer != nil {
-		f.onTransfer()
-	}
-	return nil
-}
 
 func newPipeEngine(t *testing.T, n Node) *Engine {
 	t.Helper()
@@ -101,7 +61,7 @@ func connectPipe(t *testing.T, e *Engine, clientID string) (*packet.Connack, net
 }
 
 func TestFollowerRefusesLeaderServesAndHandsOver(t *testing.T) {
-	n := newMovingNode()
+	n := &fakeNode{changed: make(chan struct{})}
 	n.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "b-1:1883"})
 	e := newPipeEngine(t, n)
 
@@ -142,9 +102,14 @@ func TestFollowerRefusesLeaderServesAndHandsOver(t *testing.T) {
 // SIGTERM on the leader: leadership is transferred before the clients are
 // disconnected, and they are sent to the new leader.
 func TestDrainTransfersLeadershipFirst(t *testing.T) {
-	n := newMovingNode()
+	n := &fakeNode{changed: make(chan struct{})}
 	n.set(cluster.Serving{Serving: true, Term: 3, LeaderID: "b-0"})
-	n.onTransfer = func() { n.setLocked(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "b-1:1883"}) }
+	transfers := 0
+	n.transfer = func() error {
+		transfers++
+		n.set(cluster.Serving{LeaderID: "b-1", LeaderClientAddress: "b-1:1883"})
+		return nil
+	}
 	e := newPipeEngine(t, n)
 	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "serving", e.Ready)
 	_, cli, r := connectPipe(t, e, "c")
@@ -164,9 +129,7 @@ func TestDrainTransfersLeadershipFirst(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.transfers != 1 {
-		t.Fatalf("%d leadership transfers, want 1", n.transfers)
+	if transfers != 1 {
+		t.Fatalf("%d leadership transfers, want 1", transfers)
 	}
 }
