@@ -84,6 +84,7 @@ func (s *Session) Detach() { s.DetachMarks(nil) }
 func (s *Session) DetachMarks(b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.marksSubmitted(b) // the writer has ended
 	s.markAll(b)
 	s.online, s.notify = false, nil
 	s.drop(DropSlowConsumer, len(s.q.qos0))
@@ -110,6 +111,7 @@ func (s *Session) resetMemory() {
 	q.pending.set(append(back, q.pending.items()...))
 	q.head, q.headBytes, q.resend = nil, 0, nil
 	s.markAll(nil)
+	s.marksSubmitted(nil) // DetachMarks wrote what was held back
 	clear(q.inflight)
 	q.flightBytes = 0
 	q.loadedSeq = 0
@@ -128,6 +130,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 	if !s.online {
 		return out, false
 	}
+	s.marksSubmitted(b)
 	if len(s.q.unmarked) > 0 {
 		s.markAged(s.now(), b)
 	}
@@ -294,6 +297,34 @@ func (s *Session) mark(it *item, b *store.Batch) {
 	it.unmarked = false
 	e := it.e
 	b.UpdateEntry(s.rec.ClientID, &e)
+	it.markInBatch = true
+	s.q.justMarked = append(s.q.justMarked, it)
+}
+
+// marksSubmitted runs when the batch of the previous NextBatch has been
+// submitted (the writer calls NextBatch again, or the connection ended):
+// its marks are on their way to the store, and the Dequeues of the
+// entries acknowledged meanwhile, held back so as not to overtake them,
+// go into b (nil: forgotten; the entries are sent again after a
+// restart, as QoS 1 allows).
+//
+// The writer submits the batch after NextBatch returns; a PUBACK read
+// meanwhile finishes the entry on the read loop, whose Dequeue could
+// reach the store first, and the store refuses the mark of an entry that
+// is gone, failing the writer's batch.
+func (s *Session) marksSubmitted(b *store.Batch) {
+	q := &s.q
+	for _, it := range q.justMarked {
+		it.markInBatch = false
+	}
+	clear(q.justMarked)
+	q.justMarked = q.justMarked[:0]
+	if b != nil {
+		for _, seq := range q.later {
+			b.Dequeue(s.rec.ClientID, seq)
+		}
+	}
+	q.later = q.later[:0]
 }
 
 func outgoing(it *item, dup bool) Outgoing {

@@ -28,6 +28,9 @@ type item struct {
 	// state is not in the store yet (see markAged); sentAt is when.
 	unmarked bool
 	sentAt   time.Time
+	// markInBatch: NextBatch wrote its Sent mark into the batch it
+	// returned, which the writer may not have submitted yet (see finish).
+	markInBatch bool
 }
 
 // pend is a stored entry past the head whose Enqueue is not committed yet.
@@ -77,9 +80,14 @@ type queue struct {
 	flightBytes int64
 	resend      []*item // inflight entries to send again on this connection
 	unmarked    []*item // stored QoS 1 entries sent without a Sent mark, in send order
-	nextPID     uint16
-	qos0        []*item // QoS 0 messages for the online client (never stored)
-	qos0Bytes   int64
+	// justMarked are the entries whose marks the last NextBatch wrote;
+	// later holds the Dequeues of those acknowledged before the next
+	// NextBatch, which writes them (see finish).
+	justMarked []*item
+	later      []uint64
+	nextPID    uint16
+	qos0       []*item // QoS 0 messages for the online client (never stored)
+	qos0Bytes  int64
 	// Purging expired entries (purge.go).
 	purgeAt     time.Time           // no purge before; zero: any time
 	purgeCursor uint64              // the next purge reads the store after it
@@ -500,9 +508,14 @@ func (s *Session) popHead() *item {
 // expired): counters and, for stored entries, a Dequeue in b.
 func (s *Session) remove(it *item, b *store.Batch) {
 	s.q.add(-1, -it.size)
-	if it.stored {
-		b.Dequeue(s.rec.ClientID, it.e.Seq)
+	if !it.stored {
+		return
 	}
+	if it.markInBatch {
+		s.q.later = append(s.q.later, it.e.Seq)
+		return
+	}
+	b.Dequeue(s.rec.ClientID, it.e.Seq)
 }
 
 func (s *Session) wake() {

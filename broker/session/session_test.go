@@ -474,6 +474,75 @@ func TestQoS2MarkCarriesEarlierLazyMarks(t *testing.T) {
 	}
 }
 
+// A Sent mark that NextBatch writes reaches the store when the writer
+// submits its batch, after NextBatch returned; an acknowledgement read
+// meanwhile must not Dequeue the entry ahead of it, or the store refuses
+// the mark's batch (UpdateEntry of an entry gone) and the connection ends.
+// The Dequeue is deferred to the writer's next batch. Both ways a mark is
+// written: with a QoS 2 delivery, and once markDelay passed.
+func TestAckDuringUnsubmittedMark(t *testing.T) {
+	for _, aged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("aged=%v", aged), func(t *testing.T) {
+			f := newFixture(t, 3600, Limits{MaxMessages: 100, MaxBytes: 1 << 20})
+			_ = f.s.Attach(10, func() {})
+			f.offer("a", 1, false)
+			var wb store.Batch
+			out, _ := f.s.NextBatch(nil, 10, nil, &wb)
+			f.commit(&wb)
+			if aged {
+				f.clk.add(markDelay)
+			} else {
+				f.offer("b", 2, false)
+			}
+			wb = store.Batch{}
+			f.s.NextBatch(nil, 10, nil, &wb) // marks a; not submitted yet
+			if !hasOp(wb, store.OpUpdateEntry, out[0].PacketID) {
+				t.Fatalf("the writer's batch does not mark a: %+v", wb.Ops)
+			}
+			var ack store.Batch
+			if err := f.s.Puback(out[0].PacketID, &ack); err != nil {
+				t.Fatal(err)
+			}
+			f.commit(&ack) // the reader's batch goes first
+			if err := f.st.Commit(context.Background(), &wb); err != nil {
+				t.Fatalf("the writer's batch after the acknowledgement: %v", err)
+			}
+			wb = store.Batch{}
+			f.s.NextBatch(nil, 10, nil, &wb)
+			f.commit(&wb) // the deferred Dequeue
+			f.detach()
+			_ = f.s.Attach(10, func() {})
+			again := f.next(10)
+			for _, o := range again {
+				if o.Msg != nil && string(o.Msg.Payload) == "a" {
+					t.Fatalf("a, acknowledged, was sent again: %+v", again)
+				}
+			}
+			if d := f.s.Depth(); d.Messages != boolInt(!aged) {
+				t.Fatalf("queue holds %d messages", d.Messages)
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// hasOp reports whether b holds an operation of kind on the entry
+// delivered with packet identifier pid.
+func hasOp(b store.Batch, kind store.OpKind, pid uint16) bool {
+	for _, op := range b.Ops {
+		if op.Kind == kind && op.Entry != nil && op.Entry.PacketID == pid {
+			return true
+		}
+	}
+	return false
+}
+
 // TestDropOldestKeepsNewestWhatever the commit timing: a publisher that
 // pipelines a burst into a full queue has many Enqueues uncommitted at
 // once; DropOldest must still keep the newest messages (issue 11: it kept
