@@ -83,6 +83,7 @@ func TestRollingRestart(t *testing.T) {
 	for client, n := range perClient {
 		if n > 1 {
 			t.Errorf("%s was disconnected %d times in the rolling restart, want at most once", client, n)
+			w.logSpans()
 		}
 	}
 	t.Logf("clients disconnected by the leader's restart: %d (%d without a DISCONNECT); time without a connection: %s",
