@@ -33,7 +33,8 @@
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
 //     CONNACK from a new leader; logs min/p50/p99/max.
 //
-// Members are built with -race when the tests are, except for the two
+// Members are built with -race when the tests are (not with -short, whose
+// quick loop cannot afford three race-built processes), except for the two
 // scenarios that measure time or need throughput (TestCatchUpBySnapshot,
 // TestFailoverTimes), whose correctness the others cover. They run with the
 // default Raft timing (heartbeat and election 1 s, lease 500 ms). A member
@@ -196,7 +197,9 @@ func freePorts(t *testing.T, n int) []string {
 
 func newCluster(t *testing.T, n int, opts ...option) *testCluster {
 	t.Helper()
-	o := clusterOptions{race: raceBuild}
+	// -short (make test-fast) runs members without -race: a race build of
+	// three members costs most of the quick loop's CPU; make test keeps it.
+	o := clusterOptions{race: raceBuild && !testing.Short()}
 	for _, f := range opts {
 		f(&o)
 	}
