@@ -27,7 +27,9 @@ type policySet struct {
 // policyClass is one policy's effective settings and its account (queue
 // depth, drops and store share of its sessions together).
 type policyClass struct {
-	eff    config.Effective
+	eff config.Effective
+	// limits are shared by the class's sessions (session.New keeps the
+	// pointer): they never change, a reload makes a new class.
 	limits session.Limits
 }
 
@@ -99,8 +101,8 @@ func (ps *policySet) all() []*policyClass { return append(slices.Clip(ps.classes
 func (s *Server) policySet() *policySet { return s.pol.Load() }
 
 // chooseLimits is the session.Chooser of the applied policies.
-func (s *Server) chooseLimits(clientID, principal string, filters iter.Seq[string]) session.Limits {
-	return s.policySet().choose(clientID, principal, filters).limits
+func (s *Server) chooseLimits(clientID, principal string, filters iter.Seq[string]) *session.Limits {
+	return &s.policySet().choose(clientID, principal, filters).limits
 }
 
 // applyPolicies compiles cfg's policies and gives every session its

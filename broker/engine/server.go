@@ -36,8 +36,10 @@ type Server struct {
 	disk    diskSampler
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
-	com      *committer
-	sweep    *sweeper
+	// sessHooks are the hooks of every session (Server.hooks).
+	sessHooks *session.Hooks
+	com       *committer
+	sweep     *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	pol   atomic.Pointer[policySet] // queues.policies of cfg (policy.go)
@@ -103,6 +105,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.authz.Store(a)
+	s.sessHooks = s.newHooks()
 	s.cfg.Store(cfg.Clone())
 	s.pol.Store(newPolicySet(cfg, nil))
 	s.gen.Store(cfg.ConfigGeneration)
@@ -164,7 +167,7 @@ func (s *Server) recover(ctx context.Context) error {
 }
 
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
-	lim := s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
+	lim := &s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
 	sess := session.Restore(st, lim, s.store, s.now, s.hooks())
 	sess.MarkDisconnectedAt(now, b)
 	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
@@ -177,8 +180,11 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 	s.sweep.schedule(sess)
 }
 
-func (s *Server) hooks() session.Hooks {
-	return session.Hooks{
+// hooks returns the session hooks, which every session shares.
+func (s *Server) hooks() *session.Hooks { return s.sessHooks }
+
+func (s *Server) newHooks() *session.Hooks {
+	return &session.Hooks{
 		Drop: func(id, reason string, n int) { s.stats.drop(s.log, id, reason, n) },
 		ReadError: func(id string, err error) {
 			s.log.Error("reading session queue from the store", "client", id, "err", err)
@@ -272,6 +278,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 		}
 	}
 	s.authz.Store(a)
+	s.sessHooks = s.newHooks()
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
 	s.applyPolicies(cfg)

@@ -35,7 +35,7 @@ func TestAccountFollowsItsSessions(t *testing.T) {
 	queued(t, a, 4, 4*size)
 
 	// A reload moves a session's queue to its new account.
-	f1.s.SetLimits(Limits{MaxMessages: 10, MaxBytes: 1 << 20, Account: b})
+	f1.s.SetLimits(&Limits{MaxMessages: 10, MaxBytes: 1 << 20, Account: b})
 	queued(t, a, 1, size)
 	queued(t, b, 3, 3*size)
 	if f1.s.Info().Policy != "b" {
@@ -52,7 +52,7 @@ func TestAccountFollowsItsSessions(t *testing.T) {
 	// limits no longer reach it.
 	f2.s.Release()
 	queued(t, a, 0, 0)
-	f2.s.SetLimits(Limits{MaxMessages: 10, MaxBytes: 1 << 20, Account: a})
+	f2.s.SetLimits(&Limits{MaxMessages: 10, MaxBytes: 1 << 20, Account: a})
 	f2.s.CountDrops(DropSessionExpired, 1)
 	queued(t, a, 0, 0)
 	if len(a.Drops()) != 0 || f2.drops[DropSessionExpired] != 1 {
@@ -120,15 +120,15 @@ func TestAccountBudget(t *testing.T) {
 func TestChooseSeesSubscriptions(t *testing.T) {
 	a, fw := NewAccount("default"), NewAccount("fw")
 	f := newFixture(t, 3600, Limits{MaxMessages: 10, Account: a})
-	choose := func(clientID, _ string, filters iter.Seq[string]) Limits {
+	choose := func(clientID, _ string, filters iter.Seq[string]) *Limits {
 		var fs []string
 		for x := range filters {
 			fs = append(fs, x)
 		}
 		if clientID == "c" && slices.Contains(fs, "fw/x") {
-			return Limits{MaxMessages: 1, Policy: DropNewest, Account: fw}
+			return &Limits{MaxMessages: 1, Policy: DropNewest, Account: fw}
 		}
-		return Limits{MaxMessages: 10, Account: a}
+		return &Limits{MaxMessages: 10, Account: a}
 	}
 	if got := f.s.Choose(choose); got != "default" {
 		t.Fatalf("no subscription: %q", got)

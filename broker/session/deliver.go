@@ -50,7 +50,7 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 		if e.State == store.Released {
 			it.m = nil // only its PUBREL is sent again
 		}
-		q.inflight[e.PacketID] = it
+		q.setInflight(e.PacketID, it)
 		q.resend = append(q.resend, it)
 		q.loadedSeq = e.Seq
 		return true
@@ -231,7 +231,7 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	}
 	pid := s.allocPID()
 	it.e.State, it.e.PacketID = store.Sent, pid
-	s.q.inflight[pid] = it
+	s.q.setInflight(pid, it)
 	s.q.fly(it)
 	o.PacketID = pid
 	switch {

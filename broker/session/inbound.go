@@ -13,7 +13,7 @@ func (s *Session) BeginInbound(pid uint16, b *store.Batch) (dup bool) {
 	if _, ok := s.inbound[pid]; ok {
 		return true
 	}
-	s.inbound[pid] = struct{}{}
+	s.addInbound(pid)
 	if s.persistent() {
 		b.PutInboundQoS2(s.rec.ClientID, pid)
 	}
@@ -58,6 +58,15 @@ func (s *Session) ReleaseInbound(pid uint16, b *store.Batch) bool {
 func (s *Session) KeepInbound(pid uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addInbound(pid)
+}
+
+// addInbound records pid, making the set on first use: most sessions never
+// receive a QoS 2 PUBLISH.
+func (s *Session) addInbound(pid uint16) {
+	if s.inbound == nil {
+		s.inbound = make(map[uint16]struct{})
+	}
 	s.inbound[pid] = struct{}{}
 }
 

@@ -73,7 +73,7 @@ type queue struct {
 	head      []*item // first Queued entries, in Seq order
 	headBytes int64   // bytes of the messages in head
 	pending   pends   // uncommitted stored entries after loadedSeq, in Seq order
-	inflight  map[uint16]*item
+	inflight  map[uint16]*item // nil until the first entry (setInflight)
 	acct      *Account // the account that sums msgs and bytes with others'; see add
 	// flightBytes counts the messages sent on this connection and not yet
 	// acknowledged (see window.go).
@@ -98,7 +98,14 @@ type queue struct {
 	skipGen     uint64              // lastSeq at the last purge
 }
 
-func (q *queue) init() { q.inflight = make(map[uint16]*item) }
+// setInflight records it as inflight under pid, making the map on first
+// use: an offline session that was never sent anything has none.
+func (q *queue) setInflight(pid uint16, it *item) {
+	if q.inflight == nil {
+		q.inflight = make(map[uint16]*item)
+	}
+	q.inflight[pid] = it
+}
 
 // A Session is what the router delivers to.
 var _ router.Subscriber = (*Session)(nil)

@@ -68,8 +68,9 @@ type Limits struct {
 
 // Chooser picks the limits of a session from its client identifier,
 // principal and subscription filters (a queue policy's selectors). It is
-// called with the session's mutex held: it must not call the Session.
-type Chooser func(clientID, principal string, filters iter.Seq[string]) Limits
+// called with the session's mutex held: it must not call the Session. The
+// session keeps the pointer: the Limits must not change afterwards.
+type Chooser func(clientID, principal string, filters iter.Seq[string]) *Limits
 
 // Reader reads a persistent session's queue back from the store; a
 // store.Store is one.
@@ -92,17 +93,28 @@ type Hooks struct {
 	CanRead func(principal, clientID, topic string) bool
 }
 
+// noLimits and noHooks stand for a nil *Limits or *Hooks.
+var (
+	noLimits Limits
+	noHooks  Hooks
+)
+
 // Session is one client session. Create it with New or Restore.
+//
+// An offline session is mostly at rest, and a broker holds a million of
+// them: what many sessions share (hooks, the limits of their queue policy)
+// is held by pointer, and what an offline session seldom uses (the inbound
+// QoS 2 set, the inflight map) is allocated on first use.
 type Session struct {
 	mu     sync.Mutex
 	now    func() time.Time
 	rd     Reader
-	hooks  Hooks
-	limits Limits
+	hooks  *Hooks  // shared by the sessions of one owner; never nil
+	limits *Limits // shared by the sessions of one queue policy; never nil
 
 	rec     store.Session
 	subs    subSet
-	inbound map[uint16]struct{}
+	inbound map[uint16]struct{} // nil until the first inbound QoS 2 PUBLISH
 
 	online     bool
 	receiveMax int
@@ -113,23 +125,29 @@ type Session struct {
 }
 
 // New returns a session for rec (a new session: empty queue). rd may be nil
-// for sessions that are never persistent.
-func New(rec store.Session, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
-	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec,
-		inbound: make(map[uint16]struct{})}
-	s.q.init()
+// for sessions that are never persistent. The session keeps lim and hooks
+// (nil: none), which must not change afterwards: many sessions share them.
+func New(rec store.Session, lim *Limits, rd Reader, now func() time.Time, hooks *Hooks) *Session {
+	if lim == nil {
+		lim = &noLimits
+	}
+	if hooks == nil {
+		hooks = &noHooks
+	}
+	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec}
 	s.q.setAccount(lim.Account)
 	return s
 }
 
 // Restore rebuilds a session from its recovered state.
-func Restore(st *store.SessionState, lim Limits, rd Reader, now func() time.Time, hooks Hooks) *Session {
+func Restore(st *store.SessionState, lim *Limits, rd Reader, now func() time.Time, hooks *Hooks) *Session {
 	s := New(st.Session, lim, rd, now, hooks)
+	s.subs.grow(len(st.Subscriptions))
 	for _, sub := range st.Subscriptions {
 		s.subs.put(sub)
 	}
 	for _, pid := range st.InboundQoS2 {
-		s.inbound[pid] = struct{}{}
+		s.addInbound(pid)
 	}
 	s.q.add(st.Queue.Messages, st.Queue.Bytes)
 	s.q.lastSeq = st.Queue.LastSeq
@@ -141,14 +159,17 @@ func (s *Session) ClientID() string { return s.rec.ClientID }
 
 // SetLimits replaces the queue limits (configuration reload), moving the
 // queue into l.Account. Queues over a new limit are not trimmed; new
-// messages see the new limit.
-func (s *Session) SetLimits(l Limits) {
+// messages see the new limit. The session keeps l (nil: none).
+func (s *Session) SetLimits(l *Limits) {
 	s.mu.Lock()
 	s.setLimits(l)
 	s.mu.Unlock()
 }
 
-func (s *Session) setLimits(l Limits) {
+func (s *Session) setLimits(l *Limits) {
+	if l == nil {
+		l = &noLimits
+	}
 	s.limits = l
 	if !s.released {
 		s.q.setAccount(l.Account)

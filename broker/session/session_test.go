@@ -38,7 +38,7 @@ type fixture struct {
 func newFixture(t *testing.T, expiry uint32, lim Limits) *fixture {
 	f := &fixture{t: t, st: memstore.New(), clk: &clock{t: time.Unix(1_000_000, 0)}, drops: map[string]int{}}
 	rec := store.Session{ClientID: "c", ExpiryInterval: expiry, CreatedAt: f.clk.now()}
-	f.s = New(rec, lim, f.st, f.clk.now, Hooks{Drop: func(_, reason string, n int) { f.drops[reason] += n }})
+	f.s = New(rec, &lim, f.st, f.clk.now, &Hooks{Drop: func(_, reason string, n int) { f.drops[reason] += n }})
 	var b store.Batch
 	f.s.Connect(5, expiry, nil, &b)
 	f.commit(&b)

@@ -1,6 +1,10 @@
 package session
 
-import "github.com/bollard-io/bollard/broker/store"
+import (
+	"slices"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
 
 // subSet holds a session's subscriptions: a slice while there are few
 // (most sessions have one or two, and a map costs some 400 bytes even for
@@ -46,6 +50,13 @@ func (ss *subSet) get(filter string) (store.Subscription, bool) {
 		return ss.few[i], true
 	}
 	return store.Subscription{}, false
+}
+
+// grow makes room for n subscriptions more, in one allocation.
+func (ss *subSet) grow(n int) {
+	if ss.many == nil && len(ss.few)+n <= fewSubs {
+		ss.few = slices.Grow(ss.few, n)
+	}
 }
 
 // put adds or replaces the subscription with sub's filter.

@@ -264,3 +264,70 @@ func TestRetained(t *testing.T) {
 	}
 	r.Match("", func(string, string) bool { t.Error("empty filter matched"); return true })
 }
+
+// TestTrieCompactLimits adds and removes subscriptions at random with many
+// subscribers per filter and many sibling levels, so that nodes cross
+// fewKids and fewSubs in both directions (the map forms of children and
+// subscribers), and compares every Match with refMatch. Removing
+// everything must leave an empty root.
+func TestTrieCompactLimits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	levels := []string{"+", "#"}
+	for i := range 2 * fewKids {
+		levels = append(levels, fmt.Sprintf("l%d", i))
+	}
+	var tr Trie[int]
+	want := map[[2]string]int{} // (subscriber, filter) -> value
+	for op := range 20000 {
+		f := randomLevels(rng, levels[:2+rng.IntN(len(levels)-1)])
+		if ValidateFilter(f) != nil {
+			continue
+		}
+		id := fmt.Sprintf("c%d", rng.IntN(3*fewSubs))
+		if rng.IntN(3) == 0 {
+			_, existed := want[[2]string{id, f}]
+			if got := tr.Remove(f, id); got != existed {
+				t.Fatalf("op %d: Remove(%q, %q) = %v, want %v", op, f, id, got, existed)
+			}
+			delete(want, [2]string{id, f})
+		} else {
+			if _, err := tr.Add(f, id, op); err != nil {
+				t.Fatal(err)
+			}
+			want[[2]string{id, f}] = op
+		}
+		if op%50 == 0 {
+			checkCompactMatch(t, &tr, want, randomLevels(rng, levels[2:]))
+		}
+	}
+	for k := range want {
+		if !tr.Remove(k[1], k[0]) {
+			t.Fatalf("Remove(%q, %q) = false", k[1], k[0])
+		}
+	}
+	if tr.Count() != 0 || !tr.root.empty() || tr.root.x != nil {
+		t.Errorf("not pruned: Count %d, root %+v", tr.Count(), tr.root)
+	}
+}
+
+func checkCompactMatch(t *testing.T, tr *Trie[int], want map[[2]string]int, name string) {
+	t.Helper()
+	if tr.Count() != len(want) {
+		t.Fatalf("Count = %d, want %d", tr.Count(), len(want))
+	}
+	exp := map[string]int{}
+	for k, v := range want {
+		if refMatch(k[1], name) {
+			exp[k[0]+"|"+k[1]] = v
+		}
+	}
+	var m Matches[int]
+	tr.Match(name, &m)
+	got := map[string]int{}
+	for _, s := range m.Subs {
+		got[s.SubscriberID+"|"+s.Filter] = s.Value
+	}
+	if fmt.Sprint(got) != fmt.Sprint(exp) {
+		t.Fatalf("Match(%q):\n got %v\nwant %v", name, got, exp)
+	}
+}

@@ -93,20 +93,39 @@ func (m *Matches[V]) Reset() {
 // Len returns the number of non-shared subscriptions plus shared groups.
 func (m *Matches[V]) Len() int { return len(m.Subs) + len(m.Shared) }
 
+// node is one level of the trie. A broker with a million sessions holds
+// millions of nodes, most with one child or one subscriber ("fleet/{id}/cmd"
+// per device), so a node keeps what most nodes need inline and the rest in
+// an extra part allocated on first use: named children are a short slice
+// (a map only beyond fewKids), subscribers a slice (indexed by a map only
+// beyond fewSubs); wildcard children and shared groups live in extra.
 type node[V any] struct {
-	parent   *node[V]
-	level    string // key of this node in its parent
-	filter   string // inner filter leading to this node
-	children map[string]*node[V]
-	plus     *node[V] // child for '+'
-	hash     *node[V] // child for '#'
-
-	// Non-shared subscriptions: a slice for fast iteration in Match and an
-	// index by subscriber ID for Add and Remove.
+	parent *node[V]
+	level  string     // key of this node in its parent
+	kids   []*node[V] // named children while there are at most fewKids
+	// Non-shared subscriptions: a slice for fast iteration in Match,
+	// searched by subscriber ID while short, indexed by extra.idx beyond.
 	subs []Sub[V]
-	idx  map[string]int
+	x    *extra[V] // nil while unused
+}
 
+// extra is the part of a node that few nodes need.
+type extra[V any] struct {
+	kids   map[string]*node[V] // named children beyond fewKids (then node.kids is nil)
+	plus   *node[V]            // child for '+'
+	hash   *node[V]            // child for '#'
+	idx    map[string]int      // index of subs by subscriber ID beyond fewSubs
 	shared []*group[V]
+}
+
+// Past these sizes a node indexes its children and subscribers by map.
+const (
+	fewKids = 8
+	fewSubs = 8
+)
+
+func (x *extra[V]) empty() bool {
+	return x.kids == nil && x.plus == nil && x.hash == nil && x.idx == nil && len(x.shared) == 0
 }
 
 // group is a shared subscription group. members is copy-on-write: Match
@@ -118,9 +137,46 @@ type group[V any] struct {
 	next    atomic.Uint64
 }
 
+// inner is the group's filter without "$share/{name}/".
+func (g *group[V]) inner() string { return g.filter[len(SharePrefix)+len(g.name)+1:] }
+
 func (n *node[V]) empty() bool {
-	return len(n.subs) == 0 && len(n.shared) == 0 && len(n.children) == 0 &&
-		n.plus == nil && n.hash == nil
+	return len(n.subs) == 0 && len(n.kids) == 0 && (n.x == nil || n.x.empty())
+}
+
+func (n *node[V]) ext() *extra[V] {
+	if n.x == nil {
+		n.x = &extra[V]{}
+	}
+	return n.x
+}
+
+// trim drops the extra part once it holds nothing.
+func (n *node[V]) trim() {
+	if n.x != nil && n.x.empty() {
+		n.x = nil
+	}
+}
+
+func (n *node[V]) plusChild() *node[V] {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.plus
+}
+
+func (n *node[V]) hashChild() *node[V] {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.hash
+}
+
+func (n *node[V]) sharedGroups() []*group[V] {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.shared
 }
 
 // Add stores value for (filter, subscriberID). It returns replaced=true when
@@ -160,7 +216,7 @@ func (n *node[V]) descend(filter string) *node[V] {
 		end := pos + len(level)
 		c := n.child(level)
 		if c == nil {
-			c = &node[V]{parent: n, level: level, filter: filter[:end]}
+			c = &node[V]{parent: n, level: level}
 			n.setChild(level, c)
 		}
 		n = c
@@ -174,68 +230,151 @@ func (n *node[V]) descend(filter string) *node[V] {
 func (n *node[V]) child(level string) *node[V] {
 	switch level {
 	case "+":
-		return n.plus
+		return n.plusChild()
 	case "#":
-		return n.hash
+		return n.hashChild()
 	}
-	return n.children[level]
+	return n.named(level)
 }
 
+// named returns the child for a level that is not a wildcard.
+func (n *node[V]) named(level string) *node[V] {
+	if n.x != nil && n.x.kids != nil {
+		return n.x.kids[level]
+	}
+	for _, c := range n.kids {
+		if c.level == level {
+			return c
+		}
+	}
+	return nil
+}
+
+// setChild links c under level, or unlinks the child for level when c is
+// nil.
 func (n *node[V]) setChild(level string, c *node[V]) {
 	switch level {
 	case "+":
-		n.plus = c
+		n.ext().plus = c
 	case "#":
-		n.hash = c
+		n.ext().hash = c
 	default:
 		if c == nil {
-			delete(n.children, level)
-			if len(n.children) == 0 {
-				n.children = nil
-			}
-			return
+			n.unlinkNamed(level)
+		} else {
+			n.linkNamed(c)
 		}
-		if n.children == nil {
-			n.children = make(map[string]*node[V])
+	}
+	n.trim()
+}
+
+func (n *node[V]) linkNamed(c *node[V]) {
+	if n.x != nil && n.x.kids != nil {
+		n.x.kids[c.level] = c
+		return
+	}
+	if len(n.kids) < fewKids {
+		n.kids = append(n.kids, c)
+		return
+	}
+	m := make(map[string]*node[V], 2*fewKids)
+	for _, k := range n.kids {
+		m[k.level] = k
+	}
+	m[c.level] = c
+	n.ext().kids, n.kids = m, nil
+}
+
+func (n *node[V]) unlinkNamed(level string) {
+	if n.x != nil && n.x.kids != nil {
+		delete(n.x.kids, level)
+		if len(n.x.kids) == 0 {
+			n.x.kids = nil
 		}
-		n.children[level] = c
+		return
+	}
+	for i, c := range n.kids {
+		if c.level == level {
+			last := len(n.kids) - 1
+			n.kids[i] = n.kids[last]
+			n.kids[last] = nil
+			n.kids = n.kids[:last]
+			break
+		}
+	}
+	if len(n.kids) == 0 {
+		n.kids = nil
 	}
 }
 
+// subIndex returns the position of subscriberID in subs, or -1.
+func (n *node[V]) subIndex(subscriberID string) int {
+	if n.x != nil && n.x.idx != nil {
+		if i, ok := n.x.idx[subscriberID]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range n.subs {
+		if n.subs[i].SubscriberID == subscriberID {
+			return i
+		}
+	}
+	return -1
+}
+
 func (n *node[V]) addSub(sub Sub[V]) (replaced bool) {
-	if i, ok := n.idx[sub.SubscriberID]; ok {
+	if i := n.subIndex(sub.SubscriberID); i >= 0 {
 		n.subs[i] = sub
 		return true
 	}
-	if n.idx == nil {
-		n.idx = make(map[string]int)
-	}
-	n.idx[sub.SubscriberID] = len(n.subs)
 	n.subs = append(n.subs, sub)
+	switch {
+	case n.x != nil && n.x.idx != nil:
+		n.x.idx[sub.SubscriberID] = len(n.subs) - 1
+	case len(n.subs) > fewSubs:
+		idx := make(map[string]int, 2*len(n.subs))
+		for i := range n.subs {
+			idx[n.subs[i].SubscriberID] = i
+		}
+		n.ext().idx = idx
+	}
 	return false
 }
 
 func (n *node[V]) removeSub(subscriberID string) bool {
-	i, ok := n.idx[subscriberID]
-	if !ok {
+	i := n.subIndex(subscriberID)
+	if i < 0 {
 		return false
+	}
+	idx := map[string]int(nil)
+	if n.x != nil {
+		idx = n.x.idx
 	}
 	last := len(n.subs) - 1
 	if i != last {
 		n.subs[i] = n.subs[last]
-		n.idx[n.subs[i].SubscriberID] = i
+		if idx != nil {
+			idx[n.subs[i].SubscriberID] = i
+		}
 	}
 	n.subs[last] = Sub[V]{}
 	n.subs = n.subs[:last]
-	delete(n.idx, subscriberID)
+	if idx != nil {
+		delete(idx, subscriberID)
+		if len(n.subs) <= fewSubs/2 {
+			n.x.idx = nil
+			n.trim()
+		}
+	}
 	if len(n.subs) == 0 {
-		n.subs, n.idx = nil, nil
+		n.subs = nil
 	}
 	return true
 }
 
 func (n *node[V]) findGroup(name string) (int, *group[V]) {
-	for i, g := range n.shared {
+	for i, g := range n.sharedGroups() {
 		if g.name == name {
 			return i, g
 		}
@@ -247,7 +386,8 @@ func (n *node[V]) addShared(name string, sub Sub[V]) (replaced bool) {
 	_, g := n.findGroup(name)
 	if g == nil {
 		g = &group[V]{name: name, filter: sub.Filter}
-		n.shared = append(n.shared, g)
+		x := n.ext()
+		x.shared = append(x.shared, g)
 	}
 	members := make([]Sub[V], 0, len(g.members)+1)
 	for _, m := range g.members {
@@ -282,12 +422,14 @@ func (n *node[V]) removeShared(name, subscriberID string) bool {
 		g.members = members
 		return true
 	}
-	last := len(n.shared) - 1
-	n.shared[gi] = n.shared[last]
-	n.shared[last] = nil
-	n.shared = n.shared[:last]
-	if len(n.shared) == 0 {
-		n.shared = nil
+	x := n.x
+	last := len(x.shared) - 1
+	x.shared[gi] = x.shared[last]
+	x.shared[last] = nil
+	x.shared = x.shared[:last]
+	if len(x.shared) == 0 {
+		x.shared = nil
+		n.trim()
 	}
 	return true
 }
@@ -379,14 +521,14 @@ func (t *Trie[V]) Match(topicName string, m *Matches[V]) {
 	dollar := topicName[0] == '$'
 	root := &t.root
 	if !dollar {
-		if root.hash != nil {
-			root.hash.collect(m)
+		if h := root.hashChild(); h != nil {
+			h.collect(m)
 		}
-		if root.plus != nil {
-			root.plus.match(topicName, m)
+		if p := root.plusChild(); p != nil {
+			p.match(topicName, m)
 		}
 	}
-	if c := root.children[levelOf(topicName)]; c != nil {
+	if c := root.named(levelOf(topicName)); c != nil {
 		c.match(topicName, m)
 	}
 }
@@ -400,19 +542,21 @@ func (n *node[V]) match(name string, m *Matches[V]) {
 			// Last level consumed: this node and its '#' child ("a/#"
 			// matches "a") [MQTT-4.7.1-2].
 			n.collect(m)
-			if n.hash != nil {
-				n.hash.collect(m)
+			if h := n.hashChild(); h != nil {
+				h.collect(m)
 			}
 			return
 		}
 		name = name[i+1:]
-		if n.hash != nil {
-			n.hash.collect(m)
+		if n.x != nil {
+			if n.x.hash != nil {
+				n.x.hash.collect(m)
+			}
+			if n.x.plus != nil {
+				n.x.plus.match(name, m)
+			}
 		}
-		if n.plus != nil {
-			n.plus.match(name, m)
-		}
-		n = n.children[levelOf(name)]
+		n = n.named(levelOf(name))
 		if n == nil {
 			return
 		}
@@ -428,9 +572,9 @@ func levelOf(name string) string {
 
 func (n *node[V]) collect(m *Matches[V]) {
 	m.Subs = append(m.Subs, n.subs...)
-	for _, g := range n.shared {
+	for _, g := range n.sharedGroups() {
 		m.Shared = append(m.Shared, SharedMatch[V]{
-			Group: g.name, Filter: n.filter, Members: g.members, next: &g.next,
+			Group: g.name, Filter: g.inner(), Members: g.members, next: &g.next,
 		})
 	}
 }
