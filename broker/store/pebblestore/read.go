@@ -17,7 +17,11 @@ import (
 const readChunk = 128
 
 // LoadSessions calls fn for every session in client ID order, from one
-// consistent snapshot.
+// consistent snapshot. The subscriptions and inbound QoS 2 IDs are read by
+// one iterator per family that walks in step with the sessions (their keys
+// come in client ID order too), not by two iterators per session: opening
+// an iterator costs more than reading a key, and a fleet has a million
+// sessions.
 func (s *Store) LoadSessions(fn func(*store.SessionState) error) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -25,44 +29,109 @@ func (s *Store) LoadSessions(fn func(*store.SessionState) error) error {
 	defer s.ops.Done()
 	s.mu.Lock()
 	snap := s.db.NewSnapshot()
-	queues := make(map[string]store.QueueStats, len(s.sessions))
+	queues := make(map[string]store.QueueStats) // only the sessions that ever queued
 	for id, si := range s.sessions {
-		queues[id] = store.QueueStats{Messages: si.msgs, Bytes: si.bytes, LastSeq: si.lastSeq}
+		if si.msgs != 0 || si.bytes != 0 || si.lastSeq != 0 {
+			queues[id] = store.QueueStats{Messages: si.msgs, Bytes: si.bytes, LastSeq: si.lastSeq}
+		}
 	}
 	s.mu.Unlock()
 	defer snap.Close()
-	return scan(snap, []byte(pSession), func(k, v []byte) error {
+	subs, err := newOwnedIter(snap, pSub)
+	if err != nil {
+		return err
+	}
+	inbound, err := newOwnedIter(snap, pInbound)
+	if err != nil {
+		return errors.Join(err, subs.close())
+	}
+	err = scan(snap, []byte(pSession), func(k, v []byte) error {
 		sess, err := decodeSession(k, v)
 		if err != nil {
 			return err
 		}
 		st := &store.SessionState{Session: sess, Queue: queues[sess.ClientID]}
-		if err := loadOwned(snap, st); err != nil {
+		if err := loadOwned(subs, inbound, k[len(pSession):], st); err != nil {
 			return err
 		}
 		return fn(st)
 	})
+	return errors.Join(err, subs.close(), inbound.close())
 }
 
-// loadOwned reads the subscriptions and inbound QoS 2 IDs of st's session.
-func loadOwned(r pebble.Reader, st *store.SessionState) error {
-	id := st.Session.ClientID
-	err := scan(r, clientPrefix(pSub, id), func(k, v []byte) error {
-		sub, err := decodeSubscription(k, string(k[len(pSub)+len(id)+1:]), v)
+// loadOwned reads the subscriptions and inbound QoS 2 IDs of st's session,
+// whose client ID is id.
+func loadOwned(subs, inbound *ownedIter, id []byte, st *store.SessionState) error {
+	err := subs.each(id, func(k, rest, v []byte) error {
+		sub, err := decodeSubscription(k, string(rest), v)
 		st.Subscriptions = append(st.Subscriptions, sub)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return scan(r, clientPrefix(pInbound, id), func(k, _ []byte) error {
-		_, rest, err := splitClientKey(k, pInbound, 2)
-		if err != nil {
-			return err
+	return inbound.each(id, func(k, rest, _ []byte) error {
+		if len(rest) != 2 {
+			return corrupt(k, "malformed key")
 		}
 		st.InboundQoS2 = append(st.InboundQoS2, binary.BigEndian.Uint16(rest))
 		return nil
 	})
+}
+
+// ownedIter walks a per-client family ("<family><clientID>\x00<rest>") in
+// client ID order. Client IDs hold no U+0000 [MQTT-1.5.4-2], so the keys
+// of a client sort together, right after those of every client ID before
+// it.
+type ownedIter struct {
+	it     *pebble.Iterator
+	family string
+	valid  bool
+}
+
+func newOwnedIter(r pebble.Reader, family string) (*ownedIter, error) {
+	p := []byte(family)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: iterate %q: %w", p, err)
+	}
+	return &ownedIter{it: it, family: family, valid: it.First()}, nil
+}
+
+// each calls fn with every key of client id, the key's part after the
+// client ID and its value. Keys of client IDs before id, which have no
+// session, are skipped, as a per-session scan never reads them.
+func (o *ownedIter) each(id []byte, fn func(k, rest, v []byte) error) error {
+	for ; o.valid; o.valid = o.it.Next() {
+		k := o.it.Key()
+		body := k[len(o.family):]
+		sep := bytes.IndexByte(body, 0)
+		if sep < 0 {
+			return corrupt(k, "malformed key")
+		}
+		c := bytes.Compare(body[:sep], id)
+		if c > 0 {
+			return nil
+		}
+		if c < 0 {
+			continue
+		}
+		v, err := o.it.ValueAndErr()
+		if err == nil {
+			err = fn(k, body[sep+1:], v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *ownedIter) close() error {
+	if err := errors.Join(o.it.Error(), o.it.Close()); err != nil {
+		return readErr([]byte(o.family), err)
+	}
+	return nil
 }
 
 // LoadRetained calls fn for every retained message, in topic order.

@@ -3,6 +3,8 @@ package storetest
 import (
 	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bollard-io/bollard/broker/store"
@@ -26,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UnreferencedMessageNotStored", testUnreferencedMessage},
 		{"UpdateEntry", testUpdateEntry},
 		{"InboundQoS2", testInboundQoS2},
+		{"OwnedStateOfManySessions", testOwnedStateOfManySessions},
 		{"Retained", testRetained},
 		{"NextMessageID", testNextMessageID},
 		{"BatchAtomicity", testBatchAtomicity},
@@ -168,6 +171,45 @@ func testInboundQoS2(t *testing.T, s store.Store) {
 	})
 	if got := sessions(t, s)["c"].InboundQoS2; !reflect.DeepEqual(got, []uint16{1, 65535}) {
 		t.Fatalf("inbound after delete = %v", got)
+	}
+}
+
+// testOwnedStateOfManySessions: each session gets its own subscriptions
+// and inbound QoS 2 IDs back, also when client IDs are prefixes of one
+// another and some sessions have none (a store may read them in one pass
+// in client ID order).
+func testOwnedStateOfManySessions(t *testing.T, s store.Store) {
+	ids := []string{"a", "a/b", "a0", "ab", "b", "b\u00e9", "c", "d"}
+	commit(t, s, func(b *store.Batch) {
+		for i, id := range ids {
+			b.PutSession(session(id))
+			if i%3 == 2 {
+				continue // neither subscriptions nor inbound state
+			}
+			b.PutSubscription(id, &store.Subscription{Filter: id + "/x", QoS: byte(i % 3)})
+			b.PutSubscription(id, &store.Subscription{Filter: "all/" + id, QoS: 1})
+			if i%2 == 0 {
+				b.PutInboundQoS2(id, uint16(i+1))
+			}
+		}
+	})
+	got := sessions(t, s)
+	if len(got) != len(ids) {
+		t.Fatalf("%d sessions, want %d", len(got), len(ids))
+	}
+	for i, id := range ids {
+		var subs []store.Subscription
+		var inbound []uint16
+		if i%3 != 2 {
+			subs = []store.Subscription{{Filter: id + "/x", QoS: byte(i % 3)}, {Filter: "all/" + id, QoS: 1}}
+			slices.SortFunc(subs, func(x, y store.Subscription) int { return strings.Compare(x.Filter, y.Filter) })
+			if i%2 == 0 {
+				inbound = []uint16{uint16(i + 1)}
+			}
+		}
+		if st := got[id]; !reflect.DeepEqual(st.Subscriptions, subs) || !reflect.DeepEqual(st.InboundQoS2, inbound) {
+			t.Errorf("%q: subscriptions %+v inbound %v, want %+v and %v", id, st.Subscriptions, st.InboundQoS2, subs, inbound)
+		}
 	}
 }
 
