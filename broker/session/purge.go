@@ -26,6 +26,34 @@ import (
 // batches in order, so once an entry enqueued after the purge settles, the
 // purge's batch is done and skip is cleared.
 
+// purging is a queue's purge state. Its zero value is a queue that never
+// purged: any time will do for the first purge.
+type purging struct {
+	purgeAt     time.Time           // no purge before; zero: any time
+	purgeCursor uint64              // the next purge reads the store after it
+	roundEnd    uint64              // lastSeq when this round started
+	roundMin    time.Time           // earliest expiry seen in this round
+	roundNew    time.Time           // earliest expiry queued since it started
+	skip        map[uint64]struct{} // purged past the head, Dequeue not yet committed
+	skipGen     uint64              // lastSeq at the last purge
+}
+
+// purging returns the purge state, making it on first use.
+func (q *queue) purging() *purging {
+	if q.pg == nil {
+		q.pg = &purging{}
+	}
+	return q.pg
+}
+
+// purgeAt is the time before which no purge runs (zero: any time).
+func (q *queue) purgeAt() time.Time {
+	if q.pg == nil {
+		return time.Time{}
+	}
+	return q.pg.purgeAt
+}
+
 // purgeScan bounds the stored entries one purge reads.
 const purgeScan = 256
 
@@ -35,16 +63,16 @@ const purgeScan = 256
 // over at once.
 func (s *Session) purgeExpired(size int64, b *store.Batch) {
 	now := s.now()
-	for pass := 0; pass < 2 && !s.fits(size) && !now.Before(s.q.purgeAt); pass++ {
+	for pass := 0; pass < 2 && !s.fits(size) && !now.Before(s.q.purgeAt()); pass++ {
 		s.purgePass(now, purgeScan, b)
 	}
 }
 
 // purgePass purges the head and up to budget stored entries.
 func (s *Session) purgePass(now time.Time, budget int, b *store.Batch) {
-	q := &s.q
+	q := s.q.purging()
 	if q.purgeCursor == 0 { // a new round reads the entries queued so far
-		q.roundEnd, q.roundMin, q.roundNew = q.lastSeq, time.Time{}, time.Time{}
+		q.roundEnd, q.roundMin, q.roundNew = s.q.lastSeq, time.Time{}, time.Time{}
 	}
 	first := s.purgeHead(now, b)
 	done := true
@@ -57,7 +85,7 @@ func (s *Session) purgePass(now time.Time, budget int, b *store.Batch) {
 	if !done {
 		return // the round goes on at the next pass
 	}
-	for _, p := range q.pending.items() {
+	for _, p := range s.q.pending.items() {
 		q.roundMin = earliest(q.roundMin, expTime(p.exp))
 	}
 	q.purgeAt = earliest(q.roundMin, q.roundNew)
@@ -91,9 +119,9 @@ func (s *Session) purgeHead(now time.Time, b *store.Batch) (first time.Time) {
 // cursor, dequeues the expired ones, and reports the earliest expiry of the
 // others and whether it reached the committed watermark.
 func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first time.Time, done bool) {
-	q := &s.q
-	wm := min(q.watermark(), q.roundEnd)
-	from := max(q.loadedSeq, q.purgeCursor)
+	q, pg := &s.q, s.q.purging()
+	wm := min(q.watermark(), pg.roundEnd)
+	from := max(q.loadedSeq, pg.purgeCursor)
 	for total := 0; total < budget && from < wm; {
 		n := s.scanLimit(budget - total)
 		read := 0
@@ -116,7 +144,7 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 			if s.hooks.ReadError != nil {
 				s.hooks.ReadError(s.rec.ClientID, err)
 			}
-			q.purgeAt = now.Add(time.Second)
+			pg.purgeAt = now.Add(time.Second)
 			return first, false
 		}
 		if read < n {
@@ -124,7 +152,7 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 		}
 		total += read
 	}
-	q.purgeCursor = from
+	pg.purgeCursor = from
 	return first, from >= wm
 }
 
@@ -151,33 +179,41 @@ func (s *Session) dropPast(seq uint64, size int64, reason string, b *store.Batch
 	b.Dequeue(s.rec.ClientID, seq)
 	q.add(-1, -size)
 	s.drop(reason, 1)
-	if q.skip == nil {
-		q.skip = make(map[uint64]struct{})
+	pg := q.purging()
+	if pg.skip == nil {
+		pg.skip = make(map[uint64]struct{})
 	}
-	q.skip[seq] = struct{}{}
-	q.skipGen = q.lastSeq
+	pg.skip[seq] = struct{}{}
+	pg.skipGen = q.lastSeq
 }
 
 func (q *queue) skipped(seq uint64) bool {
-	_, ok := q.skip[seq]
+	if q.pg == nil {
+		return false
+	}
+	_, ok := q.pg.skip[seq]
 	return ok
 }
 
 // settledAfterPurge clears skip once an entry enqueued after the last
 // purge settled: every purge's batch is done.
 func (q *queue) settledAfterPurge(seq uint64) {
-	if len(q.skip) > 0 && seq > q.skipGen {
-		clear(q.skip)
+	if q.pg != nil && len(q.pg.skip) > 0 && seq > q.pg.skipGen {
+		clear(q.pg.skip)
 	}
 }
 
 // noteExpiry lowers purgeAt for a new message, which the current round
 // does not read.
 func (q *queue) noteExpiry(exp time.Time) {
-	if !exp.IsZero() && exp.Before(q.purgeAt) {
-		q.purgeAt = exp
+	if exp.IsZero() {
+		return // changes neither purgeAt nor roundNew
 	}
-	q.roundNew = earliest(q.roundNew, exp)
+	pg := q.purging()
+	if exp.Before(pg.purgeAt) {
+		pg.purgeAt = exp
+	}
+	pg.roundNew = earliest(pg.roundNew, exp)
 }
 
 // earliest returns the earlier of two expiry times, zero meaning never.

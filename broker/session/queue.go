@@ -88,14 +88,10 @@ type queue struct {
 	nextPID    uint16
 	qos0       []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes  int64
-	// Purging expired entries (purge.go).
-	purgeAt     time.Time           // no purge before; zero: any time
-	purgeCursor uint64              // the next purge reads the store after it
-	roundEnd    uint64              // lastSeq when this round started
-	roundMin    time.Time           // earliest expiry seen in this round
-	roundNew    time.Time           // earliest expiry queued since it started
-	skip        map[uint64]struct{} // purged past the head, Dequeue not yet committed
-	skipGen     uint64              // lastSeq at the last purge
+	// pg is the state of purging expired entries (purge.go); nil until a
+	// message with an expiry is queued or an entry is dropped past the
+	// head, which most sessions at rest never see.
+	pg *purging
 }
 
 // setInflight records it as inflight under pid, making the map on first

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
@@ -639,5 +640,29 @@ func (f *fixture) drainAll() []string {
 			_ = f.s.Puback(o.PacketID, &b)
 		}
 		f.commit(&b)
+	}
+}
+
+// TestSessionAtRest: a restored offline session holds only what routing
+// and its record need; the inbound QoS 2 set, the inflight map and the
+// purge state are made on first use, and the struct stays within its
+// size class (a broker holds a million of them; see docs/architecture.md).
+func TestSessionAtRest(t *testing.T) {
+	st := &store.SessionState{Session: store.Session{ClientID: "d", ExpiryInterval: 3600},
+		Subscriptions: []store.Subscription{{Filter: "fleet/d/cmd", QoS: 1}}}
+	s := Restore(st, nil, memstore.New(), time.Now, nil)
+	if s.inbound != nil || s.q.inflight != nil || s.q.pg != nil {
+		t.Errorf("at rest: inbound %v, inflight %v, purge state %v; want none", s.inbound, s.q.inflight, s.q.pg)
+	}
+	if size := unsafe.Sizeof(*s); size > 480 {
+		t.Errorf("Session is %d bytes, over its 480-byte size class", size)
+	}
+	var b store.Batch
+	if s.BeginInbound(7, &b) || !s.BeginInbound(7, &b) || !s.ReleaseInbound(7, &b) {
+		t.Error("inbound QoS 2 state made on first use does not work")
+	}
+	st.InboundQoS2 = []uint16{9}
+	if r := Restore(st, nil, memstore.New(), time.Now, nil); !r.InboundFull(10, 1) || r.InboundFull(9, 1) {
+		t.Error("restored inbound QoS 2 ID not kept")
 	}
 }
