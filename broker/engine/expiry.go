@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"math"
 	"sync"
 	"time"
 
@@ -21,21 +22,41 @@ type sweeper struct {
 	s    *Server
 	mu   sync.Mutex
 	h    deadlines
-	next map[string]time.Time // earliest deadline queued per session
-	poke chan struct{}
+	next map[string]int64 // earliest deadline queued per session (unixNanos)
+	// loading: recovery is queueing the deadlines of every stored session;
+	// they are appended and the heap is built once (endLoad), not pushed
+	// one by one.
+	loading bool
+	poke    chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
 }
 
+// deadline is a session's next deadline. A sweeper holds one per offline
+// session, so it is kept small: the time as unixNanos, not a time.Time.
 type deadline struct {
-	at time.Time
+	at int64
 	id string
+}
+
+// unixNanos is t in Unix nanoseconds, clamped to the int64 range (an
+// expiry interval of 2^32-1 s from a late disconnection may lie beyond
+// the year 2262).
+func unixNanos(t time.Time) int64 {
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	switch s := t.Unix(); {
+	case s >= maxSec:
+		return math.MaxInt64
+	case s <= -maxSec:
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 type deadlines []deadline
 
 func (d deadlines) Len() int           { return len(d) }
-func (d deadlines) Less(i, j int) bool { return d[i].at.Before(d[j].at) }
+func (d deadlines) Less(i, j int) bool { return d[i].at < d[j].at }
 func (d deadlines) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
 func (d *deadlines) Push(x any)        { *d = append(*d, x.(deadline)) }
 func (d *deadlines) Pop() any {
@@ -46,7 +67,23 @@ func (d *deadlines) Pop() any {
 }
 
 func newSweeper(s *Server) *sweeper {
-	return &sweeper{s: s, next: make(map[string]time.Time), poke: make(chan struct{}, 1), quit: make(chan struct{})}
+	return &sweeper{s: s, next: make(map[string]int64), poke: make(chan struct{}, 1), quit: make(chan struct{})}
+}
+
+// beginLoad makes schedule append deadlines without ordering them, for
+// recovery; endLoad orders them all at once.
+func (w *sweeper) beginLoad() {
+	w.mu.Lock()
+	w.loading = true
+	w.mu.Unlock()
+}
+
+// endLoad builds the heap of the deadlines queued since beginLoad.
+func (w *sweeper) endLoad() {
+	w.mu.Lock()
+	w.loading = false
+	heap.Init(&w.h)
+	w.mu.Unlock()
 }
 
 // schedule queues the session's next deadline (will or expiry). One
@@ -54,15 +91,19 @@ func newSweeper(s *Server) *sweeper {
 // and its following deadline queued; so the heap stays as large as the
 // number of offline sessions, however often clients reconnect.
 func (w *sweeper) schedule(sess *session.Session) {
-	t := earliest(sess.WillDueAt(), sess.ExpiresAt())
-	if t.IsZero() {
+	due := earliest(sess.WillDueAt(), sess.ExpiresAt())
+	if due.IsZero() {
 		return
 	}
-	id := sess.ClientID()
+	t, id := unixNanos(due), sess.ClientID()
 	w.mu.Lock()
-	if cur, ok := w.next[id]; !ok || t.Before(cur) {
+	if cur, ok := w.next[id]; !ok || t < cur {
 		w.next[id] = t
-		heap.Push(&w.h, deadline{at: t, id: id})
+		if w.loading {
+			w.h = append(w.h, deadline{at: t, id: id})
+		} else {
+			heap.Push(&w.h, deadline{at: t, id: id})
+		}
 	}
 	w.mu.Unlock()
 	select {
@@ -108,20 +149,21 @@ func (w *sweeper) wait() time.Duration {
 	if len(w.h) == 0 {
 		return maxSweepWait
 	}
-	return min(max(w.h[0].at.Sub(w.s.now()), time.Millisecond), maxSweepWait)
+	return min(max(time.Duration(w.h[0].at-unixNanos(w.s.now())), time.Millisecond), maxSweepWait)
 }
 
 // runDue handles every deadline that has come.
 func (w *sweeper) runDue() {
 	now := w.s.now()
+	nowN := unixNanos(now)
 	for {
 		w.mu.Lock()
-		if len(w.h) == 0 || w.h[0].at.After(now) {
+		if len(w.h) == 0 || w.h[0].at > nowN {
 			w.mu.Unlock()
 			return
 		}
 		d := heap.Pop(&w.h).(deadline)
-		if cur, ok := w.next[d.id]; ok && !cur.After(d.at) {
+		if cur, ok := w.next[d.id]; ok && cur <= d.at {
 			delete(w.next, d.id)
 		}
 		w.mu.Unlock()

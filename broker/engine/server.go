@@ -153,10 +153,12 @@ func (s *Server) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: recovering retained messages: %w", err)
 	}
+	s.sweep.beginLoad()
 	err = s.store.LoadSessions(func(st *store.SessionState) error {
 		s.restoreSession(st, now, &b)
 		return ctx.Err()
 	})
+	s.sweep.endLoad()
 	if err != nil {
 		return fmt.Errorf("engine: recovering sessions: %w", err)
 	}
