@@ -28,8 +28,8 @@ type sweeper struct {
 	// one by one.
 	loading bool
 	poke    chan struct{}
-	quit chan struct{}
-	wg   sync.WaitGroup
+	quit    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // deadline is a session's next deadline. A sweeper holds one per offline

@@ -20,7 +20,7 @@ func TestUnixNanosClamps(t *testing.T) {
 	}{
 		"ordinary":         {base, base.UnixNano()},
 		"zero is far past": {time.Time{}, math.MinInt64},
-		"beyond 2262":      {base.Add(time.Duration(math.MaxUint32) * time.Second).AddDate(200, 0, 0), math.MaxInt64},
+		"beyond 2262":      {base.Add(time.Duration(math.MaxUint32)*time.Second).AddDate(200, 0, 0), math.MaxInt64},
 		"max expiry":       {base.Add(time.Duration(math.MaxUint32) * time.Second), base.Add(time.Duration(math.MaxUint32) * time.Second).UnixNano()},
 	}
 	for name, tc := range tests {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 )
 
@@ -29,30 +28,20 @@ func (s SessionSpec) id(i int) string { return fmt.Sprintf("%s-%d", s.Prefix, i)
 // expiry, a QoS 1 subscription) and disconnects them, so the broker
 // queues what is published to them from then on.
 func CreateSessions(ctx context.Context, addr string, spec SessionSpec) error {
-	var next atomic.Int64
-	var g group
-	for range min(connectWorkers, spec.Count) {
-		g.Go(func() error {
-			for i := int(next.Add(1) - 1); i < spec.Count; i = int(next.Add(1) - 1) {
-				if err := createSession(ctx, addr, spec.id(i), spec.Filter(i)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	return g.Wait()
+	return createSessionsWith(ctx, addr, spec, connectWorkers, false)
 }
 
-func createSession(ctx context.Context, addr, id, filter string) error {
+// createSession connects id (clean start false), subscribes it to filter
+// at QoS 1 and disconnects, reporting the CONNACK's session present flag.
+func createSession(ctx context.Context, addr, id, filter string) (present bool, err error) {
 	c, err := Dial(ctx, addr, ConnOptions{ClientID: id, SessionExpiry: sessionExpiry})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := c.Subscribe(filter, 1); err != nil {
-		return errors.Join(err, c.Close())
+		return c.SessionPresent, errors.Join(err, c.Close())
 	}
-	return c.Disconnect()
+	return c.SessionPresent, c.Disconnect()
 }
 
 // PublishSpec is a QoS 1 publishing run: Publishers connections share

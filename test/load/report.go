@@ -16,6 +16,7 @@ const (
 	RatioAtLeast1      // Bollard/mosquitto >= 1 (throughput)
 	RatioAtMost1       // Bollard/mosquitto <= 1 (latency)
 	BelowLimit         // Bollard's figure < Row.Limit (restart time, memory)
+	RatioAtLeast       // Bollard/mosquitto >= Row.Limit (a throughput Bollard pays fsyncs for)
 )
 
 // Row is one line of the report: one metric measured on both brokers.
@@ -62,6 +63,8 @@ func (r Row) met() (ok, known bool) {
 		return ratio <= 1, !math.IsNaN(ratio)
 	case BelowLimit:
 		return r.Bollard < r.Limit, r.Bollard > 0
+	case RatioAtLeast:
+		return ratio >= r.Limit, !math.IsNaN(ratio)
 	}
 	return false, false
 }
@@ -74,6 +77,8 @@ func (r Row) goalText() string {
 		return "ratio <= 1"
 	case BelowLimit:
 		return fmt.Sprintf("< %g %s", r.Limit, r.Unit)
+	case RatioAtLeast:
+		return fmt.Sprintf("ratio >= %g", r.Limit)
 	}
 	return ""
 }

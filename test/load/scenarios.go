@@ -57,6 +57,7 @@ func scenarios(sz Sizes) []scenario {
 		ingestScenario(sz),
 		drainScenario(sz),
 		restartScenario(sz),
+		stormScenario(sz),
 	}
 }
 

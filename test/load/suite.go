@@ -25,6 +25,8 @@ type Sizes struct {
 	DrainMessages     int
 	RestartSessions   int
 	RestartPerSession int // queued messages per session
+	StormClients      int // persistent clients of the connect storm
+	StormConcurrency  int // of them connecting at a time
 	Timeout           time.Duration
 }
 
@@ -36,6 +38,7 @@ func FullSizes() Sizes {
 		FanoutSubscribers: 100, FanoutMessages: 5_000, FanoutWindow: 50, Repeat: 3,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 20_000,
 		DrainMessages: 100_000, RestartSessions: 10_000, RestartPerSession: 100,
+		StormClients: 10_000, StormConcurrency: 100,
 		Timeout: 5 * time.Minute,
 	}
 }
@@ -47,6 +50,7 @@ func ShortSizes() Sizes {
 		FanoutSubscribers: 100, FanoutMessages: 500, FanoutWindow: 50, Repeat: 1,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 2_000,
 		DrainMessages: 10_000, RestartSessions: 1_000, RestartPerSession: 100,
+		StormClients: 2_000, StormConcurrency: 100,
 		Timeout: 2 * time.Minute,
 	}
 }
@@ -58,6 +62,7 @@ func TinySizes() Sizes {
 		FanoutSubscribers: 3, FanoutMessages: 50, FanoutWindow: 10, Repeat: 1,
 		IngestSessions: 4, IngestPublishers: 2, IngestMessages: 100,
 		DrainMessages: 300, RestartSessions: 20, RestartPerSession: 5,
+		StormClients: 50, StormConcurrency: 10,
 		Timeout: time.Minute,
 	}
 }
