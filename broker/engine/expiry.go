@@ -70,6 +70,16 @@ func newSweeper(s *Server) *sweeper {
 	return &sweeper{s: s, next: make(map[string]int64), poke: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
+// reserve makes room for n sessions' deadlines, before recovery.
+func (w *sweeper) reserve(n int) {
+	w.mu.Lock()
+	if len(w.next) == 0 {
+		w.next = make(map[string]int64, n)
+		w.h = make(deadlines, 0, n)
+	}
+	w.mu.Unlock()
+}
+
 // beginLoad makes schedule append deadlines without ordering them, for
 // recovery; endLoad orders them all at once.
 func (w *sweeper) beginLoad() {

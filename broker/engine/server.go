@@ -153,6 +153,7 @@ func (s *Server) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: recovering retained messages: %w", err)
 	}
+	s.reserveSessions(s.store.Stats().Sessions)
 	s.sweep.beginLoad()
 	err = s.store.LoadSessions(func(st *store.SessionState) error {
 		s.restoreSession(st, now, &b)
@@ -166,6 +167,28 @@ func (s *Server) recover(ctx context.Context) error {
 		return fmt.Errorf("engine: recovering sessions: %w", err)
 	}
 	return nil
+}
+
+// maxReserve bounds the sessions reserveSessions makes room for: the
+// count comes from the store, which a damaged file could inflate.
+const maxReserve = 1 << 24
+
+// reserveSessions sizes the registry, the router's and the sweeper's maps
+// for the n sessions recovery is about to restore: growing a map of a
+// million entries one doubling at a time rehashes every entry ~20 times.
+func (s *Server) reserveSessions(n int64) {
+	if n <= 0 {
+		return
+	}
+	c := int(min(n, maxReserve))
+	s.mu.Lock()
+	if len(s.sessions) == 0 {
+		s.sessions = make(map[string]*sessionEntry, c)
+		s.list = make([]*sessionEntry, 0, c)
+	}
+	s.mu.Unlock()
+	s.router.Reserve(c)
+	s.sweep.reserve(c)
 }
 
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {

@@ -66,6 +66,16 @@ func (r *Router) Register(id string, s Subscriber) {
 	r.mu.Unlock()
 }
 
+// Reserve makes room for n subscribers (recovery restoring n sessions);
+// it does nothing once one is registered.
+func (r *Router) Reserve(n int) {
+	r.mu.Lock()
+	if len(r.subs) == 0 && n > 0 {
+		r.subs = make(map[string]Subscriber, n)
+	}
+	r.mu.Unlock()
+}
+
 // Unregister removes id and the given subscriptions of it.
 func (r *Router) Unregister(id string, filters []string) {
 	r.mu.Lock()

@@ -70,11 +70,11 @@ type queue struct {
 	loadedSeq uint64 // every entry <= loadedSeq is in head, inflight or gone
 	msgs      int64  // entries in the queue, inflight included
 	bytes     int64
-	head      []*item // first Queued entries, in Seq order
-	headBytes int64   // bytes of the messages in head
-	pending   pends   // uncommitted stored entries after loadedSeq, in Seq order
+	head      []*item          // first Queued entries, in Seq order
+	headBytes int64            // bytes of the messages in head
+	pending   pends            // uncommitted stored entries after loadedSeq, in Seq order
 	inflight  map[uint16]*item // nil until the first entry (setInflight)
-	acct      *Account // the account that sums msgs and bytes with others'; see add
+	acct      *Account         // the account that sums msgs and bytes with others'; see add
 	// flightBytes counts the messages sent on this connection and not yet
 	// acknowledged (see window.go).
 	flightBytes int64
