@@ -26,7 +26,8 @@ const fleetHeapBudget = 1600
 // subscription each ("fleet/<id>/cmd"), from a Pebble store and checks the
 // heap each costs and that every one routes. BOLLARD_FLEET_SESSIONS sets
 // the count (default 20,000); BOLLARD_FLEET_HEAPPROFILE writes the heap
-// profile after recovery there.
+// profile after recovery there, BOLLARD_FLEET_CPUPROFILE the CPU profile
+// of opening the store and starting.
 func TestRecoverFleet(t *testing.T) {
 	n := 20_000
 	if v := os.Getenv("BOLLARD_FLEET_SESSIONS"); v != "" {
@@ -40,6 +41,10 @@ func TestRecoverFleet(t *testing.T) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	if path := os.Getenv("BOLLARD_FLEET_CPUPROFILE"); path != "" {
+		stop := startCPUProfile(t, path)
+		defer stop()
+	}
 	begin := time.Now()
 	st, err := pebblestore.Open(dir, pebblestore.Options{})
 	if err != nil {
@@ -57,6 +62,7 @@ func TestRecoverFleet(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Drain(context.Background()) })
 	elapsed := time.Since(begin)
+	pprof.StopCPUProfile()
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	per := (int64(m1.HeapInuse) - int64(m0.HeapInuse)) / int64(n)
@@ -114,5 +120,22 @@ func writeHeapProfile(t *testing.T, path string) {
 	}
 	if err := f.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// startCPUProfile profiles the CPU into path until the returned func.
+func startCPUProfile(t *testing.T, path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
 	}
 }
