@@ -20,3 +20,45 @@ func applyMemoryLimit(n int64) {
 	}
 	debug.SetMemoryLimit(n)
 }
+
+// recoveryGCPercent is the GC percent while the engine recovers: recovery
+// only grows the heap (a million offline sessions hold about 1 GB), and at
+// the default of 100 the collector runs at every doubling, marking the
+// growing live heap again each time (a third of the CPU of a recovery of
+// a million sessions). At 400 it runs about half as often; a heap that
+// only grows holds little garbage, so the peak stays near the live heap,
+// and the soft memory limit (limits.memoryLimit) still bounds it.
+const recoveryGCPercent = 400
+
+// gcRaise counts the recoveries running in the process (tests start many
+// servers in one process): the first raises the GC percent, the last puts
+// back what was there.
+var gcRaise struct {
+	sync.Mutex
+	n    int
+	prev int
+}
+
+// raiseGCForRecovery sets recoveryGCPercent, unless the process runs with
+// a higher percent or GC off, and returns the func that undoes it.
+func raiseGCForRecovery() (restore func()) {
+	gcRaise.Lock()
+	if gcRaise.n == 0 {
+		gcRaise.prev = debug.SetGCPercent(recoveryGCPercent)
+		if gcRaise.prev < 0 || gcRaise.prev > recoveryGCPercent {
+			debug.SetGCPercent(gcRaise.prev)
+		}
+	}
+	gcRaise.n++
+	gcRaise.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcRaise.Lock()
+			defer gcRaise.Unlock()
+			if gcRaise.n--; gcRaise.n == 0 {
+				debug.SetGCPercent(gcRaise.prev)
+			}
+		})
+	}
+}

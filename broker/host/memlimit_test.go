@@ -37,3 +37,38 @@ func TestMemoryLimitFollowsConfig(t *testing.T) {
 		t.Fatalf("after memoryLimit 0: memory limit %d, want the runtime's %d", got, initial)
 	}
 }
+
+// TestRecoveryGCPercent: recoveries raise the GC percent while any runs,
+// in any order of their ends, and put back what was set before; a process
+// with GC off or a higher percent keeps it.
+func TestRecoveryGCPercent(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	current := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
+
+	a := raiseGCForRecovery()
+	b := raiseGCForRecovery()
+	if got := current(); got != recoveryGCPercent {
+		t.Fatalf("during recovery: GC percent %d, want %d", got, recoveryGCPercent)
+	}
+	a()
+	a() // a second call is a no-op
+	if got := current(); got != recoveryGCPercent {
+		t.Fatalf("one recovery still running: GC percent %d, want %d", got, recoveryGCPercent)
+	}
+	b()
+	if got := current(); got != 100 {
+		t.Fatalf("after recovery: GC percent %d, want 100", got)
+	}
+	for _, p := range []int{-1, 800} {
+		debug.SetGCPercent(p)
+		restore := raiseGCForRecovery()
+		if got := current(); got != p {
+			t.Errorf("GC percent %d during recovery, want the process's %d", got, p)
+		}
+		restore()
+		if got := current(); got != p {
+			t.Errorf("GC percent %d after recovery, want %d", got, p)
+		}
+	}
+}

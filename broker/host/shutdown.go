@@ -171,7 +171,10 @@ func (r *Runner) start(ctx context.Context) error {
 	r.listeners = ls
 	r.mu.Unlock()
 	t0 := time.Now()
-	if err := r.e.Start(ctx); err != nil {
+	restoreGC := raiseGCForRecovery()
+	err = r.e.Start(ctx)
+	restoreGC()
+	if err != nil {
 		return fmt.Errorf("host: recovery: %w", err)
 	}
 	r.log.Info("recovered state from the store", "took", time.Since(t0).String())
