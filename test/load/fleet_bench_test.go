@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,15 +19,20 @@ import (
 // 10 s and an RSS under 1 GB for a million sessions (for other counts: 10
 // µs and 1,000 bytes per session over the empty broker's). One session
 // is resumed over MQTT to prove the store was recovered, not skipped.
+// LOAD_FLEET_BINARY runs that bollard binary instead (an earlier build,
+// for before/after figures).
 //
 //	LOAD_FLEET_SESSIONS=1000000 go test -tags loadbench -run TestFleetSessions -v -timeout 30m ./test/load
 func TestFleetSessions(t *testing.T) {
 	n := envInt(t, "LOAD_FLEET_SESSIONS", 1_000_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	bin, err := BuildBollard(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	bin := os.Getenv("LOAD_FLEET_BINARY")
+	if bin == "" {
+		var err error
+		if bin, err = BuildBollard(ctx, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := t.TempDir()
 	tgt, err := NewBollard(BollardOptions{Binary: bin, Dir: dir, Durability: "sync", MaxInflight: 128})
