@@ -3,6 +3,7 @@ package host
 import (
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // initialMemoryLimit is the runtime's memory limit before any config set
@@ -20,6 +21,14 @@ func applyMemoryLimit(n int64) {
 	}
 	debug.SetMemoryLimit(n)
 }
+
+// bigRecovery: a recovery that took this long built a large heap (a
+// million sessions take seconds) and left the garbage of decoding them,
+// which recoveryGCPercent let grow; once ready, the host collects it and
+// returns it to the OS at once (debug.FreeOSMemory, in the background)
+// rather than over the scavenger's minutes, so the resident set right
+// after start is the live state.
+const bigRecovery = time.Second
 
 // recoveryGCPercent is the GC percent while the engine recovers: recovery
 // only grows the heap (a million offline sessions hold about 1 GB), and at

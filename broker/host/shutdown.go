@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,7 +178,11 @@ func (r *Runner) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("host: recovery: %w", err)
 	}
-	r.log.Info("recovered state from the store", "took", time.Since(t0).String())
+	took := time.Since(t0)
+	r.log.Info("recovered state from the store", "took", took.String())
+	if took >= bigRecovery {
+		go debug.FreeOSMemory() // see bigRecovery
+	}
 	ls.Serve()
 	r.accepting.Store(true)
 	close(r.readyCh)
