@@ -2,9 +2,11 @@
 // client built on broker/packet, broker launchers (bollard built from this
 // checkout, Debian's mosquitto, or the engine in process), and the
 // benchmark scenarios (publish/subscribe throughput and latency, fan-out,
-// offline ingest, drain, restart and memory), each run against Bollard and
-// mosquitto side by side and reported as a table of both figures and their
-// ratio.
+// offline ingest, drain, restart and memory, a connect storm of persistent
+// clients), each run against Bollard and mosquitto side by side and
+// reported as a table of both figures and their ratio; and a fleet test
+// that starts a bollard process on a store of a million offline sessions
+// (WriteFleetStore, TestFleetSessions).
 //
 // Every load loop is bounded twice, by a message count and by a deadline,
 // and stops by itself. Everything listens and dials on 127.0.0.1 only.
@@ -13,5 +15,6 @@
 // ./...` (against the engine in process, and also mosquitto when it is
 // installed and the build has the external tag, as in `make test`) so the
 // generator cannot rot; the full comparison is behind the loadbench build
-// tag and runs from `make bench`. Broker code never imports this package.
+// tag and runs from `make bench` (the fleet test on its own: it writes a
+// million sessions). Broker code never imports this package.
 package load
