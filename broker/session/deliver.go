@@ -33,6 +33,7 @@ type Outgoing struct {
 func (s *Session) Attach(receiveMax int, notify func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	s.online, s.receiveMax, s.notify = true, max(receiveMax, 1), notify
 	s.rec.DisconnectedAt = time.Time{}
 	s.resetMemory()
@@ -84,6 +85,7 @@ func (s *Session) Detach() { s.DetachMarks(nil) }
 func (s *Session) DetachMarks(b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	s.marksSubmitted(b) // the writer has ended
 	s.markAll(b)
 	s.online, s.notify = false, nil
@@ -127,6 +129,7 @@ func (s *Session) resetMemory() {
 func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, b *store.Batch) (_ []Outgoing, wait bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	if !s.online {
 		return out, false
 	}
@@ -350,6 +353,7 @@ func (s *Session) allocPID() uint16 {
 func (s *Session) Puback(pid uint16, b *store.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	it, ok := s.q.inflight[pid]
 	if !ok || it.e.QoS != 1 || it.e.State != store.Sent {
 		return ErrPacketIDNotFound
@@ -364,6 +368,7 @@ func (s *Session) Puback(pid uint16, b *store.Batch) error {
 func (s *Session) Pubrec(pid uint16, failed bool, b *store.Batch) (release bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	it, ok := s.q.inflight[pid]
 	if !ok || it.e.QoS != 2 {
 		return false, ErrPacketIDNotFound
@@ -390,6 +395,7 @@ func (s *Session) Pubrec(pid uint16, failed bool, b *store.Batch) (release bool,
 func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.q.withLive()
 	it, ok := s.q.inflight[pid]
 	if !ok || it.e.State != store.Released {
 		return ErrPacketIDNotFound
