@@ -356,12 +356,14 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			term := n.raft.CurrentTerm()
+			n.log.Info("elected; applying the log before serving", "term", term)
+			t0 := time.Now()
 			if err := n.raft.Barrier(30 * time.Second).Error(); err != nil {
 				n.log.Warn("leader could not apply the log before serving", "err", err)
 				continue
 			}
 			if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
-				n.log.Info("leading and serving", "term", term)
+				n.log.Info("leading and serving", "term", term, "barrier", time.Since(t0).Round(time.Millisecond).String())
 				n.setServing(true, term)
 			}
 		}
