@@ -116,9 +116,9 @@ type Cluster struct {
 	// further behind is sent the whole snapshot. 0: 10240.
 	TrailingLogs int `yaml:"trailingLogs,omitempty" json:"trailingLogs,omitempty" reload:"restart"`
 	// DialAddresses maps member IDs to the address this member dials them
-	// at, when it differs from their raftAddress (a NAT, or the fault-
-	// injecting proxies of the tests). The cluster configuration keeps
-	// the raftAddress.
+	// at, when it differs from their raftAddress (a NAT, or the
+	// fault-injecting proxies of the tests). The cluster configuration
+	// keeps the raftAddress.
 	DialAddresses map[string]string `yaml:"dialAddresses,omitempty" json:"dialAddresses,omitempty" reload:"restart"`
 }
 
