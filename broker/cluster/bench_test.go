@@ -77,3 +77,55 @@ func BenchmarkCommitFanout(b *testing.B) {
 		run(b, c.nodes[c.leader()].Store())
 	})
 }
+
+// BenchmarkCommitOutcome commits small batches from 16 goroutines through
+// a 3-member cluster, the outcome of each waited for by the member's one
+// waiter (waiter) or, as before it, by a goroutine started per commit
+// (goroutine-per-commit, re-implemented here), so both run side by side in
+// one run. One cluster serves both, alternately with -count.
+func BenchmarkCommitOutcome(b *testing.B) {
+	const workers = 16
+	c := newTestCluster(b, 3, fastTiming)
+	st := c.nodes[c.leader()].Store().(*replStore)
+	perCommitGoroutine := func(ctx context.Context, bt *store.Batch) error {
+		data, err := bt.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		f := st.raft.Apply(data, st.applyTimeout)
+		res := make(chan error, 1)
+		go func() { res <- applyOutcome(f) }()
+		select {
+		case err := <-res:
+			return err
+		case <-st.done:
+			return errStoppedUnknown
+		}
+	}
+	var next atomic.Uint64
+	run := func(b *testing.B, commit func(context.Context, *store.Batch) error) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		for w := range workers {
+			n := b.N / workers
+			if w < b.N%workers {
+				n++
+			}
+			wg.Go(func() {
+				for range n {
+					bt := &store.Batch{}
+					bt.PutMessage(&store.Message{ID: next.Add(1), Topic: "bench/outcome", Payload: make([]byte, 64), QoS: 1})
+					if err := commit(ctx, bt); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.Run("waiter", func(b *testing.B) { run(b, st.Commit) })
+	b.Run("goroutine-per-commit", func(b *testing.B) { run(b, perCommitGoroutine) })
+}

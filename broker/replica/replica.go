@@ -180,10 +180,8 @@ func (e *Engine) leaderAddress() string {
 func (e *Engine) leaderWait() time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if d := e.cfg.Cluster.LeaderLeaseTimeout.D(); d > 0 {
-		return d
-	}
-	return cluster.DefaultLeaderLease
+	_, _, lease := e.cfg.Cluster.Timeouts()
+	return lease
 }
 
 func (e *Engine) drainTimeout() time.Duration {

@@ -64,12 +64,13 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		return cluster.Config{}, fmt.Errorf("cluster.secretFile: %w", err)
 	}
 	secret = bytes.TrimSpace(secret)
+	heartbeat, election, lease := cl.Timeouts()
 	c := cluster.Config{
 		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), Bind: cl.Bind,
 		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
 		Store: pebblestore.Options{Logger: log},
 		Timing: cluster.Timing{
-			Heartbeat: cl.HeartbeatTimeout.D(), Election: cl.ElectionTimeout.D(), LeaderLease: cl.LeaderLeaseTimeout.D(),
+			Heartbeat: heartbeat, Election: election, LeaderLease: lease,
 			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),
 		},
 	}
