@@ -260,11 +260,25 @@ func (e *Engine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	return restart, nil
 }
 
-// Drain is a member's graceful stop: a leader first hands leadership to a
-// follower (so its clients are told where to go and reconnect once), then
-// every engine hands its clients over, within ctx.
+// quiesceWait bounds how long a leader stopping waits for the commits in
+// flight before it transfers its leadership (they take a replication
+// round trip; a leader without a quorum's contact never finishes them).
+const quiesceWait = 5 * time.Second
+
+// Drain is a member's graceful stop: a leader first quiesces its engine
+// (no new publish or delivery is taken; the commits in flight finish and
+// their acknowledgements go out, none refused by the transfer), then hands
+// leadership to a follower, then its clients over to it (DISCONNECT 0x9C
+// naming the new leader: they reconnect once), within ctx.
 func (e *Engine) Drain(ctx context.Context) error {
 	if st, _ := e.node.State(); st.Serving {
+		if cur := e.current(); cur != nil {
+			qctx, cancel := context.WithTimeout(ctx, quiesceWait)
+			if err := cur.Quiesce(qctx); err != nil {
+				e.log.Warn("transferring leadership with commits in flight", "err", err)
+			}
+			cancel()
+		}
 		if err := e.node.TransferLeadership(); err != nil {
 			e.log.Warn("leadership transfer before stopping failed; clients are disconnected without a new leader", "err", err)
 		} else {
