@@ -27,11 +27,16 @@
 //     (snapshotEvery 1000, trailingLogs 500), then leads, and the queues
 //     drain from it.
 //   - TestRollingRestart: SIGTERM of each member, followers first: a
-//     follower's restart disconnects nobody, the leader's each of its
-//     clients once.
+//     follower's restart disconnects nobody; the leader lets the commits
+//     in flight finish before it transfers its leadership, so it refuses
+//     no publish, and each of its clients is disconnected once, with
+//     DISCONNECT 0x9C naming the new leader.
 //   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5; 1 with -short) kills of
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
 //     CONNACK from a new leader; logs min/p50/p99/max.
+//   - TestSteadyLoad (only with BOLLARD_CLUSTER_STEADY=<duration>): the
+//     workload for that long with nothing failing; counts elections and
+//     heartbeat timeouts, and fails on a change of leader.
 //
 // Members are built with -race when the tests are, except for the two
 // scenarios that measure time or need throughput (TestCatchUpBySnapshot,
@@ -40,12 +45,6 @@
 // that ends unasked, or whose log shows a data race or a panic, fails the
 // test. BOLLARD_CLUSTER_LOGS=<dir> keeps every member's log;
 // BOLLARD_CLUSTER_SEED replays a run's random moments.
-//
-// Known gap, logged rather than failed: when a leadership transfer begins,
-// the leader refuses the publishes in flight (PUBACK/PUBREC 0x80, allowed:
-// they are not acknowledged) and a connection whose delivery state cannot
-// be stored (a QoS 2 subscriber receiving) is closed without a DISCONNECT;
-// the others get DISCONNECT 0x9C naming the new leader.
 package cluster_test
 
 import (
