@@ -42,10 +42,14 @@ type replStore struct {
 	// queue, an entry queued as Raft shuts down is never answered, so
 	// waits end on done instead.
 	done <-chan struct{}
-	// pending carries every entry put in the log, in about log order, to
-	// the one goroutine (waitOutcomes) that waits for Raft's answers and
-	// passes each on; at most maxPendingCommits wait for room in it.
+	// pending carries every entry put in the log, in log order, to the
+	// one goroutine (waitOutcomes) that waits for Raft's answers and
+	// passes each on; at most maxPendingCommits wait in it.
 	pending chan pendingCommit
+	// applyMu makes putting an entry in the log and in pending one step,
+	// so pending is in log order: waitOutcomes never waits for a later
+	// entry while an earlier one's committer could go on.
+	applyMu sync.Mutex
 }
 
 // pendingCommit is an entry in the log and where its outcome goes.
@@ -202,7 +206,7 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.stopped() {
 		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.enqueue(s.raft.Apply(data, s.applyTimeout))
+	res, err := s.apply(data)
 	if err != nil {
 		return err
 	}
@@ -234,9 +238,12 @@ func (s *replStore) waitOutcomes() {
 	}
 }
 
-// enqueue hands f to waitOutcomes and returns where its outcome arrives.
-func (s *replStore) enqueue(f raft.ApplyFuture) (<-chan error, error) {
-	p := pendingCommit{f: f, res: make(chan error, 1)}
+// apply puts data in the log and hands its future to waitOutcomes; it
+// returns where the outcome arrives.
+func (s *replStore) apply(data []byte) (<-chan error, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), res: make(chan error, 1)}
 	select {
 	case s.pending <- p:
 		return p.res, nil
@@ -308,7 +315,7 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	if s.stopped() {
 		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.enqueue(s.raft.Apply(data, s.applyTimeout))
+	res, err := s.apply(data)
 	if err != nil {
 		return nil, err
 	}
