@@ -3,6 +3,7 @@ package replica
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -179,11 +180,26 @@ func (s *transferStore) Commit(ctx context.Context, b *store.Batch) error {
 	return s.Store.Commit(ctx, b)
 }
 
-// A leader stopping with a publish in flight (its commit replicating)
-// lets it finish before the transfer: the publisher is acknowledged
-// (PUBREC 0x00, not 0x80), and both it and a QoS 2 subscriber are then
-// told where the new leader is (DISCONNECT 0x9C), none closed without it.
-func TestDrainFinishesCommitsInFlight(t *testing.T) {
+// A leader handing its leadership over with a publish in flight (its
+// commit replicating) lets it finish before the transfer: the publisher is
+// acknowledged (PUBREC 0x00, not 0x80), and both it and a QoS 2 subscriber
+// are then told where the new leader is (DISCONNECT 0x9C), none closed
+// without it. Both ways a transfer happens: a graceful stop (SIGTERM) and
+// the admin endpoint's transfer.
+func TestTransferFinishesCommitsInFlight(t *testing.T) {
+	t.Run("drain", func(t *testing.T) {
+		testTransferInFlight(t, func(e *Engine) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return e.Drain(ctx)
+		})
+	})
+	t.Run("admin", func(t *testing.T) {
+		testTransferInFlight(t, func(e *Engine) error { return e.TransferLeadership() })
+	})
+}
+
+func testTransferInFlight(t *testing.T, transfer func(*Engine) error) {
 	n := &fakeNode{changed: make(chan struct{})}
 	n.set(cluster.Serving{Serving: true, Term: 3, LeaderID: "b-0"})
 	st := &transferStore{Store: memstore.New(), entered: make(chan struct{}, 1)}
@@ -214,10 +230,8 @@ func TestDrainFinishesCommitsInFlight(t *testing.T) {
 		_ = packet.Write(pub, &packet.Publish{QoS: 2, Topic: "t", PacketID: 7, Payload: []byte("x")}, packet.V5)
 	}()
 	<-st.entered
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- e.Drain(ctx) }()
+	go func() { done <- transfer(e) }()
 
 	// What each client reads until its connection ends.
 	read := func(r *bufio.Reader, c net.Conn) []packet.Packet {
@@ -267,6 +281,51 @@ func describePacket(p packet.Packet) string {
 		return fmt.Sprintf("PUBREC %d 0x%02X", p.PacketID, byte(p.ReasonCode))
 	case *packet.Disconnect:
 		return fmt.Sprintf("DISCONNECT 0x%02X", byte(p.ReasonCode))
+	case *packet.Puback:
+		return fmt.Sprintf("PUBACK %d 0x%02X", p.PacketID, byte(p.ReasonCode))
 	}
 	return fmt.Sprintf("%T", p)
+}
+
+// A leadership transfer that fails leaves the member leading with a
+// quiesced engine: its clients are sent back to it (DISCONNECT 0x9C naming
+// this member) and a fresh engine serves the term, publishes included.
+func TestFailedTransferServesAgain(t *testing.T) {
+	n := &fakeNode{changed: make(chan struct{})}
+	n.set(cluster.Serving{Serving: true, Term: 4, LeaderID: "b-0", LeaderClientAddress: "b-0:1883"})
+	n.transfer = func() error { return errors.New("fake: no follower is up to date") }
+	e := newPipeEngine(t, n)
+	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "serving", e.Ready)
+	_, cli, r := connectPipe(t, e, "c")
+	before := e.current()
+	if err := e.TransferLeadership(); err == nil {
+		t.Fatal("the failed transfer reported success")
+	}
+	_ = cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := packet.ReadPacket(r, packet.V5, 1<<20)
+	if err != nil {
+		t.Fatalf("read DISCONNECT: %v", err)
+	}
+	if d, ok := p.(*packet.Disconnect); !ok || d.ReasonCode != packet.UseAnotherServer || d.Properties.ServerReference == nil || *d.Properties.ServerReference != "b-0:1883" {
+		t.Fatalf("after a failed transfer: %s, want DISCONNECT 0x9C naming this member", describePacket(p))
+	}
+	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "a fresh engine to serve", func() bool {
+		cur := e.current()
+		return cur != nil && cur != before && e.Ready()
+	})
+	ack, pub, pr := connectPipe(t, e, "c")
+	if ack.ReasonCode != packet.Success {
+		t.Fatalf("CONNECT after the failed transfer: 0x%02X", byte(ack.ReasonCode))
+	}
+	go func() {
+		_ = packet.Write(pub, &packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("x")}, packet.V5)
+	}()
+	_ = pub.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err = packet.ReadPacket(pr, packet.V5, 1<<20)
+	if err != nil {
+		t.Fatalf("read PUBACK: %v", err)
+	}
+	if a, ok := p.(*packet.Puback); !ok || a.ReasonCode != packet.Success {
+		t.Fatalf("publish after the failed transfer: %s, want PUBACK Success", describePacket(p))
+	}
 }
