@@ -31,7 +31,7 @@
 //     clients once.
 //   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5; 1 with -short) kills of
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
-//     CONNACK from a new leader; logs min/p50/p99/max.
+//     CONNACK from a new leader; logs min/p50/p99/max (skipped by -short).
 //
 // Members are built with -race when the tests are (not with -short, whose
 // quick loop cannot afford three race-built processes), except for the two
