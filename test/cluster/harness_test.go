@@ -29,7 +29,7 @@
 //   - TestRollingRestart: SIGTERM of each member, followers first: a
 //     follower's restart disconnects nobody, the leader's each of its
 //     clients once.
-//   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5; 1 with -short) kills of
+//   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5) kills of
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
 //     CONNACK from a new leader; logs min/p50/p99/max (skipped by -short).
 //
