@@ -502,18 +502,21 @@ type MemberStatus struct {
 
 // Status is a member's view of the cluster.
 type Status struct {
-	ID                  string         `json:"id"`
-	Role                Role           `json:"role"`
-	Serving             bool           `json:"serving"`
-	Term                uint64         `json:"term"`
-	LeaderID            string         `json:"leader,omitempty"`
-	LeaderClientAddress string         `json:"leaderClientAddress,omitempty"`
-	LastLogIndex        uint64         `json:"lastLogIndex"`
-	CommitIndex         uint64         `json:"commitIndex"`
-	AppliedIndex        uint64         `json:"appliedIndex"`
-	LastSnapshotIndex   uint64         `json:"lastSnapshotIndex"`
-	Members             []MemberStatus `json:"members"`
-	RefusedConnections  int64          `json:"refusedReplicationConnections"`
+	ID                  string `json:"id"`
+	Role                Role   `json:"role"`
+	Serving             bool   `json:"serving"`
+	Term                uint64 `json:"term"`
+	LeaderID            string `json:"leader,omitempty"`
+	LeaderClientAddress string `json:"leaderClientAddress,omitempty"`
+	LastLogIndex        uint64 `json:"lastLogIndex"`
+	CommitIndex         uint64 `json:"commitIndex"`
+	// AppliedIndex is Raft's: the last entry handed to the state machine,
+	// which writes it to the store right after (Pebble, unsynced). Use the
+	// leader's per-member Lag to tell whether a member has caught up.
+	AppliedIndex       uint64         `json:"appliedIndex"`
+	LastSnapshotIndex  uint64         `json:"lastSnapshotIndex"`
+	Members            []MemberStatus `json:"members"`
+	RefusedConnections int64          `json:"refusedReplicationConnections"`
 }
 
 // Status reports the member's view; it is cheap enough for every scrape.

@@ -31,14 +31,15 @@
 //     in flight finish before it transfers its leadership, so it refuses
 //     no publish, and each of its clients is disconnected once, with
 //     DISCONNECT 0x9C naming the new leader.
-//   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5; 1 with -short) kills of
+//   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5) kills of
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
-//     CONNACK from a new leader; logs min/p50/p99/max.
+//     CONNACK from a new leader; logs min/p50/p99/max (skipped by -short).
 //   - TestSteadyLoad (only with BOLLARD_CLUSTER_STEADY=<duration>): the
 //     workload for that long with nothing failing; counts elections and
 //     heartbeat timeouts, and fails on a change of leader.
 //
-// Members are built with -race when the tests are, except for the two
+// Members are built with -race when the tests are (not with -short, whose
+// quick loop cannot afford three race-built processes), except for the two
 // scenarios that measure time or need throughput (TestCatchUpBySnapshot,
 // TestFailoverTimes), whose correctness the others cover. They run with the
 // default cluster timeouts (heartbeat, election and lease 500 ms). A member
@@ -190,7 +191,9 @@ func freePorts(t *testing.T, n int) []string {
 
 func newCluster(t *testing.T, n int, opts ...option) *testCluster {
 	t.Helper()
-	o := clusterOptions{race: raceBuild}
+	// -short (make test-fast) runs members without -race: a race build of
+	// three members costs most of the quick loop's CPU; make test keeps it.
+	o := clusterOptions{race: raceBuild && !testing.Short()}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -172,16 +172,16 @@ func TestCatchUpBySnapshot(t *testing.T) {
 }
 
 // TestFailoverTimes kills the leader under load BOLLARD_CLUSTER_KILLS
-// times (5 by default, 1 with -short) with SIGKILL, and as many times with
+// times (5 by default; -short skips it unless the variable is set) with SIGKILL, and as many times with
 // SIGTERM (a leadership transfer), and measures each time until a new
 // leader accepts a CONNECT. Members are built without -race: their times
 // are the figures. Goals: p99 under 3 s for kill -9, under 1 s for SIGTERM;
 // the test fails only beyond generous bounds (a loaded CI machine).
 func TestFailoverTimes(t *testing.T) {
-	n := envInt(t, "BOLLARD_CLUSTER_KILLS", 5)
 	if testing.Short() && os.Getenv("BOLLARD_CLUSTER_KILLS") == "" {
-		n = 1
+		t.Skip("a measurement; the kill scenarios cover its correctness (make test runs it)")
 	}
+	n := envInt(t, "BOLLARD_CLUSTER_KILLS", 5)
 	c := newCluster(t, 3, withoutRace())
 	c.startAll()
 	c.leader(60 * time.Second)
