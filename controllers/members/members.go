@@ -419,3 +419,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// ConfigIDs are the member IDs of the leader's configuration, sorted.
+func (h Health) ConfigIDs() []string { return sortedKeys(h.config) }

@@ -132,6 +132,11 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 		// handing over leadership (controllers/roll.go).
 		sts.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
 		sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+		// A member's pod goes only once the member left the cluster
+		// through its leader; its data is then of no use, and a stale
+		// log would only confuse the member that reuses the claim when
+		// the cluster grows again.
+		sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = appsv1.DeletePersistentVolumeClaimRetentionPolicyType
 	}
 	sts.Annotations = map[string]string{
 		SpecHashAnnotation:     SpecHash(&sts.Spec),
