@@ -251,7 +251,7 @@ func shrink(in Input, h Health) (Action, bool) {
 	p := Pod{Name: name, Ordinal: top}
 	if p.Name == h.Leader {
 		if h.Healthy-1 < quorumAfterRemoval(h, p.Name) {
-			return Action{Kind: Wait, Leader: h.Leader, Reason: fmt.Sprintf("%s leads and is to leave, but too few members are caught up to hand leadership over", p.Name)}, true
+			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("%s leads and is to leave, but too few members are caught up to hand leadership over", p.Name)}, true
 		}
 		return Action{Kind: TransferLeadership, Leader: h.Leader, Member: p.Name,
 			Reason: fmt.Sprintf("%s leads and is to leave the cluster (spec.replicas %d)", p.Name, in.Replicas)}, true
@@ -261,7 +261,7 @@ func shrink(in Input, h Health) (Action, bool) {
 		healthyAfter--
 	}
 	if healthyAfter < quorumAfterRemoval(h, p.Name) {
-		return Action{Kind: Wait, Leader: h.Leader, Reason: fmt.Sprintf("removing %s would leave %d caught-up members, fewer than a quorum", p.Name, healthyAfter)}, true
+		return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("removing %s would leave %d caught-up members, fewer than a quorum", p.Name, healthyAfter)}, true
 	}
 	return Action{Kind: RemoveMember, Leader: h.Leader, Member: p.Name,
 		Reason: fmt.Sprintf("spec.replicas is %d: %s leaves the cluster", in.Replicas, p.Name)}, true
@@ -323,7 +323,7 @@ func roll(in Input, h Health) Action {
 		case p.Current && !h.healthy[p.Name] && len(outdated) > 0:
 			if in.Now.Sub(p.Created) > in.Limits.ComeBack {
 				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
-					Reason: fmt.Sprintf("member %s has not caught up with the leader %s after it was restarted (more than %s); the rolling upgrade stops until it does", p.Name, in.Now.Sub(p.Created).Round(time.Second), in.Limits.ComeBack)}
+					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader %s after its pod started (more than %s); the rolling upgrade stops until it does", p.Name, in.Now.Sub(p.Created).Round(time.Second), in.Limits.ComeBack)}
 			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("waiting for %s to catch up with the leader", p.Name)}
 		}
