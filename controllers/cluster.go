@@ -178,7 +178,10 @@ func viewOf(v ClusterView) members.View {
 func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.Input {
 	b := p.broker
 	in := members.Input{StatefulSet: resources.StatefulSetName(b), Replicas: int(resources.Replicas(b)),
-		Views: p.cluster.views, Now: r.now(), Limits: members.DefaultLimits}
+		Views: p.cluster.views, Now: r.now(), Limits: r.ClusterLimits}
+	if in.Limits == (members.Limits{}) {
+		in.Limits = members.DefaultLimits
+	}
 	for i := range p.cluster.pods {
 		pod := &p.cluster.pods[i]
 		n := resources.MemberOrdinal(b, pod.Name)
