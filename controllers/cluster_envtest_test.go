@@ -43,12 +43,6 @@ type fakeCluster struct {
 	calls  []string        // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
 }
 
-func (f *fakeBrokers) cluster(ns string) *fakeCluster {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.clusters[ns]
-}
-
 // setCluster makes the members of ns answer, with leader leading ids.
 func (f *fakeBrokers) setCluster(ns, leader string, ids ...string) {
 	f.mu.Lock()
