@@ -428,6 +428,11 @@ func rollCause(before, after *appsv1.StatefulSet, drifted []string) string {
 		return ""
 	}
 	oldT, newT := before.Spec.Template.Annotations, after.Spec.Template.Annotations
+	if roll := newT[resources.RollHashAnnotation]; roll != "" && roll == oldT[resources.RollHashAnnotation] {
+		// A cluster's membership flags alone (the member list, the
+		// bootstrap flag): no member restarts.
+		return ""
+	}
 	switch {
 	case oldT[v1alpha1.RestartedAtAnnotation] != newT[v1alpha1.RestartedAtAnnotation]:
 		return fmt.Sprintf("restart requested (%s=%s)", v1alpha1.RestartedAtAnnotation, newT[v1alpha1.RestartedAtAnnotation])
