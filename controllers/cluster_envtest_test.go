@@ -499,6 +499,9 @@ func TestClusterRoll(t *testing.T) {
 		if cur.Status.Leader != "roll-1" {
 			return fmt.Errorf("status.leader %q, want roll-1", cur.Status.Leader)
 		}
+		if lr := cur.Status.Cluster.LastRolled; lr == nil || lr.Name != "roll-0" || lr.At.IsZero() {
+			return fmt.Errorf("status.cluster.lastRolled %+v, want roll-0", lr)
+		}
 		return nil
 	})
 }
