@@ -381,16 +381,18 @@ func comingBack(in Input, h Health, byName map[string]Pod, rolling bool) (Action
 		switch {
 		case !ok || (p.Deleting && rolling):
 			if at, rolled := in.Rolled[name]; rolled && in.Now.Sub(at) > in.Limits.ComeBack {
+				// The reason stays the same while the stall lasts: it is
+				// the Degraded message and the Event's, once.
 				return Action{Kind: Stalled, Leader: h.Leader, Member: name,
-					Reason: fmt.Sprintf("the pod of member %s has not come back %s after the operator deleted it (more than %s); the rolling upgrade stops until it does",
-						name, in.Now.Sub(at).Round(time.Second), in.Limits.ComeBack)}, true
+					Reason: fmt.Sprintf("the pod of member %s has not come back within %s of the operator deleting it; the rolling upgrade stops until it does",
+						name, in.Limits.ComeBack)}, true
 			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: name, Reason: fmt.Sprintf("waiting for %s to come back", name)}, true
 		case rolling && p.Current && !h.healthy[p.Name]:
-			if age := in.Now.Sub(p.Created); age > in.Limits.ComeBack {
+			if in.Now.Sub(p.Created) > in.Limits.ComeBack {
 				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
-					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader %s after its pod started (more than %s); the rolling upgrade stops until it does",
-						p.Name, age.Round(time.Second), in.Limits.ComeBack)}, true
+					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader within %s of its pod starting; the rolling upgrade stops until it does",
+						p.Name, in.Limits.ComeBack)}, true
 			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("waiting for %s to catch up with the leader", p.Name)}, true
 		}
