@@ -236,6 +236,11 @@ func (r *MQTTBrokerReconciler) actOnCluster(ctx context.Context, p *pass) error 
 	if act.Kind != members.Done {
 		p.clusterRequeue = true
 	}
+	if p.cfg == nil {
+		// The spec renders no valid configuration: the StatefulSet stays
+		// as it was, and so do the members.
+		return nil
+	}
 	return r.carryOut(ctx, p, act)
 }
 
