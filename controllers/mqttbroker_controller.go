@@ -26,6 +26,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/controllers/members"
 	"github.com/bollard-io/bollard/controllers/resources"
 	"github.com/bollard-io/bollard/controllers/status"
 )
@@ -41,6 +42,13 @@ type MQTTBrokerReconciler struct {
 	Recorder events.EventRecorder
 	// Brokers asks running broker pods which configuration they applied.
 	Brokers BrokerStatusReader
+	// Cluster drives the members of a cluster (spec.replicas 3 or 5)
+	// through their admin API; nil means HTTPClusterAdmin.
+	Cluster ClusterAdmin
+	// ClusterLimits bound what counts as a caught-up member and how long
+	// a rolling upgrade waits for a restarted member; the zero value means
+	// members.DefaultLimits.
+	ClusterLimits members.Limits
 	// DefaultImage is the broker image used when spec.image is empty.
 	DefaultImage string
 	// ConfigBackoff paces re-asking the brokers until they report the
@@ -92,6 +100,12 @@ type pass struct {
 	recheckSecrets bool
 	// sources digests the broker's reloadable volumes (refreshPods).
 	sources sources
+	// cluster is what readCluster saw of a cluster's members; nil for a
+	// single node.
+	cluster *clusterPass
+	// clusterRequeue: a cluster is changing (members.Decide did not say
+	// Done), so the reconcile runs again soon.
+	clusterRequeue bool
 }
 
 func (p *pass) problem(reason, format string, args ...any) {
@@ -115,11 +129,14 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"certificate", r.applyOptional(&certificates)},
 		{"secrets", r.checkSecrets},
 		{"admin-token", r.ensureAdminToken},
+		{"cluster-secret", r.ensureClusterSecret},
+		{"cluster", r.readCluster},
 		{"serviceaccount", r.applyServiceAccount},
 		{"configmap", r.applyConfigMap},
 		{"service", r.applyService},
 		{"headless-service", r.applyHeadlessService},
 		{"statefulset", r.applyStatefulSet},
+		{"members", r.actOnCluster},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
 		{"networkpolicy", r.applyNetworkPolicy},
@@ -137,7 +154,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -183,6 +200,9 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	res := r.brokerRequeue(req, b)
 	if p.recheckSecrets && (res.RequeueAfter == 0 || res.RequeueAfter > r.secretRecheck()) {
 		res.RequeueAfter = r.secretRecheck()
+	}
+	if p.clusterRequeue && (res.RequeueAfter == 0 || res.RequeueAfter > clusterRequeue) {
+		res.RequeueAfter = clusterRequeue
 	}
 	return res, nil
 }
@@ -408,6 +428,11 @@ func rollCause(before, after *appsv1.StatefulSet, drifted []string) string {
 		return ""
 	}
 	oldT, newT := before.Spec.Template.Annotations, after.Spec.Template.Annotations
+	if roll := newT[resources.RollHashAnnotation]; roll != "" && roll == oldT[resources.RollHashAnnotation] {
+		// A cluster's membership flags alone (the member list, the
+		// bootstrap flag): no member restarts.
+		return ""
+	}
 	switch {
 	case oldT[v1alpha1.RestartedAtAnnotation] != newT[v1alpha1.RestartedAtAnnotation]:
 		return fmt.Sprintf("restart requested (%s=%s)", v1alpha1.RestartedAtAnnotation, newT[v1alpha1.RestartedAtAnnotation])

@@ -164,23 +164,25 @@ func TestCreateMakesEveryChild(t *testing.T) {
 }
 
 // TestDefaultsMatchGoldenFixture keeps the builders' golden input honest:
-// the fixture must be exactly what the apiserver stores for the minimal
-// sample.
+// the fixtures must be exactly what the apiserver stores for the minimal
+// and cluster samples.
 func TestDefaultsMatchGoldenFixture(t *testing.T) {
-	ns := namespace(t)
-	sample := &v1alpha1.MQTTBroker{}
-	readYAML(t, filepath.Join("..", "config", "samples", "mqtt_v1alpha1_mqttbroker_minimal.yaml"), sample)
-	sample.Namespace = ns
-	create(t, sample)
-	fixture := &v1alpha1.MQTTBroker{}
-	readYAML(t, filepath.Join("resources", "testdata", "minimal.input.yaml"), fixture)
-	stored := &v1alpha1.MQTTBroker{}
-	if err := get(t, stored, ns, sample.Name); err != nil {
-		t.Fatal(err)
-	}
-	if !equality.Semantic.DeepEqual(stored.Spec, fixture.Spec) {
-		got, _ := yaml.Marshal(stored.Spec)
-		t.Errorf("the apiserver defaults the minimal sample to\n%s\nbut resources/testdata/minimal.input.yaml says otherwise", got)
+	for _, name := range []string{"minimal", "cluster"} {
+		ns := namespace(t)
+		sample := &v1alpha1.MQTTBroker{}
+		readYAML(t, filepath.Join("..", "config", "samples", "mqtt_v1alpha1_mqttbroker_"+name+".yaml"), sample)
+		sample.Namespace = ns
+		create(t, sample)
+		fixture := &v1alpha1.MQTTBroker{}
+		readYAML(t, filepath.Join("resources", "testdata", name+".input.yaml"), fixture)
+		stored := &v1alpha1.MQTTBroker{}
+		if err := get(t, stored, ns, sample.Name); err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(stored.Spec, fixture.Spec) {
+			got, _ := yaml.Marshal(stored.Spec)
+			t.Errorf("the apiserver defaults the %s sample to\n%s\nbut resources/testdata/%s.input.yaml says otherwise", name, got, name)
+		}
 	}
 }
 
@@ -222,9 +224,13 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		want   []string
 	}{
 		"replicas 2": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(2)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
-		"replicas 3": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
+			[]string{"spec.replicas", "replicas must be 1, 3 or 5"}},
+		"replicas 4": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(4)) },
+			[]string{"spec.replicas", "replicas must be 1, 3 or 5"}},
+		"a PDB that lets a majority go": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Replicas = ptr.To(int32(3))
+			b.Spec.PodDisruptionBudget.MaxUnavailable = ptr.To(int32(2))
+		}, []string{"spec", "must leave a majority"}},
 		"bad overflow policy": {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.OverflowPolicy = "DropAll" },
 			[]string{"spec.queues.overflowPolicy", "DropOldest"}},
 		"admin port": {func(b *v1alpha1.MQTTBroker) { b.Spec.Listeners.MQTT.Port = 8080 },
@@ -332,7 +338,7 @@ func TestImmutableAndMonotonicFields(t *testing.T) {
 		"storage class": {func(b *v1alpha1.MQTTBroker) { b.Spec.Persistence.StorageClassName = ptr.To("fast") },
 			[]string{"spec.persistence", "storageClassName cannot be changed"}},
 		"scale": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
+			[]string{"spec.replicas", "cannot go from 1 to 3 or 5"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
