@@ -45,6 +45,14 @@ func (p *portAllocator) get(key string) (int, error) {
 	return 0, fmt.Errorf("nodeagent: no free port in %d-%d", p.base, p.limit)
 }
 
+// lookup returns the port allocated for key, without allocating one.
+func (p *portAllocator) lookup(key string) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	port, ok := p.byKey[key]
+	return port, ok
+}
+
 func free(port int) bool {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
