@@ -33,11 +33,18 @@ func startBackend(t *testing.T, name string) *backend {
 		t.Fatal(err)
 	}
 	b := &backend{name: name, ln: ln}
+	serveBackend(b)
+	t.Cleanup(b.stop)
+	return b
+}
+
+// serveBackend accepts b's connections until b.stop.
+func serveBackend(b *backend) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		for {
-			c, err := ln.Accept()
+			c, err := b.ln.Accept()
 			if err != nil {
 				return
 			}
@@ -48,15 +55,13 @@ func startBackend(t *testing.T, name string) *backend {
 			go func() {
 				defer b.wg.Done()
 				defer c.Close()
-				if _, err := fmt.Fprintf(c, "%s\n", name); err != nil {
+				if _, err := fmt.Fprintf(c, "%s\n", b.name); err != nil {
 					return
 				}
 				_, _ = io.Copy(c, c) // ends when the peer closes
 			}()
 		}
 	}()
-	t.Cleanup(b.stop)
-	return b
 }
 
 func (b *backend) addr() string { return b.ln.Addr().String() }
