@@ -20,6 +20,35 @@
 // removes it as the kubelet would. Tests may SIGKILL a Pod's process on
 // demand (Agent.KillPod).
 //
+// Like kube-proxy, it carries Services: for every TCP port of every Service
+// with a cluster IP (ClusterIP, NodePort, LoadBalancer; not headless nor
+// ExternalName) it listens on its own port of 127.0.0.1, stable for the
+// life of the agent (Agent.ServiceAddr finds it by the Service port's name
+// or number), and joins each accepted connection to one endpoint chosen
+// at random among the Service's usable endpoints at that moment. It
+// watches EndpointSlices as kube-proxy does and uses the same rule: the
+// ready endpoints, or when there is none the serving and terminating ones.
+// A pod endpoint is reached at the local port of its container port;
+// other endpoints only at a loopback address. Changing endpoints affects
+// new connections only; those in progress keep their endpoint until one
+// side closes. With no usable endpoint, a connection is reset at once, as
+// kube-proxy's REJECT rule does; so is one whose endpoint refuses, or one
+// past Options.MaxProxyConns. Agent.ServiceStats counts each case.
+//
+// Cluster DNS is not served: processes on 127.0.0.1 with remapped ports
+// could not use it. The one place where a bollard process dials pods by
+// name, the replication addresses of a broker config's cluster.members,
+// is resolved where the config file is written (see PodDNS): a member
+// whose raftAddress is POD.SERVICE[.NS[.svc[.cluster.local]]] under a
+// headless Service that publishes not-ready addresses gets
+// cluster.dialAddresses[id] = 127.0.0.1:<that pod's local port>, while
+// raftAddress keeps the name, so the Raft configuration holds what a real
+// cluster holds. The raft port must be a declared container port (the
+// bind address is remapped like any listen address), and the members must
+// come from the config file, not the --cluster-members flag. Members added
+// at run time (POST /v1/cluster/members) and absent from the member's
+// config file have no dial address: their names do not resolve here.
+//
 // Deliberate differences from a kubelet, for test speed: probes run at most
 // every MaxProbePeriod (1 s by default) whatever their periodSeconds, the
 // crash-loop back-off starts at 1 s and is capped at 30 s, and liveness

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
@@ -340,5 +341,41 @@ func waitGreeting(t *testing.T, addr, want string) {
 	})
 	if err != nil {
 		t.Fatalf("a new connection to %s to reach %q: %v", addr, want, err)
+	}
+}
+
+// A pod name resolves under a headless Service that publishes not-ready
+// addresses, and under no other Service.
+func TestAgentHeadlessMember(t *testing.T) {
+	a, kube := startFakeAgent(t)
+	ctx := t.Context()
+	for _, s := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "all"}, Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone, PublishNotReadyAddresses: true, Selector: map[string]string{"app": "b"}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ready-only"}, Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "b"}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "clusterip"}, Spec: corev1.ServiceSpec{
+			ClusterIP: "10.0.0.1", PublishNotReadyAddresses: true, Selector: map[string]string{"app": "b"}}},
+	} {
+		if _, err := kube.CoreV1().Services("ns").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the Services in the cache", func() bool {
+		l, err := a.services.List(labels.Everything())
+		return err == nil && len(l) == 3
+	})
+	for svc, want := range map[string]bool{"all": true, "ready-only": false, "clusterip": false, "missing": false} {
+		if got := a.headlessMember("ns", svc, "b-0"); got != want {
+			t.Errorf("b-0 under %s: %v, want %v", svc, got, want)
+		}
+	}
+	d := a.podDNS("ns")
+	addr, ok, err := d.resolve("b-1.all:7946")
+	if err != nil || !ok {
+		t.Fatalf("resolve: %q %v %v", addr, ok, err)
+	}
+	if local, ok := a.localAddr("ns", "b-1", 7946); !ok || local != addr {
+		t.Fatalf("the pod will listen at %q (%v), the name resolved to %q", local, ok, addr)
 	}
 }
