@@ -37,17 +37,19 @@
 //
 // Cluster DNS is not served: processes on 127.0.0.1 with remapped ports
 // could not use it. The one place where a bollard process dials pods by
-// name, the replication addresses of a broker config's cluster.members,
-// is resolved where the config file is written (see PodDNS): a member
-// whose raftAddress is POD.SERVICE[.NS[.svc[.cluster.local]]] under a
-// headless Service that publishes not-ready addresses gets
-// cluster.dialAddresses[id] = 127.0.0.1:<that pod's local port>, while
-// raftAddress keeps the name, so the Raft configuration holds what a real
-// cluster holds. The raft port must be a declared container port (the
-// bind address is remapped like any listen address), and the members must
-// come from the config file, not the --cluster-members flag. Members added
-// at run time (POST /v1/cluster/members) and absent from the member's
-// config file have no dial address: their names do not resolve here.
+// name, the replication addresses of its cluster members, is resolved
+// where the agent translates the pod (see PodDNS): a member whose
+// raftAddress is POD.SERVICE[.NS[.svc[.cluster.local]]] under a headless
+// Service that publishes not-ready addresses gets a dial address
+// 127.0.0.1:<that pod's local port>, in --cluster-dial-addresses when the
+// members come from --cluster-members (as the operator renders them), or
+// in cluster.dialAddresses when they come from a config file. raftAddress
+// keeps the name, so the Raft configuration holds what a real cluster
+// holds. The raft port must be a declared container port (the bind
+// address is remapped like any listen address). A member added at run
+// time (POST /v1/cluster/members) that is not in a running member's
+// command line or file has no dial address there: its name does not
+// resolve for that member until it restarts.
 //
 // Deliberate differences from a kubelet, for test speed: probes run at most
 // every MaxProbePeriod (1 s by default) whatever their periodSeconds, the

@@ -164,6 +164,95 @@ func setMapValue(n *yaml.Node, key, value string) bool {
 	return true
 }
 
+// Flags of the broker's cluster members (cmd/bollard).
+const (
+	membersFlag = "cluster-members"
+	dialFlag    = "cluster-dial-addresses"
+)
+
+// ClusterArgs does for a member's command line what the config file
+// rewrite does for its file: with --cluster-members id=raftAddress[=
+// clientAddress],... among args, each member whose raftAddress (or entry
+// of an existing --cluster-dial-addresses) is a pod's name gets an entry
+// id=127.0.0.1:<local port> in --cluster-dial-addresses, which is
+// appended, or rewritten in place. Other arguments are kept as they are.
+func (d *PodDNS) ClusterArgs(args []string) ([]string, error) {
+	_, members, ok := flagValue(args, membersFlag)
+	if !ok {
+		return args, nil
+	}
+	di, dialValue, hasDial := flagValue(args, dialFlag)
+	dial, order := map[string]string{}, []string(nil)
+	if hasDial {
+		for _, item := range strings.Split(dialValue, ",") {
+			id, addr, _ := strings.Cut(strings.TrimSpace(item), "=")
+			dial[id] = addr
+			order = append(order, id)
+		}
+	}
+	changed := false
+	for _, item := range strings.Split(members, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "=")
+		if len(parts) < 2 || parts[0] == "" {
+			continue // the broker refuses it, naming the flag
+		}
+		id, src := parts[0], parts[1]
+		if v, ok := dial[id]; ok {
+			src = v
+		}
+		local, ok, err := d.resolve(src)
+		if err != nil {
+			return nil, fmt.Errorf("nodeagent: cluster member %s at %s: %w", id, src, err)
+		}
+		if !ok || dial[id] == local {
+			continue
+		}
+		if _, ok := dial[id]; !ok {
+			order = append(order, id)
+		}
+		dial[id], changed = local, true
+	}
+	if !changed {
+		return args, nil
+	}
+	entries := make([]string, 0, len(order))
+	for _, id := range order {
+		entries = append(entries, id+"="+dial[id])
+	}
+	out := append([]string(nil), args...)
+	value := strings.Join(entries, ",")
+	switch {
+	case !hasDial:
+		out = append(out, "--"+dialFlag+"="+value)
+	case strings.Contains(out[di], "="):
+		out[di] = "--" + dialFlag + "=" + value
+	default: // "--cluster-dial-addresses" "value"
+		out[di+1] = value
+	}
+	return out, nil
+}
+
+// flagValue finds -name=value, --name=value, or -name/--name followed by
+// the value, as Go's flag package reads them (up to a "--").
+func flagValue(args []string, name string) (int, string, bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		trimmed := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if trimmed == a {
+			continue
+		}
+		if v, ok := strings.CutPrefix(trimmed, name+"="); ok {
+			return i, v, true
+		}
+		if trimmed == name && i+1 < len(args) {
+			return i, args[i+1], true
+		}
+	}
+	return 0, "", false
+}
+
 // podDNS is the agent's PodDNS for the files of pods in namespace ns.
 func (a *Agent) podDNS(ns string) *PodDNS {
 	return &PodDNS{

@@ -143,3 +143,57 @@ func TestRewriterDialAddressesLeavesOthers(t *testing.T) {
 		t.Error("a port that cannot be allocated is not an error")
 	}
 }
+
+func TestClusterArgs(t *testing.T) {
+	d := testDNS()
+	members := "--cluster-members=b-0=b-0.b-headless.ns.svc:7946=b-0.b-headless.ns.svc:1883,b-1=b-1.b-headless.ns.svc:7946,ext=x.example.com:7946"
+	tests := map[string]struct{ in, want []string }{
+		"appended": {
+			[]string{"--config=/c.yaml", members, "--cluster-bind=127.0.0.1:20005"},
+			[]string{"--config=/c.yaml", members, "--cluster-bind=127.0.0.1:20005",
+				"--cluster-dial-addresses=b-0=127.0.0.1:22000,b-1=127.0.0.1:22001"},
+		},
+		"existing entries resolved in place, others kept": {
+			[]string{members, "-cluster-dial-addresses=ext=127.0.0.1:9,b-1=b-2.b-headless:7946"},
+			[]string{members, "--cluster-dial-addresses=ext=127.0.0.1:9,b-1=127.0.0.1:22002,b-0=127.0.0.1:22000"},
+		},
+		"separate value": {
+			[]string{"--cluster-members", "b-0=b-0.b-headless:7946", "--cluster-dial-addresses", "b-0=b-0.b-headless:7946"},
+			[]string{"--cluster-members", "b-0=b-0.b-headless:7946", "--cluster-dial-addresses", "b-0=127.0.0.1:22000"},
+		},
+		"nothing to resolve": {
+			[]string{"--cluster-members=ext=x.example.com:7946"},
+			[]string{"--cluster-members=ext=x.example.com:7946"},
+		},
+		"no members flag": {
+			[]string{"--cluster-dial-addresses=b-0=b-0.b-headless:7946"},
+			[]string{"--cluster-dial-addresses=b-0=b-0.b-headless:7946"},
+		},
+		"after --": {
+			[]string{"--", members},
+			[]string{"--", members},
+		},
+		"malformed members left to the broker": {
+			[]string{"--cluster-members=b-0,=b-1.b-headless:7946"},
+			[]string{"--cluster-members=b-0,=b-1.b-headless:7946"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := d.ClusterArgs(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("got  %q\nwant %q", got, tc.want)
+			}
+			again, err := d.ClusterArgs(got)
+			if err != nil || strings.Join(again, " ") != strings.Join(got, " ") {
+				t.Fatalf("not stable: %q (%v)", again, err)
+			}
+		})
+	}
+	if _, err := d.ClusterArgs([]string{"--cluster-members=b-0=b-0.b-headless:9999"}); err == nil {
+		t.Error("a port that cannot be allocated is not an error")
+	}
+}
