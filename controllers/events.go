@@ -60,6 +60,24 @@ const (
 	EventPaused EventReason = "Paused"
 	// EventAdminTokenInvalid: the admin token Secret is not usable.
 	EventAdminTokenInvalid EventReason = "AdminTokenInvalid"
+	// EventClusterSecretInvalid: the cluster secret Secret is not usable.
+	EventClusterSecretInvalid EventReason = "ClusterSecretInvalid"
+	// EventMemberAdded: the leader added a member (it votes once caught
+	// up).
+	EventMemberAdded EventReason = "MemberAdded"
+	// EventMemberRemoved: the leader removed a member.
+	EventMemberRemoved EventReason = "MemberRemoved"
+	// EventLeadershipTransferred: the leader handed leadership over.
+	EventLeadershipTransferred EventReason = "LeadershipTransferred"
+	// EventMemberRolled: a member's pod was deleted to roll it onto the
+	// current pod template.
+	EventMemberRolled EventReason = "MemberRolled"
+	// EventRollStalled: a rolled member did not come back caught up in
+	// time; the roll stops.
+	EventRollStalled EventReason = "RollStalled"
+	// EventClusterChangeFailed: a member refused a membership or
+	// leadership change.
+	EventClusterChangeFailed EventReason = "ClusterChangeFailed"
 )
 
 // event records an Event on b about related (which may be nil).

@@ -41,6 +41,9 @@ type MQTTBrokerReconciler struct {
 	Recorder events.EventRecorder
 	// Brokers asks running broker pods which configuration they applied.
 	Brokers BrokerStatusReader
+	// Cluster drives the members of a cluster (spec.replicas 3 or 5)
+	// through their admin API; nil means HTTPClusterAdmin.
+	Cluster ClusterAdmin
 	// DefaultImage is the broker image used when spec.image is empty.
 	DefaultImage string
 	// ConfigBackoff paces re-asking the brokers until they report the
@@ -92,6 +95,12 @@ type pass struct {
 	recheckSecrets bool
 	// sources digests the broker's reloadable volumes (refreshPods).
 	sources sources
+	// cluster is what readCluster saw of a cluster's members; nil for a
+	// single node.
+	cluster *clusterPass
+	// clusterRequeue: a cluster is changing (members.Decide did not say
+	// Done), so the reconcile runs again soon.
+	clusterRequeue bool
 }
 
 func (p *pass) problem(reason, format string, args ...any) {
@@ -115,11 +124,14 @@ func (r *MQTTBrokerReconciler) steps() []step {
 		{"certificate", r.applyOptional(&certificates)},
 		{"secrets", r.checkSecrets},
 		{"admin-token", r.ensureAdminToken},
+		{"cluster-secret", r.ensureClusterSecret},
+		{"cluster", r.readCluster},
 		{"serviceaccount", r.applyServiceAccount},
 		{"configmap", r.applyConfigMap},
 		{"service", r.applyService},
 		{"headless-service", r.applyHeadlessService},
 		{"statefulset", r.applyStatefulSet},
+		{"members", r.actOnCluster},
 		{"volumes", r.expandVolumes},
 		{"poddisruptionbudget", r.applyPodDisruptionBudget},
 		{"networkpolicy", r.applyNetworkPolicy},
@@ -137,7 +149,7 @@ func (r *MQTTBrokerReconciler) steps() []step {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -183,6 +195,9 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	res := r.brokerRequeue(req, b)
 	if p.recheckSecrets && (res.RequeueAfter == 0 || res.RequeueAfter > r.secretRecheck()) {
 		res.RequeueAfter = r.secretRecheck()
+	}
+	if p.clusterRequeue && (res.RequeueAfter == 0 || res.RequeueAfter > clusterRequeue) {
+		res.RequeueAfter = clusterRequeue
 	}
 	return res, nil
 }

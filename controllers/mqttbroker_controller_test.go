@@ -164,23 +164,25 @@ func TestCreateMakesEveryChild(t *testing.T) {
 }
 
 // TestDefaultsMatchGoldenFixture keeps the builders' golden input honest:
-// the fixture must be exactly what the apiserver stores for the minimal
-// sample.
+// the fixtures must be exactly what the apiserver stores for the minimal
+// and cluster samples.
 func TestDefaultsMatchGoldenFixture(t *testing.T) {
-	ns := namespace(t)
-	sample := &v1alpha1.MQTTBroker{}
-	readYAML(t, filepath.Join("..", "config", "samples", "mqtt_v1alpha1_mqttbroker_minimal.yaml"), sample)
-	sample.Namespace = ns
-	create(t, sample)
-	fixture := &v1alpha1.MQTTBroker{}
-	readYAML(t, filepath.Join("resources", "testdata", "minimal.input.yaml"), fixture)
-	stored := &v1alpha1.MQTTBroker{}
-	if err := get(t, stored, ns, sample.Name); err != nil {
-		t.Fatal(err)
-	}
-	if !equality.Semantic.DeepEqual(stored.Spec, fixture.Spec) {
-		got, _ := yaml.Marshal(stored.Spec)
-		t.Errorf("the apiserver defaults the minimal sample to\n%s\nbut resources/testdata/minimal.input.yaml says otherwise", got)
+	for _, name := range []string{"minimal", "cluster"} {
+		ns := namespace(t)
+		sample := &v1alpha1.MQTTBroker{}
+		readYAML(t, filepath.Join("..", "config", "samples", "mqtt_v1alpha1_mqttbroker_"+name+".yaml"), sample)
+		sample.Namespace = ns
+		create(t, sample)
+		fixture := &v1alpha1.MQTTBroker{}
+		readYAML(t, filepath.Join("resources", "testdata", name+".input.yaml"), fixture)
+		stored := &v1alpha1.MQTTBroker{}
+		if err := get(t, stored, ns, sample.Name); err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(stored.Spec, fixture.Spec) {
+			got, _ := yaml.Marshal(stored.Spec)
+			t.Errorf("the apiserver defaults the %s sample to\n%s\nbut resources/testdata/%s.input.yaml says otherwise", name, got, name)
+		}
 	}
 }
 

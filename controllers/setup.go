@@ -80,6 +80,9 @@ func (r *MQTTBrokerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Ma
 	if r.Brokers == nil {
 		r.Brokers = HTTPBrokerStatusReader{}
 	}
+	if r.Cluster == nil {
+		r.Cluster = HTTPClusterAdmin{}
+	}
 	byInstance := handler.EnqueueRequestsFromMapFunc(brokerForLabeled)
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("mqttbroker").

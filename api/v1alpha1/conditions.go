@@ -4,7 +4,11 @@ package v1alpha1
 const (
 	// ConditionReady is True when every broker replica is running the
 	// current pod template and passes its readiness probe (/readyz: the
-	// store is recovered and the listeners accept connections).
+	// store is recovered and the listeners accept connections). For a
+	// cluster (replicas 3 or 5), where only the leader passes /readyz, it
+	// is True when a leader serves and a quorum of voting members is
+	// healthy (caught up with the leader): reason NoLeader or
+	// QuorumUnhealthy otherwise.
 	ConditionReady = "Ready"
 	// ConditionProgressing is True while the operator is rolling out a change
 	// (a new pod template, a volume expansion). It is False with reason
@@ -16,8 +20,10 @@ const (
 	// addition the broker or the operator refuses, or a broker that refused
 	// its file), SecretNotFound, InvalidUsersSecret, AdminTokenInvalid,
 	// VolumeShrinkRefused, VolumeExpansionFailed, ServiceMonitorUnavailable,
-	// PrometheusRuleUnavailable, CertManagerUnavailable and ApplyFailed (the
-	// apiserver refused a child object).
+	// PrometheusRuleUnavailable, CertManagerUnavailable, ApplyFailed (the
+	// apiserver refused a child object), RollStalled (a cluster member did
+	// not come back caught up during a rolling upgrade) and
+	// ClusterSecretInvalid.
 	ConditionDegraded = "Degraded"
 	// ConditionConfigApplied is True when every running broker reports, on
 	// its admin endpoint (GET /v1/status), the configuration generation the
@@ -84,6 +90,25 @@ const (
 	ReasonStorageBudgetReached = "StorageBudgetReached"
 	// ReasonStorageWithinBudget: every broker's store is within its budget.
 	ReasonStorageWithinBudget = "StorageWithinBudget"
+	// ReasonNoLeader: no member of a cluster reports a leader that serves
+	// (an election is under way, or a majority of the members is down).
+	ReasonNoLeader = "NoLeader"
+	// ReasonQuorumUnhealthy: a leader serves but fewer than a majority of
+	// the voters are caught up with it.
+	ReasonQuorumUnhealthy = "QuorumUnhealthy"
+	// ReasonLeaderServing: a leader serves and a quorum is healthy.
+	ReasonLeaderServing = "LeaderServing"
+	// ReasonRollStalled: a cluster member deleted by a rolling upgrade did
+	// not come back, on the new pod template and caught up, in time; the
+	// roll stops until it does (or the spec changes).
+	ReasonRollStalled = "RollStalled"
+	// ReasonClusterSecretInvalid: the cluster secret Secret
+	// (<name>-cluster-secret) holds no usable secret, or another object
+	// controls it.
+	ReasonClusterSecretInvalid = "ClusterSecretInvalid"
+	// ReasonScaling: members are being added to or removed from a cluster
+	// through its leader.
+	ReasonScaling = "Scaling"
 )
 
 // Annotations a user sets on an MQTTBroker.

@@ -22,6 +22,7 @@ const AdminPort = 8080
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=mqb,categories=bollard
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Leader",type=string,JSONPath=`.status.leader`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=`.status.sessions`
 // +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.queuedMessages`
@@ -54,6 +55,7 @@ type MQTTBrokerList struct {
 // MQTTBrokerSpec describes the broker the operator runs.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",message="every volumeMounts[].name must name a volume of spec.volumes"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 1 || !has(self.podDisruptionBudget) || !has(self.podDisruptionBudget.maxUnavailable) || self.podDisruptionBudget.maxUnavailable <= (self.replicas - 1) / 2",message="podDisruptionBudget.maxUnavailable must leave a majority of the cluster's members: at most 1 with replicas 3, 2 with replicas 5"
 type MQTTBrokerSpec struct {
 	// image is the container image holding the bollard binary. Default: the
 	// image the operator was started with (its --broker-image flag), so
@@ -76,10 +78,19 @@ type MQTTBrokerSpec struct {
 	// +optional
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
-	// replicas is the number of broker pods. Only 1 is accepted until the
-	// broker can cluster: sessions and queues live on one volume. Default 1.
+	// replicas is the number of broker pods: 1 (a single node, no
+	// replication), 3 (a cluster that survives the loss of one member) or 5
+	// (two). Each member of a cluster keeps the whole state on its own
+	// volume and only the elected leader serves clients (docs/operations.md,
+	// "Choosing 1, 3 or 5"). A cluster scales between 3 and 5 with its data;
+	// going from 1 to 3 or 5, or from 3 or 5 to 1, is refused: the broker
+	// cannot yet turn a single node's store into a cluster's first member,
+	// nor a member back into a single node (docs/operations.md, "Scaling").
+	// Default 1.
 	// +kubebuilder:default=1
-	// +kubebuilder:validation:XValidation:rule="self == 1",message="replicas must be 1: clustering is not supported yet (sessions and queues live on a single volume)"
+	// +kubebuilder:validation:XValidation:rule="self == 1 || self == 3 || self == 5",message="replicas must be 1, 3 or 5: a cluster needs an odd number of members so that a majority survives the loss of one (3) or two (5)"
+	// +kubebuilder:validation:XValidation:rule="oldSelf == 1 || self != 1",message="replicas cannot go from 3 or 5 down to 1: a cluster member's store cannot become a single node's; see docs/operations.md, \"Going back to one replica\""
+	// +kubebuilder:validation:XValidation:rule="oldSelf != 1 || self == 1",message="replicas cannot go from 1 to 3 or 5: the broker cannot yet turn a single node's store into a cluster's first member (its sessions and queues would be left behind); create a new MQTTBroker with replicas 3 and move the clients, see docs/operations.md, \"From one replica to a cluster\""
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
@@ -201,11 +212,11 @@ type MQTTBrokerSpec struct {
 	// are not offered: hostPath would let whoever may edit an MQTTBroker
 	// reach the node's files through the operator. The operator's own
 	// volume names (config, data, tmp, admin-token, users, tls) cannot be
-	// used. Changing volumes rolls the broker pod.
+	// used, nor cluster-secret. Changing volumes rolls the broker pod.
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(v, !(v.name in ['config', 'data', 'tmp', 'admin-token', 'users', 'tls']))",message="volumes cannot use the operator's volume names: config, data, tmp, admin-token, users, tls"
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !(v.name in ['config', 'data', 'tmp', 'admin-token', 'users', 'tls', 'cluster-secret']))",message="volumes cannot use the operator's volume names: config, data, tmp, admin-token, users, tls, cluster-secret"
 	// +optional
 	Volumes []Volume `json:"volumes,omitempty"`
 
@@ -1277,6 +1288,17 @@ type MQTTBrokerStatus struct {
 	// +optional
 	QueuedMessages *int64 `json:"queuedMessages,omitempty"`
 
+	// leader is the pod that leads a cluster (replicas 3 or 5) and serves
+	// its clients, as the members last reported it (the Leader printer
+	// column). Unset when no member names a leader, or with replicas 1.
+	// +optional
+	Leader string `json:"leader,omitempty"`
+
+	// cluster is what the members of a cluster (replicas 3 or 5) last
+	// reported on GET /v1/cluster. Unset with replicas 1.
+	// +optional
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+
 	// stats is what the broker pods last reported on their admin endpoint
 	// (GET /v1/status), totalled over the pods that answered: sessions,
 	// queues, store use, recent drops and the deepest queues. The operator
@@ -1287,6 +1309,69 @@ type MQTTBrokerStatus struct {
 	// a figure no broker reported is left out, never shown as 0.
 	// +optional
 	Stats *BrokerStats `json:"stats,omitempty"`
+}
+
+// ClusterStatus is a cluster's replication state as its members reported
+// it.
+type ClusterStatus struct {
+	// observedAt is when the members were asked.
+	// +required
+	ObservedAt metav1.Time `json:"observedAt"`
+
+	// term is the leader's Raft term; it grows with every election. Unset
+	// when no leader answered.
+	// +optional
+	Term *int64 `json:"term,omitempty"`
+
+	// quorum is how many voting members must be healthy for the cluster to
+	// accept writes (a majority of the voters).
+	// +optional
+	Quorum *int32 `json:"quorum,omitempty"`
+
+	// healthyMembers is how many voters the leader reported caught up
+	// (itself included). Unset when no leader answered.
+	// +optional
+	HealthyMembers *int32 `json:"healthyMembers,omitempty"`
+
+	// members are the pods of the cluster and the members of its Raft
+	// configuration, by name.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Members []ClusterMemberStatus `json:"members,omitempty"`
+}
+
+// ClusterMemberStatus is one member of a cluster.
+type ClusterMemberStatus struct {
+	// name is the member's ID: its pod's name.
+	// +required
+	Name string `json:"name"`
+
+	// role is leader, follower or candidate as the member reported it,
+	// or Unknown when it did not answer.
+	// +optional
+	Role string `json:"role,omitempty"`
+
+	// voter is true when the member votes (it is in the leader's
+	// configuration as a voter); false while a new member catches up.
+	// Unset when the leader did not answer.
+	// +optional
+	Voter *bool `json:"voter,omitempty"`
+
+	// lag is how many log entries the member is behind the leader, as the
+	// leader last heard it. Unset when unknown (never shown as 0).
+	// +optional
+	Lag *int64 `json:"lag,omitempty"`
+
+	// appliedIndex is the last log entry the member applied to its store,
+	// as it reported it. Unset when it did not answer.
+	// +optional
+	AppliedIndex *int64 `json:"appliedIndex,omitempty"`
+
+	// upToDate is true when the member runs the current pod template.
+	// +optional
+	UpToDate bool `json:"upToDate,omitempty"`
 }
 
 // BrokerStats are the figures the broker pods reported (kubectl describe

@@ -57,7 +57,14 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("resources: rendered broker config is invalid: %w", err)
 	}
-	return applyConfigOverlay(b, c)
+	c, err := applyConfigOverlay(b, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateCluster(b, c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // softMemoryLimit is the broker's soft Go memory limit: 80% of the

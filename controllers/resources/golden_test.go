@@ -20,6 +20,9 @@ const testImage = "ghcr.io/bollard-io/bollard:v0.1.0"
 // goldenToken stands in for the random admin token.
 const goldenToken = "golden-admin-token-0123456789abcdef"
 
+// goldenClusterSecret stands in for the random cluster secret.
+const goldenClusterSecret = "golden-cluster-secret-0123456789abcdef0123456789"
+
 // loadBroker reads testdata/<name>.input.yaml, a broker as the apiserver
 // stores it (defaults applied).
 func loadBroker(t *testing.T, name string) *v1alpha1.MQTTBroker {
@@ -56,6 +59,9 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 		"service-metrics":     MetricsService(b),
 		"secret-admin-token":  AdminTokenSecret(b, goldenToken),
 	}
+	if Clustered(b) {
+		out["secret-cluster"] = ClusterSecret(b, goldenClusterSecret)
+	}
 	if np := NetworkPolicy(b, p.NetworkPolicy); np != nil {
 		out["networkpolicy"] = np
 	}
@@ -74,6 +80,8 @@ func children(t *testing.T, b *v1alpha1.MQTTBroker, p Params) map[string]any {
 func TestGolden(t *testing.T) {
 	cases := map[string]Params{
 		"minimal": {DefaultImage: testImage, NetworkPolicy: NetworkPolicyDefaults{OperatorNamespace: "bollard-system"}},
+		// A cluster being formed: its members bootstrap.
+		"cluster": {DefaultImage: testImage, NetworkPolicy: NetworkPolicyDefaults{OperatorNamespace: "bollard-system"}, ClusterBootstrap: true},
 		"production": {DefaultImage: testImage, NetworkPolicy: NetworkPolicyDefaults{
 			OperatorNamespace: "operators",
 			Prometheus:        v1alpha1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "unused-default"}}},
@@ -96,7 +104,7 @@ func TestGolden(t *testing.T) {
 // TestGoldenConfigFile pins the rendered broker configuration file itself,
 // which is easier to review than the ConfigMap that quotes it.
 func TestGoldenConfigFile(t *testing.T) {
-	for _, name := range []string{"minimal", "production"} {
+	for _, name := range []string{"minimal", "production", "cluster"} {
 		t.Run(name, func(t *testing.T) {
 			cm, err := ConfigMapFor(loadBroker(t, name))
 			if err != nil {

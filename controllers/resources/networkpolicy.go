@@ -40,7 +40,8 @@ func DefaultPrometheusPeer() v1alpha1.NetworkPolicyPeer {
 }
 
 // NetworkPolicy admits the MQTT listener ports from anywhere and the admin
-// port only from the operator's namespace and Prometheus; every other
+// port only from the operator's namespace and Prometheus, and a cluster's
+// replication port only from its members; every other
 // ingress to the broker pods is denied (where the network plugin enforces
 // NetworkPolicies). Egress is not restricted. It returns nil when
 // spec.networkPolicy.enabled is false or the operator's defaults disable
@@ -62,6 +63,14 @@ func NetworkPolicy(b *v1alpha1.MQTTBroker, d NetworkPolicyDefaults) *networkingv
 		Ports: []networkingv1.NetworkPolicyPort{tcpPort(v1alpha1.AdminPort)},
 		From:  adminPeers(s, d),
 	})
+	if Clustered(b) {
+		// The replication port from the other members only (they also
+		// prove the cluster secret on every connection).
+		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort(ReplicationPort)},
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(b)}}},
+		})
+	}
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: objectMeta(b, NetworkPolicyName(b)),
 		Spec: networkingv1.NetworkPolicySpec{

@@ -22,9 +22,9 @@ var (
 	// container; a volumeMount may be neither at, inside nor above one.
 	ReservedMountPaths = []string{ConfigDir, DataMountPath, SecretsDir, TmpDir}
 	// ReservedVolumeNames are the operator's own volumes.
-	ReservedVolumeNames = []string{"config", DataVolume, "tmp", "admin-token", "users", "tls"}
+	ReservedVolumeNames = []string{"config", DataVolume, "tmp", "admin-token", "users", "tls", clusterSecretVolume}
 	// ReservedEnv are the environment variables the operator sets.
-	ReservedEnv = []string{envGoMemLimit}
+	ReservedEnv = []string{envGoMemLimit, envPodName, envPodIP}
 	// ReservedLabels are the labels the operator sets on the pod; the
 	// first two select it.
 	ReservedLabels = []string{LabelName, LabelInstance, LabelComponent, LabelManagedBy, LabelPartOf, LabelVersion}

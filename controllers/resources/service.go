@@ -72,7 +72,16 @@ func Service(b *v1alpha1.MQTTBroker) *corev1.Service {
 // HeadlessService governs the StatefulSet: it gives each pod a stable DNS
 // name and, publishing not-ready addresses, lets the operator reach a
 // starting broker's admin port.
+//
+// A cluster's members reach each other on it (their replication port is
+// published here, never on the client Service): publishing not-ready
+// addresses matters there, since every member but the leader fails its
+// readiness probe, and followers must still resolve each other to vote.
 func HeadlessService(b *v1alpha1.MQTTBroker) *corev1.Service {
+	ports := append(listenerPorts(b), servicePort(PortAdmin, v1alpha1.AdminPort))
+	if Clustered(b) {
+		ports = append(ports, servicePort(PortReplication, ReplicationPort))
+	}
 	return &corev1.Service{
 		ObjectMeta: objectMeta(b, HeadlessServiceName(b)),
 		Spec: corev1.ServiceSpec{
@@ -80,7 +89,7 @@ func HeadlessService(b *v1alpha1.MQTTBroker) *corev1.Service {
 			ClusterIP:                corev1.ClusterIPNone,
 			PublishNotReadyAddresses: true,
 			Selector:                 SelectorLabels(b),
-			Ports:                    append(listenerPorts(b), servicePort(PortAdmin, v1alpha1.AdminPort)),
+			Ports:                    ports,
 		},
 	}
 }

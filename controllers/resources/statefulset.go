@@ -68,6 +68,15 @@ type Params struct {
 	DefaultImage string
 	// NetworkPolicy holds the operator-wide NetworkPolicy settings.
 	NetworkPolicy NetworkPolicyDefaults
+	// ClusterBootstrap adds --cluster-bootstrap to a cluster's members:
+	// true while the cluster is being formed, false once it was (members
+	// added later must not bootstrap a cluster of their own). The
+	// reconciler decides (see clusterBootstrap there).
+	ClusterBootstrap bool
+	// Members is the number of pods of a cluster's StatefulSet when it
+	// differs from spec.replicas: while members leave a shrinking cluster
+	// through its leader, their pods stay. 0 means spec.replicas.
+	Members int32
 }
 
 // ConfigHash digests everything a running broker cannot apply without a
@@ -101,7 +110,7 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: objectMeta(b, StatefulSetName(b)),
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:             ptr.To(ptr.Deref(b.Spec.Replicas, 1)),
+			Replicas:             ptr.To(statefulSetReplicas(b, p)),
 			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(b)},
 			ServiceName:          HeadlessServiceName(b),
 			PodManagementPolicy:  appsv1.OrderedReadyPodManagement,
@@ -115,11 +124,34 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{volumeClaimTemplate(b)},
 		},
 	}
+	if Clustered(b) {
+		// Parallel: members start together (with OrderedReady, member 1
+		// would wait for member 0 to be Ready, which a follower never is).
+		// OnDelete: the operator rolls the members itself, followers
+		// first, each caught up before the next, the leader last after
+		// handing over leadership (controllers/roll.go).
+		sts.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+		sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+		// A member's pod goes only once the member left the cluster
+		// through its leader; its data is then of no use, and a stale
+		// log would only confuse the member that reuses the claim when
+		// the cluster grows again.
+		sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled = appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	}
 	sts.Annotations = map[string]string{
 		SpecHashAnnotation:     SpecHash(&sts.Spec),
 		TemplateHashAnnotation: digest(&sts.Spec.Template),
 	}
 	return sts
+}
+
+// statefulSetReplicas is the number of pods: spec.replicas, or more while
+// members leave a shrinking cluster.
+func statefulSetReplicas(b *v1alpha1.MQTTBroker, p Params) int32 {
+	if Clustered(b) && p.Members > Replicas(b) {
+		return p.Members
+	}
+	return Replicas(b)
 }
 
 // SpecHash digests a StatefulSet spec except its volume claim templates,
@@ -151,7 +183,7 @@ func podTemplate(b *v1alpha1.MQTTBroker, c *config.Config, p Params) corev1.PodT
 		annotations[v1alpha1.RestartedAtAnnotation] = v
 	}
 	s := &b.Spec
-	return corev1.PodTemplateSpec{
+	t := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:            ServiceAccountName(b),
@@ -176,6 +208,10 @@ func podTemplate(b *v1alpha1.MQTTBroker, c *config.Config, p Params) corev1.PodT
 			Volumes:                   volumes(b),
 		},
 	}
+	if Clustered(b) {
+		clusterPod(b, &t, p)
+	}
+	return t
 }
 
 func brokerContainer(b *v1alpha1.MQTTBroker, image string) corev1.Container {

@@ -75,6 +75,25 @@ type Observed struct {
 	// broker's rules refuse: the operator did not write it, so no broker
 	// will ever apply this generation.
 	RenderError string
+	// Cluster is what the members of a cluster (replicas 3 or 5)
+	// reported; nil for a single node.
+	Cluster *ClusterObservation
+}
+
+// ClusterObservation is a cluster's health as the operator assessed it.
+type ClusterObservation struct {
+	// Leader is the pod that leads and serves; "" when none does.
+	Leader string
+	// Voters, Healthy and Quorum: the voting members of the leader's
+	// configuration, how many are caught up (the leader included), and
+	// their majority.
+	Voters, Healthy, Quorum int
+	// Outdated is how many members do not run the current pod template.
+	Outdated int
+	// Settled is true when the members match the spec (nothing to add,
+	// remove or roll); Next says what the operator does or waits for.
+	Settled bool
+	Next    string
 }
 
 // Conditions returns existing with the five conditions set from o. Only a
@@ -145,6 +164,9 @@ func budget(b int64) string {
 func Ready(o Observed) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse}
 	sts := o.StatefulSet
+	if cl := o.Cluster; cl != nil && sts != nil {
+		return clusterReady(c, cl)
+	}
 	switch {
 	case sts == nil:
 		c.Reason, c.Message = v1alpha1.ReasonStatefulSetMissing, "the broker's StatefulSet does not exist yet"
@@ -155,6 +177,22 @@ func Ready(o Observed) metav1.Condition {
 		c.Reason = v1alpha1.ReasonReplicasNotReady
 		c.Message = fmt.Sprintf("%d/%d replicas ready, %d/%d updated", sts.Status.ReadyReplicas, o.Replicas,
 			sts.Status.UpdatedReplicas, o.Replicas)
+	}
+	return c
+}
+
+// clusterReady: only the leader passes its readiness probe, so a cluster
+// is Ready when a leader serves and a quorum of voters is caught up.
+func clusterReady(c metav1.Condition, cl *ClusterObservation) metav1.Condition {
+	switch {
+	case cl.Leader == "":
+		c.Reason, c.Message = v1alpha1.ReasonNoLeader, "no member reports a leader that serves (an election, or a majority of the members down)"
+	case cl.Healthy < cl.Quorum:
+		c.Reason = v1alpha1.ReasonQuorumUnhealthy
+		c.Message = fmt.Sprintf("%s leads, but only %d of %d voters are caught up (a quorum is %d)", cl.Leader, cl.Healthy, cl.Voters, cl.Quorum)
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonLeaderServing
+		c.Message = fmt.Sprintf("%s leads; %d of %d voters caught up (a quorum is %d)", cl.Leader, cl.Healthy, cl.Voters, cl.Quorum)
 	}
 	return c
 }
@@ -181,6 +219,18 @@ func Progressing(o Observed) metav1.Condition {
 	case o.Paused:
 		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPaused
 		c.Message = fmt.Sprintf("reconciling is paused by the annotation %s=true", v1alpha1.PausedAnnotation)
+	case o.Cluster != nil && o.StatefulSet != nil && !o.Cluster.Settled:
+		// A cluster's StatefulSet updates OnDelete: the operator's roll,
+		// not the StatefulSet's revisions, says what remains.
+		c.Reason = v1alpha1.ReasonRollingOut
+		c.Message = fmt.Sprintf("%d member(s) on an older pod template; %s", o.Cluster.Outdated, o.Cluster.Next)
+	case o.Cluster != nil && o.StatefulSet != nil:
+		if len(o.Expanding) > 0 {
+			c.Reason = v1alpha1.ReasonExpanding
+			c.Message = "expanding volume claims: " + strings.Join(o.Expanding, ", ")
+			break
+		}
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, "every member runs the current spec"
 	case o.StatefulSet == nil || !rolledOut(o) || o.StatefulSet.Status.ReadyReplicas < o.Replicas:
 		c.Reason, c.Message = v1alpha1.ReasonRollingOut, "rolling out the broker pods"
 	case len(o.Expanding) > 0:

@@ -1,0 +1,153 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/config"
+)
+
+// ClusterView is the part of a member's GET /v1/cluster body the operator
+// reads.
+type ClusterView struct {
+	ID           string              `json:"id"`
+	Role         string              `json:"role"`
+	Serving      bool                `json:"serving"`
+	Term         uint64              `json:"term"`
+	LeaderID     string              `json:"leader,omitempty"`
+	CommitIndex  uint64              `json:"commitIndex"`
+	AppliedIndex uint64              `json:"appliedIndex"`
+	Members      []ClusterViewMember `json:"members"`
+}
+
+// ClusterViewMember is one member of a ClusterView; Lag and
+// LastContactMilli are set on the leader's answer only.
+type ClusterViewMember struct {
+	ID               string  `json:"id"`
+	RaftAddress      string  `json:"raftAddress"`
+	Voter            bool    `json:"voter"`
+	Lag              *uint64 `json:"lag,omitempty"`
+	LastContactMilli *int64  `json:"lastContactMs,omitempty"`
+}
+
+// ClusterAdmin drives a cluster's members through their admin API, with
+// the broker's admin token. The production implementation is
+// HTTPClusterAdmin; the envtest suite substitutes a fake.
+type ClusterAdmin interface {
+	// ClusterStatus reads GET /v1/cluster from the pod.
+	ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (ClusterView, error)
+	// AddMember asks the leader to add m (POST /v1/cluster/members); it
+	// returns once m votes, or with an error when ctx ends first (m then
+	// stays a non-voter, catching up; asking again promotes it).
+	AddMember(ctx context.Context, leader *corev1.Pod, token string, m config.ClusterMember) error
+	// RemoveMember asks the leader to remove the member with the given ID.
+	RemoveMember(ctx context.Context, leader *corev1.Pod, token, id string) error
+	// TransferLeadership asks the leader to hand leadership to the most
+	// up-to-date follower.
+	TransferLeadership(ctx context.Context, leader *corev1.Pod, token string) error
+}
+
+// HTTPClusterAdmin calls the members' admin port.
+type HTTPClusterAdmin struct {
+	// Client is used for the requests; nil means a client with a 10 s
+	// timeout.
+	Client *http.Client
+	// Port is the admin port; 0 means v1alpha1.AdminPort.
+	Port int
+}
+
+// maxClusterBody bounds what the operator reads from a member.
+const maxClusterBody = 256 << 10
+
+// ClusterStatus implements ClusterAdmin.
+func (h HTTPClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (ClusterView, error) {
+	var v ClusterView
+	body, err := h.do(ctx, pod, token, http.MethodGet, "/v1/cluster", nil)
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("controllers: decoding GET /v1/cluster of %s: %w", pod.Name, err)
+	}
+	return v, nil
+}
+
+// AddMember implements ClusterAdmin.
+func (h HTTPClusterAdmin) AddMember(ctx context.Context, leader *corev1.Pod, token string, m config.ClusterMember) error {
+	b, err := json.Marshal(map[string]string{"id": m.ID, "raftAddress": m.RaftAddress, "clientAddress": m.ClientAddress})
+	if err != nil {
+		return fmt.Errorf("controllers: %w", err)
+	}
+	_, err = h.do(ctx, leader, token, http.MethodPost, "/v1/cluster/members", b)
+	return err
+}
+
+// RemoveMember implements ClusterAdmin.
+func (h HTTPClusterAdmin) RemoveMember(ctx context.Context, leader *corev1.Pod, token, id string) error {
+	_, err := h.do(ctx, leader, token, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil)
+	return err
+}
+
+// TransferLeadership implements ClusterAdmin.
+func (h HTTPClusterAdmin) TransferLeadership(ctx context.Context, leader *corev1.Pod, token string) error {
+	_, err := h.do(ctx, leader, token, http.MethodPost, "/v1/cluster/leadership-transfer", nil)
+	return err
+}
+
+func (h HTTPClusterAdmin) do(ctx context.Context, pod *corev1.Pod, token, method, path string, body []byte) ([]byte, error) {
+	if pod.Status.PodIP == "" {
+		return nil, fmt.Errorf("controllers: pod %s has no IP yet", pod.Name)
+	}
+	c := h.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	port := h.Port
+	if port == 0 {
+		port = v1alpha1.AdminPort
+	}
+	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + path
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("controllers: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("controllers: %w", err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
+	if err != nil {
+		return nil, fmt.Errorf("controllers: reading %s %s of %s: %w", method, path, pod.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("controllers: %s %s of %s: %s: %s", method, path, pod.Name, resp.Status, truncateBody(out))
+	}
+	return out, nil
+}
+
+// truncateBody quotes at most 256 bytes of a member's error answer.
+func truncateBody(b []byte) string {
+	const most = 256
+	if len(b) > most {
+		return string(bytes.TrimSpace(b[:most])) + "..."
+	}
+	return string(bytes.TrimSpace(b))
+}
