@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -108,8 +110,16 @@ func (r *replicated) view(ctx context.Context, pod string) (memberView, error) {
 // returns the leader's pod name.
 func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) string {
 	r.t.Helper()
-	var leader string
-	eventually(r.t, timeout, fmt.Sprintf("a serving leader other than %q (every member following: %v)", not, whole), func(ctx context.Context) (bool, error) {
+	var leader, last string
+	eventually(r.t, timeout, fmt.Sprintf("a serving leader other than %q (every member following: %v)", not, whole), func(ctx context.Context) (ok bool, err error) {
+		defer func() {
+			// The last error alone is often the deadline's: log each new
+			// reason the wait goes on.
+			if err != nil && err.Error() != last && ctx.Err() == nil {
+				last = err.Error()
+				r.t.Logf("waiting for the leader: %v", err)
+			}
+		}()
 		leader = ""
 		var leaders []string
 		views := map[string]memberView{}
@@ -137,7 +147,7 @@ func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) s
 		}
 		st, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
 		if err != nil || st.Endpoints != 1 {
-			return false, fmt.Errorf("the Service has %d endpoints (%v), want the leader only", st.Endpoints, err)
+			return false, fmt.Errorf("the Service has %d endpoints (%v), want the leader only; slices: %s", st.Endpoints, err, r.slices(ctx))
 		}
 		p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, leader, metav1.GetOptions{})
 		if err != nil || !podReady(p) {
@@ -146,6 +156,35 @@ func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) s
 		return true, nil
 	})
 	return leader
+}
+
+// slices describes the client Service's EndpointSlices, for a failure's
+// message.
+func (r *replicated) slices(ctx context.Context) string {
+	l, err := testCluster.Kube.DiscoveryV1().EndpointSlices(r.ns).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + r.name,
+	})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, s := range l.Items {
+		fmt.Fprintf(&b, "[%s ports", s.Name)
+		for _, p := range s.Ports {
+			fmt.Fprintf(&b, " %s/%d", ptr.Deref(p.Name, ""), ptr.Deref(p.Port, 0))
+		}
+		for _, e := range s.Endpoints {
+			c := e.Conditions
+			ref := ""
+			if e.TargetRef != nil {
+				ref = e.TargetRef.Name
+			}
+			fmt.Fprintf(&b, "; %s %v ready=%v serving=%v terminating=%v", ref, e.Addresses,
+				ptr.Deref(c.Ready, true), ptr.Deref(c.Serving, true), ptr.Deref(c.Terminating, false))
+		}
+		b.WriteString("]")
+	}
+	return b.String()
 }
 
 // outagesSince are the client outages that began at or after from.

@@ -155,61 +155,66 @@ func (PortMapStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod, to
 
 // PortMapClusterAdmin is the operator's ClusterAdmin for the e2e cluster:
 // the production HTTPClusterAdmin, aimed at the local address the node
-// agent gave each pod's admin port (every pod's IP is 127.0.0.1).
+// agent gave each pod's admin port (every pod listens on 127.0.0.1; the IP
+// in its status is a stand-in, see nodeagent.PodIPRange).
 type PortMapClusterAdmin struct{}
 
-func (PortMapClusterAdmin) admin(pod *corev1.Pod) (controllers.HTTPClusterAdmin, error) {
+// admin returns the HTTPClusterAdmin for pod and the pod as it must see
+// it: at 127.0.0.1.
+func (PortMapClusterAdmin) admin(pod *corev1.Pod) (controllers.HTTPClusterAdmin, *corev1.Pod, error) {
 	ports, err := nodeagent.PortMap(pod)
 	if err != nil {
-		return controllers.HTTPClusterAdmin{}, err
+		return controllers.HTTPClusterAdmin{}, nil, err
 	}
 	addr, ok := ports[resources.PortAdmin]
 	if !ok {
-		return controllers.HTTPClusterAdmin{}, fmt.Errorf("cluster: pod %s has no %q port", pod.Name, resources.PortAdmin)
+		return controllers.HTTPClusterAdmin{}, nil, fmt.Errorf("cluster: pod %s has no %q port", pod.Name, resources.PortAdmin)
 	}
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return controllers.HTTPClusterAdmin{}, fmt.Errorf("cluster: pod %s admin address %q: %w", pod.Name, addr, err)
+		return controllers.HTTPClusterAdmin{}, nil, fmt.Errorf("cluster: pod %s admin address %q: %w", pod.Name, addr, err)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil {
-		return controllers.HTTPClusterAdmin{}, fmt.Errorf("cluster: pod %s admin address %q: %w", pod.Name, addr, err)
+		return controllers.HTTPClusterAdmin{}, nil, fmt.Errorf("cluster: pod %s admin address %q: %w", pod.Name, addr, err)
 	}
-	return controllers.HTTPClusterAdmin{Port: n}, nil
+	local := pod.DeepCopy()
+	local.Status.PodIP = host
+	return controllers.HTTPClusterAdmin{Port: n}, local, nil
 }
 
 // ClusterStatus implements controllers.ClusterAdmin.
 func (p PortMapClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (controllers.ClusterView, error) {
-	h, err := p.admin(pod)
+	h, local, err := p.admin(pod)
 	if err != nil {
 		return controllers.ClusterView{}, err
 	}
-	return h.ClusterStatus(ctx, pod, token)
+	return h.ClusterStatus(ctx, local, token)
 }
 
 // AddMember implements controllers.ClusterAdmin.
 func (p PortMapClusterAdmin) AddMember(ctx context.Context, leader *corev1.Pod, token string, m config.ClusterMember) error {
-	h, err := p.admin(leader)
+	h, local, err := p.admin(leader)
 	if err != nil {
 		return err
 	}
-	return h.AddMember(ctx, leader, token, m)
+	return h.AddMember(ctx, local, token, m)
 }
 
 // RemoveMember implements controllers.ClusterAdmin.
 func (p PortMapClusterAdmin) RemoveMember(ctx context.Context, leader *corev1.Pod, token, id string) error {
-	h, err := p.admin(leader)
+	h, local, err := p.admin(leader)
 	if err != nil {
 		return err
 	}
-	return h.RemoveMember(ctx, leader, token, id)
+	return h.RemoveMember(ctx, local, token, id)
 }
 
 // TransferLeadership implements controllers.ClusterAdmin.
 func (p PortMapClusterAdmin) TransferLeadership(ctx context.Context, leader *corev1.Pod, token string) error {
-	h, err := p.admin(leader)
+	h, local, err := p.admin(leader)
 	if err != nil {
 		return err
 	}
-	return h.TransferLeadership(ctx, leader, token)
+	return h.TransferLeadership(ctx, local, token)
 }

@@ -134,6 +134,7 @@ type Agent struct {
 	synced     []cache.InformerSynced
 
 	ports *portAllocator
+	ips   *ipAllocator
 	// svcQueue holds the Services whose proxies need a sync; apart from
 	// the pod queue, so that a slow pod sync never delays a Service's
 	// endpoints.
@@ -164,6 +165,7 @@ func New(kube kubernetes.Interface, o Options) (*Agent, error) {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 5*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodeagent-services"}),
 		ports:    newPortAllocator(o.PortBase, o.PortLimit),
+		ips:      newIPAllocator(),
 		runtimes: map[string]*podRuntime{},
 		proxies:  map[string]*serviceProxy{},
 		ready:    make(chan struct{}),

@@ -10,9 +10,10 @@
 // local process (the bollard binary built from the checkout): ConfigMap,
 // Secret, emptyDir and PVC volumes become local directories, container paths
 // in args and YAML config files are rewritten to them, and container ports
-// are remapped to free ports on 127.0.0.1. The Pod reports podIP 127.0.0.1
-// and the port map in the PortsAnnotation, so tests connect to the real
-// broker.
+// are remapped to free ports on 127.0.0.1. The Pod reports the port map in
+// the PortsAnnotation, so tests connect to the real broker, and a stand-in
+// podIP from PodIPRange (the apiserver refuses loopback addresses in
+// EndpointSlices; the process itself sees 127.0.0.1 as its status.podIP).
 //
 // Readiness comes from the Pod's own readiness probe (HTTP GET against the
 // remapped port), restarts follow the restart policy and are counted, and a

@@ -26,6 +26,8 @@ type podRuntime struct {
 	// port numbers to local ports.
 	portAddrs map[string]string
 	hostPorts map[int32]int
+	// podIP is the pod's IP in the API (see PodIPRange).
+	podIP string
 
 	containers []*container
 
@@ -81,6 +83,11 @@ func (a *Agent) preparePod(pod *corev1.Pod, rt *podRuntime) error {
 	if err := a.allocatePorts(pod, rt); err != nil {
 		return err
 	}
+	ip, err := a.ips.get()
+	if err != nil {
+		return err
+	}
+	rt.podIP = ip
 	return a.writeSourceVolumes(pod, rt)
 }
 
