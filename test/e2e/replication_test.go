@@ -71,7 +71,7 @@ func startReplicated(t *testing.T, prefix string, n int) *replicated {
 	b := newClusterBroker(ns, "ha", int32(n))
 	createBroker(t, b, 3*time.Minute)
 	r := &replicated{t: t, ns: ns, name: b.Name, members: n, svc: serviceAddr(t, ns, resources.ServiceName(b), resources.PortMQTT)}
-	r.waitLeader("", true, time.Minute)
+	r.waitLeader(0, true, time.Minute)
 	return r
 }
 
@@ -104,14 +104,17 @@ func (r *replicated) view(ctx context.Context, pod string) (memberView, error) {
 	return v, getJSON(req, &v)
 }
 
-// waitLeader waits until exactly one member serves as the leader, other
-// than not (when set), the Service routes to it alone (its pod is Ready,
-// and the only endpoint), and, with whole, every member follows it. It
-// returns the leader's pod name.
-func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) string {
+// waitLeader waits until exactly one member serves as the leader in a
+// term after the given one, the Service routes to it alone (its pod is
+// Ready, and the only endpoint), and, with whole, every member follows it.
+// It returns the leader's pod name and term. (A leader killed and
+// restarted at once may well win the next election: what counts is that
+// a new term serves.)
+func (r *replicated) waitLeader(after uint64, whole bool, timeout time.Duration) (string, uint64) {
 	r.t.Helper()
 	var leader, last string
-	eventually(r.t, timeout, fmt.Sprintf("a serving leader other than %q (every member following: %v)", not, whole), func(ctx context.Context) (ok bool, err error) {
+	var term uint64
+	eventually(r.t, timeout, fmt.Sprintf("a serving leader of a term after %d (every member following: %v)", after, whole), func(ctx context.Context) (ok bool, err error) {
 		defer func() {
 			// The last error alone is often the deadline's: log each new
 			// reason the wait goes on.
@@ -132,14 +135,14 @@ func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) s
 				continue
 			}
 			views[r.pod(i)] = v
-			if v.Role == "leader" && v.Serving {
+			if v.Role == "leader" && v.Serving && v.Term > after {
 				leaders = append(leaders, r.pod(i))
 			}
 		}
-		if len(leaders) != 1 || leaders[0] == not {
-			return false, fmt.Errorf("serving leaders %v (not %q): %v", leaders, not, views)
+		if len(leaders) != 1 {
+			return false, fmt.Errorf("serving leaders of a term after %d: %v; %v", after, leaders, views)
 		}
-		leader = leaders[0]
+		leader, term = leaders[0], views[leaders[0]].Term
 		for p, v := range views {
 			if whole && v.Leader != leader {
 				return false, fmt.Errorf("%s follows %q, not %s", p, v.Leader, leader)
@@ -155,7 +158,7 @@ func (r *replicated) waitLeader(not string, whole bool, timeout time.Duration) s
 		}
 		return true, nil
 	})
-	return leader
+	return leader, term
 }
 
 // slices describes the client Service's EndpointSlices, for a failure's
@@ -270,15 +273,15 @@ func TestReplicatedLeaderKilled(t *testing.T) {
 	w.WaitAcked(20, time.Minute)
 	start := time.Now()
 	for range 3 {
-		old := r.waitLeader("", true, 2*time.Minute)
+		old, term := r.waitLeader(0, true, 2*time.Minute)
 		w.WaitProgress(50, time.Minute)
 		at := time.Now()
 		if err := testCluster.Agent.KillPod(r.ns, old); err != nil {
 			t.Fatal(err)
 		}
-		nl := r.waitLeader(old, false, time.Minute)
-		t.Logf("killed %s at %s; %s leads, serving through the Service %s later", old, at.Format("15:04:05.000"),
-			nl, time.Since(at).Round(time.Millisecond))
+		nl, nt := r.waitLeader(term, false, time.Minute)
+		t.Logf("killed the leader %s (term %d) at %s; %s leads (term %d), alone behind the Service %s later", old, term,
+			at.Format("15:04:05.000"), nl, nt, time.Since(at).Round(time.Millisecond))
 		w.WaitAcked(20, time.Minute)
 	}
 	os := outagesSince(w, start)
