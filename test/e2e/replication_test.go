@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -284,8 +285,149 @@ func TestReplicatedLeaderKilled(t *testing.T) {
 			at.Format("15:04:05.000"), nl, nt, time.Since(at).Round(time.Millisecond))
 		w.WaitAcked(20, time.Minute)
 	}
-	os := outagesSince(w, start)
-	everyOnlineClientOut(t, w, os)
-	checkP99(t, "leader killed (3 times)", os, failoverGoal)
+	outs := outagesSince(w, start)
+	everyOnlineClientOut(t, w, outs)
+	checkP99(t, "leader killed (3 times)", outs, failoverGoal)
+	w.Finish(3 * time.Minute)
+}
+
+// atMostOncePerClient counts each client's outages; it fails the test
+// for a client disconnected more than once.
+func atMostOncePerClient(t *testing.T, what string, os []workload.Outage) {
+	t.Helper()
+	n := map[string]int{}
+	for _, o := range os {
+		n[o.Client]++
+	}
+	for c, k := range n {
+		if k > 1 {
+			for _, o := range os {
+				if o.Client == c {
+					t.Logf("  %s: %s from %s at %s, back after %s", c, o.Describe(), o.From, o.At.Format("15:04:05.000"), o.Length.Round(time.Millisecond))
+				}
+			}
+			t.Errorf("%s: %s was disconnected %d times, the goal is at most once", what, c, k)
+		}
+	}
+}
+
+// TestReplicatedLeaderPodDeleted deletes the leader's pod (a graceful
+// stop: the leader hands leadership over, then its clients, and the
+// StatefulSet makes the pod again): each client is disconnected once and
+// back through the Service within failoverGoal (p99); nothing
+// acknowledged is lost.
+func TestReplicatedLeaderPodDeleted(t *testing.T) {
+	r := startReplicated(t, "ha2", 3)
+	w := workload.Start(t, []string{r.svc}, clusterWorkload)
+	w.WaitAcked(20, time.Minute)
+	old, term := r.waitLeader(0, true, time.Minute)
+	before, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(t.Context(), old, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := testCluster.Kube.CoreV1().Pods(r.ns).Delete(t.Context(), old, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nl, nt := r.waitLeader(term, false, time.Minute)
+	t.Logf("deleted the leader's pod %s (term %d); %s leads (term %d), alone behind the Service %s later", old, term, nl, nt,
+		time.Since(start).Round(time.Millisecond))
+	w.WaitAcked(20, time.Minute)
+	eventually(t, 2*time.Minute, "the StatefulSet to make the deleted pod again", func(ctx context.Context) (bool, error) {
+		p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, old, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return p.UID != before.UID, nil
+	})
+	r.waitLeader(0, true, 2*time.Minute)
+	w.WaitAcked(20, time.Minute)
+	outs := outagesSince(w, start)
+	everyOnlineClientOut(t, w, outs)
+	atMostOncePerClient(t, "leader pod deleted", outs)
+	checkP99(t, "leader pod deleted", outs, failoverGoal)
+	w.Finish(3 * time.Minute)
+}
+
+// TestReplicatedRollingUpgrade changes the image of a 3-member broker
+// under load: the operator rolls the followers, then hands leadership
+// over and rolls the old leader. Goal: each client disconnected at most
+// once, for at most rollGoal (p99); nothing acknowledged lost.
+func TestReplicatedRollingUpgrade(t *testing.T) {
+	r := startReplicated(t, "ha3", 3)
+	w := workload.Start(t, []string{r.svc}, clusterWorkload)
+	w.WaitAcked(20, time.Minute)
+	_, term := r.waitLeader(0, true, time.Minute)
+	const upgraded = "ghcr.io/bollard-io/bollard:e2e-upgraded"
+	start := time.Now()
+	updateBroker(t, r.ns, r.name, func(b *v1alpha1.MQTTBroker) { b.Spec.Image = upgraded })
+	eventually(t, 5*time.Minute, "every member running the new image", func(ctx context.Context) (bool, error) {
+		for i := range r.members {
+			p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, r.pod(i), metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if p.Spec.Containers[0].Image != upgraded || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				return false, fmt.Errorf("%s: image %s, phase %s", p.Name, p.Spec.Containers[0].Image, p.Status.Phase)
+			}
+		}
+		return true, nil
+	})
+	r.waitLeader(term, true, 2*time.Minute)
+	waitBrokerCondition(t, r.ns, r.name, v1alpha1.ConditionReady, 2*time.Minute)
+	t.Logf("rolled 3 members in %s", time.Since(start).Round(time.Millisecond))
+	w.WaitAcked(20, time.Minute)
+	outs := outagesSince(w, start)
+	atMostOncePerClient(t, "rolling upgrade", outs)
+	checkP99(t, "rolling upgrade", outs, rollGoal)
+	w.Finish(3 * time.Minute)
+}
+
+// TestReplicatedFailoverWithoutOperator stops the operator, then kills
+// the leader's process and deletes the next leader's pod: clients come
+// back through the Service each time, with nobody but Kubernetes (the
+// StatefulSet controller, the node agent's readiness probes, the
+// EndpointSlice controller) and the brokers acting. The operator then
+// starts again and finds the broker Ready. Nothing acknowledged is lost.
+func TestReplicatedFailoverWithoutOperator(t *testing.T) {
+	r := startReplicated(t, "ha4", 3)
+	w := workload.Start(t, []string{r.svc}, clusterWorkload)
+	w.WaitAcked(20, time.Minute)
+	testCluster.StopOperator()
+	t.Cleanup(func() {
+		// The other tests of the binary need it, whatever became of this one.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := testCluster.StartOperator(ctx); err != nil && !strings.Contains(err.Error(), "runs already") {
+			t.Errorf("starting the operator again: %v", err)
+		}
+	})
+	start := time.Now()
+	old, term := r.waitLeader(0, true, time.Minute)
+	if err := testCluster.Agent.KillPod(r.ns, old); err != nil {
+		t.Fatal(err)
+	}
+	nl, nt := r.waitLeader(term, false, time.Minute)
+	t.Logf("operator stopped; killed the leader %s (term %d); %s leads (term %d), alone behind the Service %s later", old, term, nl, nt,
+		time.Since(start).Round(time.Millisecond))
+	w.WaitAcked(20, time.Minute)
+	nl, term = r.waitLeader(0, true, 2*time.Minute)
+	at := time.Now()
+	if err := testCluster.Kube.CoreV1().Pods(r.ns).Delete(t.Context(), nl, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nl2, nt := r.waitLeader(term, false, time.Minute)
+	t.Logf("operator stopped; deleted the leader's pod %s (term %d); %s leads (term %d), alone behind the Service %s later", nl, term, nl2, nt,
+		time.Since(at).Round(time.Millisecond))
+	w.WaitAcked(20, time.Minute)
+	r.waitLeader(0, true, 2*time.Minute)
+	outs := outagesSince(w, start)
+	everyOnlineClientOut(t, w, outs)
+	checkP99(t, "failovers without the operator", outs, failoverGoal)
+	if err := testCluster.StartOperator(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitBrokerCondition(t, r.ns, r.name, v1alpha1.ConditionReady, 2*time.Minute)
+	w.WaitAcked(20, time.Minute)
 	w.Finish(3 * time.Minute)
 }
