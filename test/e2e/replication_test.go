@@ -203,25 +203,25 @@ func outagesSince(w *workload.Workload, from time.Time) []workload.Outage {
 }
 
 // lengths are the outages' lengths.
-func lengths(os []workload.Outage) []time.Duration {
-	out := make([]time.Duration, 0, len(os))
-	for _, o := range os {
+func lengths(outs []workload.Outage) []time.Duration {
+	out := make([]time.Duration, 0, len(outs))
+	for _, o := range outs {
 		out = append(out, o.Length)
 	}
 	return out
 }
 
 // checkP99 fails the test when the p99 of the outages exceeds goal.
-func checkP99(t *testing.T, what string, os []workload.Outage, goal time.Duration) {
+func checkP99(t *testing.T, what string, outs []workload.Outage, goal time.Duration) {
 	t.Helper()
-	ls := lengths(os)
+	ls := lengths(outs)
 	t.Logf("%s: client outages %s", what, workload.Durations(ls))
 	if len(ls) == 0 {
 		return
 	}
 	slices.Sort(ls)
 	if p := workload.Pct(ls, 99); p > goal {
-		for _, o := range os {
+		for _, o := range outs {
 			t.Logf("  %s: %s at %s, back after %s (to %s)", o.Client, o.Describe(), o.At.Format("15:04:05.000"),
 				o.Length.Round(time.Millisecond), o.To)
 		}
@@ -232,10 +232,10 @@ func checkP99(t *testing.T, what string, os []workload.Outage, goal time.Duratio
 // everyOnlineClientOut checks that each online client lost its connection
 // at least once since from: the fault reached them all, so the outages
 // measure it.
-func everyOnlineClientOut(t *testing.T, w *workload.Workload, os []workload.Outage) {
+func everyOnlineClientOut(t *testing.T, w *workload.Workload, outs []workload.Outage) {
 	t.Helper()
 	out := map[string]bool{}
-	for _, o := range os {
+	for _, o := range outs {
 		out[o.Client] = true
 	}
 	for _, p := range w.Pubs {
@@ -293,15 +293,15 @@ func TestReplicatedLeaderKilled(t *testing.T) {
 
 // atMostOncePerClient counts each client's outages; it fails the test
 // for a client disconnected more than once.
-func atMostOncePerClient(t *testing.T, what string, os []workload.Outage) {
+func atMostOncePerClient(t *testing.T, what string, outs []workload.Outage) {
 	t.Helper()
 	n := map[string]int{}
-	for _, o := range os {
+	for _, o := range outs {
 		n[o.Client]++
 	}
 	for c, k := range n {
 		if k > 1 {
-			for _, o := range os {
+			for _, o := range outs {
 				if o.Client == c {
 					t.Logf("  %s: %s from %s at %s, back after %s", c, o.Describe(), o.From, o.At.Format("15:04:05.000"), o.Length.Round(time.Millisecond))
 				}
