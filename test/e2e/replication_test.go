@@ -18,6 +18,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers/resources"
+	"github.com/bollard-io/bollard/test/e2e/nodeagent"
 	"github.com/bollard-io/bollard/test/history/workload"
 )
 
@@ -97,7 +98,21 @@ func (r *replicated) view(ctx context.Context, pod string) (memberView, error) {
 	if p.DeletionTimestamp != nil {
 		return v, fmt.Errorf("pod %s is terminating", pod)
 	}
-	admin := adminAddr(r.t, p)
+	ports, err := nodeagent.PortMap(p)
+	if err != nil {
+		return v, err
+	}
+	admin, ok := ports[resources.PortAdmin]
+	if !ok {
+		return v, fmt.Errorf("pod %s has no admin port in %v", pod, ports)
+	}
+	if _, ok := adminTokens.Load(admin); !ok {
+		s, err := testCluster.Kube.CoreV1().Secrets(r.ns).Get(ctx, r.name+"-admin-token", metav1.GetOptions{}) // resources.AdminTokenSecretName
+		if err != nil {
+			return v, err
+		}
+		adminTokens.Store(admin, string(s.Data[resources.AdminTokenKey]))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/v1/cluster", nil)
 	if err != nil {
 		return v, err
