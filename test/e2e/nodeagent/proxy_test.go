@@ -281,7 +281,7 @@ func TestProxyConcurrentConnections(t *testing.T) {
 				}
 				got, err := r.ReadString('\n')
 				if err != nil || strings.TrimSuffix(got, "\n") != msg {
-					errs <- fmt.Errorf("conn %d: echo %d mismatched (%v)", i, k, err)
+					errs <- fmt.Errorf("conn %d: echo %d mismatched (%w)", i, k, err)
 					return
 				}
 			}
