@@ -147,6 +147,10 @@ func TestRollCause(t *testing.T) {
 		"drift in the template": {sts("a", nil), sts("a", nil), []string{"spec.replicas", "spec.template.spec.containers[0].image"},
 			"changed outside the operator and has been put back (spec.template.spec.containers[0].image)"},
 		"drift outside the template": {sts("a", nil), sts("a", nil), []string{"spec.replicas"}, ""},
+		"a cluster's membership flags": {sts("a", map[string]string{resources.RollHashAnnotation: "r"}),
+			sts("b", map[string]string{resources.RollHashAnnotation: "r"}), nil, ""},
+		"a cluster's image": {sts("a", map[string]string{resources.RollHashAnnotation: "r"}),
+			sts("b", map[string]string{resources.RollHashAnnotation: "s"}), nil, "pod template changed"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -105,22 +106,7 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace), client.MatchingLabels(resources.SelectorLabels(b))); err != nil {
 		return err
 	}
-	cp := &clusterPass{pods: pods.Items, views: map[string]members.View{}}
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		if pod.Status.PodIP == "" || !pod.DeletionTimestamp.IsZero() || resources.MemberOrdinal(b, pod.Name) < 0 {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
-		v, err := r.Cluster.ClusterStatus(cctx, pod, p.adminToken)
-		cancel()
-		if err != nil {
-			log.FromContext(ctx).V(1).Info("cannot read the member's cluster view", "pod", pod.Name, "err", err)
-			continue
-		}
-		cp.views[pod.Name] = viewOf(v)
-	}
-	p.cluster = cp
+	p.cluster = &clusterPass{pods: pods.Items, views: r.readViews(ctx, p, pods.Items)}
 	cur := &appsv1.StatefulSet{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: resources.StatefulSetName(b)}, cur)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -135,6 +121,37 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 	}
 	p.params.Members = int32(members.Members(in, current))
 	return nil
+}
+
+// readViews asks the running members in parallel (a member that hangs
+// costs one clusterCallTimeout, not one per member); a member that does
+// not answer has no view.
+func (r *MQTTBrokerReconciler) readViews(ctx context.Context, p *pass, pods []corev1.Pod) map[string]members.View {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	views := map[string]members.View{}
+	for i := range pods {
+		pod := &pods[i]
+		if pod.Status.PodIP == "" || !pod.DeletionTimestamp.IsZero() || resources.MemberOrdinal(p.broker, pod.Name) < 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
+			defer cancel()
+			v, err := r.Cluster.ClusterStatus(cctx, pod, p.adminToken)
+			if err != nil {
+				log.FromContext(ctx).V(1).Info("cannot read the member's cluster view", "pod", pod.Name, "err", err)
+				return
+			}
+			mu.Lock()
+			views[pod.Name] = viewOf(v)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return views
 }
 
 // clusterBootstrap decides --cluster-bootstrap: on while the cluster is
@@ -178,7 +195,10 @@ func viewOf(v ClusterView) members.View {
 func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.Input {
 	b := p.broker
 	in := members.Input{StatefulSet: resources.StatefulSetName(b), Replicas: int(resources.Replicas(b)),
-		Views: p.cluster.views, Now: r.now(), Limits: members.DefaultLimits}
+		Views: p.cluster.views, Now: r.now(), Limits: r.ClusterLimits}
+	if in.Limits == (members.Limits{}) {
+		in.Limits = members.DefaultLimits
+	}
 	for i := range p.cluster.pods {
 		pod := &p.cluster.pods[i]
 		n := resources.MemberOrdinal(b, pod.Name)

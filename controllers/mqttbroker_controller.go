@@ -26,6 +26,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/controllers/members"
 	"github.com/bollard-io/bollard/controllers/resources"
 	"github.com/bollard-io/bollard/controllers/status"
 )
@@ -44,6 +45,10 @@ type MQTTBrokerReconciler struct {
 	// Cluster drives the members of a cluster (spec.replicas 3 or 5)
 	// through their admin API; nil means HTTPClusterAdmin.
 	Cluster ClusterAdmin
+	// ClusterLimits bound what counts as a caught-up member and how long
+	// a rolling upgrade waits for a restarted member; the zero value means
+	// members.DefaultLimits.
+	ClusterLimits members.Limits
 	// DefaultImage is the broker image used when spec.image is empty.
 	DefaultImage string
 	// ConfigBackoff paces re-asking the brokers until they report the
@@ -423,6 +428,11 @@ func rollCause(before, after *appsv1.StatefulSet, drifted []string) string {
 		return ""
 	}
 	oldT, newT := before.Spec.Template.Annotations, after.Spec.Template.Annotations
+	if roll := newT[resources.RollHashAnnotation]; roll != "" && roll == oldT[resources.RollHashAnnotation] {
+		// A cluster's membership flags alone (the member list, the
+		// bootstrap flag): no member restarts.
+		return ""
+	}
 	switch {
 	case oldT[v1alpha1.RestartedAtAnnotation] != newT[v1alpha1.RestartedAtAnnotation]:
 		return fmt.Sprintf("restart requested (%s=%s)", v1alpha1.RestartedAtAnnotation, newT[v1alpha1.RestartedAtAnnotation])

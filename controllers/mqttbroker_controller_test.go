@@ -224,9 +224,13 @@ func TestInvalidManifestsAreRejected(t *testing.T) {
 		want   []string
 	}{
 		"replicas 2": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(2)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
-		"replicas 3": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
+			[]string{"spec.replicas", "replicas must be 1, 3 or 5"}},
+		"replicas 4": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(4)) },
+			[]string{"spec.replicas", "replicas must be 1, 3 or 5"}},
+		"a PDB that lets a majority go": {func(b *v1alpha1.MQTTBroker) {
+			b.Spec.Replicas = ptr.To(int32(3))
+			b.Spec.PodDisruptionBudget.MaxUnavailable = ptr.To(int32(2))
+		}, []string{"spec", "must leave a majority"}},
 		"bad overflow policy": {func(b *v1alpha1.MQTTBroker) { b.Spec.Queues.OverflowPolicy = "DropAll" },
 			[]string{"spec.queues.overflowPolicy", "DropOldest"}},
 		"admin port": {func(b *v1alpha1.MQTTBroker) { b.Spec.Listeners.MQTT.Port = 8080 },
@@ -334,7 +338,7 @@ func TestImmutableAndMonotonicFields(t *testing.T) {
 		"storage class": {func(b *v1alpha1.MQTTBroker) { b.Spec.Persistence.StorageClassName = ptr.To("fast") },
 			[]string{"spec.persistence", "storageClassName cannot be changed"}},
 		"scale": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) },
-			[]string{"spec.replicas", "clustering is not supported yet"}},
+			[]string{"spec.replicas", "cannot go from 1 to 3 or 5"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

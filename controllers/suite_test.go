@@ -55,7 +55,7 @@ const (
 var (
 	k8s     client.Client // direct, uncached
 	restCfg *rest.Config
-	brokers = &fakeBrokers{status: map[string]controllers.BrokerStatus{}}
+	brokers = &fakeBrokers{status: map[string]controllers.BrokerStatus{}, clusters: map[string]*fakeCluster{}}
 )
 
 func TestMain(m *testing.M) {
@@ -175,6 +175,8 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	r := &controllers.MQTTBrokerReconciler{
 		DefaultImage:      testImage,
 		Brokers:           brokers,
+		Cluster:           brokers,
+		ClusterLimits:     clusterLimits,
 		ConfigBackoff:     workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, time.Second),
 		StatusRefresh:     statusRefresh,
 		StatusMinInterval: statusMinInterval,
@@ -202,6 +204,9 @@ type fakeBrokers struct {
 	calls  atomic.Int64
 	perPod map[string]int    // calls by namespace/pod
 	tokens map[string]string // last admin token presented, by namespace/pod
+	// clusters are the replicated brokers' members, by namespace
+	// (cluster_envtest_test.go).
+	clusters map[string]*fakeCluster
 }
 
 func (f *fakeBrokers) BrokerStatus(_ context.Context, pod *corev1.Pod, token string) (controllers.BrokerStatus, error) {

@@ -55,7 +55,7 @@ type MQTTBrokerList struct {
 // MQTTBrokerSpec describes the broker the operator runs.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",message="every volumeMounts[].name must name a volume of spec.volumes"
-// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 1 || !has(self.podDisruptionBudget) || !has(self.podDisruptionBudget.maxUnavailable) || self.podDisruptionBudget.maxUnavailable <= (self.replicas - 1) / 2",message="podDisruptionBudget.maxUnavailable must leave a majority of the cluster's members: at most 1 with replicas 3, 2 with replicas 5"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas < 3 || !has(self.podDisruptionBudget) || !has(self.podDisruptionBudget.maxUnavailable) || self.podDisruptionBudget.maxUnavailable <= (self.replicas - 1) / 2",message="podDisruptionBudget.maxUnavailable must leave a majority of the cluster's members: at most 1 with replicas 3, 2 with replicas 5"
 type MQTTBrokerSpec struct {
 	// image is the container image holding the bollard binary. Default: the
 	// image the operator was started with (its --broker-image flag), so

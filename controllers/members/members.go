@@ -180,20 +180,11 @@ func Assess(in Input) Health {
 	for _, p := range in.Pods {
 		pods[p.Name] = p
 	}
-	var lead View
-	for _, name := range sortedKeys(in.Views) {
-		v := in.Views[name]
-		p, ok := pods[name]
-		if !ok || p.Deleting || v.Role != RoleLeader || !v.Serving {
-			continue
-		}
-		if h.Leader == "" || v.Term > h.Term {
-			h.Leader, h.Term, lead = name, v.Term, v
-		}
-	}
-	if h.Leader == "" {
+	lead, ok := findLeader(in, pods)
+	if !ok {
 		return h
 	}
+	h.Leader, h.Term = lead.name, lead.Term
 	for _, m := range lead.Members {
 		h.config[m.ID] = m
 		if !m.Voter {
@@ -201,20 +192,43 @@ func Assess(in Input) Health {
 		}
 		h.Voters++
 		p, ok := pods[m.ID]
-		switch {
-		case m.ID == h.Leader:
+		if m.ID == h.Leader || (ok && caughtUp(m, p, in.Limits)) {
 			h.healthy[m.ID] = true
-		case !ok || p.Deleting || !p.Running:
-		case m.Lag == nil || *m.Lag > in.Limits.MaxLag:
-		case m.LastContact == nil || *m.LastContact > in.Limits.MaxContact:
-		default:
-			h.healthy[m.ID] = true
-		}
-		if h.healthy[m.ID] {
 			h.Healthy++
 		}
 	}
 	return h
+}
+
+type leaderView struct {
+	View
+	name string
+}
+
+// findLeader is the member with a live pod that says it leads and serves,
+// with the highest term.
+func findLeader(in Input, pods map[string]Pod) (leaderView, bool) {
+	var lead leaderView
+	found := false
+	for _, name := range sortedKeys(in.Views) {
+		v := in.Views[name]
+		p, ok := pods[name]
+		if !ok || p.Deleting || v.Role != RoleLeader || !v.Serving {
+			continue
+		}
+		if !found || v.Term > lead.Term {
+			lead, found = leaderView{View: v, name: name}, true
+		}
+	}
+	return lead, found
+}
+
+// caughtUp: the follower's pod runs and the leader heard from it lately,
+// with few entries missing.
+func caughtUp(m Member, p Pod, l Limits) bool {
+	return !p.Deleting && p.Running &&
+		m.Lag != nil && *m.Lag <= l.MaxLag &&
+		m.LastContact != nil && *m.LastContact <= l.MaxContact
 }
 
 // Decide returns the next action: first membership (remove the members
@@ -310,23 +324,8 @@ func roll(in Input, h Health) Action {
 			outdated = append(outdated, p)
 		}
 	}
-	// A member still coming back (gone, terminating, or current but not
-	// yet caught up) holds the roll.
-	for i := range in.Replicas {
-		name := in.memberName(i)
-		p, ok := byName[name]
-		switch {
-		case !ok || p.Deleting:
-			if len(outdated) > 0 || !ok {
-				return Action{Kind: Wait, Leader: h.Leader, Member: name, Reason: fmt.Sprintf("waiting for %s to come back", name)}
-			}
-		case p.Current && !h.healthy[p.Name] && len(outdated) > 0:
-			if in.Now.Sub(p.Created) > in.Limits.ComeBack {
-				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
-					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader %s after its pod started (more than %s); the rolling upgrade stops until it does", p.Name, in.Now.Sub(p.Created).Round(time.Second), in.Limits.ComeBack)}
-			}
-			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("waiting for %s to catch up with the leader", p.Name)}
-		}
+	if a, ok := comingBack(in, h, byName, len(outdated) > 0); ok {
+		return a
 	}
 	if len(outdated) == 0 {
 		return Action{Kind: Done, Leader: h.Leader}
@@ -366,6 +365,28 @@ func roll(in Input, h Health) Action {
 	}
 	return Action{Kind: TransferLeadership, Leader: h.Leader, Member: h.Leader,
 		Reason: fmt.Sprintf("the leader %s is the last to roll: handing leadership to a caught-up follower first", h.Leader)}
+}
+
+// comingBack holds the roll while a member is still coming back: gone,
+// terminating, or on the current template but not yet caught up (past
+// Limits.ComeBack, the roll stalls).
+func comingBack(in Input, h Health, byName map[string]Pod, rolling bool) (Action, bool) {
+	for i := range in.Replicas {
+		name := in.memberName(i)
+		p, ok := byName[name]
+		switch {
+		case !ok || (p.Deleting && rolling):
+			return Action{Kind: Wait, Leader: h.Leader, Member: name, Reason: fmt.Sprintf("waiting for %s to come back", name)}, true
+		case rolling && p.Current && !h.healthy[p.Name]:
+			if age := in.Now.Sub(p.Created); age > in.Limits.ComeBack {
+				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
+					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader %s after its pod started (more than %s); the rolling upgrade stops until it does",
+						p.Name, age.Round(time.Second), in.Limits.ComeBack)}, true
+			}
+			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("waiting for %s to catch up with the leader", p.Name)}, true
+		}
+	}
+	return Action{}, false
 }
 
 // memberName is the name of the pod with ordinal i.

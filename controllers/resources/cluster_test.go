@@ -41,7 +41,9 @@ func TestClusterStatefulSet(t *testing.T) {
 	if slices.Contains(c.Args, "--cluster-bootstrap") {
 		t.Error("--cluster-bootstrap without Params.ClusterBootstrap")
 	}
-	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == PortReplication && p.ContainerPort == ReplicationPort }) {
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+		return p.Name == PortReplication && p.ContainerPort == ReplicationPort
+	}) {
 		t.Errorf("no replication container port: %+v", c.Ports)
 	}
 	if a := s.Template.Spec.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {

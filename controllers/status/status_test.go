@@ -34,6 +34,30 @@ func TestConditionsTable(t *testing.T) {
 			want:   want{"Ready": "False", "Progressing": "True", "Degraded": "False", "ConfigApplied": "False"},
 			reason: map[string]string{"Ready": v1alpha1.ReasonStatefulSetMissing, "ConfigApplied": v1alpha1.ReasonNoRunningBrokers},
 		},
+		"cluster: a leader with a healthy quorum, one member behind, every member current": {
+			o: Observed{Generation: 5, Replicas: 3, StatefulSet: sts(3, 3, 1, 1, "r1", "r2"), Brokers: current,
+				Cluster: &ClusterObservation{Leader: "b-1", Voters: 3, Healthy: 2, Quorum: 2, Settled: true}},
+			want:   want{"Ready": "True", "Progressing": "False", "Degraded": "False", "ConfigApplied": "True"},
+			reason: map[string]string{"Ready": v1alpha1.ReasonLeaderServing, "Progressing": v1alpha1.ReasonRolloutComplete},
+		},
+		"cluster: no leader": {
+			o: Observed{Generation: 5, Replicas: 3, StatefulSet: healthy, Brokers: current,
+				Cluster: &ClusterObservation{Voters: 0, Healthy: 0, Quorum: 1, Settled: false, Next: "no member reports a leader that serves"}},
+			want:   want{"Ready": "False", "Progressing": "True"},
+			reason: map[string]string{"Ready": v1alpha1.ReasonNoLeader, "Progressing": v1alpha1.ReasonRollingOut},
+		},
+		"cluster: a leader without a healthy quorum": {
+			o: Observed{Generation: 5, Replicas: 3, StatefulSet: healthy, Brokers: current,
+				Cluster: &ClusterObservation{Leader: "b-0", Voters: 3, Healthy: 1, Quorum: 2, Settled: true}},
+			want:   want{"Ready": "False"},
+			reason: map[string]string{"Ready": v1alpha1.ReasonQuorumUnhealthy},
+		},
+		"cluster: rolling": {
+			o: Observed{Generation: 5, Replicas: 3, StatefulSet: healthy, Brokers: current,
+				Cluster: &ClusterObservation{Leader: "b-0", Voters: 3, Healthy: 3, Quorum: 2, Outdated: 2, Next: "rolling follower b-2"}},
+			want:   want{"Ready": "True", "Progressing": "True"},
+			reason: map[string]string{"Progressing": v1alpha1.ReasonRollingOut},
+		},
 		"healthy and current": {
 			o:      Observed{Generation: 5, Replicas: 1, StatefulSet: healthy, Brokers: current},
 			want:   want{"Ready": "True", "Progressing": "False", "Degraded": "False", "ConfigApplied": "True"},

@@ -30,6 +30,7 @@
   resources:
   - pods
   verbs:
+  - delete
   - get
   - list
   - patch

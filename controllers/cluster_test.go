@@ -1,0 +1,88 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/controllers/members"
+)
+
+func TestClusterBootstrap(t *testing.T) {
+	with := &appsv1.StatefulSet{}
+	with.Spec.Template.Spec.Containers = []corev1.Container{{Args: []string{"--config", "x", "--cluster-bootstrap"}}}
+	without := &appsv1.StatefulSet{}
+	without.Spec.Template.Spec.Containers = []corev1.Container{{Args: []string{"--config", "x"}}}
+	cases := map[string]struct {
+		exists bool
+		cur    *appsv1.StatefulSet
+		formed bool
+		want   bool
+	}{
+		"a new cluster forms":                        {false, &appsv1.StatefulSet{}, false, true},
+		"still forming":                              {true, with, false, true},
+		"formed: the flag goes":                      {true, with, true, false},
+		"gone for good, even without a leader":       {true, without, false, false},
+		"gone for good, with a leader":               {true, without, true, false},
+		"a StatefulSet recreated by hand bootstraps": {false, &appsv1.StatefulSet{}, true, true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := clusterBootstrap(tc.exists, tc.cur, tc.formed); got != tc.want {
+				t.Errorf("clusterBootstrap = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestClusterStatusNeverMakesUpFigures: what no member reported is left
+// out of status.cluster, never written as 0.
+func TestClusterStatusNeverMakesUpFigures(t *testing.T) {
+	b := &v1alpha1.MQTTBroker{ObjectMeta: metav1.ObjectMeta{Name: "mqb", Namespace: "ns"}, Spec: v1alpha1.MQTTBrokerSpec{Replicas: ptr.To(int32(3))}}
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	r := &MQTTBrokerReconciler{Now: func() time.Time { return now }}
+	p := &pass{broker: b}
+	var pods []members.Pod
+	for i, name := range []string{"mqb-0", "mqb-1", "mqb-2"} {
+		pods = append(pods, members.Pod{Name: name, Ordinal: i, Running: true, Current: true})
+	}
+	// Nobody answers.
+	in := members.Input{StatefulSet: "mqb", Replicas: 3, Pods: pods, Views: map[string]members.View{}, Now: now, Limits: members.DefaultLimits}
+	h := members.Assess(in)
+	r.clusterStatus(p, in, h, members.Decide(in))
+	cs := b.Status.Cluster
+	if b.Status.Leader != "" || cs.Term != nil || cs.Quorum != nil || cs.HealthyMembers != nil || len(cs.Members) != 3 {
+		t.Fatalf("status without answers: leader %q, %+v", b.Status.Leader, cs)
+	}
+	for _, m := range cs.Members {
+		if m.Role != "Unknown" || m.Voter != nil || m.Lag != nil || m.AppliedIndex != nil {
+			t.Errorf("member without an answer: %+v", m)
+		}
+	}
+	// The leader answers; mqb-2 does not, and the leader has not heard it.
+	cfg := []members.Member{{ID: "mqb-0", Voter: true}, {ID: "mqb-1", Voter: true, Lag: ptr.To(uint64(3)), LastContact: ptr.To(time.Millisecond)},
+		{ID: "mqb-2", Voter: true}}
+	in.Views["mqb-0"] = members.View{Role: "leader", Serving: true, Term: 9, AppliedIndex: 40, Members: cfg}
+	in.Views["mqb-1"] = members.View{Role: "follower", Term: 9, AppliedIndex: 38, Members: cfg}
+	h = members.Assess(in)
+	r.clusterStatus(p, in, h, members.Decide(in))
+	cs = b.Status.Cluster
+	if b.Status.Leader != "mqb-0" || *cs.Term != 9 || *cs.Quorum != 2 || *cs.HealthyMembers != 2 {
+		t.Fatalf("status with a leader: %q %+v", b.Status.Leader, cs)
+	}
+	m2 := cs.Members[2]
+	if m2.Name != "mqb-2" || m2.Role != "Unknown" || !*m2.Voter || m2.Lag != nil || m2.AppliedIndex != nil {
+		t.Errorf("an unheard member: %+v", m2)
+	}
+	if m1 := cs.Members[1]; *m1.Lag != 3 || *m1.AppliedIndex != 38 || m1.Role != "follower" {
+		t.Errorf("a follower: %+v", m1)
+	}
+	if p.obs.Cluster == nil || p.obs.Cluster.Leader != "mqb-0" || p.obs.Cluster.Healthy != 2 {
+		t.Errorf("observation %+v", p.obs.Cluster)
+	}
+}
