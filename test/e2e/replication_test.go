@@ -165,12 +165,18 @@ func (r *replicated) waitLeader(after uint64, whole bool, timeout time.Duration)
 			}
 		}
 		st, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
-		if err != nil || st.Endpoints != 1 {
-			return false, fmt.Errorf("the Service has %d endpoints (%w), want the leader only; slices: %s", st.Endpoints, err, r.slices(ctx))
+		if err != nil {
+			return false, err
+		}
+		if st.Endpoints != 1 {
+			return false, fmt.Errorf("the Service has %d endpoints, want the leader only; slices: %s", st.Endpoints, r.slices(ctx))
 		}
 		p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, leader, metav1.GetOptions{})
-		if err != nil || !podReady(p) {
-			return false, fmt.Errorf("the leader %s is not Ready yet (%w)", leader, err)
+		if err != nil {
+			return false, err
+		}
+		if !podReady(p) {
+			return false, fmt.Errorf("the leader %s is not Ready yet", leader)
 		}
 		return true, nil
 	})
