@@ -199,6 +199,9 @@ func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.In
 	if in.Limits == (members.Limits{}) {
 		in.Limits = members.DefaultLimits
 	}
+	if cs := b.Status.Cluster; cs != nil && cs.LastRolled != nil {
+		in.Rolled = map[string]time.Time{cs.LastRolled.Name: cs.LastRolled.At.Time}
+	}
 	for i := range p.cluster.pods {
 		pod := &p.cluster.pods[i]
 		n := resources.MemberOrdinal(b, pod.Name)
@@ -232,6 +235,11 @@ func (r *MQTTBrokerReconciler) actOnCluster(ctx context.Context, p *pass) error 
 	r.clusterStatus(p, in, h, act)
 	if act.Kind != members.Done {
 		p.clusterRequeue = true
+	}
+	if p.cfg == nil {
+		// The spec renders no valid configuration: the StatefulSet stays
+		// as it was, and so do the members.
+		return nil
 	}
 	return r.carryOut(ctx, p, act)
 }
@@ -274,6 +282,9 @@ func (r *MQTTBrokerReconciler) carryOut(ctx context.Context, p *pass, act member
 		pod := r.podNamed(p, act.Member)
 		err = r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 		if err == nil || apierrors.IsNotFound(err) {
+			if b.Status.Cluster != nil {
+				b.Status.Cluster.LastRolled = &v1alpha1.RolledMember{Name: act.Member, At: metav1.NewTime(r.now())}
+			}
 			r.event(b, pod, false, EventMemberRolled, "Roll", "%s", act.Reason)
 			return nil
 		}
@@ -344,6 +355,9 @@ func (r *MQTTBrokerReconciler) clusterStatus(p *pass, in members.Input, h member
 		add(id, nil)
 	}
 	slices.SortFunc(cs.Members, func(a, b v1alpha1.ClusterMemberStatus) int { return strings.Compare(a.Name, b.Name) })
+	if prev := b.Status.Cluster; prev != nil {
+		cs.LastRolled = prev.LastRolled
+	}
 	b.Status.Leader = h.Leader
 	b.Status.Cluster = cs
 	outdated := 0

@@ -15,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -278,6 +279,26 @@ func (p *statefulSetPlayer) mostGone() int {
 	return p.maxGone
 }
 
+// eventCount counts the Events of one reason recorded on b, repetitions
+// of a series included.
+func eventCount(t *testing.T, b *v1alpha1.MQTTBroker, reason controllers.EventReason) int {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(ctx, &list, client.InNamespace(b.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Regarding.Name == b.Name && e.Reason == string(reason) {
+			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
+		}
+	}
+	return n
+}
+
 func newCluster(ns, name string, replicas int32) *v1alpha1.MQTTBroker {
 	b := newBroker(ns, name)
 	b.Spec.Replicas = ptr.To(replicas)
@@ -467,8 +488,15 @@ func TestClusterRoll(t *testing.T) {
 	})
 	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonRollStalled)
 	hasEvent(t, b, controllers.EventRollStalled, "roll-2")
-	if got := player.recreated(); len(got) != 1 {
-		t.Fatalf("the roll went on while roll-2 was behind: %q", got)
+	// The stall lasts a few reconciles (every 2 s): one Event, not one each.
+	consistently(t, 3*time.Second, func() error {
+		if got := player.recreated(); len(got) != 1 {
+			return fmt.Errorf("the roll went on while roll-2 was behind: %q", got)
+		}
+		return nil
+	})
+	if n := eventCount(t, b, controllers.EventRollStalled); n != 1 {
+		t.Errorf("%d RollStalled Events for one stall, want 1", n)
 	}
 	close(release)
 
@@ -498,6 +526,9 @@ func TestClusterRoll(t *testing.T) {
 		}
 		if cur.Status.Leader != "roll-1" {
 			return fmt.Errorf("status.leader %q, want roll-1", cur.Status.Leader)
+		}
+		if lr := cur.Status.Cluster.LastRolled; lr == nil || lr.Name != "roll-0" || lr.At.IsZero() {
+			return fmt.Errorf("status.cluster.lastRolled %+v, want roll-0", lr)
 		}
 		return nil
 	})

@@ -1340,6 +1340,23 @@ type ClusterStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	Members []ClusterMemberStatus `json:"members,omitempty"`
+
+	// lastRolled is the member whose pod the operator last deleted to roll
+	// it onto the current pod template, and when: a pod that is not back
+	// in time stops the roll (Degraded RollStalled).
+	// +optional
+	LastRolled *RolledMember `json:"lastRolled,omitempty"`
+}
+
+// RolledMember is a member whose pod the operator deleted, and when.
+type RolledMember struct {
+	// name is the member's pod.
+	// +required
+	Name string `json:"name"`
+
+	// at is when the operator deleted its pod.
+	// +required
+	At metav1.Time `json:"at"`
 }
 
 // ClusterMemberStatus is one member of a cluster.

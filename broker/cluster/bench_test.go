@@ -77,3 +77,101 @@ func BenchmarkCommitFanout(b *testing.B) {
 		run(b, c.nodes[c.leader()].Store())
 	})
 }
+
+// BenchmarkCommitOutcome commits small batches through a 3-member
+// cluster, the outcome of each waited for by the member's one waiter
+// (waiter) or, as before it, by a goroutine started per commit
+// (goroutine-per-commit, re-implemented here), alternated in one run on
+// one cluster. Two shapes: "engine" is how the engine's committer commits
+// (one goroutine puts groups in the log, PipelineDepth in flight, another
+// waits for them in order); "16-callers" is 16 goroutines each committing
+// and waiting in turn (Commit).
+func BenchmarkCommitOutcome(b *testing.B) {
+	c := newTestCluster(b, 3, fastTiming)
+	st := c.nodes[c.leader()].Store().(*replStore)
+	// The way before the waiter: Apply, and a goroutine per commit waits.
+	perCommitNoWait := func(bt *store.Batch) (func() error, error) {
+		data, err := bt.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		f := st.raft.Apply(data, st.applyTimeout)
+		res := make(chan error, 1)
+		go func() { res <- applyOutcome(f) }()
+		return func() error {
+			select {
+			case err := <-res:
+				return err
+			case <-st.done:
+				return errStoppedUnknown
+			}
+		}, nil
+	}
+	waiterNoWait := func(bt *store.Batch) (func() error, error) { return st.CommitNoWait(bg, bt) }
+	var next atomic.Uint64
+	batch := func() *store.Batch {
+		bt := &store.Batch{}
+		bt.PutMessage(&store.Message{ID: next.Add(1), Topic: "bench/outcome", Payload: make([]byte, 64), QoS: 1})
+		return bt
+	}
+	engine := func(b *testing.B, commit func(*store.Batch) (func() error, error)) {
+		b.ReportAllocs()
+		waits := make(chan func() error, st.PipelineDepth())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for w := range waits {
+				if err := w(); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+		for range b.N {
+			w, err := commit(batch())
+			if err != nil {
+				b.Fatal(err)
+			}
+			waits <- w
+		}
+		close(waits)
+		<-done
+	}
+	callers := func(b *testing.B, commit func(*store.Batch) (func() error, error)) {
+		const workers = 16
+		b.ReportAllocs()
+		var wg sync.WaitGroup
+		for w := range workers {
+			n := b.N / workers
+			if w < b.N%workers {
+				n++
+			}
+			wg.Go(func() {
+				for range n {
+					wait, err := commit(batch())
+					if err == nil {
+						err = wait()
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Alternated within the run, so both see the same machine and store.
+	for range outcomeRounds {
+		for _, shape := range []struct {
+			name string
+			run  func(*testing.B, func(*store.Batch) (func() error, error))
+		}{{"engine", engine}, {"16-callers", callers}} {
+			b.Run(shape.name+"/waiter", func(b *testing.B) { shape.run(b, waiterNoWait) })
+			b.Run(shape.name+"/goroutine-per-commit", func(b *testing.B) { shape.run(b, perCommitNoWait) })
+		}
+	}
+}
+
+// outcomeRounds is how many times BenchmarkCommitOutcome alternates its
+// two ways (benchmark names gain #01, #02, ... after the first).
+const outcomeRounds = 4

@@ -158,10 +158,15 @@ func payloads(t testing.TB, st store.Store, clientID string) []string {
 	return out
 }
 
-func waitApplied(t testing.TB, n *Node, index uint64) {
+// waitApplied waits until n's store holds every entry the leader's store
+// holds. It compares the stores' own indexes, not Raft's applied index:
+// Raft counts an entry applied when it hands it to the state machine, so a
+// member can report an index its store has not written yet.
+func waitApplied(t testing.TB, n, leader *Node) {
 	t.Helper()
+	index := leader.st.cur().AppliedIndex()
 	poll.Wait(t, 20*time.Second, 10*time.Millisecond, fmt.Sprintf("%s to apply index %d", n.cfg.ID, index), func() bool {
-		return n.Status().AppliedIndex >= index
+		return n.st.cur().AppliedIndex() >= index
 	})
 }
 
@@ -232,9 +237,8 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 	if err := c.nodes[f].Store().Commit(ctx, sessionBatch("x")); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("commit on a follower: err = %v, want ErrNotLeader", err)
 	}
-	want := c.nodes[l].Status().AppliedIndex
 	for i, n := range c.nodes {
-		waitApplied(t, n, want)
+		waitApplied(t, n, c.nodes[l])
 		if got := payloads(t, n.Store(), "dev"); len(got) != 50 || got[0] != "1" || got[49] != "50" {
 			t.Fatalf("member %d holds %d entries (%v...)", i, len(got), got[:min(3, len(got))])
 		}
@@ -261,7 +265,7 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 	}
 	// The old leader comes back and catches up from the log.
 	c.start(l)
-	waitApplied(t, c.nodes[l], c.nodes[l2].Status().AppliedIndex)
+	waitApplied(t, c.nodes[l], c.nodes[l2])
 	if got := payloads(t, c.nodes[l].Store(), "dev"); len(got) != 60 || got[59] != "60" {
 		t.Fatalf("rejoined member holds %d entries", len(got))
 	}
@@ -303,7 +307,7 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 		t.Fatalf("leader log starts at %d (%v): not compacted", first, err)
 	}
 	c.start(down)
-	waitApplied(t, c.nodes[down], c.nodes[l].Status().AppliedIndex)
+	waitApplied(t, c.nodes[down], c.nodes[l])
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
 		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
 	}
@@ -470,7 +474,7 @@ func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
 		if err != nil {
 			t.Fatalf("add %s: %v", m.ID, err)
 		}
-		waitApplied(t, n, c.nodes[l].Status().AppliedIndex)
+		waitApplied(t, n, c.nodes[l])
 		if got := payloads(t, n.Store(), "dev"); len(got) != 100 {
 			t.Fatalf("%s holds %d entries after joining", m.ID, len(got))
 		}

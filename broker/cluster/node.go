@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
 )
@@ -31,18 +32,16 @@ type Member struct {
 	ClientAddress string
 }
 
-// Timing holds Raft's timeouts; zero fields take the defaults below.
+// Timing holds Raft's timeouts; zero fields take the defaults below (the
+// timeouts: broker/config's, which the member's configuration documents).
 type Timing struct {
-	Heartbeat     time.Duration // follower: no contact this long starts an election (1s)
-	Election      time.Duration // candidate: election timeout (1s)
-	LeaderLease   time.Duration // leader: steps down without a majority's contact this long (500ms)
+	Heartbeat     time.Duration // follower: no contact for one to two of this starts an election
+	Election      time.Duration // candidate: election timeout
+	LeaderLease   time.Duration // leader: steps down without a majority's contact this long
 	Commit        time.Duration // heartbeat period when idle (50ms)
 	SnapshotEvery uint64        // log entries between snapshots (8192)
 	TrailingLogs  uint64        // entries kept after a snapshot for slow followers (10240)
 }
-
-// DefaultLeaderLease is Timing.LeaderLease when unset.
-const DefaultLeaderLease = 500 * time.Millisecond
 
 // snapshotCheck is how often a member compares its log with
 // Timing.SnapshotEvery (Raft waits between one and two of these).
@@ -161,9 +160,9 @@ func (t Timing) withDefaults() Timing {
 			*v = d
 		}
 	}
-	def(&t.Heartbeat, time.Second)
-	def(&t.Election, time.Second)
-	def(&t.LeaderLease, DefaultLeaderLease)
+	def(&t.Heartbeat, config.DefaultHeartbeatTimeout)
+	def(&t.Election, config.DefaultElectionTimeout)
+	def(&t.LeaderLease, min(config.DefaultLeaderLeaseTimeout, t.Heartbeat))
 	def(&t.Commit, 50*time.Millisecond)
 	if t.SnapshotEvery == 0 {
 		t.SnapshotEvery = 8192
@@ -217,7 +216,8 @@ func (n *Node) open() error {
 	}
 	opts := cfg.Store
 	opts.Durability = pebblestore.Interval // applies are not fsynced: the log is durable
-	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second, done: n.done}
+	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second, done: n.done,
+		pending: make(chan pendingCommit, maxPendingCommits)}
 	if err := n.st.openLocal(); err != nil {
 		return fmt.Errorf("cluster: open the store: %w", err)
 	}
@@ -285,6 +285,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.st.raft = n.raft
+	go n.st.waitOutcomes()
 	return nil
 }
 
@@ -356,12 +357,14 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			term := n.raft.CurrentTerm()
+			n.log.Info("elected; applying the log before serving", "term", term)
+			t0 := time.Now()
 			if err := n.raft.Barrier(30 * time.Second).Error(); err != nil {
 				n.log.Warn("leader could not apply the log before serving", "err", err)
 				continue
 			}
 			if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
-				n.log.Info("leading and serving", "term", term)
+				n.log.Info("leading and serving", "term", term, "barrier", time.Since(t0).Round(time.Millisecond).String())
 				n.setServing(true, term)
 			}
 		}
@@ -499,18 +502,21 @@ type MemberStatus struct {
 
 // Status is a member's view of the cluster.
 type Status struct {
-	ID                  string         `json:"id"`
-	Role                Role           `json:"role"`
-	Serving             bool           `json:"serving"`
-	Term                uint64         `json:"term"`
-	LeaderID            string         `json:"leader,omitempty"`
-	LeaderClientAddress string         `json:"leaderClientAddress,omitempty"`
-	LastLogIndex        uint64         `json:"lastLogIndex"`
-	CommitIndex         uint64         `json:"commitIndex"`
-	AppliedIndex        uint64         `json:"appliedIndex"`
-	LastSnapshotIndex   uint64         `json:"lastSnapshotIndex"`
-	Members             []MemberStatus `json:"members"`
-	RefusedConnections  int64          `json:"refusedReplicationConnections"`
+	ID                  string `json:"id"`
+	Role                Role   `json:"role"`
+	Serving             bool   `json:"serving"`
+	Term                uint64 `json:"term"`
+	LeaderID            string `json:"leader,omitempty"`
+	LeaderClientAddress string `json:"leaderClientAddress,omitempty"`
+	LastLogIndex        uint64 `json:"lastLogIndex"`
+	CommitIndex         uint64 `json:"commitIndex"`
+	// AppliedIndex is Raft's: the last entry handed to the state machine,
+	// which writes it to the store right after (Pebble, unsynced). Use the
+	// leader's per-member Lag to tell whether a member has caught up.
+	AppliedIndex       uint64         `json:"appliedIndex"`
+	LastSnapshotIndex  uint64         `json:"lastSnapshotIndex"`
+	Members            []MemberStatus `json:"members"`
+	RefusedConnections int64          `json:"refusedReplicationConnections"`
 }
 
 // Status reports the member's view; it is cheap enough for every scrape.

@@ -42,7 +42,26 @@ type replStore struct {
 	// queue, an entry queued as Raft shuts down is never answered, so
 	// waits end on done instead.
 	done <-chan struct{}
+	// pending carries every entry put in the log, in log order, to the
+	// one goroutine (waitOutcomes) that waits for Raft's answers and
+	// passes each on; at most maxPendingCommits wait in it.
+	pending chan pendingCommit
+	// applyMu makes putting an entry in the log and in pending one step,
+	// so pending is in log order: waitOutcomes never waits for a later
+	// entry while an earlier one's committer could go on.
+	applyMu sync.Mutex
 }
+
+// pendingCommit is an entry in the log and where its outcome goes.
+type pendingCommit struct {
+	f   raft.ApplyFuture
+	res chan error // buffered: waitOutcomes never waits for a committer
+}
+
+// maxPendingCommits bounds the entries queued for waitOutcomes: a
+// committer that finds it full waits (Raft answers in log order, so the
+// queue drains as fast as entries commit).
+const maxPendingCommits = 1024
 
 var (
 	_ store.Store        = (*replStore)(nil)
@@ -187,7 +206,11 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.stopped() {
 		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	return s.outcome(s.raft.Apply(data, s.applyTimeout))
+	res, err := s.apply(data)
+	if err != nil {
+		return err
+	}
+	return s.outcome(res)
 }
 
 func (s *replStore) stopped() bool {
@@ -199,10 +222,40 @@ func (s *replStore) stopped() bool {
 	}
 }
 
-// outcome waits for f, or for the member to stop.
-func (s *replStore) outcome(f raft.ApplyFuture) error {
-	res := make(chan error, 1)
-	go func() { res <- applyOutcome(f) }()
+// waitOutcomes answers every pending commit, one after the other: Raft
+// answers entries in log order, so one waiter per member keeps up, and no
+// commit starts a goroutine. It returns when the member stops; an entry
+// queued as Raft shut down is never answered, and the waiter may stay
+// blocked on it (its committer ended on done).
+func (s *replStore) waitOutcomes() {
+	for {
+		select {
+		case p := <-s.pending:
+			p.res <- applyOutcome(p.f)
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// apply puts data in the log and hands its future to waitOutcomes; it
+// returns where the outcome arrives.
+func (s *replStore) apply(data []byte) (<-chan error, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), res: make(chan error, 1)}
+	select {
+	case s.pending <- p:
+		return p.res, nil
+	case <-s.done:
+		return nil, errStoppedUnknown
+	}
+}
+
+var errStoppedUnknown = fmt.Errorf("cluster: commit: outcome unknown, the member stopped: %w", store.ErrClosed)
+
+// outcome waits for the outcome on res, or for the member to stop.
+func (s *replStore) outcome(res <-chan error) error {
 	select {
 	case err := <-res:
 		return err
@@ -211,7 +264,7 @@ func (s *replStore) outcome(f raft.ApplyFuture) error {
 		case err := <-res: // answered as the member stopped
 			return err
 		default:
-			return fmt.Errorf("cluster: commit: outcome unknown, the member stopped: %w", store.ErrClosed)
+			return errStoppedUnknown
 		}
 	}
 }
@@ -262,8 +315,11 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	if s.stopped() {
 		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	f := s.raft.Apply(data, s.applyTimeout)
-	return func() error { return s.outcome(f) }, nil
+	res, err := s.apply(data)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return s.outcome(res) }, nil
 }
 
 // PipelineDepth is how many committed groups the engine's committer may

@@ -275,17 +275,21 @@ func TestClusterValidation(t *testing.T) {
 		mut   func(c *Config)
 		field string
 	}{
-		"fields without member":  {func(c *Config) { c.Cluster.MemberID = ""; c.Cluster.Members = nil }, "cluster.memberID"},
-		"bad member id":          {func(c *Config) { c.Cluster.MemberID = "B_0" }, "cluster.memberID"},
-		"no bind":                {func(c *Config) { c.Cluster.Bind = "" }, "cluster.bind"},
-		"no secret":              {func(c *Config) { c.Cluster.SecretFile = "" }, "cluster.secretFile"},
-		"durability none":        {func(c *Config) { c.Durability.Mode = DurabilityNone }, "durability.mode"},
-		"self missing":           {func(c *Config) { c.Cluster.MemberID = "b-9" }, "cluster.members"},
-		"duplicate member":       {func(c *Config) { c.Cluster.Members[1].ID = "b-0" }, "cluster.members[1].id"},
-		"member without host":    {func(c *Config) { c.Cluster.Members[2].RaftAddress = ":7946" }, "cluster.members[2].raftAddress"},
-		"bad client address":     {func(c *Config) { c.Cluster.Members[1].ClientAddress = "nope" }, "cluster.members[1].clientAddress"},
-		"too many members":       {func(c *Config) { c.Cluster.Members = append(c.Cluster.Members, make([]ClusterMember, 6)...) }, "cluster.members"},
-		"lease over heartbeat":   {func(c *Config) { c.Cluster.LeaderLeaseTimeout = Duration(2 * time.Second) }, "cluster.leaderLeaseTimeout"},
+		"fields without member": {func(c *Config) { c.Cluster.MemberID = ""; c.Cluster.Members = nil }, "cluster.memberID"},
+		"bad member id":         {func(c *Config) { c.Cluster.MemberID = "B_0" }, "cluster.memberID"},
+		"no bind":               {func(c *Config) { c.Cluster.Bind = "" }, "cluster.bind"},
+		"no secret":             {func(c *Config) { c.Cluster.SecretFile = "" }, "cluster.secretFile"},
+		"durability none":       {func(c *Config) { c.Durability.Mode = DurabilityNone }, "durability.mode"},
+		"self missing":          {func(c *Config) { c.Cluster.MemberID = "b-9" }, "cluster.members"},
+		"duplicate member":      {func(c *Config) { c.Cluster.Members[1].ID = "b-0" }, "cluster.members[1].id"},
+		"member without host":   {func(c *Config) { c.Cluster.Members[2].RaftAddress = ":7946" }, "cluster.members[2].raftAddress"},
+		"bad client address":    {func(c *Config) { c.Cluster.Members[1].ClientAddress = "nope" }, "cluster.members[1].clientAddress"},
+		"too many members":      {func(c *Config) { c.Cluster.Members = append(c.Cluster.Members, make([]ClusterMember, 6)...) }, "cluster.members"},
+		"lease over heartbeat":  {func(c *Config) { c.Cluster.LeaderLeaseTimeout = Duration(2 * time.Second) }, "cluster.leaderLeaseTimeout"},
+		"lease over default":    {func(c *Config) { c.Cluster.LeaderLeaseTimeout = Duration(DefaultHeartbeatTimeout + time.Millisecond) }, "cluster.leaderLeaseTimeout"},
+		"lease over short hb": {func(c *Config) {
+			c.Cluster.HeartbeatTimeout, c.Cluster.LeaderLeaseTimeout = Duration(100*time.Millisecond), Duration(200*time.Millisecond)
+		}, "cluster.leaderLeaseTimeout"},
 		"heartbeat too short":    {func(c *Config) { c.Cluster.HeartbeatTimeout = Duration(time.Millisecond) }, "cluster.heartbeatTimeout"},
 		"dial unknown member":    {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"zz": "h:1"} }, "cluster.dialAddresses[zz]"},
 		"dial bad address":       {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"b-1": "h"} }, "cluster.dialAddresses[b-1]"},
@@ -300,6 +304,37 @@ func TestClusterValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field+":") {
 			t.Errorf("%s: err = %v, want one naming %s", name, err, tc.field)
 		}
+	}
+}
+
+// The cluster timeouts in effect: zero fields take the defaults, and an
+// unset lease never exceeds the heartbeat timeout (Raft refuses that).
+func TestClusterTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		in                  Cluster
+		heartbeat, election time.Duration
+		lease               time.Duration
+	}{
+		{Cluster{}, DefaultHeartbeatTimeout, DefaultElectionTimeout, DefaultLeaderLeaseTimeout},
+		{Cluster{HeartbeatTimeout: Duration(2 * time.Second)}, 2 * time.Second, DefaultElectionTimeout, DefaultLeaderLeaseTimeout},
+		{Cluster{HeartbeatTimeout: Duration(200 * time.Millisecond)}, 200 * time.Millisecond, DefaultElectionTimeout, 200 * time.Millisecond},
+		{Cluster{HeartbeatTimeout: Duration(time.Second), ElectionTimeout: Duration(3 * time.Second), LeaderLeaseTimeout: Duration(100 * time.Millisecond)},
+			time.Second, 3 * time.Second, 100 * time.Millisecond},
+	} {
+		h, e, l := tc.in.Timeouts()
+		if h != tc.heartbeat || e != tc.election || l != tc.lease {
+			t.Errorf("%+v: Timeouts() = %s %s %s, want %s %s %s", tc.in, h, e, l, tc.heartbeat, tc.election, tc.lease)
+		}
+		if l > h {
+			t.Errorf("%+v: lease %s over the heartbeat timeout %s", tc.in, l, h)
+		}
+	}
+	// A short heartbeat with the lease unset is valid: the lease follows it.
+	c := Default()
+	c.Cluster = Cluster{MemberID: "b-0", Bind: ":7946", SecretFile: "/s", HeartbeatTimeout: Duration(100 * time.Millisecond),
+		Members: []ClusterMember{{ID: "b-0", RaftAddress: "b-0.h:7946"}}}
+	if err := c.Validate(); err != nil {
+		t.Errorf("heartbeat 100ms without a lease refused: %v", err)
 	}
 }
 

@@ -244,11 +244,8 @@ func (c *Config) validateCluster(v *validator) {
 	timeout("cluster.heartbeatTimeout", cl.HeartbeatTimeout, 50*time.Millisecond)
 	timeout("cluster.electionTimeout", cl.ElectionTimeout, 50*time.Millisecond)
 	timeout("cluster.leaderLeaseTimeout", cl.LeaderLeaseTimeout, 10*time.Millisecond)
-	heartbeat := cl.HeartbeatTimeout
-	if heartbeat == 0 {
-		heartbeat = Duration(time.Second)
-	}
-	v.check(cl.LeaderLeaseTimeout <= heartbeat, "cluster.leaderLeaseTimeout", "must not exceed the heartbeat timeout (%s), got %s", heartbeat, cl.LeaderLeaseTimeout)
+	heartbeat, _, lease := cl.Timeouts()
+	v.check(lease <= heartbeat, "cluster.leaderLeaseTimeout", "must not exceed the heartbeat timeout (%s), got %s", Duration(heartbeat), cl.LeaderLeaseTimeout)
 	v.check(cl.SnapshotEvery >= 0 && cl.SnapshotEvery <= 10_000_000, "cluster.snapshotEvery", "must be between 0 (the default) and 10000000, got %d", cl.SnapshotEvery)
 	v.check(cl.TrailingLogs >= 0 && cl.TrailingLogs <= 10_000_000, "cluster.trailingLogs", "must be between 0 (the default) and 10000000, got %d", cl.TrailingLogs)
 }

@@ -130,7 +130,10 @@ func TestCensusListSurvivesRemovals(t *testing.T) {
 // the walk (a walk that read sessions under Server.mu fails here: the
 // caller then waits the whole walk).
 func TestCensusCostIsBounded(t *testing.T) {
-	const many = 100_000
+	many := int64(100_000)
+	if testing.Short() {
+		many = 20_000 // still about 20 chunks of census work
+	}
 	s := censusServer(t, 0)
 	for i := range many {
 		addOffline(s, fmt.Sprintf("s%06d", i), 0, 0)
@@ -167,15 +170,34 @@ func TestCensusCostIsBounded(t *testing.T) {
 	}
 
 	// Server.mu: the longest wait for it during a walk is a small part of
-	// the walk.
+	// the walk. A wait also counts the time the scheduler kept either
+	// goroutine off the CPU, which a loaded machine stretches; the walk
+	// copies a chunk under the lock and reads it outside, so one walk of
+	// three with a short longest wait shows it (a walk under one lock
+	// never has one).
+	var longest, walk time.Duration
+	for range 3 {
+		longest, walk = lockWaitDuringCensus(s)
+		if longest <= walk/4 {
+			break
+		}
+	}
+	if longest > walk/4 {
+		t.Errorf("a walk of %s kept Server.mu from a caller for %s", walk, longest)
+	}
+	t.Logf("census of %d sessions: %s; longest wait for Server.mu meanwhile: %s", many, walk, longest)
+}
+
+// lockWaitDuringCensus takes a census while another goroutine takes and
+// releases Server.mu in a loop; it returns that goroutine's longest wait
+// and the census's length.
+func lockWaitDuringCensus(s *Server) (longest, walk time.Duration) {
 	done := make(chan time.Duration)
 	go func() {
 		start := time.Now()
 		s.takeCensus(StatusTopQueues)
 		done <- time.Since(start)
 	}()
-	var longest time.Duration
-	var walk time.Duration
 	for walk == 0 {
 		start := time.Now()
 		s.mu.Lock()
@@ -186,10 +208,7 @@ func TestCensusCostIsBounded(t *testing.T) {
 		default:
 		}
 	}
-	if longest > walk/4 {
-		t.Errorf("a walk of %s kept Server.mu from a caller for %s", walk, longest)
-	}
-	t.Logf("census of %d sessions: %s; longest wait for Server.mu meanwhile: %s", many, walk, longest)
+	return longest, walk
 }
 
 // TestStatsFsyncFromTheStore: Stats reports the durable store's fsync

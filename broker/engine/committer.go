@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/router"
@@ -118,6 +119,12 @@ type committer struct {
 
 	flight flightBudget
 
+	// jobs counts the submitted jobs not finished yet; once quiescing is
+	// set (waitIdle), the finish that brings it to 0 signals idle.
+	jobs      atomic.Int64
+	quiescing atomic.Bool
+	idle      chan struct{} // capacity 1
+
 	// Used only by the goroutine that finishes jobs.
 	fans    router.Settlement
 	fanList []*router.Fanout
@@ -144,7 +151,7 @@ type result struct {
 }
 
 func newCommitter(st store.Store, hist *histogram) *committer {
-	c := &committer{st: st, ch: make(chan *job, commitQueue), hist: hist}
+	c := &committer{st: st, ch: make(chan *job, commitQueue), hist: hist, idle: make(chan struct{}, 1)}
 	c.flight.cond.L = &c.flight.mu
 	c.wg.Add(1)
 	if p, ok := st.(store.Pipeliner); ok {
@@ -167,6 +174,7 @@ func (c *committer) submit(j *job) {
 	if j.w = int64(j.len())*opBytes + j.extra; j.w > 0 {
 		c.flight.add(j.w)
 	}
+	c.jobs.Add(1)
 	c.ch <- j
 	c.mu.Unlock()
 }
@@ -186,6 +194,26 @@ func (c *committer) finish(j *job, err error) {
 		j.w = 0
 	}
 	j.stored(err)
+	if c.jobs.Add(-1) == 0 && c.quiescing.Load() {
+		select {
+		case c.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitIdle returns once every job submitted so far has finished (and no
+// other is in flight), or with ctx's error.
+func (c *committer) waitIdle(ctx context.Context) error {
+	c.quiescing.Store(true)
+	for c.jobs.Load() > 0 {
+		select {
+		case <-c.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // commit submits b and waits for its outcome.

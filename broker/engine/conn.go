@@ -76,6 +76,12 @@ type conn struct {
 	wdone   chan struct{} // writer ended
 	done    chan struct{} // connection fully cleaned up
 
+	// dispatchMu is held by the read loop while it dispatches a packet,
+	// deliverMu by the writer while it takes deliveries and stores their
+	// state: Quiesce waits for both (uncontended otherwise).
+	dispatchMu sync.Mutex
+	deliverMu  sync.Mutex
+
 	inflight chan struct{}  // slots of QoS 1/2 publishes not yet acknowledged
 	pending  atomic.Int64   // jobs submitted to the committer, not finished
 	pendWG   sync.WaitGroup // the same jobs; Add only in the read loop
@@ -232,11 +238,31 @@ func (c *conn) readLoop() {
 			c.readError(err)
 			return
 		}
-		if !c.dispatch(p) {
+		if !c.dispatchOrHold(p) {
 			c.flushAcks()
 			return
 		}
 	}
+}
+
+// dispatchOrHold dispatches p, unless the server quiesced (Quiesce): then
+// p is dropped and the read loop waits for the handover to close the
+// connection. The acknowledgements gathered so far are submitted either
+// way, before Quiesce waits for the commits in flight.
+func (c *conn) dispatchOrHold(p packet.Packet) bool {
+	c.dispatchMu.Lock()
+	if c.srv.quiesced.Load() {
+		c.flushAcks()
+		c.dispatchMu.Unlock()
+		<-c.closing
+		return false
+	}
+	defer c.dispatchMu.Unlock()
+	ok := c.dispatch(p)
+	if c.srv.quiesced.Load() {
+		c.flushAcks()
+	}
+	return ok
 }
 
 // maxAckBatch bounds the operations of one batch of acknowledgements.

@@ -367,7 +367,7 @@ func (s *Server) commitOrdered(b *store.Batch) error {
 func (s *Server) lockFreeSession(c *conn) (*sessionEntry, packet.ReasonCode) {
 	for {
 		s.mu.Lock()
-		if s.draining.Load() {
+		if s.draining.Load() || s.quiesced.Load() {
 			s.mu.Unlock()
 			return nil, packet.ServerUnavailable
 		}

@@ -68,6 +68,7 @@ type Server struct {
 
 	started  atomic.Bool
 	draining atomic.Bool
+	quiesced atomic.Bool // Quiesce: no new work; only a drain follows
 	connWG   sync.WaitGroup
 }
 
@@ -209,6 +210,44 @@ func (s *Server) Handover(ctx context.Context, serverReference string) error {
 		d.ReasonCode, d.Properties.ServerReference = packet.UseAnotherServer, &serverReference
 	}
 	return s.drain(ctx, d)
+}
+
+// Quiesce prepares a handover: the server stops taking new work and lets
+// the work in flight finish, so that a store that stops accepting commits
+// afterwards (a cluster member handing its leadership over) fails none of
+// them and every acknowledgement owed goes out. Read loops dispatch no
+// further packet (a packet read meanwhile is dropped when the connection
+// closes: the client holds no acknowledgement for it and sends it again
+// to the next server), writers start no new delivery but still send
+// acknowledgements, new sessions are refused (Server unavailable), the
+// expiry sweeper stops. It returns once every commit submitted before it
+// has finished, or with ctx's error. A quiesced server does not resume:
+// Handover or Drain follows.
+func (s *Server) Quiesce(ctx context.Context) error {
+	if !s.started.Load() {
+		return ErrNotStarted
+	}
+	s.quiesced.Store(true)
+	s.sweep.stop()
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	// A dispatch or a delivery that began before the flag was set ends
+	// (its commits submitted) before these locks are free; any later one
+	// sees the flag.
+	for _, c := range conns {
+		c.dispatchMu.Lock()
+		c.dispatchMu.Unlock() //nolint:staticcheck // an empty critical section: waits for the holder
+		c.deliverMu.Lock()
+		c.deliverMu.Unlock() //nolint:staticcheck // as above
+	}
+	if err := s.com.waitIdle(ctx); err != nil {
+		return fmt.Errorf("engine: quiesce: commits still in flight: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) drain(ctx context.Context, d *packet.Disconnect) error {

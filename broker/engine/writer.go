@@ -79,19 +79,8 @@ func (w *writer) flush() bool {
 	c.panicHook("writer")
 	for {
 		w.buf = c.takeControl(w.buf[:0])
-		var fits func(*session.Outgoing) bool
-		if c.sendMax > 0 {
-			fits = c.fits
-		}
-		b := &store.Batch{NoSync: true}
-		var wait bool
-		w.outs, wait = c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, fits, b)
-		if !w.commit(b, wait) {
+		if !w.deliver() {
 			return false
-		}
-		for i := range w.outs {
-			w.buf = c.encode(w.buf, &w.outs[i])
-			w.outs[i] = session.Outgoing{}
 		}
 		if len(w.buf) == 0 {
 			return true
@@ -100,6 +89,33 @@ func (w *writer) flush() bool {
 			return false
 		}
 	}
+}
+
+// deliver appends the next deliveries to w.buf, once their delivery state
+// is stored; none once the server quiesced (Quiesce). False: the state
+// could not be stored.
+func (w *writer) deliver() bool {
+	c := w.c
+	c.deliverMu.Lock()
+	defer c.deliverMu.Unlock()
+	if c.srv.quiesced.Load() {
+		return true
+	}
+	var fits func(*session.Outgoing) bool
+	if c.sendMax > 0 {
+		fits = c.fits
+	}
+	b := &store.Batch{NoSync: true}
+	var wait bool
+	w.outs, wait = c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, fits, b)
+	if !w.commit(b, wait) {
+		return false
+	}
+	for i := range w.outs {
+		w.buf = c.encode(w.buf, &w.outs[i])
+		w.outs[i] = session.Outgoing{}
+	}
+	return true
 }
 
 // commit stores the delivery state changes of a batch; QoS 2 sends wait

@@ -16,8 +16,9 @@ import (
 )
 
 // ClusterAdmin is the replication side of a cluster member, as the admin
-// endpoint drives and reports it. *cluster.Node implements it; a single
-// node has none.
+// endpoint drives and reports it. *cluster.Node implements it (cmd/bollard
+// makes the transfers through replica.Engine, which quiesces the term's
+// engine first); a single node has none.
 type ClusterAdmin interface {
 	Status() cluster.Status
 	AddMember(ctx context.Context, m cluster.Member) error

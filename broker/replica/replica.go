@@ -48,6 +48,11 @@ type Engine struct {
 	cur     *engine.Server // the engine of the term this member serves; nil while it does not
 	term    uint64
 	retired sync.WaitGroup // engines handing their clients over
+	// stale is the serving engine a failed leadership transfer left
+	// quiesced: follow replaces it with a fresh engine for the same term
+	// (woken through restart).
+	stale   *engine.Server
+	restart chan struct{} // capacity 1
 	stop    chan struct{}
 	stopped chan struct{}
 	started bool
@@ -64,7 +69,7 @@ func New(cfg *config.Config, node Node, log *slog.Logger, newTerm func(cfg *conf
 	}
 	return &Engine{
 		node: node, log: log, newTerm: newTerm, refuser: refuser, cfg: cfg.Clone(),
-		stop: make(chan struct{}), stopped: make(chan struct{}),
+		stop: make(chan struct{}), stopped: make(chan struct{}), restart: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -88,10 +93,17 @@ func (e *Engine) follow() {
 	for {
 		st, changed := e.node.State()
 		e.mu.Lock()
-		cur, term := e.cur, e.term
+		cur, term, stale := e.cur, e.term, e.stale
 		e.mu.Unlock()
-		if cur != nil && (!st.Serving || st.Term != term) {
-			e.retire(cur, term)
+		switch {
+		case cur != nil && (!st.Serving || st.Term != term):
+			e.retire(cur, term, false)
+			cur = nil
+		case cur != nil && cur == stale:
+			// Still leading after a failed transfer: the clients come
+			// back to this member, to a fresh engine recovered once the
+			// quiesced one has let go of every session.
+			e.retire(cur, term, true)
 			cur = nil
 		}
 		if st.Serving && cur == nil {
@@ -101,6 +113,7 @@ func (e *Engine) follow() {
 		}
 		select {
 		case <-changed:
+		case <-e.restart:
 		case <-e.stop:
 			return
 		}
@@ -133,24 +146,73 @@ func (e *Engine) begin(term uint64) {
 	e.log.Info("serving MQTT clients", "term", term, "recovery", time.Since(t0).String())
 }
 
-// retire hands the clients of a term's engine over to the new leader.
-func (e *Engine) retire(srv *engine.Server, term uint64) {
+// retire hands the clients of a term's engine over to the new leader (to
+// this member when it still leads); wait: return once they are gone.
+func (e *Engine) retire(srv *engine.Server, term uint64, wait bool) {
 	e.mu.Lock()
 	if e.cur == srv {
 		e.cur = nil
+	}
+	if e.stale == srv {
+		e.stale = nil
 	}
 	e.mu.Unlock()
 	ref := e.leaderAddress()
 	e.log.Info("stopped serving MQTT clients; handing them over", "term", term, "leader", ref)
 	e.retired.Add(1)
-	go func() {
+	handover := func() {
 		defer e.retired.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), e.drainTimeout())
 		defer cancel()
 		if err := srv.Handover(ctx, ref); err != nil && !errors.Is(err, engine.ErrNotStarted) {
 			e.log.Warn("handover of a term's clients", "term", term, "err", err)
 		}
-	}()
+	}
+	if wait {
+		handover()
+		return
+	}
+	go handover()
+}
+
+// TransferLeadership hands this member's leadership to a follower the way
+// a graceful stop does (the admin endpoint's transfer): the term's engine
+// quiesces first, so no commit in flight is refused by the transfer, then
+// follow hands its clients to the new leader. When the transfer fails the
+// member still leads, but its quiesced engine cannot resume: its clients
+// are told to come back (DISCONNECT 0x9C naming this member) and a fresh
+// engine recovers the term.
+func (e *Engine) TransferLeadership() error {
+	return e.transfer(context.Background(), true)
+}
+
+// quiesceWait bounds how long a leader waits for the commits in flight
+// before it transfers its leadership (they take a replication round trip;
+// a leader without a quorum's contact never finishes them).
+const quiesceWait = 5 * time.Second
+
+func (e *Engine) transfer(ctx context.Context, restartOnFailure bool) error {
+	cur := e.current()
+	if cur != nil {
+		qctx, cancel := context.WithTimeout(ctx, quiesceWait)
+		if err := cur.Quiesce(qctx); err != nil {
+			e.log.Warn("transferring leadership with commits in flight", "err", err)
+		}
+		cancel()
+	}
+	err := e.node.TransferLeadership()
+	if err != nil && cur != nil && restartOnFailure {
+		e.mu.Lock()
+		if e.cur == cur {
+			e.stale = cur
+		}
+		e.mu.Unlock()
+		select {
+		case e.restart <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 // leaderAddress waits a little for the member to learn the new leader:
@@ -180,10 +242,8 @@ func (e *Engine) leaderAddress() string {
 func (e *Engine) leaderWait() time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if d := e.cfg.Cluster.LeaderLeaseTimeout.D(); d > 0 {
-		return d
-	}
-	return cluster.DefaultLeaderLease
+	_, _, lease := e.cfg.Cluster.Timeouts()
+	return lease
 }
 
 func (e *Engine) drainTimeout() time.Duration {
@@ -262,12 +322,14 @@ func (e *Engine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	return restart, nil
 }
 
-// Drain is a member's graceful stop: a leader first hands leadership to a
-// follower (so its clients are told where to go and reconnect once), then
-// every engine hands its clients over, within ctx.
+// Drain is a member's graceful stop: a leader first quiesces its engine
+// (no new publish or delivery is taken; the commits in flight finish and
+// their acknowledgements go out, none refused by the transfer), then hands
+// leadership to a follower, then its clients over to it (DISCONNECT 0x9C
+// naming the new leader: they reconnect once), within ctx.
 func (e *Engine) Drain(ctx context.Context) error {
 	if st, _ := e.node.State(); st.Serving {
-		if err := e.node.TransferLeadership(); err != nil {
+		if err := e.transfer(ctx, false); err != nil {
 			e.log.Warn("leadership transfer before stopping failed; clients are disconnected without a new leader", "err", err)
 		} else {
 			// follow retires the term's engine when the state changes.

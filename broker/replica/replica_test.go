@@ -58,6 +58,7 @@ func serving(t *testing.T, lease time.Duration) (*Engine, *fakeNode, string) {
 	cfg.Durability.Mode = config.DurabilityNone
 	cfg.DataDir = ""
 	cfg.Cluster.LeaderLeaseTimeout = config.Duration(lease)
+	cfg.Cluster.HeartbeatTimeout = config.Duration(max(lease, config.DefaultHeartbeatTimeout))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := memstore.New()
 	node := &fakeNode{st: cluster.Serving{Serving: true, Term: 1, LeaderID: "self"}, changed: make(chan struct{})}

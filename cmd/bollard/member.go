@@ -52,9 +52,19 @@ func serveMember(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.
 	}()
 	return runHost(eng, host.RunOptions{
 		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
-		Logger: log, Version: version, Store: node, Role: node, Cluster: node,
+		Logger: log, Version: version, Store: node, Role: node, Cluster: clusterAdmin{Node: node, eng: eng},
 	}, stopped)
 }
+
+// clusterAdmin is the member as the admin endpoint drives it, its
+// leadership transfers made through the engine, which quiesces the term's
+// engine first (replica.Engine.TransferLeadership).
+type clusterAdmin struct {
+	*cluster.Node
+	eng *replica.Engine
+}
+
+func (a clusterAdmin) TransferLeadership() error { return a.eng.TransferLeadership() }
 
 // clusterConfig turns the validated config into the member's.
 func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error) {
@@ -64,12 +74,13 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		return cluster.Config{}, fmt.Errorf("cluster.secretFile: %w", err)
 	}
 	secret = bytes.TrimSpace(secret)
+	heartbeat, election, lease := cl.Timeouts()
 	c := cluster.Config{
 		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), Bind: cl.Bind,
 		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
 		Store: pebblestore.Options{Logger: log},
 		Timing: cluster.Timing{
-			Heartbeat: cl.HeartbeatTimeout.D(), Election: cl.ElectionTimeout.D(), LeaderLease: cl.LeaderLeaseTimeout.D(),
+			Heartbeat: heartbeat, Election: election, LeaderLease: lease,
 			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),
 		},
 	}

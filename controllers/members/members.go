@@ -82,6 +82,10 @@ type Input struct {
 	Now time.Time
 	// Limits bound what counts as caught up and how long a roll waits.
 	Limits Limits
+	// Rolled says when the operator deleted a member's pod to roll it
+	// (the last one it did); a pod not back within Limits.ComeBack of it
+	// stalls the roll.
+	Rolled map[string]time.Time
 }
 
 // Limits are Decide's bounds.
@@ -376,12 +380,19 @@ func comingBack(in Input, h Health, byName map[string]Pod, rolling bool) (Action
 		p, ok := byName[name]
 		switch {
 		case !ok || (p.Deleting && rolling):
+			if at, rolled := in.Rolled[name]; rolled && in.Now.Sub(at) > in.Limits.ComeBack {
+				// The reason stays the same while the stall lasts: it is
+				// the Degraded message and the Event's, once.
+				return Action{Kind: Stalled, Leader: h.Leader, Member: name,
+					Reason: fmt.Sprintf("the pod of member %s has not come back within %s of the operator deleting it; the rolling upgrade stops until it does",
+						name, in.Limits.ComeBack)}, true
+			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: name, Reason: fmt.Sprintf("waiting for %s to come back", name)}, true
 		case rolling && p.Current && !h.healthy[p.Name]:
-			if age := in.Now.Sub(p.Created); age > in.Limits.ComeBack {
+			if in.Now.Sub(p.Created) > in.Limits.ComeBack {
 				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
-					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader %s after its pod started (more than %s); the rolling upgrade stops until it does",
-						p.Name, age.Round(time.Second), in.Limits.ComeBack)}, true
+					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader within %s of its pod starting; the rolling upgrade stops until it does",
+						p.Name, in.Limits.ComeBack)}, true
 			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name, Reason: fmt.Sprintf("waiting for %s to catch up with the leader", p.Name)}, true
 		}

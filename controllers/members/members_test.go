@@ -111,6 +111,20 @@ func TestDecide(t *testing.T) {
 			in.Pods = in.Pods[:2] // mqb-2 deleted, not recreated yet
 			return in
 		}, kind: Wait, member: "mqb-2"},
+		"roll: stalls when a deleted member's pod is not back in time": {in: func() Input {
+			in := cluster(3, 0)
+			outdated(&in, "mqb-0", "mqb-1")
+			in.Pods = in.Pods[:2]
+			in.Rolled = map[string]time.Time{"mqb-2": now.Add(-DefaultLimits.ComeBack - time.Second)}
+			return in
+		}, kind: Stalled, member: "mqb-2", reason: "has not come back"},
+		"roll: a deleted member's pod within its bound is waited for": {in: func() Input {
+			in := cluster(3, 0)
+			outdated(&in, "mqb-0", "mqb-1")
+			in.Pods = in.Pods[:2]
+			in.Rolled = map[string]time.Time{"mqb-2": now.Add(-time.Minute)}
+			return in
+		}, kind: Wait, member: "mqb-2"},
 		"roll: waits for a terminating member": {in: func() Input {
 			in := cluster(3, 0)
 			outdated(&in, "mqb-0", "mqb-1", "mqb-2")

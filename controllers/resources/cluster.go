@@ -48,6 +48,9 @@ const (
 
 const clusterSecretVolume = "cluster-secret"
 
+// clusterReadinessPeriod is how often a member's /readyz is probed.
+const clusterReadinessPeriod = 1
+
 // Clustered reports whether b runs as a replicated cluster.
 func Clustered(b *v1alpha1.MQTTBroker) bool { return Replicas(b) > 1 }
 
@@ -212,6 +215,11 @@ func clusterPod(b *v1alpha1.MQTTBroker, t *corev1.PodTemplateSpec, p Params) {
 	if ps.Affinity == nil && len(ps.TopologySpreadConstraints) == 0 {
 		ps.Affinity = spreadMembers(b)
 	}
+	// Readiness is the client Service's routing: after a leadership change
+	// the old leader leaves the endpoints and the new one joins within a
+	// second, not the single node's 2-4 s (clients refused by a follower
+	// meanwhile are told where the leader is and retry).
+	c.ReadinessProbe = httpProbe("/readyz", clusterReadinessPeriod, 1)
 	t.Annotations[RollHashAnnotation] = rollHash(t)
 }
 

@@ -46,6 +46,9 @@ func TestClusterStatefulSet(t *testing.T) {
 	}) {
 		t.Errorf("no replication container port: %+v", c.Ports)
 	}
+	if rp := c.ReadinessProbe; rp.HTTPGet.Path != "/readyz" || rp.PeriodSeconds != 1 || rp.FailureThreshold != 1 {
+		t.Errorf("readiness probe %+v: the client Service must follow the leader within a second", rp)
+	}
 	if a := s.Template.Spec.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 {
 		t.Errorf("members are not spread over nodes by default: %+v", a)
 	}

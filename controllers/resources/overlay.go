@@ -46,7 +46,7 @@ func buildConfigOwners() []configOwner {
 		{"drainTimeout", "spec.terminationGracePeriodSeconds (minus 10s)"},
 		// Membership, addresses and the cluster secret need Services, ports
 		// and pods the operator makes: not a file setting.
-		{"cluster", "the operator (replication follows spec.replicas; until the operator manages it, one broker)"},
+		{"cluster", "the operator (replication follows spec.replicas: each member gets its ID, addresses and secret as flags)"},
 	}
 	o = append(o, specFields("sessions", "spec.sessions", reflect.TypeFor[v1alpha1.Sessions]())...)
 	o = append(o, specFields("queues", "spec.queues", reflect.TypeFor[v1alpha1.Queues]())...)

@@ -167,8 +167,14 @@ func typeName(t reflect.Type) string {
 		return "string"
 	case t.Kind() == reflect.Bool:
 		return "bool"
+	case t.Kind() == reflect.Map:
+		return "map of " + typeName(t.Key()) + " to " + typeName(t.Elem())
+	case t.Kind() == reflect.Struct:
+		return t.Name()
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "integer"
 	}
-	return "integer"
+	return t.Kind().String()
 }
 
 // formatDefault renders a default value for the table.
@@ -181,7 +187,7 @@ func formatDefault(v reflect.Value) string {
 			return "unset"
 		}
 		return formatDefault(v.Elem())
-	case v.Kind() == reflect.Slice:
+	case v.Kind() == reflect.Slice || v.Kind() == reflect.Map:
 		if v.Len() == 0 {
 			return "empty"
 		}

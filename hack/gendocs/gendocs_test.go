@@ -95,3 +95,30 @@ func TestParseGoTypes(t *testing.T) {
 		t.Errorf("spec.imagePullPolicy: %+v, want a plain string", f)
 	}
 }
+
+// TestTypeNameAndDefault covers every kind the config schema uses: a map
+// is named as one (not as an integer), and its empty default reads as such.
+func TestTypeNameAndDefault(t *testing.T) {
+	type item struct{ A string }
+	for _, c := range []struct {
+		v        any
+		typ, def string
+	}{
+		{map[string]string(nil), "map of string to string", "empty"},
+		{map[string]int{"a": 1}, "map of string to integer", "`map[a:1]`"},
+		{[]item(nil), "list of item", "empty"},
+		{uint32(7), "integer", "`7`"},
+		{int64(-1), "integer", "`-1`"},
+		{true, "bool", "`true`"},
+		{"x", "string", "`x`"},
+		{1.5, "float64", "`1.5`"},
+	} {
+		v := reflect.ValueOf(c.v)
+		if got := typeName(v.Type()); got != c.typ {
+			t.Errorf("typeName(%T) = %q, want %q", c.v, got, c.typ)
+		}
+		if got := formatDefault(v); got != c.def {
+			t.Errorf("formatDefault(%#v) = %q, want %q", c.v, got, c.def)
+		}
+	}
+}

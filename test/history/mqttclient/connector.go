@@ -49,7 +49,10 @@ type Span struct {
 	// connection end (zero while it lasts).
 	Up, Down time.Time
 	// ByClient: the client ended it (Offline, Close, the end of Run, a
-	// publish that timed out), rather than the server or the network.
+	// publish that timed out), rather than the server or the network. A
+	// span with a server DISCONNECT is never ByClient: the server ended
+	// it, whichever side the client saw close first (paho reports the
+	// DISCONNECT from a goroutine of its own, before or after).
 	ByClient bool
 	// ServerDisconnect: the server sent DISCONNECT with ReasonCode (and
 	// ServerReference, if any).
@@ -147,7 +150,8 @@ func (c *connector) closeLocked(byClient bool) {
 	if c.open < 0 {
 		return
 	}
-	c.spans[c.open].Down, c.spans[c.open].ByClient = time.Now(), byClient
+	sp := &c.spans[c.open]
+	sp.Down, sp.ByClient = time.Now(), byClient && !sp.ServerDisconnect
 	c.open = -1
 }
 
@@ -164,7 +168,7 @@ func (c *connector) disconnected(ref *spanRef, d *paho.Disconnect) {
 
 func (c *connector) recordLocked(i int, d *paho.Disconnect) {
 	sp := &c.spans[i]
-	sp.ServerDisconnect, sp.ReasonCode = true, d.ReasonCode
+	sp.ServerDisconnect, sp.ReasonCode, sp.ByClient = true, d.ReasonCode, false
 	if d.Properties != nil {
 		sp.ServerReference = d.Properties.ServerReference
 	}
