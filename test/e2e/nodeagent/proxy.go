@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,10 +84,12 @@ func newServiceProxy(name, addr string, maxConns int, log *slog.Logger) (*servic
 // Addr is the proxy's listen address.
 func (p *serviceProxy) Addr() string { return p.ln.Addr().String() }
 
-// setEndpoints replaces the endpoints new connections go to.
-func (p *serviceProxy) setEndpoints(eps []string) {
+// setEndpoints replaces the endpoints new connections go to; it reports
+// whether they changed.
+func (p *serviceProxy) setEndpoints(eps []string) bool {
 	c := append([]string(nil), eps...)
-	p.endpoints.Store(&c)
+	old := p.endpoints.Swap(&c)
+	return !slices.Equal(*old, c)
 }
 
 // Stats returns the proxy's counters.

@@ -183,7 +183,10 @@ func (a *Agent) syncService(key string) error {
 		if err != nil {
 			return err
 		}
-		p.setEndpoints(endpointAddrs(port, eps, a.localAddr))
+		addrs := endpointAddrs(port, eps, a.localAddr)
+		if p.setEndpoints(addrs) {
+			a.log.Info("service endpoints changed", "service", k, "endpoints", addrs)
+		}
 	}
 	return nil
 }
