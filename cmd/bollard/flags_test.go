@@ -87,3 +87,61 @@ func TestRunVersionAndUsage(t *testing.T) {
 		t.Errorf("empty --admin-token-file: %d %q", code, errOut.String())
 	}
 }
+
+// The cluster flags fill the config's cluster section, as a StatefulSet's
+// members pass it (the operator renders no cluster section in the file).
+func TestClusterFlags(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseFlags([]string{
+		"--data-dir", dir,
+		"--cluster-member-id=b-1", "--cluster-bind=[127.0.0.1]:8081",
+		"--cluster-members=b-0=b-0.h.ns.svc:8081=b-0.h.ns.svc:1883,b-1=b-1.h.ns.svc:8081",
+		"--cluster-secret-file=" + secret, "--cluster-bootstrap",
+		"--cluster-dial-addresses=b-0=127.0.0.1:20001, b-1=127.0.0.1:20002",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Cluster
+	if cl.MemberID != "b-1" || cl.Bind != "[127.0.0.1]:8081" || cl.SecretFile != secret || !cl.Bootstrap {
+		t.Errorf("cluster %+v", cl)
+	}
+	if len(cl.Members) != 2 || cl.Members[0] != (config.ClusterMember{ID: "b-0", RaftAddress: "b-0.h.ns.svc:8081", ClientAddress: "b-0.h.ns.svc:1883"}) ||
+		cl.Members[1] != (config.ClusterMember{ID: "b-1", RaftAddress: "b-1.h.ns.svc:8081"}) {
+		t.Errorf("members %+v", cl.Members)
+	}
+	if len(cl.DialAddresses) != 2 || cl.DialAddresses["b-0"] != "127.0.0.1:20001" || cl.DialAddresses["b-1"] != "127.0.0.1:20002" {
+		t.Errorf("dial addresses %v", cl.DialAddresses)
+	}
+}
+
+func TestClusterDialAddressesFlagRefused(t *testing.T) {
+	for name, v := range map[string]string{
+		"no address": "b-0=",
+		"no id":      "=127.0.0.1:1",
+		"no equals":  "b-0",
+		"twice":      "b-0=127.0.0.1:1,b-0=127.0.0.1:2",
+		"too many":   strings.Repeat("b=127.0.0.1:1,", maxDialAddresses) + "c=127.0.0.1:1",
+	} {
+		if _, err := parseFlags([]string{"--cluster-dial-addresses=" + v}, io.Discard); err == nil ||
+			!strings.Contains(err.Error(), "--cluster-dial-addresses") {
+			t.Errorf("%s: %v, want an error naming the flag", name, err)
+		}
+	}
+	// Entries are checked against the members with the rest of the config.
+	f, err := parseFlags([]string{"--cluster-dial-addresses=x=127.0.0.1:1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.load(); err == nil || !strings.Contains(err.Error(), "cluster") {
+		t.Errorf("dial addresses without a cluster: %v", err)
+	}
+}

@@ -198,6 +198,7 @@ type flags struct {
 	clusterMembers string
 	clusterSecret  string
 	clusterBoot    bool
+	clusterDial    string
 	set            map[string]bool
 }
 
@@ -226,6 +227,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.clusterMembers, "cluster-members", "", "cluster `members` as id=raftAddress[=clientAddress],... (cluster.members)")
 	fs.StringVar(&f.clusterSecret, "cluster-secret-file", "", "`file` holding the replication secret, 32 bytes or more (cluster.secretFile)")
 	fs.BoolVar(&f.clusterBoot, "cluster-bootstrap", false, "form the cluster from the members when this member has no state (cluster.bootstrap)")
+	fs.StringVar(&f.clusterDial, "cluster-dial-addresses", "", "where to dial members whose raftAddress is not reachable as such, as id=address,... (cluster.dialAddresses)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: bollard [flags]\n       bollard version\n\nflags:\n")
 		fs.PrintDefaults()
@@ -264,6 +266,11 @@ func (f *flags) check() error {
 	if f.set["cluster-members"] {
 		if _, err := parseMembers(f.clusterMembers); err != nil {
 			errs = append(errs, fmt.Errorf("--cluster-members: %w", err))
+		}
+	}
+	if f.set["cluster-dial-addresses"] {
+		if _, err := parseDialAddresses(f.clusterDial); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-dial-addresses: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -337,6 +344,37 @@ func (f *flags) apply(cfg *config.Config) {
 	if f.set["cluster-bootstrap"] {
 		cfg.Cluster.Bootstrap = f.clusterBoot
 	}
+	if f.set["cluster-dial-addresses"] {
+		cfg.Cluster.DialAddresses, _ = parseDialAddresses(f.clusterDial) // checked by check
+	}
+}
+
+// maxDialAddresses bounds the entries of --cluster-dial-addresses before
+// they reach the config's own check (at most as many as members).
+const maxDialAddresses = 64
+
+// parseDialAddresses reads "id=address,..."; an empty value is an empty
+// map. The IDs and addresses are checked with the rest of the config.
+func parseDialAddresses(v string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	items := strings.Split(v, ",")
+	if len(items) > maxDialAddresses {
+		return nil, fmt.Errorf("at most %d entries, got %d", maxDialAddresses, len(items))
+	}
+	for _, item := range items {
+		id, addr, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("want id=address, got %q", item)
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("member %q is listed twice", id)
+		}
+		out[id] = addr
+	}
+	return out, nil
 }
 
 // parseMembers reads "id=raftAddress[=clientAddress],...". The addresses

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/test/history"
+	"github.com/bollard-io/bollard/test/history/workload"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -20,25 +21,25 @@ func TestFollowerKilledUnderLoad(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
 	l := c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
+	w := workload.Start(t, c.addrs(), workload.Default)
 	rng := newRand(t)
-	w.waitAcked(20, time.Minute)
+	w.WaitAcked(20, time.Minute)
 	for k := range kills {
 		f := (l + 1 + k) % 3
-		w.waitProgress(1+rng.Uint64N(200), time.Minute)
+		w.WaitProgress(1+rng.Uint64N(200), time.Minute)
 		c.members[f].killNow()
-		w.waitAcked(30, time.Minute) // served by a majority of two
+		w.WaitAcked(30, time.Minute) // served by a majority of two
 		c.start(f)
 		c.following(f, l, time.Minute)
 	}
-	w.waitAcked(20, time.Minute)
+	w.WaitAcked(20, time.Minute)
 	if now := c.serving(); now != l {
 		t.Errorf("the leader changed from %s to member %d although only followers died", c.members[l].id, now)
 	}
-	for _, o := range w.clientOutages() {
-		t.Errorf("%s lost its connection to %s at %s (only followers died)", o.client, o.from, o.at.Format("15:04:05.000"))
+	for _, o := range w.ClientOutages() {
+		t.Errorf("%s lost its connection to %s at %s (only followers died)", o.Client, o.From, o.At.Format("15:04:05.000"))
 	}
-	w.finish(2 * time.Minute)
+	w.Finish(2 * time.Minute)
 }
 
 // TestIsolatedLeader cuts the leader off from both followers (its MQTT
@@ -49,16 +50,16 @@ func TestIsolatedLeader(t *testing.T) {
 	c := newCluster(t, 3, withMesh())
 	c.startAll()
 	l := c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
-	w.waitAcked(30, time.Minute)
+	w := workload.Start(t, c.addrs(), workload.Default)
+	w.WaitAcked(30, time.Minute)
 	old := c.members[l]
 	var onOld []string // clients connected to the leader when it is cut off
-	for _, p := range w.pubs {
+	for _, p := range w.Pubs {
 		if sp := p.Spans(); len(sp) > 0 && sp[len(sp)-1].Addr == old.mqtt && sp[len(sp)-1].Down.IsZero() {
 			onOld = append(onOld, p.ID())
 		}
 	}
-	for _, s := range w.online {
+	for _, s := range w.Online {
 		if sp := s.Spans(); len(sp) > 0 && sp[len(sp)-1].Addr == old.mqtt && sp[len(sp)-1].Down.IsZero() {
 			onOld = append(onOld, s.ClientID())
 		}
@@ -77,7 +78,7 @@ func TestIsolatedLeader(t *testing.T) {
 	})
 	nl := c.leaderOtherThan(l, 30*time.Second)
 	elected := time.Since(isolated)
-	w.waitAcked(30, time.Minute) // the clients found the new leader
+	w.WaitAcked(30, time.Minute) // the clients found the new leader
 	lastDrop := clientsLeft(t, w, old.mqtt, isolated, onOld)
 	t.Logf("isolated %s: it stopped serving after %s (lease %s); %s leads after %s; its %d clients were all disconnected within %s",
 		old.id, stepDown.Round(time.Millisecond), c.lease(), c.members[nl].id, elected.Round(time.Millisecond), len(onOld), lastDrop.Round(time.Millisecond))
@@ -95,24 +96,24 @@ func TestIsolatedLeader(t *testing.T) {
 
 	c.mesh.HealAll()
 	c.following(l, nl, time.Minute)
-	w.waitAcked(20, time.Minute)
-	w.finish(2 * time.Minute)
-	checkNoAckAfter(t, w.rec.History(), old.mqtt, isolated.Add(c.lease()+time.Second))
+	w.WaitAcked(20, time.Minute)
+	w.Finish(2 * time.Minute)
+	checkNoAckAfter(t, w.Rec.History(), old.mqtt, isolated.Add(c.lease()+time.Second))
 }
 
 // clientsLeft checks that every client in ids ended its connection to
 // addr after from, and returns how long after from the last one did.
-func clientsLeft(t *testing.T, w *workload, addr string, from time.Time, ids []string) time.Duration {
+func clientsLeft(t *testing.T, w *workload.Workload, addr string, from time.Time, ids []string) time.Duration {
 	t.Helper()
 	var last time.Duration
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
 	}
-	for _, o := range w.clientOutages() {
-		if want[o.client] && o.from == addr && !o.at.Before(from) {
-			delete(want, o.client)
-			last = max(last, o.at.Sub(from))
+	for _, o := range w.ClientOutages() {
+		if want[o.Client] && o.From == addr && !o.At.Before(from) {
+			delete(want, o.Client)
+			last = max(last, o.At.Sub(from))
 		}
 	}
 	for id := range want {
@@ -150,11 +151,11 @@ func TestFullRestart(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
 	c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
+	w := workload.Start(t, c.addrs(), workload.Default)
 	rng := newRand(t)
-	w.waitAcked(20, time.Minute)
+	w.WaitAcked(20, time.Minute)
 	for range restarts {
-		w.waitProgress(1+rng.Uint64N(200), time.Minute)
+		w.WaitProgress(1+rng.Uint64N(200), time.Minute)
 		for _, m := range c.members {
 			m.mu.Lock()
 			m.expected = true
@@ -164,11 +165,11 @@ func TestFullRestart(t *testing.T) {
 		for _, m := range c.members {
 			m.killNow() // waits for the end
 		}
-		before := w.acked()
+		before := w.Acked()
 		c.startAll()
 		l := c.leader(time.Minute)
-		w.waitAcked(20, time.Minute)
+		w.WaitAcked(20, time.Minute)
 		t.Logf("restarted: %s leads; %d acknowledged before the kill", c.members[l].id, before)
 	}
-	w.finish(2 * time.Minute)
+	w.Finish(2 * time.Minute)
 }

@@ -4,7 +4,7 @@
 // delivered once, clients find the leader through any member, and
 // failover is fast.
 //
-// Every scenario runs a workload (workload_test.go) recording into one
+// Every scenario runs a workload (test/history/workload) recording into one
 // test/history Recorder: publishers at QoS 1 and QoS 2 (window 1, counting
 // acknowledgements) and persistent subscribers at QoS 1 and QoS 2, online
 // throughout and offline until the end; history.Check then proves every

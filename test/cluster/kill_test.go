@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bollard-io/bollard/test/poll"
+	"github.com/bollard-io/bollard/test/history/workload"
 )
 
 // newRand is the scenario's random source, its seed logged
@@ -26,16 +26,6 @@ func newRand(t *testing.T) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, seed))
 }
 
-// waitProgress waits until the publishers have n more acknowledgements in
-// all: a moment picked by the traffic rather than the clock.
-func (w *workload) waitProgress(n uint64, d time.Duration) {
-	w.t.Helper()
-	base := w.acked()
-	poll.Wait(w.t, d, time.Millisecond, strconv.FormatUint(n, 10)+" more acknowledgements", func() bool {
-		return w.acked() >= base+n
-	})
-}
-
 // TestLeaderKilledUnderLoad kills the leader with SIGKILL under load at
 // random moments, several times, restarting it each time as a follower:
 // every acknowledged message reaches every persistent subscriber, online
@@ -48,13 +38,13 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
 	c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
+	w := workload.Start(t, c.addrs(), workload.Default)
 	rng := newRand(t)
-	w.waitAcked(20, time.Minute)
+	w.WaitAcked(20, time.Minute)
 	var failovers []time.Duration
 	for range kills {
 		l := c.leader(30 * time.Second)
-		w.waitProgress(1+rng.Uint64N(200), time.Minute)
+		w.WaitProgress(1+rng.Uint64N(200), time.Minute)
 		t0 := time.Now()
 		c.members[l].killNow()
 		nl := c.leader(30 * time.Second)
@@ -65,8 +55,8 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 		c.start(l)
 		c.following(l, nl, time.Minute)
 	}
-	w.waitAcked(20, time.Minute)
-	t.Logf("kill -9 of the leader to a new leader serving: %s", durations(failovers))
-	w.finish(2 * time.Minute)
-	t.Logf("%d acknowledged in all", w.acked())
+	w.WaitAcked(20, time.Minute)
+	t.Logf("kill -9 of the leader to a new leader serving: %s", workload.Durations(failovers))
+	w.Finish(2 * time.Minute)
+	t.Logf("%d acknowledged in all", w.Acked())
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/test/history/workload"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -37,8 +38,8 @@ func TestRollingRestart(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
 	l := c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
-	w.waitAcked(20, time.Minute)
+	w := workload.Start(t, c.addrs(), workload.Default)
+	w.WaitAcked(20, time.Minute)
 
 	type restart struct {
 		member   int
@@ -52,7 +53,7 @@ func TestRollingRestart(t *testing.T) {
 		c.start(i)
 		nl := c.leader(time.Minute)
 		c.following(i, nl, time.Minute)
-		w.waitAcked(10, time.Minute)
+		w.WaitAcked(10, time.Minute)
 		r.to = time.Now()
 		restarts = append(restarts, r)
 		t.Logf("restarted %s (leader: %v) in %s; %s leads", c.members[i].id, r.leader, r.to.Sub(r.from).Round(time.Millisecond), c.members[nl].id)
@@ -60,40 +61,40 @@ func TestRollingRestart(t *testing.T) {
 	nl := c.serving()
 
 	var lengths []time.Duration
-	for _, o := range w.clientOutages() {
-		k := slices.IndexFunc(restarts, func(r restart) bool { return !o.at.Before(r.from) && !o.at.After(r.to) })
+	for _, o := range w.ClientOutages() {
+		k := slices.IndexFunc(restarts, func(r restart) bool { return !o.At.Before(r.from) && !o.At.After(r.to) })
 		switch {
 		case k < 0:
-			t.Errorf("%s lost its connection to %s at %s, outside every restart", o.client, o.from, o.at.Format("15:04:05.000"))
+			t.Errorf("%s lost its connection to %s at %s, outside every restart", o.Client, o.From, o.At.Format("15:04:05.000"))
 		case !restarts[k].leader:
-			t.Errorf("%s lost its connection to %s when the follower %s restarted", o.client, o.from, c.members[restarts[k].member].id)
-		case o.reason != 0x9C || c.index(o.ref) < 0 || o.ref == c.members[l].mqtt:
-			t.Errorf("%s left the old leader with %s, want DISCONNECT 0x9C naming another member", o.client, o.describe())
+			t.Errorf("%s lost its connection to %s when the follower %s restarted", o.Client, o.From, c.members[restarts[k].member].id)
+		case o.Reason != 0x9C || c.index(o.Ref) < 0 || o.Ref == c.members[l].mqtt:
+			t.Errorf("%s left the old leader with %s, want DISCONNECT 0x9C naming another member", o.Client, o.Describe())
 		}
-		lengths = append(lengths, o.length)
+		lengths = append(lengths, o.Length)
 	}
 	perClient := map[string]int{}
-	for _, o := range w.clientOutages() {
-		perClient[o.client]++
+	for _, o := range w.ClientOutages() {
+		perClient[o.Client]++
 	}
 	for client, n := range perClient {
 		if n > 1 {
 			t.Errorf("%s was disconnected %d times in the rolling restart, want at most once", client, n)
-			w.logSpans()
+			w.LogSpans()
 		}
 	}
 	var refused uint64
-	for _, p := range w.pubs {
+	for _, p := range w.Pubs {
 		refused += p.Stats().Failed
 	}
 	if refused > 0 {
 		t.Errorf("%d publishes refused (reason code 0x80 or more) in the rolling restart, want none", refused)
 	}
-	t.Logf("clients disconnected by the leader's restart: %d; time without a connection: %s", len(lengths), durations(lengths))
+	t.Logf("clients disconnected by the leader's restart: %d; time without a connection: %s", len(lengths), workload.Durations(lengths))
 	if nl < 0 {
 		t.Error("no member serves after the rolling restart")
 	}
-	w.finish(2 * time.Minute)
+	w.Finish(2 * time.Minute)
 }
 
 // TestCatchUpBySnapshot keeps a follower down while messages queue for
@@ -112,8 +113,8 @@ func TestCatchUpBySnapshot(t *testing.T) {
 		withConfig(fmt.Sprintf("queues:\n  maxQueuedMessages: %d\n  maxQueuedBytes: %d\n", 4*queue, 1<<30)))
 	c.startAll()
 	l := c.leader(60 * time.Second)
-	w := startWorkload(t, c, workloadConfig{perQoS: 8, offline: 1})
-	w.waitAcked(5, time.Minute)
+	w := workload.Start(t, c.addrs(), workload.Config{PerQoS: 8, Offline: 1})
+	w.WaitAcked(5, time.Minute)
 
 	f := (l + 1) % 3
 	down, err := c.members[f].status()
@@ -122,7 +123,7 @@ func TestCatchUpBySnapshot(t *testing.T) {
 	}
 	c.members[f].killNow()
 	t0 := time.Now()
-	w.waitProgress(uint64(queue), 15*time.Minute)
+	w.WaitProgress(uint64(queue), 15*time.Minute)
 	// The leader must have snapshotted and dropped the entries f lacks.
 	var ls clusterStatus
 	poll.Wait(t, time.Minute, 50*time.Millisecond, "the leader to snapshot past the member's log", func() bool {
@@ -130,7 +131,7 @@ func TestCatchUpBySnapshot(t *testing.T) {
 		return err == nil && ls.LastSnapshot > down.LastLog+trailing
 	})
 	t.Logf("%s down at log index %d; %d acknowledged in %s; the leader is at %d, snapshot %d",
-		c.members[f].id, down.LastLog, w.acked(), time.Since(t0).Round(time.Millisecond), ls.LastLog, ls.LastSnapshot)
+		c.members[f].id, down.LastLog, w.Acked(), time.Since(t0).Round(time.Millisecond), ls.LastLog, ls.LastSnapshot)
 
 	t1 := time.Now()
 	c.start(f)
@@ -150,7 +151,7 @@ func TestCatchUpBySnapshot(t *testing.T) {
 	t.Logf("%s installed the leader's snapshot: its last snapshot is %d", c.members[f].id, fs.LastSnapshot)
 
 	// The member that caught up leads, and the queues drain from it.
-	w.stop()
+	w.Stop()
 	c.members[l].killNow()
 	nl := c.leaderOtherThan(l, time.Minute)
 	if nl != f {
@@ -161,9 +162,9 @@ func TestCatchUpBySnapshot(t *testing.T) {
 	}
 	c.start(l)
 	t2 := time.Now()
-	rep := w.finish(5 * time.Minute)
+	rep := w.Finish(5 * time.Minute)
 	t.Logf("%d messages per subscriber drained from %s in %s", rep.Acked, c.members[f].id, time.Since(t2).Round(time.Millisecond))
-	for _, s := range w.offline {
+	for _, s := range w.Offline {
 		sp := s.Spans()
 		if last := sp[len(sp)-1]; last.Addr != c.members[f].mqtt {
 			t.Errorf("%s drained its queue from %s, not from %s", s.ClientID(), last.Addr, c.members[f].mqtt)
@@ -185,9 +186,9 @@ func TestFailoverTimes(t *testing.T) {
 	c := newCluster(t, 3, withoutRace())
 	c.startAll()
 	c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
+	w := workload.Start(t, c.addrs(), workload.Default)
 	rng := newRand(t)
-	w.waitAcked(10, time.Minute)
+	w.WaitAcked(10, time.Minute)
 	var kills, terms []time.Duration
 	for range n {
 		kills = append(kills, c.failover(w, 1+rng.Uint64N(100), syscall.SIGKILL))
@@ -195,12 +196,12 @@ func TestFailoverTimes(t *testing.T) {
 	for range n {
 		terms = append(terms, c.failover(w, 1+rng.Uint64N(100), syscall.SIGTERM))
 	}
-	t.Logf("kill -9 of the leader to a new leader accepting CONNECT: %s", durations(kills))
-	t.Logf("SIGTERM of the leader (leadership transfer) to a new leader accepting CONNECT: %s", durations(terms))
-	w.finish(2 * time.Minute)
+	t.Logf("kill -9 of the leader to a new leader accepting CONNECT: %s", workload.Durations(kills))
+	t.Logf("SIGTERM of the leader (leadership transfer) to a new leader accepting CONNECT: %s", workload.Durations(terms))
+	w.Finish(2 * time.Minute)
 	check := func(what string, ds []time.Duration, limit time.Duration) {
 		s := slices.Sorted(slices.Values(ds))
-		if p := pct(s, 99); p > limit {
+		if p := workload.Pct(s, 99); p > limit {
 			t.Errorf("%s: p99 %s, over %s", what, p, limit)
 		}
 	}
@@ -211,7 +212,7 @@ func TestFailoverTimes(t *testing.T) {
 // failover waits for a settled cluster and progress more acknowledgements,
 // sends sig to the leader, and returns the time until another member
 // accepts a CONNECT. The old leader is started again as a follower.
-func (c *testCluster) failover(w *workload, progress uint64, sig syscall.Signal) time.Duration {
+func (c *testCluster) failover(w *workload.Workload, progress uint64, sig syscall.Signal) time.Duration {
 	c.t.Helper()
 	l := c.leader(time.Minute)
 	var others []string
@@ -221,7 +222,7 @@ func (c *testCluster) failover(w *workload, progress uint64, sig syscall.Signal)
 			others = append(others, m.mqtt)
 		}
 	}
-	w.waitProgress(progress, time.Minute)
+	w.WaitProgress(progress, time.Minute)
 	m := c.members[l]
 	m.mu.Lock()
 	m.expected = true
@@ -243,12 +244,4 @@ func (c *testCluster) failover(w *workload, progress uint64, sig syscall.Signal)
 	c.start(l)
 	c.t.Logf("%s to %s: %s accepts CONNECT after %s", sig, m.id, addr, took.Round(time.Millisecond))
 	return took
-}
-
-// describe is an outage as a line.
-func (o outage) describe() string {
-	if !o.byServer {
-		return "a lost connection"
-	}
-	return fmt.Sprintf("DISCONNECT 0x%02X %q", o.reason, o.ref)
 }

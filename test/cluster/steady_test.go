@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bollard-io/bollard/test/history/workload"
 )
 
 // TestSteadyLoad runs the scenarios' workload for BOLLARD_CLUSTER_STEADY
@@ -27,14 +29,14 @@ func TestSteadyLoad(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
 	l := c.leader(60 * time.Second)
-	w := startWorkload(t, c, defaultWorkload)
-	w.waitAcked(20, time.Minute)
+	w := workload.Start(t, c.addrs(), workload.Default)
+	w.WaitAcked(20, time.Minute)
 	before, err := c.members[l].status()
 	if err != nil {
 		t.Fatal(err)
 	}
 	timeouts0 := c.heartbeatTimeouts()
-	acked0 := w.acked()
+	acked0 := w.Acked()
 	time.Sleep(d) // the run's length is the measurement
 	after, err := c.members[l].status()
 	if err != nil {
@@ -42,14 +44,14 @@ func TestSteadyLoad(t *testing.T) {
 	}
 	timeouts := c.heartbeatTimeouts() - timeouts0
 	t.Logf("steady run of %s: %d acknowledged; term %d -> %d (%d elections); %d heartbeat timeouts (pre-vote rounds)",
-		d, w.acked()-acked0, before.Term, after.Term, after.Term-before.Term, timeouts)
+		d, w.Acked()-acked0, before.Term, after.Term, after.Term-before.Term, timeouts)
 	if after.Term != before.Term || after.ID != before.ID {
 		t.Errorf("the leadership changed in a steady run: %s term %d -> %s term %d", before.ID, before.Term, after.ID, after.Term)
 	}
-	for _, o := range w.clientOutages() {
-		t.Errorf("%s lost its connection to %s at %s in a steady run", o.client, o.from, o.at.Format("15:04:05.000"))
+	for _, o := range w.ClientOutages() {
+		t.Errorf("%s lost its connection to %s at %s in a steady run", o.Client, o.From, o.At.Format("15:04:05.000"))
 	}
-	w.finish(2 * time.Minute)
+	w.Finish(2 * time.Minute)
 }
 
 // heartbeatTimeouts counts the heartbeat timeouts in every member's log.

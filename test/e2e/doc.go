@@ -3,7 +3,12 @@
 // kube-controller-manager, kube-scheduler, the operator in-process, and the
 // node agent running broker pods as local bollard processes), then tests
 // that apply manifests and talk to the running brokers with real MQTT
-// clients.
+// clients. Most tests dial a pod's remapped port; the replication
+// scenarios (replication_test.go: a 3-member broker's leader killed, its
+// pod deleted, a rolling upgrade, failovers with the operator stopped)
+// dial only the client Service, which the node agent carries to the ready
+// pods as kube-proxy would, and check test/history/workload's history and
+// the goals of issue 16 on each client's outages.
 //
 // Run it with `go test -race -shuffle=on -tags e2e ./test/e2e/... -v` (the control
 // plane binaries come from hack/testbin.sh, or KUBEBUILDER_ASSETS; without

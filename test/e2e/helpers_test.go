@@ -100,3 +100,17 @@ func restartCount(p *corev1.Pod) int32 {
 	}
 	return n
 }
+
+// serviceAddr is the local address where the node agent carries a Service
+// port (by name or number), as kube-proxy carries its cluster IP; it waits
+// until the agent proxies the port.
+func serviceAddr(t *testing.T, ns, svc, port string) string {
+	t.Helper()
+	var addr string
+	eventually(t, 30*time.Second, fmt.Sprintf("a proxy for port %s of Service %s/%s", port, ns, svc), func(context.Context) (bool, error) {
+		a, err := testCluster.Agent.ServiceAddr(ns, svc, port)
+		addr = a
+		return err == nil, err
+	})
+	return addr
+}

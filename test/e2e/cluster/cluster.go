@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,12 +54,16 @@ type Cluster struct {
 	// Agent is the node agent running pods.
 	Agent *nodeagent.Agent
 
-	opts    Options
-	log     *slog.Logger
-	env     *envtest.Environment
-	procs   []*process
-	stops   []func()
-	tempDir bool
+	opts Options
+	log  *slog.Logger
+
+	opMu     sync.Mutex
+	opStop   func() // stops the running operator; nil when none runs
+	opOnStop bool   // Stop stops the operator
+	env      *envtest.Environment
+	procs    []*process
+	stops    []func()
+	tempDir  bool
 }
 
 // Start brings the cluster up and returns once the node is Ready. It fails

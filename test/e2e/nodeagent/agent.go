@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -72,6 +73,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Env is added to every process's environment (before the container's).
 	Env []string
+	// MaxProxyConns bounds the connections open at once through each
+	// Service port's proxy (default 4096); more are reset and counted.
+	MaxProxyConns int
 }
 
 func (o *Options) defaults() error {
@@ -121,6 +125,8 @@ type Agent struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 
 	pods       corelisters.PodLister
+	services   corelisters.ServiceLister
+	slices     discoverylisters.EndpointSliceLister
 	pvcs       corelisters.PersistentVolumeClaimLister
 	pvs        corelisters.PersistentVolumeLister
 	configMaps corelisters.ConfigMapLister
@@ -128,9 +134,15 @@ type Agent struct {
 	synced     []cache.InformerSynced
 
 	ports *portAllocator
+	ips   *ipAllocator
+	// svcQueue holds the Services whose proxies need a sync; apart from
+	// the pod queue, so that a slow pod sync never delays a Service's
+	// endpoints.
+	svcQueue workqueue.TypedRateLimitingInterface[string]
 
 	mu       sync.Mutex
-	runtimes map[string]*podRuntime // by namespace/name
+	runtimes map[string]*podRuntime   // by namespace/name
+	proxies  map[string]*serviceProxy // by proxyKey
 	ready    chan struct{}
 }
 
@@ -149,8 +161,13 @@ func New(kube kubernetes.Interface, o Options) (*Agent, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 5*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodeagent"}),
+		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 5*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodeagent-services"}),
 		ports:    newPortAllocator(o.PortBase, o.PortLimit),
+		ips:      newIPAllocator(),
 		runtimes: map[string]*podRuntime{},
+		proxies:  map[string]*serviceProxy{},
 		ready:    make(chan struct{}),
 	}, nil
 }
@@ -174,20 +191,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	close(a.ready)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.heartbeat(ctx) }()
 	go func() { defer wg.Done(); a.worker(ctx) }()
+	go func() { defer wg.Done(); a.serviceWorker(ctx) }()
 	go func() { defer wg.Done(); a.resync(ctx) }()
 	<-ctx.Done()
 	a.queue.ShutDown()
+	a.svcQueue.ShutDown()
 	wg.Wait()
+	a.closeProxies()
 	a.stopAll()
 	stop()
 	return nil
 }
 
 // startInformers watches the pods bound to this node, claims, volumes,
-// ConfigMaps and Secrets. It returns a function that stops them.
+// ConfigMaps, Secrets, Services and EndpointSlices. It returns a function
+// that stops them.
 func (a *Agent) startInformers(ctx context.Context) func() {
 	ictx, cancel := context.WithCancel(ctx)
 	all := informers.NewSharedInformerFactory(a.kube, 0)
@@ -200,13 +221,18 @@ func (a *Agent) startInformers(ctx context.Context) func() {
 	pvInf := all.Core().V1().PersistentVolumes()
 	cmInf := all.Core().V1().ConfigMaps()
 	secInf := all.Core().V1().Secrets()
+	svcInf := all.Core().V1().Services()
+	sliceInf := all.Discovery().V1().EndpointSlices()
 	a.pods, a.pvcs, a.pvs = podInf.Lister(), pvcInf.Lister(), pvInf.Lister()
 	a.configMaps, a.secrets = cmInf.Lister(), secInf.Lister()
+	a.services, a.slices = svcInf.Lister(), sliceInf.Lister()
 	a.handle(podInf.Informer(), a.onPod)
 	a.handle(pvcInf.Informer(), a.onClaim)
 	a.handle(pvInf.Informer(), a.onVolume)
 	a.handle(cmInf.Informer(), a.onSource)
 	a.handle(secInf.Informer(), a.onSource)
+	a.handle(svcInf.Informer(), a.onService)
+	a.handle(sliceInf.Informer(), a.onEndpointSlice)
 	all.Start(ictx.Done())
 	mine.Start(ictx.Done())
 	return func() {

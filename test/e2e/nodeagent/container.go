@@ -80,6 +80,9 @@ func (a *Agent) newContainer(pod *corev1.Pod, rt *podRuntime, spec *corev1.Conta
 	for _, s := range append(argv, spec.Args...) {
 		c.args = append(c.args, rw.String(Expand(s, env.vars)))
 	}
+	if c.args, err = a.podDNS(pod.Namespace).ClusterArgs(c.args); err != nil {
+		return nil, err
+	}
 	for _, p := range spec.Ports {
 		c.ports[PortKey(p.Name, p.ContainerPort)] = rt.hostPorts[p.ContainerPort]
 		c.ports[strconv.Itoa(int(p.ContainerPort))] = rt.hostPorts[p.ContainerPort]

@@ -79,10 +79,12 @@ func (c *container) runProbe(ctx context.Context, p *corev1.Probe, set func(bool
 	}
 }
 
-func (c *container) setReady(v bool)   { c.setFlag(&c.ready, v) }
-func (c *container) setStarted(v bool) { c.setFlag(&c.started, v) }
+func (c *container) setReady(v bool)   { c.setFlag("ready", &c.ready, v) }
+func (c *container) setStarted(v bool) { c.setFlag("started", &c.started, v) }
 
-func (c *container) setFlag(f *bool, v bool) {
+// setFlag sets a probe's outcome; a change is logged (the start of the
+// chain that ends with a Service's endpoints) and syncs the pod.
+func (c *container) setFlag(name string, f *bool, v bool) {
 	c.mu.Lock()
 	changed := *f != v && c.pid > 0
 	if changed {
@@ -90,6 +92,7 @@ func (c *container) setFlag(f *bool, v bool) {
 	}
 	c.mu.Unlock()
 	if changed {
+		c.a.log.Info("probe outcome changed", "pod", c.rt.key, "container", c.spec.Name, name, v)
 		c.notify()
 	}
 }

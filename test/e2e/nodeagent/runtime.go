@@ -26,6 +26,8 @@ type podRuntime struct {
 	// port numbers to local ports.
 	portAddrs map[string]string
 	hostPorts map[int32]int
+	// podIP is the pod's IP in the API (see PodIPRange).
+	podIP string
 
 	containers []*container
 
@@ -81,6 +83,11 @@ func (a *Agent) preparePod(pod *corev1.Pod, rt *podRuntime) error {
 	if err := a.allocatePorts(pod, rt); err != nil {
 		return err
 	}
+	ip, err := a.ips.get()
+	if err != nil {
+		return err
+	}
+	rt.podIP = ip
 	return a.writeSourceVolumes(pod, rt)
 }
 
@@ -142,16 +149,16 @@ func (rt *podRuntime) mounts(c *corev1.Container) []Mount {
 
 // rewriterFor is the rewriter of the first container mounting volume, which
 // decides how paths inside that volume's config files are translated.
-func (rt *podRuntime) rewriterFor(pod *corev1.Pod, volume string) *Rewriter {
+func (a *Agent) rewriterFor(pod *corev1.Pod, rt *podRuntime, volume string) *Rewriter {
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		for _, m := range c.VolumeMounts {
 			if m.Name == volume {
-				return NewRewriter(rt.mounts(c), rt.hostPorts)
+				return NewRewriter(rt.mounts(c), rt.hostPorts).WithPodDNS(a.podDNS(pod.Namespace))
 			}
 		}
 	}
-	return NewRewriter(nil, rt.hostPorts)
+	return NewRewriter(nil, rt.hostPorts).WithPodDNS(a.podDNS(pod.Namespace))
 }
 
 // writeSourceVolumes writes the files of ConfigMap and Secret volumes,
@@ -166,10 +173,12 @@ func (a *Agent) writeSourceVolumes(pod *corev1.Pod, rt *podRuntime) error {
 		if files == nil {
 			continue
 		}
-		rw := rt.rewriterFor(pod, v.Name)
+		rw := a.rewriterFor(pod, rt, v.Name)
 		for name, content := range files {
 			if isConfigFile(name) {
-				content = rw.YAML(content)
+				if content, err = rw.YAML(content); err != nil {
+					return fmt.Errorf("nodeagent: volume %s file %s: %w", v.Name, name, err)
+				}
 			}
 			if err := writeIfChanged(filepath.Join(rt.volDirs[v.Name], name), content); err != nil {
 				return err

@@ -15,7 +15,7 @@ import (
 // updateStatus writes the pod status computed from its processes when it
 // differs from the stored one.
 func (a *Agent) updateStatus(ctx context.Context, pod *corev1.Pod, rt *podRuntime) error {
-	want := podStatus(pod, rt.containerStatuses(), metav1.NewTime(rt.created.Truncate(time.Second)))
+	want := podStatus(pod, rt.containerStatuses(), metav1.NewTime(rt.created.Truncate(time.Second)), rt.podIP)
 	if equality.Semantic.DeepEqual(want, pod.Status) {
 		return nil
 	}
@@ -35,10 +35,10 @@ func (rt *podRuntime) containerStatuses() []corev1.ContainerStatus {
 	return out
 }
 
-// podStatus is the pure mapping from container statuses to a pod status,
-// keeping condition transition times from the stored status when a
-// condition did not change.
-func podStatus(pod *corev1.Pod, cs []corev1.ContainerStatus, started metav1.Time) corev1.PodStatus {
+// podStatus is the pure mapping from container statuses to a pod status
+// (with the pod's stand-in IP, see PodIPRange), keeping condition
+// transition times from the stored status when a condition did not change.
+func podStatus(pod *corev1.Pod, cs []corev1.ContainerStatus, started metav1.Time, ip string) corev1.PodStatus {
 	allReady, running, finished, failed := len(cs) > 0, 0, 0, 0
 	for _, s := range cs {
 		allReady = allReady && s.Ready
@@ -63,8 +63,8 @@ func podStatus(pod *corev1.Pod, cs []corev1.ContainerStatus, started metav1.Time
 		phase = corev1.PodPending
 	}
 	st := corev1.PodStatus{
-		Phase: phase, HostIP: "127.0.0.1", PodIP: "127.0.0.1",
-		HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}, PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
+		Phase: phase, HostIP: "127.0.0.1", PodIP: ip,
+		HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}, PodIPs: []corev1.PodIP{{IP: ip}},
 		StartTime: &started, QOSClass: pod.Status.QOSClass, ContainerStatuses: cs,
 	}
 	old := pod.Status.Conditions

@@ -49,11 +49,11 @@ func TestPodStatus(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tc.policy}}
-			st := podStatus(pod, tc.cs, nowSec())
+			st := podStatus(pod, tc.cs, nowSec(), "198.18.0.1")
 			if st.Phase != tc.wantPhase || condition(st, corev1.PodReady) != tc.wantReady {
 				t.Errorf("phase %s ready %s, want %s %s", st.Phase, condition(st, corev1.PodReady), tc.wantPhase, tc.wantReady)
 			}
-			if st.PodIP != "127.0.0.1" || condition(st, corev1.PodScheduled) != corev1.ConditionTrue {
+			if st.PodIP != "198.18.0.1" || st.HostIP != "127.0.0.1" || condition(st, corev1.PodScheduled) != corev1.ConditionTrue {
 				t.Errorf("podIP %q scheduled %s", st.PodIP, condition(st, corev1.PodScheduled))
 			}
 		})
@@ -66,13 +66,13 @@ func TestPodStatusIsStable(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways}}
 	started := nowSec()
 	cs := []corev1.ContainerStatus{running(true)}
-	pod.Status = podStatus(pod, cs, started)
+	pod.Status = podStatus(pod, cs, started, "198.18.0.1")
 	old := pod.Status.Conditions[0].LastTransitionTime
-	if again := podStatus(pod, cs, started); !equality.Semantic.DeepEqual(again, pod.Status) {
+	if again := podStatus(pod, cs, started, "198.18.0.1"); !equality.Semantic.DeepEqual(again, pod.Status) {
 		t.Errorf("status changed without a cause:\n%+v\n%+v", pod.Status, again)
 	}
 	pod.Status.Conditions[0].LastTransitionTime = metav1.NewTime(old.Add(-time.Hour))
-	if again := podStatus(pod, cs, started); !again.Conditions[0].LastTransitionTime.Equal(&pod.Status.Conditions[0].LastTransitionTime) {
+	if again := podStatus(pod, cs, started, "198.18.0.1"); !again.Conditions[0].LastTransitionTime.Equal(&pod.Status.Conditions[0].LastTransitionTime) {
 		t.Error("an unchanged condition lost its transition time")
 	}
 }

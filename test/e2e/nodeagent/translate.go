@@ -24,6 +24,7 @@ type Mount struct {
 type Rewriter struct {
 	mounts []Mount
 	ports  map[int32]int
+	dns    *PodDNS
 }
 
 // NewRewriter returns a Rewriter for the given mounts and container port ->
@@ -74,6 +75,14 @@ func (r *Rewriter) address(s string) (string, bool) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(local)), true
 }
 
+// WithPodDNS returns a copy of r that also resolves pod names in broker
+// config files (see PodDNS).
+func (r *Rewriter) WithPodDNS(d *PodDNS) *Rewriter {
+	c := *r
+	c.dns = d
+	return &c
+}
+
 func (r *Rewriter) path(s string) string {
 	for _, m := range r.mounts {
 		if s == m.ContainerPath {
@@ -87,12 +96,14 @@ func (r *Rewriter) path(s string) string {
 }
 
 // YAML rewrites every string scalar of a YAML (or JSON) document with
-// String, keeping its structure. Documents that do not parse are returned
-// unchanged: not every mounted file is configuration.
-func (r *Rewriter) YAML(b []byte) []byte {
+// String, keeping its structure, and with a PodDNS sets the dial
+// addresses of a broker config's cluster members. Documents that do not
+// parse are returned unchanged: not every mounted file is configuration.
+// The error is PodDNS's (a port it could not allocate).
+func (r *Rewriter) YAML(b []byte) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil || doc.Kind == 0 {
-		return b
+		return b, nil
 	}
 	changed := false
 	walkScalars(&doc, func(n *yaml.Node) {
@@ -104,19 +115,26 @@ func (r *Rewriter) YAML(b []byte) []byte {
 			changed = true
 		}
 	})
+	if r.dns != nil {
+		dialed, err := r.dns.clusterDialAddresses(&doc)
+		if err != nil {
+			return nil, err
+		}
+		changed = changed || dialed
+	}
 	if !changed {
-		return b
+		return b, nil
 	}
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
-		return b
+		return b, nil
 	}
 	if err := enc.Close(); err != nil {
-		return b
+		return b, nil
 	}
-	return out.Bytes()
+	return out.Bytes(), nil
 }
 
 func walkScalars(n *yaml.Node, fn func(*yaml.Node)) {

@@ -42,20 +42,29 @@ func TestRewriterYAML(t *testing.T) {
 	r := testRewriter()
 	in := "listeners:\n  mqtt:\n    address: :1883\nadmin:\n  address: :8080\ndataDir: /var/lib/bollard/data\n" +
 		"queues:\n  maxQueuedMessages: 1883\nlogLevel: info\n"
-	got := string(r.YAML([]byte(in)))
+	got := string(mustYAML(t, r, in))
 	for _, want := range []string{"address: 127.0.0.1:20001", "address: 127.0.0.1:20002",
 		"dataDir: /w/pv/data", "maxQueuedMessages: 1883", "logLevel: info"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("rewritten YAML lacks %q:\n%s", want, got)
 		}
 	}
-	if again := string(r.YAML([]byte(in))); again != got {
+	if again := string(mustYAML(t, r, in)); again != got {
 		t.Errorf("rewrite is not deterministic:\n%s\n%s", got, again)
 	}
 	notYAML := []byte("user:$2a$10$abc\n\t: [")
-	if got := r.YAML(notYAML); string(got) != string(notYAML) {
+	if got := mustYAML(t, r, string(notYAML)); string(got) != string(notYAML) {
 		t.Errorf("non-YAML file changed: %q", got)
 	}
+}
+
+func mustYAML(t *testing.T, r *Rewriter, in string) []byte {
+	t.Helper()
+	out, err := r.YAML([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestExpand(t *testing.T) {

@@ -168,7 +168,13 @@ func printHowTo(c *cluster.Cluster, b *v1alpha1.MQTTBroker, pod *corev1.Pod) err
 		return err
 	}
 	fmt.Printf("\nBollard is running: MQTTBroker %s/%s is Ready.\n\n", b.Namespace, b.Name)
-	if addr, ok := ports[resources.PortMQTT]; ok {
+	// The client Service's address, as users connect (the node agent
+	// carries it to the ready broker pods); the pod's own port otherwise.
+	addr, ok := ports[resources.PortMQTT]
+	if svc, err := c.Agent.ServiceAddr(b.Namespace, resources.ServiceName(b), resources.PortMQTT); err == nil {
+		addr, ok = svc, true
+	}
+	if ok {
 		host, port := splitAddr(addr)
 		fmt.Printf("  mosquitto_sub -h %s -p %s -t 'hello/#' -v -q 1\n", host, port)
 		fmt.Printf("  mosquitto_pub -h %s -p %s -t hello/world -m 'hi' -q 1\n\n", host, port)
@@ -181,8 +187,9 @@ func printHowTo(c *cluster.Cluster, b *v1alpha1.MQTTBroker, pod *corev1.Pod) err
 	fmt.Printf("  kubectl --kubeconfig %s edit mqttbroker %s -n %s\n\n", c.Kubeconfig, b.Name, b.Namespace)
 	fmt.Printf("  logs: %s (control plane, operator), %s (broker)\n", c.LogDir(),
 		c.Agent.LogPath(pod.Namespace, pod.Name, pod.Spec.Containers[0].Name))
-	fmt.Println("\nThe broker pod is a local bollard process; ports are remapped to 127.0.0.1 " +
-		"(pod annotation " + nodeagent.PortsAnnotation + "). Press Ctrl-C to stop everything.")
+	fmt.Println("\nThe broker pod is a local bollard process; its ports are remapped to 127.0.0.1 " +
+		"(pod annotation " + nodeagent.PortsAnnotation + "), and the MQTT address above is the client " +
+		"Service's, which the node agent carries to the ready pods. Press Ctrl-C to stop everything.")
 	return nil
 }
 
