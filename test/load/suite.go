@@ -18,6 +18,9 @@ type Sizes struct {
 	FanoutSubscribers int
 	FanoutMessages    int
 	FanoutWindow      int
+	Windows           []int // the publisher windows of the window scenarios
+	WindowMessages    int   // published per window scenario at window 1, times the window, at most WindowMaxMessages
+	WindowMaxMessages int
 	Repeat            int // runs per broker of all but the restart scenario, alternating; the best counts
 	IngestSessions    int
 	IngestPublishers  int
@@ -34,6 +37,7 @@ func FullSizes() Sizes {
 	return Sizes{
 		Name: "full", PubSubMessages: 100_000, PubSubWindow: 500,
 		FanoutSubscribers: 100, FanoutMessages: 5_000, FanoutWindow: 50, Repeat: 3,
+		Windows: []int{1, 20, 100}, WindowMessages: 4_000, WindowMaxMessages: 20_000,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 20_000,
 		DrainMessages: 100_000, RestartSessions: 10_000, RestartPerSession: 100,
 		Timeout: 5 * time.Minute,
@@ -45,6 +49,7 @@ func ShortSizes() Sizes {
 	return Sizes{
 		Name: "short", PubSubMessages: 10_000, PubSubWindow: 500,
 		FanoutSubscribers: 100, FanoutMessages: 500, FanoutWindow: 50, Repeat: 1,
+		Windows: []int{1, 20, 100}, WindowMessages: 400, WindowMaxMessages: 2_000,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 2_000,
 		DrainMessages: 10_000, RestartSessions: 1_000, RestartPerSession: 100,
 		Timeout: 2 * time.Minute,
@@ -56,6 +61,7 @@ func TinySizes() Sizes {
 	return Sizes{
 		Name: "tiny", PubSubMessages: 300, PubSubWindow: 50,
 		FanoutSubscribers: 3, FanoutMessages: 50, FanoutWindow: 10, Repeat: 1,
+		Windows: []int{1, 20}, WindowMessages: 20, WindowMaxMessages: 100,
 		IngestSessions: 4, IngestPublishers: 2, IngestMessages: 100,
 		DrainMessages: 300, RestartSessions: 20, RestartPerSession: 5,
 		Timeout: time.Minute,
