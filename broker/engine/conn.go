@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
@@ -63,6 +64,16 @@ type conn struct {
 	out     []byte // encoded control packets waiting for the writer
 	outMax  int
 	wake    chan struct{}
+	// wmu is the write lock: whoever holds it owns w and writes to the
+	// socket (the writer goroutine, or an inline flush; see notify).
+	wmu sync.Mutex
+	w   writer
+	// raw is the socket for inline writes; nil: only the writer writes.
+	raw       syscall.RawConn
+	wakeState atomic.Int32 // deferring, wakeWanted (read loop; see notify)
+	wakes     wakeList     // the fan-outs of this connection's publishes (read loop)
+	listed    atomic.Bool  // c is in some connection's wakes
+	burst     int          // packets dispatched since the last endDefer (read loop)
 	closing chan struct{}
 	closer  sync.Once
 	// sockCloser runs closeNow's socket close once.
@@ -129,11 +140,14 @@ func openConnLimit(maxConnections int) int {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: countingConn{Conn: nc, n: &s.stats.bytesIn}, log: s.log,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}),
 		wdone: make(chan struct{}), done: make(chan struct{}), keepWill: true,
+		raw: rawConnOf(nc),
 	}
+	c.w.c = c
+	return c
 }
 
 // countingConn counts the bytes read from a client.
@@ -157,6 +171,10 @@ func (c *conn) serve() {
 	switch {
 	case connected:
 		c.protect("read loop", c.readLoop)
+		c.wakes.flush(false) // after a panic in the read loop
+		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
+			c.wakeWriter()
+		}
 		c.end()
 	case !ok && c.claimed():
 		// A panic after the session was claimed: detach it all the same.
@@ -223,17 +241,24 @@ func (c *conn) readLoop() {
 		} else {
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
-		if c.acks != nil && (c.acks.Len() >= maxAckBatch || !packetBuffered(c.r.R)) {
+		buffered := packetBuffered(c.r.R)
+		if c.acks != nil && (c.acks.Len() >= maxAckBatch || !buffered) {
 			c.flushAcks()
+		}
+		if !buffered {
+			c.endDefer() // write what the packets read so far made sendable
 		}
 		p, err := c.r.ReadPacket()
 		if err != nil {
 			c.flushAcks()
+			c.endDefer()
 			c.readError(err)
 			return
 		}
+		c.deferWakes()
 		if !c.dispatch(p) {
 			c.flushAcks()
+			c.endDefer()
 			return
 		}
 	}

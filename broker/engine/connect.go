@@ -54,7 +54,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.connected.Store(true)
 	c.writing = true
 	go c.writeLoop()
-	if err := c.sess.Attach(c.sendWindow(p, cfg), c.wakeWriter); err != nil {
+	if err := c.sess.Attach(c.sendWindow(p, cfg), c.notify); err != nil {
 		c.log.Error("reading the session queue", "client", c.clientID, "err", err)
 	}
 	c.log.Debug("client connected", "client", c.clientID, "version", c.version, "present", present)

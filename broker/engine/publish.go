@@ -59,7 +59,7 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		pub.c, pub.p = c, p
 		behind = c.pendingAck()
 	}
-	c.srv.route(pub, b, behind)
+	c.srv.route(pub, b, behind, &c.wakes)
 	c.srv.com.throttle()
 	return true
 }
@@ -117,10 +117,27 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 // and no earlier acknowledgement to wait for (behind), the publish is
 // stored at once: onStored runs here. route takes b over: onStored hands
 // it back to batchPool, so the caller must not use it after route.
-func (s *Server) route(pub publish, b *store.Batch, behind bool) {
+//
+// wl, when not nil, collects the connections the fan-out makes
+// deliverable (sessions without persistence) for the publisher's read
+// loop, which writes to them itself before it waits for the network
+// (endDefer), ahead of its own acknowledgements: a delivery to an online
+// clean session costs no goroutine hand-off, and the deliveries of a
+// burst of publishes go out in one write per subscriber. A publish that
+// stores nothing needs no commit round and makes its entries deliverable
+// here; one that stores makes them deliverable on the committer
+// goroutine, which wakes the writers.
+func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	full := s.storeFull(pub.m)
 	s.seqMu.Lock()
+	if wl != nil {
+		wl.open()
+		s.wakes.Store(wl)
+	}
 	fan := s.router.Route(pub.m, full, b)
+	if wl != nil {
+		s.wakes.Store(nil)
+	}
 	if fan.Rejected && pub.c != nil {
 		pub.c.endRejected(pub.p, b)
 	}
@@ -250,7 +267,7 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 		m.Retain = false // delivered, not retained
 	}
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
-	s.route(publish{srv: s, m: &m}, getBatch(), false)
+	s.route(publish{srv: s, m: &m}, getBatch(), false, nil)
 }
 
 // batchPool recycles the batches of routed publishes. A publish fanned

@@ -51,6 +51,10 @@ type Server struct {
 	// batches reach the store in Seq order. It is never held across a
 	// commit.
 	seqMu sync.Mutex
+	// wakes, set under seqMu while a client's publish fans out, collects
+	// the connections it makes deliverable for the publishing goroutine
+	// to write to (see notify in writer.go).
+	wakes atomic.Pointer[wakeList]
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry

@@ -24,7 +24,9 @@ import (
 //	LOAD_ONLY=regexp            run only the scenarios whose name matches
 //	LOAD_BOLLARD=process|inprocess   inprocess runs the engine in the test
 //	                            process, so -cpuprofile profiles the broker
-//	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default both)
+//	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default all)
+//	LOAD_BASELINE_BIN=path      also run this bollard binary (an earlier build),
+//	                            alternating, as the report's baseline column
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPORT=file            also write the Markdown table there
 //	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
@@ -40,8 +42,12 @@ func TestLoadBench(t *testing.T) {
 	if mosq == "" {
 		t.Fatal("mosquitto is not installed: run hack/install-test-deps.sh (make bench does)")
 	}
+	all := []Factory{bollard, MosquittoFactory(mosq, inflight)}
+	if bin := os.Getenv("LOAD_BASELINE_BIN"); bin != "" {
+		all = append(all, BaselineFactory(bin, inflight))
+	}
 	s := &Suite{
-		Sizes: sz, Factories: pickBrokers(t, bollard, MosquittoFactory(mosq, inflight)),
+		Sizes: sz, Factories: pickBrokers(t, all...),
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 	}
 	if only := os.Getenv("LOAD_ONLY"); only != "" {
@@ -74,7 +80,7 @@ func pickBrokers(t *testing.T, all ...Factory) []Factory {
 		}
 	}
 	if len(out) == 0 {
-		t.Fatalf("LOAD_BROKERS=%q names none of bollard, mosquitto", want)
+		t.Fatalf("LOAD_BROKERS=%q names none of bollard, mosquitto, baseline", want)
 	}
 	return out
 }

@@ -66,9 +66,6 @@ func (p *process) Start(ctx context.Context) (time.Duration, error) {
 	argv := p.argv()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr, cmd.Dir = logf, logf, p.dir
-	if v := os.Getenv("XX_GOMAXPROCS"); v != "" && p.name == "bollard" {
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+v)
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {

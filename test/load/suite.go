@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -94,6 +95,18 @@ func BollardFactory(binary string, maxInflight int) Factory {
 	}}
 }
 
+// BaselineName is the factory name of BaselineFactory, the report's
+// baseline column.
+const BaselineName = "baseline"
+
+// BaselineFactory runs another bollard binary (an earlier build) as the
+// baseline, alternating with the others, for before/after ratios.
+func BaselineFactory(binary string, maxInflight int) Factory {
+	f := BollardFactory(binary, maxInflight)
+	f.Name = BaselineName
+	return f
+}
+
 // InProcessFactory runs the Bollard engine in this process (Pebble, sync).
 func InProcessFactory(maxInflight int) Factory {
 	return Factory{Name: "bollard", New: func(dir string) (Target, error) {
@@ -164,6 +177,7 @@ func (s *Suite) Run(ctx context.Context) (*Report, error) {
 			row.Scenario = sc.name
 			row.Bollard = byBroker["bollard"][m.key]
 			row.Mosquitto = byBroker["mosquitto"][m.key]
+			row.Baseline = byBroker[BaselineName][m.key]
 			rep.Add(row)
 		}
 		if err != nil {
@@ -199,13 +213,10 @@ func (s *Suite) runOnce(ctx context.Context, sc scenario, f Factory) (measuremen
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	t, err := f.New(dir)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.Sizes.Timeout)
 	defer cancel()
-	if _, err := t.Start(ctx); err != nil {
+	t, err := startTarget(ctx, f, dir)
+	if err != nil {
 		return nil, err
 	}
 	begin := time.Now()
@@ -215,4 +226,28 @@ func (s *Suite) runOnce(ctx context.Context, sc scenario, f Factory) (measuremen
 	err = errors.Join(err, t.Stop(stopCtx))
 	s.logf("%-40s %-9s %6.1fs %s", sc.name, f.Name, time.Since(begin).Seconds(), m)
 	return m, err
+}
+
+// startAttempts bounds the starts of a broker whose port was taken: the
+// ports are free when chosen, but another process on the shared machine
+// may bind one before the broker does.
+const startAttempts = 3
+
+// startTarget makes and starts a broker of f in dir, on new ports when
+// the chosen ones were taken meanwhile.
+func startTarget(ctx context.Context, f Factory, dir string) (Target, error) {
+	var err error
+	for range startAttempts {
+		var t Target
+		if t, err = f.New(dir); err != nil {
+			return nil, err
+		}
+		if _, err = t.Start(ctx); err == nil {
+			return t, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
+	return nil, err
 }
