@@ -60,10 +60,10 @@ type conn struct {
 	// in one burst, submitted as one batch (read loop only); see flushAcks.
 	acks *store.Batch
 
-	outMu   sync.Mutex
-	out     []byte // encoded control packets waiting for the writer
-	outMax  int
-	wake    chan struct{}
+	outMu  sync.Mutex
+	out    []byte // encoded control packets waiting for the writer
+	outMax int
+	wake   chan struct{}
 	// wmu is the write lock: whoever holds it owns w and writes to the
 	// socket (the writer goroutine, or an inline flush; see notify).
 	wmu sync.Mutex
@@ -74,8 +74,8 @@ type conn struct {
 	wakes     wakeList     // the fan-outs of this connection's publishes (read loop)
 	listed    atomic.Bool  // c is in some connection's wakes
 	burst     int          // packets dispatched since the last endDefer (read loop)
-	closing chan struct{}
-	closer  sync.Once
+	closing   chan struct{}
+	closer    sync.Once
 	// sockCloser runs closeNow's socket close once.
 	sockCloser sync.Once
 	// grace closes the socket closeGrace after close; serve stops it when

@@ -30,9 +30,9 @@ type Row struct {
 	// (LOAD_BASELINE_BIN), for before/after ratios; 0: none.
 	Baseline float64
 	Goal     Goal
-	Limit     float64 // for BelowLimit, in Unit
-	Errors    []string
-	Note      string
+	Limit    float64 // for BelowLimit, in Unit
+	Errors   []string
+	Note     string
 }
 
 // Ratio is Bollard's figure over mosquitto's (NaN when either is absent).
