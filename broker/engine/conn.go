@@ -71,7 +71,7 @@ type conn struct {
 	// raw is the socket for inline writes; nil: only the writer writes.
 	raw       syscall.RawConn
 	wakeState atomic.Int32 // deferring, wakeWanted (read loop; see notify)
-	wakes     wakeList     // the fan-outs of this connection's publishes (read loop)
+	wakes     wakeList     // the fan-out of this connection's publish (read loop)
 	listed    atomic.Bool  // c is in some connection's wakes
 	burst     int          // packets dispatched since the last endDefer (read loop)
 	closing   chan struct{}
@@ -171,9 +171,8 @@ func (c *conn) serve() {
 	switch {
 	case connected:
 		c.protect("read loop", c.readLoop)
-		c.wakes.flush(false) // after a panic in the read loop
 		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
-			c.wakeWriter()
+			c.wakeWriter() // after a panic in the read loop
 		}
 		c.end()
 	case !ok && c.claimed():

@@ -59,7 +59,11 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		pub.c, pub.p = c, p
 		behind = c.pendingAck()
 	}
-	c.srv.route(pub, b, behind, &c.wakes)
+	var wl *wakeList
+	if c.alone() {
+		wl = &c.wakes
+	}
+	c.srv.route(pub, b, behind, wl)
 	c.srv.com.throttle()
 	return true
 }
@@ -119,11 +123,10 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 // it back to batchPool, so the caller must not use it after route.
 //
 // wl, when not nil, collects the connections the fan-out makes
-// deliverable (sessions without persistence) for the publisher's read
-// loop, which writes to them itself before it waits for the network
-// (endDefer), ahead of its own acknowledgements: a delivery to an online
-// clean session costs no goroutine hand-off, and the deliveries of a
-// burst of publishes go out in one write per subscriber. A publish that
+// deliverable (sessions without persistence), and route writes to them
+// from the calling goroutine once the fan-out is done, before the
+// acknowledgement is queued (flushInline; see notify): a delivery to an
+// online clean session then costs no goroutine hand-off. A publish that
 // stores nothing needs no commit round and makes its entries deliverable
 // here; one that stores makes them deliverable on the committer
 // goroutine, which wakes the writers.
@@ -143,11 +146,17 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	}
 	if b.Len() == 0 && !behind {
 		s.seqMu.Unlock()
+		if wl != nil {
+			wl.flush()
+		}
 		pub.onStored(fan, b, nil)
 		return
 	}
 	s.com.submit(&job{b: b, extra: pub.m.Size(), fan: fan, pub: pub})
 	s.seqMu.Unlock()
+	if wl != nil {
+		wl.flush()
+	}
 }
 
 // publish is one routed publish on its way through the committer. What

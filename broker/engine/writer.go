@@ -57,10 +57,16 @@ func (c *conn) wakeWriter() {
 //     while it has packets buffered (deferWakes) and flushes once before
 //     it waits for the network (endDefer): a publisher's PUBACK, a
 //     subscriber's next delivery after its PUBACK;
-//   - a publish's fan-out collects the connections whose sessions it made
-//     deliverable (Server.wakes, the publisher's wakeList), and the
-//     publisher's read loop flushes them in endDefer too, before its own
-//     connection, or at once once maxDeferredWakes have gathered.
+//   - the fan-out of a publish that arrived alone (nothing else buffered
+//     behind it: a publisher with one message in flight, where the
+//     hand-off would be most of the latency) collects the connections
+//     whose sessions it made deliverable (Server.wakes, the publisher's
+//     wakeList), and route flushes them right after the fan-out, before
+//     the publisher's acknowledgement. After a burst of publishes the
+//     subscribers' writer goroutines are woken instead: they write in
+//     parallel with the read loop, each gathering the deliveries of every
+//     publisher into fewer writes, which is what throughput needs once
+//     several messages are in flight.
 // notify is the one wake-up call: the session's notify func (Attach) and
 // queueControl. It runs with Session.mu held, anywhere (the committer
 // too), and never blocks.
@@ -99,22 +105,20 @@ func (c *conn) deferWakes() {
 	}
 }
 
-// endDefer ends deferWakes and writes what was made sendable meanwhile:
-// first to the subscribers of this connection's publishes, then to this
-// connection. Only the read loop calls it.
-//
-// The subscribers are written to from here only after a single packet (a
-// publisher with one message in flight, where the hand-off would be most
-// of the latency). After a burst, their writer goroutines are woken
-// instead: they write in parallel with this read loop, each gathering the
-// deliveries of every publisher into fewer writes, which is what
-// throughput needs once several messages are in flight.
+// endDefer ends deferWakes and writes what was made sendable meanwhile.
+// Only the read loop calls it.
 func (c *conn) endDefer() {
-	c.wakes.flush(c.burst <= 1)
 	c.burst = 0
 	if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
 		c.flushInline()
 	}
+}
+
+// alone reports whether the packet being dispatched came alone: the
+// first since the read loop last waited for the network, with nothing
+// buffered behind it. Only the read loop calls it.
+func (c *conn) alone() bool {
+	return c.burst <= 1 && !packetBuffered(c.r.R)
 }
 
 // flushInline writes what c has to send from the calling goroutine
@@ -132,11 +136,14 @@ func (c *conn) flushInline() {
 		c.wakeWriter() // the holder may have looked already: the writer looks again
 		return
 	}
-	done := c.w.flushNoWait()
-	c.wmu.Unlock()
-	if !done {
+	if !c.flushNoWaitLocked() {
 		c.wakeWriter()
 	}
+}
+
+func (c *conn) flushNoWaitLocked() bool {
+	defer c.wmu.Unlock()
+	return c.w.flushNoWait()
 }
 
 // wakeList collects the connections a fan-out made deliverable (see
@@ -160,7 +167,7 @@ func (wl *wakeList) open() {
 func (wl *wakeList) add(c *conn) bool {
 	wl.mu.Lock()
 	defer wl.mu.Unlock()
-	if wl.closed || len(wl.conns) >= maxDeferredWakes {
+	if wl.closed || len(wl.conns) >= maxInlineWakes {
 		return false
 	}
 	if !c.listed.Swap(true) {
@@ -169,9 +176,8 @@ func (wl *wakeList) add(c *conn) bool {
 	return true
 }
 
-// flush closes the list and flushes its connections, inline or by waking
-// their writer goroutines.
-func (wl *wakeList) flush(inline bool) {
+// flush closes the list and flushes its connections.
+func (wl *wakeList) flush() {
 	wl.mu.Lock()
 	wl.closed = true
 	conns := wl.conns
@@ -183,11 +189,7 @@ func (wl *wakeList) flush(inline bool) {
 	wl.mu.Unlock()
 	for i, c := range conns {
 		c.listed.Store(false)
-		if inline {
-			c.flushInline()
-		} else {
-			c.wakeWriter()
-		}
+		c.flushInline()
 		conns[i] = nil
 	}
 	wl.mu.Lock()
@@ -197,10 +199,10 @@ func (wl *wakeList) flush(inline bool) {
 	wl.mu.Unlock()
 }
 
-// maxDeferredWakes bounds the connections a wakeList defers; the writer
+// maxInlineWakes bounds the connections a wakeList takes; the writer
 // goroutines of the others are woken at once (a fan-out to many online
 // subscribers is written by many goroutines, not by the publisher's alone).
-const maxDeferredWakes = 16
+const maxInlineWakes = 16
 
 // maxPooledWakes bounds the array a publisher's wakeList keeps between
 // publishes.
@@ -216,20 +218,23 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.wake:
-			c.wmu.Lock()
-			ok := c.w.flush()
-			c.wmu.Unlock()
-			if !ok {
+			if !c.writerFlush() {
 				c.close()
 				return
 			}
 		case <-c.closing:
 			c.wmu.Lock()
+			defer c.wmu.Unlock()
 			c.w.final()
-			c.wmu.Unlock()
 			return
 		}
 	}
+}
+
+func (c *conn) writerFlush() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.flush()
 }
 
 // writer holds the buffers of whoever writes (conn.wmu).
