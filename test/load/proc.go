@@ -25,7 +25,7 @@ type process struct {
 	dir    string
 	argv   func() []string // the command line, after config was written
 	ready  func(ctx context.Context) bool
-	heap   func(ctx context.Context) (int64, error) // nil: not reported
+	heap   func(ctx context.Context) (int64, error)                      // nil: not reported
 	fsync  func(ctx context.Context) (seconds, count float64, err error) // nil: not reported
 	fsyncs bool
 
