@@ -34,11 +34,18 @@ import (
 //     the retained change applies, before the acknowledgement, so a
 //     publisher that subscribes once it has its PUBACK finds its retained
 //     message. With nothing to store and no acknowledgement to wait for,
-//     route runs onStored at once.
+//     route runs onStored at once: a publish to clean online subscribers
+//     only needs no commit round. A publish that came alone (one message
+//     in flight) is written to those subscribers by this read loop right
+//     after the fan-out, before its acknowledgement (route's wakeList);
+//     otherwise their writer goroutines are woken.
 //  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
-//     queued for the publisher's writer, behind every acknowledgement of
-//     the packets it sent before (pendingAck); 0x97 when a queue refused
-//     the message under RejectPublish, an error when the commit failed.
+//     queued for the publisher's connection, behind every acknowledgement
+//     of the packets it sent before (pendingAck); 0x97 when a queue
+//     refused the message under RejectPublish, an error when the commit
+//     failed. Queued on the read loop, it is written by the read loop
+//     before it next waits for the network (endDefer); queued on the
+//     committer goroutine, by the writer goroutine.
 //
 // A QoS 0 publish takes the same path with nothing to acknowledge, and so
 // does a will (publishWill) from step 2 on.
