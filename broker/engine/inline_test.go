@@ -145,7 +145,7 @@ func TestWakeList(t *testing.T) {
 	}
 	wl.flush()
 	if !woken(a) || !woken(b) {
-		t.Fatal("flush did not hand connections without a socket to their writers")
+		t.Fatal("flush did not hand several connections to their writers")
 	}
 	if a.listed.Load() || b.listed.Load() {
 		t.Fatal("flush left a connection marked as listed")
@@ -154,11 +154,11 @@ func TestWakeList(t *testing.T) {
 		t.Fatal("a flushed list took a connection")
 	}
 	wl.open()
-	for range maxInlineWakes {
+	for range maxListedWakes {
 		wl.add(newBareConn())
 	}
 	if wl.add(newBareConn()) {
-		t.Fatalf("a list took more than %d connections", maxInlineWakes)
+		t.Fatalf("a list took more than %d connections", maxListedWakes)
 	}
 }
 

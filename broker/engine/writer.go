@@ -61,8 +61,9 @@ func (c *conn) wakeWriter() {
 //     behind it: a publisher with one message in flight, where the
 //     hand-off would be most of the latency) collects the connections
 //     whose sessions it made deliverable (Server.wakes, the publisher's
-//     wakeList), and route flushes them right after the fan-out, before
-//     the publisher's acknowledgement. After a burst of publishes the
+//     wakeList), and route writes to the subscriber right after the
+//     fan-out, before the publisher's acknowledgement, when it is the
+//     only one (several are written in parallel by their writers). After a burst of publishes the
 //     subscribers' writer goroutines are woken instead: they write in
 //     parallel with the read loop, each gathering the deliveries of every
 //     publisher into fewer writes, which is what throughput needs once
@@ -167,7 +168,7 @@ func (wl *wakeList) open() {
 func (wl *wakeList) add(c *conn) bool {
 	wl.mu.Lock()
 	defer wl.mu.Unlock()
-	if wl.closed || len(wl.conns) >= maxInlineWakes {
+	if wl.closed || len(wl.conns) >= maxListedWakes {
 		return false
 	}
 	if !c.listed.Swap(true) {
@@ -176,7 +177,10 @@ func (wl *wakeList) add(c *conn) bool {
 	return true
 }
 
-// flush closes the list and flushes its connections.
+// flush closes the list and flushes its connection inline when it holds
+// one; several are handed to their writer goroutines, which write in
+// parallel (measured: a publisher writing to four subscribers itself
+// delivered less and later than their four writers).
 func (wl *wakeList) flush() {
 	wl.mu.Lock()
 	wl.closed = true
@@ -189,7 +193,11 @@ func (wl *wakeList) flush() {
 	wl.mu.Unlock()
 	for i, c := range conns {
 		c.listed.Store(false)
-		c.flushInline()
+		if len(conns) == 1 {
+			c.flushInline()
+		} else {
+			c.wakeWriter()
+		}
 		conns[i] = nil
 	}
 	wl.mu.Lock()
@@ -199,10 +207,9 @@ func (wl *wakeList) flush() {
 	wl.mu.Unlock()
 }
 
-// maxInlineWakes bounds the connections a wakeList takes; the writer
-// goroutines of the others are woken at once (a fan-out to many online
-// subscribers is written by many goroutines, not by the publisher's alone).
-const maxInlineWakes = 16
+// maxListedWakes bounds the connections a wakeList takes; the writer
+// goroutines of the others are woken at once.
+const maxListedWakes = 16
 
 // maxPooledWakes bounds the array a publisher's wakeList keeps between
 // publishes.

@@ -102,8 +102,9 @@ func windowScenario(sz Sizes, window, n int, qos byte, persistent bool) scenario
 		{"p50us", Row{Metric: "p50 latency", Unit: "µs", Goal: RatioAtMost1}},
 	}
 	if persistent {
-		metrics = append(metrics, metric{"fsync", Row{Metric: "mean fsync during the run", Unit: "µs",
-			Note: "the persistent p50 goal: within one fsync of the clean row's p50 (mosquitto does not fsync)"}})
+		// The persistent p50 goal: within one fsync of the clean row's p50
+		// (mosquitto does not fsync).
+		metrics = append(metrics, metric{"fsync", Row{Metric: "mean fsync during the run", Unit: "µs"}})
 	}
 	return scenario{
 		name: fmt.Sprintf("window %d: %s, QoS %d, %s", window, shape, qos, kind), repeat: sz.Repeat, primary: "rate",
