@@ -98,9 +98,18 @@ func (c *conn) notify() {
 
 // deferWakes makes notify leave c's writes to the read loop, which calls
 // endDefer before it waits for the network. Only the read loop calls it,
-// before it dispatches each packet.
+// before it dispatches each packet. Only the first packet since the read
+// loop last waited is deferred: from the second on, the writer goroutine
+// writes (what was deferred, and what follows) in parallel with the
+// reading of the burst, so acknowledgements do not wait for its end.
 func (c *conn) deferWakes() {
 	c.burst++
+	if c.burst > 1 {
+		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
+			c.wakeWriter()
+		}
+		return
+	}
 	if c.raw != nil {
 		c.wakeState.CompareAndSwap(noDeferring, deferring)
 	}
