@@ -55,14 +55,16 @@
 // Waking it costs a goroutine hand-off (often a thread wake-up) per
 // packet, most of a round trip when one message is in flight, so the
 // goroutine that makes something sendable writes it itself when it can
-// without waiting (flushInline, writer.go): a read loop writes its own
-// connection's acknowledgements and deliveries before it waits for the
-// network, and a publish that arrived alone is written to its clean
-// subscribers by the publisher's read loop right after the fan-out.
+// without waiting (flushInline, writer.go): after a packet that came
+// alone, a read loop writes its own connection's acknowledgements and
+// deliveries before it waits for the network, and such a publish is
+// written to its one woken clean subscriber by the publisher's read loop
+// right after the fan-out.
 // Whatever the socket does not take at once, and QoS 2 deliveries that
 // wait for a commit, are left to the writer goroutine, which writes them
-// before anything else. After a burst of publishes the writer goroutines
-// are woken instead, so that they write in parallel and in fewer writes.
+// before anything else. After a burst of packets, or for several
+// subscribers, the writer goroutines are woken instead, so that they
+// write in parallel and in fewer writes.
 //
 // A closing connection gets one second (closeGrace) to flush its last
 // packets (a DISCONNECT with its Reason Code); then the socket is closed,

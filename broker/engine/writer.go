@@ -54,9 +54,11 @@ func (c *conn) wakeWriter() {
 // write lock is free and the socket takes the bytes at once), and wakes
 // the writer goroutine only for what is left:
 //   - a connection's read loop defers the wake-ups of its own connection
-//     while it has packets buffered (deferWakes) and flushes once before
-//     it waits for the network (endDefer): a publisher's PUBACK, a
-//     subscriber's next delivery after its PUBACK;
+//     while it handles the first packet since it last waited (deferWakes)
+//     and, if nothing followed it, writes them itself before it waits for
+//     the network again (endDefer): a publisher's PUBACK, a subscriber's
+//     next delivery after its PUBACK; from a second packet on, the writer
+//     goroutine writes;
 //   - the fan-out of a publish that arrived alone (nothing else buffered
 //     behind it: a publisher with one message in flight, where the
 //     hand-off would be most of the latency) collects the connections
