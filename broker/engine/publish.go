@@ -36,9 +36,9 @@ import (
 //     message. With nothing to store and no acknowledgement to wait for,
 //     route runs onStored at once: a publish to clean online subscribers
 //     only needs no commit round. A publish that came alone (one message
-//     in flight) is written to those subscribers by this read loop right
-//     after the fan-out, before its acknowledgement (route's wakeList);
-//     otherwise their writer goroutines are woken.
+//     in flight) to a single such subscriber is written to it by this
+//     read loop right after the fan-out, before its acknowledgement
+//     (route's wakeList); otherwise the writer goroutines are woken.
 //  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
 //     queued for the publisher's connection, behind every acknowledgement
 //     of the packets it sent before (pendingAck); 0x97 when a queue
@@ -130,10 +130,11 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 // it back to batchPool, so the caller must not use it after route.
 //
 // wl, when not nil, collects the connections the fan-out makes
-// deliverable (sessions without persistence), and route writes to them
-// from the calling goroutine once the fan-out is done, before the
-// acknowledgement is queued (flushInline; see notify): a delivery to an
-// online clean session then costs no goroutine hand-off. A publish that
+// deliverable (sessions without persistence), and route writes to the
+// one it holds from the calling goroutine once the fan-out is done,
+// before the acknowledgement is queued (flushInline; see notify; several
+// are left to their writers): a delivery to an online clean session then
+// costs no goroutine hand-off. A publish that
 // stores nothing needs no commit round and makes its entries deliverable
 // here; one that stores makes them deliverable on the committer
 // goroutine, which wakes the writers.
