@@ -254,7 +254,7 @@ func (c *conn) readLoop() {
 			c.readError(err)
 			return
 		}
-		c.deferWakes()
+		c.deferWakes(p)
 		if !c.dispatch(p) {
 			c.flushAcks()
 			c.endDefer()

@@ -54,11 +54,10 @@ func (c *conn) wakeWriter() {
 // write lock is free and the socket takes the bytes at once), and wakes
 // the writer goroutine only for what is left:
 //   - a connection's read loop defers the wake-ups of its own connection
-//     while it handles the first packet since it last waited (deferWakes)
-//     and, if nothing followed it, writes them itself before it waits for
-//     the network again (endDefer): a publisher's PUBACK, a subscriber's
-//     next delivery after its PUBACK; from a second packet on, the writer
-//     goroutine writes;
+//     while it handles a PUBLISH that is the first packet since it last
+//     waited (deferWakes) and, if nothing followed it, writes them itself
+//     before it waits for the network again (endDefer): the publisher's
+//     PUBACK; from a second packet on, the writer goroutine writes;
 //   - the fan-out of a publish that arrived alone (nothing else buffered
 //     behind it: a publisher with one message in flight, where the
 //     hand-off would be most of the latency) collects the connections
@@ -100,13 +99,17 @@ func (c *conn) notify() {
 
 // deferWakes makes notify leave c's writes to the read loop, which calls
 // endDefer before it waits for the network. Only the read loop calls it,
-// before it dispatches each packet. Only the first packet since the read
-// loop last waited is deferred: from the second on, the writer goroutine
+// before it dispatches each packet. Only a PUBLISH that is the first
+// packet since the read loop last waited is deferred (its PUBACK is what
+// the publisher waits for): from a second packet on, the writer goroutine
 // writes (what was deferred, and what follows) in parallel with the
-// reading of the burst, so acknowledgements do not wait for its end.
-func (c *conn) deferWakes() {
+// reading of the burst, so acknowledgements do not wait for its end; and
+// the deliveries that a subscriber's PUBACK lets out (a backlog, read
+// from the store) are the writer's too, so that they are fetched and
+// written while the read loop reads the next acknowledgements.
+func (c *conn) deferWakes(p packet.Packet) {
 	c.burst++
-	if c.burst > 1 {
+	if _, pub := p.(*packet.Publish); c.burst > 1 || !pub {
 		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
 			c.wakeWriter()
 		}
