@@ -55,11 +55,10 @@
 // Waking it costs a goroutine hand-off (often a thread wake-up) per
 // packet, most of a round trip when one message is in flight, so the
 // goroutine that makes something sendable writes it itself when it can
-// without waiting (flushInline, writer.go): after a packet that came
-// alone, a read loop writes its own connection's acknowledgements and
-// deliveries before it waits for the network, and such a publish is
-// written to its one woken clean subscriber by the publisher's read loop
-// right after the fan-out.
+// without waiting (flushInline, writer.go): after a PUBLISH that came
+// alone, the read loop writes its PUBACK before it waits for the network,
+// and the publish is written to its one woken clean subscriber by the
+// publisher's read loop right after the fan-out.
 // Whatever the socket does not take at once, and QoS 2 deliveries that
 // wait for a commit, are left to the writer goroutine, which writes them
 // before anything else. After a burst of packets, or for several
