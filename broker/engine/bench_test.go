@@ -113,3 +113,67 @@ func ackLoop(c *rawClient, n int, sem chan struct{}) error {
 	}
 	return nil
 }
+
+// BenchmarkQoS1Window1 measures the round trip of one QoS 1 publish with
+// one message in flight, the way most devices publish: PUBLISH, the
+// delivery to the one online subscriber (which acknowledges it) and the
+// PUBACK to the publisher, then the next. clean: a clean-session
+// subscriber (nothing to store); persistent: a persistent subscriber
+// over Pebble in sync mode (one fsync per message).
+func BenchmarkQoS1Window1(b *testing.B) {
+	pebble := func(b *testing.B) store.Store {
+		st, err := pebblestore.Open(b.TempDir(), pebblestore.Options{Durability: pebblestore.Sync})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	b.Run("clean-memstore", func(b *testing.B) { benchWindow1(b, memstore.New(), false) })
+	b.Run("clean-pebble-sync", func(b *testing.B) { benchWindow1(b, pebble(b), false) })
+	b.Run("persistent-pebble-sync", func(b *testing.B) { benchWindow1(b, pebble(b), true) })
+}
+
+func benchWindow1(b *testing.B, st store.Store, persistent bool) {
+	cfg := testConfig()
+	cfg.Durability.Mode = config.DurabilitySync
+	cfg.DataDir = b.TempDir()
+	tb := startBroker(b, cfg, withStore(st))
+	sub := dialRaw(b, tb.addr, packet.V5)
+	cp := &packet.Connect{ClientID: "bsub", CleanStart: true}
+	if persistent {
+		cp.Properties.SessionExpiryInterval = u32(600)
+	}
+	sub.connect(cp)
+	sub.subscribe(1, 0, packet.Subscription{Filter: "bench", QoS: 1})
+	pub := dialRaw(b, tb.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "bpub", CleanStart: true})
+	_ = sub.nc.SetReadDeadline(time.Time{})
+	_ = pub.nc.SetReadDeadline(time.Time{})
+	payload := make([]byte, 64)
+	b.ResetTimer()
+	for i := range b.N {
+		id := uint16(i%60000) + 1
+		if err := packet.Write(pub.nc, &packet.Publish{QoS: 1, PacketID: id, Topic: "bench", Payload: payload}, packet.V5); err != nil {
+			b.Fatal(err)
+		}
+		got, err := sub.r.ReadPacket()
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, ok := got.(*packet.Publish)
+		if !ok {
+			b.Fatalf("subscriber got %s, want PUBLISH", got.Type())
+		}
+		if err := packet.Write(sub.nc, &packet.Puback{PacketID: d.PacketID}, packet.V5); err != nil {
+			b.Fatal(err)
+		}
+		if got, err = pub.r.ReadPacket(); err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := got.(*packet.Puback); !ok {
+			b.Fatalf("publisher got %s, want PUBACK", got.Type())
+		}
+	}
+	b.StopTimer()
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
@@ -59,12 +60,22 @@ type conn struct {
 	// in one burst, submitted as one batch (read loop only); see flushAcks.
 	acks *store.Batch
 
-	outMu   sync.Mutex
-	out     []byte // encoded control packets waiting for the writer
-	outMax  int
-	wake    chan struct{}
-	closing chan struct{}
-	closer  sync.Once
+	outMu  sync.Mutex
+	out    []byte // encoded control packets waiting for the writer
+	outMax int
+	wake   chan struct{}
+	// wmu is the write lock: whoever holds it owns w and writes to the
+	// socket (the writer goroutine, or an inline flush; see notify).
+	wmu sync.Mutex
+	w   writer
+	// raw is the socket for inline writes; nil: only the writer writes.
+	raw       syscall.RawConn
+	wakeState atomic.Int32 // deferring, wakeWanted (read loop; see notify)
+	wakes     wakeList     // the fan-out of this connection's publish (read loop)
+	listed    atomic.Bool  // c is in some connection's wakes
+	burst     int          // packets dispatched since the last endDefer (read loop)
+	closing   chan struct{}
+	closer    sync.Once
 	// sockCloser runs closeNow's socket close once.
 	sockCloser sync.Once
 	// grace closes the socket closeGrace after close; serve stops it when
@@ -76,11 +87,10 @@ type conn struct {
 	wdone   chan struct{} // writer ended
 	done    chan struct{} // connection fully cleaned up
 
-	// dispatchMu is held by the read loop while it dispatches a packet,
-	// deliverMu by the writer while it takes deliveries and stores their
-	// state: Quiesce waits for both (uncontended otherwise).
+	// dispatchMu is held by the read loop while it dispatches a packet:
+	// Quiesce waits for it (uncontended otherwise). Deliveries are taken
+	// under wmu, which Quiesce waits for too (waitStaged).
 	dispatchMu sync.Mutex
-	deliverMu  sync.Mutex
 
 	inflight chan struct{}  // slots of QoS 1/2 publishes not yet acknowledged
 	pending  atomic.Int64   // jobs submitted to the committer, not finished
@@ -135,11 +145,14 @@ func openConnLimit(maxConnections int) int {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: countingConn{Conn: nc, n: &s.stats.bytesIn}, log: s.log,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}),
 		wdone: make(chan struct{}), done: make(chan struct{}), keepWill: true,
+		raw: rawConnOf(nc),
 	}
+	c.w.c = c
+	return c
 }
 
 // countingConn counts the bytes read from a client.
@@ -163,6 +176,9 @@ func (c *conn) serve() {
 	switch {
 	case connected:
 		c.protect("read loop", c.readLoop)
+		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
+			c.wakeWriter() // after a panic in the read loop
+		}
 		c.end()
 	case !ok && c.claimed():
 		// A panic after the session was claimed: detach it all the same.
@@ -229,17 +245,24 @@ func (c *conn) readLoop() {
 		} else {
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
-		if c.acks != nil && (c.acks.Len() >= maxAckBatch || !packetBuffered(c.r.R)) {
+		buffered := packetBuffered(c.r.R)
+		if c.acks != nil && (c.acks.Len() >= maxAckBatch || !buffered) {
 			c.flushAcks()
+		}
+		if !buffered {
+			c.endDefer() // write what the packets read so far made sendable
 		}
 		p, err := c.r.ReadPacket()
 		if err != nil {
 			c.flushAcks()
+			c.endDefer()
 			c.readError(err)
 			return
 		}
+		c.deferWakes(p)
 		if !c.dispatchOrHold(p) {
 			c.flushAcks()
+			c.endDefer()
 			return
 		}
 	}
@@ -254,6 +277,7 @@ func (c *conn) dispatchOrHold(p packet.Packet) bool {
 	if c.srv.quiesced.Load() {
 		c.flushAcks()
 		c.dispatchMu.Unlock()
+		c.endDefer() // from here the writer goroutine sends what is owed
 		<-c.closing
 		return false
 	}

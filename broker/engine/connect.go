@@ -52,11 +52,15 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 	c.setLimits(p, cfg)
 	c.queueControl(c.connack(p, cfg, present, assigned, expiry))
 	c.connected.Store(true)
-	c.writing = true
-	go c.writeLoop()
-	if err := c.sess.Attach(c.sendWindow(p, cfg), c.wakeWriter); err != nil {
+	// Attached before the writer sends CONNACK: a message published once
+	// the client has its CONNACK finds the session online (a QoS 0 one
+	// was dropped as offline before). Whatever Attach makes sendable is
+	// written behind the CONNACK, which is queued first.
+	if err := c.sess.Attach(c.sendWindow(p, cfg), c.notify); err != nil {
 		c.log.Error("reading the session queue", "client", c.clientID, "err", err)
 	}
+	c.writing = true
+	go c.writeLoop()
 	c.log.Debug("client connected", "client", c.clientID, "version", c.version, "present", present)
 	return true
 }

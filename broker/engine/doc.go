@@ -38,8 +38,9 @@
 // its PUBACK/PUBREC (in the order its PUBLISHes arrived; 0x97 Quota
 // exceeded when a queue refused it under RejectPublish).
 //
-// Each connection has one writer goroutine. It writes queued control
-// packets, then pulls deliveries from its session while the inflight window
+// Each connection has one writer goroutine, woken through a channel. It
+// writes queued control packets, then pulls deliveries from its session
+// while the inflight window
 // (the client's Receive Maximum, capped by limits.maxInflight, and
 // limits.outboundBufferBytes of unacknowledged QoS 1/2 messages) has room:
 // persistent sessions stream their backlog from the store in bounded
@@ -50,6 +51,19 @@
 // PUBLISH is written only after its packet identifier is durable, and a
 // PUBREL only after the Released state is, so a restart never delivers a
 // QoS 2 message twice.
+//
+// Waking it costs a goroutine hand-off (often a thread wake-up) per
+// packet, most of a round trip when one message is in flight, so the
+// goroutine that makes something sendable writes it itself when it can
+// without waiting (flushInline, writer.go): after a PUBLISH that came
+// alone, the read loop writes its PUBACK before it waits for the network,
+// and the publish is written to its one woken clean subscriber by the
+// publisher's read loop right after the fan-out.
+// Whatever the socket does not take at once, and QoS 2 deliveries that
+// wait for a commit, are left to the writer goroutine, which writes them
+// before anything else. After a burst of packets, or for several
+// subscribers, the writer goroutines are woken instead, so that they
+// write in parallel and in fewer writes.
 //
 // A closing connection gets one second (closeGrace) to flush its last
 // packets (a DISCONNECT with its Reason Code); then the socket is closed,

@@ -34,11 +34,18 @@ import (
 //     the retained change applies, before the acknowledgement, so a
 //     publisher that subscribes once it has its PUBACK finds its retained
 //     message. With nothing to store and no acknowledgement to wait for,
-//     route runs onStored at once.
+//     route runs onStored at once: a publish to clean online subscribers
+//     only needs no commit round. A publish that came alone (one message
+//     in flight) to a single such subscriber is written to it by this
+//     read loop right after the fan-out, before its acknowledgement
+//     (route's wakeList); otherwise the writer goroutines are woken.
 //  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
-//     queued for the publisher's writer, behind every acknowledgement of
-//     the packets it sent before (pendingAck); 0x97 when a queue refused
-//     the message under RejectPublish, an error when the commit failed.
+//     queued for the publisher's connection, behind every acknowledgement
+//     of the packets it sent before (pendingAck); 0x97 when a queue
+//     refused the message under RejectPublish, an error when the commit
+//     failed. Queued on the read loop, it is written by the read loop
+//     before it next waits for the network (endDefer); queued on the
+//     committer goroutine, by the writer goroutine.
 //
 // A QoS 0 publish takes the same path with nothing to acknowledge, and so
 // does a will (publishWill) from step 2 on.
@@ -59,7 +66,11 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 		pub.c, pub.p = c, p
 		behind = c.pendingAck()
 	}
-	c.srv.route(pub, b, behind)
+	var wl *wakeList
+	if c.alone() {
+		wl = &c.wakes
+	}
+	c.srv.route(pub, b, behind, wl)
 	c.srv.com.throttle()
 	return true
 }
@@ -117,20 +128,43 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 // and no earlier acknowledgement to wait for (behind), the publish is
 // stored at once: onStored runs here. route takes b over: onStored hands
 // it back to batchPool, so the caller must not use it after route.
-func (s *Server) route(pub publish, b *store.Batch, behind bool) {
+//
+// wl, when not nil, collects the connections the fan-out makes
+// deliverable (sessions without persistence), and route writes to the
+// one it holds from the calling goroutine once the fan-out is done,
+// before the acknowledgement is queued (flushInline; see notify; several
+// are left to their writers): a delivery to an online clean session then
+// costs no goroutine hand-off. A publish that
+// stores nothing needs no commit round and makes its entries deliverable
+// here; one that stores makes them deliverable on the committer
+// goroutine, which wakes the writers.
+func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	full := s.storeFull(pub.m)
 	s.seqMu.Lock()
+	if wl != nil {
+		wl.open()
+		s.wakes.Store(wl)
+	}
 	fan := s.router.Route(pub.m, full, b)
+	if wl != nil {
+		s.wakes.Store(nil)
+	}
 	if fan.Rejected && pub.c != nil {
 		pub.c.endRejected(pub.p, b)
 	}
 	if b.Len() == 0 && !behind {
 		s.seqMu.Unlock()
+		if wl != nil {
+			wl.flush()
+		}
 		pub.onStored(fan, b, nil)
 		return
 	}
 	s.com.submit(&job{b: b, extra: pub.m.Size(), fan: fan, pub: pub})
 	s.seqMu.Unlock()
+	if wl != nil {
+		wl.flush()
+	}
 }
 
 // publish is one routed publish on its way through the committer. What
@@ -250,7 +284,7 @@ func (s *Server) publishWill(clientID string, w *store.Will) {
 		m.Retain = false // delivered, not retained
 	}
 	s.log.Debug("publishing will", "client", clientID, "topic", m.Topic)
-	s.route(publish{srv: s, m: &m}, getBatch(), false)
+	s.route(publish{srv: s, m: &m}, getBatch(), false, nil)
 }
 
 // batchPool recycles the batches of routed publishes. A publish fanned

@@ -53,6 +53,10 @@ type Server struct {
 	// batches reach the store in Seq order. It is never held across a
 	// commit.
 	seqMu sync.Mutex
+	// wakes, set under seqMu while a client's publish fans out, collects
+	// the connections it makes deliverable for the publishing goroutine
+	// to write to (see notify in writer.go).
+	wakes atomic.Pointer[wakeList]
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry
@@ -267,13 +271,16 @@ func (s *Server) Quiesce(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	// A dispatch or a delivery that began before the flag was set ends
-	// (its commits submitted) before these locks are free; any later one
-	// sees the flag.
+	// (its commits submitted) before these are free; any later one sees
+	// the flag. A QoS 2 delivery that an inline write staged for its commit
+	// (writer.staged) began before too: the writer goroutine commits it,
+	// and Quiesce waits for that.
 	for _, c := range conns {
 		c.dispatchMu.Lock()
 		c.dispatchMu.Unlock() //nolint:staticcheck // an empty critical section: waits for the holder
-		c.deliverMu.Lock()
-		c.deliverMu.Unlock() //nolint:staticcheck // as above
+		if err := c.waitStaged(ctx); err != nil {
+			return fmt.Errorf("engine: quiesce: %w", err)
+		}
 	}
 	if err := s.com.waitIdle(ctx); err != nil {
 		return fmt.Errorf("engine: quiesce: commits still in flight: %w", err)

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/packet"
@@ -34,10 +36,10 @@ func (c *conn) queueControl(p packet.Packet) {
 		c.closeNow()
 		return
 	}
-	c.wakeWriter()
+	c.notify()
 }
 
-// wakeWriter signals the writer without blocking.
+// wakeWriter signals the writer goroutine without blocking.
 func (c *conn) wakeWriter() {
 	select {
 	case c.wake <- struct{}{}:
@@ -45,38 +47,238 @@ func (c *conn) wakeWriter() {
 	}
 }
 
-// writeLoop is the connection's single writer: it sends control packets
-// and pulls the session's deliveries while the inflight window allows.
-func (c *conn) writeLoop() {
-	defer close(c.wdone)
-	defer c.nc.Close()
-	defer func() { c.recovered("writer", recover()) }()
-	w := writer{c: c}
+// Who writes. The writer goroutine may always write; it is woken through
+// c.wake. Handing every packet to it costs a goroutine wake-up (often a
+// thread's) on the path of each message, which at one message in flight
+// is most of a round trip. So the goroutine that made something sendable
+// writes it itself when it can do so without waiting (flushInline: the
+// write lock is free and the socket takes the bytes at once), and wakes
+// the writer goroutine only for what is left:
+//   - a connection's read loop defers the wake-ups of its own connection
+//     while it handles a PUBLISH that is the first packet since it last
+//     waited (deferWakes) and, if nothing followed it, writes them itself
+//     before it waits for the network again (endDefer): the publisher's
+//     PUBACK; from a second packet on, the writer goroutine writes;
+//   - the fan-out of a publish that arrived alone (nothing else buffered
+//     behind it: a publisher with one message in flight, where the
+//     hand-off would be most of the latency) collects the connections
+//     whose sessions it made deliverable (Server.wakes, the publisher's
+//     wakeList), and route writes to the subscriber right after the
+//     fan-out, before the publisher's acknowledgement, when it is the
+//     only one (several are written in parallel by their writers). After a burst of publishes the
+//     subscribers' writer goroutines are woken instead: they write in
+//     parallel with the read loop, each gathering the deliveries of every
+//     publisher into fewer writes, which is what throughput needs once
+//     several messages are in flight.
+// notify is the one wake-up call: the session's notify func (Attach) and
+// queueControl. It runs with Session.mu held, anywhere (the committer
+// too), and never blocks.
+
+// Deferral states of conn.wakeState.
+const (
+	deferring   = 1 << iota // the read loop flushes before it reads again
+	wakeWanted              // something was made sendable meanwhile
+	noDeferring = 0
+)
+
+// notify says that c has something to send.
+func (c *conn) notify() {
+	if wl := c.srv.wakes.Load(); wl != nil && wl.add(c) {
+		return
+	}
 	for {
-		select {
-		case <-c.wake:
-			if !w.flush() {
-				c.close()
-				return
-			}
-		case <-c.closing:
-			w.final()
+		st := c.wakeState.Load()
+		if st&deferring == 0 {
+			c.wakeWriter()
+			return
+		}
+		if st&wakeWanted != 0 || c.wakeState.CompareAndSwap(st, st|wakeWanted) {
 			return
 		}
 	}
 }
 
-// writer holds the writer goroutine's buffers.
+// deferWakes makes notify leave c's writes to the read loop, which calls
+// endDefer before it waits for the network. Only the read loop calls it,
+// before it dispatches each packet. Only a PUBLISH that is the first
+// packet since the read loop last waited is deferred (its PUBACK is what
+// the publisher waits for): from a second packet on, the writer goroutine
+// writes (what was deferred, and what follows) in parallel with the
+// reading of the burst, so acknowledgements do not wait for its end; and
+// the deliveries that a subscriber's PUBACK lets out (a backlog, read
+// from the store) are the writer's too, so that they are fetched and
+// written while the read loop reads the next acknowledgements.
+func (c *conn) deferWakes(p packet.Packet) {
+	c.burst++
+	if _, pub := p.(*packet.Publish); c.burst > 1 || !pub {
+		if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
+			c.wakeWriter()
+		}
+		return
+	}
+	if c.raw != nil {
+		c.wakeState.CompareAndSwap(noDeferring, deferring)
+	}
+}
+
+// endDefer ends deferWakes and writes what was made sendable meanwhile.
+// Only the read loop calls it.
+func (c *conn) endDefer() {
+	c.burst = 0
+	if c.wakeState.Swap(noDeferring)&wakeWanted != 0 {
+		c.flushInline()
+	}
+}
+
+// alone reports whether the packet being dispatched came alone: the
+// first since the read loop last waited for the network, with nothing
+// buffered behind it. Only the read loop calls it.
+func (c *conn) alone() bool {
+	return c.burst <= 1 && !packetBuffered(c.r.R)
+}
+
+// flushInline writes what c has to send from the calling goroutine
+// without waiting: not for the write lock, not for the socket, not for a
+// commit; what it cannot write is left to the writer goroutine, which it
+// wakes. It never runs on the committer goroutine (it may submit).
+func (c *conn) flushInline() {
+	select {
+	case <-c.closing:
+		c.wakeWriter() // the writer's final flush
+		return
+	default:
+	}
+	if c.raw == nil || !c.wmu.TryLock() {
+		c.wakeWriter() // the holder may have looked already: the writer looks again
+		return
+	}
+	if !c.flushNoWaitLocked() {
+		c.wakeWriter()
+	}
+}
+
+func (c *conn) flushNoWaitLocked() bool {
+	defer c.wmu.Unlock()
+	return c.w.flushNoWait()
+}
+
+// wakeList collects the connections a fan-out made deliverable (see
+// notify) for the publishing goroutine to flush. add after take has
+// closed the list fails: the caller wakes the writer itself.
+type wakeList struct {
+	mu     sync.Mutex
+	closed bool
+	conns  []*conn
+}
+
+func (wl *wakeList) open() {
+	wl.mu.Lock()
+	wl.closed = false
+	wl.mu.Unlock()
+}
+
+// add lists c for the owner's flush; true when c is listed (here or in
+// another publisher's list, whose flush comes after this call: it clears
+// the mark before it flushes).
+func (wl *wakeList) add(c *conn) bool {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	if wl.closed || len(wl.conns) >= maxListedWakes {
+		return false
+	}
+	if !c.listed.Swap(true) {
+		wl.conns = append(wl.conns, c)
+	}
+	return true
+}
+
+// flush closes the list and flushes its connection inline when it holds
+// one; several are handed to their writer goroutines, which write in
+// parallel (measured: a publisher writing to four subscribers itself
+// delivered less and later than their four writers).
+func (wl *wakeList) flush() {
+	wl.mu.Lock()
+	wl.closed = true
+	conns := wl.conns
+	if len(conns) == 0 {
+		wl.mu.Unlock()
+		return
+	}
+	wl.conns = nil
+	wl.mu.Unlock()
+	for i, c := range conns {
+		c.listed.Store(false)
+		if len(conns) == 1 {
+			c.flushInline()
+		} else {
+			c.wakeWriter()
+		}
+		conns[i] = nil
+	}
+	wl.mu.Lock()
+	if wl.conns == nil && cap(conns) <= maxPooledWakes {
+		wl.conns = conns[:0]
+	}
+	wl.mu.Unlock()
+}
+
+// maxListedWakes bounds the connections a wakeList takes; the writer
+// goroutines of the others are woken at once.
+const maxListedWakes = 16
+
+// maxPooledWakes bounds the array a publisher's wakeList keeps between
+// publishes.
+const maxPooledWakes = 64
+
+// writeLoop is the connection's writer goroutine: it sends control packets
+// and pulls the session's deliveries while the inflight window allows,
+// whenever it is woken, and what an inline flush left.
+func (c *conn) writeLoop() {
+	defer close(c.wdone)
+	defer c.nc.Close()
+	defer func() { c.recovered("writer", recover()) }()
+	for {
+		select {
+		case <-c.wake:
+			if !c.writerFlush() {
+				c.close()
+				return
+			}
+		case <-c.closing:
+			c.wmu.Lock()
+			defer c.wmu.Unlock()
+			c.w.final()
+			return
+		}
+	}
+}
+
+func (c *conn) writerFlush() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.flush()
+}
+
+// writer holds the buffers of whoever writes (conn.wmu).
 type writer struct {
 	c    *conn
 	buf  []byte
 	outs []session.Outgoing
+	// Left by flushNoWait for the writer goroutine: bytes the socket did
+	// not take, then (staged non-nil) deliveries in outs whose state in
+	// staged must be durable before they are written (QoS 2).
+	pend   []byte
+	staged *store.Batch
 }
 
 // flush writes until neither control packets nor deliveries are left.
+// Only the writer goroutine calls it.
 func (w *writer) flush() bool {
 	c := w.c
 	c.panicHook("writer")
+	if !w.finishInline() {
+		return false
+	}
 	for {
 		w.buf = c.takeControl(w.buf[:0])
 		if !w.deliver() {
@@ -85,7 +287,7 @@ func (w *writer) flush() bool {
 		if len(w.buf) == 0 {
 			return true
 		}
-		if !w.write() {
+		if !w.write(w.buf) {
 			return false
 		}
 	}
@@ -93,29 +295,118 @@ func (w *writer) flush() bool {
 
 // deliver appends the next deliveries to w.buf, once their delivery state
 // is stored; none once the server quiesced (Quiesce). False: the state
-// could not be stored.
+// could not be stored. Only the writer goroutine calls it.
 func (w *writer) deliver() bool {
-	c := w.c
-	c.deliverMu.Lock()
-	defer c.deliverMu.Unlock()
-	if c.srv.quiesced.Load() {
+	if w.c.srv.quiesced.Load() {
 		return true
-	}
-	var fits func(*session.Outgoing) bool
-	if c.sendMax > 0 {
-		fits = c.fits
 	}
 	b := &store.Batch{NoSync: true}
 	var wait bool
-	w.outs, wait = c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, fits, b)
+	w.outs, wait = w.c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, w.c.fitsFunc(), b)
 	if !w.commit(b, wait) {
 		return false
 	}
-	for i := range w.outs {
-		w.buf = c.encode(w.buf, &w.outs[i])
-		w.outs[i] = session.Outgoing{}
+	w.encodeOuts()
+	return true
+}
+
+// waitStaged returns once c holds no delivery staged by an inline write
+// (writer.staged): the writer goroutine commits it, holding wmu until the
+// commit ended. Quiesce calls it after setting the flag, so no new one is
+// staged. It only TryLocks wmu (see locksordering.txt) and looks again
+// while another holds it.
+func (c *conn) waitStaged(ctx context.Context) error {
+	for {
+		if c.wmu.TryLock() {
+			staged := c.w.staged != nil
+			c.wmu.Unlock()
+			if !staged {
+				return nil
+			}
+			c.wakeWriter()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.wdone:
+			return nil // the writer ended: the connection is closing
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// finishInline writes what flushNoWait left.
+func (w *writer) finishInline() bool {
+	if len(w.pend) > 0 {
+		ok := w.write(w.pend)
+		w.pend = w.pend[:0]
+		if !ok {
+			return false
+		}
+	}
+	if b := w.staged; b != nil {
+		w.staged = nil
+		if !w.commit(b, true) {
+			return false
+		}
+		w.buf = w.buf[:0]
+		w.encodeOuts()
+		if len(w.buf) > 0 && !w.write(w.buf) {
+			return false
+		}
 	}
 	return true
+}
+
+// flushNoWait is one round of flush that never waits: false when the
+// writer goroutine must go on (bytes the socket did not take, deliveries
+// that wait for a commit, or a full round that may have more behind it).
+func (w *writer) flushNoWait() bool {
+	if len(w.pend) > 0 || w.staged != nil {
+		return false
+	}
+	c := w.c
+	w.buf = c.takeControl(w.buf[:0])
+	b := &store.Batch{NoSync: true}
+	var wait bool
+	if !c.srv.quiesced.Load() { // Quiesce: acknowledgements only
+		w.outs, wait = c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, c.fitsFunc(), b)
+	}
+	if wait {
+		w.pend = append(w.pend, w.buf...)
+		w.staged = b
+		return false
+	}
+	w.commit(b, false) // submits only: cannot fail
+	full := len(w.outs) == deliveriesPerWrite
+	w.encodeOuts()
+	if len(w.buf) == 0 {
+		return true
+	}
+	n := writeNoWait(c.raw, w.buf)
+	c.srv.stats.bytesOut.Add(uint64(n))
+	if n < len(w.buf) {
+		w.pend = append(w.pend, w.buf[n:]...)
+		return false
+	}
+	return !full
+}
+
+// encodeOuts appends the packets of w.outs to w.buf and forgets them.
+func (w *writer) encodeOuts() {
+	for i := range w.outs {
+		w.buf = w.c.encode(w.buf, &w.outs[i])
+		w.outs[i] = session.Outgoing{}
+	}
+	w.outs = w.outs[:0]
+}
+
+// fitsFunc is the Maximum Packet Size check for NextBatch (nil: none).
+func (c *conn) fitsFunc() func(*session.Outgoing) bool {
+	if c.sendMax > 0 {
+		return c.fits
+	}
+	return nil
 }
 
 // commit stores the delivery state changes of a batch; QoS 2 sends wait
@@ -136,15 +427,18 @@ func (w *writer) commit(b *store.Batch, wait bool) bool {
 	return true
 }
 
-func (w *writer) write() bool {
+// write writes b, waiting at most writeTimeout. The deadline is cleared
+// afterwards, so that it never refuses an inline write (flushNoWait).
+func (w *writer) write(b []byte) bool {
 	c := w.c
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	n, err := c.nc.Write(w.buf)
+	n, err := c.nc.Write(b)
 	c.srv.stats.bytesOut.Add(uint64(n))
 	if err != nil {
 		c.log.Debug("write failed", "client", c.clientID, "err", err)
 		return false
 	}
+	_ = c.nc.SetWriteDeadline(time.Time{})
 	return true
 }
 
@@ -152,7 +446,8 @@ func (w *writer) write() bool {
 // deadline before the connection closes.
 func (w *writer) final() {
 	c := w.c
-	w.buf = c.takeControl(w.buf[:0])
+	w.buf = c.takeControl(append(w.buf[:0], w.pend...))
+	w.pend = w.pend[:0]
 	if len(w.buf) == 0 {
 		return
 	}

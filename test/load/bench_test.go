@@ -22,10 +22,14 @@ import (
 //
 //	LOAD_SIZE=full|short|tiny   sizes (default full; -short means short)
 //	LOAD_ONLY=regexp            run only the scenarios whose name matches
+//	LOAD_BOLLARD_BIN=path       run this bollard binary instead of building one
 //	LOAD_BOLLARD=process|inprocess   inprocess runs the engine in the test
 //	                            process, so -cpuprofile profiles the broker
-//	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default both)
+//	LOAD_BROKERS=bollard,mosquitto   which brokers to run (default all)
+//	LOAD_BASELINE_BIN=path      also run this bollard binary (an earlier build),
+//	                            alternating, as the report's baseline column
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
+//	LOAD_REPEAT=N               alternating runs per scenario and broker (full: 3)
 //	LOAD_REPORT=file            also write the Markdown table there
 //	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
 //	LOAD_RESTART_PER_SESSION=N  messages queued per session in the restart
@@ -40,8 +44,12 @@ func TestLoadBench(t *testing.T) {
 	if mosq == "" {
 		t.Fatal("mosquitto is not installed: run hack/install-test-deps.sh (make bench does)")
 	}
+	all := []Factory{bollard, MosquittoFactory(mosq, inflight)}
+	if bin := os.Getenv("LOAD_BASELINE_BIN"); bin != "" {
+		all = append(all, BaselineFactory(bin, inflight))
+	}
 	s := &Suite{
-		Sizes: sz, Factories: pickBrokers(t, bollard, MosquittoFactory(mosq, inflight)),
+		Sizes: sz, Factories: pickBrokers(t, all...),
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 	}
 	if only := os.Getenv("LOAD_ONLY"); only != "" {
@@ -74,7 +82,7 @@ func pickBrokers(t *testing.T, all ...Factory) []Factory {
 		}
 	}
 	if len(out) == 0 {
-		t.Fatalf("LOAD_BROKERS=%q names none of bollard, mosquitto", want)
+		t.Fatalf("LOAD_BROKERS=%q names none of bollard, mosquitto, baseline", want)
 	}
 	return out
 }
@@ -92,12 +100,16 @@ func benchSizes(t *testing.T) Sizes {
 		t.Fatal(err)
 	}
 	sz.RestartPerSession = envInt(t, "LOAD_RESTART_PER_SESSION", sz.RestartPerSession)
+	sz.Repeat = envInt(t, "LOAD_REPEAT", sz.Repeat)
 	return sz
 }
 
 func bollardFactory(t *testing.T, inflight int) Factory {
 	switch mode := os.Getenv("LOAD_BOLLARD"); mode {
 	case "", "process":
+		if bin := os.Getenv("LOAD_BOLLARD_BIN"); bin != "" {
+			return BollardFactory(bin, inflight)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		bin, err := BuildBollard(ctx, t.TempDir())

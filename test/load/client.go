@@ -177,9 +177,12 @@ func (c *Client) flushLocked() error {
 // Handlers receive what Consume reads. Either may be nil.
 type Handlers struct {
 	// OnPublish sees every PUBLISH; its payload is only valid during the
-	// call. QoS 1 messages are acknowledged by Consume after it returns.
+	// call. Consume acknowledges QoS 1 and 2 messages after it returns
+	// (PUBACK; PUBREC, then PUBCOMP for the server's PUBREL).
 	OnPublish func(p *packet.Publish)
-	// OnPuback sees every PUBACK (the answer to our QoS 1 publishes).
+	// OnPuback sees the end of each of our QoS 1 and 2 publishes: a
+	// PUBACK, a PUBCOMP, or a PUBREC with an error code (which ends the
+	// exchange). Consume answers a successful PUBREC with PUBREL itself.
 	OnPuback func(id uint16, code packet.ReasonCode)
 }
 
@@ -220,20 +223,34 @@ func (c *Client) dispatch(p packet.Packet, h Handlers) error {
 		if h.OnPublish != nil {
 			h.OnPublish(p)
 		}
-		if p.QoS == 1 {
+		switch p.QoS {
+		case 1:
 			return c.Send(&packet.Puback{PacketID: p.PacketID}, false)
+		case 2:
+			return c.Send(&packet.Pubrec{PacketID: p.PacketID}, false)
 		}
-		if p.QoS == 2 {
-			return fmt.Errorf("load: QoS 2 is not used by the scenarios")
+	case *packet.Pubrel:
+		return c.Send(&packet.Pubcomp{PacketID: p.PacketID}, false)
+	case *packet.Pubrec:
+		if p.ReasonCode.IsError() {
+			h.ended(p.PacketID, p.ReasonCode)
+			return nil
 		}
+		return c.Send(&packet.Pubrel{PacketID: p.PacketID}, false)
 	case *packet.Puback:
-		if h.OnPuback != nil {
-			h.OnPuback(p.PacketID, p.ReasonCode)
-		}
+		h.ended(p.PacketID, p.ReasonCode)
+	case *packet.Pubcomp:
+		h.ended(p.PacketID, p.ReasonCode)
 	case *packet.Disconnect:
 		return fmt.Errorf("load: server sent DISCONNECT %s", p.ReasonCode)
 	}
 	return nil
+}
+
+func (h Handlers) ended(id uint16, code packet.ReasonCode) {
+	if h.OnPuback != nil {
+		h.OnPuback(id, code)
+	}
 }
 
 // Disconnect sends DISCONNECT (normal) and closes the connection.

@@ -2,11 +2,15 @@
 // client built on broker/packet, broker launchers (bollard built from this
 // checkout, Debian's mosquitto, or the engine in process), and the
 // benchmark scenarios (publish/subscribe throughput and latency, fan-out,
-// offline ingest, drain, restart and memory, a connect storm of persistent
-// clients), each run against Bollard and mosquitto side by side and
-// reported as a table of both figures and their ratio; and a fleet test
-// that starts a bollard process on a store of a million offline sessions
-// (WriteFleetStore, TestFleetSessions).
+// few messages in flight: publisher windows 1, 20 and 100 at QoS 0, 1 and
+// 2, 1 -> 1 and 4 x 4, clean and persistent online subscribers; offline
+// ingest, drain, restart and memory, a connect storm of persistent
+// clients), each run against Bollard and mosquitto side by side,
+// alternating, and reported as a table of both figures and their ratio;
+// optionally with a third column, an earlier Bollard build
+// (LOAD_BASELINE_BIN), for before/after ratios from the same run; and a
+// fleet test that starts a bollard process on a store of a million offline
+// sessions (WriteFleetStore, TestFleetSessions).
 //
 // Every load loop is bounded twice, by a message count and by a deadline,
 // and stops by itself. Everything listens and dials on 127.0.0.1 only.

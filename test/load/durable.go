@@ -132,7 +132,7 @@ func (r DrainResult) Rate() float64 { return float64(r.Delivered) / r.Elapsed.Se
 // Drain reconnects the persistent session id and receives want queued
 // messages, acknowledging each; the window is the broker's inflight limit.
 func Drain(ctx context.Context, addr, id string, want int64) (DrainResult, error) {
-	tally := NewTally(want, nil)
+	tally := NewTally(want, 0, nil)
 	sink := NewSink(tally, 0)
 	start := time.Now()
 	c, err := Dial(ctx, addr, ConnOptions{ClientID: id, SessionExpiry: sessionExpiry})

@@ -21,6 +21,7 @@ import (
 // (go test -cpuprofile) include the broker.
 type inproc struct {
 	cfg    *config.Config
+	srv    *engine.Server // while running
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
@@ -55,6 +56,15 @@ func (b *inproc) Addr() string { return b.addr }
 func (b *inproc) PID() int     { return 0 }
 func (b *inproc) Fsyncs() bool { return b.cfg.Durability.Mode == config.DurabilitySync }
 
+// FsyncTotals returns the engine's fsync count and their total time so far.
+func (b *inproc) FsyncTotals(context.Context) (seconds, count float64, err error) {
+	if b.srv == nil {
+		return 0, 0, errors.New("load: in-process broker not running")
+	}
+	h := b.srv.Stats().Fsync
+	return h.Sum, float64(h.Count), nil
+}
+
 func (b *inproc) openStore(log *slog.Logger) (store.Store, error) {
 	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log}
 	switch b.cfg.Durability.Mode {
@@ -81,6 +91,7 @@ func (b *inproc) Start(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, errors.Join(fmt.Errorf("load: %w", err), st.Close())
 	}
+	b.srv = srv
 	runner := host.NewRunner(srv, host.RunOptions{Config: b.cfg, Logger: log, Store: st})
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel, b.done = cancel, make(chan error, 1)

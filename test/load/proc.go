@@ -25,7 +25,8 @@ type process struct {
 	dir    string
 	argv   func() []string // the command line, after config was written
 	ready  func(ctx context.Context) bool
-	heap   func(ctx context.Context) (int64, error) // nil: not reported
+	heap   func(ctx context.Context) (int64, error)                      // nil: not reported
+	fsync  func(ctx context.Context) (seconds, count float64, err error) // nil: not reported
 	fsyncs bool
 
 	cmd    *exec.Cmd
@@ -37,6 +38,15 @@ type process struct {
 func (p *process) Name() string { return p.name }
 func (p *process) Addr() string { return p.addr }
 func (p *process) Fsyncs() bool { return p.fsyncs }
+
+// FsyncTotals returns the broker's fsync count and their total time so
+// far, when it reports them.
+func (p *process) FsyncTotals(ctx context.Context) (seconds, count float64, err error) {
+	if p.fsync == nil {
+		return 0, 0, errors.ErrUnsupported
+	}
+	return p.fsync(ctx)
+}
 
 // HeapInUse returns the broker's Go heap in use, when it reports it.
 func (p *process) HeapInUse(ctx context.Context) (int64, error) {
@@ -162,6 +172,14 @@ func NewBollard(o BollardOptions) (Target, error) {
 		heap: func(ctx context.Context) (int64, error) {
 			return promGauge(ctx, client, "http://"+admin+"/metrics", "go_memstats_heap_inuse_bytes")
 		},
+		fsync: func(ctx context.Context) (float64, float64, error) {
+			const name = "bollard_store_fsync_duration_seconds"
+			v, err := promSamples(ctx, client, "http://"+admin+"/metrics", name+"_sum", name+"_count")
+			if err != nil {
+				return 0, 0, err
+			}
+			return v[0], v[1], nil
+		},
 	}
 	return p, nil
 }
@@ -218,26 +236,48 @@ func httpOK(ctx context.Context, c *http.Client, url string) bool {
 
 // promGauge reads one unlabelled sample from a Prometheus text endpoint.
 func promGauge(ctx context.Context, c *http.Client, url, name string) (int64, error) {
+	v, err := promSamples(ctx, c, url, name)
+	if err != nil {
+		return 0, err
+	}
+	return int64(v[0]), nil
+}
+
+// promSamples reads unlabelled samples from a Prometheus text endpoint, in
+// the order of names.
+func promSamples(ctx context.Context, c *http.Client, url string, names ...string) ([]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, fmt.Errorf("load: %w", err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("load: %w", err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	defer resp.Body.Close()
+	out, found := make([]float64, len(names)), 0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+		for i, name := range names {
+			v, ok := strings.CutPrefix(sc.Text(), name+" ")
+			if !ok {
+				continue
+			}
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				return 0, fmt.Errorf("load: %s: %w", name, err)
+				return nil, fmt.Errorf("load: %s: %w", name, err)
 			}
-			return int64(f), nil
+			out[i] = f
+			found++
 		}
 	}
-	return 0, fmt.Errorf("load: %s not found in %s", name, url)
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("load: reading %s: %w", url, err)
+	}
+	if found < len(names) {
+		return nil, fmt.Errorf("load: %v not all found in %s", names, url)
+	}
+	return out, nil
 }
 
 // MosquittoOptions configure a mosquitto process.

@@ -3,6 +3,7 @@ package load
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -26,18 +27,23 @@ type Row struct {
 	Unit      string // msg/s, ms, s, MB
 	Bollard   float64
 	Mosquitto float64
-	Goal      Goal
-	Limit     float64 // for BelowLimit, in Unit
-	Errors    []string
-	Note      string
+	// Baseline is another build of Bollard measured in the same run
+	// (LOAD_BASELINE_BIN), for before/after ratios; 0: none.
+	Baseline float64
+	Goal     Goal
+	Limit    float64 // for BelowLimit, in Unit
+	Errors   []string
+	Note     string
 }
 
 // Ratio is Bollard's figure over mosquitto's (NaN when either is absent).
-func (r Row) Ratio() float64 {
-	if r.Bollard <= 0 || r.Mosquitto <= 0 {
+func (r Row) Ratio() float64 { return ratio(r.Bollard, r.Mosquitto) }
+
+func ratio(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
 		return math.NaN()
 	}
-	return r.Bollard / r.Mosquitto
+	return a / b
 }
 
 // Met reports whether the goal is met: "yes", "NO", or "" (no goal or no
@@ -91,14 +97,25 @@ type Report struct {
 // Add appends a row.
 func (rep *Report) Add(r Row) { rep.Rows = append(rep.Rows, r) }
 
-// Markdown renders the report as a Markdown table, then the errors.
+// Markdown renders the report as a Markdown table, then the errors. With
+// a baseline in any row, two more columns give it and Bollard's ratio to it.
 func (rep *Report) Markdown() string {
 	var b strings.Builder
-	b.WriteString("| scenario | metric | bollard | mosquitto | ratio B/M | goal | met |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | --- | --- |\n")
+	base := slices.ContainsFunc(rep.Rows, func(r Row) bool { return r.Baseline > 0 })
+	if base {
+		b.WriteString("| scenario | metric | bollard | mosquitto | ratio B/M | goal | met | baseline | ratio B/base |\n")
+		b.WriteString("| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |\n")
+	} else {
+		b.WriteString("| scenario | metric | bollard | mosquitto | ratio B/M | goal | met |\n")
+		b.WriteString("| --- | --- | ---: | ---: | ---: | --- | --- |\n")
+	}
 	for _, r := range rep.Rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Metric+unit(r.Unit),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |", r.Scenario, r.Metric+unit(r.Unit),
 			cell(r.Bollard), cell(r.Mosquitto), ratioCell(r.Ratio()), r.goalText(), r.Met())
+		if base {
+			fmt.Fprintf(&b, " %s | %s |", cell(r.Baseline), ratioCell(ratio(r.Bollard, r.Baseline)))
+		}
+		b.WriteString("\n")
 	}
 	for _, r := range rep.Rows {
 		if r.Note != "" {

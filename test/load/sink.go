@@ -15,20 +15,33 @@ import (
 type Tally struct {
 	want      int64
 	got       atomic.Int64
+	byPub     []atomic.Int64 // deliveries by publisher index, when counted
 	done      chan struct{}
-	onDeliver func(got int64)
+	onDeliver func(pub uint32)
 	start     time.Time
 	lastNano  atomic.Int64 // time of the last delivery, UnixNano
 }
 
-// NewTally expects want deliveries. onDeliver (may be nil) runs after
-// every delivery with the running total, to wake gated publishers.
-func NewTally(want int64, onDeliver func(got int64)) *Tally {
-	return &Tally{want: want, done: make(chan struct{}), onDeliver: onDeliver, start: time.Now()}
+// NewTally expects want deliveries from publishers numbered 0 to
+// publishers-1. onDeliver (may be nil) runs after every delivery with the
+// publisher's index, to wake gated publishers.
+func NewTally(want int64, publishers int, onDeliver func(pub uint32)) *Tally {
+	return &Tally{
+		want: want, byPub: make([]atomic.Int64, publishers), done: make(chan struct{}),
+		onDeliver: onDeliver, start: time.Now(),
+	}
 }
 
 // Got returns the deliveries so far.
 func (t *Tally) Got() int64 { return t.got.Load() }
+
+// GotFrom returns the deliveries so far of publisher pub's messages.
+func (t *Tally) GotFrom(pub int) int64 {
+	if pub < 0 || pub >= len(t.byPub) {
+		return 0
+	}
+	return t.byPub[pub].Load()
+}
 
 // Done is closed once every expected delivery arrived.
 func (t *Tally) Done() <-chan struct{} { return t.done }
@@ -36,14 +49,17 @@ func (t *Tally) Done() <-chan struct{} { return t.done }
 // Last returns the time of the latest delivery.
 func (t *Tally) Last() time.Time { return time.Unix(0, t.lastNano.Load()) }
 
-func (t *Tally) add(now time.Time) {
+func (t *Tally) add(now time.Time, pub uint32) {
+	if int(pub) < len(t.byPub) {
+		t.byPub[pub].Add(1)
+	}
 	n := t.got.Add(1)
 	t.lastNano.Store(now.UnixNano())
 	if n == t.want {
 		close(t.done)
 	}
 	if t.onDeliver != nil {
-		t.onDeliver(n)
+		t.onDeliver(pub)
 	}
 }
 
@@ -95,6 +111,9 @@ func (s *Sink) Handlers() Handlers {
 func (s *Sink) onPublish(p *packet.Publish) {
 	now := time.Now()
 	sent, pub, seq, ok := stamp(p.Payload)
+	if !ok {
+		pub = ^uint32(0) // counted, but for no publisher
+	}
 	s.mu.Lock()
 	if ok {
 		if s.stride > 0 && seq%s.stride == 0 {
@@ -106,7 +125,7 @@ func (s *Sink) onPublish(p *packet.Publish) {
 		s.next[pub] = seq + 1
 	}
 	s.mu.Unlock()
-	s.tally.add(now)
+	s.tally.add(now, pub)
 }
 
 // Disorder returns how many messages arrived behind a later one of the

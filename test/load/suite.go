@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type Sizes struct {
 	FanoutSubscribers int
 	FanoutMessages    int
 	FanoutWindow      int
+	Windows           []int // the publisher windows of the window scenarios
+	WindowMessages    int   // published per window scenario at window 1, times the window, at most WindowMaxMessages
+	WindowMaxMessages int
 	Repeat            int // runs per broker of all but the restart scenario, alternating; the best counts
 	IngestSessions    int
 	IngestPublishers  int
@@ -36,6 +40,7 @@ func FullSizes() Sizes {
 	return Sizes{
 		Name: "full", PubSubMessages: 100_000, PubSubWindow: 500,
 		FanoutSubscribers: 100, FanoutMessages: 5_000, FanoutWindow: 50, Repeat: 3,
+		Windows: []int{1, 20, 100}, WindowMessages: 4_000, WindowMaxMessages: 20_000,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 20_000,
 		DrainMessages: 100_000, RestartSessions: 10_000, RestartPerSession: 100,
 		StormClients: 10_000, StormConcurrency: 100,
@@ -48,6 +53,7 @@ func ShortSizes() Sizes {
 	return Sizes{
 		Name: "short", PubSubMessages: 10_000, PubSubWindow: 500,
 		FanoutSubscribers: 100, FanoutMessages: 500, FanoutWindow: 50, Repeat: 1,
+		Windows: []int{1, 20, 100}, WindowMessages: 400, WindowMaxMessages: 2_000,
 		IngestSessions: 100, IngestPublishers: 16, IngestMessages: 2_000,
 		DrainMessages: 10_000, RestartSessions: 1_000, RestartPerSession: 100,
 		StormClients: 2_000, StormConcurrency: 100,
@@ -60,6 +66,7 @@ func TinySizes() Sizes {
 	return Sizes{
 		Name: "tiny", PubSubMessages: 300, PubSubWindow: 50,
 		FanoutSubscribers: 3, FanoutMessages: 50, FanoutWindow: 10, Repeat: 1,
+		Windows: []int{1, 20}, WindowMessages: 20, WindowMaxMessages: 100,
 		IngestSessions: 4, IngestPublishers: 2, IngestMessages: 100,
 		DrainMessages: 300, RestartSessions: 20, RestartPerSession: 5,
 		StormClients: 50, StormConcurrency: 10,
@@ -91,6 +98,18 @@ func BollardFactory(binary string, maxInflight int) Factory {
 	return Factory{Name: "bollard", New: func(dir string) (Target, error) {
 		return NewBollard(BollardOptions{Binary: binary, Dir: dir, Durability: "sync", MaxInflight: maxInflight})
 	}}
+}
+
+// BaselineName is the factory name of BaselineFactory, the report's
+// baseline column.
+const BaselineName = "baseline"
+
+// BaselineFactory runs another bollard binary (an earlier build) as the
+// baseline, alternating with the others, for before/after ratios.
+func BaselineFactory(binary string, maxInflight int) Factory {
+	f := BollardFactory(binary, maxInflight)
+	f.Name = BaselineName
+	return f
 }
 
 // InProcessFactory runs the Bollard engine in this process (Pebble, sync).
@@ -163,6 +182,7 @@ func (s *Suite) Run(ctx context.Context) (*Report, error) {
 			row.Scenario = sc.name
 			row.Bollard = byBroker["bollard"][m.key]
 			row.Mosquitto = byBroker["mosquitto"][m.key]
+			row.Baseline = byBroker[BaselineName][m.key]
 			rep.Add(row)
 		}
 		if err != nil {
@@ -198,13 +218,10 @@ func (s *Suite) runOnce(ctx context.Context, sc scenario, f Factory) (measuremen
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	t, err := f.New(dir)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.Sizes.Timeout)
 	defer cancel()
-	if _, err := t.Start(ctx); err != nil {
+	t, err := startTarget(ctx, f, dir)
+	if err != nil {
 		return nil, err
 	}
 	begin := time.Now()
@@ -214,4 +231,28 @@ func (s *Suite) runOnce(ctx context.Context, sc scenario, f Factory) (measuremen
 	err = errors.Join(err, t.Stop(stopCtx))
 	s.logf("%-40s %-9s %6.1fs %s", sc.name, f.Name, time.Since(begin).Seconds(), m)
 	return m, err
+}
+
+// startAttempts bounds the starts of a broker whose port was taken: the
+// ports are free when chosen, but another process on the shared machine
+// may bind one before the broker does.
+const startAttempts = 3
+
+// startTarget makes and starts a broker of f in dir, on new ports when
+// the chosen ones were taken meanwhile.
+func startTarget(ctx context.Context, f Factory, dir string) (Target, error) {
+	var err error
+	for range startAttempts {
+		var t Target
+		if t, err = f.New(dir); err != nil {
+			return nil, err
+		}
+		if _, err = t.Start(ctx); err == nil {
+			return t, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
+	return nil, err
 }

@@ -1,0 +1,14 @@
+//go:build !unix
+
+package engine
+
+import (
+	"net"
+	"syscall"
+)
+
+// rawConnOf returns nil: inline writes need a Unix socket; the writer
+// goroutine writes everything.
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+func writeNoWait(syscall.RawConn, []byte) int { return 0 }
