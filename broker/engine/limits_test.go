@@ -26,9 +26,12 @@ func offlineSubscriber(t *testing.T, b *testBroker, id, filter string, qos byte)
 // (the socket closes slightly before).
 func waitOffline(t *testing.T, b *testBroker, id string) {
 	t.Helper()
+	// Offline and its disconnection time recorded: detach marks the
+	// session offline a moment before it stamps DisconnectedAt, and a test
+	// that then moves a fake clock must move it after the stamp.
 	eventually(t, 5*time.Second, id+" offline", func() bool {
 		i, ok := b.srv.Session(id)
-		return ok && !i.Online
+		return ok && !i.Online && !i.ExpiresAt.IsZero()
 	})
 }
 
