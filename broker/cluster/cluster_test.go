@@ -269,14 +269,22 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 	if got := payloads(t, c.nodes[l].Store(), "dev"); len(got) != 60 || got[59] != "60" {
 		t.Fatalf("rejoined member holds %d entries", len(got))
 	}
-	status := c.nodes[l2].Status()
+	// The leader learns a follower's match index from its answer to an
+	// append, which may come a moment after the follower's store applied
+	// the entries.
+	var status Status
+	missing := func() string {
+		status = c.nodes[l2].Status()
+		for _, m := range status.Members {
+			if m.ID != status.ID && (m.Lag == nil || m.MatchIndex == nil) {
+				return m.ID
+			}
+		}
+		return ""
+	}
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the leader to report every follower's lag", func() bool { return missing() == "" })
 	if status.Role != Leader || len(status.Members) != 3 {
 		t.Fatalf("leader status: %+v", status)
-	}
-	for _, m := range status.Members {
-		if m.ID != status.ID && (m.Lag == nil || m.MatchIndex == nil) {
-			t.Fatalf("leader does not report the lag of %s: %+v", m.ID, m)
-		}
 	}
 }
 
