@@ -405,8 +405,12 @@ func (in Input) memberName(i int) string { return fmt.Sprintf("%s-%d", in.Statef
 
 // ordinal is the ordinal of a member ID, or -1 when it names no pod of the
 // StatefulSet (a member added by hand: left alone).
-func (in Input) ordinal(id string) int {
-	rest, ok := strings.CutPrefix(id, in.StatefulSet+"-")
+func (in Input) ordinal(id string) int { return Ordinal(in.StatefulSet, id) }
+
+// Ordinal is the ordinal of a pod name (a member ID) in the StatefulSet
+// named statefulSet ("NAME-0" is 0), or -1 when it is not one of its pods.
+func Ordinal(statefulSet, pod string) int {
+	rest, ok := strings.CutPrefix(pod, statefulSet+"-")
 	if !ok {
 		return -1
 	}

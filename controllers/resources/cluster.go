@@ -3,7 +3,6 @@ package resources
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/controllers/members"
 )
 
 // A cluster (spec.replicas 3 or 5) is one StatefulSet whose pods are its
@@ -86,15 +86,7 @@ func MemberName(b *v1alpha1.MQTTBroker, ordinal int) string {
 // MemberOrdinal is the ordinal of a member pod's name, or -1 when the name
 // is not one of b's members.
 func MemberOrdinal(b *v1alpha1.MQTTBroker, pod string) int {
-	rest, ok := strings.CutPrefix(pod, StatefulSetName(b)+"-")
-	if !ok {
-		return -1
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 0 || strconv.Itoa(n) != rest {
-		return -1
-	}
-	return n
+	return members.Ordinal(StatefulSetName(b), pod)
 }
 
 // MemberHost is the stable DNS name of a member under the headless Service.
