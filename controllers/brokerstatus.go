@@ -4,15 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/bollard-io/bollard/api/v1alpha1"
 )
 
 // BrokerStatus is the part of a broker's GET /v1/status body the operator
@@ -94,44 +89,24 @@ const maxStatusBody = 1 << 20
 // BrokerStatus implements BrokerStatusReader.
 func (h HTTPBrokerStatusReader) BrokerStatus(ctx context.Context, pod *corev1.Pod, token string) (BrokerStatus, error) {
 	var st BrokerStatus
-	if pod.Status.PodIP == "" {
-		return st, fmt.Errorf("controllers: pod %s has no IP yet", pod.Name)
-	}
 	c := h.Client
 	if c == nil {
 		c = &http.Client{Timeout: 5 * time.Second}
 	}
-	port := h.Port
-	if port == 0 {
-		port = v1alpha1.AdminPort
-	}
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/v1/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	ans, err := callAdmin(ctx, c, h.Port, pod, token, http.MethodGet, "/v1/status", nil, maxStatusBody)
 	if err != nil {
-		return st, fmt.Errorf("controllers: %w", err)
+		return st, err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("controllers: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusBody))
-	if err != nil {
-		return st, fmt.Errorf("controllers: reading %s: %w", url, err)
-	}
-	switch resp.StatusCode {
+	switch ans.code {
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return st, fmt.Errorf("controllers: GET %s: %s: the broker refused the admin token "+
-			"(the kubelet may not have refreshed the mounted Secret yet)", url, resp.Status)
+		return st, fmt.Errorf("controllers: GET /v1/status of %s: %s: the broker refused the admin token "+
+			"(the kubelet may not have refreshed the mounted Secret yet)", pod.Name, ans.status)
 	default:
-		return st, fmt.Errorf("controllers: GET %s: %s", url, resp.Status)
+		return st, fmt.Errorf("controllers: GET /v1/status of %s: %s", pod.Name, ans.status)
 	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("controllers: decoding %s: %w", url, err)
+	if err := json.Unmarshal(ans.body, &st); err != nil {
+		return st, fmt.Errorf("controllers: decoding /v1/status of %s: %w", pod.Name, err)
 	}
 	return st, nil
 }

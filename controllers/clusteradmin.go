@@ -5,16 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
 )
 
@@ -106,41 +102,18 @@ func (h HTTPClusterAdmin) TransferLeadership(ctx context.Context, leader *corev1
 }
 
 func (h HTTPClusterAdmin) do(ctx context.Context, pod *corev1.Pod, token, method, path string, body []byte) ([]byte, error) {
-	if pod.Status.PodIP == "" {
-		return nil, fmt.Errorf("controllers: pod %s has no IP yet", pod.Name)
-	}
 	c := h.Client
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}
 	}
-	port := h.Port
-	if port == 0 {
-		port = v1alpha1.AdminPort
-	}
-	u := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + path
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	ans, err := callAdmin(ctx, c, h.Port, pod, token, method, path, body, maxClusterBody)
 	if err != nil {
-		return nil, fmt.Errorf("controllers: %w", err)
+		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if ans.code != http.StatusOK {
+		return nil, fmt.Errorf("controllers: %s %s of %s: %s: %s", method, path, pod.Name, ans.status, truncateBody(ans.body))
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("controllers: %w", err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
-	if err != nil {
-		return nil, fmt.Errorf("controllers: reading %s %s of %s: %w", method, path, pod.Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("controllers: %s %s of %s: %s: %s", method, path, pod.Name, resp.Status, truncateBody(out))
-	}
-	return out, nil
+	return ans.body, nil
 }
 
 // truncateBody quotes at most 256 bytes of a member's error answer.
