@@ -121,6 +121,7 @@ func playEndpoints(t *testing.T, b *v1alpha1.MQTTBroker, period time.Duration) *
 		period = 100 * time.Millisecond
 	}
 	p := &endpointsPlayer{}
+	b = b.DeepCopy() // the test goes on updating its own
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
