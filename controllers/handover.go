@@ -86,8 +86,9 @@ func readyPods(slices []discoveryv1.EndpointSlice) map[string]bool {
 }
 
 // prepareHandover makes the successor ready (it holds the CONNECTs it
-// gets until it leads) and then the leader unready (it keeps serving its
-// clients), renewing both roles for handoverTTL.
+// gets until it leads) and, once the Service lists it (act.StepBack), the
+// leader unready (it keeps serving its clients), renewing the roles for
+// handoverTTL.
 func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act members.Action) error {
 	b := p.broker
 	p.handoverRequeue = true
@@ -95,7 +96,7 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 	defer cancel()
 	succ, leader := r.podNamed(p, act.To), r.podNamed(p, act.Leader)
 	err := r.Cluster.PrepareHandover(cctx, succ, p.adminToken, "successor", handoverTTL)
-	if err == nil {
+	if err == nil && act.StepBack {
 		err = r.Cluster.PrepareHandover(cctx, leader, p.adminToken, "predecessor", handoverTTL)
 	}
 	if err != nil {

@@ -13,7 +13,10 @@ import (
 //
 //  1. PrepareHandover: the successor (a caught-up follower already on the
 //     current template) answers ready and holds the CONNECTs it receives
-//     until it leads; the leader answers not ready and keeps serving.
+//     until it leads. Once the Service's EndpointSlices list it ready,
+//     PrepareHandover with StepBack: the leader also answers not ready
+//     and keeps serving (in this order, the Service always has an
+//     endpoint: the probes of two members do not tick together).
 //  2. Once the Service's EndpointSlices list the successor ready and the
 //     leader not, TransferLeadership to the successor: the leader
 //     quiesces, hands leadership over, and disconnects its clients (0x9C);
@@ -52,7 +55,7 @@ func handover(in Input, h Health, byName map[string]Pod) Action {
 					h.Leader, s, limit)}
 		}
 	}
-	return Action{Kind: PrepareHandover, Leader: h.Leader, Member: h.Leader, To: s,
+	return Action{Kind: PrepareHandover, Leader: h.Leader, Member: h.Leader, To: s, StepBack: in.Endpoints[s],
 		Reason: fmt.Sprintf("the leader %s is the last to roll: making %s ready to take the clients before the leadership transfer", h.Leader, s)}
 }
 

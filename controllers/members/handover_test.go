@@ -17,10 +17,11 @@ func leaderTurn() Input {
 func TestDecideHandover(t *testing.T) {
 	limit := DefaultLimits.Handover
 	tests := map[string]struct {
-		in     func() Input
-		kind   Kind
-		to     string
-		reason string
+		in       func() Input
+		kind     Kind
+		to       string
+		stepBack bool
+		reason   string
 	}{
 		"prepares the lowest caught-up follower": {in: leaderTurn, kind: PrepareHandover, to: "mqb-0"},
 		"prefers the least behind": {in: func() Input {
@@ -46,7 +47,7 @@ func TestDecideHandover(t *testing.T) {
 			in.Endpoints = map[string]bool{"mqb-0": true, "mqb-2": true}
 			in.Handover = &Handover{Successor: "mqb-0", Since: now.Add(-time.Second)}
 			return in
-		}, kind: PrepareHandover, to: "mqb-0"},
+		}, kind: PrepareHandover, to: "mqb-0", stepBack: true},
 		"still prepares while the Service lacks the successor": {in: func() Input {
 			in := leaderTurn()
 			in.Endpoints = map[string]bool{"mqb-1": true}
@@ -90,8 +91,8 @@ func TestDecideHandover(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			a := Decide(tc.in())
-			if a.Kind != tc.kind || a.To != tc.to || !strings.Contains(a.Reason, tc.reason) {
-				t.Fatalf("got %v to %q (%s), want %v to %q (%q)", a.Kind, a.To, a.Reason, tc.kind, tc.to, tc.reason)
+			if a.Kind != tc.kind || a.To != tc.to || a.StepBack != tc.stepBack || !strings.Contains(a.Reason, tc.reason) {
+				t.Fatalf("got %v to %q step back %v (%s), want %v to %q step back %v (%q)", a.Kind, a.To, a.StepBack, a.Reason, tc.kind, tc.to, tc.stepBack, tc.reason)
 			}
 		})
 	}

@@ -136,8 +136,9 @@ const (
 	// DeletePod: delete Member's pod; the StatefulSet controller recreates
 	// it on the current template.
 	DeletePod
-	// PrepareHandover: make To (the successor) ready and the Leader not,
-	// ahead of a TransferLeadership to To (a readiness handover).
+	// PrepareHandover: make To (the successor) ready and, with StepBack,
+	// the Leader not, ahead of a TransferLeadership to To (a readiness
+	// handover).
 	PrepareHandover
 )
 
@@ -157,6 +158,10 @@ type Action struct {
 	// TransferLeadership to a named member, a handover's Stalled); "" for
 	// a transfer to whichever follower is most up to date.
 	To string
+	// StepBack: a PrepareHandover also asks the Leader to step back (be
+	// unready); only once the Service lists the successor, so that it is
+	// never left without an endpoint.
+	StepBack bool
 	// Reason says why, for the status and Events.
 	Reason string
 }
