@@ -239,6 +239,12 @@ func lengths(outs []workload.Outage) []time.Duration {
 // these logs.
 func checkP99(t *testing.T, what string, outs []workload.Outage, goal time.Duration) {
 	t.Helper()
+	checkP99Within(t, what, outs, goal, goalSlack)
+}
+
+// checkP99Within is checkP99 failing beyond slack times the goal.
+func checkP99Within(t *testing.T, what string, outs []workload.Outage, goal time.Duration, slack int) {
+	t.Helper()
 	ls := lengths(outs)
 	t.Logf("%s: client outages %s", what, workload.Durations(ls))
 	if len(ls) == 0 {
@@ -255,13 +261,19 @@ func checkP99(t *testing.T, what string, outs []workload.Outage, goal time.Durat
 		}
 	}
 	t.Logf("%s: p99 of the client outages %s, goal %s: %s", what, p.Round(time.Millisecond), goal, verdict)
-	if p > goalSlack*goal {
-		t.Errorf("%s: p99 of the client outages is %s, over %d times the goal %s", what, p.Round(time.Millisecond), goalSlack, goal)
+	if p > time.Duration(slack)*goal {
+		t.Errorf("%s: p99 of the client outages is %s, over %d times the goal %s", what, p.Round(time.Millisecond), slack, goal)
 	}
 }
 
 // goalSlack: how far past its goal a measured p99 fails the test.
 const goalSlack = 3
+
+// rollSlack: the rolling upgrade's p99 fails the test past the goal
+// itself. With the readiness handover the clients reconnect straight to
+// the prepared successor (p99 tens of ms measured here, on 2 loaded
+// cores); before it they waited for its readiness probe (p99 1.16 s).
+const rollSlack = 1
 
 // everyOnlineClientOut checks that each online client lost its connection
 // at least once since from: the fault reached them all, so the outages
@@ -384,14 +396,20 @@ func TestReplicatedLeaderPodDeleted(t *testing.T) {
 }
 
 // TestReplicatedRollingUpgrade changes the image of a 3-member broker
-// under load: the operator rolls the followers, then hands leadership
-// over and rolls the old leader. Goal: each client disconnected at most
-// once, for at most rollGoal (p99); nothing acknowledged lost.
+// under load: the operator rolls the followers, then moves the client
+// Service to a prepared successor (a readiness handover), hands
+// leadership to it and rolls the old leader. Goal: each client
+// disconnected at most once, for at most rollGoal (p99); nothing
+// acknowledged lost; the Service never without an endpoint.
 func TestReplicatedRollingUpgrade(t *testing.T) {
 	r := startReplicated(t, "ha3", 3)
 	w := workload.Start(t, []string{r.svc}, clusterWorkload)
 	w.WaitAcked(20, time.Minute)
 	_, term := r.waitLeader(0, true, time.Minute)
+	before, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const upgraded = "ghcr.io/bollard-io/bollard:e2e-upgraded"
 	start := time.Now()
 	updateBroker(t, r.ns, r.name, func(b *v1alpha1.MQTTBroker) { b.Spec.Image = upgraded })
@@ -413,7 +431,17 @@ func TestReplicatedRollingUpgrade(t *testing.T) {
 	w.WaitAcked(20, time.Minute)
 	outs := outagesSince(w, start)
 	atMostOncePerClient(t, "rolling upgrade", outs)
-	checkP99(t, "rolling upgrade", outs, rollGoal)
+	checkP99Within(t, "rolling upgrade", outs, rollGoal, rollSlack)
+	waitEvent(t, r.ns, r.name, "HandoverStarted", time.Minute)
+	after, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the Service during the roll: %d connections forwarded, %d refused for want of an endpoint, %d dials failed",
+		after.Forwarded-before.Forwarded, after.NoEndpoints-before.NoEndpoints, after.DialFailed-before.DialFailed)
+	if n := after.NoEndpoints - before.NoEndpoints; n > 0 {
+		t.Errorf("the Service had no endpoint for %d connections during the roll: the handover left it empty", n)
+	}
 	w.Finish(3 * time.Minute)
 }
 
