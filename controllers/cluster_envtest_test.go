@@ -39,9 +39,9 @@ var clusterLimits = members.Limits{MaxLag: 256, MaxContact: 5 * time.Second, Com
 type fakeCluster struct {
 	leader string
 	term   uint64
-	config map[string]bool // member ID -> voter
-	behind map[string]bool // the leader has not heard from it
-	calls  []string        // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
+	config map[string]bool   // member ID -> voter
+	behind map[string]bool   // the leader has not heard from it
+	calls  []string          // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
 	roles  map[string]string // readiness handover roles by member (handover_envtest_test.go)
 }
 

@@ -119,7 +119,7 @@ func TestHandoverRecord(t *testing.T) {
 		act  Action
 		want *Handover
 	}{
-		"a prepare starts one":             {act: Action{Kind: PrepareHandover, To: "mqb-0"}, want: &Handover{Successor: "mqb-0", Since: now}},
+		"a prepare starts one":              {act: Action{Kind: PrepareHandover, To: "mqb-0"}, want: &Handover{Successor: "mqb-0", Since: now}},
 		"a prepare keeps the one under way": {cur: under, act: Action{Kind: PrepareHandover, To: "mqb-0"}, want: under},
 		"a prepare for another successor restarts": {cur: under, act: Action{Kind: PrepareHandover, To: "mqb-1"},
 			want: &Handover{Successor: "mqb-1", Since: now}},
