@@ -2,13 +2,19 @@ package replica
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/cluster"
+	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/engine"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -243,5 +249,74 @@ func TestTransferLeadershipToNamedMember(t *testing.T) {
 	n.mu.Unlock()
 	if to != "b-2" {
 		t.Fatalf("transferred to %q, want b-2", to)
+	}
+}
+
+// A leader whose term's engine is still recovering holds the connections
+// that arrive meanwhile (the clients a transfer sent to it) and serves
+// them once it recovered, instead of refusing them.
+func TestLeaderHoldsConnectionsWhileRecovering(t *testing.T) {
+	gate := make(chan struct{})
+	calls := 0
+	n := follower()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := config.Default()
+	allow := true
+	cfg.Auth.AllowAnonymous = &allow
+	st := memstore.New()
+	e, err := New(cfg, n, log, func(c *config.Config) (*engine.Server, error) {
+		calls++
+		if calls > 1 { // the refuser is built at once; a term's engine waits
+			<-gate
+		}
+		return engine.New(c, st, engine.WithLogger(log))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Drain(context.Background()) })
+	n.set(cluster.Serving{Serving: true, Term: 2, LeaderID: "b-1"})
+	res := connectAsync(t, e, "early")
+	waitHeld(t, e, 1)
+	if e.Ready() {
+		t.Fatal("ready before the term's engine recovered")
+	}
+	close(gate)
+	if r := wait(t, res); r.ack.ReasonCode != packet.Success {
+		t.Fatalf("held during recovery: %v", r.ack.ReasonCode)
+	}
+	if s := e.HandoverStatus(); s.Served != 1 || s.Held != 0 {
+		t.Fatalf("status: %+v", s)
+	}
+}
+
+// A member that stops lets go of what it holds at once.
+func TestDrainReleasesHeldConnections(t *testing.T) {
+	n := follower()
+	e := newPipeEngine(t, n)
+	e.SetHandoverLimits(HandoverLimits{HoldFor: time.Minute})
+	if _, err := e.PrepareHandover(HandoverSuccessor, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	res := connectAsync(t, e, "held")
+	waitHeld(t, e, 1)
+	if err := e.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Refused, or closed without an answer when the refusal itself was
+	// already stopping: never served.
+	select {
+	case r := <-res:
+		if r.err == nil && r.ack.ReasonCode == packet.Success {
+			t.Fatal("served by a member that stopped")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held connection was not let go")
+	}
+	if s := e.HandoverStatus(); s.Abandoned != 1 || s.Held != 0 {
+		t.Fatalf("status: %+v", s)
 	}
 }
