@@ -514,7 +514,7 @@ func TestClusterRoll(t *testing.T) {
 	// The leader's turn: a readiness handover to roll-1 (asked again on
 	// every reconcile until the endpoints follow), then the transfer.
 	if calls := compact(brokers.clusterCalls(ns)); !slices.Equal(calls, []string{
-		"handover roll-1 successor", "handover roll-0 predecessor", "transfer roll-0 to roll-1",
+		"handover roll-1 successor", "handover roll-0 none", "handover roll-0 predecessor", "transfer roll-0 to roll-1",
 	}) {
 		t.Errorf("cluster calls %q, want a handover to roll-1, then one leadership transfer by roll-0 to roll-1", calls)
 	}

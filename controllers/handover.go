@@ -88,7 +88,7 @@ func readyPods(slices []discoveryv1.EndpointSlice) map[string]bool {
 // prepareHandover makes the successor ready (it holds the CONNECTs it
 // gets until it leads) and, once the Service lists it (act.StepBack), the
 // leader unready (it keeps serving its clients), renewing the roles for
-// handoverTTL.
+// handoverTTL; without act.StepBack the leader is made ready.
 func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act members.Action) error {
 	b := p.broker
 	p.handoverRequeue = true
@@ -96,8 +96,15 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 	defer cancel()
 	succ, leader := r.podNamed(p, act.To), r.podNamed(p, act.Leader)
 	err := r.Cluster.PrepareHandover(cctx, succ, p.adminToken, "successor", handoverTTL)
-	if err == nil && act.StepBack {
-		err = r.Cluster.PrepareHandover(cctx, leader, p.adminToken, "predecessor", handoverTTL)
+	if err == nil {
+		// Until the Service lists the successor, the leader stays (or
+		// becomes again: the successor's readiness flickered, or another
+		// successor was chosen) ready, so that the Service is never empty.
+		role, ttl := "none", time.Duration(0)
+		if act.StepBack {
+			role, ttl = "predecessor", handoverTTL
+		}
+		err = r.Cluster.PrepareHandover(cctx, leader, p.adminToken, role, ttl)
 	}
 	if err != nil {
 		r.event(b, nil, true, EventClusterChangeFailed, act.Kind.String(), "%s: %v", act.Reason, err)
