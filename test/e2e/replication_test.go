@@ -48,6 +48,11 @@ const (
 // and one offline persistent subscriber at each of QoS 1 and 2.
 var clusterWorkload = workload.Config{PerQoS: 2, Online: 1, Offline: 1}
 
+// rollWorkload is the rolling upgrade's load: more clients (16
+// publishers, 8 online subscribers), so that its p99 is more than the
+// worst of six, and the new leader gets a crowd reconnecting at once.
+var rollWorkload = workload.Config{PerQoS: 8, Online: 4, Offline: 1}
+
 // newClusterBroker is newBroker with n members.
 func newClusterBroker(ns, name string, n int32) *v1alpha1.MQTTBroker {
 	b := newBroker(ns, name)
@@ -91,33 +96,40 @@ type memberView struct {
 // view reads GET /v1/cluster of the named member's pod.
 func (r *replicated) view(ctx context.Context, pod string) (memberView, error) {
 	var v memberView
+	err := r.adminGet(ctx, pod, "/v1/cluster", &v)
+	return v, err
+}
+
+// adminGet reads a GET of the named member's admin API (with the token)
+// into v.
+func (r *replicated) adminGet(ctx context.Context, pod, path string, v any) error {
 	p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, pod, metav1.GetOptions{})
 	if err != nil {
-		return v, err
+		return err
 	}
 	if p.DeletionTimestamp != nil {
-		return v, fmt.Errorf("pod %s is terminating", pod)
+		return fmt.Errorf("pod %s is terminating", pod)
 	}
 	ports, err := nodeagent.PortMap(p)
 	if err != nil {
-		return v, err
+		return err
 	}
 	admin, ok := ports[resources.PortAdmin]
 	if !ok {
-		return v, fmt.Errorf("pod %s has no admin port in %v", pod, ports)
+		return fmt.Errorf("pod %s has no admin port in %v", pod, ports)
 	}
 	if _, ok := adminTokens.Load(admin); !ok {
 		s, err := testCluster.Kube.CoreV1().Secrets(r.ns).Get(ctx, r.name+"-admin-token", metav1.GetOptions{}) // resources.AdminTokenSecretName
 		if err != nil {
-			return v, err
+			return err
 		}
 		adminTokens.Store(admin, string(s.Data[resources.AdminTokenKey]))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/v1/cluster", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
 	if err != nil {
-		return v, err
+		return err
 	}
-	return v, getJSON(req, &v)
+	return getJSON(req, v)
 }
 
 // waitLeader waits until exactly one member serves as the leader in a
@@ -403,7 +415,7 @@ func TestReplicatedLeaderPodDeleted(t *testing.T) {
 // acknowledged lost; the Service never without an endpoint.
 func TestReplicatedRollingUpgrade(t *testing.T) {
 	r := startReplicated(t, "ha3", 3)
-	w := workload.Start(t, []string{r.svc}, clusterWorkload)
+	w := workload.Start(t, []string{r.svc}, rollWorkload)
 	w.WaitAcked(20, time.Minute)
 	_, term := r.waitLeader(0, true, time.Minute)
 	before, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
@@ -433,6 +445,18 @@ func TestReplicatedRollingUpgrade(t *testing.T) {
 	atMostOncePerClient(t, "rolling upgrade", outs)
 	checkP99Within(t, "rolling upgrade", outs, rollGoal, rollSlack)
 	waitEvent(t, r.ns, r.name, "HandoverStarted", time.Minute)
+	leader, _ := r.waitLeader(term, true, time.Minute)
+	var held struct {
+		Served    uint64 `json:"heldServed"`
+		TimedOut  uint64 `json:"heldTimedOut"`
+		OverLimit uint64 `json:"heldOverLimit"`
+		Abandoned uint64 `json:"heldAbandoned"`
+	}
+	if err := r.adminGet(t.Context(), leader, "/v1/cluster/handover", &held); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the new leader %s held %d connections until it served (refused: %d timed out, %d over the limit, %d abandoned)",
+		leader, held.Served, held.TimedOut, held.OverLimit, held.Abandoned)
 	after, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
 	if err != nil {
 		t.Fatal(err)
