@@ -60,13 +60,7 @@ func (a *admin) handoverRoutes(mux *http.ServeMux, c ClusterAdmin) {
 		var body struct {
 			To string `json:"to"`
 		}
-		raw, err := io.ReadAll(io.LimitReader(r.Body, maxHandoverBody+1))
-		if err == nil && len(raw) > maxHandoverBody {
-			err = errors.New("body too large")
-		}
-		if err == nil && len(raw) > 0 {
-			err = decodeStrict(raw, &body)
-		}
+		err := readSmallJSON(r, &body, true)
 		switch {
 		case err != nil:
 			writeError(w, http.StatusBadRequest, fmt.Errorf("cluster: leadership transfer: %w", err))
@@ -85,35 +79,53 @@ func (a *admin) handoverRoutes(mux *http.ServeMux, c ClusterAdmin) {
 		writeJSON(w, http.StatusOK, handoverView(h.HandoverStatus()))
 	})
 	mux.HandleFunc("PUT /v1/cluster/handover", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Role  string `json:"role"`
-			TTLMs int64  `json:"ttlMs"`
-		}
-		raw, err := io.ReadAll(io.LimitReader(r.Body, maxHandoverBody+1))
-		if err == nil && len(raw) > maxHandoverBody {
-			err = errors.New("body too large")
-		}
-		if err == nil {
-			err = decodeStrict(raw, &body)
-		}
-		var role replica.HandoverRole
-		if err == nil {
-			role, err = replica.ParseHandoverRole(body.Role)
-		}
-		if err == nil && (body.TTLMs < 0 || body.TTLMs > int64(time.Hour/time.Millisecond)) {
-			err = fmt.Errorf("%w: ttlMs %d", replica.ErrHandoverTTL, body.TTLMs)
-		}
+		role, ttl, err := readHandoverRequest(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("cluster: handover: %w", err))
 			return
 		}
-		_, err = h.PrepareHandover(role, time.Duration(body.TTLMs)*time.Millisecond)
+		_, err = h.PrepareHandover(role, ttl)
 		a.handoverResult(w, c, h, err)
 	})
 	mux.HandleFunc("DELETE /v1/cluster/handover", func(w http.ResponseWriter, _ *http.Request) {
 		_, err := h.PrepareHandover(replica.HandoverNone, 0)
 		a.handoverResult(w, c, h, err)
 	})
+}
+
+// readHandoverRequest reads {"role": ..., "ttlMs": N} (N in [0, 1 h]; the
+// member bounds it further).
+func readHandoverRequest(r *http.Request) (replica.HandoverRole, time.Duration, error) {
+	var body struct {
+		Role  string `json:"role"`
+		TTLMs int64  `json:"ttlMs"`
+	}
+	if err := readSmallJSON(r, &body, false); err != nil {
+		return replica.HandoverNone, 0, err
+	}
+	role, err := replica.ParseHandoverRole(body.Role)
+	if err != nil {
+		return replica.HandoverNone, 0, err
+	}
+	if body.TTLMs < 0 || body.TTLMs > int64(time.Hour/time.Millisecond) {
+		return replica.HandoverNone, 0, fmt.Errorf("%w: ttlMs %d", replica.ErrHandoverTTL, body.TTLMs)
+	}
+	return role, time.Duration(body.TTLMs) * time.Millisecond, nil
+}
+
+// readSmallJSON decodes a request body of at most maxHandoverBody bytes
+// strictly into v; an empty body is allowed when optional.
+func readSmallJSON(r *http.Request, v any, optional bool) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxHandoverBody+1))
+	switch {
+	case err != nil:
+		return err
+	case len(raw) > maxHandoverBody:
+		return errors.New("body too large")
+	case len(raw) == 0 && optional:
+		return nil
+	}
+	return decodeStrict(raw, v)
 }
 
 func (a *admin) handoverResult(w http.ResponseWriter, c ClusterAdmin, h HandoverAdmin, err error) {
