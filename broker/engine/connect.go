@@ -462,7 +462,7 @@ func (s *Server) detach(c *conn) {
 		s.publishWill(c.clientID, will)
 	}
 	if sess.Persistent() {
-		s.sweep.schedule(sess)
+		s.sweep.schedule(c.entry)
 	}
 	c.log.Debug("client disconnected", "client", c.clientID)
 }

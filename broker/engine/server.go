@@ -84,6 +84,10 @@ type sessionEntry struct {
 	owner     *conn  // guarded by Server.mu; nil while offline
 	principal string // who created it, as counted in Server.principals
 	idx       int    // position in Server.list; guarded by Server.mu
+	// due is the earliest deadline the sweeper queued for the session
+	// (unixNanos), valid while queued; both guarded by sweeper.mu.
+	due    int64
+	queued bool
 }
 
 // New builds a Server over st with the validated configuration cfg. The
@@ -200,14 +204,15 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 	lim := &s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
 	sess := session.Restore(st, lim, s.store, s.now, s.hooks())
 	sess.MarkDisconnectedAt(now, b)
-	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
+	e := &sessionEntry{sess: sess, principal: st.Session.Principal}
+	s.addSessionLocked(st.Session.ClientID, e)
 	s.router.Register(st.Session.ClientID, sess)
 	for _, sub := range st.Subscriptions {
 		if _, err := s.router.Subscribe(st.Session.ClientID, sub); err != nil {
 			s.log.Warn("dropping invalid stored subscription", "client", st.Session.ClientID, "filter", sub.Filter, "err", err)
 		}
 	}
-	s.sweep.schedule(sess)
+	s.sweep.schedule(e)
 }
 
 // hooks returns the session hooks, which every session shares.
