@@ -325,7 +325,6 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.store, s.now, s.hooks()),
 			principal: c.principal}
 		s.addSessionLocked(c.clientID, e)
-		s.router.Register(c.clientID, e.sess)
 	}
 	if present && expiry == 0 && e.sess.Persistent() {
 		// Keep the stored session until the connection ends, then delete it.

@@ -182,7 +182,7 @@ func (s *Server) recover(ctx context.Context) error {
 // count comes from the store, which a damaged file could inflate.
 const maxReserve = 1 << 24
 
-// reserveSessions sizes the registry, the router's and the sweeper's maps
+// reserveSessions sizes the registry and the sweeper's heap
 // for the n sessions recovery is about to restore: growing a map of a
 // million entries one doubling at a time rehashes every entry ~20 times.
 func (s *Server) reserveSessions(n int64) {
@@ -196,7 +196,6 @@ func (s *Server) reserveSessions(n int64) {
 		s.list = make([]*sessionEntry, 0, c)
 	}
 	s.mu.Unlock()
-	s.router.Reserve(c)
 	s.sweep.reserve(c)
 }
 
@@ -206,9 +205,8 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 	sess.MarkDisconnectedAt(now, b)
 	e := &sessionEntry{sess: sess, principal: st.Session.Principal}
 	s.addSessionLocked(st.Session.ClientID, e)
-	s.router.Register(st.Session.ClientID, sess)
 	for _, sub := range st.Subscriptions {
-		if _, err := s.router.Subscribe(st.Session.ClientID, sub); err != nil {
+		if _, err := s.router.Subscribe(st.Session.ClientID, sess, sub); err != nil {
 			s.log.Warn("dropping invalid stored subscription", "client", st.Session.ClientID, "filter", sub.Filter, "err", err)
 		}
 	}

@@ -29,8 +29,7 @@ func benchRouteOffline(b *testing.B, sessions, inflight int) {
 	for i := range sessions {
 		id := fmt.Sprintf("load-in-%d", i)
 		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, rd, now, nil)
-		r.Register(id, s)
-		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+		if _, err := r.Subscribe(id, s, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -75,8 +74,7 @@ func benchSettleGroup(b *testing.B, grouped bool) {
 	for i := range sessions {
 		id := fmt.Sprintf("load-in-%d", i)
 		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, nil, now, nil)
-		r.Register(id, s)
-		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+		if _, err := r.Subscribe(id, s, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}
