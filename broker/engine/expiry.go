@@ -108,8 +108,8 @@ func (w *sweeper) schedule(e *sessionEntry) {
 	}
 	t := unixNanos(due)
 	w.mu.Lock()
-	if !e.queued || t < e.due {
-		e.due, e.queued = t, true
+	if e.due == 0 || t < e.due {
+		e.due = t
 		if w.loading {
 			w.h = append(w.h, deadline{at: t, e: e})
 		} else {
@@ -174,8 +174,8 @@ func (w *sweeper) runDue() {
 			return
 		}
 		d := heap.Pop(&w.h).(deadline)
-		if d.e.queued && d.e.due <= d.at {
-			d.e.queued = false
+		if d.e.due != 0 && d.e.due <= d.at {
+			d.e.due = 0
 		}
 		w.mu.Unlock()
 		if e := w.s.expire(d.e, now); e != nil {

@@ -62,7 +62,7 @@ func TestSweeperLoadOrders(t *testing.T) {
 			t.Fatalf("deadline %d after %d", d.at, prev)
 		}
 		switch {
-		case !d.e.queued:
+		case d.e.due == 0:
 			t.Fatalf("%s: deadline %d of an entry with none queued", d.e.sess.ClientID(), d.at)
 		case d.e.due != d.at:
 			stale++

@@ -85,9 +85,10 @@ type sessionEntry struct {
 	principal string // who created it, as counted in Server.principals
 	idx       int    // position in Server.list; guarded by Server.mu
 	// due is the earliest deadline the sweeper queued for the session
-	// (unixNanos), valid while queued; both guarded by sweeper.mu.
-	due    int64
-	queued bool
+	// (unixNanos), 0 when none is; guarded by sweeper.mu. A deadline at
+	// exactly the Unix epoch counts as none: at worst it is queued twice.
+	// (No flag beside it: the entry stays in a 48-byte size class.)
+	due int64
 }
 
 // New builds a Server over st with the validated configuration cfg. The
