@@ -322,7 +322,7 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 			return false, rc
 		}
 		rec := store.Session{ClientID: c.clientID, Principal: c.principal, CreatedAt: s.now()}
-		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.store, s.now, s.hooks()),
+		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.env()),
 			principal: c.principal}
 		s.addSessionLocked(c.clientID, e)
 	}

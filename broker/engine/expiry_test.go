@@ -41,7 +41,7 @@ func TestSweeperLoadOrders(t *testing.T) {
 	entries := make([]*sessionEntry, 500)
 	for i := range entries {
 		rec := store.Session{ClientID: fmt.Sprintf("c%03d", i), ExpiryInterval: uint32(1 + rng.IntN(100000)), DisconnectedAt: base}
-		entries[i] = &sessionEntry{sess: session.New(rec, nil, nil, time.Now, nil)}
+		entries[i] = &sessionEntry{sess: session.New(rec, nil, nil)}
 		w.schedule(entries[i])
 	}
 	// The same deadline again is not queued twice; an earlier one is

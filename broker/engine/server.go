@@ -36,8 +36,9 @@ type Server struct {
 	disk    diskSampler
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
-	// sessHooks are the hooks of every session (Server.hooks).
-	sessHooks *session.Hooks
+	// sessEnv is the reader, clock and hooks every session shares
+	// (Server.env).
+	sessEnv *session.Env
 	com       *committer
 	sweep     *sweeper
 
@@ -115,7 +116,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.authz.Store(a)
-	s.sessHooks = s.newHooks()
+	s.sessEnv = s.newEnv()
 	s.cfg.Store(cfg.Clone())
 	s.pol.Store(newPolicySet(cfg, nil))
 	s.gen.Store(cfg.ConfigGeneration)
@@ -202,7 +203,7 @@ func (s *Server) reserveSessions(n int64) {
 
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
 	lim := &s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
-	sess := session.Restore(st, lim, s.store, s.now, s.hooks())
+	sess := session.Restore(st, lim, s.env())
 	sess.MarkDisconnectedAt(now, b)
 	e := &sessionEntry{sess: sess, principal: st.Session.Principal}
 	s.addSessionLocked(st.Session.ClientID, e)
@@ -214,17 +215,17 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 	s.sweep.schedule(e)
 }
 
-// hooks returns the session hooks, which every session shares.
-func (s *Server) hooks() *session.Hooks { return s.sessHooks }
+// env returns the session environment, which every session shares.
+func (s *Server) env() *session.Env { return s.sessEnv }
 
-func (s *Server) newHooks() *session.Hooks {
-	return &session.Hooks{
+func (s *Server) newEnv() *session.Env {
+	return &session.Env{Reader: s.store, Now: s.now, Hooks: session.Hooks{
 		Drop: func(id, reason string, n int) { s.stats.drop(s.log, id, reason, n) },
 		ReadError: func(id string, err error) {
 			s.log.Error("reading session queue from the store", "client", id, "err", err)
 		},
 		CanRead: s.canRead,
-	}
+	}}
 }
 
 // Ready reports whether the server has recovered its state and is not
@@ -353,7 +354,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 		}
 	}
 	s.authz.Store(a)
-	s.sessHooks = s.newHooks()
+	s.sessEnv = s.newEnv()
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
 	s.applyPolicies(cfg)
