@@ -39,8 +39,8 @@ type Server struct {
 	// sessEnv is the reader, clock and hooks every session shares
 	// (Server.env).
 	sessEnv *session.Env
-	com       *committer
-	sweep     *sweeper
+	com     *committer
+	sweep   *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	pol   atomic.Pointer[policySet] // queues.policies of cfg (policy.go)
