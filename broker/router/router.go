@@ -43,10 +43,23 @@ type Router struct {
 	fans sync.Pool // *Fanout, see Fanout.Release
 }
 
-// entry is a subscription in the trie: its options and its subscriber.
+// entry is a subscription in the trie: its subscriber and options. The
+// filter is the trie's Sub.Filter, not repeated here: a topic.Sub[entry]
+// fits 64 bytes (with a store.Subscription, 80).
 type entry struct {
-	store.Subscription
-	s Subscriber
+	s    Subscriber
+	opts options
+}
+
+// options are a store.Subscription's options, without its filter.
+type options struct {
+	id                uint32
+	qos               byte
+	noLocal, retainAP bool
+}
+
+func optionsOf(sub store.Subscription) options {
+	return options{id: sub.ID, qos: sub.QoS, noLocal: sub.NoLocal, retainAP: sub.RetainAsPublished}
 }
 
 // scratch is the per-Route working memory, reused through Router.pool.
@@ -75,7 +88,7 @@ func (r *Router) Unregister(id string, filters []string) {
 
 // Subscribe adds or replaces id's subscription sub, delivering to s.
 func (r *Router) Subscribe(id string, s Subscriber, sub store.Subscription) (replaced bool, err error) {
-	return r.trie.Add(sub.Filter, id, entry{Subscription: sub, s: s})
+	return r.trie.Add(sub.Filter, id, entry{s: s, opts: optionsOf(sub)})
 }
 
 // Unsubscribe removes id's subscription to filter.
@@ -227,21 +240,21 @@ func (r *Router) targets(m *store.Message, sc *scratch) []target {
 		sc.idx = make(map[string]int, len(ms.Subs))
 	}
 	for _, sub := range ms.Subs {
-		if sub.Value.NoLocal && sub.SubscriberID == m.Publisher {
+		if sub.Value.opts.noLocal && sub.SubscriberID == m.Publisher {
 			continue // [MQTT-3.8.3-3]
 		}
 		if merging {
 			if i, ok := sc.idx[sub.SubscriberID]; ok {
-				merge(&out[i].d, m, sub.Value.Subscription)
+				merge(&out[i].d, m, sub.Value.opts)
 				continue
 			}
 			sc.idx[sub.SubscriberID] = len(out)
 		}
-		out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.Subscription)})
+		out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.opts)})
 	}
 	for _, g := range ms.Shared {
 		if sub, ok := pickShared(g); ok {
-			out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.Subscription)})
+			out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.opts)})
 		}
 	}
 	sc.ts = out
@@ -290,19 +303,19 @@ func pickShared(g topic.SharedMatch[entry]) (topic.Sub[entry], bool) {
 	return g.Pick(nil)
 }
 
-func delivery(m *store.Message, sub store.Subscription) Delivery {
-	d := Delivery{QoS: min(m.QoS, sub.QoS), Retain: sub.RetainAsPublished && m.Retain}
-	if sub.ID != 0 {
-		d.SubscriptionIDs = []uint32{sub.ID}
+func delivery(m *store.Message, o options) Delivery {
+	d := Delivery{QoS: min(m.QoS, o.qos), Retain: o.retainAP && m.Retain}
+	if o.id != 0 {
+		d.SubscriptionIDs = []uint32{o.id}
 	}
 	return d
 }
 
-func merge(d *Delivery, m *store.Message, sub store.Subscription) {
-	d.QoS = max(d.QoS, min(m.QoS, sub.QoS))
-	d.Retain = d.Retain || (sub.RetainAsPublished && m.Retain)
-	if sub.ID != 0 {
-		d.SubscriptionIDs = append(d.SubscriptionIDs, sub.ID)
+func merge(d *Delivery, m *store.Message, o options) {
+	d.QoS = max(d.QoS, min(m.QoS, o.qos))
+	d.Retain = d.Retain || (o.retainAP && m.Retain)
+	if o.id != 0 {
+		d.SubscriptionIDs = append(d.SubscriptionIDs, o.id)
 	}
 }
 

@@ -3,8 +3,10 @@ package router
 import (
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/topic"
 )
 
 // fakeSub records what it is offered.
@@ -206,5 +208,13 @@ func TestSubscriptionCarriesItsSubscriber(t *testing.T) {
 	}
 	if r.Subscriptions() != 2 {
 		t.Fatalf("%d subscriptions, want 2", r.Subscriptions())
+	}
+}
+
+// TestEntrySize keeps a subscription in the trie within 64 bytes: a fleet
+// holds one per device.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(topic.Sub[entry]{}); got > 64 {
+		t.Fatalf("a subscription in the trie is %d bytes, over 64", got)
 	}
 }
