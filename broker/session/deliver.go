@@ -35,7 +35,7 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 	defer s.mu.Unlock()
 	s.q.withLive()
 	s.online, s.q.receiveMax, s.q.notify = true, max(receiveMax, 1), notify
-	s.rec.DisconnectedAt = time.Time{}
+	s.rec.setDisconnectedAt(time.Time{})
 	s.resetMemory()
 	if !s.persistent() || s.env.Reader == nil {
 		s.resendMemory()

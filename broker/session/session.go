@@ -120,13 +120,14 @@ var (
 // owner, the limits of their queue policy) is held by pointer, and what an
 // offline session seldom uses (the inbound QoS 2 set, the inflight map,
 // the uncommitted entries, the state of a connection) is allocated on
-// first use. The struct fits the 288-byte size class (it was 352).
+// first use, and the record keeps its times as Unix nanoseconds. The
+// struct fits the 240-byte size class (it was 352).
 type Session struct {
 	mu     sync.Mutex
 	env    *Env    // shared by the sessions of one owner; never nil
 	limits *Limits // shared by the sessions of one queue policy; never nil
 
-	rec     store.Session
+	rec     record
 	subs    subSet
 	inbound map[uint16]struct{} // nil until the first inbound QoS 2 PUBLISH
 
@@ -151,7 +152,7 @@ func New(rec store.Session, lim *Limits, env *Env) *Session {
 		e.Now = time.Now
 		env = &e
 	}
-	s := &Session{env: env, limits: lim, rec: rec}
+	s := &Session{env: env, limits: lim, rec: compactRecord(rec)}
 	s.q.setAccount(lim.Account)
 	return s
 }
@@ -256,14 +257,7 @@ func (s *Session) Record() store.Session {
 	return s.record()
 }
 
-func (s *Session) record() store.Session {
-	r := s.rec
-	if r.Will != nil {
-		w := *r.Will
-		r.Will = &w
-	}
-	return r
-}
+func (s *Session) record() store.Session { return s.rec.full() }
 
 // Connect updates the record for a new connection (protocol version,
 // granted expiry interval, will) and appends its PutSession to b when the
@@ -274,7 +268,7 @@ func (s *Session) Connect(version byte, expiry uint32, will *store.Will, b *stor
 	s.rec.ProtocolVersion = version
 	s.rec.ExpiryInterval = expiry
 	s.rec.Will = will
-	s.rec.DisconnectedAt = time.Time{}
+	s.rec.setDisconnectedAt(time.Time{})
 	s.putRecord(b)
 }
 
@@ -304,7 +298,7 @@ func (s *Session) SetExpiry(expiry uint32, b *store.Batch) {
 func (s *Session) Disconnected(keepWill bool, b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rec.DisconnectedAt = s.now()
+	s.rec.setDisconnectedAt(s.now())
 	if !keepWill {
 		s.rec.Will = nil
 	}
@@ -316,8 +310,8 @@ func (s *Session) Disconnected(keepWill bool, b *store.Batch) {
 func (s *Session) MarkDisconnectedAt(t time.Time, b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rec.DisconnectedAt.IsZero() {
-		s.rec.DisconnectedAt = t
+	if !s.rec.hasDisc {
+		s.rec.setDisconnectedAt(t)
 		s.putRecord(b)
 	}
 }
@@ -329,7 +323,7 @@ func (s *Session) ExpiresAt() time.Time {
 	if s.online {
 		return time.Time{}
 	}
-	return s.rec.ExpiresAt()
+	return s.rec.expiresAt()
 }
 
 // WillDueAt is when the pending will must be published: the will delay
@@ -338,11 +332,11 @@ func (s *Session) ExpiresAt() time.Time {
 func (s *Session) WillDueAt() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.online || s.rec.Will == nil || s.rec.DisconnectedAt.IsZero() {
+	if s.online || s.rec.Will == nil || !s.rec.hasDisc {
 		return time.Time{}
 	}
 	delay := min(s.rec.Will.DelayInterval, s.rec.ExpiryInterval)
-	return s.rec.DisconnectedAt.Add(time.Duration(delay) * time.Second)
+	return s.rec.disconnectedAt().Add(time.Duration(delay) * time.Second)
 }
 
 // TakeWill removes and returns the pending will (nil if none), appending
@@ -446,7 +440,7 @@ func (s *Session) Info() Info {
 		Policy: s.limits.Account.nameOrEmpty(),
 	}
 	if !s.online {
-		i.ExpiresAt = s.rec.ExpiresAt()
+		i.ExpiresAt = s.rec.expiresAt()
 	}
 	return i
 }
