@@ -60,7 +60,7 @@ func TestRecoveryGCPercent(t *testing.T) {
 	if got := current(); got != 100 {
 		t.Fatalf("after recovery: GC percent %d, want 100", got)
 	}
-	for _, p := range []int{-1, 800} {
+	for _, p := range []int{-1, 2 * recoveryGCPercent} {
 		debug.SetGCPercent(p)
 		restore := raiseGCForRecovery()
 		if got := current(); got != p {
@@ -70,5 +70,24 @@ func TestRecoveryGCPercent(t *testing.T) {
 		if got := current(); got != p {
 			t.Errorf("GC percent %d after recovery, want %d", got, p)
 		}
+	}
+}
+
+// TestPrepareRecovery: before the store is opened, the configured memory
+// limit is in force and the GC percent raised until the returned func.
+func TestPrepareRecovery(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig); applyMemoryLimit(0) })
+	current := func() int { p := debug.SetGCPercent(-1); debug.SetGCPercent(p); return p }
+	restore := PrepareRecovery(48 << 20)
+	if got := debug.SetMemoryLimit(-1); got != 48<<20 {
+		t.Errorf("memory limit %d while the store opens, want %d", got, 48<<20)
+	}
+	if got := current(); got != recoveryGCPercent {
+		t.Errorf("GC percent %d while the store opens, want %d", got, recoveryGCPercent)
+	}
+	restore()
+	if got := current(); got != 100 {
+		t.Errorf("GC percent %d once the store is open, want 100", got)
 	}
 }
