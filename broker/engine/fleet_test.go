@@ -16,11 +16,11 @@ import (
 )
 
 // fleetHeapBudget bounds the Go heap one recovered offline session costs
-// (its record, its subscription in the trie, the registry, the router,
-// the sweeper and the store's per-session state); see docs/architecture.md.
-// It was 2,240 bytes before sessions were made compact, and measures about
-// 1,030-1,100 now (the budget leaves room for noise).
-const fleetHeapBudget = 1500
+// (its record, its subscription in the trie, the registry, the sweeper
+// and the store's per-session state); see docs/architecture.md. It was
+// 2,240 bytes before sessions were made compact, 1,030 after, and
+// measures about 700-780 now (the budget leaves room for noise).
+const fleetHeapBudget = 950
 
 // TestRecoverFleet recovers many offline persistent sessions, one
 // subscription each ("fleet/<id>/cmd"), from a Pebble store and checks the
