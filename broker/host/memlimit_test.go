@@ -2,7 +2,9 @@ package host
 
 import (
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 // TestMemoryLimitFollowsConfig: limits.memoryLimit is the process's soft
@@ -90,4 +92,36 @@ func TestPrepareRecovery(t *testing.T) {
 	if got := current(); got != 100 {
 		t.Errorf("GC percent %d once the store is open, want 100", got)
 	}
+}
+
+// TestBigRecoveryRestoresGCPercent: the GC percent raised for a recovery
+// is put back at once after a short one, and also after a recovery of
+// bigRecovery or more, where the background collection that returns its
+// garbage runs first (that order, which spares the first clients the
+// collection's mark assists, shows in gctrace, not here).
+func TestBigRecoveryRestoresGCPercent(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	// Read without setting: a probe that set the percent would race the
+	// runner's raise.
+	current := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
+
+	f := startRunner(t, loopbackConfig(), newFakeEngine())
+	<-f.r.ReadyC()
+	if got := current(); got != 100 {
+		t.Fatalf("after a short recovery: GC percent %d, want 100", got)
+	}
+
+	eng := newFakeEngine()
+	eng.startBlock = make(chan struct{})
+	release := time.AfterFunc(bigRecovery, func() { close(eng.startBlock) })
+	defer release.Stop()
+	f = startRunner(t, loopbackConfig(), eng)
+	eventually(t, 5*time.Second, "the GC percent raised during recovery", func() bool { return current() == recoveryGCPercent })
+	<-f.r.ReadyC()
+	eventually(t, 10*time.Second, "the GC percent put back after the collection", func() bool { return current() == 100 })
 }
