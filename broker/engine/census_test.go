@@ -34,7 +34,7 @@ func censusServer(t testing.TB, topQueues int) *Server {
 // what the session holds).
 func addOffline(s *Server, id string, queued int, size int) {
 	rec := store.Session{ClientID: id, ExpiryInterval: 3600, CreatedAt: time.Now()}
-	sess := session.New(rec, s.chooseLimits(id, "", nil), s.store, time.Now, s.hooks())
+	sess := session.New(rec, s.chooseLimits(id, "", nil), s.env())
 	var b store.Batch
 	for i := range queued {
 		m := &store.Message{ID: uint64(i + 1), Topic: "t", Payload: make([]byte, size), QoS: 1}

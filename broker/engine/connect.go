@@ -322,10 +322,9 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 			return false, rc
 		}
 		rec := store.Session{ClientID: c.clientID, Principal: c.principal, CreatedAt: s.now()}
-		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.store, s.now, s.hooks()),
+		e = &sessionEntry{sess: session.New(rec, s.chooseLimits(c.clientID, c.principal, nil), s.env()),
 			principal: c.principal}
 		s.addSessionLocked(c.clientID, e)
-		s.router.Register(c.clientID, e.sess)
 	}
 	if present && expiry == 0 && e.sess.Persistent() {
 		// Keep the stored session until the connection ends, then delete it.
@@ -462,7 +461,7 @@ func (s *Server) detach(c *conn) {
 		s.publishWill(c.clientID, will)
 	}
 	if sess.Persistent() {
-		s.sweep.schedule(sess)
+		s.sweep.schedule(c.entry)
 	}
 	c.log.Debug("client disconnected", "client", c.clientID)
 }

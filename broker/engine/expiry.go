@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bollard-io/bollard/broker/session"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -15,14 +14,16 @@ import (
 const maxSweepWait = time.Second
 
 // sweeper expires offline sessions and publishes delayed wills at their
-// time. It keeps a min-heap of (time, client ID) deadlines and looks only
+// time. It keeps a min-heap of (time, session) deadlines and looks only
 // at its top: no scan of all sessions. Entries can be stale (the client
 // reconnected); the session's own state is checked when one comes due.
+// The earliest deadline queued for a session is kept in its registry
+// entry (sessionEntry.due), not in a map by client ID: at a million
+// offline sessions such a map cost ~50 bytes each.
 type sweeper struct {
-	s    *Server
-	mu   sync.Mutex
-	h    deadlines
-	next map[string]int64 // earliest deadline queued per session (unixNanos)
+	s  *Server
+	mu sync.Mutex // also guards sessionEntry.due
+	h  deadlines
 	// loading: recovery is queueing the deadlines of every stored session;
 	// they are appended and the heap is built once (endLoad), not pushed
 	// one by one.
@@ -33,10 +34,11 @@ type sweeper struct {
 }
 
 // deadline is a session's next deadline. A sweeper holds one per offline
-// session, so it is kept small: the time as unixNanos, not a time.Time.
+// session, so it is kept small: the time as unixNanos, not a time.Time,
+// and the session's entry rather than its client ID.
 type deadline struct {
 	at int64
-	id string
+	e  *sessionEntry
 }
 
 // unixNanos is t in Unix nanoseconds, clamped to the int64 range (an
@@ -67,14 +69,13 @@ func (d *deadlines) Pop() any {
 }
 
 func newSweeper(s *Server) *sweeper {
-	return &sweeper{s: s, next: make(map[string]int64), poke: make(chan struct{}, 1), quit: make(chan struct{})}
+	return &sweeper{s: s, poke: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // reserve makes room for n sessions' deadlines, before recovery.
 func (w *sweeper) reserve(n int) {
 	w.mu.Lock()
-	if len(w.next) == 0 {
-		w.next = make(map[string]int64, n)
+	if len(w.h) == 0 {
 		w.h = make(deadlines, 0, n)
 	}
 	w.mu.Unlock()
@@ -100,19 +101,19 @@ func (w *sweeper) endLoad() {
 // deadline per session is enough: when it comes, the session is looked at
 // and its following deadline queued; so the heap stays as large as the
 // number of offline sessions, however often clients reconnect.
-func (w *sweeper) schedule(sess *session.Session) {
-	due := earliest(sess.WillDueAt(), sess.ExpiresAt())
+func (w *sweeper) schedule(e *sessionEntry) {
+	due := earliest(e.sess.WillDueAt(), e.sess.ExpiresAt())
 	if due.IsZero() {
 		return
 	}
-	t, id := unixNanos(due), sess.ClientID()
+	t := unixNanos(due)
 	w.mu.Lock()
-	if cur, ok := w.next[id]; !ok || t < cur {
-		w.next[id] = t
+	if e.due == 0 || t < e.due {
+		e.due = t
 		if w.loading {
-			w.h = append(w.h, deadline{at: t, id: id})
+			w.h = append(w.h, deadline{at: t, e: e})
 		} else {
-			heap.Push(&w.h, deadline{at: t, id: id})
+			heap.Push(&w.h, deadline{at: t, e: e})
 		}
 	}
 	w.mu.Unlock()
@@ -173,12 +174,12 @@ func (w *sweeper) runDue() {
 			return
 		}
 		d := heap.Pop(&w.h).(deadline)
-		if cur, ok := w.next[d.id]; ok && cur <= d.at {
-			delete(w.next, d.id)
+		if d.e.due != 0 && d.e.due <= d.at {
+			d.e.due = 0
 		}
 		w.mu.Unlock()
-		if sess := w.s.expire(d.id, now); sess != nil {
-			w.schedule(sess)
+		if e := w.s.expire(d.e, now); e != nil {
+			w.schedule(e)
 		}
 	}
 }
@@ -192,18 +193,22 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // expire publishes a due will and deletes an expired session, if the
-// session is still offline. It returns the session when it stays offline
-// (its next deadline must be queued).
-func (s *Server) expire(id string, now time.Time) *session.Session {
+// session of entry de is still registered and offline. It returns the
+// entry when the session stays offline (its next deadline must be queued).
+// A deadline of an entry that was removed (and perhaps replaced by a new
+// session with the same client ID, which queued its own deadlines) does
+// nothing.
+func (s *Server) expire(de *sessionEntry, now time.Time) *sessionEntry {
 	var b store.Batch
 	var will *store.Will
+	id := de.sess.ClientID()
 	s.mu.Lock()
 	e := s.sessions[id]
-	if e == nil || e.owner != nil {
+	if e != de || e.owner != nil {
 		s.mu.Unlock()
 		return nil
 	}
-	remaining := e.sess
+	remaining := e
 	if due := e.sess.WillDueAt(); !due.IsZero() && !due.After(now) {
 		will = e.sess.TakeWill(&b)
 	}

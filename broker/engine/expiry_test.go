@@ -38,23 +38,38 @@ func TestSweeperLoadOrders(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	base := time.Unix(1_800_000_000, 0)
 	w.beginLoad()
-	for i := range 500 {
+	entries := make([]*sessionEntry, 500)
+	for i := range entries {
 		rec := store.Session{ClientID: fmt.Sprintf("c%03d", i), ExpiryInterval: uint32(1 + rng.IntN(100000)), DisconnectedAt: base}
-		w.schedule(session.New(rec, nil, nil, time.Now, nil))
+		entries[i] = &sessionEntry{sess: session.New(rec, nil, nil)}
+		w.schedule(entries[i])
 	}
+	// The same deadline again is not queued twice; an earlier one is
+	// queued too and becomes the entry's due time.
+	w.schedule(entries[7])
+	old := entries[7].due
+	entries[7].sess.SetExpiry(0, &store.Batch{})
+	w.schedule(entries[7])
 	w.endLoad()
-	if len(w.h) != 500 || len(w.next) != 500 {
-		t.Fatalf("%d deadlines, %d sessions; want 500", len(w.h), len(w.next))
+	if len(w.h) != 501 || entries[7].due >= old {
+		t.Fatalf("%d deadlines, due %d (was %d); want 501 and an earlier due", len(w.h), entries[7].due, old)
 	}
 	prev := int64(math.MinInt64)
+	stale := 0
 	for w.h.Len() > 0 {
 		d := heap.Pop(&w.h).(deadline)
 		if d.at < prev {
 			t.Fatalf("deadline %d after %d", d.at, prev)
 		}
-		if w.next[d.id] != d.at {
-			t.Fatalf("%s: next %d, popped %d", d.id, w.next[d.id], d.at)
+		switch {
+		case d.e.due == 0:
+			t.Fatalf("%s: deadline %d of an entry with none queued", d.e.sess.ClientID(), d.at)
+		case d.e.due != d.at:
+			stale++
 		}
 		prev = d.at
+	}
+	if stale != 1 {
+		t.Fatalf("%d stale deadlines, want 1 (the later one of c007)", stale)
 	}
 }

@@ -16,11 +16,12 @@ import (
 )
 
 // fleetHeapBudget bounds the Go heap one recovered offline session costs
-// (its record, its subscription in the trie, the registry, the router,
-// the sweeper and the store's per-session state); see docs/architecture.md.
-// It was 2,240 bytes before sessions were made compact, and measures about
-// 1,030-1,100 now (the budget leaves room for noise).
-const fleetHeapBudget = 1500
+// (its record, its subscription in the trie, the registry, the sweeper
+// and the store's per-session state); see docs/architecture.md. It was
+// 2,240 bytes before sessions were made compact, 1,030 after, and
+// measures about 700-780 now (the budget leaves room for noise). Under the
+// race detector, which pads allocations, it measures about 1,050-1,100.
+const fleetHeapBudget, fleetHeapBudgetRace = 950, 1400
 
 // TestRecoverFleet recovers many offline persistent sessions, one
 // subscription each ("fleet/<id>/cmd"), from a Pebble store and checks the
@@ -81,8 +82,12 @@ func TestRecoverFleet(t *testing.T) {
 			t.Fatalf("%s not recovered with its subscription", id)
 		}
 	}
-	if per > fleetHeapBudget {
-		t.Errorf("an offline session costs %d bytes of heap, over the budget of %d", per, fleetHeapBudget)
+	budget := int64(fleetHeapBudget)
+	if raceBuild {
+		budget = fleetHeapBudgetRace
+	}
+	if per > budget {
+		t.Errorf("an offline session costs %d bytes of heap, over the budget of %d", per, budget)
 	}
 }
 

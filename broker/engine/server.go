@@ -36,10 +36,11 @@ type Server struct {
 	disk    diskSampler
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
-	// sessHooks are the hooks of every session (Server.hooks).
-	sessHooks *session.Hooks
-	com       *committer
-	sweep     *sweeper
+	// sessEnv is the reader, clock and hooks every session shares
+	// (Server.env).
+	sessEnv *session.Env
+	com     *committer
+	sweep   *sweeper
 
 	cfg   atomic.Pointer[config.Config]
 	pol   atomic.Pointer[policySet] // queues.policies of cfg (policy.go)
@@ -84,6 +85,11 @@ type sessionEntry struct {
 	owner     *conn  // guarded by Server.mu; nil while offline
 	principal string // who created it, as counted in Server.principals
 	idx       int    // position in Server.list; guarded by Server.mu
+	// due is the earliest deadline the sweeper queued for the session
+	// (unixNanos), 0 when none is; guarded by sweeper.mu. A deadline at
+	// exactly the Unix epoch counts as none: at worst it is queued twice.
+	// (No flag beside it: the entry stays in a 48-byte size class.)
+	due int64
 }
 
 // New builds a Server over st with the validated configuration cfg. The
@@ -110,7 +116,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.authz.Store(a)
-	s.sessHooks = s.newHooks()
+	s.sessEnv = s.newEnv()
 	s.cfg.Store(cfg.Clone())
 	s.pol.Store(newPolicySet(cfg, nil))
 	s.gen.Store(cfg.ConfigGeneration)
@@ -178,7 +184,7 @@ func (s *Server) recover(ctx context.Context) error {
 // count comes from the store, which a damaged file could inflate.
 const maxReserve = 1 << 24
 
-// reserveSessions sizes the registry, the router's and the sweeper's maps
+// reserveSessions sizes the registry and the sweeper's heap
 // for the n sessions recovery is about to restore: growing a map of a
 // million entries one doubling at a time rehashes every entry ~20 times.
 func (s *Server) reserveSessions(n int64) {
@@ -192,35 +198,34 @@ func (s *Server) reserveSessions(n int64) {
 		s.list = make([]*sessionEntry, 0, c)
 	}
 	s.mu.Unlock()
-	s.router.Reserve(c)
 	s.sweep.reserve(c)
 }
 
 func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.Batch) {
 	lim := &s.policySet().choose(st.Session.ClientID, st.Session.Principal, filtersOf(st.Subscriptions)).limits
-	sess := session.Restore(st, lim, s.store, s.now, s.hooks())
+	sess := session.Restore(st, lim, s.env())
 	sess.MarkDisconnectedAt(now, b)
-	s.addSessionLocked(st.Session.ClientID, &sessionEntry{sess: sess, principal: st.Session.Principal})
-	s.router.Register(st.Session.ClientID, sess)
+	e := &sessionEntry{sess: sess, principal: st.Session.Principal}
+	s.addSessionLocked(st.Session.ClientID, e)
 	for _, sub := range st.Subscriptions {
-		if _, err := s.router.Subscribe(st.Session.ClientID, sub); err != nil {
+		if _, err := s.router.Subscribe(st.Session.ClientID, sess, sub); err != nil {
 			s.log.Warn("dropping invalid stored subscription", "client", st.Session.ClientID, "filter", sub.Filter, "err", err)
 		}
 	}
-	s.sweep.schedule(sess)
+	s.sweep.schedule(e)
 }
 
-// hooks returns the session hooks, which every session shares.
-func (s *Server) hooks() *session.Hooks { return s.sessHooks }
+// env returns the session environment, which every session shares.
+func (s *Server) env() *session.Env { return s.sessEnv }
 
-func (s *Server) newHooks() *session.Hooks {
-	return &session.Hooks{
+func (s *Server) newEnv() *session.Env {
+	return &session.Env{Reader: s.store, Now: s.now, Hooks: session.Hooks{
 		Drop: func(id, reason string, n int) { s.stats.drop(s.log, id, reason, n) },
 		ReadError: func(id string, err error) {
 			s.log.Error("reading session queue from the store", "client", id, "err", err)
 		},
 		CanRead: s.canRead,
-	}
+	}}
 }
 
 // Ready reports whether the server has recovered its state and is not
@@ -349,7 +354,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 		}
 	}
 	s.authz.Store(a)
-	s.sessHooks = s.newHooks()
+	s.sessEnv = s.newEnv()
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
 	s.applyPolicies(cfg)

@@ -103,7 +103,7 @@ func (c *conn) subscribe(sub store.Subscription, b *store.Batch) (existed bool, 
 	if serr != nil {
 		return false, packet.QuotaExceeded, nil
 	}
-	if _, err := c.srv.router.Subscribe(c.clientID, sub); err != nil {
+	if _, err := c.srv.router.Subscribe(c.clientID, c.sess, sub); err != nil {
 		c.sess.Unsubscribe(sub.Filter, b)
 		return false, packet.TopicFilterInvalid, nil
 	}
@@ -118,7 +118,7 @@ func (c *conn) undoSubscribe(added []newSub) {
 		a := added[i]
 		c.sess.UndoSubscribe(a.sub.Filter, a.prev)
 		if a.prev != nil {
-			if _, err := c.srv.router.Subscribe(c.clientID, *a.prev); err != nil {
+			if _, err := c.srv.router.Subscribe(c.clientID, c.sess, *a.prev); err != nil {
 				c.log.Error("restoring a subscription", "client", c.clientID, "filter", a.prev.Filter, "err", err)
 			}
 			continue

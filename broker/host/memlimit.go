@@ -30,14 +30,18 @@ func applyMemoryLimit(n int64) {
 // after start is the live state.
 const bigRecovery = time.Second
 
-// recoveryGCPercent is the GC percent while the engine recovers: recovery
-// only grows the heap (a million offline sessions hold about 1 GB), and at
-// the default of 100 the collector runs at every doubling, marking the
-// growing live heap again each time (a third of the CPU of a recovery of
-// a million sessions). At 400 it runs about half as often; a heap that
-// only grows holds little garbage, so the peak stays near the live heap,
-// and the soft memory limit (limits.memoryLimit) still bounds it.
-const recoveryGCPercent = 400
+// recoveryGCPercent is the GC percent while the store is opened and the
+// engine recovers: recovery only grows the heap (a million offline
+// sessions hold about 800 MB) and makes little garbage (the store's
+// LoadSessions reuses its decoding state), so a collection during it
+// marks a large growing live heap for nothing. At the default of 100 the
+// collector runs at every doubling; at 400, a million sessions still paid
+// one full mark of ~500 MB, which on a loaded 2-core machine was seconds
+// of start time. At 800 the heap may reach 9x the live heap of the last
+// collection before the next (for a million sessions: none after the
+// store is open), and the soft memory limit (limits.memoryLimit) still
+// bounds it.
+const recoveryGCPercent = 800
 
 // gcRaise counts the recoveries running in the process (tests start many
 // servers in one process): the first raises the GC percent, the last puts
@@ -46,6 +50,16 @@ var gcRaise struct {
 	sync.Mutex
 	n    int
 	prev int
+}
+
+// PrepareRecovery applies limits.memoryLimit and raises the GC percent
+// (recoveryGCPercent) for the recovery that opening the store begins: the
+// durable store reads every session key when it opens. Call the returned
+// func once the store is open; the Runner raises the percent again while
+// the engine recovers.
+func PrepareRecovery(memoryLimit int64) (restore func()) {
+	applyMemoryLimit(memoryLimit)
+	return raiseGCForRecovery()
 }
 
 // raiseGCForRecovery sets recoveryGCPercent, unless the process runs with

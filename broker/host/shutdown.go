@@ -174,14 +174,21 @@ func (r *Runner) start(ctx context.Context) error {
 	t0 := time.Now()
 	restoreGC := raiseGCForRecovery()
 	err = r.e.Start(ctx)
-	restoreGC()
 	if err != nil {
+		restoreGC()
 		return fmt.Errorf("host: recovery: %w", err)
 	}
 	took := time.Since(t0)
 	r.log.Info("recovered state from the store", "took", took.String())
 	if took >= bigRecovery {
-		go debug.FreeOSMemory() // see bigRecovery
+		// See bigRecovery. The collection runs at the recovery's GC
+		// percent, restored after it: put back first, the percent would
+		// put the large heap far past its goal at once, and the
+		// collection's mark assists would stall the first clients (~1 s
+		// for a million sessions).
+		go func() { debug.FreeOSMemory(); restoreGC() }()
+	} else {
+		restoreGC()
 	}
 	ls.Serve()
 	r.accepting.Store(true)

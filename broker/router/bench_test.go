@@ -28,9 +28,8 @@ func benchRouteOffline(b *testing.B, sessions, inflight int) {
 	now := func() time.Time { return time.Unix(1e9, 0) }
 	for i := range sessions {
 		id := fmt.Sprintf("load-in-%d", i)
-		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, rd, now, nil)
-		r.Register(id, s)
-		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, &session.Env{Reader: rd, Now: now})
+		if _, err := r.Subscribe(id, s, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -74,9 +73,8 @@ func benchSettleGroup(b *testing.B, grouped bool) {
 	now := func() time.Time { return time.Unix(1e9, 0) }
 	for i := range sessions {
 		id := fmt.Sprintf("load-in-%d", i)
-		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, nil, now, nil)
-		r.Register(id, s)
-		if _, err := r.Subscribe(id, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
+		s := session.New(store.Session{ClientID: id, ExpiryInterval: 3600}, nil, &session.Env{Now: now})
+		if _, err := r.Subscribe(id, s, store.Subscription{Filter: "load/in/#", QoS: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,7 +4,9 @@
 // The router knows sessions only through the Subscriber interface (a
 // *session.Session is one) and owns the types of that contract (Delivery,
 // Result, Entries, in offer.go); broker/session imports them, and a
-// depguard rule keeps the router from importing sessions. Route matches the topic in the subscription
+// depguard rule keeps the router from importing sessions. Each subscription
+// in the trie carries its Subscriber (Subscribe), so the router keeps no
+// registry of subscribers. Route matches the topic in the subscription
 // trie (broker/topic), merges the overlapping subscriptions of one
 // subscriber into one delivery (highest QoS, every subscription
 // identifier), applies No Local and Retain As Published, picks one member of

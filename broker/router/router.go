@@ -24,8 +24,14 @@ type Subscriber interface {
 
 // Router routes published messages to subscribers. It is safe for
 // concurrent use; its zero value is not usable, call New.
+//
+// Each subscription in the trie carries its subscriber, so routing finds
+// the subscribers of a topic without a registry keyed by client ID (at a
+// million offline sessions such a map cost ~70 bytes each), and a
+// publish matched through a subscription reaches the very session that
+// made it, never a later session with the same client ID.
 type Router struct {
-	trie     topic.Trie[store.Subscription]
+	trie     topic.Trie[entry]
 	retained topic.Retained[*store.Message]
 	// rmu orders the changes of retained and keeps rbytes, the sum of the
 	// retained messages' Size, in step with them (rbytes is atomic so
@@ -33,16 +39,32 @@ type Router struct {
 	rmu    sync.Mutex
 	rbytes atomic.Int64
 
-	mu   sync.RWMutex
-	subs map[string]Subscriber
-
 	pool sync.Pool // *scratch
 	fans sync.Pool // *Fanout, see Fanout.Release
 }
 
+// entry is a subscription in the trie: its subscriber and options. The
+// filter is the trie's Sub.Filter, not repeated here: a topic.Sub[entry]
+// fits 64 bytes (with a store.Subscription, 80).
+type entry struct {
+	s    Subscriber
+	opts options
+}
+
+// options are a store.Subscription's options, without its filter.
+type options struct {
+	id                uint32
+	qos               byte
+	noLocal, retainAP bool
+}
+
+func optionsOf(sub store.Subscription) options {
+	return options{id: sub.ID, qos: sub.QoS, noLocal: sub.NoLocal, retainAP: sub.RetainAsPublished}
+}
+
 // scratch is the per-Route working memory, reused through Router.pool.
 type scratch struct {
-	ms  topic.Matches[store.Subscription]
+	ms  topic.Matches[entry]
 	ts  []target
 	idx map[string]int // subscriber ID -> index in ts, to merge overlaps
 }
@@ -53,40 +75,20 @@ const maxScratch = 4096
 
 // New returns an empty router.
 func New() *Router {
-	r := &Router{subs: make(map[string]Subscriber)}
+	r := &Router{}
 	r.pool.New = func() any { return new(scratch) }
 	return r
 }
 
-// Register makes id's subscriptions deliver to s (replacing a previous
-// subscriber with the same id).
-func (r *Router) Register(id string, s Subscriber) {
-	r.mu.Lock()
-	r.subs[id] = s
-	r.mu.Unlock()
-}
-
-// Reserve makes room for n subscribers (recovery restoring n sessions);
-// it does nothing once one is registered.
-func (r *Router) Reserve(n int) {
-	r.mu.Lock()
-	if len(r.subs) == 0 && n > 0 {
-		r.subs = make(map[string]Subscriber, n)
-	}
-	r.mu.Unlock()
-}
-
-// Unregister removes id and the given subscriptions of it.
+// Unregister removes the given subscriptions of id (all of them, when
+// filters are the subscriber's filters).
 func (r *Router) Unregister(id string, filters []string) {
-	r.mu.Lock()
-	delete(r.subs, id)
-	r.mu.Unlock()
 	r.trie.RemoveAll(id, filters)
 }
 
-// Subscribe adds or replaces id's subscription sub.
-func (r *Router) Subscribe(id string, sub store.Subscription) (replaced bool, err error) {
-	return r.trie.Add(sub.Filter, id, sub)
+// Subscribe adds or replaces id's subscription sub, delivering to s.
+func (r *Router) Subscribe(id string, s Subscriber, sub store.Subscription) (replaced bool, err error) {
+	return r.trie.Add(sub.Filter, id, entry{s: s, opts: optionsOf(sub)})
 }
 
 // Unsubscribe removes id's subscription to filter.
@@ -94,12 +96,6 @@ func (r *Router) Unsubscribe(id, filter string) bool { return r.trie.Remove(filt
 
 // Subscriptions returns the number of subscriptions in the trie.
 func (r *Router) Subscriptions() int { return r.trie.Count() }
-
-func (r *Router) subscriber(id string) Subscriber {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.subs[id]
-}
 
 // target is one subscriber's merged delivery.
 type target struct {
@@ -234,7 +230,7 @@ func (f *Fanout) Settle(ok bool) {
 }
 
 // targets matches m's topic and merges the subscriptions per subscriber,
-// into sc.ts, with the subscribers looked up under one read lock.
+// into sc.ts.
 func (r *Router) targets(m *store.Message, sc *scratch) []target {
 	ms := &sc.ms
 	r.trie.Match(m.Topic, ms)
@@ -244,26 +240,21 @@ func (r *Router) targets(m *store.Message, sc *scratch) []target {
 		sc.idx = make(map[string]int, len(ms.Subs))
 	}
 	for _, sub := range ms.Subs {
-		if sub.Value.NoLocal && sub.SubscriberID == m.Publisher {
+		if sub.Value.opts.noLocal && sub.SubscriberID == m.Publisher {
 			continue // [MQTT-3.8.3-3]
 		}
 		if merging {
 			if i, ok := sc.idx[sub.SubscriberID]; ok {
-				merge(&out[i].d, m, sub.Value)
+				merge(&out[i].d, m, sub.Value.opts)
 				continue
 			}
 			sc.idx[sub.SubscriberID] = len(out)
 		}
-		out = append(out, target{id: sub.SubscriberID, d: delivery(m, sub.Value)})
+		out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.opts)})
 	}
-	r.mu.RLock()
-	for i := range out {
-		out[i].s = r.subs[out[i].id]
-	}
-	r.mu.RUnlock()
 	for _, g := range ms.Shared {
-		if sub, ok := r.pickShared(g); ok {
-			out = append(out, target{id: sub.SubscriberID, s: r.subscriber(sub.SubscriberID), d: delivery(m, sub.Value)})
+		if sub, ok := pickShared(g); ok {
+			out = append(out, target{id: sub.SubscriberID, s: sub.Value.s, d: delivery(m, sub.Value.opts)})
 		}
 	}
 	sc.ts = out
@@ -273,7 +264,7 @@ func (r *Router) targets(m *store.Message, sc *scratch) []target {
 // overlapping reports whether subs may name a subscriber twice. The trie
 // holds one subscription per (subscriber, filter), so subscriptions that
 // all matched through the same filter name distinct subscribers.
-func overlapping(subs []topic.Sub[store.Subscription]) bool {
+func overlapping(subs []topic.Sub[entry]) bool {
 	for i := 1; i < len(subs); i++ {
 		if subs[i].Filter != subs[0].Filter {
 			return true
@@ -302,10 +293,9 @@ func (r *Router) release(sc *scratch) {
 
 // pickShared chooses an online member of a shared group if there is one,
 // otherwise any member (an offline persistent member queues the message).
-func (r *Router) pickShared(g topic.SharedMatch[store.Subscription]) (topic.Sub[store.Subscription], bool) {
-	sub, ok := g.Pick(func(s topic.Sub[store.Subscription]) bool {
-		sb := r.subscriber(s.SubscriberID)
-		return sb != nil && sb.Online()
+func pickShared(g topic.SharedMatch[entry]) (topic.Sub[entry], bool) {
+	sub, ok := g.Pick(func(s topic.Sub[entry]) bool {
+		return s.Value.s != nil && s.Value.s.Online()
 	})
 	if ok {
 		return sub, true
@@ -313,19 +303,19 @@ func (r *Router) pickShared(g topic.SharedMatch[store.Subscription]) (topic.Sub[
 	return g.Pick(nil)
 }
 
-func delivery(m *store.Message, sub store.Subscription) Delivery {
-	d := Delivery{QoS: min(m.QoS, sub.QoS), Retain: sub.RetainAsPublished && m.Retain}
-	if sub.ID != 0 {
-		d.SubscriptionIDs = []uint32{sub.ID}
+func delivery(m *store.Message, o options) Delivery {
+	d := Delivery{QoS: min(m.QoS, o.qos), Retain: o.retainAP && m.Retain}
+	if o.id != 0 {
+		d.SubscriptionIDs = []uint32{o.id}
 	}
 	return d
 }
 
-func merge(d *Delivery, m *store.Message, sub store.Subscription) {
-	d.QoS = max(d.QoS, min(m.QoS, sub.QoS))
-	d.Retain = d.Retain || (sub.RetainAsPublished && m.Retain)
-	if sub.ID != 0 {
-		d.SubscriptionIDs = append(d.SubscriptionIDs, sub.ID)
+func merge(d *Delivery, m *store.Message, o options) {
+	d.QoS = max(d.QoS, min(m.QoS, o.qos))
+	d.Retain = d.Retain || (o.retainAP && m.Retain)
+	if o.id != 0 {
+		d.SubscriptionIDs = append(d.SubscriptionIDs, o.id)
 	}
 }
 

@@ -3,8 +3,10 @@ package router
 import (
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/topic"
 )
 
 // fakeSub records what it is offered.
@@ -42,9 +44,8 @@ func (f *fakeSub) SettleAll(seqs []uint64, ok bool) {
 func TestRouteMergesOverlappingSubscriptions(t *testing.T) {
 	r := New()
 	a := &fakeSub{online: true}
-	r.Register("a", a)
-	mustSub(t, r, "a", store.Subscription{Filter: "x/+", QoS: 0, ID: 1})
-	mustSub(t, r, "a", store.Subscription{Filter: "x/#", QoS: 2, ID: 2, RetainAsPublished: true})
+	mustSub(t, r, "a", a, store.Subscription{Filter: "x/+", QoS: 0, ID: 1})
+	mustSub(t, r, "a", a, store.Subscription{Filter: "x/#", QoS: 2, ID: 2, RetainAsPublished: true})
 	var b store.Batch
 	f := r.Route(&store.Message{ID: 1, Topic: "x/y", QoS: 1, Retain: false, Payload: []byte("p")}, false, &b)
 	if f.Matched != 1 || len(a.got) != 1 {
@@ -63,12 +64,9 @@ func TestRouteNoLocalAndSharedAndStore(t *testing.T) {
 	r := New()
 	self := &fakeSub{online: true}
 	on, off := &fakeSub{online: true, store: true}, &fakeSub{store: true}
-	r.Register("self", self)
-	r.Register("on", on)
-	r.Register("off", off)
-	mustSub(t, r, "self", store.Subscription{Filter: "t", NoLocal: true})
-	mustSub(t, r, "off", store.Subscription{Filter: "$share/g/t", QoS: 1})
-	mustSub(t, r, "on", store.Subscription{Filter: "$share/g/t", QoS: 1})
+	mustSub(t, r, "self", self, store.Subscription{Filter: "t", NoLocal: true})
+	mustSub(t, r, "off", off, store.Subscription{Filter: "$share/g/t", QoS: 1})
+	mustSub(t, r, "on", on, store.Subscription{Filter: "$share/g/t", QoS: 1})
 	for i := range 3 {
 		var b store.Batch
 		f := r.Route(&store.Message{ID: uint64(i + 1), Publisher: "self", Topic: "t", QoS: 1, Payload: []byte("p")}, false, &b)
@@ -106,9 +104,9 @@ func TestRetainedAppliedOnSettle(t *testing.T) {
 	}
 }
 
-func mustSub(t *testing.T, r *Router, id string, s store.Subscription) {
+func mustSub(t *testing.T, r *Router, id string, sb Subscriber, s store.Subscription) {
 	t.Helper()
-	if _, err := r.Subscribe(id, s); err != nil {
+	if _, err := r.Subscribe(id, sb, s); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -121,12 +119,11 @@ func TestRouteMergeAcrossRoutes(t *testing.T) {
 	subs := map[string]*fakeSub{}
 	for _, id := range []string{"a", "b", "c"} {
 		subs[id] = &fakeSub{store: true}
-		r.Register(id, subs[id])
-		mustSub(t, r, id, store.Subscription{Filter: "x/#", QoS: 1, ID: 1})
+		mustSub(t, r, id, subs[id], store.Subscription{Filter: "x/#", QoS: 1, ID: 1})
 	}
-	mustSub(t, r, "a", store.Subscription{Filter: "x/+", QoS: 1, ID: 2})
-	mustSub(t, r, "b", store.Subscription{Filter: "y", QoS: 1, ID: 3})
-	mustSub(t, r, "c", store.Subscription{Filter: "y", QoS: 1, ID: 4})
+	mustSub(t, r, "a", subs["a"], store.Subscription{Filter: "x/+", QoS: 1, ID: 2})
+	mustSub(t, r, "b", subs["b"], store.Subscription{Filter: "y", QoS: 1, ID: 3})
+	mustSub(t, r, "c", subs["c"], store.Subscription{Filter: "y", QoS: 1, ID: 4})
 	routes := []struct {
 		topic string
 		want  map[string][]uint32
@@ -169,8 +166,7 @@ func sorted(ids []uint32) []uint32 { return slices.Sorted(slices.Values(ids)) }
 func TestReleasedFanoutStartsEmpty(t *testing.T) {
 	r := New()
 	s := &fakeSub{store: true}
-	r.Register("s", s)
-	mustSub(t, r, "s", store.Subscription{Filter: "a", QoS: 1})
+	mustSub(t, r, "s", s, store.Subscription{Filter: "a", QoS: 1})
 	for i := range 4 {
 		var b store.Batch
 		f := r.Route(&store.Message{ID: uint64(2*i + 1), Topic: "a", QoS: 1, Retain: true, Payload: []byte("v")}, false, &b)
@@ -188,5 +184,37 @@ func TestReleasedFanoutStartsEmpty(t *testing.T) {
 	}
 	if len(s.settled) != 4 || r.RetainedCount() != 1 {
 		t.Fatalf("settled %v, retained %d", s.settled, r.RetainedCount())
+	}
+}
+
+// TestSubscriptionCarriesItsSubscriber: a subscription delivers to the
+// subscriber that made it. A later subscriber with the same ID (a new
+// session after a clean start) gets only its own subscriptions, and a
+// removed subscriber's filters reach nobody.
+func TestSubscriptionCarriesItsSubscriber(t *testing.T) {
+	r := New()
+	old, cur := &fakeSub{online: true}, &fakeSub{online: true}
+	mustSub(t, r, "c", old, store.Subscription{Filter: "a", QoS: 1})
+	mustSub(t, r, "c", old, store.Subscription{Filter: "$share/g/s", QoS: 1})
+	r.Unregister("c", []string{"a", "$share/g/s"})
+	mustSub(t, r, "c", cur, store.Subscription{Filter: "b", QoS: 1})
+	mustSub(t, r, "c", cur, store.Subscription{Filter: "$share/g/s", QoS: 1})
+	for i, topic := range []string{"a", "b", "s"} {
+		var b store.Batch
+		r.Route(&store.Message{ID: uint64(i + 1), Topic: topic, QoS: 1, Payload: []byte("p")}, false, &b).Settle(true)
+	}
+	if len(old.got) != 0 || len(cur.got) != 2 {
+		t.Fatalf("the removed subscriber was offered %d messages, the current one %d; want 0 and 2", len(old.got), len(cur.got))
+	}
+	if r.Subscriptions() != 2 {
+		t.Fatalf("%d subscriptions, want 2", r.Subscriptions())
+	}
+}
+
+// TestEntrySize keeps a subscription in the trie within 64 bytes: a fleet
+// holds one per device.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(topic.Sub[entry]{}); got > 64 {
+		t.Fatalf("a subscription in the trie is %d bytes, over 64", got)
 	}
 }

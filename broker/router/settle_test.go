@@ -68,8 +68,7 @@ func TestSettlementGroupsPerSubscriber(t *testing.T) {
 func TestSettlementLeavesRetainedToFanout(t *testing.T) {
 	r := New()
 	s := &callSub{fakeSub: fakeSub{store: true}}
-	r.Register("s", s)
-	mustSub(t, r, "s", store.Subscription{Filter: "r", QoS: 1})
+	mustSub(t, r, "s", s, store.Subscription{Filter: "r", QoS: 1})
 	var b store.Batch
 	fo := r.Route(&store.Message{ID: 1, Topic: "r", QoS: 1, Retain: true, Payload: []byte("v")}, false, &b)
 	var st Settlement

@@ -17,7 +17,7 @@ func TestCanReadFiltersOfferAndDelivery(t *testing.T) {
 	var denied atomic.Value
 	denied.Store("secret")
 	var asked atomic.Int32
-	f.s.hooks.CanRead = func(principal, clientID, topic string) bool {
+	f.s.env.Hooks.CanRead = func(principal, clientID, topic string) bool {
 		asked.Add(1)
 		if principal != "alice" || clientID != "c" {
 			t.Errorf("CanRead(%q, %q, %q): wrong principal or client", principal, clientID, topic)

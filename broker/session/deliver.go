@@ -34,16 +34,16 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.q.withLive()
-	s.online, s.receiveMax, s.notify = true, max(receiveMax, 1), notify
-	s.rec.DisconnectedAt = time.Time{}
+	s.online, s.q.receiveMax, s.q.notify = true, max(receiveMax, 1), notify
+	s.rec.setDisconnectedAt(time.Time{})
 	s.resetMemory()
-	if !s.persistent() || s.rd == nil {
+	if !s.persistent() || s.env.Reader == nil {
 		s.resendMemory()
 		return nil
 	}
 	q := &s.q
 	wm := q.watermark()
-	err := s.rd.ReadQueue(s.rec.ClientID, 0, 0, func(e store.QueueEntry, m *store.Message) bool {
+	err := s.env.Reader.ReadQueue(s.rec.ClientID, 0, 0, func(e store.QueueEntry, m *store.Message) bool {
 		if e.Seq > wm || e.State == store.Queued {
 			return false
 		}
@@ -88,7 +88,7 @@ func (s *Session) DetachMarks(b *store.Batch) {
 	s.q.withLive()
 	s.marksSubmitted(b) // the writer has ended
 	s.markAll(b)
-	s.online, s.notify = false, nil
+	s.online, s.q.notify = false, nil
 	s.drop(DropSlowConsumer, len(s.q.qos0))
 	s.q.qos0, s.q.qos0Bytes = nil, 0
 	if s.persistent() {
@@ -141,7 +141,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 	out = s.nextQoS0(out, max, fits)
 	now := s.now()
 	q := &s.q
-	for len(out) < max && len(q.resend) == 0 && len(q.inflight) < s.receiveMax {
+	for len(out) < max && len(q.resend) == 0 && len(q.inflight) < s.q.receiveMax {
 		if s.needRefill() {
 			s.refill()
 		}
@@ -169,7 +169,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 func (s *Session) nextResend(out []Outgoing, max int) []Outgoing {
 	q := &s.q
 	now := s.now()
-	for len(out) < max && len(q.resend) > 0 && len(q.inflight)-len(q.resend) < s.receiveMax {
+	for len(out) < max && len(q.resend) > 0 && len(q.inflight)-len(q.resend) < s.q.receiveMax {
 		it := q.resend[0]
 		if it.e.State != store.Released && !s.flightFits(it, now) {
 			break

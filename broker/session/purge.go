@@ -76,7 +76,7 @@ func (s *Session) purgePass(now time.Time, budget int, b *store.Batch) {
 	}
 	first := s.purgeHead(now, b)
 	done := true
-	if s.persistent() && s.rd != nil {
+	if s.persistent() && s.env.Reader != nil {
 		var f time.Time
 		f, done = s.purgeStore(now, budget, b)
 		first = earliest(first, f)
@@ -125,7 +125,7 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 	for total := 0; total < budget && from < wm; {
 		n := s.scanLimit(budget - total)
 		read := 0
-		err := s.rd.ReadQueue(s.rec.ClientID, from, n, func(e store.QueueEntry, m *store.Message) bool {
+		err := s.env.Reader.ReadQueue(s.rec.ClientID, from, n, func(e store.QueueEntry, m *store.Message) bool {
 			if e.Seq > wm {
 				return false
 			}
@@ -141,8 +141,8 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 			return true
 		})
 		if err != nil {
-			if s.hooks.ReadError != nil {
-				s.hooks.ReadError(s.rec.ClientID, err)
+			if s.env.Hooks.ReadError != nil {
+				s.env.Hooks.ReadError(s.rec.ClientID, err)
 			}
 			pg.purgeAt = now.Add(time.Second)
 			return first, false

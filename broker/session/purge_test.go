@@ -143,7 +143,7 @@ func TestPurgedEntryNotReadBackBeforeCommit(t *testing.T) {
 func TestPurgeWaitsForEarliestExpiry(t *testing.T) {
 	f := newFixture(t, 3600, Limits{MaxMessages: 10, MaxBytes: 1 << 20, Policy: RejectPublish})
 	cr := &countReads{rd: f.st}
-	f.s.rd = cr
+	f.s.env.Reader = cr
 	later := f.clk.now().Add(time.Hour)
 	for i := range 10 {
 		f.offerSized("t", i, 10, 1, later)

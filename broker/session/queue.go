@@ -89,6 +89,10 @@ type queue struct {
 // rest that never had one does without (about 150 bytes of a million
 // offline sessions).
 type live struct {
+	// receiveMax is the client's Receive Maximum; notify wakes its
+	// connection's writer (Attach).
+	receiveMax int
+	notify     func()
 	// flightBytes counts the messages sent on this connection and not yet
 	// acknowledged (see window.go).
 	flightBytes int64
@@ -367,8 +371,14 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 // pends is a queue's uncommitted entries, in Seq order. router.Entries settle in
 // the order their Seqs were assigned (batches commit in order), so they
 // nearly always leave from the front: the live entries are buf[off:], and
-// the front is removed by advancing off, not by moving the others.
+// the front is removed by advancing off, not by moving the others. The
+// array and its offset are allocated on the first push: a session at rest
+// that never queued anything holds one nil pointer, not 32 bytes.
 type pends struct {
+	a *pendArr
+}
+
+type pendArr struct {
 	buf []pend
 	off int
 }
@@ -379,30 +389,52 @@ type pends struct {
 // should not allocate for every one.
 const keepPending = 4
 
-func (p *pends) len() int { return len(p.buf) - p.off }
+func (p *pends) len() int {
+	if p.a == nil {
+		return 0
+	}
+	return len(p.a.buf) - p.a.off
+}
 
 // items returns the entries; the slice is valid until the next change.
-func (p *pends) items() []pend { return p.buf[p.off:] }
+func (p *pends) items() []pend {
+	if p.a == nil {
+		return nil
+	}
+	return p.a.buf[p.a.off:]
+}
 
 func (p *pends) push(e pend) {
-	if p.off > 0 && len(p.buf) == cap(p.buf) {
+	if p.a == nil {
+		p.a = &pendArr{}
+	}
+	a := p.a
+	if a.off > 0 && len(a.buf) == cap(a.buf) {
 		// Full: drop the removed front instead of growing with it, in
 		// place when at least half of the array is free.
-		live := p.buf[p.off:]
-		if 2*p.off >= len(p.buf) {
-			n := copy(p.buf, live)
-			clear(p.buf[n:])
-			p.buf = p.buf[:n]
+		live := a.buf[a.off:]
+		if 2*a.off >= len(a.buf) {
+			n := copy(a.buf, live)
+			clear(a.buf[n:])
+			a.buf = a.buf[:n]
 		} else {
-			p.buf = append(make([]pend, 0, 2*len(live)), live...)
+			a.buf = append(make([]pend, 0, 2*len(live)), live...)
 		}
-		p.off = 0
+		a.off = 0
 	}
-	p.buf = append(p.buf, e)
+	a.buf = append(a.buf, e)
 }
 
 // set replaces the entries with es (which it may keep).
-func (p *pends) set(es []pend) { p.buf, p.off = es, 0 }
+func (p *pends) set(es []pend) {
+	if p.a == nil {
+		if len(es) == 0 {
+			return
+		}
+		p.a = &pendArr{}
+	}
+	p.a.buf, p.a.off = es, 0
+}
 
 // find returns the index of seq among the entries, or -1.
 func (p *pends) find(seq uint64) int {
@@ -422,14 +454,15 @@ func (p *pends) find(seq uint64) int {
 
 // remove removes and returns the entry at index i.
 func (p *pends) remove(i int) pend {
-	e := p.buf[p.off+i]
+	a := p.a
+	e := a.buf[a.off+i]
 	switch {
 	case p.len() == 1:
 		p.empty()
 	case i == 0:
-		p.off++
+		a.off++
 	default:
-		p.buf = slices.Delete(p.buf, p.off+i, p.off+i+1)
+		a.buf = slices.Delete(a.buf, a.off+i, a.off+i+1)
 	}
 	return e
 }
@@ -440,16 +473,21 @@ func (p *pends) removeFront(n int) {
 		p.empty()
 		return
 	}
-	p.off += n
+	p.a.off += n
 }
 
+// empty removes every entry, keeping a small array for the next ones and
+// freeing a large one with its offset.
 func (p *pends) empty() {
-	p.off = 0
-	if cap(p.buf) > keepPending {
-		p.buf = nil
-	} else {
-		p.buf = p.buf[:0]
+	if p.a == nil {
+		return
 	}
+	if cap(p.a.buf) > keepPending {
+		p.a = nil
+		return
+	}
+	clear(p.a.buf)
+	p.a.buf, p.a.off = p.a.buf[:0], 0
 }
 
 // watermark is the highest Seq up to which every stored entry is
@@ -465,7 +503,7 @@ func (s *Session) headCap() int {
 	if !s.online {
 		return offlineHead
 	}
-	return min(max(2*s.receiveMax, minHead), maxHead)
+	return min(max(2*s.q.receiveMax, minHead), maxHead)
 }
 
 // refill reads the next Queued entries of a persistent session from the
@@ -473,7 +511,7 @@ func (s *Session) headCap() int {
 // inflight from an earlier connection are skipped; it keeps reading until
 // the head holds something or everything up to the watermark was seen.
 func (s *Session) refill() {
-	if !s.persistent() || s.rd == nil {
+	if !s.persistent() || s.env.Reader == nil {
 		return
 	}
 	for s.refillOnce() && len(s.q.head) == 0 {
@@ -491,7 +529,7 @@ func (s *Session) refillOnce() bool {
 	}
 	want = s.readLimit(want)
 	n, last, full := 0, q.loadedSeq, false
-	err := s.rd.ReadQueue(s.rec.ClientID, q.loadedSeq, want, func(e store.QueueEntry, m *store.Message) bool {
+	err := s.env.Reader.ReadQueue(s.rec.ClientID, q.loadedSeq, want, func(e store.QueueEntry, m *store.Message) bool {
 		if e.Seq > wm {
 			return false
 		}
@@ -507,8 +545,8 @@ func (s *Session) refillOnce() bool {
 		return true
 	})
 	if err != nil {
-		if s.hooks.ReadError != nil {
-			s.hooks.ReadError(s.rec.ClientID, err)
+		if s.env.Hooks.ReadError != nil {
+			s.env.Hooks.ReadError(s.rec.ClientID, err)
 		}
 		return false
 	}
@@ -543,7 +581,7 @@ func (s *Session) remove(it *item, b *store.Batch) {
 }
 
 func (s *Session) wake() {
-	if s.online && s.notify != nil {
-		s.notify()
+	if s.online && s.q.notify != nil { // online: Attach made the live state
+		s.q.notify()
 	}
 }

@@ -53,8 +53,17 @@ func TestPendsAgainstSlice(t *testing.T) {
 		want = want[1:]
 	}
 	check("drained")
-	if cap(p.buf) > keepPending {
-		t.Fatalf("an empty pends keeps %d entries of room", cap(p.buf))
+	if p.a != nil && cap(p.a.buf) > keepPending {
+		t.Fatalf("an empty pends keeps %d entries of room", cap(p.a.buf))
+	}
+	var fresh pends
+	if fresh.len() != 0 || fresh.items() != nil || fresh.find(1) != -1 {
+		t.Fatal("a zero pends is not empty")
+	}
+	fresh.set(nil)
+	fresh.empty()
+	if fresh.a != nil {
+		t.Fatal("a zero pends allocated without an entry")
 	}
 }
 

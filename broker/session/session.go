@@ -93,55 +93,76 @@ type Hooks struct {
 	CanRead func(principal, clientID, topic string) bool
 }
 
-// noLimits and noHooks stand for a nil *Limits or *Hooks.
+// Env is what the sessions of one owner share, held by each session by
+// pointer (a broker holds a million sessions): the store a persistent
+// session reads its queue back from, the clock and the hooks. It must not
+// change once a session holds it.
+type Env struct {
+	// Reader reads queues back; nil for sessions that are never
+	// persistent.
+	Reader Reader
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+	// Hooks are the owner's callbacks.
+	Hooks Hooks
+}
+
+// noLimits and noEnv stand for a nil *Limits or *Env.
 var (
 	noLimits Limits
-	noHooks  Hooks
+	noEnv    = Env{Now: time.Now}
 )
 
 // Session is one client session. Create it with New or Restore.
 //
 // An offline session is mostly at rest, and a broker holds a million of
-// them: what many sessions share (hooks, the limits of their queue policy)
-// is held by pointer, and what an offline session seldom uses (the inbound
-// QoS 2 set, the inflight map) is allocated on first use.
+// them: what many sessions share (the reader, clock and hooks of their
+// owner, the limits of their queue policy) is held by pointer, and what an
+// offline session seldom uses (the inbound QoS 2 set, the inflight map,
+// the uncommitted entries, the state of a connection) is allocated on
+// first use, and the record keeps its times as Unix nanoseconds. The
+// struct fits the 240-byte size class (it was 352).
 type Session struct {
 	mu     sync.Mutex
-	now    func() time.Time
-	rd     Reader
-	hooks  *Hooks  // shared by the sessions of one owner; never nil
+	env    *Env    // shared by the sessions of one owner; never nil
 	limits *Limits // shared by the sessions of one queue policy; never nil
 
-	rec     store.Session
+	rec     record
 	subs    subSet
 	inbound map[uint16]struct{} // nil until the first inbound QoS 2 PUBLISH
 
-	online     bool
-	receiveMax int
-	notify     func()
-	released   bool // Release took the queue out of its account for good
+	online   bool
+	released bool // Release took the queue out of its account for good
 
 	q queue
 }
 
-// New returns a session for rec (a new session: empty queue). rd may be nil
-// for sessions that are never persistent. The session keeps lim and hooks
-// (nil: none), which must not change afterwards: many sessions share them.
-func New(rec store.Session, lim *Limits, rd Reader, now func() time.Time, hooks *Hooks) *Session {
+// New returns a session for rec (a new session: empty queue). The session
+// keeps lim and env (nil: none, and time.Now), which must not change
+// afterwards: many sessions share them.
+func New(rec store.Session, lim *Limits, env *Env) *Session {
 	if lim == nil {
 		lim = &noLimits
 	}
-	if hooks == nil {
-		hooks = &noHooks
+	switch {
+	case env == nil:
+		env = &noEnv
+	case env.Now == nil:
+		e := *env
+		e.Now = time.Now
+		env = &e
 	}
-	s := &Session{now: now, rd: rd, hooks: hooks, limits: lim, rec: rec}
+	s := &Session{env: env, limits: lim, rec: compactRecord(rec)}
 	s.q.setAccount(lim.Account)
 	return s
 }
 
+// now is the session's clock.
+func (s *Session) now() time.Time { return s.env.Now() }
+
 // Restore rebuilds a session from its recovered state.
-func Restore(st *store.SessionState, lim *Limits, rd Reader, now func() time.Time, hooks *Hooks) *Session {
-	s := New(st.Session, lim, rd, now, hooks)
+func Restore(st *store.SessionState, lim *Limits, env *Env) *Session {
+	s := New(st.Session, lim, env)
 	s.subs.grow(len(st.Subscriptions))
 	for _, sub := range st.Subscriptions {
 		s.subs.put(sub)
@@ -236,14 +257,7 @@ func (s *Session) Record() store.Session {
 	return s.record()
 }
 
-func (s *Session) record() store.Session {
-	r := s.rec
-	if r.Will != nil {
-		w := *r.Will
-		r.Will = &w
-	}
-	return r
-}
+func (s *Session) record() store.Session { return s.rec.full() }
 
 // Connect updates the record for a new connection (protocol version,
 // granted expiry interval, will) and appends its PutSession to b when the
@@ -254,7 +268,7 @@ func (s *Session) Connect(version byte, expiry uint32, will *store.Will, b *stor
 	s.rec.ProtocolVersion = version
 	s.rec.ExpiryInterval = expiry
 	s.rec.Will = will
-	s.rec.DisconnectedAt = time.Time{}
+	s.rec.setDisconnectedAt(time.Time{})
 	s.putRecord(b)
 }
 
@@ -284,7 +298,7 @@ func (s *Session) SetExpiry(expiry uint32, b *store.Batch) {
 func (s *Session) Disconnected(keepWill bool, b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rec.DisconnectedAt = s.now()
+	s.rec.setDisconnectedAt(s.now())
 	if !keepWill {
 		s.rec.Will = nil
 	}
@@ -296,8 +310,8 @@ func (s *Session) Disconnected(keepWill bool, b *store.Batch) {
 func (s *Session) MarkDisconnectedAt(t time.Time, b *store.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rec.DisconnectedAt.IsZero() {
-		s.rec.DisconnectedAt = t
+	if !s.rec.hasDisc {
+		s.rec.setDisconnectedAt(t)
 		s.putRecord(b)
 	}
 }
@@ -309,7 +323,7 @@ func (s *Session) ExpiresAt() time.Time {
 	if s.online {
 		return time.Time{}
 	}
-	return s.rec.ExpiresAt()
+	return s.rec.expiresAt()
 }
 
 // WillDueAt is when the pending will must be published: the will delay
@@ -318,11 +332,11 @@ func (s *Session) ExpiresAt() time.Time {
 func (s *Session) WillDueAt() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.online || s.rec.Will == nil || s.rec.DisconnectedAt.IsZero() {
+	if s.online || s.rec.Will == nil || !s.rec.hasDisc {
 		return time.Time{}
 	}
 	delay := min(s.rec.Will.DelayInterval, s.rec.ExpiryInterval)
-	return s.rec.DisconnectedAt.Add(time.Duration(delay) * time.Second)
+	return s.rec.disconnectedAt().Add(time.Duration(delay) * time.Second)
 }
 
 // TakeWill removes and returns the pending will (nil if none), appending
@@ -426,22 +440,22 @@ func (s *Session) Info() Info {
 		Policy: s.limits.Account.nameOrEmpty(),
 	}
 	if !s.online {
-		i.ExpiresAt = s.rec.ExpiresAt()
+		i.ExpiresAt = s.rec.expiresAt()
 	}
 	return i
 }
 
 // readable applies Hooks.CanRead to a message.
 func (s *Session) readable(m *store.Message) bool {
-	return s.hooks.CanRead == nil || s.hooks.CanRead(s.rec.Principal, s.rec.ClientID, m.Topic)
+	return s.env.Hooks.CanRead == nil || s.env.Hooks.CanRead(s.rec.Principal, s.rec.ClientID, m.Topic)
 }
 
 func (s *Session) drop(reason string, n int) {
 	if n <= 0 {
 		return
 	}
-	if s.hooks.Drop != nil {
-		s.hooks.Drop(s.rec.ClientID, reason, n)
+	if s.env.Hooks.Drop != nil {
+		s.env.Hooks.Drop(s.rec.ClientID, reason, n)
 	}
 	s.q.acct.drop(reason, n) // none once released
 }

@@ -143,7 +143,7 @@ func TestReplayPacedByByteWindow(t *testing.T) {
 	const n, size, win = 1000, 64 << 10, 1 << 20
 	f := newFixture(t, 3600, Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30, WindowBytes: win})
 	cr := &countingReader{rd: f.st}
-	f.s.rd = cr
+	f.s.env.Reader = cr
 	topics := []string{"a", "b", "c"}
 	for i := range n {
 		tp := topics[i%len(topics)]

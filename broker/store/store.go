@@ -26,6 +26,10 @@ var (
 // fsynced, but is still ordered before every later batch.
 type Store interface {
 	// LoadSessions calls fn for every stored session, in client ID order.
+	// fn must not keep the *SessionState nor its Subscriptions and
+	// InboundQoS2 slices after it returns: a store may reuse them for the
+	// next session (recovering a million sessions should not allocate a
+	// million of them). What they hold (strings, the Will) is fn's to keep.
 	LoadSessions(fn func(*SessionState) error) error
 	// LoadRetained calls fn for every retained message.
 	LoadRetained(fn func(*Message) error) error

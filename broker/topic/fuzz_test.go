@@ -331,3 +331,82 @@ func checkCompactMatch(t *testing.T, tr *Trie[int], want map[[2]string]int, name
 		t.Fatalf("Match(%q):\n got %v\nwant %v", name, got, exp)
 	}
 }
+
+// TestTrieChainsRandom is TestTrieCompactLimits for compressed chains:
+// long filters from an alphabet whose levels prefix one another ("b",
+// "bc") and empty levels, added and removed at random, so that chains are
+// made, split part way and pruned, with every Match compared against
+// refMatch and the trie's shape checked after each operation.
+func TestTrieChainsRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	alphabet := []string{"a", "b", "bc", "", "a", "b", "+", "#"}
+	deep := func(alpha []string) string {
+		levels := make([]string, 1+rng.IntN(7))
+		for i := range levels {
+			levels[i] = alpha[rng.IntN(len(alpha))]
+		}
+		return strings.Join(levels, "/")
+	}
+	for round := range 300 {
+		var tr Trie[int]
+		want := map[[2]string]int{}
+		var added [][2]string
+		for op := range 60 {
+			if len(added) > 0 && rng.IntN(3) == 0 {
+				k := added[rng.IntN(len(added))]
+				_, existed := want[k]
+				if got := tr.Remove(k[1], k[0]); got != existed {
+					t.Fatalf("round %d op %d: Remove(%q, %q) = %v, want %v", round, op, k[1], k[0], got, existed)
+				}
+				delete(want, k)
+			} else {
+				f := deep(alphabet)
+				if ValidateFilter(f) != nil {
+					continue
+				}
+				k := [2]string{fmt.Sprintf("c%d", rng.IntN(4)), f}
+				if _, err := tr.Add(f, k[0], op); err != nil {
+					t.Fatal(err)
+				}
+				want[k] = op
+				added = append(added, k)
+			}
+			checkShape(t, &tr.root)
+			checkCompactMatch(t, &tr, want, deep(alphabet[:6]))
+		}
+	}
+}
+
+// checkShape checks the invariants of a compressed trie below n: every
+// child's parent is n and its first level is the key it is found under;
+// a key of several levels holds no wildcard level.
+func checkShape(t *testing.T, n *node[int]) {
+	t.Helper()
+	kids := n.kids
+	if n.x != nil {
+		for first, c := range n.x.kids {
+			if levelOf(c.level) != first {
+				t.Fatalf("child %q under key %q", c.level, first)
+			}
+			kids = append(kids, c)
+		}
+		for _, c := range []*node[int]{n.x.plus, n.x.hash} {
+			if c != nil {
+				kids = append(kids, c)
+			}
+		}
+	}
+	for _, c := range kids {
+		if c.parent != n {
+			t.Fatalf("child %q of %q has another parent", c.level, n.level)
+		}
+		if strings.Contains(c.level, "/") {
+			for _, l := range strings.Split(c.level, "/") {
+				if isWildcard(l) {
+					t.Fatalf("compressed key %q holds a wildcard", c.level)
+				}
+			}
+		}
+		checkShape(t, c)
+	}
+}

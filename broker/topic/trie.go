@@ -99,10 +99,21 @@ func (m *Matches[V]) Len() int { return len(m.Subs) + len(m.Shared) }
 // an extra part allocated on first use: named children are a short slice
 // (a map only beyond fewKids), subscribers a slice (indexed by a map only
 // beyond fewSubs); wildcard children and shared groups live in extra.
+//
+// A chain of named levels in which only the last holds anything (the
+// "{id}/cmd" of "fleet/{id}/cmd": one subscriber, no other child) is one
+// node whose key holds the chain's levels joined by '/': path
+// compression, one node per subscription instead of one per level. The
+// levels inside a key are never wildcards, and a key is always a substring
+// of a filter passed to Add (no copy). An Add whose filter leaves a
+// compressed chain part way splits the node; a Remove does not merge a
+// chain back (a later Add of the remainder reuses it).
 type node[V any] struct {
 	parent *node[V]
-	level  string     // key of this node in its parent
-	kids   []*node[V] // named children while there are at most fewKids
+	// level is the key of this node in its parent: one level, or several
+	// named levels joined by '/'; the parent finds it by its first level.
+	level string
+	kids  []*node[V] // named children while there are at most fewKids
 	// Non-shared subscriptions: a slice for fast iteration in Match,
 	// searched by subscriber ID while short, indexed by extra.idx beyond.
 	subs []Sub[V]
@@ -208,22 +219,95 @@ func (t *Trie[V]) Add(filter, subscriberID string, value V) (replaced bool, err 
 	return replaced, nil
 }
 
-// descend returns the node for filter, creating missing nodes.
+// descend returns the node for filter, creating missing nodes: a missing
+// run of named levels becomes one node, and a compressed node that filter
+// leaves part way is split where it does.
 func (n *node[V]) descend(filter string) *node[V] {
-	pos := 0
 	for {
-		level, _, more := strings.Cut(filter[pos:], "/")
-		end := pos + len(level)
+		level := levelOf(filter)
 		c := n.child(level)
 		if c == nil {
-			c = &node[V]{parent: n, level: level}
+			c = &node[V]{parent: n, level: filter[:chainEnd(filter)]}
 			n.setChild(level, c)
+		} else if common := commonLevels(c.level, filter); common < len(c.level) {
+			c = c.split(common)
 		}
 		n = c
-		if !more {
+		if len(c.level) == len(filter) {
 			return n
 		}
-		pos = end + 1
+		filter = filter[len(c.level)+1:]
+	}
+}
+
+// chainEnd is the length of the longest run of levels at the start of
+// filter that one node may hold: up to the first wildcard level, or the
+// wildcard alone when the first level is one.
+func chainEnd(filter string) int {
+	if isWildcard(levelOf(filter)) {
+		return len(levelOf(filter))
+	}
+	for pos := 0; ; {
+		i := strings.IndexByte(filter[pos:], '/')
+		if i < 0 {
+			return len(filter)
+		}
+		next := filter[pos+i+1:]
+		if isWildcard(levelOf(next)) {
+			return pos + i
+		}
+		pos += i + 1
+	}
+}
+
+func isWildcard(level string) bool { return level == "+" || level == "#" }
+
+// commonLevels is the length of the longest common prefix of key and
+// filter that ends at a level boundary in both (the levels they share);
+// their first levels are equal.
+func commonLevels(key, filter string) int {
+	end := 0
+	for i := 0; ; i++ {
+		kEnd, fEnd := i == len(key), i == len(filter)
+		if kEnd || fEnd {
+			if (kEnd || key[i] == '/') && (fEnd || filter[i] == '/') {
+				end = i
+			}
+			return end
+		}
+		if key[i] != filter[i] {
+			return end
+		}
+		if key[i] == '/' {
+			end = i
+		}
+	}
+}
+
+// split cuts n's key after its first keyLen bytes (a level boundary): a
+// new node with that part takes n's place in its parent, and n, keyed by
+// the rest, becomes its only child. It returns the new node.
+func (n *node[V]) split(keyLen int) *node[V] {
+	p := n.parent
+	mid := &node[V]{parent: p, level: n.level[:keyLen]}
+	p.replaceNamed(n, mid)
+	n.level, n.parent = n.level[keyLen+1:], mid
+	mid.kids = []*node[V]{n}
+	return mid
+}
+
+// replaceNamed puts c in the place of its named child old (same first
+// level).
+func (n *node[V]) replaceNamed(old, c *node[V]) {
+	if n.x != nil && n.x.kids != nil {
+		n.x.kids[levelOf(old.level)] = c
+		return
+	}
+	for i, k := range n.kids {
+		if k == old {
+			n.kids[i] = c
+			return
+		}
 	}
 }
 
@@ -237,17 +321,23 @@ func (n *node[V]) child(level string) *node[V] {
 	return n.named(level)
 }
 
-// named returns the child for a level that is not a wildcard.
+// named returns the child whose key starts with level, which is not a
+// wildcard.
 func (n *node[V]) named(level string) *node[V] {
 	if n.x != nil && n.x.kids != nil {
 		return n.x.kids[level]
 	}
 	for _, c := range n.kids {
-		if c.level == level {
+		if firstIs(c.level, level) {
 			return c
 		}
 	}
 	return nil
+}
+
+// firstIs reports whether key's first level is level.
+func firstIs(key, level string) bool {
+	return len(key) >= len(level) && key[:len(level)] == level && (len(key) == len(level) || key[len(level)] == '/')
 }
 
 // setChild links c under level, or unlinks the child for level when c is
@@ -270,7 +360,7 @@ func (n *node[V]) setChild(level string, c *node[V]) {
 
 func (n *node[V]) linkNamed(c *node[V]) {
 	if n.x != nil && n.x.kids != nil {
-		n.x.kids[c.level] = c
+		n.x.kids[levelOf(c.level)] = c
 		return
 	}
 	if len(n.kids) < fewKids {
@@ -279,9 +369,9 @@ func (n *node[V]) linkNamed(c *node[V]) {
 	}
 	m := make(map[string]*node[V], 2*fewKids)
 	for _, k := range n.kids {
-		m[k.level] = k
+		m[levelOf(k.level)] = k
 	}
-	m[c.level] = c
+	m[levelOf(c.level)] = c
 	n.ext().kids, n.kids = m, nil
 }
 
@@ -294,7 +384,7 @@ func (n *node[V]) unlinkNamed(level string) {
 		return
 	}
 	for i, c := range n.kids {
-		if c.level == level {
+		if firstIs(c.level, level) {
 			last := len(n.kids) - 1
 			n.kids[i] = n.kids[last]
 			n.kids[last] = nil
@@ -482,19 +572,21 @@ func (t *Trie[V]) remove(filter, subscriberID string) bool {
 // find returns the node for filter, or nil.
 func (n *node[V]) find(filter string) *node[V] {
 	for {
-		level, rest, more := strings.Cut(filter, "/")
-		n = n.child(level)
-		if n == nil || !more {
+		n = n.child(levelOf(filter))
+		if n == nil || !firstIs(filter, n.level) {
+			return nil
+		}
+		if len(n.level) == len(filter) {
 			return n
 		}
-		filter = rest
+		filter = filter[len(n.level)+1:]
 	}
 }
 
 // prune unlinks n and its ancestors while they are empty.
 func (n *node[V]) prune() {
 	for n.parent != nil && n.empty() {
-		n.parent.setChild(n.level, nil)
+		n.parent.setChild(levelOf(n.level), nil)
 		n = n.parent
 	}
 }
@@ -533,12 +625,16 @@ func (t *Trie[V]) Match(topicName string, m *Matches[V]) {
 	}
 }
 
-// match is called on a node that matched the first level of name; it
+// match is called on a node whose first level matched the first level of
+// name; it checks the rest of the node's key (a compressed chain) and
 // collects this node (if name has no more levels) or descends.
 func (n *node[V]) match(name string, m *Matches[V]) {
 	for {
-		i := strings.IndexByte(name, '/')
-		if i < 0 {
+		rest, more, ok := n.consume(name)
+		if !ok {
+			return
+		}
+		if !more {
 			// Last level consumed: this node and its '#' child ("a/#"
 			// matches "a") [MQTT-4.7.1-2].
 			n.collect(m)
@@ -547,7 +643,7 @@ func (n *node[V]) match(name string, m *Matches[V]) {
 			}
 			return
 		}
-		name = name[i+1:]
+		name = rest
 		if n.x != nil {
 			if n.x.hash != nil {
 				n.x.hash.collect(m)
@@ -561,6 +657,22 @@ func (n *node[V]) match(name string, m *Matches[V]) {
 			return
 		}
 	}
+}
+
+// consume matches n's key against the first levels of name: a '+' node
+// takes any one level, a named node its key's levels exactly. It returns
+// the levels after them (more: there are some).
+func (n *node[V]) consume(name string) (rest string, more, ok bool) {
+	k := len(n.level)
+	if n.level == "+" {
+		k = len(levelOf(name))
+	} else if !firstIs(name, n.level) {
+		return "", false, false
+	}
+	if k == len(name) {
+		return "", false, true
+	}
+	return name[k+1:], true, true
 }
 
 func levelOf(name string) string {

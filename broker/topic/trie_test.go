@@ -288,3 +288,71 @@ func mustAdd(t testing.TB, tr *Trie[int], filter, id string) {
 		t.Errorf("Add(%q, %q): %v", filter, id, err)
 	}
 }
+
+// TestTrieCompressesChains: a fleet's "fleet/{id}/cmd" filters take one
+// node per device (its key "{id}/cmd"), not two; a filter that leaves a
+// chain part way splits it, and every subscription still matches exactly.
+func TestTrieCompressesChains(t *testing.T) {
+	var tr Trie[int]
+	for i := range 100 {
+		if _, err := tr.Add(fmt.Sprintf("fleet/d%d/cmd", i), fmt.Sprintf("d%d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := countNodes(&tr.root); got != 1+1+100 {
+		t.Fatalf("%d nodes for 100 devices, want 102 (root, fleet, one per device)", got)
+	}
+	for _, f := range []string{"fleet/d1/cmd/x", "fleet/d2/+", "fleet/d3", "fleet/d4/cmd", "fleet/d5/cmd/#"} {
+		if _, err := tr.Add(f, "other", -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := map[string][]string{
+		"fleet/d1/cmd":   {"d1"},
+		"fleet/d1/cmd/x": {"other"},
+		"fleet/d2/cmd":   {"d2", "other"},
+		"fleet/d2/x":     {"other"},
+		"fleet/d3":       {"other"},
+		"fleet/d3/cmd":   {"d3"},
+		"fleet/d4/cmd":   {"d4", "other"},
+		"fleet/d5/cmd":   {"d5", "other"},
+		"fleet/d5/cmd/y": {"other"},
+		"fleet/d6":       nil,
+		"fleet/d6/cm":    nil,
+		"fleet/d6/cmdx":  nil,
+		"fleet/d60/cmd":  {"d60"},
+	}
+	for name, want := range tests {
+		var m Matches[int]
+		tr.Match(name, &m)
+		var got []string
+		for _, s := range m.Subs {
+			got = append(got, s.SubscriberID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("Match(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if tr.Remove("fleet/d1/cm", "d1") || tr.Remove("fleet/d1", "d1") || !tr.Remove("fleet/d1/cmd", "d1") {
+		t.Fatal("Remove of a chain's prefix or of the chain itself went wrong")
+	}
+}
+
+func countNodes(n *node[int]) int {
+	c := 1
+	for _, k := range n.kids {
+		c += countNodes(k)
+	}
+	if n.x != nil {
+		for _, k := range n.x.kids {
+			c += countNodes(k)
+		}
+		for _, k := range []*node[int]{n.x.plus, n.x.hash} {
+			if k != nil {
+				c += countNodes(k)
+			}
+		}
+	}
+	return c
+}

@@ -83,7 +83,9 @@ func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger
 	if cfg.Cluster.Enabled() {
 		return serveMember(cfg, fl, level, log)
 	}
+	restoreGC := host.PrepareRecovery(cfg.Limits.MemoryLimit)
 	st, err := openStore(cfg, log)
+	restoreGC()
 	if err != nil {
 		log.Error("cannot open the store; not starting. The store is never reset automatically: "+
 			"fix the cause, or move the data directory aside to start empty",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,7 +21,10 @@ import (
 // µs and 1,000 bytes per session over the empty broker's). One session
 // is resumed over MQTT to prove the store was recovered, not skipped.
 // LOAD_FLEET_BINARY runs that bollard binary instead (an earlier build,
-// for before/after figures).
+// for before/after figures). LOAD_FLEET_STORE names a directory that keeps
+// the written store between runs: written there when it does not exist
+// yet (it must then hold LOAD_FLEET_SESSIONS sessions), and copied into
+// each run's data directory, so the broker never changes it.
 //
 //	LOAD_FLEET_SESSIONS=1000000 go test -tags loadbench -run TestFleetSessions -v -timeout 30m ./test/load
 func TestFleetSessions(t *testing.T) {
@@ -48,7 +52,7 @@ func TestFleetSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	begin := time.Now()
-	if err := WriteFleetStore(filepath.Join(dir, "data"), n); err != nil {
+	if err := fleetStore(ctx, filepath.Join(dir, "data"), n); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d sessions in %v", n, time.Since(begin).Round(time.Millisecond))
@@ -75,6 +79,35 @@ func TestFleetSessions(t *testing.T) {
 	if rss >= maxRSS {
 		t.Errorf("RSS %d MB, goal < %d MB", rss>>20, maxRSS>>20)
 	}
+}
+
+// fleetStore puts a store of n fleet sessions in data: written there, or
+// copied from LOAD_FLEET_STORE (written first when missing).
+func fleetStore(ctx context.Context, data string, n int) error {
+	keep := os.Getenv("LOAD_FLEET_STORE")
+	if keep == "" {
+		return WriteFleetStore(data, n)
+	}
+	if _, err := os.Stat(keep); errors.Is(err, os.ErrNotExist) {
+		tmp := keep + ".writing"
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
+		if err := WriteFleetStore(tmp, n); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, keep); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(data); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "cp", "-r", keep, data).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("load: copying %s: %w: %s", keep, err, out)
+	}
+	return nil
 }
 
 // resumeOne connects as id and checks its session was recovered.

@@ -17,7 +17,7 @@ import (
 const readChunk = 128
 
 // LoadSessions calls fn for every session in client ID order, from one
-// consistent snapshot. The subscriptions and inbound QoS 2 IDs are read by
+// consistent snapshot, reusing one SessionState (see store.Store). The subscriptions and inbound QoS 2 IDs are read by
 // one iterator per family that walks in step with the sessions (their keys
 // come in client ID order too), not by two iterators per session: opening
 // an iterator costs more than reading a key, and a fleet has a million
@@ -45,16 +45,21 @@ func (s *Store) LoadSessions(fn func(*store.SessionState) error) error {
 	if err != nil {
 		return errors.Join(err, subs.close())
 	}
+	// One SessionState and its slices serve every session (fn keeps none
+	// of them): a fleet's recovery allocates only what the sessions keep.
+	var st store.SessionState
 	err = scan(snap, []byte(pSession), func(k, v []byte) error {
 		sess, err := decodeSession(k, v)
 		if err != nil {
 			return err
 		}
-		st := &store.SessionState{Session: sess, Queue: queues[sess.ClientID]}
-		if err := loadOwned(subs, inbound, k[len(pSession):], st); err != nil {
+		clear(st.Subscriptions)
+		st = store.SessionState{Session: sess, Queue: queues[sess.ClientID],
+			Subscriptions: st.Subscriptions[:0], InboundQoS2: st.InboundQoS2[:0]}
+		if err := loadOwned(subs, inbound, k[len(pSession):], &st); err != nil {
 			return err
 		}
-		return fn(st)
+		return fn(&st)
 	})
 	return errors.Join(err, subs.close(), inbound.close())
 }

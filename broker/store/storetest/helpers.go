@@ -107,7 +107,8 @@ func sessions(t testing.TB, s store.Store) map[string]*store.SessionState {
 			return fmt.Errorf("sessions out of order: %q after %q", st.Session.ClientID, last)
 		}
 		last = st.Session.ClientID
-		c := *st
+		c := *st // the store may reuse st and its slices (store.Store)
+		c.Subscriptions, c.InboundQoS2 = cloneOrNil(st.Subscriptions), cloneOrNil(st.InboundQoS2)
 		c.Session = normSession(st.Session)
 		out[last] = &c
 		return nil
@@ -116,6 +117,14 @@ func sessions(t testing.TB, s store.Store) map[string]*store.SessionState {
 		t.Fatalf("LoadSessions: %v", err)
 	}
 	return out
+}
+
+// cloneOrNil copies s; an empty s is nil.
+func cloneOrNil[E any](s []E) []E {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]E(nil), s...)
 }
 
 func retained(t testing.TB, s store.Store) map[string]store.Message {
