@@ -62,6 +62,12 @@ type Config struct {
 	// (every initial member bootstraps the same list; Raft makes that
 	// safe). A member without Bootstrap waits to be added by the leader.
 	Bootstrap bool
+	// AdoptDir is where a single node's store may be found (the broker's
+	// data directory). A bootstrapping member with no Raft state adopts
+	// the store it finds there as the cluster's first state (adopt.go);
+	// a member that finds one there and cannot adopt it refuses to start
+	// (ErrWrongStore). Empty: never looked for.
+	AdoptDir string
 	// Secret authenticates replication connections (MinSecretSize bytes
 	// at least; the same on every member).
 	Secret []byte
@@ -204,6 +210,9 @@ func (n *Node) open() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
+	if err := n.settleAdoption(hlog); err != nil {
+		return err
+	}
 
 	var err error
 	n.logs, err = openLogStore(filepath.Join(raftDir, "log"), n.log)
