@@ -271,7 +271,11 @@ func (n *Node) snapshotAdopted() error {
 			self.Servers[0].Address = raft.ServerAddress(m.RaftAddress)
 		}
 	}
-	sink, err := snaps.Create(raft.SnapshotVersionMax, adoptIndex, adoptTerm, self, adoptIndex, nil)
+	// The transport only encodes the legacy peer list (an address's bytes,
+	// as the network transport does).
+	_, trans := raft.NewInmemTransport(self.Servers[0].Address)
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, adoptIndex, adoptTerm, self, adoptIndex, trans)
 	if err != nil {
 		return fmt.Errorf("cluster: adopt: create the snapshot: %w", err)
 	}

@@ -206,12 +206,12 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) open() error {
 	cfg := n.cfg
 	raftDir := filepath.Join(cfg.Dir, "raft")
-	if err := os.MkdirAll(raftDir, 0o700); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
 	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
 	if err := n.settleAdoption(hlog); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
 
 	var err error
