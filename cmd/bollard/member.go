@@ -76,7 +76,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 	secret = bytes.TrimSpace(secret)
 	heartbeat, election, lease := cl.Timeouts()
 	c := cluster.Config{
-		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), Bind: cl.Bind,
+		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), AdoptDir: cfg.DataDir, Bind: cl.Bind,
 		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
 		Store: pebblestore.Options{Logger: log},
 		Timing: cluster.Timing{
