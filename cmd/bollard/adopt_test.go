@@ -42,16 +42,22 @@ func TestAdoptSingleStoreSIGKILL(t *testing.T) {
 	raftAddr := freePort(t)
 	member := []string{"--data-dir", dataDir, "--cluster-member-id", "m0", "--cluster-bind", raftAddr,
 		"--cluster-members", "m0=" + raftAddr, "--cluster-secret-file", secret, "--cluster-bootstrap"}
-	for k := range 3 {
+	for k := range 4 {
 		m := launch(t, withDefaultPorts(member)...)
-		if !fileExists(filepath.Join(dataDir, "cluster", "ADOPTED")) {
+		adopted := fileExists(filepath.Join(dataDir, "cluster", "ADOPTED"))
+		switch {
+		case adopted:
+		case k == 3:
+			// Kill it right after the commit point.
+			m.waitLogOrExit("adopted the single node's store", 30*time.Second)
+		default:
 			// Kill it in the middle of the adoption: as it starts, or a
 			// little later.
 			m.waitLogOrExit("adopting the single node's store as the cluster's first state", 30*time.Second)
 		}
 		time.Sleep(time.Duration(rng.IntN(200*k+1)) * time.Millisecond) // a random kill point, not a wait for a condition
 		m.kill()
-		adopted := fileExists(filepath.Join(dataDir, "cluster", "ADOPTED"))
+		adopted = fileExists(filepath.Join(dataDir, "cluster", "ADOPTED"))
 		single, err := pebblestore.Exists(dataDir)
 		if err != nil {
 			t.Fatal(err)
@@ -98,4 +104,3 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
-
