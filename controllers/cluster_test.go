@@ -86,3 +86,46 @@ func TestClusterStatusNeverMakesUpFigures(t *testing.T) {
 		t.Errorf("observation %+v", p.obs.Cluster)
 	}
 }
+
+func TestAdoptingSingle(t *testing.T) {
+	sts := func(args ...string) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{}
+		s.Spec.Template.Spec.Containers = []corev1.Container{{Args: append([]string{"--config", "x"}, args...)}}
+		return s
+	}
+	single := sts()
+	adopting := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1=y:2", "--cluster-bootstrap")
+	forming := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1,a-1=x:2,a-2=x:3", "--cluster-bootstrap")
+	formed := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1,a-1=x:2,a-2=x:3")
+	alone := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1=y:2")
+	pod := func(args ...string) corev1.Pod {
+		return corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Args: args}}}}
+	}
+	singlePod, memberPod := pod("--config", "x"), pod("--cluster-member-id=$(P)")
+	deleting := pod("--config", "x")
+	deleting.DeletionTimestamp = ptr.To(metav1.Now())
+	cases := map[string]struct {
+		exists bool
+		cur    *appsv1.StatefulSet
+		pods   []corev1.Pod
+		formed bool
+		want   bool
+	}{
+		"single node's StatefulSet":                 {true, single, []corev1.Pod{singlePod}, false, true},
+		"member 0 alone, bootstrapping":             {true, adopting, []corev1.Pod{memberPod}, false, true},
+		"a cluster created as one, forming":         {true, forming, nil, false, false},
+		"formed cluster":                            {true, formed, []corev1.Pod{memberPod}, false, false},
+		"member 0 alone without bootstrap":          {true, alone, nil, false, false},
+		"adopted: member 0 leads":                   {true, adopting, []corev1.Pod{memberPod}, true, false},
+		"StatefulSet gone, single node's pod runs":  {false, nil, []corev1.Pod{singlePod}, false, true},
+		"StatefulSet gone, single pod deleting":     {false, nil, []corev1.Pod{deleting}, false, false},
+		"StatefulSet gone, only members":            {false, nil, []corev1.Pod{memberPod}, false, false},
+		"new cluster":                               {false, nil, nil, false, false},
+		"single node's StatefulSet, leader somehow": {true, single, nil, true, false},
+	}
+	for name, tc := range cases {
+		if got := adoptingSingle(tc.exists, tc.cur, tc.pods, tc.formed); got != tc.want {
+			t.Errorf("%s: adoptingSingle = %v, want %v", name, got, tc.want)
+		}
+	}
+}
