@@ -1,0 +1,115 @@
+//go:build envtest
+
+package controllers_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/controllers/resources"
+)
+
+// TestClusterAdoptSingle: replicas 1 -> 3. The single node's StatefulSet
+// is replaced (its pod orphaned, still serving), member 0 is restarted
+// once onto the cluster's template, listed alone and bootstrapping, while
+// no member leads the status says so (not Ready, no leader); once member
+// 0 leads, the StatefulSet grows to 3 without --cluster-bootstrap and the
+// others join through the leader. Member 0 restarts exactly once.
+func TestClusterAdoptSingle(t *testing.T) {
+	ns := namespace(t)
+	b := observed(t, create(t, newBroker(ns, "adopt")))
+	single := statefulSet(t, b)
+	if single.Spec.PodManagementPolicy == appsv1.ParallelPodManagement {
+		t.Fatalf("a single node's StatefulSet is %s", single.Spec.PodManagementPolicy)
+	}
+	player := playStatefulSet(t, b)
+	name0 := resources.MemberName(b, 0)
+	eventually(t, func() error { return get(t, &corev1.Pod{}, ns, name0) })
+
+	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) })
+	// The garbage collector, which envtest does not run, orphans the pod
+	// and lets the old StatefulSet go.
+	eventually(t, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := get(t, sts, ns, resources.StatefulSetName(b)); err != nil {
+			return err
+		}
+		if !sts.DeletionTimestamp.IsZero() {
+			sts.Finalizers = nil
+			if err := k8s.Update(ctx, sts); err != nil {
+				return err
+			}
+			return errors.New("the single node's StatefulSet is going")
+		}
+		if sts.UID == single.UID {
+			return errors.New("the single node's StatefulSet is still there")
+		}
+		ps := &sts.Spec.Template.Spec
+		if *sts.Spec.Replicas != 1 || sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement ||
+			!resources.RunsMember(ps) || resources.ListedMembers(ps) != 1 || !slices.Contains(args(sts), "--cluster-bootstrap") {
+			return fmt.Errorf("adopting StatefulSet: %d pods, %s, %d members listed, args %q",
+				*sts.Spec.Replicas, sts.Spec.PodManagementPolicy, resources.ListedMembers(ps), args(sts))
+		}
+		return nil
+	})
+	// Member 0 restarts onto the cluster's template.
+	eventually(t, func() error {
+		pod := &corev1.Pod{}
+		if err := get(t, pod, ns, name0); err != nil {
+			return err
+		}
+		if !resources.RunsMember(&pod.Spec) {
+			return errors.New("member 0 still runs the single node")
+		}
+		return nil
+	})
+	if got := player.recreated(); !slices.Equal(got, []string{name0}) {
+		t.Fatalf("pods recreated %q, want %s once", got, name0)
+	}
+	// No member leads yet: the status says so and claims nothing more.
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionFalse, "")
+	cur := &v1alpha1.MQTTBroker{}
+	if err := get(t, cur, ns, b.Name); err != nil {
+		t.Fatal(err)
+	}
+	if cur.Status.Leader != "" || (cur.Status.Cluster != nil && cur.Status.Cluster.HealthyMembers != nil) {
+		t.Fatalf("status while adopting: leader %q, cluster %+v", cur.Status.Leader, cur.Status.Cluster)
+	}
+
+	// Member 0 adopted its store and leads alone.
+	brokers.setCluster(ns, name0, name0)
+	host := func(id string) string { return id + "." + resources.HeadlessServiceName(b) + "." + ns + ".svc:8081" }
+	eventually(t, func() error {
+		want := []string{"add adopt-1 " + host("adopt-1"), "add adopt-2 " + host("adopt-2")}
+		if got := brokers.clusterCalls(ns); !slices.Equal(got, want) {
+			return fmt.Errorf("calls %q, want %q", got, want)
+		}
+		return nil
+	})
+	sts := statefulSet(t, b)
+	if *sts.Spec.Replicas != 3 || resources.ListedMembers(&sts.Spec.Template.Spec) != 3 || slices.Contains(args(sts), "--cluster-bootstrap") {
+		t.Fatalf("formed StatefulSet: %d pods, args %q", *sts.Spec.Replicas, args(sts))
+	}
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonLeaderServing)
+	if got := player.recreated(); !slices.Equal(got, []string{name0, "adopt-1", "adopt-2"}) {
+		t.Fatalf("pods created %q: member 0 must restart once, the others start once", got)
+	}
+	if err := get(t, cur, ns, b.Name); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionDegraded); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("Degraded after adopting: %+v", c)
+	}
+	if cur.Status.Leader != name0 {
+		t.Errorf("leader %q, want %s", cur.Status.Leader, name0)
+	}
+}
