@@ -306,3 +306,38 @@ func TestAdoptRefusesWrongStores(t *testing.T) {
 		}
 	})
 }
+
+// TestDialIDsReachAddedMember: a member added at run time, whose
+// replication address does not resolve here, is dialled at the
+// DialIDs entry of its ID (the e2e node agent's stand-in for DNS).
+func TestDialIDsReachAddedMember(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m0 := Member{ID: "m0", RaftAddress: addrs[0]}
+	m1 := Member{ID: "m1", RaftAddress: "m1.members.invalid:8081"}
+	lead, err := Open(Config{ID: "m0", Dir: t.TempDir(), Bind: addrs[0], Members: []Member{m0}, Bootstrap: true,
+		Secret: testSecret, Timing: fastTiming, Logger: quiet, DialIDs: map[string]string{"m1": addrs[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lead.Close() })
+	serving(t, lead)
+	if err := lead.Store().Commit(context.Background(), sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(Config{ID: "m1", Dir: t.TempDir(), Bind: addrs[1], Members: []Member{m1},
+		Secret: testSecret, Timing: fastTiming, Logger: quiet, DialIDs: map[string]string{"m0": addrs[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := lead.AddMember(ctx, m1); err != nil {
+		t.Fatalf("add a member known only by ID in DialIDs: %v", err)
+	}
+	waitApplied(t, j, lead)
+	if got := j.memberAt("m1.members.invalid:8081"); got != "m1" {
+		t.Fatalf("the joiner finds %q at its own address in the configuration", got)
+	}
+}
