@@ -62,9 +62,15 @@ func adoptingSingle(exists bool, cur *appsv1.StatefulSet, pods []corev1.Pod, for
 // replaceSingleStatefulSet deletes a single node's StatefulSet, orphaning
 // its pod (which goes on serving), so that the cluster's can be created
 // with the pod management it needs. Nothing to do once it is gone, or
-// deleting, or already a cluster's.
+// deleting, or already a cluster's, or while the spec renders no valid
+// configuration.
 func (r *MQTTBrokerReconciler) replaceSingleStatefulSet(ctx context.Context, p *pass, cur *appsv1.StatefulSet, exists bool) error {
 	if !exists || !cur.DeletionTimestamp.IsZero() || cur.Spec.PodManagementPolicy == appsv1.ParallelPodManagement {
+		return nil
+	}
+	if p.cfg == nil {
+		// The spec renders no valid configuration: no cluster's
+		// StatefulSet could be created in its place.
 		return nil
 	}
 	b := p.broker
