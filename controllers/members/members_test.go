@@ -362,10 +362,10 @@ func TestAdopt(t *testing.T) {
 		member string
 		reason string
 	}{
-		"single node restarts as member 0": {func(in *Input) {}, DeletePod, "mqb-0", "adopts its store"},
+		"single node restarts as member 0":            {func(in *Input) {}, DeletePod, "mqb-0", "adopts its store"},
 		"not before the cluster's StatefulSet exists": {func(in *Input) { in.MemberTemplate = false }, Wait, "mqb-0", "replace the single node's"},
 		"single node already deleting":                {func(in *Input) { in.Pods[0].Deleting = true }, Wait, "mqb-0", "restarts into cluster mode"},
-		"pod gone":                                     {func(in *Input) { in.Pods = nil }, Wait, "mqb-0", "waiting for the pod of mqb-0"},
+		"pod gone":                                    {func(in *Input) { in.Pods = nil }, Wait, "mqb-0", "waiting for the pod of mqb-0"},
 		"member pod on an outdated template": {func(in *Input) {
 			in.Pods[0].Single, in.Pods[0].Created = false, now.Add(-time.Minute)
 		}, DeletePod, "mqb-0", "adopts its store"},

@@ -226,28 +226,11 @@ func (d *PodDNS) ClusterArgs(args []string) ([]string, error) {
 		dial[id], changed = local, true
 	}
 	if d.Siblings {
-		for _, item := range strings.Split(members, ",") {
-			parts := strings.Split(strings.TrimSpace(item), "=")
-			if len(parts) < 2 {
-				continue
-			}
-			for _, sib := range siblings(parts[1]) {
-				if len(dial) >= maxSiblings {
-					break
-				}
-				id, _, _ := strings.Cut(sib, ".")
-				if _, ok := dial[id]; ok {
-					continue
-				}
-				local, ok, err := d.resolve(sib)
-				if err != nil {
-					return nil, fmt.Errorf("nodeagent: cluster member %s at %s: %w", id, sib, err)
-				}
-				if ok {
-					dial[id], order, changed = local, append(order, id), true
-				}
-			}
+		more, err := d.siblingDials(members, dial)
+		if err != nil {
+			return nil, err
 		}
+		order, changed = append(order, more...), changed || len(more) > 0
 	}
 	if !changed {
 		return args, nil
@@ -267,6 +250,34 @@ func (d *PodDNS) ClusterArgs(args []string) ([]string, error) {
 		out[di+1] = value
 	}
 	return out, nil
+}
+
+// siblingDials adds to dial the StatefulSet siblings of the members (see
+// PodDNS.Siblings) that have no entry yet, up to maxSiblings entries in
+// all, and returns their IDs in the order added.
+func (d *PodDNS) siblingDials(members string, dial map[string]string) ([]string, error) {
+	var added []string
+	for _, item := range strings.Split(members, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "=")
+		if len(parts) < 2 {
+			continue
+		}
+		for _, sib := range siblings(parts[1]) {
+			id, _, _ := strings.Cut(sib, ".")
+			if _, ok := dial[id]; ok || len(dial) >= maxSiblings {
+				continue
+			}
+			local, ok, err := d.resolve(sib)
+			if err != nil {
+				return nil, fmt.Errorf("nodeagent: cluster member %s at %s: %w", id, sib, err)
+			}
+			if ok {
+				dial[id] = local
+				added = append(added, id)
+			}
+		}
+	}
+	return added, nil
 }
 
 // siblings are the addresses of the StatefulSet pods beside the one at
