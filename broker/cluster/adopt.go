@@ -29,7 +29,9 @@ import (
 //     it at index 1, term 1, whose configuration is this member alone;
 //  3. it sets the current term to 1, so Raft finds existing state;
 //  4. it renames ADOPTING to ADOPTED (the commit point, one rename);
-//  5. it removes the single store's files from AdoptDir.
+//  5. it removes the single store's files from AdoptDir, then renames
+//     ADOPTED to ADOPTION-COMPLETE (a single store found after that is
+//     not the adopted one, and is refused, never removed).
 //
 // The log holds no entry: the adopted data is only in the snapshot, so
 // every member added later installs the snapshot (a member replaying the
@@ -41,6 +43,7 @@ import (
 const (
 	adoptingMarker = "ADOPTING"
 	adoptedMarker  = "ADOPTED"
+	completeMarker = "ADOPTION-COMPLETE"
 )
 
 // ErrWrongStore is returned by Open when the directories hold a store the
@@ -75,7 +78,7 @@ func crashAt(step string) error {
 // <dataDir>/cluster) holds a cluster member's state or an adoption under
 // way: a single node must not start on its parent.
 func HasClusterState(dir string) bool {
-	for _, p := range []string{"raft", "store", adoptingMarker, adoptedMarker} {
+	for _, p := range []string{"raft", "store", adoptingMarker, adoptedMarker, completeMarker} {
 		if exists(filepath.Join(dir, p)) {
 			return true
 		}
@@ -95,6 +98,8 @@ func (n *Node) settleAdoption(hlog hclog.Logger) error {
 	if exists(filepath.Join(cfg.Dir, adoptedMarker)) {
 		return n.removeSingle()
 	}
+	// From here, a single store beside Raft state (ADOPTION-COMPLETE
+	// included) is refused below.
 	single, err := pebblestore.Exists(cfg.AdoptDir)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -328,10 +333,20 @@ func (c *checkpointOf) persist(sink raft.SnapshotSink) error {
 	return (&checkpoint{dir: ck}).Persist(sink)
 }
 
-// removeSingle removes what is left of the adopted single store.
+// removeSingle removes what is left of the adopted single store and
+// records that the adoption is complete.
 func (n *Node) removeSingle() error {
 	if err := pebblestore.Remove(n.cfg.AdoptDir); err != nil {
 		return fmt.Errorf("cluster: remove the adopted single node's store: %w", err)
+	}
+	if err := crashAt("removed"); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(n.cfg.Dir, adoptedMarker), filepath.Join(n.cfg.Dir, completeMarker)); err != nil {
+		return fmt.Errorf("cluster: adopt: %w", err)
+	}
+	if err := syncDir(n.cfg.Dir); err != nil {
+		return fmt.Errorf("cluster: adopt: %w", err)
 	}
 	return nil
 }

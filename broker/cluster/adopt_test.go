@@ -170,7 +170,7 @@ func TestAdoptSingleStore(t *testing.T) {
 // the adoption starts over; after it the member is adopted. Either way no
 // data is lost and the member serves it.
 func TestAdoptCrashes(t *testing.T) {
-	steps := []string{"marked", "copied", "stored", "snapshotted", "termed", "committed"}
+	steps := []string{"marked", "copied", "stored", "snapshotted", "termed", "committed", "removed"}
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			dataDir := t.TempDir()
@@ -188,7 +188,7 @@ func TestAdoptCrashes(t *testing.T) {
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("open: %v, want the injected crash", err)
 			}
-			committed := step == "committed"
+			committed := step == "committed" || step == "removed"
 			if !committed {
 				// Not adopted yet: the single node's store is whole.
 				if !exists(filepath.Join(cfg.Dir, adoptingMarker)) {
@@ -215,8 +215,9 @@ func TestAdoptCrashes(t *testing.T) {
 			if has, _ := pebblestore.Exists(dataDir); has {
 				t.Fatal("the single node's store is left beside the adopted one")
 			}
-			if exists(filepath.Join(cfg.Dir, adoptingMarker)) {
-				t.Fatal("ADOPTING left after the adoption finished")
+			if exists(filepath.Join(cfg.Dir, adoptingMarker)) || exists(filepath.Join(cfg.Dir, adoptedMarker)) ||
+				!exists(filepath.Join(cfg.Dir, completeMarker)) {
+				t.Fatal("the markers do not say the adoption is complete")
 			}
 		})
 	}
@@ -266,6 +267,25 @@ func TestAdoptRefusesWrongStores(t *testing.T) {
 		}
 		if !HasClusterState(cfg.Dir) {
 			t.Fatal("HasClusterState is false for a member's directory")
+		}
+	})
+	t.Run("a single store after a complete adoption", func(t *testing.T) {
+		dataDir := t.TempDir()
+		seedSingle(t, dataDir)
+		cfg, _ := adoptingMember(t, dataDir, io.Discard)
+		n, err := Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		seedSingle(t, dataDir) // someone's copy: not the adopted store
+		if _, err := Open(cfg); !errors.Is(err, ErrWrongStore) || !strings.Contains(err.Error(), "move one of them aside") {
+			t.Fatalf("open: %v", err)
+		}
+		if has, _ := pebblestore.Exists(dataDir); !has {
+			t.Fatal("a single store found after the adoption was removed")
 		}
 	})
 	t.Run("adoption under way, single store gone", func(t *testing.T) {

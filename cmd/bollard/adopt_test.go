@@ -44,12 +44,12 @@ func TestAdoptSingleStoreSIGKILL(t *testing.T) {
 		"--cluster-members", "m0=" + raftAddr, "--cluster-secret-file", secret, "--cluster-bootstrap"}
 	for k := range 4 {
 		m := launch(t, withDefaultPorts(member)...)
-		adopted := fileExists(filepath.Join(dataDir, "cluster", "ADOPTED"))
+		adopted := adoptedDir(dataDir)
 		switch {
 		case adopted:
 		case k == 3:
 			// Kill it right after the commit point.
-			m.waitLogOrExit("adopted the single node's store", 30*time.Second)
+			m.waitLogOrExit("adopted the single node's store: this member is the cluster's only voter; members added later install its snapshot", 30*time.Second)
 		default:
 			// Kill it in the middle of the adoption: as it starts, or a
 			// little later.
@@ -57,7 +57,7 @@ func TestAdoptSingleStoreSIGKILL(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(200*k+1)) * time.Millisecond) // a random kill point, not a wait for a condition
 		m.kill()
-		adopted = fileExists(filepath.Join(dataDir, "cluster", "ADOPTED"))
+		adopted = adoptedDir(dataDir)
 		single, err := pebblestore.Exists(dataDir)
 		if err != nil {
 			t.Fatal(err)
@@ -98,6 +98,12 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// adoptedDir: the adoption's commit point passed (ADOPTED: the single
+// store's removal may be pending; ADOPTION-COMPLETE: done).
+func adoptedDir(dataDir string) bool {
+	return fileExists(filepath.Join(dataDir, "cluster", "ADOPTED")) || fileExists(filepath.Join(dataDir, "cluster", "ADOPTION-COMPLETE"))
 }
 
 func fileExists(p string) bool {
