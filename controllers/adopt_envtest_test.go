@@ -18,13 +18,20 @@ import (
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
-// TestClusterAdoptSingle: replicas 1 -> 3. The single node's StatefulSet
+// TestClusterAdoptSingle: replicas 1 -> 3 and 1 -> 5. The single node's StatefulSet
 // is replaced (its pod orphaned, still serving), member 0 is restarted
 // once onto the cluster's template, listed alone and bootstrapping, while
 // no member leads the status says so (not Ready, no leader); once member
-// 0 leads, the StatefulSet grows to 3 without --cluster-bootstrap and the
+// 0 leads, the StatefulSet grows to n without --cluster-bootstrap and the
 // others join through the leader. Member 0 restarts exactly once.
 func TestClusterAdoptSingle(t *testing.T) {
+	for _, n := range []int32{3, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { adoptSingle(t, n) })
+	}
+}
+
+// adoptSingle scales a single node to n members.
+func adoptSingle(t *testing.T, n int32) {
 	ns := namespace(t)
 	b := observed(t, create(t, newBroker(ns, "adopt")))
 	single := statefulSet(t, b)
@@ -36,7 +43,7 @@ func TestClusterAdoptSingle(t *testing.T) {
 	singlePod := &corev1.Pod{}
 	eventually(t, func() error { return get(t, singlePod, ns, name0) })
 
-	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) })
+	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(n) })
 	// The garbage collector, which envtest does not run, orphans the pod
 	// and lets the old StatefulSet go.
 	eventually(t, func() error {
@@ -90,14 +97,18 @@ func TestClusterAdoptSingle(t *testing.T) {
 	brokers.setCluster(ns, name0, name0)
 	host := func(id string) string { return id + "." + resources.HeadlessServiceName(b) + "." + ns + ".svc:8081" }
 	eventually(t, func() error {
-		want := []string{"add adopt-1 " + host("adopt-1"), "add adopt-2 " + host("adopt-2")}
+		var want []string
+		for i := 1; i < int(n); i++ {
+			id := resources.MemberName(b, i)
+			want = append(want, "add "+id+" "+host(id))
+		}
 		if got := brokers.clusterCalls(ns); !slices.Equal(got, want) {
 			return fmt.Errorf("calls %q, want %q", got, want)
 		}
 		return nil
 	})
 	sts := statefulSet(t, b)
-	if *sts.Spec.Replicas != 3 || resources.ListedMembers(&sts.Spec.Template.Spec) != 3 || slices.Contains(args(sts), "--cluster-bootstrap") {
+	if *sts.Spec.Replicas != n || resources.ListedMembers(&sts.Spec.Template.Spec) != int(n) || slices.Contains(args(sts), "--cluster-bootstrap") {
 		t.Fatalf("formed StatefulSet: %d pods, args %q", *sts.Spec.Replicas, args(sts))
 	}
 	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonLeaderServing)
