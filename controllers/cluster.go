@@ -210,6 +210,9 @@ func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.In
 	if cs := b.Status.Cluster; cs != nil && cs.LastRolled != nil {
 		in.Rolled = map[string]time.Time{cs.LastRolled.Name: cs.LastRolled.At.Time}
 	}
+	if cs := b.Status.Cluster; cs != nil && cs.Handover != nil {
+		in.Handover = &members.Handover{Successor: cs.Handover.Successor, Since: cs.Handover.Since.Time}
+	}
 	for i := range p.cluster.pods {
 		pod := &p.cluster.pods[i]
 		n := resources.MemberOrdinal(b, pod.Name)
@@ -241,7 +244,7 @@ func (r *MQTTBrokerReconciler) actOnCluster(ctx context.Context, p *pass) error 
 	sts := p.obs.StatefulSet
 	in.MemberTemplate = sts != nil && sts.DeletionTimestamp.IsZero() && resources.RunsMember(&sts.Spec.Template.Spec)
 	h := members.Assess(in)
-	act := members.Decide(in)
+	act := r.decide(ctx, p, &in)
 	r.clusterStatus(p, in, h, act)
 	if act.Kind != members.Done {
 		p.clusterRequeue = true
@@ -269,7 +272,12 @@ func (r *MQTTBrokerReconciler) carryOut(ctx context.Context, p *pass, act member
 		if !strings.Contains(degradedMessage(b), act.Reason) {
 			r.event(b, nil, true, EventRollStalled, "Roll", "%s", act.Reason)
 		}
+		if act.To != "" {
+			r.endHandover(ctx, p, act)
+		}
 		return nil
+	case members.PrepareHandover:
+		return r.prepareHandover(ctx, p, act)
 	case members.AddMember:
 		m := resources.ClusterMember(b, resources.MemberOrdinal(b, act.Member))
 		err = r.Cluster.AddMember(cctx, leader, p.adminToken, m)
@@ -285,7 +293,12 @@ func (r *MQTTBrokerReconciler) carryOut(ctx context.Context, p *pass, act member
 			r.event(b, nil, false, EventMemberRemoved, "Scale", "%s", act.Reason)
 		}
 	case members.TransferLeadership:
-		if err = r.Cluster.TransferLeadership(cctx, leader, p.adminToken); err == nil {
+		if act.To != "" {
+			err = r.Cluster.TransferLeadershipTo(cctx, leader, p.adminToken, act.To)
+		} else {
+			err = r.Cluster.TransferLeadership(cctx, leader, p.adminToken)
+		}
+		if err == nil {
 			r.event(b, leader, false, EventLeadershipTransferred, "Roll", "%s", act.Reason)
 		}
 	case members.DeletePod:
@@ -367,6 +380,10 @@ func (r *MQTTBrokerReconciler) clusterStatus(p *pass, in members.Input, h member
 	slices.SortFunc(cs.Members, func(a, b v1alpha1.ClusterMemberStatus) int { return strings.Compare(a.Name, b.Name) })
 	if prev := b.Status.Cluster; prev != nil {
 		cs.LastRolled = prev.LastRolled
+	}
+	if hv := members.HandoverRecord(in, act); hv != nil {
+		cs.Handover = &v1alpha1.HandoverStatus{Successor: hv.Successor, Since: metav1.NewTime(hv.Since)}
+		p.handoverStarted = hv != in.Handover
 	}
 	b.Status.Leader = h.Leader
 	b.Status.Cluster = cs

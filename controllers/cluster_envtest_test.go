@@ -32,23 +32,24 @@ import (
 
 // clusterLimits are the suite's cluster bounds: a restarted member that
 // is not caught up within 4 s stalls the roll (TestClusterRoll).
-var clusterLimits = members.Limits{MaxLag: 256, MaxContact: 5 * time.Second, ComeBack: 4 * time.Second}
+var clusterLimits = members.Limits{MaxLag: 256, MaxContact: 5 * time.Second, ComeBack: 4 * time.Second, Handover: 3 * time.Second}
 
 // fakeCluster stands in for the members of one replicated broker: who
 // leads, the Raft configuration, and which members are behind.
 type fakeCluster struct {
 	leader string
 	term   uint64
-	config map[string]bool // member ID -> voter
-	behind map[string]bool // the leader has not heard from it
-	calls  []string        // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
+	config map[string]bool   // member ID -> voter
+	behind map[string]bool   // the leader has not heard from it
+	calls  []string          // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
+	roles  map[string]string // readiness handover roles by member (handover_envtest_test.go)
 }
 
 // setCluster makes the members of ns answer, with leader leading ids.
 func (f *fakeBrokers) setCluster(ns, leader string, ids ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fc := &fakeCluster{leader: leader, term: 3, config: map[string]bool{}, behind: map[string]bool{}}
+	fc := &fakeCluster{leader: leader, term: 3, config: map[string]bool{}, behind: map[string]bool{}, roles: map[string]string{}}
 	for _, id := range ids {
 		fc.config[id] = true
 	}
@@ -465,6 +466,7 @@ func formed(t *testing.T, name string, replicas int32) (*v1alpha1.MQTTBroker, *s
 func TestClusterRoll(t *testing.T) {
 	b, player := formed(t, "roll", 3)
 	ns := b.Namespace
+	playEndpoints(t, b, 0)
 	// The first member back stays behind the leader until released.
 	release := make(chan struct{})
 	var once sync.Once
@@ -510,8 +512,12 @@ func TestClusterRoll(t *testing.T) {
 	if got := player.recreated(); !slices.Equal(got, []string{"roll-2", "roll-1", "roll-0"}) {
 		t.Errorf("roll order %q, want followers highest first, the old leader last", got)
 	}
-	if calls := brokers.clusterCalls(ns); !slices.Equal(calls, []string{"transfer roll-0"}) {
-		t.Errorf("cluster calls %q, want one leadership transfer by roll-0", calls)
+	// The leader's turn: a readiness handover to roll-1 (asked again on
+	// every reconcile until the endpoints follow), then the transfer.
+	if calls := compact(brokers.clusterCalls(ns)); !slices.Equal(calls, []string{
+		"handover roll-1 successor", "handover roll-0 none", "handover roll-0 predecessor", "transfer roll-0 to roll-1",
+	}) {
+		t.Errorf("cluster calls %q, want a handover to roll-1, then one leadership transfer by roll-0 to roll-1", calls)
 	}
 	if g := player.mostGone(); g > 1 {
 		t.Errorf("%d members were gone at once", g)

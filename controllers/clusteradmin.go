@@ -52,6 +52,14 @@ type ClusterAdmin interface {
 	// TransferLeadership asks the leader to hand leadership to the most
 	// up-to-date follower.
 	TransferLeadership(ctx context.Context, leader *corev1.Pod, token string) error
+	// TransferLeadershipTo asks the leader to hand leadership to the
+	// member with the given ID (POST /v1/cluster/leadership-transfer
+	// {"to": id}).
+	TransferLeadershipTo(ctx context.Context, leader *corev1.Pod, token, id string) error
+	// PrepareHandover gives the pod a role in a readiness handover
+	// ("successor", "predecessor" or "none") for ttl (PUT
+	// /v1/cluster/handover); the role ends by itself after ttl.
+	PrepareHandover(ctx context.Context, pod *corev1.Pod, token, role string, ttl time.Duration) error
 }
 
 // HTTPClusterAdmin calls the members' admin port.
@@ -98,6 +106,26 @@ func (h HTTPClusterAdmin) RemoveMember(ctx context.Context, leader *corev1.Pod, 
 // TransferLeadership implements ClusterAdmin.
 func (h HTTPClusterAdmin) TransferLeadership(ctx context.Context, leader *corev1.Pod, token string) error {
 	_, err := h.do(ctx, leader, token, http.MethodPost, "/v1/cluster/leadership-transfer", nil)
+	return err
+}
+
+// TransferLeadershipTo implements ClusterAdmin.
+func (h HTTPClusterAdmin) TransferLeadershipTo(ctx context.Context, leader *corev1.Pod, token, id string) error {
+	b, err := json.Marshal(map[string]string{"to": id})
+	if err != nil {
+		return fmt.Errorf("controllers: %w", err)
+	}
+	_, err = h.do(ctx, leader, token, http.MethodPost, "/v1/cluster/leadership-transfer", b)
+	return err
+}
+
+// PrepareHandover implements ClusterAdmin.
+func (h HTTPClusterAdmin) PrepareHandover(ctx context.Context, pod *corev1.Pod, token, role string, ttl time.Duration) error {
+	b, err := json.Marshal(map[string]any{"role": role, "ttlMs": ttl.Milliseconds()})
+	if err != nil {
+		return fmt.Errorf("controllers: %w", err)
+	}
+	_, err = h.do(ctx, pod, token, http.MethodPut, "/v1/cluster/handover", b)
 	return err
 }
 

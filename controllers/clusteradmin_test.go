@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -114,5 +116,51 @@ func TestHTTPClusterAdminChanges(t *testing.T) {
 	if !strings.HasPrefix(got[0], "POST /v1/cluster/members ") || got[1] != "DELETE /v1/cluster/members/mqb-4 " ||
 		got[2] != "POST /v1/cluster/leadership-transfer " || got[3] != "DELETE /v1/cluster/members/refuse%2F..%2Fx " {
 		t.Errorf("requests %q", got)
+	}
+}
+
+// TestHTTPClusterAdminHandover: the handover calls are the broker's
+// requests (PUT /v1/cluster/handover with the role and its duration; a
+// transfer naming the successor), and a refusal is an error.
+func TestHTTPClusterAdminHandover(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	refuse := false
+	pod, h := adminServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+" "+string(body))
+		no := refuse
+		mu.Unlock()
+		if no {
+			w.WriteHeader(http.StatusConflict)
+			_, _ = io.WriteString(w, `{"error":"replica: handover: this member already leads","leader":"mqb-1"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"role":"successor"}`)
+	})
+	ctx := context.Background()
+	if err := h.PrepareHandover(ctx, pod, testToken, "successor", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.TransferLeadershipTo(ctx, pod, testToken, "mqb-2"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	err := h.PrepareHandover(ctx, pod, testToken, "successor", time.Second)
+	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "already leads") {
+		t.Errorf("refusal: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		`PUT /v1/cluster/handover {"role":"successor","ttlMs":20000}`,
+		`POST /v1/cluster/leadership-transfer {"to":"mqb-2"}`,
+		`PUT /v1/cluster/handover {"role":"successor","ttlMs":1000}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("requests %q, want %q", got, want)
 	}
 }

@@ -78,6 +78,9 @@ const (
 	// EventClusterChangeFailed: a member refused a membership or
 	// leadership change.
 	EventClusterChangeFailed EventReason = "ClusterChangeFailed"
+	// EventHandoverStarted: the operator made the leader's successor
+	// ready ahead of a leadership transfer (a readiness handover).
+	EventHandoverStarted EventReason = "HandoverStarted"
 )
 
 // event records an Event on b about related (which may be nil).

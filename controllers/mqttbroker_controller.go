@@ -106,6 +106,11 @@ type pass struct {
 	// clusterRequeue: a cluster is changing (members.Decide did not say
 	// Done), so the reconcile runs again soon.
 	clusterRequeue bool
+	// handoverRequeue: a readiness handover waits for the client
+	// Service's endpoints, so the reconcile runs again sooner still.
+	handoverRequeue bool
+	// handoverStarted: this reconcile starts a readiness handover.
+	handoverStarted bool
 }
 
 func (p *pass) problem(reason, format string, args ...any) {
@@ -203,6 +208,9 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	if p.clusterRequeue && (res.RequeueAfter == 0 || res.RequeueAfter > clusterRequeue) {
 		res.RequeueAfter = clusterRequeue
+	}
+	if p.handoverRequeue && (res.RequeueAfter == 0 || res.RequeueAfter > handoverRequeue) {
+		res.RequeueAfter = handoverRequeue
 	}
 	return res, nil
 }

@@ -1348,6 +1348,25 @@ type ClusterStatus struct {
 	// in time stops the roll (Degraded RollStalled).
 	// +optional
 	LastRolled *RolledMember `json:"lastRolled,omitempty"`
+
+	// handover is the readiness handover under way in a roll: the
+	// follower made ready to take the clients before the leader hands it
+	// leadership, and when the operator started it. When the client
+	// Service's endpoints do not move to it within 30 s, the roll stops
+	// (Degraded RollStalled) and tries again 30 s later.
+	// +optional
+	Handover *HandoverStatus `json:"handover,omitempty"`
+}
+
+// HandoverStatus is a readiness handover under way.
+type HandoverStatus struct {
+	// successor is the member (pod) that takes leadership.
+	// +required
+	Successor string `json:"successor"`
+
+	// since is when the operator started the handover.
+	// +required
+	Since metav1.Time `json:"since"`
 }
 
 // RolledMember is a member whose pod the operator deleted, and when.

@@ -449,6 +449,37 @@ func (n *Node) TransferLeadership() error {
 	return nil
 }
 
+// TransferLeadershipTo hands leadership to the voter with the given ID
+// (the operator picks a follower it already made ready to take the
+// clients) and waits for the outcome. It fails on a member that is not
+// the leader, and for an ID that is not another voter of the
+// configuration.
+func (n *Node) TransferLeadershipTo(id string) error {
+	if id == "" || id == n.cfg.ID {
+		return fmt.Errorf("%w: a transfer needs another member's ID", ErrInvalidMember)
+	}
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("cluster: leadership transfer: %w", err)
+	}
+	for _, sv := range cf.Configuration().Servers {
+		if sv.ID != raft.ServerID(id) {
+			continue
+		}
+		if sv.Suffrage != raft.Voter {
+			return fmt.Errorf("%w: %s does not vote", ErrInvalidMember, id)
+		}
+		if err := n.raft.LeadershipTransferToServer(sv.ID, sv.Address).Error(); err != nil {
+			return fmt.Errorf("cluster: leadership transfer to %s: %w", id, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s is not a member", ErrInvalidMember, id)
+}
+
 // AddMember adds m to the cluster (on the leader): first as a non-voter
 // that receives the log (or a snapshot), then, once it has caught up to
 // the commit index of the moment it was added, as a voter. It fails when

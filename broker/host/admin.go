@@ -194,6 +194,8 @@ func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, "not ready: draining")
 	case !serving:
 		writeText(w, http.StatusServiceUnavailable, "not ready: not serving clients")
+	case !a.cfg.Ready() && a.handingOver():
+		writeText(w, http.StatusServiceUnavailable, "not ready: handing leadership over")
 	case !a.cfg.Ready():
 		writeText(w, http.StatusServiceUnavailable, "not ready: starting")
 	default:

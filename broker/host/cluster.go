@@ -38,7 +38,9 @@ const addMemberTimeout = 10 * time.Minute
 //	GET    /v1/cluster                       this member's view (role, term, members, lag)
 //	POST   /v1/cluster/members               {"id", "raftAddress", "clientAddress"}: add a member (on the leader)
 //	DELETE /v1/cluster/members/{id}          remove a member (on the leader)
-//	POST   /v1/cluster/leadership-transfer   hand leadership to the most up-to-date follower
+//	POST   /v1/cluster/leadership-transfer   hand leadership to the most up-to-date follower,
+//	                                         or to {"to": "<member ID>"}
+//	GET|PUT|DELETE /v1/cluster/handover      readiness handover (handover.go)
 //
 // On a member that does not lead, the changes answer 409 with the leader's
 // ID, so a caller can retry there.
@@ -73,9 +75,7 @@ func (a *admin) clusterRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/cluster/members/{id}", func(w http.ResponseWriter, r *http.Request) {
 		a.clusterResult(w, c, c.RemoveMember(r.PathValue("id")))
 	})
-	mux.HandleFunc("POST /v1/cluster/leadership-transfer", func(w http.ResponseWriter, _ *http.Request) {
-		a.clusterResult(w, c, c.TransferLeadership())
-	})
+	a.handoverRoutes(mux, c)
 }
 
 func (a *admin) clusterResult(w http.ResponseWriter, c ClusterAdmin, err error) {

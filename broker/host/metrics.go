@@ -103,12 +103,18 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		for _, d := range clusterDescs {
 			ch <- d
 		}
+		if _, ok := c.cfg.Cluster.(HandoverAdmin); ok {
+			for _, d := range handoverDescs {
+				ch <- d
+			}
+		}
 	}
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.cfg.Cluster != nil {
 		collectCluster(c.cfg.Cluster, ch)
+		collectHandover(c.cfg.Cluster, ch)
 	}
 	st := c.cfg.Backend.Stats()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {

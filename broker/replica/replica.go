@@ -33,6 +33,7 @@ import (
 type Node interface {
 	State() (cluster.Serving, <-chan struct{})
 	TransferLeadership() error
+	TransferLeadershipTo(id string) error
 }
 
 // Engine runs a cluster member's engines. It implements the host's Engine
@@ -57,6 +58,8 @@ type Engine struct {
 	stopped chan struct{}
 	started bool
 	stopOne sync.Once
+
+	ho handover // readiness handover (handover.go)
 }
 
 // New prepares an Engine; newTerm builds the engine of a term over the
@@ -67,10 +70,12 @@ func New(cfg *config.Config, node Node, log *slog.Logger, newTerm func(cfg *conf
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{
+	e := &Engine{
 		node: node, log: log, newTerm: newTerm, refuser: refuser, cfg: cfg.Clone(),
 		stop: make(chan struct{}), stopped: make(chan struct{}), restart: make(chan struct{}, 1),
-	}, nil
+	}
+	e.ho.init()
+	return e, nil
 }
 
 // Start begins following the member's leadership and returns: unlike a
@@ -143,6 +148,10 @@ func (e *Engine) begin(term uint64) {
 	e.mu.Lock()
 	e.cur, e.term = srv, term
 	e.mu.Unlock()
+	// It leads and serves: readiness follows leadership again, and the
+	// connections held meanwhile go to the engine.
+	e.ho.clear(HandoverSuccessor)
+	e.ho.notify()
 	e.log.Info("serving MQTT clients", "term", term, "recovery", time.Since(t0).String())
 }
 
@@ -157,6 +166,7 @@ func (e *Engine) retire(srv *engine.Server, term uint64, wait bool) {
 		e.stale = nil
 	}
 	e.mu.Unlock()
+	e.ho.clear(HandoverPredecessor)
 	ref := e.leaderAddress()
 	e.log.Info("stopped serving MQTT clients; handing them over", "term", term, "leader", ref)
 	e.retired.Add(1)
@@ -183,7 +193,13 @@ func (e *Engine) retire(srv *engine.Server, term uint64, wait bool) {
 // are told to come back (DISCONNECT 0x9C naming this member) and a fresh
 // engine recovers the term.
 func (e *Engine) TransferLeadership() error {
-	return e.transfer(context.Background(), true)
+	return e.transfer(context.Background(), "", true)
+}
+
+// TransferLeadershipTo is TransferLeadership to the member with the given
+// ID (the successor of a readiness handover).
+func (e *Engine) TransferLeadershipTo(id string) error {
+	return e.transfer(context.Background(), id, true)
 }
 
 // quiesceWait bounds how long a leader waits for the commits in flight
@@ -191,7 +207,7 @@ func (e *Engine) TransferLeadership() error {
 // a leader without a quorum's contact never finishes them).
 const quiesceWait = 5 * time.Second
 
-func (e *Engine) transfer(ctx context.Context, restartOnFailure bool) error {
+func (e *Engine) transfer(ctx context.Context, to string, restartOnFailure bool) error {
 	cur := e.current()
 	if cur != nil {
 		qctx, cancel := context.WithTimeout(ctx, quiesceWait)
@@ -200,7 +216,12 @@ func (e *Engine) transfer(ctx context.Context, restartOnFailure bool) error {
 		}
 		cancel()
 	}
-	err := e.node.TransferLeadership()
+	var err error
+	if to == "" {
+		err = e.node.TransferLeadership()
+	} else {
+		err = e.node.TransferLeadershipTo(to)
+	}
 	if err != nil && cur != nil && restartOnFailure {
 		e.mu.Lock()
 		if e.cur == cur {
@@ -268,13 +289,20 @@ func (e *Engine) front() *engine.Server {
 	return e.refuser
 }
 
-// ServeConn gives the connection to the serving engine, or refuses it.
+// ServeConn gives the connection to the serving engine; while this member
+// prepares to lead, or leads and its engine is still recovering, it holds
+// the connection until the engine serves (bounded: see hold); otherwise
+// it refuses it.
 func (e *Engine) ServeConn(c net.Conn) {
 	if srv := e.current(); srv != nil {
 		srv.ServeConn(c)
 		return
 	}
 	st, _ := e.node.State()
+	if r, _, _ := e.ho.get(); st.Serving || r == HandoverSuccessor {
+		e.hold(c)
+		return
+	}
 	e.refuser.RefuseConn(c, st.LeaderClientAddress)
 }
 
@@ -284,8 +312,15 @@ func (e *Engine) RefuseConn(c net.Conn, serverReference string) {
 	e.refuser.RefuseConn(c, serverReference)
 }
 
-// Ready reports whether a term's engine serves.
+// Ready reports whether a term's engine serves, except on a leader that
+// steps back for a handover; a successor preparing to lead is ready too.
 func (e *Engine) Ready() bool {
+	switch r, _, _ := e.ho.get(); r {
+	case HandoverPredecessor:
+		return false
+	case HandoverSuccessor:
+		return true
+	}
 	srv := e.current()
 	return srv != nil && srv.Ready()
 }
@@ -329,7 +364,7 @@ func (e *Engine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 // naming the new leader: they reconnect once), within ctx.
 func (e *Engine) Drain(ctx context.Context) error {
 	if st, _ := e.node.State(); st.Serving {
-		if err := e.transfer(ctx, false); err != nil {
+		if err := e.transfer(ctx, "", false); err != nil {
 			e.log.Warn("leadership transfer before stopping failed; clients are disconnected without a new leader", "err", err)
 		} else {
 			// follow retires the term's engine when the state changes.

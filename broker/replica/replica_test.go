@@ -27,6 +27,8 @@ type fakeNode struct {
 	changed chan struct{}
 	// transfer, when set, is what TransferLeadership does.
 	transfer func() error
+	// transferredTo is the member TransferLeadershipTo was last asked for.
+	transferredTo string
 }
 
 func (n *fakeNode) State() (cluster.Serving, <-chan struct{}) {
@@ -48,6 +50,15 @@ func (n *fakeNode) TransferLeadership() error {
 		return errors.New("fake: no transfer")
 	}
 	return n.transfer()
+}
+
+// TransferLeadershipTo records the member asked for, then does what
+// TransferLeadership does.
+func (n *fakeNode) TransferLeadershipTo(id string) error {
+	n.mu.Lock()
+	n.transferredTo = id
+	n.mu.Unlock()
+	return n.TransferLeadership()
 }
 
 // serving starts an Engine whose member leads term 1, behind a loopback

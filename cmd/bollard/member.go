@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/config"
@@ -52,19 +53,28 @@ func serveMember(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.
 	}()
 	return runHost(eng, host.RunOptions{
 		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
-		Logger: log, Version: version, Store: node, Role: node, Cluster: clusterAdmin{Node: node, eng: eng},
+		Logger: log, Version: version, Store: node, Role: eng, Cluster: clusterAdmin{Node: node, eng: eng},
 	}, stopped)
 }
 
 // clusterAdmin is the member as the admin endpoint drives it, its
 // leadership transfers made through the engine, which quiesces the term's
-// engine first (replica.Engine.TransferLeadership).
+// engine first (replica.Engine.TransferLeadership), and its readiness
+// handover the engine's (host.HandoverAdmin).
 type clusterAdmin struct {
 	*cluster.Node
 	eng *replica.Engine
 }
 
 func (a clusterAdmin) TransferLeadership() error { return a.eng.TransferLeadership() }
+
+func (a clusterAdmin) TransferLeadershipTo(id string) error { return a.eng.TransferLeadershipTo(id) }
+
+func (a clusterAdmin) PrepareHandover(r replica.HandoverRole, ttl time.Duration) (time.Duration, error) {
+	return a.eng.PrepareHandover(r, ttl)
+}
+
+func (a clusterAdmin) HandoverStatus() replica.HandoverStatus { return a.eng.HandoverStatus() }
 
 // clusterConfig turns the validated config into the member's.
 func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error) {

@@ -96,6 +96,12 @@ type Input struct {
 	// (the last one it did); a pod not back within Limits.ComeBack of it
 	// stalls the roll.
 	Rolled map[string]time.Time
+	// Endpoints says which pods the client Service's EndpointSlices list
+	// as ready; nil when they could not be read.
+	Endpoints map[string]bool
+	// Handover is the readiness handover under way, if any (see
+	// handover.go).
+	Handover *Handover
 }
 
 // Limits are Decide's bounds.
@@ -109,10 +115,14 @@ type Limits struct {
 	// ComeBack bounds how long a member restarted by a roll may take to be
 	// healthy again on the current template before the roll stalls.
 	ComeBack time.Duration
+	// Handover bounds how long the client Service's endpoints may take to
+	// move from the leader to its successor before the roll stalls (for
+	// as long again, then it tries anew); 0 means the default.
+	Handover time.Duration
 }
 
 // DefaultLimits are the reconciler's bounds.
-var DefaultLimits = Limits{MaxLag: 256, MaxContact: 5 * time.Second, ComeBack: 10 * time.Minute}
+var DefaultLimits = Limits{MaxLag: 256, MaxContact: 5 * time.Second, ComeBack: 10 * time.Minute, Handover: 30 * time.Second}
 
 // Kind is the kind of an Action.
 type Kind int
@@ -136,10 +146,14 @@ const (
 	// DeletePod: delete Member's pod; the StatefulSet controller recreates
 	// it on the current template.
 	DeletePod
+	// PrepareHandover: make To (the successor) ready and, with StepBack,
+	// the Leader not, ahead of a TransferLeadership to To (a readiness
+	// handover).
+	PrepareHandover
 )
 
 func (k Kind) String() string {
-	return [...]string{"Done", "Wait", "Stalled", "AddMember", "RemoveMember", "TransferLeadership", "DeletePod"}[k]
+	return [...]string{"Done", "Wait", "Stalled", "AddMember", "RemoveMember", "TransferLeadership", "DeletePod", "PrepareHandover"}[k]
 }
 
 // Action is Decide's answer.
@@ -150,6 +164,14 @@ type Action struct {
 	// Leader is the leader's pod, which AddMember, RemoveMember and
 	// TransferLeadership are sent to.
 	Leader string
+	// To is the successor of a readiness handover (PrepareHandover,
+	// TransferLeadership to a named member, a handover's Stalled); "" for
+	// a transfer to whichever follower is most up to date.
+	To string
+	// StepBack: a PrepareHandover also asks the Leader to step back (be
+	// unready); only once the Service lists the successor, so that it is
+	// never left without an endpoint.
+	StepBack bool
 	// Reason says why, for the status and Events.
 	Reason string
 }
@@ -380,8 +402,7 @@ func roll(in Input, h Health) Action {
 		return Action{Kind: Wait, Leader: h.Leader, Member: h.Leader,
 			Reason: fmt.Sprintf("the leader %s is the last to roll, but only %d of %d voters are caught up", h.Leader, h.Healthy, h.Voters)}
 	}
-	return Action{Kind: TransferLeadership, Leader: h.Leader, Member: h.Leader,
-		Reason: fmt.Sprintf("the leader %s is the last to roll: handing leadership to a caught-up follower first", h.Leader)}
+	return handover(in, h, byName)
 }
 
 // comingBack holds the roll while a member is still coming back: gone,

@@ -99,7 +99,7 @@ func TestDecide(t *testing.T) {
 			in := cluster(3, 2)
 			outdated(&in, "mqb-2")
 			return in
-		}, kind: TransferLeadership, member: "mqb-2"},
+		}, kind: PrepareHandover, member: "mqb-2"},
 		"roll: after the transfer the old leader is a follower and goes": {in: func() Input {
 			in := cluster(3, 0)
 			outdated(&in, "mqb-2")
@@ -304,9 +304,12 @@ func TestDecideNeverBreaksQuorum(t *testing.T) {
 				if after < h.Quorum() {
 					t.Fatalf("n=%d mask=%b: %v %s leaves %d healthy of quorum %d", n, mask, a.Kind, a.Member, after, h.Quorum())
 				}
-			case TransferLeadership:
+			case TransferLeadership, PrepareHandover:
 				if h.Healthy-1 < h.Quorum() {
-					t.Fatalf("n=%d mask=%b: transfer with %d healthy", n, mask, h.Healthy)
+					t.Fatalf("n=%d mask=%b: %v with %d healthy", n, mask, a.Kind, h.Healthy)
+				}
+				if a.Kind == PrepareHandover && (!h.IsHealthy(a.To) || !pod(&in, a.To).Current || a.To == h.Leader) {
+					t.Fatalf("n=%d mask=%b: handover to %q, not a caught-up current follower", n, mask, a.To)
 				}
 			}
 		}

@@ -48,6 +48,11 @@ const (
 // and one offline persistent subscriber at each of QoS 1 and 2.
 var clusterWorkload = workload.Config{PerQoS: 2, Online: 1, Offline: 1}
 
+// rollWorkload is the rolling upgrade's load: more clients (16
+// publishers, 8 online subscribers), so that its p99 is more than the
+// worst of six, and the new leader gets a crowd reconnecting at once.
+var rollWorkload = workload.Config{PerQoS: 8, Online: 4, Offline: 1}
+
 // newClusterBroker is newBroker with n members.
 func newClusterBroker(ns, name string, n int32) *v1alpha1.MQTTBroker {
 	b := newBroker(ns, name)
@@ -91,33 +96,40 @@ type memberView struct {
 // view reads GET /v1/cluster of the named member's pod.
 func (r *replicated) view(ctx context.Context, pod string) (memberView, error) {
 	var v memberView
+	err := r.adminGet(ctx, pod, "/v1/cluster", &v)
+	return v, err
+}
+
+// adminGet reads a GET of the named member's admin API (with the token)
+// into v.
+func (r *replicated) adminGet(ctx context.Context, pod, path string, v any) error {
 	p, err := testCluster.Kube.CoreV1().Pods(r.ns).Get(ctx, pod, metav1.GetOptions{})
 	if err != nil {
-		return v, err
+		return err
 	}
 	if p.DeletionTimestamp != nil {
-		return v, fmt.Errorf("pod %s is terminating", pod)
+		return fmt.Errorf("pod %s is terminating", pod)
 	}
 	ports, err := nodeagent.PortMap(p)
 	if err != nil {
-		return v, err
+		return err
 	}
 	admin, ok := ports[resources.PortAdmin]
 	if !ok {
-		return v, fmt.Errorf("pod %s has no admin port in %v", pod, ports)
+		return fmt.Errorf("pod %s has no admin port in %v", pod, ports)
 	}
 	if _, ok := adminTokens.Load(admin); !ok {
 		s, err := testCluster.Kube.CoreV1().Secrets(r.ns).Get(ctx, r.name+"-admin-token", metav1.GetOptions{}) // resources.AdminTokenSecretName
 		if err != nil {
-			return v, err
+			return err
 		}
 		adminTokens.Store(admin, string(s.Data[resources.AdminTokenKey]))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/v1/cluster", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
 	if err != nil {
-		return v, err
+		return err
 	}
-	return v, getJSON(req, &v)
+	return getJSON(req, v)
 }
 
 // waitLeader waits until exactly one member serves as the leader in a
@@ -239,6 +251,12 @@ func lengths(outs []workload.Outage) []time.Duration {
 // these logs.
 func checkP99(t *testing.T, what string, outs []workload.Outage, goal time.Duration) {
 	t.Helper()
+	checkP99Within(t, what, outs, goal, goalSlack)
+}
+
+// checkP99Within is checkP99 failing beyond slack times the goal.
+func checkP99Within(t *testing.T, what string, outs []workload.Outage, goal time.Duration, slack int) {
+	t.Helper()
 	ls := lengths(outs)
 	t.Logf("%s: client outages %s", what, workload.Durations(ls))
 	if len(ls) == 0 {
@@ -255,13 +273,19 @@ func checkP99(t *testing.T, what string, outs []workload.Outage, goal time.Durat
 		}
 	}
 	t.Logf("%s: p99 of the client outages %s, goal %s: %s", what, p.Round(time.Millisecond), goal, verdict)
-	if p > goalSlack*goal {
-		t.Errorf("%s: p99 of the client outages is %s, over %d times the goal %s", what, p.Round(time.Millisecond), goalSlack, goal)
+	if p > time.Duration(slack)*goal {
+		t.Errorf("%s: p99 of the client outages is %s, over %d times the goal %s", what, p.Round(time.Millisecond), slack, goal)
 	}
 }
 
 // goalSlack: how far past its goal a measured p99 fails the test.
 const goalSlack = 3
+
+// rollSlack: the rolling upgrade's p99 fails the test past the goal
+// itself. With the readiness handover the clients reconnect straight to
+// the prepared successor (p99 tens of ms measured here, on 2 loaded
+// cores); before it they waited for its readiness probe (p99 1.16 s).
+const rollSlack = 1
 
 // everyOnlineClientOut checks that each online client lost its connection
 // at least once since from: the fault reached them all, so the outages
@@ -384,14 +408,20 @@ func TestReplicatedLeaderPodDeleted(t *testing.T) {
 }
 
 // TestReplicatedRollingUpgrade changes the image of a 3-member broker
-// under load: the operator rolls the followers, then hands leadership
-// over and rolls the old leader. Goal: each client disconnected at most
-// once, for at most rollGoal (p99); nothing acknowledged lost.
+// under load: the operator rolls the followers, then moves the client
+// Service to a prepared successor (a readiness handover), hands
+// leadership to it and rolls the old leader. Goal: each client
+// disconnected at most once, for at most rollGoal (p99); nothing
+// acknowledged lost; the Service never without an endpoint.
 func TestReplicatedRollingUpgrade(t *testing.T) {
 	r := startReplicated(t, "ha3", 3)
-	w := workload.Start(t, []string{r.svc}, clusterWorkload)
+	w := workload.Start(t, []string{r.svc}, rollWorkload)
 	w.WaitAcked(20, time.Minute)
 	_, term := r.waitLeader(0, true, time.Minute)
+	before, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const upgraded = "ghcr.io/bollard-io/bollard:e2e-upgraded"
 	start := time.Now()
 	updateBroker(t, r.ns, r.name, func(b *v1alpha1.MQTTBroker) { b.Spec.Image = upgraded })
@@ -413,7 +443,29 @@ func TestReplicatedRollingUpgrade(t *testing.T) {
 	w.WaitAcked(20, time.Minute)
 	outs := outagesSince(w, start)
 	atMostOncePerClient(t, "rolling upgrade", outs)
-	checkP99(t, "rolling upgrade", outs, rollGoal)
+	checkP99Within(t, "rolling upgrade", outs, rollGoal, rollSlack)
+	waitEvent(t, r.ns, r.name, "HandoverStarted", time.Minute)
+	leader, _ := r.waitLeader(term, true, time.Minute)
+	var held struct {
+		Served    uint64 `json:"heldServed"`
+		TimedOut  uint64 `json:"heldTimedOut"`
+		OverLimit uint64 `json:"heldOverLimit"`
+		Abandoned uint64 `json:"heldAbandoned"`
+	}
+	if err := r.adminGet(t.Context(), leader, "/v1/cluster/handover", &held); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the new leader %s held %d connections until it served (refused: %d timed out, %d over the limit, %d abandoned)",
+		leader, held.Served, held.TimedOut, held.OverLimit, held.Abandoned)
+	after, err := testCluster.Agent.ServiceStats(r.ns, r.name, resources.PortMQTT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the Service during the roll: %d connections forwarded, %d refused for want of an endpoint, %d dials failed",
+		after.Forwarded-before.Forwarded, after.NoEndpoints-before.NoEndpoints, after.DialFailed-before.DialFailed)
+	if n := after.NoEndpoints - before.NoEndpoints; n > 0 {
+		t.Errorf("the Service had no endpoint for %d connections during the roll: the handover left it empty", n)
+	}
 	w.Finish(3 * time.Minute)
 }
 

@@ -218,3 +218,21 @@ func (p PortMapClusterAdmin) TransferLeadership(ctx context.Context, leader *cor
 	}
 	return h.TransferLeadership(ctx, local, token)
 }
+
+// TransferLeadershipTo implements controllers.ClusterAdmin.
+func (p PortMapClusterAdmin) TransferLeadershipTo(ctx context.Context, leader *corev1.Pod, token, id string) error {
+	h, local, err := p.admin(leader)
+	if err != nil {
+		return err
+	}
+	return h.TransferLeadershipTo(ctx, local, token, id)
+}
+
+// PrepareHandover implements controllers.ClusterAdmin.
+func (p PortMapClusterAdmin) PrepareHandover(ctx context.Context, pod *corev1.Pod, token, role string, ttl time.Duration) error {
+	h, local, err := p.admin(pod)
+	if err != nil {
+		return err
+	}
+	return h.PrepareHandover(ctx, local, token, role, ttl)
+}
