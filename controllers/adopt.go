@@ -31,16 +31,27 @@ import (
 //   - member 0's pod, on the single node's template, is deleted once
 //     (members.Adopt) so that it restarts as a member.
 
+// AdoptAnnotation marks member 0's claim while a single node becomes the
+// cluster's member 0: set before the single node's StatefulSet is
+// deleted, removed once member 0 leads. While the StatefulSet is gone,
+// it is what says so even when the single node's pod is gone too (a
+// cluster created then would bootstrap its other members without the
+// single node's data).
+const AdoptAnnotation = "mqtt.bollard.io/adopting-single-node"
+
 // adoptingSingle decides resources.Params.Adopting: a single node is
 // becoming the cluster's member 0 and no member leads yet. It is read
 // from the objects themselves, so an operator restart in the middle
 // finds it again: the StatefulSet still runs a single node, or it lists
 // member 0 alone with --cluster-bootstrap; while the single node's
-// StatefulSet is gone (deleted with its pods orphaned), a pod that runs a
-// single node says so.
-func adoptingSingle(exists bool, cur *appsv1.StatefulSet, pods []corev1.Pod, formed bool) bool {
+// StatefulSet is gone (deleted with its pods orphaned), member 0's claim
+// carries AdoptAnnotation (claimMarked), or a pod runs a single node.
+func adoptingSingle(exists bool, cur *appsv1.StatefulSet, pods []corev1.Pod, claimMarked, formed bool) bool {
 	if formed {
 		return false
+	}
+	if !exists && claimMarked {
+		return true
 	}
 	if exists {
 		ps := &cur.Spec.Template.Spec
@@ -74,6 +85,9 @@ func (r *MQTTBrokerReconciler) replaceSingleStatefulSet(ctx context.Context, p *
 		return nil
 	}
 	b := p.broker
+	if err := r.markClaim(ctx, p, true); err != nil {
+		return err
+	}
 	uid := cur.UID
 	err := r.Client.Delete(ctx, cur, client.PropagationPolicy(metav1.DeletePropagationOrphan),
 		client.Preconditions{UID: &uid})
@@ -83,5 +97,48 @@ func (r *MQTTBrokerReconciler) replaceSingleStatefulSet(ctx context.Context, p *
 	}
 	r.event(b, cur, false, EventUpdated, "Scale",
 		"Replacing StatefulSet %s with a cluster's (its pod keeps serving until it restarts as the cluster's first member)", cur.Name)
+	return nil
+}
+
+// claimMarked reports whether member 0's claim carries AdoptAnnotation.
+func (r *MQTTBrokerReconciler) claimMarked(ctx context.Context, p *pass) (bool, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.broker.Namespace, Name: resources.PVCName(p.broker, 0)}, pvc)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, ok := pvc.Annotations[AdoptAnnotation]
+	return ok, nil
+}
+
+// markClaim sets (on) or removes AdoptAnnotation on member 0's claim; a
+// claim that does not exist holds no single node's data to mark.
+func (r *MQTTBrokerReconciler) markClaim(ctx context.Context, p *pass, on bool) error {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.broker.Namespace, Name: resources.PVCName(p.broker, 0)}, pvc)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, has := pvc.Annotations[AdoptAnnotation]; has == on {
+		return nil
+	}
+	patch := client.MergeFrom(pvc.DeepCopy())
+	if on {
+		if pvc.Annotations == nil {
+			pvc.Annotations = map[string]string{}
+		}
+		pvc.Annotations[AdoptAnnotation] = "true"
+	} else {
+		delete(pvc.Annotations, AdoptAnnotation)
+	}
+	if err := r.Client.Patch(ctx, pvc, patch); err != nil {
+		return fmt.Errorf("claim %s: %w", pvc.Name, err)
+	}
 	return nil
 }

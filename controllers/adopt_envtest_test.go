@@ -11,10 +11,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/controllers"
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
@@ -42,6 +44,18 @@ func adoptSingle(t *testing.T, n int32) {
 	name0 := resources.MemberName(b, 0)
 	singlePod := &corev1.Pod{}
 	eventually(t, func() error { return get(t, singlePod, ns, name0) })
+	// Member 0's claim, which the StatefulSet controller would have made.
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: resources.PVCName(b, 0), Labels: resources.Labels(b)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if err := k8s.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	marked := false
 
 	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(n) })
 	// The garbage collector, which envtest does not run, orphans the pod
@@ -52,6 +66,14 @@ func adoptSingle(t *testing.T, n int32) {
 			return err
 		}
 		if !sts.DeletionTimestamp.IsZero() {
+			c := &corev1.PersistentVolumeClaim{}
+			if err := get(t, c, ns, claim.Name); err != nil {
+				return err
+			}
+			_, marked = c.Annotations[controllers.AdoptAnnotation]
+			if !marked {
+				t.Error("the single node's StatefulSet is deleted before member 0's claim is marked")
+			}
 			sts.Finalizers = nil
 			if err := k8s.Update(ctx, sts); err != nil {
 				return err
@@ -128,4 +150,17 @@ func adoptSingle(t *testing.T, n int32) {
 	if cur.Status.Leader != name0 {
 		t.Errorf("leader %q, want %s", cur.Status.Leader, name0)
 	}
+	if !marked {
+		t.Error("member 0's claim was never seen marked while the StatefulSet was replaced")
+	}
+	eventually(t, func() error {
+		c := &corev1.PersistentVolumeClaim{}
+		if err := get(t, c, ns, claim.Name); err != nil {
+			return err
+		}
+		if _, ok := c.Annotations[controllers.AdoptAnnotation]; ok {
+			return errors.New("member 0's claim still marked once it leads")
+		}
+		return nil
+	})
 }

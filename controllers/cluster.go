@@ -115,7 +115,17 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 	exists := err == nil
 	in := r.clusterInput(p, "")
 	formed := members.Assess(in).Leader != ""
-	p.params.Adopting = adoptingSingle(exists, cur, pods.Items, formed)
+	marked, err := r.claimMarked(ctx, p)
+	if err != nil {
+		return err
+	}
+	if marked && formed {
+		// Member 0 leads: the single node's store was adopted.
+		if err := r.markClaim(ctx, p, false); err != nil {
+			return err
+		}
+	}
+	p.params.Adopting = adoptingSingle(exists, cur, pods.Items, marked, formed)
 	p.params.ClusterBootstrap = p.params.Adopting || clusterBootstrap(exists, cur, formed)
 	if p.params.Adopting {
 		p.clusterRequeue = true

@@ -108,23 +108,27 @@ func TestAdoptingSingle(t *testing.T) {
 		exists bool
 		cur    *appsv1.StatefulSet
 		pods   []corev1.Pod
+		marked bool
 		formed bool
 		want   bool
 	}{
-		"single node's StatefulSet":                 {true, single, []corev1.Pod{singlePod}, false, true},
-		"member 0 alone, bootstrapping":             {true, adopting, []corev1.Pod{memberPod}, false, true},
-		"a cluster created as one, forming":         {true, forming, nil, false, false},
-		"formed cluster":                            {true, formed, []corev1.Pod{memberPod}, false, false},
-		"member 0 alone without bootstrap":          {true, alone, nil, false, false},
-		"adopted: member 0 leads":                   {true, adopting, []corev1.Pod{memberPod}, true, false},
-		"StatefulSet gone, single node's pod runs":  {false, nil, []corev1.Pod{singlePod}, false, true},
-		"StatefulSet gone, single pod deleting":     {false, nil, []corev1.Pod{deleting}, false, false},
-		"StatefulSet gone, only members":            {false, nil, []corev1.Pod{memberPod}, false, false},
-		"new cluster":                               {false, nil, nil, false, false},
-		"single node's StatefulSet, leader somehow": {true, single, nil, true, false},
+		"StatefulSet gone, claim marked, no pod":    {false, nil, nil, true, false, true},
+		"StatefulSet gone, claim marked, formed":    {false, nil, []corev1.Pod{memberPod}, true, true, false},
+		"cluster's StatefulSet, claim still marked": {true, formed, []corev1.Pod{memberPod}, true, false, false},
+		"single node's StatefulSet":                 {true, single, []corev1.Pod{singlePod}, false, false, true},
+		"member 0 alone, bootstrapping":             {true, adopting, []corev1.Pod{memberPod}, false, false, true},
+		"a cluster created as one, forming":         {true, forming, nil, false, false, false},
+		"formed cluster":                            {true, formed, []corev1.Pod{memberPod}, false, false, false},
+		"member 0 alone without bootstrap":          {true, alone, nil, false, false, false},
+		"adopted: member 0 leads":                   {true, adopting, []corev1.Pod{memberPod}, false, true, false},
+		"StatefulSet gone, single node's pod runs":  {false, nil, []corev1.Pod{singlePod}, false, false, true},
+		"StatefulSet gone, single pod deleting":     {false, nil, []corev1.Pod{deleting}, false, false, false},
+		"StatefulSet gone, only members":            {false, nil, []corev1.Pod{memberPod}, false, false, false},
+		"new cluster":                               {false, nil, nil, false, false, false},
+		"single node's StatefulSet, leader somehow": {true, single, nil, false, true, false},
 	}
 	for name, tc := range cases {
-		if got := adoptingSingle(tc.exists, tc.cur, tc.pods, tc.formed); got != tc.want {
+		if got := adoptingSingle(tc.exists, tc.cur, tc.pods, tc.marked, tc.formed); got != tc.want {
 			t.Errorf("%s: adoptingSingle = %v, want %v", name, got, tc.want)
 		}
 	}
