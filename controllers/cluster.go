@@ -114,7 +114,25 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 	}
 	exists := err == nil
 	in := r.clusterInput(p, "")
-	p.params.ClusterBootstrap = clusterBootstrap(exists, cur, members.Assess(in).Leader != "")
+	formed := members.Assess(in).Leader != ""
+	marked, err := r.claimMarked(ctx, p)
+	if err != nil {
+		return err
+	}
+	if marked && formed {
+		// Member 0 leads: the single node's store was adopted.
+		if err := r.markClaim(ctx, p, false); err != nil {
+			return err
+		}
+	}
+	p.params.Adopting = adoptingSingle(exists, cur, pods.Items, marked, formed)
+	p.params.ClusterBootstrap = p.params.Adopting || clusterBootstrap(exists, cur, formed)
+	if p.params.Adopting {
+		p.clusterRequeue = true
+		if err := r.replaceSingleStatefulSet(ctx, p, cur, exists); err != nil {
+			return err
+		}
+	}
 	current := 0
 	if exists {
 		current = int(ptr.Deref(cur.Spec.Replicas, 0))
@@ -195,7 +213,7 @@ func viewOf(v ClusterView) members.View {
 func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.Input {
 	b := p.broker
 	in := members.Input{StatefulSet: resources.StatefulSetName(b), Replicas: int(resources.Replicas(b)),
-		Views: p.cluster.views, Now: r.now(), Limits: r.ClusterLimits}
+		Views: p.cluster.views, Now: r.now(), Limits: r.ClusterLimits, Adopting: p.params.Adopting}
 	if in.Limits == (members.Limits{}) {
 		in.Limits = members.DefaultLimits
 	}
@@ -215,7 +233,7 @@ func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.In
 			Name: pod.Name, Ordinal: n, Deleting: !pod.DeletionTimestamp.IsZero(),
 			Running: pod.Status.PodIP != "" && pod.Status.Phase == corev1.PodRunning,
 			Current: rollHash == "" || pod.Annotations[resources.RollHashAnnotation] == rollHash,
-			Created: pod.CreationTimestamp.Time,
+			Created: pod.CreationTimestamp.Time, Single: !resources.RunsMember(&pod.Spec),
 		})
 	}
 	return in
@@ -233,6 +251,8 @@ func (r *MQTTBrokerReconciler) actOnCluster(ctx context.Context, p *pass) error 
 		hash = sts.Spec.Template.Annotations[resources.RollHashAnnotation]
 	}
 	in := r.clusterInput(p, hash)
+	sts := p.obs.StatefulSet
+	in.MemberTemplate = sts != nil && sts.DeletionTimestamp.IsZero() && resources.RunsMember(&sts.Spec.Template.Spec)
 	h := members.Assess(in)
 	act := r.decide(ctx, p, &in)
 	r.clusterStatus(p, in, h, act)

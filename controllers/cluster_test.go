@@ -86,3 +86,50 @@ func TestClusterStatusNeverMakesUpFigures(t *testing.T) {
 		t.Errorf("observation %+v", p.obs.Cluster)
 	}
 }
+
+func TestAdoptingSingle(t *testing.T) {
+	sts := func(args ...string) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{}
+		s.Spec.Template.Spec.Containers = []corev1.Container{{Args: append([]string{"--config", "x"}, args...)}}
+		return s
+	}
+	single := sts()
+	adopting := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1=y:2", "--cluster-bootstrap")
+	forming := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1,a-1=x:2,a-2=x:3", "--cluster-bootstrap")
+	formed := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1,a-1=x:2,a-2=x:3")
+	alone := sts("--cluster-member-id=$(P)", "--cluster-members=a-0=x:1=y:2")
+	pod := func(args ...string) corev1.Pod {
+		return corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Args: args}}}}
+	}
+	singlePod, memberPod := pod("--config", "x"), pod("--cluster-member-id=$(P)")
+	deleting := pod("--config", "x")
+	deleting.DeletionTimestamp = ptr.To(metav1.Now())
+	cases := map[string]struct {
+		exists bool
+		cur    *appsv1.StatefulSet
+		pods   []corev1.Pod
+		marked bool
+		formed bool
+		want   bool
+	}{
+		"StatefulSet gone, claim marked, no pod":    {false, nil, nil, true, false, true},
+		"StatefulSet gone, claim marked, formed":    {false, nil, []corev1.Pod{memberPod}, true, true, false},
+		"cluster's StatefulSet, claim still marked": {true, formed, []corev1.Pod{memberPod}, true, false, false},
+		"single node's StatefulSet":                 {true, single, []corev1.Pod{singlePod}, false, false, true},
+		"member 0 alone, bootstrapping":             {true, adopting, []corev1.Pod{memberPod}, false, false, true},
+		"a cluster created as one, forming":         {true, forming, nil, false, false, false},
+		"formed cluster":                            {true, formed, []corev1.Pod{memberPod}, false, false, false},
+		"member 0 alone without bootstrap":          {true, alone, nil, false, false, false},
+		"adopted: member 0 leads":                   {true, adopting, []corev1.Pod{memberPod}, false, true, false},
+		"StatefulSet gone, single node's pod runs":  {false, nil, []corev1.Pod{singlePod}, false, false, true},
+		"StatefulSet gone, single pod deleting":     {false, nil, []corev1.Pod{deleting}, false, false, false},
+		"StatefulSet gone, only members":            {false, nil, []corev1.Pod{memberPod}, false, false, false},
+		"new cluster":                               {false, nil, nil, false, false, false},
+		"single node's StatefulSet, leader somehow": {true, single, nil, false, true, false},
+	}
+	for name, tc := range cases {
+		if got := adoptingSingle(tc.exists, tc.cur, tc.pods, tc.marked, tc.formed); got != tc.want {
+			t.Errorf("%s: adoptingSingle = %v, want %v", name, got, tc.want)
+		}
+	}
+}

@@ -391,6 +391,13 @@ func (r *MQTTBrokerReconciler) applyStatefulSet(ctx context.Context, p *pass) er
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
+	if !before.DeletionTimestamp.IsZero() {
+		// A single node's StatefulSet on its way out (scaling to a
+		// cluster, adopt.go): the cluster's is created once it is gone.
+		p.obs.StatefulSet = before
+		p.clusterRequeue = true
+		return nil
+	}
 	drifted := statefulSetDrift(before, want)
 	cur, op, err := apply(ctx, r, b, want, newStatefulSet, mergeStatefulSet)
 	if err != nil {

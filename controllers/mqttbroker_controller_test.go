@@ -337,8 +337,6 @@ func TestImmutableAndMonotonicFields(t *testing.T) {
 			[]string{"spec.persistence.size", "never shrink"}},
 		"storage class": {func(b *v1alpha1.MQTTBroker) { b.Spec.Persistence.StorageClassName = ptr.To("fast") },
 			[]string{"spec.persistence", "storageClassName cannot be changed"}},
-		"scale": {func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(3)) },
-			[]string{"spec.replicas", "cannot go from 1 to 3 or 5"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

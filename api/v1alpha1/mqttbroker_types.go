@@ -82,15 +82,17 @@ type MQTTBrokerSpec struct {
 	// replication), 3 (a cluster that survives the loss of one member) or 5
 	// (two). Each member of a cluster keeps the whole state on its own
 	// volume and only the elected leader serves clients (docs/operations.md,
-	// "Choosing 1, 3 or 5"). A cluster scales between 3 and 5 with its data;
-	// going from 1 to 3 or 5, or from 3 or 5 to 1, is refused: the broker
-	// cannot yet turn a single node's store into a cluster's first member,
-	// nor a member back into a single node (docs/operations.md, "Scaling").
+	// "Choosing 1, 3 or 5"). A cluster scales between 3 and 5 with its data.
+	// Going from 1 to 3 or 5 keeps the data too: the single node restarts
+	// once as the cluster's first member, adopting its store, and the
+	// others join it (one restart of the single node: its clients
+	// reconnect; docs/operations.md, "From one replica to a cluster").
+	// Going from 3 or 5 to 1 is refused: a member's store cannot become a
+	// single node's (docs/operations.md, "Going back to one replica").
 	// Default 1.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:XValidation:rule="self == 1 || self == 3 || self == 5",message="replicas must be 1, 3 or 5: a cluster needs an odd number of members so that a majority survives the loss of one (3) or two (5)"
 	// +kubebuilder:validation:XValidation:rule="oldSelf == 1 || self != 1",message="replicas cannot go from 3 or 5 down to 1: a cluster member's store cannot become a single node's; see docs/operations.md, \"Going back to one replica\""
-	// +kubebuilder:validation:XValidation:rule="oldSelf != 1 || self == 1",message="replicas cannot go from 1 to 3 or 5: the broker cannot yet turn a single node's store into a cluster's first member (its sessions and queues would be left behind); create a new MQTTBroker with replicas 3 and move the clients, see docs/operations.md, \"From one replica to a cluster\""
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 

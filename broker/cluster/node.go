@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -62,6 +63,12 @@ type Config struct {
 	// (every initial member bootstraps the same list; Raft makes that
 	// safe). A member without Bootstrap waits to be added by the leader.
 	Bootstrap bool
+	// AdoptDir is where a single node's store may be found (the broker's
+	// data directory). A bootstrapping member with no Raft state adopts
+	// the store it finds there as the cluster's first state (adopt.go);
+	// a member that finds one there and cannot adopt it refuses to start
+	// (ErrWrongStore). Empty: never looked for.
+	AdoptDir string
 	// Secret authenticates replication connections (MinSecretSize bytes
 	// at least; the same on every member).
 	Secret []byte
@@ -73,6 +80,12 @@ type Config struct {
 	// DialAddress, when set, rewrites the address a peer is dialled at
 	// (tests put a fault-injecting proxy between each pair of members).
 	DialAddress func(peerAddress string) string
+	// DialIDs maps member IDs to the address they are dialled at instead
+	// of their replication address (a NAT; the e2e node agent, where pod
+	// names do not resolve). A member's ID is found at each dial, among
+	// Members and in the latest Raft configuration, so an entry also
+	// serves a member added at run time. DialAddress, when set, wins.
+	DialIDs map[string]string
 }
 
 // Role is a member's part in the cluster.
@@ -116,6 +129,9 @@ type Node struct {
 	serving Serving
 	changed chan struct{} // closed and replaced on every change of serving
 	members map[string]Member
+	// raftRef is raft for the transport's dials, which may start before
+	// NewRaft returns.
+	raftRef atomic.Pointer[raft.Raft]
 
 	done      chan struct{}
 	doneOnce  sync.Once
@@ -200,10 +216,13 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) open() error {
 	cfg := n.cfg
 	raftDir := filepath.Join(cfg.Dir, "raft")
+	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
+	if err := n.settleAdoption(hlog); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
 
 	var err error
 	n.logs, err = openLogStore(filepath.Join(raftDir, "log"), n.log)
@@ -230,8 +249,8 @@ func (n *Node) open() error {
 		return fmt.Errorf("cluster: listen for replication on %s: %w", cfg.Bind, err)
 	}
 	n.stream = newStreamLayer(ln, cfg.Secret, n.log)
-	if cfg.DialAddress != nil {
-		n.stream.dialAddr = func(a raft.ServerAddress) string { return cfg.DialAddress(string(a)) }
+	if cfg.DialAddress != nil || len(cfg.DialIDs) > 0 {
+		n.stream.dialAddr = n.dialAddress
 	}
 	n.trans = &trackingTransport{
 		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -285,6 +304,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.st.raft = n.raft
+	n.raftRef.Store(n.raft)
 	go n.st.waitOutcomes()
 	return nil
 }
@@ -649,4 +669,40 @@ func (n *Node) closeParts() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dialAddress is where a peer is dialled: Config.DialAddress's answer,
+// or the Config.DialIDs entry of the member at that address.
+func (n *Node) dialAddress(a raft.ServerAddress) string {
+	if n.cfg.DialAddress != nil {
+		return n.cfg.DialAddress(string(a))
+	}
+	if d, ok := n.cfg.DialIDs[n.memberAt(a)]; ok {
+		return d
+	}
+	return string(a)
+}
+
+// memberAt is the ID of the member at a replication address: a member
+// this one was configured with or added, else one of the latest Raft
+// configuration (read without waiting for Raft's loop); "" when none.
+func (n *Node) memberAt(a raft.ServerAddress) string {
+	n.mu.Lock()
+	for id, m := range n.members {
+		if raft.ServerAddress(m.RaftAddress) == a {
+			n.mu.Unlock()
+			return id
+		}
+	}
+	n.mu.Unlock()
+	r := n.raftRef.Load()
+	if r == nil {
+		return ""
+	}
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if s.Address == a {
+			return string(s.ID)
+		}
+	}
+	return ""
 }

@@ -123,7 +123,9 @@ type Cluster struct {
 	// DialAddresses maps member IDs to the address this member dials them
 	// at, when it differs from their raftAddress (a NAT, or the
 	// fault-injecting proxies of the tests). The cluster configuration
-	// keeps the raftAddress.
+	// keeps the raftAddress. An ID that is not among members applies to
+	// a member of that ID added later through the leader (the member is
+	// recognised by its replication address in the Raft configuration).
 	DialAddresses map[string]string `yaml:"dialAddresses,omitempty" json:"dialAddresses,omitempty" reload:"restart"`
 }
 

@@ -291,7 +291,7 @@ func TestClusterValidation(t *testing.T) {
 			c.Cluster.HeartbeatTimeout, c.Cluster.LeaderLeaseTimeout = Duration(100*time.Millisecond), Duration(200*time.Millisecond)
 		}, "cluster.leaderLeaseTimeout"},
 		"heartbeat too short":    {func(c *Config) { c.Cluster.HeartbeatTimeout = Duration(time.Millisecond) }, "cluster.heartbeatTimeout"},
-		"dial unknown member":    {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"zz": "h:1"} }, "cluster.dialAddresses[zz]"},
+		"dial bad member ID":     {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"ZZ!": "h:1"} }, "cluster.dialAddresses[ZZ!]"},
 		"dial bad address":       {func(c *Config) { c.Cluster.DialAddresses = map[string]string{"b-1": "h"} }, "cluster.dialAddresses[b-1]"},
 		"negative snapshotEvery": {func(c *Config) { c.Cluster.SnapshotEvery = -1 }, "cluster.snapshotEvery"},
 		"negative trailingLogs":  {func(c *Config) { c.Cluster.TrailingLogs = -1 }, "cluster.trailingLogs"},

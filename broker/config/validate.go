@@ -235,7 +235,9 @@ func (c *Config) validateCluster(v *validator) {
 	v.check(len(cl.DialAddresses) <= maxClusterMembers, "cluster.dialAddresses", "must have at most %d entries, got %d", maxClusterMembers, len(cl.DialAddresses))
 	for id, a := range cl.DialAddresses {
 		f := "cluster.dialAddresses[" + id + "]"
-		v.check(seen[id], f, "names no member of cluster.members")
+		// An ID not (yet) among the members serves a member added at
+		// run time through the leader.
+		v.check(validMemberID(id), f, "must name a member ID: 1-63 characters of a-z, 0-9, '-' and '.'")
 		v.check(validHostPort(a), f, "must be host:port, got %q", a)
 	}
 	timeout := func(field string, d Duration, lo time.Duration) {

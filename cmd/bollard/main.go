@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/engine"
 	"github.com/bollard-io/bollard/broker/host"
@@ -162,6 +163,11 @@ func onSIGHUP(fn func()) func() {
 func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.Durability.Mode == config.DurabilityNone {
 		return memstore.New(), nil
+	}
+	if dir := filepath.Join(cfg.DataDir, "cluster"); cluster.HasClusterState(dir) {
+		return nil, fmt.Errorf("bollard: %s holds a cluster member's state (the store was adopted by a cluster, or a member ran here): "+
+			"start this data directory as that member (cluster.memberID and cluster.members, or --cluster-member-id and --cluster-members), "+
+			"or move %s aside to start a single node from what else is in %s", dir, dir, cfg.DataDir)
 	}
 	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log}
 	if cfg.Durability.Mode == config.DurabilityInterval {

@@ -86,7 +86,7 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 	secret = bytes.TrimSpace(secret)
 	heartbeat, election, lease := cl.Timeouts()
 	c := cluster.Config{
-		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), Bind: cl.Bind,
+		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), AdoptDir: cfg.DataDir, Bind: cl.Bind,
 		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
 		Store: pebblestore.Options{Logger: log},
 		Timing: cluster.Timing{
@@ -94,20 +94,10 @@ func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),
 		},
 	}
-	dial := map[string]string{}
 	for _, m := range cl.Members {
 		c.Members = append(c.Members, cluster.Member{ID: m.ID, RaftAddress: m.RaftAddress, ClientAddress: m.ClientAddress})
-		if a, ok := cl.DialAddresses[m.ID]; ok {
-			dial[m.RaftAddress] = a
-		}
 	}
-	if len(dial) > 0 {
-		c.DialAddress = func(a string) string {
-			if d, ok := dial[a]; ok {
-				return d
-			}
-			return a
-		}
-	}
+	// By ID, also for members added at run time (cluster.Config.DialIDs).
+	c.DialIDs = cl.DialAddresses
 	return c, nil
 }

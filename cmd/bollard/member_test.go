@@ -42,10 +42,7 @@ func TestClusterConfig(t *testing.T) {
 	if string(c.Secret) != strings.Repeat("k", 40) || c.ID != "b-0" || !c.Bootstrap || len(c.Members) != 2 || c.Dir != filepath.Join(dir, "cluster") {
 		t.Fatalf("config %+v", c)
 	}
-	if got := c.DialAddress("127.0.0.1:7001"); got != "127.0.0.1:9001" {
-		t.Fatalf("dial b-1 at %s", got)
-	}
-	if got := c.DialAddress("127.0.0.1:7000"); got != "127.0.0.1:7000" {
-		t.Fatalf("dial b-0 at %s", got)
+	if got := c.DialIDs["b-1"]; got != "127.0.0.1:9001" || len(c.DialIDs) != 1 {
+		t.Fatalf("dial addresses %v", c.DialIDs)
 	}
 }

@@ -30,6 +30,9 @@ type Pod struct {
 	Current bool
 	// Created is the pod's creation time.
 	Created time.Time
+	// Single is true when the pod runs a single node rather than a
+	// member (a single node becoming the cluster's member 0, Adopt).
+	Single bool
 }
 
 // Member is one entry of the leader's Raft configuration, as the leader
@@ -82,6 +85,13 @@ type Input struct {
 	Now time.Time
 	// Limits bound what counts as caught up and how long a roll waits.
 	Limits Limits
+	// Adopting: a single node becomes the cluster's member 0 (replicas
+	// 1 -> 3 or 5); the StatefulSet holds member 0 alone until it leads
+	// (see Adopt).
+	Adopting bool
+	// MemberTemplate: the StatefulSet exists (not being deleted) and its
+	// pod template runs members, so a deleted pod comes back as one.
+	MemberTemplate bool
 	// Rolled says when the operator deleted a member's pod to roll it
 	// (the last one it did); a pod not back within Limits.ComeBack of it
 	// stalls the roll.
@@ -263,6 +273,9 @@ func caughtUp(m Member, p Pod, l Limits) bool {
 // leadership transfer, then the old leader). It never removes or deletes a
 // member when that would leave fewer healthy voters than a quorum.
 func Decide(in Input) Action {
+	if in.Adopting {
+		return Adopt(in)
+	}
 	h := Assess(in)
 	if h.Leader == "" {
 		return Action{Kind: Wait, Reason: "no member reports a leader that serves"}
@@ -479,3 +492,44 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // ConfigIDs are the member IDs of the leader's configuration, sorted.
 func (h Health) ConfigIDs() []string { return sortedKeys(h.config) }
+
+// Adopt decides while a single node becomes the cluster's member 0: its
+// pod, still on the single node's template, is deleted once so that it
+// restarts as a member, which adopts the single node's store and elects
+// itself; then the cluster is formed (Done here: the reconciler stops
+// adopting and the grow path adds the other members, which install the
+// adopted store's snapshot before they vote). A member 0 that does not
+// lead within Limits.ComeBack of its pod starting stalls the change.
+func Adopt(in Input) Action {
+	h := Assess(in)
+	if h.Leader != "" {
+		return Action{Kind: Done, Leader: h.Leader, Reason: fmt.Sprintf("%s adopted the single node's store and leads", h.Leader)}
+	}
+	name := in.memberName(0)
+	var p0 Pod
+	found := false
+	for _, p := range in.Pods {
+		if p.Ordinal == 0 {
+			p0, found = p, true
+		}
+	}
+	switch {
+	case !found:
+		return Action{Kind: Wait, Member: name, Reason: fmt.Sprintf("waiting for the pod of %s, which adopts the single node's store", name)}
+	case p0.Deleting:
+		return Action{Kind: Wait, Member: name, Reason: fmt.Sprintf("%s restarts into cluster mode", name)}
+	case p0.Single && !in.MemberTemplate:
+		return Action{Kind: Wait, Member: name,
+			Reason: fmt.Sprintf("waiting for the cluster's StatefulSet to replace the single node's before %s restarts as the first member", name)}
+	case p0.Single || !p0.Current:
+		return Action{Kind: DeletePod, Member: name,
+			Reason: fmt.Sprintf("restarting the single node %s as the cluster's first member: it adopts its store (one restart; its clients reconnect)", name)}
+	case in.Now.Sub(p0.Created) > in.Limits.ComeBack:
+		return Action{Kind: Stalled, Member: name,
+			Reason: fmt.Sprintf("%s restarted as the cluster's first member but does not lead within %s of its pod starting; see its log (it refuses a store it cannot adopt)",
+				name, in.Limits.ComeBack)}
+	case !p0.Running:
+		return Action{Kind: Wait, Member: name, Reason: fmt.Sprintf("waiting for %s to run as the cluster's first member", name)}
+	}
+	return Action{Kind: Wait, Member: name, Reason: fmt.Sprintf("%s adopts the single node's store and elects itself", name)}
+}

@@ -346,3 +346,100 @@ func TestMembers(t *testing.T) {
 		t.Errorf("ordinal(mqb-01) = %d, want -1", got)
 	}
 }
+
+// adopting is an Input while the single node mqb-0 becomes the first
+// member of a cluster of n: mqb-0 runs the single node's template, no
+// member answers, and the cluster's StatefulSet exists.
+func adopting(n int) Input {
+	return Input{StatefulSet: "mqb", Replicas: n, Views: map[string]View{}, Now: now, Limits: DefaultLimits,
+		Adopting: true, MemberTemplate: true,
+		Pods: []Pod{{Name: "mqb-0", Ordinal: 0, Running: true, Current: false, Single: true, Created: now.Add(-24 * time.Hour)}}}
+}
+
+// TestAdopt covers every case of a single node becoming member 0: the
+// one restart, waiting, the stall, and the hand-over to the grow path.
+func TestAdopt(t *testing.T) {
+	cases := map[string]struct {
+		edit   func(in *Input)
+		kind   Kind
+		member string
+		reason string
+	}{
+		"single node restarts as member 0":            {func(in *Input) {}, DeletePod, "mqb-0", "adopts its store"},
+		"not before the cluster's StatefulSet exists": {func(in *Input) { in.MemberTemplate = false }, Wait, "mqb-0", "replace the single node's"},
+		"single node already deleting":                {func(in *Input) { in.Pods[0].Deleting = true }, Wait, "mqb-0", "restarts into cluster mode"},
+		"pod gone":                                    {func(in *Input) { in.Pods = nil }, Wait, "mqb-0", "waiting for the pod of mqb-0"},
+		"member pod on an outdated template": {func(in *Input) {
+			in.Pods[0].Single, in.Pods[0].Created = false, now.Add(-time.Minute)
+		}, DeletePod, "mqb-0", "adopts its store"},
+		"member 0 starting": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Current: true, Created: now.Add(-time.Second)}
+		}, Wait, "mqb-0", "waiting for mqb-0 to run"},
+		"member 0 adopting and electing itself": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Running: true, Current: true, Created: now.Add(-time.Second)}
+		}, Wait, "mqb-0", "elects itself"},
+		"member 0 never leads": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Running: true, Current: true, Created: now.Add(-DefaultLimits.ComeBack - time.Second)}
+		}, Stalled, "mqb-0", "does not lead within"},
+		"a follower's view is no leader": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Running: true, Current: true, Created: now.Add(-time.Second)}
+			in.Views["mqb-0"] = View{Role: "follower", Term: 1}
+		}, Wait, "mqb-0", "elects itself"},
+		"member 0 leads: formed": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Running: true, Current: true, Created: now.Add(-time.Second)}
+			in.Views["mqb-0"] = View{Role: "leader", Serving: true, Term: 2, Members: []Member{{ID: "mqb-0", Voter: true}}}
+		}, Done, "", "adopted the single node's store"},
+		"leading but not serving yet": {func(in *Input) {
+			in.Pods[0] = Pod{Name: "mqb-0", Ordinal: 0, Running: true, Current: true, Created: now.Add(-time.Second)}
+			in.Views["mqb-0"] = View{Role: "leader", Term: 2, Members: []Member{{ID: "mqb-0", Voter: true}}}
+		}, Wait, "mqb-0", "elects itself"},
+	}
+	for _, n := range []int{3, 5} {
+		for name, tc := range cases {
+			t.Run(fmt.Sprintf("%d/%s", n, name), func(t *testing.T) {
+				in := adopting(n)
+				tc.edit(&in)
+				got := Decide(in)
+				if got.Kind != tc.kind || got.Member != tc.member || !strings.Contains(got.Reason, tc.reason) {
+					t.Fatalf("Decide = %v %q %q, want %v %q (reason with %q)", got.Kind, got.Member, got.Reason, tc.kind, tc.member, tc.reason)
+				}
+				if got.Kind == DeletePod && in.Pods[0].Name != "mqb-0" {
+					t.Fatal("deleted another pod than member 0")
+				}
+			})
+		}
+	}
+}
+
+// TestAdoptThenGrow: once member 0 leads alone (no longer adopting), the
+// grow path adds the others one at a time, lowest ordinal first, each a
+// voter only once caught up.
+func TestAdoptThenGrow(t *testing.T) {
+	in := Input{StatefulSet: "mqb", Replicas: 3, Now: now, Limits: DefaultLimits, Views: map[string]View{
+		"mqb-0": {Role: "leader", Serving: true, Term: 2, Members: []Member{{ID: "mqb-0", Voter: true}}},
+	}}
+	for i := range 3 {
+		in.Pods = append(in.Pods, Pod{Name: fmt.Sprintf("mqb-%d", i), Ordinal: i, Running: true, Current: true, Created: now})
+	}
+	if got := Decide(in); got.Kind != AddMember || got.Member != "mqb-1" || got.Leader != "mqb-0" {
+		t.Fatalf("Decide = %+v, want AddMember mqb-1 through mqb-0", got)
+	}
+	// mqb-1 added, still catching up (a non-voter): asked again.
+	v := in.Views["mqb-0"]
+	v.Members = append(v.Members, Member{ID: "mqb-1", Voter: false})
+	in.Views["mqb-0"] = v
+	if got := Decide(in); got.Kind != AddMember || got.Member != "mqb-1" {
+		t.Fatalf("Decide = %+v, want AddMember mqb-1 again", got)
+	}
+	v.Members[1].Voter = true
+	v.Members[1].Lag, v.Members[1].LastContact = ptr(uint64(0)), ptr(time.Millisecond)
+	if got := Decide(in); got.Kind != AddMember || got.Member != "mqb-2" {
+		t.Fatalf("Decide = %+v, want AddMember mqb-2", got)
+	}
+	// Adopting is over once a leader serves: Decide never restarts the
+	// leader for it.
+	in.Adopting = true
+	if got := Decide(in); got.Kind != Done {
+		t.Fatalf("Decide while still marked adopting with a leader = %+v, want Done", got)
+	}
+}

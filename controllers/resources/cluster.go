@@ -118,6 +118,7 @@ func ClusterMembers(b *v1alpha1.MQTTBroker, n int) []config.ClusterMember {
 // clusterArgs are the broker flags of a member: its ID and bind address
 // from the downward API, the members, the secret, and --cluster-bootstrap
 // while the cluster is being formed (Params.ClusterBootstrap).
+// While adopting (Params.Adopting), member 0 is listed alone.
 func clusterArgs(b *v1alpha1.MQTTBroker, p Params) []string {
 	n := int(statefulSetReplicas(b, p))
 	members := make([]string, 0, n)
@@ -125,7 +126,7 @@ func clusterArgs(b *v1alpha1.MQTTBroker, p Params) []string {
 		members = append(members, m.ID+"="+m.RaftAddress+"="+m.ClientAddress)
 	}
 	args := []string{
-		"--cluster-member-id=$(" + envPodName + ")",
+		MemberIDFlag + "$(" + envPodName + ")",
 		// Brackets: the pod IP may be IPv6; Go accepts them around IPv4.
 		fmt.Sprintf("--cluster-bind=[$(%s)]:%d", envPodIP, ReplicationPort),
 		"--cluster-members=" + strings.Join(members, ","),
@@ -135,6 +136,36 @@ func clusterArgs(b *v1alpha1.MQTTBroker, p Params) []string {
 		args = append(args, "--cluster-bootstrap")
 	}
 	return args
+}
+
+// MemberIDFlag is the flag that makes a broker container a cluster
+// member; a pod without it runs a single node.
+const MemberIDFlag = "--cluster-member-id="
+
+// RunsMember reports whether a pod spec runs a cluster member (rather
+// than a single node).
+func RunsMember(ps *corev1.PodSpec) bool {
+	for _, c := range ps.Containers {
+		for _, a := range c.Args {
+			if strings.HasPrefix(a, MemberIDFlag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ListedMembers is how many members a pod spec's --cluster-members flag
+// lists (0 without the flag).
+func ListedMembers(ps *corev1.PodSpec) int {
+	for _, c := range ps.Containers {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--cluster-members="); ok {
+				return len(strings.Split(v, ","))
+			}
+		}
+	}
+	return 0
 }
 
 // clusterEnv fills the flags' pod name and IP.

@@ -163,3 +163,33 @@ func TestMemberOrdinal(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptingStatefulSet: while a single node becomes member 0, the
+// StatefulSet holds member 0 alone, listed alone, bootstrapping, on the
+// cluster's pod template (whose roll hash does not change when adopting
+// ends, so member 0 is not restarted a second time).
+func TestAdoptingStatefulSet(t *testing.T) {
+	for _, n := range []int32{3, 5} {
+		b := clusterBroker(t, n)
+		c := mustConfig(t, b)
+		adopt := StatefulSet(b, c, Params{DefaultImage: testImage, Adopting: true, ClusterBootstrap: true})
+		ps := &adopt.Spec.Template.Spec
+		if *adopt.Spec.Replicas != 1 || !RunsMember(ps) || ListedMembers(ps) != 1 || !slices.Contains(ps.Containers[0].Args, "--cluster-bootstrap") {
+			t.Errorf("replicas %d: adopting StatefulSet has %d pods, members %d, args %q", n, *adopt.Spec.Replicas, ListedMembers(ps), ps.Containers[0].Args)
+		}
+		if adopt.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+			t.Errorf("adopting StatefulSet is %s", adopt.Spec.PodManagementPolicy)
+		}
+		formed := StatefulSet(b, c, Params{DefaultImage: testImage})
+		if *formed.Spec.Replicas != n || ListedMembers(&formed.Spec.Template.Spec) != int(n) {
+			t.Errorf("formed: %d pods, %d members, want %d", *formed.Spec.Replicas, ListedMembers(&formed.Spec.Template.Spec), n)
+		}
+		if a, f := adopt.Spec.Template.Annotations[RollHashAnnotation], formed.Spec.Template.Annotations[RollHashAnnotation]; a != f {
+			t.Errorf("roll hash changes when adopting ends (%s -> %s): member 0 would restart again", a, f)
+		}
+	}
+	one := clusterBroker(t, 1)
+	if ps := StatefulSet(one, mustConfig(t, one), Params{DefaultImage: testImage}).Spec.Template.Spec; RunsMember(&ps) || ListedMembers(&ps) != 0 {
+		t.Error("a single node's pod template runs a member")
+	}
+}

@@ -73,6 +73,15 @@ type Params struct {
 	// added later must not bootstrap a cluster of their own). The
 	// reconciler decides (see clusterBootstrap there).
 	ClusterBootstrap bool
+	// Adopting: a single node's StatefulSet becomes a cluster (replicas
+	// 1 -> 3 or 5). Until member 0 leads, the StatefulSet keeps one pod,
+	// which lists itself as the only member and bootstraps: it adopts the
+	// single node's store as the cluster's first state (the broker refuses
+	// to adopt with other members listed, and members that bootstrapped
+	// beside it would form a cluster without the store). The others are
+	// added through the leader once it serves. The reconciler decides (see
+	// adoptingSingle there).
+	Adopting bool
 	// Members is the number of pods of a cluster's StatefulSet when it
 	// differs from spec.replicas: while members leave a shrinking cluster
 	// through its leader, their pods stay. 0 means spec.replicas.
@@ -148,6 +157,9 @@ func StatefulSet(b *v1alpha1.MQTTBroker, c *config.Config, p Params) *appsv1.Sta
 // statefulSetReplicas is the number of pods: spec.replicas, or more while
 // members leave a shrinking cluster.
 func statefulSetReplicas(b *v1alpha1.MQTTBroker, p Params) int32 {
+	if Clustered(b) && p.Adopting {
+		return 1
+	}
 	if Clustered(b) && p.Members > Replicas(b) {
 		return p.Members
 	}

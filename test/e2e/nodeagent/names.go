@@ -33,7 +33,20 @@ type PodDNS struct {
 	Headless func(ns, svc, pod string) bool
 	// Port is the local port of a pod's container port.
 	Port func(ns, pod string, port int32) (int, error)
+	// Siblings: ClusterArgs also gives dial addresses to the StatefulSet
+	// siblings of the listed members (ordinals 0..maxSiblings-1 under the
+	// same headless Service), whether they exist yet or not. A member
+	// started alone (a single node adopted as a cluster's member 0) dials
+	// the members added later through it at their names, which only a
+	// cluster's DNS resolves; the broker applies a dial address by member
+	// ID to members added at run time, so the entries made now reach them
+	// (their ports are allocated now and kept for their pods).
+	Siblings bool
 }
+
+// maxSiblings is the most members a cluster has (the broker's bound, and
+// its bound on dial addresses).
+const maxSiblings = 7
 
 // clusterDomain is the cluster's DNS domain (the kubelet's default).
 const clusterDomain = "cluster.local"
@@ -212,6 +225,13 @@ func (d *PodDNS) ClusterArgs(args []string) ([]string, error) {
 		}
 		dial[id], changed = local, true
 	}
+	if d.Siblings {
+		more, err := d.siblingDials(members, dial)
+		if err != nil {
+			return nil, err
+		}
+		order, changed = append(order, more...), changed || len(more) > 0
+	}
 	if !changed {
 		return args, nil
 	}
@@ -230,6 +250,57 @@ func (d *PodDNS) ClusterArgs(args []string) ([]string, error) {
 		out[di+1] = value
 	}
 	return out, nil
+}
+
+// siblingDials adds to dial the StatefulSet siblings of the members (see
+// PodDNS.Siblings) that have no entry yet, up to maxSiblings entries in
+// all, and returns their IDs in the order added.
+func (d *PodDNS) siblingDials(members string, dial map[string]string) ([]string, error) {
+	var added []string
+	for _, item := range strings.Split(members, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "=")
+		if len(parts) < 2 {
+			continue
+		}
+		for _, sib := range siblings(parts[1]) {
+			id, _, _ := strings.Cut(sib, ".")
+			if _, ok := dial[id]; ok || len(dial) >= maxSiblings {
+				continue
+			}
+			local, ok, err := d.resolve(sib)
+			if err != nil {
+				return nil, fmt.Errorf("nodeagent: cluster member %s at %s: %w", id, sib, err)
+			}
+			if ok {
+				dial[id] = local
+				added = append(added, id)
+			}
+		}
+	}
+	return added, nil
+}
+
+// siblings are the addresses of the StatefulSet pods beside the one at
+// addr (POD.REST:port with POD = NAME-ORDINAL): NAME-0..NAME-6 at the same
+// REST and port. None when addr names no such pod.
+func siblings(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	pod, rest, ok := strings.Cut(host, ".")
+	i := strings.LastIndexByte(pod, '-')
+	if !ok || i <= 0 {
+		return nil
+	}
+	if _, err := strconv.Atoi(pod[i+1:]); err != nil {
+		return nil
+	}
+	out := make([]string, 0, maxSiblings)
+	for n := range maxSiblings {
+		out = append(out, net.JoinHostPort(fmt.Sprintf("%s-%d.%s", pod[:i], n, rest), port))
+	}
+	return out
 }
 
 // flagValue finds -name=value, --name=value, or -name/--name followed by
@@ -257,6 +328,7 @@ func flagValue(args []string, name string) (int, string, bool) {
 func (a *Agent) podDNS(ns string) *PodDNS {
 	return &PodDNS{
 		Namespace: ns,
+		Siblings:  true,
 		Headless:  a.headlessMember,
 		Port: func(ns, pod string, port int32) (int, error) {
 			return a.ports.get(fmt.Sprintf("%s/%d", podKey(ns, pod), port))

@@ -197,3 +197,27 @@ func TestClusterArgs(t *testing.T) {
 		t.Error("a port that cannot be allocated is not an error")
 	}
 }
+
+// With Siblings, a member listed alone is given dial addresses for its
+// StatefulSet siblings too (members added later through it), up to the
+// broker's bound of 7 entries.
+func TestClusterArgsSiblings(t *testing.T) {
+	d := testDNS()
+	d.Siblings = true
+	got, err := d.ClusterArgs([]string{"--cluster-members=b-0=b-0.b-headless.ns.svc:7946=b-0.b-headless.ns.svc:1883"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "--cluster-dial-addresses=b-0=127.0.0.1:22000,b-1=127.0.0.1:22001,b-2=127.0.0.1:22002,b-3=127.0.0.1:22003," +
+		"b-4=127.0.0.1:22004,b-5=127.0.0.1:22005,b-6=127.0.0.1:22006"
+	if len(got) != 2 || got[1] != want {
+		t.Fatalf("args %q, want %q", got, want)
+	}
+	got, err = d.ClusterArgs([]string{"--cluster-members=ext=x.example.com:7946"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("a member that is no pod got siblings: %q %v", got, err)
+	}
+	if s := siblings("b-x.b-headless:7946"); s != nil {
+		t.Fatalf("siblings of a name without an ordinal: %q", s)
+	}
+}
