@@ -62,6 +62,7 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 	b.NoSync = flags&flagNoSync != 0
 	b.Ops = make([]Op, 0, n)
 	for i := 0; i < n; i++ {
+		r.left = n - i
 		op, err := r.op()
 		if err != nil {
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
@@ -199,6 +200,11 @@ func appendEntry(dst []byte, e *QueueEntry) []byte {
 type decoder struct {
 	buf []byte
 	err error
+	// ents are decoded queue entries not handed out yet: they are
+	// allocated a chunk at a time (a fan-out batch holds one per session),
+	// at most as many as there are operations left to decode.
+	ents []QueueEntry
+	left int // operations left to decode, counting the current one
 }
 
 func (r *decoder) fail(format string, args ...any) {
@@ -396,8 +402,16 @@ func (r *decoder) message() *Message {
 	return m
 }
 
+// entryChunk is how many queue entries the decoder allocates at once.
+const entryChunk = 128
+
 func (r *decoder) entry() *QueueEntry {
-	e := &QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
+	if len(r.ents) == 0 {
+		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+	}
+	e := &r.ents[0]
+	r.ents = r.ents[1:]
+	*e = QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
 	e.Retain = r.bools()&1 != 0
 	e.PacketID = r.uint16()
 	if n := r.count(1); n > 0 {
