@@ -510,3 +510,55 @@ func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
 		t.Fatalf("remove with no ID: %v", err)
 	}
 }
+
+// The leader applies its own entries from the batches it committed (no
+// decoding), the followers decode them, and all end in the same state;
+// no batch stays registered once its commit is answered.
+func TestLeaderAppliesItsOwnBatches(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	var waits []func() error
+	for i := 1; i <= 20; i++ {
+		w, err := st.(store.Pipeliner).CommitNoWait(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for _, w := range waits {
+		if err := w(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A refused batch is refused on the leader as on the followers.
+	bad := &store.Batch{}
+	bad.Enqueue("nobody", &store.QueueEntry{Seq: 1, MessageID: 1 << 40})
+	if err := st.Commit(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused batch: err = %v, want ErrNotFound", err)
+	}
+	for i, n := range c.nodes {
+		waitApplied(t, n, c.nodes[l])
+		if got := payloads(t, n.Store(), "dev"); len(got) != 20 || got[19] != "20" {
+			t.Fatalf("member %d holds %d entries", i, len(got))
+		}
+		decoded := n.fsm.decoded.Load()
+		switch {
+		case i == l && decoded != 0:
+			t.Errorf("the leader decoded %d of its own entries", decoded)
+		case i != l && decoded < 22:
+			t.Errorf("follower %d decoded %d entries, want 22", i, decoded)
+		}
+	}
+	rs := st.(*replStore)
+	rs.ownMu.Lock()
+	left := len(rs.own)
+	rs.ownMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d batches still registered after their commits were answered", left)
+	}
+}

@@ -50,12 +50,46 @@ type replStore struct {
 	// so pending is in log order: waitOutcomes never waits for a later
 	// entry while an earlier one's committer could go on.
 	applyMu sync.Mutex
+	// own holds the batches of this member's entries in flight, by the
+	// first byte of their encoding: the FSM applies the leader's own
+	// entries from the batch instead of decoding what it just encoded
+	// (Raft hands the leader's FSM the very slice given to Apply). An
+	// entry leaves it when its outcome is known; the FSM of a member
+	// that did not put the entry in the log (or reads it back from the
+	// log) never finds it and decodes.
+	ownMu sync.Mutex
+	own   map[*byte]*store.Batch
 }
 
 // pendingCommit is an entry in the log and where its outcome goes.
 type pendingCommit struct {
 	f   raft.ApplyFuture
+	key *byte      // the entry's key in own
 	res chan error // buffered: waitOutcomes never waits for a committer
+}
+
+// ownBatch returns the batch data encodes when this member put data in
+// the log and its outcome is not known yet, else nil.
+func (s *replStore) ownBatch(data []byte) *store.Batch {
+	if len(data) == 0 {
+		return nil
+	}
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	return s.own[&data[0]]
+}
+
+func (s *replStore) setOwn(key *byte, b *store.Batch) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if b == nil {
+		delete(s.own, key)
+		return
+	}
+	if s.own == nil {
+		s.own = make(map[*byte]*store.Batch)
+	}
+	s.own[key] = b
 }
 
 // maxPendingCommits bounds the entries queued for waitOutcomes: a
@@ -206,7 +240,7 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.stopped() {
 		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.apply(data)
+	res, err := s.apply(data, b)
 	if err != nil {
 		return err
 	}
@@ -231,23 +265,29 @@ func (s *replStore) waitOutcomes() {
 	for {
 		select {
 		case p := <-s.pending:
-			p.res <- applyOutcome(p.f)
+			err := applyOutcome(p.f)
+			s.setOwn(p.key, nil)
+			p.res <- err
 		case <-s.done:
 			return
 		}
 	}
 }
 
-// apply puts data in the log and hands its future to waitOutcomes; it
-// returns where the outcome arrives.
-func (s *replStore) apply(data []byte) (<-chan error, error) {
+// apply puts data, the encoding of b, in the log and hands its future to
+// waitOutcomes; it returns where the outcome arrives. b must not change
+// until then.
+func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), res: make(chan error, 1)}
+	key := &data[0] // an encoded batch is never empty
+	s.setOwn(key, b)
+	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: make(chan error, 1)}
 	select {
 	case s.pending <- p:
 		return p.res, nil
 	case <-s.done:
+		// Never answered: the entry stays in own, as the member stops.
 		return nil, errStoppedUnknown
 	}
 }
@@ -315,7 +355,7 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	if s.stopped() {
 		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.apply(data)
+	res, err := s.apply(data, b)
 	if err != nil {
 		return nil, err
 	}
