@@ -562,3 +562,74 @@ func TestLeaderAppliesItsOwnBatches(t *testing.T) {
 		t.Fatalf("%d batches still registered after their commits were answered", left)
 	}
 }
+
+// A NoSync batch is held back to go with the next entry, and committed in
+// its place in the order: alone (no entry follows) within holdFor, and
+// before an entry that follows it.
+func TestNoSyncBatchesAreHeldInOrder(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	p := st.(store.Pipeliner)
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Alone: its wait returns once the hold ends and it is applied.
+	deq := &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 1)
+	wait, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(t, st, "dev"); fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("after the held Dequeue: %v", got)
+	}
+	// Followed by an entry: the held Dequeue waits for it (however long
+	// the hold), then goes first.
+	defer func(d time.Duration) { holdFor = d }(holdFor)
+	holdFor = time.Hour
+	deq = &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 2)
+	last := c.nodes[l].raft.LastIndex()
+	w1, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.nodes[l].raft.LastIndex(); got != last {
+		t.Fatalf("a NoSync batch went into the log at once (last index %d -> %d)", last, got)
+	}
+	w2, err := p.CommitNoWait(ctx, enqueueBatch(st, "dev", 4, "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deq = &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 4) // valid only after the enqueue of 4
+	w3, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last one is released by a Commit (any entry after it).
+	if err := st.Commit(ctx, sessionBatch("other")); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []func() error{w1, w2, w3} {
+		if err := w(); err != nil {
+			t.Fatalf("commit %d: %v", i+1, err)
+		}
+	}
+	for i, n := range c.nodes {
+		waitApplied(t, n, c.nodes[l])
+		if got := payloads(t, n.Store(), "dev"); fmt.Sprint(got) != "[3]" {
+			t.Fatalf("member %d holds %v, want [3]", i, got)
+		}
+	}
+}
