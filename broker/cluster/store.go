@@ -423,7 +423,11 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 		noSync = noSync && x.NoSync
 	}
 	if len(bs) > 1 {
-		b = &store.Batch{NoSync: noSync}
+		n := 0
+		for _, x := range bs {
+			n += len(x.Ops)
+		}
+		b = &store.Batch{NoSync: noSync, Ops: make([]store.Op, 0, n)}
 		for _, x := range bs {
 			b.Ops = append(b.Ops, x.Ops...)
 		}

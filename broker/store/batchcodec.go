@@ -42,7 +42,21 @@ func (b *Batch) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 // MarshalBinary returns the binary form of b.
-func (b *Batch) MarshalBinary() ([]byte, error) { return b.AppendBinary(nil) }
+func (b *Batch) MarshalBinary() ([]byte, error) { return b.AppendBinary(make([]byte, 0, b.sizeHint())) }
+
+// sizeHint estimates the size of b's binary form, so that encoding a
+// large batch (a fan-out of many queue entries) allocates once.
+func (b *Batch) sizeHint() int {
+	n := 16
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		n += 24 + len(op.ClientID) + len(op.Filter) + len(op.Topic)
+		if m := op.Message; m != nil {
+			n += 48 + len(m.Topic) + len(m.Payload) + len(m.Publisher)
+		}
+	}
+	return n
+}
 
 // UnmarshalBinary replaces b's operations with those encoded in data. The
 // decoded records do not alias data.
