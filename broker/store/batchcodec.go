@@ -219,6 +219,34 @@ type decoder struct {
 	// at most as many as there are operations left to decode.
 	ents []QueueEntry
 	left int // operations left to decode, counting the current one
+	// ids interns the client IDs of queue operations: a group commit
+	// names each session once per message it queues for it. At most
+	// maxInterned are kept.
+	ids map[string]string
+}
+
+// maxInterned bounds the client IDs one decode interns.
+const maxInterned = 4096
+
+// clientID reads a client ID, the same string for the same ID.
+func (r *decoder) clientID() string {
+	n := r.count(1)
+	if r.err != nil {
+		return ""
+	}
+	raw := r.buf[:n]
+	r.buf = r.buf[n:]
+	if s, ok := r.ids[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if r.ids == nil {
+		r.ids = make(map[string]string)
+	}
+	if len(r.ids) < maxInterned {
+		r.ids[s] = s
+	}
+	return s
 }
 
 func (r *decoder) fail(format string, args ...any) {
@@ -347,10 +375,10 @@ func (r *decoder) op() (Op, error) {
 		op.Message = r.message()
 		op.Topic = op.Message.Topic
 	case OpEnqueue, OpUpdateEntry:
-		op.ClientID = r.string()
+		op.ClientID = r.clientID()
 		op.Entry = r.entry()
 	case OpDequeue:
-		op.ClientID = r.string()
+		op.ClientID = r.clientID()
 		op.Seq = r.uvarint()
 	case OpPutInboundQoS2, OpDeleteInboundQoS2:
 		op.ClientID = r.string()

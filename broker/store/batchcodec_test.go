@@ -176,3 +176,24 @@ func BenchmarkBatchEncode(b *testing.B) {
 		}
 	}
 }
+
+// Client IDs are interned up to maxInterned per decode; IDs past the bound
+// (a batch naming more sessions) still decode exactly.
+func TestBatchCodecManyClientIDs(t *testing.T) {
+	in := &Batch{}
+	for i := range maxInterned + 100 {
+		in.Dequeue(fmt.Sprintf("c%d", i), uint64(i))
+		in.Dequeue(fmt.Sprintf("c%d", i%7), uint64(i)) // repeats, interned
+	}
+	data, err := in.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Batch
+	if err := out.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in.Ops, out.Ops) {
+		t.Fatal("decoded operations differ")
+	}
+}
