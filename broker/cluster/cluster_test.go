@@ -633,3 +633,42 @@ func TestNoSyncBatchesAreHeldInOrder(t *testing.T) {
 		}
 	}
 }
+
+// At most holdMax NoSync batches are held: one more puts them in the log.
+func TestNoSyncHoldIsBounded(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	p := st.(store.Pipeliner)
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { holdFor = d }(holdFor)
+	holdFor = time.Hour
+	last := c.nodes[l].raft.LastIndex()
+	var waits []func() error
+	for i := range holdMax + 1 {
+		b := &store.Batch{NoSync: true}
+		b.DeleteInboundQoS2("dev", uint16(i+1)) // a valid no-op
+		w, err := p.CommitNoWait(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits[:holdMax] {
+		if err := w(); err != nil {
+			t.Fatalf("held batch %d: %v", i, err)
+		}
+	}
+	if got := c.nodes[l].raft.LastIndex(); got != last+holdMax {
+		t.Fatalf("log grew by %d entries, want the %d held before the last", got-last, holdMax)
+	}
+	if err := st.Commit(ctx, sessionBatch("other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := waits[holdMax](); err != nil {
+		t.Fatal(err)
+	}
+}
