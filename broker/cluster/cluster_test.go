@@ -319,9 +319,11 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
 		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
 	}
-	if log := c.logs[down].String(); !strings.Contains(log, "installed a snapshot from the leader") {
-		t.Fatalf("the member's log does not tell of the snapshot it installed:\n%s", log)
-	}
+	// The member logs the install just after the restored store serves
+	// reads, so the line may come a moment after the entries.
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the member's log to tell of the snapshot it installed", func() bool {
+		return strings.Contains(c.logs[down].String(), "installed a snapshot from the leader")
+	})
 	// The restored member restarts from its own store.
 	c.stop(down)
 	c.start(down)
