@@ -319,9 +319,11 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	if got := payloads(t, c.nodes[down].Store(), "dev"); len(got) != 400 || got[399] != "400" {
 		t.Fatalf("member restored from a snapshot holds %d entries", len(got))
 	}
-	if log := c.logs[down].String(); !strings.Contains(log, "installed a snapshot from the leader") {
-		t.Fatalf("the member's log does not tell of the snapshot it installed:\n%s", log)
-	}
+	// The member logs the install just after the restored store serves
+	// reads, so the line may come a moment after the entries.
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the member's log to tell of the snapshot it installed", func() bool {
+		return strings.Contains(c.logs[down].String(), "installed a snapshot from the leader")
+	})
 	// The restored member restarts from its own store.
 	c.stop(down)
 	c.start(down)
@@ -508,5 +510,167 @@ func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
 	}
 	if err := c.nodes[l].RemoveMember(""); !errors.Is(err, ErrInvalidMember) {
 		t.Fatalf("remove with no ID: %v", err)
+	}
+}
+
+// The leader applies its own entries from the batches it committed (no
+// decoding), the followers decode them, and all end in the same state;
+// no batch stays registered once its commit is answered.
+func TestLeaderAppliesItsOwnBatches(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	var waits []func() error
+	for i := 1; i <= 20; i++ {
+		w, err := st.(store.Pipeliner).CommitNoWait(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for _, w := range waits {
+		if err := w(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A refused batch is refused on the leader as on the followers.
+	bad := &store.Batch{}
+	bad.Enqueue("nobody", &store.QueueEntry{Seq: 1, MessageID: 1 << 40})
+	if err := st.Commit(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused batch: err = %v, want ErrNotFound", err)
+	}
+	for i, n := range c.nodes {
+		waitApplied(t, n, c.nodes[l])
+		if got := payloads(t, n.Store(), "dev"); len(got) != 20 || got[19] != "20" {
+			t.Fatalf("member %d holds %d entries", i, len(got))
+		}
+		decoded := n.fsm.decoded.Load()
+		switch {
+		case i == l && decoded != 0:
+			t.Errorf("the leader decoded %d of its own entries", decoded)
+		case i != l && decoded < 22:
+			t.Errorf("follower %d decoded %d entries, want 22", i, decoded)
+		}
+	}
+	rs := st.(*replStore)
+	rs.ownMu.Lock()
+	left := len(rs.own)
+	rs.ownMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d batches still registered after their commits were answered", left)
+	}
+}
+
+// A NoSync batch is held back to go with the next entry, and committed in
+// its place in the order: alone (no entry follows) within holdFor, and
+// before an entry that follows it.
+func TestNoSyncBatchesAreHeldInOrder(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	p := st.(store.Pipeliner)
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Alone: its wait returns once the hold ends and it is applied.
+	deq := &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 1)
+	wait, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(t, st, "dev"); fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("after the held Dequeue: %v", got)
+	}
+	// Followed by an entry: the held Dequeue waits for it (however long
+	// the hold), then goes first.
+	defer func(d time.Duration) { holdFor = d }(holdFor)
+	holdFor = time.Hour
+	deq = &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 2)
+	last := c.nodes[l].raft.LastIndex()
+	w1, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.nodes[l].raft.LastIndex(); got != last {
+		t.Fatalf("a NoSync batch went into the log at once (last index %d -> %d)", last, got)
+	}
+	w2, err := p.CommitNoWait(ctx, enqueueBatch(st, "dev", 4, "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deq = &store.Batch{NoSync: true}
+	deq.Dequeue("dev", 4) // valid only after the enqueue of 4
+	w3, err := p.CommitNoWait(ctx, deq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last one is released by a Commit (any entry after it).
+	if err := st.Commit(ctx, sessionBatch("other")); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []func() error{w1, w2, w3} {
+		if err := w(); err != nil {
+			t.Fatalf("commit %d: %v", i+1, err)
+		}
+	}
+	for i, n := range c.nodes {
+		waitApplied(t, n, c.nodes[l])
+		if got := payloads(t, n.Store(), "dev"); fmt.Sprint(got) != "[3]" {
+			t.Fatalf("member %d holds %v, want [3]", i, got)
+		}
+	}
+}
+
+// At most holdMax NoSync batches are held: one more puts them in the log.
+func TestNoSyncHoldIsBounded(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	p := st.(store.Pipeliner)
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { holdFor = d }(holdFor)
+	holdFor = time.Hour
+	last := c.nodes[l].raft.LastIndex()
+	var waits []func() error
+	for i := range holdMax + 1 {
+		b := &store.Batch{NoSync: true}
+		b.DeleteInboundQoS2("dev", uint16(i+1)) // a valid no-op
+		w, err := p.CommitNoWait(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits[:holdMax] {
+		if err := w(); err != nil {
+			t.Fatalf("held batch %d: %v", i, err)
+		}
+	}
+	if got := c.nodes[l].raft.LastIndex(); got != last+holdMax {
+		t.Fatalf("log grew by %d entries, want the %d held before the last", got-last, holdMax)
+	}
+	if err := st.Commit(ctx, sessionBatch("other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := waits[holdMax](); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -123,6 +123,7 @@ type Node struct {
 	logs   *logStore
 	snaps  *raft.FileSnapshotStore
 	st     *replStore
+	fsm    *fsm
 	track  tracker
 
 	mu      sync.Mutex
@@ -283,6 +284,7 @@ func (n *Node) open() error {
 	rc.BatchApplyCh = true
 
 	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail}
+	n.fsm = f
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 		if err != nil {

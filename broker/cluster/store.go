@@ -50,12 +50,50 @@ type replStore struct {
 	// so pending is in log order: waitOutcomes never waits for a later
 	// entry while an earlier one's committer could go on.
 	applyMu sync.Mutex
+	// own holds the batches of this member's entries in flight, by the
+	// first byte of their encoding: the FSM applies the leader's own
+	// entries from the batch instead of decoding what it just encoded
+	// (Raft hands the leader's FSM the very slice given to Apply). An
+	// entry leaves it when its outcome is known; the FSM of a member
+	// that did not put the entry in the log (or reads it back from the
+	// log) never finds it and decodes.
+	ownMu sync.Mutex
+	own   map[*byte]*store.Batch
+	// held are NoSync entries held back to go with the next one (see
+	// hold); guarded by applyMu.
+	held      []heldEntry
+	holdTimer *time.Timer
 }
 
 // pendingCommit is an entry in the log and where its outcome goes.
 type pendingCommit struct {
 	f   raft.ApplyFuture
+	key *byte      // the entry's key in own
 	res chan error // buffered: waitOutcomes never waits for a committer
+}
+
+// ownBatch returns the batch data encodes when this member put data in
+// the log and its outcome is not known yet, else nil.
+func (s *replStore) ownBatch(data []byte) *store.Batch {
+	if len(data) == 0 {
+		return nil
+	}
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	return s.own[&data[0]]
+}
+
+func (s *replStore) setOwn(key *byte, b *store.Batch) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if b == nil {
+		delete(s.own, key)
+		return
+	}
+	if s.own == nil {
+		s.own = make(map[*byte]*store.Batch)
+	}
+	s.own[key] = b
 }
 
 // maxPendingCommits bounds the entries queued for waitOutcomes: a
@@ -206,7 +244,7 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.stopped() {
 		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.apply(data)
+	res, err := s.apply(data, b)
 	if err != nil {
 		return err
 	}
@@ -231,25 +269,103 @@ func (s *replStore) waitOutcomes() {
 	for {
 		select {
 		case p := <-s.pending:
-			p.res <- applyOutcome(p.f)
+			err := applyOutcome(p.f)
+			s.setOwn(p.key, nil)
+			p.res <- err
 		case <-s.done:
 			return
 		}
 	}
 }
 
-// apply puts data in the log and hands its future to waitOutcomes; it
-// returns where the outcome arrives.
-func (s *replStore) apply(data []byte) (<-chan error, error) {
+// apply puts data, the encoding of b, in the log (after the entries
+// held back, see hold) and hands its future to waitOutcomes; it returns
+// where the outcome arrives. b must not change until then.
+func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), res: make(chan error, 1)}
-	select {
-	case s.pending <- p:
-		return p.res, nil
-	case <-s.done:
+	s.releaseHeldLocked()
+	res := make(chan error, 1)
+	if !s.applyLocked(data, b, res) {
 		return nil, errStoppedUnknown
 	}
+	return res, nil
+}
+
+// applyLocked puts one entry in the log; s.applyMu is held. It returns
+// false when the member stopped first (the outcome never arrives on res).
+func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) bool {
+	key := &data[0] // an encoded batch is never empty
+	s.setOwn(key, b)
+	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: res}
+	select {
+	case s.pending <- p:
+		return true
+	case <-s.done:
+		// Never answered: the entry stays in own, as the member stops.
+		return false
+	}
+}
+
+// A batch that acknowledges nothing to a client (every one of the group
+// is NoSync: the Dequeues of acknowledged deliveries, marks of sent
+// messages) is held back for at most holdFor, or until holdMax of them
+// wait, and put in the log just before the next entry: both then share
+// the leader's fsync and the append round to the followers, instead of
+// the held one taking a round of its own that the next entry (a publish
+// a client waits for) queues behind. It is still committed and applied in
+// order before every later entry; its wait returns once it is, as
+// before. A member that stops meanwhile answers its wait with
+// errStoppedUnknown, as for an entry in flight (NoSync allows losing it,
+// as a crash of a single node may).
+const holdMax = 8
+
+// holdFor is how long a NoSync entry waits for a next one (a variable for
+// tests).
+var holdFor = 2 * time.Millisecond
+
+// heldEntry is a NoSync entry held back.
+type heldEntry struct {
+	data []byte
+	b    *store.Batch
+	res  chan error
+}
+
+// hold queues a NoSync entry and returns where its outcome arrives.
+func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if len(s.held) >= holdMax {
+		s.releaseHeldLocked()
+	}
+	res := make(chan error, 1)
+	s.held = append(s.held, heldEntry{data: data, b: b, res: res})
+	if len(s.held) == 1 {
+		if s.holdTimer == nil {
+			s.holdTimer = time.AfterFunc(holdFor, s.releaseHeld)
+		} else {
+			s.holdTimer.Reset(holdFor)
+		}
+	}
+	return res
+}
+
+// releaseHeld puts the held entries in the log (the timer's end).
+func (s *replStore) releaseHeld() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.releaseHeldLocked()
+}
+
+func (s *replStore) releaseHeldLocked() {
+	for i := range s.held {
+		h := &s.held[i]
+		if !s.applyLocked(h.data, h.b, h.res) {
+			break // stopped: the rest are never answered, their waits end on done
+		}
+	}
+	clear(s.held)
+	s.held = s.held[:0]
 }
 
 var errStoppedUnknown = fmt.Errorf("cluster: commit: outcome unknown, the member stopped: %w", store.ErrClosed)
@@ -302,8 +418,16 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 		return nil, fmt.Errorf("cluster: commit: %w", err)
 	}
 	b := bs[0]
+	noSync := true
+	for _, x := range bs {
+		noSync = noSync && x.NoSync
+	}
 	if len(bs) > 1 {
-		b = &store.Batch{}
+		n := 0
+		for _, x := range bs {
+			n += len(x.Ops)
+		}
+		b = &store.Batch{NoSync: noSync, Ops: make([]store.Op, 0, n)}
 		for _, x := range bs {
 			b.Ops = append(b.Ops, x.Ops...)
 		}
@@ -315,7 +439,11 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	if s.stopped() {
 		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.apply(data)
+	if noSync {
+		res := s.hold(data, b)
+		return func() error { return s.outcome(res) }, nil
+	}
+	res, err := s.apply(data, b)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +457,11 @@ func (s *replStore) PipelineDepth() int { return 16 }
 
 // Close closes the local store. The Node closes Raft first.
 func (s *replStore) Close() error {
+	s.applyMu.Lock()
+	if s.holdTimer != nil {
+		s.holdTimer.Stop()
+	}
+	s.applyMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.Close()

@@ -42,7 +42,21 @@ func (b *Batch) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 // MarshalBinary returns the binary form of b.
-func (b *Batch) MarshalBinary() ([]byte, error) { return b.AppendBinary(nil) }
+func (b *Batch) MarshalBinary() ([]byte, error) { return b.AppendBinary(make([]byte, 0, b.sizeHint())) }
+
+// sizeHint estimates the size of b's binary form, so that encoding a
+// large batch (a fan-out of many queue entries) allocates once.
+func (b *Batch) sizeHint() int {
+	n := 16
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		n += 24 + len(op.ClientID) + len(op.Filter) + len(op.Topic)
+		if m := op.Message; m != nil {
+			n += 48 + len(m.Topic) + len(m.Payload) + len(m.Publisher)
+		}
+	}
+	return n
+}
 
 // UnmarshalBinary replaces b's operations with those encoded in data. The
 // decoded records do not alias data.
@@ -62,6 +76,7 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 	b.NoSync = flags&flagNoSync != 0
 	b.Ops = make([]Op, 0, n)
 	for i := 0; i < n; i++ {
+		r.left = n - i
 		op, err := r.op()
 		if err != nil {
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
@@ -199,6 +214,39 @@ func appendEntry(dst []byte, e *QueueEntry) []byte {
 type decoder struct {
 	buf []byte
 	err error
+	// ents are decoded queue entries not handed out yet: they are
+	// allocated a chunk at a time (a fan-out batch holds one per session),
+	// at most as many as there are operations left to decode.
+	ents []QueueEntry
+	left int // operations left to decode, counting the current one
+	// ids interns the client IDs of queue operations: a group commit
+	// names each session once per message it queues for it. At most
+	// maxInterned are kept.
+	ids map[string]string
+}
+
+// maxInterned bounds the client IDs one decode interns.
+const maxInterned = 4096
+
+// clientID reads a client ID, the same string for the same ID.
+func (r *decoder) clientID() string {
+	n := r.count(1)
+	if r.err != nil {
+		return ""
+	}
+	raw := r.buf[:n]
+	r.buf = r.buf[n:]
+	if s, ok := r.ids[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if r.ids == nil {
+		r.ids = make(map[string]string)
+	}
+	if len(r.ids) < maxInterned {
+		r.ids[s] = s
+	}
+	return s
 }
 
 func (r *decoder) fail(format string, args ...any) {
@@ -327,10 +375,10 @@ func (r *decoder) op() (Op, error) {
 		op.Message = r.message()
 		op.Topic = op.Message.Topic
 	case OpEnqueue, OpUpdateEntry:
-		op.ClientID = r.string()
+		op.ClientID = r.clientID()
 		op.Entry = r.entry()
 	case OpDequeue:
-		op.ClientID = r.string()
+		op.ClientID = r.clientID()
 		op.Seq = r.uvarint()
 	case OpPutInboundQoS2, OpDeleteInboundQoS2:
 		op.ClientID = r.string()
@@ -396,8 +444,16 @@ func (r *decoder) message() *Message {
 	return m
 }
 
+// entryChunk is how many queue entries the decoder allocates at once.
+const entryChunk = 128
+
 func (r *decoder) entry() *QueueEntry {
-	e := &QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
+	if len(r.ents) == 0 {
+		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+	}
+	e := &r.ents[0]
+	r.ents = r.ents[1:]
+	*e = QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
 	e.Retain = r.bools()&1 != 0
 	e.PacketID = r.uint16()
 	if n := r.count(1); n > 0 {

@@ -19,6 +19,9 @@ import (
 //
 //	LOAD_CLUSTER_MESSAGES=N   ingest messages (default 40000)
 //	LOAD_REPORT=file          also write the Markdown table there
+//	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
+//	                          earlier build) in the same rounds: a column
+//	                          "baseline cluster" and the ratio new/baseline
 func TestClusterBench(t *testing.T) {
 	bin, err := BuildBollard(context.Background(), t.TempDir())
 	if err != nil {
@@ -32,6 +35,17 @@ func TestClusterBench(t *testing.T) {
 	}
 	three := func(dir string) (Target, error) {
 		return NewBollardCluster(ClusterOptions{Binary: bin, Dir: dir, Members: 3, MaxInflight: 128})
+	}
+	type target struct {
+		name string
+		new  func(string) (Target, error)
+	}
+	targets := []target{{"single", single}, {"cluster", three}}
+	baseline := os.Getenv("LOAD_BASELINE_BIN")
+	if baseline != "" {
+		targets = append(targets, target{"baseline", func(dir string) (Target, error) {
+			return NewBollardCluster(ClusterOptions{Binary: baseline, Dir: dir, Members: 3, MaxInflight: 128})
+		}})
 	}
 	type row struct {
 		name, unit     string
@@ -65,14 +79,15 @@ func TestClusterBench(t *testing.T) {
 		{"1 -> 1 QoS 1, window 1, persistent subscriber: p50 latency", "ms", false, latency(1, true)},
 	}
 	var out strings.Builder
-	out.WriteString("| scenario | single node (sync) | 3-member cluster | cluster / single |\n| --- | --- | --- | --- |\n")
+	if baseline == "" {
+		out.WriteString("| scenario | single node (sync) | 3-member cluster | cluster / single |\n| --- | --- | --- | --- |\n")
+	} else {
+		out.WriteString("| scenario | single node (sync) | 3-member cluster | cluster / single | baseline cluster | baseline / single | cluster / baseline |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	}
 	for _, r := range rows {
 		best := map[string]float64{}
 		for i := 0; i < repeat; i++ {
-			for _, f := range []struct {
-				name string
-				new  func(string) (Target, error)
-			}{{"single", single}, {"cluster", three}} {
+			for _, f := range targets {
 				v, err := runTarget(t, f.new, r.run)
 				if err != nil {
 					t.Errorf("%s on %s: %v", r.name, f.name, err)
@@ -83,7 +98,12 @@ func TestClusterBench(t *testing.T) {
 				}
 			}
 		}
-		fmt.Fprintf(&out, "| %s | %.4g | %.4g | %.2f |\n", r.name, best["single"], best["cluster"], best["cluster"]/best["single"])
+		if baseline == "" {
+			fmt.Fprintf(&out, "| %s | %.4g | %.4g | %.2f |\n", r.name, best["single"], best["cluster"], best["cluster"]/best["single"])
+		} else {
+			fmt.Fprintf(&out, "| %s | %.4g | %.4g | %.2f | %.4g | %.2f | %.2f |\n", r.name, best["single"], best["cluster"], best["cluster"]/best["single"],
+				best["baseline"], best["baseline"]/best["single"], best["cluster"]/best["baseline"])
+		}
 	}
 	t.Logf("\n%s", out.String())
 	if p := os.Getenv("LOAD_REPORT"); p != "" {

@@ -72,6 +72,124 @@ func (s *Store) ApplyReplicated(index uint64, b *store.Batch) error {
 	return pb.Close()
 }
 
+// ApplyReplicatedBatch applies the entries at indexes (increasing, one
+// batch each) as ApplyReplicated would one after the other, and returns
+// each entry's outcome. When the store accepts every entry not applied
+// before, they are written as one Pebble batch recording the last index:
+// one validation pass, one memtable insertion and, since a session's
+// entries appended by consecutive batches share a queue run, fewer keys
+// than one write per entry. When the store refuses one of them, the
+// entries are applied one by one instead, so that each refusal is that
+// entry's alone, exactly as without batching. A write failure fails the
+// store, as in ApplyReplicated: the failed entry's error and every later
+// one's wrap ErrApply.
+func (s *Store) ApplyReplicatedBatch(indexes []uint64, bs []*store.Batch) []error {
+	errs := make([]error, len(bs))
+	if len(indexes) != len(bs) {
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %d indexes for %d batches", ErrApply, len(indexes), len(bs))
+		}
+		return errs
+	}
+	if selfContained(bs) && s.applyMerged(indexes, bs, errs) {
+		return errs
+	}
+	for i, b := range bs {
+		errs[i] = s.ApplyReplicated(indexes[i], b)
+	}
+	return errs
+}
+
+// applyMerged applies the entries of indexes above the applied index as
+// one Pebble batch. It returns false, having changed nothing, when the
+// store refuses the merged batch (the caller applies the entries one by
+// one); otherwise errs holds every entry's outcome.
+func (s *Store) applyMerged(indexes []uint64, bs []*store.Batch, errs []error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		fill(errs, store.ErrClosed)
+		return true
+	case s.failed != nil:
+		fill(errs, fmt.Errorf("%w: store failed earlier: %w", ErrApply, s.failed))
+		return true
+	}
+	first := 0
+	for first < len(indexes) && indexes[first] <= s.applied {
+		first++ // applied before: a replay after a restart
+	}
+	if first == len(indexes) {
+		return true
+	}
+	for i := first + 1; i < len(indexes); i++ {
+		if indexes[i] <= indexes[i-1] {
+			fill(errs[first:], fmt.Errorf("%w: entry %d after entry %d", ErrApply, indexes[i], indexes[i-1]))
+			return true
+		}
+	}
+	s.ops.Add(1)
+	defer s.ops.Done()
+	tx, verr := s.prepare(bs[first:])
+	switch {
+	case verr == nil:
+	case errors.Is(verr, store.ErrInvalid) || errors.Is(verr, store.ErrNotFound):
+		return false // some entry is refused: find which, one by one
+	default:
+		fill(errs[first:], s.applyFailed(nil, nil, verr))
+		return true
+	}
+	last := indexes[len(indexes)-1]
+	if err := tx.b.Set(keyApplied, be64(last), nil); err != nil {
+		fill(errs[first:], s.applyFailed(tx, tx.b, err))
+		return true
+	}
+	if err := s.write(tx.b, false); err != nil {
+		fill(errs[first:], s.applyFailed(tx, tx.b, err))
+		return true
+	}
+	s.applied = last
+	s.dirty.Store(true)
+	tx.publish()
+	tx.recycle()
+	if err := tx.b.Close(); err != nil {
+		fill(errs[first:], err)
+	}
+	return true
+}
+
+// selfContained reports whether every entry of each batch refers to a
+// message the same batch put before it. A batch that refers to one put
+// by an earlier batch is refused alone (an entry's message is put by its
+// own batch, see txn.enqueue) but would be accepted in a merged one, so
+// such batches are never merged.
+func selfContained(bs []*store.Batch) bool {
+	put := map[uint64]bool{}
+	for _, b := range bs {
+		clear(put)
+		for i := range b.Ops {
+			op := &b.Ops[i]
+			switch op.Kind {
+			case store.OpPutMessage:
+				if op.Message != nil {
+					put[op.Message.ID] = true
+				}
+			case store.OpEnqueue:
+				if op.Entry != nil && !put[op.Entry.MessageID] {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func fill(errs []error, err error) {
+	for i := range errs {
+		errs[i] = err
+	}
+}
+
 func (s *Store) applyFailed(tx *txn, pb *pebble.Batch, err error) error {
 	if tx != nil {
 		tx.recycle()

@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -103,5 +104,112 @@ func TestApplyReplicated(t *testing.T) {
 	}
 	if n := queueLen(t, c, "c"); n != 2 {
 		t.Fatalf("checkpoint: %d entries, want 2", n)
+	}
+}
+
+// queueSeqs lists the Seqs of clientID's queue.
+func queueSeqs(t *testing.T, s *Store, clientID string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	if err := s.ReadQueue(clientID, 0, 0, func(e store.QueueEntry, _ *store.Message) bool { seqs = append(seqs, e.Seq); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return seqs
+}
+
+// TestApplyReplicatedBatch: entries applied together give every entry the
+// outcome it gets applied alone, and leave the same state: a refused entry
+// is refused alone, an entry applied before is skipped, and an entry that
+// refers to a message only an earlier entry put is refused even though a
+// merged batch would accept it.
+func TestApplyReplicatedBatch(t *testing.T) {
+	// orphan enqueues message 10, which entry 1 put: refused alone.
+	orphan := &store.Batch{}
+	orphan.Enqueue("c", &store.QueueEntry{Seq: 2, MessageID: 10, QoS: 1})
+	bad := &store.Batch{}
+	bad.Enqueue("nobody", &store.QueueEntry{Seq: 1, MessageID: 99})
+	cases := []struct {
+		name    string
+		indexes []uint64
+		batches []*store.Batch
+	}{
+		{"all accepted", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), replicaBatch("c", 11, 2), replicaBatch("c", 12, 3)}},
+		{"one refused", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), bad, replicaBatch("c", 12, 2)}},
+		{"message of an earlier entry", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), orphan, replicaBatch("c", 12, 3)}},
+		{"empty entry", []uint64{4, 5}, []*store.Batch{{}, replicaBatch("c", 10, 1)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			one, err := Open(t.TempDir(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer one.Close()
+			together, err := Open(t.TempDir(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer together.Close()
+			want := make([]error, len(tc.batches))
+			for i, b := range tc.batches {
+				want[i] = one.ApplyReplicated(tc.indexes[i], b)
+			}
+			got := together.ApplyReplicatedBatch(tc.indexes, tc.batches)
+			for i := range want {
+				if (want[i] == nil) != (got[i] == nil) || (want[i] != nil && !errors.Is(got[i], store.ErrNotFound) && !errors.Is(got[i], store.ErrInvalid)) {
+					t.Errorf("entry %d: together %v, alone %v", tc.indexes[i], got[i], want[i])
+				}
+			}
+			if a, b := together.AppliedIndex(), one.AppliedIndex(); a != b {
+				t.Errorf("applied index: together %d, alone %d", a, b)
+			}
+			if a, b := queueSeqs(t, together, "c"), queueSeqs(t, one, "c"); fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Errorf("queue: together %v, alone %v", a, b)
+			}
+			if a, b := together.NextMessageID(), one.NextMessageID(); a != b {
+				t.Errorf("next message ID: together %d, alone %d", a, b)
+			}
+		})
+	}
+}
+
+func TestApplyReplicatedBatchReplayAndOrder(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.ApplyReplicatedBatch([]uint64{1, 2}, []*store.Batch{replicaBatch("c", 10, 1), replicaBatch("c", 11, 2)}); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	// A replay overlapping what was applied applies only the new entries.
+	errs := s.ApplyReplicatedBatch([]uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), replicaBatch("c", 11, 2), replicaBatch("c", 12, 3)})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replay, entry %d: %v", i+1, err)
+		}
+	}
+	if got := queueSeqs(t, s, "c"); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("queue after the replay: %v", got)
+	}
+	// Indexes out of order are a failure of the caller, not a refusal.
+	errs = s.ApplyReplicatedBatch([]uint64{5, 4}, []*store.Batch{replicaBatch("c", 13, 4), replicaBatch("c", 14, 5)})
+	if !errors.Is(errs[0], ErrApply) || !errors.Is(errs[1], ErrApply) {
+		t.Fatalf("out of order: %v", errs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The applied index and the data were written together.
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.AppliedIndex(); got != 3 {
+		t.Fatalf("reopened: applied %d, want 3", got)
+	}
+	if got := queueSeqs(t, s, "c"); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("reopened: queue %v", got)
 	}
 }
