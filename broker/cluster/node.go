@@ -224,6 +224,9 @@ func (n *Node) open() error {
 	if err := n.catchUpWithSnapshot(); err != nil {
 		return err
 	}
+	if err := n.recoverOnRequest(); err != nil { // recover.go
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
