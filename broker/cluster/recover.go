@@ -60,7 +60,9 @@ type RecoveryMember struct {
 // ErrRecoveryRefused is returned for a recovery that must not run.
 var ErrRecoveryRefused = errors.New("cluster: recovery refused")
 
-func (r RecoveryRequest) validate() error {
+// Validate checks the request: a member ID, 1 to 9 voters with IDs and
+// addresses, none twice, this member among them.
+func (r RecoveryRequest) Validate() error {
 	if r.MemberID == "" {
 		return fmt.Errorf("%w: no member ID", ErrRecoveryRefused)
 	}
@@ -139,7 +141,7 @@ func Recover(dir string, req RecoveryRequest, log *slog.Logger) (RecoveryResult,
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return RecoveryResult{}, err
 	}
 	p, err := openParts(dir, log)
@@ -154,7 +156,7 @@ func Recover(dir string, req RecoveryRequest, log *slog.Logger) (RecoveryResult,
 // next start (Open), replacing an earlier one. The file is written
 // atomically: a crash leaves the old request or the new one.
 func RequestRecovery(dir string, req RecoveryRequest) error {
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	if !exists(filepath.Join(dir, "raft")) {
@@ -216,7 +218,7 @@ func (n *Node) recoverOnRequest() error {
 	if req.MemberID != n.cfg.ID {
 		return fmt.Errorf("%w: %s is for member %q, this is %q", ErrRecoveryRefused, RecoveryRequestFile, req.MemberID, n.cfg.ID)
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	p := &recoveryParts{logs: n.logs, snaps: n.snaps, st: n.st}
