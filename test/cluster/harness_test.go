@@ -143,6 +143,9 @@ type testCluster struct {
 	// mesh, when set, carries every replication connection: member i
 	// dials member j at mesh.Addr(i, j).
 	mesh *faultproxy.Mesh
+	// noBootstrap lists members started without cluster.bootstrap (added
+	// to a running cluster, as the operator does once a leader served).
+	noBootstrap map[int]bool
 }
 
 // option configures newCluster.
@@ -295,7 +298,7 @@ func (c *testCluster) writeConfig(i int) {
 	fmt.Fprintf(&b, "listeners:\n  mqtt:\n    address: %s\nadmin:\n  address: %s\ndataDir: %s\n", m.mqtt, m.admin, m.dir)
 	fmt.Fprintf(&b, "auth:\n  allowAnonymous: true\ndrainTimeout: 10s\n")
 	b.WriteString(c.extra)
-	fmt.Fprintf(&b, "cluster:\n  memberID: %s\n  bind: %s\n  bootstrap: true\n  secretFile: %s\n", m.id, m.raft, c.secret)
+	fmt.Fprintf(&b, "cluster:\n  memberID: %s\n  bind: %s\n  bootstrap: %t\n  secretFile: %s\n", m.id, m.raft, !c.noBootstrap[i], c.secret)
 	if c.snapshotEvery > 0 {
 		fmt.Fprintf(&b, "  snapshotEvery: %d\n", c.snapshotEvery)
 	}
