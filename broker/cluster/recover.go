@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
 )
 
@@ -35,9 +36,9 @@ import (
 // directory.
 const RecoveryRequestFile = "recover.json"
 
-// maxRecoveryMembers bounds a recovery's configuration (a cluster has 3 or
-// 5 voters; anything much larger is a mistake).
-const maxRecoveryMembers = 9
+// maxRecoveryMembers bounds a recovery's configuration as broker/config
+// bounds cluster.members (a cluster has 3 or 5 voters).
+const maxRecoveryMembers = 7
 
 // maxRecoveryRequestBytes bounds the request file Open reads.
 const maxRecoveryRequestBytes = 64 << 10
@@ -60,7 +61,7 @@ type RecoveryMember struct {
 // ErrRecoveryRefused is returned for a recovery that must not run.
 var ErrRecoveryRefused = errors.New("cluster: recovery refused")
 
-// Validate checks the request: a member ID, 1 to 9 voters with IDs and
+// Validate checks the request: a member ID, 1 to 7 voters with valid IDs and
 // addresses, none twice, this member among them.
 func (r RecoveryRequest) Validate() error {
 	if r.MemberID == "" {
@@ -72,8 +73,8 @@ func (r RecoveryRequest) Validate() error {
 	seen := map[string]bool{}
 	self := false
 	for _, m := range r.Members {
-		if m.ID == "" || m.RaftAddress == "" {
-			return fmt.Errorf("%w: member %q needs an ID and a replication address", ErrRecoveryRefused, m.ID)
+		if err := config.CheckClusterMember(config.ClusterMember{ID: m.ID, RaftAddress: m.RaftAddress}); err != nil {
+			return fmt.Errorf("%w: member %q: %w", ErrRecoveryRefused, m.ID, err)
 		}
 		if seen[m.ID] {
 			return fmt.Errorf("%w: member %q listed twice", ErrRecoveryRefused, m.ID)
