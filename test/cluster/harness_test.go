@@ -31,6 +31,11 @@
 //     in flight finish before it transfers its leadership, so it refuses
 //     no publish, and each of its clients is disconnected once, with
 //     DISCONNECT 0x9C naming the new leader.
+//   - TestRecoverFromLostQuorum: two members killed and their data wiped
+//     after the publishers stopped and the survivor caught up; the
+//     survivor recovered alone (bollard cluster recover --at-next-start),
+//     the two added back empty (caught up by snapshot), the regrown
+//     cluster's leader killed; every acknowledged message is delivered.
 //   - TestFailoverTimes: BOLLARD_CLUSTER_KILLS (5) kills of
 //     the leader with SIGKILL and as many with SIGTERM, timed to the first
 //     CONNACK from a new leader; logs min/p50/p99/max (skipped by -short).
