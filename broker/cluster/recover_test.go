@@ -108,6 +108,9 @@ func TestRecoverSurvivorAlone(t *testing.T) {
 	n := startAlone(t, c)
 	wantPayloads(t, n, msgs)
 	st := n.Status()
+	if st.LastLogTerm < res.After.LastLogTerm || st.LastLogTerm == 0 {
+		t.Errorf("status lastLogTerm %d, the recovered log's %d", st.LastLogTerm, res.After.LastLogTerm)
+	}
 	if len(st.Members) != 1 || st.Members[0].ID != "m0" || !st.Members[0].Voter {
 		t.Errorf("recovered configuration: %+v", st.Members)
 	}

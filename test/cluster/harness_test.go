@@ -466,6 +466,7 @@ type clusterStatus struct {
 	Term         uint64 `json:"term"`
 	Leader       string `json:"leader"`
 	LastLog      uint64 `json:"lastLogIndex"`
+	LastLogTerm  uint64 `json:"lastLogTerm"`
 	Commit       uint64 `json:"commitIndex"`
 	Applied      uint64 `json:"appliedIndex"`
 	LastSnapshot uint64 `json:"lastSnapshotIndex"`

@@ -87,6 +87,10 @@ func TestRecoverFromLostQuorum(t *testing.T) {
 	if out, err := c.bollard("cluster", "recover", "--data-dir", sv.dir, "--member-id", sv.id, "--members", members, "--at-next-start"); err != nil {
 		t.Fatalf("recover --at-next-start: %v\n%s", err, out)
 	}
+	before, err := sv.status()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sv.killNow() // as a pod deletion would, but without a chance to leave
 	out, err := c.bollard("cluster", "inspect", "--data-dir", sv.dir)
 	if err != nil {
@@ -94,6 +98,7 @@ func TestRecoverFromLostQuorum(t *testing.T) {
 	}
 	var in struct {
 		LastLogIndex   uint64 `json:"lastLogIndex"`
+		LastLogTerm    uint64 `json:"lastLogTerm"`
 		Members        []struct{ ID string }
 		PendingRequest json.RawMessage `json:"pendingRequest"`
 	}
@@ -102,6 +107,10 @@ func TestRecoverFromLostQuorum(t *testing.T) {
 	}
 	if in.LastLogIndex < quiet.LastLog || len(in.Members) != 3 || len(in.PendingRequest) == 0 {
 		t.Errorf("inspect before the restart: %s", out)
+	}
+	// The two ways to read a survivor agree (docs/operations.md).
+	if in.LastLogIndex != before.LastLog || in.LastLogTerm != before.LastLogTerm || before.LastLogTerm == 0 {
+		t.Errorf("inspect says index %d term %d, /v1/cluster said index %d term %d", in.LastLogIndex, in.LastLogTerm, before.LastLog, before.LastLogTerm)
 	}
 	t0 := time.Now()
 	c.start(s)
