@@ -244,6 +244,9 @@ func (n *Node) open() error {
 	if err := n.catchUpWithSnapshot(); err != nil {
 		return err
 	}
+	if err := n.recoverOnRequest(); err != nil { // recover.go
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
@@ -562,7 +565,11 @@ type Status struct {
 	LeaderID            string `json:"leader,omitempty"`
 	LeaderClientAddress string `json:"leaderClientAddress,omitempty"`
 	LastLogIndex        uint64 `json:"lastLogIndex"`
-	CommitIndex         uint64 `json:"commitIndex"`
+	// LastLogTerm is the term of the last entry: of two members, the one
+	// with the higher (LastLogTerm, LastLogIndex) holds the more recent log
+	// (Raft's election rule; the survivor to keep after a lost quorum).
+	LastLogTerm uint64 `json:"lastLogTerm"`
+	CommitIndex uint64 `json:"commitIndex"`
 	// AppliedIndex is Raft's: the last entry handed to the state machine,
 	// which writes it to the store right after (Pebble, unsynced). Use the
 	// leader's per-member Lag to tell whether a member has caught up.
@@ -582,6 +589,7 @@ func (n *Node) Status() Status {
 		Term: n.raft.CurrentTerm(), LeaderID: srv.LeaderID, LeaderClientAddress: srv.LeaderClientAddress,
 		LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		LastSnapshotIndex: num("last_snapshot_index"), RefusedConnections: n.stream.refused.Load(),
+		LastLogTerm: num("last_log_term"),
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, sv := range cf.Configuration().Servers {

@@ -57,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "bollard %s\n", version)
 		return exitOK
 	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return runCluster(args[1:], stdout, stderr) // recover.go
+	}
 	fl, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
