@@ -59,6 +59,9 @@ type conn struct {
 	// acks gathers the Dequeues of acknowledgements (PUBACK, PUBCOMP) read
 	// in one burst, submitted as one batch (read loop only); see flushAcks.
 	acks *store.Batch
+	// ackSpare is an empty acknowledgement batch kept for the next burst
+	// (a clean session's acknowledgements store nothing); read loop only.
+	ackSpare *store.Batch
 
 	outMu  sync.Mutex
 	out    []byte // encoded control packets waiting for the writer
@@ -320,12 +323,19 @@ func packetBuffered(br *bufio.Reader) bool {
 func (c *conn) flushAcks() {
 	if b := c.acks; b != nil {
 		c.acks = nil
+		if b.Len() == 0 {
+			c.ackSpare = b
+			return
+		}
 		c.submitAsync(b)
 	}
 }
 
 // ackBatch returns the batch acknowledgements add their Dequeues to.
 func (c *conn) ackBatch() *store.Batch {
+	if c.acks == nil {
+		c.acks, c.ackSpare = c.ackSpare, nil
+	}
 	if c.acks == nil {
 		c.acks = &store.Batch{NoSync: true}
 	}

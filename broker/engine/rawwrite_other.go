@@ -11,4 +11,7 @@ import (
 // goroutine writes everything.
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func writeNoWait(syscall.RawConn, []byte) int { return 0 }
+func writeNoWait(syscall.RawConn, *rawWrite, []byte) int { return 0 }
+
+// rawWrite is unused without Unix sockets.
+type rawWrite struct{}

@@ -269,6 +269,20 @@ type writer struct {
 	// staged must be durable before they are written (QoS 2).
 	pend   []byte
 	staged *store.Batch
+	// spare is an empty batch kept for the next round: most rounds store
+	// nothing (clean sessions), and a batch per round was an allocation
+	// per message.
+	spare *store.Batch
+	rw    rawWrite // flushNoWait's raw write
+}
+
+// batch returns an empty NoSync batch for a round's delivery state.
+func (w *writer) batch() *store.Batch {
+	if b := w.spare; b != nil {
+		w.spare = nil
+		return b
+	}
+	return &store.Batch{NoSync: true}
 }
 
 // flush writes until neither control packets nor deliveries are left.
@@ -300,10 +314,12 @@ func (w *writer) deliver() bool {
 	if w.c.srv.quiesced.Load() {
 		return true
 	}
-	b := &store.Batch{NoSync: true}
+	b := w.batch()
 	var wait bool
 	w.outs, wait = w.c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, w.c.fitsFunc(), b)
-	if !w.commit(b, wait) {
+	if b.Len() == 0 {
+		w.spare = b // nothing to commit: kept for the next round
+	} else if !w.commit(b, wait) {
 		return false
 	}
 	w.encodeOuts()
@@ -367,7 +383,7 @@ func (w *writer) flushNoWait() bool {
 	}
 	c := w.c
 	w.buf = c.takeControl(w.buf[:0])
-	b := &store.Batch{NoSync: true}
+	b := w.batch()
 	var wait bool
 	if !c.srv.quiesced.Load() { // Quiesce: acknowledgements only
 		w.outs, wait = c.sess.NextBatch(w.outs[:0], deliveriesPerWrite, c.fitsFunc(), b)
@@ -377,13 +393,17 @@ func (w *writer) flushNoWait() bool {
 		w.staged = b
 		return false
 	}
-	w.commit(b, false) // submits only: cannot fail
+	if b.Len() == 0 {
+		w.spare = b // nothing to commit: kept for the next round
+	} else {
+		w.commit(b, false) // submits only: cannot fail
+	}
 	full := len(w.outs) == deliveriesPerWrite
 	w.encodeOuts()
 	if len(w.buf) == 0 {
 		return true
 	}
-	n := writeNoWait(c.raw, w.buf)
+	n := writeNoWait(c.raw, &w.rw, w.buf)
 	c.srv.stats.bytesOut.Add(uint64(n))
 	if n < len(w.buf) {
 		w.pend = append(w.pend, w.buf[n:]...)

@@ -383,7 +383,7 @@ func (s *Session) Pubrec(pid uint16, failed bool, b *store.Batch) (release bool,
 	it.e.State = store.Released
 	it.m = nil // the message is not needed any more
 	s.q.land(it)
-	s.wake() // its bytes left the window
+	s.wakeOpened() // its bytes left the window
 	if it.stored {
 		e := it.e
 		b.UpdateEntry(s.rec.ClientID, &e)
@@ -415,5 +415,19 @@ func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
 		}
 	}
 	s.remove(it, b)
-	s.wake()
+	s.wakeOpened()
+}
+
+// wakeOpened wakes the connection after an acknowledgement opened the
+// window, when something may wait for it: queued entries past the inflight
+// ones (held back by the window), entries to resend, Sent marks not yet
+// written, or Dequeues left for the next NextBatch (later). With one
+// message in flight nothing does, and the wake-up would only run the
+// writer goroutine for nothing, holding the write lock while the
+// publisher's read loop writes the next delivery inline (issue 13).
+func (s *Session) wakeOpened() {
+	q := &s.q
+	if q.msgs > int64(len(q.inflight)) || len(q.resend) > 0 || len(q.unmarked) > 0 || len(q.later) > 0 {
+		s.wake()
+	}
 }
