@@ -68,7 +68,7 @@ func TestClusterStatusNeverMakesUpFigures(t *testing.T) {
 	cfg := []members.Member{{ID: "mqb-0", Voter: true}, {ID: "mqb-1", Voter: true, Lag: ptr.To(uint64(3)), LastContact: ptr.To(time.Millisecond)},
 		{ID: "mqb-2", Voter: true}}
 	in.Views["mqb-0"] = members.View{Role: "leader", Serving: true, Term: 9, AppliedIndex: 40, Members: cfg}
-	in.Views["mqb-1"] = members.View{Role: "follower", Term: 9, AppliedIndex: 38, Members: cfg}
+	in.Views["mqb-1"] = members.View{Role: "follower", Term: 9, LeaderID: "mqb-0", AppliedIndex: 38, Members: cfg}
 	h = members.Assess(in)
 	r.clusterStatus(p, in, h, members.Decide(in))
 	cs = b.Status.Cluster

@@ -78,8 +78,9 @@ const (
 	// EventClusterChangeFailed: a member refused a membership or
 	// leadership change.
 	EventClusterChangeFailed EventReason = "ClusterChangeFailed"
-	// EventHandoverStarted: the operator made the leader's successor
-	// ready ahead of a leadership transfer (a readiness handover).
+	// EventHandoverStarted: the operator chose the leader's successor and
+	// began making it ready ahead of a leadership transfer (a readiness
+	// handover); a step of it that fails has its own ClusterChangeFailed.
 	EventHandoverStarted EventReason = "HandoverStarted"
 )
 

@@ -95,6 +95,13 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 	cctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
 	defer cancel()
 	succ, leader := r.podNamed(p, act.To), r.podNamed(p, act.Leader)
+	if p.handoverStarted {
+		// Recorded when the handover is chosen (status.cluster.handover
+		// starts with it), not when its first call succeeds: a first call
+		// that fails is retried under the same record, and its Event
+		// (ClusterChangeFailed) follows this one.
+		r.event(b, succ, false, EventHandoverStarted, "Roll", "%s", act.Reason)
+	}
 	err := r.Cluster.PrepareHandover(cctx, succ, p.adminToken, "successor", handoverTTL)
 	if err == nil {
 		// Until the Service lists the successor, the leader stays (or
@@ -110,9 +117,6 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 		r.event(b, nil, true, EventClusterChangeFailed, act.Kind.String(), "%s: %v", act.Reason, err)
 		log.FromContext(ctx).Info("handover failed", "successor", act.To, "leader", act.Leader, "err", err)
 		return nil
-	}
-	if p.handoverStarted {
-		r.event(b, succ, false, EventHandoverStarted, "Roll", "%s", act.Reason)
 	}
 	return nil
 }

@@ -1330,8 +1330,10 @@ type ClusterStatus struct {
 	// +optional
 	Quorum *int32 `json:"quorum,omitempty"`
 
-	// healthyMembers is how many voters the leader reported caught up
-	// (itself included). Unset when no leader answered.
+	// healthyMembers is how many voters are caught up (the leader
+	// included): the leader heard from them lately and reports them
+	// within a few entries, and each answered itself, following this
+	// leader in its term. Unset when no leader answered.
 	// +optional
 	HealthyMembers *int32 `json:"healthyMembers,omitempty"`
 

@@ -228,7 +228,7 @@ func Assess(in Input) Health {
 		}
 		h.Voters++
 		p, ok := pods[m.ID]
-		if m.ID == h.Leader || (ok && caughtUp(m, p, in.Limits)) {
+		if m.ID == h.Leader || (ok && caughtUp(m, p, in.Limits) && follows(in.Views[m.ID], lead, in.Limits)) {
 			h.healthy[m.ID] = true
 			h.Healthy++
 		}
@@ -265,6 +265,17 @@ func caughtUp(m Member, p Pod, l Limits) bool {
 	return !p.Deleting && p.Running &&
 		m.Lag != nil && *m.Lag <= l.MaxLag &&
 		m.LastContact != nil && *m.LastContact <= l.MaxContact
+}
+
+// follows: the member answered itself, follows this leader in its term,
+// and has applied all but at most MaxLag of what the leader committed. The
+// leader's figures alone are not enough: a pod deleted by a roll comes back
+// at once, and for a moment the leader still reports the old process's
+// contact and lag, which would let the roll take the next member down
+// before this one is back.
+func follows(v View, lead leaderView, l Limits) bool {
+	return v.Term == lead.Term && v.LeaderID == lead.name &&
+		v.AppliedIndex+l.MaxLag >= lead.CommitIndex
 }
 
 // Decide returns the next action: first membership (remove the members

@@ -259,11 +259,61 @@ func TestDecide(t *testing.T) {
 			return in
 		}, kind: Done},
 		"the highest term wins between two leaders": {in: func() Input {
+			// mqb-0 still says it leads term 7; mqb-1 leads term 8 and mqb-2
+			// follows it: mqb-0 (now a follower in fact) is rolled.
 			in := cluster(3, 0)
 			v := in.Views["mqb-1"]
 			v.Role, v.Serving, v.Term = "leader", true, 8
 			in.Views["mqb-1"] = v
+			v = in.Views["mqb-2"]
+			v.Term, v.LeaderID = 8, "mqb-1"
+			in.Views["mqb-2"] = v
+			outdated(&in, "mqb-0")
+			return in
+		}, kind: DeletePod, member: "mqb-0"},
+		// A follower just rolled: its new pod runs, but the leader still
+		// reports the old process's contact and lag. Until the member
+		// answers itself, following this leader with all but MaxLag
+		// applied, it does not count, and the next follower waits.
+		"a rolled follower not answering yet does not count": {in: func() Input {
+			in := cluster(3, 0)
 			outdated(&in, "mqb-2")
+			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			delete(in.Views, "mqb-1")
+			return in
+		}, kind: Wait},
+		"a rolled follower that has not heard from the leader does not count": {in: func() Input {
+			in := cluster(3, 0)
+			outdated(&in, "mqb-2")
+			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			in.Views["mqb-1"] = View{Role: "follower", Term: 6}
+			return in
+		}, kind: Wait},
+		"a rolled follower far behind in applying does not count": {in: func() Input {
+			in := cluster(3, 0)
+			outdated(&in, "mqb-2")
+			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			v := in.Views["mqb-0"]
+			v.CommitIndex = 10_000
+			in.Views["mqb-0"] = v
+			v = in.Views["mqb-1"]
+			v.AppliedIndex = 10_000 - DefaultLimits.MaxLag - 1
+			in.Views["mqb-1"] = v
+			v = in.Views["mqb-2"]
+			v.AppliedIndex = 10_000
+			in.Views["mqb-2"] = v
+			return in
+		}, kind: Wait},
+		"a rolled follower within MaxLag counts": {in: func() Input {
+			in := cluster(3, 0)
+			outdated(&in, "mqb-2")
+			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			v := in.Views["mqb-0"]
+			v.CommitIndex = 10_000
+			in.Views["mqb-0"] = v
+			v = in.Views["mqb-1"]
+			v.AppliedIndex = 10_000 - DefaultLimits.MaxLag
+			in.Views["mqb-1"] = v
 			return in
 		}, kind: DeletePod, member: "mqb-2"},
 	}
