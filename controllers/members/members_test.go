@@ -32,6 +32,22 @@ func cluster(n, leader int) Input {
 
 func ptr[T any](v T) *T { return &v }
 
+// rolledFollower: mqb-0 leads with 10,000 entries committed, mqb-2 is
+// outdated, and mqb-1 was rolled a second ago and has applied all but
+// behind of them (mqb-2 all).
+func rolledFollower(behind uint64) Input {
+	in := cluster(3, 0)
+	outdated(&in, "mqb-2")
+	pod(&in, "mqb-1").Created = now.Add(-time.Second)
+	const committed = 10_000
+	for name, applied := range map[string]uint64{"mqb-0": committed, "mqb-1": committed - behind, "mqb-2": committed} {
+		v := in.Views[name]
+		v.CommitIndex, v.AppliedIndex = committed, applied
+		in.Views[name] = v
+	}
+	return in
+}
+
 // leaderMember edits the leader's view of one member.
 func leaderMember(in Input, id string, edit func(*Member)) {
 	for name, v := range in.Views {
@@ -276,45 +292,20 @@ func TestDecide(t *testing.T) {
 		// answers itself, following this leader with all but MaxLag
 		// applied, it does not count, and the next follower waits.
 		"a rolled follower not answering yet does not count": {in: func() Input {
-			in := cluster(3, 0)
-			outdated(&in, "mqb-2")
-			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			in := rolledFollower(0)
 			delete(in.Views, "mqb-1")
 			return in
 		}, kind: Wait},
 		"a rolled follower that has not heard from the leader does not count": {in: func() Input {
-			in := cluster(3, 0)
-			outdated(&in, "mqb-2")
-			pod(&in, "mqb-1").Created = now.Add(-time.Second)
+			in := rolledFollower(0)
 			in.Views["mqb-1"] = View{Role: "follower", Term: 6}
 			return in
 		}, kind: Wait},
 		"a rolled follower far behind in applying does not count": {in: func() Input {
-			in := cluster(3, 0)
-			outdated(&in, "mqb-2")
-			pod(&in, "mqb-1").Created = now.Add(-time.Second)
-			v := in.Views["mqb-0"]
-			v.CommitIndex = 10_000
-			in.Views["mqb-0"] = v
-			v = in.Views["mqb-1"]
-			v.AppliedIndex = 10_000 - DefaultLimits.MaxLag - 1
-			in.Views["mqb-1"] = v
-			v = in.Views["mqb-2"]
-			v.AppliedIndex = 10_000
-			in.Views["mqb-2"] = v
-			return in
+			return rolledFollower(DefaultLimits.MaxLag + 1)
 		}, kind: Wait},
 		"a rolled follower within MaxLag counts": {in: func() Input {
-			in := cluster(3, 0)
-			outdated(&in, "mqb-2")
-			pod(&in, "mqb-1").Created = now.Add(-time.Second)
-			v := in.Views["mqb-0"]
-			v.CommitIndex = 10_000
-			in.Views["mqb-0"] = v
-			v = in.Views["mqb-1"]
-			v.AppliedIndex = 10_000 - DefaultLimits.MaxLag
-			in.Views["mqb-1"] = v
-			return in
+			return rolledFollower(DefaultLimits.MaxLag)
 		}, kind: DeletePod, member: "mqb-2"},
 	}
 	for name, tc := range tests {
