@@ -101,7 +101,9 @@ func TestRenderedMemberStarts(t *testing.T) {
 	h := HTTPClusterAdmin{Port: port}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: resources.MemberName(b, 0)}, Status: corev1.PodStatus{PodIP: host}}
 	var v ClusterView
-	err = poll.Until(context.Background(), 20*time.Second, 50*time.Millisecond, func(ctx context.Context) error {
+	// A minute: a race-built member on a loaded 2-core CI machine once took
+	// over 20 s to open its stores and answer.
+	err = poll.Until(context.Background(), time.Minute, 50*time.Millisecond, func(ctx context.Context) error {
 		var err error
 		v, err = h.ClusterStatus(ctx, pod, testToken)
 		return err
