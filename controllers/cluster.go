@@ -126,7 +126,13 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 		}
 	}
 	p.params.Adopting = adoptingSingle(exists, cur, pods.Items, marked, formed)
-	p.params.ClusterBootstrap = p.params.Adopting || clusterBootstrap(exists, cur, formed)
+	claims := false
+	if !exists {
+		if claims, err = r.memberClaimsExist(ctx, p); err != nil {
+			return err
+		}
+	}
+	p.params.ClusterBootstrap = p.params.Adopting || clusterBootstrap(exists, cur, formed, claims)
 	if p.params.Adopting {
 		p.clusterRequeue = true
 		if err := r.replaceSingleStatefulSet(ctx, p, cur, exists); err != nil {
@@ -173,14 +179,18 @@ func (r *MQTTBrokerReconciler) readViews(ctx context.Context, p *pass, pods []co
 }
 
 // clusterBootstrap decides --cluster-bootstrap: on while the cluster is
-// being formed (a new StatefulSet, or one still carrying the flag whose
-// members have not yet elected a leader), off for good once a leader
-// serves. The StatefulSet's own template remembers it, so an operator
-// restart or a lost status never turns it back on: a member added later
-// with the flag would form a cluster of its own.
-func clusterBootstrap(exists bool, cur *appsv1.StatefulSet, formed bool) bool {
+// being formed (a new StatefulSet over no member claims, or one still
+// carrying the flag whose members have not yet elected a leader), off for
+// good once a leader serves. The StatefulSet's own template remembers it,
+// so an operator restart or a lost status never turns it back on: a member
+// added later with the flag would form a cluster of its own. A StatefulSet
+// recreated (deleted by hand) over existing claims does not bootstrap:
+// members with state need no bootstrap, and members whose claims are empty
+// would otherwise form a cluster of their own, without the data, whenever
+// they are a majority; they wait to be caught up by the members that have it.
+func clusterBootstrap(exists bool, cur *appsv1.StatefulSet, formed, claims bool) bool {
 	if !exists {
-		return true
+		return !claims
 	}
 	if formed {
 		return false
@@ -191,6 +201,22 @@ func clusterBootstrap(exists bool, cur *appsv1.StatefulSet, formed bool) bool {
 		}
 	}
 	return false
+}
+
+// memberClaimsExist reports whether the claim of any possible member
+// (ordinals up to the broker's bound of 7) exists.
+func (r *MQTTBrokerReconciler) memberClaimsExist(ctx context.Context, p *pass) (bool, error) {
+	for i := range members.MaxMembers {
+		pvc := &corev1.PersistentVolumeClaim{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.broker.Namespace, Name: resources.PVCName(p.broker, i)}, pvc)
+		if err == nil {
+			return true, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 func viewOf(v ClusterView) members.View {

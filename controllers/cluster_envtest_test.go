@@ -19,6 +19,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -610,6 +611,49 @@ func TestClusterShrinkWaitsForRemoval(t *testing.T) {
 		}
 		if *sts.Spec.Replicas != 5 {
 			return fmt.Errorf("StatefulSet shrank to %d before the members left", *sts.Spec.Replicas)
+		}
+		return nil
+	})
+}
+
+// TestClusterRecreatedOverClaimsDoesNotBootstrap: a cluster's StatefulSet
+// deleted by hand comes back without --cluster-bootstrap while a member's
+// claim exists (members whose claims were emptied must not elect each
+// other into an empty cluster).
+func TestClusterRecreatedOverClaimsDoesNotBootstrap(t *testing.T) {
+	b, _ := formed(t, "recreated", 3)
+	ns := b.Namespace
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: resources.PVCName(b, 1), Labels: resources.Labels(b)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if err := k8s.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	// No leader answers (as when the members with data are down): a
+	// bootstrap flag rendered now would stay.
+	brokers.withCluster(ns, func(fc *fakeCluster) { fc.leader = "" })
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNoLeader)
+	old := &appsv1.StatefulSet{}
+	if err := get(t, old, ns, resources.StatefulSetName(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := get(t, sts, ns, resources.StatefulSetName(b)); err != nil {
+			return err
+		}
+		if sts.UID == old.UID {
+			return errors.New("not recreated yet")
+		}
+		if slices.Contains(args(sts), "--cluster-bootstrap") {
+			t.Fatalf("recreated over member claims with --cluster-bootstrap: %q", args(sts))
 		}
 		return nil
 	})

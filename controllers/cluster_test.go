@@ -22,18 +22,23 @@ func TestClusterBootstrap(t *testing.T) {
 		exists bool
 		cur    *appsv1.StatefulSet
 		formed bool
+		claims bool
 		want   bool
 	}{
-		"a new cluster forms":                        {false, &appsv1.StatefulSet{}, false, true},
-		"still forming":                              {true, with, false, true},
-		"formed: the flag goes":                      {true, with, true, false},
-		"gone for good, even without a leader":       {true, without, false, false},
-		"gone for good, with a leader":               {true, without, true, false},
-		"a StatefulSet recreated by hand bootstraps": {false, &appsv1.StatefulSet{}, true, true},
+		"a new cluster forms":                  {false, &appsv1.StatefulSet{}, false, false, true},
+		"still forming":                        {true, with, false, false, true},
+		"formed: the flag goes":                {true, with, true, false, false},
+		"gone for good, even without a leader": {true, without, false, false, false},
+		"gone for good, with a leader":         {true, without, true, false, false},
+		// Deleted by hand and recreated: the members' claims hold their
+		// state (or are empty, and must not form a cluster of their own).
+		"a StatefulSet recreated over claims does not bootstrap":                {false, &appsv1.StatefulSet{}, true, true, false},
+		"a StatefulSet recreated over claims, no leader, does not bootstrap":    {false, &appsv1.StatefulSet{}, false, true, false},
+		"a StatefulSet recreated with no claims left forms a new cluster again": {false, &appsv1.StatefulSet{}, false, false, true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			if got := clusterBootstrap(tc.exists, tc.cur, tc.formed); got != tc.want {
+			if got := clusterBootstrap(tc.exists, tc.cur, tc.formed, tc.claims); got != tc.want {
 				t.Errorf("clusterBootstrap = %v, want %v", got, tc.want)
 			}
 		})

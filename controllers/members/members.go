@@ -61,8 +61,8 @@ type View struct {
 	Members []Member
 }
 
-// maxMembers is the broker's bound on a cluster's members.
-const maxMembers = 7
+// MaxMembers is the broker's bound on a cluster's members.
+const MaxMembers = 7
 
 // Roles as the broker reports them.
 const (
@@ -479,7 +479,7 @@ func Members(in Input, current int) int {
 	for id := range h.config {
 		// Bounded: a member added by hand with a large ordinal must not
 		// grow the StatefulSet (the broker allows 7 members at most).
-		if o := in.ordinal(id); o+1 > n && o < maxMembers {
+		if o := in.ordinal(id); o+1 > n && o < MaxMembers {
 			n = o + 1
 		}
 	}
