@@ -704,6 +704,14 @@ queues: {maxQueuedBytes: 1073741824}
 	_ = nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	err = packet.Write(nc, &packet.Publish{QoS: 1, PacketID: 1, Topic: "slow/big", Payload: make([]byte, slowConsumerPayload)}, packet.V311)
 	for i := 2; err == nil && time.Since(start) < 20*time.Second; i++ {
+		if sent >= slowConsumerBurst {
+			// Enough PUBACKs to overflow the outbound buffer many times
+			// over are on their way; more would only grow the slow
+			// client's own queue (it subscribes to what it publishes)
+			// while a loaded, race-built broker reads its way to the cut
+			// (145,529 publishes and 1,092 MiB once in CI).
+			time.Sleep(50 * time.Millisecond)
+		}
 		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		err = packet.Write(nc, &packet.Publish{QoS: 1, PacketID: uint16(i%60000 + 2), Topic: "slow/small", Payload: []byte("x")}, packet.V311)
 		sent++
@@ -738,6 +746,11 @@ queues: {maxQueuedBytes: 1073741824}
 
 // slowConsumerPayload is the delivery that blocks the slow consumer's writer.
 const slowConsumerPayload = 12 << 20
+
+// slowConsumerBurst is how many small publishes the slow client writes at
+// full speed: their PUBACKs (4 bytes each) overflow the 4 KiB outbound
+// buffer about 20 times; after them it writes one every 50 ms until cut.
+const slowConsumerBurst = 20_000
 
 // slowConsumerRSSBound is the RSS bound of the slow consumer test (a
 // -race binary's shadow memory multiplies the large message's cost).
