@@ -269,12 +269,7 @@ func (s *Server) Quiesce(ctx context.Context) error {
 	}
 	s.quiesced.Store(true)
 	s.sweep.stop()
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.connList()
 	// A dispatch or a delivery that began before the flag was set ends
 	// (its commits submitted) before these are free; any later one sees
 	// the flag. A QoS 2 delivery that an inline write staged for its commit
@@ -293,6 +288,17 @@ func (s *Server) Quiesce(ctx context.Context) error {
 	return nil
 }
 
+// connList is a snapshot of the open connections, taken under s.mu.
+func (s *Server) connList() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
 func (s *Server) drain(ctx context.Context, d *packet.Disconnect) error {
 	if !s.started.Load() {
 		s.draining.Store(true)
@@ -301,12 +307,7 @@ func (s *Server) drain(ctx context.Context, d *packet.Disconnect) error {
 	if s.draining.Swap(true) {
 		return s.waitConns(ctx)
 	}
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.connList()
 	for _, c := range conns {
 		c.kickWith(d)
 	}
