@@ -345,6 +345,9 @@ func (c *testCluster) start(i int) {
 	}
 	cmd := exec.Command(c.bin, "--config", m.cfgFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A member outlives neither the test binary (a timeout's panic, a
+	// killed `go test`) nor holds its ports and CPU for the next run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
