@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/controllers/members"
 	"github.com/bollard-io/bollard/controllers/resources"
 	"github.com/bollard-io/bollard/controllers/status"
@@ -219,7 +220,7 @@ func (r *MQTTBrokerReconciler) memberClaimsExist(ctx context.Context, p *pass) (
 	return false, nil
 }
 
-func viewOf(v ClusterView) members.View {
+func viewOf(v adminapi.ClusterStatus) members.View {
 	out := members.View{Role: v.Role, Serving: v.Serving, Term: v.Term, LeaderID: v.LeaderID,
 		AppliedIndex: v.AppliedIndex, CommitIndex: v.CommitIndex}
 	for _, m := range v.Members {
@@ -392,7 +393,7 @@ func (r *MQTTBrokerReconciler) clusterStatus(p *pass, in members.Input, h member
 		seen[name] = true
 		m := v1alpha1.ClusterMemberStatus{Name: name, Role: "Unknown", UpToDate: pod != nil && pod.Current}
 		if v, ok := in.Views[name]; ok {
-			m.Role = v.Role
+			m.Role = string(v.Role)
 			m.AppliedIndex = ptr.To(int64(v.AppliedIndex))
 		}
 		if cm, ok := h.InConfig(name); ok {

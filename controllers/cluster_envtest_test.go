@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/controllers"
 	"github.com/bollard-io/bollard/controllers/members"
@@ -70,14 +71,14 @@ func (f *fakeBrokers) clusterCalls(ns string) []string {
 	return slices.Clone(f.clusters[ns].calls)
 }
 
-func (f *fakeBrokers) ClusterStatus(_ context.Context, pod *corev1.Pod, _ string) (controllers.ClusterView, error) {
+func (f *fakeBrokers) ClusterStatus(_ context.Context, pod *corev1.Pod, _ string) (adminapi.ClusterStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fc := f.clusters[pod.Namespace]
 	if fc == nil {
-		return controllers.ClusterView{}, errors.New("connection refused")
+		return adminapi.ClusterStatus{}, errors.New("connection refused")
 	}
-	v := controllers.ClusterView{ID: pod.Name, Role: "follower", Term: fc.term, LeaderID: fc.leader}
+	v := adminapi.ClusterStatus{ID: pod.Name, Role: "follower", Term: fc.term, LeaderID: fc.leader}
 	if pod.Name == fc.leader {
 		v.Role, v.Serving = "leader", true
 	}
@@ -87,7 +88,7 @@ func (f *fakeBrokers) ClusterStatus(_ context.Context, pod *corev1.Pod, _ string
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		m := controllers.ClusterViewMember{ID: id, Voter: fc.config[id]}
+		m := adminapi.ClusterMember{ID: id, Voter: fc.config[id]}
 		if v.Role == "leader" && id != pod.Name && !fc.behind[id] {
 			m.Lag, m.LastContactMilli = ptr.To(uint64(0)), ptr.To(int64(5))
 		}

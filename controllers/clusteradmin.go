@@ -11,38 +11,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 )
-
-// ClusterView is the part of a member's GET /v1/cluster body the operator
-// reads.
-type ClusterView struct {
-	ID           string              `json:"id"`
-	Role         string              `json:"role"`
-	Serving      bool                `json:"serving"`
-	Term         uint64              `json:"term"`
-	LeaderID     string              `json:"leader,omitempty"`
-	CommitIndex  uint64              `json:"commitIndex"`
-	AppliedIndex uint64              `json:"appliedIndex"`
-	Members      []ClusterViewMember `json:"members"`
-}
-
-// ClusterViewMember is one member of a ClusterView; Lag and
-// LastContactMilli are set on the leader's answer only.
-type ClusterViewMember struct {
-	ID               string  `json:"id"`
-	RaftAddress      string  `json:"raftAddress"`
-	Voter            bool    `json:"voter"`
-	Lag              *uint64 `json:"lag,omitempty"`
-	LastContactMilli *int64  `json:"lastContactMs,omitempty"`
-}
 
 // ClusterAdmin drives a cluster's members through their admin API, with
 // the broker's admin token. The production implementation is
 // HTTPClusterAdmin; the envtest suite substitutes a fake.
 type ClusterAdmin interface {
 	// ClusterStatus reads GET /v1/cluster from the pod.
-	ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (ClusterView, error)
+	ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (adminapi.ClusterStatus, error)
 	// AddMember asks the leader to add m (POST /v1/cluster/members); it
 	// returns once m votes, or with an error when ctx ends first (m then
 	// stays a non-voter, catching up; asking again promotes it).
@@ -57,7 +35,7 @@ type ClusterAdmin interface {
 	// {"to": id}).
 	TransferLeadershipTo(ctx context.Context, leader *corev1.Pod, token, id string) error
 	// PrepareHandover gives the pod a role in a readiness handover
-	// ("successor", "predecessor" or "none") for ttl (PUT
+	// (adminapi.HandoverSuccessor, HandoverPredecessor or HandoverNone) for ttl (PUT
 	// /v1/cluster/handover); the role ends by itself after ttl.
 	PrepareHandover(ctx context.Context, pod *corev1.Pod, token, role string, ttl time.Duration) error
 }
@@ -75,8 +53,8 @@ type HTTPClusterAdmin struct {
 const maxClusterBody = 256 << 10
 
 // ClusterStatus implements ClusterAdmin.
-func (h HTTPClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (ClusterView, error) {
-	var v ClusterView
+func (h HTTPClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (adminapi.ClusterStatus, error) {
+	var v adminapi.ClusterStatus
 	body, err := h.do(ctx, pod, token, http.MethodGet, "/v1/cluster", nil)
 	if err != nil {
 		return v, err
@@ -89,7 +67,7 @@ func (h HTTPClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, to
 
 // AddMember implements ClusterAdmin.
 func (h HTTPClusterAdmin) AddMember(ctx context.Context, leader *corev1.Pod, token string, m config.ClusterMember) error {
-	b, err := json.Marshal(map[string]string{"id": m.ID, "raftAddress": m.RaftAddress, "clientAddress": m.ClientAddress})
+	b, err := json.Marshal(adminapi.AddMember{ID: m.ID, RaftAddress: m.RaftAddress, ClientAddress: m.ClientAddress})
 	if err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
@@ -111,7 +89,7 @@ func (h HTTPClusterAdmin) TransferLeadership(ctx context.Context, leader *corev1
 
 // TransferLeadershipTo implements ClusterAdmin.
 func (h HTTPClusterAdmin) TransferLeadershipTo(ctx context.Context, leader *corev1.Pod, token, id string) error {
-	b, err := json.Marshal(map[string]string{"to": id})
+	b, err := json.Marshal(adminapi.LeadershipTransfer{To: id})
 	if err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
@@ -121,7 +99,7 @@ func (h HTTPClusterAdmin) TransferLeadershipTo(ctx context.Context, leader *core
 
 // PrepareHandover implements ClusterAdmin.
 func (h HTTPClusterAdmin) PrepareHandover(ctx context.Context, pod *corev1.Pod, token, role string, ttl time.Duration) error {
-	b, err := json.Marshal(map[string]any{"role": role, "ttlMs": ttl.Milliseconds()})
+	b, err := json.Marshal(adminapi.HandoverRequest{Role: role, TTLMilli: ttl.Milliseconds()})
 	if err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/controllers/members"
 	"github.com/bollard-io/bollard/controllers/resources"
 )
@@ -102,14 +103,14 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 		// (ClusterChangeFailed) follows this one.
 		r.event(b, succ, false, EventHandoverStarted, "Roll", "%s", act.Reason)
 	}
-	err := r.Cluster.PrepareHandover(cctx, succ, p.adminToken, "successor", handoverTTL)
+	err := r.Cluster.PrepareHandover(cctx, succ, p.adminToken, adminapi.HandoverSuccessor, handoverTTL)
 	if err == nil {
 		// Until the Service lists the successor, the leader stays (or
 		// becomes again: the successor's readiness flickered, or another
 		// successor was chosen) ready, so that the Service is never empty.
-		role, ttl := "none", time.Duration(0)
+		role, ttl := adminapi.HandoverNone, time.Duration(0)
 		if act.StepBack {
-			role, ttl = "predecessor", handoverTTL
+			role, ttl = adminapi.HandoverPredecessor, handoverTTL
 		}
 		err = r.Cluster.PrepareHandover(cctx, leader, p.adminToken, role, ttl)
 	}
@@ -127,7 +128,7 @@ func (r *MQTTBrokerReconciler) endHandover(ctx context.Context, p *pass, act mem
 	cctx, cancel := context.WithTimeout(ctx, clusterCallTimeout)
 	defer cancel()
 	for _, pod := range []*corev1.Pod{r.podNamed(p, act.Leader), r.podNamed(p, act.To)} {
-		if err := r.Cluster.PrepareHandover(cctx, pod, p.adminToken, "none", 0); err != nil {
+		if err := r.Cluster.PrepareHandover(cctx, pod, p.adminToken, adminapi.HandoverNone, 0); err != nil {
 			log.FromContext(ctx).Info("cannot end the handover role", "pod", pod.Name, "err", err)
 		}
 	}

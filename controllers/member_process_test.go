@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/controllers/resources"
 	"github.com/bollard-io/bollard/test/poll"
@@ -100,7 +101,7 @@ func TestRenderedMemberStarts(t *testing.T) {
 	}
 	h := HTTPClusterAdmin{Port: port}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: resources.MemberName(b, 0)}, Status: corev1.PodStatus{PodIP: host}}
-	var v ClusterView
+	var v adminapi.ClusterStatus
 	// A minute: a race-built member on a loaded 2-core CI machine once took
 	// over 20 s to open its stores and answer.
 	err = poll.Until(context.Background(), time.Minute, 50*time.Millisecond, func(ctx context.Context) error {

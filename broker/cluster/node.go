@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
@@ -88,15 +89,15 @@ type Config struct {
 	DialIDs map[string]string
 }
 
-// Role is a member's part in the cluster.
-type Role string
+// Role is a member's part in the cluster (the admin API's type).
+type Role = adminapi.Role
 
 // Roles.
 const (
-	Leader    Role = "leader"
-	Follower  Role = "follower"
-	Candidate Role = "candidate"
-	Shutdown  Role = "shutdown"
+	Leader    = adminapi.RoleLeader
+	Follower  = adminapi.RoleFollower
+	Candidate = adminapi.RoleCandidate
+	Shutdown  = adminapi.RoleShutdown
 )
 
 // Serving says whether this member serves MQTT clients, and if not, who
@@ -543,41 +544,14 @@ func (n *Node) RemoveMember(id string) error {
 	return nil
 }
 
-// MemberStatus is one member as the cluster configuration has it.
-type MemberStatus struct {
-	ID          string `json:"id"`
-	RaftAddress string `json:"raftAddress"`
-	Voter       bool   `json:"voter"`
-	// Leader's view of a follower (only on the leader, only once heard):
-	// the highest log index it holds, its lag behind the leader's last
-	// index, and how long ago it last answered.
-	MatchIndex       *uint64 `json:"matchIndex,omitempty"`
-	Lag              *uint64 `json:"lag,omitempty"`
-	LastContactMilli *int64  `json:"lastContactMs,omitempty"`
-}
-
-// Status is a member's view of the cluster.
-type Status struct {
-	ID                  string `json:"id"`
-	Role                Role   `json:"role"`
-	Serving             bool   `json:"serving"`
-	Term                uint64 `json:"term"`
-	LeaderID            string `json:"leader,omitempty"`
-	LeaderClientAddress string `json:"leaderClientAddress,omitempty"`
-	LastLogIndex        uint64 `json:"lastLogIndex"`
-	// LastLogTerm is the term of the last entry: of two members, the one
-	// with the higher (LastLogTerm, LastLogIndex) holds the more recent log
-	// (Raft's election rule; the survivor to keep after a lost quorum).
-	LastLogTerm uint64 `json:"lastLogTerm"`
-	CommitIndex uint64 `json:"commitIndex"`
-	// AppliedIndex is Raft's: the last entry handed to the state machine,
-	// which writes it to the store right after (Pebble, unsynced). Use the
-	// leader's per-member Lag to tell whether a member has caught up.
-	AppliedIndex       uint64         `json:"appliedIndex"`
-	LastSnapshotIndex  uint64         `json:"lastSnapshotIndex"`
-	Members            []MemberStatus `json:"members"`
-	RefusedConnections int64          `json:"refusedReplicationConnections"`
-}
+// MemberStatus is one member as the cluster configuration has it; Status
+// is a member's view of the cluster. Both are the admin API's types (GET
+// /v1/cluster), defined once in broker/adminapi for the broker and the
+// operator.
+type (
+	MemberStatus = adminapi.ClusterMember
+	Status       = adminapi.ClusterStatus
+)
 
 // Status reports the member's view; it is cheap enough for every scrape.
 func (n *Node) Status() Status {

@@ -36,10 +36,6 @@ import (
 // directory.
 const RecoveryRequestFile = "recover.json"
 
-// maxRecoveryMembers bounds a recovery's configuration as broker/config
-// bounds cluster.members (a cluster has 3 or 5 voters).
-const maxRecoveryMembers = 7
-
 // maxRecoveryRequestBytes bounds the request file Open reads.
 const maxRecoveryRequestBytes = 64 << 10
 
@@ -67,8 +63,8 @@ func (r RecoveryRequest) Validate() error {
 	if r.MemberID == "" {
 		return fmt.Errorf("%w: no member ID", ErrRecoveryRefused)
 	}
-	if len(r.Members) == 0 || len(r.Members) > maxRecoveryMembers {
-		return fmt.Errorf("%w: the new configuration needs 1 to %d members, it has %d", ErrRecoveryRefused, maxRecoveryMembers, len(r.Members))
+	if len(r.Members) == 0 || len(r.Members) > config.MaxClusterMembers {
+		return fmt.Errorf("%w: the new configuration needs 1 to %d members, it has %d", ErrRecoveryRefused, config.MaxClusterMembers, len(r.Members))
 	}
 	seen := map[string]bool{}
 	self := false

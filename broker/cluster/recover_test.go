@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -133,7 +134,7 @@ func TestRecoverRefusals(t *testing.T) {
 		"no member ID":        {Members: []RecoveryMember{self}},
 		"twice":               {MemberID: "m0", Members: []RecoveryMember{self, self}},
 		"no address":          {MemberID: "m0", Members: []RecoveryMember{{ID: "m0"}}},
-		"too many":            {MemberID: "m0", Members: slices.Repeat([]RecoveryMember{self}, maxRecoveryMembers+1)},
+		"too many":            {MemberID: "m0", Members: slices.Repeat([]RecoveryMember{self}, config.MaxClusterMembers+1)},
 	} {
 		if _, err := Recover(c.dirs[0], req, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrRecoveryRefused) {
 			t.Errorf("%s: %v", name, err)

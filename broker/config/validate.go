@@ -203,9 +203,10 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// maxClusterMembers bounds cluster.members: replicas are 1, 3 or 5, with
-// room for one member joining or leaving during a change.
-const maxClusterMembers = 7
+// MaxClusterMembers bounds cluster.members: replicas are 1, 3 or 5, with
+// room for one member joining or leaving during a change. The recovery
+// tool and the operator bound members with it too.
+const MaxClusterMembers = 7
 
 func (c *Config) validateCluster(v *validator) {
 	cl := c.Cluster
@@ -219,7 +220,7 @@ func (c *Config) validateCluster(v *validator) {
 	v.check(cl.Bind != "", "cluster.bind", "is required: the replication listen address")
 	v.address("cluster.bind", cl.Bind)
 	v.check(cl.SecretFile != "", "cluster.secretFile", "is required: replication connections must be authenticated")
-	v.check(len(cl.Members) <= maxClusterMembers, "cluster.members", "must have at most %d members, got %d", maxClusterMembers, len(cl.Members))
+	v.check(len(cl.Members) <= MaxClusterMembers, "cluster.members", "must have at most %d members, got %d", MaxClusterMembers, len(cl.Members))
 	seen := map[string]bool{}
 	self := false
 	for i, m := range cl.Members {
@@ -232,7 +233,7 @@ func (c *Config) validateCluster(v *validator) {
 		self = self || m.ID == cl.MemberID
 	}
 	v.check(self, "cluster.members", "must include this member (%q)", cl.MemberID)
-	v.check(len(cl.DialAddresses) <= maxClusterMembers, "cluster.dialAddresses", "must have at most %d entries, got %d", maxClusterMembers, len(cl.DialAddresses))
+	v.check(len(cl.DialAddresses) <= MaxClusterMembers, "cluster.dialAddresses", "must have at most %d entries, got %d", MaxClusterMembers, len(cl.DialAddresses))
 	for id, a := range cl.DialAddresses {
 		f := "cluster.dialAddresses[" + id + "]"
 		// An ID not (yet) among the members serves a member added at

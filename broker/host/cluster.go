@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/config"
 )
@@ -53,11 +54,7 @@ func (a *admin) clusterRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, c.Status())
 	})
 	mux.HandleFunc("POST /v1/cluster/members", func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID            string `json:"id"`
-			RaftAddress   string `json:"raftAddress"`
-			ClientAddress string `json:"clientAddress"`
-		}
+		var m adminapi.AddMember
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxMemberBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&m); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/replica"
 )
@@ -29,19 +30,8 @@ type HandoverAdmin interface {
 // maxHandoverBody bounds the JSON bodies of the handover endpoints.
 const maxHandoverBody = 1 << 10
 
-// HandoverView is the answer of the handover endpoints.
-type HandoverView struct {
-	Role           string `json:"role"`
-	RemainingMilli int64  `json:"remainingMs"`
-	Held           int64  `json:"heldConnections"`
-	Served         uint64 `json:"heldServed"`
-	TimedOut       uint64 `json:"heldTimedOut"`
-	OverLimit      uint64 `json:"heldOverLimit"`
-	Abandoned      uint64 `json:"heldAbandoned"`
-}
-
-func handoverView(s replica.HandoverStatus) HandoverView {
-	return HandoverView{Role: s.Role.String(), RemainingMilli: s.Remaining.Milliseconds(), Held: s.Held,
+func handoverView(s replica.HandoverStatus) adminapi.Handover {
+	return adminapi.Handover{Role: s.Role.String(), RemainingMilli: s.Remaining.Milliseconds(), Held: s.Held,
 		Served: s.Served, TimedOut: s.TimedOut, OverLimit: s.OverLimit, Abandoned: s.Abandoned}
 }
 
@@ -57,9 +47,7 @@ func handoverView(s replica.HandoverStatus) HandoverView {
 func (a *admin) handoverRoutes(mux *http.ServeMux, c ClusterAdmin) {
 	h, ok := c.(HandoverAdmin)
 	mux.HandleFunc("POST /v1/cluster/leadership-transfer", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			To string `json:"to"`
-		}
+		var body adminapi.LeadershipTransfer
 		err := readSmallJSON(r, &body, true)
 		switch {
 		case err != nil:
@@ -96,10 +84,7 @@ func (a *admin) handoverRoutes(mux *http.ServeMux, c ClusterAdmin) {
 // readHandoverRequest reads {"role": ..., "ttlMs": N} (N in [0, 1 h]; the
 // member bounds it further).
 func readHandoverRequest(r *http.Request) (replica.HandoverRole, time.Duration, error) {
-	var body struct {
-		Role  string `json:"role"`
-		TTLMs int64  `json:"ttlMs"`
-	}
+	var body adminapi.HandoverRequest
 	if err := readSmallJSON(r, &body, false); err != nil {
 		return replica.HandoverNone, 0, err
 	}
@@ -107,10 +92,10 @@ func readHandoverRequest(r *http.Request) (replica.HandoverRole, time.Duration, 
 	if err != nil {
 		return replica.HandoverNone, 0, err
 	}
-	if body.TTLMs < 0 || body.TTLMs > int64(time.Hour/time.Millisecond) {
-		return replica.HandoverNone, 0, fmt.Errorf("%w: ttlMs %d", replica.ErrHandoverTTL, body.TTLMs)
+	if body.TTLMilli < 0 || body.TTLMilli > int64(time.Hour/time.Millisecond) {
+		return replica.HandoverNone, 0, fmt.Errorf("%w: ttlMs %d", replica.ErrHandoverTTL, body.TTLMilli)
 	}
-	return role, time.Duration(body.TTLMs) * time.Millisecond, nil
+	return role, time.Duration(body.TTLMilli) * time.Millisecond, nil
 }
 
 // readSmallJSON decodes a request body of at most maxHandoverBody bytes

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
 	"github.com/bollard-io/bollard/broker/replica"
 )
@@ -98,7 +99,7 @@ func TestHandoverEndpoints(t *testing.T) {
 		t.Fatalf("predecessor on a follower: %d %s", code, body)
 	}
 	code, body := post(t, srv, "PUT", "/v1/cluster/handover", `{"role":"successor","ttlMs":20000}`, bearer)
-	var v HandoverView
+	var v adminapi.Handover
 	if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil || v.Role != "successor" || v.RemainingMilli != 20000 || v.Held != 2 || v.OverLimit != 3 {
 		t.Fatalf("prepare: %d %v %s", code, err, body)
 	}

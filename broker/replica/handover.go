@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
 )
 
@@ -39,7 +40,7 @@ const (
 )
 
 func (r HandoverRole) String() string {
-	return [...]string{"none", "successor", "predecessor"}[r]
+	return [...]string{adminapi.HandoverNone, adminapi.HandoverSuccessor, adminapi.HandoverPredecessor}[r]
 }
 
 // ParseHandoverRole parses "successor", "predecessor" or "none".

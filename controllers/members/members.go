@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/adminapi"
+	"github.com/bollard-io/bollard/broker/config"
 )
 
 // Pod is a member's pod as the reconciler found it.
@@ -50,7 +53,7 @@ type Member struct {
 
 // View is one member's answer to GET /v1/cluster.
 type View struct {
-	Role         string // leader, follower, candidate, shutdown
+	Role         adminapi.Role
 	Serving      bool
 	Term         uint64
 	LeaderID     string
@@ -62,12 +65,7 @@ type View struct {
 }
 
 // MaxMembers is the broker's bound on a cluster's members.
-const MaxMembers = 7
-
-// Roles as the broker reports them.
-const (
-	RoleLeader = "leader"
-)
+const MaxMembers = config.MaxClusterMembers
 
 // Input is what Decide decides on.
 type Input struct {
@@ -249,7 +247,7 @@ func findLeader(in Input, pods map[string]Pod) (leaderView, bool) {
 	for _, name := range sortedKeys(in.Views) {
 		v := in.Views[name]
 		p, ok := pods[name]
-		if !ok || p.Deleting || v.Role != RoleLeader || !v.Serving {
+		if !ok || p.Deleting || v.Role != adminapi.RoleLeader || !v.Serving {
 			continue
 		}
 		if !found || v.Term > lead.Term {

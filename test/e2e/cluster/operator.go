@@ -21,6 +21,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/controllers"
 	"github.com/bollard-io/bollard/controllers/resources"
@@ -184,10 +185,10 @@ func (PortMapClusterAdmin) admin(pod *corev1.Pod) (controllers.HTTPClusterAdmin,
 }
 
 // ClusterStatus implements controllers.ClusterAdmin.
-func (p PortMapClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (controllers.ClusterView, error) {
+func (p PortMapClusterAdmin) ClusterStatus(ctx context.Context, pod *corev1.Pod, token string) (adminapi.ClusterStatus, error) {
 	h, local, err := p.admin(pod)
 	if err != nil {
-		return controllers.ClusterView{}, err
+		return adminapi.ClusterStatus{}, err
 	}
 	return h.ClusterStatus(ctx, local, token)
 }
