@@ -127,6 +127,18 @@ type Cluster struct {
 	// a member of that ID added later through the leader (the member is
 	// recognised by its replication address in the Raft configuration).
 	DialAddresses map[string]string `yaml:"dialAddresses,omitempty" json:"dialAddresses,omitempty" reload:"restart"`
+	// HandoverHoldFor is how long a member about to lead (the successor
+	// of a readiness handover, see docs/operations.md) holds a CONNECT
+	// until it leads; past it the client is refused (5.0: 0x9C with the
+	// leader's reference) as a follower refuses it, and reconnects.
+	// Between 100ms and 1m; 0: 5s. Unused by a single node.
+	HandoverHoldFor Duration `yaml:"handoverHoldFor,omitempty" json:"handoverHoldFor,omitempty" reload:"hot"`
+	// HandoverMaxHeld is how many CONNECTs a successor holds at once (each
+	// is an open socket and a goroutine until served); more are refused at
+	// once. Size it to the clients that reconnect within handoverHoldFor of
+	// a leadership change. Between 1 and 100000; 0: 4096. Unused by a single
+	// node.
+	HandoverMaxHeld int `yaml:"handoverMaxHeld,omitempty" json:"handoverMaxHeld,omitempty" reload:"hot"`
 }
 
 // Defaults of the cluster timeouts, taken by a zero field. Measured on a
@@ -137,6 +149,26 @@ const (
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
 )
+
+// Defaults of the readiness handover's bounds (cluster.handoverHoldFor,
+// cluster.handoverMaxHeld), taken by a zero field.
+const (
+	DefaultHandoverHoldFor = 5 * time.Second
+	DefaultHandoverMaxHeld = 4096
+)
+
+// Handover returns the handover bounds in effect: a zero field takes its
+// default.
+func (c Cluster) Handover() (holdFor time.Duration, maxHeld int) {
+	holdFor, maxHeld = c.HandoverHoldFor.D(), c.HandoverMaxHeld
+	if holdFor <= 0 {
+		holdFor = DefaultHandoverHoldFor
+	}
+	if maxHeld <= 0 {
+		maxHeld = DefaultHandoverMaxHeld
+	}
+	return holdFor, maxHeld
+}
 
 // ClusterMember is one member of a cluster.
 type ClusterMember struct {

@@ -296,6 +296,11 @@ func TestClusterValidation(t *testing.T) {
 		"negative snapshotEvery": {func(c *Config) { c.Cluster.SnapshotEvery = -1 }, "cluster.snapshotEvery"},
 		"negative trailingLogs":  {func(c *Config) { c.Cluster.TrailingLogs = -1 }, "cluster.trailingLogs"},
 		"huge trailingLogs":      {func(c *Config) { c.Cluster.TrailingLogs = 20_000_000 }, "cluster.trailingLogs"},
+		"negative hold":          {func(c *Config) { c.Cluster.HandoverHoldFor = Duration(-time.Second) }, "cluster.handoverHoldFor"},
+		"hold too short":         {func(c *Config) { c.Cluster.HandoverHoldFor = Duration(time.Millisecond) }, "cluster.handoverHoldFor"},
+		"hold too long":          {func(c *Config) { c.Cluster.HandoverHoldFor = Duration(2 * time.Minute) }, "cluster.handoverHoldFor"},
+		"negative maxHeld":       {func(c *Config) { c.Cluster.HandoverMaxHeld = -1 }, "cluster.handoverMaxHeld"},
+		"huge maxHeld":           {func(c *Config) { c.Cluster.HandoverMaxHeld = 1 << 30 }, "cluster.handoverMaxHeld"},
 	}
 	for name, tc := range cases {
 		c := good()

@@ -208,8 +208,19 @@ func isLoopback(addr string) bool {
 // tool and the operator bound members with it too.
 const MaxClusterMembers = 7
 
+// maxHandoverHeld bounds cluster.handoverMaxHeld: every held CONNECT is an
+// open socket and a goroutine.
+const maxHandoverHeld = 100_000
+
 func (c *Config) validateCluster(v *validator) {
 	cl := c.Cluster
+	// The handover bounds are checked with or without a member ID: a
+	// Kubernetes member's file has none (its flags add it), and they are
+	// unused by a single node.
+	v.check(cl.HandoverHoldFor == 0 || (cl.HandoverHoldFor.D() >= 100*time.Millisecond && cl.HandoverHoldFor.D() <= time.Minute),
+		"cluster.handoverHoldFor", "must be 0 (the default) or between 100ms and 1m, got %s", cl.HandoverHoldFor)
+	v.check(cl.HandoverMaxHeld >= 0 && cl.HandoverMaxHeld <= maxHandoverHeld, "cluster.handoverMaxHeld",
+		"must be between 0 (the default) and %d, got %d", maxHandoverHeld, cl.HandoverMaxHeld)
 	if !cl.Enabled() {
 		v.check(cl.Bind == "" && len(cl.Members) == 0 && !cl.Bootstrap && cl.SecretFile == "" && len(cl.DialAddresses) == 0, "cluster.memberID",
 			"is required when any other cluster field is set")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
+	"github.com/bollard-io/bollard/broker/config"
 )
 
 // A readiness handover makes a planned leadership transfer invisible to
@@ -68,9 +69,17 @@ type HandoverLimits struct {
 }
 
 // DefaultHandoverLimits are the broker's bounds: a successor holds at most
-// 4096 connections for at most 5 s each; a handover lasts 30 s unless
+// 4096 connections for at most 5 s each (cluster.handoverMaxHeld and
+// cluster.handoverHoldFor change them); a handover lasts 30 s unless
 // asked otherwise, and never more than 2 minutes.
-var DefaultHandoverLimits = HandoverLimits{DefaultTTL: 30 * time.Second, MaxTTL: 2 * time.Minute, HoldFor: 5 * time.Second, MaxHeld: 4096}
+var DefaultHandoverLimits = HandoverLimits{DefaultTTL: 30 * time.Second, MaxTTL: 2 * time.Minute,
+	HoldFor: config.DefaultHandoverHoldFor, MaxHeld: config.DefaultHandoverMaxHeld}
+
+// handoverLimitsOf is what cfg sets of the handover bounds.
+func handoverLimitsOf(cfg *config.Config) HandoverLimits {
+	holdFor, maxHeld := cfg.Cluster.Handover()
+	return HandoverLimits{HoldFor: holdFor, MaxHeld: maxHeld}
+}
 
 // ErrHandover is returned for a handover this member cannot take part in
 // now (a successor that already leads, a role it does not know).

@@ -161,6 +161,52 @@ func TestHandoverHoldIsBoundedInCount(t *testing.T) {
 	}
 }
 
+// cluster.handoverMaxHeld and cluster.handoverHoldFor bound the holding
+// from the configuration, and a reload changes them (reload class hot).
+func TestHandoverLimitsFromConfig(t *testing.T) {
+	n := follower()
+	e := newPipeEngine(t, n)
+	cfg := config.Default()
+	allow := true
+	cfg.Auth.AllowAnonymous = &allow
+	cfg.Cluster.HandoverMaxHeld, cfg.Cluster.HandoverHoldFor = 1, config.Duration(200*time.Millisecond)
+	if _, err := e.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PrepareHandover(HandoverSuccessor, 0); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	a := connectAsync(t, e, "a")
+	waitHeld(t, e, 1)
+	if r := wait(t, connectAsync(t, e, "extra")); r.ack.ReasonCode != packet.UseAnotherServer {
+		t.Fatalf("a second connection over handoverMaxHeld 1: %v, want Use another server", r.ack.ReasonCode)
+	}
+	r := wait(t, a)
+	if r.ack.ReasonCode != packet.UseAnotherServer || r.at.Sub(t0) < 200*time.Millisecond || r.at.Sub(t0) > 4*time.Second {
+		t.Fatalf("held connection: %v after %s, want Use another server after handoverHoldFor 200ms", r.ack.ReasonCode, r.at.Sub(t0))
+	}
+	if s := e.HandoverStatus(); s.OverLimit != 1 || s.TimedOut != 1 {
+		t.Fatalf("status: %+v", s)
+	}
+	// A reload to the defaults: two connections are held at once again.
+	cfg.Cluster.HandoverMaxHeld, cfg.Cluster.HandoverHoldFor = 0, 0
+	if _, err := e.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, c := connectAsync(t, e, "b"), connectAsync(t, e, "c")
+	waitHeld(t, e, 2)
+	n.set(cluster.Serving{Serving: true, Term: 2, LeaderID: "b-1"})
+	for _, ch := range []<-chan connectResult{b, c} {
+		if r := wait(t, ch); r.ack.ReasonCode != packet.Success {
+			t.Fatalf("held after the reload: %v", r.ack.ReasonCode)
+		}
+	}
+	if l := e.ho.getLimits(); l.MaxHeld != config.DefaultHandoverMaxHeld || l.HoldFor != config.DefaultHandoverHoldFor {
+		t.Fatalf("limits after reloading the defaults: %+v", l)
+	}
+}
+
 // A handover nobody completes expires by itself: the successor is no
 // longer ready and lets go of what it held, well before HoldFor.
 func TestHandoverExpires(t *testing.T) {

@@ -75,6 +75,7 @@ func New(cfg *config.Config, node Node, log *slog.Logger, newTerm func(cfg *conf
 		stop: make(chan struct{}), stopped: make(chan struct{}), restart: make(chan struct{}, 1),
 	}
 	e.ho.init()
+	e.SetHandoverLimits(handoverLimitsOf(cfg))
 	return e, nil
 }
 
@@ -345,6 +346,7 @@ func (e *Engine) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.SetHandoverLimits(handoverLimitsOf(cfg))
 	e.mu.Lock()
 	e.cfg = cfg.Clone()
 	cur := e.cur

@@ -188,6 +188,9 @@ var ErrCluster = errors.New("resources: invalid cluster settings")
 // port. Nil for a single node.
 func ValidateCluster(b *v1alpha1.MQTTBroker, c *config.Config) error {
 	if !Clustered(b) {
+		if c.Cluster.HandoverHoldFor != 0 || c.Cluster.HandoverMaxHeld != 0 {
+			return fmt.Errorf("%w: spec.config cluster.handoverHoldFor and cluster.handoverMaxHeld bound a cluster's leadership handover: they need replicas 3 or 5", ErrCluster)
+		}
 		return nil
 	}
 	var errs []error
@@ -203,6 +206,9 @@ func ValidateCluster(b *v1alpha1.MQTTBroker, c *config.Config) error {
 		Members:    ClusterMembers(b, int(Replicas(b))),
 		SecretFile: ClusterSecretFile,
 		Bootstrap:  true,
+
+		HandoverHoldFor: c.Cluster.HandoverHoldFor,
+		HandoverMaxHeld: c.Cluster.HandoverMaxHeld,
 	}
 	if err := member.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("as a cluster member: %w", err))

@@ -44,9 +44,16 @@ func buildConfigOwners() []configOwner {
 		{"auth", "spec.auth"},
 		{"logLevel", "spec.logLevel"},
 		{"drainTimeout", "spec.terminationGracePeriodSeconds (minus 10s)"},
-		// Membership, addresses and the cluster secret need Services, ports
-		// and pods the operator makes: not a file setting.
-		{"cluster", "the operator (replication follows spec.replicas: each member gets its ID, addresses and secret as flags)"},
+	}
+	// Membership, addresses and the cluster secret need Services, ports
+	// and pods the operator makes: not a file setting. Every field of the
+	// cluster section is the operator's but the few spec.config may tune
+	// (a field added to the section is owned until listed there).
+	for f := range reflect.TypeFor[config.Cluster]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" && !clusterTunables[name] {
+			o = append(o, configOwner{"cluster." + name, "the operator (replication follows spec.replicas: each member gets its ID, addresses and secret as flags)"})
+		}
 	}
 	o = append(o, specFields("sessions", "spec.sessions", reflect.TypeFor[v1alpha1.Sessions]())...)
 	o = append(o, specFields("queues", "spec.queues", reflect.TypeFor[v1alpha1.Queues]())...)
@@ -54,6 +61,11 @@ func buildConfigOwners() []configOwner {
 	o = append(o, specFields("login", "spec.auth.login", reflect.TypeFor[v1alpha1.Login]())...)
 	return o
 }
+
+// clusterTunables are the fields of the broker's cluster section that
+// spec.config may set (with replicas 3 or 5): the readiness handover's
+// bounds.
+var clusterTunables = map[string]bool{"handoverHoldFor": true, "handoverMaxHeld": true}
 
 // specFields lists the JSON names of t's fields as owned paths under
 // section, each owned by the spec field of the same name.

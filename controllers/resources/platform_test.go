@@ -52,6 +52,8 @@ func TestConfigOverlay(t *testing.T) {
 		"unknown field":        {overlay: `{"limits": {"maxConnectionz": 5}}`, refused: "field maxConnectionz not found"},
 		"unknown section":      {overlay: `{"clusterz": {"peers": 3}}`, refused: "field clusterz not found"},
 		"replication":          {overlay: `{"cluster": {"bootstrap": true}}`, refused: "cluster.bootstrap is set by the operator"},
+		"replication timeouts": {overlay: `{"cluster": {"heartbeatTimeout": "1s"}}`, refused: "cluster.heartbeatTimeout is set by the operator"},
+		"cluster section":      {overlay: `{"cluster": null}`, refused: "cluster holds cluster."},
 		"invalid value":        {overlay: `{"limits": {"connectTimeout": "soon"}}`, refused: "the broker's configuration loader refuses it"},
 		"value Validate fails": {overlay: `{"limits": {"maxClientIDLength": -1}}`, refused: "limits.maxClientIDLength"},
 		"wrong type":           {overlay: `{"sessions": {"allowTakeoverByOtherPrincipal": "yes please"}}`, refused: "sessions.allowTakeoverByOtherPrincipal: config: yaml: unmarshal errors"},
@@ -85,6 +87,36 @@ func TestConfigOverlay(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigOverlayHandoverBounds: the readiness handover's bounds are the
+// cluster fields spec.config may set: they reach a cluster's file, the
+// broker's own rules refuse bad values, and a single node refuses them as
+// meaningless there.
+func TestConfigOverlayHandoverBounds(t *testing.T) {
+	b := loadBroker(t, "minimal")
+	b.Spec.Replicas = ptr.To[int32](3)
+	b.Spec.Config = rawConfig(`{"cluster": {"handoverHoldFor": "2s", "handoverMaxHeld": 20000}}`)
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.HandoverHoldFor.String() != "2s" || c.Cluster.HandoverMaxHeld != 20000 || c.Cluster.Enabled() {
+		t.Fatalf("rendered cluster section: %+v", c.Cluster)
+	}
+	b.Spec.Config = rawConfig(`{"cluster": {"handoverMaxHeld": 1000000}}`)
+	if _, err := BrokerConfig(b); err == nil || !strings.Contains(err.Error(), "cluster.handoverMaxHeld") || !errors.Is(err, ErrConfigOverlay) {
+		t.Fatalf("a million held connections: %v, want the loader's refusal naming cluster.handoverMaxHeld", err)
+	}
+	b.Spec.Config = rawConfig(`{"cluster": {"handoverHoldFor": "1ms"}}`)
+	if _, err := BrokerConfig(b); err == nil || !strings.Contains(err.Error(), "cluster.handoverHoldFor") {
+		t.Fatalf("a 1ms hold: %v, want a refusal naming cluster.handoverHoldFor", err)
+	}
+	b.Spec.Replicas = ptr.To[int32](1)
+	b.Spec.Config = rawConfig(`{"cluster": {"handoverMaxHeld": 100}}`)
+	if _, err := BrokerConfig(b); err == nil || !errors.Is(err, ErrCluster) || !strings.Contains(err.Error(), "replicas 3 or 5") {
+		t.Fatalf("handover bounds on a single node: %v, want a refusal", err)
 	}
 }
 
