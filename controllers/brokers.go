@@ -47,13 +47,15 @@ func (r *MQTTBrokerReconciler) queryBrokers(ctx context.Context, p *pass) error 
 		b.Status.Version = s.Version
 	}
 	b.Status.AppliedConfigGeneration = s.AppliedConfigGeneration
-	if s.Answered > 0 {
+	if s.Counted > 0 {
 		// 0 is a count like any other (kubectl showed a blank column for
 		// it when the fields were plain omitempty integers).
 		b.Status.Sessions = ptr.To(s.Sessions)
 		b.Status.QueuedMessages = ptr.To(s.QueuedMessages)
 	}
-	// While no broker answers, the last figures stay, with their age.
+	// While no broker answers with figures, the last ones stay, with their
+	// age (a handover's successor is ready before it serves: its zeros are
+	// not the cluster's).
 	if st := status.Stats(p.obs.Brokers); st != nil {
 		status.KeepObservedAt(b.Status.Stats, st, r.statusRefresh())
 		b.Status.Stats = st
@@ -68,6 +70,7 @@ func report(pod string, rd statusRead) status.BrokerReport {
 		Pod: pod, ConfigGeneration: st.ConfigGeneration, Version: st.Version,
 		RefusedGeneration: st.RefusedConfigGeneration, RefusedError: st.RefusedConfigError,
 		Sessions: st.SessionsOnline + st.SessionsOffline, QueuedMessages: st.QueuedMessages, Err: rd.err,
+		NoFigures: st.Cluster != nil && !st.Cluster.Serving,
 		Stats: status.StatsReport{ReadAt: rd.at, SessionsOnline: st.SessionsOnline, SessionsOffline: st.SessionsOffline,
 			QueuedBytes: st.QueuedBytes, FullestQueue: st.FullestQueueRatio},
 	}

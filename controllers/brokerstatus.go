@@ -8,6 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bollard-io/bollard/broker/adminapi"
 )
 
 // BrokerStatus is the part of a broker's GET /v1/status body the operator
@@ -40,6 +42,11 @@ type BrokerStatus struct {
 	// Storage is the broker's store budget and disk use; nil when the
 	// broker does not report it.
 	Storage *BrokerStorage `json:"storage,omitempty"`
+
+	// Cluster is a cluster member's view of replication; nil for a single
+	// node. A member that does not serve (Serving false) holds no
+	// sessions: its session and queue figures are 0, not the cluster's.
+	Cluster *adminapi.ClusterStatus `json:"cluster,omitempty"`
 }
 
 // BrokerQueue is one of the deepest queues of /v1/status (topQueues).

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/bollard-io/bollard/broker/adminapi"
 )
 
 // statusBody is a /v1/status body as broker/host writes it (fields the
@@ -64,6 +66,17 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 			handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(olderStatusBody)) },
 			want:    BrokerStatus{Version: "v0.0.9", ConfigGeneration: 7, SessionsOnline: 2, SessionsOffline: 5, QueuedMessages: 40},
 		},
+		// A cluster member says whether it serves (the rest of its view is
+		// read too, as GET /v1/cluster has it).
+		"cluster member": {
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				_, _ = w.Write([]byte(`{"version":"v1","configGeneration":7,"sessionsOnline":0,"sessionsOffline":0,"queuedMessages":0,
+"cluster":{"id":"b-1","role":"follower","serving":false,"term":4,"leader":"b-0","lastLogIndex":9,"lastLogTerm":4,"commitIndex":9,
+"appliedIndex":9,"lastSnapshotIndex":0,"members":[],"refusedReplicationConnections":0}}`))
+			},
+			want: BrokerStatus{Version: "v1", ConfigGeneration: 7, Cluster: &adminapi.ClusterStatus{ID: "b-1", Role: adminapi.RoleFollower,
+				Term: 4, LeaderID: "b-0", LastLogIndex: 9, LastLogTerm: 4, CommitIndex: 9, AppliedIndex: 9, Members: []adminapi.ClusterMember{}}},
+		},
 		"http error": {
 			handler: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "draining", http.StatusServiceUnavailable) },
 			wantErr: "503",
@@ -104,5 +117,23 @@ func TestHTTPBrokerStatusReader(t *testing.T) {
 	}
 	if _, err := (HTTPBrokerStatusReader{}).BrokerStatus(context.Background(), &corev1.Pod{}, testToken); err == nil {
 		t.Error("a pod without an IP was queried")
+	}
+}
+
+// TestReportOfNonServingMember: a member that does not serve (a handover's
+// successor, ready before it leads) reports its configuration generation
+// but no figures; a serving member and a single node report theirs.
+func TestReportOfNonServingMember(t *testing.T) {
+	st := BrokerStatus{ConfigGeneration: 7, SessionsOnline: 0}
+	if r := report("b-0", statusRead{st: st}); r.NoFigures {
+		t.Error("a single node's figures were dropped")
+	}
+	st.Cluster = &adminapi.ClusterStatus{Role: adminapi.RoleLeader, Serving: true}
+	if r := report("b-0", statusRead{st: st}); r.NoFigures {
+		t.Error("the serving leader's figures were dropped")
+	}
+	st.Cluster = &adminapi.ClusterStatus{Role: adminapi.RoleFollower}
+	if r := report("b-1", statusRead{st: st}); !r.NoFigures || r.ConfigGeneration != 7 {
+		t.Errorf("a follower's report: %+v, want its generation and no figures", r)
 	}
 }

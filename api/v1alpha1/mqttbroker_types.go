@@ -1422,7 +1422,9 @@ type BrokerStats struct {
 	// +required
 	ObservedAt metav1.Time `json:"observedAt"`
 
-	// pods is how many broker pods answered: the figures total theirs.
+	// pods is how many broker pods answered with figures: the figures
+	// total theirs. A cluster member that does not serve (only the leader
+	// holds sessions) has none to give.
 	// +required
 	Pods int32 `json:"pods"`
 

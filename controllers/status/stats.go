@@ -56,14 +56,15 @@ const (
 	maxReasonBytes = 64
 )
 
-// Stats totals the reports of the brokers that answered into
-// status.stats, or returns nil when none answered (the caller then keeps
-// the last figures). A figure that any answering broker did not report is
-// left out: a partial total would say more than is known.
+// Stats totals the reports of the brokers that answered with figures
+// (not NoFigures) into status.stats, or returns nil when none did (the
+// caller then keeps the last figures). A figure that any answering broker
+// did not report is left out: a partial total would say more than is
+// known.
 func Stats(rs []BrokerReport) *v1alpha1.BrokerStats {
 	var ok []BrokerReport
 	for _, r := range sortedReports(rs) {
-		if r.Err == nil {
+		if r.Err == nil && !r.NoFigures {
 			ok = append(ok, r)
 		}
 	}

@@ -53,6 +53,30 @@ func TestStatsTotals(t *testing.T) {
 	}
 }
 
+// TestStatsSkipNonServingMember: a cluster member that answers but does not
+// serve (a readiness handover's successor is ready before it leads) holds
+// no sessions: its zeros are neither totalled nor, alone, reported.
+func TestStatsSkipNonServingMember(t *testing.T) {
+	leader := full("b-0", t0, 40, QueueReport{ClientID: "x", Messages: 30, Bytes: 3000})
+	successor := BrokerReport{Pod: "b-1", ConfigGeneration: 3, NoFigures: true, Stats: StatsReport{ReadAt: t0, QueuedBytes: ptr.To[int64](0)}}
+	both := Stats([]BrokerReport{leader, successor})
+	alone := Stats([]BrokerReport{leader})
+	if both == nil || !reflect.DeepEqual(both, alone) {
+		t.Errorf("with the successor: %s\nwithout it: %s", dump(both), dump(alone))
+	}
+	if s := Stats([]BrokerReport{successor}); s != nil {
+		t.Errorf("the successor alone: %s, want no figures (the last ones stay)", dump(s))
+	}
+	sum := Summarize([]BrokerReport{successor})
+	if sum.Answered != 1 || sum.Counted != 0 || sum.AppliedConfigGeneration != 3 {
+		t.Errorf("summary of the successor alone: %+v, want its generation and no counted figures", sum)
+	}
+	sum = Summarize([]BrokerReport{leader, successor})
+	if sum.Answered != 2 || sum.Counted != 1 || sum.Sessions != leader.Sessions || sum.QueuedMessages != leader.QueuedMessages {
+		t.Errorf("summary with the leader: %+v", sum)
+	}
+}
+
 // TestStatsUnknownIsAbsent: with no answer there are no figures (the
 // caller keeps the last ones), and a figure one answering broker did not
 // report is left out rather than totalled from the others.

@@ -36,6 +36,11 @@ type BrokerReport struct {
 	Version        string
 	Sessions       int64
 	QueuedMessages int64
+	// NoFigures: the broker holds no sessions to count (a cluster member
+	// that does not serve, e.g. a readiness handover's successor, which is
+	// ready before it leads). Its configuration generation counts; its
+	// session, queue and drop figures (0) are not figures of the cluster.
+	NoFigures bool
 	// Storage is what the broker said of its store budget.
 	Storage StorageReport
 	// Stats are the rest of the broker's figures, for status.stats.
@@ -336,9 +341,10 @@ type Summary struct {
 	AppliedConfigGeneration int64
 	Sessions                int64
 	QueuedMessages          int64
-	// Answered is how many brokers reported: with none, Sessions and
+	// Answered is how many brokers reported; Counted how many of them
+	// reported figures (not NoFigures): with none, Sessions and
 	// QueuedMessages are unknown, not 0.
-	Answered int
+	Answered, Counted int
 }
 
 // Summarize totals the reports of the brokers that answered. The applied
@@ -358,6 +364,10 @@ func Summarize(rs []BrokerReport) Summary {
 		}
 		first = false
 		s.Answered++
+		if r.NoFigures {
+			continue
+		}
+		s.Counted++
 		s.Sessions += r.Sessions
 		s.QueuedMessages += r.QueuedMessages
 	}

@@ -223,7 +223,7 @@ func TestSummarize(t *testing.T) {
 		{Pod: "b-0", ConfigGeneration: 5, Version: "v1", Sessions: 2, QueuedMessages: 1},
 		{Pod: "b-2", Err: errors.New("down")},
 	})
-	want := Summary{Version: "v1", AppliedConfigGeneration: 4, Sessions: 5, QueuedMessages: 11, Answered: 2}
+	want := Summary{Version: "v1", AppliedConfigGeneration: 4, Sessions: 5, QueuedMessages: 11, Answered: 2, Counted: 2}
 	if s != want {
 		t.Errorf("Summarize = %+v, want %+v", s, want)
 	}
