@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -359,6 +360,42 @@ func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
 		first, err := c.nodes[l].logs.FirstIndex()
 		return err == nil && first > 2
 	})
+}
+
+// A member's disk usage counts its Raft log and snapshots (copies of the
+// store) against the budget, and reserves room for its next snapshot.
+func TestDiskUsageCountsRaftAndReservesASnapshot(t *testing.T) {
+	dir := t.TempDir()
+	st := openSingle(t, dir)
+	t.Cleanup(func() { _ = st.Close() })
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 200; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), strings.Repeat("x", 4096))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.(nodeStore).n.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.(nodeStore).n.st.DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := st.(nodeStore).n.st.cur().DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raft, err := treeBytes(filepath.Join(dir, "raft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200 x 4 KiB went into the log and into the snapshot.
+	if raft < 2*200*4096 || u.Reserved <= 0 || u.Used < own.Used+raft/2 || u.VolumeSize <= 0 {
+		t.Fatalf("disk usage %+v; the store alone %+v, raft/ %d bytes", u, own, raft)
+	}
 }
 
 // A member that learns the leader before it watches Raft's observations

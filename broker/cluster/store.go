@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,10 +223,49 @@ func (s *replStore) Stats() store.Stats {
 	return s.st.Stats()
 }
 
+// DiskUsage is the member's use of its volume: the store, plus the Raft
+// log and snapshots (raft/: each snapshot is a copy of the store, and two
+// are kept), which count against the store budget like the store's own
+// files. The room the next snapshot will take, a copy of the store as it
+// is, is Reserved: the volume must keep it free beyond the broker's
+// reserve, or new offline messages are refused (the member's own state
+// then still fits, and snapshots keep the log short).
 func (s *replStore) DiskUsage() (store.DiskUsage, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.st.DiskUsage()
+	u, err := s.st.DiskUsage()
+	s.mu.RUnlock()
+	if err != nil {
+		return u, err
+	}
+	u.Reserved = u.Used
+	raft, err := treeBytes(filepath.Join(s.dir, "raft"))
+	if err != nil {
+		return u, fmt.Errorf("cluster: disk usage: %w", err)
+	}
+	u.Used += raft
+	return u, nil
+}
+
+// treeBytes totals the sizes of the regular files under dir (files that
+// disappear meanwhile, as Pebble's and the snapshots' do, are skipped).
+func treeBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Commit replicates b: it returns nil once a majority of the members has

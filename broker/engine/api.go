@@ -151,9 +151,13 @@ type StorageStats struct {
 	VolumeFree    int64 `json:"volumeFreeBytes"`
 	VolumeSize    int64 `json:"volumeSizeBytes"`
 	MinVolumeFree int64 `json:"minVolumeFreeBytes"`
+	// Reserved is free space the store keeps for itself on top of
+	// MinVolumeFree: on a cluster member, room for its next Raft snapshot
+	// (a copy of the store); 0 on a single node.
+	Reserved int64 `json:"reservedBytes"`
 	// Pressure is true at 95% of the budget or more, or with the volume
-	// below MinVolumeFree: new messages for offline sessions are (or are
-	// about to be) refused by the overflow policy.
+	// below MinVolumeFree + Reserved: new messages for offline sessions
+	// are (or are about to be) refused by the overflow policy.
 	Pressure bool `json:"pressure"`
 }
 

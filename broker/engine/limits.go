@@ -164,7 +164,14 @@ func (s *Server) storeFull(m *store.Message) bool {
 		return true
 	}
 	d := s.disk.sample(s)
-	return d != nil && q.MinVolumeFreeBytes > 0 && d.VolumeSize > 0 && d.VolumeFree < q.MinVolumeFreeBytes
+	return d != nil && volumeShort(d.VolumeFree, d.VolumeSize, q.MinVolumeFreeBytes, d.Reserved)
+}
+
+// volumeShort reports whether the volume's free space is below the
+// broker's reserve (minFree: queues.minVolumeFreeBytes, 0 for none) plus
+// what the store keeps for itself (reserved); never on an unknown volume.
+func volumeShort(free, size, minFree, reserved int64) bool {
+	return size > 0 && (minFree > 0 || reserved > 0) && free < minFree+reserved
 }
 
 // diskSampler caches the store's DiskUsage for a second: it is read on
@@ -219,6 +226,7 @@ func (s *Server) storageStats() StorageStats {
 	st.Used = st.MessageBytes
 	if d := s.disk.sample(s); d != nil {
 		st.DiskBytes, st.CompactionDebt, st.VolumeFree, st.VolumeSize = d.Used, d.CompactionDebt, d.VolumeFree, d.VolumeSize
+		st.Reserved = d.Reserved
 		st.Used = max(st.Used, d.Used)
 	}
 	st.Pressure = storagePressure(st)
@@ -231,7 +239,7 @@ func storagePressure(st StorageStats) bool {
 	if st.Budget > 0 && st.Used >= st.Budget/100*95 {
 		return true
 	}
-	return st.MinVolumeFree > 0 && st.VolumeSize > 0 && st.VolumeFree < st.MinVolumeFree
+	return volumeShort(st.VolumeFree, st.VolumeSize, st.MinVolumeFree, st.Reserved)
 }
 
 // retainAdmitted reports whether m (a retained publish) may be retained

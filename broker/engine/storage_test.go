@@ -2,12 +2,15 @@ package engine
 
 import (
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 func TestStoragePressure(t *testing.T) {
@@ -24,11 +27,64 @@ func TestStoragePressure(t *testing.T) {
 		"volume unknown":         {StorageStats{MinVolumeFree: 50}, false},
 		"reserve disabled":       {StorageStats{VolumeFree: 1, VolumeSize: 1000}, false},
 		"both, budget unreached": {StorageStats{Used: 10, Budget: 100, VolumeFree: 1, VolumeSize: 1000, MinVolumeFree: 50}, true},
+		// A cluster member keeps room for its next snapshot (Reserved).
+		"room for the reserve and a snapshot": {StorageStats{VolumeFree: 300, VolumeSize: 1000, MinVolumeFree: 50, Reserved: 200}, false},
+		"no room for the next snapshot":       {StorageStats{VolumeFree: 200, VolumeSize: 1000, MinVolumeFree: 50, Reserved: 200}, true},
+		"snapshot room, reserve disabled":     {StorageStats{VolumeFree: 100, VolumeSize: 1000, Reserved: 200}, true},
 	} {
 		if got := storagePressure(tc.st); got != tc.want {
 			t.Errorf("%s: storagePressure = %v, want %v", name, got, tc.want)
 		}
 	}
+}
+
+// reservingStore is a store whose volume keeps room for something else
+// (as a cluster member's keeps room for its next snapshot).
+type reservingStore struct {
+	*pebblestore.Store
+	reserved atomic.Int64
+}
+
+func (s *reservingStore) DiskUsage() (store.DiskUsage, error) {
+	u, err := s.Store.DiskUsage()
+	u.Reserved = s.reserved.Load()
+	return u, err
+}
+
+// TestStoreVolumeReserve: the space a store reserves for itself counts
+// with the free space reserve: new offline messages are refused once the
+// volume's free space is below both, and taken again once it is not.
+func TestStoreVolumeReserve(t *testing.T) {
+	pst, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pst.Close() })
+	st := &reservingStore{Store: pst}
+	cfg := testConfig()
+	cfg.Queues.OverflowPolicy = config.OverflowRejectPublish
+	b := startBroker(t, cfg, withStore(st))
+	offlineSubscriber(t, b, "s", "t", 1)
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "pub", CleanStart: true})
+	if rc := publishQoS1(t, pub, "t", "1")[0]; rc != packet.Success {
+		t.Fatalf("with room: %v", rc)
+	}
+	u, err := pst.DiskUsage()
+	if err != nil || u.VolumeSize == 0 {
+		t.Fatalf("volume unknown: %+v %v", u, err)
+	}
+	st.reserved.Store(u.VolumeFree) // more than is free beyond the 64 MiB reserve
+	poll.Wait(t, 5*time.Second, 20*time.Millisecond, "the refusal", func() bool {
+		return publishQoS1(t, pub, "t", "x")[0] == packet.QuotaExceeded
+	})
+	if sg := b.srv.Stats().Storage; !sg.Pressure || sg.Reserved != u.VolumeFree {
+		t.Fatalf("storage: %+v", sg)
+	}
+	st.reserved.Store(0)
+	poll.Wait(t, 5*time.Second, 20*time.Millisecond, "publishes taken again", func() bool {
+		return publishQoS1(t, pub, "t", "y")[0] == packet.Success
+	})
 }
 
 // TestStoreBudgetCountsDisk: tiny messages fanned out to many offline

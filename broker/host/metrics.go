@@ -72,10 +72,10 @@ var (
 	descRefusals = prometheus.NewDesc("bollard_limit_refusals_total",
 		"Packets, subscriptions, messages and connections refused by a limit, by limit (see docs/security.md).", []string{"limit"}, nil)
 	descStorage = prometheus.NewDesc("bollard_store_bytes",
-		"The store budget and the disk, by kind: used (what counts against the budget), budget (queues.maxStoreBytes, 0: none), messages (stored and retained messages), disk (the store's files, WAL included), compaction_debt, volume_free, volume_size.",
+		"The store budget and the disk, by kind: used (what counts against the budget), budget (queues.maxStoreBytes, 0: none), messages (stored and retained messages), disk (the store's files, WAL included), compaction_debt, volume_free, volume_size, reserved (free space a cluster member keeps for its next Raft snapshot).",
 		[]string{"kind"}, nil)
 	descStoragePressure = prometheus.NewDesc("bollard_store_pressure",
-		"1 when the store is at 95% of its budget or more, or its volume below queues.minVolumeFreeBytes.", nil, nil)
+		"1 when the store is at 95% of its budget or more, or its volume's free space below queues.minVolumeFreeBytes (plus, on a cluster member, room for its next Raft snapshot).", nil, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -143,7 +143,8 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	sg := st.Storage
 	for kind, v := range map[string]int64{"used": sg.Used, "budget": sg.Budget, "messages": sg.MessageBytes,
-		"disk": sg.DiskBytes, "compaction_debt": sg.CompactionDebt, "volume_free": sg.VolumeFree, "volume_size": sg.VolumeSize} {
+		"disk": sg.DiskBytes, "compaction_debt": sg.CompactionDebt, "volume_free": sg.VolumeFree, "volume_size": sg.VolumeSize,
+		"reserved": sg.Reserved} {
 		gauge(descStorage, float64(v), kind)
 	}
 	gauge(descStoragePressure, boolGauge(sg.Pressure))

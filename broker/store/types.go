@@ -228,6 +228,10 @@ type DiskUsage struct {
 	// the volume holding the store, and its size (statfs); 0 when unknown.
 	VolumeFree int64
 	VolumeSize int64
+	// Reserved is free space the store needs to keep for itself beyond
+	// the broker's reserve (queues.minVolumeFreeBytes): a cluster member's
+	// next Raft snapshot writes a copy of the store. 0 for a single node.
+	Reserved int64
 }
 
 // DiskReporter is implemented by the stores that live on a volume.
