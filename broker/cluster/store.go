@@ -50,15 +50,16 @@ type replStore struct {
 	// so pending is in log order: waitOutcomes never waits for a later
 	// entry while an earlier one's committer could go on.
 	applyMu sync.Mutex
-	// own holds the batches of this member's entries in flight, by the
-	// first byte of their encoding: the FSM applies the leader's own
-	// entries from the batch instead of decoding what it just encoded
-	// (Raft hands the leader's FSM the very slice given to Apply). An
-	// entry leaves it when its outcome is known; the FSM of a member
-	// that did not put the entry in the log (or reads it back from the
-	// log) never finds it and decodes.
+	// own holds this member's entries in flight, by the first byte of
+	// their encoding: the FSM applies the leader's own entries from the
+	// batch instead of decoding what it just encoded (Raft hands the
+	// leader's FSM the very slice given to Apply), and answers their
+	// committers itself (answerOwn). An entry leaves it when its outcome
+	// is passed on, by the FSM or by waitOutcomes, whichever is first;
+	// the FSM of a member that did not put the entry in the log (or
+	// reads it back from the log) never finds it and decodes.
 	ownMu sync.Mutex
-	own   map[*byte]*store.Batch
+	own   map[*byte]ownEntry
 	// held are NoSync entries held back to go with the next one (see
 	// hold); guarded by applyMu.
 	held      []heldEntry
@@ -68,8 +69,15 @@ type replStore struct {
 // pendingCommit is an entry in the log and where its outcome goes.
 type pendingCommit struct {
 	f   raft.ApplyFuture
-	key *byte      // the entry's key in own
-	res chan error // buffered: waitOutcomes never waits for a committer
+	key *byte      // the entry's key in own (it also keeps the encoding alive, so no other entry takes its key meanwhile)
+	res chan error // buffered: neither the FSM nor waitOutcomes waits for a committer
+}
+
+// ownEntry is an entry of this member in flight: its batch and where its
+// outcome goes (answered once, see own).
+type ownEntry struct {
+	b   *store.Batch
+	res chan error
 }
 
 // ownBatch returns the batch data encodes when this member put data in
@@ -80,20 +88,47 @@ func (s *replStore) ownBatch(data []byte) *store.Batch {
 	}
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	return s.own[&data[0]]
+	return s.own[&data[0]].b
 }
 
-func (s *replStore) setOwn(key *byte, b *store.Batch) {
+func (s *replStore) setOwn(key *byte, b *store.Batch, res chan error) {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	if b == nil {
-		delete(s.own, key)
+	if s.own == nil {
+		s.own = make(map[*byte]ownEntry)
+	}
+	s.own[key] = ownEntry{b: b, res: res}
+}
+
+// takeOwn removes the entry at key from own and returns where its outcome
+// goes, or nil when it was passed on already.
+func (s *replStore) takeOwn(key *byte) chan error {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	e, ok := s.own[key]
+	if !ok {
+		return nil
+	}
+	delete(s.own, key)
+	return e.res
+}
+
+// answerOwn passes the outcome of an entry this member put in the log
+// straight from the FSM that applied it (committed by a majority, applied
+// here) to its committer: Raft would pass the same outcome to the entry's
+// future once the whole batch is applied, and waitOutcomes on from there,
+// one goroutine hand-off later on the path of every acknowledgement. It
+// does nothing for an entry that is not this member's.
+func (s *replStore) answerOwn(data []byte, outcome any) {
+	if len(data) == 0 {
 		return
 	}
-	if s.own == nil {
-		s.own = make(map[*byte]*store.Batch)
+	res := s.takeOwn(&data[0])
+	if res == nil {
+		return
 	}
-	s.own[key] = b
+	err, _ := outcome.(error)
+	res <- err
 }
 
 // maxPendingCommits bounds the entries queued for waitOutcomes: a
@@ -260,7 +295,8 @@ func (s *replStore) stopped() bool {
 	}
 }
 
-// waitOutcomes answers every pending commit, one after the other: Raft
+// waitOutcomes answers every pending commit the FSM did not answer (those
+// that failed: not committed, or Raft stopped), one after the other: Raft
 // answers entries in log order, so one waiter per member keeps up, and no
 // commit starts a goroutine. It returns when the member stops; an entry
 // queued as Raft shut down is never answered, and the waiter may stay
@@ -270,8 +306,9 @@ func (s *replStore) waitOutcomes() {
 		select {
 		case p := <-s.pending:
 			err := applyOutcome(p.f)
-			s.setOwn(p.key, nil)
-			p.res <- err
+			if res := s.takeOwn(p.key); res != nil {
+				res <- err
+			}
 		case <-s.done:
 			return
 		}
@@ -296,7 +333,7 @@ func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
 // false when the member stopped first (the outcome never arrives on res).
 func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) bool {
 	key := &data[0] // an encoded batch is never empty
-	s.setOwn(key, b)
+	s.setOwn(key, b, res)
 	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: res}
 	select {
 	case s.pending <- p:
