@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,10 +62,22 @@ type replStore struct {
 	ownMu sync.Mutex
 	own   map[*byte]ownEntry
 	// held are NoSync entries held back to go with the next one (see
-	// hold); guarded by applyMu.
+	// hold); guarded by applyMu, as are heldSince (when the first of them
+	// was held, as time.Since(epoch)) and holdTimer.
 	held      []heldEntry
+	heldSince time.Duration
 	holdTimer *time.Timer
+	// inflight counts this member's entries in the log whose outcome was
+	// not passed on yet; lastOutcome is when the latest was (as
+	// time.Since(epoch)). They tell the hold whether an entry a client
+	// waits for is still on its way (see holdLeft).
+	inflight    atomic.Int64
+	lastOutcome atomic.Int64
 }
+
+// epoch is the origin of the monotonic instants the store keeps as
+// durations.
+var epoch = time.Now()
 
 // pendingCommit is an entry in the log and where its outcome goes.
 type pendingCommit struct {
@@ -110,6 +123,8 @@ func (s *replStore) takeOwn(key *byte) chan error {
 		return nil
 	}
 	delete(s.own, key)
+	s.inflight.Add(-1)
+	s.lastOutcome.Store(int64(time.Since(epoch)))
 	return e.res
 }
 
@@ -333,6 +348,7 @@ func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
 // false when the member stopped first (the outcome never arrives on res).
 func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) bool {
 	key := &data[0] // an encoded batch is never empty
+	s.inflight.Add(1)
 	s.setOwn(key, b, res)
 	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: res}
 	select {
@@ -346,20 +362,47 @@ func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) boo
 
 // A batch that acknowledges nothing to a client (every one of the group
 // is NoSync: the Dequeues of acknowledged deliveries, marks of sent
-// messages) is held back for at most holdFor, or until holdMax of them
-// wait, and put in the log just before the next entry: both then share
-// the leader's fsync and the append round to the followers, instead of
-// the held one taking a round of its own that the next entry (a publish
-// a client waits for) queues behind. It is still committed and applied in
-// order before every later entry; its wait returns once it is, as
-// before. A member that stops meanwhile answers its wait with
-// errStoppedUnknown, as for an entry in flight (NoSync allows losing it,
-// as a crash of a single node may).
-const holdMax = 8
+// messages) is held back, until holdMax of them wait, and put in the log
+// just before the next entry: both then share the leader's fsync and the
+// append round to the followers, instead of the held one taking a round
+// of its own that the next entry (a publish a client waits for) queues
+// behind. Without a next entry it goes alone once holdFor passed since it
+// was held and since the latest outcome of an entry of this member, and
+// no entry is in flight (holdLeft): a subscriber's acknowledgement often
+// arrives just after the next publish went into the log, and its Dequeue
+// must then wait for the publish after that one, which comes only once
+// the one in flight is answered; released by a timer meanwhile, it would
+// hold the leader's Raft loop in its fsync as the answer arrives, and
+// the next publish behind it (under load it did for about half of the
+// messages of a window-1 publisher). A hold never exceeds holdLimit
+// times holdFor. It is still committed and applied in order before every
+// later entry; its wait returns once it is, as before. A member that
+// stops meanwhile answers its wait with errStoppedUnknown, as for an
+// entry in flight (NoSync allows losing it, as a crash of a single node
+// may).
+const (
+	holdMax   = 8
+	holdLimit = 10
+)
 
-// holdFor is how long a NoSync entry waits for a next one (a variable for
-// tests).
+// holdFor is how long a NoSync entry waits for a next one after the
+// entries in flight were answered (a variable for tests).
 var holdFor = 2 * time.Millisecond
+
+// holdLeft is how much longer the held entries may wait for a next entry
+// (0: put them in the log now); s.applyMu is held.
+func (s *replStore) holdLeft() time.Duration {
+	now := time.Since(epoch)
+	limit := s.heldSince + holdLimit*holdFor - now
+	if limit <= 0 {
+		return 0
+	}
+	if s.inflight.Load() > 0 {
+		return min(holdFor, limit) // look again then: the outcome's moment is unknown
+	}
+	since := max(s.heldSince, time.Duration(s.lastOutcome.Load()))
+	return max(0, min(since+holdFor-now, limit))
+}
 
 // heldEntry is a NoSync entry held back.
 type heldEntry struct {
@@ -378,6 +421,7 @@ func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
 	res := make(chan error, 1)
 	s.held = append(s.held, heldEntry{data: data, b: b, res: res})
 	if len(s.held) == 1 {
+		s.heldSince = time.Since(epoch)
 		if s.holdTimer == nil {
 			s.holdTimer = time.AfterFunc(holdFor, s.releaseHeld)
 		} else {
@@ -387,10 +431,18 @@ func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
 	return res
 }
 
-// releaseHeld puts the held entries in the log (the timer's end).
+// releaseHeld puts the held entries in the log when their hold is over
+// (the timer's end), else sets the timer again.
 func (s *replStore) releaseHeld() {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	if len(s.held) == 0 {
+		return
+	}
+	if d := s.holdLeft(); d > 0 && !s.stopped() {
+		s.holdTimer.Reset(d)
+		return
+	}
 	s.releaseHeldLocked()
 }
 
