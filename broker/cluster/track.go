@@ -54,14 +54,6 @@ func (t *tracker) reset() {
 // trackingTransport is the NetworkTransport with the replies to
 // AppendEntries recorded in a tracker. Every other method, and the
 // optional interfaces Raft looks for, come from the embedded transport.
-//
-// Only the AppendEntries that do not go through a pipeline are recorded:
-// the heartbeats (one to each follower every HeartbeatTimeout/10 to /5,
-// pipelining or not), and the appends of a follower catching up. The
-// pipelined appends' replies go to Raft's own goroutine directly: reading
-// them on the way would put one more goroutine hand-off on the path of
-// every commit. So a follower's match is at most one heartbeat period old
-// (its lag may include the entries appended during that period).
 type trackingTransport struct {
 	*raft.NetworkTransport
 	t *tracker
@@ -73,4 +65,49 @@ func (tt *trackingTransport) AppendEntries(id raft.ServerID, target raft.ServerA
 		tt.t.record(id, resp)
 	}
 	return err
+}
+
+func (tt *trackingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := tt.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	tp := &trackingPipeline{AppendPipeline: p, id: id, t: tt.t, out: make(chan raft.AppendFuture, 128), stop: make(chan struct{})}
+	go tp.forward()
+	return tp, nil
+}
+
+type trackingPipeline struct {
+	raft.AppendPipeline
+	id       raft.ServerID
+	t        *tracker
+	out      chan raft.AppendFuture
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func (p *trackingPipeline) forward() {
+	in := p.AppendPipeline.Consumer()
+	for {
+		select {
+		case f := <-in:
+			if f.Error() == nil {
+				p.t.record(p.id, f.Response())
+			}
+			select {
+			case p.out <- f:
+			case <-p.stop:
+				return
+			}
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+func (p *trackingPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+
+func (p *trackingPipeline) Close() error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	return p.AppendPipeline.Close()
 }
