@@ -74,6 +74,7 @@ func TestClusterBench(t *testing.T) {
 		return func(ctx context.Context, tg Target) (float64, error) {
 			r, err := RunPubSub(ctx, tg.Addr(), PubSubSpec{Subscribers: 1, QoS: 1, Messages: pubsubN, Payload: payloadSize,
 				Window: window, AckWindow: window, Persistent: persistent, Timeout: 2 * time.Minute})
+			t.Logf("%s: p50 %.4g ms, p99 %.4g ms", tg.Name(), ms(r.P50), ms(r.P99))
 			return ms(r.P50), err
 		}
 	}
