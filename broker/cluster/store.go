@@ -373,7 +373,7 @@ func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) boo
 // must then wait for the publish after that one, which comes only once
 // the one in flight is answered; released by a timer meanwhile, it would
 // hold the leader's Raft loop in its fsync as the answer arrives, and
-// the next publish behind it (under load it did for about half of the
+// the next publish behind it (under load it did for about a fifth of the
 // messages of a window-1 publisher). A hold never exceeds holdLimit
 // times holdFor. It is still committed and applied in order before every
 // later entry; its wait returns once it is, as before. A member that
