@@ -711,3 +711,39 @@ func TestNoSyncHoldIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A held NoSync entry waits while an entry of the member is in flight,
+// then holdFor after the latest outcome (or after it was held, whichever
+// is later), never longer than holdLimit times holdFor in all.
+func TestNoSyncHoldWaitsForEntriesInFlight(t *testing.T) {
+	s := &replStore{}
+	now := time.Since(epoch)
+	s.heldSince = now
+	s.lastOutcome.Store(int64(now - time.Hour))
+	if got := s.holdLeft(); got <= holdFor-time.Millisecond || got > holdFor {
+		t.Errorf("nothing in flight, held just now: %v left, want about holdFor (%v)", got, holdFor)
+	}
+	s.inflight.Store(1)
+	s.heldSince = now - 5*holdFor
+	if got := s.holdLeft(); got != holdFor {
+		t.Errorf("an entry in flight: %v left, want holdFor (%v) before looking again", got, holdFor)
+	}
+	s.inflight.Store(0)
+	s.lastOutcome.Store(int64(time.Since(epoch)))
+	if got := s.holdLeft(); got <= holdFor-time.Millisecond || got > holdFor {
+		t.Errorf("answered just now: %v left, want about holdFor (%v)", got, holdFor)
+	}
+	s.lastOutcome.Store(int64(now - 2*holdFor))
+	if got := s.holdLeft(); got != 0 {
+		t.Errorf("held and answered more than holdFor ago: %v left, want 0", got)
+	}
+	s.inflight.Store(1)
+	s.heldSince = now - holdLimit*holdFor
+	if got := s.holdLeft(); got != 0 {
+		t.Errorf("held holdLimit times holdFor with an entry in flight: %v left, want 0", got)
+	}
+	s.heldSince = now - (holdLimit-1)*holdFor - holdFor/2
+	if got := s.holdLeft(); got <= 0 || got > holdFor/2 {
+		t.Errorf("half a holdFor before the limit: %v left, want at most %v", got, holdFor/2)
+	}
+}

@@ -95,6 +95,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			out[at[j]] = err
 		}
 	}
+	for _, i := range at {
+		f.st.answerOwn(logs[i].Data, out[i]) // the leader's own entries: their committers learn now
+	}
 	return out
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -51,26 +52,46 @@ type replStore struct {
 	// so pending is in log order: waitOutcomes never waits for a later
 	// entry while an earlier one's committer could go on.
 	applyMu sync.Mutex
-	// own holds the batches of this member's entries in flight, by the
-	// first byte of their encoding: the FSM applies the leader's own
-	// entries from the batch instead of decoding what it just encoded
-	// (Raft hands the leader's FSM the very slice given to Apply). An
-	// entry leaves it when its outcome is known; the FSM of a member
-	// that did not put the entry in the log (or reads it back from the
-	// log) never finds it and decodes.
+	// own holds this member's entries in flight, by the first byte of
+	// their encoding: the FSM applies the leader's own entries from the
+	// batch instead of decoding what it just encoded (Raft hands the
+	// leader's FSM the very slice given to Apply), and answers their
+	// committers itself (answerOwn). An entry leaves it when its outcome
+	// is passed on, by the FSM or by waitOutcomes, whichever is first;
+	// the FSM of a member that did not put the entry in the log (or
+	// reads it back from the log) never finds it and decodes.
 	ownMu sync.Mutex
-	own   map[*byte]*store.Batch
+	own   map[*byte]ownEntry
 	// held are NoSync entries held back to go with the next one (see
-	// hold); guarded by applyMu.
+	// hold); guarded by applyMu, as are heldSince (when the first of them
+	// was held, as time.Since(epoch)) and holdTimer.
 	held      []heldEntry
+	heldSince time.Duration
 	holdTimer *time.Timer
+	// inflight counts this member's entries in the log whose outcome was
+	// not passed on yet; lastOutcome is when the latest was (as
+	// time.Since(epoch)). They tell the hold whether an entry a client
+	// waits for is still on its way (see holdLeft).
+	inflight    atomic.Int64
+	lastOutcome atomic.Int64
 }
+
+// epoch is the origin of the monotonic instants the store keeps as
+// durations.
+var epoch = time.Now()
 
 // pendingCommit is an entry in the log and where its outcome goes.
 type pendingCommit struct {
 	f   raft.ApplyFuture
-	key *byte      // the entry's key in own
-	res chan error // buffered: waitOutcomes never waits for a committer
+	key *byte      // the entry's key in own (it also keeps the encoding alive, so no other entry takes its key meanwhile)
+	res chan error // buffered: neither the FSM nor waitOutcomes waits for a committer
+}
+
+// ownEntry is an entry of this member in flight: its batch and where its
+// outcome goes (answered once, see own).
+type ownEntry struct {
+	b   *store.Batch
+	res chan error
 }
 
 // ownBatch returns the batch data encodes when this member put data in
@@ -81,20 +102,49 @@ func (s *replStore) ownBatch(data []byte) *store.Batch {
 	}
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	return s.own[&data[0]]
+	return s.own[&data[0]].b
 }
 
-func (s *replStore) setOwn(key *byte, b *store.Batch) {
+func (s *replStore) setOwn(key *byte, b *store.Batch, res chan error) {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	if b == nil {
-		delete(s.own, key)
+	if s.own == nil {
+		s.own = make(map[*byte]ownEntry)
+	}
+	s.own[key] = ownEntry{b: b, res: res}
+}
+
+// takeOwn removes the entry at key from own and returns where its outcome
+// goes, or nil when it was passed on already.
+func (s *replStore) takeOwn(key *byte) chan error {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	e, ok := s.own[key]
+	if !ok {
+		return nil
+	}
+	delete(s.own, key)
+	s.inflight.Add(-1)
+	s.lastOutcome.Store(int64(time.Since(epoch)))
+	return e.res
+}
+
+// answerOwn passes the outcome of an entry this member put in the log
+// straight from the FSM that applied it (committed by a majority, applied
+// here) to its committer: Raft would pass the same outcome to the entry's
+// future once the whole batch is applied, and waitOutcomes on from there,
+// one goroutine hand-off later on the path of every acknowledgement. It
+// does nothing for an entry that is not this member's.
+func (s *replStore) answerOwn(data []byte, outcome any) {
+	if len(data) == 0 {
 		return
 	}
-	if s.own == nil {
-		s.own = make(map[*byte]*store.Batch)
+	res := s.takeOwn(&data[0])
+	if res == nil {
+		return
 	}
-	s.own[key] = b
+	err, _ := outcome.(error)
+	res <- err
 }
 
 // maxPendingCommits bounds the entries queued for waitOutcomes: a
@@ -300,7 +350,8 @@ func (s *replStore) stopped() bool {
 	}
 }
 
-// waitOutcomes answers every pending commit, one after the other: Raft
+// waitOutcomes answers every pending commit the FSM did not answer (those
+// that failed: not committed, or Raft stopped), one after the other: Raft
 // answers entries in log order, so one waiter per member keeps up, and no
 // commit starts a goroutine. It returns when the member stops; an entry
 // queued as Raft shut down is never answered, and the waiter may stay
@@ -310,8 +361,9 @@ func (s *replStore) waitOutcomes() {
 		select {
 		case p := <-s.pending:
 			err := applyOutcome(p.f)
-			s.setOwn(p.key, nil)
-			p.res <- err
+			if res := s.takeOwn(p.key); res != nil {
+				res <- err
+			}
 		case <-s.done:
 			return
 		}
@@ -336,7 +388,8 @@ func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
 // false when the member stopped first (the outcome never arrives on res).
 func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) bool {
 	key := &data[0] // an encoded batch is never empty
-	s.setOwn(key, b)
+	s.inflight.Add(1)
+	s.setOwn(key, b, res)
 	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: res}
 	select {
 	case s.pending <- p:
@@ -349,20 +402,47 @@ func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) boo
 
 // A batch that acknowledges nothing to a client (every one of the group
 // is NoSync: the Dequeues of acknowledged deliveries, marks of sent
-// messages) is held back for at most holdFor, or until holdMax of them
-// wait, and put in the log just before the next entry: both then share
-// the leader's fsync and the append round to the followers, instead of
-// the held one taking a round of its own that the next entry (a publish
-// a client waits for) queues behind. It is still committed and applied in
-// order before every later entry; its wait returns once it is, as
-// before. A member that stops meanwhile answers its wait with
-// errStoppedUnknown, as for an entry in flight (NoSync allows losing it,
-// as a crash of a single node may).
-const holdMax = 8
+// messages) is held back, until holdMax of them wait, and put in the log
+// just before the next entry: both then share the leader's fsync and the
+// append round to the followers, instead of the held one taking a round
+// of its own that the next entry (a publish a client waits for) queues
+// behind. Without a next entry it goes alone once holdFor passed since it
+// was held and since the latest outcome of an entry of this member, and
+// no entry is in flight (holdLeft): a subscriber's acknowledgement often
+// arrives just after the next publish went into the log, and its Dequeue
+// must then wait for the publish after that one, which comes only once
+// the one in flight is answered; released by a timer meanwhile, it would
+// hold the leader's Raft loop in its fsync as the answer arrives, and
+// the next publish behind it (under load it did for about a fifth of the
+// messages of a window-1 publisher). A hold never exceeds holdLimit
+// times holdFor. It is still committed and applied in order before every
+// later entry; its wait returns once it is, as before. A member that
+// stops meanwhile answers its wait with errStoppedUnknown, as for an
+// entry in flight (NoSync allows losing it, as a crash of a single node
+// may).
+const (
+	holdMax   = 8
+	holdLimit = 10
+)
 
-// holdFor is how long a NoSync entry waits for a next one (a variable for
-// tests).
+// holdFor is how long a NoSync entry waits for a next one after the
+// entries in flight were answered (a variable for tests).
 var holdFor = 2 * time.Millisecond
+
+// holdLeft is how much longer the held entries may wait for a next entry
+// (0: put them in the log now); s.applyMu is held.
+func (s *replStore) holdLeft() time.Duration {
+	now := time.Since(epoch)
+	limit := s.heldSince + holdLimit*holdFor - now
+	if limit <= 0 {
+		return 0
+	}
+	if s.inflight.Load() > 0 {
+		return min(holdFor, limit) // look again then: the outcome's moment is unknown
+	}
+	since := max(s.heldSince, time.Duration(s.lastOutcome.Load()))
+	return max(0, min(since+holdFor-now, limit))
+}
 
 // heldEntry is a NoSync entry held back.
 type heldEntry struct {
@@ -381,6 +461,7 @@ func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
 	res := make(chan error, 1)
 	s.held = append(s.held, heldEntry{data: data, b: b, res: res})
 	if len(s.held) == 1 {
+		s.heldSince = time.Since(epoch)
 		if s.holdTimer == nil {
 			s.holdTimer = time.AfterFunc(holdFor, s.releaseHeld)
 		} else {
@@ -390,10 +471,18 @@ func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
 	return res
 }
 
-// releaseHeld puts the held entries in the log (the timer's end).
+// releaseHeld puts the held entries in the log when their hold is over
+// (the timer's end), else sets the timer again.
 func (s *replStore) releaseHeld() {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	if len(s.held) == 0 {
+		return
+	}
+	if d := s.holdLeft(); d > 0 && !s.stopped() {
+		s.holdTimer.Reset(d)
+		return
+	}
 	s.releaseHeldLocked()
 }
 
