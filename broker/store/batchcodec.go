@@ -61,7 +61,45 @@ func (b *Batch) sizeHint() int {
 // UnmarshalBinary replaces b's operations with those encoded in data. The
 // decoded records do not alias data.
 func (b *Batch) UnmarshalBinary(data []byte) error {
-	r := decoder{buf: data}
+	b.Ops = nil
+	return decode(b, data, &decoder{buf: data, ids: &interner{}})
+}
+
+// A Decoder decodes the binary form of batches, reusing its memory from
+// one batch to the next: the queue entries of a fan-out (one per session)
+// come from a slab, and client IDs are interned across batches (at most
+// maxInterned), so a member decoding the same sessions' entries over and
+// over allocates neither. The decoded records do not alias the input. The
+// zero value is ready to use; a Decoder is not safe for concurrent use.
+type Decoder struct {
+	ids  interner
+	ents []QueueEntry // the slab: entries handed out since Reset, then room
+}
+
+// Decode replaces b's operations with those encoded in data, reusing
+// b.Ops' array. The records of every batch decoded since the last Reset
+// stay valid until the next Reset.
+func (d *Decoder) Decode(b *Batch, data []byte) error {
+	return decode(b, data, &decoder{buf: data, ids: &d.ids, d: d})
+}
+
+// Reset lets the Decoder reuse the memory of the records it decoded,
+// which must no longer be used (a store keeps no reference to a batch's
+// records after its commit). A slab grown past maxSlab entries is let go.
+func (d *Decoder) Reset() {
+	if cap(d.ents) > maxSlab {
+		d.ents = nil
+		return
+	}
+	clear(d.ents)
+	d.ents = d.ents[:0]
+}
+
+// maxSlab bounds the queue entries a Decoder keeps between batches (~0.8
+// MB).
+const maxSlab = 1 << 14
+
+func decode(b *Batch, data []byte, r *decoder) error {
 	if v := r.byte(); r.err == nil && v != batchCodecVersion {
 		return fmt.Errorf("store: decode batch: %w: version %d", ErrCorrupt, v)
 	}
@@ -74,14 +112,18 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("store: decode batch: %w: unknown flags %#x", ErrCorrupt, flags)
 	}
 	b.NoSync = flags&flagNoSync != 0
-	b.Ops = make([]Op, 0, n)
+	if cap(b.Ops) < n {
+		b.Ops = make([]Op, n)
+	} else {
+		b.Ops = b.Ops[:n]
+		clear(b.Ops)
+	}
 	for i := 0; i < n; i++ {
 		r.left = n - i
-		op, err := r.op()
-		if err != nil {
+		if err := r.op(&b.Ops[i]); err != nil {
+			b.Ops = b.Ops[:i]
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
 		}
-		b.Ops = append(b.Ops, op)
 	}
 	if len(r.buf) != 0 {
 		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf))
@@ -216,16 +258,27 @@ type decoder struct {
 	err error
 	// ents are decoded queue entries not handed out yet: they are
 	// allocated a chunk at a time (a fan-out batch holds one per session),
-	// at most as many as there are operations left to decode.
+	// at most as many as there are operations left to decode; or, with a
+	// Decoder d, they come from its slab.
 	ents []QueueEntry
+	d    *Decoder
 	left int // operations left to decode, counting the current one
-	// ids interns the client IDs of queue operations: a group commit
-	// names each session once per message it queues for it. At most
-	// maxInterned are kept.
-	ids map[string]string
+	ids  *interner
 }
 
-// maxInterned bounds the client IDs one decode interns.
+// interner interns the client IDs of queue operations: a group commit
+// names each session once per message it queues for it, and names them in
+// the same order for every message of a fan-out. IDs are kept in the
+// order first seen (at most maxInterned); next is where the ID after the
+// last one found is expected, so that a repeated sequence costs one
+// comparison per ID and one map lookup per message.
+type interner struct {
+	ids   map[string]int32 // index in order
+	order []string
+	next  int
+}
+
+// maxInterned bounds the client IDs one interner keeps.
 const maxInterned = 4096
 
 // clientID reads a client ID, the same string for the same ID.
@@ -236,15 +289,23 @@ func (r *decoder) clientID() string {
 	}
 	raw := r.buf[:n]
 	r.buf = r.buf[n:]
-	if s, ok := r.ids[string(raw)]; ok {
-		return s
+	in := r.ids
+	if in.next < len(in.order) && in.order[in.next] == string(raw) {
+		in.next++
+		return in.order[in.next-1]
+	}
+	if i, ok := in.ids[string(raw)]; ok {
+		in.next = int(i) + 1
+		return in.order[i]
 	}
 	s := string(raw)
-	if r.ids == nil {
-		r.ids = make(map[string]string)
-	}
-	if len(r.ids) < maxInterned {
-		r.ids[s] = s
+	if len(in.order) < maxInterned {
+		if in.ids == nil {
+			in.ids = make(map[string]int32)
+		}
+		in.ids[s] = int32(len(in.order))
+		in.order = append(in.order, s)
+		in.next = len(in.order)
 	}
 	return s
 }
@@ -355,8 +416,9 @@ func (r *decoder) time() time.Time {
 	return time.Time{}
 }
 
-func (r *decoder) op() (Op, error) {
-	op := Op{Kind: OpKind(r.byte())}
+// op decodes one operation into op, which is zero.
+func (r *decoder) op(op *Op) error {
+	op.Kind = OpKind(r.byte())
 	switch op.Kind {
 	case OpPutSession:
 		op.Session = r.session()
@@ -390,7 +452,7 @@ func (r *decoder) op() (Op, error) {
 			r.fail("unknown op kind %d", op.Kind)
 		}
 	}
-	return op, r.err
+	return r.err
 }
 
 func (r *decoder) session() *Session {
@@ -448,12 +510,23 @@ func (r *decoder) message() *Message {
 const entryChunk = 128
 
 func (r *decoder) entry() *QueueEntry {
-	if len(r.ents) == 0 {
-		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+	var e *QueueEntry
+	if d := r.d; d != nil {
+		if len(d.ents) == cap(d.ents) {
+			// A larger slab replaces a full one; the entries handed out
+			// keep the old one.
+			d.ents = make([]QueueEntry, 0, max(entryChunk, 2*cap(d.ents)))
+		}
+		d.ents = d.ents[:len(d.ents)+1]
+		e = &d.ents[len(d.ents)-1]
+	} else {
+		if len(r.ents) == 0 {
+			r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+		}
+		e = &r.ents[0]
+		r.ents = r.ents[1:]
 	}
-	e := &r.ents[0]
-	r.ents = r.ents[1:]
-	*e = QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
+	e.Seq, e.MessageID, e.QoS, e.State = r.uvarint(), r.uvarint(), r.byte(), DeliveryState(r.byte())
 	e.Retain = r.bools()&1 != 0
 	e.PacketID = r.uint16()
 	if n := r.count(1); n > 0 {
