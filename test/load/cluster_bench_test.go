@@ -28,6 +28,7 @@ import (
 // The ingest row is followed by the CPU time (user + system, from /proc)
 // of all the target's processes per acknowledged message: the median of
 // the runs, in µs.
+//
 //	LOAD_REPORT=file          also write the Markdown table there
 //	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
 //	                          earlier build) in the same rounds: a column
