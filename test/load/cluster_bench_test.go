@@ -24,15 +24,14 @@ import (
 //	LOAD_CLUSTER_MESSAGES=N   ingest messages (default 40000)
 //	LOAD_CLUSTER_ROWS=list    only these rows, comma-separated: ingest,
 //	                          latency (default both)
-//
-// The ingest row is followed by the CPU time (user + system, from /proc)
-// of all the target's processes per acknowledged message: the median of
-// the runs, in µs.
-//
 //	LOAD_REPORT=file          also write the Markdown table there
 //	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
 //	                          earlier build) in the same rounds: a column
 //	                          "baseline cluster" and the ratio new/baseline
+//
+// The ingest row is followed by the CPU time (user + system, from /proc)
+// of all the target's processes per acknowledged message: the median of
+// the runs, in µs. Every run's figures are logged with the load average.
 func TestClusterBench(t *testing.T) {
 	bin, err := BuildBollard(context.Background(), t.TempDir())
 	if err != nil {
