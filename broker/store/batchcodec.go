@@ -125,8 +125,8 @@ func decode(b *Batch, data []byte, r *decoder) error {
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
 		}
 	}
-	if len(r.buf) != 0 {
-		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf))
+	if r.off != len(r.buf) {
+		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf)-r.off)
 	}
 	return nil
 }
@@ -252,9 +252,12 @@ func appendEntry(dst []byte, e *QueueEntry) []byte {
 }
 
 // decoder reads the binary form; the first error sticks and every later
-// read returns zero values.
+// read returns zero values. It moves through buf by the offset off (an
+// integer: moving a slice would cost a GC write barrier per field read
+// while the collector runs).
 type decoder struct {
 	buf []byte
+	off int
 	err error
 	// ents are decoded queue entries not handed out yet: they are
 	// allocated a chunk at a time (a fan-out batch holds one per session),
@@ -287,8 +290,8 @@ func (r *decoder) clientID() string {
 	if r.err != nil {
 		return ""
 	}
-	raw := r.buf[:n]
-	r.buf = r.buf[n:]
+	raw := r.buf[r.off : r.off+n]
+	r.off += n
 	in := r.ids
 	if in.next < len(in.order) && in.order[in.next] == string(raw) {
 		in.next++
@@ -314,19 +317,19 @@ func (r *decoder) fail(format string, args ...any) {
 	if r.err == nil {
 		r.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 	}
-	r.buf = nil
+	r.off = len(r.buf)
 }
 
 func (r *decoder) byte() byte {
 	if r.err != nil {
 		return 0
 	}
-	if len(r.buf) < 1 {
+	if r.off >= len(r.buf) {
 		r.fail("truncated")
 		return 0
 	}
-	v := r.buf[0]
-	r.buf = r.buf[1:]
+	v := r.buf[r.off]
+	r.off++
 	return v
 }
 
@@ -334,12 +337,12 @@ func (r *decoder) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.buf)
+	v, n := binary.Uvarint(r.buf[r.off:])
 	if n <= 0 {
 		r.fail("bad uvarint")
 		return 0
 	}
-	r.buf = r.buf[n:]
+	r.off += n
 	return v
 }
 
@@ -356,12 +359,12 @@ func (r *decoder) uint16() uint16 {
 	if r.err != nil {
 		return 0
 	}
-	if len(r.buf) < 2 {
+	if len(r.buf)-r.off < 2 {
 		r.fail("truncated")
 		return 0
 	}
-	v := binary.BigEndian.Uint16(r.buf)
-	r.buf = r.buf[2:]
+	v := binary.BigEndian.Uint16(r.buf[r.off:])
+	r.off += 2
 	return v
 }
 
@@ -370,7 +373,7 @@ func (r *decoder) uint16() uint16 {
 // is allocated for it.
 func (r *decoder) count(min int) int {
 	v := r.uvarint()
-	if r.err == nil && v > uint64(len(r.buf)/min) {
+	if r.err == nil && v > uint64((len(r.buf)-r.off)/min) {
 		r.fail("count %d exceeds the input", v)
 		return 0
 	}
@@ -382,8 +385,8 @@ func (r *decoder) bytes() []byte {
 	if r.err != nil {
 		return nil
 	}
-	p := append([]byte(nil), r.buf[:n]...)
-	r.buf = r.buf[n:]
+	p := append([]byte(nil), r.buf[r.off:r.off+n]...)
+	r.off += n
 	return p
 }
 
@@ -392,8 +395,8 @@ func (r *decoder) string() string {
 	if r.err != nil {
 		return ""
 	}
-	s := string(r.buf[:n])
-	r.buf = r.buf[n:]
+	s := string(r.buf[r.off : r.off+n])
+	r.off += n
 	return s
 }
 
@@ -404,12 +407,12 @@ func (r *decoder) time() time.Time {
 	case 0:
 		return time.Time{}
 	case 1:
-		v, n := binary.Varint(r.buf)
+		v, n := binary.Varint(r.buf[r.off:])
 		if n <= 0 {
 			r.fail("bad time")
 			return time.Time{}
 		}
-		r.buf = r.buf[n:]
+		r.off += n
 		return time.Unix(0, v)
 	}
 	r.fail("bad time tag")

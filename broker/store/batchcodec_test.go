@@ -111,9 +111,24 @@ func FuzzBatchCodec(f *testing.F) {
 	}
 	f.Add(good)
 	f.Add([]byte{batchCodecVersion, 0, 0})
+	// One Decoder and Batch for every input, as a member's FSM reuses
+	// them: whatever came before, they decode what UnmarshalBinary does.
+	var d Decoder
+	var reused Batch
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var b Batch
-		if err := b.UnmarshalBinary(data); err != nil {
+		err := b.UnmarshalBinary(data)
+		derr := d.Decode(&reused, data)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("UnmarshalBinary: %v, Decoder: %v", err, derr)
+		}
+		same := len(b.Ops) == 0 && len(reused.Ops) == 0 || reflect.DeepEqual(b.Ops, reused.Ops)
+		if err == nil && (!same || b.NoSync != reused.NoSync) {
+			t.Fatal("the Decoder decoded another batch than UnmarshalBinary")
+		}
+		clear(reused.Ops)
+		d.Reset()
+		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
 			}
