@@ -725,7 +725,7 @@ func TestFollowersDecodeIntoReusedMemory(t *testing.T) {
 			}
 			waits = append(waits, func() error {
 				if err := w(); !errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("refused entry: err = %v, want ErrNotFound", err)
+					return fmt.Errorf("refused entry: err = %w, want ErrNotFound", err)
 				}
 				return nil
 			})
