@@ -109,7 +109,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 
 // recycle releases what ApplyBatch decoded (the store keeps no reference
 // to a batch's records once applied) for the next call to reuse.
-// At most maxKeptOps operations' room is kept between calls (~2 MB), so
+// At most maxKeptOps operations' room is kept between calls (~1.7 MB), so
 // a burst of large entries does not stay allocated.
 func (f *fsm) recycle() {
 	kept := 0

@@ -95,7 +95,7 @@ func (d *Decoder) Reset() {
 	d.ents = d.ents[:0]
 }
 
-// maxSlab bounds the queue entries a Decoder keeps between batches (~0.8
+// maxSlab bounds the queue entries a Decoder keeps between batches (~0.9
 // MB).
 const maxSlab = 1 << 14
 
