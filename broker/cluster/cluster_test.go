@@ -765,3 +765,23 @@ func TestFollowersDecodeIntoReusedMemory(t *testing.T) {
 		}
 	}
 }
+
+// ApplyBatch keeps at most maxKeptOps decoded operations' room for the
+// next call: a burst of large entries does not stay allocated.
+func TestFSMKeepsBoundedDecodeMemory(t *testing.T) {
+	f := &fsm{batches: make([]store.Batch, 8)}
+	for i := range f.batches {
+		f.batches[i].Ops = make([]store.Op, maxKeptOps/2, maxKeptOps/2)
+	}
+	f.recycle()
+	kept := 0
+	for i := range f.batches {
+		if len(f.batches[i].Ops) != 0 {
+			t.Fatalf("batch %d keeps %d operations after recycle", i, len(f.batches[i].Ops))
+		}
+		kept += cap(f.batches[i].Ops)
+	}
+	if kept == 0 || kept > maxKeptOps {
+		t.Fatalf("recycle kept room for %d operations, want 1..%d", kept, maxKeptOps)
+	}
+}
