@@ -771,7 +771,7 @@ func TestFollowersDecodeIntoReusedMemory(t *testing.T) {
 func TestFSMKeepsBoundedDecodeMemory(t *testing.T) {
 	f := &fsm{batches: make([]store.Batch, 8)}
 	for i := range f.batches {
-		f.batches[i].Ops = make([]store.Op, maxKeptOps/2, maxKeptOps/2)
+		f.batches[i].Ops = make([]store.Op, maxKeptOps/2)
 	}
 	f.recycle()
 	kept := 0
