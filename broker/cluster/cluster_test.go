@@ -747,3 +747,114 @@ func TestNoSyncHoldWaitsForEntriesInFlight(t *testing.T) {
 		t.Errorf("half a holdFor before the limit: %v left, want at most %v", got, holdFor/2)
 	}
 }
+
+// Followers decode entries into memory they reuse from one ApplyBatch to
+// the next (fsm.dec, fsm.batches): a pipelined fan-out, entries of every
+// shape and a refused entry among them leave every member with exactly the
+// leader's queues, entry by entry.
+func TestFollowersDecodeIntoReusedMemory(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	st := c.nodes[l].Store()
+	ctx := context.Background()
+	const sessions = 30
+	setup := &store.Batch{}
+	for s := range sessions {
+		setup.PutSession(&store.Session{ClientID: fmt.Sprintf("s%d", s), ProtocolVersion: 5, ExpiryInterval: 3600})
+	}
+	if err := st.Commit(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	var waits []func() error
+	seq := make([]uint64, sessions)
+	for g := range 60 {
+		b := &store.Batch{}
+		for m := range 1 + g%4 { // 1 to 4 messages an entry, each to a different subset
+			id := st.NextMessageID()
+			b.PutMessage(&store.Message{ID: id, Topic: fmt.Sprintf("t/%d", g), Payload: []byte(fmt.Sprintf("%d.%d", g, m)), QoS: byte(1 + m%2)})
+			for s := (g + m) % 3; s < sessions; s += 1 + m {
+				seq[s]++
+				e := &store.QueueEntry{Seq: seq[s], MessageID: id, QoS: byte(1 + m%2), Retain: g%5 == 0, PacketID: uint16(g)}
+				if s%4 == 0 {
+					e.SubscriptionIDs = []uint32{uint32(s), uint32(g)}
+				}
+				b.Enqueue(fmt.Sprintf("s%d", s), e)
+			}
+		}
+		if g%7 == 3 && seq[1] > 1 {
+			b.Dequeue("s1", seq[1]-1)
+		}
+		w, err := st.(store.Pipeliner).CommitNoWait(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+		if g == 30 { // refused alike everywhere, between accepted entries
+			bad := &store.Batch{}
+			bad.Enqueue("nobody", &store.QueueEntry{Seq: 1, MessageID: 1 << 40})
+			w, err := st.(store.Pipeliner).CommitNoWait(ctx, bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waits = append(waits, func() error {
+				if err := w(); !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("refused entry: err = %w, want ErrNotFound", err)
+				}
+				return nil
+			})
+		}
+	}
+	for _, w := range waits {
+		if err := w(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dump := func(st store.Store) string {
+		var sb strings.Builder
+		for s := range sessions {
+			if err := st.ReadQueue(fmt.Sprintf("s%d", s), 0, 0, func(e store.QueueEntry, m *store.Message) bool {
+				fmt.Fprintf(&sb, "s%d %+v %s %q q%d\n", s, e, m.Topic, m.Payload, m.QoS)
+				return true
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return sb.String()
+	}
+	want := dump(st)
+	if strings.Count(want, "\n") < 500 {
+		t.Fatalf("the leader holds only %d entries", strings.Count(want, "\n"))
+	}
+	for i, n := range c.nodes {
+		if i == l {
+			continue
+		}
+		waitApplied(t, n, c.nodes[l])
+		if got := dump(n.Store()); got != want {
+			t.Errorf("follower %d's queues differ from the leader's", i)
+		}
+		if n.fsm.decoded.Load() == 0 {
+			t.Errorf("follower %d decoded nothing", i)
+		}
+	}
+}
+
+// ApplyBatch keeps at most maxKeptOps decoded operations' room for the
+// next call: a burst of large entries does not stay allocated.
+func TestFSMKeepsBoundedDecodeMemory(t *testing.T) {
+	f := &fsm{batches: make([]store.Batch, 8)}
+	for i := range f.batches {
+		f.batches[i].Ops = make([]store.Op, maxKeptOps/2)
+	}
+	f.recycle()
+	kept := 0
+	for i := range f.batches {
+		if len(f.batches[i].Ops) != 0 {
+			t.Fatalf("batch %d keeps %d operations after recycle", i, len(f.batches[i].Ops))
+		}
+		kept += cap(f.batches[i].Ops)
+	}
+	if kept == 0 || kept > maxKeptOps {
+		t.Fatalf("recycle kept room for %d operations, want 1..%d", kept, maxKeptOps)
+	}
+}

@@ -29,6 +29,11 @@ type fsm struct {
 	ckptSeq atomic.Uint64
 	fatal   func(error)   // stops the member: its store can no longer follow the log
 	decoded atomic.Uint64 // entries decoded from the log (not the leader's own batch)
+	// dec and batches are reused by every ApplyBatch (Raft calls it from
+	// one goroutine): a follower decodes each entry's queue entries into
+	// the same memory over and over instead of allocating them.
+	dec     store.Decoder
+	batches []store.Batch
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -64,6 +69,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	idx := make([]uint64, 0, len(logs))
 	bs := make([]*store.Batch, 0, len(logs))
 	at := make([]int, 0, len(logs)) // position in logs of each of bs
+	if len(f.batches) < len(logs) {
+		f.batches = make([]store.Batch, len(logs))
+	}
+	defer f.recycle()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -71,12 +80,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		b := f.st.ownBatch(l.Data) // this leader's own entry: no need to decode it
 		if b == nil {
 			f.decoded.Add(1)
-			b = &store.Batch{}
-			if err := b.UnmarshalBinary(l.Data); err != nil {
+			b = &f.batches[i]
+			if err := f.dec.Decode(b, l.Data); err != nil {
 				// Refused alike everywhere: applied as an empty batch (its
 				// index is recorded, so it is not replayed).
 				out[i] = err
-				b = &store.Batch{}
+				b.Reset()
 			}
 		}
 		idx, bs, at = append(idx, l.Index), append(bs, b), append(at, i)
@@ -100,6 +109,27 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	return out
 }
+
+// recycle releases what ApplyBatch decoded (the store keeps no reference
+// to a batch's records once applied) for the next call to reuse.
+// At most maxKeptOps operations' room is kept between calls (~1.7 MB), so
+// a burst of large entries does not stay allocated.
+func (f *fsm) recycle() {
+	kept := 0
+	for i := range f.batches {
+		b := &f.batches[i]
+		if kept += cap(b.Ops); kept > maxKeptOps {
+			b.Ops = nil
+			continue
+		}
+		clear(b.Ops)
+		b.Reset()
+	}
+	f.dec.Reset()
+}
+
+// maxKeptOps bounds the decoded operations' room ApplyBatch keeps.
+const maxKeptOps = 1 << 14
 
 // Snapshot implements raft.FSM: a Pebble checkpoint taken now (no Apply
 // runs meanwhile), streamed later by Persist. The live store is synced

@@ -61,7 +61,45 @@ func (b *Batch) sizeHint() int {
 // UnmarshalBinary replaces b's operations with those encoded in data. The
 // decoded records do not alias data.
 func (b *Batch) UnmarshalBinary(data []byte) error {
-	r := decoder{buf: data}
+	b.Ops = nil
+	return decode(b, data, &decoder{buf: data, ids: &interner{}})
+}
+
+// A Decoder decodes the binary form of batches, reusing its memory from
+// one batch to the next: the queue entries of a fan-out (one per session)
+// come from a slab, and client IDs are interned across batches (at most
+// maxInterned), so a member decoding the same sessions' entries over and
+// over allocates neither. The decoded records do not alias the input. The
+// zero value is ready to use; a Decoder is not safe for concurrent use.
+type Decoder struct {
+	ids  interner
+	ents []QueueEntry // the slab: entries handed out since Reset, then room
+}
+
+// Decode replaces b's operations with those encoded in data, reusing
+// b.Ops' array. The records of every batch decoded since the last Reset
+// stay valid until the next Reset.
+func (d *Decoder) Decode(b *Batch, data []byte) error {
+	return decode(b, data, &decoder{buf: data, ids: &d.ids, d: d})
+}
+
+// Reset lets the Decoder reuse the memory of the records it decoded,
+// which must no longer be used (a store keeps no reference to a batch's
+// records after its commit). A slab grown past maxSlab entries is let go.
+func (d *Decoder) Reset() {
+	if cap(d.ents) > maxSlab {
+		d.ents = nil
+		return
+	}
+	clear(d.ents)
+	d.ents = d.ents[:0]
+}
+
+// maxSlab bounds the queue entries a Decoder keeps between batches (~0.9
+// MB).
+const maxSlab = 1 << 14
+
+func decode(b *Batch, data []byte, r *decoder) error {
 	if v := r.byte(); r.err == nil && v != batchCodecVersion {
 		return fmt.Errorf("store: decode batch: %w: version %d", ErrCorrupt, v)
 	}
@@ -74,17 +112,21 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("store: decode batch: %w: unknown flags %#x", ErrCorrupt, flags)
 	}
 	b.NoSync = flags&flagNoSync != 0
-	b.Ops = make([]Op, 0, n)
+	if cap(b.Ops) < n {
+		b.Ops = make([]Op, n)
+	} else {
+		b.Ops = b.Ops[:n]
+		clear(b.Ops)
+	}
 	for i := 0; i < n; i++ {
 		r.left = n - i
-		op, err := r.op()
-		if err != nil {
+		if err := r.op(&b.Ops[i]); err != nil {
+			b.Ops = b.Ops[:i]
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
 		}
-		b.Ops = append(b.Ops, op)
 	}
-	if len(r.buf) != 0 {
-		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf))
+	if r.off != len(r.buf) {
+		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf)-r.off)
 	}
 	return nil
 }
@@ -210,22 +252,36 @@ func appendEntry(dst []byte, e *QueueEntry) []byte {
 }
 
 // decoder reads the binary form; the first error sticks and every later
-// read returns zero values.
+// read returns zero values. It moves through buf by the offset off (an
+// integer: moving a slice would cost a GC write barrier per field read
+// while the collector runs).
 type decoder struct {
 	buf []byte
+	off int
 	err error
 	// ents are decoded queue entries not handed out yet: they are
 	// allocated a chunk at a time (a fan-out batch holds one per session),
-	// at most as many as there are operations left to decode.
+	// at most as many as there are operations left to decode; or, with a
+	// Decoder d, they come from its slab.
 	ents []QueueEntry
+	d    *Decoder
 	left int // operations left to decode, counting the current one
-	// ids interns the client IDs of queue operations: a group commit
-	// names each session once per message it queues for it. At most
-	// maxInterned are kept.
-	ids map[string]string
+	ids  *interner
 }
 
-// maxInterned bounds the client IDs one decode interns.
+// interner interns the client IDs of queue operations: a group commit
+// names each session once per message it queues for it, and names them in
+// the same order for every message of a fan-out. IDs are kept in the
+// order first seen (at most maxInterned); next is where the ID after the
+// last one found is expected, so that a repeated sequence costs one
+// comparison per ID and one map lookup per message.
+type interner struct {
+	ids   map[string]int32 // index in order
+	order []string
+	next  int
+}
+
+// maxInterned bounds the client IDs one interner keeps.
 const maxInterned = 4096
 
 // clientID reads a client ID, the same string for the same ID.
@@ -234,17 +290,25 @@ func (r *decoder) clientID() string {
 	if r.err != nil {
 		return ""
 	}
-	raw := r.buf[:n]
-	r.buf = r.buf[n:]
-	if s, ok := r.ids[string(raw)]; ok {
-		return s
+	raw := r.buf[r.off : r.off+n]
+	r.off += n
+	in := r.ids
+	if in.next < len(in.order) && in.order[in.next] == string(raw) {
+		in.next++
+		return in.order[in.next-1]
+	}
+	if i, ok := in.ids[string(raw)]; ok {
+		in.next = int(i) + 1
+		return in.order[i]
 	}
 	s := string(raw)
-	if r.ids == nil {
-		r.ids = make(map[string]string)
-	}
-	if len(r.ids) < maxInterned {
-		r.ids[s] = s
+	if len(in.order) < maxInterned {
+		if in.ids == nil {
+			in.ids = make(map[string]int32)
+		}
+		in.ids[s] = int32(len(in.order))
+		in.order = append(in.order, s)
+		in.next = len(in.order)
 	}
 	return s
 }
@@ -253,19 +317,19 @@ func (r *decoder) fail(format string, args ...any) {
 	if r.err == nil {
 		r.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 	}
-	r.buf = nil
+	r.off = len(r.buf)
 }
 
 func (r *decoder) byte() byte {
 	if r.err != nil {
 		return 0
 	}
-	if len(r.buf) < 1 {
+	if r.off >= len(r.buf) {
 		r.fail("truncated")
 		return 0
 	}
-	v := r.buf[0]
-	r.buf = r.buf[1:]
+	v := r.buf[r.off]
+	r.off++
 	return v
 }
 
@@ -273,12 +337,12 @@ func (r *decoder) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.buf)
+	v, n := binary.Uvarint(r.buf[r.off:])
 	if n <= 0 {
 		r.fail("bad uvarint")
 		return 0
 	}
-	r.buf = r.buf[n:]
+	r.off += n
 	return v
 }
 
@@ -295,12 +359,12 @@ func (r *decoder) uint16() uint16 {
 	if r.err != nil {
 		return 0
 	}
-	if len(r.buf) < 2 {
+	if len(r.buf)-r.off < 2 {
 		r.fail("truncated")
 		return 0
 	}
-	v := binary.BigEndian.Uint16(r.buf)
-	r.buf = r.buf[2:]
+	v := binary.BigEndian.Uint16(r.buf[r.off:])
+	r.off += 2
 	return v
 }
 
@@ -309,7 +373,7 @@ func (r *decoder) uint16() uint16 {
 // is allocated for it.
 func (r *decoder) count(min int) int {
 	v := r.uvarint()
-	if r.err == nil && v > uint64(len(r.buf)/min) {
+	if r.err == nil && v > uint64((len(r.buf)-r.off)/min) {
 		r.fail("count %d exceeds the input", v)
 		return 0
 	}
@@ -321,8 +385,8 @@ func (r *decoder) bytes() []byte {
 	if r.err != nil {
 		return nil
 	}
-	p := append([]byte(nil), r.buf[:n]...)
-	r.buf = r.buf[n:]
+	p := append([]byte(nil), r.buf[r.off:r.off+n]...)
+	r.off += n
 	return p
 }
 
@@ -331,8 +395,8 @@ func (r *decoder) string() string {
 	if r.err != nil {
 		return ""
 	}
-	s := string(r.buf[:n])
-	r.buf = r.buf[n:]
+	s := string(r.buf[r.off : r.off+n])
+	r.off += n
 	return s
 }
 
@@ -343,20 +407,21 @@ func (r *decoder) time() time.Time {
 	case 0:
 		return time.Time{}
 	case 1:
-		v, n := binary.Varint(r.buf)
+		v, n := binary.Varint(r.buf[r.off:])
 		if n <= 0 {
 			r.fail("bad time")
 			return time.Time{}
 		}
-		r.buf = r.buf[n:]
+		r.off += n
 		return time.Unix(0, v)
 	}
 	r.fail("bad time tag")
 	return time.Time{}
 }
 
-func (r *decoder) op() (Op, error) {
-	op := Op{Kind: OpKind(r.byte())}
+// op decodes one operation into op, which is zero.
+func (r *decoder) op(op *Op) error {
+	op.Kind = OpKind(r.byte())
 	switch op.Kind {
 	case OpPutSession:
 		op.Session = r.session()
@@ -390,7 +455,7 @@ func (r *decoder) op() (Op, error) {
 			r.fail("unknown op kind %d", op.Kind)
 		}
 	}
-	return op, r.err
+	return r.err
 }
 
 func (r *decoder) session() *Session {
@@ -448,12 +513,23 @@ func (r *decoder) message() *Message {
 const entryChunk = 128
 
 func (r *decoder) entry() *QueueEntry {
-	if len(r.ents) == 0 {
-		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+	var e *QueueEntry
+	if d := r.d; d != nil {
+		if len(d.ents) == cap(d.ents) {
+			// A larger slab replaces a full one; the entries handed out
+			// keep the old one.
+			d.ents = make([]QueueEntry, 0, max(entryChunk, 2*cap(d.ents)))
+		}
+		d.ents = d.ents[:len(d.ents)+1]
+		e = &d.ents[len(d.ents)-1]
+	} else {
+		if len(r.ents) == 0 {
+			r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+		}
+		e = &r.ents[0]
+		r.ents = r.ents[1:]
 	}
-	e := &r.ents[0]
-	r.ents = r.ents[1:]
-	*e = QueueEntry{Seq: r.uvarint(), MessageID: r.uvarint(), QoS: r.byte(), State: DeliveryState(r.byte())}
+	e.Seq, e.MessageID, e.QoS, e.State = r.uvarint(), r.uvarint(), r.byte(), DeliveryState(r.byte())
 	e.Retain = r.bools()&1 != 0
 	e.PacketID = r.uint16()
 	if n := r.count(1); n > 0 {

@@ -111,9 +111,24 @@ func FuzzBatchCodec(f *testing.F) {
 	}
 	f.Add(good)
 	f.Add([]byte{batchCodecVersion, 0, 0})
+	// One Decoder and Batch for every input, as a member's FSM reuses
+	// them: whatever came before, they decode what UnmarshalBinary does.
+	var d Decoder
+	var reused Batch
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var b Batch
-		if err := b.UnmarshalBinary(data); err != nil {
+		err := b.UnmarshalBinary(data)
+		derr := d.Decode(&reused, data)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("UnmarshalBinary: %v, Decoder: %v", err, derr)
+		}
+		same := len(b.Ops) == 0 && len(reused.Ops) == 0 || reflect.DeepEqual(b.Ops, reused.Ops)
+		if err == nil && (!same || b.NoSync != reused.NoSync) {
+			t.Fatal("the Decoder decoded another batch than UnmarshalBinary")
+		}
+		clear(reused.Ops)
+		d.Reset()
+		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
 			}
@@ -149,14 +164,31 @@ func BenchmarkBatchDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		var out Batch
-		if err := out.UnmarshalBinary(data); err != nil {
-			b.Fatal(err)
+	b.Run("UnmarshalBinary", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var out Batch
+			if err := out.UnmarshalBinary(data); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	// Decoder: as a follower's FSM decodes, reusing the batch and the
+	// decoder's memory from one entry to the next.
+	b.Run("Decoder", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		var d Decoder
+		var out Batch
+		for b.Loop() {
+			if err := d.Decode(&out, data); err != nil {
+				b.Fatal(err)
+			}
+			clear(out.Ops)
+			d.Reset()
+		}
+	})
 }
 
 // BenchmarkBatchEncode encodes what an ingest group commit replicates.
@@ -195,5 +227,88 @@ func TestBatchCodecManyClientIDs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(in.Ops, out.Ops) {
 		t.Fatal("decoded operations differ")
+	}
+}
+
+// A Decoder decodes exactly what UnmarshalBinary does, batch after batch
+// into the same Batch and memory; every batch decoded since the last Reset
+// stays intact until the next Reset, and none aliases its input.
+func TestDecoderReusesMemory(t *testing.T) {
+	var inputs [][]byte
+	var want []Batch
+	for i := range 5 {
+		in := codecSample()
+		for s := range 300 * i { // growing fan-outs: the slab grows
+			in.Enqueue(fmt.Sprintf("s%d", s%150), &QueueEntry{Seq: uint64(s + 2), MessageID: 42, QoS: 1, SubscriptionIDs: []uint32{uint32(s)}})
+		}
+		data, err := in.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w Batch
+		if err := w.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		inputs, want = append(inputs, data), append(want, w)
+	}
+	var d Decoder
+	got := make([]Batch, len(inputs))
+	for round := range 3 {
+		for i, data := range inputs {
+			if err := d.Decode(&got[i], data); err != nil {
+				t.Fatalf("round %d batch %d: %v", round, i, err)
+			}
+		}
+		for i := range inputs {
+			for j := range inputs[i] {
+				inputs[i][j] ^= 0xff // no aliasing
+			}
+		}
+		for i := range got {
+			if !reflect.DeepEqual(got[i].Ops, want[i].Ops) || got[i].NoSync != want[i].NoSync {
+				t.Fatalf("round %d batch %d: decoded batch differs from UnmarshalBinary's", round, i)
+			}
+		}
+		for i := range inputs {
+			for j := range inputs[i] {
+				inputs[i][j] ^= 0xff
+			}
+		}
+		d.Reset()
+	}
+	// A refused input leaves no partial operations behind.
+	b := got[0]
+	if err := d.Decode(&b, inputs[1][:len(inputs[1])-3]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated: err = %v", err)
+	}
+	for _, op := range b.Ops {
+		if op.Kind == 0 {
+			t.Fatal("a refused decode left a zero operation")
+		}
+	}
+}
+
+// The decoder keeps at most maxSlab entries between batches.
+func TestDecoderSlabBounded(t *testing.T) {
+	in := &Batch{}
+	in.PutMessage(&Message{ID: 1})
+	for s := range 2*maxSlab + 10 {
+		in.Enqueue("c", &QueueEntry{Seq: uint64(s + 1), MessageID: 1})
+	}
+	data, err := in.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var b Batch
+	if err := d.Decode(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	if cap(d.ents) <= maxSlab {
+		t.Fatalf("slab holds %d entries for %d decoded", cap(d.ents), 2*maxSlab+10)
+	}
+	d.Reset()
+	if cap(d.ents) > maxSlab {
+		t.Fatalf("Reset kept a slab of %d entries, bound %d", cap(d.ents), maxSlab)
 	}
 }

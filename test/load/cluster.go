@@ -100,6 +100,17 @@ func (c *cluster) PID() int {
 	return c.members[c.leader].PID()
 }
 
+// PIDs are every running member's processes.
+func (c *cluster) PIDs() []int {
+	var pids []int
+	for _, m := range c.members {
+		if pid := m.PID(); pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 func (c *cluster) HeapInUse(ctx context.Context) (int64, error) {
 	if c.leader < 0 {
 		return 0, errors.ErrUnsupported

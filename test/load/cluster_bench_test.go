@@ -3,11 +3,14 @@
 package load
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +24,18 @@ import (
 // (issue 15): ingest >= 0.5x, window-1 p50 <= 2x the single node.
 //
 //	LOAD_CLUSTER_MESSAGES=N   ingest messages (default 40000)
+//	LOAD_CLUSTER_ROWS=list    only these rows, comma-separated: ingest,
+//	                          latency (default both)
 //	LOAD_REPORT=file          also write the Markdown table there
 //	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
 //	                          earlier build) in the same rounds: a column
 //	                          "baseline cluster" and the ratio new/baseline
 //	LOAD_ONLY=regexp          run only the rows whose name matches (e.g.
 //	                          "persistent" for the window-1 latency row)
+//
+// The ingest row is followed by the CPU time (user + system, from /proc)
+// of all the target's processes per acknowledged message: the median of
+// the runs, in µs. Every run's figures are logged with the load average.
 func TestClusterBench(t *testing.T) {
 	bin, err := BuildBollard(context.Background(), t.TempDir())
 	if err != nil {
@@ -56,15 +65,23 @@ func TestClusterBench(t *testing.T) {
 		name, unit     string
 		higherIsBetter bool
 		run            func(ctx context.Context, tg Target) (float64, error)
+		cpu            bool // also report CPU per message
 	}
+	var cpuPerMsg float64 // µs, of the last ingest run; 0: not measured
 	ingest := func(ctx context.Context, tg Target) (float64, error) {
+		cpuPerMsg = 0
 		if err := CreateSessions(ctx, tg.Addr(), SessionSpec{Prefix: "in", Count: 100, Filter: func(int) string { return "load/in/#" }}); err != nil {
 			return 0, err
 		}
+		before, cerr := targetCPU(tg)
 		r, err := PublishAll(ctx, tg.Addr(), PublishSpec{
 			Publishers: 16, Messages: ingestN, Payload: payloadSize, Window: 20,
 			Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
 		})
+		after, cerr2 := targetCPU(tg)
+		if cerr == nil && cerr2 == nil && r.Acked > 0 {
+			cpuPerMsg = float64(after-before) / float64(time.Microsecond) / float64(r.Acked)
+		}
 		return r.Rate(), err
 	}
 	// latency: one publisher to one online subscriber. A clean-session
@@ -78,11 +95,16 @@ func TestClusterBench(t *testing.T) {
 			return ms(r.P50), err
 		}
 	}
-	rows := []row{
-		{"ingest: 16 pubs -> 100 offline sessions, QoS 1 (msg/s)", "msg/s", true, ingest},
-		{"1 -> 1 QoS 1, window 1, clean subscriber: p50 latency", "ms", false, latency(1, false)},
-		{"1 -> 1 QoS 1, window 20, clean subscriber: p50 latency", "ms", false, latency(20, false)},
-		{"1 -> 1 QoS 1, window 1, persistent subscriber: p50 latency", "ms", false, latency(1, true)},
+	var rows []row
+	only := os.Getenv("LOAD_CLUSTER_ROWS")
+	if only == "" || slices.Contains(strings.Split(only, ","), "ingest") {
+		rows = append(rows, row{"ingest: 16 pubs -> 100 offline sessions, QoS 1 (msg/s)", "msg/s", true, ingest, true})
+	}
+	if only == "" || slices.Contains(strings.Split(only, ","), "latency") {
+		rows = append(rows,
+			row{"1 -> 1 QoS 1, window 1, clean subscriber: p50 latency", "ms", false, latency(1, false), false},
+			row{"1 -> 1 QoS 1, window 20, clean subscriber: p50 latency", "ms", false, latency(20, false), false},
+			row{"1 -> 1 QoS 1, window 1, persistent subscriber: p50 latency", "ms", false, latency(1, true), false})
 	}
 	if only := os.Getenv("LOAD_ONLY"); only != "" {
 		re := regexp.MustCompile(only)
@@ -104,6 +126,7 @@ func TestClusterBench(t *testing.T) {
 	}
 	for _, r := range rows {
 		best, all := map[string]float64{}, map[string][]float64{}
+		cpus := map[string][]float64{}
 		for i := 0; i < repeat; i++ {
 			for _, f := range targets {
 				v, err := runTarget(t, f.new, r.run)
@@ -111,20 +134,30 @@ func TestClusterBench(t *testing.T) {
 					t.Errorf("%s on %s: %v", r.name, f.name, err)
 					continue
 				}
-				t.Logf("%s: round %d, %s: %.4g %s", r.name, i+1, f.name, v, r.unit)
+				t.Logf("%s, round %d, %s: %.4g %s", r.name, i+1, f.name, v, r.unit)
 				all[f.name] = append(all[f.name], v)
+				if r.cpu && cpuPerMsg > 0 {
+					cpus[f.name] = append(cpus[f.name], cpuPerMsg)
+					t.Logf("%s, round %d, %s: CPU of all processes %.1f µs/msg (load average %s)", r.name, i+1, f.name, cpuPerMsg, loadAverage())
+				}
 				if b, ok := best[f.name]; !ok || (r.higherIsBetter && v > b) || (!r.higherIsBetter && v < b) {
 					best[f.name] = v
 				}
 			}
 		}
 		line(r.name+" (best)", best)
-		median := map[string]float64{}
+		medians := map[string]float64{}
 		for name, vs := range all {
-			slices.Sort(vs)
-			median[name] = vs[len(vs)/2]
+			medians[name] = median(vs)
 		}
-		line(r.name+" (median)", median)
+		line(r.name+" (median)", medians)
+		if r.cpu {
+			fmt.Fprintf(&out, "| CPU of all processes per ingested message, median (µs) | %.4g | %.4g | %.2f |", median(cpus["single"]), median(cpus["cluster"]), median(cpus["cluster"])/median(cpus["single"]))
+			if baseline != "" {
+				fmt.Fprintf(&out, " %.4g | %.2f | %.2f |", median(cpus["baseline"]), median(cpus["baseline"])/median(cpus["single"]), median(cpus["cluster"])/median(cpus["baseline"]))
+			}
+			out.WriteString("\n")
+		}
 	}
 	t.Logf("\n%s", out.String())
 	if p := os.Getenv("LOAD_REPORT"); p != "" {
@@ -132,6 +165,73 @@ func TestClusterBench(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// targetCPU is the CPU time (user + system) used so far by the target's
+// processes: every member of a cluster.
+func targetCPU(tg Target) (time.Duration, error) {
+	pids := []int{tg.PID()}
+	if c, ok := tg.(interface{ PIDs() []int }); ok {
+		pids = c.PIDs()
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// procCPU reads a process's user + system time from /proc/PID/stat
+// (fields 14 and 15, in clock ticks of 1/100 s).
+func procCPU(pid int) (time.Duration, error) {
+	if pid == 0 {
+		return 0, errors.ErrUnsupported
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: fields count from the
+	// last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("load: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("load: malformed /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("load: /proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// loadAverage is the 1-minute load average, for the log.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func runTarget(t *testing.T, newTarget func(string) (Target, error), run func(context.Context, Target) (float64, error)) (float64, error) {
