@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
 	"github.com/bollard-io/bollard/broker/store/storetest"
 	"github.com/bollard-io/bollard/test/poll"
 )
@@ -181,6 +182,16 @@ type nodeStore struct {
 func (s nodeStore) Close() error { return s.n.Close() }
 
 func openSingle(t *testing.T, dir string) store.Store {
+	n := openSingleNoWait(t, dir)
+	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
+		s, _ := n.State()
+		return s.Serving
+	})
+	return nodeStore{Store: n.Store(), n: n}
+}
+
+// openSingleNoWait opens (or reopens) a one-member cluster in dir.
+func openSingleNoWait(t *testing.T, dir string) *Node {
 	addr := freeAddrs(t, 1)[0]
 	n, err := Open(Config{
 		ID: "solo", Dir: dir, Bind: addr, Members: []Member{{ID: "solo", RaftAddress: addr}},
@@ -190,11 +201,7 @@ func openSingle(t *testing.T, dir string) store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
-		s, _ := n.State()
-		return s.Serving
-	})
-	return nodeStore{Store: n.Store(), n: n}
+	return n
 }
 
 func TestStoreContract(t *testing.T) {
@@ -857,4 +864,75 @@ func TestFSMKeepsBoundedDecodeMemory(t *testing.T) {
 	if kept == 0 || kept > maxKeptOps {
 		t.Fatalf("recycle kept room for %d operations, want 1..%d", kept, maxKeptOps)
 	}
+}
+
+// An entry in a newer format than this build reads (a newer leader's,
+// during a rolling upgrade) stops the member instead of being applied as
+// an empty batch: nothing from it on is applied, its store stays before
+// it (a build that reads it replays it), and a restart stops again there.
+func TestNewerFormatEntryStopsTheMember(t *testing.T) {
+	dir := t.TempDir()
+	st := openSingle(t, dir)
+	n := st.(nodeStore).n
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(ctx, enqueueBatch(st, "dev", 1, "before")); err != nil {
+		t.Fatal(err)
+	}
+	good, err := enqueueBatch(st, "dev", 2, "after").MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := n.raft.Apply([]byte{0xFE, 0, 0}, 5*time.Second)
+	after := n.raft.Apply(good, 5*time.Second)
+	if err := newer.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if r := newer.Response(); r != errStopped {
+		t.Fatalf("the newer entry answered %v, want errStopped", r)
+	}
+	if err := after.Error(); err == nil {
+		if r := after.Response(); r != errStopped {
+			t.Fatalf("the entry after it answered %v, want errStopped (not applied)", r)
+		}
+	}
+	stopped := newer.Index()
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the member to stop", func() bool {
+		select {
+		case <-n.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	if err := n.Err(); err == nil || !errors.Is(err, store.ErrNewerFormat) || !strings.Contains(err.Error(), fmt.Sprintf("log entry %d", stopped)) {
+		t.Fatalf("member error %v, want one naming entry %d and a newer format", err, stopped)
+	}
+	_ = n.Close()
+	ps, err := pebblestore.Open(filepath.Join(dir, "store"), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := ps.AppliedIndex()
+	got := payloads(t, ps, "dev")
+	_ = ps.Close()
+	if applied >= stopped || len(got) != 1 || got[0] != "before" {
+		t.Fatalf("store applied %d (the newer entry is %d), queue %q: want it before the entry, with only \"before\"", applied, stopped, got)
+	}
+	// The same build stops at the same entry again when restarted.
+	again := openSingleNoWait(t, dir)
+	poll.Wait(t, 20*time.Second, 10*time.Millisecond, "the restarted member to stop", func() bool {
+		select {
+		case <-again.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	if err := again.Err(); !errors.Is(err, store.ErrNewerFormat) {
+		t.Fatalf("restarted member: %v, want the newer format again", err)
+	}
+	_ = again.Close()
 }

@@ -27,7 +27,11 @@ type fsm struct {
 	st      *replStore
 	dir     string // the cluster directory: store/, checkpoints/, store.incoming
 	ckptSeq atomic.Uint64
-	fatal   func(error)   // stops the member: its store can no longer follow the log
+	fatal   func(error) // stops the member: its store can no longer follow the log
+	// stopped is set once an entry could not be followed (a newer
+	// format): nothing after it is applied, so the store never skips an
+	// entry; a build that reads it replays from there.
+	stopped atomic.Bool
 	decoded atomic.Uint64 // entries decoded from the log (not the leader's own batch)
 	// dec and batches are reused by every ApplyBatch (Raft calls it from
 	// one goroutine): a follower decodes each entry's queue entries into
@@ -45,8 +49,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	if f.stopped.Load() {
+		return errStopped
+	}
 	var b store.Batch
 	if err := b.UnmarshalBinary(l.Data); err != nil {
+		if errors.Is(err, store.ErrNewerFormat) {
+			f.stop(l.Index, err)
+			return errStopped
+		}
 		// Written by a leader, so alike everywhere: refuse it alike,
 		// recording its index so it is not replayed.
 		_ = f.st.cur().ApplyReplicated(l.Index, &store.Batch{})
@@ -73,6 +84,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.batches = make([]store.Batch, len(logs))
 	}
 	defer f.recycle()
+	if f.stopped.Load() {
+		for i := range out {
+			out[i] = errStopped
+		}
+		return out
+	}
+	stopAt := len(logs) // the first entry this build cannot read
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -82,6 +100,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			f.decoded.Add(1)
 			b = &f.batches[i]
 			if err := f.dec.Decode(b, l.Data); err != nil {
+				if errors.Is(err, store.ErrNewerFormat) {
+					// Not refused alike: a newer leader wrote what this
+					// build cannot read. Applying it as empty would leave
+					// this store behind the others, silently.
+					f.stop(l.Index, err)
+					stopAt = i
+					break
+				}
 				// Refused alike everywhere: applied as an empty batch (its
 				// index is recorded, so it is not replayed).
 				out[i] = err
@@ -89,6 +115,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		idx, bs, at = append(idx, l.Index), append(bs, b), append(at, i)
+	}
+	for i := stopAt; i < len(logs); i++ {
+		out[i] = errStopped
 	}
 	if len(bs) == 0 {
 		return out
@@ -108,6 +137,19 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.st.answerOwn(logs[i].Data, out[i]) // the leader's own entries: their committers learn now
 	}
 	return out
+}
+
+// errStopped answers the entries a member stopped at (see fsm.stop).
+var errStopped = errors.New("cluster: this member stopped following the log")
+
+// stop makes the member stop at entry index, which this build cannot
+// read: nothing from it on is applied (the store's applied index stays
+// before it, so a build that reads it replays it), and the member closes.
+func (f *fsm) stop(index uint64, err error) {
+	if f.stopped.Swap(true) {
+		return
+	}
+	f.fatal(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", index, err))
 }
 
 // recycle releases what ApplyBatch decoded (the store keeps no reference

@@ -101,6 +101,9 @@ const maxSlab = 1 << 14
 
 func decode(b *Batch, data []byte, r *decoder) error {
 	if v := r.byte(); r.err == nil && v != batchCodecVersion {
+		if v > batchCodecVersion {
+			return fmt.Errorf("store: decode batch: %w: version %d, this build reads %d", ErrNewerFormat, v, batchCodecVersion)
+		}
 		return fmt.Errorf("store: decode batch: %w: version %d", ErrCorrupt, v)
 	}
 	flags := r.byte()

@@ -11,6 +11,9 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrCorrupt wraps problems with the stored data itself.
 	ErrCorrupt = errors.New("store: corrupt data")
+	// ErrNewerFormat is returned for a batch encoded in a format this build
+	// does not know: a newer build's.
+	ErrNewerFormat = errors.New("store: batch in a newer format than this build reads")
 	// ErrNotFound is returned when a referenced record does not exist.
 	ErrNotFound = errors.New("store: not found")
 	// ErrInvalid is returned by Commit for a batch operation that breaks
