@@ -890,11 +890,11 @@ func TestNewerFormatEntryStopsTheMember(t *testing.T) {
 	if err := newer.Error(); err != nil {
 		t.Fatal(err)
 	}
-	if r := newer.Response(); r != errStopped {
+	if r, _ := newer.Response().(error); !errors.Is(r, errStopped) {
 		t.Fatalf("the newer entry answered %v, want errStopped", r)
 	}
 	if err := after.Error(); err == nil {
-		if r := after.Response(); r != errStopped {
+		if r, _ := after.Response().(error); !errors.Is(r, errStopped) {
 			t.Fatalf("the entry after it answered %v, want errStopped (not applied)", r)
 		}
 	}

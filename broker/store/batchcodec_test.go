@@ -76,7 +76,7 @@ func TestBatchCodecRefusesBadInput(t *testing.T) {
 	}
 	cases := map[string][]byte{
 		"empty":           nil,
-		"version":         append([]byte{9}, good[1:]...),
+		"version":         append([]byte{0}, good[1:]...),
 		"flags":           append([]byte{good[0], 0x80}, good[2:]...),
 		"trailing":        append(append([]byte(nil), good...), 0),
 		"huge count":      {batchCodecVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
@@ -93,6 +93,12 @@ func TestBatchCodecRefusesBadInput(t *testing.T) {
 		if err := b.UnmarshalBinary(data); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
 		}
+	}
+	// A later version is a newer build's, not corrupt: a member that
+	// cannot read it must stop, not refuse it alike.
+	var b Batch
+	if err := b.UnmarshalBinary(append([]byte{batchCodecVersion + 1}, good[1:]...)); !errors.Is(err, ErrNewerFormat) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("newer version: err = %v, want ErrNewerFormat", err)
 	}
 }
 
