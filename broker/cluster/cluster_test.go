@@ -899,14 +899,7 @@ func TestNewerFormatEntryStopsTheMember(t *testing.T) {
 		}
 	}
 	stopped := newer.Index()
-	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the member to stop", func() bool {
-		select {
-		case <-n.Done():
-			return true
-		default:
-			return false
-		}
-	})
+	waitStopped(t, n, "the member")
 	if err := n.Err(); err == nil || !errors.Is(err, store.ErrNewerFormat) || !strings.Contains(err.Error(), fmt.Sprintf("log entry %d", stopped)) {
 		t.Fatalf("member error %v, want one naming entry %d and a newer format", err, stopped)
 	}
@@ -923,16 +916,22 @@ func TestNewerFormatEntryStopsTheMember(t *testing.T) {
 	}
 	// The same build stops at the same entry again when restarted.
 	again := openSingleNoWait(t, dir)
-	poll.Wait(t, 20*time.Second, 10*time.Millisecond, "the restarted member to stop", func() bool {
+	waitStopped(t, again, "the restarted member")
+	if err := again.Err(); !errors.Is(err, store.ErrNewerFormat) {
+		t.Fatalf("restarted member: %v, want the newer format again", err)
+	}
+	_ = again.Close()
+}
+
+// waitStopped waits until the member n (named what) has stopped.
+func waitStopped(t *testing.T, n *Node, what string) {
+	t.Helper()
+	poll.Wait(t, 20*time.Second, 10*time.Millisecond, what+" to stop", func() bool {
 		select {
-		case <-again.Done():
+		case <-n.Done():
 			return true
 		default:
 			return false
 		}
 	})
-	if err := again.Err(); !errors.Is(err, store.ErrNewerFormat) {
-		t.Fatalf("restarted member: %v, want the newer format again", err)
-	}
-	_ = again.Close()
 }
