@@ -1,0 +1,39 @@
+package engine
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// sysWrite writes b to the non-blocking socket fd without telling the Go
+// scheduler about the system call (RawSyscall, not Syscall): such a write
+// never blocks, and the scheduler's bookkeeping of a system call cost
+// more than the write on the path of one message. Syscall's entry wakes
+// the runtime's monitor thread (sysmon) whenever it sleeps because every
+// P was idle, which at one message in flight is before nearly every
+// message; and a loopback write that runs the receiver's side of TCP and
+// is preempted by the reader it woke can outlast sysmon's 20 µs tick, so
+// sysmon hands the P to another thread and the write's return waits to
+// get one back. With RawSyscall neither happens; the price is that the
+// goroutine cannot be preempted during the write, which the kernel ends
+// without waiting (EAGAIN when the socket buffer is full).
+func sysWrite(fd uintptr, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+// sysRead reads into b from the non-blocking socket fd without telling
+// the Go scheduler (see sysWrite).
+func sysRead(fd uintptr, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}

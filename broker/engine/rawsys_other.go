@@ -1,0 +1,16 @@
+//go:build unix && !linux
+
+package engine
+
+import "syscall"
+
+// sysWrite writes b to the non-blocking socket fd (see rawsys_linux.go;
+// elsewhere through the scheduler's Syscall).
+func sysWrite(fd uintptr, b []byte) (int, error) {
+	return syscall.Write(int(fd), b)
+}
+
+// sysRead reads into b from the non-blocking socket fd.
+func sysRead(fd uintptr, b []byte) (int, error) {
+	return syscall.Read(int(fd), b)
+}
