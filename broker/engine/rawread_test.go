@@ -61,6 +61,23 @@ func TestRawReaderReadsAsNetConn(t *testing.T) {
 			t.Fatalf("read %q counting %d, want %q counting %d", got, n.Load(), want, len(want))
 		}
 	})
+	t.Run("a read larger than rawSyscallMax", func(t *testing.T) {
+		nc, peer := tcpPair(t)
+		var n atomic.Uint64
+		rr := newRawReader(rawConnOf(nc), &n)
+		want := make([]byte, 3*rawSyscallMax)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		go func() { _, _ = peer.Write(want) }()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(rr, got); err != nil {
+			t.Fatalf("ReadFull: %v", err)
+		}
+		if string(got) != string(want) || n.Load() != uint64(len(want)) {
+			t.Fatalf("a large read differs or counted %d of %d bytes", n.Load(), len(want))
+		}
+	})
 	t.Run("read deadline is a timeout", func(t *testing.T) {
 		nc, _ := tcpPair(t)
 		rr := newRawReader(rawConnOf(nc), new(atomic.Uint64))

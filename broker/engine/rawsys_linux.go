@@ -16,10 +16,15 @@ import (
 // sysmon hands the P to another thread and the write's return waits to
 // get one back. With RawSyscall neither happens; the price is that the
 // goroutine cannot be preempted during the write, which the kernel ends
-// without waiting (EAGAIN when the socket buffer is full).
+// without waiting (EAGAIN when the socket buffer is full). A write of more
+// than rawSyscallMax bytes (a copy long enough for the scheduler to hand
+// the P to another thread meanwhile) goes through Syscall as before.
 func sysWrite(fd uintptr, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
+	}
+	if len(b) > rawSyscallMax {
+		return syscall.Write(int(fd), b)
 	}
 	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if errno != 0 {
@@ -28,9 +33,18 @@ func sysWrite(fd uintptr, b []byte) (int, error) {
 	return int(n), nil
 }
 
+// rawSyscallMax bounds the bytes of one read or write by RawSyscall: the
+// packets of a message in flight are far smaller, and a larger copy is
+// long enough to be worth the scheduler's bookkeeping.
+const rawSyscallMax = 64 << 10
+
 // sysRead reads into b from the non-blocking socket fd without telling
-// the Go scheduler (see sysWrite).
+// the Go scheduler (see sysWrite); a read into more than rawSyscallMax
+// bytes (a large payload read straight into its slice) uses Syscall.
 func sysRead(fd uintptr, b []byte) (int, error) {
+	if len(b) > rawSyscallMax {
+		return syscall.Read(int(fd), b)
+	}
 	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if errno != 0 {
 		return -1, errno

@@ -14,3 +14,6 @@ func sysWrite(fd uintptr, b []byte) (int, error) {
 func sysRead(fd uintptr, b []byte) (int, error) {
 	return syscall.Read(int(fd), b)
 }
+
+// rawSyscallMax is the bound of rawsys_linux.go (tests read past it).
+const rawSyscallMax = 64 << 10
