@@ -1,3 +1,5 @@
+//go:build linux && !race
+
 package engine
 
 import (
@@ -19,6 +21,11 @@ import (
 // without waiting (EAGAIN when the socket buffer is full). A write of more
 // than rawSyscallMax bytes (a copy long enough for the scheduler to hand
 // the P to another thread meanwhile) goes through Syscall as before.
+//
+// Race-detector builds keep Syscall (rawsys_other.go): syscall.Write and
+// Read tell the detector that a write to a socket happens before a read
+// of it in the same process, and tests that drive the broker through
+// in-process clients order their own memory accesses by that.
 func sysWrite(fd uintptr, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil

@@ -1,11 +1,12 @@
-//go:build unix && !linux
+//go:build unix && (!linux || race)
 
 package engine
 
 import "syscall"
 
-// sysWrite writes b to the non-blocking socket fd (see rawsys_linux.go;
-// elsewhere through the scheduler's Syscall).
+// sysWrite writes b to the non-blocking socket fd through the scheduler's
+// Syscall: outside Linux, and in race-detector builds (see
+// rawsys_linux.go).
 func sysWrite(fd uintptr, b []byte) (int, error) {
 	return syscall.Write(int(fd), b)
 }
