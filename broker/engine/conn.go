@@ -210,7 +210,11 @@ func (c *conn) connect() bool {
 // CONNECT that fails to decode is answered when its version allows).
 func (c *conn) readConnect() *packet.Connect {
 	cfg := c.srv.config()
-	c.r = packet.NewReader(c.nc, 0, cfg.Limits.MaxPacketSize)
+	var src io.Reader = c.nc
+	if rr := newRawReader(c.raw, &c.srv.stats.bytesIn); rr != nil {
+		src = rr
+	}
+	c.r = packet.NewReader(src, 0, cfg.Limits.MaxPacketSize)
 	c.r.Options = decodeOptions(cfg)
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
 	p, err := c.r.ReadPacket()

@@ -3,7 +3,9 @@
 package engine
 
 import (
+	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -15,3 +17,6 @@ func writeNoWait(syscall.RawConn, *rawWrite, []byte) int { return 0 }
 
 // rawWrite is unused without Unix sockets.
 type rawWrite struct{}
+
+// newRawReader returns nil: the read loop reads through net.Conn.
+func newRawReader(syscall.RawConn, *atomic.Uint64) io.Reader { return nil }

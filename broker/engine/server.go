@@ -37,8 +37,8 @@ type Server struct {
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
 	// sessEnv is the reader, clock and hooks every session shares
-	// (Server.env).
-	sessEnv *session.Env
+	// (Server.env); ApplyConfig replaces it while connections read it.
+	sessEnv atomic.Pointer[session.Env]
 	com     *committer
 	sweep   *sweeper
 
@@ -116,7 +116,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.authz.Store(a)
-	s.sessEnv = s.newEnv()
+	s.sessEnv.Store(s.newEnv())
 	s.cfg.Store(cfg.Clone())
 	s.pol.Store(newPolicySet(cfg, nil))
 	s.gen.Store(cfg.ConfigGeneration)
@@ -216,7 +216,7 @@ func (s *Server) restoreSession(st *store.SessionState, now time.Time, b *store.
 }
 
 // env returns the session environment, which every session shares.
-func (s *Server) env() *session.Env { return s.sessEnv }
+func (s *Server) env() *session.Env { return s.sessEnv.Load() }
 
 func (s *Server) newEnv() *session.Env {
 	return &session.Env{Reader: s.store, Now: s.now, Hooks: session.Hooks{
@@ -355,7 +355,7 @@ func (s *Server) ApplyConfig(cfg *config.Config) ([]config.Change, error) {
 		}
 	}
 	s.authz.Store(a)
-	s.sessEnv = s.newEnv()
+	s.sessEnv.Store(s.newEnv())
 	s.cfg.Store(cfg.Clone())
 	s.gen.Store(cfg.ConfigGeneration)
 	s.applyPolicies(cfg)
