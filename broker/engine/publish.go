@@ -160,10 +160,23 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		pub.onStored(fan, b, nil)
 		return
 	}
-	s.com.submit(&job{b: b, extra: pub.m.Size(), fan: fan, pub: pub})
+	j := &job{b: b, extra: pub.m.Size(), fan: fan, pub: pub}
+	if wl == nil {
+		s.com.submit(j)
+		s.seqMu.Unlock()
+		return
+	}
+	// A publish that came alone commits inline when the committer is
+	// idle (inline.go): applied once seqMu is released, its fsync waited
+	// for and onStored run here.
+	inline := s.com.startInline(j)
 	s.seqMu.Unlock()
-	if wl != nil {
-		wl.flush()
+	if inline {
+		s.com.applyInline()
+	}
+	wl.flush()
+	if inline {
+		s.finishInline(wl)
 	}
 }
 
@@ -493,12 +506,22 @@ func (c *conn) onPubcomp(p *packet.Pubcomp) {
 	}
 }
 
+// submitAsync submits b without waiting for its outcome. A NoSync batch
+// (acknowledgements, delivery marks) is applied on the calling goroutine
+// when the committer is idle (inline.go): it waits for no fsync, and the
+// committer is free again at once for the next publish.
 func (c *conn) submitAsync(b *store.Batch) {
-	if b.Len() > 0 {
-		c.srv.com.submit(&job{b: b, onStored: func(err error) {
-			if err != nil {
-				c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
-			}
-		}})
+	if b.Len() == 0 {
+		return
 	}
+	j := &job{b: b, onStored: func(err error) {
+		if err != nil {
+			c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
+		}
+	}}
+	if b.NoSync {
+		c.srv.com.submitInline(j)
+		return
+	}
+	c.srv.com.submit(j)
 }

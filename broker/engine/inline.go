@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/bollard-io/bollard/broker/store"
+)
+
+// Inline commits. A lone commit through the pipelined committer crosses
+// goroutines three times before its fsync starts and again after: the
+// submitter wakes run, run applies and wakes Pebble's WAL flusher, the
+// flusher's fsync wakes settle, and settle's onStored wakes the writer
+// goroutine that sends the acknowledgement. At one message in flight
+// those wake-ups (often a thread's each) are a large share of the round
+// trip beside the fsync itself. So when the committer is idle (no job in
+// flight, none queued), a submitter that may wait applies its batch
+// itself, waits for the fsync and runs onStored on its own goroutine: a
+// publisher's read loop then queues the PUBACK for its own endDefer to
+// write, and writes to a subscriber it made deliverable (the inline wake
+// list) itself.
+//
+// Ordering is the committer's: the inline job is applied under
+// committer.mu, which every submit takes, so a job submitted after it is
+// applied after it (run takes it from the channel later), and settle
+// finishes such jobs only after the inline one finished (inlineWG): jobs
+// still finish in submission order. A job that arrives while an inline
+// one is in flight goes through the channel as before and joins the next
+// group (the WAL syncs what was written meanwhile with the next fsync):
+// it never waits for a serial fsync behind the inline one longer than it
+// would have behind a pipelined group. At most one inline job is in
+// flight, because one starts only when no job is.
+//
+// Only stores that say their CommitNoWait does no I/O beyond writing to
+// memory (InlineCommits: pebblestore) take inline commits; a replicated
+// store's CommitNoWait may wait for the log, and it keeps the pipeline.
+
+// inlineJob is the one inline job in flight.
+type inlineJob struct {
+	j     *job
+	wait  func() error // nil: nothing to wait for
+	err   error        // CommitNoWait's error
+	sync  bool         // the batch waits for an fsync
+	start time.Time
+}
+
+// startInline submits j as an inline job when the committer is idle and
+// takes inline commits, returning true with committer.mu held: the caller
+// then calls applyInline (which releases it) and finishInline, on the same
+// goroutine. Otherwise it submits j through the channel and returns false.
+// The caller may hold Server.seqMu (route): the batch's place in the
+// commit order is taken here, under it, while its application can wait
+// until seqMu is released.
+func (c *committer) startInline(j *job) bool {
+	c.mu.Lock()
+	if c.closed || c.inliner == nil || c.jobs.Load() != 0 {
+		ok := c.enqueueLocked(j)
+		c.mu.Unlock()
+		if !ok {
+			j.stored(store.ErrClosed)
+		}
+		return false
+	}
+	c.count(j)
+	c.wg.Add(1) // stop waits for the inline job's finish
+	c.inlineWG.Add(1)
+	c.inl = inlineJob{j: j}
+	return true
+}
+
+// applyInline applies the inline job's batch without waiting for its
+// fsync and releases committer.mu, which startInline left held.
+func (c *committer) applyInline() {
+	in := &c.inl
+	in.start = time.Now()
+	if b := in.j.b; b != nil && b.Len() > 0 {
+		in.sync = !b.NoSync
+		in.wait, in.err = c.inliner.CommitNoWait(context.Background(), b)
+	}
+	c.mu.Unlock()
+}
+
+// finishInline waits for the inline job's fsync and finishes it (its
+// onStored runs here, on the submitter's goroutine).
+func (c *committer) finishInline() {
+	in := c.inl
+	c.inl = inlineJob{} // the next inline job starts only once this one finished
+	err := in.err
+	if in.wait != nil {
+		err = in.wait()
+		if in.sync {
+			c.hist.observe(time.Since(in.start))
+		}
+	}
+	c.finish(in.j, err)
+	c.inlineWG.Done()
+	c.wg.Done()
+}
+
+// submitInline submits j, committing it on the calling goroutine when the
+// committer is idle (see startInline); either way it returns once j is
+// queued or finished, never holding committer.mu. Use it only where the
+// caller may run j's onStored itself and, for a batch that is not NoSync,
+// wait for an fsync.
+func (c *committer) submitInline(j *job) {
+	if c.startInline(j) {
+		c.applyInline()
+		c.finishInline()
+	}
+}
+
+// finishInline finishes the inline job of a publish that came alone (see
+// route), collecting the connections its onStored makes deliverable in
+// the publisher's wakeList and writing to them as route does: a
+// persistent subscriber's delivery is then written by this read loop too,
+// before the publisher's acknowledgement (which its own endDefer writes).
+func (s *Server) finishInline(wl *wakeList) {
+	wl.open()
+	s.inlineWakes.Store(wl)
+	s.com.finishInline()
+	s.inlineWakes.Store(nil)
+	wl.flush()
+}
