@@ -129,7 +129,7 @@ type committer struct {
 	fans    router.Settlement
 	fanList []*router.Fanout
 
-	// Inline commits (inline.go): the store when it allows them, the one
+	// Inline commits (inlinecommit.go): the store when it allows them, the one
 	// inline job in flight (owned by its submitter from startInline to
 	// finishInline), and inlineWG, which settle waits on before it
 	// finishes the jobs submitted after it.

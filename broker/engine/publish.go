@@ -167,7 +167,7 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		return
 	}
 	// A publish that came alone commits inline when the committer is
-	// idle (inline.go): applied once seqMu is released, its fsync waited
+	// idle (inlinecommit.go): applied once seqMu is released, its fsync waited
 	// for and onStored run here.
 	inline := s.com.startInline(j)
 	s.seqMu.Unlock()
@@ -508,7 +508,7 @@ func (c *conn) onPubcomp(p *packet.Pubcomp) {
 
 // submitAsync submits b without waiting for its outcome. A NoSync batch
 // (acknowledgements, delivery marks) is applied on the calling goroutine
-// when the committer is idle (inline.go): it waits for no fsync, and the
+// when the committer is idle (inlinecommit.go): it waits for no fsync, and the
 // committer is free again at once for the next publish.
 func (c *conn) submitAsync(b *store.Batch) {
 	if b.Len() == 0 {

@@ -58,7 +58,7 @@ type Server struct {
 	// the connections it makes deliverable for the publishing goroutine
 	// to write to (see notify in writer.go).
 	wakes atomic.Pointer[wakeList]
-	// inlineWakes, set while the publish of an inline commit (inline.go)
+	// inlineWakes, set while the publish of an inline commit (inlinecommit.go)
 	// runs its onStored on the publisher's read loop, collects the
 	// connections it makes deliverable, the publisher's own excepted.
 	inlineWakes atomic.Pointer[wakeList]
