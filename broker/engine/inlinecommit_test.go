@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
@@ -190,4 +194,82 @@ func TestInlineCommitAfterStop(t *testing.T) {
 	if !errors.Is(got, store.ErrClosed) {
 		t.Fatalf("got %v, want store.ErrClosed", got)
 	}
+}
+
+// An online persistent subscriber in sync mode, fed by a publisher with
+// one message in flight (its publishes commit inline when the committer
+// is idle) and a publisher with bursts of 32 (through the pipeline),
+// concurrently: every message arrives once, without DUP, in each
+// publisher's order, and once the subscriber acknowledged them all the
+// queue is empty in the store.
+func TestInlineCommitOnlineSubscriber(t *testing.T) {
+	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Durability: pebblestore.Sync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	b := startBroker(t, testConfig(), withStore(st))
+	sub := dialRaw(t, b.addr, packet.V5)
+	sub.connect(&packet.Connect{ClientID: "isub", CleanStart: true,
+		Properties: packet.Properties{SessionExpiryInterval: u32(3600)}})
+	sub.subscribe(1, 0, packet.Subscription{Filter: "cp/#", QoS: 1})
+
+	const n = 200
+	errs := make(chan error, 2)
+	go func() { errs <- publishOneByOne(b.addr, 0, n) }()
+	go func() { errs <- publishBurst(b.addr, 1, n) }()
+	next := make([]int, 2)
+	for range 2 * n {
+		p := sub.recvPublish()
+		if p.Dup {
+			t.Fatalf("delivery %s has DUP set", p.Payload)
+		}
+		pub, seq, _ := strings.Cut(string(p.Payload), ":")
+		i, _ := strconv.Atoi(pub)
+		s, _ := strconv.Atoi(seq)
+		if i < 0 || i > 1 || s != next[i] {
+			t.Fatalf("publisher %s message %d arrived when %v were expected", pub, s, next)
+		}
+		next[i]++
+		sub.send(&packet.Puback{PacketID: p.PacketID})
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Wait(t, 10*time.Second, 5*time.Millisecond, "the subscriber's queue emptied in the store", func() bool {
+		return st.Stats().Messages == 0
+	})
+}
+
+// publishOneByOne publishes n QoS 1 messages, each after the PUBACK of
+// the one before.
+func publishOneByOne(addr string, p, n int) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	r := packet.NewReader(nc, packet.V5, 0)
+	if err := packet.Write(nc, &packet.Connect{ProtocolVersion: packet.V5, ClientID: fmt.Sprintf("cpub%d", p), CleanStart: true}, packet.V5); err != nil {
+		return err
+	}
+	if _, err := r.ReadPacket(); err != nil {
+		return err
+	}
+	for i := range n {
+		pub := &packet.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: fmt.Sprintf("cp/%d", p), Payload: fmt.Appendf(nil, "%d:%d", p, i)}
+		if err := packet.Write(nc, pub, packet.V5); err != nil {
+			return err
+		}
+		pk, err := r.ReadPacket()
+		if err != nil {
+			return err
+		}
+		if a, ok := pk.(*packet.Puback); !ok || a.PacketID != uint16(i+1) || a.ReasonCode != packet.Success {
+			return fmt.Errorf("publisher %d message %d: unexpected %+v", p, i, pk)
+		}
+	}
+	return nil
 }
