@@ -136,6 +136,11 @@ type committer struct {
 	inliner  store.Pipeliner
 	inl      inlineJob
 	inlineWG sync.WaitGroup
+	// inlineActive is set while an inline job is in flight; skipInline
+	// (guarded by mu) counts the idle moments left without inline
+	// commits (backOff).
+	inlineActive atomic.Bool
+	skipInline   int
 }
 
 // pipelineDepth is how many applied groups may wait for their fsync

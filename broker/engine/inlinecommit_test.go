@@ -28,14 +28,14 @@ func pebbleCommitter(t *testing.T) (*committer, *pebblestore.Store) {
 	return newTestCommitter(t, st), st
 }
 
-// An idle committer commits a submitInline job on the calling goroutine:
+// An idle committer commits an inline job on the calling goroutine:
 // stored, fsynced (observed in the fsync histogram) and finished before
-// submitInline returns. While another job is in flight it queues instead.
+// finishInline returns. While another job is in flight it queues instead.
 // A store that does not take inline commits (memstore) always queues.
 func TestInlineCommitWhenIdle(t *testing.T) {
 	c, st := pebbleCommitter(t)
 	ran := false // written by onStored: read without synchronisation, so only an inline run is race-free
-	c.submitInline(&job{b: sessionBatch("a"), onStored: func(err error) {
+	inline(c, &job{b: sessionBatch("a"), onStored: func(err error) {
 		if err != nil {
 			t.Error(err)
 		}
@@ -55,9 +55,7 @@ func TestInlineCommitWhenIdle(t *testing.T) {
 	release := make(chan struct{})
 	c.submit(&job{b: sessionBatch("b"), onStored: func(error) { <-release }})
 	done := make(chan error, 1)
-	nosync := sessionBatch("b2")
-	nosync.NoSync = true
-	c.submitInline(&job{b: nosync, onStored: func(err error) { done <- err }})
+	inline(c, &job{b: sessionBatch("b2"), onStored: func(err error) { done <- err }})
 	select {
 	case err := <-done:
 		t.Fatalf("a job finished inline behind one in flight: %v", err)
@@ -71,6 +69,14 @@ func TestInlineCommitWhenIdle(t *testing.T) {
 	mc := newTestCommitter(t, memstore.New())
 	if mc.startInline(&job{b: sessionBatch("m"), onStored: func(error) {}}) {
 		t.Fatal("memstore committer took an inline commit")
+	}
+}
+
+// inline commits j inline if the committer takes it, else submits it.
+func inline(c *committer, j *job) {
+	if c.startInline(j) {
+		c.applyInline()
+		c.finishInline()
 	}
 }
 
@@ -168,9 +174,8 @@ func TestInlineCommitOrderConcurrent(t *testing.T) {
 					}}
 					if k == 0 && r%2 == 0 {
 						c.submit(j)
-					} else if c.startInline(j) {
-						c.applyInline()
-						c.finishInline()
+					} else {
+						inline(c, j)
 					}
 				}
 			}
@@ -272,4 +277,47 @@ func publishOneByOne(addr string, p, n int) error {
 		}
 	}
 	return nil
+}
+
+// A commit that needs an fsync, submitted while an inline one waits for
+// its own, turns inline commits off for the next inlineBackoff idle
+// moments (they share the pipeline's fsyncs); then they come back.
+func TestInlineCommitBacksOff(t *testing.T) {
+	c, _ := pebbleCommitter(t)
+	if !c.startInline(&job{b: sessionBatch("a"), onStored: func(error) {}}) {
+		t.Fatal("idle committer refused an inline job")
+	}
+	c.applyInline()
+	done := make(chan error, 1)
+	c.submit(&job{b: sessionBatch("b"), onStored: func(err error) { done <- err }}) // through submit: no back-off
+	nosync := sessionBatch("n")
+	nosync.NoSync = true
+	c.submit(&job{b: nosync, onStored: func(error) {}})
+	if c.skipInline != 0 {
+		t.Fatal("submit backed off inline commits")
+	}
+	if c.startInline(&job{b: sessionBatch("c"), onStored: func(err error) { done <- err }}) {
+		t.Fatal("a second inline job while one is in flight")
+	}
+	c.finishInline()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Wait(t, 10*time.Second, time.Millisecond, "committer idle", func() bool { return c.jobs.Load() == 0 })
+	for i := range inlineBackoff {
+		if c.startInline(&job{b: sessionBatch(fmt.Sprintf("d%d", i)), onStored: func(err error) { done <- err }}) {
+			t.Fatalf("inline commit %d of the back-off taken", i)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		poll.Wait(t, 10*time.Second, time.Millisecond, "committer idle", func() bool { return c.jobs.Load() == 0 })
+	}
+	if !c.startInline(&job{b: sessionBatch("e"), onStored: func(error) {}}) {
+		t.Fatal("inline commits did not come back after the back-off")
+	}
+	c.applyInline()
+	c.finishInline()
 }

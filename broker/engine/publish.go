@@ -506,22 +506,12 @@ func (c *conn) onPubcomp(p *packet.Pubcomp) {
 	}
 }
 
-// submitAsync submits b without waiting for its outcome. A NoSync batch
-// (acknowledgements, delivery marks) is applied on the calling goroutine
-// when the committer is idle (inlinecommit.go): it waits for no fsync, and the
-// committer is free again at once for the next publish.
 func (c *conn) submitAsync(b *store.Batch) {
-	if b.Len() == 0 {
-		return
+	if b.Len() > 0 {
+		c.srv.com.submit(&job{b: b, onStored: func(err error) {
+			if err != nil {
+				c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
+			}
+		}})
 	}
-	j := &job{b: b, onStored: func(err error) {
-		if err != nil {
-			c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
-		}
-	}}
-	if b.NoSync {
-		c.srv.com.submitInline(j)
-		return
-	}
-	c.srv.com.submit(j)
 }
