@@ -88,7 +88,13 @@ func (c *committer) applyInline() {
 
 // finishInline waits for the inline job's fsync and finishes it (its
 // onStored runs here, on the submitter's goroutine).
+//
+// A panic in onStored (which the read loop may recover) must not wedge the
+// committer: settle and stop would wait for this job forever. So the job
+// is counted done whatever happens.
 func (c *committer) finishInline() {
+	defer c.wg.Done()
+	defer c.inlineWG.Done()
 	in := c.inl
 	c.inl = inlineJob{} // the next inline job starts only once this one finished
 	err := in.err
@@ -100,8 +106,6 @@ func (c *committer) finishInline() {
 	}
 	c.inlineActive.Store(false)
 	c.finish(in.j, err)
-	c.inlineWG.Done()
-	c.wg.Done()
 }
 
 // inlineBackoff is how many times an idle committer declines an inline
@@ -143,10 +147,12 @@ func (c *committer) backOff() bool {
 // the publisher's wakeList and writing to them as route does: a
 // persistent subscriber's delivery is then written by this read loop too,
 // before the publisher's acknowledgement (which its own endDefer writes).
+// After a panic in onStored the listed connections are still written to
+// or woken (a connection left listed would not be woken by a list again).
 func (s *Server) finishInline(wl *wakeList) {
 	wl.open()
 	s.inlineWakes.Store(wl)
+	defer wl.flush()
+	defer s.inlineWakes.Store(nil)
 	s.com.finishInline()
-	s.inlineWakes.Store(nil)
-	wl.flush()
 }

@@ -321,3 +321,28 @@ func TestInlineCommitBacksOff(t *testing.T) {
 	c.applyInline()
 	c.finishInline()
 }
+
+// A panic in an inline job's onStored (which a read loop may recover)
+// does not wedge the committer: a later job still finishes and stop
+// returns (the test's cleanup).
+func TestInlineCommitPanicDoesNotWedge(t *testing.T) {
+	c, _ := pebbleCommitter(t)
+	panicked := func() (p any) {
+		defer func() { p = recover() }()
+		inline(c, &job{b: sessionBatch("a"), onStored: func(error) { panic("onStored") }})
+		return nil
+	}()
+	if panicked == nil {
+		t.Fatal("the inline job's onStored did not run inline")
+	}
+	done := make(chan error, 1)
+	c.submit(&job{b: sessionBatch("b"), onStored: func(err error) { done <- err }})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a job submitted after a panicking inline job never finished")
+	}
+}
