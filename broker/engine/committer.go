@@ -128,6 +128,19 @@ type committer struct {
 	// Used only by the goroutine that finishes jobs.
 	fans    router.Settlement
 	fanList []*router.Fanout
+
+	// Inline commits (inlinecommit.go): the store when it allows them, the one
+	// inline job in flight (owned by its submitter from startInline to
+	// finishInline), and inlineWG, which settle waits on before it
+	// finishes the jobs submitted after it.
+	inliner  store.Pipeliner
+	inl      inlineJob
+	inlineWG sync.WaitGroup
+	// inlineActive is set while an inline job is in flight; skipInline
+	// (guarded by mu) counts the idle moments left without inline
+	// commits (backOff).
+	inlineActive atomic.Bool
+	skipInline   int
 }
 
 // pipelineDepth is how many applied groups may wait for their fsync
@@ -155,6 +168,9 @@ func newCommitter(st store.Store, hist *histogram) *committer {
 	c.flight.cond.L = &c.flight.mu
 	c.wg.Add(1)
 	if p, ok := st.(store.Pipeliner); ok {
+		if in, ok := st.(interface{ InlineCommits() bool }); ok && in.InlineCommits() {
+			c.inliner = p
+		}
 		go c.runPipelined(p)
 	} else {
 		go c.run()
@@ -166,17 +182,29 @@ func newCommitter(st store.Store, hist *histogram) *committer {
 // with store.ErrClosed.
 func (c *committer) submit(j *job) {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	ok := c.enqueueLocked(j)
+	c.mu.Unlock()
+	if !ok {
 		j.stored(store.ErrClosed)
-		return
 	}
+}
+
+// enqueueLocked queues j, with committer.mu held; false after stop.
+func (c *committer) enqueueLocked(j *job) bool {
+	if c.closed {
+		return false
+	}
+	c.count(j)
+	c.ch <- j
+	return true
+}
+
+// count counts j in flight (jobs and the flight budget) until finish.
+func (c *committer) count(j *job) {
 	if j.w = int64(j.len())*opBytes + j.extra; j.w > 0 {
 		c.flight.add(j.w)
 	}
 	c.jobs.Add(1)
-	c.ch <- j
-	c.mu.Unlock()
 }
 
 // throttle waits while the memory held by the jobs in flight is over
@@ -317,6 +345,9 @@ func (c *committer) applyNoWait(p store.Pipeliner, f *flight) {
 func (c *committer) settle(pending <-chan *flight, free chan<- *flight, settled chan<- struct{}) {
 	defer close(settled)
 	for f := range pending {
+		// Its jobs were submitted after an inline job still finishing on
+		// its submitter's goroutine: that one finishes first.
+		c.inlineWG.Wait()
 		if f.each != nil {
 			for i, j := range f.jobs {
 				r := f.each[i]

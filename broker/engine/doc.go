@@ -36,7 +36,12 @@
 // lock is held while a commit runs. When the commit returns, the job's
 // onStored runs: queue entries become deliverable and the publisher gets
 // its PUBACK/PUBREC (in the order its PUBLISHes arrived; 0x97 Quota
-// exceeded when a queue refused it under RejectPublish).
+// exceeded when a queue refused it under RejectPublish). When the
+// committer is idle, a PUBLISH that came alone is committed inline by the
+// publisher's read loop (inlinecommit.go): applied in the same order,
+// fsynced, and finished before any job submitted after it, without the
+// hand-offs to the committer's goroutines; while publishers overlap, the
+// pipeline is used, whose group commit serves them better.
 //
 // Each connection has one writer goroutine, woken through a channel. It
 // writes queued control packets, then pulls deliveries from its session

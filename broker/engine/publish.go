@@ -160,10 +160,23 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		pub.onStored(fan, b, nil)
 		return
 	}
-	s.com.submit(&job{b: b, extra: pub.m.Size(), fan: fan, pub: pub})
+	j := &job{b: b, extra: pub.m.Size(), fan: fan, pub: pub}
+	if wl == nil {
+		s.com.submit(j)
+		s.seqMu.Unlock()
+		return
+	}
+	// A publish that came alone commits inline when the committer is
+	// idle (inlinecommit.go): applied once seqMu is released, its fsync waited
+	// for and onStored run here.
+	inline := s.com.startInline(j)
 	s.seqMu.Unlock()
-	if wl != nil {
-		wl.flush()
+	if inline {
+		s.com.applyInline()
+	}
+	wl.flush()
+	if inline {
+		s.finishInline(wl)
 	}
 }
 

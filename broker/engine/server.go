@@ -58,6 +58,10 @@ type Server struct {
 	// the connections it makes deliverable for the publishing goroutine
 	// to write to (see notify in writer.go).
 	wakes atomic.Pointer[wakeList]
+	// inlineWakes, set while the publish of an inline commit (inlinecommit.go)
+	// runs its onStored on the publisher's read loop, collects the
+	// connections it makes deliverable, the publisher's own excepted.
+	inlineWakes atomic.Pointer[wakeList]
 
 	mu       sync.Mutex // guards sessions and conns
 	sessions map[string]*sessionEntry

@@ -86,6 +86,9 @@ func (c *conn) notify() {
 	if wl := c.srv.wakes.Load(); wl != nil && wl.add(c) {
 		return
 	}
+	if wl := c.srv.inlineWakes.Load(); wl != nil && wl != &c.wakes && wl.add(c) {
+		return
+	}
 	for {
 		st := c.wakeState.Load()
 		if st&deferring == 0 {

@@ -539,3 +539,9 @@ func (t *txn) publish() {
 		}
 	}
 }
+
+// InlineCommits reports that CommitNoWait does no I/O but the write into
+// the memtable and the WAL buffer (barring a write stall while memtables
+// are flushed), so the broker's committer may call it on a submitting
+// goroutine when no other commit is in flight (engine, inlinecommit.go).
+func (s *Store) InlineCommits() bool { return true }
