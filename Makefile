@@ -94,8 +94,8 @@ run: ## Run the broker locally: MQTT on 127.0.0.1:1883, admin on 127.0.0.1:8080,
 .PHONY: test
 test: test-deps testbin verify lint helm kustomize ## Run every test tier (installs what the tests need first).
 	KUBEBUILDER_ASSETS="$$(hack/testbin.sh)" $(GO) test $(GOFLAGS_TEST) -tags '$(TEST_TAGS)' -timeout 45m ./...
-	# Race-detector builds keep Syscall for socket I/O (broker/engine/rawsys_other.go):
-	# the engine's tests without -race run the path a release build takes (RawSyscall).
+	@# Race-detector builds keep Syscall for socket I/O (broker/engine/rawsys_other.go):
+	@# the engine's tests without -race run the path a release build takes (RawSyscall).
 	$(GO) test -shuffle=on -count=1 -timeout 15m ./broker/engine/... ./broker/host/...
 
 .PHONY: test-fast
