@@ -32,6 +32,11 @@ type fsm struct {
 	// format): nothing after it is applied, so the store never skips an
 	// entry; a build that reads it replays from there.
 	stopped atomic.Bool
+	// logs is the member's Raft log, and checked whether the store's last
+	// applied entry was compared with it since the start or the last
+	// restore (see diverged).
+	logs    raft.LogStore
+	checked bool
 	decoded atomic.Uint64 // entries decoded from the log (not the leader's own batch)
 	// dec and batches are reused by every ApplyBatch (Raft calls it from
 	// one goroutine): a follower decodes each entry's queue entries into
@@ -49,7 +54,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	if f.stopped.Load() {
+	if f.stopped.Load() || f.diverged(l.Index) {
 		return errStopped
 	}
 	var b store.Batch
@@ -63,7 +68,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		_ = f.st.cur().ApplyReplicated(l.Index, &store.Batch{})
 		return err
 	}
-	err := f.st.cur().ApplyReplicated(l.Index, &b)
+	err := f.st.cur().ApplyReplicatedTerm(l.Index, l.Term, &b)
 	if errors.Is(err, pebblestore.ErrApply) || errors.Is(err, store.ErrClosed) {
 		f.fatal(fmt.Errorf("apply log entry %d: %w", l.Index, err))
 	}
@@ -78,13 +83,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	idx := make([]uint64, 0, len(logs))
+	terms := make([]uint64, 0, len(logs))
 	bs := make([]*store.Batch, 0, len(logs))
 	at := make([]int, 0, len(logs)) // position in logs of each of bs
 	if len(f.batches) < len(logs) {
 		f.batches = make([]store.Batch, len(logs))
 	}
 	defer f.recycle()
-	if f.stopped.Load() {
+	if f.stopped.Load() || (len(logs) > 0 && f.diverged(logs[len(logs)-1].Index)) {
 		for i := range out {
 			out[i] = errStopped
 		}
@@ -114,7 +120,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				b.Reset()
 			}
 		}
-		idx, bs, at = append(idx, l.Index), append(bs, b), append(at, i)
+		idx, terms, bs, at = append(idx, l.Index), append(terms, l.Term), append(bs, b), append(at, i)
 	}
 	for i := stopAt; i < len(logs); i++ {
 		out[i] = errStopped
@@ -122,7 +128,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if len(bs) == 0 {
 		return out
 	}
-	errs := f.st.cur().ApplyReplicatedBatch(idx, bs)
+	errs := f.st.cur().ApplyReplicatedBatchTerms(idx, terms, bs)
 	failed := false
 	for j, err := range errs {
 		if !failed && (errors.Is(err, pebblestore.ErrApply) || errors.Is(err, store.ErrClosed)) {
@@ -138,6 +144,46 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	return out
 }
+
+// diverged reports whether the member must stop before applying entries up
+// to last because its store does not hold this log's history: the entry
+// the store applied last has another term in the log than the store
+// recorded. That is a store from another history of the cluster (a member
+// left out of a quorum recovery, back with its old data, whose log the
+// leader overwrote): replaying would skip the entries up to its applied
+// index, which are not the ones it applied, and leave it silently apart.
+// It is checked once after a start or a restore, before the first entry
+// past the store's applied index, when the log still holds that entry and
+// the store recorded its term.
+func (f *fsm) diverged(last uint64) bool {
+	if f.checked {
+		return false
+	}
+	st := f.st.cur()
+	applied, term := st.AppliedIndex(), st.AppliedTerm()
+	if last <= applied {
+		return false // a replay of entries applied before: not yet past them
+	}
+	f.checked = true
+	if applied == 0 || term == 0 || f.logs == nil {
+		return false
+	}
+	var e raft.Log
+	if err := f.logs.GetLog(applied, &e); err != nil || e.Term == term {
+		return false // compacted into a snapshot, or the same history
+	}
+	if f.stopped.Swap(true) {
+		return true
+	}
+	f.fatal(fmt.Errorf("%w: the store applied entry %d of term %d, the cluster's log has term %d there: "+
+		"this member's data is from another history of the cluster (left out of a quorum recovery?); "+
+		"empty its data directory to rejoin from a snapshot", ErrDiverged, applied, term, e.Term))
+	return true
+}
+
+// ErrDiverged is the error a member stops with when its store does not
+// hold the cluster's history (see fsm.diverged).
+var ErrDiverged = errors.New("cluster: the store diverged from the cluster's log")
 
 // errStopped answers the entries a member stopped at (see fsm.stop).
 var errStopped = errors.New("cluster: this member stopped following the log")
@@ -205,6 +251,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.log.Info("installed a snapshot from the leader", "appliedIndex", f.st.cur().AppliedIndex(),
 		"bytes", cr.n, "took", time.Since(t0).String())
+	f.checked = false
 	return nil
 }
 

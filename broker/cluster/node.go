@@ -287,7 +287,7 @@ func (n *Node) open() error {
 	// entry with one fsync (group commit across log entries).
 	rc.BatchApplyCh = true
 
-	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail}
+	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail, logs: n.logs}
 	n.fsm = f
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)

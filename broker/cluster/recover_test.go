@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/store/pebblestore"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -293,5 +294,74 @@ func TestRecoverCrashChild(t *testing.T) {
 		if _, err := Recover(dir, req, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A member left out of a quorum recovery that comes back with its old data
+// (here: it holds entries the recovered survivor never received, and the
+// survivor has since written others at the same indexes) stops with
+// ErrDiverged when the leader's log replaces its own, instead of skipping
+// the new entries as applied and serving a store of another history.
+func TestDivergedMemberStops(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	li := c.leader()
+	f, g := (li+1)%3, (li+2)%3 // f survives the recovery, g comes back from the old history
+	ctx := context.Background()
+	st := c.nodes[li].Store()
+	if err := st.Commit(ctx, sessionBatch("c1")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := st.Commit(ctx, enqueueBatch(st, "c1", uint64(i+1), fmt.Sprintf("p%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitApplied(t, c.nodes[f], c.nodes[li])
+	c.stop(f)
+	for i := 5; i < 15; i++ { // the leader and g only: f never gets these
+		if err := st.Commit(ctx, enqueueBatch(st, "c1", uint64(i+1), fmt.Sprintf("old%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitApplied(t, c.nodes[g], c.nodes[li])
+	oldApplied := c.nodes[g].st.cur().AppliedIndex()
+	c.stop(li)
+	c.stop(g)
+
+	req := RecoveryRequest{MemberID: c.members[f].ID, Members: []RecoveryMember{{ID: c.members[f].ID, RaftAddress: c.members[f].RaftAddress}}}
+	if _, err := Recover(c.dirs[f], req, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	c.start(f)
+	if c.leader() != f {
+		t.Fatal("the recovered member does not lead")
+	}
+	nst := c.nodes[f].Store()
+	for i := 5; i < 40; i++ { // the new history, over the indexes g applied
+		if err := nst.Commit(ctx, enqueueBatch(nst, "c1", uint64(i+1), fmt.Sprintf("new%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.nodes[f].st.cur().AppliedIndex() <= oldApplied {
+		t.Fatalf("the new history (to %d) does not reach g's applied index %d", c.nodes[f].st.cur().AppliedIndex(), oldApplied)
+	}
+	c.start(g)
+	addCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	go func() { _ = c.nodes[f].AddMember(addCtx, c.members[g]) }() // never completes: g stops
+	waitStopped(t, c.nodes[g], "the member of the old history")
+	if err := c.nodes[g].Err(); !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), fmt.Sprintf("entry %d", oldApplied)) {
+		t.Fatalf("g stopped with %v, want ErrDiverged at entry %d\n%s", err, oldApplied, c.logs[g].String())
+	}
+	// Nothing of the new history reached g's store: it is as g left it.
+	c.stop(g)
+	ps, err := pebblestore.Open(filepath.Join(c.dirs[g], "store"), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	got := payloads(t, ps, "c1")
+	if ps.AppliedIndex() != oldApplied || len(got) != 15 || got[14] != "old14" {
+		t.Fatalf("g's store after stopping: applied %d (was %d), %d messages %q", ps.AppliedIndex(), oldApplied, len(got), got)
 	}
 }

@@ -12,8 +12,19 @@ import (
 )
 
 // keyApplied holds the index of the last replicated log entry applied to
-// this store (see ApplyReplicated); absent in a store never replicated.
+// this store (see ApplyReplicated), then its term when known (8 bytes
+// each, big-endian; stores written before terms were recorded hold the
+// index alone); absent in a store never replicated.
 var keyApplied = []byte("meta/applied")
+
+// appliedValue encodes keyApplied's value.
+func appliedValue(index, term uint64) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), index)
+	if term == 0 {
+		return v
+	}
+	return binary.BigEndian.AppendUint64(v, term)
+}
 
 // ErrApply wraps a failure to write a replicated entry (not a refusal of
 // the entry itself): the store is failed and the member must stop applying.
@@ -32,6 +43,12 @@ var ErrApply = errors.New("pebblestore: apply failed")
 // applies the same entries to the same state. Any other error wraps
 // ErrApply: the store is failed and refuses every later write.
 func (s *Store) ApplyReplicated(index uint64, b *store.Batch) error {
+	return s.ApplyReplicatedTerm(index, 0, b)
+}
+
+// ApplyReplicatedTerm is ApplyReplicated recording term as the entry's
+// Raft term (see AppliedTerm; 0 records none).
+func (s *Store) ApplyReplicatedTerm(index, term uint64, b *store.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -55,13 +72,13 @@ func (s *Store) ApplyReplicated(index uint64, b *store.Batch) error {
 	default:
 		return s.applyFailed(nil, nil, verr) // could not read the state to validate
 	}
-	if err := pb.Set(keyApplied, be64(index), nil); err != nil {
+	if err := pb.Set(keyApplied, appliedValue(index, term), nil); err != nil {
 		return s.applyFailed(tx, pb, err)
 	}
 	if err := s.write(pb, false); err != nil {
 		return s.applyFailed(tx, pb, err)
 	}
-	s.applied = index
+	s.applied, s.appliedTerm = index, term
 	s.dirty.Store(true)
 	if tx == nil {
 		_ = pb.Close()
@@ -84,18 +101,30 @@ func (s *Store) ApplyReplicated(index uint64, b *store.Batch) error {
 // store, as in ApplyReplicated: the failed entry's error and every later
 // one's wrap ErrApply.
 func (s *Store) ApplyReplicatedBatch(indexes []uint64, bs []*store.Batch) []error {
+	return s.ApplyReplicatedBatchTerms(indexes, nil, bs)
+}
+
+// ApplyReplicatedBatchTerms is ApplyReplicatedBatch recording the entries'
+// Raft terms (terms[i] is indexes[i]'s; nil records none).
+func (s *Store) ApplyReplicatedBatchTerms(indexes, terms []uint64, bs []*store.Batch) []error {
 	errs := make([]error, len(bs))
-	if len(indexes) != len(bs) {
+	if len(indexes) != len(bs) || (terms != nil && len(terms) != len(bs)) {
 		for i := range errs {
-			errs[i] = fmt.Errorf("%w: %d indexes for %d batches", ErrApply, len(indexes), len(bs))
+			errs[i] = fmt.Errorf("%w: %d indexes and %d terms for %d batches", ErrApply, len(indexes), len(terms), len(bs))
 		}
 		return errs
 	}
-	if selfContained(bs) && s.applyMerged(indexes, bs, errs) {
+	term := func(i int) uint64 {
+		if terms == nil {
+			return 0
+		}
+		return terms[i]
+	}
+	if selfContained(bs) && s.applyMerged(indexes, term(len(bs)-1), bs, errs) {
 		return errs
 	}
 	for i, b := range bs {
-		errs[i] = s.ApplyReplicated(indexes[i], b)
+		errs[i] = s.ApplyReplicatedTerm(indexes[i], term(i), b)
 	}
 	return errs
 }
@@ -104,7 +133,7 @@ func (s *Store) ApplyReplicatedBatch(indexes []uint64, bs []*store.Batch) []erro
 // one Pebble batch. It returns false, having changed nothing, when the
 // store refuses the merged batch (the caller applies the entries one by
 // one); otherwise errs holds every entry's outcome.
-func (s *Store) applyMerged(indexes []uint64, bs []*store.Batch, errs []error) bool {
+func (s *Store) applyMerged(indexes []uint64, lastTerm uint64, bs []*store.Batch, errs []error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -140,7 +169,7 @@ func (s *Store) applyMerged(indexes []uint64, bs []*store.Batch, errs []error) b
 		return true
 	}
 	last := indexes[len(indexes)-1]
-	if err := tx.b.Set(keyApplied, be64(last), nil); err != nil {
+	if err := tx.b.Set(keyApplied, appliedValue(last, lastTerm), nil); err != nil {
 		fill(errs[first:], s.applyFailed(tx, tx.b, err))
 		return true
 	}
@@ -148,7 +177,7 @@ func (s *Store) applyMerged(indexes []uint64, bs []*store.Batch, errs []error) b
 		fill(errs[first:], s.applyFailed(tx, tx.b, err))
 		return true
 	}
-	s.applied = last
+	s.applied, s.appliedTerm = last, lastTerm
 	s.dirty.Store(true)
 	tx.publish()
 	tx.recycle()
@@ -199,6 +228,14 @@ func (s *Store) applyFailed(tx *txn, pb *pebble.Batch, err error) error {
 	}
 	s.failLocked(err)
 	return fmt.Errorf("%w: %w", ErrApply, err)
+}
+
+// AppliedTerm is the Raft term of the last replicated entry applied, 0
+// when it was not recorded.
+func (s *Store) AppliedTerm() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appliedTerm
 }
 
 // AppliedIndex is the index of the last replicated entry applied (0 for a
@@ -257,9 +294,12 @@ func (s *Store) loadApplied() error {
 		return readErr(keyApplied, err)
 	}
 	defer closer.Close()
-	if len(v) != 8 {
+	if len(v) != 8 && len(v) != 16 {
 		return corrupt(keyApplied, "malformed applied index")
 	}
 	s.applied = binary.BigEndian.Uint64(v)
+	if len(v) == 16 {
+		s.appliedTerm = binary.BigEndian.Uint64(v[8:])
+	}
 	return nil
 }

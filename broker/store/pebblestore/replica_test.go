@@ -213,3 +213,52 @@ func TestApplyReplicatedBatchReplayAndOrder(t *testing.T) {
 		t.Fatalf("reopened: queue %v", got)
 	}
 }
+
+// The store records the Raft term of the last entry it applied, keeps it
+// across a restart, and reads a store written before terms were recorded
+// (the index alone) as term 0: unknown.
+func TestAppliedTermRecorded(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyReplicatedTerm(3, 2, &store.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	if s.AppliedIndex() != 3 || s.AppliedTerm() != 2 {
+		t.Fatalf("after one entry: index %d term %d", s.AppliedIndex(), s.AppliedTerm())
+	}
+	errs := s.ApplyReplicatedBatchTerms([]uint64{4, 5}, []uint64{2, 7}, []*store.Batch{{}, {}})
+	if errors.Join(errs...) != nil || s.AppliedIndex() != 5 || s.AppliedTerm() != 7 {
+		t.Fatalf("after a batch: %v, index %d term %d", errs, s.AppliedIndex(), s.AppliedTerm())
+	}
+	if errs := s.ApplyReplicatedBatchTerms([]uint64{6}, []uint64{1, 2}, []*store.Batch{{}}); !errors.Is(errs[0], ErrApply) {
+		t.Fatalf("terms not matching the batches: %v", errs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AppliedIndex() != 5 || s.AppliedTerm() != 7 {
+		t.Fatalf("after a restart: index %d term %d", s.AppliedIndex(), s.AppliedTerm())
+	}
+	// An entry applied without a term (an adoption's) records none.
+	if err := s.ApplyReplicated(8, &store.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.AppliedIndex() != 8 || s.AppliedTerm() != 0 {
+		t.Fatalf("index alone: index %d term %d, want 8 and 0", s.AppliedIndex(), s.AppliedTerm())
+	}
+}

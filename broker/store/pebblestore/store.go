@@ -69,7 +69,10 @@ type Store struct {
 	stats    store.Stats
 	idMark   uint64 // value of meta/msgid
 	applied  uint64 // value of meta/applied (replica.go)
-	cache    caches
+	// appliedTerm is the Raft term of entry applied (0: not recorded, a
+	// store written before terms were, or an adopted one).
+	appliedTerm uint64
+	cache       caches
 	// maxStored is at least the highest message ID ever stored: a
 	// message put with a higher ID cannot exist, so it is not looked up.
 	maxStored uint64
