@@ -4,7 +4,6 @@ package engine
 
 import (
 	"io"
-	"net"
 	"testing"
 )
 
@@ -13,30 +12,7 @@ import (
 // a burst of acknowledgements that stored nothing leaves its batch for
 // the next burst.
 func TestOneMessageRoundAllocatesNoScaffolding(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	peer, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	defer peer.Close()
+	nc, peer := tcpPair(t)
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
 
 	raw := rawConnOf(nc)
