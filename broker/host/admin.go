@@ -119,6 +119,29 @@ type Status struct {
 	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
+// MarshalJSON writes the status; a cluster member that does not serve
+// holds no sessions in memory (only the leader does), so its session and
+// queue figures are left out rather than written as zeros that would say
+// the cluster has none: ask the leader for them.
+func (s Status) MarshalJSON() ([]byte, error) {
+	type plain Status
+	if s.Cluster == nil || s.Cluster.Serving {
+		return json.Marshal(plain(s))
+	}
+	// The outer fields hide the embedded ones of the same name; nil, they
+	// are left out.
+	return json.Marshal(struct {
+		plain
+		SessionsOnline    *int64              `json:"sessionsOnline,omitempty"`
+		SessionsOffline   *int64              `json:"sessionsOffline,omitempty"`
+		QueuedMessages    *int64              `json:"queuedMessages,omitempty"`
+		QueuedBytes       *int64              `json:"queuedBytes,omitempty"`
+		CountedAt         *time.Time          `json:"countedAt,omitempty"`
+		TopQueues         []engine.QueueDepth `json:"topQueues,omitempty"`
+		FullestQueueRatio *float64            `json:"fullestQueueRatio,omitempty"`
+	}{plain: plain(s)})
+}
+
 // RecentDrops are the drops of the last WindowSeconds, by reason (the
 // Drop* constants); reasons without drops are left out.
 type RecentDrops struct {

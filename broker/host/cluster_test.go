@@ -164,6 +164,25 @@ func TestClusterStatusAndMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// The serving leader reports its sessions and queues; a member that
+	// does not serve holds none in memory and leaves the figures out
+	// rather than report zeros; a single node reports them, zeros too.
+	figures := []string{`"sessionsOnline"`, `"sessionsOffline"`, `"queuedMessages"`, `"queuedBytes"`, `"topQueues"`, `"fullestQueueRatio"`}
+	for _, f := range figures {
+		if !strings.Contains(body, f) {
+			t.Errorf("the leader's /v1/status lacks %s", f)
+		}
+	}
+	follower := clusterServer(t, &fakeCluster{}, openAdminAuth(t))
+	_, fbody := post(t, follower, "GET", "/v1/status", "", "")
+	if !strings.Contains(fbody, `"serving": false`) || !strings.Contains(fbody, `"storage"`) || !strings.Contains(fbody, `"configGeneration"`) {
+		t.Fatalf("a follower's /v1/status: %s", fbody)
+	}
+	for _, f := range figures {
+		if strings.Contains(fbody, f) {
+			t.Errorf("a follower's /v1/status reports %s: %s", f, fbody)
+		}
+	}
 	// A single node exports none of them.
 	single := httptest.NewServer(NewAdminHandler(AdminConfig{Backend: newFakeEngine(), Log: testLogger(t), Auth: openAdminAuth(t)}))
 	defer single.Close()
@@ -172,5 +191,8 @@ func TestClusterStatusAndMetrics(t *testing.T) {
 	}
 	if code, _ := post(t, single, "GET", "/v1/cluster", "", ""); code != http.StatusNotFound {
 		t.Errorf("/v1/cluster on a single node: %d", code)
+	}
+	if _, sbody := post(t, single, "GET", "/v1/status", "", ""); !strings.Contains(sbody, `"sessionsOnline"`) || strings.Contains(sbody, `"cluster"`) {
+		t.Errorf("a single node's /v1/status: %s", sbody)
 	}
 }
