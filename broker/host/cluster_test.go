@@ -183,6 +183,18 @@ func TestClusterStatusAndMetrics(t *testing.T) {
 			t.Errorf("a follower's /v1/status reports %s: %s", f, fbody)
 		}
 	}
+	_, fmetrics := post(t, follower, "GET", "/metrics", "", "")
+	for _, m := range []string{"bollard_sessions{", "bollard_queued_messages ", "bollard_queued_bytes ", "bollard_retained_messages ", "bollard_queue_fullest_ratio "} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("the leader's /metrics lacks %q", m)
+		}
+		if strings.Contains(fmetrics, m) {
+			t.Errorf("a follower's /metrics exports %q", m)
+		}
+	}
+	if !strings.Contains(fmetrics, "bollard_connections ") || !strings.Contains(fmetrics, "bollard_cluster_serving 0") {
+		t.Errorf("a follower's /metrics lacks its own figures")
+	}
 	// A single node exports none of them.
 	single := httptest.NewServer(NewAdminHandler(AdminConfig{Backend: newFakeEngine(), Log: testLogger(t), Auth: openAdminAuth(t)}))
 	defer single.Close()

@@ -124,13 +124,19 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(descConnections, float64(st.Connections))
-	gauge(descSessions, float64(st.SessionsOnline), "online")
-	gauge(descSessions, float64(st.SessionsOffline), "offline")
-	gauge(descQueuedMessages, float64(st.QueuedMessages))
-	gauge(descQueuedBytes, float64(st.QueuedBytes))
-	gauge(descFullest, st.FullestQueue)
-	collectTopQueues(ch, st)
-	gauge(descRetained, float64(st.Retained))
+	// A cluster member that does not serve holds no sessions in memory
+	// (only the leader does): it exports no session, queue or retained
+	// figures rather than zeros that are not the cluster's.
+	holds := c.cfg.Cluster == nil || c.cfg.Cluster.Status().Serving
+	if holds {
+		gauge(descSessions, float64(st.SessionsOnline), "online")
+		gauge(descSessions, float64(st.SessionsOffline), "offline")
+		gauge(descQueuedMessages, float64(st.QueuedMessages))
+		gauge(descQueuedBytes, float64(st.QueuedBytes))
+		gauge(descFullest, st.FullestQueue)
+		collectTopQueues(ch, st)
+		gauge(descRetained, float64(st.Retained))
+	}
 	for _, reason := range dropReasons(st.Drops) {
 		counter(descDropped, st.Drops[reason], reason)
 	}
@@ -161,7 +167,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAdminRefused, n, reason)
 	}
 	collectConn(ch, st)
-	collectPolicies(ch, st)
+	collectPolicies(ch, st, holds)
 }
 
 // collectTopQueues exports the st.MetricsTopQueues deepest queues. Each

@@ -33,11 +33,14 @@ var policyDescs = []*prometheus.Desc{descPolicyQueuedMessages, descPolicyQueuedB
 // policy.
 var policyDropReasons = slices.DeleteFunc(slices.Clone(knownDropReasons), func(r string) bool { return r == engine.DropNotAuthorized })
 
-// collectPolicies exports the queue policy metrics from st.
-func collectPolicies(ch chan<- prometheus.Metric, st engine.Stats) {
+// collectPolicies exports the queue policy metrics from st; the queued
+// figures only when this broker holds the sessions (see Collect).
+func collectPolicies(ch chan<- prometheus.Metric, st engine.Stats, holds bool) {
 	for _, p := range st.Policies {
-		ch <- prometheus.MustNewConstMetric(descPolicyQueuedMessages, prometheus.GaugeValue, float64(p.QueuedMessages), p.Name)
-		ch <- prometheus.MustNewConstMetric(descPolicyQueuedBytes, prometheus.GaugeValue, float64(p.QueuedBytes), p.Name)
+		if holds {
+			ch <- prometheus.MustNewConstMetric(descPolicyQueuedMessages, prometheus.GaugeValue, float64(p.QueuedMessages), p.Name)
+			ch <- prometheus.MustNewConstMetric(descPolicyQueuedBytes, prometheus.GaugeValue, float64(p.QueuedBytes), p.Name)
+		}
 		ch <- prometheus.MustNewConstMetric(descPolicyStoreBudget, prometheus.GaugeValue, float64(p.StoreBudget), p.Name)
 		reasons := slices.Clone(policyDropReasons)
 		for r := range p.Drops {
