@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,21 @@ func waitApplied(t testing.TB, n, leader *Node) {
 	})
 }
 
+// commitQueue commits a session for clientID, then n messages queued for
+// it, message i with payload(i), one commit each.
+func commitQueue(t testing.TB, st store.Store, clientID string, n int, payload func(int) string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.Commit(ctx, sessionBatch(clientID)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if err := st.Commit(ctx, enqueueBatch(st, clientID, uint64(i), payload(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // nodeStore is a Node seen as a store.Store that closes the whole member,
 // for the store contract suite.
 type nodeStore struct {
@@ -238,14 +254,7 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 	l := c.leader()
 	st := c.nodes[l].Store()
 	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 50; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 50, strconv.Itoa)
 	// A follower refuses commits: only the leader writes.
 	f := (l + 1) % 3
 	if err := c.nodes[f].Store().Commit(ctx, sessionBatch("x")); !errors.Is(err, ErrNotLeader) {
@@ -312,15 +321,7 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 	down := (l + 1) % 3
 	c.stop(down)
 	st := c.nodes[l].Store()
-	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 400; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 400, strconv.Itoa)
 	// Make sure the leader snapshotted and compacted its log.
 	if err := c.nodes[l].raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		t.Fatal(err)
@@ -355,15 +356,7 @@ func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
 	c := newTestCluster(t, 3, timing)
 	l := c.leader()
 	st := c.nodes[l].Store()
-	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 120; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 120, strconv.Itoa)
 	for i, n := range c.nodes {
 		poll.Wait(t, 4*snapshotCheck+5*time.Second, 50*time.Millisecond, c.members[i].ID+" to snapshot", func() bool {
 			return n.Status().LastSnapshotIndex >= 50
@@ -381,15 +374,7 @@ func TestDiskUsageCountsRaftAndReservesASnapshot(t *testing.T) {
 	dir := t.TempDir()
 	st := openSingle(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
-	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 200; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), strings.Repeat("x", 4096))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 200, func(int) string { return strings.Repeat("x", 4096) })
 	if err := st.(nodeStore).n.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -502,14 +487,7 @@ func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
 	l := c.leader()
 	st := c.nodes[l].Store()
 	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 100; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 100, strconv.Itoa)
 	if err := c.nodes[l].raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -624,14 +602,7 @@ func TestNoSyncBatchesAreHeldInOrder(t *testing.T) {
 	st := c.nodes[l].Store()
 	p := st.(store.Pipeliner)
 	ctx := context.Background()
-	if err := st.Commit(ctx, sessionBatch("dev")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		if err := st.Commit(ctx, enqueueBatch(st, "dev", uint64(i), fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "dev", 3, strconv.Itoa)
 	// Alone: its wait returns once the hold ends and it is applied.
 	deq := &store.Batch{NoSync: true}
 	deq.Dequeue("dev", 1)

@@ -26,14 +26,7 @@ func lostQuorum(t *testing.T, msgs int) *testCluster {
 	c := newTestCluster(t, 3, fastTiming)
 	li := c.leader()
 	st := c.nodes[li].Store()
-	if err := st.Commit(context.Background(), sessionBatch("c1")); err != nil {
-		t.Fatal(err)
-	}
-	for i := range msgs {
-		if err := st.Commit(context.Background(), enqueueBatch(st, "c1", uint64(i+1), fmt.Sprintf("p%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "c1", msgs, func(i int) string { return fmt.Sprintf("p%d", i-1) })
 	waitApplied(t, c.nodes[0], c.nodes[li])
 	for i := range c.nodes {
 		c.stop(i)
@@ -308,14 +301,7 @@ func TestDivergedMemberStops(t *testing.T) {
 	f, g := (li+1)%3, (li+2)%3 // f survives the recovery, g comes back from the old history
 	ctx := context.Background()
 	st := c.nodes[li].Store()
-	if err := st.Commit(ctx, sessionBatch("c1")); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		if err := st.Commit(ctx, enqueueBatch(st, "c1", uint64(i+1), fmt.Sprintf("p%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitQueue(t, st, "c1", 5, func(i int) string { return fmt.Sprintf("p%d", i-1) })
 	waitApplied(t, c.nodes[f], c.nodes[li])
 	c.stop(f)
 	for i := 5; i < 15; i++ { // the leader and g only: f never gets these
