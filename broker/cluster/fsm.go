@@ -60,7 +60,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	var b store.Batch
 	if err := b.UnmarshalBinary(l.Data); err != nil {
 		if errors.Is(err, store.ErrNewerFormat) {
-			f.stop(l.Index, err)
+			f.stop(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", l.Index, err))
 			return errStopped
 		}
 		// Written by a leader, so alike everywhere: refuse it alike,
@@ -110,7 +110,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 					// Not refused alike: a newer leader wrote what this
 					// build cannot read. Applying it as empty would leave
 					// this store behind the others, silently.
-					f.stop(l.Index, err)
+					f.stop(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", l.Index, err))
 					stopAt = i
 					break
 				}
@@ -172,10 +172,7 @@ func (f *fsm) diverged(last uint64) bool {
 	if err := f.logs.GetLog(applied, &e); err != nil || e.Term == term {
 		return false // compacted into a snapshot, or the same history
 	}
-	if f.stopped.Swap(true) {
-		return true
-	}
-	f.fatal(fmt.Errorf("%w: the store applied entry %d of term %d, the cluster's log has term %d there: "+
+	f.stop(fmt.Errorf("%w: the store applied entry %d of term %d, the cluster's log has term %d there: "+
 		"this member's data is from another history of the cluster (left out of a quorum recovery?); "+
 		"empty its data directory to rejoin from a snapshot", ErrDiverged, applied, term, e.Term))
 	return true
@@ -188,14 +185,14 @@ var ErrDiverged = errors.New("cluster: the store diverged from the cluster's log
 // errStopped answers the entries a member stopped at (see fsm.stop).
 var errStopped = errors.New("cluster: this member stopped following the log")
 
-// stop makes the member stop at entry index, which this build cannot
-// read: nothing from it on is applied (the store's applied index stays
-// before it, so a build that reads it replays it), and the member closes.
-func (f *fsm) stop(index uint64, err error) {
-	if f.stopped.Swap(true) {
-		return
+// stop makes the member stop, with err, at an entry it must not apply
+// (a newer build's, or one of another history): nothing from it on is
+// applied, so the store's applied index stays before it, and the member
+// closes.
+func (f *fsm) stop(err error) {
+	if !f.stopped.Swap(true) {
+		f.fatal(err)
 	}
-	f.fatal(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", index, err))
 }
 
 // recycle releases what ApplyBatch decoded (the store keeps no reference

@@ -113,8 +113,7 @@ var (
 )
 
 // collectCluster exports a member's replication state.
-func collectCluster(c ClusterAdmin, ch chan<- prometheus.Metric) {
-	s := c.Status()
+func collectCluster(s cluster.Status, ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

@@ -112,8 +112,14 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	// A cluster member that does not serve holds no sessions in memory
+	// (only the leader does): it exports no session, queue or retained
+	// figures rather than zeros that are not the cluster's.
+	holds := true
 	if c.cfg.Cluster != nil {
-		collectCluster(c.cfg.Cluster, ch)
+		cs := c.cfg.Cluster.Status()
+		holds = cs.Serving
+		collectCluster(cs, ch)
 		collectHandover(c.cfg.Cluster, ch)
 	}
 	st := c.cfg.Backend.Stats()
@@ -124,10 +130,6 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(descConnections, float64(st.Connections))
-	// A cluster member that does not serve holds no sessions in memory
-	// (only the leader does): it exports no session, queue or retained
-	// figures rather than zeros that are not the cluster's.
-	holds := c.cfg.Cluster == nil || c.cfg.Cluster.Status().Serving
 	if holds {
 		gauge(descSessions, float64(st.SessionsOnline), "online")
 		gauge(descSessions, float64(st.SessionsOffline), "offline")
