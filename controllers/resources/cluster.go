@@ -199,17 +199,15 @@ func ValidateCluster(b *v1alpha1.MQTTBroker, c *config.Config) error {
 			errs = append(errs, fmt.Errorf("spec.listeners: port %d is the members' replication port with replicas %d", ReplicationPort, Replicas(b)))
 		}
 	}
+	// The file's cluster section (the tunables spec.config may set) with
+	// what the member's flags add.
 	member := *c
-	member.Cluster = config.Cluster{
-		MemberID:   MemberName(b, 0),
-		Bind:       fmt.Sprintf("[127.0.0.1]:%d", ReplicationPort), // stands for the pod IP
-		Members:    ClusterMembers(b, int(Replicas(b))),
-		SecretFile: ClusterSecretFile,
-		Bootstrap:  true,
-
-		HandoverHoldFor: c.Cluster.HandoverHoldFor,
-		HandoverMaxHeld: c.Cluster.HandoverMaxHeld,
-	}
+	cl := &member.Cluster
+	cl.MemberID = MemberName(b, 0)
+	cl.Bind = fmt.Sprintf("[127.0.0.1]:%d", ReplicationPort) // stands for the pod IP
+	cl.Members = ClusterMembers(b, int(Replicas(b)))
+	cl.SecretFile = ClusterSecretFile
+	cl.Bootstrap = true
 	if err := member.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("as a cluster member: %w", err))
 	}
