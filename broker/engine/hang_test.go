@@ -190,7 +190,10 @@ func TestHangSlowCloseOnCommitter(t *testing.T) {
 	if !closed {
 		t.Fatal("the slow client was not disconnected")
 	}
-	if worst > 2*time.Second {
+	// A committer that ran the close would hold every acknowledgement for
+	// closeDelay (5 s); a race-built broker reading the 32 MiB publish on
+	// a loaded machine has taken 2.1 s without any stall.
+	if worst > closeDelay*7/10 {
 		t.Errorf("honest client waited %v for a QoS 1 round trip: the committer stalled", worst)
 	}
 }
