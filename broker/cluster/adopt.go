@@ -142,7 +142,7 @@ func (n *Node) hasRaftState(raftDir string, hlog hclog.Logger) (bool, error) {
 	if !exists(raftDir) {
 		return false, nil
 	}
-	logs, err := openLogStore(filepath.Join(raftDir, "log"), n.log)
+	logs, err := openLogStore(raftDir, n.log)
 	if err != nil {
 		return false, err
 	}
@@ -290,7 +290,7 @@ func (n *Node) snapshotAdopted() error {
 	if err := crashAt("snapshotted"); err != nil {
 		return err
 	}
-	logs, err := openLogStore(filepath.Join(raftDir, "log"), n.log)
+	logs, err := openLogStore(raftDir, n.log)
 	if err != nil {
 		return err
 	}

@@ -1,253 +1,127 @@
 package cluster
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"time"
+	"os"
+	"path/filepath"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"golang.org/x/sys/unix"
 )
 
-// logStore is Raft's log and stable store on a Pebble database of its own
-// (dir/raft/log). Appends are synced: one WAL fsync covers every entry of
-// a StoreLogs call, where a B+tree store (raft-boltdb) writes pages and
-// syncs twice. Entries are keyed by big-endian index, so a range of the
-// log is a range of keys and truncation is one range deletion.
+// logStore is Raft's log and stable store: hashicorp/raft-wal in
+// raft/wal. An append is written and fsynced by the goroutine that
+// appends (Raft's leader loop, or a follower's append handler) into a
+// preallocated segment file, with no hand-off to another writer; a
+// segment is sealed with an index once full, and truncating a prefix after
+// a snapshot deletes whole segments. Terms and votes live in the WAL's
+// metadata database.
+//
+// The log is monotonic (raft.MonotonicLogStore): after installing a
+// snapshot Raft empties it rather than leave a gap.
+//
+// Members of earlier builds kept the log in a Pebble database in raft/log;
+// openLogStore converts that once (see migrateLegacyLog).
 type logStore struct {
-	db *pebble.DB
-
-	mu          sync.Mutex // guards the cached bounds
-	first, last uint64     // 0, 0 when empty
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB // the WAL's; WAL.Close leaves it open (v0.4.0)
+	lock *os.File           // raft/LOCK, held while open: one process per log
 }
 
 var (
-	_ raft.LogStore    = (*logStore)(nil)
-	_ raft.StableStore = (*logStore)(nil)
+	_ raft.LogStore          = (*logStore)(nil)
+	_ raft.StableStore       = (*logStore)(nil)
+	_ raft.MonotonicLogStore = (*logStore)(nil)
 )
 
-const (
-	logPrefix    = 'l' // l<index:8> -> entry
-	stablePrefix = 's' // s<key>     -> value
-	logKeyLen    = 9
-	entryVersion = 1
-)
+// walSegmentSize is the size of each preallocated segment file. Raft keeps
+// TrailingLogs entries after a snapshot, so a member's log holds a few
+// segments; 16 MiB keeps that small on small volumes and seals a segment
+// (a background file creation) every few seconds at full ingest.
+const walSegmentSize = 16 << 20
 
-// errNotFound is the error hashicorp/raft recognises (by its text) for a
-// stable key never set.
-var errNotFound = errors.New("not found")
+// errLogLocked says another process has the member's log open.
+var errLogLocked = errors.New("the raft log is in use by another process")
 
-func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: open the raft log in %s: %w", dir, err)
+// hasLog reports whether raftDir holds a Raft log of either format.
+func hasLog(raftDir string) bool {
+	return exists(filepath.Join(raftDir, "wal")) || exists(filepath.Join(raftDir, legacyLogDir))
+}
+
+// openLogStore opens (or creates) the Raft log of the member whose Raft
+// state is in raftDir. It fails at once, with errLogLocked, if another
+// process has it open.
+func openLogStore(raftDir string, log *slog.Logger) (*logStore, error) {
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	s := &logStore{db: db}
-	if err := s.loadBounds(); err != nil {
-		_ = db.Close()
+	lock, err := os.OpenFile(filepath.Join(raftDir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open the raft log's lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("cluster: %s: %w", raftDir, errLogLocked)
+		}
+		return nil, fmt.Errorf("cluster: lock the raft log: %w", err)
+	}
+	s, err := openLocked(raftDir, log)
+	if err != nil {
+		_ = lock.Close() // releases the lock
 		return nil, err
 	}
+	s.lock = lock
 	return s, nil
 }
 
-func logKey(i uint64) []byte {
-	k := make([]byte, logKeyLen)
-	k[0] = logPrefix
-	binary.BigEndian.PutUint64(k[1:], i)
-	return k
-}
-
-func (s *logStore) loadBounds() error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{logPrefix}, UpperBound: []byte{logPrefix + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	if it.First() {
-		s.first = binary.BigEndian.Uint64(it.Key()[1:])
-	}
-	if it.Last() {
-		s.last = binary.BigEndian.Uint64(it.Key()[1:])
-	}
-	return it.Error()
-}
-
-func (s *logStore) FirstIndex() (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.first, nil
-}
-
-func (s *logStore) LastIndex() (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last, nil
-}
-
-func (s *logStore) GetLog(index uint64, l *raft.Log) error {
-	v, closer, err := s.db.Get(logKey(index))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return raft.ErrLogNotFound
-	}
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	l.Index = index
-	return decodeEntry(v, l)
-}
-
-func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
-
-func (s *logStore) StoreLogs(logs []*raft.Log) error {
-	if len(logs) == 0 {
-		return nil
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	var buf []byte
-	for _, l := range logs {
-		buf = appendEntry(buf[:0], l)
-		if err := b.Set(logKey(l.Index), buf, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("cluster: append to the raft log: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.first == 0 || logs[0].Index < s.first {
-		s.first = logs[0].Index
-	}
-	s.last = max(s.last, logs[len(logs)-1].Index)
-	return nil
-}
-
-// DeleteRange removes entries min..max inclusive (a prefix after a
-// snapshot, or a suffix a new leader overwrites).
-func (s *logStore) DeleteRange(lo, hi uint64) error {
-	if err := s.db.DeleteRange(logKey(lo), logKey(hi+1), pebble.Sync); err != nil {
-		return fmt.Errorf("cluster: truncate the raft log: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case lo <= s.first && hi >= s.last:
-		s.first, s.last = 0, 0
-	case lo <= s.first:
-		s.first = hi + 1
-	case hi >= s.last:
-		s.last = lo - 1
-	}
-	return nil
-}
-
-func stableKey(k []byte) []byte { return append([]byte{stablePrefix}, k...) }
-
-func (s *logStore) Set(k, v []byte) error {
-	return s.db.Set(stableKey(k), v, pebble.Sync)
-}
-
-func (s *logStore) Get(k []byte) ([]byte, error) {
-	v, closer, err := s.db.Get(stableKey(k))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, errNotFound
-	}
-	if err != nil {
+func openLocked(raftDir string, log *slog.Logger) (*logStore, error) {
+	dir := filepath.Join(raftDir, "wal")
+	if err := migrateLegacyLog(raftDir, log); err != nil {
 		return nil, err
 	}
-	defer closer.Close()
-	return append([]byte(nil), v...), nil
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return openWAL(dir, log)
 }
 
-func (s *logStore) SetUint64(k []byte, v uint64) error {
-	return s.Set(k, binary.BigEndian.AppendUint64(nil, v))
-}
-
-func (s *logStore) GetUint64(k []byte) (uint64, error) {
-	v, err := s.Get(k)
+// openWAL opens the WAL in dir; the caller holds the lock.
+func openWAL(dir string, log *slog.Logger) (*logStore, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")),
+		raftwal.WithSegmentSize(walSegmentSize), raftwal.WithMetaStore(meta))
 	if err != nil {
-		return 0, err
+		return nil, errors.Join(fmt.Errorf("cluster: open the raft log in %s: %w", dir, err), meta.Close())
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("cluster: stable key %q: malformed value", k)
-	}
-	return binary.BigEndian.Uint64(v), nil
+	return &logStore{WAL: w, meta: meta}, nil
 }
 
-func (s *logStore) Close() error { return s.db.Close() }
-
-// appendEntry encodes a log entry:
-// version(1) term(uvarint) type(1) appendedAt(varint ns, 0 = zero) data ext.
-func appendEntry(dst []byte, l *raft.Log) []byte {
-	dst = append(dst, entryVersion)
-	dst = binary.AppendUvarint(dst, l.Term)
-	dst = append(dst, byte(l.Type))
-	var at int64
-	if !l.AppendedAt.IsZero() {
-		at = l.AppendedAt.UnixNano()
+// GetLog reads the entry at index. Entries before FirstIndex are gone as
+// far as Raft is concerned, even while their segment is still on disk (the
+// WAL deletes a segment once all of it is truncated, and would serve them
+// until then): a follower that needs them gets a snapshot.
+func (s *logStore) GetLog(index uint64, l *raft.Log) error {
+	if first, err := s.FirstIndex(); err != nil {
+		return err
+	} else if index < first {
+		return raft.ErrLogNotFound
 	}
-	dst = binary.AppendVarint(dst, at)
-	dst = binary.AppendUvarint(dst, uint64(len(l.Data)))
-	dst = append(dst, l.Data...)
-	dst = binary.AppendUvarint(dst, uint64(len(l.Extensions)))
-	return append(dst, l.Extensions...)
+	return s.WAL.GetLog(index, l)
 }
 
-func decodeEntry(v []byte, l *raft.Log) error {
-	bad := func() error { return fmt.Errorf("cluster: corrupt raft log entry %d", l.Index) }
-	if len(v) < 1 || v[0] != entryVersion {
-		return bad()
-	}
-	v = v[1:]
-	term, n := binary.Uvarint(v)
-	if n <= 0 || len(v) < n+1 {
-		return bad()
-	}
-	typ := v[n]
-	v = v[n+1:]
-	at, n := binary.Varint(v)
-	if n <= 0 {
-		return bad()
-	}
-	v = v[n:]
-	chunk := func() ([]byte, bool) {
-		ln, n := binary.Uvarint(v)
-		if n <= 0 || ln > uint64(len(v)-n) {
-			return nil, false
+// Close closes the log and releases its lock.
+func (s *logStore) Close() error {
+	err := errors.Join(s.WAL.Close(), s.meta.Close())
+	if s.lock != nil {
+		if cerr := s.lock.Close(); err == nil {
+			err = cerr
 		}
-		out := append([]byte(nil), v[n:n+int(ln)]...)
-		v = v[n+int(ln):]
-		return out, true
+		s.lock = nil
 	}
-	data, ok := chunk()
-	if !ok {
-		return bad()
-	}
-	ext, ok := chunk()
-	if !ok || len(v) != 0 {
-		return bad()
-	}
-	idx := l.Index
-	*l = raft.Log{Index: idx, Term: term, Type: raft.LogType(typ), Data: data, Extensions: ext}
-	if at != 0 {
-		l.AppendedAt = time.Unix(0, at)
-	}
-	return nil
-}
-
-// pebbleLogger adapts slog to Pebble's logger; Fatalf panics (Pebble
-// cannot go on), which stops the member.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "raft-log")
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	panic("cluster: raft log: " + fmt.Sprintf(format, args...))
+	return err
 }

@@ -227,7 +227,7 @@ func (n *Node) open() error {
 	}
 
 	var err error
-	n.logs, err = openLogStore(filepath.Join(raftDir, "log"), n.log)
+	n.logs, err = openLogStore(raftDir, n.log)
 	if err != nil {
 		return err
 	}

@@ -238,13 +238,14 @@ type recoveryParts struct {
 
 func openParts(dir string, log *slog.Logger) (*recoveryParts, error) {
 	raftDir := filepath.Join(dir, "raft")
-	if !exists(filepath.Join(raftDir, "log")) {
-		return nil, fmt.Errorf("%w: %s holds no member state (no raft/log)", ErrRecoveryRefused, dir)
+	if !hasLog(raftDir) {
+		return nil, fmt.Errorf("%w: %s holds no member state (no raft log)", ErrRecoveryRefused, dir)
 	}
 	p := &recoveryParts{owned: true}
 	var err error
-	// Pebble locks the log: a running member's directory is refused here.
-	p.logs, err = openLogStore(filepath.Join(raftDir, "log"), log)
+	// The log is locked while open: a running member's directory is
+	// refused here.
+	p.logs, err = openLogStore(raftDir, log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: is the member still running? %w", ErrRecoveryRefused, err)
 	}
