@@ -97,7 +97,7 @@ func TestBatchCodecRefusesBadInput(t *testing.T) {
 	// A later version is a newer build's, not corrupt: a member that
 	// cannot read it must stop, not refuse it alike.
 	var b Batch
-	if err := b.UnmarshalBinary(append([]byte{batchCodecVersion + 1}, good[1:]...)); !errors.Is(err, ErrNewerFormat) || errors.Is(err, ErrCorrupt) {
+	if err := b.UnmarshalBinary(append([]byte{BatchFormat + 1}, good[1:]...)); !errors.Is(err, ErrNewerFormat) || errors.Is(err, ErrCorrupt) {
 		t.Errorf("newer version: err = %v, want ErrNewerFormat", err)
 	}
 }
