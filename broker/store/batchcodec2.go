@@ -82,9 +82,11 @@ func indexed(k OpKind) bool { return k == OpEnqueue || k == OpUpdateEntry || k =
 
 // v2Encoder is the state of one version 2 encoding, pooled.
 type v2Encoder struct {
-	idx  map[string]int32
-	ids  []string
-	seqs []uint64 // previous Seq of each client in the batch
+	idx   map[string]int32
+	ids   []string
+	seqs  []uint64 // previous Seq of each client in the batch
+	opIdx []int32  // each operation's client index (indexed kinds)
+	next  int      // where the next client is expected in ids (see index)
 }
 
 var v2Encoders = sync.Pool{New: func() any { return &v2Encoder{idx: make(map[string]int32)} }}
@@ -95,19 +97,28 @@ func (e *v2Encoder) release() {
 	}
 	clear(e.idx)
 	clear(e.ids)
-	e.ids, e.seqs = e.ids[:0], e.seqs[:0]
+	e.ids, e.seqs, e.opIdx, e.next = e.ids[:0], e.seqs[:0], e.opIdx[:0], 0
 	v2Encoders.Put(e)
 }
 
-// index returns id's index in the table, adding it.
+// index returns id's index in the table, adding it. A fan-out names its
+// sessions in the same order for every message, so the ID is first
+// looked for just after the previous one found: a repeated sequence costs
+// one comparison per ID, not a map lookup.
 func (e *v2Encoder) index(id string) int32 {
+	if e.next < len(e.ids) && e.ids[e.next] == id {
+		e.next++
+		return int32(e.next - 1)
+	}
 	if i, ok := e.idx[id]; ok {
+		e.next = int(i) + 1
 		return i
 	}
 	i := int32(len(e.ids))
 	e.idx[id] = i
 	e.ids = append(e.ids, id)
 	e.seqs = append(e.seqs, 0)
+	e.next = len(e.ids)
 	return i
 }
 
@@ -115,11 +126,16 @@ func (b *Batch) appendV2(dst []byte) ([]byte, error) {
 	e := v2Encoders.Get().(*v2Encoder)
 	defer e.release()
 	size := 16
+	if cap(e.opIdx) < len(b.Ops) {
+		e.opIdx = make([]int32, len(b.Ops))
+	}
+	e.opIdx = e.opIdx[:len(b.Ops)]
 	for i := range b.Ops {
 		op := &b.Ops[i]
 		if indexed(op.Kind) {
-			if _, ok := e.idx[op.ClientID]; !ok {
-				e.index(op.ClientID)
+			n := len(e.ids)
+			e.opIdx[i] = e.index(op.ClientID)
+			if len(e.ids) > n {
 				size += len(op.ClientID) + 2
 			}
 			size += 8
@@ -150,13 +166,13 @@ func (b *Batch) appendV2(dst []byte) ([]byte, error) {
 		op := &b.Ops[i]
 		if op.Kind == OpPutMessage && op.Message != nil {
 			if n := fanoutLen(b.Ops[i+1:], op.Message.ID); n > 0 {
-				dst = e.appendFanout(dst, op.Message, b.Ops[i+1:i+1+n])
+				dst = e.appendFanout(dst, op.Message, b.Ops[i+1:i+1+n], e.opIdx[i+1:i+1+n])
 				i += 1 + n
 				continue
 			}
 		}
 		var err error
-		if dst, err = e.appendOp(dst, op); err != nil {
+		if dst, err = e.appendOp(dst, op, e.opIdx[i]); err != nil {
 			return nil, fmt.Errorf("store: encode op %d: %w", i, err)
 		}
 		i++
@@ -179,12 +195,12 @@ func fanoutLen(ops []Op, id uint64) int {
 	return n
 }
 
-func (e *v2Encoder) appendFanout(dst []byte, m *Message, ops []Op) []byte {
+func (e *v2Encoder) appendFanout(dst []byte, m *Message, ops []Op, idx []int32) []byte {
 	dst = appendMessage(append(dst, kindFanout), m)
 	dst = binary.AppendUvarint(dst, uint64(len(ops)))
 	for i := range ops {
 		op := &ops[i]
-		dst = e.appendClientSeq(dst, op.ClientID, op.Entry.Seq)
+		dst = e.appendClientSeq(dst, idx[i], op.Entry.Seq)
 		qe := op.Entry
 		f := qe.QoS | byte(qe.State)<<efState
 		if qe.Retain {
@@ -212,26 +228,25 @@ func (e *v2Encoder) appendFanout(dst []byte, m *Message, ops []Op) []byte {
 
 // appendClientSeq appends a client's index and seq's delta from the
 // client's previous one.
-func (e *v2Encoder) appendClientSeq(dst []byte, clientID string, seq uint64) []byte {
-	i := e.idx[clientID]
+func (e *v2Encoder) appendClientSeq(dst []byte, i int32, seq uint64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(i))
 	dst = binary.AppendVarint(dst, int64(seq-e.seqs[i])) // wraps: exact for every uint64
 	e.seqs[i] = seq
 	return dst
 }
 
-func (e *v2Encoder) appendOp(dst []byte, op *Op) ([]byte, error) {
+func (e *v2Encoder) appendOp(dst []byte, op *Op, i int32) ([]byte, error) {
 	if !indexed(op.Kind) {
 		return appendOp(dst, op)
 	}
 	dst = append(dst, byte(op.Kind))
 	if op.Kind == OpDequeue {
-		return e.appendClientSeq(dst, op.ClientID, op.Seq), nil
+		return e.appendClientSeq(dst, i, op.Seq), nil
 	}
 	if op.Entry == nil {
 		return nil, fmt.Errorf("%v without an entry", op.Kind)
 	}
-	return appendEntryRest(e.appendClientSeq(dst, op.ClientID, op.Entry.Seq), op.Entry), nil
+	return appendEntryRest(e.appendClientSeq(dst, i, op.Entry.Seq), op.Entry), nil
 }
 
 // v2State is what decoding version 2 keeps: the batch's client table and
