@@ -17,6 +17,8 @@ import (
 //	item    = kind(1) fields                       one operation (see below)
 //	        | kindFanout(1) message uvarint(n) fan*n
 //	                                               OpPutMessage, then n OpEnqueue of it
+//	        | kindRepeat(1) message                OpPutMessage, then an OpEnqueue of it for
+//	                                               each session of the last fan-out item
 //	fan     = uvarint(client) varint(seq delta) eflags(1)
 //	          [uint16 packetID: eflags&8] [uvarint(k) uvarint*k subscription IDs: eflags&16]
 //	eflags  = QoS (bits 0-1) | 4 retain | 8 packetID | 16 subscription IDs | state << 5
@@ -25,13 +27,20 @@ import (
 // Enqueue, UpdateEntry and Dequeue name their client by its index in the
 // table and their Seq by a varint delta from the previous Seq of that
 // client in the batch (0 before the first); every other kind is written as
-// in version 1. A fan-out entry's MessageID is its message's.
+// in version 1. A fan-out entry's MessageID is its message's. A repeat
+// item queues its message for the sessions of the last fan-out item, in
+// its order, each with the eflags it had there (without a packet ID or
+// subscription IDs) and the Seq after that session's previous one: the
+// next message of an ingest fan-out costs its message alone.
 //
 // A format entry (FormatEntry) is version(v) flagFormat: not a batch but
 // the cluster's agreement that its members read version v from the next
 // log entry on. A build that reads an earlier version only stops at it
 // (ErrNewerFormat), as at any entry it cannot read.
-const kindFanout = 0x40
+const (
+	kindFanout = 0x40
+	kindRepeat = 0x41
+)
 
 // Fan-out entry flags.
 const (
@@ -87,6 +96,13 @@ type v2Encoder struct {
 	seqs  []uint64 // previous Seq of each client in the batch
 	opIdx []int32  // each operation's client index (indexed kinds)
 	next  int      // where the next client is expected in ids (see index)
+	fan   []fanned // the last fan-out item's sessions
+}
+
+// fanned is a session of a fan-out item: its client index and eflags.
+type fanned struct {
+	idx   int32
+	flags byte
 }
 
 var v2Encoders = sync.Pool{New: func() any { return &v2Encoder{idx: make(map[string]int32)} }}
@@ -97,7 +113,7 @@ func (e *v2Encoder) release() {
 	}
 	clear(e.idx)
 	clear(e.ids)
-	e.ids, e.seqs, e.opIdx, e.next = e.ids[:0], e.seqs[:0], e.opIdx[:0], 0
+	e.ids, e.seqs, e.opIdx, e.next, e.fan = e.ids[:0], e.seqs[:0], e.opIdx[:0], 0, e.fan[:0]
 	v2Encoders.Put(e)
 }
 
@@ -166,7 +182,12 @@ func (b *Batch) appendV2(dst []byte) ([]byte, error) {
 		op := &b.Ops[i]
 		if op.Kind == OpPutMessage && op.Message != nil {
 			if n := fanoutLen(b.Ops[i+1:], op.Message.ID); n > 0 {
-				dst = e.appendFanout(dst, op.Message, b.Ops[i+1:i+1+n], e.opIdx[i+1:i+1+n])
+				ops, idx := b.Ops[i+1:i+1+n], e.opIdx[i+1:i+1+n]
+				if e.repeats(ops, idx) {
+					dst = e.appendRepeat(dst, op.Message)
+				} else {
+					dst = e.appendFanout(dst, op.Message, ops, idx)
+				}
 				i += 1 + n
 				continue
 			}
@@ -195,23 +216,54 @@ func fanoutLen(ops []Op, id uint64) int {
 	return n
 }
 
+// eflags is a fan-out entry's flags byte.
+func eflags(qe *QueueEntry) byte {
+	f := qe.QoS | byte(qe.State)<<efState
+	if qe.Retain {
+		f |= efRetain
+	}
+	if qe.PacketID != 0 {
+		f |= efPacketID
+	}
+	if len(qe.SubscriptionIDs) > 0 {
+		f |= efSubIDs
+	}
+	return f
+}
+
+// repeats reports whether a repeat item holds ops (a fan-out's Enqueues,
+// their clients at idx): the last fan-out item's sessions, in order, each
+// with its flags there and the next Seq.
+func (e *v2Encoder) repeats(ops []Op, idx []int32) bool {
+	if len(ops) != len(e.fan) {
+		return false
+	}
+	for i := range ops {
+		f, qe := e.fan[i], ops[i].Entry
+		if idx[i] != f.idx || eflags(qe) != f.flags || f.flags&(efPacketID|efSubIDs) != 0 || qe.Seq != e.seqs[f.idx]+1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *v2Encoder) appendRepeat(dst []byte, m *Message) []byte {
+	for _, f := range e.fan {
+		e.seqs[f.idx]++
+	}
+	return appendMessage(append(dst, kindRepeat), m)
+}
+
 func (e *v2Encoder) appendFanout(dst []byte, m *Message, ops []Op, idx []int32) []byte {
 	dst = appendMessage(append(dst, kindFanout), m)
 	dst = binary.AppendUvarint(dst, uint64(len(ops)))
+	e.fan = e.fan[:0]
 	for i := range ops {
 		op := &ops[i]
 		dst = e.appendClientSeq(dst, idx[i], op.Entry.Seq)
 		qe := op.Entry
-		f := qe.QoS | byte(qe.State)<<efState
-		if qe.Retain {
-			f |= efRetain
-		}
-		if qe.PacketID != 0 {
-			f |= efPacketID
-		}
-		if len(qe.SubscriptionIDs) > 0 {
-			f |= efSubIDs
-		}
+		f := eflags(qe)
+		e.fan = append(e.fan, fanned{idx: idx[i], flags: f})
 		dst = append(dst, f)
 		if qe.PacketID != 0 {
 			dst = binary.BigEndian.AppendUint16(dst, qe.PacketID)
@@ -254,6 +306,7 @@ func (e *v2Encoder) appendOp(dst []byte, op *Op, i int32) ([]byte, error) {
 type v2State struct {
 	ids  []string
 	seqs []uint64
+	fan  []fanned // the last fan-out item's sessions
 }
 
 func (s *v2State) reset() {
@@ -262,7 +315,7 @@ func (s *v2State) reset() {
 		return
 	}
 	clear(s.ids)
-	s.ids, s.seqs = s.ids[:0], s.seqs[:0]
+	s.ids, s.seqs, s.fan = s.ids[:0], s.seqs[:0], s.fan[:0]
 }
 
 func (r *decoder) opsV2(b *Batch) error {
@@ -299,14 +352,16 @@ func (r *decoder) itemV2(ops []Op) (int, error) {
 		return 0, r.err
 	case kind == kindFanout:
 		return r.fanout(ops)
+	case kind == kindRepeat:
+		return r.repeat(ops)
 	case !indexed(OpKind(kind)):
 		r.off-- // the kind, read again as version 1's
 		return 1, r.op(&ops[0])
 	}
 	op := &ops[0]
 	op.Kind = OpKind(kind)
-	var seq uint64
-	op.ClientID, seq = r.clientSeq()
+	_, id, seq := r.clientSeq()
+	op.ClientID = id
 	if op.Kind == OpDequeue {
 		op.Seq = seq
 		return 1, r.err
@@ -317,25 +372,50 @@ func (r *decoder) itemV2(ops []Op) (int, error) {
 	return 1, r.err
 }
 
-// clientSeq reads a client's index in the table and a Seq delta.
-func (r *decoder) clientSeq() (string, uint64) {
+// clientSeq reads a client's index in the table and a Seq delta, and
+// returns the index, the client ID and the Seq.
+func (r *decoder) clientSeq() (int32, string, uint64) {
 	s := r.v2
 	i := r.uvarint()
 	if r.err != nil {
-		return "", 0
+		return 0, "", 0
 	}
 	if i >= uint64(len(s.ids)) {
 		r.fail("client %d of a table of %d", i, len(s.ids))
-		return "", 0
+		return 0, "", 0
 	}
 	v, n := binary.Varint(r.buf[r.off:])
 	if n <= 0 {
 		r.fail("bad varint")
-		return "", 0
+		return 0, "", 0
 	}
 	r.off += n
 	s.seqs[i] += uint64(v)
-	return s.ids[i], s.seqs[i]
+	return int32(i), s.ids[i], s.seqs[i]
+}
+
+// repeat decodes a repeat item (see kindRepeat) into ops.
+func (r *decoder) repeat(ops []Op) (int, error) {
+	s := r.v2
+	m := r.message()
+	if r.err != nil {
+		return 0, r.err
+	}
+	n := len(s.fan)
+	if n == 0 || n >= len(ops) {
+		r.fail("repeat of %d entries, %d operations left", n, len(ops)-1)
+		return 0, r.err
+	}
+	ops[0] = Op{Kind: OpPutMessage, Message: m}
+	for j, f := range s.fan {
+		r.left = len(ops) - j - 1
+		s.seqs[f.idx]++
+		e := r.newEntry()
+		e.Seq, e.MessageID = s.seqs[f.idx], m.ID
+		e.QoS, e.Retain, e.State = f.flags&efQoS, f.flags&efRetain != 0, DeliveryState(f.flags>>efState)
+		ops[j+1] = Op{Kind: OpEnqueue, ClientID: s.ids[f.idx], Entry: e}
+	}
+	return 1 + n, nil
 }
 
 func (r *decoder) fanout(ops []Op) (int, error) {
@@ -349,16 +429,19 @@ func (r *decoder) fanout(ops []Op) (int, error) {
 		return 0, r.err
 	}
 	ops[0] = Op{Kind: OpPutMessage, Message: m}
+	s := r.v2
+	s.fan = s.fan[:0]
 	for j := 1; j <= n && r.err == nil; j++ {
 		r.left = len(ops) - j
 		op := &ops[j]
 		op.Kind = OpEnqueue
-		var seq uint64
-		op.ClientID, seq = r.clientSeq()
+		i, id, seq := r.clientSeq()
+		op.ClientID = id
 		e := r.newEntry()
 		op.Entry = e
 		e.Seq, e.MessageID = seq, m.ID
 		f := r.byte()
+		s.fan = append(s.fan, fanned{idx: i, flags: f})
 		e.QoS, e.Retain, e.State = f&efQoS, f&efRetain != 0, DeliveryState(f>>efState)
 		if f&efPacketID != 0 {
 			e.PacketID = r.uint16()
