@@ -151,7 +151,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		if v, ok := store.ParseFormatEntry(l.Data); ok {
 			f.applyCollected(logs, &a)
-			if out[i] = f.applyFormat(l, v); out[i] == errStopped {
+			if out[i] = f.applyFormat(l, v); f.stopped.Load() {
 				stopAt = i
 				break
 			}
