@@ -132,16 +132,23 @@ func (c *testCluster) stop(i int) {
 	}
 }
 
-// leader waits for a serving leader and returns its index.
+// leader waits for a serving leader and returns its index. When every
+// member runs, with the build's format (no tweak), it also waits until the
+// leader raised the cluster's entry format (format.go), so that no format
+// entry enters the log later, among the entries a test counts.
 func (c *testCluster) leader() int {
 	c.t.Helper()
 	idx := -1
+	all := c.tweak == nil
+	for _, n := range c.nodes {
+		all = all && n != nil
+	}
 	poll.Wait(c.t, 20*time.Second, 10*time.Millisecond, "a serving leader", func() bool {
 		for i, n := range c.nodes {
 			if n == nil {
 				continue
 			}
-			if s, _ := n.State(); s.Serving {
+			if s, _ := n.State(); s.Serving && (!all || n.st.writeFormat() == n.reads()) {
 				idx = i
 				return true
 			}
@@ -215,9 +222,9 @@ func (s nodeStore) Close() error { return s.n.Close() }
 
 func openSingle(t *testing.T, dir string) store.Store {
 	n := openSingleNoWait(t, dir)
-	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
+	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve in the build's entry format", func() bool {
 		s, _ := n.State()
-		return s.Serving
+		return s.Serving && n.st.writeFormat() == n.reads()
 	})
 	return nodeStore{Store: n.Store(), n: n}
 }

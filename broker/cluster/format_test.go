@@ -182,7 +182,7 @@ func TestMixedFormatCluster(t *testing.T) {
 			t.Fatalf("an entry of version %d in the log with a member reading only 1", v)
 		}
 	}
-	if s := c.nodes[l].Status(); s.EntryFormat != 1 || s.ReadsFormat != int(store.BatchFormat) && l != 2 {
+	if s := c.nodes[l].Status(); s.EntryFormat != 1 || s.ReadsFormat != int(store.BatchFormat) {
 		t.Fatalf("leader status: entry format %d, reads %d", s.EntryFormat, s.ReadsFormat)
 	}
 
