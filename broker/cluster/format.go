@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/binary"
 	"errors"
@@ -200,9 +201,16 @@ func (n *Node) raiseFormat(format uint8) error {
 // returns errFormatNotAgreed unless it reads format.
 func (n *Node) checkMemberFormat(id raft.ServerID, addr raft.ServerAddress, format uint8) error {
 	fi, err := n.stream.queryFormat(addr, handshakeTimeout)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("%w %d: member %s could not be asked: %w", errFormatNotAgreed, format, id, err)
+	}
+	return judgeFormat(fi, id, addr, format)
+}
+
+// judgeFormat says whether the answer fi, from addr, is member id
+// reading format.
+func judgeFormat(fi formatInfo, id raft.ServerID, addr raft.ServerAddress, format uint8) error {
+	switch {
 	case fi.id != string(id):
 		return fmt.Errorf("%w %d: %s answered as member %q, not %s", errFormatNotAgreed, format, addr, fi.id, id)
 	case fi.reads < format:
@@ -215,17 +223,38 @@ func (n *Node) checkMemberFormat(id raft.ServerID, addr raft.ServerAddress, form
 // read the cluster's entry format (an earlier build).
 var ErrMemberFormat = errors.New("cluster: the member does not read the cluster's log entry format")
 
+// newMemberRetry is how often AddMember asks a new member that cannot be
+// reached yet (it may be starting) which format it reads.
+const newMemberRetry = 100 * time.Millisecond
+
 // checkNewMember refuses to add a member that does not read the cluster's
 // format; formatMu is held. A cluster still in format 1 takes any member.
-func (n *Node) checkNewMember(m Member) error {
+// A member that cannot be asked yet (still starting) is asked again until
+// ctx ends, as AddMember waits for a member to catch up.
+func (n *Node) checkNewMember(ctx context.Context, m Member) error {
 	format := n.st.writeFormat()
 	if format <= 1 {
 		return nil
 	}
-	if err := n.checkMemberFormat(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress), format); err != nil {
-		return fmt.Errorf("%w: %w", ErrMemberFormat, err)
+	id, addr := raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress)
+	t := time.NewTicker(newMemberRetry)
+	defer t.Stop()
+	for {
+		fi, err := n.stream.queryFormat(addr, handshakeTimeout)
+		if err == nil {
+			if err := judgeFormat(fi, id, addr, format); err != nil {
+				return fmt.Errorf("%w: %w", ErrMemberFormat, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s could not be asked which log entry format it reads: %w (last: %w)", m.ID, ctx.Err(), err)
+		case <-n.done:
+			return store.ErrClosed
+		case <-t.C:
+		}
 	}
-	return nil
 }
 
 // formatState is the replicated store's part: the format it writes.

@@ -287,6 +287,14 @@ func TestAddMemberRefusesAnEarlierFormat(t *testing.T) {
 	poll.Wait(t, 20*time.Second, 10*time.Millisecond, "a lone member to raise the format", func() bool {
 		return c.nodes[l].st.writeFormat() == 2
 	})
+	// A member that cannot be reached (not started yet) is asked again
+	// until the request's deadline: a timeout, not a refusal.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := c.nodes[l].AddMember(ctx, Member{ID: "absent", RaftAddress: freeAddrs(t, 1)[0]})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrMemberFormat) {
+		t.Fatalf("adding an unreachable member: %v, want a deadline", err)
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, reads := range []uint8{1, 0} {
 		m := Member{ID: fmt.Sprintf("new%d", reads), RaftAddress: freeAddrs(t, 1)[0]}

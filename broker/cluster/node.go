@@ -512,7 +512,7 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 	n.members[m.ID] = m
 	n.mu.Unlock()
 	id, addr := raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress)
-	if err := n.addNonvoter(m); err != nil {
+	if err := n.addNonvoter(ctx, m); err != nil {
 		return err
 	}
 	target := n.raft.CommitIndex()
@@ -539,10 +539,10 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 // addNonvoter adds m as a non-voter once it answers that it reads the
 // cluster's entry format (format.go); once in the configuration, it is
 // among those asked before the format is raised.
-func (n *Node) addNonvoter(m Member) error {
+func (n *Node) addNonvoter(ctx context.Context, m Member) error {
 	n.formatMu.Lock()
 	defer n.formatMu.Unlock()
-	if err := n.checkNewMember(m); err != nil {
+	if err := n.checkNewMember(ctx, m); err != nil {
 		return err
 	}
 	if err := n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress), 0, 0).Error(); err != nil {
