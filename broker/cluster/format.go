@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -62,6 +63,10 @@ const maxMemberIDLen = 1024
 // tests).
 var formatCheck = 5 * time.Second
 
+// errNoFormatAnswer: the peer accepted the connection and closed it at
+// the question, as a build that predates format queries does.
+var errNoFormatAnswer = errors.New("the member closed the connection at the question: a build that does not know format queries")
+
 // formatInfo is what a member answers: its ID and the format it reads.
 type formatInfo struct {
 	id    string
@@ -71,13 +76,8 @@ type formatInfo struct {
 // answerFormat answers a format query on an authenticated connection:
 //
 //	format(1) uint16(len(id)) id HMAC(secret, "F" | nonceD | nonceL | format..id)
-//
-// A listener that was not told its format answers 1.
 func (s *streamLayer) answerFormat(c net.Conn, hs handshake) {
 	fi := s.format.Load()
-	if fi == nil {
-		fi = &formatInfo{reads: 1}
-	}
 	body := append([]byte{fi.reads}, binary.BigEndian.AppendUint16(nil, uint16(len(fi.id)))...)
 	body = append(body, fi.id...)
 	if _, err := c.Write(append(body, s.mac('F', hs.nd, append(append([]byte(nil), hs.nl...), body...))...)); err != nil {
@@ -99,6 +99,9 @@ func (s *streamLayer) queryFormat(address raft.ServerAddress, timeout time.Durat
 	defer c.Close()
 	hs, err := s.clientHandshakeMagic(c, formatQueryMagic)
 	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			err = fmt.Errorf("%w: %w", errNoFormatAnswer, err)
+		}
 		return formatInfo{}, fmt.Errorf("%w with %s: %w", errHandshake, target, err)
 	}
 	head := make([]byte, 3)
@@ -230,7 +233,8 @@ const newMemberRetry = 100 * time.Millisecond
 // checkNewMember refuses to add a member that does not read the cluster's
 // format; formatMu is held. A cluster still in format 1 takes any member.
 // A member that cannot be asked yet (still starting) is asked again until
-// ctx ends, as AddMember waits for a member to catch up.
+// ctx ends, as AddMember waits for a member to catch up; one that closes
+// the connection at the question (an earlier build) is refused.
 func (n *Node) checkNewMember(ctx context.Context, m Member) error {
 	format := n.st.writeFormat()
 	if format <= 1 {
@@ -241,7 +245,10 @@ func (n *Node) checkNewMember(ctx context.Context, m Member) error {
 	defer t.Stop()
 	for {
 		fi, err := n.stream.queryFormat(addr, handshakeTimeout)
-		if err == nil {
+		switch {
+		case errors.Is(err, errNoFormatAnswer):
+			return fmt.Errorf("%w: %s reads format 1 at most: %w", ErrMemberFormat, m.ID, err)
+		case err == nil:
 			if err := judgeFormat(fi, id, addr, format); err != nil {
 				return fmt.Errorf("%w: %w", ErrMemberFormat, err)
 			}

@@ -32,9 +32,8 @@ func TestFormatQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newStreamLayer(ln, testSecret, quiet)
+	s := newStreamLayer(ln, testSecret, quiet, formatInfo{id: "m7", reads: 9})
 	t.Cleanup(func() { _ = s.Close(); s.wait() })
-	s.format.Store(&formatInfo{id: "m7", reads: 9})
 	dialer := &streamLayer{secret: testSecret, log: quiet}
 	fi, err := dialer.queryFormat(raft.ServerAddress(ln.Addr().String()), time.Second)
 	if err != nil || fi.id != "m7" || fi.reads != 9 {
@@ -46,23 +45,9 @@ func TestFormatQuery(t *testing.T) {
 	}
 	// A peer that refuses the query (a build that predates it closes the
 	// connection) is an error, never a format.
-	old, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = old.Close() })
-	go func() {
-		for {
-			c, err := old.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.ReadFull(c, make([]byte, len(handshakeMagic)+nonceSize))
-			_ = c.Close()
-		}
-	}()
-	if _, err := dialer.queryFormat(raft.ServerAddress(old.Addr().String()), time.Second); err == nil {
-		t.Fatal("a peer that closed the connection answered a format")
+	old := earlierBuild(t)
+	if _, err := dialer.queryFormat(raft.ServerAddress(old), time.Second); !errors.Is(err, errNoFormatAnswer) {
+		t.Fatalf("a peer that closed the connection: %v, want errNoFormatAnswer", err)
 	}
 	// Raft's connections still pass.
 	c, err := dialer.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
@@ -70,6 +55,31 @@ func TestFormatQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Close()
+}
+
+// earlierBuild listens as a build that predates format queries does: it
+// reads the opening, finds it is not Raft's, and closes. It returns its
+// address.
+func earlierBuild(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			hello := make([]byte, len(handshakeMagic)+nonceSize)
+			if _, err := io.ReadFull(c, hello); err == nil && string(hello[:len(handshakeMagic)]) == handshakeMagic {
+				panic("earlierBuild: a Raft connection")
+			}
+			_ = c.Close()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // entryVersions returns the version byte of every batch entry in n's log
@@ -294,6 +304,15 @@ func TestAddMemberRefusesAnEarlierFormat(t *testing.T) {
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrMemberFormat) {
 		t.Fatalf("adding an unreachable member: %v, want a deadline", err)
+	}
+	// A member of a build that predates format queries closes the
+	// connection at the question: refused at once.
+	old := earlierBuild(t)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	err = c.nodes[l].AddMember(ctx, Member{ID: "old", RaftAddress: old})
+	cancel()
+	if !errors.Is(err, ErrMemberFormat) {
+		t.Fatalf("adding a member of an earlier build: %v, want ErrMemberFormat", err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, reads := range []uint8{1, 0} {

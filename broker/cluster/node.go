@@ -262,8 +262,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("cluster: listen for replication on %s: %w", cfg.Bind, err)
 	}
-	n.stream = newStreamLayer(ln, cfg.Secret, n.log)
-	n.stream.format.Store(&formatInfo{id: cfg.ID, reads: n.announces()})
+	n.stream = newStreamLayer(ln, cfg.Secret, n.log, formatInfo{id: cfg.ID, reads: n.announces()})
 	if cfg.DialAddress != nil || len(cfg.DialIDs) > 0 {
 		n.stream.dialAddr = n.dialAddress
 	}

@@ -61,8 +61,11 @@ type streamLayer struct {
 	wg        sync.WaitGroup
 }
 
-func newStreamLayer(ln net.Listener, secret []byte, log *slog.Logger) *streamLayer {
+// newStreamLayer accepts on ln; a format query is answered with fi
+// (format.go).
+func newStreamLayer(ln net.Listener, secret []byte, log *slog.Logger, fi formatInfo) *streamLayer {
 	s := &streamLayer{ln: ln, secret: secret, log: log, conns: make(chan net.Conn), closed: make(chan struct{})}
+	s.format.Store(&fi)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
