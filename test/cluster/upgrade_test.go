@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -55,6 +56,27 @@ func TestRollingUpgradeFromEarlierBuild(t *testing.T) {
 			}
 		}
 		t.Logf("rolled %s to this build; %s leads, format 1", c.members[i].id, c.members[nl].id)
+		if k == 0 && nl != i {
+			// This build leads, with two members of the earlier one: it
+			// keeps writing format 1, and they keep following.
+			body, _ := json.Marshal(map[string]string{"to": c.members[i].id})
+			if err := postJSON(c.members[nl].admin, "/v1/cluster/leadership-transfer", body); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.leader(time.Minute); got != i {
+				t.Fatalf("%s leads after the transfer to %s", c.members[got].id, c.members[i].id)
+			}
+			w.WaitAcked(10, time.Minute)
+			for j := range c.members {
+				if j != i {
+					c.following(j, i, time.Minute)
+				}
+			}
+			if s, err := c.members[i].status(); err != nil || s.EntryFormat != 1 {
+				t.Fatalf("%s (this build) leads two members of the earlier one in format %d (%v)", c.members[i].id, s.EntryFormat, err)
+			}
+			t.Logf("%s (this build) leads in format 1", c.members[i].id)
+		}
 	}
 	err := poll.Until(context.Background(), time.Minute, 100*time.Millisecond, poll.Bool(func() bool {
 		for _, m := range c.members {
