@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -342,5 +343,40 @@ func TestAddMemberRefusesAnEarlierFormat(t *testing.T) {
 		if f := n.st.writeFormat(); f != 2 {
 			t.Fatalf("the new member applied format %d", f)
 		}
+	}
+}
+
+// A member that joins through a snapshot, never seeing the format entry
+// (compacted away), learns the cluster's format from the snapshot's store.
+func TestFormatTravelsInSnapshots(t *testing.T) {
+	timing := fastTiming
+	timing.SnapshotEvery, timing.TrailingLogs = 20, 5
+	c := newTestCluster(t, 1, timing)
+	l := c.leader() // a lone member raises the format at once
+	commitQueue(t, c.nodes[l].Store(), "dev", 60, strconv.Itoa)
+	if err := c.nodes[l].raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := c.nodes[l].logs.FirstIndex(); first <= 3 {
+		t.Fatalf("leader log starts at %d: the format entry was not compacted", first)
+	}
+	m := Member{ID: "new", RaftAddress: freeAddrs(t, 1)[0]}
+	n, err := Open(Config{ID: m.ID, Dir: t.TempDir(), Bind: m.RaftAddress, Members: append([]Member{m}, c.members...),
+		Secret: testSecret, Timing: timing, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.nodes[l].AddMember(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, n, c.nodes[l])
+	if n.Status().LastSnapshotIndex == 0 {
+		t.Fatal("the new member caught up without the snapshot")
+	}
+	if f := n.st.writeFormat(); f != 2 {
+		t.Fatalf("the member that joined through a snapshot writes format %d", f)
 	}
 }
