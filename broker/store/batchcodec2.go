@@ -111,6 +111,9 @@ func (e *v2Encoder) release() {
 	if len(e.ids) > maxInterned {
 		return // let a huge table go
 	}
+	if cap(e.opIdx) > maxSlab || cap(e.fan) > maxSlab {
+		e.opIdx, e.fan = nil, nil // nor keep a huge batch's room
+	}
 	clear(e.idx)
 	clear(e.ids)
 	e.ids, e.seqs, e.opIdx, e.next, e.fan = e.ids[:0], e.seqs[:0], e.opIdx[:0], 0, e.fan[:0]
