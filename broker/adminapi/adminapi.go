@@ -55,6 +55,12 @@ type ClusterStatus struct {
 	LastSnapshotIndex  uint64          `json:"lastSnapshotIndex"`
 	Members            []ClusterMember `json:"members"`
 	RefusedConnections int64           `json:"refusedReplicationConnections"`
+	// EntryFormat is the log entry format the cluster agreed on, as this
+	// member applied it (the leader writes entries in it); ReadsFormat is
+	// the highest its build reads. A leader raises EntryFormat once every
+	// member reads more (docs/operations.md, upgrades).
+	EntryFormat int `json:"entryFormat"`
+	ReadsFormat int `json:"readsFormat"`
 }
 
 // AddMember is the body of POST /v1/cluster/members: the member to add

@@ -58,6 +58,8 @@ type testCluster struct {
 	nodes   []*Node
 	timing  Timing
 	logs    []*syncBuffer // each member's log
+	// tweak, when set, changes a member's configuration before it starts.
+	tweak func(i int, cfg *Config)
 }
 
 // syncBuffer is a log destination safe for concurrent use.
@@ -80,7 +82,14 @@ func (s *syncBuffer) String() string {
 
 func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, timing: timing, nodes: make([]*Node, n)}
+	return newTestClusterWith(t, n, timing, nil)
+}
+
+// newTestClusterWith starts a cluster whose members' configurations tweak
+// changes (nil: none).
+func newTestClusterWith(t testing.TB, n int, timing Timing, tweak func(i int, cfg *Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, timing: timing, nodes: make([]*Node, n), tweak: tweak}
 	for i, a := range freeAddrs(t, n) {
 		c.members = append(c.members, Member{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("client-%d:1883", i)})
 		c.dirs = append(c.dirs, t.TempDir())
@@ -99,11 +108,15 @@ func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
-	n, err := Open(Config{
+	cfg := Config{
 		ID: c.members[i].ID, Dir: c.dirs[i], Bind: c.members[i].RaftAddress, Members: c.members,
 		Bootstrap: true, Secret: testSecret, Timing: c.timing,
 		Logger: slog.New(slog.NewTextHandler(c.logs[i], nil)),
-	})
+	}
+	if c.tweak != nil {
+		c.tweak(i, &cfg)
+	}
+	n, err := Open(cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.members[i].ID, err)
 	}
@@ -119,16 +132,23 @@ func (c *testCluster) stop(i int) {
 	}
 }
 
-// leader waits for a serving leader and returns its index.
+// leader waits for a serving leader and returns its index. When every
+// member runs, with the build's format (no tweak), it also waits until the
+// leader raised the cluster's entry format (format.go), so that no format
+// entry enters the log later, among the entries a test counts.
 func (c *testCluster) leader() int {
 	c.t.Helper()
 	idx := -1
+	all := c.tweak == nil
+	for _, n := range c.nodes {
+		all = all && n != nil
+	}
 	poll.Wait(c.t, 20*time.Second, 10*time.Millisecond, "a serving leader", func() bool {
 		for i, n := range c.nodes {
 			if n == nil {
 				continue
 			}
-			if s, _ := n.State(); s.Serving {
+			if s, _ := n.State(); s.Serving && (!all || n.st.writeFormat() == n.reads()) {
 				idx = i
 				return true
 			}
@@ -202,9 +222,9 @@ func (s nodeStore) Close() error { return s.n.Close() }
 
 func openSingle(t *testing.T, dir string) store.Store {
 	n := openSingleNoWait(t, dir)
-	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve", func() bool {
+	poll.Wait(t, 20*time.Second, 5*time.Millisecond, "the member to serve in the build's entry format", func() bool {
 		s, _ := n.State()
-		return s.Serving
+		return s.Serving && n.st.writeFormat() == n.reads()
 	})
 	return nodeStore{Store: n.Store(), n: n}
 }

@@ -43,6 +43,9 @@ type fsm struct {
 	// the same memory over and over instead of allocating them.
 	dec     store.Decoder
 	batches []store.Batch
+	// reads is the highest entry format this member reads (format.go; 0:
+	// the build's, store.BatchFormat).
+	reads uint8
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -57,10 +60,16 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if f.stopped.Load() || f.diverged(l.Index) {
 		return errStopped
 	}
+	if v, ok := store.ParseFormatEntry(l.Data); ok {
+		return f.applyFormat(l, v)
+	}
+	if f.unreadable(l) {
+		return errStopped
+	}
 	var b store.Batch
 	if err := b.UnmarshalBinary(l.Data); err != nil {
 		if errors.Is(err, store.ErrNewerFormat) {
-			f.stop(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", l.Index, err))
+			f.stopNewer(l.Index, err)
 			return errStopped
 		}
 		// Written by a leader, so alike everywhere: refuse it alike,
@@ -75,17 +84,56 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return err
 }
 
+// stopNewer stops the member at entry index, written in a format this
+// build does not read.
+func (f *fsm) stopNewer(index uint64, err error) {
+	f.stop(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", index, err))
+}
+
+// unreadable stops the member at l when it is a batch in a format above
+// what this member reads (format.go; the decoder itself reads every
+// format of the build, a member configured to read less must stop as an
+// earlier build would).
+func (f *fsm) unreadable(l *raft.Log) bool {
+	if f.reads == 0 || len(l.Data) == 0 || l.Data[0] <= f.reads {
+		return false
+	}
+	f.stopNewer(l.Index, fmt.Errorf("%w: version %d, this member reads %d at most", store.ErrNewerFormat, l.Data[0], f.reads))
+	return true
+}
+
+// applyFormat applies a format entry (format.go): the store records the
+// cluster's new format, and this member encodes its entries in it from
+// now on; a member that does not read it stops before it.
+func (f *fsm) applyFormat(l *raft.Log, v uint8) any {
+	reads := f.reads
+	if reads == 0 {
+		reads = store.BatchFormat
+	}
+	if v > reads {
+		f.stop(fmt.Errorf("%w: log entry %d raises the cluster's log entry format to %d, this member reads format %d at most: "+
+			"upgrade this member (a member cannot go back to an earlier build once its cluster writes a newer format)",
+			store.ErrNewerFormat, l.Index, v, reads))
+		return errStopped
+	}
+	st := f.st.cur()
+	if err := st.ApplyReplicatedFormat(l.Index, l.Term, v); err != nil {
+		f.fatal(fmt.Errorf("apply log entry %d: %w", l.Index, err))
+		return err
+	}
+	f.st.setFormat(st.ClusterFormat())
+	return nil
+}
+
 // ApplyBatch implements raft.BatchingFSM: Raft hands over the entries
 // committed together (up to MaxAppendEntries), and their commands are
 // applied to the store as one Pebble batch when it accepts them all (see
 // pebblestore.Store.ApplyReplicatedBatch), each with the outcome Apply
-// would have given it.
+// would have given it. A format entry is applied on its own, in order.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
-	idx := make([]uint64, 0, len(logs))
-	terms := make([]uint64, 0, len(logs))
-	bs := make([]*store.Batch, 0, len(logs))
-	at := make([]int, 0, len(logs)) // position in logs of each of bs
+	a := applying{out: out, idx: make([]uint64, 0, len(logs)), terms: make([]uint64, 0, len(logs)),
+		bs: make([]*store.Batch, 0, len(logs)), at: make([]int, 0, len(logs))}
 	if len(f.batches) < len(logs) {
 		f.batches = make([]store.Batch, len(logs))
 	}
@@ -96,10 +144,22 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		return out
 	}
-	stopAt := len(logs) // the first entry this build cannot read
+	stopAt := len(logs) // the first entry this member cannot read
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
+		}
+		if v, ok := store.ParseFormatEntry(l.Data); ok {
+			f.applyCollected(logs, &a)
+			if out[i] = f.applyFormat(l, v); f.stopped.Load() {
+				stopAt = i
+				break
+			}
+			continue
+		}
+		if f.unreadable(l) {
+			stopAt = i
+			break
 		}
 		b := f.st.ownBatch(l.Data) // this leader's own entry: no need to decode it
 		if b == nil {
@@ -110,7 +170,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 					// Not refused alike: a newer leader wrote what this
 					// build cannot read. Applying it as empty would leave
 					// this store behind the others, silently.
-					f.stop(fmt.Errorf("log entry %d was written by a newer build: upgrade this member (%w)", l.Index, err))
+					f.stopNewer(l.Index, err)
 					stopAt = i
 					break
 				}
@@ -120,29 +180,45 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				b.Reset()
 			}
 		}
-		idx, terms, bs, at = append(idx, l.Index), append(terms, l.Term), append(bs, b), append(at, i)
+		a.idx, a.terms, a.bs, a.at = append(a.idx, l.Index), append(a.terms, l.Term), append(a.bs, b), append(a.at, i)
 	}
+	f.applyCollected(logs, &a)
 	for i := stopAt; i < len(logs); i++ {
 		out[i] = errStopped
 	}
-	if len(bs) == 0 {
-		return out
+	return out
+}
+
+// applying is the batches ApplyBatch collected to apply together.
+type applying struct {
+	out   []any
+	idx   []uint64
+	terms []uint64
+	bs    []*store.Batch
+	at    []int // position in logs of each of bs
+}
+
+// applyCollected applies the batches collected in a as one, sets their
+// outcomes, and empties a.
+func (f *fsm) applyCollected(logs []*raft.Log, a *applying) {
+	if len(a.bs) == 0 {
+		return
 	}
-	errs := f.st.cur().ApplyReplicatedBatchTerms(idx, terms, bs)
+	errs := f.st.cur().ApplyReplicatedBatchTerms(a.idx, a.terms, a.bs)
 	failed := false
 	for j, err := range errs {
 		if !failed && (errors.Is(err, pebblestore.ErrApply) || errors.Is(err, store.ErrClosed)) {
 			failed = true
-			f.fatal(fmt.Errorf("apply log entry %d: %w", idx[j], err))
+			f.fatal(fmt.Errorf("apply log entry %d: %w", a.idx[j], err))
 		}
-		if out[at[j]] == nil && err != nil {
-			out[at[j]] = err
+		if a.out[a.at[j]] == nil && err != nil {
+			a.out[a.at[j]] = err
 		}
 	}
-	for _, i := range at {
-		f.st.answerOwn(logs[i].Data, out[i]) // the leader's own entries: their committers learn now
+	for _, i := range a.at {
+		f.st.answerOwn(logs[i].Data, a.out[i]) // the leader's own entries: their committers learn now
 	}
-	return out
+	a.idx, a.terms, a.bs, a.at = a.idx[:0], a.terms[:0], a.bs[:0], a.at[:0]
 }
 
 // diverged reports whether the member must stop before applying entries up

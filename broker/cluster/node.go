@@ -87,6 +87,11 @@ type Config struct {
 	// Members and in the latest Raft configuration, so an entry also
 	// serves a member added at run time. DialAddress, when set, wins.
 	DialIDs map[string]string
+
+	// readsFormat and announceFormat, when set (tests), make the member
+	// read and announce another entry format than its build's (format.go):
+	// an earlier build, or one swapped after it answered.
+	readsFormat, announceFormat uint8
 }
 
 // Role is a member's part in the cluster (the admin API's type).
@@ -134,6 +139,9 @@ type Node struct {
 	// raftRef is raft for the transport's dials, which may start before
 	// NewRaft returns.
 	raftRef atomic.Pointer[raft.Raft]
+	// formatMu keeps raising the cluster's format and adding a member
+	// apart (format.go).
+	formatMu sync.Mutex
 
 	done      chan struct{}
 	doneOnce  sync.Once
@@ -210,8 +218,9 @@ func Open(cfg Config) (*Node, error) {
 	if err := n.open(); err != nil {
 		return nil, errors.Join(err, n.closeParts())
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.agreeFormat() // format.go
 	return n, nil
 }
 
@@ -253,7 +262,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("cluster: listen for replication on %s: %w", cfg.Bind, err)
 	}
-	n.stream = newStreamLayer(ln, cfg.Secret, n.log)
+	n.stream = newStreamLayer(ln, cfg.Secret, n.log, formatInfo{id: cfg.ID, reads: n.announces()})
 	if cfg.DialAddress != nil || len(cfg.DialIDs) > 0 {
 		n.stream.dialAddr = n.dialAddress
 	}
@@ -287,7 +296,7 @@ func (n *Node) open() error {
 	// entry with one fsync (group commit across log entries).
 	rc.BatchApplyCh = true
 
-	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail, logs: n.logs}
+	f := &fsm{log: n.log, st: n.st, dir: cfg.Dir, fatal: n.fail, logs: n.logs, reads: n.reads()}
 	n.fsm = f
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
@@ -502,8 +511,8 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 	n.members[m.ID] = m
 	n.mu.Unlock()
 	id, addr := raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress)
-	if err := n.raft.AddNonvoter(id, addr, 0, 0).Error(); err != nil {
-		return fmt.Errorf("cluster: add %s as a non-voter: %w", m.ID, err)
+	if err := n.addNonvoter(ctx, m); err != nil {
+		return err
 	}
 	target := n.raft.CommitIndex()
 	t := time.NewTicker(50 * time.Millisecond)
@@ -522,6 +531,21 @@ func (n *Node) AddMember(ctx context.Context, m Member) error {
 	}
 	if err := n.raft.AddVoter(id, addr, 0, 0).Error(); err != nil {
 		return fmt.Errorf("cluster: promote %s to a voter: %w", m.ID, err)
+	}
+	return nil
+}
+
+// addNonvoter adds m as a non-voter once it answers that it reads the
+// cluster's entry format (format.go); once in the configuration, it is
+// among those asked before the format is raised.
+func (n *Node) addNonvoter(ctx context.Context, m Member) error {
+	n.formatMu.Lock()
+	defer n.formatMu.Unlock()
+	if err := n.checkNewMember(ctx, m); err != nil {
+		return err
+	}
+	if err := n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress), 0, 0).Error(); err != nil {
+		return fmt.Errorf("cluster: add %s as a non-voter: %w", m.ID, err)
 	}
 	return nil
 }
@@ -563,7 +587,7 @@ func (n *Node) Status() Status {
 		Term: n.raft.CurrentTerm(), LeaderID: srv.LeaderID, LeaderClientAddress: srv.LeaderClientAddress,
 		LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		LastSnapshotIndex: num("last_snapshot_index"), RefusedConnections: n.stream.refused.Load(),
-		LastLogTerm: num("last_log_term"),
+		LastLogTerm: num("last_log_term"), EntryFormat: int(n.st.writeFormat()), ReadsFormat: int(n.reads()),
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, sv := range cf.Configuration().Servers {

@@ -74,6 +74,9 @@ type replStore struct {
 	// waits for is still on its way (see holdLeft).
 	inflight    atomic.Int64
 	lastOutcome atomic.Int64
+	// formatState is the entry format the cluster agreed on, as this
+	// member applied it: the leader encodes entries in it (format.go).
+	formatState
 }
 
 // epoch is the origin of the monotonic instants the store keeps as
@@ -184,6 +187,7 @@ func (s *replStore) openLocal() error {
 		return err
 	}
 	s.st = st
+	s.setFormat(st.ClusterFormat())
 	return nil
 }
 
@@ -229,6 +233,7 @@ func (s *replStore) restore(fill func(dir string) error) error {
 		return fmt.Errorf("cluster: restore: open the restored store: %w", err)
 	}
 	s.st = st
+	s.setFormat(st.ClusterFormat())
 	return nil
 }
 
@@ -327,7 +332,7 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cluster: commit: %w", err)
 	}
-	data, err := b.MarshalBinary()
+	data, err := b.MarshalBinaryFormat(int(s.writeFormat()))
 	if err != nil {
 		return fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
 	}
@@ -561,7 +566,7 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 			b.Ops = append(b.Ops, x.Ops...)
 		}
 	}
-	data, err := b.MarshalBinary()
+	data, err := b.MarshalBinaryFormat(int(s.writeFormat()))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: commit: %w: %w", store.ErrInvalid, err)
 	}

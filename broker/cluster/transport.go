@@ -25,7 +25,9 @@ import (
 //	dialer   -> listener: HMAC(secret, "D" | nonceD | nonceL)
 //
 // Fresh nonces on both sides defeat replay; the secret never crosses the
-// wire. The traffic itself is not encrypted (see docs/security.md).
+// wire. A dialer that opens with formatQueryMagic instead asks which log
+// entry format the member reads (format.go): after the same handshake the
+// listener answers and closes, and Raft never sees the connection. The traffic itself is not encrypted (see docs/security.md).
 const (
 	handshakeMagic   = "BOLLARD-RAFT/1\n"
 	nonceSize        = 32
@@ -49,6 +51,7 @@ type streamLayer struct {
 	secret   []byte
 	log      *slog.Logger
 	dialAddr func(raft.ServerAddress) string // rewrites dial targets (tests: a fault proxy)
+	format   atomic.Pointer[formatInfo]      // what a format query is answered (format.go)
 
 	conns     chan net.Conn
 	closed    chan struct{}
@@ -58,8 +61,11 @@ type streamLayer struct {
 	wg        sync.WaitGroup
 }
 
-func newStreamLayer(ln net.Listener, secret []byte, log *slog.Logger) *streamLayer {
+// newStreamLayer accepts on ln; a format query is answered with fi
+// (format.go).
+func newStreamLayer(ln net.Listener, secret []byte, log *slog.Logger, fi formatInfo) *streamLayer {
 	s := &streamLayer{ln: ln, secret: secret, log: log, conns: make(chan net.Conn), closed: make(chan struct{})}
+	s.format.Store(&fi)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -93,9 +99,15 @@ func (s *streamLayer) acceptLoop() {
 		go func() {
 			defer s.wg.Done()
 			defer s.pending.Add(-1)
-			if err := s.serverHandshake(c); err != nil {
+			hs, err := s.serverHandshake(c)
+			if err != nil {
 				s.refused.Add(1)
 				s.log.Warn("replication connection refused", "remote", c.RemoteAddr().String(), "err", err)
+				_ = c.Close()
+				return
+			}
+			if hs.query {
+				s.answerFormat(c, hs) // format.go
 				_ = c.Close()
 				return
 			}
@@ -159,60 +171,83 @@ func (s *streamLayer) mac(side byte, nd, nl []byte) []byte {
 	return m.Sum(nil)
 }
 
-func (s *streamLayer) serverHandshake(c net.Conn) error {
+// handshake is what an authenticated connection's handshake established:
+// its nonces, and whether the dialer asks for the member's entry format
+// (formatQueryMagic) instead of speaking Raft.
+type handshake struct {
+	query  bool
+	nd, nl []byte
+}
+
+func (s *streamLayer) serverHandshake(c net.Conn) (handshake, error) {
 	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
-		return err
+		return handshake{}, err
 	}
 	hello := make([]byte, len(handshakeMagic)+nonceSize)
 	if _, err := io.ReadFull(c, hello); err != nil {
-		return err
+		return handshake{}, err
 	}
-	if string(hello[:len(handshakeMagic)]) != handshakeMagic {
-		return errors.New("not a Bollard replication peer")
+	magic := string(hello[:len(handshakeMagic)])
+	if magic != handshakeMagic && magic != formatQueryMagic {
+		return handshake{}, errors.New("not a Bollard replication peer")
 	}
 	nd := hello[len(handshakeMagic):]
 	nl := make([]byte, nonceSize)
 	if _, err := rand.Read(nl); err != nil {
-		return err
+		return handshake{}, err
 	}
 	reply := append(append([]byte(handshakeMagic), nl...), s.mac('L', nd, nl)...)
 	if _, err := c.Write(reply); err != nil {
-		return err
+		return handshake{}, err
 	}
 	proof := make([]byte, macSize)
 	if _, err := io.ReadFull(c, proof); err != nil {
-		return err
+		return handshake{}, err
 	}
 	if !hmac.Equal(proof, s.mac('D', nd, nl)) {
-		return errors.New("peer does not hold the cluster secret")
+		return handshake{}, errors.New("peer does not hold the cluster secret")
+	}
+	hs := handshake{query: magic == formatQueryMagic, nd: nd, nl: nl}
+	if hs.query {
+		return hs, nil // answered and closed under the deadline
+	}
+	return hs, c.SetDeadline(time.Time{})
+}
+
+func (s *streamLayer) clientHandshake(c net.Conn) error {
+	if _, err := s.clientHandshakeMagic(c, handshakeMagic); err != nil {
+		return err
 	}
 	return c.SetDeadline(time.Time{})
 }
 
-func (s *streamLayer) clientHandshake(c net.Conn) error {
+// clientHandshakeMagic runs the dialer's side of the handshake, opening
+// with magic, and returns its nonces; the connection's deadline is left
+// set.
+func (s *streamLayer) clientHandshakeMagic(c net.Conn, magic string) (handshake, error) {
 	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
-		return err
+		return handshake{}, err
 	}
 	nd := make([]byte, nonceSize)
 	if _, err := rand.Read(nd); err != nil {
-		return err
+		return handshake{}, err
 	}
-	if _, err := c.Write(append([]byte(handshakeMagic), nd...)); err != nil {
-		return err
+	if _, err := c.Write(append([]byte(magic), nd...)); err != nil {
+		return handshake{}, err
 	}
 	reply := make([]byte, len(handshakeMagic)+nonceSize+macSize)
 	if _, err := io.ReadFull(c, reply); err != nil {
-		return err
+		return handshake{}, err
 	}
 	if string(reply[:len(handshakeMagic)]) != handshakeMagic {
-		return errors.New("not a Bollard replication peer")
+		return handshake{}, errors.New("not a Bollard replication peer")
 	}
 	nl := reply[len(handshakeMagic) : len(handshakeMagic)+nonceSize]
 	if !hmac.Equal(reply[len(handshakeMagic)+nonceSize:], s.mac('L', nd, nl)) {
-		return errors.New("peer does not hold the cluster secret")
+		return handshake{}, errors.New("peer does not hold the cluster secret")
 	}
 	if _, err := c.Write(s.mac('D', nd, nl)); err != nil {
-		return err
+		return handshake{}, err
 	}
-	return c.SetDeadline(time.Time{})
+	return handshake{query: magic == formatQueryMagic, nd: nd, nl: nl}, nil
 }

@@ -84,6 +84,8 @@ func (a *admin) clusterResult(w http.ResponseWriter, c ClusterAdmin, err error) 
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "leader": st.LeaderID})
 	case errors.Is(err, cluster.ErrInvalidMember):
 		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, cluster.ErrMemberFormat):
+		writeError(w, http.StatusConflict, err)
 	default:
 		a.cfg.Log.Warn("cluster change failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err)
@@ -108,8 +110,11 @@ var (
 	descClusterRefused = prometheus.NewDesc("bollard_cluster_refused_connections_total",
 		"Replication connections refused because the peer did not prove it holds the cluster secret (or sent something else).", nil, nil)
 
+	descClusterFormat = prometheus.NewDesc("bollard_cluster_entry_format",
+		"Log entry formats: the one the cluster agreed on as this member applied it (cluster; the leader writes it), the highest this member's build reads (reads).", []string{"kind"}, nil)
+
 	clusterDescs = []*prometheus.Desc{descClusterRole, descClusterServing, descClusterTerm, descClusterIndex,
-		descClusterMembers, descClusterLag, descClusterContact, descClusterRefused}
+		descClusterMembers, descClusterLag, descClusterContact, descClusterRefused, descClusterFormat}
 )
 
 // collectCluster exports a member's replication state.
@@ -126,6 +131,8 @@ func collectCluster(s cluster.Status, ch chan<- prometheus.Metric) {
 	gauge(descClusterIndex, float64(s.CommitIndex), "commit")
 	gauge(descClusterIndex, float64(s.AppliedIndex), "applied")
 	gauge(descClusterIndex, float64(s.LastSnapshotIndex), "snapshot")
+	gauge(descClusterFormat, float64(s.EntryFormat), "cluster")
+	gauge(descClusterFormat, float64(s.ReadsFormat), "reads")
 	voters, nonvoters := 0, 0
 	for _, m := range s.Members {
 		if m.Voter {

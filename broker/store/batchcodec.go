@@ -12,16 +12,26 @@ import (
 // entry: every member decodes it and commits the same operations. It is
 // versioned, self-delimiting and decoded strictly: a truncated, oversized or
 // unknown form is an error wrapping ErrCorrupt, never a panic or an
-// allocation larger than the input.
+// allocation that is not bounded by a multiple of the input's size. A
+// version above BatchFormat is a newer build's: ErrNewerFormat. Version 1:
 //
 //	batch   = version(1) flags(1) uvarint(nops) op*
 //	op      = kind(1) fields of the kind (see appendOp)
 //	string  = uvarint(len) bytes
 //	time    = 0 (zero time) | 1 varint(unix nanoseconds)
+//
+// Version 2 (batchcodec2.go) decodes to exactly the operations version 1
+// does and is written only once every member of a cluster reads it.
 const batchCodecVersion = 1
+
+// BatchFormat is the highest version of the binary form this build reads
+// and writes.
+const BatchFormat = 2
 
 const (
 	flagNoSync = 1 << iota
+	// flagFormat marks a format entry (FormatEntry), not a batch.
+	flagFormat = 0x80
 )
 
 // AppendBinary appends the binary form of b to dst.
@@ -62,7 +72,7 @@ func (b *Batch) sizeHint() int {
 // decoded records do not alias data.
 func (b *Batch) UnmarshalBinary(data []byte) error {
 	b.Ops = nil
-	return decode(b, data, &decoder{buf: data, ids: &interner{}})
+	return decode(b, data, &decoder{buf: data, ids: &interner{}, v2: &v2State{}})
 }
 
 // A Decoder decodes the binary form of batches, reusing its memory from
@@ -74,13 +84,14 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 type Decoder struct {
 	ids  interner
 	ents []QueueEntry // the slab: entries handed out since Reset, then room
+	v2   v2State      // version 2's client ID table and sequence numbers, reused
 }
 
 // Decode replaces b's operations with those encoded in data, reusing
 // b.Ops' array. The records of every batch decoded since the last Reset
 // stay valid until the next Reset.
 func (d *Decoder) Decode(b *Batch, data []byte) error {
-	return decode(b, data, &decoder{buf: data, ids: &d.ids, d: d})
+	return decode(b, data, &decoder{buf: data, ids: &d.ids, d: d, v2: &d.v2})
 }
 
 // Reset lets the Decoder reuse the memory of the records it decoded,
@@ -93,6 +104,7 @@ func (d *Decoder) Reset() {
 	}
 	clear(d.ents)
 	d.ents = d.ents[:0]
+	d.v2.reset()
 }
 
 // maxSlab bounds the queue entries a Decoder keeps between batches (~0.9
@@ -100,10 +112,12 @@ func (d *Decoder) Reset() {
 const maxSlab = 1 << 14
 
 func decode(b *Batch, data []byte, r *decoder) error {
-	if v := r.byte(); r.err == nil && v != batchCodecVersion {
-		if v > batchCodecVersion {
-			return fmt.Errorf("store: decode batch: %w: version %d, this build reads %d", ErrNewerFormat, v, batchCodecVersion)
-		}
+	v := r.byte()
+	switch {
+	case r.err != nil:
+	case v > BatchFormat:
+		return fmt.Errorf("store: decode batch: %w: version %d, this build reads %d at most", ErrNewerFormat, v, BatchFormat)
+	case v != batchCodecVersion && v != 2:
 		return fmt.Errorf("store: decode batch: %w: version %d", ErrCorrupt, v)
 	}
 	flags := r.byte()
@@ -121,15 +135,29 @@ func decode(b *Batch, data []byte, r *decoder) error {
 		b.Ops = b.Ops[:n]
 		clear(b.Ops)
 	}
+	var err error
+	if v == 2 {
+		err = r.opsV2(b)
+	} else {
+		err = r.opsV1(b)
+	}
+	if err != nil {
+		return err
+	}
+	if r.off != len(r.buf) {
+		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf)-r.off)
+	}
+	return nil
+}
+
+func (r *decoder) opsV1(b *Batch) error {
+	n := len(b.Ops)
 	for i := 0; i < n; i++ {
 		r.left = n - i
 		if err := r.op(&b.Ops[i]); err != nil {
 			b.Ops = b.Ops[:i]
 			return fmt.Errorf("store: decode batch: op %d: %w", i, err)
 		}
-	}
-	if r.off != len(r.buf) {
-		return fmt.Errorf("store: decode batch: %w: %d trailing bytes", ErrCorrupt, len(r.buf)-r.off)
 	}
 	return nil
 }
@@ -242,7 +270,11 @@ func appendMessage(dst []byte, m *Message) []byte {
 }
 
 func appendEntry(dst []byte, e *QueueEntry) []byte {
-	dst = binary.AppendUvarint(dst, e.Seq)
+	return appendEntryRest(binary.AppendUvarint(dst, e.Seq), e)
+}
+
+// appendEntryRest appends e's fields after its Seq.
+func appendEntryRest(dst []byte, e *QueueEntry) []byte {
 	dst = binary.AppendUvarint(dst, e.MessageID)
 	dst = append(dst, e.QoS, byte(e.State))
 	dst = appendBools(dst, e.Retain)
@@ -270,6 +302,7 @@ type decoder struct {
 	d    *Decoder
 	left int // operations left to decode, counting the current one
 	ids  *interner
+	v2   *v2State
 }
 
 // interner interns the client IDs of queue operations: a group commit
@@ -516,7 +549,14 @@ func (r *decoder) message() *Message {
 const entryChunk = 128
 
 func (r *decoder) entry() *QueueEntry {
-	var e *QueueEntry
+	e := r.newEntry()
+	e.Seq = r.uvarint()
+	r.entryRest(e)
+	return e
+}
+
+// newEntry returns a zero queue entry to decode into.
+func (r *decoder) newEntry() *QueueEntry {
 	if d := r.d; d != nil {
 		if len(d.ents) == cap(d.ents) {
 			// A larger slab replaces a full one; the entries handed out
@@ -524,22 +564,29 @@ func (r *decoder) entry() *QueueEntry {
 			d.ents = make([]QueueEntry, 0, max(entryChunk, 2*cap(d.ents)))
 		}
 		d.ents = d.ents[:len(d.ents)+1]
-		e = &d.ents[len(d.ents)-1]
-	} else {
-		if len(r.ents) == 0 {
-			r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
-		}
-		e = &r.ents[0]
-		r.ents = r.ents[1:]
+		return &d.ents[len(d.ents)-1]
 	}
-	e.Seq, e.MessageID, e.QoS, e.State = r.uvarint(), r.uvarint(), r.byte(), DeliveryState(r.byte())
+	if len(r.ents) == 0 {
+		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+	}
+	e := &r.ents[0]
+	r.ents = r.ents[1:]
+	return e
+}
+
+// entryRest decodes an entry's fields after its Seq.
+func (r *decoder) entryRest(e *QueueEntry) {
+	e.MessageID, e.QoS, e.State = r.uvarint(), r.byte(), DeliveryState(r.byte())
 	e.Retain = r.bools()&1 != 0
 	e.PacketID = r.uint16()
+	r.subscriptionIDs(e)
+}
+
+func (r *decoder) subscriptionIDs(e *QueueEntry) {
 	if n := r.count(1); n > 0 {
 		e.SubscriptionIDs = make([]uint32, n)
 		for i := range e.SubscriptionIDs {
 			e.SubscriptionIDs[i] = r.uint32()
 		}
 	}
-	return e
 }

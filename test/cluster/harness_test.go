@@ -125,6 +125,7 @@ type member struct {
 	id                     string
 	mqtt, admin, raft, dir string
 	cfgFile, logFile       string
+	bin                    string // the bollard binary it runs ("": the cluster's)
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -343,7 +344,11 @@ func (c *testCluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.bin, "--config", m.cfgFile)
+	bin := c.bin
+	if m.bin != "" {
+		bin = m.bin
+	}
+	cmd := exec.Command(bin, "--config", m.cfgFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A member outlives neither the test binary (a timeout's panic, a
 	// killed `go test`) nor holds its ports and CPU for the next run.
@@ -473,6 +478,7 @@ type clusterStatus struct {
 	Commit       uint64 `json:"commitIndex"`
 	Applied      uint64 `json:"appliedIndex"`
 	LastSnapshot uint64 `json:"lastSnapshotIndex"`
+	EntryFormat  int    `json:"entryFormat"` // 0 from a build that predates it
 	Members      []struct {
 		ID    string  `json:"id"`
 		Voter bool    `json:"voter"`

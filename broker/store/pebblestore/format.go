@@ -11,6 +11,9 @@ package pebblestore
 //	meta/version                  format version: big-endian uint32 (2)
 //	meta/msgid                    message ID high-water mark: big-endian uint64;
 //	                              every ID ever committed is below it
+//	meta/applied                  replicated stores: last applied log index, term (replica.go)
+//	meta/clusterformat            replicated stores: the log entry format the cluster
+//	                              agreed on, one byte (clusterformat.go); absent: 1
 //	s/<clientID>                  session
 //	u/<clientID>\x00<filter>      subscription
 //	q/<clientID>\x00<seq be64>    queue run: entries with Seq >= seq, up to the next run

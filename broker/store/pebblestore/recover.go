@@ -16,7 +16,7 @@ func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // per-session queue stats, store stats and the message ID counter. It reads
 // every key except subscriptions, inbound state and message bodies.
 func (s *Store) recover() error {
-	steps := []func() error{s.checkVersion, s.loadSessionKeys, s.loadFloors, s.loadQueues, s.loadMessages, s.loadRetainedCount, s.loadApplied}
+	steps := []func() error{s.checkVersion, s.loadSessionKeys, s.loadFloors, s.loadQueues, s.loadMessages, s.loadRetainedCount, s.loadApplied, s.loadClusterFormat}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err

@@ -72,7 +72,9 @@ type Store struct {
 	// appliedTerm is the Raft term of entry applied (0: not recorded, a
 	// store written before terms were, or an adopted one).
 	appliedTerm uint64
-	cache       caches
+	// clusterFormat is the value of meta/clusterformat (replica.go).
+	clusterFormat uint8
+	cache         caches
 	// maxStored is at least the highest message ID ever stored: a
 	// message put with a higher ID cannot exist, so it is not looked up.
 	maxStored uint64
