@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +27,7 @@ import (
 // openLogStore converts that once (see migrateLegacyLog).
 type logStore struct {
 	*raftwal.WAL
-	meta *metadb.BoltMetaDB // the WAL's; WAL.Close leaves it open (v0.4.0)
-	lock *os.File           // raft/LOCK, held while open: one process per log
+	lock *os.File // raft/LOCK, held while open: one process per log
 }
 
 var (
@@ -92,13 +90,11 @@ func openLocked(raftDir string, log *slog.Logger) (*logStore, error) {
 
 // openWAL opens the WAL in dir; the caller holds the lock.
 func openWAL(dir string, log *slog.Logger) (*logStore, error) {
-	meta := &metadb.BoltMetaDB{}
-	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")),
-		raftwal.WithSegmentSize(walSegmentSize), raftwal.WithMetaStore(meta))
+	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("cluster: open the raft log in %s: %w", dir, err), meta.Close())
+		return nil, fmt.Errorf("cluster: open the raft log in %s: %w", dir, err)
 	}
-	return &logStore{WAL: w, meta: meta}, nil
+	return &logStore{WAL: w}, nil
 }
 
 // GetLog reads the entry at index. Entries before FirstIndex are gone as
@@ -116,7 +112,7 @@ func (s *logStore) GetLog(index uint64, l *raft.Log) error {
 
 // Close closes the log and releases its lock.
 func (s *logStore) Close() error {
-	err := errors.Join(s.WAL.Close(), s.meta.Close())
+	err := s.WAL.Close()
 	if s.lock != nil {
 		if cerr := s.lock.Close(); err == nil {
 			err = cerr
