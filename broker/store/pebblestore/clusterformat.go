@@ -2,11 +2,8 @@ package pebblestore
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/bollard-io/bollard/broker/store"
 )
 
 // keyClusterFormat holds the format of the replicated log's entries the
@@ -24,14 +21,8 @@ var keyClusterFormat = []byte("meta/clusterformat")
 func (s *Store) ApplyReplicatedFormat(index, term uint64, format uint8) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return store.ErrClosed
-	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: store failed earlier: %w", ErrApply, s.failed)
-	}
-	if index <= s.applied {
-		return nil
+	if apply, err := s.applyGate(index); !apply {
+		return err
 	}
 	s.ops.Add(1)
 	defer s.ops.Done()

@@ -46,19 +46,26 @@ func (s *Store) ApplyReplicated(index uint64, b *store.Batch) error {
 	return s.ApplyReplicatedTerm(index, 0, b)
 }
 
+// applyGate says, with s.mu held, whether the replicated entry at index is
+// to be applied: not by a closed or failed store (an error), not when it
+// is at or below the applied index (a replay: nil).
+func (s *Store) applyGate(index uint64) (apply bool, err error) {
+	if s.closed {
+		return false, store.ErrClosed
+	}
+	if s.failed != nil {
+		return false, fmt.Errorf("%w: store failed earlier: %w", ErrApply, s.failed)
+	}
+	return index > s.applied, nil
+}
+
 // ApplyReplicatedTerm is ApplyReplicated recording term as the entry's
 // Raft term (see AppliedTerm; 0 records none).
 func (s *Store) ApplyReplicatedTerm(index, term uint64, b *store.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return store.ErrClosed
-	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: store failed earlier: %w", ErrApply, s.failed)
-	}
-	if index <= s.applied {
-		return nil
+	if apply, err := s.applyGate(index); !apply {
+		return err
 	}
 	s.ops.Add(1)
 	defer s.ops.Done()
