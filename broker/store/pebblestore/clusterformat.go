@@ -1,11 +1,5 @@
 package pebblestore
 
-import (
-	"errors"
-
-	"github.com/cockroachdb/pebble/v2"
-)
-
 // keyClusterFormat holds the format of the replicated log's entries the
 // cluster agreed on (one byte; see ApplyReplicatedFormat), absent until a
 // replicated entry raised it above 1. It lives in the store so that it
@@ -51,17 +45,11 @@ func (s *Store) ClusterFormat() uint8 {
 }
 
 func (s *Store) loadClusterFormat() error {
-	v, closer, err := s.db.Get(keyClusterFormat)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
+	return s.readMeta(keyClusterFormat, func(v []byte) error {
+		if len(v) != 1 || v[0] == 0 {
+			return corrupt(keyClusterFormat, "malformed cluster format")
+		}
+		s.clusterFormat = v[0]
 		return nil
-	case err != nil:
-		return readErr(keyClusterFormat, err)
-	}
-	defer closer.Close()
-	if len(v) != 1 || v[0] == 0 {
-		return corrupt(keyClusterFormat, "malformed cluster format")
-	}
-	s.clusterFormat = v[0]
-	return nil
+	})
 }

@@ -221,17 +221,15 @@ func (s *Store) loadMessages() error {
 }
 
 func (s *Store) loadIDMark(maxID uint64) error {
-	v, closer, err := s.db.Get(keyMsgID)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return readErr(keyMsgID, err)
-	default:
-		defer closer.Close()
+	err := s.readMeta(keyMsgID, func(v []byte) error {
 		if len(v) != 8 {
 			return corrupt(keyMsgID, "malformed message ID mark")
 		}
 		s.idMark = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	s.maxStored = max(s.maxStored, maxID)
 	s.nextID.Store(max(s.idMark, s.maxStored))

@@ -293,20 +293,28 @@ func (s *Store) Checkpoint(dir string) error {
 }
 
 func (s *Store) loadApplied() error {
-	v, closer, err := s.db.Get(keyApplied)
+	return s.readMeta(keyApplied, func(v []byte) error {
+		if len(v) != 8 && len(v) != 16 {
+			return corrupt(keyApplied, "malformed applied index")
+		}
+		s.applied = binary.BigEndian.Uint64(v)
+		if len(v) == 16 {
+			s.appliedTerm = binary.BigEndian.Uint64(v[8:])
+		}
+		return nil
+	})
+}
+
+// readMeta calls fn with the value of the store's own key k (valid only
+// during the call); an absent key is no error and no call.
+func (s *Store) readMeta(k []byte, fn func(v []byte) error) error {
+	v, closer, err := s.db.Get(k)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		return nil
 	case err != nil:
-		return readErr(keyApplied, err)
+		return readErr(k, err)
 	}
 	defer closer.Close()
-	if len(v) != 8 && len(v) != 16 {
-		return corrupt(keyApplied, "malformed applied index")
-	}
-	s.applied = binary.BigEndian.Uint64(v)
-	if len(v) == 16 {
-		s.appliedTerm = binary.BigEndian.Uint64(v[8:])
-	}
-	return nil
+	return fn(v)
 }
