@@ -9,13 +9,14 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/segment"
 	"golang.org/x/sys/unix"
 )
 
 // logStore is Raft's log and stable store: hashicorp/raft-wal in
 // raft/wal. An append is written and fsynced by the goroutine that
 // appends (Raft's leader loop, or a follower's append handler) into a
-// preallocated segment file, with no hand-off to another writer; a
+// preallocated, zero-filled segment file (segfs.go), with no hand-off to another writer; a
 // segment is sealed with an index once full, and truncating a prefix after
 // a snapshot deletes whole segments. Terms and votes live in the WAL's
 // metadata database.
@@ -27,7 +28,8 @@ import (
 // openLogStore converts that once (see migrateLegacyLog).
 type logStore struct {
 	*raftwal.WAL
-	lock *os.File // raft/LOCK, held while open: one process per log
+	lock *os.File   // raft/LOCK, held while open: one process per log
+	fs   *segmentFS // its segments' files (segfs.go)
 }
 
 var (
@@ -90,11 +92,27 @@ func openLocked(raftDir string, log *slog.Logger) (*logStore, error) {
 
 // openWAL opens the WAL in dir; the caller holds the lock.
 func openWAL(dir string, log *slog.Logger) (*logStore, error) {
-	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")), raftwal.WithSegmentSize(walSegmentSize))
+	return openWALSized(dir, walSegmentSize, log)
+}
+
+// openWALSized is openWAL with segments of segmentSize bytes (tests use
+// small ones).
+func openWALSized(dir string, segmentSize int, log *slog.Logger) (*logStore, error) {
+	sfs, err := newSegmentFS(dir, int64(segmentSize), log)
 	if err != nil {
+		return nil, err
+	}
+	if err := finishRotation(dir, sfs, segmentSize, log); err != nil {
+		sfs.Close()
+		return nil, err
+	}
+	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")), raftwal.WithSegmentSize(segmentSize),
+		raftwal.WithSegmentFiler(segment.NewFiler(dir, sfs)))
+	if err != nil {
+		sfs.Close()
 		return nil, fmt.Errorf("cluster: open the raft log in %s: %w", dir, err)
 	}
-	return &logStore{WAL: w}, nil
+	return &logStore{WAL: w, fs: sfs}, nil
 }
 
 // GetLog reads the entry at index. Entries before FirstIndex are gone as
@@ -113,6 +131,9 @@ func (s *logStore) GetLog(index uint64, l *raft.Log) error {
 // Close closes the log and releases its lock.
 func (s *logStore) Close() error {
 	err := s.WAL.Close()
+	if s.fs != nil {
+		s.fs.Close()
+	}
 	if s.lock != nil {
 		if cerr := s.lock.Close(); err == nil {
 			err = cerr
