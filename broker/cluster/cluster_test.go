@@ -286,6 +286,13 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 			t.Fatalf("member %d holds %d entries (%v...)", i, len(got), got[:min(3, len(got))])
 		}
 	}
+	// Every member timed its log's syncs (bollard_store_fsync_duration_seconds).
+	for i, n := range c.nodes {
+		fs := n.Store().(store.FsyncReporter).FsyncLatency()
+		if fs.Count == 0 || fs.Sum <= 0 || fs.Cumulative[len(fs.Cumulative)-1] > fs.Count {
+			t.Fatalf("member %d: log fsyncs %+v", i, fs)
+		}
+	}
 	srv, _ := c.nodes[f].State()
 	if srv.LeaderID != c.members[l].ID || srv.LeaderClientAddress != c.members[l].ClientAddress {
 		t.Fatalf("follower names leader %q at %q, want %q at %q", srv.LeaderID, srv.LeaderClientAddress, c.members[l].ID, c.members[l].ClientAddress)

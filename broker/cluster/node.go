@@ -247,7 +247,7 @@ func (n *Node) open() error {
 	opts := cfg.Store
 	opts.Durability = pebblestore.Interval // applies are not fsynced: the log is durable
 	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second, done: n.done,
-		pending: make(chan pendingCommit, maxPendingCommits)}
+		pending: make(chan pendingCommit, maxPendingCommits), logFsyncs: &n.logs.fs.fsyncs}
 	if err := n.st.openLocal(); err != nil {
 		return fmt.Errorf("cluster: open the store: %w", err)
 	}

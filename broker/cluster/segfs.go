@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/bollard-io/bollard/broker/store"
 )
 
 // segmentFS is the file system the Raft log's segments live on: raft-wal's
@@ -63,6 +65,9 @@ type segmentFS struct {
 	// spares counts segments created from a prepared spare, filled those
 	// filled in place (tests read both).
 	spares, filled atomic.Int64
+
+	// fsyncs times every sync of a segment (the member's log fsyncs).
+	fsyncs store.Latencies
 }
 
 const (
@@ -183,7 +188,7 @@ func (s *segmentFS) Create(dir, name string, size uint64) (types.WritableFile, e
 					return nil, err
 				}
 				s.spares.Add(1)
-				return &segmentFile{File: f, dir: dir}, nil
+				return &segmentFile{File: f, dir: dir, fsyncs: &s.fsyncs}, nil
 			case errors.Is(err, os.ErrExist):
 				return nil, &os.PathError{Op: "create", Path: path, Err: err}
 			}
@@ -202,7 +207,7 @@ func (s *segmentFS) Create(dir, name string, size uint64) (types.WritableFile, e
 		return nil, fmt.Errorf("cluster: create raft log segment %s: %w", name, err)
 	}
 	s.filled.Add(1)
-	return &segmentFile{File: f, dir: dir}, nil
+	return &segmentFile{File: f, dir: dir, fsyncs: &s.fsyncs}, nil
 }
 
 // OpenWriter opens an existing segment (the tail, after a restart) for
@@ -212,7 +217,7 @@ func (s *segmentFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &segmentFile{File: f, dir: dir, synced: true}, nil
+	return &segmentFile{File: f, dir: dir, synced: true, fsyncs: &s.fsyncs}, nil
 }
 
 // Close stops preparing spares. A spare being filled is abandoned (and
@@ -229,13 +234,17 @@ func (s *segmentFS) Close() {
 type segmentFile struct {
 	*os.File
 	dir    string
-	synced bool // its directory entry is known durable
+	synced bool             // its directory entry is known durable
+	fsyncs *store.Latencies // times each fdatasync
 }
 
 // Sync makes what was written durable with fdatasync; the first time, it
 // also syncs the directory, which holds the segment's (new) name.
 func (f *segmentFile) Sync() error {
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	start := time.Now()
+	err := unix.Fdatasync(int(f.Fd()))
+	f.fsyncs.Observe(time.Since(start))
+	if err != nil {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
 	}
 	if !f.synced {

@@ -63,6 +63,9 @@ func TestSegmentFS(t *testing.T) {
 		waitReady(sfs)
 		appendN(w, 80) // 320 KiB: more than a segment
 	}
+	if n := sfs.fsyncs.Snapshot().Count; n < 320 {
+		t.Fatalf("%d syncs timed for 320 appends", n)
+	}
 	if sfs.spares.Load() < 3 {
 		t.Fatalf("segments from spares: %d, filled in place: %d; want >= 3 from spares", sfs.spares.Load(), sfs.filled.Load())
 	}
@@ -109,10 +112,10 @@ func TestSegmentFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, sfs = open()
+	waitReady(sfs) // a new spare: the partial one was removed, or filled over
 	if _, err := os.Stat(filepath.Join(dir, spareFilling)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("spare.filling after open: %v", err)
 	}
-	waitReady(sfs)
 	if fi, err := os.Stat(filepath.Join(dir, spareReady)); err != nil || fi.Size() != segSize {
 		t.Fatalf("spare after open: %v %v", fi, err)
 	}

@@ -38,7 +38,10 @@ type replStore struct {
 	mu sync.RWMutex
 	st *pebblestore.Store
 
-	raft         *raft.Raft // set once by Open, before any Commit
+	raft *raft.Raft // set once by Open, before any Commit
+	// logFsyncs times the syncs of the member's Raft log (FsyncLatency);
+	// nil for the recovery tool's store.
+	logFsyncs    *store.Latencies
 	applyTimeout time.Duration
 	// done is closed when the member stops: with Raft's buffered apply
 	// queue, an entry queued as Raft shuts down is never answered, so
@@ -599,4 +602,17 @@ func (s *replStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.Close()
+}
+
+var _ store.FsyncReporter = (*replStore)(nil)
+
+// FsyncLatency implements store.FsyncReporter with the syncs of the
+// member's Raft log: the fsync a leader's acknowledgements wait for (then
+// a follower's); the store itself is not synced per entry. Exported as
+// bollard_store_fsync_duration_seconds, as a single node's store's are.
+func (s *replStore) FsyncLatency() store.LatencySnapshot {
+	if s.logFsyncs == nil {
+		return store.LatencySnapshot{}
+	}
+	return s.logFsyncs.Snapshot()
 }
