@@ -40,8 +40,8 @@ const (
 func migrateLegacyLog(raftDir string, log *slog.Logger) error {
 	legacy := filepath.Join(raftDir, legacyLogDir)
 	dst := filepath.Join(raftDir, "wal")
-	if !exists(legacy) {
-		return nil
+	if !isDir(legacy) {
+		return nil // none, or the guard file (writeLegacyGuard)
 	}
 	if exists(dst) {
 		// Step 3 did not finish before a crash.

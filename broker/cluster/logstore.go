@@ -49,7 +49,62 @@ var errLogLocked = errors.New("the raft log is in use by another process")
 
 // hasLog reports whether raftDir holds a Raft log of either format.
 func hasLog(raftDir string) bool {
-	return exists(filepath.Join(raftDir, "wal")) || exists(filepath.Join(raftDir, legacyLogDir))
+	return exists(filepath.Join(raftDir, "wal")) || isDir(filepath.Join(raftDir, legacyLogDir))
+}
+
+// isDir reports whether path is a directory.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// legacyGuard is what raft/log holds once the log is in raft/wal. Builds
+// before the WAL keep the log in a Pebble database there and know nothing
+// of raft/wal: started on this member's directory (a rollback), one would
+// find no log and no vote, start from term 0 and could vote a second time
+// in a term it already voted in, which breaks Raft's safety. A regular
+// file in the database's place makes such a build fail at once instead
+// ("raft/log: not a directory"), and says why to whoever looks.
+const legacyGuard = `This member's Raft log is in raft/wal (hashicorp/raft-wal).
+Bollard builds before it kept the log here, in a Pebble database, and
+cannot read raft/wal: this file makes them stop at start instead of
+starting this member with an empty log and no record of its votes.
+To run such a build, empty this member's data directory first and add it
+to the cluster again (docs/operations.md, "Downgrading").
+`
+
+// writeLegacyGuard puts legacyGuard in raft/log if nothing is there.
+func writeLegacyGuard(raftDir string) error {
+	path := filepath.Join(raftDir, legacyLogDir)
+	fi, err := os.Lstat(path)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		return nil
+	case err == nil:
+		return fmt.Errorf("cluster: %s is neither the old raft log nor its guard file", path)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("cluster: %w", err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("cluster: write the raft log guard: %w", err)
+	}
+	_, err = f.WriteString(legacyGuard)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("cluster: write the raft log guard: %w", err)
+	}
+	return syncDir(raftDir)
 }
 
 // openLogStore opens (or creates) the Raft log of the member whose Raft
@@ -82,6 +137,9 @@ func openLogStore(raftDir string, log *slog.Logger) (*logStore, error) {
 func openLocked(raftDir string, log *slog.Logger) (*logStore, error) {
 	dir := filepath.Join(raftDir, "wal")
 	if err := migrateLegacyLog(raftDir, log); err != nil {
+		return nil, err
+	}
+	if err := writeLegacyGuard(raftDir); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

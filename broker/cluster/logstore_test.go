@@ -166,7 +166,16 @@ func TestLegacyLogConverted(t *testing.T) {
 					t.Fatal(err)
 				}
 				// The old log comes back as a crash before its removal left it,
-				// with an entry the WAL must not take (it is not the log).
+				// with an entry the WAL must not take (it is not the log). (The
+				// guard file comes after the old log's removal, so the crash
+				// left none; and Pebble cannot open a database where it is.)
+				guard := filepath.Join(raftDir, legacyLogDir)
+				if _, err := pebble.Open(guard, &pebble.Options{Logger: pebbleLogger{quietLog}}); err == nil {
+					t.Fatal("Pebble opened a database in place of the guard file")
+				}
+				if err := os.Remove(guard); err != nil {
+					t.Fatal(err)
+				}
 				writeLegacyLog(t, raftDir, first, last+1, 8, nil)
 			}
 			s, err := openLogStore(raftDir, quietLog)
@@ -174,8 +183,11 @@ func TestLegacyLogConverted(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if exists(filepath.Join(raftDir, legacyLogDir)) || exists(filepath.Join(raftDir, "wal.migrating")) {
+			if isDir(filepath.Join(raftDir, legacyLogDir)) || exists(filepath.Join(raftDir, "wal.migrating")) {
 				t.Fatal("the old log or a partial conversion is left")
+			}
+			if b, err := os.ReadFile(filepath.Join(raftDir, legacyLogDir)); err != nil || string(b) != legacyGuard {
+				t.Fatalf("raft/log after the conversion: %q, %v; want the guard", b, err)
 			}
 			if f, _ := s.FirstIndex(); f != first {
 				t.Fatalf("first %d, want %d", f, first)

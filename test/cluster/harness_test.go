@@ -338,6 +338,32 @@ func (c *testCluster) lease() time.Duration {
 // start launches member i (its config written afresh).
 func (c *testCluster) start(i int) {
 	c.t.Helper()
+	c.startAs(i, false)
+}
+
+// startFailing starts member i expecting its process to end by itself
+// within d, and returns how it ended (nil: status 0).
+func (c *testCluster) startFailing(i int, d time.Duration) error {
+	c.t.Helper()
+	c.startAs(i, true)
+	m := c.members[i]
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(d):
+		c.t.Fatalf("%s did not end by itself within %s; its log ends:\n%s", m.id, d, c.logTail(i))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exitErr
+}
+
+// startAs starts member i; with expectEnd its process ending is not
+// reported as unasked.
+func (c *testCluster) startAs(i int, expectEnd bool) {
+	c.t.Helper()
 	c.writeConfig(i)
 	m := c.members[i]
 	logf, err := os.OpenFile(m.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -358,7 +384,7 @@ func (c *testCluster) start(i int) {
 	}
 	done := make(chan struct{})
 	m.mu.Lock()
-	m.cmd, m.done, m.expected = cmd, done, false
+	m.cmd, m.done, m.expected = cmd, done, expectEnd
 	m.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
