@@ -59,7 +59,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -77,6 +76,7 @@ import (
 	"github.com/bollard-io/bollard/test/faultproxy"
 	"github.com/bollard-io/bollard/test/mqtttest"
 	"github.com/bollard-io/bollard/test/poll"
+	"github.com/bollard-io/bollard/test/ports"
 )
 
 // binDir holds the bollard binaries the tests build.
@@ -182,18 +182,12 @@ func withoutRace() option { return func(o *clusterOptions) { o.race = false } }
 
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var lns []net.Listener
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
+	// Below the ephemeral range: a member's port stays its own while the
+	// member is stopped in a restart test, whatever connections the test
+	// makes meanwhile (test/ports).
+	out, err := ports.Free(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bollard-io/bollard/test/ports"
 )
 
 // startTimeout bounds how long a broker may take to become ready.
@@ -79,17 +80,14 @@ func parseKB(s string) int64 {
 	return n << 10
 }
 
-// freePort returns a 127.0.0.1 address that was free a moment ago.
+// freePort returns a 127.0.0.1 address that was free a moment ago, below
+// the ephemeral range (test/ports).
 func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	out, err := ports.Free(1)
 	if err != nil {
 		return "", fmt.Errorf("load: free port: %w", err)
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("load: free port: %w", err)
-	}
-	return addr, nil
+	return out[0], nil
 }
 
 // pollUntil calls ok every pollEvery until it returns true, exited is
