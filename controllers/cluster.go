@@ -316,14 +316,8 @@ func (r *MQTTBrokerReconciler) carryOut(ctx context.Context, p *pass, act member
 	case members.PrepareHandover:
 		return r.prepareHandover(ctx, p, act)
 	case members.AddMember:
-		m := resources.ClusterMember(b, resources.MemberOrdinal(b, act.Member))
-		err = r.Cluster.AddMember(cctx, leader, p.adminToken, m)
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(cctx.Err(), context.DeadlineExceeded) {
-			// Still catching up as a non-voter: asked again next time.
+		if err = r.addMember(cctx, p, act, leader); err == nil {
 			return nil
-		}
-		if err == nil {
-			r.event(b, nil, false, EventMemberAdded, "Scale", "%s", act.Reason)
 		}
 	case members.RemoveMember:
 		if err = r.Cluster.RemoveMember(cctx, leader, p.adminToken, act.Member); err == nil {
@@ -355,6 +349,29 @@ func (r *MQTTBrokerReconciler) carryOut(ctx context.Context, p *pass, act member
 		log.FromContext(ctx).Info("cluster change failed", "action", act.Kind.String(), "member", act.Member, "err", err)
 	}
 	return nil
+}
+
+// addMember asks the leader to add act.Member. A member still catching up
+// as a non-voter when the call times out is asked again next time (nil);
+// the leader's refusal of a member whose build does not read the
+// cluster's log entry format is a problem of this pass (Degraded
+// MemberRefused), as well as the error.
+func (r *MQTTBrokerReconciler) addMember(cctx context.Context, p *pass, act members.Action, leader *corev1.Pod) error {
+	b := p.broker
+	m := resources.ClusterMember(b, resources.MemberOrdinal(b, act.Member))
+	err := r.Cluster.AddMember(cctx, leader, p.adminToken, m)
+	switch msg, refused := memberRefused(err); {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(cctx.Err(), context.DeadlineExceeded):
+		return nil
+	case err == nil:
+		r.event(b, nil, false, EventMemberAdded, "Scale", "%s", act.Reason)
+	case refused:
+		// Not a transient failure: the member's build is older than the
+		// cluster's log entry format, and stays refused until it changes.
+		p.problem(v1alpha1.ReasonMemberRefused, "the leader %s refuses to add %s: %s; run a build that reads the cluster's log entry format on it",
+			act.Leader, act.Member, msg)
+	}
+	return err
 }
 
 func degradedMessage(b *v1alpha1.MQTTBroker) string {

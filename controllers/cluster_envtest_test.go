@@ -45,6 +45,7 @@ type fakeCluster struct {
 	behind map[string]bool   // the leader has not heard from it
 	calls  []string          // "add cluster-3 <raftAddress>", "remove ...", "transfer <leader>"
 	roles  map[string]string // readiness handover roles by member (handover_envtest_test.go)
+	old    map[string]bool   // members whose build does not read the cluster's format: AddMember refuses them
 }
 
 // setCluster makes the members of ns answer, with leader leading ids.
@@ -110,6 +111,12 @@ func (f *fakeBrokers) AddMember(_ context.Context, leader *corev1.Pod, _ string,
 	fc := f.clusters[leader.Namespace]
 	if err := f.notLeader(fc, leader); err != nil {
 		return err
+	}
+	if fc.old[m.ID] {
+		fc.calls = append(fc.calls, "refused "+m.ID)
+		return &controllers.AdminError{Method: "POST", Path: "/v1/cluster/members", Pod: leader.Name, Code: 409, Status: "409 Conflict",
+			Answer: adminapi.Error{Error: "cluster: the member does not read the cluster's log entry format: " + m.ID + " reads format 1 at most",
+				Reason: adminapi.ReasonMemberFormat}}
 	}
 	fc.calls = append(fc.calls, "add "+m.ID+" "+m.RaftAddress)
 	fc.config[m.ID] = true
@@ -593,6 +600,37 @@ func TestClusterScale(t *testing.T) {
 	if c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionDegraded); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("Degraded after scaling: %+v", c)
 	}
+}
+
+// TestClusterMemberRefused: a member the leader refuses to add (its build
+// does not read the cluster's log entry format) makes the broker Degraded
+// with reason MemberRefused, naming it, for as long as it is refused; once
+// it runs a build that reads the format it is added and Degraded clears.
+func TestClusterMemberRefused(t *testing.T) {
+	b, _ := formed(t, "refused", 3)
+	ns := b.Namespace
+	brokers.withCluster(ns, func(fc *fakeCluster) { fc.old = map[string]bool{"refused-3": true} })
+	update(t, b, func(b *v1alpha1.MQTTBroker) { b.Spec.Replicas = ptr.To(int32(5)) })
+	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonMemberRefused)
+	cur := &v1alpha1.MQTTBroker{}
+	if err := get(t, cur, ns, b.Name); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionDegraded); c == nil ||
+		!strings.Contains(c.Message, "refused-3") || !strings.Contains(c.Message, "reads format 1 at most") {
+		t.Fatalf("Degraded does not say which member is refused and why: %+v", c)
+	}
+	brokers.withCluster(ns, func(fc *fakeCluster) { fc.old = nil })
+	eventually(t, func() error {
+		got := brokers.clusterCalls(ns)
+		for _, id := range []string{"refused-3", "refused-4"} {
+			if !slices.Contains(got, "add "+id+" "+id+"."+resources.HeadlessServiceName(b)+"."+ns+".svc:8081") {
+				return fmt.Errorf("calls %q: %s not added", got, id)
+			}
+		}
+		return nil
+	})
+	condition(t, b, v1alpha1.ConditionDegraded, metav1.ConditionFalse, "")
 }
 
 // TestClusterShrinkWaitsForRemoval: while the leader has not removed a

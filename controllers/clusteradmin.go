@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -117,9 +118,38 @@ func (h HTTPClusterAdmin) do(ctx context.Context, pod *corev1.Pod, token, method
 		return nil, err
 	}
 	if ans.code != http.StatusOK {
-		return nil, fmt.Errorf("controllers: %s %s of %s: %s: %s", method, path, pod.Name, ans.status, truncateBody(ans.body))
+		e := &AdminError{Method: method, Path: path, Pod: pod.Name, Code: ans.code, Status: ans.status, Body: truncateBody(ans.body)}
+		// Best effort: a member of an older build, or a proxy, may answer
+		// something else; the error then carries the body alone.
+		_ = json.Unmarshal(ans.body, &e.Answer)
+		return nil, e
 	}
 	return ans.body, nil
+}
+
+// AdminError is a member's answer other than 200 to an admin call.
+type AdminError struct {
+	Method, Path, Pod string
+	Code              int
+	Status            string
+	Body              string         // the answer, at most 256 bytes of it
+	Answer            adminapi.Error // the answer decoded, when it was JSON
+}
+
+func (e *AdminError) Error() string {
+	return fmt.Sprintf("controllers: %s %s of %s: %s: %s", e.Method, e.Path, e.Pod, e.Status, e.Body)
+}
+
+// memberRefused reports whether err is the leader's refusal to add a
+// member whose build does not read the cluster's log entry format, and
+// what the leader said: asking again changes nothing until the member
+// runs a newer build.
+func memberRefused(err error) (string, bool) {
+	var e *AdminError
+	if errors.As(err, &e) && e.Code == http.StatusConflict && e.Answer.Reason == adminapi.ReasonMemberFormat {
+		return e.Answer.Error, true
+	}
+	return "", false
 }
 
 // truncateBody quotes at most 256 bytes of a member's error answer.

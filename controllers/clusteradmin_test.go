@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 )
 
@@ -89,6 +90,13 @@ func TestHTTPClusterAdminChanges(t *testing.T) {
 			_, _ = io.WriteString(w, `{"error":"cluster: not the leader","leader":"mqb-1"}`)
 			return
 		}
+		if strings.Contains(string(body), "old-build") {
+			// The broker's answer to a member of an older build (broker/host).
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(adminapi.Error{Error: "cluster: the member does not read the cluster's log entry format: old-build reads format 1 at most",
+				Reason: adminapi.ReasonMemberFormat})
+			return
+		}
 		_, _ = io.WriteString(w, clusterBody)
 	})
 	ctx := context.Background()
@@ -106,6 +114,14 @@ func TestHTTPClusterAdminChanges(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "not the leader") {
 		t.Errorf("refusal: %v", err)
 	}
+	if _, refused := memberRefused(err); refused {
+		t.Errorf("a member that does not lead reads as refusing the member: %v", err)
+	}
+	// A member of a build that cannot read the log is refused for good.
+	err = h.AddMember(ctx, pod, testToken, config.ClusterMember{ID: "old-build", RaftAddress: "o:8081", ClientAddress: "o:1883"})
+	if msg, refused := memberRefused(err); !refused || !strings.Contains(msg, "old-build reads format 1 at most") {
+		t.Errorf("refusal of a member of an older build: %q, %v (%v)", msg, refused, err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	var add map[string]string
@@ -114,7 +130,7 @@ func TestHTTPClusterAdminChanges(t *testing.T) {
 		t.Errorf("POST body %q", got[0])
 	}
 	if !strings.HasPrefix(got[0], "POST /v1/cluster/members ") || got[1] != "DELETE /v1/cluster/members/mqb-4 " ||
-		got[2] != "POST /v1/cluster/leadership-transfer " || got[3] != "DELETE /v1/cluster/members/refuse%2F..%2Fx " {
+		got[2] != "POST /v1/cluster/leadership-transfer " || got[3] != "DELETE /v1/cluster/members/refuse%2F..%2Fx " || len(got) != 5 {
 		t.Errorf("requests %q", got)
 	}
 }

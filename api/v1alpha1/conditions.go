@@ -102,6 +102,11 @@ const (
 	// not come back, on the new pod template and caught up, in time; the
 	// roll stops until it does (or the spec changes).
 	ReasonRollStalled = "RollStalled"
+	// ReasonMemberRefused: the leader refuses to add a member because the
+	// member's build does not read the cluster's log entry format (the
+	// member runs an older build than the cluster agreed on); it is asked
+	// again every pass, and added once it runs a build that reads it.
+	ReasonMemberRefused = "MemberRefused"
 	// ReasonClusterSecretInvalid: the cluster secret Secret
 	// (<name>-cluster-secret) holds no usable secret, or another object
 	// controls it.

@@ -71,6 +71,21 @@ type AddMember struct {
 	ClientAddress string `json:"clientAddress"`
 }
 
+// Error is the body of every admin answer other than 200: what went
+// wrong; on a member that does not lead, which member does (Leader), so
+// the caller can ask there; and, for a refusal that asking again will not
+// change, why (Reason).
+type Error struct {
+	Error  string `json:"error"`
+	Leader string `json:"leader,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReasonMemberFormat is Error.Reason of POST /v1/cluster/members (409)
+// for a member whose build does not read the cluster's log entry format:
+// it must run a newer build before it can be added.
+const ReasonMemberFormat = "member_format"
+
 // LeadershipTransfer is the optional body of POST
 // /v1/cluster/leadership-transfer: To names the member to hand leadership
 // to; empty (or no body) means the most up-to-date follower.

@@ -81,11 +81,11 @@ func (a *admin) clusterResult(w http.ResponseWriter, c ClusterAdmin, err error) 
 		writeJSON(w, http.StatusOK, c.Status())
 	case errors.Is(err, cluster.ErrNotLeader):
 		st := c.Status()
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "leader": st.LeaderID})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error(), Leader: st.LeaderID})
 	case errors.Is(err, cluster.ErrInvalidMember):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, cluster.ErrMemberFormat):
-		writeError(w, http.StatusConflict, err)
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error(), Reason: adminapi.ReasonMemberFormat})
 	default:
 		a.cfg.Log.Warn("cluster change failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err)

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/cluster"
 )
 
@@ -39,6 +41,9 @@ func (f *fakeCluster) AddMember(_ context.Context, m cluster.Member) error {
 	defer f.mu.Unlock()
 	if !f.leader {
 		return cluster.ErrNotLeader
+	}
+	if m.ID == "old-build" {
+		return fmt.Errorf("%w: old-build reads format 1 at most", cluster.ErrMemberFormat)
 	}
 	f.added = append(f.added, m)
 	return nil
@@ -133,6 +138,14 @@ func TestClusterAdminEndpoints(t *testing.T) {
 	}
 	if code, body := post(t, srv, "POST", "/v1/cluster/members", good, bearer); code != 200 {
 		t.Fatalf("add: %d %s", code, body)
+	}
+	// A member of a build that cannot read the log: 409, with a reason
+	// (asking again, or the leader, will not help).
+	code, body = post(t, srv, "POST", "/v1/cluster/members", `{"id":"old-build","raftAddress":"o.h:7946","clientAddress":"o.h:1883"}`, bearer)
+	var refusal adminapi.Error
+	if err := json.Unmarshal([]byte(body), &refusal); code != http.StatusConflict || err != nil ||
+		refusal.Reason != adminapi.ReasonMemberFormat || refusal.Leader != "" || !strings.Contains(refusal.Error, "old-build reads format 1") {
+		t.Fatalf("add a member that reads an older format: %d %s", code, body)
 	}
 	if code, body := post(t, srv, "DELETE", "/v1/cluster/members/b-2", "", bearer); code != 200 {
 		t.Fatalf("remove: %d %s", code, body)
