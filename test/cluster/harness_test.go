@@ -340,6 +340,13 @@ func (c *testCluster) start(i int) {
 func (c *testCluster) startFailing(i int, d time.Duration) error {
 	c.t.Helper()
 	c.startAs(i, true)
+	return c.waitEnd(i, d, "by itself ")
+}
+
+// waitEnd fails the test unless member i's process ends within d, and
+// returns how it ended (nil: status 0); how goes into the failure.
+func (c *testCluster) waitEnd(i int, d time.Duration, how string) error {
+	c.t.Helper()
 	m := c.members[i]
 	m.mu.Lock()
 	done := m.done
@@ -347,7 +354,7 @@ func (c *testCluster) startFailing(i int, d time.Duration) error {
 	select {
 	case <-done:
 	case <-time.After(d):
-		c.t.Fatalf("%s did not end by itself within %s; its log ends:\n%s", m.id, d, c.logTail(i))
+		c.t.Fatalf("%s did not end %swithin %s; its log ends:\n%s", m.id, how, d, c.logTail(i))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -455,18 +462,7 @@ func (c *testCluster) stopGracefully(i int, d time.Duration) {
 func (c *testCluster) waitClean(i int, d time.Duration) {
 	c.t.Helper()
 	m := c.members[i]
-	m.mu.Lock()
-	done := m.done
-	m.mu.Unlock()
-	select {
-	case <-done:
-	case <-time.After(d):
-		c.t.Fatalf("%s did not end within %s; its log ends:\n%s", m.id, d, c.logTail(i))
-	}
-	m.mu.Lock()
-	err := m.exitErr
-	m.mu.Unlock()
-	if err != nil {
+	if err := c.waitEnd(i, d, ""); err != nil {
 		c.t.Fatalf("%s ended with %v; its log ends:\n%s", m.id, err, c.logTail(i))
 	}
 }
