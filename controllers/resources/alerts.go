@@ -63,10 +63,14 @@ func AlertRules(selector string) []RuleGroup {
 			"Bollard broker {{ $labels.instance }} cannot be scraped",
 			"Prometheus has not reached the broker at {{ $labels.instance }} (job {{ $labels.job }}) for 5 minutes: the process is down, restarting or unreachable.",
 			"bollardbrokerdown"),
+		// A cluster's followers are never ready (only the leader serves
+		// clients); a member that is not a follower and not ready for
+		// 10 minutes is stuck: recovering, draining, or a candidate
+		// that cannot reach a majority.
 		rule("BollardBrokerNotReady", "warning", "10m",
-			m("bollard_ready")+" == 0",
+			fmt.Sprintf("%s == 0 unless on (job, instance) %s == 1", m("bollard_ready"), m("bollard_cluster_role", `role="follower"`)),
 			"Bollard broker {{ $labels.instance }} is not ready",
-			"The broker at {{ $labels.instance }} has answered /readyz with 503 for 10 minutes: it is still recovering its store, or draining.",
+			"The broker at {{ $labels.instance }} has answered /readyz with 503 for 10 minutes, and is not a cluster follower: it is still recovering its store, draining, or (a cluster member) a candidate that cannot win an election.",
 			"bollardbrokernotready"),
 		rule("BollardConfigNotApplied", "warning", "5m",
 			fmt.Sprintf("%s > 0 or on (job, instance) %s == 1", m("bollard_config_refused_generation"), m("bollard_config_last_reload_failed")),
@@ -99,6 +103,35 @@ func AlertRules(selector string) []RuleGroup {
 			"Bollard broker {{ $labels.instance }} has slow fsyncs",
 			"The 99th percentile of the write-ahead log fsyncs of the broker at {{ $labels.instance }} has been above 100 ms for 15 minutes: every acknowledgement in sync durability waits for one.",
 			"bollardfsyncslow"),
+
+		// Replication (brokers with replicas 3 or 5). Grouped by job: the
+		// members of one MQTTBroker share its metrics Service.
+		rule("BollardClusterNoLeader", "critical", "1m",
+			fmt.Sprintf("max by (namespace, job) (%s) == 0", m("bollard_cluster_serving")),
+			"Bollard cluster {{ $labels.job }} has no member serving clients",
+			"No member of the cluster behind {{ $labels.job }} has served MQTT clients for a minute: no leader could be elected (a majority of members down or cut off from each other), or the elected one cannot recover its store. Clients are refused.",
+			"bollardclusternoleader"),
+		rule("BollardClusterMemberUnreachable", "warning", "5m",
+			m("bollard_cluster_follower_last_contact_seconds")+" > 30",
+			"Cluster member {{ $labels.member }} does not answer the leader",
+			"The leader at {{ $labels.instance }} has had no answer from member {{ $labels.member }} for more than 30 seconds, for 5 minutes: the member is down, cut off, or too slow to answer. The cluster serves while a majority answers; one more member lost stops it.",
+			"bollardclustermemberunreachable"),
+		rule("BollardClusterMemberBehind", "warning", "5m",
+			fmt.Sprintf("min_over_time(%s[10m]) > 1000 unless on (job, instance, member) %s > 30",
+				m("bollard_cluster_follower_lag_entries"), m("bollard_cluster_follower_last_contact_seconds")),
+			"Cluster member {{ $labels.member }} does not keep up with the leader",
+			"Member {{ $labels.member }} has been more than 1,000 log entries behind the leader at {{ $labels.instance }} for 15 minutes while it answers: its disk or CPU is slower than the leader's, or it keeps installing snapshots. One more member lost stops the cluster.",
+			"bollardclustermemberbehind"),
+		rule("BollardClusterElections", "warning", "5m",
+			fmt.Sprintf("max by (namespace, job) (changes(%s[15m])) > 3", m("bollard_cluster_term")),
+			"Bollard cluster {{ $labels.job }} keeps electing leaders",
+			"The cluster behind {{ $labels.job }} has held more than 3 elections in 15 minutes: clients are disconnected at each one. The members lose contact with each other (network, CPU starvation, slow disks) or keep restarting.",
+			"bollardclusterelections"),
+		rule("BollardClusterReplicationRefused", "warning", "15m",
+			fmt.Sprintf("rate(%s[5m]) > 0", m("bollard_cluster_refused_connections_total")),
+			"Cluster member {{ $labels.instance }} refuses replication connections",
+			"The member at {{ $labels.instance }} has refused replication connections for 15 minutes: something connects to its replication port without the cluster secret, or a rolling upgrade stopped half-way (an earlier build refuses the newer members' questions).",
+			"bollardclusterreplicationrefused"),
 	}
 	return []RuleGroup{{Name: AlertGroupName, Rules: rules}}
 }

@@ -138,6 +138,12 @@ func (b *broker) exported(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return seriesNames(body)
+}
+
+// seriesNames returns the names of the series a scrape declares (its TYPE
+// lines), histograms' _bucket, _sum and _count included.
+func seriesNames(body string) map[string]bool {
 	names := map[string]bool{}
 	for _, line := range strings.Split(body, "\n") {
 		f := strings.Fields(line)
@@ -235,10 +241,9 @@ var prometheusSeries = map[string]bool{"up": true}
 
 // TestDashboardAndRulesNameExportedMetrics: every query of the dashboard
 // (panels and variables) and every alert rule names only metrics a running
-// broker exports.
+// broker, or a running cluster member, exports.
 func TestDashboardAndRulesNameExportedMetrics(t *testing.T) {
-	b := startBroker(t)
-	exported := b.exported(t)
+	exported := allExported(t)
 	for _, want := range []string{"bollard_queue_top_messages", "bollard_store_fsync_duration_seconds_bucket", "bollard_queue_fullest_ratio", "go_goroutines"} {
 		if !exported[want] {
 			t.Fatalf("the broker does not export %s: the scrape is not what this test expects", want)

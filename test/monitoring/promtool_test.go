@@ -65,7 +65,7 @@ func TestRulesWithPromtool(t *testing.T) {
 	var rt rulesTest
 	readYAML(t, filepath.Join("testdata", "rules_test.yaml"), &rt)
 	fired := map[string]bool{}
-	exported := startBroker(t).exported(t)
+	exported := allExported(t)
 	for _, tc := range rt.Tests {
 		for _, a := range tc.AlertRuleTest {
 			if len(a.ExpAlerts) > 0 {
