@@ -61,6 +61,28 @@ type ClusterStatus struct {
 	// member reads more (docs/operations.md, upgrades).
 	EntryFormat int `json:"entryFormat"`
 	ReadsFormat int `json:"readsFormat"`
+	// Log counts what this member wrote to its Raft log since it started.
+	Log ClusterLog `json:"log"`
+}
+
+// ClusterLog counts a member's Raft log writes since the process started.
+type ClusterLog struct {
+	// Appends are the log's appends (each synced once), WrittenEntries
+	// and WrittenBytes the entries they held and their encoded size.
+	Appends        uint64 `json:"appends"`
+	WrittenEntries uint64 `json:"writtenEntries"`
+	WrittenBytes   uint64 `json:"writtenBytes"`
+	// SegmentsFromSpare are segment files that were a spare filled and
+	// synced ahead of time; SegmentsFilledInPlace were filled by the
+	// append that needed them (the first one, or spares not keeping up:
+	// that append waited for a whole segment to be written).
+	SegmentsFromSpare     uint64 `json:"segmentsFromSpare"`
+	SegmentsFilledInPlace uint64 `json:"segmentsFilledInPlace"`
+	// TruncatedHead are entries removed after snapshots; TruncatedTail
+	// entries removed from the end because a new leader's log replaced
+	// them (entries never committed).
+	TruncatedHead uint64 `json:"truncatedHead"`
+	TruncatedTail uint64 `json:"truncatedTail"`
 }
 
 // AddMember is the body of POST /v1/cluster/members: the member to add

@@ -286,11 +286,22 @@ func TestReplicatesAndFailsOver(t *testing.T) {
 			t.Fatalf("member %d holds %d entries (%v...)", i, len(got), got[:min(3, len(got))])
 		}
 	}
-	// Every member timed its log's syncs (bollard_store_fsync_duration_seconds).
+	// Every member timed its log's syncs (bollard_store_fsync_duration_seconds)
+	// and counts its log's writes (bollard_cluster_log_*): at least the 50
+	// batches in appends of one or more entries, each synced once, in a
+	// segment it began.
 	for i, n := range c.nodes {
 		fs := n.Store().(store.FsyncReporter).FsyncLatency()
 		if fs.Count == 0 || fs.Sum <= 0 || fs.Cumulative[len(fs.Cumulative)-1] > fs.Count {
 			t.Fatalf("member %d: log fsyncs %+v", i, fs)
+		}
+		lg := n.Status().Log
+		if lg.WrittenEntries < 50 || lg.Appends == 0 || lg.Appends > lg.WrittenEntries || lg.WrittenBytes < lg.WrittenEntries ||
+			lg.SegmentsFromSpare+lg.SegmentsFilledInPlace == 0 || lg.TruncatedTail != 0 {
+			t.Fatalf("member %d: log writes %+v", i, lg)
+		}
+		if fs.Count < lg.Appends {
+			t.Fatalf("member %d: %d log syncs for %d appends", i, fs.Count, lg.Appends)
 		}
 	}
 	srv, _ := c.nodes[f].State()
@@ -393,6 +404,9 @@ func TestSnapshotsFollowSnapshotEvery(t *testing.T) {
 		first, err := c.nodes[l].logs.FirstIndex()
 		return err == nil && first > 2
 	})
+	if lg := c.nodes[l].Status().Log; lg.TruncatedHead == 0 {
+		t.Fatalf("the leader compacted its log and counts no truncated entries: %+v", lg)
+	}
 }
 
 // A member's disk usage counts its Raft log and snapshots (copies of the

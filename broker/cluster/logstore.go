@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	walmetrics "github.com/hashicorp/raft-wal/metrics"
 	"github.com/hashicorp/raft-wal/segment"
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,9 @@ import (
 // openLogStore converts that once (see migrateLegacyLog).
 type logStore struct {
 	*raftwal.WAL
-	lock *os.File   // raft/LOCK, held while open: one process per log
-	fs   *segmentFS // its segments' files (segfs.go)
+	lock    *os.File   // raft/LOCK, held while open: one process per log
+	fs      *segmentFS // its segments' files (segfs.go)
+	metrics *walmetrics.AtomicCollector
 }
 
 var (
@@ -164,13 +166,24 @@ func openWALSized(dir string, segmentSize int, log *slog.Logger) (*logStore, err
 		sfs.Close()
 		return nil, err
 	}
+	col := walmetrics.NewAtomicCollector(raftwal.MetricDefinitions)
 	w, err := raftwal.Open(dir, raftwal.WithLogger(hclogFor(log).Named("wal")), raftwal.WithSegmentSize(segmentSize),
-		raftwal.WithSegmentFiler(segment.NewFiler(dir, sfs)))
+		raftwal.WithSegmentFiler(segment.NewFiler(dir, sfs)), raftwal.WithMetricsCollector(col))
 	if err != nil {
 		sfs.Close()
 		return nil, fmt.Errorf("cluster: open the raft log in %s: %w", dir, err)
 	}
-	return &logStore{WAL: w, fs: sfs}, nil
+	return &logStore{WAL: w, fs: sfs, metrics: col}, nil
+}
+
+// stats counts the log's writes since it was opened.
+func (s *logStore) stats() ClusterLog {
+	c := s.metrics.Summary().Counters
+	return ClusterLog{
+		Appends: c["log_appends"], WrittenEntries: c["log_entries_written"], WrittenBytes: c["log_entry_bytes_written"],
+		SegmentsFromSpare: uint64(s.fs.spares.Load()), SegmentsFilledInPlace: uint64(s.fs.filled.Load()),
+		TruncatedHead: c["head_truncations"], TruncatedTail: c["tail_truncations"],
+	}
 }
 
 // GetLog reads the entry at index. Entries before FirstIndex are gone as

@@ -575,6 +575,7 @@ func (n *Node) RemoveMember(id string) error {
 type (
 	MemberStatus = adminapi.ClusterMember
 	Status       = adminapi.ClusterStatus
+	ClusterLog   = adminapi.ClusterLog
 )
 
 // Status reports the member's view; it is cheap enough for every scrape.
@@ -588,6 +589,7 @@ func (n *Node) Status() Status {
 		LastLogIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(),
 		LastSnapshotIndex: num("last_snapshot_index"), RefusedConnections: n.stream.refused.Load(),
 		LastLogTerm: num("last_log_term"), EntryFormat: int(n.st.writeFormat()), ReadsFormat: int(n.reads()),
+		Log: n.logs.stats(),
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, sv := range cf.Configuration().Servers {

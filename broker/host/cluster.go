@@ -113,8 +113,20 @@ var (
 	descClusterFormat = prometheus.NewDesc("bollard_cluster_entry_format",
 		"Log entry formats: the one the cluster agreed on as this member applied it (cluster; the leader writes it), the highest this member's build reads (reads).", []string{"kind"}, nil)
 
+	descLogAppends = prometheus.NewDesc("bollard_cluster_log_appends_total",
+		"Appends to this member's Raft log (each synced once), since the process started.", nil, nil)
+	descLogEntries = prometheus.NewDesc("bollard_cluster_log_written_entries_total",
+		"Entries written to this member's Raft log, since the process started.", nil, nil)
+	descLogBytes = prometheus.NewDesc("bollard_cluster_log_written_bytes_total",
+		"Encoded bytes of the entries written to this member's Raft log, since the process started.", nil, nil)
+	descLogSegments = prometheus.NewDesc("bollard_cluster_log_segments_total",
+		"Raft log segment files begun, by how: spare (filled and synced ahead of time) or in_place (filled by the append that needed it, which waited for it).", []string{"created"}, nil)
+	descLogTruncated = prometheus.NewDesc("bollard_cluster_log_truncated_entries_total",
+		"Entries removed from this member's Raft log: head (after a snapshot), tail (replaced by a new leader's entries; never committed).", []string{"end"}, nil)
+
 	clusterDescs = []*prometheus.Desc{descClusterRole, descClusterServing, descClusterTerm, descClusterIndex,
-		descClusterMembers, descClusterLag, descClusterContact, descClusterRefused, descClusterFormat}
+		descClusterMembers, descClusterLag, descClusterContact, descClusterRefused, descClusterFormat,
+		descLogAppends, descLogEntries, descLogBytes, descLogSegments, descLogTruncated}
 )
 
 // collectCluster exports a member's replication state.
@@ -149,7 +161,17 @@ func collectCluster(s cluster.Status, ch chan<- prometheus.Metric) {
 	}
 	gauge(descClusterMembers, float64(voters), "voter")
 	gauge(descClusterMembers, float64(nonvoters), "nonvoter")
-	ch <- prometheus.MustNewConstMetric(descClusterRefused, prometheus.CounterValue, float64(s.RefusedConnections))
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descClusterRefused, uint64(s.RefusedConnections))
+	counter(descLogAppends, s.Log.Appends)
+	counter(descLogEntries, s.Log.WrittenEntries)
+	counter(descLogBytes, s.Log.WrittenBytes)
+	counter(descLogSegments, s.Log.SegmentsFromSpare, "spare")
+	counter(descLogSegments, s.Log.SegmentsFilledInPlace, "in_place")
+	counter(descLogTruncated, s.Log.TruncatedHead, "head")
+	counter(descLogTruncated, s.Log.TruncatedTail, "tail")
 }
 
 func b2f(b bool) float64 {

@@ -33,7 +33,8 @@ func (f *fakeCluster) Status() cluster.Status {
 		role = cluster.Leader
 	}
 	return cluster.Status{ID: "b-0", Role: role, Serving: f.leader, Term: 7, LeaderID: "b-1", LastLogIndex: 43, CommitIndex: 43, AppliedIndex: 43,
-		Members: []cluster.MemberStatus{{ID: "b-0", Voter: true}, {ID: "b-1", Voter: true, MatchIndex: &match, Lag: &lag}, {ID: "b-2"}}}
+		Members: []cluster.MemberStatus{{ID: "b-0", Voter: true}, {ID: "b-1", Voter: true, MatchIndex: &match, Lag: &lag}, {ID: "b-2"}},
+		Log: cluster.ClusterLog{Appends: 40, WrittenEntries: 41, WrittenBytes: 9000, SegmentsFromSpare: 5, SegmentsFilledInPlace: 1, TruncatedHead: 20, TruncatedTail: 2}}
 }
 
 func (f *fakeCluster) AddMember(_ context.Context, m cluster.Member) error {
@@ -171,7 +172,10 @@ func TestClusterStatusAndMetrics(t *testing.T) {
 		`bollard_cluster_role{role="leader"} 1`, `bollard_cluster_role{role="follower"} 0`, "bollard_cluster_serving 1",
 		"bollard_cluster_term 7", `bollard_cluster_log_index{kind="applied"} 43`, `bollard_cluster_members{suffrage="voter"} 2`,
 		`bollard_cluster_members{suffrage="nonvoter"} 1`, `bollard_cluster_follower_lag_entries{member="b-1"} 3`,
-		"bollard_cluster_refused_connections_total 0",
+		"bollard_cluster_refused_connections_total 0", "bollard_cluster_log_appends_total 40",
+		"bollard_cluster_log_written_entries_total 41", "bollard_cluster_log_written_bytes_total 9000",
+		`bollard_cluster_log_segments_total{created="spare"} 5`, `bollard_cluster_log_segments_total{created="in_place"} 1`,
+		`bollard_cluster_log_truncated_entries_total{end="head"} 20`, `bollard_cluster_log_truncated_entries_total{end="tail"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
