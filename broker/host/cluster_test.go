@@ -34,7 +34,7 @@ func (f *fakeCluster) Status() cluster.Status {
 	}
 	return cluster.Status{ID: "b-0", Role: role, Serving: f.leader, Term: 7, LeaderID: "b-1", LastLogIndex: 43, CommitIndex: 43, AppliedIndex: 43,
 		Members: []cluster.MemberStatus{{ID: "b-0", Voter: true}, {ID: "b-1", Voter: true, MatchIndex: &match, Lag: &lag}, {ID: "b-2"}},
-		Log: cluster.ClusterLog{Appends: 40, WrittenEntries: 41, WrittenBytes: 9000, SegmentsFromSpare: 5, SegmentsFilledInPlace: 1, TruncatedHead: 20, TruncatedTail: 2}}
+		Log:     cluster.ClusterLog{Appends: 40, WrittenEntries: 41, WrittenBytes: 9000, SegmentsFromSpare: 5, SegmentsFilledInPlace: 1, TruncatedHead: 20, TruncatedTail: 2}}
 }
 
 func (f *fakeCluster) AddMember(_ context.Context, m cluster.Member) error {
