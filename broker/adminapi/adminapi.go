@@ -25,9 +25,11 @@ type ClusterMember struct {
 	ID          string `json:"id"`
 	RaftAddress string `json:"raftAddress"`
 	Voter       bool   `json:"voter"`
-	// Leader's view of a follower (only on the leader, only once heard):
-	// the highest log index it holds, its lag behind the leader's last
-	// index, and how long ago it last answered.
+	// Leader's view of a follower (only on the leader): once heard, the
+	// highest log index it holds, its lag behind the leader's last index,
+	// and how long ago it last answered; until then, no index or lag (they
+	// are unknown), and LastContactMilli is how long this member has led,
+	// the least time the follower has been silent.
 	MatchIndex       *uint64 `json:"matchIndex,omitempty"`
 	Lag              *uint64 `json:"lag,omitempty"`
 	LastContactMilli *int64  `json:"lastContactMs,omitempty"`

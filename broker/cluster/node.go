@@ -391,6 +391,7 @@ func (n *Node) watchLeadership() {
 				n.setServing(false, 0)
 				continue
 			}
+			n.track.lead(time.Now())
 			term := n.raft.CurrentTerm()
 			n.log.Info("elected; applying the log before serving", "term", term)
 			t0 := time.Now()
@@ -602,6 +603,11 @@ func (n *Node) Status() Status {
 					}
 					ago := time.Since(p.lastContact).Milliseconds()
 					ms.MatchIndex, ms.Lag, ms.LastContactMilli = &match, &lag, &ago
+				} else if since := n.track.leaderSince(); !since.IsZero() {
+					// Not heard from since this member leads: its lag is
+					// unknown, and its silence at least this long.
+					ago := time.Since(since).Milliseconds()
+					ms.LastContactMilli = &ago
 				}
 			}
 			s.Members = append(s.Members, ms)

@@ -19,6 +19,24 @@ type followerProgress struct {
 type tracker struct {
 	mu sync.Mutex
 	by map[raft.ServerID]followerProgress
+	// since is when this member became leader (zero while it is not): a
+	// follower that has not answered since has not answered for at least
+	// that long.
+	since time.Time
+}
+
+// lead records that this member became leader at t.
+func (t *tracker) lead(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.since = at
+}
+
+// leaderSince is when this member became leader (zero if it is not).
+func (t *tracker) leaderSince() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.since
 }
 
 func (t *tracker) record(id raft.ServerID, resp *raft.AppendEntriesResponse) {
@@ -49,6 +67,7 @@ func (t *tracker) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(t.by)
+	t.since = time.Time{}
 }
 
 // trackingTransport is the NetworkTransport with the replies to

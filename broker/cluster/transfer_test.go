@@ -37,3 +37,50 @@ func TestTransferLeadershipToNamedMember(t *testing.T) {
 		})
 	}
 }
+
+// TestSilentMemberCountsFromLeadership: a leader that has never heard
+// from a member (down since before it was elected) reports no lag for it
+// (unknown) and its silence as at least how long it has led, growing; a
+// member it hears from has both.
+func TestSilentMemberCountsFromLeadership(t *testing.T) {
+	c := newTestCluster(t, 3, fastTiming)
+	l := c.leader()
+	down, next := (l+1)%3, (l+2)%3
+	c.stop(down)
+	if err := c.nodes[l].TransferLeadershipTo(c.members[next].ID); err != nil {
+		t.Fatal(err)
+	}
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the named member to serve", func() bool {
+		s, _ := c.nodes[next].State()
+		return s.Serving
+	})
+	silence := func() (time.Duration, MemberStatus) {
+		t.Helper()
+		for _, m := range c.nodes[next].Status().Members {
+			if m.ID == c.members[down].ID {
+				if m.LastContactMilli == nil {
+					t.Fatalf("no last contact for the silent member: %+v", m)
+				}
+				return time.Duration(*m.LastContactMilli) * time.Millisecond, m
+			}
+		}
+		t.Fatal("the silent member is not in the leader's status")
+		return 0, MemberStatus{}
+	}
+	first, m := silence()
+	if m.Lag != nil || m.MatchIndex != nil {
+		t.Fatalf("the leader reports a lag for a member it never heard from: %+v", m)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if second, _ := silence(); second < first+250*time.Millisecond {
+		t.Fatalf("the silence did not grow: %v then %v", first, second)
+	}
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the old leader's lag", func() bool {
+		for _, m := range c.nodes[next].Status().Members {
+			if m.ID == c.members[l].ID {
+				return m.Lag != nil && m.LastContactMilli != nil
+			}
+		}
+		return false
+	})
+}

@@ -106,7 +106,7 @@ var (
 	descClusterLag = prometheus.NewDesc("bollard_cluster_follower_lag_entries",
 		"On the leader: log entries each follower is behind the leader's last index, as it last reported.", []string{"member"}, nil)
 	descClusterContact = prometheus.NewDesc("bollard_cluster_follower_last_contact_seconds",
-		"On the leader: seconds since each follower last answered.", []string{"member"}, nil)
+		"On the leader: seconds since each follower last answered; for one that has not answered since this member leads, how long it has led.", []string{"member"}, nil)
 	descClusterRefused = prometheus.NewDesc("bollard_cluster_refused_connections_total",
 		"Replication connections refused because the peer did not prove it holds the cluster secret (or sent something else).", nil, nil)
 
