@@ -62,25 +62,38 @@ func startBroker(t *testing.T) *broker {
 		t.Fatal(err)
 	}
 	r := host.NewRunner(srv, host.RunOptions{Config: cfg, Logger: log, Version: "v0.0.0-monitoring", Store: st})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	stopped := run(t, r)
 	select {
 	case <-r.ReadyC():
-	case err := <-done:
-		t.Fatalf("broker stopped: %v", err)
+	case <-stopped:
+		t.Fatal("broker stopped before it was ready")
 	case <-time.After(30 * time.Second):
 		t.Fatal("broker not ready")
 	}
 	b := &broker{admin: r.AdminAddr(), mqtt: r.ListenerAddrs()["mqtt"]}
 	b.queue(t, "deep-queue", 12) // 2 over the limit: queue_full drops
 	return b
+}
+
+// run runs r until the test ends, when an error of its Run fails the
+// test, and returns a channel closed when Run returns.
+func run(t *testing.T, r *host.Runner) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	var err error
+	go func() {
+		err = r.Run(ctx)
+		close(stopped)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-stopped
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	return stopped
 }
 
 // queue leaves an offline session subscribed to its own topic with n

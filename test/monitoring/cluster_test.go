@@ -73,15 +73,7 @@ func startCluster(t *testing.T) []*broker {
 			t.Fatal(err)
 		}
 		r := host.NewRunner(eng, host.RunOptions{Config: cfg, Logger: log, Version: "v0.0.0-monitoring", Store: node, Role: eng, Cluster: node})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		})
+		run(t, r)
 		// A member's admin endpoint is up before it is ready (only the
 		// leader becomes ready).
 		if err := poll.Until(context.Background(), 30*time.Second, 20*time.Millisecond, func(context.Context) error {
