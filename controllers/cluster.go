@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,6 +37,8 @@ import (
 type clusterPass struct {
 	pods  []corev1.Pod
 	views map[string]members.View
+	// cordoned holds the nodes of the pods that are marked unschedulable.
+	cordoned map[string]bool
 }
 
 // clusterRequeue is how soon a reconcile runs again while a cluster
@@ -91,6 +94,35 @@ func (r *MQTTBrokerReconciler) ensureClusterSecret(ctx context.Context, p *pass)
 	return nil
 }
 
+// nodesForbiddenLogged: the operator may not read nodes, and said so.
+var nodesForbiddenLogged atomic.Bool
+
+// cordonedNodes returns which of the pods' nodes are cordoned
+// (spec.unschedulable: a drain, or a node's maintenance). Each node is
+// read directly, not through a cache of every node of the cluster. A node
+// that cannot be read counts as not cordoned: its member is not moved.
+func (r *MQTTBrokerReconciler) cordonedNodes(ctx context.Context, pods []corev1.Pod) map[string]bool {
+	out := map[string]bool{}
+	for i := range pods {
+		name := pods[i].Spec.NodeName
+		if _, seen := out[name]; seen || name == "" {
+			continue
+		}
+		node := &corev1.Node{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+			// Forbidden (RBAC without nodes) would repeat at every
+			// reconcile: said once.
+			if !apierrors.IsNotFound(err) && (!apierrors.IsForbidden(err) || !nodesForbiddenLogged.Swap(true)) {
+				log.FromContext(ctx).Error(err, "cannot read a member's node; its member is not moved off it should it be cordoned", "node", name)
+			}
+			out[name] = false
+			continue
+		}
+		out[name] = node.Spec.Unschedulable
+	}
+	return out
+}
+
 // minClusterSecret is the shortest secret the broker accepts
 // (cluster.MinSecretSize).
 const minClusterSecret = 32
@@ -107,7 +139,7 @@ func (r *MQTTBrokerReconciler) readCluster(ctx context.Context, p *pass) error {
 	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace), client.MatchingLabels(resources.SelectorLabels(b))); err != nil {
 		return err
 	}
-	p.cluster = &clusterPass{pods: pods.Items, views: r.readViews(ctx, p, pods.Items)}
+	p.cluster = &clusterPass{pods: pods.Items, views: r.readViews(ctx, p, pods.Items), cordoned: r.cordonedNodes(ctx, pods.Items)}
 	cur := &appsv1.StatefulSet{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: resources.StatefulSetName(b)}, cur)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -261,6 +293,7 @@ func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.In
 			Running: pod.Status.PodIP != "" && pod.Status.Phase == corev1.PodRunning,
 			Current: rollHash == "" || pod.Annotations[resources.RollHashAnnotation] == rollHash,
 			Created: pod.CreationTimestamp.Time, Single: !resources.RunsMember(&pod.Spec),
+			Cordoned: p.cluster.cordoned[pod.Spec.NodeName], Node: pod.Spec.NodeName,
 		})
 	}
 	return in

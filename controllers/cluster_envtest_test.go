@@ -160,7 +160,8 @@ func (f *fakeBrokers) TransferLeadership(_ context.Context, leader *corev1.Pod, 
 // statefulSetPlayer plays the StatefulSet controller, which envtest does
 // not run: it keeps pods 0..replicas-1 of the broker's StatefulSet, made
 // from its current template (running, with an IP), and deletes the pods
-// beyond. It records the order in which it recreated pods and fails the
+// beyond, and plays the kubelet of a pod bound to a node that is being
+// deleted. It records the order in which it recreated pods and fails the
 // test if two members of a cluster were ever gone at once.
 type statefulSetPlayer struct {
 	t       *testing.T
@@ -168,6 +169,7 @@ type statefulSetPlayer struct {
 	mu      sync.Mutex
 	created []string
 	onNew   func(name string)
+	nodeOf  func(ordinal int) string // the node a new pod is bound to ("": none)
 	maxGone int
 	stop    chan struct{}
 	done    chan struct{}
@@ -221,6 +223,14 @@ func (p *statefulSetPlayer) sync(first bool) error {
 	}
 	have := map[string]bool{}
 	for _, pod := range pods.Items {
+		if pod.DeletionTimestamp != nil && pod.Spec.NodeName != "" {
+			// A pod bound to a node stays Terminating until its kubelet
+			// confirms; play that kubelet.
+			if err := k8s.Delete(ctx, &pod, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			continue
+		}
 		have[pod.Name] = true
 		if resources.MemberOrdinal(p.b, pod.Name) >= int(*sts.Spec.Replicas) {
 			if err := k8s.Delete(ctx, &pod); client.IgnoreNotFound(err) != nil {
@@ -244,6 +254,15 @@ func (p *statefulSetPlayer) sync(first bool) error {
 		if have[name] {
 			continue
 		}
+		// onNew runs before the pod exists, so that what it sets up (a
+		// member that stays behind) is in place before any reconcile can
+		// see the new pod running.
+		p.mu.Lock()
+		onNew := p.onNew
+		p.mu.Unlock()
+		if onNew != nil && !first {
+			onNew(name)
+		}
 		if err := p.createPod(sts, i); err != nil {
 			return err
 		}
@@ -251,11 +270,7 @@ func (p *statefulSetPlayer) sync(first bool) error {
 		if !first {
 			p.created = append(p.created, name)
 		}
-		onNew := p.onNew
 		p.mu.Unlock()
-		if onNew != nil && !first {
-			onNew(name)
-		}
 	}
 	return nil
 }
@@ -272,9 +287,31 @@ func (p *statefulSetPlayer) createPod(sts *appsv1.StatefulSet, ordinal int) erro
 	if err := k8s.Create(ctx, pod); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	nodeOf := p.nodeOf
+	p.mu.Unlock()
+	if nodeOf != nil {
+		if err := bind(pod, nodeOf(ordinal)); err != nil {
+			return err
+		}
+	}
 	ip := fmt.Sprintf("10.0.0.%d", 10+ordinal)
+	base := pod.DeepCopy()
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
-	return k8s.Status().Update(ctx, pod)
+	// A patch: the operator may have annotated the new pod meanwhile.
+	return k8s.Status().Patch(ctx, pod, client.MergeFrom(base))
+}
+
+// bind binds pod to node, as the scheduler does (pods/binding), and
+// reads it back.
+func bind(pod *corev1.Pod, node string) error {
+	if err := k8s.SubResource("binding").Create(ctx, pod, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
+	}); err != nil {
+		return err
+	}
+	return k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)
 }
 
 func (p *statefulSetPlayer) recreated() []string {
@@ -696,4 +733,72 @@ func TestClusterRecreatedOverClaimsDoesNotBootstrap(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClusterMovesMembersOffCordonedNodes: a drain cannot evict a
+// follower (the PodDisruptionBudget counts only the Ready leader), so the
+// operator moves a member whose node is cordoned itself, as in a roll: a
+// follower at once while a quorum stays caught up, the leader after a
+// readiness handover to a follower on a node that is not cordoned; never
+// two members gone at once, and a member that landed on a schedulable
+// node stays.
+func TestClusterMovesMembersOffCordonedNodes(t *testing.T) {
+	b, player := formed(t, "drain", 3)
+	ns := b.Namespace
+	playEndpoints(t, b, 0)
+	node := func(name string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + name}}
+		if err := k8s.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	nodes := []*corev1.Node{node("a"), node("b"), node("c")}
+	spare := node("spare")
+	for i, n := range nodes {
+		pod := &corev1.Pod{}
+		if err := get(t, pod, ns, resources.MemberName(b, i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := bind(pod, n.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	player.mu.Lock()
+	player.nodeOf = func(int) string { return spare.Name }
+	player.mu.Unlock()
+	cordon := func(n *corev1.Node) { update(t, n, func(n *corev1.Node) { n.Spec.Unschedulable = true }) }
+
+	// A follower's node is cordoned: that member, and only it, moves.
+	cordon(nodes[1])
+	eventually(t, func() error {
+		if got := player.recreated(); !slices.Equal(got, []string{"drain-1"}) {
+			return fmt.Errorf("recreated %q, want drain-1", got)
+		}
+		return nil
+	})
+	hasEvent(t, b, controllers.EventMemberRolled, "cordoned")
+	consistently(t, 2*time.Second, func() error {
+		if got := player.recreated(); len(got) != 1 {
+			return fmt.Errorf("a member on a schedulable node was moved: %q", got)
+		}
+		return nil
+	})
+
+	// The leader's node: a handover to a follower whose node is not
+	// cordoned (drain-2 or the moved drain-1), then the move.
+	cordon(nodes[0])
+	eventually(t, func() error {
+		if got := player.recreated(); !slices.Equal(got, []string{"drain-1", "drain-0"}) {
+			return fmt.Errorf("recreated %q, want drain-1 then drain-0", got)
+		}
+		return nil
+	})
+	if calls := compact(brokers.clusterCalls(ns)); !slices.Contains(calls, "transfer drain-0 to drain-1") && !slices.Contains(calls, "transfer drain-0 to drain-2") {
+		t.Errorf("cluster calls %q: no leadership transfer by drain-0 before its move", calls)
+	}
+	if g := player.mostGone(); g > 1 {
+		t.Errorf("%d members were gone at once", g)
+	}
+	condition(t, b, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonLeaderServing)
 }

@@ -70,7 +70,7 @@ const (
 	// EventLeadershipTransferred: the leader handed leadership over.
 	EventLeadershipTransferred EventReason = "LeadershipTransferred"
 	// EventMemberRolled: a member's pod was deleted to roll it onto the
-	// current pod template.
+	// current pod template, or to move it off a cordoned node.
 	EventMemberRolled EventReason = "MemberRolled"
 	// EventRollStalled: a rolled member did not come back caught up in
 	// time; the roll stops.

@@ -67,7 +67,7 @@ func (l Limits) handover() time.Duration {
 }
 
 // successor is the follower that takes over: a caught-up voter whose pod
-// runs the current template; the one of the handover under way if it
+// runs the current template on a node that is not cordoned; the one of the handover under way if it
 // still qualifies, else the least behind, then the lowest ordinal; ""
 // when there is none.
 func successor(in Input, h Health, byName map[string]Pod) string {
@@ -78,7 +78,7 @@ func successor(in Input, h Health, byName map[string]Pod) string {
 	}
 	var cs []cand
 	for name, p := range byName {
-		if name == h.Leader || !p.Current || !p.Running || p.Deleting || !h.healthy[name] {
+		if name == h.Leader || p.due() || !p.Running || p.Deleting || !h.healthy[name] {
 			continue
 		}
 		m := h.config[name]

@@ -36,7 +36,18 @@ type Pod struct {
 	// Single is true when the pod runs a single node rather than a
 	// member (a single node becoming the cluster's member 0, Adopt).
 	Single bool
+	// Cordoned is true when the pod's node is marked unschedulable (a
+	// drain under way): the member moves off it as in a roll, one at a
+	// time and only while a quorum stays caught up, since the eviction
+	// API cannot (the PodDisruptionBudget counts Ready pods, and only the
+	// leader is Ready). Node names the node.
+	Cordoned bool
+	Node     string
 }
+
+// due reports whether the pod must be replaced: it runs an outdated pod
+// template, or its node is cordoned.
+func (p Pod) due() bool { return !p.Current || p.Cordoned }
 
 // Member is one entry of the leader's Raft configuration, as the leader
 // reported it.
@@ -368,7 +379,7 @@ func roll(in Input, h Health) Action {
 			continue
 		}
 		byName[p.Name] = p
-		if !p.Current {
+		if p.due() {
 			outdated = append(outdated, p)
 		}
 	}
@@ -401,6 +412,10 @@ func roll(in Input, h Health) Action {
 			return Action{Kind: Wait, Leader: h.Leader, Member: p.Name,
 				Reason: fmt.Sprintf("restarting %s would leave %d of %d voters caught up, fewer than a quorum of %d", p.Name, after, h.Voters, h.Quorum())}
 		}
+		if p.Current {
+			return Action{Kind: DeletePod, Leader: h.Leader, Member: p.Name,
+				Reason: fmt.Sprintf("moving follower %s off node %s, which is cordoned", p.Name, p.Node)}
+		}
 		return Action{Kind: DeletePod, Leader: h.Leader, Member: p.Name,
 			Reason: fmt.Sprintf("rolling follower %s onto the current pod template", p.Name)}
 	}
@@ -431,7 +446,7 @@ func comingBack(in Input, h Health, byName map[string]Pod, rolling bool) (Action
 						name, in.Limits.ComeBack)}, true
 			}
 			return Action{Kind: Wait, Leader: h.Leader, Member: name, Reason: fmt.Sprintf("waiting for %s to come back", name)}, true
-		case rolling && p.Current && !h.healthy[p.Name]:
+		case rolling && p.Current && !p.Cordoned && !h.healthy[p.Name]:
 			if in.Now.Sub(p.Created) > in.Limits.ComeBack {
 				return Action{Kind: Stalled, Leader: h.Leader, Member: p.Name,
 					Reason: fmt.Sprintf("member %s runs the current pod template but has not caught up with the leader within %s of its pod starting; the rolling upgrade stops until it does",

@@ -74,6 +74,14 @@ func pod(in *Input, name string) *Pod {
 	panic(name)
 }
 
+// cordon puts the pods on cordoned nodes (node-<pod>).
+func cordon(in *Input, names ...string) {
+	for _, n := range names {
+		p := pod(in, n)
+		p.Cordoned, p.Node = true, "node-"+n
+	}
+}
+
 func outdated(in *Input, names ...string) {
 	for _, n := range names {
 		pod(in, n).Current = false
@@ -307,6 +315,42 @@ func TestDecide(t *testing.T) {
 		"a rolled follower within MaxLag counts": {in: func() Input {
 			return rolledFollower(DefaultLimits.MaxLag)
 		}, kind: DeletePod, member: "mqb-2"},
+		"drain: a follower on a cordoned node moves": {in: func() Input {
+			in := cluster(3, 0)
+			cordon(&in, "mqb-1")
+			return in
+		}, kind: DeletePod, member: "mqb-1", reason: "moving follower mqb-1 off node node-mqb-1, which is cordoned"},
+		"drain: an unhealthy follower on a cordoned node moves before a healthy one": {in: func() Input {
+			in := cluster(3, 0)
+			cordon(&in, "mqb-1", "mqb-2")
+			leaderMember(in, "mqb-1", func(m *Member) { m.Lag = nil })
+			return in
+		}, kind: DeletePod, member: "mqb-1"},
+		"drain: a member that does not catch up holds it": {in: func() Input {
+			in := cluster(3, 0)
+			cordon(&in, "mqb-1")
+			leaderMember(in, "mqb-2", func(m *Member) { m.Lag = nil })
+			return in
+		}, kind: Stalled, member: "mqb-2"},
+		"drain: waits for the moved member to come back": {in: func() Input {
+			in := cluster(3, 0)
+			cordon(&in, "mqb-1")
+			in.Pods = in.Pods[:2] // mqb-2 moved, not recreated yet
+			return in
+		}, kind: Wait, member: "mqb-2"},
+		"drain: the leader on a cordoned node hands over": {in: func() Input {
+			in := cluster(3, 0)
+			cordon(&in, "mqb-0")
+			return in
+		}, kind: PrepareHandover, member: "mqb-0"},
+		"drain: the leader's successor is not on a cordoned node": {in: func() Input {
+			in := cluster(5, 0)
+			cordon(&in, "mqb-0", "mqb-1")
+			leaderMember(in, "mqb-1", func(m *Member) { m.Lag = nil }) // mqb-1 goes first...
+			pod(&in, "mqb-1").Deleting = true                          // ...and is on its way
+			return in
+		}, kind: Wait, member: "mqb-1"},
+		"drain: nothing cordoned, nothing to do": {in: func() Input { return cluster(3, 1) }, kind: Done},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -328,7 +372,13 @@ func TestDecideNeverBreaksQuorum(t *testing.T) {
 			for i := range n {
 				name := fmt.Sprintf("mqb-%d", i)
 				if mask&(1<<i) != 0 {
-					pod(&in, name).Current = false
+					// Outdated, or on a cordoned node (both must be
+					// replaced), by the member's parity.
+					if i%2 == 0 {
+						pod(&in, name).Current = false
+					} else {
+						cordon(&in, name)
+					}
 				}
 				if mask&(1<<(n+i)) != 0 && i != 0 {
 					leaderMember(in, name, func(m *Member) { m.Lag = nil })
@@ -349,8 +399,8 @@ func TestDecideNeverBreaksQuorum(t *testing.T) {
 				if h.Healthy-1 < h.Quorum() {
 					t.Fatalf("n=%d mask=%b: %v with %d healthy", n, mask, a.Kind, h.Healthy)
 				}
-				if a.Kind == PrepareHandover && (!h.IsHealthy(a.To) || !pod(&in, a.To).Current || a.To == h.Leader) {
-					t.Fatalf("n=%d mask=%b: handover to %q, not a caught-up current follower", n, mask, a.To)
+				if a.Kind == PrepareHandover && (!h.IsHealthy(a.To) || pod(&in, a.To).due() || a.To == h.Leader) {
+					t.Fatalf("n=%d mask=%b: handover to %q, not a caught-up current follower on a node not cordoned", n, mask, a.To)
 				}
 			}
 		}

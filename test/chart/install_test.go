@@ -368,3 +368,35 @@ func TestDockerfileCopiesBuildOutputs(t *testing.T) {
 		t.Errorf("the chart runs %v, which is not a binary of the image (%v)", cmd, built)
 	}
 }
+
+// TestWatchNamespacesGrants: with watchNamespaces the operator's rules are
+// Roles in those namespaces, and its only cluster-wide grant is the get
+// on Nodes that moving members off cordoned nodes needs (a Role cannot
+// grant a cluster-scoped resource); without it, the ClusterRole has it.
+func TestWatchNamespacesGrants(t *testing.T) {
+	values, err := filepath.Abs(filepath.Join("testdata", "values", "watch-namespaces.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := helmTemplate(t, "--values", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := permissions(t, parseManifests(t, out))
+	var cluster []string
+	for k := range g {
+		if strings.HasPrefix(k, "cluster|") {
+			cluster = append(cluster, k)
+		}
+	}
+	if !slices.Equal(cluster, []string{"cluster||nodes|get"}) {
+		t.Errorf("cluster-wide grants with watchNamespaces: %v, want only the get on nodes", cluster)
+	}
+	out, err = helmTemplate(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !permissions(t, parseManifests(t, out))["cluster||nodes|get"] {
+		t.Error("the default install does not let the operator get nodes")
+	}
+}
