@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/cluster"
@@ -13,14 +9,13 @@ import (
 	"github.com/bollard-io/bollard/broker/engine"
 	"github.com/bollard-io/bollard/broker/host"
 	"github.com/bollard-io/bollard/broker/replica"
-	"github.com/bollard-io/bollard/broker/store/pebblestore"
 )
 
 // serveMember runs the broker as a member of a replicated cluster: the
 // replicated store under <dataDir>/cluster, an engine per leadership term
 // (broker/replica), the member as the host's Role.
 func serveMember(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger) int {
-	ccfg, err := clusterConfig(cfg, log)
+	ccfg, err := replica.ClusterConfig(cfg, log)
 	if err != nil {
 		log.Error("cannot start the cluster member", "err", err)
 		return exitFailure
@@ -75,29 +70,3 @@ func (a clusterAdmin) PrepareHandover(r replica.HandoverRole, ttl time.Duration)
 }
 
 func (a clusterAdmin) HandoverStatus() replica.HandoverStatus { return a.eng.HandoverStatus() }
-
-// clusterConfig turns the validated config into the member's.
-func clusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error) {
-	cl := cfg.Cluster
-	secret, err := os.ReadFile(cl.SecretFile)
-	if err != nil {
-		return cluster.Config{}, fmt.Errorf("cluster.secretFile: %w", err)
-	}
-	secret = bytes.TrimSpace(secret)
-	heartbeat, election, lease := cl.Timeouts()
-	c := cluster.Config{
-		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), AdoptDir: cfg.DataDir, Bind: cl.Bind,
-		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
-		Store: pebblestore.Options{Logger: log},
-		Timing: cluster.Timing{
-			Heartbeat: heartbeat, Election: election, LeaderLease: lease,
-			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),
-		},
-	}
-	for _, m := range cl.Members {
-		c.Members = append(c.Members, cluster.Member{ID: m.ID, RaftAddress: m.RaftAddress, ClientAddress: m.ClientAddress})
-	}
-	// By ID, also for members added at run time (cluster.Config.DialIDs).
-	c.DialIDs = cl.DialAddresses
-	return c, nil
-}

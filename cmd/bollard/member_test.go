@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/replica"
 )
 
 // The cluster section reaches the member's configuration: timing, log
@@ -30,7 +31,7 @@ func TestClusterConfig(t *testing.T) {
 		},
 		DialAddresses: map[string]string{"b-1": "127.0.0.1:9001"},
 	}}
-	c, err := clusterConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := replica.ClusterConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/bollard-io/bollard/broker/engine"
 	"github.com/bollard-io/bollard/broker/host"
 	"github.com/bollard-io/bollard/broker/replica"
-	"github.com/bollard-io/bollard/broker/store/pebblestore"
 	"github.com/bollard-io/bollard/test/poll"
 	"github.com/bollard-io/bollard/test/ports"
 )
@@ -42,11 +41,8 @@ func startCluster(t *testing.T) []*broker {
 		t.Fatal(err)
 	}
 	var members []config.ClusterMember
-	var cmembers []cluster.Member
 	for i, a := range addrs {
-		m := config.ClusterMember{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("m%d.example:1883", i)}
-		members = append(members, m)
-		cmembers = append(cmembers, cluster.Member{ID: m.ID, RaftAddress: m.RaftAddress, ClientAddress: m.ClientAddress})
+		members = append(members, config.ClusterMember{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("m%d.example:1883", i)})
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var out []*broker
@@ -57,11 +53,11 @@ func startCluster(t *testing.T) []*broker {
 		cfg.Admin.Address = "127.0.0.1:0"
 		cfg.Admin.TokenFile = tokenFile
 		cfg.Cluster = config.Cluster{MemberID: m.ID, Bind: m.RaftAddress, Members: members, Bootstrap: true, SecretFile: secretFile}
-		node, err := cluster.Open(cluster.Config{
-			ID: m.ID, Dir: filepath.Join(cfg.DataDir, "cluster"), Bind: m.RaftAddress, Members: cmembers,
-			Bootstrap: true, Secret: []byte("monitoring-test-cluster-secret-0123456789"), Logger: log,
-			Store: pebblestore.Options{Logger: log},
-		})
+		ccfg, err := replica.ClusterConfig(cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := cluster.Open(ccfg)
 		if err != nil {
 			t.Fatalf("member %d: %v", i, err)
 		}
