@@ -146,13 +146,13 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		s.wakes.Store(wl)
 	}
 	fan := s.router.Route(pub.m, full, b)
-	if wl != nil {
-		s.wakes.Store(nil)
-	}
 	if fan.Rejected && pub.c != nil {
 		pub.c.endRejected(pub.p, b)
 	}
 	if b.Len() == 0 && !behind {
+		if wl != nil {
+			s.wakes.Store(nil)
+		}
 		s.seqMu.Unlock()
 		if wl != nil {
 			wl.flush()
@@ -161,8 +161,15 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		return
 	}
 	j := &job{b: b, extra: pub.m.Size(), fan: fan, pub: pub}
+	// An online persistent subscriber's QoS 1 entry may go out beside the
+	// commit once the batch has its place in the commit order (early
+	// delivery, session/doc.go): taken now, as the submitted job may
+	// finish and release fan at once, and made deliverable after the
+	// submission, still under seqMu.
+	s.early = fan.AppendEarly(s.early[:0])
 	if wl == nil {
 		s.com.submit(j)
+		s.deliverEarly()
 		s.seqMu.Unlock()
 		return
 	}
@@ -170,6 +177,8 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	// idle (inlinecommit.go): applied once seqMu is released, its fsync waited
 	// for and onStored run here.
 	inline := s.com.startInline(j)
+	s.deliverEarly() // collected in wl like the clean subscribers
+	s.wakes.Store(nil)
 	s.seqMu.Unlock()
 	if inline {
 		s.com.applyInline()
@@ -178,6 +187,15 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	if inline {
 		s.finishInline(wl)
 	}
+}
+
+// deliverEarly makes the fan-out's early entries (s.early) deliverable;
+// seqMu is held.
+func (s *Server) deliverEarly() {
+	for _, e := range s.early {
+		e.Deliverable()
+	}
+	clear(s.early)
 }
 
 // publish is one routed publish on its way through the committer. What

@@ -54,6 +54,10 @@ type Server struct {
 	// batches reach the store in Seq order. It is never held across a
 	// commit.
 	seqMu sync.Mutex
+	// early holds a fan-out's entries that may be delivered before its
+	// commit, from Route to the batch's submission (route); guarded by
+	// seqMu.
+	early []router.Early
 	// wakes, set under seqMu while a client's publish fans out, collects
 	// the connections it makes deliverable for the publishing goroutine
 	// to write to (see notify in writer.go).

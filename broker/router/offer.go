@@ -87,4 +87,8 @@ type Result struct {
 	// Rejected: the queue refused the message under RejectPublish (5.0
 	// publishers get 0x97 Quota exceeded).
 	Rejected bool
+	// Early: the entry (Settle) may be delivered before its batch
+	// commits, once the caller has submitted the batch and called
+	// Subscriber.Deliverable (Fanout.Deliverable).
+	Early bool
 }

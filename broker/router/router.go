@@ -20,6 +20,11 @@ type Subscriber interface {
 	Settle(seq uint64, ok bool)
 	// SettleAll is Settle for several entries with the same outcome.
 	SettleAll(seqs []uint64, ok bool)
+	// Deliverable lets the subscriber deliver the entry seq, which Offer
+	// returned with Early, before its batch commits: the caller has
+	// submitted the batch, so every store operation a delivery leads to
+	// (a Dequeue, a Sent mark) is submitted after the entry's Enqueue.
+	Deliverable(seq uint64)
 }
 
 // Router routes published messages to subscribers. It is safe for
@@ -117,14 +122,16 @@ type Fanout struct {
 
 	r       *Router
 	settles []settle
+	early   bool // some settle is early (see Deliverable)
 	entries Entries        // the queue entries of the Enqueues
 	retain  *store.Message // retained change to apply on success
 	unset   bool           // retain change is a deletion
 }
 
 type settle struct {
-	s   Subscriber
-	seq uint64
+	s     Subscriber
+	seq   uint64
+	early bool // Offer returned Early: see Deliverable
 }
 
 // newFanout returns an empty Fanout, recycled when one was released.
@@ -193,7 +200,8 @@ func (r *Router) Route(m *store.Message, storeFull bool, b *store.Batch) *Fanout
 			if len(f.settles) == 0 {
 				f.settles = slices.Grow(f.settles, len(ts)-i)
 			}
-			f.settles = append(f.settles, settle{s: t.s, seq: res.Settle})
+			f.settles = append(f.settles, settle{s: t.s, seq: res.Settle, early: res.Early})
+			f.early = f.early || res.Early
 		}
 	}
 	if f.Stored == 0 {
@@ -211,6 +219,36 @@ func (f *Fanout) retainOps(m *store.Message, b *store.Batch) {
 	rm := *m
 	b.PutRetained(&rm)
 	f.retain = &rm
+}
+
+// Early is a queue entry that may be delivered before the batch of its
+// Enqueue commits (Result.Early): see Deliverable.
+type Early struct {
+	s   Subscriber
+	seq uint64
+}
+
+// Deliverable lets the entry's subscriber deliver it. Call it once the
+// batch of the entry's fan-out is submitted, as one step with the
+// submission as far as other batches go (under the lock that orders
+// them), and before the fan-out is settled; not calling it only keeps the
+// entry until its commit.
+func (e Early) Deliverable() { e.s.Deliverable(e.seq) }
+
+// AppendEarly appends f's entries that may be delivered before the batch
+// commits to dst. The caller takes them before it submits the batch (once
+// submitted, the commit may settle and release f at any moment) and calls
+// their Deliverable after.
+func (f *Fanout) AppendEarly(dst []Early) []Early {
+	if !f.early {
+		return dst
+	}
+	for _, s := range f.settles {
+		if s.early {
+			dst = append(dst, Early{s: s.s, seq: s.seq})
+		}
+	}
+	return dst
 }
 
 // Settle reports whether the batch of Route committed, settling every

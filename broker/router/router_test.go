@@ -15,6 +15,8 @@ type fakeSub struct {
 	got     []Delivery
 	settled map[uint64]bool
 	store   bool
+	early   bool     // Offer returns Early
+	freed   []uint64 // the Deliverable calls
 }
 
 func (f *fakeSub) Online() bool { return f.online }
@@ -25,8 +27,10 @@ func (f *fakeSub) Offer(m *store.Message, d Delivery, b *store.Batch) Result {
 		return Result{}
 	}
 	b.Enqueue("x", &store.QueueEntry{Seq: uint64(len(f.got)), MessageID: m.ID})
-	return Result{Stored: true, Settle: uint64(len(f.got))}
+	return Result{Stored: true, Settle: uint64(len(f.got)), Early: f.early}
 }
+
+func (f *fakeSub) Deliverable(seq uint64) { f.freed = append(f.freed, seq) }
 
 func (f *fakeSub) Settle(seq uint64, ok bool) {
 	if f.settled == nil {
@@ -216,5 +220,46 @@ func TestSubscriptionCarriesItsSubscriber(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if got := unsafe.Sizeof(topic.Sub[entry]{}); got > 64 {
 		t.Fatalf("a subscription in the trie is %d bytes, over 64", got)
+	}
+}
+
+// TestDeliverableOnlyEarly: a fan-out's early entries are those of the
+// subscribers whose Offer said Early, with their entry's Seq, and
+// Deliverable reaches those and no other.
+func TestDeliverableOnlyEarly(t *testing.T) {
+	r := New()
+	early, late, clean := &fakeSub{online: true, store: true, early: true}, &fakeSub{online: true, store: true}, &fakeSub{online: true}
+	mustSub(t, r, "e", early, store.Subscription{Filter: "x", QoS: 1})
+	mustSub(t, r, "l", late, store.Subscription{Filter: "x", QoS: 1})
+	mustSub(t, r, "c", clean, store.Subscription{Filter: "x", QoS: 1})
+	deliver := func(es []Early) {
+		for _, e := range es {
+			e.Deliverable()
+		}
+	}
+	var b store.Batch
+	f := r.Route(&store.Message{ID: 1, Topic: "x", QoS: 1, Payload: []byte("p")}, false, &b)
+	es := f.AppendEarly(nil)
+	if len(early.freed)+len(late.freed) != 0 {
+		t.Fatal("Route made an entry deliverable before the caller submitted its batch")
+	}
+	f.Settle(true)
+	f.Release()
+	deliver(es) // taken before the release: still names the entry
+	if !slices.Equal(early.freed, []uint64{1}) || len(late.freed) != 0 || len(clean.freed) != 0 {
+		t.Fatalf("Deliverable: early %v, late %v, clean %v; want [1], [], []", early.freed, late.freed, clean.freed)
+	}
+
+	f = r.Route(&store.Message{ID: 2, Topic: "x", QoS: 1, Payload: []byte("p")}, false, &b)
+	early.early = false
+	deliver(f.AppendEarly(es[:0])) // the Early of the Offer counts, not the subscriber's later state
+	if !slices.Equal(early.freed, []uint64{1, 2}) {
+		t.Fatalf("second Deliverable: %v, want [1 2]", early.freed)
+	}
+	f.Settle(true)
+	f.Release()
+	f = r.Route(&store.Message{ID: 3, Topic: "x", QoS: 1, Payload: []byte("p")}, false, &b)
+	if es := f.AppendEarly(nil); len(es) != 0 {
+		t.Fatalf("a fan-out with no Early entry gave %v", es)
 	}
 }

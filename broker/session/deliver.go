@@ -105,6 +105,21 @@ func (s *Session) resetMemory() {
 		return
 	}
 	var back []pend
+	// The entries delivered early and still uncommitted come first (lower
+	// Seqs than the head's); one whose commit failed is not in the store
+	// and leaves the queue with the connection.
+	if q.live != nil {
+		for _, it := range q.early {
+			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: expNanos(it.m.ExpiresAt)})
+		}
+		clear(q.early)
+		q.early = q.early[:0]
+		for _, it := range q.inflight {
+			if !it.stored {
+				q.add(-1, -it.size)
+			}
+		}
+	}
 	for _, it := range q.head {
 		if !it.committed {
 			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: expNanos(it.m.ExpiresAt)})
@@ -145,7 +160,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 		if s.needRefill() {
 			s.refill()
 		}
-		if len(q.head) == 0 || !q.head[0].committed || !s.flightFits(q.head[0], now) {
+		if len(q.head) == 0 || !(q.head[0].committed || q.head[0].early) || !s.flightFits(q.head[0], now) {
 			break
 		}
 		it := s.popHead()
@@ -236,6 +251,9 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	it.e.State, it.e.PacketID = store.Sent, pid
 	s.q.setInflight(pid, it)
 	s.q.fly(it)
+	if !it.committed {
+		s.q.early = append(s.q.early, it) // delivered early: settle finds it here
+	}
 	o.PacketID = pid
 	switch {
 	case it.stored && it.e.QoS == 1:
@@ -273,8 +291,8 @@ func (s *Session) markAged(now time.Time, b *store.Batch) {
 	q := &s.q
 	for len(q.unmarked) > 0 {
 		it := q.unmarked[0]
-		if it.unmarked && now.Sub(it.sentAt) < markDelay {
-			return
+		if it.unmarked && (now.Sub(it.sentAt) < markDelay || !it.committed) {
+			return // not aged yet, or delivered early and not committed: see markAll
 		}
 		q.unmarked[0] = nil
 		q.unmarked = q.unmarked[1:]
@@ -286,9 +304,17 @@ func (s *Session) markAged(now time.Time, b *store.Batch) {
 }
 
 // markAll writes every pending Sent mark into b (b nil: forgets them).
+// The mark of an entry delivered early whose Enqueue has not committed is
+// forgotten: written, it could reach the store while the entry is past
+// the watermark of a later Attach, which reads Sent entries only below it
+// and refills Queued ones only, so the entry would be sent on neither
+// path until the next one. Left Queued, it is delivered again as a first
+// delivery, as QoS 1 allows. Entries commit in Seq order, so such an
+// entry has no committed one after it: the Sent entries in the store stay
+// a prefix of the queue.
 func (s *Session) markAll(b *store.Batch) {
 	for _, it := range s.q.unmarked {
-		if it.unmarked && b != nil {
+		if it.unmarked && b != nil && it.committed {
 			s.mark(it, b)
 		}
 		it.unmarked = false
@@ -406,6 +432,14 @@ func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
 
 func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
 	it.unmarked = false // acknowledged: the Dequeue alone is enough
+	if !it.committed {
+		// Acknowledged before its Enqueue committed: its Dequeue is
+		// submitted after it, and a detach need not keep the watermark
+		// below it.
+		if i := slices.Index(s.q.early, it); i >= 0 {
+			s.q.early = slices.Delete(s.q.early, i, i+1)
+		}
+	}
 	delete(s.q.inflight, pid)
 	s.q.land(it)
 	for i, r := range s.q.resend {

@@ -23,6 +23,9 @@ type item struct {
 	size      int64
 	committed bool // its Enqueue is durable (always true when not stored)
 	stored    bool // the entry lives in the store (persistent session)
+	// early: a stored QoS 1 entry that may be delivered before its
+	// Enqueue commits (Deliverable; see "Early delivery" in doc.go).
+	early     bool
 	flying    bool // counted in queue.flightBytes
 	// unmarked: a stored QoS 1 entry sent on this connection whose Sent
 	// state is not in the store yet (see markAged); sentAt is when.
@@ -97,6 +100,11 @@ type live struct {
 	// acknowledged (see window.go).
 	flightBytes int64
 	resend      []*item // inflight entries to send again on this connection
+	// early holds the entries delivered on this connection before their
+	// Enqueue committed and not acknowledged since, in Seq order: settle
+	// finds them here, and a detach gives the uncommitted ones back to
+	// pending, which keeps the watermark below them.
+	early []*item
 	unmarked    []*item // stored QoS 1 entries sent without a Sent mark, in send order
 	// justMarked are the entries whose marks the last NextBatch wrote;
 	// later holds the Dequeues of those acknowledged before the next
@@ -286,10 +294,37 @@ func (s *Session) enqueue(m *store.Message, d router.Delivery, size int64, b *st
 	if caughtUp && s.online && len(q.head) < s.headCap() && s.headFits(size) {
 		q.loadedSeq = e.Seq
 		q.pushHead(&item{e: e, m: m, size: size, stored: true})
-	} else {
-		q.pending.push(pend{seq: e.Seq, size: size, exp: expNanos(m.ExpiresAt)})
+		// A QoS 1 entry at the head of an online queue may go out beside
+		// its commit, once the caller submitted the batch (Deliverable).
+		return router.Result{Settle: e.Seq, Stored: true, Early: d.QoS == 1}
 	}
+	q.pending.push(pend{seq: e.Seq, size: size, exp: expNanos(m.ExpiresAt)})
 	return router.Result{Settle: e.Seq, Stored: true}
+}
+
+// Deliverable lets the entry seq, offered with Result.Early, be delivered
+// before its Enqueue commits: its batch has been submitted, so the
+// Dequeue of its acknowledgement and its Sent mark will commit after it.
+// Only a QoS 1 entry is offered so (a QoS 2 PUBLISH waits for its Sent
+// mark to be durable, and so for its Enqueue). An entry that left the head
+// meanwhile (committed and delivered, dropped) is not looked for.
+func (s *Session) Deliverable(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &s.q
+	for i := len(q.head) - 1; i >= 0; i-- {
+		it := q.head[i]
+		if it.e.Seq < seq {
+			return
+		}
+		if it.e.Seq == seq {
+			if !it.committed && it.e.QoS == 1 {
+				it.early = true
+				s.wake()
+			}
+			return
+		}
+	}
 }
 
 // Settle reports whether the batch holding the Enqueue of seq committed.
@@ -340,7 +375,8 @@ func (q *queue) settleFront(seqs []uint64, ok bool) int {
 	return n
 }
 
-// settle settles the entry seq and reports whether it was found.
+// settle settles the entry seq and reports whether the connection may
+// have something new to send (the entry was found and not delivered).
 func (s *Session) settle(seq uint64, ok bool) bool {
 	q := &s.q
 	q.settledAfterPurge(seq)
@@ -364,6 +400,27 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 			q.add(-1, -it.size)
 		}
 		return true
+	}
+	if q.live == nil {
+		return false
+	}
+	for i, it := range q.early {
+		if it.e.Seq != seq {
+			continue
+		}
+		q.early = slices.Delete(q.early, i, i+1)
+		if ok {
+			it.committed = true
+		} else {
+			// Delivered, but its Enqueue never reached the store: the
+			// client has it (QoS 1, at least once) and its
+			// acknowledgement ends it with no Dequeue; no Sent mark is
+			// written for it.
+			it.stored, it.unmarked = false, false
+		}
+		// Already delivered: nothing new to send, so no wake-up (an
+		// aged Sent mark goes with the next one).
+		return false
 	}
 	return false
 }
