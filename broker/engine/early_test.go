@@ -16,6 +16,7 @@ import (
 func TestEarlyDeliveryToPersistentSubscriber(t *testing.T) {
 	st := newGatedStore(memstore.New())
 	b := startBroker(t, testConfig(), withStore(st))
+	t.Cleanup(st.release) // a failing test must not leave the broker's stop waiting at the gate
 	persistent := packet.Properties{SessionExpiryInterval: u32(3600)}
 	sub1 := dialRaw(t, b.addr, packet.V5)
 	sub1.connect(&packet.Connect{ClientID: "early1", CleanStart: true, Properties: persistent})
@@ -72,6 +73,7 @@ func TestEarlyDeliveryToPersistentSubscriber(t *testing.T) {
 func TestEarlyDeliveryOfAFailedCommit(t *testing.T) {
 	st := newGatedStore(memstore.New())
 	b := startBroker(t, testConfig(), withStore(st))
+	t.Cleanup(st.release) // a failing test must not leave the broker's stop waiting at the gate
 	persistent := packet.Properties{SessionExpiryInterval: u32(3600)}
 	sub := dialRaw(t, b.addr, packet.V5)
 	sub.connect(&packet.Connect{ClientID: "early-f", CleanStart: true, Properties: persistent})

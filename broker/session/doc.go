@@ -33,6 +33,18 @@
 // DetachMarks when the connection ends, so a restart resends them with DUP
 // and their packet identifier.
 //
+// Early delivery. A QoS 1 entry that joins the head of an online queue
+// with nothing uncommitted or unread before it may be sent before its
+// Enqueue commits (Offer returns Result.Early; the caller calls
+// Deliverable once the batch is submitted, so the Dequeue of the
+// acknowledgement and any Sent mark commit after the Enqueue). The
+// publisher's acknowledgement still waits for the commit. Such an entry
+// gets no Sent mark until it is committed; a connection that ends first
+// leaves it Queued (it is sent again, as a first delivery, once
+// committed), and one whose commit fails is forgotten: the client keeps
+// what it received, as QoS 1 (at least once) allows. QoS 2 entries never
+// go early: their Sent mark must be durable before the PUBLISH.
+//
 // Pacing. Delivery is bounded by the client's Receive Maximum (messages in
 // flight) and by a byte window (Limits.WindowBytes, from the config's
 // limits.outboundBufferBytes) applied twice: to the queued messages held in

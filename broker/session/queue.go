@@ -25,8 +25,8 @@ type item struct {
 	stored    bool // the entry lives in the store (persistent session)
 	// early: a stored QoS 1 entry that may be delivered before its
 	// Enqueue commits (Deliverable; see "Early delivery" in doc.go).
-	early     bool
-	flying    bool // counted in queue.flightBytes
+	early  bool
+	flying bool // counted in queue.flightBytes
 	// unmarked: a stored QoS 1 entry sent on this connection whose Sent
 	// state is not in the store yet (see markAged); sentAt is when.
 	unmarked bool
@@ -104,8 +104,8 @@ type live struct {
 	// Enqueue committed and not acknowledged since, in Seq order: settle
 	// finds them here, and a detach gives the uncommitted ones back to
 	// pending, which keeps the watermark below them.
-	early []*item
-	unmarked    []*item // stored QoS 1 entries sent without a Sent mark, in send order
+	early    []*item
+	unmarked []*item // stored QoS 1 entries sent without a Sent mark, in send order
 	// justMarked are the entries whose marks the last NextBatch wrote;
 	// later holds the Dequeues of those acknowledged before the next
 	// NextBatch, which writes them (see finish).
