@@ -160,7 +160,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 		if s.needRefill() {
 			s.refill()
 		}
-		if len(q.head) == 0 || !(q.head[0].committed || q.head[0].early) || !s.flightFits(q.head[0], now) {
+		if len(q.head) == 0 || !q.head[0].deliverable() || !s.flightFits(q.head[0], now) {
 			break
 		}
 		it := s.popHead()

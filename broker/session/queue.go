@@ -36,6 +36,10 @@ type item struct {
 	markInBatch bool
 }
 
+// deliverable reports whether the entry may be sent: its Enqueue is
+// durable, or it may go early (Deliverable).
+func (it *item) deliverable() bool { return it.committed || it.early }
+
 // pend is a stored entry past the head whose Enqueue is not committed yet.
 // It holds no pointer (24 bytes): a fan-out pushes one per offline session
 // per message, and a pointer-free array is neither scanned by the GC nor
