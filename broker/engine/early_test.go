@@ -8,22 +8,34 @@ import (
 	"github.com/bollard-io/bollard/broker/store/memstore"
 )
 
+// gatedBroker starts a broker over a memstore behind a gate.
+func gatedBroker(t *testing.T) (*gatedStore, *testBroker) {
+	st := newGatedStore(memstore.New())
+	b := startBroker(t, testConfig(), withStore(st))
+	t.Cleanup(st.release) // a failing test must not leave the broker's stop waiting at the gate
+	return st, b
+}
+
+// persistent is the CONNECT properties of a persistent 5.0 session.
+var persistent = packet.Properties{SessionExpiryInterval: u32(3600)}
+
+// onlinePersistent connects a persistent 5.0 session subscribed to filter.
+func onlinePersistent(t *testing.T, b *testBroker, id, filter string, qos byte) *rawClient {
+	c := dialRaw(t, b.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: id, CleanStart: true, Properties: persistent})
+	c.subscribe(1, 0, packet.Subscription{Filter: filter, QoS: qos})
+	return c
+}
+
 // A QoS 1 message to an online persistent subscriber goes out while its
 // publish waits for the store (early delivery); the publisher is
 // acknowledged only once it is stored, and the subscriber's
 // acknowledgement, read meanwhile, removes the entry after it. A QoS 2
 // delivery waits for the store.
 func TestEarlyDeliveryToPersistentSubscriber(t *testing.T) {
-	st := newGatedStore(memstore.New())
-	b := startBroker(t, testConfig(), withStore(st))
-	t.Cleanup(st.release) // a failing test must not leave the broker's stop waiting at the gate
-	persistent := packet.Properties{SessionExpiryInterval: u32(3600)}
-	sub1 := dialRaw(t, b.addr, packet.V5)
-	sub1.connect(&packet.Connect{ClientID: "early1", CleanStart: true, Properties: persistent})
-	sub1.subscribe(1, 0, packet.Subscription{Filter: "e/1", QoS: 1})
-	sub2 := dialRaw(t, b.addr, packet.V5)
-	sub2.connect(&packet.Connect{ClientID: "early2", CleanStart: true, Properties: persistent})
-	sub2.subscribe(1, 0, packet.Subscription{Filter: "e/2", QoS: 2})
+	st, b := gatedBroker(t)
+	sub1 := onlinePersistent(t, b, "early1", "e/1", 1)
+	sub2 := onlinePersistent(t, b, "early2", "e/2", 2)
 	pub := dialRaw(t, b.addr, packet.V5)
 	pub.connect(&packet.Connect{ClientID: "early-pub", CleanStart: true})
 
@@ -71,13 +83,8 @@ func TestEarlyDeliveryToPersistentSubscriber(t *testing.T) {
 // least once), its acknowledgement is accepted, and nothing of the
 // message is left in the queue or sent again.
 func TestEarlyDeliveryOfAFailedCommit(t *testing.T) {
-	st := newGatedStore(memstore.New())
-	b := startBroker(t, testConfig(), withStore(st))
-	t.Cleanup(st.release) // a failing test must not leave the broker's stop waiting at the gate
-	persistent := packet.Properties{SessionExpiryInterval: u32(3600)}
-	sub := dialRaw(t, b.addr, packet.V5)
-	sub.connect(&packet.Connect{ClientID: "early-f", CleanStart: true, Properties: persistent})
-	sub.subscribe(1, 0, packet.Subscription{Filter: "f", QoS: 1})
+	st, b := gatedBroker(t)
+	sub := onlinePersistent(t, b, "early-f", "f", 1)
 	pub := dialRaw(t, b.addr, packet.V5)
 	pub.connect(&packet.Connect{ClientID: "early-fpub", CleanStart: true})
 
