@@ -146,13 +146,13 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		s.wakes.Store(wl)
 	}
 	fan := s.router.Route(pub.m, full, b)
+	if wl != nil {
+		s.wakes.Store(nil)
+	}
 	if fan.Rejected && pub.c != nil {
 		pub.c.endRejected(pub.p, b)
 	}
 	if b.Len() == 0 && !behind {
-		if wl != nil {
-			s.wakes.Store(nil)
-		}
 		s.seqMu.Unlock()
 		if wl != nil {
 			wl.flush()
@@ -177,8 +177,11 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	// idle (inlinecommit.go): applied once seqMu is released, its fsync waited
 	// for and onStored run here.
 	inline := s.com.startInline(j)
-	s.deliverEarly() // collected in wl like the clean subscribers
-	s.wakes.Store(nil)
+	if len(s.early) > 0 {
+		s.wakes.Store(wl) // collected in wl like the clean subscribers
+		s.deliverEarly()
+		s.wakes.Store(nil)
+	}
 	s.seqMu.Unlock()
 	if inline {
 		s.com.applyInline()

@@ -89,6 +89,6 @@ type Result struct {
 	Rejected bool
 	// Early: the entry (Settle) may be delivered before its batch
 	// commits, once the caller has submitted the batch and called
-	// Subscriber.Deliverable (Fanout.Deliverable).
+	// Subscriber.Deliverable (Fanout.AppendEarly, Early.Deliverable).
 	Early bool
 }

@@ -122,7 +122,7 @@ type Fanout struct {
 
 	r       *Router
 	settles []settle
-	early   bool           // some settle is early (see Deliverable)
+	early   bool           // some settle is early: AppendEarly skips the settles of a fan-out without
 	entries Entries        // the queue entries of the Enqueues
 	retain  *store.Message // retained change to apply on success
 	unset   bool           // retain change is a deletion

@@ -300,17 +300,21 @@ func (s *Session) enqueue(m *store.Message, d router.Delivery, size int64, b *st
 		q.pushHead(&item{e: e, m: m, size: size, stored: true})
 		// A QoS 1 entry at the head of an online queue may go out beside
 		// its commit, once the caller submitted the batch (Deliverable).
-		return router.Result{Settle: e.Seq, Stored: true, Early: d.QoS == 1}
+		return router.Result{Settle: e.Seq, Stored: true, Early: goesEarly(d.QoS)}
 	}
 	q.pending.push(pend{seq: e.Seq, size: size, exp: expNanos(m.ExpiresAt)})
 	return router.Result{Settle: e.Seq, Stored: true}
 }
 
+// goesEarly reports whether an entry delivered at qos may be sent before
+// its Enqueue commits: QoS 1 only (a QoS 2 PUBLISH waits for its Sent
+// mark to be durable, and so for its Enqueue).
+func goesEarly(qos byte) bool { return qos == 1 }
+
 // Deliverable lets the entry seq, offered with Result.Early, be delivered
 // before its Enqueue commits: its batch has been submitted, so the
 // Dequeue of its acknowledgement and its Sent mark will commit after it.
-// Only a QoS 1 entry is offered so (a QoS 2 PUBLISH waits for its Sent
-// mark to be durable, and so for its Enqueue). An entry that left the head
+// Only an entry that goesEarly is made so. An entry that left the head
 // meanwhile (committed and delivered, dropped) is not looked for.
 func (s *Session) Deliverable(seq uint64) {
 	s.mu.Lock()
@@ -322,7 +326,7 @@ func (s *Session) Deliverable(seq uint64) {
 			return
 		}
 		if it.e.Seq == seq {
-			if !it.committed && it.e.QoS == 1 {
+			if !it.committed && goesEarly(it.e.QoS) {
 				it.early = true
 				s.wake()
 			}
