@@ -332,6 +332,7 @@ func (c *conn) flushAcks() {
 			return
 		}
 		c.submitAsync(b)
+		c.sess.AcksSubmitted()
 	}
 }
 

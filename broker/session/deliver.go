@@ -47,7 +47,7 @@ func (s *Session) Attach(receiveMax int, notify func()) error {
 		if e.Seq > wm || e.State == store.Queued {
 			return false
 		}
-		it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
+		it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true, marked: true}
 		if e.State == store.Released {
 			it.m = nil // only its PUBREL is sent again
 		}
@@ -87,7 +87,7 @@ func (s *Session) DetachMarks(b *store.Batch) {
 	defer s.mu.Unlock()
 	s.q.withLive()
 	s.marksSubmitted(b) // the writer has ended
-	s.markAll(b)
+	s.markAll(b, true)
 	s.online, s.q.notify = false, nil
 	s.drop(DropSlowConsumer, len(s.q.qos0))
 	s.q.qos0, s.q.qos0Bytes = nil, 0
@@ -127,8 +127,9 @@ func (s *Session) resetMemory() {
 	}
 	q.pending.set(append(back, q.pending.items()...))
 	q.head, q.headBytes, q.resend = nil, 0, nil
-	s.markAll(nil)
+	s.markAll(nil, true)
 	s.marksSubmitted(nil) // DetachMarks wrote what was held back
+	q.acksOut, q.marksHeld = false, false // the connection's read loop is over
 	clear(q.inflight)
 	q.flightBytes = 0
 	q.loadedSeq = 0
@@ -149,7 +150,8 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 		return out, false
 	}
 	s.marksSubmitted(b)
-	if len(s.q.unmarked) > 0 {
+	s.q.marksHeld = false
+	if len(s.q.unmarked) > 0 && !s.q.acksOut {
 		s.markAged(s.now(), b)
 	}
 	out = s.nextResend(out, max)
@@ -161,6 +163,10 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 			s.refill()
 		}
 		if len(q.head) == 0 || !q.head[0].deliverable() || !s.flightFits(q.head[0], now) {
+			break
+		}
+		if h := q.head[0]; h.e.QoS == 2 && h.stored && !s.canMark() {
+			q.marksHeld = true // its Sent mark must wait: see canMark
 			break
 		}
 		it := s.popHead()
@@ -176,7 +182,7 @@ func (s *Session) NextBatch(out []Outgoing, max int, fits func(*Outgoing) bool, 
 		// the lazy marks of earlier QoS 1 deliveries go with them, so
 		// the Sent entries in the store stay a prefix of the queue, which
 		// is what Attach reads back after a crash.
-		s.markAll(b)
+		s.markAll(b, false)
 	}
 	return out, wait
 }
@@ -262,6 +268,7 @@ func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b 
 	case it.stored:
 		e := it.e
 		b.UpdateEntry(s.rec.ClientID, &e)
+		it.marked = true
 	}
 	return o, true
 }
@@ -303,30 +310,95 @@ func (s *Session) markAged(now time.Time, b *store.Batch) {
 	q.unmarked = nil
 }
 
-// markAll writes every pending Sent mark into b (b nil: forgets them).
-// The mark of an entry delivered early whose Enqueue has not committed is
-// forgotten: written, it could reach the store while the entry is past
-// the watermark of a later Attach, which reads Sent entries only below it
-// and refills Queued ones only, so the entry would be sent on neither
-// path until the next one. Left Queued, it is delivered again as a first
-// delivery, as QoS 1 allows. Entries commit in Seq order, so such an
-// entry has no committed one after it: the Sent entries in the store stay
-// a prefix of the queue.
-func (s *Session) markAll(b *store.Batch) {
-	for _, it := range s.q.unmarked {
-		if it.unmarked && b != nil && it.committed {
-			s.mark(it, b)
-		}
-		it.unmarked = false
+// Sent marks stay a prefix. Attach reads the inflight entries back from
+// the store as the Sent and Released entries before the first Queued one,
+// and refill reads Queued entries only: a Sent entry behind a Queued one
+// in the store would be sent on neither path (lost until every entry
+// before it is gone). So a Sent mark is submitted to the store only when
+// every entry before it is, in submission order, Sent, Released or gone.
+// Two things stand in the way, and canMark checks both:
+//
+//   - an acknowledged entry whose Sent state was never written (a lazy QoS
+//     1 mark): its Dequeue goes into the read loop's batch of
+//     acknowledgements, which the read loop submits after the packets of
+//     a burst are read. A mark written by the writer meanwhile could be
+//     submitted first, and a crash (or a failover) between the two would
+//     leave the acknowledged entry Queued in front of the marked one. Until
+//     the owner reports the batch submitted (AcksSubmitted) no mark is
+//     written;
+//   - an entry delivered early whose Enqueue has not committed: its mark
+//     is not written (markAll), so no later one may be. Entries commit in
+//     Seq order, but their commits are reported per fan-out, and a later
+//     entry can be reported first.
+//
+// A held QoS 2 delivery waits (its mark must be durable before its
+// PUBLISH); held QoS 1 marks are written later or forgotten (the entry is
+// delivered again as a first delivery, as QoS 1 allows).
+
+// canMark reports whether a Sent mark may be written now (see above).
+func (s *Session) canMark() bool { return !s.q.acksOut && len(s.q.early) == 0 }
+
+// AcksSubmitted tells the session that the batch its acknowledgements
+// (Puback, Pubcomp) wrote into has been submitted to the store, after
+// every batch submitted before it: the Sent marks held back for it may be
+// written.
+func (s *Session) AcksSubmitted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &s.q
+	if q.live == nil || !q.acksOut {
+		return
 	}
-	s.q.unmarked = nil
+	q.acksOut = false
+	if q.marksHeld {
+		s.wake()
+	}
+}
+
+// markAll writes the pending Sent marks into b (nil: none), in send
+// order, up to the first entry delivered early whose Enqueue has not
+// committed: its mark, written, could reach the store while the entry is
+// past the watermark of a later Attach, which reads Sent entries only
+// below it and refills Queued ones only, so the entry would be sent on
+// neither path until the next one; and a mark after it would stand behind
+// a Queued entry. With acknowledgements not submitted yet (acksOut) no
+// mark is written. The marks not written stay pending while the
+// connection lasts, or are forgotten (forget: it ends) and the entries
+// are delivered again as first deliveries, as QoS 1 allows.
+func (s *Session) markAll(b *store.Batch, forget bool) {
+	q := &s.q
+	if q.acksOut {
+		b = nil
+	}
+	i := 0
+	for ; b != nil && i < len(q.unmarked); i++ {
+		it := q.unmarked[i]
+		if !it.unmarked {
+			continue // acknowledged
+		}
+		if !it.committed {
+			break
+		}
+		s.mark(it, b)
+	}
+	rest := q.unmarked[i:]
+	if forget {
+		for _, it := range rest {
+			it.unmarked = false
+		}
+		q.unmarked = nil
+		return
+	}
+	n := copy(q.unmarked, rest)
+	clear(q.unmarked[n:])
+	q.unmarked = q.unmarked[:n]
 }
 
 func (s *Session) mark(it *item, b *store.Batch) {
 	it.unmarked = false
 	e := it.e
 	b.UpdateEntry(s.rec.ClientID, &e)
-	it.markInBatch = true
+	it.markInBatch, it.marked = true, true
 	s.q.justMarked = append(s.q.justMarked, it)
 }
 
@@ -431,6 +503,11 @@ func (s *Session) Pubcomp(pid uint16, b *store.Batch) error {
 }
 
 func (s *Session) finish(pid uint16, it *item, b *store.Batch) {
+	if it.stored && !it.marked {
+		// Queued in the store until b, the caller's, is submitted: no
+		// mark before that (canMark).
+		s.q.acksOut = true
+	}
 	it.unmarked = false // acknowledged: the Dequeue alone is enough
 	if !it.committed {
 		// Acknowledged before its Enqueue committed: its Dequeue is

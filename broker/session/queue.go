@@ -34,6 +34,10 @@ type item struct {
 	// markInBatch: NextBatch wrote its Sent mark into the batch it
 	// returned, which the writer may not have submitted yet (see finish).
 	markInBatch bool
+	// marked: its Sent (or Released) state was written into a batch, or
+	// read from the store; an entry acknowledged before that is Queued in
+	// the store until its Dequeue is submitted (see canMark).
+	marked bool
 }
 
 // deliverable reports whether the entry may be sent: its Enqueue is
@@ -115,7 +119,15 @@ type live struct {
 	// NextBatch, which writes them (see finish).
 	justMarked []*item
 	later      []uint64
-	nextPID    uint16
+	// acksOut: an acknowledgement wrote the Dequeue of an entry with no
+	// durable Sent mark into the caller's batch (finish), which may not
+	// be submitted yet; until AcksSubmitted no Sent mark is written.
+	// marksHeld: NextBatch held a mark (a QoS 2 delivery) back for that
+	// or for an uncommitted early entry; the event that ends the hold
+	// wakes the connection. See "Sent marks stay a prefix" in deliver.go.
+	acksOut   bool
+	marksHeld bool
+	nextPID   uint16
 	qos0       []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes  int64
 }
@@ -427,8 +439,9 @@ func (s *Session) settle(seq uint64, ok bool) bool {
 			it.stored, it.unmarked = false, false
 		}
 		// Already delivered: nothing new to send, so no wake-up (an
-		// aged Sent mark goes with the next one).
-		return false
+		// aged Sent mark goes with the next one), unless a QoS 2
+		// delivery waited for the early entries to commit.
+		return len(q.early) == 0 && q.marksHeld
 	}
 	return false
 }

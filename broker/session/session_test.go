@@ -54,6 +54,9 @@ func (f *fixture) commit(b *store.Batch) {
 	if err := f.st.Commit(context.Background(), b); err != nil {
 		f.t.Fatal(err)
 	}
+	// The tests commit one batch at a time: every acknowledgement written
+	// so far has been submitted, as the read loop reports.
+	f.s.AcksSubmitted()
 }
 
 // detach detaches the session and commits its pending Sent marks, as the
