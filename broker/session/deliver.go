@@ -129,7 +129,9 @@ func (s *Session) resetMemory() {
 	q.head, q.headBytes, q.resend = nil, 0, nil
 	s.markAll(nil, true)
 	s.marksSubmitted(nil) // DetachMarks wrote what was held back
-	q.acksOut, q.marksHeld = false, false // the connection's read loop is over
+	// The connection's read loop is over: what it did not submit, it
+	// never will (the entries stay Queued, and are sent again).
+	q.acksOut, q.marksHeld = false, false
 	clear(q.inflight)
 	q.flightBytes = 0
 	q.loadedSeq = 0

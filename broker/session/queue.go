@@ -128,8 +128,8 @@ type live struct {
 	acksOut   bool
 	marksHeld bool
 	nextPID   uint16
-	qos0       []*item // QoS 0 messages for the online client (never stored)
-	qos0Bytes  int64
+	qos0      []*item // QoS 0 messages for the online client (never stored)
+	qos0Bytes int64
 }
 
 // withLive makes the live state on first use. Every entry point that may
