@@ -31,7 +31,13 @@
 // one acknowledged within markDelay costs only its Dequeue; the marks of
 // the others are written by the next NextBatch after markDelay, or by
 // DetachMarks when the connection ends, so a restart resends them with DUP
-// and their packet identifier.
+// and their packet identifier. Attach reads the inflight prefix only (it
+// stops at the first Queued entry), so a mark is submitted only when every
+// entry before it is, in submission order, marked or gone: a QoS 2
+// delivery waits while the Dequeue of an entry acknowledged without a mark
+// sits in the read loop's unsubmitted batch (AcksSubmitted ends that) or
+// an early entry before it is uncommitted. See "Sent marks stay a prefix"
+// in deliver.go.
 //
 // Early delivery. A QoS 1 entry that joins the head of an online queue
 // with nothing uncommitted or unread before it may be sent before its
