@@ -114,6 +114,13 @@ func (r *MQTTBrokerReconciler) prepareHandover(ctx context.Context, p *pass, act
 		}
 		err = r.Cluster.PrepareHandover(cctx, leader, p.adminToken, role, ttl)
 	}
+	for _, name := range act.StandDown {
+		// A successor chosen before this one: ready, it would take
+		// clients and hold them for a leadership that goes elsewhere.
+		if err == nil {
+			err = r.Cluster.PrepareHandover(cctx, r.podNamed(p, name), p.adminToken, adminapi.HandoverNone, 0)
+		}
+	}
 	if err != nil {
 		r.event(b, nil, true, EventClusterChangeFailed, act.Kind.String(), "%s: %v", act.Reason, err)
 		log.FromContext(ctx).Info("handover failed", "successor", act.To, "leader", act.Leader, "err", err)

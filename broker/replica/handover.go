@@ -112,6 +112,10 @@ type handover struct {
 	role   HandoverRole
 	until  time.Time
 	wake   chan struct{} // closed and replaced when the role or the serving engine changes
+	// leader is the member that led when this member was made successor
+	// ("" if none was known: the first one seen since): the successor
+	// role ends once another member leads (see Engine.role).
+	leader string
 
 	held                                   atomic.Int64
 	served, timedOut, overLimit, abandoned atomic.Uint64
@@ -141,11 +145,38 @@ func (h *handover) get() (HandoverRole, time.Time, <-chan struct{}) {
 	return h.role, h.until, h.wake
 }
 
-func (h *handover) set(r HandoverRole, until time.Time) {
+func (h *handover) set(r HandoverRole, until time.Time, leader string) {
 	h.mu.Lock()
-	h.role, h.until = r, until
+	h.role, h.until, h.leader = r, until, leader
 	h.mu.Unlock()
 	h.notify()
+}
+
+// supersede ends a successor role once st names a leader other than the
+// one it was given under and other than self, which means the transfer
+// went to another member (the operator chose another successor, or an
+// election did): holding connections or answering ready for a leadership
+// that will not come would keep clients from the leader, each for
+// HoldFor, as long as the Service lists this member. It reports whether
+// it ended the role.
+func (h *handover) supersede(st cluster.Serving, self string) bool {
+	if st.Serving || st.LeaderID == "" || st.LeaderID == self {
+		return false
+	}
+	h.mu.Lock()
+	ended := false
+	switch {
+	case h.role != HandoverSuccessor:
+	case h.leader == "":
+		h.leader = st.LeaderID
+	case h.leader != st.LeaderID:
+		h.role, ended = HandoverNone, true
+	}
+	h.mu.Unlock()
+	if ended {
+		h.notify()
+	}
+	return ended
 }
 
 // clear ends the role if it is r.
@@ -214,19 +245,38 @@ func (e *Engine) PrepareHandover(r HandoverRole, ttl time.Duration) (time.Durati
 			return 0, cluster.ErrNotLeader
 		}
 	}
-	e.ho.set(r, time.Now().Add(ttl))
+	leader := st.LeaderID
+	if r, _, _ := e.ho.get(); r == HandoverSuccessor {
+		// A renewal keeps the leader of the first request: one that led
+		// since is not this member's predecessor.
+		e.ho.mu.Lock()
+		leader = e.ho.leader
+		e.ho.mu.Unlock()
+	}
+	e.ho.set(r, time.Now().Add(ttl), leader)
 	return ttl, nil
+}
+
+// role is the handover role for the leadership state st: a successor's
+// role ends once another member leads (handover.supersede).
+func (e *Engine) role(st cluster.Serving) (HandoverRole, time.Time, <-chan struct{}) {
+	if e.ho.supersede(st, e.self) {
+		e.log.Info("the leadership went to another member: this member is no longer the successor of a handover",
+			"leader", st.LeaderID)
+	}
+	return e.ho.get()
 }
 
 // EndHandover ends this member's handover role: readiness follows
 // leadership again.
 func (e *Engine) EndHandover() {
-	e.ho.set(HandoverNone, time.Time{})
+	e.ho.set(HandoverNone, time.Time{}, "")
 }
 
 // HandoverStatus reports the handover role and the held connections.
 func (e *Engine) HandoverStatus() HandoverStatus {
-	r, until, _ := e.ho.get()
+	st, _ := e.node.State()
+	r, until, _ := e.role(st)
 	s := HandoverStatus{Role: r, Held: e.ho.held.Load(),
 		Served: e.ho.served.Load(), TimedOut: e.ho.timedOut.Load(),
 		OverLimit: e.ho.overLimit.Load(), Abandoned: e.ho.abandoned.Load()}
@@ -243,7 +293,7 @@ func (e *Engine) Serving() (bool, string) {
 	if st.Serving {
 		return true, st.LeaderClientAddress
 	}
-	if r, _, _ := e.ho.get(); r == HandoverSuccessor {
+	if r, _, _ := e.role(st); r == HandoverSuccessor {
 		return true, st.LeaderClientAddress
 	}
 	return false, st.LeaderClientAddress
@@ -265,8 +315,8 @@ func (e *Engine) hold(c net.Conn) {
 	deadline := time.NewTimer(lim.HoldFor)
 	defer deadline.Stop()
 	for {
-		role, until, wake := e.ho.get()
 		st, changed := e.node.State()
+		role, until, wake := e.role(st)
 		if srv := e.current(); srv != nil {
 			e.ho.held.Add(-1)
 			e.ho.served.Add(1)

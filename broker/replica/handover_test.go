@@ -366,3 +366,46 @@ func TestDrainReleasesHeldConnections(t *testing.T) {
 		t.Fatalf("status: %+v", s)
 	}
 }
+
+// A successor whose leadership goes to another member (the operator chose
+// another successor, or an election did) stops being one at once: it
+// refuses the connections it held, naming the new leader, answers not
+// ready and takes no more connections. Held for HoldFor instead, and
+// listed ready by the Service meanwhile, it kept clients from the leader
+// for seconds (seen in an e2e rolling upgrade). A renewal of the role
+// while the same leader leads keeps it.
+func TestHandoverSuccessorSupersededByAnotherLeader(t *testing.T) {
+	n := follower() // b-0 leads
+	e := newPipeEngine(t, n)
+	e.SetHandoverLimits(HandoverLimits{HoldFor: 20 * time.Second})
+	if _, err := e.PrepareHandover(HandoverSuccessor, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PrepareHandover(HandoverSuccessor, 30*time.Second); err != nil {
+		t.Fatal(err) // a renewal
+	}
+	res := connectAsync(t, e, "held")
+	waitHeld(t, e, 1)
+	n.set(cluster.Serving{LeaderID: "b-0", LeaderClientAddress: "b-0:1883"}) // no change of leader
+	if s := e.HandoverStatus(); s.Role != HandoverSuccessor || s.Held != 1 || !e.Ready() {
+		t.Fatalf("the same leader still leads: %+v, ready %v", s, e.Ready())
+	}
+	t0 := time.Now()
+	n.set(cluster.Serving{LeaderID: "b-2", LeaderClientAddress: "b-2:1883"})
+	r := wait(t, res)
+	if r.ack.ReasonCode != packet.UseAnotherServer || r.ack.Properties.ServerReference == nil || *r.ack.Properties.ServerReference != "b-2:1883" {
+		t.Fatalf("held CONNECT answered %v ref %v, want 0x9C naming b-2", r.ack.ReasonCode, r.ack.Properties.ServerReference)
+	}
+	if d := r.at.Sub(t0); d > 5*time.Second {
+		t.Fatalf("refused %s after another member led: held as long as the hold's bound", d)
+	}
+	if s := e.HandoverStatus(); s.Role != HandoverNone || s.Held != 0 || s.Abandoned != 1 {
+		t.Fatalf("status: %+v", s)
+	}
+	if e.Ready() {
+		t.Fatal("ready after another member took the leadership")
+	}
+	if ok, _ := e.Serving(); ok {
+		t.Fatal("takes connections after another member took the leadership")
+	}
+}

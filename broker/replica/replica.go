@@ -46,6 +46,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	cfg     *config.Config
+	self    string         // this member's ID (cluster.memberID)
 	cur     *engine.Server // the engine of the term this member serves; nil while it does not
 	term    uint64
 	retired sync.WaitGroup // engines handing their clients over
@@ -71,7 +72,7 @@ func New(cfg *config.Config, node Node, log *slog.Logger, newTerm func(cfg *conf
 		return nil, err
 	}
 	e := &Engine{
-		node: node, log: log, newTerm: newTerm, refuser: refuser, cfg: cfg.Clone(),
+		node: node, log: log, newTerm: newTerm, refuser: refuser, cfg: cfg.Clone(), self: cfg.Cluster.MemberID,
 		stop: make(chan struct{}), stopped: make(chan struct{}), restart: make(chan struct{}, 1),
 	}
 	e.ho.init()
@@ -316,7 +317,8 @@ func (e *Engine) RefuseConn(c net.Conn, serverReference string) {
 // Ready reports whether a term's engine serves, except on a leader that
 // steps back for a handover; a successor preparing to lead is ready too.
 func (e *Engine) Ready() bool {
-	switch r, _, _ := e.ho.get(); r {
+	st, _ := e.node.State()
+	switch r, _, _ := e.role(st); r {
 	case HandoverPredecessor:
 		return false
 	case HandoverSuccessor:

@@ -17,8 +17,11 @@ import (
 //     PrepareHandover with StepBack: the leader also answers not ready
 //     and keeps serving (in this order, the Service always has an
 //     endpoint: the probes of two members do not tick together).
-//  2. Once the Service's EndpointSlices list the successor ready and the
-//     leader not, TransferLeadership to the successor: the leader
+//     A member other than these two that the Service lists ready (a
+//     successor chosen earlier, whose role has not expired) is asked to
+//     stand down (StandDown) meanwhile.
+//  2. Once the Service's EndpointSlices list the successor ready and no
+//     other member, TransferLeadership to the successor: the leader
 //     quiesces, hands leadership over, and disconnects its clients (0x9C);
 //     they reconnect to the successor.
 //  3. The old leader is now an outdated follower: DeletePod, as any.
@@ -43,7 +46,14 @@ func handover(in Input, h Health, byName map[string]Pod) Action {
 		return Action{Kind: Wait, Leader: h.Leader, Member: h.Leader,
 			Reason: fmt.Sprintf("the leader %s is the last to roll, but no caught-up follower runs the current pod template to hand leadership to", h.Leader)}
 	}
-	if in.Endpoints[s] && !in.Endpoints[h.Leader] {
+	var standDown []string
+	for name, ready := range in.Endpoints {
+		if ready && name != s && name != h.Leader {
+			standDown = append(standDown, name)
+		}
+	}
+	sort.Strings(standDown)
+	if in.Endpoints[s] && !in.Endpoints[h.Leader] && len(standDown) == 0 {
 		return Action{Kind: TransferLeadership, Leader: h.Leader, Member: h.Leader, To: s,
 			Reason: fmt.Sprintf("the leader %s is the last to roll: the client Service now routes to %s, which takes leadership and the clients", h.Leader, s)}
 	}
@@ -55,7 +65,7 @@ func handover(in Input, h Health, byName map[string]Pod) Action {
 					h.Leader, s, limit)}
 		}
 	}
-	return Action{Kind: PrepareHandover, Leader: h.Leader, Member: h.Leader, To: s, StepBack: in.Endpoints[s],
+	return Action{Kind: PrepareHandover, Leader: h.Leader, Member: h.Leader, To: s, StepBack: in.Endpoints[s], StandDown: standDown,
 		Reason: fmt.Sprintf("the leader %s is the last to roll: making %s ready to take the clients before the leadership transfer", h.Leader, s)}
 }
 

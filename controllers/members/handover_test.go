@@ -2,6 +2,7 @@ package members
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +18,12 @@ func leaderTurn() Input {
 func TestDecideHandover(t *testing.T) {
 	limit := DefaultLimits.Handover
 	tests := map[string]struct {
-		in       func() Input
-		kind     Kind
-		to       string
-		stepBack bool
-		reason   string
+		in        func() Input
+		kind      Kind
+		to        string
+		stepBack  bool
+		reason    string
+		standDown []string
 	}{
 		"prepares the lowest caught-up follower": {in: leaderTurn, kind: PrepareHandover, to: "mqb-0"},
 		"prefers the least behind": {in: func() Input {
@@ -52,7 +54,7 @@ func TestDecideHandover(t *testing.T) {
 			in := leaderTurn()
 			in.Endpoints = map[string]bool{"mqb-1": true}
 			return in
-		}, kind: PrepareHandover, to: "mqb-0"},
+		}, kind: PrepareHandover, to: "mqb-0", standDown: []string{"mqb-1"}},
 		"unknown endpoints: prepares, never transfers": {in: func() Input {
 			in := leaderTurn()
 			in.Handover = &Handover{Successor: "mqb-0", Since: now.Add(-time.Second)}
@@ -64,6 +66,18 @@ func TestDecideHandover(t *testing.T) {
 			in.Handover = &Handover{Successor: "mqb-0", Since: now.Add(-time.Second)}
 			return in
 		}, kind: TransferLeadership, to: "mqb-0", reason: "now routes to mqb-0"},
+		"no transfer while an earlier successor is still listed; it stands down": {in: func() Input {
+			in := leaderTurn()
+			in.Endpoints = map[string]bool{"mqb-0": true, "mqb-1": true, "mqb-2": false}
+			in.Handover = &Handover{Successor: "mqb-0", Since: now.Add(-time.Second)}
+			return in
+		}, kind: PrepareHandover, to: "mqb-0", stepBack: true, standDown: []string{"mqb-1"}},
+		"an earlier successor stands down while the leader is listed too": {in: func() Input {
+			in := leaderTurn()
+			in.Endpoints = map[string]bool{"mqb-1": true, "mqb-2": true}
+			in.Handover = &Handover{Successor: "mqb-0", Since: now.Add(-time.Second)}
+			return in
+		}, kind: PrepareHandover, to: "mqb-0", standDown: []string{"mqb-1"}},
 		"stalls when the Service does not follow in time": {in: func() Input {
 			in := leaderTurn()
 			in.Endpoints = map[string]bool{"mqb-2": true}
@@ -93,6 +107,9 @@ func TestDecideHandover(t *testing.T) {
 			a := Decide(tc.in())
 			if a.Kind != tc.kind || a.To != tc.to || a.StepBack != tc.stepBack || !strings.Contains(a.Reason, tc.reason) {
 				t.Fatalf("got %v to %q step back %v (%s), want %v to %q step back %v (%q)", a.Kind, a.To, a.StepBack, a.Reason, tc.kind, tc.to, tc.stepBack, tc.reason)
+			}
+			if !slices.Equal(a.StandDown, tc.standDown) {
+				t.Fatalf("stand down %v, want %v", a.StandDown, tc.standDown)
 			}
 		})
 	}

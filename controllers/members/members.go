@@ -181,6 +181,12 @@ type Action struct {
 	// unready); only once the Service lists the successor, so that it is
 	// never left without an endpoint.
 	StepBack bool
+	// StandDown are members the Service lists ready that are neither the
+	// leader nor the successor (a PrepareHandover ends their handover
+	// role): a successor chosen before this one still answers ready and
+	// holds the CONNECTs it gets, for nothing. No transfer happens while
+	// there are any.
+	StandDown []string
 	// Reason says why, for the status and Events.
 	Reason string
 }
