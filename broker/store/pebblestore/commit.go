@@ -146,6 +146,13 @@ func (s *Store) failLocked(err error) {
 // writeSync applies pb with an fsync outside the commit path (format
 // version, Close); it turns Pebble's panics into errors like Commit.
 func (s *Store) writeSync(pb *pebble.Batch) error {
+	if s.opts.NoWAL {
+		// No log to sync: the memtables go to table files instead.
+		if err := s.write(pb, false); err != nil {
+			return err
+		}
+		return safe(s.db.Flush)
+	}
 	if err := s.write(pb, true); err != nil {
 		return err
 	}

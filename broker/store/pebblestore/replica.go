@@ -286,6 +286,14 @@ func (s *Store) Checkpoint(dir string) error {
 	defer s.ops.Done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opts.NoWAL {
+		// Without a log, only table files hold what was applied: the
+		// checkpoint (a snapshot, after which Raft may drop the log's
+		// entries) must have every entry applied so far in them.
+		if err := safe(s.db.Flush); err != nil {
+			return fmt.Errorf("pebblestore: checkpoint %s: flush: %w", dir, err)
+		}
+	}
 	if err := safe(func() error { return s.db.Checkpoint(dir, pebble.WithFlushedWAL()) }); err != nil {
 		return fmt.Errorf("pebblestore: checkpoint %s: %w", dir, err)
 	}

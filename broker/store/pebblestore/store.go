@@ -43,6 +43,17 @@ type Options struct {
 	Logger *slog.Logger
 	// CacheSize is Pebble's block cache in bytes (DefaultCacheSize when 0).
 	CacheSize int64
+	// NoWAL turns Pebble's write-ahead log off, for a store every write
+	// of which another log replays after a crash: a cluster member's
+	// (ApplyReplicated*, whose entries the Raft log keeps durable). A
+	// crash then loses what was not flushed yet, and the replay of the
+	// Raft log from the store's applied index writes it again; it saves
+	// each member writing every entry twice. What must be durable at once
+	// (Close, Sync, Checkpoint, the format version) flushes the memtables
+	// instead of syncing the log. Commit gets no durability of its own
+	// then, so NoWAL needs Interval durability (whose fsync loop it
+	// stops).
+	NoWAL bool
 
 	fs vfs.FS // tests inject faults here; vfs.Default when nil
 }
@@ -114,6 +125,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
+	if opts.NoWAL && opts.Durability != Interval {
+		return nil, fmt.Errorf("pebblestore: open %s: NoWAL needs Interval durability (every write is replayed from another log)", dir)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -131,7 +145,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = db.Close() // the recovery error is the one to report
 		return nil, err
 	}
-	if opts.Durability == Interval {
+	if opts.Durability == Interval && !opts.NoWAL {
 		s.stopSync = make(chan struct{})
 		s.syncDone.Add(1)
 		go s.syncLoop()
@@ -172,6 +186,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	o.L0CompactionThreshold = 8
 	o.L0StopWritesThreshold = 32
 	o.LBaseMaxBytes = 128 << 20
+	o.DisableWAL = s.opts.NoWAL
 	return o
 }
 
