@@ -330,8 +330,8 @@ func (s *Session) markAged(now time.Time, b *store.Batch) {
 //     written;
 //   - an entry delivered early whose Enqueue has not committed: its mark
 //     is not written (markAll), so no later one may be. Entries commit in
-//     Seq order, but their commits are reported per fan-out, and a later
-//     entry can be reported first.
+//     Seq order, but their commits are reported per fan-out, and nothing
+//     here relies on a later entry's not being reported first.
 //
 // A held QoS 2 delivery waits (its mark must be durable before its
 // PUBLISH); held QoS 1 marks are written later or forgotten (the entry is
