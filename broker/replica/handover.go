@@ -145,9 +145,16 @@ func (h *handover) get() (HandoverRole, time.Time, <-chan struct{}) {
 	return h.role, h.until, h.wake
 }
 
+// set gives the member role r until then; leader is the member that
+// leads now. Renewing a successor role that has not ended keeps the
+// leader of the first request: one that led since is not this member's
+// predecessor.
 func (h *handover) set(r HandoverRole, until time.Time, leader string) {
 	h.mu.Lock()
-	h.role, h.until, h.leader = r, until, leader
+	if r != HandoverSuccessor || h.role != HandoverSuccessor || !time.Now().Before(h.until) {
+		h.leader = leader
+	}
+	h.role, h.until = r, until
 	h.mu.Unlock()
 	h.notify()
 }
@@ -245,15 +252,7 @@ func (e *Engine) PrepareHandover(r HandoverRole, ttl time.Duration) (time.Durati
 			return 0, cluster.ErrNotLeader
 		}
 	}
-	leader := st.LeaderID
-	if r, _, _ := e.ho.get(); r == HandoverSuccessor {
-		// A renewal keeps the leader of the first request: one that led
-		// since is not this member's predecessor.
-		e.ho.mu.Lock()
-		leader = e.ho.leader
-		e.ho.mu.Unlock()
-	}
-	e.ho.set(r, time.Now().Add(ttl), leader)
+	e.ho.set(r, time.Now().Add(ttl), st.LeaderID)
 	return ttl, nil
 }
 
