@@ -65,6 +65,11 @@ type conn struct {
 
 	outMu  sync.Mutex
 	out    []byte // encoded control packets waiting for the writer
+	// ackOut is the PUBACK or PUBREC queueAck encodes, under outMu.
+	ackOut struct {
+		puback packet.Puback
+		pubrec packet.Pubrec
+	}
 	outMax int
 	wake   chan struct{}
 	// wmu is the write lock: whoever holds it owns w and writes to the
@@ -272,6 +277,9 @@ func (c *conn) readLoop() {
 			c.endDefer()
 			return
 		}
+		// Nothing keeps a dispatched PUBLISH or acknowledgement (a
+		// publish on its way keeps a pubAck, not the packet).
+		c.r.Recycle(p)
 	}
 }
 

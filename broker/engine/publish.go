@@ -58,12 +58,12 @@ func (c *conn) onPublish(p *packet.Publish) bool {
 	if p.QoS == 2 && c.sess.BeginInbound(p.PacketID, b) {
 		// A resent PUBLISH: PUBREC again, not routed again.
 		putBatch(b)
-		c.ackInOrder(p, packet.Success)
+		c.ackInOrder(ackOf(p), packet.Success)
 		return true
 	}
 	pub, behind := publish{srv: c.srv, m: m}, false
 	if p.QoS > 0 {
-		pub.c, pub.p = c, p
+		pub.c, pub.ack = c, ackOf(p)
 		behind = c.pendingAck()
 	}
 	var wl *wakeList
@@ -86,7 +86,7 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 		if !c.takeSlot() {
 			return nil, false
 		}
-		c.ackInOrder(p, packet.TopicNameInvalid)
+		c.ackInOrder(ackOf(p), packet.TopicNameInvalid)
 		return nil, true
 	}
 	if rc != packet.Success {
@@ -107,14 +107,14 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 	c.srv.stats.msgsIn[p.QoS].Add(1)
 	if !c.srv.canPublish(c.principal, c.clientID, name) {
 		c.srv.stats.drop(c.log, c.clientID, DropNotAuthorized, 1)
-		c.ackInOrder(p, packet.NotAuthorized)
+		c.ackInOrder(ackOf(p), packet.NotAuthorized)
 		return nil, true
 	}
 	m = c.message(p, name)
 	if m.Retain && !c.srv.retainAdmitted(m, c.log, c.clientID) {
 		if c.version >= packet.V5 && p.QoS > 0 {
 			// Refused whole: the 5.0 publisher learns it and may retry.
-			c.ackInOrder(p, packet.QuotaExceeded)
+			c.ackInOrder(ackOf(p), packet.QuotaExceeded)
 			return nil, true
 		}
 		m.Retain = false // a publisher that cannot learn it: delivered, not retained
@@ -150,7 +150,7 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		s.wakes.Store(nil)
 	}
 	if fan.Rejected && pub.c != nil {
-		pub.c.endRejected(pub.p, b)
+		pub.c.endRejected(pub.ack, b)
 	}
 	if b.Len() == 0 && !behind {
 		s.seqMu.Unlock()
@@ -207,9 +207,19 @@ func (s *Server) deliverEarly() {
 type publish struct {
 	srv *Server // nil: the job is not a publish
 	m   *store.Message
-	c   *conn // acknowledges p; nil: nothing to acknowledge
-	p   *packet.Publish
+	c   *conn // acknowledges ack; nil: nothing to acknowledge
+	ack pubAck
 }
+
+// pubAck is what acknowledging a PUBLISH needs of it. The engine keeps
+// this, not the packet, past the packet's dispatch: the read loop hands
+// the packet back to its reader for the next one (packet.Reader.Recycle).
+type pubAck struct {
+	qos byte
+	id  uint16
+}
+
+func ackOf(p *packet.Publish) pubAck { return pubAck{qos: p.QoS, id: p.PacketID} }
 
 // onStored runs once the publish's batch b is stored, or failed (err): it
 // settles the fan-out, making the queue entries deliverable and applying
@@ -222,7 +232,7 @@ func (pub *publish) onStored(fan *router.Fanout, b *store.Batch, err error) {
 		pub.srv.log.Error("storing a published message", "topic", pub.m.Topic, "err", err)
 	}
 	if c := pub.c; c != nil {
-		c.acknowledge(pub.p, fan.Rejected, err)
+		c.acknowledge(pub.ack, fan.Rejected, err)
 		c.ackDone()
 	}
 	putBatch(b)
@@ -231,11 +241,11 @@ func (pub *publish) onStored(fan *router.Fanout, b *store.Batch, err error) {
 
 // acknowledge answers a routed QoS 1/2 publish; rejected: some
 // subscriber's queue refused it (Fanout.Rejected).
-func (c *conn) acknowledge(p *packet.Publish, rejected bool, err error) {
+func (c *conn) acknowledge(p pubAck, rejected bool, err error) {
 	switch {
 	case err != nil:
-		if p.QoS == 2 {
-			c.sess.AbortInbound(p.PacketID)
+		if p.qos == 2 {
+			c.sess.AbortInbound(p.id)
 		}
 		if c.version >= packet.V5 {
 			c.ackPublish(p, packet.UnspecifiedError)
@@ -254,23 +264,19 @@ func (c *conn) acknowledge(p *packet.Publish, rejected bool, err error) {
 // too, so it must not block or submit: a 5.0 error code ends a QoS 2
 // exchange, and the inbound state of the exchanges that began is forgotten
 // before (endRejected, AbortInbound).
-func (c *conn) ackPublish(p *packet.Publish, rc packet.ReasonCode) {
-	if p.QoS == 0 {
+func (c *conn) ackPublish(p pubAck, rc packet.ReasonCode) {
+	if p.qos == 0 {
 		return
 	}
 	if c.version < packet.V5 && rc.IsError() {
 		rc = packet.Success
 	}
 	c.releaseSlot()
-	if p.QoS == 1 {
-		c.queueControl(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
-		return
-	}
-	c.queueControl(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+	c.queueAck(p, rc)
 }
 
 // ackInOrder answers a publish that is not routed with rc, in its turn.
-func (c *conn) ackInOrder(p *packet.Publish, rc packet.ReasonCode) {
+func (c *conn) ackInOrder(p pubAck, rc packet.ReasonCode) {
 	c.inOrder(nil, func(error) { c.ackPublish(p, rc) })
 }
 
@@ -299,9 +305,9 @@ func (c *conn) ackDone() {
 // goroutine, which must not submit (a second batch from there waited on
 // the committer's own full queue: a deadlock of every commit). A failed
 // commit stored nothing, and acknowledge forgets the state (AbortInbound).
-func (c *conn) endRejected(p *packet.Publish, b *store.Batch) {
-	if p.QoS == 2 && c.version >= packet.V5 {
-		c.sess.ReleaseInbound(p.PacketID, b)
+func (c *conn) endRejected(p pubAck, b *store.Batch) {
+	if p.qos == 2 && c.version >= packet.V5 {
+		c.sess.ReleaseInbound(p.id, b)
 	}
 }
 
@@ -459,7 +465,7 @@ func (c *conn) onPubrel(p *packet.Pubrel) {
 		if err != nil {
 			// No PUBCOMP: the client resends PUBREL after reconnecting.
 			c.log.Error("storing PUBREL state", "client", c.clientID, "err", err)
-			c.sess.KeepInbound(p.PacketID)
+			c.sess.KeepInbound(ack.PacketID) // not p's: p is recycled once dispatched
 			c.close()
 			return
 		}

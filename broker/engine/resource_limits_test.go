@@ -64,8 +64,9 @@ func TestMessageSizeIsEncodedSize(t *testing.T) {
 		"big payload": {Topic: "t", Payload: make([]byte, 3<<20), Publisher: "p"},
 	} {
 		c := &conn{version: packet.V5, srv: &Server{now: func() time.Time { return now }}}
-		p := c.publishPacket(&session.Outgoing{Msg: m, QoS: 1, PacketID: 1}, now)
-		wire, err := packet.Size(p, packet.V5)
+		var p packet.Publish
+		c.publishPacket(&p, &session.Outgoing{Msg: m, QoS: 1, PacketID: 1}, now)
+		wire, err := packet.Size(&p, packet.V5)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

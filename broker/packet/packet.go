@@ -122,12 +122,13 @@ func requiredFlags(t Type) byte {
 func validVersion(v byte) bool { return v == V31 || v == V311 || v == V5 }
 
 // checkHeader validates the first byte of a packet before its body is read.
-func checkHeader(hdr byte, version byte) (codec, error) {
+// spare, when not nil, holds packets to decode into (Reader.Recycle).
+func checkHeader(hdr byte, version byte, spare *spares) (codec, error) {
 	t, flags := Type(hdr>>4), hdr&0x0f
 	if version != 0 && !validVersion(version) {
 		return nil, errorf(UnsupportedProtocolVersion, "protocol version %d", version)
 	}
-	p := newPacket(t)
+	p := spare.take(t)
 	if p == nil || (t == AUTH && version != 0 && version < V5) {
 		return nil, malformed("reserved packet type %d", t)
 	}
@@ -164,7 +165,7 @@ func DecodeWith(buf []byte, version byte, o *DecodeOptions) (Packet, error) {
 	if len(buf) < 2 {
 		return nil, malformed("packet of %d bytes is shorter than a fixed header", len(buf))
 	}
-	p, err := checkHeader(buf[0], version)
+	p, err := checkHeader(buf[0], version, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -199,15 +200,15 @@ func decodeBody(p codec, flags byte, body []byte, version byte, o *DecodeOptions
 // returns an error wrapping io.ErrUnexpectedEOF. Malformed packets yield an
 // *Error carrying the Reason Code; see Decode for CONNECT errors.
 func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
-	return readPacket(r, version, maxSize, nil)
+	return readPacket(r, version, maxSize, nil, nil)
 }
 
-func readPacket(r *bufio.Reader, version byte, maxSize uint32, o *DecodeOptions) (Packet, error) {
+func readPacket(r *bufio.Reader, version byte, maxSize uint32, o *DecodeOptions, spare *spares) (Packet, error) {
 	hdr, err := r.ReadByte()
 	if err != nil {
 		return nil, err // io.EOF: the peer closed between packets
 	}
-	p, err := checkHeader(hdr, version)
+	p, err := checkHeader(hdr, version, spare)
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +288,7 @@ type Reader struct {
 	// Options bounds what one packet may make the decoder allocate; the
 	// zero value sets no limit beyond the protocol's.
 	Options DecodeOptions
+	spare   spares // handed back by Recycle
 }
 
 // NewReader returns a Reader over r, buffering it unless it already is a
@@ -301,7 +303,49 @@ func NewReader(r io.Reader, version byte, maxSize uint32) *Reader {
 
 // ReadPacket reads the next packet; see the function ReadPacket.
 func (r *Reader) ReadPacket() (Packet, error) {
-	return readPacket(r.R, r.Version, r.MaxSize, &r.Options)
+	return readPacket(r.R, r.Version, r.MaxSize, &r.Options, &r.spare)
+}
+
+// Recycle hands back p, returned by ReadPacket, for a later ReadPacket to
+// decode into, so that a connection's stream of PUBLISH and
+// acknowledgement packets allocates no packet struct each (with its
+// Properties, several hundred bytes: most of a broker's garbage per
+// message at one message in flight). The caller must hold no reference
+// to p itself any more; what its fields refer to (the strings, the
+// payload and other slices, the values of the pointer properties) stays
+// the caller's, as it is never written again: p is zeroed here, and the
+// next decode allocates its own. Other packet types are left to the GC.
+func (r *Reader) Recycle(p Packet) {
+	switch p := p.(type) {
+	case *Publish:
+		*p = Publish{}
+	case *Puback:
+		*p = Puback{}
+	case *Pubrec:
+		*p = Pubrec{}
+	case *Pubrel:
+		*p = Pubrel{}
+	case *Pubcomp:
+		*p = Pubcomp{}
+	default:
+		return
+	}
+	r.spare[p.Type()] = p.(codec)
+}
+
+// spares holds a zeroed packet per type, handed back by Reader.Recycle.
+type spares [16]codec
+
+// take returns a zeroed packet of type t: the spare one when there is
+// one (s may be nil), else a new one (nil for a reserved type).
+func (s *spares) take(t Type) codec {
+	if s != nil && int(t) < len(s) {
+		if p := s[t]; p != nil {
+			s[t] = nil
+			return p
+		}
+	}
+	return newPacket(t)
 }
 
 // Append appends the encoding of p for the given protocol version to dst.

@@ -247,3 +247,83 @@ func TestReadPacketAllocatesWhatArrives(t *testing.T) {
 		t.Fatalf("got topic %q, %d payload bytes", pub.Topic, len(pub.Payload))
 	}
 }
+
+// TestReaderRecycle decodes into recycled packets: each decode is exactly
+// what a fresh one gives (nothing left over from the packet before), what
+// the recycled packet's fields referred to stays as it was, and a read
+// stream of PUBLISH and acknowledgements allocates no packet struct.
+func TestReaderRecycle(t *testing.T) {
+	expiry, format := uint32(60), byte(1)
+	first := &Publish{QoS: 1, PacketID: 7, Topic: "a/b", Payload: []byte("one"), Properties: Properties{
+		MessageExpiryInterval: &expiry, PayloadFormatIndicator: &format, CorrelationData: []byte("corr"),
+		User: []UserProperty{{Key: "k", Value: "v"}},
+	}}
+	second := &Publish{QoS: 2, PacketID: 8, Topic: "c", Payload: []byte("two")}
+	packets := []Packet{first, &Puback{PacketID: 7, ReasonCode: NoMatchingSubscribers, Properties: Properties{ReasonString: ptr("r")}},
+		second, &Puback{PacketID: 8}, &Pubrec{PacketID: 9}, &Pubrel{PacketID: 9}, &Pubcomp{PacketID: 9}}
+	var buf bytes.Buffer
+	for _, p := range packets {
+		if err := Write(&buf, p, V5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewReader(&buf, V5, 0)
+	got, err := r.ReadPacket()
+	if err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("first PUBLISH: %#v, %v", got, err)
+	}
+	kept := *got.(*Publish) // what the engine keeps of it: field values
+	r.Recycle(got)
+	var puback Packet
+	for i, want := range packets[1:] {
+		p, err := r.ReadPacket()
+		if err != nil || !reflect.DeepEqual(p, want) {
+			t.Fatalf("packet %d: %#v, %v; want %#v", i+1, p, err, want)
+		}
+		if i == 1 && p != got {
+			t.Fatal("the second PUBLISH was not decoded into the recycled one")
+		}
+		if i == 2 && p == puback {
+			t.Fatal("a PUBACK not handed back was reused")
+		}
+		if i == 0 {
+			puback = p // not recycled
+		} else {
+			r.Recycle(p)
+		}
+	}
+	if string(kept.Payload) != "one" || kept.Topic != "a/b" || *kept.Properties.MessageExpiryInterval != 60 ||
+		*kept.Properties.PayloadFormatIndicator != 1 || string(kept.Properties.CorrelationData) != "corr" ||
+		kept.Properties.User[0] != (UserProperty{Key: "k", Value: "v"}) {
+		t.Fatalf("the recycled PUBLISH's field values changed: %#v", kept)
+	}
+	r.Recycle(&Connect{}) // not kept: no panic, no effect
+
+	// In a steady stream, the packet structs are the recycled ones.
+	var stream bytes.Buffer
+	for range 100 {
+		for _, p := range []Packet{second, &Puback{PacketID: 3}} {
+			if err := Write(&stream, p, V5); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	data := stream.Bytes()
+	allocs := testing.AllocsPerRun(20, func() {
+		r := NewReader(bytes.NewReader(data), V5, 0)
+		for {
+			p, err := r.ReadPacket()
+			if err != nil {
+				return
+			}
+			r.Recycle(p)
+		}
+	})
+	// Per PUBLISH: its body, its topic string; per PUBACK: its body. Plus
+	// the reader, its buffer and the two first packets.
+	if perPair := allocs / 100; perPair > 3.2 {
+		t.Fatalf("%.1f allocations per PUBLISH and PUBACK read, want at most 3 (the packet structs recycled)", perPair)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
