@@ -63,8 +63,8 @@ type conn struct {
 	// (a clean session's acknowledgements store nothing); read loop only.
 	ackSpare *store.Batch
 
-	outMu  sync.Mutex
-	out    []byte // encoded control packets waiting for the writer
+	outMu sync.Mutex
+	out   []byte // encoded control packets waiting for the writer
 	// ackOut is the PUBACK or PUBREC queueAck encodes, under outMu.
 	ackOut struct {
 		puback packet.Puback
