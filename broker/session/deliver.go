@@ -104,13 +104,14 @@ func (s *Session) resetMemory() {
 	if !s.persistent() {
 		return
 	}
+	s.markAll(nil, true) // before the entries go back: it records which went out (started)
 	var back []pend
 	// The entries delivered early and still uncommitted come first (lower
 	// Seqs than the head's); one whose commit failed is not in the store
 	// and leaves the queue with the connection.
 	if q.live != nil {
 		for _, it := range q.early {
-			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: expNanos(it.m.ExpiresAt)})
+			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: s.pendExpiry(it)})
 		}
 		clear(q.early)
 		q.early = q.early[:0]
@@ -122,12 +123,11 @@ func (s *Session) resetMemory() {
 	}
 	for _, it := range q.head {
 		if !it.committed {
-			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: expNanos(it.m.ExpiresAt)})
+			back = append(back, pend{seq: it.e.Seq, size: it.size, exp: s.pendExpiry(it)})
 		}
 	}
 	q.pending.set(append(back, q.pending.items()...))
 	q.head, q.headBytes, q.resend = nil, 0, nil
-	s.markAll(nil, true)
 	s.marksSubmitted(nil) // DetachMarks wrote what was held back
 	// The connection's read loop is over: what it did not submit, it
 	// never will (the entries stay Queued, and are sent again).
@@ -135,6 +135,15 @@ func (s *Session) resetMemory() {
 	clear(q.inflight)
 	q.flightBytes = 0
 	q.loadedSeq = 0
+}
+
+// pendExpiry is the expiry a pending entry is purged at (expNanos): none
+// for one that went out (started).
+func (s *Session) pendExpiry(it *item) int64 {
+	if s.q.wasStarted(it.e.Seq) {
+		return 0
+	}
+	return expNanos(it.m.ExpiresAt)
 }
 
 // NextBatch appends to out up to max packets that may be sent now: resends
@@ -236,7 +245,9 @@ func (s *Session) nextQoS0(out []Outgoing, max int, fits func(*Outgoing) bool) [
 // QoS 1/2 entries get a packet identifier and become inflight.
 func (s *Session) deliver(it *item, now time.Time, fits func(*Outgoing) bool, b *store.Batch) (Outgoing, bool) {
 	o := outgoing(it, false)
-	if it.m.Expired(now) {
+	started := s.q.wasStarted(it.e.Seq) // then its expiry no longer counts
+	s.q.unstart(it.e.Seq)
+	if it.m.Expired(now) && !started {
 		s.remove(it, b)
 		s.drop(DropExpired, 1)
 		return o, false
@@ -386,6 +397,9 @@ func (s *Session) markAll(b *store.Batch, forget bool) {
 	rest := q.unmarked[i:]
 	if forget {
 		for _, it := range rest {
+			if it.unmarked {
+				q.start(it.e.Seq) // went out, and the store will not say so
+			}
 			it.unmarked = false
 		}
 		q.unmarked = nil

@@ -101,6 +101,10 @@ func (s *Session) purgeHead(now time.Time, b *store.Batch) (first time.Time) {
 	q := &s.q
 	keep := q.head[:0]
 	for _, it := range q.head {
+		if q.wasStarted(it.e.Seq) {
+			keep = append(keep, it) // went out: its expiry no longer counts
+			continue
+		}
 		if it.committed && it.m.Expired(now) {
 			q.headBytes -= it.size
 			s.remove(it, b)
@@ -130,7 +134,7 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 				return false
 			}
 			read, from = read+1, e.Seq
-			if e.State != store.Queued || q.skipped(e.Seq) {
+			if e.State != store.Queued || q.skipped(e.Seq) || q.wasStarted(e.Seq) {
 				return true
 			}
 			if m.Expired(now) {
@@ -178,6 +182,7 @@ func (s *Session) dropPast(seq uint64, size int64, reason string, b *store.Batch
 	q := &s.q
 	b.Dequeue(s.rec.ClientID, seq)
 	q.add(-1, -size)
+	q.unstart(seq)
 	s.drop(reason, 1)
 	pg := q.purging()
 	if pg.skip == nil {

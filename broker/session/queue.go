@@ -127,9 +127,51 @@ type live struct {
 	// wakes the connection. See "Sent marks stay a prefix" in deliver.go.
 	acksOut   bool
 	marksHeld bool
-	nextPID   uint16
+	// started holds the Seqs of stored QoS 1 entries sent on an earlier
+	// connection whose Sent state was never written (an entry delivered
+	// early whose connection ended before its commit, and the marks that
+	// had to wait for it or for submitted acknowledgements: markAll). Their
+	// onward delivery started, so their expiry no longer removes them
+	// [MQTT-3.3.2-5 deletes only a copy whose delivery has not started]:
+	// they are sent again with an expiry of 0, as a Sent entry is. Kept in
+	// memory only: a restart, or a new leader, forgets it.
+	started map[uint64]struct{}
+	nextPID uint16
 	qos0      []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes int64
+}
+
+// maxStarted bounds queue.started: past it, an entry's expiry removes it
+// again as if it had not gone out.
+const maxStarted = 1 << 16
+
+// start records that the entry seq went out without a Sent mark (see
+// live.started).
+func (q *queue) start(seq uint64) {
+	q.withLive()
+	if q.started == nil {
+		q.started = make(map[uint64]struct{})
+	}
+	if len(q.started) < maxStarted {
+		q.started[seq] = struct{}{}
+	}
+}
+
+// wasStarted reports whether seq is in started.
+func (q *queue) wasStarted(seq uint64) bool {
+	if q.live == nil {
+		return false
+	}
+	_, ok := q.started[seq]
+	return ok
+}
+
+// unstart removes seq from started: the entry left the queue or went out
+// again.
+func (q *queue) unstart(seq uint64) {
+	if q.live != nil && q.started != nil {
+		delete(q.started, seq)
+	}
 }
 
 // withLive makes the live state on first use. Every entry point that may
@@ -647,6 +689,7 @@ func (s *Session) popHead() *item {
 // expired): counters and, for stored entries, a Dequeue in b.
 func (s *Session) remove(it *item, b *store.Batch) {
 	s.q.add(-1, -it.size)
+	s.q.unstart(it.e.Seq)
 	if !it.stored {
 		return
 	}
