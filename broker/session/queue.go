@@ -135,8 +135,8 @@ type live struct {
 	// [MQTT-3.3.2-5 deletes only a copy whose delivery has not started]:
 	// they are sent again with an expiry of 0, as a Sent entry is. Kept in
 	// memory only: a restart, or a new leader, forgets it.
-	started map[uint64]struct{}
-	nextPID uint16
+	started   map[uint64]struct{}
+	nextPID   uint16
 	qos0      []*item // QoS 0 messages for the online client (never stored)
 	qos0Bytes int64
 }
