@@ -85,8 +85,8 @@ func TestResentExpiredMessageInterval(t *testing.T) {
 	// delivery); the publisher's PUBACK comes after the commit, so from
 	// here the entry is stored and its Sent mark is written when the
 	// connection ends. (A connection that ends before the commit leaves
-	// the entry Queued: it is delivered again as a first delivery, or
-	// dropped if it expired meanwhile; docs/durability.md.)
+	// the entry Queued: it is delivered again as a first delivery, without
+	// DUP, also once expired; docs/durability.md.)
 	if ack, ok := pub.recv().(*packet.Puback); !ok || ack.ReasonCode != packet.Success {
 		t.Fatalf("publisher: %+v, want PUBACK", ack)
 	}
