@@ -282,6 +282,9 @@ func (r *MQTTBrokerReconciler) clusterInput(p *pass, rollHash string) members.In
 	if cs := b.Status.Cluster; cs != nil && cs.Handover != nil {
 		in.Handover = &members.Handover{Successor: cs.Handover.Successor, Since: cs.Handover.Since.Time}
 	}
+	if h, ok := r.handovers.get(b); ok {
+		in.Handover = h // newer than a status the cache may not have caught up with
+	}
 	for i := range p.cluster.pods {
 		pod := &p.cluster.pods[i]
 		n := resources.MemberOrdinal(b, pod.Name)
@@ -468,10 +471,12 @@ func (r *MQTTBrokerReconciler) clusterStatus(p *pass, in members.Input, h member
 	if prev := b.Status.Cluster; prev != nil {
 		cs.LastRolled = prev.LastRolled
 	}
-	if hv := members.HandoverRecord(in, act); hv != nil {
+	hv := members.HandoverRecord(in, act)
+	if hv != nil {
 		cs.Handover = &v1alpha1.HandoverStatus{Successor: hv.Successor, Since: metav1.NewTime(hv.Since)}
 		p.handoverStarted = hv != in.Handover
 	}
+	r.handovers.set(p.broker, hv)
 	b.Status.Leader = h.Leader
 	b.Status.Cluster = cs
 	outdated := 0

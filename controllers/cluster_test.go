@@ -11,6 +11,7 @@ import (
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/controllers/members"
+	"github.com/bollard-io/bollard/controllers/resources"
 )
 
 func TestClusterBootstrap(t *testing.T) {
@@ -136,5 +137,69 @@ func TestAdoptingSingle(t *testing.T) {
 		if got := adoptingSingle(tc.exists, tc.cur, tc.pods, tc.marked, tc.formed); got != tc.want {
 			t.Errorf("%s: adoptingSingle = %v, want %v", name, got, tc.want)
 		}
+	}
+}
+
+// TestHandoverSurvivesAStaleCache: a reconcile that reads the MQTTBroker
+// from a cache that has not caught up with the status the reconcile before
+// it wrote still continues the handover under way (handoverMemory),
+// instead of choosing the successor anew as the lags moved.
+func TestHandoverSurvivesAStaleCache(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	b := &v1alpha1.MQTTBroker{ObjectMeta: metav1.ObjectMeta{Name: "mqb", Namespace: "ns", UID: "uid-1"},
+		Spec: v1alpha1.MQTTBrokerSpec{Replicas: ptr.To(int32(3))}}
+	pods := func() []corev1.Pod {
+		var out []corev1.Pod
+		for i, hash := range []string{"old", "new", "new"} { // the leader, mqb-0, rolls last
+			out = append(out, corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: resources.MemberName(b, i), Namespace: "ns",
+					Annotations: map[string]string{resources.RollHashAnnotation: hash}},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+			})
+		}
+		return out
+	}
+	views := func(lag1, lag2 uint64) map[string]members.View {
+		cfg := []members.Member{{ID: "mqb-0", Voter: true},
+			{ID: "mqb-1", Voter: true, Lag: ptr.To(lag1), LastContact: ptr.To(time.Millisecond)},
+			{ID: "mqb-2", Voter: true, Lag: ptr.To(lag2), LastContact: ptr.To(time.Millisecond)}}
+		return map[string]members.View{
+			"mqb-0": {Role: "leader", Serving: true, Term: 9, AppliedIndex: 100, Members: cfg},
+			"mqb-1": {Role: "follower", Term: 9, LeaderID: "mqb-0", AppliedIndex: 100 - lag1, Members: cfg},
+			"mqb-2": {Role: "follower", Term: 9, LeaderID: "mqb-0", AppliedIndex: 100 - lag2, Members: cfg},
+		}
+	}
+	// One pass: the input read from b, the decision, the status written
+	// into b (as the reconcile writes it).
+	decide := func(r *MQTTBrokerReconciler, b *v1alpha1.MQTTBroker, lag1, lag2 uint64) members.Action {
+		p := &pass{broker: b, cluster: &clusterPass{pods: pods(), views: views(lag1, lag2)}}
+		in := r.clusterInput(p, "new")
+		in.MemberTemplate = true
+		act := members.Decide(in)
+		r.clusterStatus(p, in, members.Assess(in), act)
+		return act
+	}
+	r := &MQTTBrokerReconciler{Now: func() time.Time { return now }}
+	stale := b.DeepCopy() // the cache's copy, from before any status write
+	if act := decide(r, b, 0, 5); act.Kind != members.PrepareHandover || act.To != "mqb-1" {
+		t.Fatalf("first pass: %+v, want PrepareHandover to mqb-1 (the least behind)", act)
+	}
+	if hv := b.Status.Cluster.Handover; hv == nil || hv.Successor != "mqb-1" {
+		t.Fatalf("status handover %+v", hv)
+	}
+	now = now.Add(250 * time.Millisecond)
+	if act := decide(r, stale.DeepCopy(), 5, 0); act.Kind != members.PrepareHandover || act.To != "mqb-1" {
+		t.Fatalf("a pass reading a stale cache, mqb-2 now least behind: %+v, want mqb-1 kept", act)
+	}
+	// What the memory is for: from the stale copy alone, mqb-2.
+	fresh := &MQTTBrokerReconciler{Now: r.Now}
+	if act := decide(fresh, stale.DeepCopy(), 5, 0); act.To != "mqb-2" {
+		t.Fatalf("without the memory: %+v, want mqb-2", act)
+	}
+	// Another object of the same name starts from its own status.
+	other := stale.DeepCopy()
+	other.UID = "uid-2"
+	if act := decide(r, other, 5, 0); act.To != "mqb-2" {
+		t.Fatalf("a recreated MQTTBroker: %+v, want mqb-2", act)
 	}
 }

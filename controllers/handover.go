@@ -3,10 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -38,6 +40,56 @@ const handoverRequeue = 250 * time.Millisecond
 // maxEndpointSlices bounds what the operator reads of the client
 // Service's EndpointSlices (a Service of a few pods has one).
 const maxEndpointSlices = 16
+
+// handoverMemory keeps, per MQTTBroker, the readiness handover the last
+// reconcile decided (none included), which is what the operator last asked
+// of the members. A reconcile reads the MQTTBroker from the manager's
+// cache, which may not hold the status the reconcile before it wrote yet:
+// during a handover, the EndpointSlice events and handoverRequeue bring
+// reconciles milliseconds apart. Reading the handover under way from a
+// stale status, a reconcile would choose the successor anew (by lag, which
+// moves under load) and prepare a second one while the first still held
+// CONNECTs and answered ready (seen in an e2e rolling upgrade: ha-2, then
+// ha-0). The memory is this process's alone; a new operator process (a
+// restart, or another replica taking the lease: a manager that loses its
+// lease exits) starts from the status, which the reconciles wrote.
+type handoverMemory struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]rememberedHandover
+}
+
+type rememberedHandover struct {
+	uid types.UID
+	h   *members.Handover // nil: none under way
+}
+
+// get returns the handover remembered for b, and whether there is one.
+func (hm *handoverMemory) get(b *v1alpha1.MQTTBroker) (*members.Handover, bool) {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	r, ok := hm.m[client.ObjectKeyFromObject(b)]
+	if !ok || r.uid != b.UID {
+		return nil, false
+	}
+	return r.h, true
+}
+
+// set remembers h (nil: none) for b.
+func (hm *handoverMemory) set(b *v1alpha1.MQTTBroker, h *members.Handover) {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	if hm.m == nil {
+		hm.m = make(map[types.NamespacedName]rememberedHandover)
+	}
+	hm.m[client.ObjectKeyFromObject(b)] = rememberedHandover{uid: b.UID, h: h}
+}
+
+// forget drops what is remembered of a deleted MQTTBroker.
+func (hm *handoverMemory) forget(key types.NamespacedName) {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	delete(hm.m, key)
+}
 
 // decide is members.Decide; when the decision depends on where the client
 // Service routes (a handover), it reads the Service's EndpointSlices and

@@ -83,6 +83,8 @@ type MQTTBrokerReconciler struct {
 	ownedWatches map[schema.GroupVersionKind]*lazyWatch
 	// statuses are the brokers' last answers (queryBrokers).
 	statuses statusCache
+	// handovers are the readiness handovers the reconciles last decided.
+	handovers handoverMemory
 }
 
 // pass is the state of one reconcile: the broker, what was rendered, and
@@ -172,6 +174,7 @@ func (r *MQTTBrokerReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		r.backoff().Forget(req)
 		if apierrors.IsNotFound(err) {
 			r.statuses.forget(req.NamespacedName)
+			r.handovers.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
