@@ -49,8 +49,8 @@ const maxEndpointSlices = 16
 // reconciles milliseconds apart. Reading the handover under way from a
 // stale status, a reconcile would choose the successor anew (by lag, which
 // moves under load) and prepare a second one while the first still held
-// CONNECTs and answered ready (seen in an e2e rolling upgrade: ha-2, then
-// ha-0). The memory is this process's alone; a new operator process (a
+// CONNECTs and answered ready (the likely cause of ha-2, then ha-0, in an
+// e2e rolling upgrade). The memory is this process's alone; a new operator process (a
 // restart, or another replica taking the lease: a manager that loses its
 // lease exits) starts from the status, which the reconciles wrote.
 type handoverMemory struct {
