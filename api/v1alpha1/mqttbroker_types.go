@@ -571,6 +571,17 @@ type Persistence struct {
 	// +optional
 	SyncInterval *metav1.Duration `json:"syncInterval,omitempty"`
 
+	// earlyDelivery lets a QoS 1 message go out to an online persistent
+	// subscriber while its publish is still on its way to the disk (in a
+	// cluster, to a majority of the members); the publisher's PUBACK still
+	// waits for it. Default true. false: a subscriber receives only
+	// messages already stored, at the price of one fsync (or replication
+	// round) on each delivery's latency, and a crash can no longer leave a
+	// subscriber with a message that was never stored. Applied without a
+	// restart.
+	// +optional
+	EarlyDelivery *bool `json:"earlyDelivery,omitempty"`
+
 	// reclaimPolicy says what happens to the data volume when the MQTTBroker
 	// is deleted: Retain (default: the claim and its sessions stay, and a new
 	// MQTTBroker of the same name picks them up) or Delete.

@@ -271,7 +271,19 @@ type Durability struct {
 	Mode string `yaml:"mode" json:"mode" reload:"restart"`
 	// Interval is the fsync period in interval mode (the loss window).
 	Interval Duration `yaml:"interval" json:"interval" reload:"restart"`
+	// EarlyDelivery lets a QoS 1 message go out to an online persistent
+	// subscriber while its publish is still on its way to the disk (or, in
+	// a cluster, to a majority); the publisher's PUBACK still waits. On by
+	// default. Off, a subscriber receives only messages already stored, at
+	// the price of one fsync (or replication round) on the delivery's
+	// latency: a crash can then no longer leave a subscriber with a
+	// message that was never stored (docs/durability.md, "Delivery does
+	// not wait for the fsync").
+	EarlyDelivery *bool `yaml:"earlyDelivery,omitempty" json:"earlyDelivery,omitempty" reload:"hot"`
 }
+
+// Early reports whether early delivery is on (EarlyDelivery, default true).
+func (d Durability) Early() bool { return d.EarlyDelivery == nil || *d.EarlyDelivery }
 
 // Sessions caps session lifetimes.
 type Sessions struct {
@@ -576,6 +588,10 @@ func (c *Config) Clone() *Config {
 	if c.Auth.AllowAnonymous != nil {
 		v := *c.Auth.AllowAnonymous
 		n.Auth.AllowAnonymous = &v
+	}
+	if c.Durability.EarlyDelivery != nil {
+		v := *c.Durability.EarlyDelivery
+		n.Durability.EarlyDelivery = &v
 	}
 	n.Auth.ACL = append([]ACLRule(nil), c.Auth.ACL...)
 	n.Queues.Policies = clonePolicies(c.Queues.Policies)

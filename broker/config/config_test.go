@@ -225,14 +225,41 @@ func TestAnonymousAllowed(t *testing.T) {
 
 func TestCloneIsDeep(t *testing.T) {
 	c := Default()
-	yes := true
+	yes, early := true, true
 	c.Auth.AllowAnonymous = &yes
+	c.Durability.EarlyDelivery = &early
 	c.Auth.ACL = []ACLRule{{Topic: "a", Access: "deny"}}
 	n := c.Clone()
 	*n.Auth.AllowAnonymous = false
+	*n.Durability.EarlyDelivery = false
 	n.Auth.ACL[0].Topic = "b"
-	if !*c.Auth.AllowAnonymous || c.Auth.ACL[0].Topic != "a" {
+	if !*c.Auth.AllowAnonymous || !*c.Durability.EarlyDelivery || c.Auth.ACL[0].Topic != "a" {
 		t.Error("Clone shares memory with the original")
+	}
+}
+
+// durability.earlyDelivery is on unless set to false, and survives a
+// round trip through the file.
+func TestEarlyDeliveryDefault(t *testing.T) {
+	c := Default()
+	if !c.Durability.Early() {
+		t.Fatal("early delivery off by default")
+	}
+	off := false
+	c.Durability.EarlyDelivery = &off
+	b, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Durability.Early() {
+		t.Fatalf("earlyDelivery: false did not round-trip:\n%s", b)
+	}
+	if got, err := Parse([]byte("durability:\n  earlyDelivery: true\n")); err != nil || !got.Durability.Early() {
+		t.Fatalf("earlyDelivery: true: %v", err)
 	}
 }
 

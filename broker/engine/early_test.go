@@ -111,3 +111,44 @@ func TestEarlyDeliveryOfAFailedCommit(t *testing.T) {
 		t.Fatalf("store holds %d messages", n)
 	}
 }
+
+// With durability.earlyDelivery off, a QoS 1 message reaches an online
+// persistent subscriber only once its publish is stored; the switch is
+// applied without a restart.
+func TestEarlyDeliverySwitch(t *testing.T) {
+	st := newGatedStore(memstore.New())
+	cfg := testConfig()
+	off := false
+	cfg.Durability.EarlyDelivery = &off
+	b := startBroker(t, cfg, withStore(st))
+	t.Cleanup(st.release)
+	sub := onlinePersistent(t, b, "late1", "l/1", 1)
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "late-pub", CleanStart: true})
+
+	st.hold()
+	pub.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: "l/1", Payload: []byte("stored first")})
+	sub.expectNothing(150 * time.Millisecond) // the store holds the publish
+	st.release()
+	if p := sub.recvPublish(); string(p.Payload) != "stored first" {
+		t.Fatalf("delivery after the commit: %+v", p)
+	}
+	if a, ok := pub.recv().(*packet.Puback); !ok || a.PacketID != 1 {
+		t.Fatalf("publisher's acknowledgement: %+v", a)
+	}
+
+	next := cfg.Clone()
+	next.Durability.EarlyDelivery = nil // the default: on
+	if changes, err := b.srv.ApplyConfig(next); err != nil || len(changes) != 0 {
+		t.Fatalf("applying earlyDelivery hot: changes %+v, %v", changes, err)
+	}
+	st.hold()
+	pub.send(&packet.Publish{QoS: 1, PacketID: 2, Topic: "l/1", Payload: []byte("early")})
+	if p := sub.recvPublish(); string(p.Payload) != "early" {
+		t.Fatalf("early delivery once switched on: %+v", p)
+	}
+	st.release()
+	if a, ok := pub.recv().(*packet.Puback); !ok || a.PacketID != 2 {
+		t.Fatalf("publisher's acknowledgement: %+v", a)
+	}
+}

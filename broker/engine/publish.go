@@ -166,7 +166,10 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	// delivery, session/doc.go): taken now, as the submitted job may
 	// finish and release fan at once, and made deliverable after the
 	// submission, still under seqMu.
-	s.early = fan.AppendEarly(s.early[:0])
+	s.early = s.early[:0]
+	if s.config().Durability.Early() {
+		s.early = fan.AppendEarly(s.early)
+	}
 	if wl == nil {
 		s.com.submit(j)
 		s.deliverEarly()

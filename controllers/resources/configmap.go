@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/config"
@@ -34,6 +35,9 @@ func BrokerConfig(b *v1alpha1.MQTTBroker) (*config.Config, error) {
 	c.Durability.Mode = s.Persistence.Durability
 	if s.Persistence.SyncInterval != nil {
 		c.Durability.Interval = config.Duration(s.Persistence.SyncInterval.Duration)
+	}
+	if v := s.Persistence.EarlyDelivery; v != nil {
+		c.Durability.EarlyDelivery = ptr.To(*v)
 	}
 	c.Sessions.MaxSessionExpiry = config.Duration(s.Sessions.MaxSessionExpiry.Duration)
 	c.Sessions.DefaultSessionExpiry = config.Duration(s.Sessions.DefaultSessionExpiry.Duration)

@@ -208,6 +208,30 @@ func TestBrokerConfigOptionalLimits(t *testing.T) {
 	}
 }
 
+// persistence.earlyDelivery reaches the broker's durability.earlyDelivery;
+// unset, the broker's default (on) stands.
+func TestBrokerConfigEarlyDelivery(t *testing.T) {
+	b := loadBroker(t, "minimal")
+	c, err := BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Durability.EarlyDelivery != nil || !c.Durability.Early() {
+		t.Fatalf("unset: %v", c.Durability.EarlyDelivery)
+	}
+	b.Spec.Persistence.EarlyDelivery = ptr.To(false)
+	if c, err = BrokerConfig(b); err != nil {
+		t.Fatal(err)
+	}
+	if c.Durability.Early() {
+		t.Fatal("persistence.earlyDelivery: false did not reach the broker")
+	}
+	b.Spec.Persistence.EarlyDelivery = ptr.To(true)
+	if c, err = BrokerConfig(b); err != nil || !c.Durability.Early() {
+		t.Fatalf("persistence.earlyDelivery: true: %v", err)
+	}
+}
+
 func TestPodDisruptionBudgetDisabled(t *testing.T) {
 	b := loadBroker(t, "minimal")
 	off := false
