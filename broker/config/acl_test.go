@@ -64,14 +64,7 @@ func TestMeaningsThroughTheFile(t *testing.T) {
 			for _, r := range tc.Rules {
 				c.Auth.ACL = append(c.Auth.ACL, ACLRule{User: r.User, Topic: r.Topic, Access: string(r.Kind)})
 			}
-			b, err := Marshal(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := Parse(b)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, _ := reparse(t, c)
 			a, err := access.NewACL(got.Auth.Rules())
 			if err != nil {
 				t.Fatal(err)

@@ -106,12 +106,9 @@ func TestValidateReturnsFieldErrors(t *testing.T) {
 	}
 }
 
-func TestMarshalRoundTrip(t *testing.T) {
-	c := Default()
-	yes := true
-	c.Auth.AllowAnonymous = &yes
-	c.Auth.ACL = []ACLRule{{User: "alice", Topic: "sensors/%u/#", Access: "readwrite"}}
-	c.ConfigGeneration = 7
+// reparse writes c as a file and parses it back.
+func reparse(t *testing.T, c *Config) (*Config, []byte) {
+	t.Helper()
 	b, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +117,16 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-parse: %v\n%s", err, b)
 	}
+	return got, b
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c := Default()
+	yes := true
+	c.Auth.AllowAnonymous = &yes
+	c.Auth.ACL = []ACLRule{{User: "alice", Topic: "sensors/%u/#", Access: "readwrite"}}
+	c.ConfigGeneration = 7
+	got, b := reparse(t, c)
 	if d := Diff(c, got); d != nil {
 		t.Errorf("round trip changed %v\n%s", d, b)
 	}
@@ -247,15 +254,7 @@ func TestEarlyDeliveryDefault(t *testing.T) {
 	}
 	off := false
 	c.Durability.EarlyDelivery = &off
-	b, err := Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Durability.Early() {
+	if got, b := reparse(t, c); got.Durability.Early() {
 		t.Fatalf("earlyDelivery: false did not round-trip:\n%s", b)
 	}
 	if got, err := Parse([]byte("durability:\n  earlyDelivery: true\n")); err != nil || !got.Durability.Early() {
@@ -266,16 +265,9 @@ func TestEarlyDeliveryDefault(t *testing.T) {
 func TestEmptyACLRoundTrips(t *testing.T) {
 	c := Default()
 	c.Auth.ACL = []ACLRule{}
-	b, err := Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, b := reparse(t, c)
 	if strings.Contains(string(b), "acl") {
 		t.Errorf("empty ACL rendered:\n%s", b)
-	}
-	got, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
 	}
 	if d := Diff(c, got); d != nil {
 		t.Errorf("nil and empty ACL differ: %v", d)

@@ -53,14 +53,7 @@ queues:
 	if d.Policy != DefaultPolicyName || d.MaxQueuedMessages != def.Queues.MaxQueuedMessages || c.Effective(3) != d {
 		t.Errorf("default: %+v", d)
 	}
-	b, err := Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(b)
-	if err != nil {
-		t.Fatalf("re-parse: %v\n%s", err, b)
-	}
+	back, b := reparse(t, c)
 	if diff := Diff(c, back); diff != nil {
 		t.Errorf("round trip changed %v\n%s", diff, b)
 	}
