@@ -20,40 +20,41 @@ const deliveriesPerWrite = 64
 // consumer.
 func (c *conn) queueControl(p packet.Packet) {
 	c.outMu.Lock()
-	err := c.appendControl(p)
-	c.queued(p.Type(), err)
+	over, err := c.appendControl(p)
+	c.outMu.Unlock()
+	c.queued(p.Type(), over, err)
 }
 
 // queueAck queues the acknowledgement of a QoS 1 or 2 PUBLISH (PUBACK or
 // PUBREC) as queueControl would, built in the connection's own packet:
 // one per message allocated nothing.
 func (c *conn) queueAck(p pubAck, rc packet.ReasonCode) {
-	c.outMu.Lock()
 	t := packet.PUBACK
+	c.outMu.Lock()
+	var over bool
 	var err error
 	if p.qos == 1 {
 		c.ackOut.puback = packet.Puback{PacketID: p.id, ReasonCode: rc}
-		err = c.appendControl(&c.ackOut.puback)
+		over, err = c.appendControl(&c.ackOut.puback)
 	} else {
 		t = packet.PUBREC
 		c.ackOut.pubrec = packet.Pubrec{PacketID: p.id, ReasonCode: rc}
-		err = c.appendControl(&c.ackOut.pubrec)
+		over, err = c.appendControl(&c.ackOut.pubrec)
 	}
-	c.queued(t, err)
-}
-
-// appendControl encodes p into the outbound buffer; outMu is held.
-func (c *conn) appendControl(p packet.Packet) error {
-	var err error
-	c.out, err = packet.Append(c.out, p, c.version)
-	return err
-}
-
-// queued ends queueControl: it releases outMu, then disconnects a client
-// whose control packets went over the outbound buffer or wakes the writer.
-func (c *conn) queued(t packet.Type, err error) {
-	over := c.outMax > 0 && len(c.out) > c.outMax
 	c.outMu.Unlock()
+	c.queued(t, over, err)
+}
+
+// appendControl encodes p into the outbound buffer, with outMu held, and
+// reports whether the buffer went over its bound.
+func (c *conn) appendControl(p packet.Packet) (over bool, err error) {
+	c.out, err = packet.Append(c.out, p, c.version)
+	return c.outMax > 0 && len(c.out) > c.outMax, err
+}
+
+// queued ends queueControl, outMu released: it disconnects a client whose
+// control packets went over the outbound buffer, or wakes the writer.
+func (c *conn) queued(t packet.Type, over bool, err error) {
 	if err != nil {
 		c.log.Error("encoding packet", "client", c.clientID, "type", t, "err", err)
 	}

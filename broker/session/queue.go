@@ -169,7 +169,7 @@ func (q *queue) wasStarted(seq uint64) bool {
 // unstart removes seq from started: the entry left the queue or went out
 // again.
 func (q *queue) unstart(seq uint64) {
-	if q.live != nil && q.started != nil {
+	if q.live != nil {
 		delete(q.started, seq)
 	}
 }
