@@ -249,6 +249,9 @@ func (n *Node) open() error {
 	// The Raft log is the write-ahead log: Pebble's own would write every
 	// entry a second time (docs/durability.md, "One log per member").
 	opts.NoWAL = true
+	if opts.Stalls == nil {
+		opts.Stalls = &store.Stalls{} // one count across the store's reopenings
+	}
 	n.st = &replStore{dir: cfg.Dir, opts: opts, applyTimeout: 10 * time.Second, done: n.done,
 		pending: make(chan pendingCommit, maxPendingCommits), logFsyncs: &n.logs.fs.fsyncs}
 	if err := n.st.openLocal(); err != nil {

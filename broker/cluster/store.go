@@ -604,7 +604,19 @@ func (s *replStore) Close() error {
 	return s.st.Close()
 }
 
-var _ store.FsyncReporter = (*replStore)(nil)
+var (
+	_ store.FsyncReporter = (*replStore)(nil)
+	_ store.StallReporter = (*replStore)(nil)
+)
+
+// WriteStalls implements store.StallReporter with the member's Pebble
+// store's stalls, counted across its reopenings (a snapshot installed).
+func (s *replStore) WriteStalls() store.StallSnapshot {
+	if s.opts.Stalls == nil {
+		return store.StallSnapshot{}
+	}
+	return s.opts.Stalls.Snapshot(time.Now())
+}
 
 // FsyncLatency implements store.FsyncReporter with the syncs of the
 // member's Raft log: the fsync a leader's acknowledgements wait for (then

@@ -359,6 +359,10 @@ type Limits struct {
 	// MaxConnections is the most concurrent client connections; 0 = unlimited.
 	MaxConnections int `yaml:"maxConnections" json:"maxConnections" reload:"hot"`
 	// MaxPacketSize is the largest packet the broker accepts, in bytes.
+	// The store sizes its write-stall headroom from the value at start, so
+	// that one message this large does not hold every other commit while
+	// it is flushed; raised by a reload, a larger message may hold them
+	// for its flush until the next restart.
 	MaxPacketSize uint32 `yaml:"maxPacketSize" json:"maxPacketSize" reload:"hot"`
 	// MaxInflight is the Receive Maximum the broker announces and the most
 	// unacknowledged QoS 1/2 messages it sends to one client. It also caps

@@ -6,6 +6,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/auth"
 	"github.com/bollard-io/bollard/broker/session"
+	"github.com/bollard-io/bollard/broker/store"
 )
 
 // Option configures a Server.
@@ -109,6 +110,10 @@ type Stats struct {
 	// Fsync is the latency of the store's write-ahead log fsyncs, timed
 	// around each call (empty without a durable store).
 	Fsync Histogram
+	// WriteStalls is the store's write stalls (every commit stopped while
+	// its flushes or compactions caught up); nil when the store does not
+	// report them (memory).
+	WriteStalls *store.StallSnapshot
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
 	// MetricsTopQueues is admin.metricsTopQueues: how many of TopQueues

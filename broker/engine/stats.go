@@ -113,6 +113,10 @@ func (s *Server) Stats() Stats {
 	if f, ok := s.store.(store.FsyncReporter); ok {
 		st.Fsync = histogramOf(f.FsyncLatency())
 	}
+	if r, ok := s.store.(store.StallReporter); ok {
+		ws := r.WriteStalls()
+		st.WriteStalls = &ws
+	}
 	c := s.census()
 	st.CensusAt, st.SessionsOnline, st.SessionsOffline = c.at, c.online, c.offline
 	st.QueuedMessages, st.QueuedBytes, st.FullestQueue = c.msgs, c.bytes, c.fullest

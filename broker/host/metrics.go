@@ -76,6 +76,10 @@ var (
 		[]string{"kind"}, nil)
 	descStoragePressure = prometheus.NewDesc("bollard_store_pressure",
 		"1 when the store is at 95% of its budget or more, or its volume's free space below queues.minVolumeFreeBytes (plus, on a cluster member, room for its next Raft snapshot).", nil, nil)
+	descWriteStalls = prometheus.NewDesc("bollard_store_write_stalls_total",
+		"Times the store stopped every commit (and so every acknowledgement in sync mode) because its memtable flushes or L0 compactions fell behind; absent without a durable store.", nil, nil)
+	descWriteStallSeconds = prometheus.NewDesc("bollard_store_write_stall_seconds_total",
+		"Time commits spent stopped by write stalls, the running one included.", nil, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -89,7 +93,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit, descFsync,
 		descTopMessages, descTopBytes, descFullest,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
-		descAdminRefused, descRefusals, descStorage, descStoragePressure,
+		descAdminRefused, descRefusals, descStorage, descStoragePressure, descWriteStalls, descWriteStallSeconds,
 	} {
 		ch <- d
 	}
@@ -161,6 +165,10 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)
 	if st.Fsync.Buckets != nil {
 		ch <- prometheus.MustNewConstHistogram(descFsync, st.Fsync.Count, st.Fsync.Sum, st.Fsync.Buckets)
+	}
+	if ws := st.WriteStalls; ws != nil {
+		counter(descWriteStalls, uint64(ws.Count))
+		ch <- prometheus.MustNewConstMetric(descWriteStallSeconds, prometheus.CounterValue, ws.Total.Seconds())
 	}
 	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
 	c.collectShell(ch, gauge)

@@ -172,7 +172,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			"start this data directory as that member (cluster.memberID and cluster.members, or --cluster-member-id and --cluster-members), "+
 			"or move %s aside to start a single node from what else is in %s", dir, dir, cfg.DataDir)
 	}
-	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log}
+	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log, LargestWrite: int64(cfg.Limits.MaxPacketSize)}
 	if cfg.Durability.Mode == config.DurabilityInterval {
 		opts.Durability, opts.Interval = pebblestore.Interval, cfg.Durability.Interval.D()
 	}

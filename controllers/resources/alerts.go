@@ -103,6 +103,11 @@ func AlertRules(selector string) []RuleGroup {
 			"Bollard broker {{ $labels.instance }} has slow fsyncs",
 			"The 99th percentile of the write-ahead log fsyncs of the broker at {{ $labels.instance }} has been above 100 ms for 15 minutes: every acknowledgement in sync durability waits for one.",
 			"bollardfsyncslow"),
+		rule("BollardWriteStalls", "warning", "15m",
+			fmt.Sprintf("sum by (%s) (rate(%s[5m])) > 0.05", by, m("bollard_store_write_stall_seconds_total")),
+			"Bollard broker {{ $labels.instance }} stops its store's writes",
+			"The store of the broker at {{ $labels.instance }} has stopped every commit {{ $value | humanizePercentage }} of the time for 15 minutes, waiting for its flushes or compactions: acknowledgements wait with it.",
+			"bollardwritestalls"),
 
 		// Replication (brokers with replicas 3 or 5). Grouped by job: the
 		// members of one MQTTBroker share its metrics Service.

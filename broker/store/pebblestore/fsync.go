@@ -9,7 +9,15 @@ import (
 	"github.com/bollard-io/bollard/broker/store"
 )
 
-var _ store.FsyncReporter = (*Store)(nil)
+var (
+	_ store.FsyncReporter = (*Store)(nil)
+	_ store.StallReporter = (*Store)(nil)
+)
+
+// WriteStalls implements store.StallReporter: Pebble stopped every commit
+// because the memtables waiting for a flush, or the files waiting in L0
+// for a compaction, went over their bounds (Options.LargestWrite).
+func (s *Store) WriteStalls() store.StallSnapshot { return s.opts.Stalls.Snapshot(time.Now()) }
 
 // FsyncLatency implements store.FsyncReporter: the duration of every fsync
 // of Pebble's write-ahead log, timed around the call into the file system

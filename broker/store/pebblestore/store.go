@@ -54,6 +54,20 @@ type Options struct {
 	// then, so NoWAL needs Interval durability (whose fsync loop it
 	// stops).
 	NoWAL bool
+	// LargestWrite is the largest single message the store is expected to
+	// take, in bytes (the broker's maximum packet size; 0: one memtable).
+	// Pebble stops every write while the memtables waiting for a flush
+	// hold more than MemTableStopWritesThreshold memtables' worth, and a
+	// batch larger than half a memtable waits as a memtable of its own
+	// size: one 12 MiB message used to stop every publisher's commit until
+	// it was flushed. The stop threshold leaves room for one such write
+	// beside the usual two memtables; a stream of them still stops writes,
+	// so what the flushes leave behind stays bounded.
+	LargestWrite int64
+	// Stalls counts the store's write stalls (WriteStalls); a store of its
+	// own when nil. A store that is closed and opened again with the same
+	// Options goes on counting in it.
+	Stalls *store.Stalls
 
 	fs vfs.FS // tests inject faults here; vfs.Default when nil
 }
@@ -131,6 +145,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Stalls == nil {
+		opts.Stalls = &store.Stalls{}
+	}
 	s := &Store{dir: dir, opts: opts, log: opts.Logger.With("component", "pebblestore", "dir", dir), sessions: make(map[string]*sessInfo)}
 	s.cache.init()
 	db, err := pebble.Open(dir, s.pebbleOptions())
@@ -161,7 +178,11 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		Logger:             logger{s.log},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) { s.log.Error("pebble background error", "err", err) },
-			WriteStallBegin: func(info pebble.WriteStallBeginInfo) { s.log.Warn("pebble write stall", "reason", info.Reason) },
+			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+				s.opts.Stalls.Begin(time.Now())
+				s.log.Warn("pebble write stall", "reason", info.Reason)
+			},
+			WriteStallEnd: func() { s.opts.Stalls.End(time.Now()) },
 			DiskSlow: func(info pebble.DiskSlowInfo) {
 				s.log.Warn("slow disk operation", "path", info.Path, "duration", info.Duration)
 			},
@@ -192,7 +213,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// (a queue page) looks at more L0 files meanwhile; the drain row did
 	// not move either.
 	o.MemTableSize = memTableSize
-	o.MemTableStopWritesThreshold = 2
+	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite)
 	o.L0CompactionThreshold = 16
 	o.L0StopWritesThreshold = 64
 	o.LBaseMaxBytes = 128 << 20
@@ -205,6 +226,19 @@ const DefaultCacheSize = 16 << 20
 
 // memTableSize is the size of one Pebble memtable.
 const memTableSize = 4 << 20
+
+// stopWritesThreshold is Pebble's MemTableStopWritesThreshold for a store
+// whose largest write is largest bytes (Options.LargestWrite): the two
+// memtables of the usual rotation (one filling, one flushing), plus the
+// memtables' worth of one largest write and of the memtable that rotates
+// out beside it. A write that fits in half a memtable needs no more.
+func stopWritesThreshold(largest int64) int {
+	const usual = 2
+	if largest <= memTableSize/2 {
+		return usual
+	}
+	return usual + 1 + int((largest+memTableSize-1)/memTableSize)
+}
 
 // logger adapts slog to Pebble. Fatalf panics instead of exiting the
 // process: Pebble calls it for failures it cannot survive (for example a
