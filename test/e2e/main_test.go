@@ -59,6 +59,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: stopping the cluster:", err)
 		code = 1
 	}
+	if code != 0 {
+		// CI keeps this output, not the machine: the end of every log.
+		testenv.PrintLogTails(os.Stderr, dir, 60)
+	}
 	if code == 0 && os.Getenv(keepEnv) == "" {
 		os.RemoveAll(dir)
 	} else {
