@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
@@ -32,6 +33,7 @@ type logStore struct {
 	lock    *os.File   // raft/LOCK, held while open: one process per log
 	fs      *segmentFS // its segments' files (segfs.go)
 	metrics *walmetrics.AtomicCollector
+	recent  recentLogs // the entries appended last, for GetLog
 }
 
 var (
@@ -196,7 +198,100 @@ func (s *logStore) GetLog(index uint64, l *raft.Log) error {
 	} else if index < first {
 		return raft.ErrLogNotFound
 	}
+	if s.recent.get(index, l) {
+		return nil
+	}
 	return s.WAL.GetLog(index, l)
+}
+
+// StoreLog appends one entry (through StoreLogs: the embedded WAL's own
+// StoreLog would miss recent).
+func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs appends entries and keeps them in recent once they are in the
+// log.
+func (s *logStore) StoreLogs(logs []*raft.Log) error {
+	if err := s.WAL.StoreLogs(logs); err != nil {
+		s.recent.reset() // what the WAL holds now is not known here
+		return err
+	}
+	s.recent.add(logs)
+	return nil
+}
+
+// DeleteRange removes entries (a prefix after a snapshot, or a suffix a
+// new leader overwrites), forgetting recent ones first.
+func (s *logStore) DeleteRange(lo, hi uint64) error {
+	s.recent.reset()
+	return s.WAL.DeleteRange(lo, hi)
+}
+
+// recentLogs keeps the entries appended last, up to maxRecentLogBytes of
+// their data, for GetLog. A leader reads each entry back right after
+// appending it, once per follower, to send it (hashicorp/raft's
+// replication reads the log store), and raft-wal reads it from its
+// segment file into new memory every time: about 2% of a leader's CPU at
+// full ingest, and on the path of every replicated commit. raft.LogCache
+// does the same by count; entries here range from a few bytes to several
+// MiB, so this one is bounded by bytes. The cached entries are Raft's own
+// (their data is never modified once appended), shared, not copied.
+type recentLogs struct {
+	mu    sync.RWMutex
+	logs  []*raft.Log // consecutive indexes, oldest first
+	bytes int
+}
+
+// maxRecentLogBytes bounds the data of the entries recentLogs keeps.
+const maxRecentLogBytes = 8 << 20
+
+// get fills l with the entry at index when it is kept.
+func (r *recentLogs) get(index uint64, l *raft.Log) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.logs) == 0 || index < r.logs[0].Index {
+		return false
+	}
+	i := index - r.logs[0].Index
+	if i >= uint64(len(r.logs)) {
+		return false
+	}
+	*l = *r.logs[i]
+	return true
+}
+
+// add keeps logs, just appended, dropping the oldest entries beyond the
+// bound. An entry that does not follow the last one kept starts anew; one
+// larger than the bound is not kept (nor are those before it).
+func (r *recentLogs) add(logs []*raft.Log) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range logs {
+		n := len(l.Data) + len(l.Extensions)
+		if n > maxRecentLogBytes || (len(r.logs) > 0 && l.Index != r.logs[len(r.logs)-1].Index+1) {
+			r.resetLocked()
+		}
+		if n > maxRecentLogBytes {
+			continue
+		}
+		r.logs = append(r.logs, l)
+		r.bytes += n
+		for r.bytes > maxRecentLogBytes {
+			r.bytes -= len(r.logs[0].Data) + len(r.logs[0].Extensions)
+			r.logs[0] = nil
+			r.logs = r.logs[1:]
+		}
+	}
+}
+
+func (r *recentLogs) reset() {
+	r.mu.Lock()
+	r.resetLocked()
+	r.mu.Unlock()
+}
+
+func (r *recentLogs) resetLocked() {
+	clear(r.logs)
+	r.logs, r.bytes = r.logs[:0], 0
 }
 
 // Close closes the log and releases its lock.

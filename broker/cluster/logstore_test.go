@@ -264,3 +264,71 @@ func TestLogEntryRefusesCorruption(t *testing.T) {
 		t.Error("trailing byte: decoded")
 	}
 }
+
+// TestRecentLogs: entries just appended are read back from memory, the
+// same as from the log; beyond the byte bound, from the log; an
+// overwritten suffix is never served from memory.
+func TestRecentLogs(t *testing.T) {
+	s, err := openLogStore(t.TempDir(), quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reads := func() uint64 { return s.metrics.Summary().Counters["log_entries_read"] }
+	entry := func(i uint64, term uint64, size int) *raft.Log {
+		d := make([]byte, size)
+		binary.BigEndian.PutUint64(d, i*1000+term)
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: d}
+	}
+	// Ten entries of 1 MiB: the last eight fit in maxRecentLogBytes.
+	var logs []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, entry(i, 1, 1<<20))
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	check := func(i, term uint64, fromLog bool) {
+		t.Helper()
+		before := reads()
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Index != i || l.Term != term || binary.BigEndian.Uint64(l.Data) != i*1000+term {
+			t.Fatalf("entry %d read back as index %d term %d data %d", i, l.Index, l.Term, binary.BigEndian.Uint64(l.Data))
+		}
+		if got := reads() > before; got != fromLog {
+			t.Fatalf("entry %d: read from the log %v, want %v", i, got, fromLog)
+		}
+	}
+	check(1, 1, true)
+	check(2, 1, true)
+	for i := uint64(3); i <= 10; i++ {
+		check(i, 1, false)
+	}
+	// A new leader overwrites entries 8-10 with its own term.
+	if err := s.DeleteRange(8, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{entry(8, 2, 64), entry(9, 2, 64)}); err != nil {
+		t.Fatal(err)
+	}
+	check(7, 1, true) // forgotten with the deletion
+	check(8, 2, false)
+	check(9, 2, false)
+	var l raft.Log
+	if err := s.GetLog(10, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("deleted entry 10: %v", err)
+	}
+	// One entry over the bound is not kept, and starts the run anew.
+	if err := s.StoreLog(entry(10, 2, maxRecentLogBytes+1)); err != nil {
+		t.Fatal(err)
+	}
+	check(9, 2, true)
+	check(10, 2, true)
+	if err := s.StoreLog(entry(11, 2, 10)); err != nil {
+		t.Fatal(err)
+	}
+	check(11, 2, false)
+}
