@@ -1,7 +1,7 @@
 package store
 
 import (
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -13,34 +13,44 @@ import (
 // concurrent use. A store that reopens keeps counting in the same Stalls
 // when it is handed the same one.
 type Stalls struct {
-	count atomic.Int64
-	nanos atomic.Int64 // of stalls that ended
-	began atomic.Int64 // UnixNano of the running stall's start; 0: none
+	mu    sync.Mutex // stalls are rare: a lock keeps a snapshot whole
+	count int64
+	total time.Duration // of stalls that ended
+	began time.Time     // the running stall's start; zero: none
 }
 
 // Begin records the start of a stall (a second Begin before End is one
 // stall).
 func (s *Stalls) Begin(now time.Time) {
-	if s.began.CompareAndSwap(0, now.UnixNano()) {
-		s.count.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.began.IsZero() {
+		s.began = now
+		s.count++
 	}
 }
 
 // End records the end of the running stall, if any.
 func (s *Stalls) End(now time.Time) {
-	if b := s.began.Swap(0); b != 0 {
-		s.nanos.Add(max(now.UnixNano()-b, 0))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.began.IsZero() {
+		s.total += max(now.Sub(s.began), 0)
+		s.began = time.Time{}
 	}
 }
 
 // Snapshot returns the number of stalls begun and the time spent in them
-// up to now, the running one included.
+// up to now, the running one included: never less than an earlier
+// snapshot's (the counters of /metrics).
 func (s *Stalls) Snapshot(now time.Time) StallSnapshot {
-	d := s.nanos.Load()
-	if b := s.began.Load(); b != 0 {
-		d += max(now.UnixNano()-b, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.total
+	if !s.began.IsZero() {
+		d += max(now.Sub(s.began), 0)
 	}
-	return StallSnapshot{Count: s.count.Load(), Total: time.Duration(d)}
+	return StallSnapshot{Count: s.count, Total: d}
 }
 
 // StallSnapshot is what Stalls counted.
