@@ -607,7 +607,17 @@ func (s *replStore) Close() error {
 var (
 	_ store.FsyncReporter = (*replStore)(nil)
 	_ store.StallReporter = (*replStore)(nil)
+	_ store.LSMReporter   = (*replStore)(nil)
 )
+
+// LSM implements store.LSMReporter with the member's current Pebble store.
+func (s *replStore) LSM() (store.LSMStats, bool) {
+	st := s.cur()
+	if st == nil {
+		return store.LSMStats{}, false
+	}
+	return st.LSM()
+}
 
 // WriteStalls implements store.StallReporter with the member's Pebble
 // store's stalls, counted across its reopenings (a snapshot installed).

@@ -114,6 +114,9 @@ type Stats struct {
 	// its flushes or compactions caught up); nil when the store does not
 	// report them (memory).
 	WriteStalls *store.StallSnapshot
+	// LSM is the shape of the store's LSM tree; nil when the store has
+	// none or it could not be read.
+	LSM *store.LSMStats
 	// ConfigGeneration is the generation of the applied configuration.
 	ConfigGeneration int64
 	// MetricsTopQueues is admin.metricsTopQueues: how many of TopQueues

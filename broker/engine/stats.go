@@ -117,6 +117,11 @@ func (s *Server) Stats() Stats {
 		ws := r.WriteStalls()
 		st.WriteStalls = &ws
 	}
+	if r, ok := s.store.(store.LSMReporter); ok {
+		if lsm, ok := r.LSM(); ok {
+			st.LSM = &lsm
+		}
+	}
 	c := s.census()
 	st.CensusAt, st.SessionsOnline, st.SessionsOffline = c.at, c.online, c.offline
 	st.QueuedMessages, st.QueuedBytes, st.FullestQueue = c.msgs, c.bytes, c.fullest

@@ -80,6 +80,22 @@ var (
 		"Times the store stopped every commit (and so every acknowledgement in sync mode) because its memtable flushes or L0 compactions fell behind; absent without a durable store.", nil, nil)
 	descWriteStallSeconds = prometheus.NewDesc("bollard_store_write_stall_seconds_total",
 		"Time commits spent stopped by write stalls, the running one included.", nil, nil)
+	descL0Files = prometheus.NewDesc("bollard_store_l0_files",
+		"Files in level 0 of the store's LSM tree (compacted from 16, writes stop at 64); absent when the store cannot be read.", nil, nil)
+	descL0Sublevels = prometheus.NewDesc("bollard_store_l0_sublevels",
+		"Sublevels the level-0 files make (each is one more place every read looks).", nil, nil)
+	descMemtables = prometheus.NewDesc("bollard_store_memtables",
+		"Memtables of the store, the one being filled included (more than two: flushes lag behind the writes).", nil, nil)
+	descMemtableBytes = prometheus.NewDesc("bollard_store_memtable_bytes",
+		"Size of the store's memtables.", nil, nil)
+	descCompactionDebt = prometheus.NewDesc("bollard_store_compaction_debt_bytes",
+		"The store's estimate of the bytes its compactions must still rewrite to bring the LSM tree back to its shape.", nil, nil)
+	descFlushes = prometheus.NewDesc("bollard_store_flushes_total",
+		"Memtable flushes finished since the store opened.", nil, nil)
+	descCompactions = prometheus.NewDesc("bollard_store_compactions_total",
+		"Compactions finished since the store opened.", nil, nil)
+	descLSMRunning = prometheus.NewDesc("bollard_store_lsm_jobs_running",
+		"Flushes and compactions in progress, by kind.", []string{"kind"}, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -94,6 +110,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descTopMessages, descTopBytes, descFullest,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
 		descAdminRefused, descRefusals, descStorage, descStoragePressure, descWriteStalls, descWriteStallSeconds,
+		descL0Files, descL0Sublevels, descMemtables, descMemtableBytes, descCompactionDebt, descFlushes, descCompactions, descLSMRunning,
 	} {
 		ch <- d
 	}
@@ -169,6 +186,17 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if ws := st.WriteStalls; ws != nil {
 		counter(descWriteStalls, uint64(ws.Count))
 		ch <- prometheus.MustNewConstMetric(descWriteStallSeconds, prometheus.CounterValue, ws.Total.Seconds())
+	}
+	if l := st.LSM; l != nil {
+		gauge(descL0Files, float64(l.L0Files))
+		gauge(descL0Sublevels, float64(l.L0Sublevels))
+		gauge(descMemtables, float64(l.Memtables))
+		gauge(descMemtableBytes, float64(l.MemtableBytes))
+		gauge(descCompactionDebt, float64(l.CompactionDebtBytes))
+		counter(descFlushes, uint64(l.Flushes))
+		counter(descCompactions, uint64(l.Compactions))
+		gauge(descLSMRunning, float64(l.FlushesRunning), "flush")
+		gauge(descLSMRunning, float64(l.CompactionsRunning), "compaction")
 	}
 	gauge(descGeneration, float64(c.cfg.Backend.ConfigGeneration()))
 	c.collectShell(ch, gauge)

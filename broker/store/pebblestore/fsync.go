@@ -79,3 +79,25 @@ func (f timedFile) SyncTo(length int64) (bool, error) {
 	}
 	return full, err
 }
+
+var _ store.LSMReporter = (*Store)(nil)
+
+// LSM implements store.LSMReporter from Pebble's metrics.
+func (s *Store) LSM() (store.LSMStats, bool) {
+	s.mu.Lock()
+	if s.closed || s.poisoned {
+		s.mu.Unlock()
+		return store.LSMStats{}, false // a panicked Pebble may hold its own locks
+	}
+	s.ops.Add(1)
+	s.mu.Unlock()
+	defer s.ops.Done()
+	m := s.db.Metrics()
+	return store.LSMStats{
+		L0Files: m.Levels[0].TablesCount, L0Sublevels: int64(m.Levels[0].Sublevels),
+		Memtables: m.MemTable.Count, MemtableBytes: int64(m.MemTable.Size),
+		CompactionDebtBytes: int64(m.Compact.EstimatedDebt),
+		Flushes:             m.Flush.Count, Compactions: m.Compact.Count,
+		FlushesRunning: m.Flush.NumInProgress, CompactionsRunning: m.Compact.NumInProgress,
+	}, true
+}
