@@ -46,6 +46,16 @@ func TestSegmentFS(t *testing.T) {
 		}
 	}
 	w, sfs := open()
+	// settle waits for a rotation the last append started (raft-wal
+	// rotates in the background; DeleteRange waits for it, and deletes
+	// nothing here), then for the spare that rotation asked for.
+	settle := func(w *logStore, sfs *segmentFS) {
+		t.Helper()
+		if err := w.DeleteRange(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitReady(sfs)
+	}
 	payload := bytes.Repeat([]byte("m"), 4<<10)
 	next := uint64(1)
 	appendN := func(w *logStore, n int) {
@@ -60,7 +70,7 @@ func TestSegmentFS(t *testing.T) {
 	// Fill several segments, each time after the spare is ready, so that
 	// every rotation takes a prepared spare.
 	for range 4 {
-		waitReady(sfs)
+		settle(w, sfs)
 		appendN(w, 80) // 320 KiB: more than a segment
 	}
 	if n := sfs.fsyncs.Snapshot().Count; n < 320 {
@@ -69,7 +79,7 @@ func TestSegmentFS(t *testing.T) {
 	if sfs.spares.Load() < 3 {
 		t.Fatalf("segments from spares: %d, filled in place: %d; want >= 3 from spares", sfs.spares.Load(), sfs.filled.Load())
 	}
-	waitReady(sfs)
+	settle(w, sfs)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
