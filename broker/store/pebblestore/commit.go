@@ -187,6 +187,11 @@ type txn struct {
 	added  []addedEnt           // entries the batch appended, see txnQueue
 	stats  store.Stats
 	maxID  uint64 // highest message ID written by the batch
+	// lastPut is the message putMessage put last, lastPutID its ID: the
+	// entries of a fan-out that follow it all name it, and find it here
+	// without a map lookup each.
+	lastPutID uint64
+	lastPut   *refState
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
 	*scratch

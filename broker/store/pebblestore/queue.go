@@ -104,6 +104,7 @@ func (t *txn) putMessage(m *store.Message) error {
 		return fmt.Errorf("message %d already stored: %w", m.ID, store.ErrInvalid)
 	}
 	t.maxID = max(t.maxID, m.ID)
+	t.lastPutID, t.lastPut = m.ID, r
 	return nil
 }
 
@@ -149,7 +150,10 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	// The message must be put by this batch: every reference to a message
 	// is created with it, which lets a message with one reference live
 	// inside its entry.
-	r := t.refs[e.MessageID]
+	r := t.lastPut
+	if e.MessageID != t.lastPutID || r == nil {
+		r = t.refs[e.MessageID]
+	}
 	if r == nil || r.put == nil {
 		return fmt.Errorf("message %d not put by this batch: %w", e.MessageID, store.ErrNotFound)
 	}

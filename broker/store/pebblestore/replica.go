@@ -203,15 +203,20 @@ func selfContained(bs []*store.Batch) bool {
 	put := map[uint64]bool{}
 	for _, b := range bs {
 		clear(put)
+		var last uint64 // the message put last: a fan-out's entries name it
 		for i := range b.Ops {
 			op := &b.Ops[i]
 			switch op.Kind {
 			case store.OpPutMessage:
 				if op.Message != nil {
 					put[op.Message.ID] = true
+					last = op.Message.ID
 				}
 			case store.OpEnqueue:
-				if op.Entry != nil && !put[op.Entry.MessageID] {
+				if op.Entry == nil || (last != 0 && op.Entry.MessageID == last) {
+					continue
+				}
+				if !put[op.Entry.MessageID] {
 					return false
 				}
 			}

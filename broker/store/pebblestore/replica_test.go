@@ -128,6 +128,10 @@ func TestApplyReplicatedBatch(t *testing.T) {
 	orphan.Enqueue("c", &store.QueueEntry{Seq: 2, MessageID: 10, QoS: 1})
 	bad := &store.Batch{}
 	bad.Enqueue("nobody", &store.QueueEntry{Seq: 1, MessageID: 99})
+	// after puts message 11 and enqueues it, then message 10 of entry 1:
+	// refused alone, though its first entry names the message it put.
+	after := replicaBatch("c", 11, 2)
+	after.Enqueue("c", &store.QueueEntry{Seq: 3, MessageID: 10, QoS: 1})
 	cases := []struct {
 		name    string
 		indexes []uint64
@@ -136,6 +140,7 @@ func TestApplyReplicatedBatch(t *testing.T) {
 		{"all accepted", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), replicaBatch("c", 11, 2), replicaBatch("c", 12, 3)}},
 		{"one refused", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), bad, replicaBatch("c", 12, 2)}},
 		{"message of an earlier entry", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), orphan, replicaBatch("c", 12, 3)}},
+		{"message of an earlier entry after its own", []uint64{1, 2, 3}, []*store.Batch{replicaBatch("c", 10, 1), after, replicaBatch("c", 12, 4)}},
 		{"empty entry", []uint64{4, 5}, []*store.Batch{{}, replicaBatch("c", 10, 1)}},
 	}
 	for _, tc := range cases {
