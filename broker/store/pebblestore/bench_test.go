@@ -128,3 +128,64 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyReplicatedFanout measures what a cluster follower does
+// for each committed entry of the ingest row: decode a log entry (format
+// 2) of msgs messages, each queued to the same fanout offline sessions,
+// and apply it. One op is one message; Pebble's flushes and compactions
+// run beside it, as on a member.
+func BenchmarkApplyReplicatedFanout(b *testing.B) {
+	const msgs, fanout = 20, 100
+	s := openT(b, b.TempDir(), Options{Durability: Interval, NoWAL: true})
+	defer s.Close()
+	var setup store.Batch
+	sessions := make([]string, fanout)
+	for i := range sessions {
+		sessions[i] = fmt.Sprintf("in-%04d", i)
+		setup.PutSession(&store.Session{ClientID: sessions[i], ProtocolVersion: 5, ExpiryInterval: 3600})
+	}
+	data, err := setup.MarshalBinaryFormat(2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dec store.Decoder
+	var batch store.Batch
+	index := uint64(1)
+	apply := func(data []byte) {
+		if err := dec.Decode(&batch, data); err != nil {
+			b.Fatal(err)
+		}
+		if errs := s.ApplyReplicatedBatchTerms([]uint64{index}, []uint64{1}, []*store.Batch{&batch}); errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+		dec.Reset()
+		index++
+	}
+	apply(data)
+	payload := make([]byte, 64)
+	id, seq := uint64(1), uint64(1)
+	entry := func() []byte {
+		var e store.Batch
+		for range msgs {
+			e.PutMessage(&store.Message{ID: id, Topic: "load/in/1", Payload: payload, QoS: 1})
+			for _, c := range sessions {
+				e.Enqueue(c, &store.QueueEntry{Seq: seq, MessageID: id, QoS: 1})
+			}
+			id++
+			seq++
+		}
+		data, err := e.MarshalBinaryFormat(2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return data
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; done += msgs {
+		b.StopTimer()
+		data := entry()
+		b.StartTimer()
+		apply(data)
+	}
+	b.ReportMetric(float64(b.N*fanout)/b.Elapsed().Seconds(), "entries/s")
+}

@@ -192,6 +192,7 @@ type txn struct {
 	// without a map lookup each.
 	lastPutID uint64
 	lastPut   *refState
+	fanout
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
 	*scratch
@@ -210,6 +211,8 @@ type scratch struct {
 	sessSlab  slab[sessInfo]
 	queueSlab slab[txnQueue]
 	refSlab   slab[refState]
+	fanBuf    []fanned // fanout's, reused
+	fanRecBuf []fanned
 	sessMap   map[string]*sessInfo
 	queueMap  map[string]*txnQueue
 	refMap    map[uint64]*refState
@@ -241,6 +244,8 @@ func (t *txn) recycle() {
 	sc.sessSlab.reset()
 	sc.queueSlab.reset()
 	sc.refSlab.reset()
+	t.fanout.forget()
+	sc.fanBuf, sc.fanRecBuf = t.fanout.fan, t.fanout.fanRec
 }
 
 // inline returns the message when the batch put it and it has a single
@@ -259,7 +264,8 @@ func (s *Store) newTxn() *txn {
 		sc.modified, sc.dropped = make(map[string]bool), make(map[string]bool)
 	}
 	return &txn{s: s, b: s.db.NewBatch(), sess: sc.sessMap, refs: sc.refMap, queues: sc.queueMap, stats: s.stats,
-		modified: sc.modified, dropped: sc.dropped, scratch: sc, added: sc.added[:0]}
+		modified: sc.modified, dropped: sc.dropped, scratch: sc, added: sc.added[:0],
+		fanout: fanout{fan: sc.fanBuf[:0], fanRec: sc.fanRecBuf[:0]}}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -330,6 +336,7 @@ func (t *txn) putSession(rec *store.Session) error {
 	if strings.IndexByte(rec.ClientID, 0) >= 0 {
 		return fmt.Errorf("client ID %q contains NUL: %w", rec.ClientID, store.ErrInvalid)
 	}
+	t.fanout.forget()
 	if t.session(rec.ClientID) == nil {
 		t.sess[rec.ClientID] = t.sessSlab.get()
 		t.modified[rec.ClientID] = true
@@ -350,6 +357,7 @@ func (t *txn) deleteSession(clientID string) error {
 			return err
 		}
 	}
+	t.fanout.forget()
 	delete(t.queues, clientID)
 	t.sess[clientID] = nil
 	t.dropped[clientID] = true

@@ -140,7 +140,7 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	if e == nil {
 		return fmt.Errorf("nil entry: %w", store.ErrInvalid)
 	}
-	si, err := t.mustSession(clientID)
+	si, q, err := t.fanView(clientID, e.MessageID)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,6 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	si.lastSeq = e.Seq
 	si.msgs++
 	si.bytes += r.size
-	q := t.queue(clientID)
 	q.tailGone = false
 	i := int32(len(t.added))
 	t.added = append(t.added, addedEnt{e: e, size: r.size, ref: r, next: -1})
@@ -172,6 +171,66 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 	}
 	q.tail = i
 	return nil
+}
+
+// fanout finds the batch's views of a fan-out's sessions without looking
+// each up in two maps. The messages of a fan-out are queued to the same
+// sessions in the same order, one message after the other (one publisher's
+// messages to the same subscribers, or a follower decoding a log entry's
+// repeat items), so the sessions of the last message, in order, are
+// mostly those of the next: each is then found with one comparison of
+// client IDs (equal strings that share their bytes, as a batch's and a
+// decoded entry's do, compare by pointer).
+type fanout struct {
+	fan       []fanned // the last fan-out's sessions, in order
+	next      int      // where the next session is expected in fan
+	fanRec    []fanned // the current fan-out's, once it left fan's order
+	recording bool
+	msg       uint64 // the current fan-out's message
+}
+
+// fanned is a session of a fan-out and the batch's views of it.
+type fanned struct {
+	id string
+	si *sessInfo
+	q  *txnQueue
+}
+
+// forget drops every view fanout holds: a session was put or deleted, so
+// a view may be stale. (The slices keep their room.)
+func (f *fanout) forget() {
+	clear(f.fan)
+	clear(f.fanRec)
+	f.fan, f.fanRec, f.next, f.recording, f.msg = f.fan[:0], f.fanRec[:0], 0, false, 0
+}
+
+// fanView returns the batch's views of clientID's session (which must
+// exist) and queue, for an entry of message msg.
+func (t *txn) fanView(clientID string, msg uint64) (*sessInfo, *txnQueue, error) {
+	f := &t.fanout
+	if msg != f.msg {
+		if f.recording {
+			f.fan, f.fanRec = f.fanRec, f.fan[:0]
+			f.recording = false
+		}
+		f.msg, f.next = msg, 0
+	}
+	if !f.recording && f.next < len(f.fan) && f.fan[f.next].id == clientID {
+		v := &f.fan[f.next]
+		f.next++
+		return v.si, v.q, nil
+	}
+	si, err := t.mustSession(clientID)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := t.queue(clientID)
+	if !f.recording {
+		f.fanRec = append(f.fanRec[:0], f.fan[:f.next]...)
+		f.recording = true
+	}
+	f.fanRec = append(f.fanRec, fanned{id: clientID, si: si, q: q})
+	return si, q, nil
 }
 
 // where locates an entry for the batch: at index i of run's entries, or
