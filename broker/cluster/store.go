@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,10 +95,32 @@ type pendingCommit struct {
 }
 
 // ownEntry is an entry of this member in flight: its batch and where its
-// outcome goes (answered once, see own).
+// outcome goes (answered once, see own). merged: b is CommitNoWait's
+// merge of a group (from mergedBatches), recycled once the FSM applied it.
 type ownEntry struct {
-	b   *store.Batch
-	res chan error
+	b      *store.Batch
+	res    chan error
+	merged bool
+}
+
+// mergedBatches recycles the batches CommitNoWait merges a group into: a
+// group of publishes fanned out to many sessions is thousands of
+// operations (about 100 bytes each), and allocating a new array for every
+// group made most of the leader's garbage.
+var mergedBatches = sync.Pool{New: func() any { return new(store.Batch) }}
+
+// maxMergedOps bounds the operations of a merged batch kept for reuse.
+const maxMergedOps = 1 << 15
+
+// recycleMerged returns a merged batch, which nothing references any
+// more, to mergedBatches.
+func recycleMerged(b *store.Batch) {
+	if cap(b.Ops) > maxMergedOps {
+		return
+	}
+	clear(b.Ops)
+	b.Ops, b.NoSync = b.Ops[:0], false
+	mergedBatches.Put(b)
 }
 
 // ownBatch returns the batch data encodes when this member put data in
@@ -111,28 +134,28 @@ func (s *replStore) ownBatch(data []byte) *store.Batch {
 	return s.own[&data[0]].b
 }
 
-func (s *replStore) setOwn(key *byte, b *store.Batch, res chan error) {
+func (s *replStore) setOwn(key *byte, e ownEntry) {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
 	if s.own == nil {
 		s.own = make(map[*byte]ownEntry)
 	}
-	s.own[key] = ownEntry{b: b, res: res}
+	s.own[key] = e
 }
 
-// takeOwn removes the entry at key from own and returns where its outcome
-// goes, or nil when it was passed on already.
-func (s *replStore) takeOwn(key *byte) chan error {
+// takeOwn removes the entry at key from own and returns it; its res is
+// nil when it was passed on already.
+func (s *replStore) takeOwn(key *byte) ownEntry {
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
 	e, ok := s.own[key]
 	if !ok {
-		return nil
+		return ownEntry{}
 	}
 	delete(s.own, key)
 	s.inflight.Add(-1)
 	s.lastOutcome.Store(int64(time.Since(epoch)))
-	return e.res
+	return e
 }
 
 // answerOwn passes the outcome of an entry this member put in the log
@@ -145,12 +168,18 @@ func (s *replStore) answerOwn(data []byte, outcome any) {
 	if len(data) == 0 {
 		return
 	}
-	res := s.takeOwn(&data[0])
-	if res == nil {
+	e := s.takeOwn(&data[0])
+	if e.res == nil {
 		return
 	}
 	err, _ := outcome.(error)
-	res <- err
+	e.res <- err
+	if e.merged {
+		// The FSM is done with it (it applied the entry and no longer
+		// reads the batch); waitOutcomes, which may take an entry while
+		// the FSM still applies it, never recycles one.
+		recycleMerged(e.b)
+	}
 }
 
 // maxPendingCommits bounds the entries queued for waitOutcomes: a
@@ -342,7 +371,7 @@ func (s *replStore) Commit(ctx context.Context, b *store.Batch) error {
 	if s.stopped() {
 		return fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
-	res, err := s.apply(data, b)
+	res, err := s.apply(data, b, false)
 	if err != nil {
 		return err
 	}
@@ -369,8 +398,8 @@ func (s *replStore) waitOutcomes() {
 		select {
 		case p := <-s.pending:
 			err := applyOutcome(p.f)
-			if res := s.takeOwn(p.key); res != nil {
-				res <- err
+			if e := s.takeOwn(p.key); e.res != nil {
+				e.res <- err
 			}
 		case <-s.done:
 			return
@@ -380,25 +409,26 @@ func (s *replStore) waitOutcomes() {
 
 // apply puts data, the encoding of b, in the log (after the entries
 // held back, see hold) and hands its future to waitOutcomes; it returns
-// where the outcome arrives. b must not change until then.
-func (s *replStore) apply(data []byte, b *store.Batch) (<-chan error, error) {
+// where the outcome arrives. b must not change until then; merged: b is
+// from mergedBatches (see ownEntry).
+func (s *replStore) apply(data []byte, b *store.Batch, merged bool) (<-chan error, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.releaseHeldLocked()
 	res := make(chan error, 1)
-	if !s.applyLocked(data, b, res) {
+	if !s.applyLocked(data, ownEntry{b: b, res: res, merged: merged}) {
 		return nil, errStoppedUnknown
 	}
 	return res, nil
 }
 
 // applyLocked puts one entry in the log; s.applyMu is held. It returns
-// false when the member stopped first (the outcome never arrives on res).
-func (s *replStore) applyLocked(data []byte, b *store.Batch, res chan error) bool {
+// false when the member stopped first (the outcome never arrives on e.res).
+func (s *replStore) applyLocked(data []byte, e ownEntry) bool {
 	key := &data[0] // an encoded batch is never empty
 	s.inflight.Add(1)
-	s.setOwn(key, b, res)
-	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: res}
+	s.setOwn(key, e)
+	p := pendingCommit{f: s.raft.Apply(data, s.applyTimeout), key: key, res: e.res}
 	select {
 	case s.pending <- p:
 		return true
@@ -455,19 +485,18 @@ func (s *replStore) holdLeft() time.Duration {
 // heldEntry is a NoSync entry held back.
 type heldEntry struct {
 	data []byte
-	b    *store.Batch
-	res  chan error
+	ownEntry
 }
 
 // hold queues a NoSync entry and returns where its outcome arrives.
-func (s *replStore) hold(data []byte, b *store.Batch) <-chan error {
+func (s *replStore) hold(data []byte, b *store.Batch, merged bool) <-chan error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if len(s.held) >= holdMax {
 		s.releaseHeldLocked()
 	}
 	res := make(chan error, 1)
-	s.held = append(s.held, heldEntry{data: data, b: b, res: res})
+	s.held = append(s.held, heldEntry{data: data, ownEntry: ownEntry{b: b, res: res, merged: merged}})
 	if len(s.held) == 1 {
 		s.heldSince = time.Since(epoch)
 		if s.holdTimer == nil {
@@ -497,7 +526,7 @@ func (s *replStore) releaseHeld() {
 func (s *replStore) releaseHeldLocked() {
 	for i := range s.held {
 		h := &s.held[i]
-		if !s.applyLocked(h.data, h.b, h.res) {
+		if !s.applyLocked(h.data, h.ownEntry) {
 			break // stopped: the rest are never answered, their waits end on done
 		}
 	}
@@ -559,12 +588,14 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	for _, x := range bs {
 		noSync = noSync && x.NoSync
 	}
-	if len(bs) > 1 {
+	merged := len(bs) > 1
+	if merged {
 		n := 0
 		for _, x := range bs {
 			n += len(x.Ops)
 		}
-		b = &store.Batch{NoSync: noSync, Ops: make([]store.Op, 0, n)}
+		b = mergedBatches.Get().(*store.Batch)
+		b.NoSync, b.Ops = noSync, slices.Grow(b.Ops[:0], n)
 		for _, x := range bs {
 			b.Ops = append(b.Ops, x.Ops...)
 		}
@@ -577,10 +608,10 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 		return nil, fmt.Errorf("cluster: commit: %w", store.ErrClosed)
 	}
 	if noSync {
-		res := s.hold(data, b)
+		res := s.hold(data, b, merged)
 		return func() error { return s.outcome(res) }, nil
 	}
-	res, err := s.apply(data, b)
+	res, err := s.apply(data, b, merged)
 	if err != nil {
 		return nil, err
 	}
