@@ -416,7 +416,8 @@ func (r *decoder) repeat(ops []Op) (int, error) {
 		e := r.newEntry()
 		e.Seq, e.MessageID = s.seqs[f.idx], m.ID
 		e.QoS, e.Retain, e.State = f.flags&efQoS, f.flags&efRetain != 0, DeliveryState(f.flags>>efState)
-		ops[j+1] = Op{Kind: OpEnqueue, ClientID: s.ids[f.idx], Entry: e}
+		op := &ops[j+1] // zero (see itemV2): set its fields, not the whole Op
+		op.Kind, op.ClientID, op.Entry = OpEnqueue, s.ids[f.idx], e
 	}
 	return 1 + n, nil
 }
