@@ -47,7 +47,9 @@ func TestMergedBatchRecycledByTheFSMOnly(t *testing.T) {
 	if e := s.takeOwn(&data[0]); e.res != nil {
 		e.res <- nil
 	}
-	<-res
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
 	s.answerOwn(data, nil) // the FSM, later: nothing to answer
 	if len(b.Ops) != 2 {
 		t.Errorf("merged batch answered by waitOutcomes: %d ops, want 2 (not recycled)", len(b.Ops))
@@ -57,7 +59,9 @@ func TestMergedBatchRecycledByTheFSMOnly(t *testing.T) {
 	b = batch()
 	data, res = put(b, false)
 	s.answerOwn(data, nil)
-	<-res
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
 	if len(b.Ops) != 2 {
 		t.Errorf("a committer's batch: %d ops, want 2 (not recycled)", len(b.Ops))
 	}

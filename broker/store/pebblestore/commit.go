@@ -192,7 +192,7 @@ type txn struct {
 	// without a map lookup each.
 	lastPutID uint64
 	lastPut   *refState
-	fanout
+	views     fanout // the sessions of the fan-out before, see fanout
 	// modified are the sessions whose existing entries changed, dropped
 	// those the batch deleted.
 	*scratch
@@ -244,8 +244,8 @@ func (t *txn) recycle() {
 	sc.sessSlab.reset()
 	sc.queueSlab.reset()
 	sc.refSlab.reset()
-	t.fanout.forget()
-	sc.fanBuf, sc.fanRecBuf = t.fanout.fan, t.fanout.fanRec
+	t.views.forget()
+	sc.fanBuf, sc.fanRecBuf = t.views.fan, t.views.fanRec
 }
 
 // inline returns the message when the batch put it and it has a single
@@ -265,7 +265,7 @@ func (s *Store) newTxn() *txn {
 	}
 	return &txn{s: s, b: s.db.NewBatch(), sess: sc.sessMap, refs: sc.refMap, queues: sc.queueMap, stats: s.stats,
 		modified: sc.modified, dropped: sc.dropped, scratch: sc, added: sc.added[:0],
-		fanout: fanout{fan: sc.fanBuf[:0], fanRec: sc.fanRecBuf[:0]}}
+		views: fanout{fan: sc.fanBuf[:0], fanRec: sc.fanRecBuf[:0]}}
 }
 
 // session returns the batch's view of a session, nil if it does not exist.
@@ -336,7 +336,7 @@ func (t *txn) putSession(rec *store.Session) error {
 	if strings.IndexByte(rec.ClientID, 0) >= 0 {
 		return fmt.Errorf("client ID %q contains NUL: %w", rec.ClientID, store.ErrInvalid)
 	}
-	t.fanout.forget()
+	t.views.forget()
 	if t.session(rec.ClientID) == nil {
 		t.sess[rec.ClientID] = t.sessSlab.get()
 		t.modified[rec.ClientID] = true
@@ -357,7 +357,7 @@ func (t *txn) deleteSession(clientID string) error {
 			return err
 		}
 	}
-	t.fanout.forget()
+	t.views.forget()
 	delete(t.queues, clientID)
 	t.sess[clientID] = nil
 	t.dropped[clientID] = true

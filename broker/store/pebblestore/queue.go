@@ -207,7 +207,7 @@ func (f *fanout) forget() {
 // fanView returns the batch's views of clientID's session (which must
 // exist) and queue, for an entry of message msg.
 func (t *txn) fanView(clientID string, msg uint64) (*sessInfo, *txnQueue, error) {
-	f := &t.fanout
+	f := &t.views
 	if msg != f.msg {
 		if f.recording {
 			f.fan, f.fanRec = f.fanRec, f.fan[:0]
