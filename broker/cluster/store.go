@@ -618,11 +618,6 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	return func() error { return s.outcome(res) }, nil
 }
 
-// PipelineDepth is how many committed groups the engine's committer may
-// keep in flight: a replicated commit passes the leader's fsync, the
-// network, a follower's fsync and the apply, each stage holding groups.
-func (s *replStore) PipelineDepth() int { return 16 }
-
 // Close closes the local store. The Node closes Raft first.
 func (s *replStore) Close() error {
 	s.applyMu.Lock()
