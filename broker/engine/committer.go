@@ -149,7 +149,7 @@ type committer struct {
 // apply), and it once kept 16 in flight; the groups were then smaller,
 // and every member paid per entry and per queue run: with 4, a 3-member
 // cluster's ingest took 0.90x-0.94x the CPU per message at 1.05x-1.09x
-// the rate, its latency rows unchanged (docs/durability.md).
+// the rate, its latency rows within their noise (docs/durability.md).
 const pipelineDepth = 4
 
 // flight is one applied group on its way through settle.
