@@ -182,11 +182,10 @@ func (t *txn) enqueue(clientID string, e *store.QueueEntry) error {
 // client IDs (equal strings that share their bytes, as a batch's and a
 // decoded entry's do, compare by pointer).
 type fanout struct {
-	fan       []fanned // the last fan-out's sessions, in order
-	next      int      // where the next session is expected in fan
-	fanRec    []fanned // the current fan-out's, once it left fan's order
-	recording bool
-	msg       uint64 // the current fan-out's message
+	fan    []fanned // the last fan-out's sessions, in order
+	next   int      // where the next session is expected in fan
+	fanRec []fanned // the current fan-out's once it left fan's order, else empty
+	msg    uint64   // the current fan-out's message
 }
 
 // fanned is a session of a fan-out and the batch's views of it.
@@ -201,7 +200,7 @@ type fanned struct {
 func (f *fanout) forget() {
 	clear(f.fan)
 	clear(f.fanRec)
-	f.fan, f.fanRec, f.next, f.recording, f.msg = f.fan[:0], f.fanRec[:0], 0, false, 0
+	f.fan, f.fanRec, f.next, f.msg = f.fan[:0], f.fanRec[:0], 0, 0
 }
 
 // fanView returns the batch's views of clientID's session (which must
@@ -209,13 +208,12 @@ func (f *fanout) forget() {
 func (t *txn) fanView(clientID string, msg uint64) (*sessInfo, *txnQueue, error) {
 	f := &t.views
 	if msg != f.msg {
-		if f.recording {
+		if len(f.fanRec) > 0 {
 			f.fan, f.fanRec = f.fanRec, f.fan[:0]
-			f.recording = false
 		}
 		f.msg, f.next = msg, 0
 	}
-	if !f.recording && f.next < len(f.fan) && f.fan[f.next].id == clientID {
+	if len(f.fanRec) == 0 && f.next < len(f.fan) && f.fan[f.next].id == clientID {
 		v := &f.fan[f.next]
 		f.next++
 		return v.si, v.q, nil
@@ -225,9 +223,8 @@ func (t *txn) fanView(clientID string, msg uint64) (*sessInfo, *txnQueue, error)
 		return nil, nil, err
 	}
 	q := t.queue(clientID)
-	if !f.recording {
-		f.fanRec = append(f.fanRec[:0], f.fan[:f.next]...)
-		f.recording = true
+	if len(f.fanRec) == 0 {
+		f.fanRec = append(f.fanRec, f.fan[:f.next]...)
 	}
 	f.fanRec = append(f.fanRec, fanned{id: clientID, si: si, q: q})
 	return si, q, nil
