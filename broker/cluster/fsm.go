@@ -273,8 +273,10 @@ func (f *fsm) stop(err error) {
 
 // recycle releases what ApplyBatch decoded (the store keeps no reference
 // to a batch's records once applied) for the next call to reuse.
-// At most maxKeptOps operations' room is kept between calls (~1.7 MB), so
-// a burst of large entries does not stay allocated.
+// At most maxKeptOps operations' room is kept between calls (~3.4 MB), so
+// a burst of large entries does not stay allocated. The operations kept
+// are not cleared: decoding into them clears what it uses, and until then
+// they keep the records of the last call reachable, within that bound.
 func (f *fsm) recycle() {
 	kept := 0
 	for i := range f.batches {
@@ -283,14 +285,15 @@ func (f *fsm) recycle() {
 			b.Ops = nil
 			continue
 		}
-		clear(b.Ops)
 		b.Reset()
 	}
 	f.dec.Reset()
 }
 
-// maxKeptOps bounds the decoded operations' room ApplyBatch keeps.
-const maxKeptOps = 1 << 14
+// maxKeptOps bounds the decoded operations' room ApplyBatch keeps: the
+// entries of a few groups of fanned-out publishes, as a follower applies
+// them in one call (a new array for each was a follower's main garbage).
+const maxKeptOps = 1 << 15
 
 // Snapshot implements raft.FSM: a Pebble checkpoint taken now (no Apply
 // runs meanwhile), streamed later by Persist. The live store is synced

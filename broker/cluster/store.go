@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,14 +112,38 @@ var mergedBatches = sync.Pool{New: func() any { return new(store.Batch) }}
 const maxMergedOps = 1 << 15
 
 // recycleMerged returns a merged batch, which nothing references any
-// more, to mergedBatches.
-func recycleMerged(b *store.Batch) {
+// more, to mergedBatches. Its operations are not cleared: the next merge
+// overwrites them and clears only what it leaves over (clearing a group's
+// whole array here was 4% of a leader's CPU under load). Until then they
+// keep the group's records reachable, as they were while it was in
+// flight; an idle pool is emptied by the collector. A variable, so that
+// a test sees what is recycled.
+var recycleMerged = func(b *store.Batch) {
 	if cap(b.Ops) > maxMergedOps {
 		return
 	}
-	clear(b.Ops)
-	b.Ops, b.NoSync = b.Ops[:0], false
 	mergedBatches.Put(b)
+}
+
+// mergeInto sets b's operations to those of bs, in order, in b's array
+// when it has room. A recycled b still holds the last merge's operations
+// (recycleMerged): what the new ones do not overwrite is cleared.
+func mergeInto(b *store.Batch, bs []*store.Batch) {
+	n := 0
+	for _, x := range bs {
+		n += len(x.Ops)
+	}
+	stale := len(b.Ops)
+	if cap(b.Ops) < n {
+		b.Ops, stale = make([]store.Op, 0, n), 0
+	}
+	b.Ops = b.Ops[:0]
+	for _, x := range bs {
+		b.Ops = append(b.Ops, x.Ops...)
+	}
+	if stale > n {
+		clear(b.Ops[n:stale])
+	}
 }
 
 // ownBatch returns the batch data encodes when this member put data in
@@ -590,15 +613,9 @@ func (s *replStore) CommitNoWait(ctx context.Context, bs ...*store.Batch) (func(
 	}
 	merged := len(bs) > 1
 	if merged {
-		n := 0
-		for _, x := range bs {
-			n += len(x.Ops)
-		}
 		b = mergedBatches.Get().(*store.Batch)
-		b.NoSync, b.Ops = noSync, slices.Grow(b.Ops[:0], n)
-		for _, x := range bs {
-			b.Ops = append(b.Ops, x.Ops...)
-		}
+		mergeInto(b, bs)
+		b.NoSync = noSync
 	}
 	data, err := b.MarshalBinaryFormat(int(s.writeFormat()))
 	if err != nil {

@@ -322,3 +322,33 @@ func TestDecoderSlabBounded(t *testing.T) {
 		t.Fatalf("Reset kept a slab of %d entries, bound %d", cap(d.ents), maxSlab)
 	}
 }
+
+// After a round that filled several slabs, Reset keeps one that holds them
+// all: the same round again takes no new slab.
+func TestDecoderSlabFitsTheLastRound(t *testing.T) {
+	in := &Batch{}
+	in.PutMessage(&Message{ID: 1})
+	const n = 3000 // more than entryChunk: slabs of 128, 256, ..., 4096
+	for s := range n {
+		in.Enqueue(fmt.Sprintf("c%d", s%10), &QueueEntry{Seq: uint64(s + 1), MessageID: 1})
+	}
+	data, err := in.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var b Batch
+	slab := 0
+	for round := range 3 {
+		if err := d.Decode(&b, data); err != nil {
+			t.Fatal(err)
+		}
+		if round > 0 && (d.spilled != 0 || cap(d.ents) != slab) {
+			t.Fatalf("round %d: %d entries spilled, slab of %d; want none spilled from the slab of %d", round, d.spilled, cap(d.ents), slab)
+		}
+		d.Reset()
+		if slab = cap(d.ents); slab < n || len(d.ents) != 0 {
+			t.Fatalf("round %d: Reset left a slab of %d (%d used), want room for %d", round, cap(d.ents), len(d.ents), n)
+		}
+	}
+}
