@@ -272,28 +272,15 @@ func (f *fsm) stop(err error) {
 }
 
 // recycle releases what ApplyBatch decoded (the store keeps no reference
-// to a batch's records once applied) for the next call to reuse.
-// At most maxKeptOps operations' room is kept between calls (~3.4 MB), so
-// a burst of large entries does not stay allocated. The operations kept
-// are not cleared: decoding into them clears what it uses, and until then
-// they keep the records of the last call reachable, within that bound.
+// to a batch's records once applied) for the next call to reuse: the
+// operations and entries are the decoder's (store.Decoder bounds what it
+// keeps).
 func (f *fsm) recycle() {
-	kept := 0
 	for i := range f.batches {
-		b := &f.batches[i]
-		if kept += cap(b.Ops); kept > maxKeptOps {
-			b.Ops = nil
-			continue
-		}
-		b.Reset()
+		f.batches[i] = store.Batch{}
 	}
 	f.dec.Reset()
 }
-
-// maxKeptOps bounds the decoded operations' room ApplyBatch keeps: the
-// entries of a few groups of fanned-out publishes, as a follower applies
-// them in one call (a new array for each was a follower's main garbage).
-const maxKeptOps = 1 << 15
 
 // Snapshot implements raft.FSM: a Pebble checkpoint taken now (no Apply
 // runs meanwhile), streamed later by Persist. The live store is synced

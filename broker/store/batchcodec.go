@@ -76,52 +76,81 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 }
 
 // A Decoder decodes the binary form of batches, reusing its memory from
-// one batch to the next: the queue entries of a fan-out (one per session)
-// come from a slab, and client IDs are interned across batches (at most
-// maxInterned), so a member decoding the same sessions' entries over and
-// over allocates neither. The decoded records do not alias the input. The
-// zero value is ready to use; a Decoder is not safe for concurrent use.
+// one batch to the next: the operations and the queue entries of a
+// fan-out (one per session) come from slabs, and client IDs are interned
+// across batches (at most maxInterned), so a member decoding the same
+// sessions' entries over and over allocates neither. The decoded records
+// do not alias the input. The zero value is ready to use; a Decoder is not
+// safe for concurrent use.
 type Decoder struct {
 	ids  interner
-	ents []QueueEntry // the slab: entries handed out since Reset, then room
-	// spilled counts the entries handed out since Reset from slabs a
-	// larger one replaced (when ents filled up).
-	spilled int
-	v2      v2State // version 2's client ID table and sequence numbers, reused
+	ops  slab[Op]
+	ents slab[QueueEntry]
+	v2   v2State // version 2's client ID table and sequence numbers, reused
 }
 
-// Decode replaces b's operations with those encoded in data, reusing
-// b.Ops' array. The records of every batch decoded since the last Reset
-// stay valid until the next Reset.
+// Decode replaces b's operations with those encoded in data, in memory of
+// the Decoder: the records of every batch decoded since the last Reset
+// stay valid until the next Reset. Appending to b.Ops copies them.
 func (d *Decoder) Decode(b *Batch, data []byte) error {
 	return decode(b, data, &decoder{buf: data, ids: &d.ids, d: d, v2: &d.v2})
 }
 
 // Reset lets the Decoder reuse the memory of the records it decoded,
 // which must no longer be used (a store keeps no reference to a batch's
-// records after its commit). When the entries decoded since the last
-// Reset filled more than one slab, the next slab holds them all, so a
-// member decoding entries of one size allocates no more; the Decoder
-// keeps no more than maxSlab entries.
+// records after its commit). The Decoder keeps at most maxSlab operations
+// and as many queue entries, about 5 MB: the fan-outs of a few groups of
+// publishes, as a cluster follower applies them in one go (new arrays for
+// every call were 5-10% of its CPU).
 func (d *Decoder) Reset() {
 	d.v2.reset()
-	used := d.spilled + len(d.ents)
-	d.spilled = 0
+	d.ops.reset(maxSlab)
+	d.ents.reset(maxSlab)
+}
+
+// maxSlab bounds the operations, and the queue entries, a Decoder keeps
+// between batches.
+const maxSlab = 1 << 15
+
+// A slab hands out zero elements from one array and takes them all back
+// at once (reset). When what was handed out since the last reset filled
+// more than one array, the next array holds it all, so that a user taking
+// the same amount again allocates no more.
+type slab[T any] struct {
+	buf     []T // handed out since reset, then room
+	spilled int // handed out since reset from arrays a larger one replaced
+}
+
+// take returns n zero elements, which nothing else is handed; appending
+// to them copies them.
+func (s *slab[T]) take(n int) []T {
+	if cap(s.buf)-len(s.buf) < n {
+		// The elements handed out keep the old array.
+		s.spilled += len(s.buf)
+		s.buf = make([]T, 0, max(n, 2*cap(s.buf), slabChunk))
+	}
+	i := len(s.buf)
+	s.buf = s.buf[:i+n]
+	return s.buf[i : i+n : i+n]
+}
+
+// reset takes back every element handed out; it keeps at most limit.
+func (s *slab[T]) reset(limit int) {
+	used := s.spilled + len(s.buf)
+	s.spilled = 0
 	switch {
-	case used > maxSlab:
-		d.ents = nil
-	case used > cap(d.ents):
-		d.ents = make([]QueueEntry, 0, used)
+	case used > limit:
+		s.buf = nil
+	case used > cap(s.buf):
+		s.buf = make([]T, 0, used)
 	default:
-		clear(d.ents)
-		d.ents = d.ents[:0]
+		clear(s.buf)
+		s.buf = s.buf[:0]
 	}
 }
 
-// maxSlab bounds the queue entries a Decoder keeps between batches (~1.8
-// MB): the fan-outs of a few groups of publishes, as a follower applies
-// them in one go (a new slab for every call was 5% of its CPU).
-const maxSlab = 1 << 15
+// slabChunk is the smallest array a slab allocates.
+const slabChunk = 128
 
 func decode(b *Batch, data []byte, r *decoder) error {
 	v := r.byte()
@@ -141,9 +170,12 @@ func decode(b *Batch, data []byte, r *decoder) error {
 		return fmt.Errorf("store: decode batch: %w: unknown flags %#x", ErrCorrupt, flags)
 	}
 	b.NoSync = flags&flagNoSync != 0
-	if cap(b.Ops) < n {
+	switch {
+	case r.d != nil:
+		b.Ops = r.d.ops.take(n)
+	case cap(b.Ops) < n:
 		b.Ops = make([]Op, n)
-	} else {
+	default:
 		b.Ops = b.Ops[:n]
 		clear(b.Ops)
 	}
@@ -557,7 +589,8 @@ func (r *decoder) message() *Message {
 	return m
 }
 
-// entryChunk is how many queue entries the decoder allocates at once.
+// entryChunk is how many queue entries the decoder allocates at once
+// without a Decoder.
 const entryChunk = 128
 
 func (r *decoder) entry() *QueueEntry {
@@ -570,14 +603,7 @@ func (r *decoder) entry() *QueueEntry {
 // newEntry returns a zero queue entry to decode into.
 func (r *decoder) newEntry() *QueueEntry {
 	if d := r.d; d != nil {
-		if len(d.ents) == cap(d.ents) {
-			// A larger slab replaces a full one; the entries handed out
-			// keep the old one.
-			d.spilled += len(d.ents)
-			d.ents = make([]QueueEntry, 0, max(entryChunk, 2*cap(d.ents)))
-		}
-		d.ents = d.ents[:len(d.ents)+1]
-		return &d.ents[len(d.ents)-1]
+		return &d.ents.take(1)[0]
 	}
 	if len(r.ents) == 0 {
 		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))

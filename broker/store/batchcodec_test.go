@@ -314,41 +314,61 @@ func TestDecoderSlabBounded(t *testing.T) {
 	if err := d.Decode(&b, data); err != nil {
 		t.Fatal(err)
 	}
-	if cap(d.ents) <= maxSlab {
-		t.Fatalf("slab holds %d entries for %d decoded", cap(d.ents), 2*maxSlab+10)
+	if n := cap(d.ents.buf) + d.ents.spilled; n <= maxSlab {
+		t.Fatalf("slabs hold %d entries for %d decoded", n, 2*maxSlab+10)
 	}
 	d.Reset()
-	if cap(d.ents) > maxSlab {
-		t.Fatalf("Reset kept a slab of %d entries, bound %d", cap(d.ents), maxSlab)
+	if cap(d.ents.buf) > maxSlab || cap(d.ops.buf) > maxSlab {
+		t.Fatalf("Reset kept slabs of %d entries and %d operations, bound %d", cap(d.ents.buf), cap(d.ops.buf), maxSlab)
 	}
 }
 
 // After a round that filled several slabs, Reset keeps one that holds them
-// all: the same round again takes no new slab.
+// all: the same round again takes no new slab, of queue entries or of
+// operations.
 func TestDecoderSlabFitsTheLastRound(t *testing.T) {
-	in := &Batch{}
-	in.PutMessage(&Message{ID: 1})
-	const n = 3000 // more than entryChunk: slabs of 128, 256, ..., 4096
-	for s := range n {
-		in.Enqueue(fmt.Sprintf("c%d", s%10), &QueueEntry{Seq: uint64(s + 1), MessageID: 1})
-	}
-	data, err := in.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d Decoder
-	var b Batch
-	slab := 0
-	for round := range 3 {
-		if err := d.Decode(&b, data); err != nil {
+	const n = 3000 // more than slabChunk: slabs of 128, 256, ..., 4096
+	var inputs [][]byte
+	for batch := range 3 {
+		in := &Batch{}
+		in.PutMessage(&Message{ID: uint64(batch + 1)})
+		for s := range n / 3 {
+			in.Enqueue(fmt.Sprintf("c%d", s%10), &QueueEntry{Seq: uint64(s + 1), MessageID: uint64(batch + 1)})
+		}
+		data, err := in.MarshalBinary()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if round > 0 && (d.spilled != 0 || cap(d.ents) != slab) {
-			t.Fatalf("round %d: %d entries spilled, slab of %d; want none spilled from the slab of %d", round, d.spilled, cap(d.ents), slab)
+		inputs = append(inputs, data)
+	}
+	var d Decoder
+	bs := make([]Batch, len(inputs))
+	var ents, ops int
+	for round := range 3 {
+		for i, data := range inputs {
+			if err := d.Decode(&bs[i], data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round > 0 && (d.ents.spilled != 0 || cap(d.ents.buf) != ents || d.ops.spilled != 0 || cap(d.ops.buf) != ops) {
+			t.Fatalf("round %d: %d entries and %d operations spilled, slabs of %d and %d; want none spilled from slabs of %d and %d",
+				round, d.ents.spilled, d.ops.spilled, cap(d.ents.buf), cap(d.ops.buf), ents, ops)
 		}
 		d.Reset()
-		if slab = cap(d.ents); slab < n || len(d.ents) != 0 {
-			t.Fatalf("round %d: Reset left a slab of %d (%d used), want room for %d", round, cap(d.ents), len(d.ents), n)
+		ents, ops = cap(d.ents.buf), cap(d.ops.buf)
+		if ents < n || ops < n+len(inputs) || len(d.ents.buf) != 0 || len(d.ops.buf) != 0 {
+			t.Fatalf("round %d: Reset left slabs of %d entries and %d operations (%d, %d used), want room for %d and %d",
+				round, ents, ops, len(d.ents.buf), len(d.ops.buf), n, n+len(inputs))
 		}
+	}
+	// The operations handed out cannot grow into each other.
+	for i, data := range inputs {
+		if err := d.Decode(&bs[i], data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs[0].Ops = append(bs[0].Ops, Op{Kind: OpDequeue, ClientID: "x"})
+	if bs[1].Ops[0].Kind != OpPutMessage {
+		t.Fatalf("appending to one decoded batch changed the next: %+v", bs[1].Ops[0])
 	}
 }
