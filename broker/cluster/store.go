@@ -126,7 +126,8 @@ var recycleMerged = func(b *store.Batch) {
 }
 
 // mergeInto sets b's operations to those of bs, in order, in b's array
-// when it has room. A recycled b still holds the last merge's operations
+// when it has room; a new array has room for a quarter more, as groups
+// vary in size. A recycled b still holds the last merge's operations
 // (recycleMerged): what the new ones do not overwrite is cleared.
 func mergeInto(b *store.Batch, bs []*store.Batch) {
 	n := 0
@@ -135,7 +136,7 @@ func mergeInto(b *store.Batch, bs []*store.Batch) {
 	}
 	stale := len(b.Ops)
 	if cap(b.Ops) < n {
-		b.Ops, stale = make([]store.Op, 0, n), 0
+		b.Ops, stale = make([]store.Op, 0, min(n+n/4, max(n, maxMergedOps))), 0
 	}
 	b.Ops = b.Ops[:0]
 	for _, x := range bs {

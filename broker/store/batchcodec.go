@@ -114,8 +114,8 @@ const maxSlab = 1 << 15
 
 // A slab hands out zero elements from one array and takes them all back
 // at once (reset). When what was handed out since the last reset filled
-// more than one array, the next array holds it all, so that a user taking
-// the same amount again allocates no more.
+// more than one array, the next array holds it all and a quarter more, so
+// that a user taking about the same amount again allocates no more.
 type slab[T any] struct {
 	buf     []T // handed out since reset, then room
 	spilled int // handed out since reset from arrays a larger one replaced
@@ -127,7 +127,7 @@ func (s *slab[T]) take(n int) []T {
 	if cap(s.buf)-len(s.buf) < n {
 		// The elements handed out keep the old array.
 		s.spilled += len(s.buf)
-		s.buf = make([]T, 0, max(n, 2*cap(s.buf), slabChunk))
+		s.buf = make([]T, 0, max(n, 2*cap(s.buf), chunk))
 	}
 	i := len(s.buf)
 	s.buf = s.buf[:i+n]
@@ -142,15 +142,15 @@ func (s *slab[T]) reset(limit int) {
 	case used > limit:
 		s.buf = nil
 	case used > cap(s.buf):
-		s.buf = make([]T, 0, used)
+		s.buf = make([]T, 0, min(used+used/4, limit))
 	default:
 		clear(s.buf)
 		s.buf = s.buf[:0]
 	}
 }
 
-// slabChunk is the smallest array a slab allocates.
-const slabChunk = 128
+// chunk is the fewest records the decoder allocates at once.
+const chunk = 128
 
 func decode(b *Batch, data []byte, r *decoder) error {
 	v := r.byte()
@@ -589,10 +589,6 @@ func (r *decoder) message() *Message {
 	return m
 }
 
-// entryChunk is how many queue entries the decoder allocates at once
-// without a Decoder.
-const entryChunk = 128
-
 func (r *decoder) entry() *QueueEntry {
 	e := r.newEntry()
 	e.Seq = r.uvarint()
@@ -606,7 +602,7 @@ func (r *decoder) newEntry() *QueueEntry {
 		return &d.ents.take(1)[0]
 	}
 	if len(r.ents) == 0 {
-		r.ents = make([]QueueEntry, min(max(r.left, 1), entryChunk))
+		r.ents = make([]QueueEntry, min(max(r.left, 1), chunk))
 	}
 	e := &r.ents[0]
 	r.ents = r.ents[1:]

@@ -298,7 +298,8 @@ func TestDecoderReusesMemory(t *testing.T) {
 	}
 }
 
-// The decoder keeps at most maxSlab entries between batches.
+// The decoder keeps at most maxSlab entries, and operations, between
+// batches.
 func TestDecoderSlabBounded(t *testing.T) {
 	in := &Batch{}
 	in.PutMessage(&Message{ID: 1})
@@ -327,7 +328,7 @@ func TestDecoderSlabBounded(t *testing.T) {
 // all: the same round again takes no new slab, of queue entries or of
 // operations.
 func TestDecoderSlabFitsTheLastRound(t *testing.T) {
-	const n = 3000 // more than slabChunk: slabs of 128, 256, ..., 4096
+	const n = 3000 // more than chunk: slabs of 128, 256, ..., 4096
 	var inputs [][]byte
 	for batch := range 3 {
 		in := &Batch{}
