@@ -81,7 +81,23 @@ func TestClusterBench(t *testing.T) {
 		})
 		after, cerr2 := targetCPU(tg)
 		if cerr == nil && cerr2 == nil && r.Acked > 0 {
-			cpuPerMsg = float64(after-before) / float64(time.Microsecond) / float64(r.Acked)
+			perMsg := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(r.Acked) }
+			var total time.Duration
+			var split []string // each process's share: where a cluster's CPU goes
+			for pid, a := range after {
+				d := a - before[pid]
+				total += d
+				role := "follower"
+				if pid == tg.PID() {
+					role = "leader"
+				}
+				split = append(split, fmt.Sprintf("%s %.1f", role, perMsg(d)))
+			}
+			cpuPerMsg = perMsg(total)
+			if len(split) > 1 {
+				slices.Sort(split)
+				t.Logf("%s: CPU per message by process (µs): %s", tg.Name(), strings.Join(split, ", "))
+			}
 		}
 		return r.Rate(), err
 	}
@@ -183,21 +199,21 @@ func TestClusterBench(t *testing.T) {
 }
 
 // targetCPU is the CPU time (user + system) used so far by the target's
-// processes: every member of a cluster.
-func targetCPU(tg Target) (time.Duration, error) {
+// processes, by PID: every member of a cluster.
+func targetCPU(tg Target) (map[int]time.Duration, error) {
 	pids := []int{tg.PID()}
 	if c, ok := tg.(interface{ PIDs() []int }); ok {
 		pids = c.PIDs()
 	}
-	var sum time.Duration
+	cpu := make(map[int]time.Duration, len(pids))
 	for _, pid := range pids {
 		d, err := procCPU(pid)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += d
+		cpu[pid] = d
 	}
-	return sum, nil
+	return cpu, nil
 }
 
 // procCPU reads a process's user + system time from /proc/PID/stat
