@@ -136,7 +136,11 @@ func mergeInto(b *store.Batch, bs []*store.Batch) {
 	}
 	stale := len(b.Ops)
 	if cap(b.Ops) < n {
-		b.Ops, stale = make([]store.Op, 0, min(n+n/4, max(n, maxMergedOps))), 0
+		room := n + n/4
+		if room > maxMergedOps {
+			room = max(n, maxMergedOps) // past it, the array is not kept anyway
+		}
+		b.Ops, stale = make([]store.Op, 0, room), 0
 	}
 	b.Ops = b.Ops[:0]
 	for _, x := range bs {

@@ -104,8 +104,8 @@ func (d *Decoder) Decode(b *Batch, data []byte) error {
 // every call were 5-10% of its CPU).
 func (d *Decoder) Reset() {
 	d.v2.reset()
-	d.ops.reset(maxSlab)
-	d.ents.reset(maxSlab)
+	d.ops.reset()
+	d.ents.reset()
 }
 
 // maxSlab bounds the operations, and the queue entries, a Decoder keeps
@@ -134,15 +134,15 @@ func (s *slab[T]) take(n int) []T {
 	return s.buf[i : i+n : i+n]
 }
 
-// reset takes back every element handed out; it keeps at most limit.
-func (s *slab[T]) reset(limit int) {
+// reset takes back every element handed out; it keeps at most maxSlab.
+func (s *slab[T]) reset() {
 	used := s.spilled + len(s.buf)
 	s.spilled = 0
 	switch {
-	case used > limit:
+	case used > maxSlab:
 		s.buf = nil
 	case used > cap(s.buf):
-		s.buf = make([]T, 0, min(used+used/4, limit))
+		s.buf = make([]T, 0, min(used+used/4, maxSlab))
 	default:
 		clear(s.buf)
 		s.buf = s.buf[:0]
