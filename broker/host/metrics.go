@@ -81,9 +81,11 @@ var (
 	descWriteStallSeconds = prometheus.NewDesc("bollard_store_write_stall_seconds_total",
 		"Time commits spent stopped by write stalls, the running one included.", nil, nil)
 	descL0Files = prometheus.NewDesc("bollard_store_l0_files",
-		"Files in level 0 of the store's LSM tree (compacted from 16, writes stop at 64); absent when the store cannot be read.", nil, nil)
+		"Files in level 0 of the store's LSM tree; absent when the store cannot be read.", nil, nil)
 	descL0Sublevels = prometheus.NewDesc("bollard_store_l0_sublevels",
-		"Sublevels the level-0 files make (each is one more place every read looks).", nil, nil)
+		"Sublevels the level-0 files make (each is one more place every read looks); every write stops at bollard_store_l0_stop_writes_sublevels.", nil, nil)
+	descL0StopWrites = prometheus.NewDesc("bollard_store_l0_stop_writes_sublevels",
+		"The level-0 sublevels at which the store stops every write (and so every acknowledgement in sync mode) until its compactions bring them down.", nil, nil)
 	descMemtables = prometheus.NewDesc("bollard_store_memtables",
 		"Memtables of the store, the one being filled included (more than two: flushes lag behind the writes).", nil, nil)
 	descMemtableBytes = prometheus.NewDesc("bollard_store_memtable_bytes",
@@ -110,7 +112,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descTopMessages, descTopBytes, descFullest,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
 		descAdminRefused, descRefusals, descStorage, descStoragePressure, descWriteStalls, descWriteStallSeconds,
-		descL0Files, descL0Sublevels, descMemtables, descMemtableBytes, descCompactionDebt, descFlushes, descCompactions, descLSMRunning,
+		descL0Files, descL0Sublevels, descL0StopWrites, descMemtables, descMemtableBytes, descCompactionDebt, descFlushes, descCompactions, descLSMRunning,
 	} {
 		ch <- d
 	}
@@ -190,6 +192,9 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	if l := st.LSM; l != nil {
 		gauge(descL0Files, float64(l.L0Files))
 		gauge(descL0Sublevels, float64(l.L0Sublevels))
+		if l.L0StopWritesSublevels > 0 {
+			gauge(descL0StopWrites, float64(l.L0StopWritesSublevels))
+		}
 		gauge(descMemtables, float64(l.Memtables))
 		gauge(descMemtableBytes, float64(l.MemtableBytes))
 		gauge(descCompactionDebt, float64(l.CompactionDebtBytes))

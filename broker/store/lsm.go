@@ -9,6 +9,10 @@ type LSMStats struct {
 	// they make (a read looks at each sublevel; writes stop at a bound).
 	L0Files     int64
 	L0Sublevels int64
+	// L0StopWritesSublevels is the sublevel count at which the store stops
+	// every write until compactions bring it down (0: no such bound): how
+	// near L0Sublevels is to it is how near the store is to a write stall.
+	L0StopWritesSublevels int64
 	// Memtables and MemtableBytes count the memtables, the one being
 	// filled included, and their size: more than two mean flushes lag.
 	Memtables     int64

@@ -108,6 +108,13 @@ func AlertRules(selector string) []RuleGroup {
 			"Bollard broker {{ $labels.instance }} stops its store's writes",
 			"The store of the broker at {{ $labels.instance }} has stopped every commit {{ $value | humanizePercentage }} of the time for 15 minutes, waiting for its flushes or compactions: acknowledgements wait with it.",
 			"bollardwritestalls"),
+		// Before the stalls: level 0 half way to where every write stops,
+		// for long enough that it is not one burst the compactions absorb.
+		rule("BollardStoreCompactionBehind", "warning", "15m",
+			fmt.Sprintf("%s / %s > 0.5", m("bollard_store_l0_sublevels"), m("bollard_store_l0_stop_writes_sublevels")),
+			"Bollard broker {{ $labels.instance }}'s compactions fall behind its writes",
+			"Level 0 of the store of the broker at {{ $labels.instance }} has been at {{ $value | humanizePercentage }} of the sublevels at which every write stops, for 15 minutes: its compactions do not keep up with the write rate, and write stalls (every acknowledgement in sync mode waiting) follow if it grows.",
+			"bollardstorecompactionbehind"),
 
 		// Replication (brokers with replicas 3 or 5). Grouped by job: the
 		// members of one MQTTBroker share its metrics Service.

@@ -257,7 +257,7 @@ var prometheusSeries = map[string]bool{"up": true}
 // broker, or a running cluster member, exports.
 func TestDashboardAndRulesNameExportedMetrics(t *testing.T) {
 	exported := allExported(t)
-	for _, want := range []string{"bollard_queue_top_messages", "bollard_store_fsync_duration_seconds_bucket", "bollard_store_write_stalls_total", "bollard_store_write_stall_seconds_total", "bollard_store_l0_files", "bollard_store_compaction_debt_bytes", "bollard_queue_fullest_ratio", "go_goroutines"} {
+	for _, want := range []string{"bollard_queue_top_messages", "bollard_store_fsync_duration_seconds_bucket", "bollard_store_write_stalls_total", "bollard_store_write_stall_seconds_total", "bollard_store_l0_files", "bollard_store_l0_stop_writes_sublevels", "bollard_store_compaction_debt_bytes", "bollard_queue_fullest_ratio", "go_goroutines"} {
 		if !exported[want] {
 			t.Fatalf("the broker does not export %s: the scrape is not what this test expects", want)
 		}

@@ -27,6 +27,12 @@ func TestLSM(t *testing.T) {
 	if !ok || lsm.L0Files < 1 || lsm.Flushes != before.Flushes+1 {
 		t.Fatalf("after a flush: %+v %v (before it: %+v)", lsm, ok, before)
 	}
+	// The bound reported is the one Pebble was opened with, and L0 is
+	// compacted well before it (BollardStoreCompactionBehind fires at half).
+	if o := s.pebbleOptions(); lsm.L0StopWritesSublevels != int64(o.L0StopWritesThreshold) || o.L0CompactionThreshold*2 > o.L0StopWritesThreshold {
+		t.Fatalf("L0 stop-writes bound reported %d; Pebble's options: compaction at %d, stop at %d",
+			lsm.L0StopWritesSublevels, o.L0CompactionThreshold, o.L0StopWritesThreshold)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

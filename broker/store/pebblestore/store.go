@@ -203,10 +203,12 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// without cgo they live on the Go heap. (Bloom filters were tried and
 	// removed: reading their blocks cost more than they saved.)
 	//
-	// L0 is compacted once 16 files (about 64 MiB) wait, not 8: a fan-out
-	// writes every session's queue, so each flushed file spans the whole
-	// queue key space and each L0 compaction rewrites most of the level
-	// below; waiting for twice the files halves those rewrites. In a
+	// L0 is compacted once its files make 16 sublevels (Pebble's read
+	// amplification), not 8: a fan-out writes every session's queue, so
+	// each flushed file spans the whole queue key space (one sublevel
+	// each: 16 files, about 64 MiB) and each L0 compaction rewrites most
+	// of the level below; waiting for twice the files halves those
+	// rewrites. In a
 	// 3-member cluster, where every member compacts the same writes on
 	// shared cores, the ingest row took 0.77-0.79x the CPU per message
 	// (docs/durability.md); the single node's rows did not move. A read
@@ -214,8 +216,8 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// not move either.
 	o.MemTableSize = memTableSize
 	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite)
-	o.L0CompactionThreshold = 16
-	o.L0StopWritesThreshold = 64
+	o.L0CompactionThreshold = l0CompactionSublevels
+	o.L0StopWritesThreshold = l0StopWritesSublevels
 	o.LBaseMaxBytes = 128 << 20
 	o.DisableWAL = s.opts.NoWAL
 	return o
@@ -223,6 +225,15 @@ func (s *Store) pebbleOptions() *pebble.Options {
 
 // DefaultCacheSize is Pebble's block cache when Options.CacheSize is 0.
 const DefaultCacheSize = 16 << 20
+
+// l0CompactionSublevels and l0StopWritesSublevels are the level-0
+// sublevels at which Pebble starts compacting L0 into the level below and
+// at which it stops every write (Options.L0CompactionThreshold and
+// L0StopWritesThreshold; see pebbleOptions).
+const (
+	l0CompactionSublevels = 16
+	l0StopWritesSublevels = 64
+)
 
 // memTableSize is the size of one Pebble memtable.
 const memTableSize = 4 << 20
