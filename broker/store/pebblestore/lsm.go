@@ -32,9 +32,8 @@ func (s *Store) LSM() (store.LSMStats, bool) {
 	defer s.ops.Done()
 	m := s.db.Metrics()
 	return store.LSMStats{
-		L0Files: m.Levels[0].TablesCount, L0Sublevels: int64(m.Levels[0].Sublevels),
-		L0StopWritesSublevels: l0StopWritesSublevels,
-		Memtables:             m.MemTable.Count, MemtableBytes: int64(m.MemTable.Size),
+		L0Files: m.Levels[0].TablesCount, L0Sublevels: int64(m.Levels[0].Sublevels), L0StopWritesSublevels: l0StopWritesSublevels,
+		Memtables: m.MemTable.Count, MemtableBytes: int64(m.MemTable.Size),
 		CompactionDebtBytes: int64(m.Compact.EstimatedDebt),
 		Flushes:             m.Flush.Count, Compactions: m.Compact.Count,
 		FlushesRunning: m.Flush.NumInProgress, CompactionsRunning: m.Compact.NumInProgress,

@@ -208,12 +208,12 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// each flushed file spans the whole queue key space (one sublevel
 	// each: 16 files, about 64 MiB) and each L0 compaction rewrites most
 	// of the level below; waiting for twice the files halves those
-	// rewrites. In a
-	// 3-member cluster, where every member compacts the same writes on
-	// shared cores, the ingest row took 0.77-0.79x the CPU per message
-	// (docs/durability.md); the single node's rows did not move. A read
-	// (a queue page) looks at more L0 files meanwhile; the drain row did
-	// not move either.
+	// rewrites. In a 3-member cluster, where every member compacts the
+	// same writes on shared cores, the ingest row took 0.77-0.79x the CPU
+	// per message (docs/durability.md); the single node's rows did not
+	// move. A read (a queue page) looks at more L0 files meanwhile; the
+	// drain row did not move either. BollardStoreCompactionBehind warns
+	// at half of l0StopWritesSublevels.
 	o.MemTableSize = memTableSize
 	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite)
 	o.L0CompactionThreshold = l0CompactionSublevels
