@@ -8,8 +8,11 @@ package mqtttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -64,6 +67,11 @@ func DialWith(ctx context.Context, addr, clientID string, clean bool, expiry uin
 	if err != nil {
 		return nil, nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
 	}
+	return connect(ctx, conn, clientID, clean, expiry, onMsg, o)
+}
+
+// connect runs an MQTT session over conn, as DialWith.
+func connect(ctx context.Context, conn net.Conn, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish), o Options) (*paho.Client, *paho.Connack, error) {
 	var sess session.SessionManager = newSession()
 	if o.Session != nil {
 		sess = o.Session.g
@@ -96,17 +104,82 @@ func DialWith(ctx context.Context, addr, clientID string, clean bool, expiry uin
 
 // SubscribeOffline creates a persistent session (expiry in seconds)
 // subscribed to filter at qos and disconnects it normally, leaving it
-// offline to queue messages.
+// offline to queue messages. It returns once the server has closed the
+// connection after the DISCONNECT, so the session is offline: until the
+// server has read the DISCONNECT it still delivers to the connection, and
+// a message published meanwhile would be in flight there, sent again (DUP)
+// on the next connection, and not dropped by a queue limit (an
+// unacknowledged delivery never is). A server that does not close within
+// serverCloseWait is an error.
 func SubscribeOffline(ctx context.Context, addr, clientID, filter string, qos byte, expiry uint32) error {
-	c, _, err := Dial(ctx, addr, clientID, true, expiry, nil)
+	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mqtttest: dial %s: %w", addr, err)
+	}
+	w := newCloseWaiter(conn.(*net.TCPConn))
+	c, _, err := connect(ctx, w, clientID, true, expiry, nil, Options{})
 	if err != nil {
 		return err
 	}
 	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
+		_ = c.Disconnect(&paho.Disconnect{})
 		return fmt.Errorf("mqtttest: subscribe %s: %w", clientID, err)
 	}
 	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
 		return fmt.Errorf("mqtttest: disconnect %s: %w", clientID, err)
 	}
+	if !w.serverClosed() {
+		return fmt.Errorf("mqtttest: disconnect %s: the server did not close the connection within %s", clientID, serverCloseWait)
+	}
 	return nil
 }
+
+// serverCloseWait bounds how long a closeWaiter waits for the server.
+var serverCloseWait = 10 * time.Second
+
+// closeWaiter is a connection whose Close first ends the client's side
+// (everything written, DISCONNECT included, is then followed by FIN) and
+// reads, up to serverCloseWait, until the server has closed its own, before
+// closing. It reads for itself rather than through the client's reader,
+// which may have stopped reading by then (a net.Conn takes concurrent
+// reads; what arrives at that point is discarded). It embeds the
+// *net.TCPConn itself, not a net.Conn: paho writes each packet as
+// net.Buffers, which only a connection of package net writes with one
+// writev; through an interface each buffer would be a write of its own,
+// and another goroutine's packet could land between them (the broker
+// then sees a malformed packet).
+type closeWaiter struct {
+	*net.TCPConn
+	once     sync.Once
+	done     chan struct{} // closed once Close returned
+	err      error
+	waitedOK atomic.Bool
+}
+
+func newCloseWaiter(c *net.TCPConn) *closeWaiter {
+	return &closeWaiter{TCPConn: c, done: make(chan struct{})}
+}
+
+func (w *closeWaiter) Close() error {
+	w.once.Do(func() {
+		defer close(w.done)
+		_ = w.CloseWrite()
+		_ = w.SetReadDeadline(time.Now().Add(serverCloseWait))
+		var buf [512]byte
+		for {
+			_, err := w.Read(buf[:])
+			if err == nil {
+				continue
+			}
+			var ne net.Error
+			w.waitedOK.Store(!errors.As(err, &ne) || !ne.Timeout())
+			break
+		}
+		w.err = w.TCPConn.Close()
+	})
+	<-w.done
+	return w.err
+}
+
+// serverClosed reports whether Close saw the server close first.
+func (w *closeWaiter) serverClosed() bool { return w.waitedOK.Load() }
