@@ -178,6 +178,19 @@ func (b *broker) session(t *testing.T, id string) (sessionInfo, bool) {
 	return s, true
 }
 
+// waitOffline waits until the broker has ended the session id's
+// connection. A client that disconnects (mosquitto_sub -E) returns before
+// the broker has read its DISCONNECT: a message published meanwhile still
+// goes out on that connection, is in flight, and comes back (DUP) on the
+// next one, which a test of what an offline queue keeps must not count on.
+func waitOffline(t *testing.T, b *broker, id string) {
+	t.Helper()
+	waitUntil(t, 10*time.Second, "session "+id+" offline", func() bool {
+		s, ok := b.session(t, id)
+		return ok && !s.Online
+	})
+}
+
 // checkQueuedAfterRestart: after recovery, each offline session holds at
 // least the acknowledged messages for its topics.
 func checkQueuedAfterRestart(t *testing.T, b *broker, acked map[string]int) {

@@ -33,6 +33,7 @@ func TestDropOldestPipelinedBurst(t *testing.T) {
 				t.Run(v, func(t *testing.T) {
 					topic, id := "burst/"+v, "burst-sub-"+v
 					runTool(t, 30*time.Second, "", sub, append(mosqArgs(t, b.mqtt, v, id, true), "-q", "1", "-t", topic, "-E")...)
+					waitOffline(t, b, id)
 					lines := make([]string, total)
 					for i := range lines {
 						lines[i] = strconv.Itoa(i + 1)
