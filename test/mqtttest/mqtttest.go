@@ -150,19 +150,15 @@ var serverCloseWait = 10 * time.Second
 // then sees a malformed packet).
 type closeWaiter struct {
 	*net.TCPConn
-	once     sync.Once
-	done     chan struct{} // closed once Close returned
+	once     sync.Once // a second Close waits for the first
 	err      error
 	waitedOK atomic.Bool
 }
 
-func newCloseWaiter(c *net.TCPConn) *closeWaiter {
-	return &closeWaiter{TCPConn: c, done: make(chan struct{})}
-}
+func newCloseWaiter(c *net.TCPConn) *closeWaiter { return &closeWaiter{TCPConn: c} }
 
 func (w *closeWaiter) Close() error {
 	w.once.Do(func() {
-		defer close(w.done)
 		_ = w.CloseWrite()
 		_ = w.SetReadDeadline(time.Now().Add(serverCloseWait))
 		var buf [512]byte
@@ -177,7 +173,6 @@ func (w *closeWaiter) Close() error {
 		}
 		w.err = w.TCPConn.Close()
 	})
-	<-w.done
 	return w.err
 }
 
