@@ -13,7 +13,8 @@ import (
 
 // fakeSubscribeServer answers one client's CONNECT and SUBSCRIBE, reads
 // its DISCONNECT, and closes the connection after linger (when linger <
-// 0, not until 5 s after the client closed its side). It returns its address and when it saw the DISCONNECT.
+// 0, not until 5 s after the client closed its side). It returns its
+// address and when it read the DISCONNECT.
 func fakeSubscribeServer(t *testing.T, linger time.Duration) (string, <-chan time.Time) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
