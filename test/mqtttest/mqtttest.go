@@ -63,11 +63,20 @@ func Dial(ctx context.Context, addr, clientID string, clean bool, expiry uint32,
 
 // DialWith is Dial with Options.
 func DialWith(ctx context.Context, addr, clientID string, clean bool, expiry uint32, onMsg func(*paho.Publish), o Options) (*paho.Client, *paho.Connack, error) {
-	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	conn, err := dialTCP(ctx, addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
+		return nil, nil, err
 	}
 	return connect(ctx, conn, clientID, clean, expiry, onMsg, o)
+}
+
+// dialTCP opens the TCP connection a client runs over.
+func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {
+	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtttest: dial %s: %w", addr, err)
+	}
+	return conn.(*net.TCPConn), nil // what "tcp" dials
 }
 
 // connect runs an MQTT session over conn, as DialWith.
@@ -112,11 +121,11 @@ func connect(ctx context.Context, conn net.Conn, clientID string, clean bool, ex
 // unacknowledged delivery never is). A server that does not close within
 // serverCloseWait is an error.
 func SubscribeOffline(ctx context.Context, addr, clientID, filter string, qos byte, expiry uint32) error {
-	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	conn, err := dialTCP(ctx, addr)
 	if err != nil {
-		return fmt.Errorf("mqtttest: dial %s: %w", addr, err)
+		return err
 	}
-	w := newCloseWaiter(conn.(*net.TCPConn))
+	w := newCloseWaiter(conn)
 	c, _, err := connect(ctx, w, clientID, true, expiry, nil, Options{})
 	if err != nil {
 		return err
