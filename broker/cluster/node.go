@@ -277,6 +277,9 @@ func (n *Node) open() error {
 			Stream: n.stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 		}),
 		t: &n.track,
+		gate: &replicationGate{
+			log: n.log, done: n.done, wanted: n.replicatesTo, recheck: defaultGateRecheck,
+		},
 	}
 
 	rc := raft.DefaultConfig()
@@ -392,6 +395,7 @@ func (n *Node) watchLeadership() {
 		case <-refresh.C:
 			n.refreshLeader()
 		case isLeader := <-leaderCh:
+			n.trans.gate.reset()
 			if !isLeader {
 				n.track.reset()
 				n.setServing(false, 0)
@@ -727,4 +731,20 @@ func (n *Node) memberAt(a raft.ServerAddress) string {
 		}
 	}
 	return ""
+}
+
+// replicatesTo reports whether this member leads and id is in its latest
+// configuration, that is whether Raft still replicates to id from here
+// (replicationGate). Neither read waits for Raft's loop.
+func (n *Node) replicatesTo(id raft.ServerID) bool {
+	r := n.raftRef.Load()
+	if r == nil || r.State() != raft.Leader {
+		return false
+	}
+	for _, s := range r.GetConfiguration().Configuration().Servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
 }

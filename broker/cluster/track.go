@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"io"
 	"sync"
 	"time"
 
@@ -71,27 +72,46 @@ func (t *tracker) reset() {
 }
 
 // trackingTransport is the NetworkTransport with the replies to
-// AppendEntries recorded in a tracker. Every other method, and the
-// optional interfaces Raft looks for, come from the embedded transport.
+// AppendEntries recorded in a tracker, and replication to a member that
+// could not be reached held until it answers again (replicationGate).
+// Every other method, and the optional interfaces Raft looks for, come
+// from the embedded transport.
 type trackingTransport struct {
 	*raft.NetworkTransport
-	t *tracker
+	t    *tracker
+	gate *replicationGate
 }
 
 func (tt *trackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if !isHeartbeat(args) {
+		if err := tt.gate.wait(id); err != nil {
+			return err
+		}
+	}
 	err := tt.NetworkTransport.AppendEntries(id, target, args, resp)
+	tt.gate.observe(id, err)
 	if err == nil {
 		tt.t.record(id, resp)
 	}
 	return err
 }
 
+func (tt *trackingTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if err := tt.gate.wait(id); err != nil {
+		return err
+	}
+	err := tt.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
+	tt.gate.observe(id, err)
+	return err
+}
+
 func (tt *trackingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	p, err := tt.NetworkTransport.AppendEntriesPipeline(id, target)
 	if err != nil {
+		tt.gate.observe(id, err)
 		return nil, err
 	}
-	tp := &trackingPipeline{AppendPipeline: p, id: id, t: tt.t, out: make(chan raft.AppendFuture, 128), stop: make(chan struct{})}
+	tp := &trackingPipeline{AppendPipeline: p, id: id, t: tt.t, gate: tt.gate, out: make(chan raft.AppendFuture, 128), stop: make(chan struct{})}
 	go tp.forward()
 	return tp, nil
 }
@@ -100,6 +120,7 @@ type trackingPipeline struct {
 	raft.AppendPipeline
 	id       raft.ServerID
 	t        *tracker
+	gate     *replicationGate
 	out      chan raft.AppendFuture
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -110,7 +131,9 @@ func (p *trackingPipeline) forward() {
 	for {
 		select {
 		case f := <-in:
-			if f.Error() == nil {
+			err := f.Error()
+			p.gate.observe(p.id, err)
+			if err == nil {
 				p.t.record(p.id, f.Response())
 			}
 			select {
