@@ -9,45 +9,50 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// replicationGate holds the leader's replication RPCs to a member the
-// transport could not reach until a heartbeat reaches it again.
+// replicationGate keeps the leader's replication to a member it cannot
+// reach from backing off for seconds.
 //
 // hashicorp/raft (v1.7.2) sleeps before each attempt to replicate to a
 // member whose last attempts failed: 10 ms, doubling per failure up to
 // 10.24 s (failureWait and maxFailureScale in its replication.go), and
 // nothing cuts the sleep short. A member that was down for ten seconds or
-// more (a restart with a large store, a node lost for a while) is thus sent
-// the entries it missed up to 10 s after it is back, and a rolling upgrade
-// waits that long for each member. Heartbeats run apart, never back off
-// beyond half the heartbeat timeout, and are never held here: they are
-// the probe. A replication RPC (AppendEntries that is not a heartbeat,
-// InstallSnapshot) to a member whose last RPC failed waits until a
-// heartbeat answers, then goes out: Raft counts only the failures that
-// found the member gone, so its sleep stays at tens of milliseconds, and
-// the member is caught up within about half a heartbeat timeout of being
-// back. Raft tolerates any delay of an RPC, so holding one changes
-// nothing it relies on; a wait ends with an error when this member stops
-// leading, the member leaves the configuration, or this member closes.
+// more (a restart with a large store, a node lost for a while) was thus
+// sent the entries it missed up to 10 s after it was back, and a rolling
+// upgrade waited that long for each member. So a replication request
+// (AppendEntries that is not a heartbeat) that fails is not handed back
+// to Raft while Raft still replicates to the member: the transport keeps
+// it and sends it again every 10 ms for the first second (a member back
+// within milliseconds is reached as soon as before), then every probe
+// interval (a tenth of the heartbeat timeout), or at once when one of
+// Raft's heartbeats (which run apart, are never held, and back off to at
+// most half the heartbeat timeout) gets a reply. Raft's failure count
+// stays at zero, and the member gets its entries within a probe interval
+// of being back. Raft tolerates any delay or repetition of an
+// AppendEntries, so a held and repeated request changes nothing its
+// safety relies on. InstallSnapshot streams its data once and cannot be
+// repeated: it waits for a reply from the member before it is sent.
+//
+// A held request ends with its error when this member no longer leads in
+// the request's term or the member leaves the configuration (checked at every probe, as Raft
+// cannot tell the transport that it stopped replicating to a member), or
+// when this member closes (before Raft.Shutdown, which waits for the
+// replication goroutines).
 type replicationGate struct {
 	log  *slog.Logger
 	done <-chan struct{} // closed when this member closes
-	// wanted reports whether RPCs to a member are still wanted: this
-	// member leads and the member is in its configuration. Checked every
-	// recheck while an RPC waits (the RPC's own goroutine cannot be told
-	// when Raft stops replicating to the member).
-	wanted  func(raft.ServerID) bool
-	recheck time.Duration
+	// wanted reports whether Raft still replicates to a member from here
+	// in a term: this member leads in that term and the member is in its
+	// configuration.
+	wanted func(id raft.ServerID, term uint64) bool
+	probe  time.Duration // how often a held request is sent again, at most
 
 	mu   sync.Mutex
 	down map[raft.ServerID]chan struct{} // closed when the member answers again
 }
 
-// errNotReplicating ends an RPC held for an unreachable member that is no
+// errNotReplicating ends a wait for an unreachable member that is no
 // longer replicated to.
 var errNotReplicating = errors.New("cluster: member unreachable and no longer replicated to")
-
-// defaultGateRecheck is how often a held RPC checks it is still wanted.
-const defaultGateRecheck = time.Second
 
 // isHeartbeat reports whether req is one of Raft's heartbeats: the test
 // NetworkTransport applies on the receiving side.
@@ -57,7 +62,7 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 }
 
 // observe records the outcome of an RPC to id: an error marks the member
-// unreachable, a reply reachable (waking the RPCs held for it).
+// unreachable, a reply reachable (waking the requests held for it).
 func (g *replicationGate) observe(id raft.ServerID, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -68,6 +73,7 @@ func (g *replicationGate) observe(id raft.ServerID, err error) {
 			g.down = make(map[raft.ServerID]chan struct{})
 		}
 		g.down[id] = make(chan struct{})
+		g.log.Warn("cluster: member unreachable; replication to it is held until it answers", "member", string(id), "err", err)
 	case err == nil && down:
 		close(ch)
 		delete(g.down, id)
@@ -75,34 +81,78 @@ func (g *replicationGate) observe(id raft.ServerID, err error) {
 	}
 }
 
-// wait returns at once while id is reachable; otherwise when a reply from
-// id marks it reachable again (nil), or with errNotReplicating once RPCs
-// to it are no longer wanted or this member closes.
-func (g *replicationGate) wait(id raft.ServerID) error {
-	g.mu.Lock()
-	ch := g.down[id]
-	g.mu.Unlock()
-	if ch == nil {
-		return nil
-	}
-	t := time.NewTicker(g.recheck)
-	defer t.Stop()
+// retry sends with rpc until it succeeds, holding it between attempts
+// (hold); it returns rpc's last error once Raft no longer replicates to id
+// or this member closes.
+func (g *replicationGate) retry(id raft.ServerID, term uint64, rpc func() error) error {
+	var since time.Time
 	for {
-		select {
-		case <-ch:
+		err := rpc()
+		g.observe(id, err)
+		if err == nil {
 			return nil
-		case <-g.done:
-			return errNotReplicating
-		case <-t.C:
-			if !g.wanted(id) {
-				return errNotReplicating
-			}
+		}
+		pause := g.probe
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < fastRetries {
+			pause = min(fastRetry, g.probe)
+		}
+		if !g.hold(id, term, pause) {
+			return err
 		}
 	}
 }
 
-// reset forgets which members were unreachable, letting every held RPC go
-// (on a change of leadership: the next term's replication starts afresh).
+// A failed request is sent again every fastRetry for fastRetries (Raft's
+// own first pause is 10 ms, and its pauses stay under 100 ms for about as
+// long), then every probe interval.
+const (
+	fastRetry   = 10 * time.Millisecond
+	fastRetries = time.Second
+)
+
+// hold waits until id answers a heartbeat or pause passed, and reports
+// whether a request to id in term is still wanted.
+func (g *replicationGate) hold(id raft.ServerID, term uint64, pause time.Duration) bool {
+	g.mu.Lock()
+	ch := g.down[id]
+	g.mu.Unlock()
+	if ch == nil {
+		return g.wanted(id, term) // it answered meanwhile
+	}
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-g.done:
+		return false
+	}
+	return g.wanted(id, term)
+}
+
+// wait returns at once while id is reachable; otherwise once a reply from
+// id marks it reachable again (nil), or with errNotReplicating once Raft
+// no longer replicates to it or this member closes.
+func (g *replicationGate) wait(id raft.ServerID, term uint64) error {
+	for {
+		g.mu.Lock()
+		ch := g.down[id]
+		g.mu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		if !g.hold(id, term, g.probe) {
+			return errNotReplicating
+		}
+	}
+}
+
+// reset forgets which members were unreachable, letting every held
+// request go (on a change of leadership: the next term's replication
+// starts afresh).
 func (g *replicationGate) reset() {
 	g.mu.Lock()
 	defer g.mu.Unlock()

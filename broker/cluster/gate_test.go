@@ -42,9 +42,9 @@ func TestReturningMemberIsReplicatedToAtOnce(t *testing.T) {
 	c.start(f)
 	t0 := time.Now()
 	waitApplied(t, c.nodes[f], c.nodes[c.leader()])
-	// A heartbeat reaches f within half a heartbeat timeout (200 ms here)
-	// of its start; without the gate the leader's next attempt came 2-5 s
-	// later.
+	// The held request is sent again every 40 ms here (a tenth of the
+	// heartbeat timeout); without the gate the leader's next attempt came
+	// 2-5 s later.
 	if took := time.Since(t0); took > 1500*time.Millisecond {
 		t.Errorf("the returning member was caught up %v after it started; want it within 1.5 s", took.Round(time.Millisecond))
 	} else {
@@ -52,25 +52,31 @@ func TestReturningMemberIsReplicatedToAtOnce(t *testing.T) {
 	}
 }
 
-func newTestGate(wanted func(raft.ServerID) bool, done chan struct{}) *replicationGate {
+func newTestGate(wanted func(raft.ServerID, uint64) bool, done chan struct{}, probe time.Duration) *replicationGate {
 	return &replicationGate{
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: done,
-		wanted: wanted, recheck: 5 * time.Millisecond,
+		wanted: wanted, probe: probe,
 	}
 }
 
-// waitAsync runs g.wait(id) and returns its outcome's channel.
-func waitAsync(g *replicationGate, id raft.ServerID) <-chan error {
+func always(raft.ServerID, uint64) bool { return true }
+
+// async runs f and returns its outcome's channel.
+func async(f func() error) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- g.wait(id) }()
+	go func() { ch <- f() }()
 	return ch
+}
+
+func waitAsync(g *replicationGate, id raft.ServerID) <-chan error {
+	return async(func() error { return g.wait(id, 1) })
 }
 
 func mustBlock(t *testing.T, ch <-chan error, what string) {
 	t.Helper()
 	select {
 	case err := <-ch:
-		t.Fatalf("%s: wait returned %v, want it held", what, err)
+		t.Fatalf("%s: returned %v, want it held", what, err)
 	case <-time.After(50 * time.Millisecond):
 	}
 }
@@ -80,28 +86,28 @@ func mustReturn(t *testing.T, ch <-chan error, want error, what string) {
 	select {
 	case err := <-ch:
 		if !errors.Is(err, want) {
-			t.Fatalf("%s: wait returned %v, want %v", what, err, want)
+			t.Fatalf("%s: returned %v, want %v", what, err, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("%s: wait still held after 5 s", what)
+		t.Fatalf("%s: still held after 5 s", what)
 	}
 }
 
-func TestReplicationGate(t *testing.T) {
-	always := func(raft.ServerID) bool { return true }
+var errRefused = errors.New("refused")
 
+func TestReplicationGateWait(t *testing.T) {
 	t.Run("reachable members are not held", func(t *testing.T) {
-		g := newTestGate(always, make(chan struct{}))
+		g := newTestGate(always, make(chan struct{}), time.Millisecond)
 		mustReturn(t, waitAsync(g, "a"), nil, "never failed")
-		g.observe("a", errors.New("refused"))
+		g.observe("a", errRefused)
 		g.observe("a", nil)
 		mustReturn(t, waitAsync(g, "a"), nil, "answered again")
 	})
 
 	t.Run("held until the member answers", func(t *testing.T) {
-		g := newTestGate(always, make(chan struct{}))
-		g.observe("a", errors.New("refused"))
-		g.observe("a", errors.New("refused again")) // still the same wait
+		g := newTestGate(always, make(chan struct{}), time.Millisecond)
+		g.observe("a", errRefused)
+		g.observe("a", errRefused) // still the same wait
 		held, other := waitAsync(g, "a"), waitAsync(g, "b")
 		mustReturn(t, other, nil, "another member")
 		mustBlock(t, held, "unreachable member")
@@ -110,36 +116,83 @@ func TestReplicationGate(t *testing.T) {
 	})
 
 	t.Run("released when no longer replicated to", func(t *testing.T) {
-		var wanted atomic.Bool
-		wanted.Store(true)
-		g := newTestGate(func(raft.ServerID) bool { return wanted.Load() }, make(chan struct{}))
-		g.observe("a", errors.New("refused"))
+		var term atomic.Uint64
+		term.Store(1)
+		g := newTestGate(func(_ raft.ServerID, t uint64) bool { return t == term.Load() }, make(chan struct{}), time.Millisecond)
+		g.observe("a", errRefused)
 		held := waitAsync(g, "a")
-		mustBlock(t, held, "while leading")
-		wanted.Store(false)
-		mustReturn(t, held, errNotReplicating, "after losing leadership")
+		mustBlock(t, held, "while leading in the request's term")
+		term.Store(2)
+		mustReturn(t, held, errNotReplicating, "after a new term")
 	})
 
 	t.Run("released when the member closes", func(t *testing.T) {
 		done := make(chan struct{})
-		g := newTestGate(always, done)
-		g.observe("a", errors.New("refused"))
+		g := newTestGate(always, done, time.Hour)
+		g.observe("a", errRefused)
 		held := waitAsync(g, "a")
 		mustBlock(t, held, "open")
 		close(done)
 		mustReturn(t, held, errNotReplicating, "closed")
 	})
 
-	t.Run("reset lets every held RPC go", func(t *testing.T) {
-		g := newTestGate(always, make(chan struct{}))
-		g.observe("a", errors.New("refused"))
-		g.observe("b", errors.New("refused"))
+	t.Run("reset lets every held request go", func(t *testing.T) {
+		g := newTestGate(always, make(chan struct{}), time.Hour)
+		g.observe("a", errRefused)
+		g.observe("b", errRefused)
 		a, b := waitAsync(g, "a"), waitAsync(g, "b")
 		mustBlock(t, a, "a before reset")
 		g.reset()
 		mustReturn(t, a, nil, "a after reset")
 		mustReturn(t, b, nil, "b after reset")
-		mustReturn(t, waitAsync(g, "a"), nil, "a's next RPC")
+		mustReturn(t, waitAsync(g, "a"), nil, "a's next request")
+	})
+}
+
+func TestReplicationGateRetry(t *testing.T) {
+	t.Run("a failed request is sent again until it goes through", func(t *testing.T) {
+		g := newTestGate(always, make(chan struct{}), time.Millisecond)
+		var calls atomic.Int32
+		res := async(func() error {
+			return g.retry("a", 1, func() error {
+				if calls.Add(1) < 5 {
+					return errRefused
+				}
+				return nil
+			})
+		})
+		mustReturn(t, res, nil, "retry")
+		if n := calls.Load(); n != 5 {
+			t.Errorf("sent %d times, want 5", n)
+		}
+		mustReturn(t, waitAsync(g, "a"), nil, "once it went through") // marked reachable
+	})
+
+	t.Run("sent again at once when a heartbeat answers", func(t *testing.T) {
+		g := newTestGate(always, make(chan struct{}), time.Hour)
+		var up atomic.Bool
+		res := async(func() error {
+			return g.retry("a", 1, func() error {
+				if !up.Load() {
+					return errRefused
+				}
+				return nil
+			})
+		})
+		mustBlock(t, res, "unreachable")
+		up.Store(true)
+		g.observe("a", nil) // the heartbeat's reply
+		mustReturn(t, res, nil, "after the heartbeat")
+	})
+
+	t.Run("the error goes back to Raft once it no longer replicates", func(t *testing.T) {
+		var wanted atomic.Bool
+		wanted.Store(true)
+		g := newTestGate(func(raft.ServerID, uint64) bool { return wanted.Load() }, make(chan struct{}), time.Millisecond)
+		res := async(func() error { return g.retry("a", 1, func() error { return errRefused }) })
+		mustBlock(t, res, "while replicating")
+		wanted.Store(false)
+		mustReturn(t, res, errRefused, "after it stopped")
 	})
 }
 

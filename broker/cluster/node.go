@@ -278,7 +278,7 @@ func (n *Node) open() error {
 		}),
 		t: &n.track,
 		gate: &replicationGate{
-			log: n.log, done: n.done, wanted: n.replicatesTo, recheck: defaultGateRecheck,
+			log: n.log, done: n.done, wanted: n.replicatesTo, probe: cfg.Timing.Heartbeat / 10,
 		},
 	}
 
@@ -733,12 +733,12 @@ func (n *Node) memberAt(a raft.ServerAddress) string {
 	return ""
 }
 
-// replicatesTo reports whether this member leads and id is in its latest
-// configuration, that is whether Raft still replicates to id from here
-// (replicationGate). Neither read waits for Raft's loop.
-func (n *Node) replicatesTo(id raft.ServerID) bool {
+// replicatesTo reports whether this member leads in term and id is in
+// its latest configuration, that is whether Raft still replicates to id
+// from here in that term (replicationGate). No read waits for Raft's loop.
+func (n *Node) replicatesTo(id raft.ServerID, term uint64) bool {
 	r := n.raftRef.Load()
-	if r == nil || r.State() != raft.Leader {
+	if r == nil || r.State() != raft.Leader || r.CurrentTerm() != term {
 		return false
 	}
 	for _, s := range r.GetConfiguration().Configuration().Servers {

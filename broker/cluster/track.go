@@ -83,13 +83,15 @@ type trackingTransport struct {
 }
 
 func (tt *trackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if !isHeartbeat(args) {
-		if err := tt.gate.wait(id); err != nil {
-			return err
-		}
+	var err error
+	if isHeartbeat(args) {
+		err = tt.NetworkTransport.AppendEntries(id, target, args, resp)
+		tt.gate.observe(id, err)
+	} else {
+		err = tt.gate.retry(id, args.Term, func() error {
+			return tt.NetworkTransport.AppendEntries(id, target, args, resp)
+		})
 	}
-	err := tt.NetworkTransport.AppendEntries(id, target, args, resp)
-	tt.gate.observe(id, err)
 	if err == nil {
 		tt.t.record(id, resp)
 	}
@@ -97,7 +99,7 @@ func (tt *trackingTransport) AppendEntries(id raft.ServerID, target raft.ServerA
 }
 
 func (tt *trackingTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	if err := tt.gate.wait(id); err != nil {
+	if err := tt.gate.wait(id, args.Term); err != nil {
 		return err
 	}
 	err := tt.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
