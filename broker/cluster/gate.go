@@ -33,10 +33,10 @@ import (
 // repeated: it waits for a reply from the member before it is sent.
 //
 // A held request ends with its error when this member no longer leads in
-// the request's term or the member leaves the configuration (checked at every probe, as Raft
-// cannot tell the transport that it stopped replicating to a member), or
-// when this member closes (before Raft.Shutdown, which waits for the
-// replication goroutines).
+// the request's term or the member leaves the configuration (checked
+// before every new attempt, as Raft cannot tell the transport that it
+// stopped replicating to a member), or when this member closes (before
+// Raft.Shutdown, which waits for the replication goroutines).
 type replicationGate struct {
 	log  *slog.Logger
 	done <-chan struct{} // closed when this member closes

@@ -14,8 +14,8 @@ import (
 
 // A member that was down long enough for the leader's replication to it
 // to back off for seconds (hashicorp/raft: 10 ms doubling per failed
-// attempt, up to 10.24 s) is sent the entries it missed once a heartbeat
-// reaches it again, not when the backoff ends.
+// attempt, up to 10.24 s) is sent the entries it missed within a probe
+// interval of being back, not when the backoff ends.
 func TestReturningMemberIsReplicatedToAtOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("keeps a member down for 6 s")
