@@ -55,7 +55,8 @@ type replicationGate struct {
 var errNotReplicating = errors.New("cluster: member unreachable and no longer replicated to")
 
 // isHeartbeat reports whether req is one of Raft's heartbeats: the test
-// NetworkTransport applies on the receiving side.
+// NetworkTransport applies on the receiving side, less its check of the
+// leader's address (which this member's Raft always sends).
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 	return req.Term != 0 && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
 		len(req.Entries) == 0 && req.LeaderCommitIndex == 0

@@ -201,7 +201,7 @@ func TestReplicationGateRetry(t *testing.T) {
 // replication request always may be, including an empty one that only
 // carries the commit index.
 func TestIsHeartbeat(t *testing.T) {
-	hb := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("l"), Addr: []byte("l:1")}, Term: 3, Leader: []byte("l:1")}
+	hb := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("l"), Addr: []byte("l:1")}, Term: 3}
 	if !isHeartbeat(hb) {
 		t.Error("a heartbeat is not recognised")
 	}
