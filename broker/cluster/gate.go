@@ -86,7 +86,7 @@ func (g *replicationGate) observe(id raft.ServerID, err error) {
 // (hold); it returns rpc's last error once Raft no longer replicates to id
 // or this member closes.
 func (g *replicationGate) retry(id raft.ServerID, term uint64, rpc func() error) error {
-	var since time.Time
+	start := time.Now()
 	for {
 		err := rpc()
 		g.observe(id, err)
@@ -94,10 +94,7 @@ func (g *replicationGate) retry(id raft.ServerID, term uint64, rpc func() error)
 			return nil
 		}
 		pause := g.probe
-		if since.IsZero() {
-			since = time.Now()
-		}
-		if time.Since(since) < fastRetries {
+		if time.Since(start) < fastRetries {
 			pause = min(fastRetry, g.probe)
 		}
 		if !g.hold(id, term, pause) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -741,10 +742,5 @@ func (n *Node) replicatesTo(id raft.ServerID, term uint64) bool {
 	if r == nil || r.State() != raft.Leader || r.CurrentTerm() != term {
 		return false
 	}
-	for _, s := range r.GetConfiguration().Configuration().Servers {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.GetConfiguration().Configuration().Servers, func(s raft.Server) bool { return s.ID == id })
 }

@@ -2,6 +2,7 @@ package faultproxy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -212,11 +213,11 @@ func TestBlackhole(t *testing.T) {
 	// A chunk is counted once its write returned, which may be after the
 	// client read it.
 	want := int64(len("TaTab") + len("Tc"))
-	poll.Wait(t, 5*time.Second, 5*time.Millisecond, "every byte forwarded to clients counted", func() bool {
+	if err := poll.Until(context.Background(), 5*time.Second, 5*time.Millisecond, poll.Bool(func() bool {
 		return p.Stats().BytesToClient == want
-	})
-	if s := p.Stats(); s.BytesToClient != want {
-		t.Fatalf("forwarded to clients %d bytes, stats %+v", s.BytesToClient, s)
+	})); err != nil {
+		s := p.Stats()
+		t.Fatalf("forwarded to clients %d bytes, want %d; stats %+v", s.BytesToClient, want, s)
 	}
 }
 
