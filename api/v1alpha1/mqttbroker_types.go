@@ -908,7 +908,8 @@ type Auth struct {
 	// "username:bcrypt-hash" line per user (as `htpasswd -nbB` prints; blank
 	// lines and # comments are ignored). Changing the Secret's content applies
 	// without a restart. The operator checks every line and, if one is not
-	// "username:bcrypt-hash" with a $2a$, $2b$ or $2y$ hash, sets Degraded with
+	// "username:bcrypt-hash" with a $2a$, $2b$ or $2y$ hash of cost at most 14
+	// (each step doubles the time of every login), sets Degraded with
 	// reason InvalidUsersSecret naming the line number (never its content):
 	// the broker would refuse the file (keeping its previous users if
 	// running, failing to start otherwise).

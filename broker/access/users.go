@@ -23,6 +23,15 @@ import (
 // MaxUsersLine bounds one line of a users file (a bcrypt hash is 60 bytes).
 const MaxUsersLine = 64 << 10
 
+// MaxBcryptCost is the highest bcrypt cost a users file may use. Each
+// step doubles the CPU time of a password check (cost 10 takes about
+// 90 ms of one core on a small machine, so 14 takes about 1.5 s), and a
+// check, once it holds one of the `login.maxConcurrentChecks` slots,
+// cannot be interrupted: one hash of the format's maximum cost (31)
+// would let as many CONNECTs as there are slots stop every login for
+// days. htpasswd -B hashes at cost 5 unless told otherwise (-C).
+const MaxBcryptCost = 14
+
 // ErrUsersFile is wrapped by every error about the content of a users file.
 var ErrUsersFile = errors.New("access: invalid users file")
 
@@ -83,16 +92,23 @@ func ParseUserLine(text string) (name, hash, problem string) {
 		return "", "", "has an empty username"
 	case strings.HasPrefix(name, "$"):
 		return "", "", "has a username starting with '$' (reserved)"
-	case strings.ContainsAny(name, "\x00\r\n"):
+	case strings.ContainsFunc(name, isControl):
 		return "", "", "has a control character in the username"
 	case !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$2y$"):
 		return "", "", "has a password hash that is not bcrypt ($2a$, $2b$ or $2y$; htpasswd -nbB makes one)"
 	}
-	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
 		return "", "", "has a malformed bcrypt hash"
+	}
+	if cost > MaxBcryptCost {
+		return "", "", fmt.Sprintf("has a bcrypt cost of %d, above the maximum of %d (each step doubles the time of every login; htpasswd -nbB -C %d makes one)", cost, MaxBcryptCost, MaxBcryptCost)
 	}
 	return name, hash, ""
 }
+
+// isControl reports whether r is a control character (C0 or DEL).
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // maxUsersProblems bounds how many bad lines UsersFileError lists.
 const maxUsersProblems = 5
