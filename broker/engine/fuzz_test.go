@@ -78,7 +78,6 @@ func FuzzServerConn(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		base := runtime.NumGoroutine()
 		srv := fuzzServer(t)
 		serveBytes(t, srv, data)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -86,7 +85,7 @@ func FuzzServerConn(f *testing.F) {
 		if err := srv.Drain(ctx); err != nil {
 			t.Fatalf("drain: %v", err)
 		}
-		waitGoroutines(t, base, 5*time.Second)
+		waitServerGoroutinesGone(t, 5*time.Second)
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/store"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 // waitGoroutines fails the test unless the process's goroutine count
@@ -35,6 +36,55 @@ func waitGoroutines(t testing.TB, base int, d time.Duration) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitServerGoroutinesGone fails the test unless, within d, no goroutine
+// but the caller's runs code of this module outside its tests: what a
+// server or connection started has ended. It reads the stacks rather
+// than counting, as runtime.NumGoroutine is approximate while goroutines
+// start and end (a fuzzing worker once read 1 with five running, and the
+// count-based check failed on a harmless input).
+func waitServerGoroutinesGone(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		left := serverGoroutines()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines leaked: %d still run the server's code\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// serverGoroutines returns the stacks of the goroutines other than the
+// caller's with a frame in this module's non-test code.
+func serverGoroutines() []string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	const module = "github.com/bollard-io/bollard/"
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n")[1:] { // the first is the caller's
+		// "goroutine N [state]:", then a function line and its file line per frame
+		lines := strings.Split(g, "\n")
+		for i := 1; i+1 < len(lines); i += 2 {
+			fn := strings.TrimPrefix(lines[i], "created by ")
+			if strings.HasPrefix(fn, module) && !strings.Contains(lines[i+1], "_test.go:") {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // settledGoroutines returns the goroutine count once it stopped moving
@@ -211,4 +261,27 @@ func isClosed(err error) bool {
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset")
+}
+
+// TestServerGoroutinesSeesAServer: the stack-based check sees a running
+// server's goroutines (so it can fail) and none once it drained.
+func TestServerGoroutinesSeesAServer(t *testing.T) {
+	srv := fuzzServer(t)
+	c1, c2 := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeConn(c2)
+	}()
+	poll.Wait(t, 5*time.Second, time.Millisecond, "a served connection's goroutines seen", func() bool {
+		return len(serverGoroutines()) > 0
+	})
+	_ = c1.Close()
+	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitServerGoroutinesGone(t, 5*time.Second)
 }
