@@ -149,12 +149,15 @@ func dumpQueues(t *testing.T, st store.Store, n int) string {
 // from member not to m0 if needed.
 func leadElsewhere(t *testing.T, c *testCluster, not int) int {
 	t.Helper()
-	l := c.leader()
-	if l != not {
-		return l
-	}
-	if err := c.nodes[not].TransferLeadershipTo("m0"); err != nil {
-		t.Fatal(err)
+	moved := false
+	askLeader(t, c, func(l int) error {
+		if moved = l == not; moved {
+			return c.nodes[l].TransferLeadershipTo("m0")
+		}
+		return nil
+	})
+	if !moved {
+		return c.leader()
 	}
 	poll.Wait(t, 20*time.Second, 10*time.Millisecond, "m0 to serve", func() bool {
 		s, _ := c.nodes[0].State()

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -14,27 +16,55 @@ import (
 // not lead.
 func TestTransferLeadershipToNamedMember(t *testing.T) {
 	c := newTestCluster(t, 3, fastTiming)
-	l := c.leader()
-	for _, bad := range []string{"", c.members[l].ID, "nobody"} {
-		if err := c.nodes[l].TransferLeadershipTo(bad); !errors.Is(err, ErrInvalidMember) {
-			t.Fatalf("transfer to %q: err = %v, want ErrInvalidMember", bad, err)
-		}
+	for _, bad := range []string{"", "self", "nobody"} {
+		askLeader(t, c, func(l int) error {
+			to := bad
+			if bad == "self" {
+				to = c.members[l].ID
+			}
+			err := c.nodes[l].TransferLeadershipTo(to)
+			if !errors.Is(err, ErrInvalidMember) && !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("transfer to %q: err = %v, want ErrInvalidMember", to, err)
+			}
+			return err
+		})
 	}
 	// Both followers, in turn, so that the chosen one is not always the
 	// one Raft would have picked.
 	for range 2 {
-		l = c.leader()
-		f := (l + 2) % 3
-		if err := c.nodes[(l+1)%3].TransferLeadershipTo(c.members[f].ID); !errors.Is(err, ErrNotLeader) {
-			t.Fatalf("transfer asked of a follower: err = %v, want ErrNotLeader", err)
-		}
-		if err := c.nodes[l].TransferLeadershipTo(c.members[f].ID); err != nil {
-			t.Fatalf("transfer %s -> %s: %v", c.members[l].ID, c.members[f].ID, err)
-		}
+		var f int
+		askLeader(t, c, func(l int) error {
+			f = (l + 2) % 3
+			if c.nodes[(l+1)%3].raft.State() != raft.Leader {
+				if err := c.nodes[(l+1)%3].TransferLeadershipTo(c.members[f].ID); !errors.Is(err, ErrNotLeader) {
+					t.Fatalf("transfer asked of a follower: err = %v, want ErrNotLeader", err)
+				}
+			}
+			return c.nodes[l].TransferLeadershipTo(c.members[f].ID)
+		})
 		poll.Wait(t, 10*time.Second, 5*time.Millisecond, "the named member to serve", func() bool {
 			s, _ := c.nodes[f].State()
 			return s.Serving
 		})
+	}
+}
+
+// askLeader runs ask with the serving leader's index until it returns
+// anything but ErrNotLeader, failing the test on another error (other
+// than ErrInvalidMember, which ask may expect). Leadership can move on
+// its own between finding the leader and asking it (an election while
+// the cluster forms, a heartbeat delayed past the election timeout
+// under -race on a loaded machine): the question then goes to the next
+// leader.
+func askLeader(t *testing.T, c *testCluster, ask func(l int) error) {
+	t.Helper()
+	var err error
+	poll.Wait(t, 20*time.Second, 10*time.Millisecond, "a leader to answer", func() bool {
+		err = ask(c.leader())
+		return !errors.Is(err, ErrNotLeader)
+	})
+	if err != nil && !errors.Is(err, ErrInvalidMember) {
+		t.Fatal(err)
 	}
 }
 
@@ -47,9 +77,12 @@ func TestSilentMemberCountsFromLeadership(t *testing.T) {
 	l := c.leader()
 	down, next := (l+1)%3, (l+2)%3
 	c.stop(down)
-	if err := c.nodes[l].TransferLeadershipTo(c.members[next].ID); err != nil {
-		t.Fatal(err)
-	}
+	askLeader(t, c, func(l int) error {
+		if l == next {
+			return nil // leadership moved there already
+		}
+		return c.nodes[l].TransferLeadershipTo(c.members[next].ID)
+	})
 	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "the named member to serve", func() bool {
 		s, _ := c.nodes[next].State()
 		return s.Serving
