@@ -18,6 +18,9 @@ type ClusterOptions struct {
 	Dir         string
 	Members     int // 3 or 5
 	MaxInflight int
+	// MaxQueuedMessages is every session's queue limit (DropOldest); 0:
+	// 10,000,000 (BollardOptions).
+	MaxQueuedMessages int
 }
 
 // cluster is a Target made of bollard cluster members; Addr is the
@@ -63,7 +66,7 @@ func NewBollardCluster(o ClusterOptions) (Target, error) {
 			return nil, fmt.Errorf("load: %w", err)
 		}
 		cfg := filepath.Join(dir, "bollard.yaml")
-		body := bollardConfig(BollardOptions{Dir: dir, Durability: "sync", MaxInflight: o.MaxInflight}, c.mqtts[i], c.admins[i]) +
+		body := bollardConfig(BollardOptions{Dir: dir, Durability: "sync", MaxInflight: o.MaxInflight, MaxQueuedMessages: o.MaxQueuedMessages}, c.mqtts[i], c.admins[i]) +
 			fmt.Sprintf("cluster:\n  memberID: m%d\n  bind: %s\n  bootstrap: true\n  secretFile: %s\n  members:\n%s", i, raft[i], secret, members.String())
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 			return nil, fmt.Errorf("load: %w", err)

@@ -21,12 +21,16 @@ import (
 // sync node in the same run (alternating, best and median of LOAD_REPEAT,
 // default 3; every run's figure is logged):
 // offline ingest (16 publishers -> 100 offline sessions, QoS 1, window
-// 20) and 1 -> 1 QoS 1 latency with 1 and 20 messages in flight. Goals
-// (issue 15): ingest >= 0.5x, window-1 p50 <= 2x the single node.
+// 20), the same into queues already at their limit (each message drops
+// every session's oldest, as in a fleet whose devices stay away), and
+// 1 -> 1 QoS 1 latency with 1 and 20 messages in flight. Goals (issue
+// 15): ingest >= 0.5x, window-1 p50 <= 2x the single node.
 //
 //	LOAD_CLUSTER_MESSAGES=N   ingest messages (default 40000)
+//	LOAD_CLUSTER_QUEUE_LIMIT=N  the full-queues row's queue limit, and the
+//	                          messages that fill it first (default 1000)
 //	LOAD_CLUSTER_ROWS=list    only these rows, comma-separated: ingest,
-//	                          latency (default both)
+//	                          full, latency (default all)
 //	LOAD_REPORT=file          also write the Markdown table there
 //	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
 //	                          earlier build) in the same rounds: a column
@@ -34,7 +38,7 @@ import (
 //	LOAD_ONLY=regexp          run only the rows whose name matches (e.g.
 //	                          "persistent" for the window-1 latency row)
 //
-// The ingest row is followed by the CPU time (user + system, from /proc)
+// Each ingest row is followed by the CPU time (user + system, from /proc)
 // of all the target's processes per acknowledged message, and that of its
 // busiest process (a cluster's leader): the medians of the runs, in µs.
 // Every run's figures are logged with the load average. On this machine
@@ -50,21 +54,24 @@ func TestClusterBench(t *testing.T) {
 	repeat := envInt(t, "LOAD_REPEAT", 3)
 	ingestN := envInt(t, "LOAD_CLUSTER_MESSAGES", 40000)
 	pubsubN := envInt(t, "LOAD_CLUSTER_PUBSUB", 5000)
-	single := func(dir string) (Target, error) {
-		return NewBollard(BollardOptions{Binary: bin, Dir: dir, Durability: "sync", MaxInflight: 128})
+	fullN := envInt(t, "LOAD_CLUSTER_QUEUE_LIMIT", 1000)
+	// A target is made for each run, with every session's queue limit
+	// (0: none that a run reaches).
+	single := func(dir string, limit int) (Target, error) {
+		return NewBollard(BollardOptions{Binary: bin, Dir: dir, Durability: "sync", MaxInflight: 128, MaxQueuedMessages: limit})
 	}
-	three := func(dir string) (Target, error) {
-		return NewBollardCluster(ClusterOptions{Binary: bin, Dir: dir, Members: 3, MaxInflight: 128})
+	three := func(dir string, limit int) (Target, error) {
+		return NewBollardCluster(ClusterOptions{Binary: bin, Dir: dir, Members: 3, MaxInflight: 128, MaxQueuedMessages: limit})
 	}
 	type target struct {
 		name string
-		new  func(string) (Target, error)
+		new  func(dir string, limit int) (Target, error)
 	}
 	targets := []target{{"single", single}, {"cluster", three}}
 	baseline := os.Getenv("LOAD_BASELINE_BIN")
 	if baseline != "" {
-		targets = append(targets, target{"baseline", func(dir string) (Target, error) {
-			return NewBollardCluster(ClusterOptions{Binary: baseline, Dir: dir, Members: 3, MaxInflight: 128})
+		targets = append(targets, target{"baseline", func(dir string, limit int) (Target, error) {
+			return NewBollardCluster(ClusterOptions{Binary: baseline, Dir: dir, Members: 3, MaxInflight: 128, MaxQueuedMessages: limit})
 		}})
 	}
 	type row struct {
@@ -72,14 +79,26 @@ func TestClusterBench(t *testing.T) {
 		higherIsBetter bool
 		run            func(ctx context.Context, tg Target) (float64, error)
 		cpu            bool // also report CPU per message
+		limit          int  // every session's queue limit; 0: none reached
 	}
 	// µs, of the last ingest run (0: not measured): all the target's
 	// processes, and the busiest one (a cluster's leader)
 	var cpuPerMsg, busiestPerMsg float64
-	ingest := func(ctx context.Context, tg Target) (float64, error) {
+	// ingest publishes to 100 offline sessions, after fill messages that
+	// each of them queued first (the full-queues row: each message then
+	// drops every session's oldest).
+	ingestRun := func(ctx context.Context, tg Target, fill int) (float64, error) {
 		cpuPerMsg, busiestPerMsg = 0, 0
 		if err := CreateSessions(ctx, tg.Addr(), SessionSpec{Prefix: "in", Count: 100, Filter: func(int) string { return "load/in/#" }}); err != nil {
 			return 0, err
+		}
+		if fill > 0 {
+			if _, err := PublishAll(ctx, tg.Addr(), PublishSpec{
+				Publishers: 16, Messages: fill, Payload: payloadSize, Window: 20,
+				Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
+			}); err != nil {
+				return 0, fmt.Errorf("filling the queues: %w", err)
+			}
 		}
 		before, cerr := targetCPU(tg)
 		r, err := PublishAll(ctx, tg.Addr(), PublishSpec{
@@ -109,6 +128,9 @@ func TestClusterBench(t *testing.T) {
 		}
 		return r.Rate(), err
 	}
+	ingest := func(fill int) func(ctx context.Context, tg Target) (float64, error) {
+		return func(ctx context.Context, tg Target) (float64, error) { return ingestRun(ctx, tg, fill) }
+	}
 	// latency: one publisher to one online subscriber. A clean-session
 	// subscriber's deliveries store nothing (nor replicate); a persistent
 	// one's are stored, so its row shows what replication adds.
@@ -136,14 +158,18 @@ func TestClusterBench(t *testing.T) {
 	var rows []row
 	only := os.Getenv("LOAD_CLUSTER_ROWS")
 	if only == "" || slices.Contains(strings.Split(only, ","), "ingest") {
-		rows = append(rows, row{"ingest: 16 pubs -> 100 offline sessions, QoS 1 (msg/s)", "msg/s", true, ingest, true})
+		rows = append(rows, row{"ingest: 16 pubs -> 100 offline sessions, QoS 1 (msg/s)", "msg/s", true, ingest(0), true, 0})
+	}
+	if only == "" || slices.Contains(strings.Split(only, ","), "full") {
+		rows = append(rows, row{fmt.Sprintf("ingest into full queues: 16 pubs -> 100 offline sessions holding %d messages each (their limit, DropOldest), QoS 1 (msg/s)", fullN),
+			"msg/s", true, ingest(fullN), true, fullN})
 	}
 	if only == "" || slices.Contains(strings.Split(only, ","), "latency") {
 		rows = append(rows,
-			row{"1 -> 1 QoS 1, window 1, clean subscriber: p50 latency", "ms", false, latency(1, false), false},
-			row{"1 -> 1 QoS 1, window 20, clean subscriber: p50 latency", "ms", false, latency(20, false), false},
-			row{"1 -> 1 QoS 1, window 1, persistent subscriber: p50 latency", "ms", false, latency(1, true), false},
-			row{"1 -> 1 QoS 1, window 1, persistent subscriber: publisher's round (publish to PUBACK and delivery), mean", "ms", false, round, false})
+			row{"1 -> 1 QoS 1, window 1, clean subscriber: p50 latency", "ms", false, latency(1, false), false, 0},
+			row{"1 -> 1 QoS 1, window 20, clean subscriber: p50 latency", "ms", false, latency(20, false), false, 0},
+			row{"1 -> 1 QoS 1, window 1, persistent subscriber: p50 latency", "ms", false, latency(1, true), false, 0},
+			row{"1 -> 1 QoS 1, window 1, persistent subscriber: publisher's round (publish to PUBACK and delivery), mean", "ms", false, round, false, 0})
 	}
 	if only := os.Getenv("LOAD_ONLY"); only != "" {
 		re := regexp.MustCompile(only)
@@ -168,7 +194,7 @@ func TestClusterBench(t *testing.T) {
 		cpus, busiest := map[string][]float64{}, map[string][]float64{}
 		for i := 0; i < repeat; i++ {
 			for _, f := range targets {
-				v, err := runTarget(t, f.new, r.run)
+				v, err := runTarget(t, func(dir string) (Target, error) { return f.new(dir, r.limit) }, r.run)
 				if err != nil {
 					t.Errorf("%s on %s: %v", r.name, f.name, err)
 					continue

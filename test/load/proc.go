@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -145,6 +146,9 @@ type BollardOptions struct {
 	Dir         string // data directory, config and log go here
 	Durability  string // sync, interval or none
 	MaxInflight int
+	// MaxQueuedMessages is every session's queue limit (DropOldest); 0:
+	// 10,000,000, so that the scenarios never drop.
+	MaxQueuedMessages int
 }
 
 // NewBollard returns a bollard process target with queue limits raised so
@@ -197,8 +201,9 @@ dataDir: %s
 durability:
   mode: %s
 queues:
-  maxQueuedMessages: 10000000
+  maxQueuedMessages: %d
   maxQueuedBytes: 4294967296
+  overflowPolicy: DropOldest
 sessions:
   maxSessions: 1000000
   maxSessionsPerPrincipal: 1000000
@@ -207,7 +212,7 @@ limits:
   maxInflight: %d
   memoryLimit: %d
 logLevel: warn
-`, mqtt, admin, filepath.Join(o.Dir, "data"), o.Durability, o.MaxInflight, memoryLimit())
+`, mqtt, admin, filepath.Join(o.Dir, "data"), o.Durability, cmp.Or(o.MaxQueuedMessages, 10_000_000), o.MaxInflight, memoryLimit())
 }
 
 // memoryLimit is the broker's limits.memoryLimit for the run, in bytes,
