@@ -205,7 +205,7 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.Queu
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, readErr(prefix, err)
 	}
-	items, err := readMessages(snap, clientID, want)
+	items, err := readMessages(snap, &s.msgs, clientID, want)
 	if err != nil {
 		return nil, err
 	}
@@ -217,10 +217,10 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.Queu
 }
 
 // readMessages returns the entries with their messages: inline ones
-// decoded, the others fetched with one iterator (a queue's message IDs
-// mostly increase with its Seqs, so the seeks move forward through the
-// same blocks).
-func readMessages(snap *pebble.Snapshot, clientID string, entries []*qent) ([]store.QueueItem, error) {
+// decoded, the others taken from cache or fetched with one iterator (a
+// queue's message IDs mostly increase with its Seqs, so the seeks move
+// forward through the same blocks) and cached.
+func readMessages(snap *pebble.Snapshot, cache *msgCache, clientID string, entries []*qent) ([]store.QueueItem, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -237,6 +237,10 @@ func readMessages(snap *pebble.Snapshot, clientID string, entries []*qent) ([]st
 			if err != nil {
 				return nil, err
 			}
+			items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
+			continue
+		}
+		if m := cache.get(e.MessageID); m != nil {
 			items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
 			continue
 		}
@@ -261,6 +265,7 @@ func readMessages(snap *pebble.Snapshot, clientID string, entries []*qent) ([]st
 		if err != nil {
 			return nil, err
 		}
+		cache.put(e.MessageID, m)
 		items = append(items, store.QueueItem{Entry: e.QueueEntry, Message: m})
 	}
 	return items, nil

@@ -100,6 +100,7 @@ type Store struct {
 	// clusterFormat is the value of meta/clusterformat (replica.go).
 	clusterFormat uint8
 	cache         caches
+	msgs          msgCache // decoded shared messages, for queue reads
 	// maxStored is at least the highest message ID ever stored: a
 	// message put with a higher ID cannot exist, so it is not looked up.
 	maxStored uint64
