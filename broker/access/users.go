@@ -92,7 +92,7 @@ func ParseUserLine(text string) (name, hash, problem string) {
 		return "", "", "has an empty username"
 	case strings.HasPrefix(name, "$"):
 		return "", "", "has a username starting with '$' (reserved)"
-	case strings.ContainsFunc(name, isControl):
+	case strings.ContainsFunc(name, IsControl):
 		return "", "", "has a control character in the username"
 	case !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$2y$"):
 		return "", "", "has a password hash that is not bcrypt ($2a$, $2b$ or $2y$; htpasswd -nbB makes one)"
@@ -107,8 +107,9 @@ func ParseUserLine(text string) (name, hash, problem string) {
 	return name, hash, ""
 }
 
-// isControl reports whether r is a control character (C0 or DEL).
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// IsControl reports whether r is a control character (C0 or DEL), which
+// names and patterns that reach logs, statuses and rules may not hold.
+func IsControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // maxUsersProblems bounds how many bad lines UsersFileError lists.
 const maxUsersProblems = 5

@@ -182,7 +182,7 @@ func CheckPattern(p string) error {
 	}
 	for _, r := range p {
 		switch {
-		case r < 0x20 || r == 0x7f:
+		case access.IsControl(r):
 			return fmt.Errorf("must not contain control characters, got %q", p)
 		case strings.ContainsRune(`?[]\`, r):
 			return fmt.Errorf("%q: %q is reserved: only '*' is a wildcard", p, r)

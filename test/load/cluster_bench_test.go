@@ -87,49 +87,48 @@ func TestClusterBench(t *testing.T) {
 	// ingest publishes to 100 offline sessions, after fill messages that
 	// each of them queued first (the full-queues row: each message then
 	// drops every session's oldest).
-	ingestRun := func(ctx context.Context, tg Target, fill int) (float64, error) {
-		cpuPerMsg, busiestPerMsg = 0, 0
-		if err := CreateSessions(ctx, tg.Addr(), SessionSpec{Prefix: "in", Count: 100, Filter: func(int) string { return "load/in/#" }}); err != nil {
-			return 0, err
-		}
-		if fill > 0 {
-			if _, err := PublishAll(ctx, tg.Addr(), PublishSpec{
-				Publishers: 16, Messages: fill, Payload: payloadSize, Window: 20,
-				Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
-			}); err != nil {
-				return 0, fmt.Errorf("filling the queues: %w", err)
-			}
-		}
-		before, cerr := targetCPU(tg)
-		r, err := PublishAll(ctx, tg.Addr(), PublishSpec{
-			Publishers: 16, Messages: ingestN, Payload: payloadSize, Window: 20,
-			Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
-		})
-		after, cerr2 := targetCPU(tg)
-		if cerr == nil && cerr2 == nil && r.Acked > 0 {
-			perMsg := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(r.Acked) }
-			var total time.Duration
-			var split []string // each process's share: where a cluster's CPU goes
-			for pid, a := range after {
-				d := a - before[pid]
-				total += d
-				busiestPerMsg = max(busiestPerMsg, perMsg(d))
-				role := "follower"
-				if pid == tg.PID() {
-					role = "leader"
-				}
-				split = append(split, fmt.Sprintf("%s %.1f", role, perMsg(d)))
-			}
-			cpuPerMsg = perMsg(total)
-			if len(split) > 1 {
-				slices.Sort(split)
-				t.Logf("%s: CPU per message by process (µs): %s", tg.Name(), strings.Join(split, ", "))
-			}
-		}
-		return r.Rate(), err
-	}
 	ingest := func(fill int) func(ctx context.Context, tg Target) (float64, error) {
-		return func(ctx context.Context, tg Target) (float64, error) { return ingestRun(ctx, tg, fill) }
+		return func(ctx context.Context, tg Target) (float64, error) {
+			cpuPerMsg, busiestPerMsg = 0, 0
+			if err := CreateSessions(ctx, tg.Addr(), SessionSpec{Prefix: "in", Count: 100, Filter: func(int) string { return "load/in/#" }}); err != nil {
+				return 0, err
+			}
+			if fill > 0 {
+				if _, err := PublishAll(ctx, tg.Addr(), PublishSpec{
+					Publishers: 16, Messages: fill, Payload: payloadSize, Window: 20,
+					Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
+				}); err != nil {
+					return 0, fmt.Errorf("filling the queues: %w", err)
+				}
+			}
+			before, cerr := targetCPU(tg)
+			r, err := PublishAll(ctx, tg.Addr(), PublishSpec{
+				Publishers: 16, Messages: ingestN, Payload: payloadSize, Window: 20,
+				Topics: func(p, _ int) []string { return []string{fmt.Sprintf("load/in/%d", p)} },
+			})
+			after, cerr2 := targetCPU(tg)
+			if cerr == nil && cerr2 == nil && r.Acked > 0 {
+				perMsg := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(r.Acked) }
+				var total time.Duration
+				var split []string // each process's share: where a cluster's CPU goes
+				for pid, a := range after {
+					d := a - before[pid]
+					total += d
+					busiestPerMsg = max(busiestPerMsg, perMsg(d))
+					role := "follower"
+					if pid == tg.PID() {
+						role = "leader"
+					}
+					split = append(split, fmt.Sprintf("%s %.1f", role, perMsg(d)))
+				}
+				cpuPerMsg = perMsg(total)
+				if len(split) > 1 {
+					slices.Sort(split)
+					t.Logf("%s: CPU per message by process (µs): %s", tg.Name(), strings.Join(split, ", "))
+				}
+			}
+			return r.Rate(), err
+		}
 	}
 	// latency: one publisher to one online subscriber. A clean-session
 	// subscriber's deliveries store nothing (nor replicate); a persistent
