@@ -323,6 +323,12 @@ func (s *replStore) ReadQueue(clientID string, afterSeq uint64, limit int, fn fu
 	return s.st.ReadQueue(clientID, afterSeq, limit, fn)
 }
 
+func (s *replStore) ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.ReadQueueEntries(clientID, afterSeq, limit, fn)
+}
+
 // NextMessageID is the local store's: every applied entry moved it past
 // the IDs the entry holds, and a leader serves only once it applied every
 // entry of earlier terms (Node.Serving).

@@ -39,7 +39,15 @@ type Store interface {
 	// ReadQueue calls fn with the queue entries of clientID whose Seq is
 	// greater than afterSeq, in Seq order, each with its message, until fn
 	// returns false or limit entries were read (limit <= 0: no limit).
+	// The entry is fn's; the message is read-only: a store may share it
+	// with other readers (pebblestore caches a message fanned out to many
+	// sessions), as the router shares a published message between the
+	// sessions it is offered to.
 	ReadQueue(clientID string, afterSeq uint64, limit int, fn func(QueueEntry, *Message) bool) error
+	// ReadQueueEntries is ReadQueue without the messages: fn gets each
+	// entry with its message's Size. It reads and decodes no message,
+	// which is what dropping the oldest entries of an offline queue needs.
+	ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn func(e QueueEntry, size int64) bool) error
 	// NextMessageID returns a new message ID, greater than every ID issued
 	// before, including before a restart.
 	NextMessageID() uint64

@@ -136,33 +136,54 @@ func (s *Store) LoadRetained(fn func(*store.Message) error) error {
 func (s *Store) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error {
 	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueItem, error) {
 		return s.readChunk(clientID, after, n)
-	}, fn)
+	}, func(it *store.QueueItem) bool { return fn(it.Entry, it.Message) })
+}
+
+// ReadQueueEntries is ReadQueue without the messages.
+func (s *Store) ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueSize, error) {
+		var items []store.QueueSize
+		err := s.readEach(clientID, after, n, func(e *store.QueueEntry, m *store.Message) {
+			items = append(items, store.QueueSize{Entry: cloneEntry(e), Size: m.Size()})
+		})
+		return items, err
+	}, func(it *store.QueueSize) bool { return fn(it.Entry, it.Size) })
 }
 
 func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
+	var items []store.QueueItem
+	err := s.readEach(clientID, afterSeq, n, func(e *store.QueueEntry, m *store.Message) {
+		items = append(items, store.QueueItem{Entry: cloneEntry(e), Message: cloneMessage(m)})
+	})
+	return items, err
+}
+
+// readEach calls fn, under the read lock, with at most n live entries of
+// clientID after afterSeq and their messages, which fn must not keep.
+func (s *Store) readEach(clientID string, afterSeq uint64, n int, fn func(*store.QueueEntry, *store.Message)) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	}
 	ss := s.sessions[clientID]
 	if ss == nil {
-		return nil, nil
+		return nil
 	}
 	ents := ss.q.ents
 	i := sort.Search(len(ents), func(i int) bool { return ents[i].e.Seq > afterSeq })
-	var items []store.QueueItem
-	for ; i < len(ents) && len(items) < n; i++ {
+	for read := 0; i < len(ents) && read < n; i++ {
 		if ents[i].dead {
 			continue
 		}
 		m := s.messages[ents[i].e.MessageID]
 		if m == nil {
-			return nil, fmt.Errorf("memstore: queue %q seq %d: message %d missing: %w", clientID, ents[i].e.Seq, ents[i].e.MessageID, store.ErrCorrupt)
+			return fmt.Errorf("memstore: queue %q seq %d: message %d missing: %w", clientID, ents[i].e.Seq, ents[i].e.MessageID, store.ErrCorrupt)
 		}
-		items = append(items, store.QueueItem{Entry: cloneEntry(&ents[i].e), Message: cloneMessage(m.m)})
+		fn(&ents[i].e, m.m)
+		read++
 	}
-	return items, nil
+	return nil
 }
 
 // Commit applies b atomically: on the first invalid operation everything

@@ -166,7 +166,40 @@ func (s *Store) ReadQueue(clientID string, afterSeq uint64, limit int, fn func(s
 	defer s.ops.Done()
 	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueItem, error) {
 		return s.readChunk(clientID, after, n)
-	}, fn)
+	}, func(it *store.QueueItem) bool { return fn(it.Entry, it.Message) })
+}
+
+// ReadQueueEntries is ReadQueue without the messages: each entry's size
+// is in its run, so no m/ key is read and no message decoded.
+func (s *Store) ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueSize, error) {
+		if after == ^uint64(0) {
+			return nil, nil
+		}
+		s.mu.Lock()
+		gen := s.cache.gen
+		it, err := s.db.NewIter(queueIterOptions(clientID))
+		s.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
+		}
+		runs, want, err := readRuns(it, clientID, after, n)
+		if err != nil {
+			return nil, err
+		}
+		items := make([]store.QueueSize, len(want))
+		for i, e := range want {
+			items[i] = store.QueueSize{Entry: e.QueueEntry, Size: e.size}
+		}
+		s.mu.Lock()
+		s.putRead(clientID, gen, runs)
+		s.mu.Unlock()
+		return items, nil
+	}, func(it *store.QueueSize) bool { return fn(it.Entry, it.Size) })
 }
 
 func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
@@ -178,32 +211,13 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.Queu
 	snap := s.db.NewSnapshot()
 	s.mu.Unlock()
 	defer snap.Close()
-	prefix := clientPrefix(pQueue, clientID)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := snap.NewIter(queueIterOptions(clientID))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
 	}
-	// The run holding afterSeq+1 may start before it.
-	ok := it.SeekLT(queueKey(clientID, afterSeq+1))
-	if !ok {
-		ok = it.First()
-	}
-	var runs []*run
-	var want []*qent
-	for ; ok && len(want) < n; ok = it.Next() {
-		r, err := runAt(it, true)
-		if err != nil {
-			return nil, errors.Join(err, it.Close())
-		}
-		runs = append(runs, r)
-		for i := range r.ents {
-			if e := &r.ents[i]; e.Seq > afterSeq && len(want) < n {
-				want = append(want, e)
-			}
-		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, readErr(prefix, err)
+	runs, want, err := readRuns(it, clientID, afterSeq, n)
+	if err != nil {
+		return nil, err
 	}
 	items, err := readMessages(snap, &s.msgs, clientID, want)
 	if err != nil {
@@ -214,6 +228,39 @@ func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.Queu
 	s.putRead(clientID, gen, runs)
 	s.mu.Unlock()
 	return items, nil
+}
+
+// queueIterOptions bound an iterator to clientID's q/ runs.
+func queueIterOptions(clientID string) *pebble.IterOptions {
+	prefix := clientPrefix(pQueue, clientID)
+	return &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)}
+}
+
+// readRuns reads, through it (which it closes), the runs of clientID that
+// hold its first n entries after afterSeq, and returns them with those
+// entries.
+func readRuns(it *pebble.Iterator, clientID string, afterSeq uint64, n int) (runs []*run, want []*qent, err error) {
+	// The run holding afterSeq+1 may start before it.
+	ok := it.SeekLT(queueKey(clientID, afterSeq+1))
+	if !ok {
+		ok = it.First()
+	}
+	for ; ok && len(want) < n; ok = it.Next() {
+		r, err := runAt(it, true)
+		if err != nil {
+			return nil, nil, errors.Join(err, it.Close())
+		}
+		runs = append(runs, r)
+		for i := range r.ents {
+			if e := &r.ents[i]; e.Seq > afterSeq && len(want) < n {
+				want = append(want, e)
+			}
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, nil, readErr(clientPrefix(pQueue, clientID), err)
+	}
+	return runs, want, nil
 }
 
 // readMessages returns the entries with their messages: inline ones

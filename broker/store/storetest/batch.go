@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -98,12 +99,16 @@ func testCanceledContext(t *testing.T, s store.Store) {
 func testResultsAreCopies(t *testing.T, s store.Store) {
 	populate(t, s)
 	before := takeDump(t, s)
-	if err := s.ReadQueue("a", 0, 0, func(e store.QueueEntry, m *store.Message) bool {
-		m.Payload[0] = 'X'
-		m.Props.CorrelationData[0] = 99
-		m.Props.UserProperties[0].Key = "mutated"
-		*m.Props.PayloadFormat = 7
+	// A queue entry is the reader's; its message is read-only (see
+	// store.Store.ReadQueue), and is not changed here.
+	if err := s.ReadQueue("a", 0, 0, func(e store.QueueEntry, _ *store.Message) bool {
 		e.SubscriptionIDs[0] = 1
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReadQueueEntries("a", 0, 0, func(e store.QueueEntry, _ int64) bool {
+		e.SubscriptionIDs[0] = 2
 		return true
 	}); err != nil {
 		t.Fatal(err)
@@ -121,6 +126,18 @@ func testResultsAreCopies(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	checkDump(t, "after mutating returned records", takeDump(t, s), before)
+	// A commit that rewrites what was read (a store may keep the records
+	// it read for its next commits) writes no change made through them.
+	if err := s.ReadQueue("a", 0, 0, func(e store.QueueEntry, _ *store.Message) bool {
+		e.SubscriptionIDs[0] = 3
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, func(b *store.Batch) { b.Dequeue("a", 2) })
+	if got, want := readQueue(t, s, "a", 0, 0), before.Queues["a"][:1]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a commit that rewrote the entries read: %+v, want %+v", got, want)
+	}
 }
 
 // testCommitInsideReadQueue checks that ReadQueue holds no lock while fn

@@ -86,6 +86,25 @@ func readQueue(t testing.TB, s store.Store, clientID string, after uint64, limit
 	if err != nil {
 		t.Fatalf("ReadQueue(%q): %v", clientID, err)
 	}
+	// ReadQueueEntries reads the same entries, each with its message's size.
+	i := 0
+	err = s.ReadQueueEntries(clientID, after, limit, func(e store.QueueEntry, size int64) bool {
+		if i >= len(out) {
+			t.Fatalf("ReadQueueEntries(%q, %d, %d): entry %d (Seq %d) beyond ReadQueue's %d", clientID, after, limit, i, e.Seq, len(out))
+		}
+		if !reflect.DeepEqual(normEntry(e), out[i].E) || size != out[i].M.Size() {
+			t.Fatalf("ReadQueueEntries(%q, %d, %d): entry %d = %+v size %d, ReadQueue read %+v size %d",
+				clientID, after, limit, i, e, size, out[i].E, out[i].M.Size())
+		}
+		i++
+		return true
+	})
+	if err != nil {
+		t.Fatalf("ReadQueueEntries(%q): %v", clientID, err)
+	}
+	if i != len(out) {
+		t.Fatalf("ReadQueueEntries(%q, %d, %d): %d entries, ReadQueue %d", clientID, after, limit, i, len(out))
+	}
 	return out
 }
 
@@ -178,18 +197,28 @@ func normTime(t time.Time) time.Time {
 	return time.Unix(0, t.UnixNano()).UTC()
 }
 
+// normBytes copies b, nil when empty: what the tests keep of a store's
+// results owns its memory, so a change made through a result the store
+// still shares shows up as a difference.
 func normBytes(b []byte) []byte {
 	if len(b) == 0 {
 		return nil
 	}
-	return b
+	return append([]byte(nil), b...)
 }
 
+// normMessage is a deep copy of m in a comparable form.
 func normMessage(m store.Message) store.Message {
 	m.Payload = normBytes(m.Payload)
 	m.Props.CorrelationData = normBytes(m.Props.CorrelationData)
+	if m.Props.PayloadFormat != nil {
+		v := *m.Props.PayloadFormat
+		m.Props.PayloadFormat = &v
+	}
 	if len(m.Props.UserProperties) == 0 {
 		m.Props.UserProperties = nil
+	} else {
+		m.Props.UserProperties = append([]store.UserProperty(nil), m.Props.UserProperties...)
 	}
 	m.PublishedAt, m.ExpiresAt = normTime(m.PublishedAt), normTime(m.ExpiresAt)
 	return m
@@ -205,9 +234,12 @@ func normSession(s store.Session) store.Session {
 	return s
 }
 
+// normEntry is a deep copy of e in a comparable form.
 func normEntry(e store.QueueEntry) store.QueueEntry {
 	if len(e.SubscriptionIDs) == 0 {
 		e.SubscriptionIDs = nil
+	} else {
+		e.SubscriptionIDs = append([]uint32(nil), e.SubscriptionIDs...)
 	}
 	return e
 }

@@ -59,6 +59,13 @@ func testQueueOrder(t *testing.T, s store.Store) {
 	if calls != 2 {
 		t.Fatalf("fn called %d times after returning false, want 2", calls)
 	}
+	calls = 0
+	if err := s.ReadQueueEntries("a", 0, 0, func(store.QueueEntry, int64) bool { calls++; return calls < 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("ReadQueueEntries: fn called %d times after returning false, want 2", calls)
+	}
 	for _, id := range []string{"b", "ghost"} {
 		if got := readQueue(t, s, id, 0, 0); len(got) != 0 {
 			t.Fatalf("queue of %q: %v", id, seqs(got))

@@ -284,10 +284,11 @@ func testClosed(t *testing.T, s store.Store) {
 		t.Fatalf("Close: %v", err)
 	}
 	checks := map[string]error{
-		"Commit":       tryCommit(s, func(b *store.Batch) { b.PutSession(session("b")) }),
-		"LoadSessions": s.LoadSessions(func(*store.SessionState) error { return nil }),
-		"LoadRetained": s.LoadRetained(func(*store.Message) error { return nil }),
-		"ReadQueue":    s.ReadQueue("a", 0, 0, func(store.QueueEntry, *store.Message) bool { return true }),
+		"Commit":           tryCommit(s, func(b *store.Batch) { b.PutSession(session("b")) }),
+		"LoadSessions":     s.LoadSessions(func(*store.SessionState) error { return nil }),
+		"LoadRetained":     s.LoadRetained(func(*store.Message) error { return nil }),
+		"ReadQueue":        s.ReadQueue("a", 0, 0, func(store.QueueEntry, *store.Message) bool { return true }),
+		"ReadQueueEntries": s.ReadQueueEntries("a", 0, 0, func(store.QueueEntry, int64) bool { return true }),
 	}
 	for name, err := range checks {
 		if !errors.Is(err, store.ErrClosed) {
