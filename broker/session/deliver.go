@@ -105,6 +105,7 @@ func (s *Session) resetMemory() {
 		return
 	}
 	s.markAll(nil, true) // before the entries go back: it records which went out (started)
+	q.forgetAhead()
 	var back []pend
 	// The entries delivered early and still uncommitted come first (lower
 	// Seqs than the head's); one whose commit failed is not in the store

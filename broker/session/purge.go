@@ -36,6 +36,9 @@ type purging struct {
 	roundNew    time.Time           // earliest expiry queued since it started
 	skip        map[uint64]struct{} // purged past the head, Dequeue not yet committed
 	skipGen     uint64              // lastSeq at the last purge
+	// ahead is what DropOldest drops next from an offline queue (see
+	// dropahead.go).
+	ahead ahead
 }
 
 // purging returns the purge state, making it on first use.
@@ -124,6 +127,7 @@ func (s *Session) purgeHead(now time.Time, b *store.Batch) (first time.Time) {
 // others and whether it reached the committed watermark.
 func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first time.Time, done bool) {
 	q, pg := &s.q, s.q.purging()
+	q.forgetAhead() // a purge may dequeue them
 	wm := min(q.watermark(), pg.roundEnd)
 	from := max(q.loadedSeq, pg.purgeCursor)
 	for total := 0; total < budget && from < wm; {

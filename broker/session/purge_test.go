@@ -167,12 +167,20 @@ func TestPurgeWaitsForEarliestExpiry(t *testing.T) {
 	}
 }
 
+// countReads counts the store reads of a session: n all of them, entries
+// those without messages (ReadQueueEntries).
 type countReads struct {
-	rd Reader
-	n  int
+	rd         Reader
+	n, entries int
 }
 
 func (c *countReads) ReadQueue(id string, after uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error {
 	c.n++
 	return c.rd.ReadQueue(id, after, limit, fn)
+}
+
+func (c *countReads) ReadQueueEntries(id string, after uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	c.n++
+	c.entries++
+	return c.rd.ReadQueueEntries(id, after, limit, fn)
 }

@@ -307,6 +307,9 @@ func (s *Session) fits(size int64) bool {
 func (s *Session) dropOldest(done func() bool, reason string, b *store.Batch) bool {
 	q := &s.q
 	for !done() {
+		if len(q.head) == 0 && !s.online && s.dropAhead(reason, b) {
+			continue
+		}
 		if len(q.head) == 0 {
 			s.refill()
 		}
@@ -642,6 +645,7 @@ func (s *Session) refill() {
 // in bytes; it reports whether more may follow.
 func (s *Session) refillOnce() bool {
 	q := &s.q
+	q.forgetAhead() // refill reads them again, with their messages
 	want := s.headCap() - len(q.head)
 	wm := q.watermark()
 	if want <= 0 || q.loadedSeq >= wm || !s.headFits(1) {

@@ -76,6 +76,7 @@ type Chooser func(clientID, principal string, filters iter.Seq[string]) *Limits
 // store.Store is one.
 type Reader interface {
 	ReadQueue(clientID string, afterSeq uint64, limit int, fn func(store.QueueEntry, *store.Message) bool) error
+	ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn func(e store.QueueEntry, size int64) bool) error
 }
 
 // Hooks are callbacks into the owner, called with the session's mutex held:

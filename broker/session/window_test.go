@@ -29,6 +29,11 @@ func (c *countingReader) ReadQueue(id string, after uint64, limit int, fn func(s
 	return err
 }
 
+// ReadQueueEntries hands the session no message.
+func (c *countingReader) ReadQueueEntries(id string, after uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	return c.rd.ReadQueueEntries(id, after, limit, fn)
+}
+
 // offerSized queues and commits a QoS qos message of size bytes on topic;
 // the payload starts with its sequence number on that topic.
 func (f *fixture) offerSized(topic string, n int, size int, qos byte, expiresAt time.Time) router.Result {

@@ -1,0 +1,117 @@
+package session
+
+import "github.com/bollard-io/bollard/broker/store"
+
+// Dropping the oldest entries of an offline queue. A persistent session
+// whose client is away keeps its queue in the store only (enqueue); once
+// the queue is at its limit, DropOldest drops its oldest entry for every
+// message offered, and a drop needs only the entry's Seq and its
+// message's size. Reading the head back with its messages (refill) cost a
+// Pebble snapshot, an iterator and a seek through level 0 per sixteen
+// drops, and held sixteen items and their messages per full session
+// (docs/durability.md, "Full queues"). An offline queue instead reads its
+// next aheadMax Queued entries without their messages
+// (Reader.ReadQueueEntries) into ahead, 16 bytes each, and drops them in
+// order.
+//
+// ahead extends the head: its entries are the Queued, committed entries
+// after loadedSeq that a refill would put in the head, and dropping one
+// moves loadedSeq to it, so every entry up to loadedSeq is still in the
+// head, inflight or gone. Whatever else reads or changes the store past
+// loadedSeq forgets ahead first (forgetAhead): a refill, which reads the
+// same entries with their messages; a purge, which may dequeue some of
+// them; resetMemory (attach and detach), which reads the queue again from
+// its start.
+
+// aheadMax is the most entries ahead holds: 1 KiB a session, less than the
+// sixteen items (and their messages) the head of an offline queue held
+// for DropOldest, for a fourth of the reads.
+const aheadMax = 64
+
+type aheadEnt struct {
+	seq  uint64
+	size int64
+}
+
+// ahead is what DropOldest drops next from an offline queue (see above):
+// ents in Seq order, and to, the loadedSeq once they are all gone (the
+// entries after the last of them up to to are inflight or skipped, as a
+// refill would have passed over them).
+type ahead struct {
+	ents []aheadEnt
+	to   uint64
+}
+
+// forgetAhead drops ahead; the entries stay in the store, after loadedSeq.
+func (q *queue) forgetAhead() {
+	if q.pg != nil {
+		q.pg.ahead = ahead{}
+	}
+}
+
+// dropAhead drops the oldest Queued entry of an offline persistent queue
+// whose head is empty, counted under reason, its Dequeue into b; false
+// when no committed entry is left to drop (or a read failed).
+func (s *Session) dropAhead(reason string, b *store.Batch) bool {
+	if !s.persistent() || s.env.Reader == nil {
+		return false
+	}
+	q := &s.q
+	a := &q.purging().ahead
+	for len(a.ents) == 0 {
+		if !s.readAhead(a) {
+			return false
+		}
+	}
+	e := a.ents[0]
+	a.ents = a.ents[1:]
+	q.loadedSeq = e.seq
+	if len(a.ents) == 0 {
+		q.loadedSeq = a.to
+		*a = ahead{}
+	}
+	q.add(-1, -e.size)
+	q.unstart(e.seq)
+	b.Dequeue(s.rec.ClientID, e.seq)
+	s.drop(reason, 1)
+	return true
+}
+
+// readAhead reads up to aheadMax entries after loadedSeq, up to the
+// committed watermark, and keeps in a those a refill would put in the
+// head. When it finds none it moves loadedSeq past what it read, as a
+// refill does; it reports whether a holds entries or more may be read.
+func (s *Session) readAhead(a *ahead) bool {
+	q := &s.q
+	wm := q.watermark()
+	if q.loadedSeq >= wm {
+		return false
+	}
+	n, last := 0, q.loadedSeq
+	ents := make([]aheadEnt, 0, aheadMax)
+	err := s.env.Reader.ReadQueueEntries(s.rec.ClientID, q.loadedSeq, aheadMax, func(e store.QueueEntry, size int64) bool {
+		if e.Seq > wm {
+			return false
+		}
+		if e.State == store.Queued && !q.skipped(e.Seq) {
+			ents = append(ents, aheadEnt{seq: e.Seq, size: size})
+		}
+		n, last = n+1, e.Seq
+		return true
+	})
+	if err != nil {
+		if s.env.Hooks.ReadError != nil {
+			s.env.Hooks.ReadError(s.rec.ClientID, err)
+		}
+		return false
+	}
+	if n < aheadMax {
+		last = wm
+	}
+	if len(ents) == 0 {
+		q.loadedSeq = last
+		return last < wm
+	}
+	*a = ahead{ents: ents, to: last}
+	return true
+}
