@@ -32,6 +32,8 @@ import (
 //	LOAD_CLUSTER_ROWS=list    only these rows, comma-separated: ingest,
 //	                          full, latency (default all)
 //	LOAD_REPORT=file          also write the Markdown table there
+//	LOAD_BOLLARD_BIN=path     run this bollard binary (single node and
+//	                          cluster) instead of building one
 //	LOAD_BASELINE_BIN=path    also run a cluster of this bollard binary (an
 //	                          earlier build) in the same rounds: a column
 //	                          "baseline cluster" and the ratio new/baseline
@@ -47,9 +49,12 @@ import (
 // is bound by its leader's CPU per message instead, and single / leader
 // in the second row estimates the ratio there.
 func TestClusterBench(t *testing.T) {
-	bin, err := BuildBollard(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	bin := os.Getenv("LOAD_BOLLARD_BIN")
+	if bin == "" {
+		var err error
+		if bin, err = BuildBollard(context.Background(), t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	repeat := envInt(t, "LOAD_REPEAT", 3)
 	ingestN := envInt(t, "LOAD_CLUSTER_MESSAGES", 40000)
