@@ -12,43 +12,53 @@ const (
 	dropSlots  = int(DropWindow / dropSlot)
 )
 
-// dropWindow counts drops by reason in dropSlots rotating slots; guarded
-// by counters.dropMu. It holds at most dropSlots maps of the reasons seen,
-// a few dozen entries.
+// dropStat is what the counters keep of one drop reason; guarded by
+// counters.dropMu. A drop looks up its reason once: a full fleet drops
+// one message per offline session per publish (DropOldest), millions a
+// minute, and three maps and a map per slot cost a twelfth of the broker's
+// CPU there.
+type dropStat struct {
+	total    uint64
+	recent   [dropSlots]uint64 // by dropWindow slot
+	lastLog  time.Time         // the last log line
+	unlogged uint64            // drops since
+}
+
+// dropWindow rotates the dropSlots slots of every dropStat.recent; guarded
+// by counters.dropMu.
 type dropWindow struct {
-	slots [dropSlots]dropSlotCounts
+	epochs [dropSlots]int64 // each slot's start, in dropSlot units since the Unix epoch
 }
 
-type dropSlotCounts struct {
-	epoch int64 // the slot's start, in dropSlot units since the Unix epoch
-	n     map[string]uint64
-}
-
-// add counts n drops for reason at now.
-func (w *dropWindow) add(now time.Time, reason string, n uint64) {
+// slot returns the slot of now; one that starts a new epoch is cleared in
+// every reason's counts first.
+func (w *dropWindow) slot(now time.Time, stats map[string]*dropStat) int {
 	e := now.UnixNano() / int64(dropSlot)
-	s := &w.slots[e%int64(dropSlots)]
-	if s.epoch != e || s.n == nil {
-		s.epoch = e
-		if s.n == nil {
-			s.n = make(map[string]uint64)
+	i := int(e % int64(dropSlots))
+	if w.epochs[i] != e {
+		w.epochs[i] = e
+		for _, st := range stats {
+			st.recent[i] = 0
 		}
-		clear(s.n)
 	}
-	s.n[reason] += n
+	return i
 }
 
-// sum totals the drops of the slots within DropWindow of now (the current
-// slot included, so the window spans DropWindow to DropWindow+dropSlot).
-func (w *dropWindow) sum(now time.Time) map[string]uint64 {
+// sum totals each reason's drops in the slots within DropWindow of now
+// (the current slot included, so the window spans DropWindow to
+// DropWindow+dropSlot); reasons without any are left out.
+func (w *dropWindow) sum(now time.Time, stats map[string]*dropStat) map[string]uint64 {
 	e := now.UnixNano() / int64(dropSlot)
 	out := make(map[string]uint64)
-	for i := range w.slots {
-		s := &w.slots[i]
-		if s.epoch > e-int64(dropSlots) && s.epoch <= e {
-			for r, n := range s.n {
-				out[r] += n
+	for r, st := range stats {
+		var n uint64
+		for i, ep := range w.epochs {
+			if ep > e-int64(dropSlots) && ep <= e {
+				n += st.recent[i]
 			}
+		}
+		if n > 0 {
+			out[r] = n
 		}
 	}
 	return out

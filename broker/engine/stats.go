@@ -2,7 +2,6 @@ package engine
 
 import (
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -39,43 +38,51 @@ type counters struct {
 	commit      *histogram
 	panics      atomic.Uint64 // recovered panics of connections (recover.go)
 
-	dropMu   sync.Mutex
-	drops    map[string]uint64
-	recent   dropWindow           // drops of the last DropWindow
-	dropLog  map[string]time.Time // last log line per reason
-	dropSkip map[string]uint64    // drops not logged since
+	dropMu sync.Mutex
+	drops  map[string]*dropStat // by reason
+	recent dropWindow           // the slots of dropStat.recent
 }
 
 func newCounters() *counters {
-	return &counters{commit: newHistogram(), drops: make(map[string]uint64),
-		dropLog: make(map[string]time.Time), dropSkip: make(map[string]uint64)}
+	return &counters{commit: newHistogram(), drops: make(map[string]*dropStat)}
 }
 
 // drop counts n dropped messages and logs them, at most one line per
 // reason and second (with the number of drops it summarises).
 func (c *counters) drop(log *slog.Logger, clientID, reason string, n int) {
-	c.dropMu.Lock()
-	c.drops[reason] += uint64(n)
-	now := time.Now()
-	c.recent.add(now, reason, uint64(n))
-	skipped := c.dropSkip[reason] + uint64(n)
-	logIt := now.Sub(c.dropLog[reason]) >= time.Second
-	if logIt {
-		c.dropLog[reason] = now
-		c.dropSkip[reason] = 0
-	} else {
-		c.dropSkip[reason] = skipped
-	}
-	c.dropMu.Unlock()
-	if logIt {
-		log.Warn("messages dropped", "reason", reason, "client", clientID, "count", skipped)
+	if count, logIt := c.countDrop(time.Now(), reason, uint64(n)); logIt {
+		log.Warn("messages dropped", "reason", reason, "client", clientID, "count", count)
 	}
 }
 
-func (c *counters) dropSnapshot() (total, recent map[string]uint64) {
+// countDrop counts n drops for reason at now, and reports whether a log
+// line is due and how many drops it tells of.
+func (c *counters) countDrop(now time.Time, reason string, n uint64) (count uint64, logIt bool) {
 	c.dropMu.Lock()
 	defer c.dropMu.Unlock()
-	return maps.Clone(c.drops), c.recent.sum(time.Now())
+	st := c.drops[reason]
+	if st == nil {
+		st = &dropStat{}
+		c.drops[reason] = st
+	}
+	st.total += n
+	st.recent[c.recent.slot(now, c.drops)] += n
+	st.unlogged += n
+	if now.Sub(st.lastLog) < time.Second {
+		return 0, false
+	}
+	count, st.lastLog, st.unlogged = st.unlogged, now, 0
+	return count, true
+}
+
+func (c *counters) dropSnapshot(now time.Time) (total, recent map[string]uint64) {
+	c.dropMu.Lock()
+	defer c.dropMu.Unlock()
+	total = make(map[string]uint64, len(c.drops))
+	for r, st := range c.drops {
+		total[r] = st.total
+	}
+	return total, c.recent.sum(now, c.drops)
 }
 
 // Stats returns a snapshot of the broker's counters. The session figures
@@ -83,7 +90,7 @@ func (c *counters) dropSnapshot() (total, recent map[string]uint64) {
 // from a census at most a second old (census.go, CensusAt says when); the
 // counters are current.
 func (s *Server) Stats() Stats {
-	drops, recent := s.stats.dropSnapshot()
+	drops, recent := s.stats.dropSnapshot(time.Now())
 	st := Stats{
 		Connections: s.stats.connections.Load(),
 		Retained:    int64(s.router.RetainedCount()),
