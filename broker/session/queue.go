@@ -9,7 +9,8 @@ import (
 	"github.com/bollard-io/bollard/broker/store"
 )
 
-// Head window sizes: the most Queued entries held in memory per session.
+// Head window sizes: the most Queued entries held in memory per session
+// (offlineHead: one that is offline, read only when dropAhead cannot).
 const (
 	offlineHead = 16
 	minHead     = 32
@@ -349,9 +350,9 @@ func (s *Session) enqueue(m *store.Message, d router.Delivery, size int64, b *st
 	*pe = e
 	b.Enqueue(s.rec.ClientID, pe)
 	// Offline sessions keep new entries only in the store: a broker with
-	// many offline sessions holds no queued messages in memory (the head
-	// of an offline queue is read back only when DropOldest needs it), and
-	// no item is allocated for them.
+	// many offline sessions holds no queued messages in memory (DropOldest
+	// reads an offline queue's oldest entries without their messages, see
+	// dropahead.go), and no item is allocated for them.
 	if caughtUp && s.online && len(q.head) < s.headCap() && s.headFits(size) {
 		q.loadedSeq = e.Seq
 		q.pushHead(&item{e: e, m: m, size: size, stored: true})
