@@ -47,6 +47,10 @@ func TestDropOldestOfflineReadsNoMessage(t *testing.T) {
 	if st := f.st.Stats(); st.Messages != limit {
 		t.Fatalf("store holds %d messages, want %d", st.Messages, limit)
 	}
+	// What the session holds of its queue in memory: no item, no message.
+	if n, a := len(f.s.q.head), f.s.q.pg.ahead.ents; n != 0 || cap(a) > aheadMax {
+		t.Fatalf("offline session holds %d items and %d entries ahead", n, cap(a))
+	}
 	f.attach()
 	if got := f.drain()["t"]; !slices.Equal(got, seqRange(total-limit, total)) {
 		t.Fatalf("delivered %v", got)
