@@ -1,10 +1,13 @@
 package session
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
 )
 
@@ -160,5 +163,150 @@ func TestDropOldestOfflineAfterAConnection(t *testing.T) {
 	f.attach()
 	if got := f.drain()["t"]; !slices.Equal(got, seqRange(13, limit+13)) {
 		t.Fatalf("delivered %v", got)
+	}
+}
+
+// A random schedule of publishes into a queue at its limit (DropOldest),
+// some with an expiry, their commits held back and done in submission
+// order, the clock moving on (purges), and connections coming and going
+// with deliveries and acknowledgements: every commit succeeds (dropping
+// an entry twice, or one already gone, fails it), the session's counters
+// match its queue in the store whenever every commit is done, the queue
+// never settles above its limit, and a last connection gets every entry
+// left in publish order, ending with the newest unexpired message.
+func TestDropOldestRandomSchedule(t *testing.T) {
+	for seed := range uint64(200) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { dropOldestSchedule(t, seed) })
+	}
+}
+
+func dropOldestSchedule(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	limit := int64(3 + rng.IntN(40))
+	f := newFixture(t, 3600, Limits{MaxMessages: limit, MaxBytes: 1 << 24, Policy: DropOldest})
+	type held struct {
+		b   *store.Batch
+		seq uint64
+	}
+	var (
+		unsettled []held // submitted, not committed yet
+		online    bool
+		inflight  []Outgoing
+		n         int
+		acked     = map[int]bool{}
+		// newest is the newest message queued; unless it may expire, the
+		// last connection gets it (it is dropped only when every older
+		// entry is inflight, and then it is not queued).
+		newest, newestExpires = 0, false
+	)
+	commitNext := func() {
+		h := unsettled[0]
+		unsettled = unsettled[1:]
+		f.commitOnly(h.b)
+		if h.seq != 0 {
+			f.s.Settle(h.seq, true)
+		}
+	}
+	settleAll := func() {
+		for len(unsettled) > 0 {
+			commitNext()
+		}
+	}
+	// stored counts the session's entries in the store and their bytes.
+	stored := func() (msgs, bytes int64) {
+		if err := f.st.ReadQueueEntries("c", 0, 0, func(_ store.QueueEntry, size int64) bool {
+			msgs, bytes = msgs+1, bytes+size
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return msgs, bytes
+	}
+	check := func(what string) {
+		t.Helper()
+		settleAll()
+		d := f.s.Depth()
+		if msgs, bytes := stored(); d.Messages != msgs || d.Bytes != bytes {
+			t.Fatalf("seed %d, %s: session counts %d messages %d bytes, the store %d and %d", seed, what, d.Messages, d.Bytes, msgs, bytes)
+		}
+		if d.Messages > limit {
+			t.Fatalf("seed %d, %s: %d messages queued, limit %d", seed, what, d.Messages, limit)
+		}
+	}
+	for step := range 300 {
+		switch k := rng.IntN(20); {
+		case k < 9: // a publish, its commit held back
+			n++
+			f.ids++
+			m := &store.Message{ID: f.ids, Topic: "t", Payload: []byte(fmt.Sprintf("%d/", n)), QoS: 1, PublishedAt: f.clk.now()}
+			if rng.IntN(4) == 0 {
+				m.ExpiresAt = f.clk.now().Add(time.Duration(1+rng.IntN(20)) * time.Second)
+			}
+			b := new(store.Batch)
+			b.PutMessage(m)
+			r := f.s.Offer(m, router.Delivery{QoS: 1}, b)
+			if r.Dropped == "" {
+				newest, newestExpires = n, !m.ExpiresAt.IsZero()
+			}
+			if r.Early {
+				f.s.Deliverable(r.Settle)
+			}
+			unsettled = append(unsettled, held{b, r.Settle})
+		case k < 12 && len(unsettled) > 0:
+			commitNext()
+		case k < 13:
+			f.clk.add(time.Duration(rng.IntN(10)) * time.Second)
+		case k < 14: // a connection comes or goes
+			settleAll()
+			if online {
+				f.detach()
+				inflight = nil
+			} else if err := f.s.Attach(1+rng.IntN(8), func() {}); err != nil {
+				t.Fatal(err)
+			}
+			online = !online
+			check(fmt.Sprintf("step %d, online %v", step, online))
+		case k < 17 && online: // the writer
+			settleAll()
+			var wb store.Batch
+			out, _ := f.s.NextBatch(nil, 10, nil, &wb)
+			f.commit(&wb)
+			inflight = append(inflight, out...)
+		case k < 20 && online && len(inflight) > 0: // an acknowledgement
+			settleAll()
+			i := rng.IntN(len(inflight))
+			var ab store.Batch
+			if err := f.s.Puback(inflight[i].PacketID, &ab); err != nil {
+				t.Fatal(err)
+			}
+			acked[seqOf(inflight[i])] = true
+			inflight = append(inflight[:i], inflight[i+1:]...)
+			f.commit(&ab)
+		}
+	}
+	if online {
+		f.detach() // writes the Dequeues acknowledgements left for the next batch
+	}
+	check("the end")
+	want := f.s.Depth().Messages
+	if err := f.s.Attach(1000, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	expired := f.drops[DropExpired]
+	var wb store.Batch
+	out, _ := f.s.NextBatch(nil, 1000, nil, &wb)
+	if expired = f.drops[DropExpired] - expired; int64(len(out)+expired) != want {
+		t.Fatalf("seed %d: %d queued, the last connection got %d (and dropped %d expired)", seed, want, len(out), expired)
+	}
+	prev, got := 0, map[int]bool{}
+	for _, o := range out {
+		s := seqOf(o)
+		if s <= prev {
+			t.Fatalf("seed %d: %d after %d", seed, s, prev)
+		}
+		prev, got[s] = s, true
+	}
+	if newest > 0 && !newestExpires && !acked[newest] && !got[newest] {
+		t.Fatalf("seed %d: the newest message %d was not kept (last delivered %d)", seed, newest, prev)
 	}
 }
