@@ -93,16 +93,14 @@ func (s *Session) readAhead(a *ahead) bool {
 		if e.Seq > wm {
 			return false
 		}
-		if e.State == store.Queued && !q.skipped(e.Seq) {
+		if q.refillable(e) {
 			ents = append(ents, aheadEnt{seq: e.Seq, size: size})
 		}
 		n, last = n+1, e.Seq
 		return true
 	})
 	if err != nil {
-		if s.env.Hooks.ReadError != nil {
-			s.env.Hooks.ReadError(s.rec.ClientID, err)
-		}
+		s.readFailed(err)
 		return false
 	}
 	if n < aheadMax {

@@ -149,9 +149,7 @@ func (s *Session) purgeStore(now time.Time, budget int, b *store.Batch) (first t
 			return true
 		})
 		if err != nil {
-			if s.env.Hooks.ReadError != nil {
-				s.env.Hooks.ReadError(s.rec.ClientID, err)
-			}
+			s.readFailed(err)
 			pg.purgeAt = now.Add(time.Second)
 			return first, false
 		}

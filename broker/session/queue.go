@@ -658,7 +658,7 @@ func (s *Session) refillOnce() bool {
 		if e.Seq > wm {
 			return false
 		}
-		if e.State == store.Queued && !q.skipped(e.Seq) {
+		if q.refillable(e) {
 			it := &item{e: e, m: m, size: m.Size(), committed: true, stored: true}
 			if !s.headFits(it.size) {
 				full = true
@@ -670,9 +670,7 @@ func (s *Session) refillOnce() bool {
 		return true
 	})
 	if err != nil {
-		if s.env.Hooks.ReadError != nil {
-			s.env.Hooks.ReadError(s.rec.ClientID, err)
-		}
+		s.readFailed(err)
 		return false
 	}
 	if !full && n < want {
@@ -680,6 +678,20 @@ func (s *Session) refillOnce() bool {
 	}
 	q.loadedSeq = last
 	return !full && n == want
+}
+
+// refillable reports whether a refill puts the stored entry e in the head
+// (and DropOldest may drop it, dropahead.go): it is Queued, not inflight
+// from an earlier connection, and not dequeued by a batch still to commit.
+func (q *queue) refillable(e store.QueueEntry) bool {
+	return e.State == store.Queued && !q.skipped(e.Seq)
+}
+
+// readFailed reports a failed read of the session's queue.
+func (s *Session) readFailed(err error) {
+	if s.env.Hooks.ReadError != nil {
+		s.env.Hooks.ReadError(s.rec.ClientID, err)
+	}
 }
 
 func (s *Session) popHead() *item {
