@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/store"
@@ -308,5 +309,51 @@ func dropOldestSchedule(t *testing.T, seed uint64) {
 	}
 	if newest > 0 && !newestExpires && !acked[newest] && !got[newest] {
 		t.Fatalf("seed %d: the newest message %d was not kept (last delivered %d)", seed, newest, prev)
+	}
+}
+
+// entriesReader serves ReadQueueEntries from a fixed list.
+type entriesReader struct {
+	Reader
+	ents []store.QueueSize
+}
+
+func (r *entriesReader) ReadQueueEntries(_ string, after uint64, limit int, fn func(store.QueueEntry, int64) bool) error {
+	n := 0
+	for _, e := range r.ents {
+		if e.Entry.Seq <= after {
+			continue
+		}
+		if n++; (limit > 0 && n > limit) || !fn(e.Entry, e.Size) {
+			break
+		}
+	}
+	return nil
+}
+
+// An entry read ahead takes 8 bytes; one whose Seq is 2^32 past the first
+// of its read, or whose size does not fit 32 bits, ends the read, and one
+// that comes first makes readAhead give up, so that DropOldest refills the
+// head instead.
+func TestReadAheadCompactEntries(t *testing.T) {
+	if got := unsafe.Sizeof(aheadEnt{}) * aheadMax; got != 1024 {
+		t.Fatalf("ahead holds %d bytes, want 1 KiB", got)
+	}
+	f := newFixture(t, 3600, Limits{MaxMessages: 10, Policy: DropOldest})
+	far := uint64(1)<<32 + 10
+	queued := func(seq uint64, size int64) store.QueueSize {
+		return store.QueueSize{Entry: store.QueueEntry{Seq: seq, State: store.Queued}, Size: size}
+	}
+	f.s.env.Reader = &entriesReader{Reader: f.st, ents: []store.QueueSize{
+		queued(1, 10), queued(2, 20), queued(far, 30), queued(far+1, 5<<30)}}
+	q := &f.s.q
+	q.lastSeq, q.msgs, q.bytes = far+1, 4, 60+5<<30
+	var b store.Batch
+	var dropped []uint64
+	for f.s.dropAhead(DropQueueFull, &b) {
+		dropped = append(dropped, b.Ops[len(b.Ops)-1].Seq)
+	}
+	if !slices.Equal(dropped, []uint64{1, 2, far}) || q.loadedSeq != far || q.msgs != 1 || q.bytes != 5<<30 {
+		t.Fatalf("dropped %v, loadedSeq %d, %d messages %d bytes left", dropped, q.loadedSeq, q.msgs, q.bytes)
 	}
 }
