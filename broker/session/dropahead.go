@@ -15,7 +15,7 @@ import (
 // drops, and held sixteen items and their messages per full session
 // (docs/durability.md, "Full queues"). An offline queue instead reads its
 // next aheadMax Queued entries without their messages
-// (Reader.ReadQueueEntries) into ahead, 16 bytes each, and drops them in
+// (Reader.ReadQueueEntries) into ahead, 8 bytes each, and drops them in
 // order.
 //
 // ahead extends the head: its entries are the Queued, committed entries
@@ -60,7 +60,8 @@ func (q *queue) forgetAhead() {
 
 // dropAhead drops the oldest Queued entry of an offline persistent queue
 // whose head is empty, counted under reason, its Dequeue into b; false
-// when no committed entry is left to drop (or a read failed).
+// when no committed entry is left to drop, a read failed, or the next
+// entry does not fit an aheadEnt (refill then reads it into the head).
 func (s *Session) dropAhead(reason string, b *store.Batch) bool {
 	if !s.persistent() || s.env.Reader == nil {
 		return false
