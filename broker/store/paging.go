@@ -37,7 +37,7 @@ func ReadPaged[T queued](afterSeq uint64, limit, pageSize int,
 		if limit > 0 && limit-read < n {
 			n = limit - read
 		}
-		if n <= 0 {
+		if n <= 0 || afterSeq == ^uint64(0) { // no Seq after the last
 			return nil
 		}
 		items, err := readPage(afterSeq, n)
@@ -51,8 +51,5 @@ func ReadPaged[T queued](afterSeq uint64, limit, pageSize int,
 			afterSeq = items[i].seq()
 		}
 		read += len(items)
-		if afterSeq == ^uint64(0) {
-			return nil
-		}
 	}
 }

@@ -107,22 +107,28 @@ func benchSizes(t *testing.T) Sizes {
 func bollardFactory(t *testing.T, inflight int) Factory {
 	switch mode := os.Getenv("LOAD_BOLLARD"); mode {
 	case "", "process":
-		if bin := os.Getenv("LOAD_BOLLARD_BIN"); bin != "" {
-			return BollardFactory(bin, inflight)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		bin, err := BuildBollard(ctx, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return BollardFactory(bin, inflight)
+		return BollardFactory(bollardBinary(t, "LOAD_BOLLARD_BIN"), inflight)
 	case "inprocess":
 		return InProcessFactory(inflight)
 	default:
 		t.Fatalf("LOAD_BOLLARD=%q: want process or inprocess", mode)
 		return Factory{}
 	}
+}
+
+// bollardBinary is the bollard binary a benchmark runs: the one the
+// environment variable env names, or one built from this checkout.
+func bollardBinary(t *testing.T, env string) string {
+	if bin := os.Getenv(env); bin != "" {
+		return bin
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := BuildBollard(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 func envInt(t *testing.T, key string, def int) int {

@@ -49,13 +49,7 @@ import (
 // is bound by its leader's CPU per message instead, and single / leader
 // in the second row estimates the ratio there.
 func TestClusterBench(t *testing.T) {
-	bin := os.Getenv("LOAD_BOLLARD_BIN")
-	if bin == "" {
-		var err error
-		if bin, err = BuildBollard(context.Background(), t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := bollardBinary(t, "LOAD_BOLLARD_BIN")
 	repeat := envInt(t, "LOAD_REPEAT", 3)
 	ingestN := envInt(t, "LOAD_CLUSTER_MESSAGES", 40000)
 	pubsubN := envInt(t, "LOAD_CLUSTER_PUBSUB", 5000)

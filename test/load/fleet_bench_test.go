@@ -31,13 +31,7 @@ func TestFleetSessions(t *testing.T) {
 	n := envInt(t, "LOAD_FLEET_SESSIONS", 1_000_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	bin := os.Getenv("LOAD_FLEET_BINARY")
-	if bin == "" {
-		var err error
-		if bin, err = BuildBollard(ctx, t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := bollardBinary(t, "LOAD_FLEET_BINARY")
 	dir := t.TempDir()
 	tgt, err := NewBollard(BollardOptions{Binary: bin, Dir: dir, Durability: "sync", MaxInflight: 128})
 	if err != nil {

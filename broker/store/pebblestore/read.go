@@ -177,17 +177,7 @@ func (s *Store) ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn
 	}
 	defer s.ops.Done()
 	return store.ReadPaged(afterSeq, limit, readChunk, func(after uint64, n int) ([]store.QueueSize, error) {
-		if after == ^uint64(0) {
-			return nil, nil
-		}
-		s.mu.Lock()
-		gen := s.cache.gen
-		it, err := s.db.NewIter(queueIterOptions(clientID))
-		s.mu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
-		}
-		runs, want, err := readRuns(it, clientID, after, n)
+		want, _, err := s.readQueueRuns(clientID, after, n, false)
 		if err != nil {
 			return nil, err
 		}
@@ -195,39 +185,51 @@ func (s *Store) ReadQueueEntries(clientID string, afterSeq uint64, limit int, fn
 		for i, e := range want {
 			items[i] = store.QueueSize{Entry: e.QueueEntry, Size: e.size}
 		}
-		s.mu.Lock()
-		s.putRead(clientID, gen, runs)
-		s.mu.Unlock()
 		return items, nil
 	}, func(it *store.QueueSize) bool { return fn(it.Entry, it.Size) })
 }
 
 func (s *Store) readChunk(clientID string, afterSeq uint64, n int) ([]store.QueueItem, error) {
-	if afterSeq == ^uint64(0) {
-		return nil, nil
+	want, snap, err := s.readQueueRuns(clientID, afterSeq, n, true)
+	if err != nil {
+		return nil, err
 	}
+	defer snap.Close()
+	return readMessages(snap, &s.msgs, clientID, want)
+}
+
+// readQueueRuns returns clientID's first n entries after afterSeq (at
+// most), read from the store's current state or, withSnapshot, from a
+// snapshot it returns for the caller to read their messages from and
+// close. The runs read go into the run cache: the next commits of these
+// entries (sent, dequeued) need not read them.
+func (s *Store) readQueueRuns(clientID string, afterSeq uint64, n int, withSnapshot bool) (_ []*qent, snap *pebble.Snapshot, err error) {
 	s.mu.Lock()
 	gen := s.cache.gen
-	snap := s.db.NewSnapshot()
+	var r pebble.Reader = s.db
+	if withSnapshot {
+		snap = s.db.NewSnapshot()
+		r = snap
+	}
+	it, err := r.NewIter(queueIterOptions(clientID))
 	s.mu.Unlock()
-	defer snap.Close()
-	it, err := snap.NewIter(queueIterOptions(clientID))
+	var runs []*run
+	var want []*qent
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
+		err = fmt.Errorf("pebblestore: read queue %q: %w", clientID, err)
+	} else {
+		runs, want, err = readRuns(it, clientID, afterSeq, n)
 	}
-	runs, want, err := readRuns(it, clientID, afterSeq, n)
 	if err != nil {
-		return nil, err
+		if snap != nil {
+			_ = snap.Close()
+		}
+		return nil, nil, err
 	}
-	items, err := readMessages(snap, &s.msgs, clientID, want)
-	if err != nil {
-		return nil, err
-	}
-	// The next commits of these entries (sent, dequeued) need not read them.
 	s.mu.Lock()
 	s.putRead(clientID, gen, runs)
 	s.mu.Unlock()
-	return items, nil
+	return want, snap, nil
 }
 
 // queueIterOptions bound an iterator to clientID's q/ runs.

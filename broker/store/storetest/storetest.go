@@ -21,6 +21,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionDeleteCascades", testSessionDeleteCascades},
 		{"Subscriptions", testSubscriptions},
 		{"QueueOrder", testQueueOrder},
+		{"QueueReadEnds", testQueueReadEnds},
 		{"QueueRules", testQueueRules},
 		{"SameBatchEntries", testSameBatchEntries},
 		{"QueueStats", testQueueStats},
