@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/bollard-io/bollard/broker/adminapi"
@@ -228,7 +227,7 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) open() error {
 	cfg := n.cfg
 	raftDir := filepath.Join(cfg.Dir, "raft")
-	hlog := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
+	hlog := hclogFor(n.log) // raftlog.go
 	if err := n.settleAdoption(hlog); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/bollard-io/bollard/broker/config"
@@ -392,10 +391,6 @@ func (f *recoveryFSM) Restore(rc io.ReadCloser) error {
 		return rc.Close()
 	}
 	return f.fsm.Restore(rc)
-}
-
-func hclogFor(log *slog.Logger) hclog.Logger {
-	return hclog.FromStandardLogger(slog.NewLogLogger(log.Handler(), slog.LevelWarn), &hclog.LoggerOptions{Name: "raft", Level: hclog.Warn})
 }
 
 func memberIDs(ms []RecoveryMember) []string {
