@@ -74,11 +74,11 @@ func (g *replicationGate) observe(id raft.ServerID, err error) {
 			g.down = make(map[raft.ServerID]chan struct{})
 		}
 		g.down[id] = make(chan struct{})
-		g.log.Warn("cluster: member unreachable; replication to it is held until it answers", "member", string(id), "err", err)
+		g.log.Warn("cluster: member unreachable; replication to it is held until it answers", "peer", string(id), "err", err)
 	case err == nil && down:
 		close(ch)
 		delete(g.down, id)
-		g.log.Info("cluster: member reachable again; replicating to it", "member", string(id))
+		g.log.Info("cluster: member reachable again; replicating to it", "peer", string(id))
 	}
 }
 

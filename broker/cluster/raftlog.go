@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,8 +182,11 @@ func slogLevel(level hclog.Level) slog.Level {
 }
 
 // appendArgs appends hclog's key-value pairs as attributes: keys with
-// spaces get underscores ("backoff time" -> "backoff_time"), durations
-// and errors become strings, and a value without a key is "extra".
+// spaces get underscores ("backoff time" -> "backoff_time"), a key that
+// a record already has gets "raft_" in front (hashicorp/raft's "time",
+// the time since a member last answered, is not the record's time),
+// durations and errors become strings, and a value without a key is
+// "extra".
 func appendArgs(attrs []slog.Attr, args []any) []slog.Attr {
 	for i := 0; i < len(args); i += 2 {
 		if i+1 == len(args) {
@@ -190,10 +194,19 @@ func appendArgs(attrs []slog.Attr, args []any) []slog.Attr {
 			break
 		}
 		key := strings.ReplaceAll(fmt.Sprint(args[i]), " ", "_")
+		if slices.Contains(recordKeys[:], key) {
+			key = "raft_" + key
+		}
 		attrs = append(attrs, slog.Any(key, argValue(args[i+1])))
 	}
 	return attrs
 }
+
+// recordKeys are the keys of a record that hashicorp/raft's arguments must
+// not repeat: slog's own, this logger's, and those every cluster record
+// has (Node's logger: "component", "member").
+var recordKeys = [...]string{slog.TimeKey, slog.LevelKey, slog.MessageKey, slog.SourceKey,
+	"logger", "suppressed", "extra", "component", "member"}
 
 func argValue(v any) any {
 	switch v := v.(type) {

@@ -49,7 +49,7 @@ func TestRaftLogStructured(t *testing.T) {
 	l := testRaftLogger(&buf, newFakeClock())
 	l.Error("failed to heartbeat to", "peer", raft.ServerAddress("127.0.0.1:7003"),
 		"backoff time", 250*time.Millisecond, "error", errors.New("connection refused"))
-	l.Named("wal").Warn("odd", "n", 3, "dangling")
+	l.Named("wal").Warn("odd", "n", 3, "time", time.Second, "dangling")
 	recs := records(t, &buf)
 	if len(recs) != 2 {
 		t.Fatalf("got %d records, want 2: %s", len(recs), buf.String())
@@ -64,7 +64,7 @@ func TestRaftLogStructured(t *testing.T) {
 	if _, ok := recs[0]["suppressed"]; ok {
 		t.Errorf("first line says suppressed: %v", recs[0])
 	}
-	if r := recs[1]; r["level"] != "WARN" || r["logger"] != "raft.wal" || r["n"] != float64(3) || r["extra"] != "dangling" {
+	if r := recs[1]; r["level"] != "WARN" || r["logger"] != "raft.wal" || r["n"] != float64(3) || r["raft_time"] != "1s" || r["extra"] != "dangling" {
 		t.Errorf("second record %v", r)
 	}
 }
@@ -74,7 +74,7 @@ func TestRaftLogStructured(t *testing.T) {
 func TestRaftLogLevel(t *testing.T) {
 	var buf bytes.Buffer
 	l := testRaftLogger(&buf, newFakeClock())
-	d := l.With("member", "m1").Named("net")
+	d := l.With("node", "m1").Named("net")
 	l.Info("entering follower state")
 	d.Debug("detail")
 	if buf.Len() != 0 || l.IsInfo() || !l.IsWarn() {
@@ -84,10 +84,10 @@ func TestRaftLogLevel(t *testing.T) {
 	l.Info("entering follower state")
 	d.Info("listening")
 	recs := records(t, &buf)
-	if len(recs) != 2 || recs[1]["member"] != "m1" || recs[1]["logger"] != "raft.net" {
+	if len(recs) != 2 || recs[1]["node"] != "m1" || recs[1]["logger"] != "raft.net" {
 		t.Fatalf("records %v", recs)
 	}
-	if got := d.ImpliedArgs(); len(got) != 2 || got[0] != "member" {
+	if got := d.ImpliedArgs(); len(got) != 2 || got[0] != "node" {
 		t.Errorf("implied args %v", got)
 	}
 }
@@ -181,4 +181,44 @@ func TestRaftLogDownMember(t *testing.T) {
 	if heartbeats != 1 {
 		t.Fatalf("%d lines of failed heartbeats to %s in 3 s, want 1:\n%s", heartbeats, c.members[down].ID, log)
 	}
+	// No line names a key twice (the member's own "member" and the one it
+	// is about were once both "member": a log shipper keeps one of them).
+	for line := range strings.SplitSeq(log, "\n") {
+		if k := repeatedKey(line); k != "" {
+			t.Errorf("key %q twice in %s", k, line)
+		}
+	}
+}
+
+// repeatedKey returns a key that a slog text line has twice, or "".
+func repeatedKey(line string) string {
+	seen := map[string]bool{}
+	for i := 0; i < len(line); {
+		eq := strings.IndexByte(line[i:], '=')
+		if eq < 0 {
+			return ""
+		}
+		key := line[i : i+eq]
+		if seen[key] {
+			return key
+		}
+		seen[key] = true
+		i += eq + 1
+		if i < len(line) && line[i] == '"' { // a quoted value: up to the unescaped quote
+			for i++; i < len(line) && line[i] != '"'; i++ {
+				if line[i] == '\\' {
+					i++
+				}
+			}
+			i++
+		} else {
+			for i < len(line) && line[i] != ' ' {
+				i++
+			}
+		}
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+	}
+	return ""
 }

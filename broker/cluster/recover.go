@@ -144,7 +144,7 @@ func Recover(dir string, req RecoveryRequest, log *slog.Logger) (RecoveryResult,
 	if err != nil {
 		return RecoveryResult{}, err
 	}
-	res, err := p.recover(dir, req, log)
+	res, err := p.recover(dir, req, log.With("member", req.MemberID))
 	return res, errors.Join(err, p.close())
 }
 
@@ -330,7 +330,8 @@ func (p *recoveryParts) inspect(dir string) (Inspection, error) {
 	return in, nil
 }
 
-// recover runs Raft's RecoverCluster over the member's parts.
+// recover runs Raft's RecoverCluster over the member's parts; log names
+// the member (a member's own logger does, Recover adds it for the CLI).
 func (p *recoveryParts) recover(dir string, req RecoveryRequest, log *slog.Logger) (RecoveryResult, error) {
 	var res RecoveryResult
 	var err error
@@ -340,7 +341,7 @@ func (p *recoveryParts) recover(dir string, req RecoveryRequest, log *slog.Logge
 	res.Before.PendingRequest = nil
 	log.Warn("RECOVERING FROM A LOST QUORUM: forcing a new cluster configuration from this member's state; "+
 		"entries this member never received are lost",
-		"member", req.MemberID, "lastLogIndex", res.Before.LastLogIndex, "lastLogTerm", res.Before.LastLogTerm,
+		"lastLogIndex", res.Before.LastLogIndex, "lastLogTerm", res.Before.LastLogTerm,
 		"appliedIndex", res.Before.AppliedIndex, "oldMembers", memberIDs(res.Before.Members), "newMembers", memberIDs(req.Members))
 
 	rc := raft.DefaultConfig()
@@ -374,7 +375,7 @@ func (p *recoveryParts) recover(dir string, req RecoveryRequest, log *slog.Logge
 	res.After.PendingRequest = nil
 	log.Warn("RECOVERED FROM A LOST QUORUM: this member's configuration is now the one forced; "+
 		"add the other members back empty",
-		"member", req.MemberID, "members", memberIDs(res.After.Members), "lastLogIndex", res.After.LastLogIndex,
+		"members", memberIDs(res.After.Members), "lastLogIndex", res.After.LastLogIndex,
 		"appliedIndex", res.After.AppliedIndex)
 	return res, nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/test/logcheck"
 	"github.com/bollard-io/bollard/test/poll"
 	"github.com/bollard-io/bollard/test/testenv"
 )
@@ -196,6 +197,9 @@ func launch(t *testing.T, args ...string) *broker {
 	}()
 	t.Cleanup(func() {
 		b.kill()
+		if line, key := logcheck.RepeatedKey(b.logs.String()); key != "" {
+			t.Errorf("bollard logged %q twice in one record (a log shipper keeps one): %s", key, line)
+		}
 		if t.Failed() {
 			t.Logf("bollard %v log:\n%s", args, b.logs)
 		}

@@ -74,6 +74,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/test/faultproxy"
+	"github.com/bollard-io/bollard/test/logcheck"
 	"github.com/bollard-io/bollard/test/mqtttest"
 	"github.com/bollard-io/bollard/test/poll"
 	"github.com/bollard-io/bollard/test/ports"
@@ -254,6 +255,9 @@ func (c *testCluster) cleanup() {
 			c.t.Errorf("%s: data race:\n%s", m.id, excerpt(log, "WARNING: DATA RACE"))
 		case strings.Contains(log, "panic:"):
 			c.t.Errorf("%s: panic:\n%s", m.id, excerpt(log, "panic:"))
+		}
+		if line, key := logcheck.RepeatedKey(log); key != "" {
+			c.t.Errorf("%s logged %q twice in one record (a log shipper keeps one): %s", m.id, key, line)
 		}
 		if c.t.Failed() {
 			c.t.Logf("%s log tail:\n%s", m.id, c.logTail(i))
