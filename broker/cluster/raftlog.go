@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/bollard-io/bollard/broker/lograte"
 )
 
 // raftLogEvery is how often a line of hashicorp/raft, its transport or
@@ -25,10 +26,6 @@ import (
 // hour, which said nothing the first did not.
 const raftLogEvery = 10 * time.Second
 
-// raftLogKeys bounds the lines raftLimiter tells apart (a message and the
-// member it names); past it, lines older than raftLogEvery are forgotten.
-const raftLogKeys = 256
-
 // peerArgs are the arguments by which hashicorp/raft names the member a
 // line is about: lines that differ in them are limited apart.
 var peerArgs = [...]string{"peer", "server-id", "target", "from", "candidate"}
@@ -38,13 +35,13 @@ var peerArgs = [...]string{"peer", "server-id", "target", "from", "candidate"}
 // key-value pairs as attributes, "logger": "raft" or a sub-name such as
 // "raft.wal"), at warning level and above, limited as raftLogEvery says.
 func hclogFor(log *slog.Logger) hclog.Logger {
-	return newRaftLogger(log, &raftLimiter{every: raftLogEvery, now: time.Now})
+	return newRaftLogger(log, &lograte.Limiter{Every: raftLogEvery}, time.Now)
 }
 
-func newRaftLogger(log *slog.Logger, lim *raftLimiter) *raftLogger {
+func newRaftLogger(log *slog.Logger, lim *lograte.Limiter, now func() time.Time) *raftLogger {
 	level := new(atomic.Int32)
 	level.Store(int32(hclog.Warn))
-	return &raftLogger{log: log, name: "raft", level: level, lim: lim}
+	return &raftLogger{log: log, name: "raft", level: level, lim: lim, now: now}
 }
 
 // raftLogger is an hclog.Logger writing to slog. Loggers derived by With
@@ -54,7 +51,8 @@ type raftLogger struct {
 	name    string
 	implied []any
 	level   *atomic.Int32 // an hclog.Level
-	lim     *raftLimiter
+	lim     *lograte.Limiter
+	now     func() time.Time
 }
 
 var _ hclog.Logger = (*raftLogger)(nil)
@@ -66,7 +64,7 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level < l.GetLevel() || level == hclog.Off {
 		return
 	}
-	ok, suppressed := l.lim.allow(limitKey(level, l.name, msg, l.implied, args))
+	ok, suppressed := l.lim.Allow(limitKey(level, l.name, msg, l.implied, args), l.now())
 	if !ok {
 		return
 	}
@@ -237,59 +235,4 @@ func limitKey(level hclog.Level, name, msg string, implied, args []any) string {
 		}
 	}
 	return b.String()
-}
-
-// raftLimiter lets a line through the first time and then once per every,
-// counting those it holds back.
-type raftLimiter struct {
-	every time.Duration
-	now   func() time.Time
-
-	mu    sync.Mutex
-	lines map[string]*limitedLine
-}
-
-type limitedLine struct {
-	last       time.Time
-	suppressed uint64
-}
-
-// allow reports whether the line of key is logged now and, if so, how many
-// lines of key were not since the last one that was.
-func (r *raftLimiter) allow(key string) (bool, uint64) {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.lines == nil {
-		r.lines = make(map[string]*limitedLine)
-	}
-	l := r.lines[key]
-	if l == nil {
-		if len(r.lines) >= raftLogKeys {
-			r.forgetLocked(now)
-		}
-		r.lines[key] = &limitedLine{last: now}
-		return true, 0
-	}
-	if now.Sub(l.last) < r.every {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return true, n
-}
-
-// forgetLocked drops the lines whose next one would be logged anyway (and
-// with them the count of those held back), or all of them if none is that
-// old: the map stays bounded whatever the lines say.
-func (r *raftLimiter) forgetLocked(now time.Time) {
-	for k, l := range r.lines {
-		if now.Sub(l.last) >= r.every {
-			delete(r.lines, k)
-		}
-	}
-	if len(r.lines) >= raftLogKeys {
-		clear(r.lines)
-	}
 }

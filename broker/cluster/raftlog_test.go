@@ -12,9 +12,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/bollard-io/bollard/broker/lograte"
 )
 
-// fakeClock is a settable time for raftLimiter.
+// fakeClock is a settable time for the raft logger.
 type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time      { return c.t }
@@ -22,7 +24,7 @@ func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newFakeClock() *fakeClock           { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
 func testRaftLogger(buf *bytes.Buffer, clk *fakeClock) *raftLogger {
 	return newRaftLogger(slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		&raftLimiter{every: raftLogEvery, now: clk.now})
+		&lograte.Limiter{Every: raftLogEvery}, clk.now)
 }
 
 // records decodes the JSON lines in buf.
@@ -123,26 +125,6 @@ func TestRaftLogLimitsRepeats(t *testing.T) {
 	}
 	if len(counts) != 3 {
 		t.Errorf("lines %v", counts)
-	}
-}
-
-// Whatever the lines say, the limiter remembers at most raftLogKeys of
-// them.
-func TestRaftLogLimiterBounded(t *testing.T) {
-	var buf bytes.Buffer
-	clk := newFakeClock()
-	l := testRaftLogger(&buf, clk)
-	for i := range 10 * raftLogKeys {
-		l.Warn("rejecting vote request since node is not a voter", "from", fmt.Sprintf("127.0.0.1:%d", i))
-		if i%100 == 0 {
-			clk.add(time.Second)
-		}
-	}
-	if n := len(l.lim.lines); n > raftLogKeys {
-		t.Fatalf("limiter holds %d lines", n)
-	}
-	if n := len(records(t, &buf)); n != 10*raftLogKeys {
-		t.Fatalf("%d of %d distinct lines logged", n, 10*raftLogKeys)
 	}
 }
 
