@@ -92,6 +92,9 @@ type Stats struct {
 	RecentDrops map[string]uint64
 	// Refusals counts what each limit refused (the Limit* constants).
 	Refusals map[string]uint64
+	// ConnectionErrors counts the connections that ended in error, by
+	// reason (the ConnErr* constants; every reason present).
+	ConnectionErrors map[string]uint64
 	// Storage is the store budget and the disk.
 	Storage StorageStats
 	// Policies describe the sessions of each queue policy together, in

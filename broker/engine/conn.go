@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -224,6 +225,9 @@ func (c *conn) readConnect() *packet.Connect {
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.Limits.ConnectTimeout.D()))
 	p, err := c.r.ReadPacket()
 	cp, _ := p.(*packet.Connect)
+	if err == nil && cp == nil {
+		err = fmt.Errorf("the first packet is %s, not CONNECT: %w", p.Type(), packet.ErrProtocol)
+	}
 	if err != nil {
 		c.countLimit(err)
 		if cp != nil && cp.ProtocolVersion != 0 {
@@ -231,6 +235,9 @@ func (c *conn) readConnect() *packet.Connect {
 			c.refuse(packet.ReasonCodeOf(err))
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
+		if i := connectErrReason(err); i >= 0 {
+			c.srv.connErrs.add(c.log, c.srv.now(), i, err, "remote", c.nc.RemoteAddr().String())
+		}
 		return nil
 	}
 	return cp
@@ -364,15 +371,25 @@ func (c *conn) readError(err error) {
 		if c.keepAliveCapped {
 			c.srv.refused.add(c.log, LimitKeepAlive, "client", c.clientID, "keepAlive", c.keepAlive)
 		}
+		c.srv.connErrs.add(c.log, c.srv.now(), connErrIndex(ConnErrKeepAlive), err,
+			"client", c.clientID, "keepAlive", c.keepAlive.String(), "remote", c.nc.RemoteAddr().String())
 		c.kick(packet.KeepAliveTimeout)
 	default:
 		var pe *packet.Error
 		if errors.As(err, &pe) {
 			c.countLimit(err)
-			c.log.Info("protocol error", "client", c.clientID, "err", err)
-			c.kick(pe.Code)
+			c.violation(pe.Code, err)
 		}
 	}
+}
+
+// violation ends the connection for a packet that breaks the protocol:
+// counted and logged as a connection error (limited), then DISCONNECT with
+// code where the version has one.
+func (c *conn) violation(code packet.ReasonCode, err error) {
+	c.srv.connErrs.add(c.log, c.srv.now(), connErrIndex(ConnErrProtocol), err,
+		"client", c.clientID, "remote", c.nc.RemoteAddr().String())
+	c.kick(code)
 }
 
 // countLimit counts a decode error that a configured limit caused.
@@ -411,8 +428,7 @@ func (c *conn) dispatch(p packet.Packet) bool {
 		c.onDisconnect(p)
 		return false
 	default: // a second CONNECT [MQTT-3.1.0-2], AUTH, or a server-only packet
-		c.log.Info("protocol error: unexpected packet", "client", c.clientID, "type", p.Type())
-		c.kick(packet.ProtocolError)
+		c.violation(packet.ProtocolError, fmt.Errorf("unexpected %s packet", p.Type()))
 		return false
 	}
 	return true
@@ -424,7 +440,7 @@ func (c *conn) dispatch(p packet.Packet) bool {
 func (c *conn) onDisconnect(p *packet.Disconnect) {
 	exp := p.Properties.SessionExpiryInterval
 	if c.version >= packet.V5 && exp != nil && c.connectExpiry == 0 && *exp != 0 {
-		c.kick(packet.ProtocolError) // [MQTT-3.14.2-2]; the will stays
+		c.violation(packet.ProtocolError, errors.New("DISCONNECT sets a session expiry interval where CONNECT set none")) // [MQTT-3.14.2-2]; the will stays
 		return
 	}
 	c.endMu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/lograte"
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/topic"
@@ -74,14 +75,13 @@ func LimitNames(counted map[string]uint64) []string {
 // refusals counts what the limits refused, with at most one log line per
 // limit and second.
 type refusals struct {
-	mu    sync.Mutex
-	n     map[string]uint64
-	last  map[string]time.Time
-	skips map[string]uint64
+	mu  sync.Mutex
+	n   map[string]uint64
+	lim lograte.Limiter
 }
 
 func newRefusals() *refusals {
-	r := &refusals{n: make(map[string]uint64), last: make(map[string]time.Time), skips: make(map[string]uint64)}
+	r := &refusals{n: make(map[string]uint64), lim: lograte.Limiter{Every: time.Second}}
 	for _, l := range knownLimits {
 		r.n[l] = 0
 	}
@@ -92,17 +92,8 @@ func newRefusals() *refusals {
 func (r *refusals) add(log *slog.Logger, limit string, attrs ...any) {
 	r.mu.Lock()
 	r.n[limit]++
-	now := time.Now()
-	skipped := r.skips[limit]
-	logIt := now.Sub(r.last[limit]) >= time.Second
-	if logIt {
-		r.last[limit] = now
-		r.skips[limit] = 0
-	} else {
-		r.skips[limit]++
-	}
 	r.mu.Unlock()
-	if logIt {
+	if ok, skipped := r.lim.Allow(limit, time.Now()); ok {
 		log.Warn("limit refused a request", append([]any{"limit", limit, "unlogged_before", skipped}, attrs...)...)
 	}
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -89,8 +91,13 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 		c.ackInOrder(ackOf(p), packet.TopicNameInvalid)
 		return nil, true
 	}
-	if rc != packet.Success {
+	switch {
+	case rc == packet.Success:
+	case limited: // counted by its limit
 		c.kick(rc)
+		return nil, false
+	default:
+		c.violation(rc, fmt.Errorf("PUBLISH refused: %v", rc))
 		return nil, false
 	}
 	if p.QoS == 2 && c.sess.InboundFull(p.PacketID, int(c.srv.config().Limits.MaxInflight)) {
@@ -362,7 +369,7 @@ func (c *conn) takeSlot() bool {
 	default:
 	}
 	if c.version >= packet.V5 {
-		c.kick(packet.ReceiveMaximumExceeded)
+		c.violation(packet.ReceiveMaximumExceeded, errors.New("more QoS 1 and 2 publishes in flight than the Receive Maximum"))
 		return false
 	}
 	select {

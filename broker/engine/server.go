@@ -33,7 +33,10 @@ type Server struct {
 	router  *router.Router
 	stats   *counters
 	refused *refusals
-	disk    diskSampler
+	// connErrs counts and logs connections that ended in error
+	// (connerrors.go).
+	connErrs *connErrors
+	disk     diskSampler
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
 	// sessEnv is the reader, clock and hooks every session shares
@@ -113,7 +116,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(),
+	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(), connErrs: newConnErrors(),
 		sessions: make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
 	if o.auth != nil {
 		s.fixed = &authState{authn: o.auth, authz: o.authz}

@@ -92,15 +92,16 @@ func (c *counters) dropSnapshot(now time.Time) (total, recent map[string]uint64)
 func (s *Server) Stats() Stats {
 	drops, recent := s.stats.dropSnapshot(time.Now())
 	st := Stats{
-		Connections: s.stats.connections.Load(),
-		Retained:    int64(s.router.RetainedCount()),
-		Drops:       drops,
-		RecentDrops: recent,
-		Refusals:    s.refused.snapshot(),
-		Storage:     s.storageStats(),
-		BytesIn:     s.stats.bytesIn.Load(),
-		BytesOut:    s.stats.bytesOut.Load(),
-		Commit:      s.stats.commit.snapshot(),
+		Connections:      s.stats.connections.Load(),
+		Retained:         int64(s.router.RetainedCount()),
+		Drops:            drops,
+		RecentDrops:      recent,
+		Refusals:         s.refused.snapshot(),
+		ConnectionErrors: s.connErrs.snapshot(),
+		Storage:          s.storageStats(),
+		BytesIn:          s.stats.bytesIn.Load(),
+		BytesOut:         s.stats.bytesOut.Load(),
+		Commit:           s.stats.commit.snapshot(),
 
 		Policies:         s.policyStats(),
 		ConfigGeneration: s.gen.Load(),

@@ -1,6 +1,9 @@
 package host
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/bollard-io/bollard/broker/engine"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,13 +22,16 @@ var (
 		"Password checks (bcrypt comparisons) running now; at most login.maxConcurrentChecks.", nil, nil)
 	descAdminConnsRefused = prometheus.NewDesc("bollard_admin_connections_refused_total",
 		"Admin endpoint connections closed at once because 256 were open (slow clients); per process.", nil, nil)
+	descConnErrors = prometheus.NewDesc("bollard_connection_errors_total",
+		"Client connections that ended in error, by reason: connect_timeout (no CONNECT within limits.connectTimeout), connect_invalid (the first packet is not a CONNECT or does not decode), connect_failed (reading it failed otherwise; on a TLS listener, the handshake), protocol_error (a packet after CONNECT does not decode or breaks the protocol), keep_alive_timeout (a client silent for 1.5 x its keep alive). Clients that close or reset their connection are not counted.",
+		[]string{"reason"}, nil)
 	descLoginBackoff = prometheus.NewDesc("bollard_login_backoff_addresses",
 		"Source addresses remembered for the failed-login back-off; at most login.backoffAddresses.", nil, nil)
 )
 
 // connDescs are the descriptors of the connection protection metrics.
 var connDescs = []*prometheus.Desc{descConnPanics, descLoginRefused, descLoginFailures, descLoginInFlight,
-	descLoginBackoff, descAdminConnsRefused}
+	descLoginBackoff, descAdminConnsRefused, descConnErrors}
 
 // collectConn exports the connection protection counters from st, the
 // Stats the broker collector already read (one Stats per scrape).
@@ -37,4 +43,7 @@ func collectConn(ch chan<- prometheus.Metric, st engine.Stats) {
 	ch <- prometheus.MustNewConstMetric(descLoginInFlight, prometheus.GaugeValue, float64(st.LoginChecksInFlight))
 	ch <- prometheus.MustNewConstMetric(descLoginBackoff, prometheus.GaugeValue, float64(st.LoginBackoffAddresses))
 	ch <- prometheus.MustNewConstMetric(descAdminConnsRefused, prometheus.CounterValue, float64(adminConnsRefused.Load()))
+	for _, reason := range slices.Sorted(maps.Keys(st.ConnectionErrors)) {
+		ch <- prometheus.MustNewConstMetric(descConnErrors, prometheus.CounterValue, float64(st.ConnectionErrors[reason]), reason)
+	}
 }

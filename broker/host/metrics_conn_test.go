@@ -14,6 +14,7 @@ func TestConnMetricsExposition(t *testing.T) {
 	f.eng.stats.LoginFailures = 5
 	f.eng.stats.LoginChecksInFlight = 1
 	f.eng.stats.LoginBackoffAddresses = 6
+	f.eng.stats.ConnectionErrors = map[string]uint64{"connect_timeout": 7, "protocol_error": 0}
 	f.eng.mu.Unlock()
 	_, body := f.do(t, "GET", "/metrics")
 	for _, line := range []string{
@@ -24,6 +25,8 @@ func TestConnMetricsExposition(t *testing.T) {
 		"bollard_login_checks_in_flight 1\n",
 		"bollard_login_backoff_addresses 6\n",
 		"bollard_admin_connections_refused_total ",
+		`bollard_connection_errors_total{reason="connect_timeout"} 7` + "\n",
+		`bollard_connection_errors_total{reason="protocol_error"} 0` + "\n",
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)

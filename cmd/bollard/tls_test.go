@@ -183,3 +183,24 @@ func TestShutdownDisconnectsV5Clients(t *testing.T) {
 		t.Errorf("no drained log line")
 	}
 }
+
+// TestPlainClientOnTLSPort: an MQTT client that speaks plain TCP to the
+// TLS listener fails the handshake; the broker counts it as a connection
+// error (connect_failed) and logs why, so the operator sees it.
+func TestPlainClientOnTLSPort(t *testing.T) {
+	pub := requireTool(t, "mosquitto_pub")
+	b := startTLSBroker(t, writePKI(t), false)
+	h, port := hostPort(t, b.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, pub, "-h", h, "-p", port, "-V", "mqttv5", "-q", "1", "-t", "x", "-m", "x").CombinedOutput(); err == nil {
+		t.Fatalf("a plain client was served on the TLS port: %s", out)
+	}
+	line := b.waitLog("connection error", 10*time.Second)
+	if line["reason"] != "connect_failed" || !strings.Contains(fmt.Sprint(line["err"]), "tls") {
+		t.Fatalf("logged %v", line)
+	}
+	if got := b.metric(`bollard_connection_errors_total{reason="connect_failed"}`); got != 1 {
+		t.Fatalf("connect_failed = %v, want 1", got)
+	}
+}
