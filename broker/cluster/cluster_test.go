@@ -485,6 +485,23 @@ func TestReplicationPortRefusesStrangers(t *testing.T) {
 	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "two refused connections", func() bool {
 		return c.nodes[0].Status().RefusedConnections >= 2
 	})
+	// A flood of them is counted, each, and logged once (within
+	// raftLogEvery): anything can reach the port.
+	for range 50 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write(make([]byte, 64))
+		_, _ = io.ReadAll(conn)
+		_ = conn.Close()
+	}
+	poll.Wait(t, 10*time.Second, 10*time.Millisecond, "52 refused connections", func() bool {
+		return c.nodes[0].Status().RefusedConnections >= 52
+	})
+	if n := strings.Count(c.logs[0].String(), "replication connection refused"); n != 1 {
+		t.Errorf("%d log lines for 52 refused connections, want 1", n)
+	}
 	// The right secret gets in.
 	right := &streamLayer{secret: testSecret}
 	ok, err := right.Dial(raftAddr(addr), time.Second)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/bollard-io/bollard/broker/lograte"
 )
 
 // The replication port speaks Raft's RPCs, which can rewrite every
@@ -58,13 +60,17 @@ type streamLayer struct {
 	closeOnce sync.Once
 	pending   atomic.Int32
 	refused   atomic.Int64 // connections that failed the handshake
-	wg        sync.WaitGroup
+	// refusedLog logs refused connections at most once per raftLogEvery
+	// (each is counted): anything can connect to the replication port.
+	refusedLog lograte.Limiter
+	wg         sync.WaitGroup
 }
 
 // newStreamLayer accepts on ln; a format query is answered with fi
 // (format.go).
 func newStreamLayer(ln net.Listener, secret []byte, log *slog.Logger, fi formatInfo) *streamLayer {
-	s := &streamLayer{ln: ln, secret: secret, log: log, conns: make(chan net.Conn), closed: make(chan struct{})}
+	s := &streamLayer{ln: ln, secret: secret, log: log, conns: make(chan net.Conn), closed: make(chan struct{}),
+		refusedLog: lograte.Limiter{Every: raftLogEvery}}
 	s.format.Store(&fi)
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -102,7 +108,10 @@ func (s *streamLayer) acceptLoop() {
 			hs, err := s.serverHandshake(c)
 			if err != nil {
 				s.refused.Add(1)
-				s.log.Warn("replication connection refused", "remote", c.RemoteAddr().String(), "err", err)
+				if ok, skipped := s.refusedLog.Allow("refused", time.Now()); ok {
+					s.log.Warn("replication connection refused", "remote", c.RemoteAddr().String(), "err", err,
+						"unlogged_before", skipped)
+				}
 				_ = c.Close()
 				return
 			}
