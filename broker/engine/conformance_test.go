@@ -177,6 +177,10 @@ func TestMaxConnectionsConcurrent(t *testing.T) {
 	if n := admitted.Load(); n > 3 {
 		t.Fatalf("%d connections admitted, limit 3", n)
 	}
+	// At most 3 admitted: every other CONNECT is refused and counted.
+	eventually(t, 10*time.Second, "21 refusals of "+LimitConnections, func() bool {
+		return b.srv.Stats().Refusals[LimitConnections] >= 21
+	})
 }
 
 // At the connection limit, a client may still take over its own live

@@ -125,7 +125,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}
 	if limit := openConnLimit(s.config().Limits.MaxConnections); limit > 0 && len(s.conns) >= limit {
 		s.mu.Unlock()
-		s.log.Warn("refusing a connection: too many open connections", "open", limit, "remote", nc.RemoteAddr().String())
+		s.refused.add(s.log, LimitConnections, "open", limit, "remote", nc.RemoteAddr().String())
 		_ = nc.Close()
 		return
 	}

@@ -35,6 +35,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 		will, rc = c.buildWill(p)
 	}
 	if rc == packet.Success && !s.reserveConn(c.clientID, cfg.Limits.MaxConnections) {
+		s.refused.add(c.log, LimitConnections, "client", c.clientID, "maxConnections", cfg.Limits.MaxConnections)
 		rc = packet.ServerBusy
 	}
 	if rc != packet.Success {

@@ -45,6 +45,11 @@ const (
 	// LimitNotServing: a connection refused because this member does not
 	// serve MQTT clients now (RefuseConn: CONNACK 0x9C Use another server).
 	LimitNotServing = "not_serving"
+	// LimitConnections: a CONNECT beyond limits.maxConnections (CONNACK
+	// 0x89 Server busy), or a connection closed at once because
+	// limits.maxConnections plus a quarter and 16 are open (most of them
+	// still without CONNECT).
+	LimitConnections = "connections"
 )
 
 // knownLimits are exported at zero before the first refusal.
@@ -56,6 +61,7 @@ var knownLimits = []string{
 	LimitRetained,
 	LimitInboundQoS2,
 	LimitKeepAlive,
+	LimitConnections,
 	LimitNotServing,
 }
 

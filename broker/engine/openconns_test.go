@@ -27,6 +27,9 @@ func TestOpenConnectionsAreBounded(t *testing.T) {
 	})
 	extra := dialRaw(t, b.addr, packet.V5)
 	extra.expectClosed()
+	if n := b.srv.Stats().Refusals[LimitConnections]; n != 1 {
+		t.Errorf("refusals of %s: %d, want 1", LimitConnections, n)
+	}
 
 	for _, c := range idle {
 		_ = c.nc.Close()
