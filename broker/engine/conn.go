@@ -234,7 +234,7 @@ func (c *conn) readConnect() *packet.Connect {
 			c.version = cp.ProtocolVersion
 			c.refuse(packet.ReasonCodeOf(err))
 		}
-		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr(), "err", err)
+		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr().String(), "err", err)
 		if i := connectErrReason(err); i >= 0 {
 			c.srv.connErrs.add(c.log, c.srv.now(), i, err, "remote", c.nc.RemoteAddr().String())
 		}

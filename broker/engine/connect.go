@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/auth"
@@ -246,6 +248,27 @@ func (c *conn) connack(p *packet.Connect, cfg *config.Config, present, assigned 
 	return ack
 }
 
+// refusalLogEvery is how often a refused CONNECT is logged at most per
+// reason code, except failed logins (logRefusal).
+const refusalLogEvery = 10 * time.Second
+
+// logRefusal logs a refused CONNECT. A failed login (bad user name or
+// password, not authorized) is logged every time: who tried is what an
+// operator looks for. The other reasons (server busy, quota, back-off,
+// not serving, ...) are counted by their limits and can come by the
+// thousand (a fleet reconnecting, a member that does not serve): at most
+// one line per reason code and refusalLogEvery, with the number left out.
+func (s *Server) logRefusal(log *slog.Logger, rc packet.ReasonCode, attrs ...any) {
+	attrs = append(attrs, "reason", rc.String(), "code", fmt.Sprintf("0x%02X", byte(rc)))
+	if rc == packet.BadUserNameOrPassword || rc == packet.NotAuthorized {
+		log.Info("connection refused", attrs...)
+		return
+	}
+	if ok, skipped := s.refusalLog.Allow(rc.String(), s.now()); ok {
+		log.Info("connection refused", append(attrs, "unlogged_before", skipped)...)
+	}
+}
+
 // refuse answers CONNECT with an error code and ends the connection.
 func (c *conn) refuse(rc packet.ReasonCode) {
 	c.sendRefusal(&packet.Connack{ReasonCode: rc})
@@ -255,7 +278,7 @@ func (c *conn) refuse(rc packet.ReasonCode) {
 // form c.version allows (see refusalVersion).
 func (c *conn) sendRefusal(ack *packet.Connack) {
 	rc := ack.ReasonCode
-	c.log.Info("connection refused", "client", c.clientID, "remote", c.nc.RemoteAddr(), "reason", rc)
+	c.srv.logRefusal(c.log, rc, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
 	version, ok := refusalVersion(c.version, rc)
 	if !ok {
 		return

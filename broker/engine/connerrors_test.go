@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -134,5 +135,49 @@ func TestConnectionErrors(t *testing.T) {
 	last := lines[len(lines)-1]
 	if len(lines) != 5 || last["reason"] != ConnErrConnectInvalid || last["unlogged_before"] != float64(10) {
 		t.Fatalf("after the interval: %v", last)
+	}
+}
+
+// A failed login is logged every time; other refusals at most once per
+// reason and refusalLogEvery, with the number left out.
+func TestRefusalLogLines(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxConnections = 1
+	var logs lockedBuffer
+	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	first := dialRaw(t, b.addr, packet.V5)
+	first.connect(&packet.Connect{ClientID: "first", CleanStart: true})
+	busy := func() {
+		t.Helper()
+		c := dialRaw(t, b.addr, packet.V5)
+		if ack := c.connect(&packet.Connect{ClientID: "more", CleanStart: true}); ack.ReasonCode != packet.ServerBusy {
+			t.Fatalf("CONNECT beyond maxConnections: %v", ack.ReasonCode)
+		}
+	}
+	for range 20 {
+		busy()
+	}
+	b.clock.Advance(refusalLogEvery)
+	busy()
+	f := false
+	anonCfg := testConfig()
+	anonCfg.Auth.AllowAnonymous = &f
+	closed := startBrokerWith(t, anonCfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	for range 3 {
+		c := dialRaw(t, closed.addr, packet.V5)
+		if ack := c.connect(&packet.Connect{ClientID: "anon", CleanStart: true}); ack.ReasonCode != packet.NotAuthorized {
+			t.Fatalf("anonymous CONNECT: %v", ack.ReasonCode)
+		}
+	}
+	var got []string
+	for _, l := range logs.lines(t, "connection refused") {
+		got = append(got, fmt.Sprintf("%v %v %v", l["code"], l["client"], l["unlogged_before"]))
+		if r, _ := l["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
+			t.Errorf("remote %v", l["remote"])
+		}
+	}
+	want := "[0x89 more 0 0x89 more 19 0x87 anon <nil> 0x87 anon <nil> 0x87 anon <nil>]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("connection refused lines %v, want %s", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/auth"
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/lograte"
 	"github.com/bollard-io/bollard/broker/packet"
 	"github.com/bollard-io/bollard/broker/router"
 	"github.com/bollard-io/bollard/broker/session"
@@ -36,7 +37,9 @@ type Server struct {
 	// connErrs counts and logs connections that ended in error
 	// (connerrors.go).
 	connErrs *connErrors
-	disk     diskSampler
+	// refusalLog limits the log lines of refused CONNECTs (logRefusal).
+	refusalLog lograte.Limiter
+	disk       diskSampler
 	// censuses counts sessions and queues for Stats (census.go).
 	censuses censusTaker
 	// sessEnv is the reader, clock and hooks every session shares
@@ -117,7 +120,8 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 		opt(&o)
 	}
 	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(), connErrs: newConnErrors(),
-		sessions: make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
+		refusalLog: lograte.Limiter{Every: refusalLogEvery},
+		sessions:   make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
 	if o.auth != nil {
 		s.fixed = &authState{authn: o.auth, authz: o.authz}
 		s.fixed.reader, _ = o.authz.(auth.Reader)
