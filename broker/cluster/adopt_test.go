@@ -15,6 +15,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
+	"github.com/bollard-io/bollard/test/logcheck"
 )
 
 const adoptedMessages = 300
@@ -98,7 +99,7 @@ func serving(t testing.TB, n *Node) {
 func TestAdoptSingleStore(t *testing.T) {
 	dataDir := t.TempDir()
 	seedSingle(t, dataDir)
-	logs := &syncBuffer{}
+	logs := &logcheck.Buffer{}
 	cfg, _ := adoptingMember(t, dataDir, logs)
 	n, err := Open(cfg)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/bollard-io/bollard/broker/store"
 	"github.com/bollard-io/bollard/broker/store/pebblestore"
 	"github.com/bollard-io/bollard/broker/store/storetest"
+	"github.com/bollard-io/bollard/test/logcheck"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
@@ -57,27 +57,9 @@ type testCluster struct {
 	dirs    []string
 	nodes   []*Node
 	timing  Timing
-	logs    []*syncBuffer // each member's log
+	logs    []*logcheck.Buffer // each member's log
 	// tweak, when set, changes a member's configuration before it starts.
 	tweak func(i int, cfg *Config)
-}
-
-// syncBuffer is a log destination safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newTestCluster(t testing.TB, n int, timing Timing) *testCluster {
@@ -93,7 +75,7 @@ func newTestClusterWith(t testing.TB, n int, timing Timing, tweak func(i int, cf
 	for i, a := range freeAddrs(t, n) {
 		c.members = append(c.members, Member{ID: fmt.Sprintf("m%d", i), RaftAddress: a, ClientAddress: fmt.Sprintf("client-%d:1883", i)})
 		c.dirs = append(c.dirs, t.TempDir())
-		c.logs = append(c.logs, &syncBuffer{})
+		c.logs = append(c.logs, &logcheck.Buffer{})
 	}
 	for i := range n {
 		c.start(i)

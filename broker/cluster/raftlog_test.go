@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bollard-io/bollard/broker/lograte"
+	"github.com/bollard-io/bollard/test/logcheck"
 )
 
 // fakeClock is a settable time for the raft logger.
@@ -22,32 +21,25 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time      { return c.t }
 func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newFakeClock() *fakeClock           { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
-func testRaftLogger(buf *bytes.Buffer, clk *fakeClock) *raftLogger {
+func testRaftLogger(buf *logcheck.Buffer, clk *fakeClock) *raftLogger {
 	return newRaftLogger(slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		&lograte.Limiter{Every: raftLogEvery}, clk.now)
 }
 
-// records decodes the JSON lines in buf.
-func records(t *testing.T, buf *bytes.Buffer) []map[string]any {
+// records decodes every JSON record in buf.
+func records(t *testing.T, buf *logcheck.Buffer) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		out = append(out, m)
+	recs, err := buf.Records("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return recs
 }
 
 // A line of hashicorp/raft is a structured record: its level, its message,
 // its arguments as attributes.
 func TestRaftLogStructured(t *testing.T) {
-	var buf bytes.Buffer
+	var buf logcheck.Buffer
 	l := testRaftLogger(&buf, newFakeClock())
 	l.Error("failed to heartbeat to", "peer", raft.ServerAddress("127.0.0.1:7003"),
 		"backoff time", 250*time.Millisecond, "error", errors.New("connection refused"))
@@ -74,12 +66,12 @@ func TestRaftLogStructured(t *testing.T) {
 // Below the level (warning, as before) nothing is written; the level is
 // shared by the loggers derived from one another.
 func TestRaftLogLevel(t *testing.T) {
-	var buf bytes.Buffer
+	var buf logcheck.Buffer
 	l := testRaftLogger(&buf, newFakeClock())
 	d := l.With("node", "m1").Named("net")
 	l.Info("entering follower state")
 	d.Debug("detail")
-	if buf.Len() != 0 || l.IsInfo() || !l.IsWarn() {
+	if buf.String() != "" || l.IsInfo() || !l.IsWarn() {
 		t.Fatalf("info logged at warning level: %q", buf.String())
 	}
 	d.SetLevel(hclog.Info)
@@ -98,7 +90,7 @@ func TestRaftLogLevel(t *testing.T) {
 // line at once, then one per raftLogEvery with the count of those left
 // out, apart for each member and each message.
 func TestRaftLogLimitsRepeats(t *testing.T) {
-	var buf bytes.Buffer
+	var buf logcheck.Buffer
 	clk := newFakeClock()
 	l := testRaftLogger(&buf, clk)
 	heartbeat := func(peer string) {
@@ -131,7 +123,7 @@ func TestRaftLogLimitsRepeats(t *testing.T) {
 // A standard library logger made from it keeps the levels of its lines'
 // prefixes.
 func TestRaftLogStandardWriter(t *testing.T) {
-	var buf bytes.Buffer
+	var buf logcheck.Buffer
 	l := testRaftLogger(&buf, newFakeClock())
 	std := l.StandardLogger(nil)
 	std.Print("[ERROR] raft-net: failed to accept connection: err=closed")

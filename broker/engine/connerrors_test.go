@@ -1,48 +1,26 @@
 package engine
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/test/logcheck"
 	"github.com/bollard-io/bollard/test/poll"
 )
 
-// lockedBuffer is a log destination safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the records logged with msg.
-func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
+// records returns the records of logs with msg.
+func records(t *testing.T, logs *logcheck.Buffer, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(l.b.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
+	recs, err := logs.Records(msg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return recs
 }
 
 // Connections that end in error are counted by reason and logged at most
@@ -50,7 +28,7 @@ func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
 func TestConnectionErrors(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.ConnectTimeout = config.Duration(200 * time.Millisecond)
-	var logs lockedBuffer
+	var logs logcheck.Buffer
 	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	want := map[string]uint64{}
 	wait := func() {
@@ -106,7 +84,7 @@ func TestConnectionErrors(t *testing.T) {
 	want[ConnErrKeepAlive] = 1
 	wait()
 
-	lines := logs.lines(t, "connection error")
+	lines := records(t, &logs, "connection error")
 	if len(lines) != 4 {
 		t.Fatalf("%d connection error lines, want one per reason (4): %v", len(lines), lines)
 	}
@@ -131,7 +109,7 @@ func TestConnectionErrors(t *testing.T) {
 	c.expectClosed()
 	want[ConnErrConnectInvalid]++
 	wait()
-	lines = logs.lines(t, "connection error")
+	lines = records(t, &logs, "connection error")
 	last := lines[len(lines)-1]
 	if len(lines) != 5 || last["reason"] != ConnErrConnectInvalid || last["unlogged_before"] != float64(10) {
 		t.Fatalf("after the interval: %v", last)
@@ -143,7 +121,7 @@ func TestConnectionErrors(t *testing.T) {
 func TestRefusalLogLines(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.MaxConnections = 1
-	var logs lockedBuffer
+	var logs logcheck.Buffer
 	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	first := dialRaw(t, b.addr, packet.V5)
 	first.connect(&packet.Connect{ClientID: "first", CleanStart: true})
@@ -170,7 +148,7 @@ func TestRefusalLogLines(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, l := range logs.lines(t, "connection refused") {
+	for _, l := range records(t, &logs, "connection refused") {
 		got = append(got, fmt.Sprintf("%v %v %v", l["code"], l["client"], l["unlogged_before"]))
 		if r, _ := l["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
 			t.Errorf("remote %v", l["remote"])

@@ -3,8 +3,11 @@
 package logcheck
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 )
 
 // RepeatedKey finds a JSON record in log (one per line) whose top level
@@ -38,4 +41,42 @@ func RepeatedKey(log string) (line, key string) {
 		}
 	}
 	return "", ""
+}
+
+// Buffer is a log destination safe for concurrent use, for the loggers of
+// in-process tests.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Records decodes the JSON records (one per line) whose message is msg,
+// or all of them for ""; a line that is not a JSON object is an error.
+func (l *Buffer) Records(msg string) ([]map[string]any, error) {
+	var out []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(l.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return nil, fmt.Errorf("log line %q: %w", line, err)
+		}
+		if msg == "" || m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
