@@ -128,6 +128,9 @@ type Stats struct {
 	// ConnectionPanics counts panics recovered in connections (each closed
 	// that connection only).
 	ConnectionPanics uint64
+	// StoreCommitErrors counts the store commits that failed (a publish,
+	// a subscription, a session or delivery state not stored).
+	StoreCommitErrors uint64
 	// LoginRefusedBusy counts CONNECTs refused because no password check
 	// slot freed up within login.checkWait; LoginRefusedBackoff those
 	// refused because their source address was backing off after failed

@@ -340,7 +340,7 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 			}
 			if b.Len() > 0 {
 				if err := s.commitOrdered(&b); err != nil {
-					s.log.Error("storing session", "client", c.clientID, "err", err)
+					s.storeErrs.add(s.log, s.now(), "storing session", err, "client", c.clientID)
 				}
 			}
 			return false, rc
@@ -363,7 +363,7 @@ func (s *Server) claimSession(c *conn, clean bool, expiry uint32, will *store.Wi
 		s.publishWill(c.clientID, oldWill)
 	}
 	if err := s.commitOrdered(&b); err != nil {
-		s.log.Error("storing session", "client", c.clientID, "err", err)
+		s.storeErrs.add(s.log, s.now(), "storing session", err, "client", c.clientID)
 		s.mu.Lock()
 		e.owner = nil
 		if !present && s.sessions[c.clientID] == e {
@@ -453,7 +453,7 @@ func (s *Server) detach(c *conn) {
 	if marks.Len() > 0 {
 		s.com.submit(&job{b: marks, onStored: func(err error) {
 			if err != nil {
-				s.log.Error("storing delivery state", "client", c.clientID, "err", err)
+				s.storeErrs.add(s.log, s.now(), "storing delivery state", err, "client", c.clientID)
 			}
 		}})
 	}
@@ -479,7 +479,7 @@ func (s *Server) detach(c *conn) {
 	}
 	s.mu.Unlock()
 	if err := s.commitOrdered(&b); err != nil {
-		s.log.Error("storing session disconnection", "client", c.clientID, "err", err)
+		s.storeErrs.add(s.log, s.now(), "storing session disconnection", err, "client", c.clientID)
 	}
 	if will != nil {
 		s.publishWill(c.clientID, will)

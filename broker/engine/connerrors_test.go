@@ -9,6 +9,7 @@ import (
 
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/broker/store/memstore"
 	"github.com/bollard-io/bollard/test/logcheck"
 	"github.com/bollard-io/bollard/test/poll"
 )
@@ -157,5 +158,41 @@ func TestRefusalLogLines(t *testing.T) {
 	want := "[0x89 more 0 0x89 more 19 0x87 anon <nil> 0x87 anon <nil> 0x87 anon <nil>]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("connection refused lines %v, want %s", got, want)
+	}
+}
+
+// A store that fails every commit fails one per publish: each is counted,
+// the first logged at once and then one per storeErrLogEvery with the
+// number left out, and each publisher told (PUBACK 0x80).
+func TestStoreCommitErrorsLimited(t *testing.T) {
+	var logs logcheck.Buffer
+	st := newGatedStore(memstore.New())
+	b := startBrokerWith(t, nil, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), withStore(st))
+	sub := onlinePersistent(t, b, "away", "t", 1)
+	sub.send(&packet.Disconnect{})
+	sub.expectClosed()
+	waitOffline(t, b, "away")
+	pub := dialRaw(t, b.addr, packet.V5)
+	pub.connect(&packet.Connect{ClientID: "pub", CleanStart: true})
+	st.failAll.Store(true)
+	publish := func(id uint16) {
+		t.Helper()
+		pub.send(&packet.Publish{QoS: 1, PacketID: id, Topic: "t", Payload: []byte("x")})
+		if a, ok := pub.recv().(*packet.Puback); !ok || a.ReasonCode != packet.UnspecifiedError {
+			t.Fatalf("acknowledgement of a publish not stored: %+v", a)
+		}
+	}
+	for i := range 20 {
+		publish(uint16(i + 1))
+	}
+	b.clock.Advance(storeErrLogEvery)
+	publish(21)
+	if n := b.srv.Stats().StoreCommitErrors; n != 21 {
+		t.Fatalf("StoreCommitErrors = %d, want 21", n)
+	}
+	lines := records(t, &logs, "storing a published message")
+	if len(lines) != 2 || lines[0]["unlogged_before"] != float64(0) || lines[1]["unlogged_before"] != float64(19) ||
+		lines[1]["level"] != "ERROR" || lines[1]["err"] != errInjected.Error() {
+		t.Fatalf("log lines %v", lines)
 	}
 }

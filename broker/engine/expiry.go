@@ -227,7 +227,7 @@ func (s *Server) expire(de *sessionEntry, now time.Time) *sessionEntry {
 		s.seqMu.Lock() // behind the fan-outs that reached the session; see commitOrdered
 		s.com.submit(&job{b: &b, onStored: func(err error) {
 			if err != nil {
-				s.log.Error("storing session expiry", "client", id, "err", err)
+				s.storeErrs.add(s.log, s.now(), "storing session expiry", err, "client", id)
 			}
 		}})
 		s.seqMu.Unlock()

@@ -110,6 +110,7 @@ type gatedStore struct {
 	open    chan struct{}
 	waiting atomic.Int32 // commits held at the gate
 	failOne atomic.Bool  // the next commit fails
+	failAll atomic.Bool  // every commit fails
 }
 
 var errInjected = errors.New("server test: injected commit failure")
@@ -144,7 +145,7 @@ func (g *gatedStore) Commit(ctx context.Context, b *store.Batch) error {
 	g.waiting.Add(1)
 	<-open
 	g.waiting.Add(-1)
-	if g.failOne.CompareAndSwap(true, false) {
+	if g.failOne.CompareAndSwap(true, false) || g.failAll.Load() {
 		return errInjected
 	}
 	return g.Store.Commit(ctx, b)

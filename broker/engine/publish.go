@@ -239,7 +239,7 @@ func ackOf(p *packet.Publish) pubAck { return pubAck{qos: p.QoS, id: p.PacketID}
 func (pub *publish) onStored(fan *router.Fanout, b *store.Batch, err error) {
 	fan.Settle(err == nil)
 	if err != nil {
-		pub.srv.log.Error("storing a published message", "topic", pub.m.Topic, "err", err)
+		pub.srv.storeErrs.add(pub.srv.log, pub.srv.now(), "storing a published message", err, "topic", pub.m.Topic)
 	}
 	if c := pub.c; c != nil {
 		c.acknowledge(pub.ack, fan.Rejected, err)
@@ -474,7 +474,7 @@ func (c *conn) onPubrel(p *packet.Pubrel) {
 	c.inOrder(b, func(err error) {
 		if err != nil {
 			// No PUBCOMP: the client resends PUBREL after reconnecting.
-			c.log.Error("storing PUBREL state", "client", c.clientID, "err", err)
+			c.srv.storeErrs.add(c.log, c.srv.now(), "storing PUBREL state", err, "client", c.clientID)
 			c.sess.KeepInbound(ack.PacketID) // not p's: p is recycled once dispatched
 			c.close()
 			return
@@ -527,7 +527,7 @@ func (c *conn) onPubrec(p *packet.Pubrec) {
 	default:
 		c.srv.com.submit(&job{b: b, onStored: func(err error) {
 			if err != nil {
-				c.log.Error("storing PUBREC state", "client", c.clientID, "err", err)
+				c.srv.storeErrs.add(c.log, c.srv.now(), "storing PUBREC state", err, "client", c.clientID)
 				c.close()
 				return
 			}
@@ -547,7 +547,7 @@ func (c *conn) submitAsync(b *store.Batch) {
 	if b.Len() > 0 {
 		c.srv.com.submit(&job{b: b, onStored: func(err error) {
 			if err != nil {
-				c.log.Error("storing acknowledgement", "client", c.clientID, "err", err)
+				c.srv.storeErrs.add(c.log, c.srv.now(), "storing acknowledgement", err, "client", c.clientID)
 			}
 		}})
 	}

@@ -37,6 +37,8 @@ type Server struct {
 	// connErrs counts and logs connections that ended in error
 	// (connerrors.go).
 	connErrs *connErrors
+	// storeErrs counts and logs failed store commits (storeerrors.go).
+	storeErrs *storeErrors
 	// refusalLog limits the log lines of refused CONNECTs (logRefusal).
 	refusalLog lograte.Limiter
 	disk       diskSampler
@@ -119,7 +121,7 @@ func New(cfg *config.Config, st store.Store, opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(), connErrs: newConnErrors(),
+	s := &Server{log: o.logger, now: o.clock, store: st, router: router.New(), stats: newCounters(), refused: newRefusals(), connErrs: newConnErrors(), storeErrs: newStoreErrors(),
 		refusalLog: lograte.Limiter{Every: refusalLogEvery},
 		sessions:   make(map[string]*sessionEntry), principals: make(map[string]int), conns: make(map[*conn]struct{})}
 	if o.auth != nil {

@@ -103,10 +103,11 @@ func (s *Server) Stats() Stats {
 		BytesOut:         s.stats.bytesOut.Load(),
 		Commit:           s.stats.commit.snapshot(),
 
-		Policies:         s.policyStats(),
-		ConfigGeneration: s.gen.Load(),
-		MetricsTopQueues: s.config().Admin.MetricsTopQueues,
-		ConnectionPanics: s.stats.panics.Load(),
+		Policies:          s.policyStats(),
+		ConfigGeneration:  s.gen.Load(),
+		MetricsTopQueues:  s.config().Admin.MetricsTopQueues,
+		ConnectionPanics:  s.stats.panics.Load(),
+		StoreCommitErrors: s.storeErrs.n.Load(),
 
 		LoginRefusedBusy:      s.logins.busy.Load(),
 		LoginRefusedBackoff:   s.logins.backedUp.Load(),

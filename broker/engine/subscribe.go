@@ -56,7 +56,7 @@ func (c *conn) onSubscribe(p *packet.Subscribe) bool {
 	}
 	if b.Len() > 0 || c.pending.Load() > 0 {
 		if err := c.srv.com.commit(b); err != nil {
-			c.log.Error("storing subscriptions; undoing them", "client", c.clientID, "err", err)
+			c.srv.storeErrs.add(c.log, c.srv.now(), "storing subscriptions; undoing them", err, "client", c.clientID)
 			c.undoSubscribe(added)
 			for i := range codes {
 				if !codes[i].IsError() {
@@ -134,7 +134,7 @@ func (c *conn) commitWait(b *store.Batch) bool {
 		return true
 	}
 	if err := c.srv.com.commit(b); err != nil {
-		c.log.Error("storing subscriptions", "client", c.clientID, "err", err)
+		c.srv.storeErrs.add(c.log, c.srv.now(), "storing subscriptions", err, "client", c.clientID)
 		c.kick(packet.UnspecifiedError)
 		return false
 	}

@@ -478,7 +478,7 @@ func (w *writer) commit(b *store.Batch, wait bool) bool {
 	}
 	b.NoSync = false
 	if err := w.c.srv.com.commit(b); err != nil {
-		w.c.log.Error("storing delivery state", "client", w.c.clientID, "err", err)
+		w.c.srv.storeErrs.add(w.c.log, w.c.srv.now(), "storing delivery state", err, "client", w.c.clientID)
 		return false
 	}
 	return true

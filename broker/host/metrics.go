@@ -45,6 +45,8 @@ var (
 		"Bytes written to client connections.", nil, nil)
 	descCommit = prometheus.NewDesc("bollard_store_commit_duration_seconds",
 		"Latency of store commits that acknowledge publishes, including the fsync in sync mode.", nil, nil)
+	descCommitErrors = prometheus.NewDesc("bollard_store_commit_errors_total",
+		"Store commits that failed: a publish, subscription, session or delivery state not stored (an I/O error; on a cluster member, a leader that lost its majority). Logged the first time of each kind, then at most once every 10 s.", nil, nil)
 	descFsync = prometheus.NewDesc("bollard_store_fsync_duration_seconds",
 		"Latency of each fsync of the store's write-ahead log, timed around the call (group commits share one).", nil, nil)
 	descTopMessages = prometheus.NewDesc("bollard_queue_top_messages",
@@ -108,7 +110,7 @@ type brokerCollector struct{ cfg AdminConfig }
 func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
-		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit, descFsync,
+		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit, descCommitErrors, descFsync,
 		descTopMessages, descTopBytes, descFullest,
 		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
 		descAdminRefused, descRefusals, descStorage, descStoragePressure, descWriteStalls, descWriteStallSeconds,
@@ -182,6 +184,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesIn, st.BytesIn)
 	counter(descBytesOut, st.BytesOut)
 	ch <- prometheus.MustNewConstHistogram(descCommit, st.Commit.Count, st.Commit.Sum, st.Commit.Buckets)
+	counter(descCommitErrors, st.StoreCommitErrors)
 	if st.Fsync.Buckets != nil {
 		ch <- prometheus.MustNewConstHistogram(descFsync, st.Fsync.Count, st.Fsync.Sum, st.Fsync.Buckets)
 	}

@@ -108,6 +108,14 @@ func AlertRules(selector string) []RuleGroup {
 			"Bollard broker {{ $labels.instance }} stops its store's writes",
 			"The store of the broker at {{ $labels.instance }} has stopped every commit {{ $value | humanizePercentage }} of the time for 15 minutes, waiting for its flushes or compactions: acknowledgements wait with it.",
 			"bollardwritestalls"),
+		// A store that fails its commits fails publishes, subscriptions and
+		// sessions; the few commits in flight at a cluster's failover fail
+		// once and do not keep the rate up for the 10 minutes.
+		rule("BollardStoreCommitErrors", "critical", "10m",
+			fmt.Sprintf("sum by (%s) (rate(%s[5m])) > 0", by, m("bollard_store_commit_errors_total")),
+			"Bollard broker {{ $labels.instance }} fails to store",
+			"The store of the broker at {{ $labels.instance }} has been failing commits for 10 minutes ({{ $value | humanize }} per second): publishes get an error, and subscriptions and session state are not stored. Its log says why (lines starting with \"storing\").",
+			"bollardstorecommiterrors"),
 		// Before the stalls: level 0 half way to where every write stops,
 		// for long enough that it is not one burst the compactions absorb.
 		rule("BollardStoreCompactionBehind", "warning", "15m",
