@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/lograte"
 )
 
 // Reasons an admin request is refused, the reason label of
@@ -59,11 +61,11 @@ type AdminAuth struct {
 	stamp     tokenStamp        // what the file looked like when read
 	lastCheck time.Time
 
-	refused   map[string]*atomic.Uint64
-	lastLog   atomic.Int64 // unix nanoseconds of the last refusal logged
-	unlogged  atomic.Uint64
-	nowFunc   func() time.Time
-	readCount atomic.Int64 // token file reads, for tests
+	refused map[string]*atomic.Uint64
+	// refusedLog logs refusals at most once per adminRefusedLogEvery.
+	refusedLog lograte.Limiter
+	nowFunc    func() time.Time
+	readCount  atomic.Int64 // token file reads, for tests
 }
 
 // tokenStamp identifies a version of the token file.
@@ -84,7 +86,8 @@ func NewAdminAuth(tokenFile string, loopback bool, log *slog.Logger) (*AdminAuth
 		log = slog.Default()
 	}
 	a := &AdminAuth{file: tokenFile, open: tokenFile == "" && loopback, log: log,
-		refused: map[string]*atomic.Uint64{}, nowFunc: time.Now}
+		refusedLog: lograte.Limiter{Every: adminRefusedLogEvery},
+		refused:    map[string]*atomic.Uint64{}, nowFunc: time.Now}
 	for _, r := range adminRefusedReasons {
 		a.refused[r] = new(atomic.Uint64)
 	}
@@ -263,12 +266,8 @@ func (a *AdminAuth) refuse(w http.ResponseWriter, r *http.Request, reason string
 }
 
 func (a *AdminAuth) logRefusal(r *http.Request, reason string) {
-	now := a.nowFunc().UnixNano()
-	last := a.lastLog.Load()
-	if now-last < int64(adminRefusedLogEvery) || !a.lastLog.CompareAndSwap(last, now) {
-		a.unlogged.Add(1)
-		return
+	if ok, skipped := a.refusedLog.Allow("", a.nowFunc()); ok {
+		a.log.Warn("admin request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "unlogged_before", skipped)
 	}
-	a.log.Warn("admin request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
-		"remote", r.RemoteAddr, "refusedSinceLastLog", a.unlogged.Swap(0))
 }

@@ -350,7 +350,7 @@ func TestAdminAuthRefusalLogIsRateLimited(t *testing.T) {
 	if n := strings.Count(out, "admin request refused"); n != 2 {
 		t.Errorf("%d log lines for 51 refusals, want 2:\n%s", n, out)
 	}
-	if !strings.Contains(out, "refusedSinceLastLog=49") {
+	if !strings.Contains(out, "unlogged_before=49") {
 		t.Errorf("the second line does not count the 49 refusals not logged:\n%s", out)
 	}
 	if strings.Contains(out, "presented-secret") {

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/bollard-io/bollard/broker/config"
+	"github.com/bollard-io/bollard/broker/lograte"
 )
 
 // Listener kinds, as named in the configuration (listeners.<kind>) and in logs.
@@ -245,7 +247,25 @@ func (s *ListenerSet) isClosed() bool {
 }
 
 // slogErrorLog adapts log to the *log.Logger that net/http wants for its
-// own errors (for example failed handshakes).
+// own errors (failed TLS handshakes, broken requests): warnings, at most
+// one per httpErrorLogEvery with the number left out ("unlogged_before"),
+// as anything that reaches the port can make them.
 func slogErrorLog(log *slog.Logger, component string) *stdlog.Logger {
-	return slog.NewLogLogger(log.With("component", component).Handler(), slog.LevelWarn)
+	return stdlog.New(&httpErrorLog{log: log.With("component", component), lim: lograte.Limiter{Every: httpErrorLogEvery}}, "", 0)
+}
+
+// httpErrorLogEvery is how often net/http's errors are logged at most, per
+// server.
+const httpErrorLogEvery = 10 * time.Second
+
+type httpErrorLog struct {
+	log *slog.Logger
+	lim lograte.Limiter
+}
+
+func (l *httpErrorLog) Write(p []byte) (int, error) {
+	if ok, skipped := l.lim.Allow("", time.Now()); ok {
+		l.log.Warn(strings.TrimSpace(string(p)), "unlogged_before", skipped)
+	}
+	return len(p), nil
 }
