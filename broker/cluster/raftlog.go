@@ -20,7 +20,7 @@ import (
 // raftLogEvery is how often a line of hashicorp/raft, its transport or
 // raft-wal about the same member is logged at most: the first at once,
 // then one per raftLogEvery with the number of lines left out since
-// ("suppressed"). A member that is down makes the leader log a failed
+// ("unlogged_before", as every limited line of the broker). A member that is down makes the leader log a failed
 // heartbeat about every 300 ms and a failed contact twice a second, and a
 // partitioned member an election after each timeout: about 12,000 lines an
 // hour, which said nothing the first did not.
@@ -64,16 +64,14 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level < l.GetLevel() || level == hclog.Off {
 		return
 	}
-	ok, suppressed := l.lim.Allow(limitKey(level, l.name, msg, l.implied, args), l.now())
+	ok, skipped := l.lim.Allow(limitKey(level, l.name, msg, l.implied, args), l.now())
 	if !ok {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 2+len(args)/2)
 	attrs = append(attrs, slog.String("logger", l.name))
 	attrs = appendArgs(attrs, args)
-	if suppressed > 0 {
-		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
-	}
+	attrs = append(attrs, slog.Uint64("unlogged_before", skipped))
 	l.log.LogAttrs(context.Background(), slogLevel(level), msg, attrs...)
 }
 
@@ -204,7 +202,7 @@ func appendArgs(attrs []slog.Attr, args []any) []slog.Attr {
 // not repeat: slog's own, this logger's, and those every cluster record
 // has (Node's logger: "component", "member").
 var recordKeys = [...]string{slog.TimeKey, slog.LevelKey, slog.MessageKey, slog.SourceKey,
-	"logger", "suppressed", "extra", "component", "member"}
+	"logger", "unlogged_before", "extra", "component", "member"}
 
 func argValue(v any) any {
 	switch v := v.(type) {

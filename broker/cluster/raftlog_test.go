@@ -55,8 +55,8 @@ func TestRaftLogStructured(t *testing.T) {
 			t.Errorf("%s = %v, want %v (%v)", k, recs[0][k], v, recs[0])
 		}
 	}
-	if _, ok := recs[0]["suppressed"]; ok {
-		t.Errorf("first line says suppressed: %v", recs[0])
+	if recs[0]["unlogged_before"] != float64(0) {
+		t.Errorf("first line: unlogged_before %v", recs[0]["unlogged_before"])
 	}
 	if r := recs[1]; r["level"] != "WARN" || r["logger"] != "raft.wal" || r["n"] != float64(3) || r["raft_time"] != "1s" || r["extra"] != "dangling" {
 		t.Errorf("second record %v", r)
@@ -106,13 +106,13 @@ func TestRaftLogLimitsRepeats(t *testing.T) {
 	counts := map[string][]any{}
 	for _, r := range records(t, &buf) {
 		k := fmt.Sprintf("%v %v %v", r["msg"], r["peer"], r["server-id"])
-		counts[k] = append(counts[k], r["suppressed"])
+		counts[k] = append(counts[k], r["unlogged_before"])
 	}
 	// 0, 10.2, 20.4 s: three lines each; 33 and 33 left out between them.
 	for _, k := range []string{"failed to heartbeat to 127.0.0.1:7003 <nil>", "failed to heartbeat to 127.0.0.1:7002 <nil>", "failed to contact <nil> c"} {
 		got := fmt.Sprint(counts[k])
-		if got != "[<nil> 33 33]" {
-			t.Errorf("%s: suppressed %s, want [<nil> 33 33]", k, got)
+		if got != "[0 33 33]" {
+			t.Errorf("%s: unlogged_before %s, want [0 33 33]", k, got)
 		}
 	}
 	if len(counts) != 3 {
