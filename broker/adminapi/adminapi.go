@@ -24,7 +24,11 @@ const (
 type ClusterMember struct {
 	ID          string `json:"id"`
 	RaftAddress string `json:"raftAddress"`
-	Voter       bool   `json:"voter"`
+	// ClientAddress is where the member serves MQTT clients, as the
+	// answering member knows it (its configured members and those it
+	// added); empty when it does not.
+	ClientAddress string `json:"clientAddress,omitempty"`
+	Voter         bool   `json:"voter"`
 	// Leader's view of a follower (only on the leader): once heard, the
 	// highest log index it holds, its lag behind the leader's last index,
 	// and how long ago it last answered; until then, no index or lag (they

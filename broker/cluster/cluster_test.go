@@ -565,6 +565,11 @@ func TestAddMembersCatchUpBeforeVoting(t *testing.T) {
 		if m.Voter {
 			voters++
 		}
+		// The client address of a configured member, and of one added.
+		want := map[string]string{c.members[0].ID: c.members[0].ClientAddress, "new1": "new-1:1883", "new2": "new-2:1883"}[m.ID]
+		if m.ClientAddress != want {
+			t.Errorf("member %s: client address %q, want %q", m.ID, m.ClientAddress, want)
+		}
 	}
 	if voters != 3 {
 		t.Fatalf("%d voters after adding two members, want 3", voters)

@@ -603,8 +603,15 @@ func (n *Node) Status() Status {
 		Log: n.logs.stats(),
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		n.mu.Lock()
+		clients := make(map[raft.ServerID]string, len(n.members))
+		for id, m := range n.members {
+			clients[raft.ServerID(id)] = m.ClientAddress
+		}
+		n.mu.Unlock()
 		for _, sv := range cf.Configuration().Servers {
-			ms := MemberStatus{ID: string(sv.ID), RaftAddress: string(sv.Address), Voter: sv.Suffrage == raft.Voter}
+			ms := MemberStatus{ID: string(sv.ID), RaftAddress: string(sv.Address), ClientAddress: clients[sv.ID],
+				Voter: sv.Suffrage == raft.Voter}
 			if s.Role == Leader && sv.ID != raft.ServerID(n.cfg.ID) {
 				if p, ok := n.track.get(sv.ID); ok {
 					match, lag := p.match, uint64(0)
