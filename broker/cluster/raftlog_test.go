@@ -26,16 +26,6 @@ func testRaftLogger(buf *logcheck.Buffer, clk *fakeClock) *raftLogger {
 		&lograte.Limiter{Every: raftLogEvery}, clk.now)
 }
 
-// records decodes every JSON record in buf.
-func records(t *testing.T, buf *logcheck.Buffer) []map[string]any {
-	t.Helper()
-	recs, err := buf.Records("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
 // A line of hashicorp/raft is a structured record: its level, its message,
 // its arguments as attributes.
 func TestRaftLogStructured(t *testing.T) {
@@ -44,7 +34,7 @@ func TestRaftLogStructured(t *testing.T) {
 	l.Error("failed to heartbeat to", "peer", raft.ServerAddress("127.0.0.1:7003"),
 		"backoff time", 250*time.Millisecond, "error", errors.New("connection refused"))
 	l.Named("wal").Warn("odd", "n", 3, "time", time.Second, "dangling")
-	recs := records(t, &buf)
+	recs := buf.MustRecords(t, "")
 	if len(recs) != 2 {
 		t.Fatalf("got %d records, want 2: %s", len(recs), buf.String())
 	}
@@ -77,7 +67,7 @@ func TestRaftLogLevel(t *testing.T) {
 	d.SetLevel(hclog.Info)
 	l.Info("entering follower state")
 	d.Info("listening")
-	recs := records(t, &buf)
+	recs := buf.MustRecords(t, "")
 	if len(recs) != 2 || recs[1]["node"] != "m1" || recs[1]["logger"] != "raft.net" {
 		t.Fatalf("records %v", recs)
 	}
@@ -104,7 +94,7 @@ func TestRaftLogLimitsRepeats(t *testing.T) {
 		clk.add(300 * time.Millisecond)
 	}
 	counts := map[string][]any{}
-	for _, r := range records(t, &buf) {
+	for _, r := range buf.MustRecords(t, "") {
 		k := fmt.Sprintf("%v %v %v", r["msg"], r["peer"], r["server-id"])
 		counts[k] = append(counts[k], r["unlogged_before"])
 	}
@@ -129,7 +119,7 @@ func TestRaftLogStandardWriter(t *testing.T) {
 	std.Print("[ERROR] raft-net: failed to accept connection: err=closed")
 	std.Print("[INFO] fine")
 	fmt.Fprint(l.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}), "forced\n")
-	recs := records(t, &buf)
+	recs := buf.MustRecords(t, "")
 	if len(recs) != 2 || recs[0]["level"] != "ERROR" || recs[0]["msg"] != "raft-net: failed to accept connection: err=closed" ||
 		recs[1]["level"] != "WARN" || recs[1]["msg"] != "forced" {
 		t.Fatalf("records %v", recs)

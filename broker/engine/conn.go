@@ -235,7 +235,7 @@ func (c *conn) readConnect() *packet.Connect {
 			c.refuse(packet.ReasonCodeOf(err))
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr().String(), "err", err)
-		if i := connectErrReason(err); i >= 0 {
+		if i := connectErrReason(err); i != notConnErr {
 			c.srv.connErrs.add(c.log, c.srv.now(), i, err, "remote", c.nc.RemoteAddr().String())
 		}
 		return nil
@@ -371,7 +371,7 @@ func (c *conn) readError(err error) {
 		if c.keepAliveCapped {
 			c.srv.refused.add(c.log, LimitKeepAlive, "client", c.clientID, "keepAlive", c.keepAlive)
 		}
-		c.srv.connErrs.add(c.log, c.srv.now(), connErrIndex(ConnErrKeepAlive), err,
+		c.srv.connErrs.add(c.log, c.srv.now(), connErrSilent, err,
 			"client", c.clientID, "keepAlive", c.keepAlive.String(), "remote", c.nc.RemoteAddr().String())
 		c.kick(packet.KeepAliveTimeout)
 	default:
@@ -387,7 +387,7 @@ func (c *conn) readError(err error) {
 // counted and logged as a connection error (limited), then DISCONNECT with
 // code where the version has one.
 func (c *conn) violation(code packet.ReasonCode, err error) {
-	c.srv.connErrs.add(c.log, c.srv.now(), connErrIndex(ConnErrProtocol), err,
+	c.srv.connErrs.add(c.log, c.srv.now(), connErrProto, err,
 		"client", c.clientID, "remote", c.nc.RemoteAddr().String())
 	c.kick(code)
 }

@@ -39,8 +39,22 @@ const (
 	ConnErrKeepAlive = "keep_alive_timeout"
 )
 
-// connErrReasons are the reasons in the order of connErrors.n.
-var connErrReasons = [...]string{ConnErrConnectTimeout, ConnErrConnectInvalid, ConnErrConnectFailed, ConnErrProtocol, ConnErrKeepAlive}
+// connErr indexes the reasons (the ConnErr* names, in their order): the
+// counters of connErrors.n and the names of connErrReasons.
+type connErr int
+
+const (
+	connErrTimeout connErr = iota
+	connErrInvalid
+	connErrFailed
+	connErrProto
+	connErrSilent
+	numConnErrs
+	notConnErr connErr = -1 // the client closed or reset the connection
+)
+
+// connErrReasons are the reasons' names, by connErr.
+var connErrReasons = [numConnErrs]string{ConnErrConnectTimeout, ConnErrConnectInvalid, ConnErrConnectFailed, ConnErrProtocol, ConnErrKeepAlive}
 
 // connErrLogEvery is how often a connection error of one reason is logged
 // at most (with the number left out since): one client, or a fleet that
@@ -49,7 +63,7 @@ const connErrLogEvery = 10 * time.Second
 
 // connErrors counts connection errors by reason and logs them, limited.
 type connErrors struct {
-	n   [len(connErrReasons)]atomic.Uint64
+	n   [numConnErrs]atomic.Uint64
 	lim lograte.Limiter
 }
 
@@ -58,14 +72,14 @@ func newConnErrors() *connErrors {
 }
 
 // add counts an error of reason i and logs it (limited) with err and attrs.
-func (e *connErrors) add(log *slog.Logger, now time.Time, i int, err error, attrs ...any) {
+func (e *connErrors) add(log *slog.Logger, now time.Time, i connErr, err error, attrs ...any) {
 	e.n[i].Add(1)
 	ok, skipped := e.lim.Allow(connErrReasons[i], now)
 	if !ok {
 		return
 	}
 	level := slog.LevelWarn
-	if i == connErrIndex(ConnErrConnectTimeout) || i == connErrIndex(ConnErrKeepAlive) {
+	if i == connErrTimeout || i == connErrSilent {
 		level = slog.LevelInfo // what devices on bad networks do
 	}
 	log.Log(context.Background(), level, "connection error",
@@ -80,29 +94,20 @@ func (e *connErrors) snapshot() map[string]uint64 {
 	return m
 }
 
-func connErrIndex(reason string) int {
-	for i, r := range connErrReasons {
-		if r == reason {
-			return i
-		}
-	}
-	panic("engine: unknown connection error reason " + reason)
-}
-
-// connectErrReason classifies an error reading the first packet; -1: not
-// a connection error (the client closed or reset the connection).
-func connectErrReason(err error) int {
+// connectErrReason classifies an error reading the first packet;
+// notConnErr when the client closed or reset the connection.
+func connectErrReason(err error) connErr {
 	var ne net.Error
 	var pe *packet.Error
 	switch {
 	case clientGone(err):
-		return -1
+		return notConnErr
 	case errors.As(err, &ne) && ne.Timeout():
-		return connErrIndex(ConnErrConnectTimeout)
+		return connErrTimeout
 	case errors.As(err, &pe):
-		return connErrIndex(ConnErrConnectInvalid)
+		return connErrInvalid
 	}
-	return connErrIndex(ConnErrConnectFailed)
+	return connErrFailed
 }
 
 // clientGone reports whether err says the client ended the connection.

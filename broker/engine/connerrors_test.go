@@ -14,16 +14,6 @@ import (
 	"github.com/bollard-io/bollard/test/poll"
 )
 
-// records returns the records of logs with msg.
-func records(t *testing.T, logs *logcheck.Buffer, msg string) []map[string]any {
-	t.Helper()
-	recs, err := logs.Records(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
-}
-
 // Connections that end in error are counted by reason and logged at most
 // once every connErrLogEvery per reason; clients that just close are not.
 func TestConnectionErrors(t *testing.T) {
@@ -85,7 +75,7 @@ func TestConnectionErrors(t *testing.T) {
 	want[ConnErrKeepAlive] = 1
 	wait()
 
-	lines := records(t, &logs, "connection error")
+	lines := logs.MustRecords(t, "connection error")
 	if len(lines) != 4 {
 		t.Fatalf("%d connection error lines, want one per reason (4): %v", len(lines), lines)
 	}
@@ -110,7 +100,7 @@ func TestConnectionErrors(t *testing.T) {
 	c.expectClosed()
 	want[ConnErrConnectInvalid]++
 	wait()
-	lines = records(t, &logs, "connection error")
+	lines = logs.MustRecords(t, "connection error")
 	last := lines[len(lines)-1]
 	if len(lines) != 5 || last["reason"] != ConnErrConnectInvalid || last["unlogged_before"] != float64(10) {
 		t.Fatalf("after the interval: %v", last)
@@ -149,7 +139,7 @@ func TestRefusalLogLines(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, l := range records(t, &logs, "connection refused") {
+	for _, l := range logs.MustRecords(t, "connection refused") {
 		got = append(got, fmt.Sprintf("%v %v %v", l["code"], l["client"], l["unlogged_before"]))
 		if r, _ := l["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
 			t.Errorf("remote %v", l["remote"])
@@ -190,7 +180,7 @@ func TestStoreCommitErrorsLimited(t *testing.T) {
 	if n := b.srv.Stats().StoreCommitErrors; n != 21 {
 		t.Fatalf("StoreCommitErrors = %d, want 21", n)
 	}
-	lines := records(t, &logs, "storing a published message")
+	lines := logs.MustRecords(t, "storing a published message")
 	if len(lines) != 2 || lines[0]["unlogged_before"] != float64(0) || lines[1]["unlogged_before"] != float64(19) ||
 		lines[1]["level"] != "ERROR" || lines[1]["err"] != errInjected.Error() {
 		t.Fatalf("log lines %v", lines)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // RepeatedKey finds a JSON record in log (one per line) whose top level
@@ -79,4 +80,15 @@ func (l *Buffer) Records(msg string) ([]map[string]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// MustRecords is Records for a test: a line that is not a JSON object
+// fails it.
+func (l *Buffer) MustRecords(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	recs, err := l.Records(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }
