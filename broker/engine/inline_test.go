@@ -185,3 +185,32 @@ func TestNotifyDefers(t *testing.T) {
 		t.Fatal("endDefer did not hand the deferred flush over")
 	}
 }
+
+// A publish that came alone and stores nothing is acknowledged before it
+// is delivered (route): a device that publishes one message at a time
+// waits for its PUBACK, not for the broker's writes to the subscribers.
+// On a connection subscribed to its own topic both go to the same socket,
+// so the order is on the wire: the PUBACK, then the delivery.
+func TestAloneAcknowledgedBeforeDelivered(t *testing.T) {
+	tb := startBroker(t, testConfig())
+	c := dialRaw(t, tb.addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "echo", CleanStart: true})
+	// QoS 0 deliveries: the client sends nothing back, so each PUBLISH
+	// arrives alone.
+	c.subscribe(1, 0, packet.Subscription{Filter: "echo", QoS: 0})
+	for i := range 20 {
+		id := uint16(i + 1)
+		c.send(&packet.Publish{QoS: 1, PacketID: id, Topic: "echo", Payload: []byte{byte(i)}})
+		switch p := c.recv().(type) {
+		case *packet.Puback:
+			if p.PacketID != id {
+				t.Fatalf("publish %d: PUBACK for %d", i, p.PacketID)
+			}
+		default:
+			t.Fatalf("publish %d: got %s before its PUBACK", i, p.Type())
+		}
+		if p := c.recvPublish(); len(p.Payload) != 1 || p.Payload[0] != byte(i) {
+			t.Fatalf("delivery %d: %+v", i, p)
+		}
+	}
+}

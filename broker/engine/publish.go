@@ -38,9 +38,10 @@ import (
 //     message. With nothing to store and no acknowledgement to wait for,
 //     route runs onStored at once: a publish to clean online subscribers
 //     only needs no commit round. A publish that came alone (one message
-//     in flight) to a single such subscriber is written to it by this
-//     read loop right after the fan-out, before its acknowledgement
-//     (route's wakeList); otherwise the writer goroutines are woken.
+//     in flight) is then acknowledged first, the PUBACK written by this
+//     read loop at once (flushDeferred), and then written to a single
+//     such subscriber by the same read loop (route's wakeList);
+//     otherwise the writer goroutines are woken.
 //  5. acknowledge (conn.acknowledge, from onStored): PUBACK or PUBREC is
 //     queued for the publisher's connection, behind every acknowledgement
 //     of the packets it sent before (pendingAck); 0x97 when a queue
@@ -138,10 +139,12 @@ func (c *conn) validatePublish(p *packet.Publish) (m *store.Message, ok bool) {
 //
 // wl, when not nil, collects the connections the fan-out makes
 // deliverable (sessions without persistence), and route writes to the
-// one it holds from the calling goroutine once the fan-out is done,
-// before the acknowledgement is queued (flushInline; see notify; several
-// are left to their writers): a delivery to an online clean session then
-// costs no goroutine hand-off. A publish that
+// one it holds from the calling goroutine once the fan-out is done
+// (flushInline; see notify; several are left to their writers): a
+// delivery to an online clean session then costs no goroutine hand-off.
+// When the publish stores nothing, its acknowledgement is written before
+// those deliveries: a device that publishes one message at a time waits
+// for its PUBACK, not for the broker's write to the subscriber. A publish that
 // stores nothing needs no commit round and makes its entries deliverable
 // here; one that stores makes them deliverable on the committer
 // goroutine, which wakes the writers.
@@ -161,10 +164,19 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 	}
 	if b.Len() == 0 && !behind {
 		s.seqMu.Unlock()
-		if wl != nil {
-			wl.flush()
+		if wl == nil {
+			pub.onStored(fan, b, nil)
+			return
 		}
+		// A publish that came alone: its acknowledgement goes out first,
+		// then its deliveries. The publisher is waiting for the PUBACK;
+		// the subscriber waits one write longer for its delivery.
+		c := pub.c
 		pub.onStored(fan, b, nil)
+		if c != nil {
+			c.flushDeferred()
+		}
+		wl.flush()
 		return
 	}
 	j := &job{b: b, extra: pub.m.Size(), fan: fan, pub: pub}

@@ -164,6 +164,16 @@ func (c *conn) endDefer() {
 	}
 }
 
+// flushDeferred writes what the read loop's deferral (deferWakes) held
+// back so far and goes on deferring what follows until endDefer: route
+// writes the acknowledgement of a publish that came alone before its
+// deliveries. Only the read loop calls it.
+func (c *conn) flushDeferred() {
+	if c.wakeState.CompareAndSwap(deferring|wakeWanted, deferring) {
+		c.flushInline()
+	}
+}
+
 // alone reports whether the packet being dispatched came alone: the
 // first since the read loop last waited for the network, with nothing
 // buffered behind it. Only the read loop calls it.
