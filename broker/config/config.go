@@ -36,6 +36,12 @@ const (
 	OverflowRejectPublish = "RejectPublish"
 )
 
+// Values of Procs.
+const (
+	ProcsAuto = "auto"
+	ProcsAll  = "all"
+)
+
 // Log levels accepted by LogLevel.
 var logLevels = []string{"debug", "info", "warn", "error"}
 
@@ -71,6 +77,14 @@ type Config struct {
 	Login Login `yaml:"login" json:"login"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `yaml:"logLevel" json:"logLevel" reload:"hot"`
+	// Procs sets how many threads run Go code at once (the runtime's
+	// GOMAXPROCS). auto: one while the broker uses little CPU (a few
+	// clients with one message in flight each, where a second thread
+	// costs a wake-up on every message and gains nothing), all the CPUs
+	// the process may use (the runtime's default, which follows the
+	// container's CPU limit) as soon as it uses more. all: always all of
+	// them. GOMAXPROCS in the environment overrides both.
+	Procs string `yaml:"procs" json:"procs" reload:"hot"`
 	// DrainTimeout bounds a graceful shutdown: after it, remaining
 	// connections are closed and the store is flushed and closed.
 	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout" reload:"hot"`
@@ -527,6 +541,7 @@ func Default() *Config {
 		},
 		Login:        DefaultLogin(),
 		LogLevel:     "info",
+		Procs:        ProcsAuto,
 		DrainTimeout: Duration(20 * time.Second),
 	}
 }

@@ -49,6 +49,7 @@ func (c *Config) Validate() error {
 	c.validateLogin(&v)
 	c.validateCluster(&v)
 	v.check(slices.Contains(logLevels, c.LogLevel), "logLevel", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.LogLevel)
+	v.check(c.Procs == ProcsAuto || c.Procs == ProcsAll, "procs", "must be %s or %s, got %q", ProcsAuto, ProcsAll, c.Procs)
 	v.check(c.DrainTimeout > 0, "drainTimeout", "must be positive, got %s", c.DrainTimeout)
 	return errors.Join(v.errs...)
 }

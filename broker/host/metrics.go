@@ -2,6 +2,7 @@ package host
 
 import (
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 
@@ -100,6 +101,10 @@ var (
 		"Compactions finished since the store opened.", nil, nil)
 	descLSMRunning = prometheus.NewDesc("bollard_store_lsm_jobs_running",
 		"Flushes and compactions in progress, by kind.", []string{"kind"}, nil)
+	descProcs = prometheus.NewDesc("bollard_procs",
+		"Threads that run Go code at once (GOMAXPROCS): 1 while the broker is lightly loaded, all the CPUs it may use once goroutines wait for one (procs: auto; see docs/operations.md).", nil, nil)
+	descProcsSwitches = prometheus.NewDesc("bollard_procs_switches_total",
+		"Changes of bollard_procs made by procs: auto.", nil, nil)
 	descBuildInfo = prometheus.NewDesc("bollard_build_info",
 		"Always 1; the version label is the broker's version.", []string{"version"}, nil)
 )
@@ -112,7 +117,7 @@ func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descConnections, descSessions, descQueuedMessages, descQueuedBytes, descRetained,
 		descDropped, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descCommit, descCommitErrors, descFsync,
 		descTopMessages, descTopBytes, descFullest,
-		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo,
+		descGeneration, descPendingRestart, descReloadFailed, descRefused, descReloads, descReady, descBuildInfo, descProcs, descProcsSwitches,
 		descAdminRefused, descRefusals, descStorage, descStoragePressure, descWriteStalls, descWriteStallSeconds,
 		descL0Files, descL0Sublevels, descL0StopWrites, descMemtables, descMemtableBytes, descCompactionDebt, descFlushes, descCompactions, descLSMRunning,
 	} {
@@ -244,6 +249,8 @@ func (c brokerCollector) collectShell(ch chan<- prometheus.Metric, gauge func(*p
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Reloads), "applied")
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(r.Failures), "rejected")
 	gauge(descReady, boolGauge(c.cfg.Ready() && !c.cfg.Draining()))
+	gauge(descProcs, float64(runtime.GOMAXPROCS(0)))
+	ch <- prometheus.MustNewConstMetric(descProcsSwitches, prometheus.CounterValue, float64(procsState.switches.Load()))
 }
 
 // dropReasons lists the known reasons and any other counted one, sorted.

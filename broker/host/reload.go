@@ -235,6 +235,7 @@ func (r *Reloader) apply(cfg *config.Config, sum, users [sha256.Size]byte) error
 		r.opts.LevelVar.Set(ParseLogLevel(cfg.LogLevel))
 	}
 	applyMemoryLimit(cfg.Limits.MemoryLimit)
+	applyProcsMode(cfg.Procs)
 	r.status.AppliedGeneration = cfg.ConfigGeneration
 	r.status.PendingRestartFields = pendingRestart(r.running, cfg)
 	r.status.LastReloadTime = time.Now()

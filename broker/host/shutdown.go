@@ -59,6 +59,10 @@ type RunOptions struct {
 	// Cluster is the replication side of a cluster member, for the admin
 	// endpoint; nil for a single node.
 	Cluster ClusterAdmin
+	// AdaptProcs lets the Runner set the process's Ps (GOMAXPROCS) from
+	// its load while it serves, as the config's procs says (procs.go):
+	// for the process that runs one broker, not for tests that run many.
+	AdaptProcs bool
 }
 
 // Runner sequences a broker process around an Engine: admin endpoint,
@@ -88,6 +92,8 @@ type Runner struct {
 	admin     *AdminServer
 	auth      *AdminAuth
 	reloader  *Reloader
+	// stopProcs ends the Ps controller (AdaptProcs); nil when none runs.
+	stopProcs func()
 }
 
 // NewRunner prepares a Runner; Run starts it.
@@ -190,6 +196,15 @@ func (r *Runner) start(ctx context.Context) error {
 	} else {
 		restoreGC()
 	}
+	applyProcsMode(r.o.Config.Procs)
+	if r.o.AdaptProcs {
+		pctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); runProcs(pctx, r.log) }()
+		r.mu.Lock()
+		r.stopProcs = func() { stop(); <-done }
+		r.mu.Unlock()
+	}
 	ls.Serve()
 	r.accepting.Store(true)
 	close(r.readyCh)
@@ -220,6 +235,7 @@ func (r *Runner) abort() {
 // shutdown drains the engine and closes the store, then the admin
 // endpoint (which answers 503 on /readyz until then).
 func (r *Runner) shutdown() error {
+	r.endProcs() // the drain and the store's close run on every P
 	r.StartDrain()
 	<-r.drainDone
 	err := r.closeStore()
@@ -232,6 +248,18 @@ func (r *Runner) shutdown() error {
 	}
 	r.log.Info("stopped")
 	return nil
+}
+
+// endProcs stops the Ps controller, which gives the runtime all its Ps
+// back.
+func (r *Runner) endProcs() {
+	r.mu.Lock()
+	stop := r.stopProcs
+	r.stopProcs = nil
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // StartDrain begins a drain and returns at once: readiness turns false,

@@ -105,7 +105,8 @@ func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger
 		return exitFailure
 	}
 	return runHost(srv, host.RunOptions{
-		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
+		AdaptProcs: true,
+		Config:     cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
 		Logger: log, Version: version, Store: st,
 	}, nil)
 }

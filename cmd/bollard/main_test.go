@@ -180,9 +180,18 @@ func withDefaultPorts(args []string) []string {
 // launch starts the binary without waiting for anything.
 func launch(t *testing.T, args ...string) *broker {
 	t.Helper()
+	return launchEnv(t, nil, args...)
+}
+
+// launchEnv is launch with env added to the test's environment.
+func launchEnv(t *testing.T, env []string, args ...string) *broker {
+	t.Helper()
 	b := &broker{t: t, logs: newLogLines(), exited: make(chan struct{})}
 	b.cmd = exec.Command(bollardBin, args...)
 	b.cmd.Dir = t.TempDir()
+	if env != nil {
+		b.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,8 @@ func serveMember(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.
 		}
 	}()
 	return runHost(eng, host.RunOptions{
-		Config: cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
+		AdaptProcs: true,
+		Config:     cfg, ConfigFile: fl.configFile, Overrides: fl.apply, LevelVar: level,
 		Logger: log, Version: version, Store: node, Role: eng, Cluster: clusterAdmin{Node: node, eng: eng},
 	}, stopped)
 }

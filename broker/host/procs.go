@@ -1,0 +1,227 @@
+package host
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Adaptive Ps: how many threads run Go code at once (the runtime's
+// GOMAXPROCS, its Ps) follows the load (config: procs).
+//
+// Most devices publish one message and wait for its acknowledgement. At
+// that pace the broker has one goroutine to run at a time, two at most
+// (the publisher's read loop, the subscriber's read loop for its PUBACK),
+// and with a second idle P the runtime wakes a second thread for the
+// second of two goroutines one network poll readied: a futex wake-up and
+// a context switch on the path of every message, for work one thread does
+// in microseconds (docs/architecture.md, "One message in flight"). With
+// one P those rows ran 1.05x-1.15x faster. With many messages in flight or
+// many busy connections, goroutines queue for one P and it is a bottleneck
+// (4 publishers x 4 subscribers at window 1: 0.80x-0.95x). So the broker
+// runs on one P while goroutines seldom wait for it, and on all of them
+// (the runtime's own choice, which follows the container's CPU limit) as
+// soon as they do:
+//
+//   - at one P, every procsTick: when at least procsUpShare of the
+//     goroutines that started running waited procsLongWait or more for the
+//     P (the runtime's /sched/latencies, sampled), or the process used
+//     procsUpCores of a core, it switches to all Ps at once;
+//   - at all Ps, once the process used under procsDownCores of a core
+//     over procsDownAfter, it switches to one P. A load that flips between
+//     the two (queueing at one P, light at all) doubles that wait after
+//     each flip, up to procsMaxDownAfter, so it settles at all Ps.
+//
+// A switch is runtime.GOMAXPROCS, a stop of the world of some tens of
+// microseconds. procs: all in the config file, or GOMAXPROCS in the
+// environment, turns this off.
+const (
+	procsTick       = 25 * time.Millisecond
+	procsLongWait   = 50 * time.Microsecond
+	procsUpShare    = 0.12
+	procsMinSamples = 32 // fewer goroutine starts in a tick say nothing about queueing
+	procsUpCores    = 0.9
+	procsDownCores  = 0.6
+	procsDownAfter  = time.Second
+	// procsMaxDownAfter bounds the wait before a switch down after flips;
+	// a load that stays at one P this long is settled, and forgets them.
+	procsMaxDownAfter = time.Minute
+	// procsFlip: a switch up this soon after a switch down is a flip.
+	procsFlip = 10 * time.Second
+)
+
+// procsSample is what one tick measured.
+type procsSample struct {
+	dt     time.Duration
+	cores  float64 // CPU the process used over dt, in cores
+	starts uint64  // goroutine starts sampled by the runtime
+	waited uint64  // of which waited procsLongWait or more for a P
+}
+
+// procsPolicy decides the number of Ps tick by tick; it holds no clock of
+// its own, so tests drive it.
+type procsPolicy struct {
+	full int // all Ps: the runtime's default
+	cur  int // the Ps now
+	// win and winCPU are the time at all Ps since the window began and
+	// the CPU the process used in it, in core-seconds.
+	win       time.Duration
+	winCPU    float64
+	downAfter time.Duration // the window: the wait before a switch down
+	lastDown  time.Time
+}
+
+// newProcsPolicy starts at one P: a broker that has just become ready has
+// no clients yet.
+func newProcsPolicy(full int) *procsPolicy {
+	return &procsPolicy{full: full, cur: min(1, full), downAfter: procsDownAfter}
+}
+
+// step takes the tick that ended at now and returns the Ps to run with.
+func (p *procsPolicy) step(now time.Time, s procsSample) int {
+	if p.full <= 1 {
+		return p.cur
+	}
+	if p.cur == 1 {
+		queueing := s.starts >= procsMinSamples && float64(s.waited) >= procsUpShare*float64(s.starts)
+		switch {
+		case queueing || s.cores >= procsUpCores:
+			p.cur, p.win, p.winCPU = p.full, 0, 0
+			if !p.lastDown.IsZero() && now.Sub(p.lastDown) < procsFlip {
+				p.downAfter = min(2*p.downAfter, procsMaxDownAfter)
+			}
+		case !p.lastDown.IsZero() && now.Sub(p.lastDown) >= procsMaxDownAfter:
+			p.downAfter = procsDownAfter
+		}
+		return p.cur
+	}
+	p.win += s.dt
+	p.winCPU += s.cores * s.dt.Seconds()
+	if p.win < p.downAfter {
+		return p.cur
+	}
+	if p.winCPU < procsDownCores*p.win.Seconds() {
+		p.cur, p.lastDown = 1, now
+	}
+	p.win, p.winCPU = 0, 0
+	return p.cur
+}
+
+// procsState is the process's: one controller sets the Ps of the whole
+// process, and /metrics reports them.
+var procsState struct {
+	all      atomic.Bool   // procs: all in the applied config
+	running  atomic.Bool   // a controller runs
+	switches atomic.Uint64 // switches made
+}
+
+// applyProcsMode records the config's procs ("auto" or "all"); the
+// controller reads it every tick.
+func applyProcsMode(mode string) {
+	procsState.all.Store(mode == "all")
+}
+
+// procsMeter reads what a tick needs: the process's CPU time and the
+// runtime's scheduling latencies.
+type procsMeter struct {
+	samples []metrics.Sample
+	last    time.Time
+	cpu     time.Duration
+	starts  uint64
+	waited  uint64
+}
+
+func newProcsMeter(now time.Time) *procsMeter {
+	m := &procsMeter{samples: []metrics.Sample{{Name: "/sched/latencies:seconds"}}, last: now}
+	m.cpu, m.starts, m.waited = m.read()
+	return m
+}
+
+// read returns the process's CPU time (user and system, every thread),
+// and the goroutine starts the runtime sampled so far and those that had
+// waited procsLongWait or more.
+func (m *procsMeter) read() (cpu time.Duration, starts, waited uint64) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	metrics.Read(m.samples)
+	if m.samples[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return cpu, 0, 0
+	}
+	h := m.samples[0].Value.Float64Histogram()
+	// Buckets[i] is the lower bound of Counts[i].
+	for i, c := range h.Counts {
+		starts += c
+		if h.Buckets[i] >= procsLongWait.Seconds() {
+			waited += c
+		}
+	}
+	return cpu, starts, waited
+}
+
+// tick measures the time since the last tick.
+func (m *procsMeter) tick(now time.Time) (procsSample, bool) {
+	cpu, starts, waited := m.read()
+	s := procsSample{dt: now.Sub(m.last), starts: starts - m.starts, waited: waited - m.waited}
+	if s.dt <= 0 {
+		return s, false
+	}
+	s.cores = float64(cpu-m.cpu) / float64(s.dt)
+	m.last, m.cpu, m.starts, m.waited = now, cpu, starts, waited
+	return s, true
+}
+
+// runProcs adapts the process's Ps until ctx is done, then gives the
+// runtime all of them back. It returns at once when GOMAXPROCS is set in
+// the environment, the process has one P anyway, or another controller
+// runs.
+func runProcs(ctx context.Context, log *slog.Logger) {
+	full := runtime.GOMAXPROCS(0)
+	if _, set := os.LookupEnv("GOMAXPROCS"); set || full <= 1 || !procsState.running.CompareAndSwap(false, true) {
+		return
+	}
+	defer procsState.running.Store(false)
+	set := func(n int, s procsSample) {
+		runtime.GOMAXPROCS(n)
+		procsState.switches.Add(1)
+		log.Debug("procs switched", "procs", n, "cores_used", s.cores, "goroutine_starts", s.starts, "waited_long", s.waited)
+	}
+	defer func() {
+		if runtime.GOMAXPROCS(0) != full {
+			set(full, procsSample{})
+		}
+	}()
+	p := newProcsPolicy(full)
+	if !procsState.all.Load() {
+		set(p.cur, procsSample{})
+	}
+	t := time.NewTicker(procsTick)
+	defer t.Stop()
+	m := newProcsMeter(time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s, ok := m.tick(now)
+			if !ok {
+				continue
+			}
+			want := full
+			if procsState.all.Load() {
+				p.cur, p.win, p.winCPU = full, 0, 0
+			} else {
+				want = p.step(now, s)
+			}
+			if want != runtime.GOMAXPROCS(0) {
+				set(want, s)
+			}
+		}
+	}
+}
