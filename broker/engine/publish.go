@@ -171,12 +171,14 @@ func (s *Server) route(pub publish, b *store.Batch, behind bool, wl *wakeList) {
 		// A publish that came alone: its acknowledgement goes out first,
 		// then its deliveries. The publisher is waiting for the PUBACK;
 		// the subscriber waits one write longer for its delivery.
-		c := pub.c
-		pub.onStored(fan, b, nil)
-		if c != nil {
+		if c := pub.c; c != nil {
+			pub.onStored(fan, b, nil)
 			c.flushDeferred()
+			wl.flush()
+			return
 		}
-		wl.flush()
+		wl.flush() // QoS 0: nothing to acknowledge, the deliveries first
+		pub.onStored(fan, b, nil)
 		return
 	}
 	j := &job{b: b, extra: pub.m.Size(), fan: fan, pub: pub}
