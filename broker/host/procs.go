@@ -63,12 +63,11 @@ type procsSample struct {
 	waited uint64  // of which waited procsLongWait or more for a P
 }
 
-// procsPolicy decides the number of Ps tick by tick; it holds no clock of
-// its own, so tests drive it.
+// procsPolicy decides tick by tick between one P and the runtime's
+// default; it holds no clock of its own, so tests drive it.
 type procsPolicy struct {
-	full int // all Ps: the runtime's default
-	cur  int // the Ps now
-	// win and winCPU are the time at all Ps since the window began and
+	one bool // on one P now
+	// win and winCPU are the time on all Ps since the window began and
 	// the CPU the process used in it, in core-seconds.
 	win       time.Duration
 	winCPU    float64
@@ -76,40 +75,42 @@ type procsPolicy struct {
 	lastDown  time.Time
 }
 
-// newProcsPolicy starts at one P: a broker that has just become ready has
+// newProcsPolicy starts on one P: a broker that has just become ready has
 // no clients yet.
-func newProcsPolicy(full int) *procsPolicy {
-	return &procsPolicy{full: full, cur: min(1, full), downAfter: procsDownAfter}
+func newProcsPolicy() *procsPolicy {
+	return &procsPolicy{one: true, downAfter: procsDownAfter}
 }
 
-// step takes the tick that ended at now and returns the Ps to run with.
-func (p *procsPolicy) step(now time.Time, s procsSample) int {
-	if p.full <= 1 {
-		return p.cur
-	}
-	if p.cur == 1 {
+// step takes the tick that ended at now and says whether to run on one P.
+func (p *procsPolicy) step(now time.Time, s procsSample) (one bool) {
+	if p.one {
 		queueing := s.starts >= procsMinSamples && float64(s.waited) >= procsUpShare*float64(s.starts)
 		switch {
 		case queueing || s.cores >= procsUpCores:
-			p.cur, p.win, p.winCPU = p.full, 0, 0
+			p.up()
 			if !p.lastDown.IsZero() && now.Sub(p.lastDown) < procsFlip {
 				p.downAfter = min(2*p.downAfter, procsMaxDownAfter)
 			}
 		case !p.lastDown.IsZero() && now.Sub(p.lastDown) >= procsMaxDownAfter:
 			p.downAfter = procsDownAfter
 		}
-		return p.cur
+		return p.one
 	}
 	p.win += s.dt
 	p.winCPU += s.cores * s.dt.Seconds()
 	if p.win < p.downAfter {
-		return p.cur
+		return false
 	}
 	if p.winCPU < procsDownCores*p.win.Seconds() {
-		p.cur, p.lastDown = 1, now
+		p.one, p.lastDown = true, now
 	}
 	p.win, p.winCPU = 0, 0
-	return p.cur
+	return p.one
+}
+
+// up puts the policy on all Ps, with a new window.
+func (p *procsPolicy) up() {
+	p.one, p.win, p.winCPU = false, 0, 0
 }
 
 // procsState is the process's: one controller sets the Ps of the whole
@@ -177,29 +178,36 @@ func (m *procsMeter) tick(now time.Time) (procsSample, bool) {
 	return s, true
 }
 
-// runProcs adapts the process's Ps until ctx is done, then gives the
-// runtime all of them back. It returns at once when GOMAXPROCS is set in
-// the environment, the process has one P anyway, or another controller
-// runs.
+// runProcs adapts the process's Ps until ctx is done, then gives them
+// back to the runtime. It returns at once when GOMAXPROCS is set in the
+// environment, the runtime's default is one P anyway, or another
+// controller runs. Going up is runtime.SetDefaultGOMAXPROCS, so the
+// runtime follows the container's CPU limit again as it does on its own.
 func runProcs(ctx context.Context, log *slog.Logger) {
-	full := runtime.GOMAXPROCS(0)
-	if _, set := os.LookupEnv("GOMAXPROCS"); set || full <= 1 || !procsState.running.CompareAndSwap(false, true) {
+	if _, set := os.LookupEnv("GOMAXPROCS"); set || runtime.GOMAXPROCS(0) <= 1 || !procsState.running.CompareAndSwap(false, true) {
 		return
 	}
 	defer procsState.running.Store(false)
-	set := func(n int, s procsSample) {
-		runtime.GOMAXPROCS(n)
+	set := func(one bool, s procsSample) {
+		if one {
+			runtime.GOMAXPROCS(1)
+		} else {
+			runtime.SetDefaultGOMAXPROCS()
+		}
 		procsState.switches.Add(1)
-		log.Debug("procs switched", "procs", n, "cores_used", s.cores, "goroutine_starts", s.starts, "waited_long", s.waited)
+		log.Debug("procs switched", "procs", runtime.GOMAXPROCS(0), "cores_used", s.cores,
+			"goroutine_starts", s.starts, "waited_long", s.waited)
 	}
+	p := newProcsPolicy()
+	lowered := false // GOMAXPROCS(1) was called and not undone
 	defer func() {
-		if runtime.GOMAXPROCS(0) != full {
-			set(full, procsSample{})
+		if lowered {
+			set(false, procsSample{})
 		}
 	}()
-	p := newProcsPolicy(full)
 	if !procsState.all.Load() {
-		set(p.cur, procsSample{})
+		set(true, procsSample{})
+		lowered = true
 	}
 	t := time.NewTicker(procsTick)
 	defer t.Stop()
@@ -213,14 +221,15 @@ func runProcs(ctx context.Context, log *slog.Logger) {
 			if !ok {
 				continue
 			}
-			want := full
+			one := false
 			if procsState.all.Load() {
-				p.cur, p.win, p.winCPU = full, 0, 0
+				p.up()
 			} else {
-				want = p.step(now, s)
+				one = p.step(now, s)
 			}
-			if want != runtime.GOMAXPROCS(0) {
-				set(want, s)
+			if one != lowered {
+				set(one, s)
+				lowered = one
 			}
 		}
 	}

@@ -12,24 +12,38 @@ import (
 
 // procsClock drives a procsPolicy tick by tick.
 type procsClock struct {
-	t   *testing.T
-	p   *procsPolicy
-	now time.Time
+	t    *testing.T
+	p    *procsPolicy
+	full int
+	now  time.Time
 }
 
 func newProcsClock(t *testing.T, full int) *procsClock {
-	return &procsClock{t: t, p: newProcsPolicy(full), now: time.Unix(1_000_000, 0)}
+	return &procsClock{t: t, p: newProcsPolicy(), full: full, now: time.Unix(1_000_000, 0)}
 }
 
-// run feeds n ticks of s and returns the Ps after the last.
+// run feeds n ticks of s and returns the Ps after the last (1, or the
+// clock's full number).
 func (c *procsClock) run(n int, s procsSample) int {
 	s.dt = procsTick
-	var got int
+	got := c.full
 	for range n {
 		c.now = c.now.Add(procsTick)
-		got = c.p.step(c.now, s)
+		if c.p.step(c.now, s) {
+			got = 1
+		} else {
+			got = c.full
+		}
 	}
 	return got
+}
+
+// cur is the Ps the policy runs on now.
+func (c *procsClock) cur() int {
+	if c.p.one {
+		return 1
+	}
+	return c.full
 }
 
 var (
@@ -107,7 +121,7 @@ func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 	waits := []time.Duration{}
 	for range 9 {
 		below := 0
-		for c.p.cur != 1 {
+		for c.cur() != 1 {
 			c.run(1, procsLight)
 			below++
 		}
@@ -122,7 +136,7 @@ func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 		}
 	}
 	// A load that stays at one P for procsMaxDownAfter forgets the flips.
-	for c.p.cur != 1 {
+	for c.cur() != 1 {
 		c.run(1, procsLight)
 	}
 	c.run(ticksOf(procsMaxDownAfter), procsLight)
@@ -135,13 +149,6 @@ func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 	c.run(1, procsQueueing)
 	if got := c.run(ticksOf(procsDownAfter), procsLight); got != 1 {
 		t.Fatalf("an up %s after the down counted as a flip", procsFlip)
-	}
-}
-
-func TestProcsPolicyOneCPU(t *testing.T) {
-	c := newProcsClock(t, 1)
-	if got := c.run(5, procsHeavy); got != 1 {
-		t.Fatalf("one CPU: %d Ps", got)
 	}
 }
 
