@@ -21,10 +21,11 @@ import (
 // second of two goroutines one network poll readied: a futex wake-up and
 // a context switch on the path of every message, for work one thread does
 // in microseconds (docs/architecture.md, "One message in flight"). With
-// one P the window-1 QoS 1 and QoS 2 1 -> 1 rows ran 1.08x-1.11x faster (the
-// QoS 0 one about 0.96x: README, issue 13). With many messages in flight or
-// many busy connections, goroutines queue for one P and it is a bottleneck
-// (4 publishers x 4 subscribers at window 1: 0.80x-0.95x). So the broker
+// one P the window-1 QoS 1 and QoS 2 1 -> 1 rows ran 1.08x-1.11x faster
+// (the QoS 0 one even or a few percent slower: README, issue 13). With
+// many messages in flight or many busy connections, goroutines queue for
+// one P and it is a bottleneck (4 publishers x 4 subscribers at window 1:
+// 0.80x-0.95x). So the broker
 // runs on one P while goroutines seldom wait for it, and on all of them
 // (the runtime's own choice, which follows the container's CPU limit) as
 // soon as they do:
