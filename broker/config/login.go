@@ -9,7 +9,8 @@ import "time"
 // otherwise keep every core busy and starve honest clients.
 type Login struct {
 	// MaxConcurrentChecks is the most password checks (bcrypt comparisons)
-	// run at once; 0 means one per CPU the broker may use (GOMAXPROCS).
+	// run at once; 0 means one per CPU the broker may use (GOMAXPROCS as
+	// the process started, whatever procs does to it since).
 	// A CONNECT that finds every check slot busy waits up to CheckWait.
 	MaxConcurrentChecks int `yaml:"maxConcurrentChecks" json:"maxConcurrentChecks" reload:"hot"`
 	// CheckWait bounds how long a CONNECT waits for a password check slot.

@@ -83,13 +83,21 @@ const (
 // keeps priority for its password checks.
 const trustedFor = 24 * time.Hour
 
-// checkLimit is login.maxConcurrentChecks, 0 meaning one per CPU.
+// checkLimit is login.maxConcurrentChecks, 0 meaning one per CPU the
+// broker may use: GOMAXPROCS as the process started, or now if more. The
+// host may run the process on fewer Ps while it is lightly loaded (procs:
+// auto); a burst of checks then queues for the P, and the host gives the
+// process all of them back.
 func checkLimit(l config.Login) int {
 	if l.MaxConcurrentChecks > 0 {
 		return l.MaxConcurrentChecks
 	}
-	return runtime.GOMAXPROCS(0)
+	return max(runtime.GOMAXPROCS(0), startProcs)
 }
+
+// startProcs is GOMAXPROCS when the package was initialised, before any
+// change the host makes.
+var startProcs = runtime.GOMAXPROCS(0)
 
 // acquire takes a check slot, waiting up to wait in the queue of class;
 // false: none was free.

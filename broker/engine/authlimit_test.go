@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,5 +303,19 @@ func TestTrustedTable(t *testing.T) {
 	tt.remove("c")
 	if tt.has("c", now) {
 		t.Fatal("removed address still trusted")
+	}
+}
+
+// Password checks run one per CPU the broker may use, not one per P it
+// runs on now: the host lowers GOMAXPROCS while the broker is lightly
+// loaded (procs: auto), and a burst of logins must not find one slot.
+func TestCheckLimitFollowsTheCPUsNotThePs(t *testing.T) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	if got := checkLimit(config.Login{}); got != startProcs {
+		t.Fatalf("at one P: %d check slots, want %d", got, startProcs)
+	}
+	if got := checkLimit(config.Login{MaxConcurrentChecks: 3}); got != 3 {
+		t.Fatalf("maxConcurrentChecks 3: %d slots", got)
 	}
 }
