@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/bollard-io/bollard/broker/config"
 )
 
 // Adaptive Ps: how many threads run Go code at once (the runtime's
@@ -126,7 +128,7 @@ var procsState struct {
 // applyProcsMode records the config's procs ("auto" or "all"); the
 // controller reads it every tick.
 func applyProcsMode(mode string) {
-	procsState.all.Store(mode == "all")
+	procsState.all.Store(mode == config.ProcsAll)
 }
 
 // procsMeter reads what a tick needs: the process's CPU time and the
@@ -200,17 +202,18 @@ func runProcs(ctx context.Context, log *slog.Logger) {
 		log.Debug("procs switched", "procs", runtime.GOMAXPROCS(0), "cores_used", s.cores,
 			"goroutine_starts", s.starts, "waited_long", s.waited)
 	}
+	// p.one is also the runtime's state: set follows every change of it.
 	p := newProcsPolicy()
-	lowered := false // GOMAXPROCS(1) was called and not undone
+	if procsState.all.Load() {
+		p.up()
+	} else {
+		set(true, procsSample{})
+	}
 	defer func() {
-		if lowered {
+		if p.one {
 			set(false, procsSample{})
 		}
 	}()
-	if !procsState.all.Load() {
-		set(true, procsSample{})
-		lowered = true
-	}
 	t := time.NewTicker(procsTick)
 	defer t.Stop()
 	m := newProcsMeter(time.Now())
@@ -223,15 +226,14 @@ func runProcs(ctx context.Context, log *slog.Logger) {
 			if !ok {
 				continue
 			}
-			one := false
+			was := p.one
 			if procsState.all.Load() {
 				p.up()
 			} else {
-				one = p.step(now, s)
+				p.step(now, s)
 			}
-			if one != lowered {
-				set(one, s)
-				lowered = one
+			if p.one != was {
+				set(p.one, s)
 			}
 		}
 	}
