@@ -34,8 +34,15 @@ import (
 //
 //   - at one P, every procsTick: when at least procsUpShare of the
 //     goroutines that started running waited procsLongWait or more for the
-//     P (the runtime's /sched/latencies, sampled), or the process used
-//     procsUpCores of a core, it switches to all Ps at once;
+//     P (the runtime's /sched/latencies, sampled) in two ticks in a row,
+//     or the process used procsUpCores of a core in one, it switches to
+//     all Ps. One tick of waiting is not enough: at one message in flight
+//     a tick samples some 50-80 starts, 0-5% of which waited, and one tick
+//     in a few dozen reached the share by chance or because the machine's
+//     other work kept the thread off its core (one round in three of the
+//     window-1 1 -> 1 rows then ran the rest of the round on every P).
+//     Loads that do queue show 20-47% in their first tick and every one
+//     after;
 //   - at all Ps, once the process used under procsDownCores of a core
 //     over procsDownAfter, it switches to one P. A load that flips between
 //     the two (queueing at one P, light at all) doubles that wait after
@@ -71,6 +78,8 @@ type procsSample struct {
 // default; it holds no clock of its own, so tests drive it.
 type procsPolicy struct {
 	one bool // on one P now
+	// queued: the tick before this one queued (at one P).
+	queued bool
 	// win and winCPU are the time on all Ps since the window began and
 	// the CPU the process used in it, in core-seconds.
 	win       time.Duration
@@ -89,8 +98,10 @@ func newProcsPolicy() *procsPolicy {
 func (p *procsPolicy) step(now time.Time, s procsSample) (one bool) {
 	if p.one {
 		queueing := s.starts >= procsMinSamples && float64(s.waited) >= procsUpShare*float64(s.starts)
+		twice := queueing && p.queued
+		p.queued = queueing
 		switch {
-		case queueing || s.cores >= procsUpCores:
+		case twice || s.cores >= procsUpCores:
 			p.up()
 			if !p.lastDown.IsZero() && now.Sub(p.lastDown) < procsFlip {
 				p.downAfter = min(2*p.downAfter, procsMaxDownAfter)
@@ -114,7 +125,7 @@ func (p *procsPolicy) step(now time.Time, s procsSample) (one bool) {
 
 // up puts the policy on all Ps, with a new window.
 func (p *procsPolicy) up() {
-	p.one, p.win, p.winCPU = false, 0, 0
+	p.one, p.queued, p.win, p.winCPU = false, false, 0, 0
 }
 
 // procsState is the process's: one controller sets the Ps of the whole

@@ -71,18 +71,33 @@ func TestProcsPolicyStartsAtOneAndStaysForLightLoads(t *testing.T) {
 	}
 }
 
-func TestProcsPolicyGoesUpAtOnce(t *testing.T) {
-	for name, s := range map[string]procsSample{"queueing": procsQueueing, "busy": procsBusy} {
-		t.Run(name, func(t *testing.T) {
-			c := newProcsClock(t, 4)
-			c.run(3, procsIdle)
-			if got := c.run(1, s); got != 4 {
-				t.Fatalf("%+v: %d Ps after one tick, want 4", s, got)
-			}
-		})
+func TestProcsPolicyGoesUp(t *testing.T) {
+	// A busy core: in its first tick.
+	c := newProcsClock(t, 4)
+	c.run(3, procsIdle)
+	if got := c.run(1, procsBusy); got != 4 {
+		t.Fatalf("%+v: %d Ps after one tick, want 4", procsBusy, got)
+	}
+	// Goroutines waiting for the one P: in the second tick in a row.
+	c = newProcsClock(t, 4)
+	c.run(3, procsIdle)
+	if got := c.run(1, procsQueueing); got != 1 {
+		t.Fatalf("one tick of queueing: %d Ps, want 1", got)
+	}
+	if got := c.run(1, procsQueueing); got != 4 {
+		t.Fatalf("two ticks of queueing: %d Ps, want 4", got)
+	}
+	// Ticks of queueing apart from each other, however many, are noise
+	// (a thread the machine's other work kept off its core).
+	c = newProcsClock(t, 4)
+	for range ticksOf(time.Minute) / 2 {
+		c.run(1, procsQueueing)
+		if got := c.run(1, procsLight); got != 1 {
+			t.Fatalf("queueing every other tick: %d Ps, want 1", got)
+		}
 	}
 	// Just under the share: stays.
-	c := newProcsClock(t, 4)
+	c = newProcsClock(t, 4)
 	if got := c.run(10, procsSample{cores: 0.6, starts: 1000, waited: 1000*procsUpShare - 1}); got != 1 {
 		t.Fatalf("just under the share: %d Ps, want 1", got)
 	}
@@ -90,7 +105,7 @@ func TestProcsPolicyGoesUpAtOnce(t *testing.T) {
 
 func TestProcsPolicyGoesDownAfterALightSecond(t *testing.T) {
 	c := newProcsClock(t, 2)
-	c.run(1, procsQueueing)
+	c.run(2, procsQueueing)
 	// A second that averages 0.6 cores or more keeps all Ps, whatever
 	// its ticks.
 	c.run(ticksOf(procsDownAfter)/2, procsLight)
@@ -105,7 +120,7 @@ func TestProcsPolicyGoesDownAfterALightSecond(t *testing.T) {
 	}
 	// Short bursts in a light window do not keep all Ps either (up so
 	// soon after the switch down, a flip: the window is twice as long).
-	c.run(1, procsQueueing)
+	c.run(2, procsQueueing)
 	c.run(ticksOf(2*procsDownAfter)-2, procsLight)
 	c.run(1, procsHeavy)
 	if got := c.run(1, procsLight); got != 1 {
@@ -117,7 +132,7 @@ func TestProcsPolicyGoesDownAfterALightSecond(t *testing.T) {
 // every second; each flip doubles the wait before the next switch down.
 func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 	c := newProcsClock(t, 2)
-	c.run(1, procsQueueing)
+	c.run(2, procsQueueing)
 	waits := []time.Duration{}
 	for range 9 {
 		below := 0
@@ -126,7 +141,7 @@ func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 			below++
 		}
 		waits = append(waits, time.Duration(below)*procsTick)
-		c.run(1, procsQueueing) // at one P it queues again: a flip
+		c.run(2, procsQueueing) // at one P it queues again: a flip
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
 		32 * time.Second, time.Minute, time.Minute, time.Minute}
@@ -140,13 +155,13 @@ func TestProcsPolicyFlipsSettleAtAllPs(t *testing.T) {
 		c.run(1, procsLight)
 	}
 	c.run(ticksOf(procsMaxDownAfter), procsLight)
-	c.run(1, procsQueueing)
+	c.run(2, procsQueueing)
 	if got := c.run(ticksOf(procsDownAfter), procsLight); got != 1 {
 		t.Fatalf("after a minute settled at one P, the wait is not back to %s", procsDownAfter)
 	}
 	// An up long after the down is not a flip either.
 	c.run(ticksOf(procsFlip), procsLight)
-	c.run(1, procsQueueing)
+	c.run(2, procsQueueing)
 	if got := c.run(ticksOf(procsDownAfter), procsLight); got != 1 {
 		t.Fatalf("an up %s after the down counted as a flip", procsFlip)
 	}
