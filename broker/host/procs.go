@@ -39,10 +39,12 @@ import (
 //     all Ps. One tick of waiting is not enough: at one message in flight
 //     a tick samples some 50-80 starts, 0-5% of which waited, and one tick
 //     in a few dozen reached the share by chance or because the machine's
-//     other work kept the thread off its core (one round in three of the
-//     window-1 1 -> 1 rows then ran the rest of the round on every P).
-//     Loads that do queue show 20-47% in their first tick and every one
-//     after;
+//     other work kept the thread off its core (the round then ran its
+//     rest on every P). Loads that do queue show 20-47% in their first
+//     tick and every one after. The one-message-in-flight loads use
+//     0.35-0.7 of a core at one P (fsyncs included); a load at 0.8 has
+//     little room left on one P (4 x 4 at QoS 0: 0.67-0.9, with few
+//     starts waiting);
 //   - at all Ps, once the process used under procsDownCores of a core
 //     over procsDownAfter, it switches to one P. A load that flips between
 //     the two (queueing at one P, light at all) doubles that wait after
@@ -56,7 +58,7 @@ const (
 	procsLongWait   = 50 * time.Microsecond
 	procsUpShare    = 0.12
 	procsMinSamples = 32 // fewer goroutine starts in a tick say nothing about queueing
-	procsUpCores    = 0.9
+	procsUpCores    = 0.8
 	procsDownCores  = 0.6
 	procsDownAfter  = time.Second
 	// procsMaxDownAfter bounds the wait before a switch down after flips;
