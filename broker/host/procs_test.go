@@ -96,6 +96,15 @@ func TestProcsPolicyGoesUp(t *testing.T) {
 			t.Fatalf("queueing every other tick: %d Ps, want 1", got)
 		}
 	}
+	// Just under the busy core, as the one-message rows with fsyncs run
+	// (0.7 of a core), with a tick of queueing now and then: stays.
+	c = newProcsClock(t, 4)
+	for range ticksOf(time.Minute) / 4 {
+		c.run(3, procsSample{cores: procsUpCores - 0.01, starts: 120, waited: 2})
+		if got := c.run(1, procsSample{cores: procsUpCores - 0.01, starts: 60, waited: 10}); got != 1 {
+			t.Fatalf("just under %.1f of a core: %d Ps, want 1", procsUpCores, got)
+		}
+	}
 	// Just under the share: stays.
 	c = newProcsClock(t, 4)
 	if got := c.run(10, procsSample{cores: 0.6, starts: 1000, waited: 1000*procsUpShare - 1}); got != 1 {
