@@ -53,6 +53,9 @@ type conn struct {
 	sendMax         uint32 // client's Maximum Packet Size; 0: none
 	aliasMax        uint16 // client's Topic Alias Maximum (outbound aliases)
 	inAliasMax      uint16 // ours (inbound aliases)
+	// refusedBy is the limit that refused this CONNECT (counted by
+	// refusals.count): the one log line of the refusal names it.
+	refusedBy string
 
 	inAliases  map[uint16]string // read loop only
 	outAliases map[string]uint16 // writer only
@@ -392,11 +395,25 @@ func (c *conn) violation(code packet.ReasonCode, err error) {
 	c.kick(code)
 }
 
-// countLimit counts a decode error that a configured limit caused.
+// countLimit counts a decode error that a configured limit caused,
+// logging it when the connection is past CONNECT (a refused CONNECT logs
+// one line, which names the limit: see refusal).
 func (c *conn) countLimit(err error) {
-	if errors.Is(err, packet.ErrUserPropertyLimit) {
-		c.srv.refused.add(c.log, LimitUserProperties, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
+	if !errors.Is(err, packet.ErrUserPropertyLimit) {
+		return
 	}
+	if c.connected.Load() {
+		c.srv.refused.add(c.log, LimitUserProperties, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
+		return
+	}
+	c.refusal(LimitUserProperties)
+}
+
+// refusal counts a CONNECT that limit refuses, without a line of its
+// own: sendRefusal's names the limit.
+func (c *conn) refusal(limit string) {
+	c.srv.refused.count(limit)
+	c.refusedBy = limit
 }
 
 // dispatch handles one packet; false ends the connection.

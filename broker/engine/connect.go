@@ -37,7 +37,7 @@ func (c *conn) handleConnect(p *packet.Connect) bool {
 		will, rc = c.buildWill(p)
 	}
 	if rc == packet.Success && !s.reserveConn(c.clientID, cfg.Limits.MaxConnections) {
-		s.refused.add(c.log, LimitConnections, "client", c.clientID, "maxConnections", cfg.Limits.MaxConnections)
+		c.refusal(LimitConnections)
 		rc = packet.ServerBusy
 	}
 	if rc != packet.Success {
@@ -278,7 +278,11 @@ func (c *conn) refuse(rc packet.ReasonCode) {
 // form c.version allows (see refusalVersion).
 func (c *conn) sendRefusal(ack *packet.Connack) {
 	rc := ack.ReasonCode
-	c.srv.logRefusal(c.log, rc, "client", c.clientID, "remote", c.nc.RemoteAddr().String())
+	attrs := []any{"client", c.clientID, "remote", c.nc.RemoteAddr().String()}
+	if c.refusedBy != "" {
+		attrs = append(attrs, "limit", c.refusedBy)
+	}
+	c.srv.logRefusal(c.log, rc, attrs...)
 	version, ok := refusalVersion(c.version, rc)
 	if !ok {
 		return

@@ -29,7 +29,9 @@ const (
 	ConnErrConnectInvalid = "connect_invalid"
 	// ConnErrConnectFailed: reading the first packet failed otherwise; on
 	// a TLS listener, the handshake (a plain client on the TLS port, a
-	// client certificate that does not verify).
+	// client certificate that does not verify); on a WebSocket listener,
+	// the upgrade (the host hands the engine a connection whose first
+	// Read fails with why).
 	ConnErrConnectFailed = "connect_failed"
 	// ConnErrProtocol: after CONNECT, a packet that does not decode or
 	// breaks the protocol (answered with DISCONNECT and its reason code

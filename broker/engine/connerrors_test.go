@@ -138,16 +138,34 @@ func TestRefusalLogLines(t *testing.T) {
 			t.Fatalf("anonymous CONNECT: %v", ack.ReasonCode)
 		}
 	}
+	quotaCfg := testConfig()
+	quotaCfg.Sessions.MaxSessions = 1
+	quota := startBrokerWith(t, quotaCfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	dialRaw(t, quota.addr, packet.V5).connect(&packet.Connect{ClientID: "one", CleanStart: true})
+	if ack := dialRaw(t, quota.addr, packet.V5).connect(&packet.Connect{ClientID: "two", CleanStart: true}); ack.ReasonCode != packet.QuotaExceeded {
+		t.Fatalf("CONNECT beyond maxSessions: %v", ack.ReasonCode)
+	}
 	var got []string
 	for _, l := range logs.MustRecords(t, "connection refused") {
-		got = append(got, fmt.Sprintf("%v %v %v", l["code"], l["client"], l["unlogged_before"]))
+		got = append(got, fmt.Sprintf("%v %v %v %v", l["code"], l["client"], l["unlogged_before"], l["limit"]))
 		if r, _ := l["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
 			t.Errorf("remote %v", l["remote"])
 		}
 	}
-	want := "[0x89 more 0 0x89 more 19 0x87 anon <nil> 0x87 anon <nil> 0x87 anon <nil>]"
+	want := "[0x89 more 0 connections 0x89 more 19 connections 0x87 anon <nil> <nil> 0x87 anon <nil> <nil> 0x87 anon <nil> <nil> 0x97 two 0 sessions]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("connection refused lines %v, want %s", got, want)
+	}
+	// One line per refusal: the limit's own line is for requests past
+	// CONNECT, and each refusal is still counted.
+	if lines, _ := logs.Records("limit refused a request"); len(lines) != 0 {
+		t.Fatalf("refused CONNECTs also logged as %v", lines)
+	}
+	if n := b.srv.Stats().Refusals[LimitConnections]; n != 21 {
+		t.Errorf("refusals of %s: %d, want 21", LimitConnections, n)
+	}
+	if n := quota.srv.Stats().Refusals[LimitSessions]; n != 1 {
+		t.Errorf("refusals of %s: %d, want 1", LimitSessions, n)
 	}
 }
 

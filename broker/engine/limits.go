@@ -96,12 +96,18 @@ func newRefusals() *refusals {
 
 // add counts one refusal by limit and logs it (rate-limited) with attrs.
 func (r *refusals) add(log *slog.Logger, limit string, attrs ...any) {
-	r.mu.Lock()
-	r.n[limit]++
-	r.mu.Unlock()
+	r.count(limit)
 	if ok, skipped := r.lim.Allow(limit, time.Now()); ok {
 		log.Warn("limit refused a request", append([]any{"limit", limit, "unlogged_before", skipped}, attrs...)...)
 	}
+}
+
+// count counts one refusal by limit, for a caller that logs it itself
+// (a refused CONNECT: conn.refusal).
+func (r *refusals) count(limit string) {
+	r.mu.Lock()
+	r.n[limit]++
+	r.mu.Unlock()
 }
 
 func (r *refusals) snapshot() map[string]uint64 {
@@ -135,7 +141,7 @@ func (s *Server) sessionQuotaLocked(c *conn) packet.ReasonCode {
 	default:
 		return packet.Success
 	}
-	s.refused.add(c.log, limit, "client", c.clientID, "principal", c.principal)
+	c.refusal(limit)
 	return packet.QuotaExceeded
 }
 

@@ -19,14 +19,15 @@ import (
 // closed, and listeners call it in a goroutine of its own.
 func (s *Server) RefuseConn(nc net.Conn, serverReference string) {
 	defer nc.Close()
-	s.refused.add(s.log, LimitNotServing, "remote", nc.RemoteAddr().String())
 	limit := int64(openConnLimit(s.config().Limits.MaxConnections))
 	if n := s.refusing.Add(1); limit > 0 && n > limit {
 		s.refusing.Add(-1)
+		s.refused.add(s.log, LimitNotServing, "remote", nc.RemoteAddr().String())
 		return
 	}
 	defer s.refusing.Add(-1)
 	c := s.newConn(nc)
+	c.refusal(LimitNotServing)
 	cp := c.readConnect()
 	if cp == nil {
 		return

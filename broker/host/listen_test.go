@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,6 +276,67 @@ func TestListenWebSocket(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("other path: %s", resp.Status)
+	}
+}
+
+// firstReadHandler is a ConnHandler that records each connection's remote
+// address and the error of its first Read.
+type firstReadHandler struct {
+	mu   sync.Mutex
+	got  []string
+	seen chan struct{}
+}
+
+func (h *firstReadHandler) ServeConn(c net.Conn) {
+	defer c.Close()
+	_, err := c.Read(make([]byte, 1))
+	h.mu.Lock()
+	h.got = append(h.got, fmt.Sprintf("%s %v", c.RemoteAddr(), err))
+	h.mu.Unlock()
+	h.seen <- struct{}{}
+}
+
+// A WebSocket upgrade that fails still reaches the ConnHandler, as a
+// connection whose first Read fails with why (as a failed TLS handshake
+// does): the engine counts and logs it as a connection error. The client
+// has its HTTP error.
+func TestWebSocketUpgradeFailuresReachHandler(t *testing.T) {
+	h := &firstReadHandler{seen: make(chan struct{}, 4)}
+	cfg := listenersOnly("", "", "127.0.0.1:0")
+	cfg.Listeners.WebSocket.Path = "/mqtt"
+	ls := startListeners(t, cfg, h)
+	url := "http://" + ls.Addr(ListenerWebSocket).String() + "/mqtt"
+	get := func(header http.Header) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		select {
+		case <-h.seen:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the failed upgrade did not reach the handler")
+		}
+		return resp.StatusCode
+	}
+	// No subprotocol, then the subprotocol without an upgrade.
+	if code := get(http.Header{}); code != http.StatusBadRequest {
+		t.Errorf("without a subprotocol: %d", code)
+	}
+	if code := get(http.Header{"Sec-Websocket-Protocol": {"mqtt"}}); code < 400 {
+		t.Errorf("without an upgrade: %d", code)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.got) != 2 || !strings.HasPrefix(h.got[0], "127.0.0.1:") || !strings.Contains(h.got[0], `subprotocol "mqtt"`) ||
+		!strings.HasPrefix(h.got[1], "127.0.0.1:") || !strings.Contains(h.got[1], "websocket upgrade: ") {
+		t.Fatalf("the handler saw %q", h.got)
 	}
 }
 

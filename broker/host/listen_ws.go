@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -59,6 +60,7 @@ type wsHandler struct{ set *ListenerSet }
 func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !offersMQTTSubprotocol(r) {
 		http.Error(w, `WebSocket subprotocol "mqtt" required`, http.StatusBadRequest)
+		h.set.handler.ServeConn(&failedUpgrade{remote: r.RemoteAddr, err: errNoSubprotocol})
 		return
 	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -69,7 +71,8 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		h.set.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		// Accept answered the request with an HTTP error.
+		h.set.handler.ServeConn(&failedUpgrade{remote: r.RemoteAddr, err: fmt.Errorf("websocket upgrade: %w", err)})
 		return
 	}
 	// The request context ends when this handler returns, and ServeConn
@@ -94,3 +97,30 @@ func offersMQTTSubprotocol(r *http.Request) bool {
 	}
 	return false
 }
+
+var errNoSubprotocol = errors.New(`websocket upgrade: the client did not offer the subprotocol "mqtt"`)
+
+// failedUpgrade is the connection a WebSocket upgrade that failed hands
+// to the ConnHandler (the client had its HTTP error already): its first
+// Read fails with why, as a TLS handshake that fails on the first Read
+// does, so the engine counts and logs it like one (a connection error,
+// connect_failed, with the client's address).
+type failedUpgrade struct {
+	remote string
+	err    error
+}
+
+func (c *failedUpgrade) Read([]byte) (int, error)         { return 0, c.err }
+func (c *failedUpgrade) Write([]byte) (int, error)        { return 0, c.err }
+func (c *failedUpgrade) Close() error                     { return nil }
+func (c *failedUpgrade) LocalAddr() net.Addr              { return wsAddr("") }
+func (c *failedUpgrade) RemoteAddr() net.Addr             { return wsAddr(c.remote) }
+func (c *failedUpgrade) SetDeadline(time.Time) error      { return nil }
+func (c *failedUpgrade) SetReadDeadline(time.Time) error  { return nil }
+func (c *failedUpgrade) SetWriteDeadline(time.Time) error { return nil }
+
+// wsAddr is an HTTP request's remote address (host:port) as a net.Addr.
+type wsAddr string
+
+func (a wsAddr) Network() string { return "tcp" }
+func (a wsAddr) String() string  { return string(a) }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/bollard-io/bollard/broker/packet"
+	"github.com/bollard-io/bollard/test/poll"
 )
 
 // Attacks on connections and CPU against the real binary (issue 12):
@@ -759,4 +760,42 @@ func slowConsumerRSSBound() int64 {
 		return 1 << 30
 	}
 	return connAbuseRSSBound() + 20*slowConsumerPayload
+}
+
+// TestWebSocketUpgradeFailureCounted: a request to the WebSocket path that
+// is no MQTT WebSocket (no "mqtt" subprotocol: a browser, a scanner, a
+// misconfigured client) gets its HTTP error and is counted and logged as
+// a connection error (connect_failed, with its address), as a failed TLS
+// handshake is; the broker goes on serving.
+func TestWebSocketUpgradeFailureCounted(t *testing.T) {
+	b := startConnAbuseBroker(t, "")
+	c := http.Client{Timeout: 5 * time.Second}
+	for range 3 {
+		resp, err := c.Get("http://" + b.ws + "/mqtt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("GET without an upgrade: %s", resp.Status)
+		}
+	}
+	line := b.waitLog("connection error", 10*time.Second)
+	if line["reason"] != "connect_failed" || !strings.Contains(fmt.Sprint(line["err"]), "websocket upgrade") ||
+		!strings.HasPrefix(fmt.Sprint(line["remote"]), "127.0.0.1:") {
+		t.Fatalf("logged %v", line)
+	}
+	poll.Wait(t, 10*time.Second, 20*time.Millisecond, "3 connect_failed", func() bool {
+		return b.metric(`bollard_connection_errors_total{reason="connect_failed"}`) == 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws://"+b.ws+"/mqtt", &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("an MQTT WebSocket after the failures: %v", err)
+	}
+	_ = ws.CloseNow()
 }
