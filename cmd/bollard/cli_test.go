@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -331,5 +332,39 @@ func TestBinaryDurabilityModes(t *testing.T) {
 				t.Errorf("session survived a restart in none mode: %+v", s)
 			}
 		})
+	}
+}
+
+// TestBinaryMemTableFollowsMemoryLimit: the store's memtables are sized
+// from limits.memoryLimit at start (a 32nd: 32 MiB at 1 GiB), as Pebble
+// itself records in its OPTIONS file, and the start line says so.
+func TestBinaryMemTableFollowsMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := fmt.Sprintf(`listeners:
+  mqtt: {address: "127.0.0.1:0"}
+admin: {address: "127.0.0.1:0"}
+dataDir: %q
+limits: {memoryLimit: 1073741824}
+`, data)
+	path := filepath.Join(dir, "bollard.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startBollard(t, "--config", path)
+	start, _ := b.logs.find("starting bollard")
+	if start["memTableBytes"] != float64(32<<20) {
+		t.Errorf("starting line: memTableBytes %v, want %d", start["memTableBytes"], 32<<20)
+	}
+	opts, err := filepath.Glob(filepath.Join(data, "OPTIONS-*"))
+	if err != nil || len(opts) == 0 {
+		t.Fatalf("no Pebble OPTIONS file in %s: %v", data, err)
+	}
+	text, err := os.ReadFile(opts[len(opts)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "mem_table_size=33554432\n") {
+		t.Fatalf("Pebble's options: %s", text)
 	}
 }

@@ -83,7 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serve opens the store, builds the server and runs it until a signal.
 func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger) int {
 	log.Info("starting bollard", "version", version, "configFile", fl.configFile,
-		"dataDir", dataDirForLog(cfg), "durability", cfg.Durability.Mode, "anonymous", cfg.AnonymousAllowed())
+		"dataDir", dataDirForLog(cfg), "durability", cfg.Durability.Mode, "anonymous", cfg.AnonymousAllowed(),
+		"memTableBytes", pebblestore.MemTableSizeFor(cfg.Limits.MemoryLimit))
 	if cfg.Cluster.Enabled() {
 		return serveMember(cfg, fl, level, log)
 	}
@@ -173,7 +174,8 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			"start this data directory as that member (cluster.memberID and cluster.members, or --cluster-member-id and --cluster-members), "+
 			"or move %s aside to start a single node from what else is in %s", dir, dir, cfg.DataDir)
 	}
-	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log, LargestWrite: int64(cfg.Limits.MaxPacketSize)}
+	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log, LargestWrite: int64(cfg.Limits.MaxPacketSize),
+		MemTableSize: pebblestore.MemTableSizeFor(cfg.Limits.MemoryLimit)}
 	if cfg.Durability.Mode == config.DurabilityInterval {
 		opts.Durability, opts.Interval = pebblestore.Interval, cfg.Durability.Interval.D()
 	}

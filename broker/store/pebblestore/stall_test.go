@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -67,7 +68,7 @@ func TestLargeWriteDoesNotStallCommits(t *testing.T) {
 			// memtable the large write left and rotate it once.
 			done := make(chan error, 1)
 			go func() {
-				for i := range (memTableSize * 3 / 2) / 4096 {
+				for i := range (DefaultMemTableSize * 3 / 2) / 4096 {
 					if err := retain(fmt.Sprintf("small/%d", i), 4000); err != nil {
 						done <- err
 						return
@@ -101,12 +102,71 @@ func TestLargeWriteDoesNotStallCommits(t *testing.T) {
 }
 
 func TestStopWritesThreshold(t *testing.T) {
+	const mt = DefaultMemTableSize
 	for _, tc := range []struct {
-		largest int64
-		want    int
-	}{{0, 2}, {memTableSize / 2, 2}, {1 << 20, 2}, {memTableSize/2 + 1, 4}, {memTableSize, 4}, {12<<20 + 100, 7}, {64 << 20, 19}} {
-		if got := stopWritesThreshold(tc.largest); got != tc.want {
-			t.Errorf("stopWritesThreshold(%d) = %d, want %d", tc.largest, got, tc.want)
+		largest, memTable int64
+		want              int
+	}{
+		{0, mt, 2}, {mt / 2, mt, 2}, {1 << 20, mt, 2}, {mt/2 + 1, mt, 4}, {mt, mt, 4}, {12<<20 + 100, mt, 7}, {64 << 20, mt, 19},
+		// A larger memtable takes a larger write as a usual one.
+		{12<<20 + 100, 32 << 20, 2}, {64 << 20, 32 << 20, 5}, {0, MaxMemTableSize, 2},
+	} {
+		if got := stopWritesThreshold(tc.largest, tc.memTable); got != tc.want {
+			t.Errorf("stopWritesThreshold(%d, %d) = %d, want %d", tc.largest, tc.memTable, got, tc.want)
+		}
+	}
+}
+
+func TestMemTableSizeFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct{ limit, want int64 }{
+		{0, 4 * mib}, {16 * mib, 4 * mib}, {255 * mib, 4 * mib}, {256 * mib, 8 * mib},
+		{409 * mib, 8 * mib}, {512 * mib, 16 * mib}, {819 * mib, 16 * mib}, {1 << 30, 32 * mib},
+		{2 << 30, 64 * mib}, {64 << 30, 64 * mib}, {-1, 4 * mib},
+	} {
+		if got := MemTableSizeFor(tc.limit); got != tc.want {
+			t.Errorf("MemTableSizeFor(%d MiB) = %d MiB, want %d MiB", tc.limit/mib, got/mib, tc.want/mib)
+		}
+	}
+}
+
+// The store's memtables are the size Options.MemTableSize says: the same
+// writes flush fewer of them when they are larger (Pebble starts with
+// small memtables and doubles them up to the size). A size out of bounds
+// is refused.
+func TestMemTableSizeOption(t *testing.T) {
+	flushes := map[int64]int64{}
+	for _, size := range []int64{0, 32 << 20} {
+		s, err := Open(t.TempDir(), Options{Durability: Sync, MemTableSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := s.pebbleOptions(); o.MemTableSize != uint64(cmp.Or(size, DefaultMemTableSize)) || o.MemTableStopWritesThreshold != 2 {
+			t.Errorf("memtable size %d: Pebble's options %d, %d", size, o.MemTableSize, o.MemTableStopWritesThreshold)
+		}
+		ctx := context.Background()
+		id := uint64(0)
+		for range 24 << 20 / (64 * 4096) { // 24 MiB in batches of 64 messages
+			b := &store.Batch{}
+			for range 64 {
+				id++
+				b.PutRetained(&store.Message{ID: id, Topic: fmt.Sprintf("t/%d", id), Payload: make([]byte, 4000), QoS: 1, Retain: true})
+			}
+			if err := s.Commit(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flushes[size] = s.db.Metrics().Flush.Count
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if flushes[32<<20] >= flushes[0] {
+		t.Errorf("flushes of 24 MiB of writes: %d with 32 MiB memtables, %d with the default", flushes[32<<20], flushes[0])
+	}
+	for _, size := range []int64{1 << 20, 128 << 20, -1} {
+		if _, err := Open(t.TempDir(), Options{Durability: Sync, MemTableSize: size}); err == nil || !strings.Contains(err.Error(), "memtable") {
+			t.Errorf("memtable size %d: %v", size, err)
 		}
 	}
 }

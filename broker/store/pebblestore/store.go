@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,10 @@ type Options struct {
 	// beside the usual two memtables; a stream of them still stops writes,
 	// so what the flushes leave behind stays bounded.
 	LargestWrite int64
+	// MemTableSize is the size of each of Pebble's memtables, between
+	// DefaultMemTableSize (also when 0) and MaxMemTableSize: see
+	// MemTableSizeFor.
+	MemTableSize int64
 	// Stalls counts the store's write stalls (WriteStalls); a store of its
 	// own when nil. A store that is closed and opened again with the same
 	// Options goes on counting in it.
@@ -140,6 +145,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
+	if m := opts.MemTableSize; m != 0 && (m < DefaultMemTableSize || m > MaxMemTableSize) {
+		return nil, fmt.Errorf("pebblestore: open %s: a memtable of %d bytes: it must be between %d and %d", dir, m, int64(DefaultMemTableSize), int64(MaxMemTableSize))
+	}
 	if opts.NoWAL && opts.Durability != Interval {
 		return nil, fmt.Errorf("pebblestore: open %s: NoWAL needs Interval durability (every write is replayed from another log)", dir)
 	}
@@ -215,8 +223,9 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// move. A read (a queue page) looks at more L0 files meanwhile; the
 	// drain row did not move either. BollardStoreCompactionBehind warns
 	// at half of l0StopWritesSublevels.
-	o.MemTableSize = memTableSize
-	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite)
+	mt := s.opts.memTableSize()
+	o.MemTableSize = uint64(mt)
+	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite, mt)
 	o.L0CompactionThreshold = l0CompactionSublevels
 	o.L0StopWritesThreshold = l0StopWritesSublevels
 	o.LBaseMaxBytes = 128 << 20
@@ -236,20 +245,48 @@ const (
 	l0StopWritesSublevels = 64
 )
 
-// memTableSize is the size of one Pebble memtable.
-const memTableSize = 4 << 20
+// The size of one Pebble memtable: DefaultMemTableSize unless
+// Options.MemTableSize says otherwise, at most MaxMemTableSize.
+const (
+	DefaultMemTableSize = 4 << 20
+	MaxMemTableSize     = 64 << 20
+)
+
+func (o Options) memTableSize() int64 { return cmp.Or(o.MemTableSize, DefaultMemTableSize) }
+
+// MemTableSizeFor is the memtable size for a broker whose soft memory
+// limit is memoryLimit bytes (limits.memoryLimit; 0: none): a 32nd of it,
+// rounded down to a power of two, between DefaultMemTableSize and
+// MaxMemTableSize. A memtable is written to a level-0 file when full, and
+// under sustained ingest every such file spans every session's queue, so
+// each compaction of level 0 rewrites most of the level below: larger
+// memtables flush and compact less for the same messages (a third less
+// CPU per message over 400,000-message rounds at 16 MiB than at 4 MiB,
+// docs/durability.md). Their cost is memory: the usual two memtables
+// live on the Go heap, and a collection cycle can hold about as much
+// again, so a 32nd of the limit keeps them to about an eighth of it. With
+// no limit the broker keeps the small default, chosen for the resident
+// set of a single node with a million queued messages.
+func MemTableSizeFor(memoryLimit int64) int64 {
+	size := int64(DefaultMemTableSize)
+	for size < MaxMemTableSize && 2*size <= memoryLimit/32 {
+		size *= 2
+	}
+	return size
+}
 
 // stopWritesThreshold is Pebble's MemTableStopWritesThreshold for a store
-// whose largest write is largest bytes (Options.LargestWrite): the two
-// memtables of the usual rotation (one filling, one flushing), plus the
-// memtables' worth of one largest write and of the memtable that rotates
-// out beside it. A write that fits in half a memtable needs no more.
-func stopWritesThreshold(largest int64) int {
+// whose largest write is largest bytes (Options.LargestWrite) and whose
+// memtables are memTable bytes: the two memtables of the usual rotation
+// (one filling, one flushing), plus the memtables' worth of one largest
+// write and of the memtable that rotates out beside it. A write that fits
+// in half a memtable needs no more.
+func stopWritesThreshold(largest, memTable int64) int {
 	const usual = 2
-	if largest <= memTableSize/2 {
+	if largest <= memTable/2 {
 		return usual
 	}
-	return usual + 1 + int((largest+memTableSize-1)/memTableSize)
+	return usual + 1 + int((largest+memTable-1)/memTable)
 }
 
 // logger adapts slog to Pebble. Fatalf panics instead of exiting the
