@@ -418,7 +418,9 @@ type Limits struct {
 	// 32nd of it rounded down to a power of two, between 4 MiB (also
 	// without a limit) and 64 MiB, so 16 MiB at 512 MiB. Larger memtables
 	// cost less CPU per message under sustained ingest (fewer flushes and
-	// compactions); a change applies at the next start.
+	// compactions); a change that moves them applies at the next start
+	// (until then /v1/status lists limits.memoryLimit among the fields
+	// pending a restart).
 	MemoryLimit int64 `yaml:"memoryLimit" json:"memoryLimit" reload:"hot"`
 	// MaxUserProperties is the most MQTT 5.0 User Properties one property
 	// block of a packet may carry (a CONNECT's will properties are a block
@@ -460,6 +462,31 @@ type Limits struct {
 	// queues.maxStoreBytes.
 	MaxRetainedBytes int64 `yaml:"maxRetainedBytes" json:"maxRetainedBytes" reload:"hot"`
 }
+
+// StoreMemTableBytes is the size of each of the store's memtables for
+// this MemoryLimit, read at start: a 32nd of the limit, rounded down to a
+// power of two, between 4 MiB (also without a limit) and 64 MiB. A
+// memtable is written to a level-0 file when full, and under sustained
+// ingest every such file spans every session's queue, so each compaction
+// of level 0 rewrites most of the level below: larger memtables flush and
+// compact less for the same messages (docs/durability.md). Their cost is
+// memory: the usual two live on the Go heap and a collection cycle can
+// hold about as much again, so a 32nd of the limit keeps them to about an
+// eighth of it. Without a limit the store keeps the small size chosen for
+// the resident set of a single node with a million queued messages.
+func (l Limits) StoreMemTableBytes() int64 {
+	size := int64(minStoreMemTable)
+	for size < maxStoreMemTable && 2*size <= l.MemoryLimit/32 {
+		size *= 2
+	}
+	return size
+}
+
+// The bounds of Limits.StoreMemTableBytes.
+const (
+	minStoreMemTable = 4 << 20
+	maxStoreMemTable = 64 << 20
+)
 
 // Auth configures authentication and topic ACLs.
 type Auth struct {

@@ -385,3 +385,16 @@ func TestRestartHashIgnoresUnsetFields(t *testing.T) {
 		t.Fatalf("a single node's rendered config mentions the cluster:\n%s", out)
 	}
 }
+
+func TestStoreMemTableBytes(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct{ limit, want int64 }{
+		{0, 4 * mib}, {16 * mib, 4 * mib}, {255 * mib, 4 * mib}, {256 * mib, 8 * mib},
+		{409 * mib, 8 * mib}, {512 * mib, 16 * mib}, {819 * mib, 16 * mib}, {1 << 30, 32 * mib},
+		{2 << 30, 64 * mib}, {64 << 30, 64 * mib}, {-1, 4 * mib},
+	} {
+		if got := (Limits{MemoryLimit: tc.limit}).StoreMemTableBytes(); got != tc.want {
+			t.Errorf("memoryLimit %d MiB: memtables of %d MiB, want %d MiB", tc.limit/mib, got/mib, tc.want/mib)
+		}
+	}
+}

@@ -271,6 +271,11 @@ func pendingRestart(running, file *config.Config) []string {
 			out = append(out, c.Field)
 		}
 	}
+	// limits.memoryLimit is hot for the runtime, but sizes the store's
+	// memtables at start: a change that moves them waits for a restart.
+	if running.Limits.StoreMemTableBytes() != file.Limits.StoreMemTableBytes() {
+		out = append(out, "limits.memoryLimit")
+	}
 	return out
 }
 

@@ -151,6 +151,30 @@ func TestReloadReportsPendingRestart(t *testing.T) {
 	}
 }
 
+// limits.memoryLimit applies to the runtime at once, but the store's
+// memtables follow it only at the next start: a change that moves them is
+// reported pending until then, one that does not move them is not.
+func TestReloadMemoryLimitPendsForTheMemtables(t *testing.T) {
+	f := newReloadFixture(t, "configGeneration: 1\n", nil)
+	t.Cleanup(func() { applyMemoryLimit(0) })
+	for _, tc := range []struct {
+		limit   string
+		pending []string
+	}{
+		{"100000000", nil}, // still 4 MiB memtables
+		{"1073741824", []string{"limits.memoryLimit"}},
+		{"0", nil},
+	} {
+		f.write(t, "configGeneration: 2\nlimits: {memoryLimit: "+tc.limit+"}\n")
+		if err := f.r.Check(); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.r.Status(); !slices.Equal(st.PendingRestartFields, tc.pending) {
+			t.Errorf("memoryLimit %s: pending %v, want %v", tc.limit, st.PendingRestartFields, tc.pending)
+		}
+	}
+}
+
 func TestReloadKeepsFlagOverrides(t *testing.T) {
 	overrides := func(c *config.Config) { c.LogLevel = "error"; c.DataDir = "/from/flag" }
 	f := newReloadFixture(t, "configGeneration: 1\n", overrides)

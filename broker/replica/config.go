@@ -27,7 +27,7 @@ func ClusterConfig(cfg *config.Config, log *slog.Logger) (cluster.Config, error)
 		ID: cl.MemberID, Dir: filepath.Join(cfg.DataDir, "cluster"), AdoptDir: cfg.DataDir, Bind: cl.Bind,
 		Bootstrap: cl.Bootstrap, Secret: secret, Logger: log,
 		Store: pebblestore.Options{Logger: log, LargestWrite: int64(cfg.Limits.MaxPacketSize),
-			MemTableSize: pebblestore.MemTableSizeFor(cfg.Limits.MemoryLimit)},
+			MemTableSize: cfg.Limits.StoreMemTableBytes()},
 		Timing: cluster.Timing{
 			Heartbeat: heartbeat, Election: election, LeaderLease: lease,
 			SnapshotEvery: uint64(cl.SnapshotEvery), TrailingLogs: uint64(cl.TrailingLogs),

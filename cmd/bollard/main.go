@@ -84,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func serve(cfg *config.Config, fl *flags, level *slog.LevelVar, log *slog.Logger) int {
 	log.Info("starting bollard", "version", version, "configFile", fl.configFile,
 		"dataDir", dataDirForLog(cfg), "durability", cfg.Durability.Mode, "anonymous", cfg.AnonymousAllowed(),
-		"memTableBytes", pebblestore.MemTableSizeFor(cfg.Limits.MemoryLimit))
+		"memTableBytes", cfg.Limits.StoreMemTableBytes())
 	if cfg.Cluster.Enabled() {
 		return serveMember(cfg, fl, level, log)
 	}
@@ -175,7 +175,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			"or move %s aside to start a single node from what else is in %s", dir, dir, cfg.DataDir)
 	}
 	opts := pebblestore.Options{Durability: pebblestore.Sync, Logger: log, LargestWrite: int64(cfg.Limits.MaxPacketSize),
-		MemTableSize: pebblestore.MemTableSizeFor(cfg.Limits.MemoryLimit)}
+		MemTableSize: cfg.Limits.StoreMemTableBytes()}
 	if cfg.Durability.Mode == config.DurabilityInterval {
 		opts.Durability, opts.Interval = pebblestore.Interval, cfg.Durability.Interval.D()
 	}

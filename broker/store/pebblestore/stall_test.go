@@ -109,23 +109,10 @@ func TestStopWritesThreshold(t *testing.T) {
 	}{
 		{0, mt, 2}, {mt / 2, mt, 2}, {1 << 20, mt, 2}, {mt/2 + 1, mt, 4}, {mt, mt, 4}, {12<<20 + 100, mt, 7}, {64 << 20, mt, 19},
 		// A larger memtable takes a larger write as a usual one.
-		{12<<20 + 100, 32 << 20, 2}, {64 << 20, 32 << 20, 5}, {0, MaxMemTableSize, 2},
+		{12<<20 + 100, 32 << 20, 2}, {64 << 20, 32 << 20, 5}, {64 << 20, 64 << 20, 4},
 	} {
 		if got := stopWritesThreshold(tc.largest, tc.memTable); got != tc.want {
 			t.Errorf("stopWritesThreshold(%d, %d) = %d, want %d", tc.largest, tc.memTable, got, tc.want)
-		}
-	}
-}
-
-func TestMemTableSizeFor(t *testing.T) {
-	const mib = 1 << 20
-	for _, tc := range []struct{ limit, want int64 }{
-		{0, 4 * mib}, {16 * mib, 4 * mib}, {255 * mib, 4 * mib}, {256 * mib, 8 * mib},
-		{409 * mib, 8 * mib}, {512 * mib, 16 * mib}, {819 * mib, 16 * mib}, {1 << 30, 32 * mib},
-		{2 << 30, 64 * mib}, {64 << 30, 64 * mib}, {-1, 4 * mib},
-	} {
-		if got := MemTableSizeFor(tc.limit); got != tc.want {
-			t.Errorf("MemTableSizeFor(%d MiB) = %d MiB, want %d MiB", tc.limit/mib, got/mib, tc.want/mib)
 		}
 	}
 }
@@ -164,7 +151,7 @@ func TestMemTableSizeOption(t *testing.T) {
 	if flushes[32<<20] >= flushes[0] {
 		t.Errorf("flushes of 24 MiB of writes: %d with 32 MiB memtables, %d with the default", flushes[32<<20], flushes[0])
 	}
-	for _, size := range []int64{1 << 20, 128 << 20, -1} {
+	for _, size := range []int64{1<<20 - 1, 2 << 30, -1} {
 		if _, err := Open(t.TempDir(), Options{Durability: Sync, MemTableSize: size}); err == nil || !strings.Contains(err.Error(), "memtable") {
 			t.Errorf("memtable size %d: %v", size, err)
 		}

@@ -66,8 +66,9 @@ type Options struct {
 	// so what the flushes leave behind stays bounded.
 	LargestWrite int64
 	// MemTableSize is the size of each of Pebble's memtables, between
-	// DefaultMemTableSize (also when 0) and MaxMemTableSize: see
-	// MemTableSizeFor.
+	// MinMemTableSize and MaxMemTableSize (DefaultMemTableSize when 0).
+	// Larger ones flush and compact less for the same writes, and cost
+	// their size in memory (the usual two live on the Go heap).
 	MemTableSize int64
 	// Stalls counts the store's write stalls (WriteStalls); a store of its
 	// own when nil. A store that is closed and opened again with the same
@@ -145,8 +146,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
-	if m := opts.MemTableSize; m != 0 && (m < DefaultMemTableSize || m > MaxMemTableSize) {
-		return nil, fmt.Errorf("pebblestore: open %s: a memtable of %d bytes: it must be between %d and %d", dir, m, int64(DefaultMemTableSize), int64(MaxMemTableSize))
+	if m := opts.MemTableSize; m != 0 && (m < MinMemTableSize || m > MaxMemTableSize) {
+		return nil, fmt.Errorf("pebblestore: open %s: a memtable of %d bytes: it must be between %d and %d", dir, m, int64(MinMemTableSize), int64(MaxMemTableSize))
 	}
 	if opts.NoWAL && opts.Durability != Interval {
 		return nil, fmt.Errorf("pebblestore: open %s: NoWAL needs Interval durability (every write is replayed from another log)", dir)
@@ -246,34 +247,16 @@ const (
 )
 
 // The size of one Pebble memtable: DefaultMemTableSize unless
-// Options.MemTableSize says otherwise, at most MaxMemTableSize.
+// Options.MemTableSize says otherwise, between MinMemTableSize and
+// MaxMemTableSize. The broker's own choice is config.Limits'
+// StoreMemTableBytes.
 const (
 	DefaultMemTableSize = 4 << 20
-	MaxMemTableSize     = 64 << 20
+	MinMemTableSize     = 1 << 20
+	MaxMemTableSize     = 1 << 30
 )
 
 func (o Options) memTableSize() int64 { return cmp.Or(o.MemTableSize, DefaultMemTableSize) }
-
-// MemTableSizeFor is the memtable size for a broker whose soft memory
-// limit is memoryLimit bytes (limits.memoryLimit; 0: none): a 32nd of it,
-// rounded down to a power of two, between DefaultMemTableSize and
-// MaxMemTableSize. A memtable is written to a level-0 file when full, and
-// under sustained ingest every such file spans every session's queue, so
-// each compaction of level 0 rewrites most of the level below: larger
-// memtables flush and compact less for the same messages (a third less
-// CPU per message over 400,000-message rounds at 16 MiB than at 4 MiB,
-// docs/durability.md). Their cost is memory: the usual two memtables
-// live on the Go heap, and a collection cycle can hold about as much
-// again, so a 32nd of the limit keeps them to about an eighth of it. With
-// no limit the broker keeps the small default, chosen for the resident
-// set of a single node with a million queued messages.
-func MemTableSizeFor(memoryLimit int64) int64 {
-	size := int64(DefaultMemTableSize)
-	for size < MaxMemTableSize && 2*size <= memoryLimit/32 {
-		size *= 2
-	}
-	return size
-}
 
 // stopWritesThreshold is Pebble's MemTableStopWritesThreshold for a store
 // whose largest write is largest bytes (Options.LargestWrite) and whose
