@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -60,7 +61,7 @@ type wsHandler struct{ set *ListenerSet }
 func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !offersMQTTSubprotocol(r) {
 		http.Error(w, `WebSocket subprotocol "mqtt" required`, http.StatusBadRequest)
-		h.set.handler.ServeConn(&failedUpgrade{remote: r.RemoteAddr, err: errNoSubprotocol})
+		h.failed(r, errNoSubprotocol)
 		return
 	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -72,7 +73,7 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Accept answered the request with an HTTP error.
-		h.set.handler.ServeConn(&failedUpgrade{remote: r.RemoteAddr, err: fmt.Errorf("websocket upgrade: %w", err)})
+		h.failed(r, fmt.Errorf("websocket upgrade: %w", err))
 		return
 	}
 	// The request context ends when this handler returns, and ServeConn
@@ -100,27 +101,27 @@ func offersMQTTSubprotocol(r *http.Request) bool {
 
 var errNoSubprotocol = errors.New(`websocket upgrade: the client did not offer the subprotocol "mqtt"`)
 
-// failedUpgrade is the connection a WebSocket upgrade that failed hands
-// to the ConnHandler (the client had its HTTP error already): its first
-// Read fails with why, as a TLS handshake that fails on the first Read
-// does, so the engine counts and logs it like one (a connection error,
+// failed hands the ConnHandler the upgrade of r that failed with err (the
+// client had its HTTP error already), as a connection whose first Read
+// fails with err, as a TLS handshake that fails on the first Read does:
+// the engine counts and logs it like one (a connection error,
 // connect_failed, with the client's address).
+func (h *wsHandler) failed(r *http.Request, err error) {
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr) // the server's own ip:port
+	h.set.handler.ServeConn(&failedUpgrade{remote: net.TCPAddrFromAddrPort(remote), err: err})
+}
+
+// failedUpgrade is the connection of a WebSocket upgrade that failed.
 type failedUpgrade struct {
-	remote string
+	remote *net.TCPAddr
 	err    error
 }
 
 func (c *failedUpgrade) Read([]byte) (int, error)         { return 0, c.err }
 func (c *failedUpgrade) Write([]byte) (int, error)        { return 0, c.err }
 func (c *failedUpgrade) Close() error                     { return nil }
-func (c *failedUpgrade) LocalAddr() net.Addr              { return wsAddr("") }
-func (c *failedUpgrade) RemoteAddr() net.Addr             { return wsAddr(c.remote) }
+func (c *failedUpgrade) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *failedUpgrade) RemoteAddr() net.Addr             { return c.remote }
 func (c *failedUpgrade) SetDeadline(time.Time) error      { return nil }
 func (c *failedUpgrade) SetReadDeadline(time.Time) error  { return nil }
 func (c *failedUpgrade) SetWriteDeadline(time.Time) error { return nil }
-
-// wsAddr is an HTTP request's remote address (host:port) as a net.Addr.
-type wsAddr string
-
-func (a wsAddr) Network() string { return "tcp" }
-func (a wsAddr) String() string  { return string(a) }

@@ -273,6 +273,9 @@ func pendingRestart(running, file *config.Config) []string {
 	}
 	// limits.memoryLimit is hot for the runtime, but sizes the store's
 	// memtables at start: a change that moves them waits for a restart.
+	// That is this process's state, not the field's class: config.Diff and
+	// RestartHash keep it hot, since under the operator the limit follows
+	// the pod's resources, whose change rolls the pod by itself.
 	if running.Limits.StoreMemTableBytes() != file.Limits.StoreMemTableBytes() {
 		out = append(out, "limits.memoryLimit")
 	}
