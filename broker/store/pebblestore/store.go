@@ -215,21 +215,23 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	// broker's follows its memory limit). (Bloom filters were tried and
 	// removed: reading their blocks cost more than they saved.)
 	//
-	// L0 is compacted once its files make 16 sublevels (Pebble's read
-	// amplification), not 8: a fan-out writes every session's queue, so
-	// each flushed file spans the whole queue key space (one sublevel
-	// each: 16 files, about 64 MiB) and each L0 compaction rewrites most
-	// of the level below; waiting for twice the files halves those
-	// rewrites. In a 3-member cluster, where every member compacts the
-	// same writes on shared cores, the ingest row took 0.77-0.79x the CPU
-	// per message (docs/durability.md); the single node's rows did not
-	// move. A read (a queue page) looks at more L0 files meanwhile; the
-	// drain row did not move either. BollardStoreCompactionBehind warns
-	// at half of l0StopWritesSublevels.
+	// L0 is compacted once its files make more than 8 sublevels
+	// (l0CompactionDepth, Pebble's read amplification), not 2 as by
+	// Pebble's default: a fan-out writes every
+	// session's queue, so each flushed file spans the whole queue key space
+	// (one sublevel each) and each L0 compaction rewrites most of the level
+	// below; waiting for more files means fewer of those rewrites. In a
+	// 3-member cluster, where every member compacts the same writes on
+	// shared cores, going from 4 to 8 took the ingest row to 0.77-0.79x
+	// the CPU per message (docs/durability.md); the single node's rows did
+	// not move. 16 was tried and left: the full-queues row (DropOldest
+	// reads every queue's front) took 1.16x the CPU. A read (a queue page)
+	// looks at every sublevel. BollardStoreCompactionBehind warns at half
+	// of l0StopWritesSublevels.
 	mt := s.opts.memTableSize()
 	o.MemTableSize = uint64(mt)
 	o.MemTableStopWritesThreshold = stopWritesThreshold(s.opts.LargestWrite, mt)
-	o.L0CompactionThreshold = l0CompactionSublevels
+	o.L0CompactionThreshold = 2 * l0CompactionDepth // see l0CompactionDepth
 	o.L0StopWritesThreshold = l0StopWritesSublevels
 	o.LBaseMaxBytes = 128 << 20
 	o.DisableWAL = s.opts.NoWAL
@@ -239,12 +241,15 @@ func (s *Store) pebbleOptions() *pebble.Options {
 // DefaultCacheSize is Pebble's block cache when Options.CacheSize is 0.
 const DefaultCacheSize = 16 << 20
 
-// l0CompactionSublevels and l0StopWritesSublevels are the level-0
-// sublevels at which Pebble starts compacting L0 into the level below and
-// at which it stops every write (Options.L0CompactionThreshold and
-// L0StopWritesThreshold; see pebbleOptions).
+// l0CompactionDepth is the most level-0 sublevels Pebble lets flushes
+// make before it compacts L0 into the level below, and
+// l0StopWritesSublevels those at which it stops every write
+// (Options.L0StopWritesThreshold; see pebbleOptions). Pebble scores L0 at
+// twice its depth over Options.L0CompactionThreshold (its
+// calculateL0FillFactor) and compacts past a score of 1, so the option is
+// twice the depth (TestL0CompactionDepth holds Pebble to it).
 const (
-	l0CompactionSublevels = 16
+	l0CompactionDepth     = 8
 	l0StopWritesSublevels = 64
 )
 
