@@ -124,10 +124,15 @@ testbin: ## Build kube-apiserver, kube-controller-manager, kube-scheduler and et
 	hack/testbin.sh
 
 .PHONY: bench
-bench: test-deps ## Run the Go benchmarks, then the load scenarios against bollard and mosquitto (test/load; LOAD_SIZE=short for a quick run).
+bench: test-deps ## Run the Go benchmarks, the load scenarios against bollard and mosquitto (test/load; LOAD_SIZE=short for a quick run), then bench-cluster.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	LOAD_SIZE=$${LOAD_SIZE:-full} $(GO) test -tags loadbench -run '^TestLoadBench$$' -bench '^BenchmarkClient$$' -benchtime 50000x \
 		-count 1 -v -timeout 40m ./test/load
+	$(MAKE) bench-cluster
+
+.PHONY: bench-cluster
+bench-cluster: ## Compare a 3-member cluster with a single sync node, rounds alternating (TestClusterBench; its LOAD_* settings apply).
+	$(GO) test -tags loadbench -run '^TestClusterBench$$' -count 1 -v -timeout 40m ./test/load
 
 ##@ Tools
 

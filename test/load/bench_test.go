@@ -31,7 +31,7 @@ import (
 //	LOAD_INFLIGHT=128           both brokers' outbound inflight window
 //	LOAD_REPEAT=N               alternating runs per scenario and broker (full: 3)
 //	LOAD_REPORT=file            also write the Markdown table there
-//	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit in bytes (default 0: none)
+//	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit: bytes, or e.g. 1GiB (default 0: none)
 //	LOAD_RESTART_PER_SESSION=N  messages queued per session in the restart
 //	                            scenario (full: 100, so 1,000,000 in all)
 //	LOAD_HEAPPROFILE=path       with LOAD_BOLLARD=inprocess, write the heap profile

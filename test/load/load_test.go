@@ -2,13 +2,41 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bollard-io/bollard/test/testenv"
 )
+
+// TestMain refuses settings the benchmarks would otherwise read as
+// their default: a run measured in another configuration than the one
+// asked for is worse than no run.
+func TestMain(m *testing.M) {
+	if _, err := ParseMemoryLimit(os.Getenv("LOAD_BOLLARD_MEMORY_LIMIT")); err != nil {
+		fmt.Fprintf(os.Stderr, "LOAD_BOLLARD_MEMORY_LIMIT: %v\n", err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
+
+// TestParseMemoryLimit: sizes in bytes and binary units; anything else is
+// refused, not read as no limit.
+func TestParseMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "1073741824": 1 << 30, "1GiB": 1 << 30, "512MiB": 512 << 20, "2Gi": 2 << 30, "64KiB": 64 << 10} {
+		if got, err := ParseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("ParseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"1GB", "1 GiB", "1.5GiB", "-1", "GiB", "lots", "9999999999GiB"} {
+		if got, err := ParseMemoryLimit(in); err == nil {
+			t.Errorf("ParseMemoryLimit(%q) = %d, want an error", in, got)
+		}
+	}
+}
 
 // TestSmoke runs every scenario at tiny sizes against the Bollard engine
 // in process, and against mosquitto when it is installed and the build has

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -216,14 +217,37 @@ logLevel: warn
 }
 
 // memoryLimit is the broker's limits.memoryLimit for the run, in bytes,
-// from LOAD_BOLLARD_MEMORY_LIMIT (0, the default, leaves the Go runtime's
-// own setting; the operator sets 80% of the container's memory limit).
+// from LOAD_BOLLARD_MEMORY_LIMIT (unset or 0, the default, leaves the Go
+// runtime's own setting; the operator sets 80% of the container's memory
+// limit). TestMain refuses a value ParseMemoryLimit does not read, so a
+// typo cannot silently run every broker without a limit.
 func memoryLimit() int64 {
-	n, err := strconv.ParseInt(os.Getenv("LOAD_BOLLARD_MEMORY_LIMIT"), 10, 64)
-	if err != nil || n < 0 {
-		return 0
-	}
+	n, _ := ParseMemoryLimit(os.Getenv("LOAD_BOLLARD_MEMORY_LIMIT"))
 	return n
+}
+
+// ParseMemoryLimit reads a memory size: bytes ("1073741824"), or a whole
+// number of KiB, MiB or GiB ("1GiB", also "1Gi" as Kubernetes writes it).
+// Empty is 0.
+func ParseMemoryLimit(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("memory size %q: want bytes or a whole number of KiB, MiB or GiB (e.g. 1GiB)", s)
+	}
+	return n * mult, nil
 }
 
 func httpOK(ctx context.Context, c *http.Client, url string) bool {
