@@ -233,13 +233,28 @@ func (c *conn) readConnect() *packet.Connect {
 	}
 	if err != nil {
 		c.countLimit(err)
+		i := connectErrReason(err)
+		attrs := []any{"remote", c.nc.RemoteAddr().String()}
 		if cp != nil && cp.ProtocolVersion != 0 {
+			// Answered when the version allows. One line for the event:
+			// the connection error's, which says what was wrong, with the
+			// answer's code and the limit that refused it; the refusal's
+			// only when it is not a connection error.
 			c.version = cp.ProtocolVersion
-			c.refuse(packet.ReasonCodeOf(err))
+			ack := &packet.Connack{ReasonCode: packet.ReasonCodeOf(err)}
+			if i == notConnErr {
+				c.sendRefusal(ack)
+			} else {
+				c.writeRefusal(ack)
+				attrs = append(attrs, "code", fmt.Sprintf("0x%02X", byte(ack.ReasonCode)))
+				if c.refusedBy != "" {
+					attrs = append(attrs, "limit", c.refusedBy)
+				}
+			}
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr().String(), "err", err)
-		if i := connectErrReason(err); i != notConnErr {
-			c.srv.connErrs.add(c.log, c.srv.now(), i, err, "remote", c.nc.RemoteAddr().String())
+		if i != notConnErr {
+			c.srv.connErrs.add(c.log, c.srv.now(), i, err, attrs...)
 		}
 		return nil
 	}

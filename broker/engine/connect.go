@@ -277,12 +277,18 @@ func (c *conn) refuse(rc packet.ReasonCode) {
 // sendRefusal writes ack, a CONNACK that refuses the connection, in the
 // form c.version allows (see refusalVersion).
 func (c *conn) sendRefusal(ack *packet.Connack) {
-	rc := ack.ReasonCode
 	attrs := []any{"client", c.clientID, "remote", c.nc.RemoteAddr().String()}
 	if c.refusedBy != "" {
 		attrs = append(attrs, "limit", c.refusedBy)
 	}
-	c.srv.logRefusal(c.log, rc, attrs...)
+	c.srv.logRefusal(c.log, ack.ReasonCode, attrs...)
+	c.writeRefusal(ack)
+}
+
+// writeRefusal is sendRefusal without its log line, for a refusal logged
+// as a connection error (readConnect).
+func (c *conn) writeRefusal(ack *packet.Connack) {
+	rc := ack.ReasonCode
 	version, ok := refusalVersion(c.version, rc)
 	if !ok {
 		return

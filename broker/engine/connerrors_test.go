@@ -204,3 +204,34 @@ func TestStoreCommitErrorsLimited(t *testing.T) {
 		t.Fatalf("log lines %v", lines)
 	}
 }
+
+// TestRefusedInvalidConnectOneLine: a CONNECT that fails to decode but is
+// answered (a 5.0 one past limits.maxUserProperties gets CONNACK 0x95) is
+// logged once, as a connection error naming the answer's code and the
+// limit, not also as a refusal; it is counted as both.
+func TestRefusedInvalidConnectOneLine(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxUserProperties = 4
+	var logs logcheck.Buffer
+	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	c := dialRaw(t, b.addr, packet.V5)
+	c.send(&packet.Connect{ProtocolVersion: packet.V5, ClientID: "flood", Properties: packet.Properties{User: emptyUserProps(5)}})
+	if ack, ok := c.recv().(*packet.Connack); !ok || ack.ReasonCode != packet.PacketTooLarge {
+		t.Fatalf("CONNACK %+v, want 0x95", ack)
+	}
+	c.expectClosed()
+	poll.Wait(t, 10*time.Second, 5*time.Millisecond, "the connection error counted", func() bool {
+		return b.srv.Stats().ConnectionErrors[ConnErrConnectInvalid] == 1
+	})
+	if n := b.srv.Stats().Refusals[LimitUserProperties]; n != 1 {
+		t.Errorf("refusals[%s] = %d, want 1", LimitUserProperties, n)
+	}
+	if lines, _ := logs.Records("connection refused"); len(lines) != 0 {
+		t.Errorf("also logged as refused: %v", lines)
+	}
+	lines := logs.MustRecords(t, "connection error")
+	if l := lines[0]; len(lines) != 1 || l["reason"] != ConnErrConnectInvalid || l["code"] != "0x95" || l["limit"] != LimitUserProperties ||
+		!strings.HasPrefix(fmt.Sprint(l["remote"]), "127.0.0.1:") {
+		t.Fatalf("connection error lines %v, want one naming code 0x95 and limit %s", lines, LimitUserProperties)
+	}
+}
