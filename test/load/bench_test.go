@@ -32,6 +32,9 @@ import (
 //	LOAD_REPEAT=N               alternating runs per scenario and broker (full: 3)
 //	LOAD_REPORT=file            also write the Markdown table there
 //	LOAD_BOLLARD_MEMORY_LIMIT=N  the broker's limits.memoryLimit: bytes, or e.g. 1GiB (default 0: none)
+//	LOAD_CPU_LIMIT=cores        run each broker process under a CFS quota of that
+//	                            many cores, as a Kubernetes CPU limit (root, cgroups;
+//	                            default none: every process shares the machine)
 //	LOAD_RESTART_PER_SESSION=N  messages queued per session in the restart
 //	                            scenario (full: 100, so 1,000,000 in all)
 //	LOAD_HEAPPROFILE=path       with LOAD_BOLLARD=inprocess, write the heap profile

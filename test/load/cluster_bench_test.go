@@ -46,15 +46,18 @@ import (
 //	                          "baseline cluster" and the ratio new/baseline
 //	LOAD_ONLY=regexp          run only the rows whose name matches (e.g.
 //	                          "persistent" for the window-1 latency row)
+//	LOAD_CPU_LIMIT=cores      every broker process (the single node, each
+//	                          member) under a CPU quota of that many cores,
+//	                          as a Kubernetes CPU limit: nodes of one size
 //
 // Each ingest row is followed by the CPU time (user + system, from /proc)
 // of all the target's processes per acknowledged message, and that of its
 // busiest process (a cluster's leader): the medians of the runs, in µs.
-// Every run's figures are logged with the load average. On this machine
-// every process shares the same cores, so the rates follow the first;
-// with a core or more per member, as in production, the cluster's rate
-// is bound by its leader's CPU per message instead, and single / leader
-// in the second row estimates the ratio there.
+// Every run's figures are logged with the load average. Without
+// LOAD_CPU_LIMIT every process shares the machine's cores, so the rates
+// follow the first; with a node per member, as in production, the
+// cluster's rate is bound by its leader's CPU per message instead, and
+// LOAD_CPU_LIMIT measures that: each process gets the same CPU.
 func TestClusterBench(t *testing.T) {
 	bin := bollardBinary(t, "LOAD_BOLLARD_BIN")
 	repeat := envInt(t, "LOAD_REPEAT", 3)

@@ -20,6 +20,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "LOAD_BOLLARD_MEMORY_LIMIT: %v\n", err)
 		os.Exit(2)
 	}
+	if _, err := ParseCPULimit(os.Getenv("LOAD_CPU_LIMIT")); err != nil {
+		fmt.Fprintf(os.Stderr, "LOAD_CPU_LIMIT: %v\n", err)
+		os.Exit(2)
+	}
 	os.Exit(m.Run())
 }
 
@@ -34,6 +38,20 @@ func TestParseMemoryLimit(t *testing.T) {
 	for _, in := range []string{"1GB", "1 GiB", "1.5GiB", "-1", "GiB", "lots", "9999999999GiB"} {
 		if got, err := ParseMemoryLimit(in); err == nil {
 			t.Errorf("ParseMemoryLimit(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// TestParseCPULimit: cores as a decimal; anything else is refused.
+func TestParseCPULimit(t *testing.T) {
+	for in, want := range map[string]float64{"": 0, "0.5": 0.5, "1": 1, "2.25": 2.25} {
+		if got, err := ParseCPULimit(in); err != nil || got != want {
+			t.Errorf("ParseCPULimit(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-1", "500m", "half", "NaN", "1e9"} {
+		if got, err := ParseCPULimit(in); err == nil {
+			t.Errorf("ParseCPULimit(%q) = %v, want an error", in, got)
 		}
 	}
 }

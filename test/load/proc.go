@@ -83,8 +83,20 @@ func (p *process) Start(ctx context.Context) (time.Duration, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("load: start %s: %w", p.name, err)
 	}
+	var cg *cpuCgroup
+	if cores := cpuLimit(); cores > 0 {
+		if cg, err = limitCPU(cmd.Process.Pid, cores); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, err
+		}
+	}
 	p.cmd, p.exited = cmd, make(chan struct{})
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	go func() {
+		p.err = cmd.Wait()
+		_ = cg.remove() // empty now
+		close(p.exited)
+	}()
 	if err := pollUntil(ctx, p.exited, p.ready); err != nil {
 		_ = p.kill() // already failing; the log tells why
 		return 0, fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logTail())
