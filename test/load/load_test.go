@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bollard-io/bollard/test/poll"
 	"github.com/bollard-io/bollard/test/testenv"
 )
 
@@ -150,5 +153,45 @@ func TestShare(t *testing.T) {
 	}
 	if next != 10 {
 		t.Errorf("shares cover %d messages, want 10", next)
+	}
+}
+
+// TestLimitCPU: a process moved into its cgroup is held to its quota (the
+// kernel throttles a busy loop at a tenth of a core), and the cgroup goes
+// once the process has.
+func TestLimitCPU(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("LOAD_CPU_LIMIT needs root")
+	}
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := limitCPU(cmd.Process.Pid, 0.1)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Skipf("no cgroup CPU controller here: %v", err)
+	}
+	stat := filepath.Join(g.dir, "cpu.stat")
+	poll.Wait(t, 10*time.Second, 20*time.Millisecond, "the busy loop throttled", func() bool {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "nr_throttled" && f[1] != "0" {
+				return true
+			}
+		}
+		return false
+	})
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if err := g.remove(); err != nil {
+		t.Fatalf("removing the cgroup after its process: %v", err)
+	}
+	if exists(g.dir) {
+		t.Fatalf("%s left behind", g.dir)
 	}
 }
