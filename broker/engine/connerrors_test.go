@@ -20,7 +20,7 @@ func TestConnectionErrors(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.ConnectTimeout = config.Duration(200 * time.Millisecond)
 	var logs logcheck.Buffer
-	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	b := startBrokerWith(t, cfg, logTo(&logs))
 	want := map[string]uint64{}
 	wait := func() {
 		t.Helper()
@@ -113,7 +113,7 @@ func TestRefusalLogLines(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.MaxConnections = 1
 	var logs logcheck.Buffer
-	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	b := startBrokerWith(t, cfg, logTo(&logs))
 	first := dialRaw(t, b.addr, packet.V5)
 	first.connect(&packet.Connect{ClientID: "first", CleanStart: true})
 	busy := func() {
@@ -131,7 +131,7 @@ func TestRefusalLogLines(t *testing.T) {
 	f := false
 	anonCfg := testConfig()
 	anonCfg.Auth.AllowAnonymous = &f
-	closed := startBrokerWith(t, anonCfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	closed := startBrokerWith(t, anonCfg, logTo(&logs))
 	for range 3 {
 		c := dialRaw(t, closed.addr, packet.V5)
 		if ack := c.connect(&packet.Connect{ClientID: "anon", CleanStart: true}); ack.ReasonCode != packet.NotAuthorized {
@@ -140,7 +140,7 @@ func TestRefusalLogLines(t *testing.T) {
 	}
 	quotaCfg := testConfig()
 	quotaCfg.Sessions.MaxSessions = 1
-	quota := startBrokerWith(t, quotaCfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	quota := startBrokerWith(t, quotaCfg, logTo(&logs))
 	dialRaw(t, quota.addr, packet.V5).connect(&packet.Connect{ClientID: "one", CleanStart: true})
 	if ack := dialRaw(t, quota.addr, packet.V5).connect(&packet.Connect{ClientID: "two", CleanStart: true}); ack.ReasonCode != packet.QuotaExceeded {
 		t.Fatalf("CONNECT beyond maxSessions: %v", ack.ReasonCode)
@@ -175,7 +175,7 @@ func TestRefusalLogLines(t *testing.T) {
 func TestStoreCommitErrorsLimited(t *testing.T) {
 	var logs logcheck.Buffer
 	st := newGatedStore(memstore.New())
-	b := startBrokerWith(t, nil, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), withStore(st))
+	b := startBrokerWith(t, nil, logTo(&logs), withStore(st))
 	sub := onlinePersistent(t, b, "away", "t", 1)
 	sub.send(&packet.Disconnect{})
 	sub.expectClosed()
@@ -213,7 +213,7 @@ func TestRefusedInvalidConnectOneLine(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.MaxUserProperties = 4
 	var logs logcheck.Buffer
-	b := startBrokerWith(t, cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	b := startBrokerWith(t, cfg, logTo(&logs))
 	c := dialRaw(t, b.addr, packet.V5)
 	c.send(&packet.Connect{ProtocolVersion: packet.V5, ClientID: "flood", Properties: packet.Properties{User: emptyUserProps(5)}})
 	if ack, ok := c.recv().(*packet.Connack); !ok || ack.ReasonCode != packet.PacketTooLarge {
@@ -234,4 +234,9 @@ func TestRefusedInvalidConnectOneLine(t *testing.T) {
 		!strings.HasPrefix(fmt.Sprint(l["remote"]), "127.0.0.1:") {
 		t.Fatalf("connection error lines %v, want one naming code 0x95 and limit %s", lines, LimitUserProperties)
 	}
+}
+
+// logTo makes a broker log JSON lines into logs, for tests that read them.
+func logTo(logs *logcheck.Buffer) Option {
+	return WithLogger(slog.New(slog.NewJSONHandler(logs, nil)))
 }
