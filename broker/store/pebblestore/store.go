@@ -217,14 +217,14 @@ func (s *Store) pebbleOptions() *pebble.Options {
 	//
 	// L0 is compacted once its files make more than 8 sublevels
 	// (l0CompactionDepth, Pebble's read amplification), not 2 as by
-	// Pebble's default: a fan-out writes every
-	// session's queue, so each flushed file spans the whole queue key space
-	// (one sublevel each) and each L0 compaction rewrites most of the level
-	// below; waiting for more files means fewer of those rewrites. In a
-	// 3-member cluster, where every member compacts the same writes on
-	// shared cores, going from 4 to 8 took the ingest row to 0.77-0.79x
-	// the CPU per message (docs/durability.md); the single node's rows did
-	// not move. 16 was tried and left: the full-queues row (DropOldest
+	// Pebble's default: a fan-out writes every session's queue, so each
+	// flushed file spans the whole queue key space (one sublevel each) and
+	// each L0 compaction rewrites most of the level below; waiting for
+	// more files means fewer of those rewrites. In a 3-member cluster,
+	// where every member compacts the same writes on shared cores, going
+	// from 4 sublevels to 8 (ee96917) took the ingest row to 0.77-0.79x the
+	// CPU per message (docs/durability.md); the single node's rows did not
+	// move. 16 sublevels were tried and left: the full-queues row (DropOldest
 	// reads every queue's front) took 1.16x the CPU. A read (a queue page)
 	// looks at every sublevel. BollardStoreCompactionBehind warns at half
 	// of l0StopWritesSublevels.
