@@ -402,8 +402,15 @@ func (r *MQTTBrokerReconciler) applyStatefulSet(ctx context.Context, p *pass) er
 		p.clusterRequeue = true
 		return nil
 	}
-	drifted := statefulSetDrift(before, want)
-	cur, op, err := apply(ctx, r, b, want, newStatefulSet, mergeStatefulSet)
+	// The drift and the roll's cause are read from the object the update
+	// merges into, not from before: the cache may bring the hand edit in
+	// between the two reads, and the edit would be reverted unreported.
+	var drifted []string
+	cur, op, err := apply(ctx, r, b, want, newStatefulSet, func(cur, want *appsv1.StatefulSet) {
+		before = cur.DeepCopy()
+		drifted = statefulSetDrift(cur, want)
+		mergeStatefulSet(cur, want)
+	})
 	if err != nil {
 		return err
 	}
