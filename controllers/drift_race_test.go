@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bollard-io/bollard/api/v1alpha1"
+	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/controllers/resources"
 )
 
@@ -29,18 +30,7 @@ import (
 // envtest TestStatefulSetDriftIsCorrected met this race now and then: the
 // edit was reverted with only an "Updated" event.
 func TestDriftSeenInTheObjectUpdated(t *testing.T) {
-	b := &v1alpha1.MQTTBroker{}
-	raw, err := os.ReadFile(filepath.Join("resources", "testdata", "minimal.input.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(raw, b); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := resources.BrokerConfig(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, cfg := fixtureBroker(t, "minimal")
 	params := resources.Params{DefaultImage: "bollard:1"}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -93,4 +83,23 @@ func TestDriftSeenInTheObjectUpdated(t *testing.T) {
 		}
 	}
 	t.Fatalf("no DriftCorrected event naming the image among %q", seen)
+}
+
+// fixtureBroker is the MQTTBroker of resources/testdata/<name>.input.yaml
+// (as the apiserver stores it) and the broker config it renders.
+func fixtureBroker(t *testing.T, name string) (*v1alpha1.MQTTBroker, *config.Config) {
+	t.Helper()
+	b := &v1alpha1.MQTTBroker{}
+	raw, err := os.ReadFile(filepath.Join("resources", "testdata", name+".input.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(raw, b); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := resources.BrokerConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, cfg
 }

@@ -16,9 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
-	"github.com/bollard-io/bollard/api/v1alpha1"
 	"github.com/bollard-io/bollard/broker/adminapi"
 	"github.com/bollard-io/bollard/broker/config"
 	"github.com/bollard-io/bollard/controllers/resources"
@@ -42,18 +40,7 @@ func TestRenderedMemberStarts(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/bollard-io/bollard/cmd/bollard").CombinedOutput(); err != nil {
 		t.Fatalf("building cmd/bollard: %v\n%s", err, out)
 	}
-	b := &v1alpha1.MQTTBroker{}
-	raw, err := os.ReadFile(filepath.Join("resources", "testdata", "cluster.input.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(raw, b); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := resources.BrokerConfig(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, cfg := fixtureBroker(t, "cluster")
 	mqtt, admin, repl := freePort(t), freePort(t), freePort(t)
 	cfg.Listeners.MQTT.Address = mqtt
 	cfg.Admin.Address = admin
