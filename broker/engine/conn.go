@@ -246,10 +246,7 @@ func (c *conn) readConnect() *packet.Connect {
 				c.sendRefusal(ack)
 			} else {
 				c.writeRefusal(ack)
-				attrs = append(attrs, "code", fmt.Sprintf("0x%02X", byte(ack.ReasonCode)))
-				if c.refusedBy != "" {
-					attrs = append(attrs, "limit", c.refusedBy)
-				}
+				attrs = c.refusalAttrs(ack.ReasonCode, attrs...)
 			}
 		}
 		c.log.Debug("connection refused before CONNECT", "remote", c.nc.RemoteAddr().String(), "err", err)

@@ -259,7 +259,7 @@ const refusalLogEvery = 10 * time.Second
 // thousand (a fleet reconnecting, a member that does not serve): at most
 // one line per reason code and refusalLogEvery, with the number left out.
 func (s *Server) logRefusal(log *slog.Logger, rc packet.ReasonCode, attrs ...any) {
-	attrs = append(attrs, "reason", rc.String(), "code", fmt.Sprintf("0x%02X", byte(rc)))
+	attrs = append(attrs, "reason", rc.String())
 	if rc == packet.BadUserNameOrPassword || rc == packet.NotAuthorized {
 		log.Info("connection refused", attrs...)
 		return
@@ -277,12 +277,19 @@ func (c *conn) refuse(rc packet.ReasonCode) {
 // sendRefusal writes ack, a CONNACK that refuses the connection, in the
 // form c.version allows (see refusalVersion).
 func (c *conn) sendRefusal(ack *packet.Connack) {
-	attrs := []any{"client", c.clientID, "remote", c.nc.RemoteAddr().String()}
+	c.srv.logRefusal(c.log, ack.ReasonCode, c.refusalAttrs(ack.ReasonCode, "client", c.clientID, "remote", c.nc.RemoteAddr().String())...)
+	c.writeRefusal(ack)
+}
+
+// refusalAttrs appends to attrs what a log line of a refused CONNECT
+// says of the refusal: the CONNACK's code and the limit that refused it,
+// if one did.
+func (c *conn) refusalAttrs(rc packet.ReasonCode, attrs ...any) []any {
+	attrs = append(attrs, "code", fmt.Sprintf("0x%02X", byte(rc)))
 	if c.refusedBy != "" {
 		attrs = append(attrs, "limit", c.refusedBy)
 	}
-	c.srv.logRefusal(c.log, ack.ReasonCode, attrs...)
-	c.writeRefusal(ack)
+	return attrs
 }
 
 // writeRefusal is sendRefusal without its log line, for a refusal logged
